@@ -1,0 +1,296 @@
+"""The one place where anything persisted or sent between processes is encoded and decoded.
+
+msgpack, never pickle: data read from a store or a broker must not be able to run code. Types msgpack
+lacks travel as ext types (codes below; they are part of the persisted format, never renumber them).
+A dataclass is rebuilt only from a class its module already defines in this process; nothing named by
+the data is ever imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import sys
+import threading
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import msgpack
+
+from beluga.core.errors import SerializationError
+from beluga.core.records import SCHEMA_VERSION, Event, WorkflowState, WorkflowStatus
+
+__all__ = ["encode", "decode", "encode_event", "decode_event", "encode_state", "decode_state"]
+
+EXT_TUPLE = 1
+EXT_SET = 2
+EXT_FROZENSET = 3
+EXT_BIGINT = 4
+EXT_DATETIME = 5
+EXT_DATE = 6
+EXT_TIME = 7
+EXT_TIMEDELTA = 8
+EXT_UUID = 9
+EXT_DECIMAL = 10
+EXT_DATACLASS = 11
+
+_MAX_DEPTH = 256  # below msgpack's own nesting limit, so a cycle is reported as one
+
+
+def _packb(value: Any) -> bytes:
+    # Ext payloads are packed by a fresh packer: the thread's shared one is mid-`pack` when `_default` runs.
+    return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True, datetime=False)
+
+
+def _unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
+
+
+def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
+    # Sorted when possible, so equal sets encode to equal bytes across processes (hash seeds differ).
+    try:
+        return sorted(items)
+    except TypeError:
+        return list(items)
+
+
+_DC_FIELDS: dict[type, tuple[str, tuple[str, ...]]] = {}
+
+
+def _dataclass(obj: Any) -> msgpack.ExtType:
+    cls = type(obj)
+    spec = _DC_FIELDS.get(cls)
+    if spec is None:
+        spec = _DC_FIELDS[cls] = (f"{cls.__module__}:{cls.__qualname__}",
+                                  tuple(f.name for f in dataclasses.fields(cls)))
+    name, names = spec
+    return msgpack.ExtType(EXT_DATACLASS, _packb([name, {n: getattr(obj, n) for n in names}]))
+
+
+def _bigint(n: int) -> msgpack.ExtType:
+    return msgpack.ExtType(EXT_BIGINT, n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True))
+
+
+_EXACT: dict[type, Any] = {
+    tuple: lambda o: msgpack.ExtType(EXT_TUPLE, _packb(list(o))),
+    set: lambda o: msgpack.ExtType(EXT_SET, _packb(_ordered(o))),
+    frozenset: lambda o: msgpack.ExtType(EXT_FROZENSET, _packb(_ordered(o))),
+    int: _bigint,  # msgpack calls `default` only for ints outside 64 bits
+    dt.datetime: lambda o: msgpack.ExtType(EXT_DATETIME, o.isoformat().encode()),
+    dt.date: lambda o: msgpack.ExtType(EXT_DATE, o.isoformat().encode()),
+    dt.time: lambda o: msgpack.ExtType(EXT_TIME, o.isoformat().encode()),
+    dt.timedelta: lambda o: msgpack.ExtType(EXT_TIMEDELTA, _packb([o.days, o.seconds, o.microseconds])),
+    uuid.UUID: lambda o: msgpack.ExtType(EXT_UUID, o.bytes),
+    Decimal: lambda o: msgpack.ExtType(EXT_DECIMAL, str(o).encode()),
+}
+# Subclasses of the types above (or of msgpack's own) travel as their base type; order matters
+# (datetime before date, bool cannot be subclassed).
+_BASES: tuple[tuple[type, Any], ...] = (
+    (str, str), (int, int), (float, float), (bytes, bytes), (memoryview, bytes), (dict, dict),
+    (list, list), (tuple, _EXACT[tuple]), (frozenset, _EXACT[frozenset]), (set, _EXACT[set]),
+    (dt.datetime, _EXACT[dt.datetime]), (dt.date, _EXACT[dt.date]), (dt.time, _EXACT[dt.time]),
+    (dt.timedelta, _EXACT[dt.timedelta]), (uuid.UUID, _EXACT[uuid.UUID]), (Decimal, _EXACT[Decimal]),
+)
+
+
+def _default(obj: Any) -> Any:
+    enc = _EXACT.get(type(obj))
+    if enc is not None:
+        return enc(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _dataclass(obj)
+    for base, conv in _BASES:
+        if isinstance(obj, base):
+            return conv(obj)
+    raise TypeError(f"cannot encode {type(obj).__qualname__}")
+
+
+def _rebuild(name: Any, values: Any) -> Any:
+    if not isinstance(name, str) or not isinstance(values, dict):
+        raise SerializationError("malformed dataclass record")
+    module, _, qualname = name.partition(":")
+    target: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        # __dict__, not getattr: a module-level __getattr__ could import something the data names.
+        target = getattr(target, "__dict__", {}).get(part)
+    if not (isinstance(target, type) and dataclasses.is_dataclass(target)):
+        return values
+    try:
+        fields = dataclasses.fields(target)
+        obj = target(**{f.name: values[f.name] for f in fields if f.init and f.name in values},
+                     **{k: v for k, v in values.items() if k not in {f.name for f in fields}})
+        for f in fields:
+            if not f.init and f.name in values:
+                object.__setattr__(obj, f.name, values[f.name])
+    except Exception as exc:
+        raise SerializationError(
+            f"recorded fields {sorted(values)} no longer fit dataclass {name} ({exc}); keep the class "
+            "compatible with recorded data, or give new fields defaults") from exc
+    return obj
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_TUPLE:
+        return tuple(_unpackb(data))
+    if code == EXT_SET:
+        return set(_unpackb(data))
+    if code == EXT_FROZENSET:
+        return frozenset(_unpackb(data))
+    if code == EXT_BIGINT:
+        return int.from_bytes(data, "big", signed=True)
+    if code == EXT_DATETIME:
+        return dt.datetime.fromisoformat(data.decode())
+    if code == EXT_DATE:
+        return dt.date.fromisoformat(data.decode())
+    if code == EXT_TIME:
+        return dt.time.fromisoformat(data.decode())
+    if code == EXT_TIMEDELTA:
+        return dt.timedelta(*_unpackb(data))
+    if code == EXT_UUID:
+        return uuid.UUID(bytes=data)
+    if code == EXT_DECIMAL:
+        return Decimal(data.decode())
+    if code == EXT_DATACLASS:
+        return _rebuild(*_unpackb(data))
+    raise SerializationError(f"unknown ext type {code}; was this written by a newer Beluga?")
+
+
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    # One packer per thread: msgpack's Packer reuses its buffer and is not thread-safe.
+    packer = _local.packer = msgpack.Packer(default=_default, strict_types=True, use_bin_type=True,
+                                            datetime=False)
+    return packer
+
+
+def _children(value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            out.append((f"[<key {k!r}>]", k))
+            out.append((f"[{k!r}]", v))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [(f"[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        return [(f"[<element {v!r}>]", v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f".{f.name}", getattr(value, f.name)) for f in dataclasses.fields(value)]
+    return []
+
+
+def _locate(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where encoding fails, searched only after it did: the fast path keeps no path."""
+    if depth > _MAX_DEPTH:
+        return f"a value nested more than {_MAX_DEPTH} levels deep (a cycle?) at {path[:80]}..."
+    children = _children(value)
+    if not children:
+        try:
+            _packb(value)
+        except Exception:
+            return f"a {type(value).__module__}.{type(value).__qualname__} at {path}"
+        return None
+    for suffix, child in children:
+        found = _locate(child, path + suffix, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _failure(exc: Exception, parts: list[tuple[str, Any]]) -> SerializationError:
+    for label, value in parts:
+        found = _locate(value, label)
+        if found is not None:
+            return SerializationError(
+                f"cannot encode {found}. Pass plain data (None, bool, int, float, str, bytes, "
+                "list, dict, tuple, set, datetime, Decimal, UUID, enums, dataclasses of these), or "
+                "convert it first")
+    return SerializationError(f"cannot encode value: {exc!r}")
+
+
+def _pack(value: Any) -> bytes:
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _packer()
+    return packer.pack(value)
+
+
+def encode(value: Any, *, label: str = "value") -> bytes:
+    """`label` names the value in error messages: `input` gives paths like `input['items'][2]`."""
+    try:
+        return _pack(value)
+    except Exception as exc:
+        raise _failure(exc, [(label, value)]) from exc
+
+
+def decode(data: bytes) -> Any:
+    """The inverse of `encode`. Any malformed input raises `SerializationError`, never anything else."""
+    try:
+        return _unpackb(data)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        size = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else type(data).__name__
+        raise SerializationError(f"cannot decode {size} bytes: {exc!r}") from exc
+
+
+def _record(data: bytes, what: str) -> dict[str, Any]:
+    d = decode(data)
+    if not isinstance(d, dict):
+        raise SerializationError(f"{what} record is a {type(d).__name__}, not a map")
+    if d.get("v") != SCHEMA_VERSION:
+        raise SerializationError(
+            f"{what} record has schema version {d.get('v')!r}, this Beluga reads {SCHEMA_VERSION}; "
+            "upgrade Beluga to read it")
+    return d
+
+
+def encode_event(ev: Event) -> bytes:
+    try:
+        return _pack({"v": SCHEMA_VERSION, "id": ev.id, "type": ev.type, "ts": ev.timestamp,
+                      "attrs": ev.attrs})
+    except Exception as exc:
+        raise _failure(exc, [(f"event {ev.id} ({ev.type}) attrs", ev.attrs)]) from exc
+
+
+def decode_event(data: bytes) -> Event:
+    d = _record(data, "event")
+    try:
+        ev_id, ev_type, ts, attrs = d["id"], d["type"], d["ts"], d["attrs"]
+    except KeyError as exc:
+        raise SerializationError(f"event record lacks {exc}") from exc
+    if not (type(ev_id) is int and type(ev_type) is str and type(ts) in (float, int)
+            and type(attrs) is dict):
+        raise SerializationError(f"event record has fields of the wrong types: {d!r:.200}")
+    return Event(ev_id, ev_type, ts, attrs)
+
+
+_STATE_FIELDS = ("workflow_id", "run_id", "workflow_type", "input", "result", "error", "created_at",
+                 "updated_at", "queue", "parent")
+
+
+def encode_state(state: WorkflowState) -> bytes:
+    """The summary only: stores keep the history as separate event records."""
+    d: dict[str, Any] = {"v": SCHEMA_VERSION, "status": state.status.value}
+    for name in _STATE_FIELDS:
+        d[name] = getattr(state, name)
+    try:
+        return _pack(d)
+    except Exception as exc:
+        raise _failure(exc, [(name, getattr(state, name)) for name in _STATE_FIELDS]) from exc
+
+
+def decode_state(data: bytes, history: tuple[Event, ...] = ()) -> WorkflowState:
+    d = _record(data, "workflow state")
+    try:
+        kwargs = {name: d[name] for name in _STATE_FIELDS}
+        return WorkflowState(status=WorkflowStatus(d["status"]), history=history, **kwargs)
+    except (KeyError, ValueError) as exc:
+        raise SerializationError(f"workflow state record is malformed: {exc!r}") from exc

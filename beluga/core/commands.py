@@ -1,0 +1,132 @@
+"""What workflow code asks the engine to do. Each command becomes exactly one history event, and on
+replay each recorded command event must match the command the code issues at that position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from beluga.core.records import Event, EventType
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleActivity:
+    seq: int
+    name: str
+    input: Any = None
+    options: dict[str, Any] = field(default_factory=dict)  # retry, timeout, heartbeat_timeout, queue
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    seq: int
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMarker:
+    seq: int
+    kind: str
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartChildWorkflow:
+    seq: int
+    workflow_type: str
+    workflow_id: str
+    input: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteWorkflow:
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailWorkflow:
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWorkflow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueAsNew:
+    input: Any = None
+
+
+Command = (ScheduleActivity | StartTimer | RecordMarker | StartChildWorkflow | CompleteWorkflow
+           | FailWorkflow | CancelWorkflow | ContinueAsNew)
+
+CLOSING_COMMANDS = (CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew)
+
+
+def to_event(cmd: Command, event_id: int, timestamp: float) -> Event:
+    """The history event that records `cmd`."""
+    if isinstance(cmd, ScheduleActivity):
+        return Event(event_id, EventType.ACTIVITY_SCHEDULED, timestamp,
+                     {"seq": cmd.seq, "name": cmd.name, "input": cmd.input, **cmd.options})
+    if isinstance(cmd, StartTimer):
+        return Event(event_id, EventType.TIMER_STARTED, timestamp,
+                     {"seq": cmd.seq, "duration": cmd.duration, "fire_at": timestamp + cmd.duration})
+    if isinstance(cmd, RecordMarker):
+        return Event(event_id, EventType.MARKER_RECORDED, timestamp,
+                     {"seq": cmd.seq, "kind": cmd.kind, "value": cmd.value})
+    if isinstance(cmd, StartChildWorkflow):
+        return Event(event_id, EventType.CHILD_WORKFLOW_STARTED, timestamp,
+                     {"seq": cmd.seq, "workflow_type": cmd.workflow_type, "workflow_id": cmd.workflow_id,
+                      "input": cmd.input})
+    if isinstance(cmd, CompleteWorkflow):
+        return Event(event_id, EventType.WORKFLOW_COMPLETED, timestamp, {"result": cmd.result})
+    if isinstance(cmd, FailWorkflow):
+        return Event(event_id, EventType.WORKFLOW_FAILED, timestamp, {"error": cmd.error})
+    if isinstance(cmd, CancelWorkflow):
+        return Event(event_id, EventType.WORKFLOW_CANCELED, timestamp, {})
+    if isinstance(cmd, ContinueAsNew):
+        return Event(event_id, EventType.WORKFLOW_CONTINUED_AS_NEW, timestamp, {"input": cmd.input})
+    raise TypeError(f"not a command: {cmd!r}")
+
+
+def describe(cmd: Command) -> str:
+    """How an error message names a command: the kind and what identifies it."""
+    if isinstance(cmd, ScheduleActivity):
+        return f"activity {cmd.name!r} (seq {cmd.seq})"
+    if isinstance(cmd, StartTimer):
+        return f"timer of {cmd.duration:g}s (seq {cmd.seq})"
+    if isinstance(cmd, RecordMarker):
+        return f"{cmd.kind} marker (seq {cmd.seq})"
+    if isinstance(cmd, StartChildWorkflow):
+        return f"child workflow {cmd.workflow_type!r} (seq {cmd.seq})"
+    return type(cmd).__name__
+
+
+def describe_event(ev: Event) -> str:
+    a = ev.attrs
+    if ev.type == EventType.ACTIVITY_SCHEDULED:
+        return f"activity {a.get('name')!r} (seq {a.get('seq')})"
+    if ev.type == EventType.TIMER_STARTED:
+        return f"timer of {a.get('duration', 0):g}s (seq {a.get('seq')})"
+    if ev.type == EventType.MARKER_RECORDED:
+        return f"{a.get('kind')} marker (seq {a.get('seq')})"
+    if ev.type == EventType.CHILD_WORKFLOW_STARTED:
+        return f"child workflow {a.get('workflow_type')!r} (seq {a.get('seq')})"
+    return ev.type
+
+
+def matches(cmd: Command, ev: Event) -> bool:
+    """Whether recorded event `ev` is what `cmd` records. Inputs are not compared, as in Temporal:
+    the same call with other arguments is a change of data, not of control flow."""
+    a = ev.attrs
+    if isinstance(cmd, ScheduleActivity):
+        return ev.type == EventType.ACTIVITY_SCHEDULED and a.get("seq") == cmd.seq and a.get("name") == cmd.name
+    if isinstance(cmd, StartTimer):
+        return ev.type == EventType.TIMER_STARTED and a.get("seq") == cmd.seq
+    if isinstance(cmd, RecordMarker):
+        return ev.type == EventType.MARKER_RECORDED and a.get("seq") == cmd.seq and a.get("kind") == cmd.kind
+    if isinstance(cmd, StartChildWorkflow):
+        return (ev.type == EventType.CHILD_WORKFLOW_STARTED and a.get("seq") == cmd.seq
+                and a.get("workflow_type") == cmd.workflow_type)
+    return to_event(cmd, 0, 0.0).type == ev.type

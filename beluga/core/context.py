@@ -1,0 +1,214 @@
+"""What workflow code sees: `WorkflowContext`, its futures and signal channels.
+
+Every method is deterministic. Blocking calls park the workflow (a greenlet switch back to the engine,
+never an OS thread) until the history holds what they wait for.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from beluga.core import commands as cmds
+from beluga.core.definitions import activity_name, workflow_name
+from beluga.core.errors import WorkflowError
+from beluga.core.retry import Duration, RetryPolicy, seconds
+
+if TYPE_CHECKING:
+    from beluga.core.instance import WorkflowInstance
+
+T = TypeVar("T")
+_UNSET: Any = object()
+
+
+class Future(Generic[T]):
+    """A value the history will hold: an activity's result, a timer, a child workflow's result."""
+
+    __slots__ = ("_ctx", "_value", "_error", "_done")
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self._ctx = ctx
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def result(self) -> T:
+        """The value, parking the workflow until it is ready; raises what the operation failed with."""
+        self._ctx._instance.block(self.done)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def _resolve(self, value: Any = None, error: BaseException | None = None) -> None:
+        if not self._done:
+            self._value, self._error, self._done = value, error, True
+
+
+class SignalChannel:
+    """Signals of one name, buffered in arrival order. Usable as a future in `wait_any`."""
+
+    def __init__(self, ctx: WorkflowContext, name: str) -> None:
+        self._ctx = ctx
+        self.name = name
+        self._buffer: deque[Any] = deque()
+
+    def done(self) -> bool:
+        return bool(self._buffer)
+
+    def try_receive(self) -> Any:
+        """The next buffered payload, or None when none is waiting."""
+        return self._buffer.popleft() if self._buffer else None
+
+    def receive(self, timeout: Duration | None = None) -> Any:
+        """The next payload, parking until one arrives; `TimeoutError` after `timeout`."""
+        if timeout is not None and not self._buffer:
+            timer = self._ctx.timer(timeout)
+            self._ctx._instance.block(lambda: bool(self._buffer) or timer.done())
+            if not self._buffer:
+                raise TimeoutError(f"no signal {self.name!r} within {seconds(timeout):g}s")
+        else:
+            self._ctx._instance.block(self.done)
+        return self._buffer.popleft()
+
+    def result(self) -> Any:
+        return self.receive()
+
+
+class WorkflowContext:
+    """The workflow's only door to the world. Use it instead of time, randomness, threads or I/O."""
+
+    def __init__(self, instance: WorkflowInstance, workflow_id: str, run_id: str, workflow_type: str,
+                 seed: int) -> None:
+        self._instance = instance
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.workflow_type = workflow_type
+        self._rng = _random.Random(seed)
+        self._channels: dict[str, SignalChannel] = {}
+        self._query_handlers: dict[str, Callable[..., Any]] = {}
+
+    # --- activities -------------------------------------------------------------------------------
+    def execute_activity(self, activity: Any, input: Any = None, *, retry: RetryPolicy | None = None,
+                         timeout: Duration | None = None, heartbeat_timeout: Duration | None = None,
+                         queue: str | None = None) -> Any:
+        """Run an activity and return its result; `ActivityError` once its retries are spent."""
+        return self.start_activity(activity, input, retry=retry, timeout=timeout,
+                                   heartbeat_timeout=heartbeat_timeout, queue=queue).result()
+
+    def start_activity(self, activity: Any, input: Any = None, *, retry: RetryPolicy | None = None,
+                       timeout: Duration | None = None, heartbeat_timeout: Duration | None = None,
+                       queue: str | None = None) -> Future[Any]:
+        """Schedule an activity and return its future at once (fan-out)."""
+        name = activity_name(activity)
+        options: dict[str, Any] = {}
+        if retry is not None:
+            options["retry"] = retry.to_dict()
+        if timeout is not None:
+            options["timeout"] = seconds(timeout)
+        if heartbeat_timeout is not None:
+            options["heartbeat_timeout"] = seconds(heartbeat_timeout)
+        if queue is not None:
+            options["queue"] = queue
+        inst = self._instance
+        inst.check_payload(input, f"input of activity {name!r}")
+        seq = inst.next_seq()
+        return inst.issue(cmds.ScheduleActivity(seq, name, input, options), Future(self))
+
+    # --- signals, timers, waiting -----------------------------------------------------------------
+    def receive_signal(self, name: str) -> SignalChannel:
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = SignalChannel(self, name)
+        return channel
+
+    def timer(self, duration: Duration) -> Future[None]:
+        secs = seconds(duration)
+        assert secs is not None
+        inst = self._instance
+        return inst.issue(cmds.StartTimer(inst.next_seq(), secs), Future(self))
+
+    def sleep(self, duration: Duration) -> None:
+        """Durable sleep: the timer is in the history, so a restart honours the time that remains."""
+        self.timer(duration).result()
+
+    def wait_any(self, *futures: Any) -> Any:
+        """The first of `futures` (in argument order) that is ready, parking until one is."""
+        items = _flatten(futures)
+        self._instance.block(lambda: any(f.done() for f in items))
+        return next(f for f in items if f.done())
+
+    def wait_all(self, futures: Iterable[Any]) -> list[Any]:
+        """All results, in order; raises the first failure in argument order."""
+        items = list(futures)
+        self._instance.block(lambda: all(f.done() for f in items))
+        return [f.result() for f in items]
+
+    # --- deterministic replacements -----------------------------------------------------------------
+    def now(self) -> datetime:
+        """The time of the event the workflow is reacting to (UTC): the same on every replay."""
+        return datetime.fromtimestamp(self._instance.now, tz=timezone.utc)
+
+    def random(self) -> float:
+        return self._rng.random()
+
+    def uuid4(self) -> uuid.UUID:
+        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+    def side_effect(self, fn: Callable[[], T]) -> T:
+        """Call `fn` once and record its value; replays return the recorded value without calling it."""
+        inst = self._instance
+        seq = inst.next_seq()
+        recorded = inst.recorded_marker(seq)
+        if recorded is not _UNSET:
+            value = recorded
+        else:
+            value = fn()
+            inst.check_payload(value, "side_effect value")
+        inst.issue(cmds.RecordMarker(seq, "side_effect", value), None)
+        return value
+
+    # --- queries, children, continue-as-new, cancellation ------------------------------------------
+    def set_query_handler(self, name: str, handler: Callable[..., Any]) -> None:
+        if name in ("status", "result"):
+            raise WorkflowError(f"query type {name!r} is built in; pick another name")
+        self._query_handlers[name] = handler
+
+    def execute_child_workflow(self, workflow: Any, input: Any = None, *, id: str | None = None) -> Any:
+        return self.start_child_workflow(workflow, input, id=id).result()
+
+    def start_child_workflow(self, workflow: Any, input: Any = None, *, id: str | None = None) -> Future[Any]:
+        inst = self._instance
+        name = workflow_name(workflow)
+        inst.check_payload(input, f"input of child workflow {name!r}")
+        seq = inst.next_seq()
+        child_id = id or f"{self.workflow_id}/child-{seq}"
+        return inst.issue(cmds.StartChildWorkflow(seq, name, child_id, input), Future(self))
+
+    def continue_as_new(self, input: Any = None) -> None:
+        """End this run and start a fresh one (new run id, empty history) of the same workflow id."""
+        self._instance.check_payload(input, "continue_as_new input")
+        raise ContinueAsNewRequest(input)
+
+    def is_cancelled(self) -> bool:
+        return self._instance.cancel_requested
+
+
+class ContinueAsNewRequest(BaseException):
+    """Unwinds the workflow to end the run; a BaseException so that `except Exception` lets it pass."""
+
+    def __init__(self, input: Any) -> None:
+        super().__init__("continue as new")
+        self.input = input
+
+
+def _flatten(items: Sequence[Any]) -> list[Any]:
+    if len(items) == 1 and isinstance(items[0], (list, tuple)):
+        return list(items[0])
+    return list(items)

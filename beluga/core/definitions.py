@@ -1,0 +1,161 @@
+"""Workflow and activity definitions, and the registry that finds them by name.
+
+A name is how a run refers to code across processes and releases: a web app starts `"order_workflow"`
+without importing it, and a worker that imported the module resolves it here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from beluga.core.errors import ConfigurationError
+from beluga.core.retry import Duration, RetryPolicy, seconds
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ATTR = "__beluga_defn__"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDefinition:
+    name: str
+    fn: Callable[..., Any]
+    takes_input: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityDefinition:
+    name: str
+    fn: Callable[..., Any]
+    takes_input: bool
+    queue: str | None = None
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    heartbeat_timeout: float | None = None
+
+    def call(self, input: Any) -> Any:
+        return self.fn(input) if self.takes_input else self.fn()
+
+
+def _positional_arity(fn: Callable[..., Any], what: str, allowed: tuple[int, ...]) -> int:
+    if not callable(fn):
+        raise ConfigurationError(f"a {what} must be callable, got {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):
+        raise ConfigurationError(f"{what} {fn.__qualname__} is `async def`; Beluga runs plain functions")
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return allowed[-1]
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
+    positional = [p for p in params if p.kind in kinds]
+    varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    for n in sorted(allowed, reverse=True):
+        if len(required) <= n and (len(positional) >= n or varargs):
+            return n
+    shape = "fn(ctx, input)" if what == "workflow" else "fn(input)"
+    raise ConfigurationError(f"{what} {getattr(fn, '__qualname__', fn)!r} must look like {shape}; "
+                             f"its signature is {inspect.signature(fn)}")
+
+
+class Registry:
+    """Names to definitions. Re-registering the same function (a module reload) is fine; giving one
+    name to two different functions is a mistake worth an error."""
+
+    def __init__(self) -> None:
+        self.workflows: dict[str, WorkflowDefinition] = {}
+        self.activities: dict[str, ActivityDefinition] = {}
+
+    def add_workflow(self, fn: Callable[..., Any], name: str | None = None) -> WorkflowDefinition:
+        arity = _positional_arity(fn, "workflow", (1, 2))
+        defn = WorkflowDefinition(name or fn.__name__, fn, arity == 2)
+        self._put(self.workflows, defn, "workflow")
+        return defn
+
+    def add_activity(self, fn: Callable[..., Any], name: str | None = None, *, queue: str | None = None,
+                     retry: RetryPolicy | None = None, timeout: Duration | None = None,
+                     heartbeat_timeout: Duration | None = None) -> ActivityDefinition:
+        arity = _positional_arity(fn, "activity", (0, 1))
+        defn = ActivityDefinition(name or fn.__name__, fn, arity == 1, queue, retry, seconds(timeout),
+                                  seconds(heartbeat_timeout))
+        self._put(self.activities, defn, "activity")
+        return defn
+
+    @staticmethod
+    def _put(table: dict[str, Any], defn: Any, what: str) -> None:
+        old = table.get(defn.name)
+        if old is not None and _identity(old.fn) != _identity(defn.fn):
+            raise ConfigurationError(f"{what} name {defn.name!r} is already taken by {_identity(old.fn)}; "
+                                     f"pass name=... to register {_identity(defn.fn)}")
+        table[defn.name] = defn
+
+    def workflow(self, ref: Any) -> WorkflowDefinition:
+        name = workflow_name(ref)
+        found = self.workflows.get(name)
+        if found is None:
+            if callable(ref) and not isinstance(ref, str):
+                return self.add_workflow(ref)
+            raise ConfigurationError(f"no workflow registered as {name!r}; registered: "
+                                     f"{sorted(self.workflows)} (is its module in BELUGA_IMPORTS?)")
+        return found
+
+    def activity(self, name: str) -> ActivityDefinition:
+        found = self.activities.get(name)
+        if found is None:
+            raise ConfigurationError(f"no activity registered as {name!r} in this process; registered: "
+                                     f"{sorted(self.activities)} (is its module in BELUGA_IMPORTS?)")
+        return found
+
+
+def _identity(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def workflow_name(ref: Any) -> str:
+    if isinstance(ref, str):
+        return ref
+    defn = getattr(ref, _ATTR, None)
+    if isinstance(defn, WorkflowDefinition):
+        return defn.name
+    if callable(ref):
+        return ref.__name__
+    raise ConfigurationError(f"a workflow is a function or its registered name, not {type(ref).__name__}")
+
+
+def activity_name(ref: Any) -> str:
+    if isinstance(ref, str):
+        return ref
+    defn = getattr(ref, _ATTR, None)
+    if isinstance(defn, ActivityDefinition):
+        return defn.name
+    raise ConfigurationError(f"{getattr(ref, '__qualname__', ref)!r} is not an activity: decorate it with "
+                             "@workflow.activity() or pass its registered name")
+
+
+registry = Registry()
+"""The process-wide registry the decorators fill; executors take another one where isolation matters."""
+
+
+def defn(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Register a workflow function: `@workflow.defn()` or `@workflow.defn(name="orders")`."""
+
+    def wrap(f: F) -> F:
+        setattr(f, _ATTR, registry.add_workflow(f, name))
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def activity(fn: F | None = None, *, name: str | None = None, queue: str | None = None,
+             retry: RetryPolicy | None = None, timeout: Duration | None = None,
+             heartbeat_timeout: Duration | None = None) -> Any:
+    """Register an activity function with its default options (each call may override them)."""
+
+    def wrap(f: F) -> F:
+        setattr(f, _ATTR, registry.add_activity(f, name, queue=queue, retry=retry, timeout=timeout,
+                                                heartbeat_timeout=heartbeat_timeout))
+        return f
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,99 @@
+"""The errors users catch. Every one is a `WorkflowError`, and each message says what to do next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WorkflowError(Exception):
+    """Base of every error Beluga raises on purpose."""
+
+
+class WorkflowNotFound(WorkflowError):
+    """No run with this workflow id exists in the store."""
+
+
+class WorkflowAlreadyStarted(WorkflowError):
+    """A run with this id is still open; wait for it to close or pick another id."""
+
+
+class WorkflowNotRunning(WorkflowError):
+    """The run has closed, so it can no longer be signalled or cancelled."""
+
+
+class WorkflowFailed(WorkflowError):
+    """The run ended `failed`; `cause` holds the error it failed with."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        if cause is not None:
+            self.__cause__ = cause
+
+
+class WorkflowCancelled(WorkflowError):
+    """Cancellation was requested. Raised once inside the workflow at its next blocking call, so it can
+    clean up; raised by `handle.result()` when the run ended `canceled`."""
+
+
+class ActivityError(WorkflowError):
+    """An activity failed and its retries are spent (or the error was non-retryable)."""
+
+    def __init__(self, message: str, cause: BaseException | None = None, *, activity: str = "",
+                 attempts: int = 0) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.activity = activity
+        self.attempts = attempts
+        if cause is not None:
+            self.__cause__ = cause
+
+
+class ChildWorkflowError(ActivityError):
+    """A child workflow ended without a result."""
+
+
+class NonDeterminismError(WorkflowError):
+    """The workflow code no longer matches the run's recorded history. The run stays open and untouched:
+    deploy code that matches the history (or version the change) and it carries on."""
+
+
+class QueryNotFound(WorkflowError):
+    """The workflow registered no query handler of this name."""
+
+
+class SerializationError(WorkflowError):
+    """A value cannot be encoded (or decoded) by Beluga's msgpack converter."""
+
+
+class ConfigurationError(WorkflowError):
+    """Unknown provider or store, an unregistered name, or a function that cannot be a workflow."""
+
+
+class ConcurrencyError(WorkflowError):
+    """Another writer appended to this run first; re-read the history and try again."""
+
+
+class ApplicationError(WorkflowError):
+    """Raise from user code to fail an activity or workflow with a message; `non_retryable=True` stops
+    activity retries at once."""
+
+    def __init__(self, message: str, *details: Any, non_retryable: bool = False,
+                 type: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.non_retryable = non_retryable
+        self.type = type or "ApplicationError"
+
+
+class RemoteError(ApplicationError):
+    """An exception raised in another thread or process, rebuilt from its recorded type, message and
+    traceback text. `type` is the original class name; `traceback` the original traceback."""
+
+    def __init__(self, message: str, *, type: str, traceback: str = "", non_retryable: bool = False) -> None:
+        super().__init__(message, non_retryable=non_retryable, type=type)
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"

@@ -1,0 +1,57 @@
+"""Exceptions as data: recorded by type, message and traceback text, rebuilt as `RemoteError`.
+
+An exception crosses threads, processes and releases only as this dict, never pickled."""
+
+from __future__ import annotations
+
+import traceback as tb
+from typing import Any
+
+from beluga.core.errors import (
+    ActivityError,
+    ApplicationError,
+    NonDeterminismError,
+    RemoteError,
+    SerializationError,
+    WorkflowCancelled,
+    WorkflowError,
+)
+
+# Errors that retrying cannot fix.
+_NEVER_RETRY = (NonDeterminismError, SerializationError)
+
+
+def to_failure(exc: BaseException) -> dict[str, Any]:
+    """`{"type", "message", "traceback", "non_retryable"}` with plain strings only, so it always encodes."""
+    if isinstance(exc, RemoteError):
+        kind, trace = exc.type, exc.traceback
+    else:
+        kind = exc.__class__.__name__
+        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    message = exc.message if isinstance(exc, ApplicationError) else _safe_str(exc)
+    non_retryable = isinstance(exc, _NEVER_RETRY) or bool(getattr(exc, "non_retryable", False))
+    failure: dict[str, Any] = {"type": kind, "message": message, "traceback": trace,
+                               "non_retryable": non_retryable}
+    cause = getattr(exc, "cause", None)
+    if isinstance(exc, ActivityError) and isinstance(cause, BaseException):
+        failure["cause"] = to_failure(cause)
+    return failure
+
+
+def from_failure(failure: dict[str, Any]) -> WorkflowError:
+    """Rebuild a recorded failure; Beluga's own cancellation stays catchable as `WorkflowCancelled`."""
+    if failure.get("type") == "WorkflowCancelled":
+        return WorkflowCancelled(failure.get("message", "cancelled"))
+    err = RemoteError(str(failure.get("message", "")), type=str(failure.get("type", "Exception")),
+                      traceback=str(failure.get("traceback", "")),
+                      non_retryable=bool(failure.get("non_retryable", False)))
+    if "cause" in failure:
+        err.__cause__ = from_failure(failure["cause"])
+    return err
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # an exception whose __str__ itself raises still needs recording
+        return f"<unprintable {exc.__class__.__name__}>"

@@ -1,0 +1,253 @@
+"""The replay engine: `WorkflowInstance.activate(events) -> commands`. Pure: no I/O, no clock, no threads.
+
+The workflow function runs in a greenlet. The engine feeds history events one at a time; after each
+input event (activity result, signal, timer, cancel, ...) it resumes the code until the code blocks
+again, collecting the commands it issues. Every command has its own event in the history, right after
+the input that caused it, so replaying a history re-runs the code through exactly the same states:
+each command the code issues must match the recorded event at that position, else
+`NonDeterminismError`. Between activations the greenlet stays suspended, so a live run costs O(1) per
+step; an evicted run is rebuilt by replaying its history once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import greenlet
+
+from beluga.core import commands as cmds
+from beluga.core.context import _UNSET, ContinueAsNewRequest, Future, WorkflowContext
+from beluga.core.definitions import WorkflowDefinition
+from beluga.core.errors import (
+    ActivityError,
+    ChildWorkflowError,
+    NonDeterminismError,
+    QueryNotFound,
+    WorkflowCancelled,
+    WorkflowError,
+)
+from beluga.core.failure import from_failure, to_failure
+from beluga.core.records import COMMAND_EVENTS, Event, EventType
+
+E = EventType
+
+
+class _Evicted(BaseException):
+    """Thrown into a suspended workflow to unwind it when the engine drops it from memory."""
+
+
+def _accept_any(value: Any) -> None:
+    return None
+
+
+class WorkflowInstance:
+    """One run of one workflow definition, driven by its history."""
+
+    def __init__(self, definition: WorkflowDefinition, workflow_id: str, run_id: str, *,
+                 check_payload: Callable[[Any], Any] = _accept_any) -> None:
+        self.definition = definition
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self._check = check_payload
+        self.version = 0                     # id of the last event applied or returned as a command
+        self.now = 0.0                       # timestamp of the input being reacted to
+        self.finished = False
+        self.cancel_requested = False
+        self._cancel_undelivered = False
+        self._ctx: WorkflowContext | None = None
+        self._input: Any = None
+        self._greenlet: greenlet.greenlet | None = None
+        self._waiting: Callable[[], bool] | None = None
+        self._evicting = False
+        self._seq = 0
+        self._issued: deque[cmds.Command] = deque()          # issued, not yet matched or returned
+        self._futures: dict[int, tuple[str, Future[Any]]] = {}
+        self._markers: dict[int, Any] = {}
+
+    # --- the contract ---------------------------------------------------------------------------
+    def activate(self, events: Iterable[Event]) -> list[cmds.Command]:
+        """Apply `events` (the next ones of the history, in order) and return the new commands, which
+        the caller must record as the very next events. Raises `NonDeterminismError` when the code
+        diverges from the history; the instance is then unusable."""
+        batch = events if isinstance(events, (list, tuple)) else list(events)
+        for ev in batch:
+            if ev.type == E.MARKER_RECORDED:
+                self._markers[ev.attrs["seq"]] = ev.attrs.get("value")
+        for ev in batch:
+            if ev.id != self.version + 1:
+                raise ValueError(f"event #{ev.id} given after #{self.version}: histories are applied in order")
+            self.version = ev.id
+            if ev.type in COMMAND_EVENTS:
+                self._match(ev)
+            elif self._apply(ev):
+                if self._issued:
+                    raise self._divergence(ev, f"the code asked for {cmds.describe(self._issued[0])}")
+                self._run()
+        new = list(self._issued)
+        self._issued.clear()
+        self.version += len(new)
+        return new
+
+    def query(self, name: str, *args: Any) -> Any:
+        handler = self._ctx._query_handlers.get(name) if self._ctx else None
+        if handler is None:
+            known = sorted(self._ctx._query_handlers) if self._ctx else []
+            raise QueryNotFound(f"workflow {self.definition.name!r} ({self.workflow_id}) has no query "
+                                f"handler {name!r}; it has {known} plus the built-in 'status' and 'result'")
+        return handler(*args)
+
+    def is_pending(self, seq: int) -> bool:
+        """Whether the code still waits for the outcome of command `seq`."""
+        return seq in self._futures
+
+    def close(self) -> None:
+        """Drop the suspended code (eviction). Its `finally` blocks run but cannot issue commands."""
+        g, self._greenlet = self._greenlet, None
+        if g is not None and g and not g.dead:
+            self._evicting = True
+            try:
+                g.throw(_Evicted())
+            except (_Evicted, greenlet.error):
+                pass
+
+    # --- used by WorkflowContext, inside the workflow greenlet --------------------------------------
+    def next_seq(self) -> int:
+        self._ensure_live()
+        self._seq += 1
+        return self._seq
+
+    def issue(self, command: cmds.Command, future: Future[Any] | None) -> Any:
+        self._ensure_live()
+        self._issued.append(command)
+        if future is not None:
+            label = command.name if isinstance(command, cmds.ScheduleActivity) else type(command).__name__
+            if isinstance(command, cmds.StartChildWorkflow):
+                label = command.workflow_type
+            self._futures[command.seq] = (label, future)  # type: ignore[union-attr]
+        return future
+
+    def recorded_marker(self, seq: int) -> Any:
+        return self._markers.pop(seq, _UNSET)
+
+    def check_payload(self, value: Any, where: str) -> None:
+        from beluga.core.errors import SerializationError
+
+        try:
+            self._check(value)
+        except SerializationError as exc:
+            raise SerializationError(f"{where}: {exc}") from None
+
+    def block(self, ready: Callable[[], bool]) -> None:
+        """Park the workflow until `ready()`; delivers a pending cancellation as `WorkflowCancelled`."""
+        g = self._greenlet
+        if g is None or greenlet.getcurrent() is not g:
+            raise WorkflowError("workflow calls that wait can only be made by the workflow itself "
+                                "(not from a query handler or another thread)")
+        while True:
+            if self._cancel_undelivered:
+                self._cancel_undelivered = False
+                raise WorkflowCancelled(f"workflow {self.workflow_id} was cancelled")
+            if ready():
+                return
+            self._waiting = ready
+            g.parent.switch()
+            if self._evicting:
+                raise _Evicted()
+
+    # --- internals --------------------------------------------------------------------------------
+    def _ensure_live(self) -> None:
+        if self._evicting:
+            raise _Evicted()
+
+    def _match(self, ev: Event) -> None:
+        if not self._issued:
+            raise self._divergence(ev, "the code asked for nothing more at this point")
+        cmd = self._issued.popleft()
+        if not cmds.matches(cmd, ev):
+            raise self._divergence(ev, f"the code asked for {cmds.describe(cmd)}")
+
+    def _divergence(self, ev: Event, asked: str) -> NonDeterminismError:
+        return NonDeterminismError(
+            f"workflow {self.definition.name!r} ({self.workflow_id}, run {self.run_id}) does not match its "
+            f"history: event #{ev.id} records {cmds.describe_event(ev)}, but {asked}. The run is left "
+            "untouched; deploy code that matches its history to let it continue.")
+
+    def _apply(self, ev: Event) -> bool:
+        """Fold an input event into the workflow's state. False for events that are informational."""
+        a = ev.attrs
+        t = ev.type
+        if t == E.WORKFLOW_STARTED:
+            self._start(ev)
+        elif t == E.ACTIVITY_COMPLETED or t == E.CHILD_WORKFLOW_COMPLETED:
+            self._resolve(a["seq"], a.get("result"), None)
+        elif t == E.ACTIVITY_FAILED:
+            if a.get("retry_in") is not None:
+                return False  # an attempt failed and another follows
+            label = self._futures.get(a["seq"], ("?", None))[0]
+            cause = from_failure(a["error"])
+            attempts = a.get("attempt", 1)
+            err = ActivityError(f"activity {label!r} failed after {attempts} attempt(s): {cause}", cause,
+                                activity=label, attempts=attempts)
+            self._resolve(a["seq"], None, err)
+        elif t == E.CHILD_WORKFLOW_FAILED:
+            label = self._futures.get(a["seq"], ("?", None))[0]
+            cause = from_failure(a["error"])
+            self._resolve(a["seq"], None, ChildWorkflowError(f"child workflow {label!r} failed: {cause}",
+                                                             cause, activity=label, attempts=1))
+        elif t == E.TIMER_FIRED:
+            self._resolve(a["seq"], None, None)
+        elif t == E.SIGNAL_RECEIVED:
+            if self._ctx is not None:
+                self._ctx.receive_signal(a["name"])._buffer.append(a.get("payload"))
+        elif t == E.CANCEL_REQUESTED:
+            if not self.cancel_requested:
+                self.cancel_requested = self._cancel_undelivered = True
+        else:
+            return False
+        self.now = ev.timestamp
+        return True
+
+    def _start(self, ev: Event) -> None:
+        a = ev.attrs
+        self._input = a.get("input")
+        self._ctx = WorkflowContext(self, self.workflow_id, self.run_id, self.definition.name,
+                                    int(a.get("seed", 0)))
+        self._greenlet = greenlet.greenlet(self._main)
+
+    def _resolve(self, seq: int, value: Any, error: BaseException | None) -> None:
+        entry = self._futures.pop(seq, None)
+        if entry is not None:
+            entry[1]._resolve(value, error)
+
+    def _run(self) -> None:
+        g = self._greenlet
+        if g is None or self.finished:
+            return
+        g.parent = greenlet.getcurrent()
+        while not self.finished:
+            waiting = self._waiting
+            if waiting is not None and not self._cancel_undelivered and not waiting():
+                return
+            self._waiting = None
+            g.switch()
+
+    def _main(self) -> None:
+        defn = self.definition
+        try:
+            result = defn.fn(self._ctx, self._input) if defn.takes_input else defn.fn(self._ctx)
+            self.check_payload(result, "workflow result")
+            outcome: cmds.Command = (cmds.CancelWorkflow() if self.cancel_requested
+                                     else cmds.CompleteWorkflow(result))
+        except (_Evicted, greenlet.GreenletExit):
+            return
+        except ContinueAsNewRequest as request:
+            outcome = cmds.ContinueAsNew(request.input)
+        except WorkflowCancelled as exc:
+            outcome = cmds.CancelWorkflow() if self.cancel_requested else cmds.FailWorkflow(to_failure(exc))
+        except Exception as exc:
+            outcome = cmds.FailWorkflow(to_failure(exc))
+        self._issued.append(outcome)
+        self.finished = True
+        self._greenlet = None

@@ -1,0 +1,74 @@
+"""What a run is waiting for, read from its history alone, so that any process can pick a run up after
+a crash: activities to (re)dispatch and when, timers and when they fire, children still running."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from beluga.core.records import CLOSING_EVENTS, Event, EventType
+
+E = EventType
+
+
+@dataclass(slots=True)
+class PendingActivity:
+    seq: int
+    name: str
+    input: Any
+    options: dict[str, Any]
+    attempt: int = 1          # the attempt to run next
+    not_before: float = 0.0   # epoch seconds; a retry backoff that is still running
+    started: bool = False     # whether `attempt` had started (and so was interrupted)
+
+
+@dataclass(slots=True)
+class Pending:
+    activities: dict[int, PendingActivity] = field(default_factory=dict)
+    timers: dict[int, float] = field(default_factory=dict)          # seq -> fire_at
+    children: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> child_workflow_started attrs
+    deadline: float | None = None
+    closed: bool = False
+
+
+_OPTION_KEYS = ("retry", "timeout", "heartbeat_timeout", "queue")
+
+
+def pending_work(history: list[Event] | tuple[Event, ...]) -> Pending:
+    """Fold a history into what is still outstanding."""
+    out = Pending()
+    for ev in history:
+        a, t = ev.attrs, ev.type
+        if t == E.WORKFLOW_STARTED:
+            out.deadline = a.get("deadline")
+        elif t == E.ACTIVITY_SCHEDULED:
+            options = {k: a[k] for k in _OPTION_KEYS if a.get(k) is not None}
+            out.activities[a["seq"]] = PendingActivity(a["seq"], a["name"], a.get("input"), options,
+                                                       not_before=ev.timestamp)
+        elif t == E.ACTIVITY_STARTED:
+            act = out.activities.get(a["seq"])
+            if act is not None:
+                act.attempt, act.started = a.get("attempt", 1), True
+        elif t == E.ACTIVITY_FAILED:
+            act = out.activities.get(a["seq"])
+            if act is None:
+                continue
+            if a.get("retry_in") is None:
+                del out.activities[a["seq"]]
+            else:
+                act.attempt = a.get("attempt", act.attempt) + 1
+                act.not_before = ev.timestamp + a["retry_in"]
+                act.started = False
+        elif t == E.ACTIVITY_COMPLETED:
+            out.activities.pop(a["seq"], None)
+        elif t == E.TIMER_STARTED:
+            out.timers[a["seq"]] = a["fire_at"]
+        elif t == E.TIMER_FIRED:
+            out.timers.pop(a["seq"], None)
+        elif t == E.CHILD_WORKFLOW_STARTED:
+            out.children[a["seq"]] = dict(a)
+        elif t in (E.CHILD_WORKFLOW_COMPLETED, E.CHILD_WORKFLOW_FAILED):
+            out.children.pop(a["seq"], None)
+        elif t in CLOSING_EVENTS:
+            out.closed = True
+    return out

@@ -1,0 +1,119 @@
+"""The executor interface every provider implements, and the handle users hold on a run."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from beluga.core.errors import WorkflowCancelled, WorkflowFailed, WorkflowNotFound
+from beluga.core.failure import from_failure
+from beluga.core.records import Signal, WorkflowState, WorkflowStatus
+from beluga.core.retry import Duration, seconds
+
+if TYPE_CHECKING:
+    from beluga.hooks import Hooks
+    from beluga.stores.base import WorkflowStore
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowOptions:
+    id: str | None = None
+    input: Any = None
+    timeout: Duration | None = None
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    store: WorkflowStore | None = None
+    hooks: Hooks | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DurableExecutor(ABC):
+    @abstractmethod
+    def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
+        """Start a run of `workflow` (a function or its registered name)."""
+
+    @abstractmethod
+    def signal(self, workflow_id: str, signal: Signal) -> None:
+        """Durably deliver `signal` to the open run of `workflow_id`."""
+
+    @abstractmethod
+    def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        """Answer a query: built-in `"status"` and `"result"`, or a handler the workflow set."""
+
+    @abstractmethod
+    def cancel(self, workflow_id: str) -> None:
+        """Request cancellation; the workflow sees `WorkflowCancelled` at its next blocking call."""
+
+    @abstractmethod
+    def describe(self, workflow_id: str) -> WorkflowState:
+        """The current run's state, history included; `WorkflowNotFound` when there is none."""
+
+    def get_handle(self, workflow_id: str) -> WorkflowHandle:
+        state = self.describe(workflow_id)
+        return WorkflowHandle(self, workflow_id, state.run_id)
+
+    def close(self) -> None:
+        """Stop background work; runs stay in the store and resume in the next executor."""
+
+    def __enter__(self) -> DurableExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # How handles wait: executors that can be told when a run closes override this.
+    def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            state = self.describe(workflow_id)
+            if not state.status.is_open:
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
+            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+
+
+class WorkflowHandle:
+    """A reference to a run that any process can hold; it reads everything from the executor's store."""
+
+    def __init__(self, executor: DurableExecutor, workflow_id: str, run_id: str) -> None:
+        self._executor = executor
+        self.id = workflow_id
+        self.run_id = run_id
+
+    def status(self) -> WorkflowStatus:
+        return self._executor.describe(self.id).status
+
+    def describe(self) -> WorkflowState:
+        return self._executor.describe(self.id)
+
+    def result(self, timeout: Duration | None = None) -> Any:
+        """The run's result (following continue-as-new to the final run); raises `WorkflowFailed`,
+        `WorkflowCancelled`, or `TimeoutError` when `timeout` passes first."""
+        state = self._executor.wait_closed(self.id, seconds(timeout))
+        return outcome(state)
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
+
+
+def outcome(state: WorkflowState) -> Any:
+    """A closed run's result, or the error `handle.result()` raises for it."""
+    status = state.status
+    if status is WorkflowStatus.COMPLETED:
+        return state.result
+    if status is WorkflowStatus.CANCELED:
+        raise WorkflowCancelled(f"workflow {state.workflow_id} was cancelled")
+    cause = from_failure(state.error) if state.error else None
+    if status is WorkflowStatus.TIMED_OUT:
+        raise WorkflowFailed(f"workflow {state.workflow_id} timed out", cause)
+    if status is WorkflowStatus.FAILED:
+        raise WorkflowFailed(f"workflow {state.workflow_id} failed: {cause}", cause)
+    raise WorkflowNotFound(f"workflow {state.workflow_id} is still running")

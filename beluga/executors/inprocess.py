@@ -1,0 +1,141 @@
+"""The default executor: durable workflows in the calling process, no server needed.
+
+Runs and activities execute on threads of this process; every event is in the store before the engine
+acts on it, so a new executor on the same store resumes whatever a crashed one left open.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from beluga import codec
+from beluga.core.definitions import Registry, registry as default_registry
+from beluga.core.errors import SerializationError, WorkflowNotFound
+from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
+from beluga.core.retry import seconds
+from beluga.executors._engine import Engine, Msg
+from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.hooks import Hooks
+from beluga.stores.base import WorkflowStore
+
+DEFAULT_MAX_PAYLOAD = 2 * 1024 * 1024
+
+
+def payload_checker(limit: int) -> Any:
+    """Encode once to prove a value can be stored and is not oversized; raises `SerializationError`."""
+
+    def check(value: Any) -> None:
+        size = len(codec.encode(value))
+        if size > limit:
+            raise SerializationError(f"payload of {size} bytes exceeds the {limit}-byte limit "
+                                     "(max_payload_bytes); store large data elsewhere and pass a reference")
+
+    return check
+
+
+def new_run_state(workflow_type: str, workflow_id: str, input: Any, timeout: float | None,
+                  queue: str | None, now: float, *, parent: dict[str, Any] | None = None,
+                  continued_from: str | None = None) -> WorkflowState:
+    """A new run with its `workflow_started` event: its seed makes `ctx.random()` replayable."""
+    run_id = str(uuid.uuid4())
+    attrs: dict[str, Any] = {"workflow_type": workflow_type, "input": input,
+                             "seed": int.from_bytes(os.urandom(8), "big") >> 1}
+    if timeout is not None:
+        attrs["deadline"] = now + timeout
+    if queue is not None:
+        attrs["queue"] = queue
+    if parent is not None:
+        attrs["parent"] = parent
+    if continued_from is not None:
+        attrs["continued_from"] = continued_from
+    started = Event(1, EventType.WORKFLOW_STARTED, now, attrs)
+    return WorkflowState(workflow_id, run_id, workflow_type, WorkflowStatus.RUNNING, input, None, None, now,
+                         now, (started,), queue, parent)
+
+
+class InProcessExecutor(DurableExecutor):
+    """Provider `"default"`. `workers` threads run activities; `cache_size` bounds the runs kept live in
+    memory (the rest are replayed from the store when they wake)."""
+
+    def __init__(self, store: WorkflowStore | None = None, hooks: Hooks | None = None, *,
+                 registry: Registry | None = None, workers: int = 8, cache_size: int = 2000,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, recover: bool = True) -> None:
+        if store is None:
+            from beluga.stores.sqlite import SQLiteStore
+
+            store = SQLiteStore("beluga.db")
+        self.store = store
+        self.hooks = hooks or Hooks()
+        self.registry = registry or default_registry
+        self._check = payload_checker(max_payload_bytes)
+        self._engine = Engine(store, self.registry, self.hooks, workers=workers, cache_size=cache_size,
+                              check_payload=self._check)
+        self._engine.start()
+        if recover:
+            self.recover()
+
+    def set_hooks(self, hooks: Hooks) -> None:
+        self.hooks = self._engine.hooks = hooks
+
+    def recover(self) -> int:
+        """Resume every open run found in the store; returns how many there were."""
+        return int(self._engine.call(Msg("recover", ""), timeout=600))
+
+    def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
+        options = options or WorkflowOptions()
+        defn = self.registry.workflow(workflow)
+        self._check(options.input)
+        state = new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input,
+                              seconds(options.timeout), options.queue, time.time())
+        self.store.create(state)
+        self._engine.forget(state.workflow_id)
+        self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
+        self._engine.post(Msg("start", state.workflow_id, state.run_id, payload=state))
+        return WorkflowHandle(self, state.workflow_id, state.run_id)
+
+    def signal(self, workflow_id: str, signal: Signal) -> None:
+        self._check(signal.payload)
+        if signal.sent_at is None:
+            signal = Signal(signal.name, signal.payload, time.time(), signal.sender_id)
+        self._engine.call(Msg("signal", workflow_id, payload=signal))
+
+    def cancel(self, workflow_id: str) -> None:
+        self._engine.call(Msg("cancel", workflow_id))
+
+    def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        if query_type in ("status", "result"):
+            state = self.describe(workflow_id)
+            if query_type == "status":
+                return state.status
+            return state.result if state.status is WorkflowStatus.COMPLETED else None
+        return self._engine.call(Msg("query", workflow_id, payload=(query_type, args)))
+
+    def describe(self, workflow_id: str) -> WorkflowState:
+        state = self.store.load(workflow_id)
+        if state is None:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        return state
+
+    def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        engine = self._engine
+        while True:
+            state = engine.closed_state(workflow_id) or self.describe(workflow_id)
+            if not state.status.is_open:
+                return state
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
+            engine.wait_change(0.25 if remaining is None else min(0.25, remaining))
+
+    def close(self) -> None:
+        self._engine.stop()
+
+
+def factory(config: Config | None = None) -> InProcessExecutor:
+    config = config or Config()
+    extra = dict(config.extra)
+    return InProcessExecutor(config.store, config.hooks, **extra)

@@ -1,0 +1,70 @@
+"""Middleware wraps an executor to add cross-cutting behaviour; the first one given is the outermost."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from beluga.core.records import Signal, WorkflowState
+from beluga.executors.base import DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.hooks import Hooks, compose_hooks
+
+log = logging.getLogger("beluga.middleware")
+
+Middleware = Callable[[DurableExecutor], DurableExecutor]
+
+
+def apply_middleware(executor: DurableExecutor, *middlewares: Middleware) -> DurableExecutor:
+    for mw in reversed(middlewares):
+        executor = mw(executor)
+    return executor
+
+
+class DelegatingExecutor(DurableExecutor):
+    """Forwards everything to `inner`; middleware subclasses override what they change."""
+
+    def __init__(self, inner: DurableExecutor) -> None:
+        self.inner = inner
+
+    def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
+        handle = self.inner.execute(workflow, options)
+        return WorkflowHandle(self, handle.id, handle.run_id)
+
+    def signal(self, workflow_id: str, signal: Signal) -> None:
+        self.inner.signal(workflow_id, signal)
+
+    def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        return self.inner.query(workflow_id, query_type, *args)
+
+    def cancel(self, workflow_id: str) -> None:
+        self.inner.cancel(workflow_id)
+
+    def describe(self, workflow_id: str) -> WorkflowState:
+        return self.inner.describe(workflow_id)
+
+    def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
+        return self.inner.wait_closed(workflow_id, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # provider-specific extras (recover, store, ...)
+        return getattr(self.inner, name)
+
+
+def with_hooks(hooks: Hooks) -> Middleware:
+    """Add `hooks` to an executor's own: all seven callbacks fire, from the engine that sees the event."""
+
+    def wrap(executor: DurableExecutor) -> DurableExecutor:
+        inner: Any = executor
+        while isinstance(inner, DelegatingExecutor):
+            inner = inner.inner
+        engine_hooks = getattr(inner, "hooks", None)
+        if not isinstance(engine_hooks, Hooks):
+            raise TypeError(f"{type(inner).__name__} does not support hooks")
+        combined = compose_hooks(engine_hooks, hooks)
+        inner.set_hooks(combined)
+        return executor
+
+    return wrap

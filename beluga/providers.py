@@ -1,0 +1,88 @@
+"""Executors and stores by name: built-ins, `register()`ed factories, and the entry-point groups
+`beluga.executors` and `beluga.stores` through which other packages add theirs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from beluga.core.errors import ConfigurationError
+from beluga.executors.base import Config, DurableExecutor
+from beluga.stores.base import WorkflowStore
+
+ExecutorFactory = Callable[[Config], DurableExecutor]
+
+_BUILTIN_EXECUTORS = {
+    "default": "beluga.executors.inprocess:factory",
+    "celery": "beluga.executors.celery:factory",
+}
+_BUILTIN_STORES = {
+    "memory": "beluga.stores.memory:InMemoryStore",
+    "sqlite": "beluga.stores.sqlite:SQLiteStore",
+    "redis": "beluga.stores.redis:RedisStore",
+}
+_executors: dict[str, ExecutorFactory] = {}
+_stores: dict[str, Callable[..., WorkflowStore]] = {}
+
+
+def _load(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    mod = __import__(module, fromlist=[attr])
+    return getattr(mod, attr)
+
+
+def _group(name: str) -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=name)}
+
+
+def register(name: str, factory: ExecutorFactory) -> None:
+    """Make `new(name, config)` call `factory(config)`."""
+    _executors[name] = factory
+
+
+def list_providers() -> list[str]:
+    return sorted(set(_BUILTIN_EXECUTORS) | set(_executors) | set(_group("beluga.executors")))
+
+
+def new(name: str, config: Config | None = None) -> DurableExecutor:
+    """An executor from the provider registered as `name`."""
+    factory = _executors.get(name)
+    if factory is None:
+        eps = _group("beluga.executors")
+        if name in _BUILTIN_EXECUTORS:
+            factory = _load(_BUILTIN_EXECUTORS[name])
+        elif name in eps:
+            factory = eps[name].load()
+        else:
+            raise ConfigurationError(f"unknown executor provider {name!r}; known: {list_providers()}")
+    return factory(config or Config())
+
+
+def register_store(name: str, factory: Callable[..., WorkflowStore]) -> None:
+    _stores[name] = factory
+
+
+def list_stores() -> list[str]:
+    return sorted(set(_BUILTIN_STORES) | set(_stores) | set(_group("beluga.stores")))
+
+
+def new_store(name: str, **settings: Any) -> WorkflowStore:
+    """A store from the provider registered as `name`, built with `settings`."""
+    factory = _stores.get(name)
+    if factory is None:
+        eps = _group("beluga.stores")
+        if name in _BUILTIN_STORES:
+            factory = _load(_BUILTIN_STORES[name])
+        elif name in eps:
+            factory = eps[name].load()
+        else:
+            raise ConfigurationError(f"unknown store {name!r}; known: {list_stores()}")
+    return factory(**settings)
+
+
+def new_executor(store: WorkflowStore | None = None, hooks: Any = None, **settings: Any) -> DurableExecutor:
+    """The default, in-process executor."""
+    from beluga.executors.inprocess import InProcessExecutor
+
+    return InProcessExecutor(store, hooks, **settings)

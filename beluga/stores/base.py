@@ -1,0 +1,54 @@
+"""The contract every store implements, method by method. `tests/stores/test_contract.py` holds it to
+each implementation.
+
+A store holds one current run per workflow id: its summary (`WorkflowState` without history) and its
+append-only history. Writers never interleave: `append` is conditional on the version the writer read
+(optimistic concurrency), so two engines racing on one run cannot both extend it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
+
+
+class WorkflowStore(ABC):
+    # --- the reference's four -------------------------------------------------------------------
+    @abstractmethod
+    def save(self, state: WorkflowState) -> None:
+        """Write `state` whole (summary and history), replacing whatever the id held. For tools and
+        imports; the engine itself uses `create` and `append`, which never lose a concurrent write."""
+
+    @abstractmethod
+    def load(self, workflow_id: str) -> WorkflowState | None:
+        """The current run of `workflow_id` with its full history, or None."""
+
+    @abstractmethod
+    def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
+        """Runs matching `filter` (status, workflow type), newest `created_at` first, at most
+        `filter.limit`. Histories are included."""
+
+    @abstractmethod
+    def delete(self, workflow_id: str) -> None:
+        """Forget the run and its history. Deleting an unknown id is not an error."""
+
+    # --- what the engine needs ------------------------------------------------------------------
+    @abstractmethod
+    def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
+        """Insert a new run. Raises `WorkflowAlreadyStarted` when the id holds an open run, except that
+        `replace_run_id` atomically replaces that very run (continue-as-new); a closed run is replaced."""
+
+    @abstractmethod
+    def append(self, appends: Sequence[Append]) -> list[str]:
+        """Apply each append atomically, in order, each conditional on its run's id and version.
+        Returns the workflow ids whose append was refused (another writer came first, or the run is
+        gone or was replaced); the others are durable when this returns."""
+
+    @abstractmethod
+    def history(self, workflow_id: str, after: int = 0) -> list[Event]:
+        """Events of the current run with `id > after`, in order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
+        """Release connections; the default holds none."""

@@ -1,0 +1,252 @@
+"""The embedded durable default: one SQLite file in WAL mode, shared by threads and processes.
+
+Each thread (and each process: a connection must not cross a fork, as under Celery's prefork pool)
+gets its own connection, so readers never wait for the writer. Every write is one `BEGIN IMMEDIATE`
+transaction: it takes the file's write lock up front, so the version check and the insert are atomic
+across processes, and a batch of appends for many runs costs a single commit (the group commit the
+engine relies on).
+
+`runs.status`, `runs.updated_at` and `runs.version` are authoritative over the copies inside the
+summary blob, which is rewritten only when an append sets a result or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from beluga.codec import decode_event, decode_state, encode_event, encode_state
+from beluga.core.errors import ConfigurationError
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.stores._common import (
+    DEFAULT_FILTER,
+    accepts,
+    check_append,
+    check_create,
+    check_events,
+    needs_summary,
+    summarize,
+)
+from beluga.stores.base import WorkflowStore
+
+STORE_SCHEMA = 1  # the layout of the tables; record formats are versioned by the codec
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    workflow_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, workflow_type TEXT NOT NULL,
+    status TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    version INTEGER NOT NULL, summary BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_type ON runs (workflow_type, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE TABLE IF NOT EXISTS events (
+    workflow_id TEXT NOT NULL, run_id TEXT NOT NULL, id INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (workflow_id, id)) WITHOUT ROWID;
+"""
+_RUN_COLUMNS = "run_id, workflow_type, status, created_at, updated_at, version, summary"
+_SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
+_UPSERT_RUN = ("INSERT OR REPLACE INTO runs (workflow_id, run_id, workflow_type, status, created_at, "
+               "updated_at, version, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_EVENT = "INSERT INTO events (workflow_id, run_id, id, data) VALUES (?, ?, ?, ?)"
+_SELECT_EVENTS = "SELECT data FROM events WHERE workflow_id = ? AND id > ? ORDER BY id"
+# Status is indexed: only the appends that change it name it, so the others leave the index alone.
+_BUMP = ("UPDATE runs SET version = ?, updated_at = coalesce(?, updated_at) "
+         "WHERE workflow_id = ? AND run_id = ? AND version = ?")
+_BUMP_STATUS = ("UPDATE runs SET version = ?, status = ?, updated_at = coalesce(?, updated_at) "
+                "WHERE workflow_id = ? AND run_id = ? AND version = ?")
+_REWRITE = "UPDATE runs SET version = ?, status = ?, updated_at = ?, summary = ? WHERE workflow_id = ?"
+
+
+class SQLiteStore(WorkflowStore):
+    def __init__(self, path: str | os.PathLike[str] = "beluga.db", *, timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self._timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._init_schema()
+
+    # --- connections and transactions -------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        held = getattr(self._local, "held", None)
+        if held is not None and held[0] == os.getpid():
+            return held[1]
+        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                               check_same_thread=False)  # close() may run on another thread
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        self._local.held = (os.getpid(), conn)
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _init_schema(self) -> None:
+        conn = self._conn()
+        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            raise ConfigurationError(f"SQLite could not put {self.path} in WAL mode; use a local disk")
+        with _Write(conn):
+            for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript would COMMIT early
+                conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (STORE_SCHEMA,))
+            found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        if found != STORE_SCHEMA:
+            raise ConfigurationError(f"{self.path} has store schema {found}; this Beluga knows "
+                                     f"{STORE_SCHEMA}. Use the Beluga release that wrote it, or migrate")
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    # --- reads --------------------------------------------------------------------------------------
+    def _events(self, conn: sqlite3.Connection, workflow_id: str, after: int = 0) -> list[Event]:
+        return [decode_event(data) for (data,) in conn.execute(_SELECT_EVENTS, (workflow_id, after))]
+
+    def _state(self, conn: sqlite3.Connection, workflow_id: str, row: tuple) -> WorkflowState:
+        _run_id, _type, status, _created, updated_at, _version, summary = row
+        history = tuple(self._events(conn, workflow_id))
+        return replace(decode_state(summary, history), status=WorkflowStatus(status), updated_at=updated_at)
+
+    def load(self, workflow_id: str) -> WorkflowState | None:
+        conn = self._conn()
+        with _Read(conn):  # summary and history from one snapshot
+            row = conn.execute(_SELECT_RUN, (workflow_id,)).fetchone()
+            return None if row is None else self._state(conn, workflow_id, row)
+
+    def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
+        f = filter or DEFAULT_FILTER
+        where, params = [], []
+        if f.status is not None:
+            where.append("status = ?")
+            params.append(WorkflowStatus(f.status).value)
+        if f.workflow_type is not None:
+            where.append("workflow_type = ?")
+            params.append(f.workflow_type)
+        sql = (f"SELECT workflow_id, {_RUN_COLUMNS} FROM runs"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY created_at DESC, workflow_id DESC LIMIT ?")
+        conn = self._conn()
+        with _Read(conn):
+            rows = conn.execute(sql, (*params, max(f.limit, 0))).fetchall()
+            return [self._state(conn, row[0], row[1:]) for row in rows]
+
+    def history(self, workflow_id: str, after: int = 0) -> list[Event]:
+        return self._events(self._conn(), workflow_id, after)
+
+    # --- writes -------------------------------------------------------------------------------------
+    @staticmethod
+    def _rows(state: WorkflowState) -> tuple[tuple, list[tuple]]:
+        check_events(state.history, 0, state.workflow_id)
+        run = (state.workflow_id, state.run_id, state.workflow_type, WorkflowStatus(state.status).value,
+               state.created_at, state.updated_at, len(state.history), encode_state(state))
+        return run, _event_rows(state.workflow_id, state.run_id, state.history)
+
+    def save(self, state: WorkflowState) -> None:
+        run, events = self._rows(state)
+        conn = self._conn()
+        with _Write(conn):
+            conn.execute("DELETE FROM events WHERE workflow_id = ?", (state.workflow_id,))
+            conn.execute(_UPSERT_RUN, run)
+            conn.executemany(_INSERT_EVENT, events)
+
+    def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
+        run, events = self._rows(state)
+        conn = self._conn()
+        with _Write(conn):
+            current = conn.execute("SELECT run_id, status FROM runs WHERE workflow_id = ?",
+                                   (state.workflow_id,)).fetchone()
+            if current is not None:
+                check_create(state.workflow_id, current[0], current[1], replace_run_id)
+                conn.execute("DELETE FROM events WHERE workflow_id = ?", (state.workflow_id,))
+            conn.execute(_UPSERT_RUN, run)
+            conn.executemany(_INSERT_EVENT, events)
+
+    def delete(self, workflow_id: str) -> None:
+        conn = self._conn()
+        with _Write(conn):
+            conn.execute("DELETE FROM runs WHERE workflow_id = ?", (workflow_id,))
+            conn.execute("DELETE FROM events WHERE workflow_id = ?", (workflow_id,))
+
+    def append(self, appends: Sequence[Append]) -> list[str]:
+        # Encode and validate everything first: a bad value fails the call before the write lock is taken.
+        prepared = []
+        for a in appends:
+            check_append(a)
+            prepared.append((a, _event_rows(a.workflow_id, a.run_id, a.events)))
+        refused: list[str] = []
+        rows: list[tuple] = []
+        conn = self._conn()
+        with _Write(conn):
+            for a, events in prepared:
+                if self._apply(conn, a):
+                    rows.extend(events)
+                else:
+                    refused.append(a.workflow_id)
+            if rows:
+                conn.executemany(_INSERT_EVENT, rows)
+        return refused
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, a: Append) -> bool:
+        version = a.expected_version + len(a.events)
+        updated_at = a.updated_at or None
+        if not needs_summary(a):  # the common case: one conditional UPDATE, no summary round trip
+            if a.status is None:
+                params: tuple = (version, updated_at, a.workflow_id, a.run_id, a.expected_version)
+                return conn.execute(_BUMP, params).rowcount == 1
+            params = (version, WorkflowStatus(a.status).value, updated_at, a.workflow_id, a.run_id,
+                      a.expected_version)
+            return conn.execute(_BUMP_STATUS, params).rowcount == 1
+        row = conn.execute(_SELECT_RUN, (a.workflow_id,)).fetchone()
+        if row is None or not accepts(row[0], row[5], a):
+            return False
+        state = replace(decode_state(row[6]), status=WorkflowStatus(row[2]), updated_at=row[4])
+        state = summarize(state, a)
+        conn.execute(_REWRITE, (version, state.status.value, state.updated_at, encode_state(state),
+                                a.workflow_id))
+        return True
+
+
+def _event_rows(workflow_id: str, run_id: str, events: Iterable[Event]) -> list[tuple]:
+    return [(workflow_id, run_id, ev.id, encode_event(ev)) for ev in events]
+
+
+class _Write:
+    """`BEGIN IMMEDIATE` ... `COMMIT`, rolled back on any error. Immediate, because a deferred
+    transaction that reads and then writes can fail with SQLITE_BUSY instead of waiting."""
+
+    __slots__ = ("conn",)
+    begin = "BEGIN IMMEDIATE"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute(self.begin)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+class _Read(_Write):
+    """A read snapshot: WAL readers never block the writer, nor wait for it."""
+
+    __slots__ = ()
+    begin = "BEGIN"

@@ -1,0 +1,61 @@
+"""`with_tracing()`: OpenTelemetry spans around the executor's calls (needs `opentelemetry-api`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from beluga.core.errors import ConfigurationError
+from beluga.core.records import Signal
+from beluga.executors.base import DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.middleware import DelegatingExecutor, Middleware
+
+
+class TracingExecutor(DelegatingExecutor):
+    def __init__(self, inner: DurableExecutor, tracer: Any) -> None:
+        super().__init__(inner)
+        self._tracer = tracer
+
+    @contextmanager
+    def _span(self, name: str, workflow_id: str | None, **attrs: Any) -> Iterator[Any]:
+        with self._tracer.start_as_current_span(name) as span:
+            if workflow_id is not None:
+                span.set_attribute("workflow.id", workflow_id)
+            for key, value in attrs.items():
+                span.set_attribute(key, value)
+            try:
+                yield span
+            except Exception as exc:
+                span.record_exception(exc)
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise
+
+    def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
+        with self._span("workflow.execute", options.id if options else None) as span:
+            handle = super().execute(workflow, options)
+            span.set_attribute("workflow.id", handle.id)
+            return handle
+
+    def signal(self, workflow_id: str, signal: Signal) -> None:
+        with self._span("workflow.signal", workflow_id, **{"workflow.signal": signal.name}):
+            super().signal(workflow_id, signal)
+
+    def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        with self._span("workflow.query", workflow_id, **{"workflow.query": query_type}):
+            return super().query(workflow_id, query_type, *args)
+
+    def cancel(self, workflow_id: str) -> None:
+        with self._span("workflow.cancel", workflow_id):
+            super().cancel(workflow_id)
+
+
+def with_tracing(tracer: Any = None) -> Middleware:
+    try:
+        from opentelemetry import trace
+    except ImportError as exc:
+        raise ConfigurationError("with_tracing() needs OpenTelemetry: pip install opentelemetry-api") from exc
+    chosen = tracer or trace.get_tracer("beluga")
+    return lambda executor: TracingExecutor(executor, chosen)
