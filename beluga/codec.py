@@ -3,7 +3,8 @@
 msgpack, never pickle: data read from a store or a broker must not be able to run code. Types msgpack
 lacks travel as ext types (codes below; they are part of the persisted format, never renumber them).
 A dataclass is rebuilt only from a class its module already defines in this process; nothing named by
-the data is ever imported.
+the data is ever imported. An aware datetime keeps its UTC offset, not its zone rules: a ZoneInfo comes
+back as the fixed offset it had at that instant (the instant itself is exact).
 """
 
 from __future__ import annotations
@@ -120,15 +121,17 @@ def _rebuild(name: Any, values: Any) -> Any:
     if not (isinstance(target, type) and dataclasses.is_dataclass(target)):
         return values
     try:
-        fields = dataclasses.fields(target)
-        obj = target(**{f.name: values[f.name] for f in fields if f.init and f.name in values},
-                     **{k: v for k, v in values.items() if k not in {f.name for f in fields}})
-        for f in fields:
-            if not f.init and f.name in values:
-                object.__setattr__(obj, f.name, values[f.name])
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        unknown = [k for k in values if k not in fields]
+        if unknown:
+            raise TypeError(f"the class has no fields {unknown}")
+        obj = target(**{k: v for k, v in values.items() if fields[k].init})
+        for k, v in values.items():
+            if not fields[k].init:  # restored as recorded, as the constructor would not take it
+                object.__setattr__(obj, k, v)
     except Exception as exc:
         raise SerializationError(
-            f"recorded fields {sorted(values)} no longer fit dataclass {name} ({exc}); keep the class "
+            f"recorded fields {list(values)} no longer fit dataclass {name} ({exc}); keep the class "
             "compatible with recorded data, or give new fields defaults") from exc
     return obj
 
@@ -278,7 +281,7 @@ _STATE_FIELDS = ("workflow_id", "run_id", "workflow_type", "input", "result", "e
 
 def encode_state(state: WorkflowState) -> bytes:
     """The summary only: stores keep the history as separate event records."""
-    d: dict[str, Any] = {"v": SCHEMA_VERSION, "status": state.status.value}
+    d: dict[str, Any] = {"v": SCHEMA_VERSION, "status": WorkflowStatus(state.status).value}
     for name in _STATE_FIELDS:
         d[name] = getattr(state, name)
     try:
@@ -291,6 +294,9 @@ def decode_state(data: bytes, history: tuple[Event, ...] = ()) -> WorkflowState:
     d = _record(data, "workflow state")
     try:
         kwargs = {name: d[name] for name in _STATE_FIELDS}
-        return WorkflowState(status=WorkflowStatus(d["status"]), history=history, **kwargs)
+        status = WorkflowStatus(d["status"])
     except (KeyError, ValueError) as exc:
         raise SerializationError(f"workflow state record is malformed: {exc!r}") from exc
+    if not all(type(kwargs[k]) is str for k in ("workflow_id", "run_id", "workflow_type")):
+        raise SerializationError(f"workflow state record has ids of the wrong types: {d!r:.200}")
+    return WorkflowState(status=status, history=history, **kwargs)

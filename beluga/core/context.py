@@ -130,7 +130,8 @@ class WorkflowContext:
 
     def timer(self, duration: Duration) -> Future[None]:
         secs = seconds(duration)
-        assert secs is not None
+        if secs is None:
+            raise TypeError("a timer needs a duration: float seconds or a timedelta, not None")
         inst = self._instance
         return inst.issue(cmds.StartTimer(inst.next_seq(), secs), Future(self))
 

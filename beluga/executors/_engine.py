@@ -44,6 +44,7 @@ from beluga.core.records import (
     WorkflowStatus,
 )
 from beluga.core.retry import RetryPolicy, default_retry_policy
+from beluga.executors._runs import new_run_state
 from beluga.executors._timers import TimerHeap
 from beluga.hooks import Hooks
 from beluga.stores.base import WorkflowStore
@@ -561,8 +562,6 @@ class Engine:
 
     # --- children and continue-as-new -------------------------------------------------------------
     def _start_child(self, parent: _Run, c: cmds.StartChildWorkflow) -> None:
-        from beluga.executors.inprocess import new_run_state  # one place builds a run's first event
-
         link = {"workflow_id": parent.workflow_id, "run_id": parent.run_id, "seq": c.seq}
         try:
             defn = self.registry.workflow(c.workflow_type)
@@ -586,8 +585,6 @@ class Engine:
         self.post(Msg("child_done", link["workflow_id"], link["run_id"], link["seq"], payload, ok=ok))
 
     def _continue(self, run: _Run, input: Any) -> None:
-        from beluga.executors.inprocess import new_run_state
-
         self._runs.pop(run.workflow_id, None)
         if run.instance is not None:
             run.instance.close()

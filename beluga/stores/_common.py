@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from beluga.core.errors import WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
@@ -53,7 +54,7 @@ def needs_summary(a: Append) -> bool:
 def summarize(state: WorkflowState, a: Append) -> WorkflowState:
     """The summary after `a`. `None`/0.0 fields of an Append mean "unchanged", so a run's result is
     set once, by the append that completes it."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if a.status is not None:
         changes["status"] = WorkflowStatus(a.status)
     if a.result is not None:

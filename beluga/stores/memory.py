@@ -7,6 +7,7 @@ the SQLite store could not encode fails here too, and comes back in the same sha
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -62,7 +63,7 @@ class InMemoryStore(WorkflowStore):
                 return None
             return self._state(workflow_id)
 
-    def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
+    def list(self, filter: WorkflowFilter | None = None) -> builtins.list[WorkflowState]:
         f = filter or DEFAULT_FILTER
         with self._lock:
             found = sorted((s for s in self._runs.values() if matches(f, s)), key=newest_first, reverse=True)
@@ -82,7 +83,7 @@ class InMemoryStore(WorkflowStore):
             self._runs[state.workflow_id] = summary
             self._events[state.workflow_id] = events
 
-    def append(self, appends: Sequence[Append]) -> list[str]:
+    def append(self, appends: Sequence[Append]) -> builtins.list[str]:
         owned = []
         for a in appends:  # validate and copy everything before taking the lock or changing anything
             check_append(a)
@@ -102,7 +103,7 @@ class InMemoryStore(WorkflowStore):
                 history.extend(events)
         return refused
 
-    def history(self, workflow_id: str, after: int = 0) -> list[Event]:
+    def history(self, workflow_id: str, after: int = 0) -> builtins.list[Event]:
         with self._lock:
             events = self._events.get(workflow_id, ())
             return [_copy_event(ev) for ev in events[max(after, 0):]]

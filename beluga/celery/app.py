@@ -1,0 +1,91 @@
+"""The Celery application behind `celery -A beluga worker` and the celery executor.
+
+Built once per process from `Settings`; messages use Beluga's msgpack codec (`application/x-beluga`)
+and nothing else is accepted, so no pickle ever reaches a worker."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, signals
+from kombu.serialization import register
+
+from beluga import codec
+from beluga.settings import Settings, redact
+
+log = logging.getLogger("beluga.celery")
+CONTENT_TYPE = "application/x-beluga"
+_lock = threading.Lock()
+_app: Celery | None = None
+
+register("beluga", codec.encode, codec.decode, content_type=CONTENT_TYPE, content_encoding="binary")
+
+
+def make_app(settings: Settings) -> Celery:
+    app = Celery("beluga", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="beluga",
+        result_serializer="beluga",
+        accept_content=["beluga"],
+        event_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.default_queue,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+    )
+    app.conf.beluga_settings = settings
+    from beluga.celery import tasks
+
+    tasks.bind(app)
+    return app
+
+
+def get_app(settings: Settings | None = None) -> Celery:
+    """The process's app, built on first use from `settings` (or the environment)."""
+    global _app
+    with _lock:
+        if _app is None:
+            _app = make_app(settings or Settings.load())
+        return _app
+
+
+def import_user_modules(settings: Settings) -> None:
+    for name in settings.imports:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            log.exception("could not import %s (BELUGA_IMPORTS); its workflows and activities are missing", name)
+
+
+@signals.worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
+    if isinstance(settings, Settings):
+        import_user_modules(settings)
+        log.info("beluga worker: broker %s, histories in %s, imports %s", redact(settings.broker_url),
+                 redact(settings.history_url), ",".join(settings.imports))
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
+        from beluga.celery.scheduler import start_scheduler
+
+        start_scheduler(app)
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    from beluga.celery.scheduler import stop_scheduler
+
+    stop_scheduler()

@@ -1,0 +1,190 @@
+"""The Celery tasks of the fleet: `beluga.coordinate`, `beluga.activity` (one task per attempt, shown
+in Flower as `activity:<name>`), and `beluga.query`."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+
+from beluga import codec
+from beluga.activity import ActivityInfo, run_with_info
+from beluga.celery.coordinator import Coordinator, Stuck
+from beluga.celery.fleet import Fleet
+from beluga.core import commands as cmds
+from beluga.core.definitions import registry
+from beluga.core.errors import ConfigurationError, SerializationError
+from beluga.core.failure import to_failure
+from beluga.core.instance import WorkflowInstance
+from beluga.core.retry import RetryPolicy, default_retry_policy
+from beluga.executors._runs import new_run_state, payload_checker
+from beluga.settings import Settings
+from beluga.stores.redis import RedisStore
+
+log = logging.getLogger("beluga.tasks")
+CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
+
+
+class Runtime:
+    """Per-process state of a worker or client: Redis connections, the coordinator and its cache."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.store = RedisStore(settings.history_url, prefix=settings.key_prefix)
+        self.fleet = Fleet(self.store, settings.lease_seconds)
+        self.check = payload_checker(settings.max_payload_bytes)
+        self.coordinator = Coordinator(self.fleet, registry, dispatch=self.dispatch, wake=self.wake,
+                                       start_child=self.start_child, check_payload=self.check)
+        self.in_flight: set[tuple[str, int, int]] = set()
+        self._renewer: threading.Thread | None = None
+
+    def wake(self, workflow_id: str, queue: str | None) -> None:
+        self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
+                                                       shadow=f"coordinate:{workflow_id}")
+
+    def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
+                 options: dict[str, Any], details: Any = None) -> None:
+        self.fleet.allow_attempt(workflow_id, seq, attempt)
+        timeout = options.get("timeout")
+        self.app.tasks["beluga.activity"].apply_async(
+            (workflow_id, run_id, seq, attempt, name, input, options, details),
+            queue=options.get("queue") or None, shadow=f"activity:{name}",
+            soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
+
+    def start_child(self, c: cmds.StartChildWorkflow | None, link: dict[str, Any] | None, queue: str | None,
+                    *, continue_from: Any = None, input: Any = None) -> None:
+        from beluga.core.errors import WorkflowAlreadyStarted
+
+        now = time.time()
+        if continue_from is not None:
+            state = new_run_state(continue_from.workflow_type, continue_from.workflow_id, input, None, queue,
+                                  now, parent=continue_from.parent, continued_from=continue_from.run_id)
+            self.store.create(state, replace_run_id=continue_from.run_id)
+        else:
+            assert c is not None and link is not None
+            state = new_run_state(c.workflow_type, c.workflow_id, c.input, None, queue, now, parent=link)
+            try:
+                self.store.create(state)
+            except WorkflowAlreadyStarted as exc:
+                self.fleet.push(link["workflow_id"], {"k": "child_done", "run": link["run_id"],
+                                                      "seq": c.seq, "ok": False, "payload": to_failure(exc)})
+                self.wake(link["workflow_id"], queue)
+                return
+        self.wake(state.workflow_id, queue)
+
+    def renew_forever(self) -> None:
+        while True:
+            time.sleep(max(0.5, self.settings.lease_seconds / 3))
+            try:
+                self.fleet.renew(list(self.in_flight))
+            except Exception:
+                log.exception("could not renew activity leases")
+
+    def ensure_renewer(self) -> None:
+        if self._renewer is None or not self._renewer.is_alive():
+            self._renewer = threading.Thread(target=self.renew_forever, name="beluga-lease", daemon=True)
+            self._renewer.start()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime(app: Celery) -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None or _runtime.app is not app:
+            _runtime = Runtime(app, app.conf.beluga_settings)
+        return _runtime
+
+
+def bind(app: Celery) -> None:
+    """Register the fleet's tasks on `app`."""
+
+    @app.task(name="beluga.coordinate", bind=True, acks_late=True, max_retries=None)
+    def coordinate(self: Any, workflow_id: str) -> None:
+        rt = runtime(app)
+        try:
+            rt.coordinator.run(workflow_id)
+        except Stuck as exc:  # wait for a worker with matching code; keep every input meanwhile
+            delay = min(300, 5 * 2 ** min(self.request.retries, 6))
+            log.error("workflow %s waits: %s (retrying in %ss)", workflow_id, exc, delay)
+            rt.store.redis.hset(rt.store.keys(workflow_id)[0], "stuck", str(exc))
+            raise self.retry(countdown=delay) from None
+
+    @app.task(name="beluga.activity", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    def activity(self: Any, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
+                 options: dict[str, Any], details: Any = None) -> None:
+        rt = runtime(app)
+        fleet = rt.fleet
+        if fleet.current_attempt(workflow_id, seq) != attempt:
+            log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
+            return
+        defn = registry.activities.get(name)
+        if defn is None:
+            log.error("activity %r is not registered in this worker (BELUGA_IMPORTS); workflow %s waits",
+                      name, workflow_id)
+            raise self.retry(countdown=5)
+        key = (workflow_id, seq, attempt)
+        hb = options.get("heartbeat_timeout")
+        fleet.hold_lease(workflow_id, seq, attempt, {"run": run_id, "details": details})
+        if hb is None:
+            rt.in_flight.add(key)
+            rt.ensure_renewer()
+
+        def beat(d: Any) -> None:
+            rt.check(d)
+            fleet.hold_lease(workflow_id, seq, attempt, {"run": run_id, "details": d})
+
+        info = ActivityInfo(workflow_id, run_id, name, seq, attempt, details, _beat=beat)
+        try:
+            result = run_with_info(info, lambda: defn.call(input))
+            rt.check(result)
+            message: dict[str, Any] = {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt,
+                                       "ok": True, "payload": result}
+            next_delay = None
+        except BaseException as exc:
+            if isinstance(exc, SoftTimeLimitExceeded):
+                exc = TimeoutError(f"activity {name!r} attempt {attempt} ran past its {options.get('timeout')}s timeout")
+            failure = to_failure(exc)
+            if isinstance(exc, (ConfigurationError, SerializationError)):
+                failure["non_retryable"] = True
+            policy = RetryPolicy.from_dict(options["retry"]) if options.get("retry") else default_retry_policy()
+            next_delay = policy.next_delay(attempt, failure, random.random())
+            by_celery = next_delay is not None and next_delay <= CELERY_RETRY_LIMIT
+            message = {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": False,
+                       "payload": failure, "retry_in": next_delay, "celery_retry": by_celery}
+        finally:
+            rt.in_flight.discard(key)
+        fleet.finish_attempt(workflow_id, seq, attempt, message,
+                             next_attempt=attempt + 1 if message.get("celery_retry") else None)
+        rt.wake(workflow_id, None)
+        if message.get("celery_retry"):
+            raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options, None),
+                             countdown=next_delay)
+
+    @app.task(name="beluga.query", bind=True)
+    def query(self: Any, workflow_id: str, name: str, args: list[Any], reply_to: str) -> None:
+        rt = runtime(app)
+        try:
+            state = rt.store.load(workflow_id)
+            if state is None:
+                raise ConfigurationError(f"no workflow with id {workflow_id!r}")
+            defn = registry.workflow(state.workflow_type)
+            instance = WorkflowInstance(defn, workflow_id, state.run_id, check_payload=rt.check)
+            history = [e for e in state.history if e.type != "workflow_timed_out"]
+            instance.activate(history)
+            value = instance.query(name, *args)
+            rt.check(value)
+            rt.fleet.reply(reply_to, {"ok": True, "value": value})
+        except Exception as exc:
+            rt.fleet.reply(reply_to, {"ok": False, "error": to_failure(exc)})
+
+
+__all__ = ["bind", "runtime", "codec"]

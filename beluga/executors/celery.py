@@ -1,0 +1,121 @@
+"""Provider `"celery"`: a client of the worker fleet. It needs only the broker and Redis URLs, never the
+workflow code, so a Django or Flask view can start, signal, query and cancel runs by name."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from beluga.core.definitions import workflow_name
+from beluga.core.errors import WorkflowNotFound, WorkflowNotRunning
+from beluga.core.failure import from_failure
+from beluga.core.records import Signal, WorkflowState, WorkflowStatus
+from beluga.core.retry import seconds
+from beluga.executors._runs import new_run_state
+from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.settings import Settings
+
+
+class CeleryExecutor(DurableExecutor):
+    def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0) -> None:
+        from beluga.celery.app import get_app, make_app
+        from beluga.celery.tasks import runtime
+
+        settings = settings or Settings.load()
+        current = get_app() if settings == Settings.load() else None
+        self.app = current or make_app(settings)
+        self._rt = runtime(self.app)
+        self.store = self._rt.store
+        self.fleet = self._rt.fleet
+        self.query_timeout = query_timeout
+
+    def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
+        options = options or WorkflowOptions()
+        name = workflow_name(workflow)
+        self._rt.check(options.input)
+        timeout = seconds(options.timeout)
+        now = time.time()
+        state = new_run_state(name, options.id or str(uuid.uuid4()), options.input, timeout, options.queue, now)
+        self.store.create(state)
+        if timeout is not None:
+            self.fleet.arm(state.workflow_id, now + timeout, {"k": "timeout", "run": state.run_id})
+        self._rt.wake(state.workflow_id, options.queue)
+        return WorkflowHandle(self, state.workflow_id, state.run_id)
+
+    def _open(self, workflow_id: str) -> WorkflowState:
+        state = self.store.load_summary(workflow_id)
+        if state is None:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        if not state.status.is_open:
+            raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
+                                     "signalled or cancelled")
+        return state
+
+    def signal(self, workflow_id: str, signal: Signal) -> None:
+        self._rt.check(signal.payload)
+        state = self._open(workflow_id)
+        self.fleet.push(workflow_id, {"k": "signal", "name": signal.name, "payload": signal.payload,
+                                      "sender_id": signal.sender_id, "sent_at": signal.sent_at or time.time()})
+        self._rt.wake(workflow_id, state.queue)
+
+    def cancel(self, workflow_id: str) -> None:
+        state = self._open(workflow_id)
+        self.fleet.push(workflow_id, {"k": "cancel"})
+        self._rt.wake(workflow_id, state.queue)
+
+    def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        if query_type in ("status", "result"):
+            state = self.store.load_summary(workflow_id)
+            if state is None:
+                raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+            if query_type == "status":
+                return state.status
+            return state.result if state.status is WorkflowStatus.COMPLETED else None
+        state = self.describe(workflow_id)
+        reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
+        self.app.tasks["beluga.query"].apply_async((workflow_id, query_type, list(args), reply_to),
+                                                   queue=state.queue or None)
+        answer = self.fleet.wait_reply(reply_to, self.query_timeout)
+        if answer is None:
+            raise TimeoutError(f"no worker answered query {query_type!r} for {workflow_id} within "
+                               f"{self.query_timeout:g}s")
+        if answer.get("ok"):
+            return answer.get("value")
+        error = answer.get("error") or {}
+        if error.get("type") == "QueryNotFound":
+            from beluga.core.errors import QueryNotFound
+
+            raise QueryNotFound(error.get("message", ""))
+        raise from_failure(error)
+
+    def describe(self, workflow_id: str) -> WorkflowState:
+        state = self.store.load(workflow_id)
+        if state is None:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        return state
+
+    def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            state = self.store.load_summary(workflow_id)
+            if state is None:
+                raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+            if not state.status.is_open:
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def factory(config: Config | None = None) -> CeleryExecutor:
+    config = config or Config()
+    extra = dict(config.extra)
+    query_timeout = extra.pop("query_timeout", 10.0)
+    settings = Settings.load().with_overrides(**extra)
+    return CeleryExecutor(settings, query_timeout=query_timeout)

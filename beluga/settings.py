@@ -1,0 +1,99 @@
+"""The fleet's settings: one typed object, loaded in one place and passed down.
+
+Sources, later ones winning: defaults, a `KEY=VALUE` file (`BELUGA_CONFIG`, default `config/beluga.env`
+when it exists), Django settings (`BELUGA_*`, `CELERY_BROKER_URL`) when Django is configured, and the
+environment. Nothing else in Beluga reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+_ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imports": "BELUGA_IMPORTS",
+        "max_payload_bytes": "BELUGA_MAX_PAYLOAD_BYTES", "lease_seconds": "BELUGA_LEASE_SECONDS",
+        "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str = "redis://localhost:6379/0"
+    redis_url: str | None = None           # defaults to the broker URL when that is Redis
+    imports: tuple[str, ...] = ("workers",)
+    max_payload_bytes: int = 2 * 1024 * 1024
+    lease_seconds: float = 15.0            # how soon a lost worker's activities are dispatched again
+    default_queue: str = "beluga"
+    key_prefix: str = "beluga"
+
+    @property
+    def history_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url.split(":", 1)[0] in ("redis", "rediss", "unix"):
+            return self.broker_url
+        raise ValueError("BELUGA_REDIS_URL is required when the broker is not Redis")
+
+    def with_overrides(self, **values: Any) -> Settings:
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: _coerce(k, v) for k, v in values.items() if k in known and v is not None})
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, file: str | Path | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        settings = cls()
+        path = Path(file or env.get("BELUGA_CONFIG", "config/beluga.env"))
+        if path.is_file():
+            settings = settings.with_overrides(**_read_env_file(path))
+        settings = settings.with_overrides(**_django_settings())
+        return settings.with_overrides(**{k: env.get(var) for k, var in _ENV.items()})
+
+
+def redact(url: str) -> str:
+    """A URL safe to log: the password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "imports" and isinstance(value, str):
+        return tuple(m.strip() for m in value.split(",") if m.strip())
+    if name == "max_payload_bytes":
+        return int(value)
+    if name == "lease_seconds":
+        return float(value)
+    return value
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    by_var = {var: key for key, var in _ENV.items()}
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        var, _, value = line.partition("=")
+        key = by_var.get(var.strip())
+        if key:
+            out[key] = value.strip().strip('"').strip("'")
+    return out
+
+
+def _django_settings() -> dict[str, Any]:
+    try:
+        from django.conf import settings as dj  # type: ignore[import-not-found]
+
+        if not dj.configured:
+            return {}
+    except Exception:  # Django absent or not set up: nothing to read
+        return {}
+    out = {key: getattr(dj, var) for key, var in _ENV.items() if hasattr(dj, var)}
+    if "broker_url" not in out and hasattr(dj, "CELERY_BROKER_URL"):
+        out["broker_url"] = dj.CELERY_BROKER_URL
+    return out

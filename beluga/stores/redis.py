@@ -1,0 +1,211 @@
+"""`RedisStore`: runs in Redis, each history a Redis Stream, appended by a compare-and-append Lua script.
+
+Keys of one run share the hash tag `{<workflow id>}` so that a Redis Cluster keeps them in one slot:
+`<p>:{id}:run` (hash: run_id, type, status, version, summary, ...), `<p>:{id}:events` (stream, entry
+`0-<event id>`), `<p>:{id}:inbox` (list of messages waiting for the coordinator). The listing indexes
+(`<p>:index:*`, sorted sets by creation time) are derived data, updated after each write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from beluga import codec
+from beluga.core.errors import WorkflowAlreadyStarted
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, summarize
+from beluga.stores.base import WorkflowStore
+
+# KEYS: run, events, inbox. ARGV: run_id, expected version, inbox items consumed, status, summary,
+# updated_at, events... Returns 1 when appended, 0 when refused (another writer came first).
+_APPEND = """
+local cur = redis.call('HMGET', KEYS[1], 'run_id', 'version')
+if cur[1] ~= ARGV[1] or tonumber(cur[2]) ~= tonumber(ARGV[2]) then return 0 end
+local v = tonumber(ARGV[2])
+for i = 7, #ARGV do
+  v = v + 1
+  redis.call('XADD', KEYS[2], '0-' .. v, 'e', ARGV[i])
+end
+redis.call('HSET', KEYS[1], 'version', v)
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'status', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'summary', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'updated', ARGV[6]) end
+local used = tonumber(ARGV[3])
+if used > 0 then redis.call('LTRIM', KEYS[3], used, -1) end
+return 1
+"""
+
+# KEYS: run, events, inbox. ARGV: run_id, status, summary, type, created, replace_run_id, events...
+# Returns '' when created, else the open run id that blocks it.
+_CREATE = """
+local cur = redis.call('HMGET', KEYS[1], 'run_id', 'status')
+if cur[1] and cur[2] == 'running' and cur[1] ~= ARGV[6] then return cur[1] end
+if not (cur[1] and cur[1] == ARGV[6]) then redis.call('DEL', KEYS[3]) end
+redis.call('DEL', KEYS[2])
+local v = 0
+for i = 7, #ARGV do
+  v = v + 1
+  redis.call('XADD', KEYS[2], '0-' .. v, 'e', ARGV[i])
+end
+redis.call('HSET', KEYS[1], 'run_id', ARGV[1], 'status', ARGV[2], 'summary', ARGV[3], 'type', ARGV[4],
+           'created', ARGV[5], 'updated', ARGV[5], 'version', v)
+return ''
+"""
+
+
+class RedisStore(WorkflowStore):
+    """`url` is any redis-py URL (`redis://`, `rediss://` for TLS, with a password); or pass `client`."""
+
+    def __init__(self, url: str = "redis://localhost:6379/0", *, prefix: str = "beluga",
+                 client: redis.Redis | None = None) -> None:
+        self.redis = client if client is not None else redis.Redis.from_url(url)
+        self.prefix = prefix
+        self._append_script = self.redis.register_script(_APPEND)
+        self._create_script = self.redis.register_script(_CREATE)
+
+    # --- key layout ---------------------------------------------------------------------------------
+    def keys(self, workflow_id: str) -> tuple[str, str, str]:
+        tag = f"{self.prefix}:{{{workflow_id}}}"
+        return f"{tag}:run", f"{tag}:events", f"{tag}:inbox"
+
+    def key(self, workflow_id: str, name: str) -> str:
+        return f"{self.prefix}:{{{workflow_id}}}:{name}"
+
+    def _index(self, name: str) -> str:
+        return f"{self.prefix}:index:{name}"
+
+    # --- reads --------------------------------------------------------------------------------------
+    def load(self, workflow_id: str) -> WorkflowState | None:
+        run_key, events_key, _ = self.keys(workflow_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(run_key, "summary", "status")
+        pipe.xrange(events_key)
+        (summary, status), entries = pipe.execute()
+        if summary is None:
+            return None
+        return self._state(summary, status, tuple(codec.decode_event(f[b"e"]) for _, f in entries))
+
+    def load_summary(self, workflow_id: str) -> WorkflowState | None:
+        """The run without its history: cheap, for status checks and result waits."""
+        summary, status = self.redis.hmget(self.keys(workflow_id)[0], "summary", "status")
+        return None if summary is None else self._state(summary, status, ())
+
+    @staticmethod
+    def _state(summary: bytes, status: bytes | None, history: tuple[Event, ...]) -> WorkflowState:
+        state = codec.decode_state(summary, history)
+        if status is not None and status.decode() != state.status.value:
+            from dataclasses import replace
+
+            state = replace(state, status=WorkflowStatus(status.decode()))
+        return state
+
+    def history(self, workflow_id: str, after: int = 0) -> list[Event]:
+        entries = self.redis.xrange(self.keys(workflow_id)[1], min=f"0-{after + 1}")
+        return [codec.decode_event(f[b"e"]) for _, f in entries]
+
+    def version(self, workflow_id: str) -> tuple[str | None, int]:
+        run_id, version = self.redis.hmget(self.keys(workflow_id)[0], "run_id", "version")
+        return (run_id.decode() if run_id else None), int(version or 0)
+
+    def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
+        f = filter or DEFAULT_FILTER
+        if f.status is not None:
+            index = self._index(f"status:{WorkflowStatus(f.status).value}")
+        elif f.workflow_type is not None:
+            index = self._index(f"type:{f.workflow_type}")
+        else:
+            index = self._index("all")
+        out: list[WorkflowState] = []
+        start, page = 0, max(f.limit, 100)
+        while len(out) < f.limit:
+            ids = self.redis.zrevrange(index, start, start + page - 1)
+            if not ids:
+                break
+            start += page
+            for raw in ids:
+                state = self.load(raw.decode())
+                if state is None or (f.status is not None and state.status != f.status):
+                    continue
+                if f.workflow_type is not None and state.workflow_type != f.workflow_type:
+                    continue
+                out.append(state)
+                if len(out) >= f.limit:
+                    break
+        return out
+
+    # --- writes -------------------------------------------------------------------------------------
+    def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
+        blocker = self._create_script(keys=self.keys(state.workflow_id), args=[
+            state.run_id, state.status.value, codec.encode_state(state), state.workflow_type,
+            repr(state.created_at), replace_run_id or "", *(codec.encode_event(e) for e in state.history)])
+        if blocker:
+            check_create(state.workflow_id, blocker.decode(), WorkflowStatus.RUNNING, replace_run_id)
+            raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
+        self._reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
+
+    def save(self, state: WorkflowState) -> None:
+        self.delete(state.workflow_id)
+        self.create(state)
+
+    def delete(self, workflow_id: str) -> None:
+        state = self.load_summary(workflow_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(*self.keys(workflow_id), self.key(workflow_id, "lease"), self.key(workflow_id, "attempts"))
+        pipe.zrem(self._index("all"), workflow_id)
+        for status in WorkflowStatus:
+            pipe.zrem(self._index(f"status:{status.value}"), workflow_id)
+        if state is not None:
+            pipe.zrem(self._index(f"type:{state.workflow_type}"), workflow_id)
+        pipe.execute()
+
+    def append(self, appends: Sequence[Append], *, inbox_used: dict[str, int] | None = None) -> list[str]:
+        """As `WorkflowStore.append`; `inbox_used` also consumes that many inbox messages of a run in
+        the same atomic step, so a message is consumed exactly when its events are recorded."""
+        refused: list[str] = []
+        for a in appends:
+            check_append(a)
+            summary = b""
+            if a.result is not None or a.error is not None or a.status is not None:
+                current = self.load_summary(a.workflow_id)
+                if current is None:
+                    refused.append(a.workflow_id)
+                    continue
+                summary = codec.encode_state(summarize(current, a))
+            used = (inbox_used or {}).get(a.workflow_id, 0)
+            ok = self._append_script(keys=self.keys(a.workflow_id), args=[
+                a.run_id, a.expected_version, used, a.status.value if a.status else "", summary,
+                repr(a.updated_at) if a.updated_at else "", *(codec.encode_event(e) for e in a.events)])
+            if not ok:
+                refused.append(a.workflow_id)
+            elif a.status is not None:
+                self._restatus(a.workflow_id, a.status)
+        return refused
+
+    def _reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self._index("all"), {workflow_id: created_at})
+        pipe.zadd(self._index(f"type:{workflow_type}"), {workflow_id: created_at})
+        for s in WorkflowStatus:
+            if s is not status:
+                pipe.zrem(self._index(f"status:{s.value}"), workflow_id)
+        pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created_at})
+        pipe.execute()
+
+    def _restatus(self, workflow_id: str, status: WorkflowStatus) -> None:
+        created = self.redis.zscore(self._index("all"), workflow_id) or 0.0
+        pipe = self.redis.pipeline(transaction=False)
+        for s in WorkflowStatus:
+            if s is not status:
+                pipe.zrem(self._index(f"status:{s.value}"), workflow_id)
+        pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created})
+        pipe.execute()
+
+    def close(self) -> None:
+        self.redis.close()
+
+    # used by tests and tools
+    def raw(self) -> Any:
+        return self.redis

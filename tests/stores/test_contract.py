@@ -1,0 +1,260 @@
+"""The `WorkflowStore` contract (beluga/stores/base.py), held to every backend in conftest's `STORES`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from beluga.core.errors import SerializationError, WorkflowAlreadyStarted
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.stores.base import WorkflowStore
+
+RUNNING, COMPLETED, FAILED = WorkflowStatus.RUNNING, WorkflowStatus.COMPLETED, WorkflowStatus.FAILED
+
+
+def ev(id: int, type: str = "activity_completed", **attrs: object) -> Event:
+    return Event(id, type, 1000.0 + id, dict(attrs))
+
+
+def run(wid: str = "wf", rid: str = "r1", *, n: int = 1, **kw: object) -> WorkflowState:
+    fields: dict = {"workflow_type": "order", "created_at": 10.0, "updated_at": 10.0, **kw}
+    history = (ev(1, "workflow_started"),) + tuple(ev(i) for i in range(2, n + 1))
+    return WorkflowState(wid, rid, history=history, **fields)
+
+
+def step(wid: str, rid: str, version: int, count: int = 1, **kw: object) -> Append:
+    return Append(wid, rid, version, tuple(ev(version + k + 1, seq=version + k) for k in range(count)), **kw)
+
+
+def test_save_load_round_trips_every_field(store: WorkflowStore) -> None:
+    state = WorkflowState(
+        "wf-1", "run-1", "order", status=FAILED, input={"items": [1, 2]}, result=None,
+        error={"type": "ValueError", "message": "boom"}, created_at=1.5, updated_at=2.5,
+        history=(ev(1, "workflow_started"), ev(2, x=1), ev(3, "workflow_failed")), queue="q1",
+        parent={"workflow_id": "p", "run_id": "pr", "seq": 3})
+    store.save(state)
+    assert store.load("wf-1") == state
+    assert store.load("wf-1").version == 3
+
+
+def test_save_replaces_whatever_the_id_held(store: WorkflowStore) -> None:
+    store.save(run(n=3))
+    store.save(run(rid="r2", n=1, input="new"))
+    loaded = store.load("wf")
+    assert (loaded.run_id, loaded.input, loaded.version) == ("r2", "new", 1)
+
+
+def test_load_unknown_is_none(store: WorkflowStore) -> None:
+    assert store.load("nope") is None
+    assert store.history("nope") == []
+
+
+def test_list_filters_and_orders_newest_first(store: WorkflowStore) -> None:
+    store.create(run("a", created_at=1.0))
+    store.create(run("b", created_at=3.0, workflow_type="ship"))
+    store.create(run("c", created_at=2.0, status=COMPLETED))
+    store.create(run("d", created_at=4.0))
+    assert [s.workflow_id for s in store.list()] == ["d", "b", "c", "a"]
+    assert [s.workflow_id for s in store.list(WorkflowFilter(status=RUNNING))] == ["d", "b", "a"]
+    assert [s.workflow_id for s in store.list(WorkflowFilter(workflow_type="order"))] == ["d", "c", "a"]
+    both = WorkflowFilter(status=RUNNING, workflow_type="order", limit=1)
+    assert [s.workflow_id for s in store.list(both)] == ["d"]
+    assert [s.workflow_id for s in store.list(WorkflowFilter(limit=2))] == ["d", "b"]
+    assert store.list()[0].history == run("d").history
+
+
+def test_list_sees_status_set_by_append(store: WorkflowStore) -> None:
+    store.create(run("a"))
+    assert store.append([step("a", "r1", 1, status=COMPLETED, result=7)]) == []
+    assert [s.workflow_id for s in store.list(WorkflowFilter(status=COMPLETED))] == ["a"]
+    assert store.list(WorkflowFilter(status=RUNNING)) == []
+
+
+def test_delete_forgets_run_and_history(store: WorkflowStore) -> None:
+    store.create(run(n=2))
+    store.delete("wf")
+    store.delete("wf")  # unknown id: not an error
+    assert store.load("wf") is None
+    assert store.history("wf") == []
+    store.create(run())  # the id is free again
+    assert store.load("wf").version == 1
+
+
+def test_create_twice_on_open_run_raises(store: WorkflowStore) -> None:
+    store.create(run())
+    with pytest.raises(WorkflowAlreadyStarted, match="wf"):
+        store.create(run(rid="r2"))
+    assert store.load("wf").run_id == "r1"
+
+
+def test_create_over_closed_run_replaces_it(store: WorkflowStore) -> None:
+    store.create(run(n=3, status=COMPLETED))
+    store.create(run(rid="r2", n=1))
+    loaded = store.load("wf")
+    assert (loaded.run_id, loaded.status, loaded.version) == ("r2", RUNNING, 1)
+    assert [e.id for e in store.history("wf")] == [1]
+
+
+@pytest.mark.parametrize("replace_run_id, allowed", [("r1", True), ("other", False), (None, False)])
+def test_replace_run_id_replaces_only_that_open_run(store: WorkflowStore, replace_run_id: str | None,
+                                                    allowed: bool) -> None:
+    store.create(run(n=3))
+    if allowed:
+        store.create(run(rid="r2"), replace_run_id=replace_run_id)
+        assert store.load("wf").run_id == "r2"
+        assert [e.id for e in store.history("wf")] == [1]
+    else:
+        with pytest.raises(WorkflowAlreadyStarted):
+            store.create(run(rid="r2"), replace_run_id=replace_run_id)
+        assert store.load("wf").version == 3
+
+
+def test_replace_run_id_on_missing_run_just_creates(store: WorkflowStore) -> None:
+    store.create(run(rid="r2"), replace_run_id="r1")
+    assert store.load("wf").run_id == "r2"
+
+
+def test_append_with_stale_version_is_refused_and_not_interleaved(store: WorkflowStore) -> None:
+    store.create(run())
+    assert store.append([step("wf", "r1", 1, 2)]) == []
+    assert store.append([step("wf", "r1", 1, 1)]) == ["wf"]  # a second writer read version 1 too
+    assert store.append([step("wf", "r1", 4, 1)]) == ["wf"]  # ahead of the history
+    assert [e.id for e in store.history("wf")] == [1, 2, 3]
+    assert store.load("wf").version == 3
+
+
+def test_append_to_unknown_or_replaced_run_is_refused(store: WorkflowStore) -> None:
+    assert store.append([step("ghost", "r1", 0)]) == ["ghost"]
+    assert store.load("ghost") is None
+    store.create(run(status=COMPLETED))
+    store.create(run(rid="r2"))
+    assert store.append([step("wf", "r1", 1)]) == ["wf"]  # the old run's writer, same version
+    assert store.load("wf").version == 1
+
+
+def test_batch_commits_all_but_the_refused(store: WorkflowStore) -> None:
+    for wid in "abc":
+        store.create(run(wid))
+    refused = store.append([step("a", "r1", 1), step("b", "r1", 0), step("c", "r1", 1, 2),
+                            step("zz", "r1", 0)])
+    assert refused == ["b", "zz"]
+    assert [store.load(w).version for w in "abc"] == [2, 1, 3]
+
+
+def test_batch_applies_appends_to_one_run_in_order(store: WorkflowStore) -> None:
+    store.create(run())
+    assert store.append([step("wf", "r1", 1), step("wf", "r1", 2, 2), step("wf", "r1", 2)]) == ["wf"]
+    assert [e.id for e in store.history("wf")] == [1, 2, 3, 4]
+
+
+def test_empty_batch(store: WorkflowStore) -> None:
+    assert store.append([]) == []
+
+
+def test_history_after(store: WorkflowStore) -> None:
+    store.create(run(n=5))
+    assert [e.id for e in store.history("wf", after=0)] == [1, 2, 3, 4, 5]
+    assert [e.id for e in store.history("wf", after=3)] == [4, 5]
+    assert store.history("wf", after=5) == []
+    assert store.history("wf", after=9) == []
+
+
+def test_append_updates_the_summary(store: WorkflowStore) -> None:
+    store.create(run())
+    store.append([step("wf", "r1", 1, updated_at=20.0)])
+    s = store.load("wf")
+    assert (s.status, s.result, s.error, s.updated_at, s.input) == (RUNNING, None, None, 20.0, None)
+    store.append([step("wf", "r1", 2)])  # no updated_at: unchanged
+    assert store.load("wf").updated_at == 20.0
+    store.append([step("wf", "r1", 3, status=COMPLETED, result={"total": 3}, updated_at=30.0)])
+    s = store.load("wf")
+    assert (s.status, s.result, s.updated_at, s.version) == (COMPLETED, {"total": 3}, 30.0, 4)
+    assert (s.workflow_type, s.created_at) == ("order", 10.0)
+
+    store.create(run("f"))
+    store.append([step("f", "r1", 1, status=FAILED, error={"type": "E", "message": "m"})])
+    s = store.load("f")
+    assert (s.status, s.error, s.result) == (FAILED, {"type": "E", "message": "m"}, None)
+
+
+def test_payload_types_survive(store: WorkflowStore) -> None:
+    payload = {
+        "when": dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        "naive": dt.datetime(2024, 1, 1, 0, 0, 0, 1), "day": dt.date(2024, 2, 29),
+        "money": Decimal("19.990"), "pair": (1, ("a", b"\x00\xff")), "tags": {"x", "y"},
+        "id": uuid.UUID(int=7), "big": 2**100, "blob": b"\x00\x01", "list": [(1, 2)],
+    }
+    store.create(run(input=payload))
+    store.append([Append("wf", "r1", 1, (Event(2, "activity_completed", 1.0, {"result": payload}),),
+                         result=payload)])
+    s = store.load("wf")
+    assert s.input == payload and s.result == payload
+    assert s.history[1].attrs["result"] == payload
+    assert type(s.history[1].attrs["result"]["pair"][1]) is tuple
+    assert type(s.result["list"][0]) is tuple
+
+
+def test_callers_cannot_mutate_stored_state(store: WorkflowStore) -> None:
+    attrs = {"items": [1]}
+    store.create(run(input=attrs))
+    store.append([Append("wf", "r1", 1, (Event(2, "x", 1.0, attrs),))])
+    attrs["items"].append(2)
+    loaded = store.load("wf")
+    loaded.input["items"].append(3)
+    loaded.history[1].attrs["items"].append(3)
+    store.history("wf")[1].attrs["items"].append(4)
+    assert store.load("wf").input == {"items": [1]}
+    assert store.history("wf")[1].attrs == {"items": [1]}
+
+
+def test_unencodable_payload_raises_and_writes_nothing(store: WorkflowStore) -> None:
+    store.create(run("a"))
+    store.create(run("b"))
+    bad = Append("b", "r1", 1, (Event(2, "x", 1.0, {"fn": lambda: 0}),))
+    with pytest.raises(SerializationError, match=r"\['fn'\]"):
+        store.append([step("a", "r1", 1), bad])
+    assert store.load("a").version == 1
+
+
+def test_event_ids_must_continue_the_history(store: WorkflowStore) -> None:
+    store.create(run())
+    with pytest.raises(ValueError, match="without gaps"):
+        store.append([Append("wf", "r1", 1, (ev(3),))])
+    with pytest.raises(ValueError):
+        store.create(WorkflowState("x", "r", "t", history=(ev(2),)))
+    assert store.load("wf").version == 1 and store.load("x") is None
+
+
+def test_concurrent_appenders_never_interleave(store: WorkflowStore) -> None:
+    store.create(run())
+    threads, per_thread = 8, 15
+    won: dict[int, list[int]] = {}  # version -> the threads whose append at it was accepted
+    lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def writer(t: int) -> None:
+        start.wait()
+        done = 0
+        while done < per_thread:
+            version = len(store.history("wf"))
+            event = Event(version + 1, "signal_received", 1.0, {"thread": t, "n": done})
+            if store.append([Append("wf", "r1", version, (event,))]) == []:
+                with lock:
+                    won.setdefault(version, []).append(t)
+                done += 1
+
+    workers = [threading.Thread(target=writer, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    history = store.history("wf")
+    assert [e.id for e in history] == list(range(1, threads * per_thread + 2))
+    assert all(len(ts) == 1 for ts in won.values()) and len(won) == threads * per_thread
+    marks = [(e.attrs["thread"], e.attrs["n"]) for e in history[1:]]
+    assert sorted(marks) == [(t, n) for t in range(threads) for n in range(per_thread)]
+    assert [won[e.id - 1][0] for e in history[1:]] == [e.attrs["thread"] for e in history[1:]]
