@@ -50,8 +50,23 @@ def loop(ctx: workflow.WorkflowContext, n: int) -> int:
     return x
 
 
+def code_revision() -> str:
+    """The commit measured, and whether the working tree differed from it (others may be editing)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        import subprocess
+
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "beluga"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" + uncommitted changes in beluga/" if dirty else "")
+    except Exception:
+        return "?"
+
+
 def window_means(starts: list[float], ends: list[float]) -> tuple[float, float]:
-    gaps = [b - a for a, b in zip(starts, ends)]
+    gaps = [b - a for a, b in zip(starts, ends, strict=True)]
     return statistics.fmean(gaps[:WINDOW]), statistics.fmean(gaps[-WINDOW:])
 
 
@@ -97,7 +112,7 @@ def main() -> None:
           f"SQLiteStore (fresh temp file per run), {args.reps} runs")
     print(f"machine: python {platform.python_version()} | sqlite {sqlite3.sqlite_version} | "
           f"{os.cpu_count()} CPUs | load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} | "
-          f"temp dir {tempfile.gettempdir()}")
+          f"temp dir {tempfile.gettempdir()} | code {code_revision()}")
     runs = []
     print()
     print(f"{'run':<6}{'first100 us/step':>18}{'last100 us/step':>17}{'last/first':>12}{'wall s':>9}"

@@ -177,6 +177,18 @@ def one_rep(system: str, workflows: int, steps: int) -> dict:
     return out
 
 
+def code_revision() -> str:
+    """The commit measured, and whether the working tree differed from it (others may be editing)."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "beluga"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" + uncommitted changes in beluga/" if dirty else "")
+    except Exception:
+        return "?"
+
+
 def machine() -> str:
     load = os.getloadavg()
     import sqlalchemy  # noqa: F401  (versions only)
@@ -194,7 +206,7 @@ def machine() -> str:
         pass
     return (f"python {platform.python_version()} | sqlite {sqlite3.sqlite_version} | dbos {dv} | "
             f"SQLAlchemy {sv} | {os.cpu_count()} CPUs ({cpu}) | load avg {load[0]:.2f} {load[1]:.2f} "
-            f"{load[2]:.2f} | temp dir {tempfile.gettempdir()}")
+            f"{load[2]:.2f} | temp dir {tempfile.gettempdir()} | code {code_revision()}")
 
 
 def main() -> None:

@@ -38,7 +38,6 @@ def make_app(settings: Settings) -> Celery:
         task_default_queue=settings.default_queue,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        task_send_sent_event=True,
         worker_send_task_events=True,
     )
     app.conf.beluga_settings = settings

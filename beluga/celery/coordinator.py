@@ -3,8 +3,10 @@ the new events to the run's Redis Stream (consuming the inbox messages in the sa
 only then dispatches what comes next.
 
 Only the holder of the run's lease appends; a coordinator that loses a race re-reads and tries again.
-Live runs waiting on activities stay in a small per-process cache so a step costs O(1); runs parked on
-signals or timers are dropped from memory at once and replayed when they wake."""
+A run waiting on activities stays live in a small per-process cache; when another worker process has
+advanced it meanwhile, the cached instance catches up by applying just the new events, so a step
+costs the same at event 6000 as at event 6. Runs parked on signals or timers are dropped from memory
+at once and replayed when they wake."""
 
 from __future__ import annotations
 
@@ -13,23 +15,24 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from beluga import codec
+from beluga.celery.fleet import Begun, Fleet
 from beluga.core import commands as cmds
 from beluga.core.definitions import Registry
 from beluga.core.errors import ConfigurationError, NonDeterminismError, SerializationError
 from beluga.core.instance import WorkflowInstance
-from beluga.core.pending import pending_work
+from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Append, Event, EventType, WorkflowState, WorkflowStatus
 from beluga.core.retry import RetryPolicy, default_retry_policy
-from beluga.celery.fleet import Fleet
 
 log = logging.getLogger("beluga.coordinator")
 E = EventType
 _CLOSE = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
           cmds.CancelWorkflow: WorkflowStatus.CANCELED}
+INBOX_BATCH = 100
 
 
 class Stuck(Exception):
@@ -41,16 +44,27 @@ class _Live:
     state: WorkflowState          # summary (no history)
     version: int
     instance: WorkflowInstance
-    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> name, input, options, attempt
+    pending: Pending
 
 
 @dataclass(slots=True)
 class _Step:
+    live: _Live
     events: list[Event] = field(default_factory=list)
     after: list[Callable[[], None]] = field(default_factory=list)
+    allowed: list[tuple[int, int]] = field(default_factory=list)  # activity attempts this step sends
     status: WorkflowStatus | None = None
     result: Any = None
     error: dict[str, Any] | None = None
+
+    @property
+    def next_id(self) -> int:
+        return self.live.version + len(self.events) + 1
+
+    def emit(self, events: list[Event]) -> None:
+        self.events.extend(events)
+        for ev in events:
+            fold(self.live.pending, ev)
 
 
 class Coordinator:
@@ -68,178 +82,206 @@ class Coordinator:
         self.cache_size = cache_size
         self._rand = random.Random()
 
-    def run(self, workflow_id: str) -> bool:
-        """Process the run's inbox under its lease. False when another coordinator holds the lease."""
-        token = self.fleet.acquire(workflow_id)
-        if token is None:
-            return False
-        try:
-            for _ in range(50):
-                if not self._step(workflow_id):
-                    break
-        finally:
-            self.fleet.release(workflow_id, token)
-        if self.fleet.inbox_size(workflow_id):  # a message came in as the lease was released
-            self.wake(workflow_id, None)
+    def run(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None] | None = None) -> bool:
+        """Process the run's inbox under its lease. False when another coordinator holds the lease: it
+        looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
+        attempt's (seq, attempt, message, next attempt), handed over by the task that ran it."""
+        worked = False
+        for _ in range(100):
+            cached = self.cache.get(workflow_id)
+            known = cached.version if cached else 0
+            if report is not None:
+                seq, attempt, message, next_attempt = report
+                report = None
+                begun = self.fleet.report_and_begin(workflow_id, seq, attempt, message, next_attempt,
+                                                    INBOX_BATCH, known)
+            else:
+                begun = self.fleet.begin(workflow_id, INBOX_BATCH, known)
+            if begun is None:
+                return worked
+            worked = True
+            try:
+                waiting = self._step(workflow_id, begun)
+                while waiting is None:  # lost an append race while holding the lease: re-read
+                    waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
+            except BaseException:
+                self.fleet.release(workflow_id, begun.token)
+                raise
+            if not waiting:
+                return True
+        self.wake(workflow_id, None)
         return True
 
     # --- one step -------------------------------------------------------------------------------------
-    def _step(self, workflow_id: str) -> bool:
-        """One append; True when more inbox messages may be waiting."""
-        run_id, version = self.store.version(workflow_id)
+    def _step(self, workflow_id: str, begun: Begun) -> int | None:
+        """Record the messages and release the lease in one append. Returns how many messages wait in
+        the inbox after it, or None when the append was refused (the lease is still held)."""
+        run_id, version, raw = begun.run_id, begun.version, begun.messages
         if run_id is None:
-            log.warning("wake for unknown workflow %s: dropping its inbox", workflow_id)
-            self.fleet.redis.delete(self.store.keys(workflow_id)[2])
-            return False
-        live = self.cache.get(workflow_id)
-        step = _Step()
-        if live is None or live.state.run_id != run_id or live.version != version:
-            live = self._load(workflow_id, step)
-        raw = self.fleet.inbox(workflow_id)
+            if raw:
+                log.warning("messages for unknown workflow %s: dropping its inbox", workflow_id)
+                self.fleet.redis.delete(self.store.keys(workflow_id)[2])
+            return self.fleet.release(workflow_id, begun.token)
+        live, owed = self._live(workflow_id, run_id, version, begun.newer)
+        step = _Step(live)
+        if owed:  # the run's first activation after start: its commands are recorded now
+            self._commands(step, owed, time.time())
         for item in raw:
-            try:
-                msg = codec.decode(item)
-                if not isinstance(msg, dict) or "k" not in msg:
-                    raise SerializationError("not a Beluga inbox message")
-            except SerializationError as exc:
-                log.error("dropping a malformed message in the inbox of %s: %s", workflow_id, exc)
-                continue
-            self._apply(live, step, msg)
-        if not step.events and not raw and step.status is None:
-            return False
-        refused = self.store.append([Append(workflow_id, run_id, version, tuple(step.events), step.status,
-                                            step.result, step.error, time.time())],
-                                    inbox_used={workflow_id: len(raw)})
-        if refused:
-            self.cache.pop(workflow_id, None)
-            return True
+            msg = _decode(item, workflow_id)
+            if msg is not None:
+                self._apply(step, msg)
+        if not step.events and not begun.inbox_used and step.status is None:
+            self._keep_or_drop(live)
+            return self.fleet.release(workflow_id, begun.token)
+        waiting = self.store.append_one(
+            Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
+                   time.time()), inbox_used=begun.inbox_used, attempts=step.allowed, lease_token=begun.token)
+        if waiting is None:
+            self._drop(workflow_id)
+            return None
         live.version += len(step.events)
         for action in step.after:
             action()
-        if live.state.status.is_open and any(t.get("running") for t in live.tasks.values()):
-            self.cache[workflow_id] = live
-            self.cache.move_to_end(workflow_id)
+        self._keep_or_drop(live)
+        return waiting
+
+    def _keep_or_drop(self, live: _Live) -> None:
+        """Keep a run in memory only while it waits for activities; parked and closed runs cost none."""
+        wid = live.state.workflow_id
+        if live.state.status.is_open and any(a.started for a in live.pending.activities.values()):
+            self.cache[wid] = live
+            self.cache.move_to_end(wid)
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)[1].instance.close()
-        else:  # parked or closed: no worker memory
-            self.cache.pop(workflow_id, None)
+        else:
+            self._drop(wid)
             live.instance.close()
-        return len(raw) >= 100
 
-    def _load(self, workflow_id: str, step: _Step) -> _Live:
+    def _drop(self, workflow_id: str) -> None:
+        live = self.cache.pop(workflow_id, None)
+        if live is not None:
+            live.instance.close()
+
+    def _live(self, workflow_id: str, run_id: str, version: int, newer: list[bytes]
+              ) -> tuple[_Live, list[cmds.Command]]:
+        live = self.cache.get(workflow_id)
+        if live is not None and live.state.run_id == run_id and live.version <= version:
+            if live.version == version:
+                return live, []
+            events = [codec.decode_event(e) for e in newer] if len(newer) == version - live.version \
+                else self.store.history(workflow_id, after=live.version)
+            try:  # another process advanced the run: apply just the new events
+                if not live.instance.activate(events):
+                    for ev in events:
+                        fold(live.pending, ev)
+                    live.version = version
+                    return live, []
+            except NonDeterminismError:
+                pass
+        self._drop(workflow_id)
+        return self._load(workflow_id)
+
+    def _load(self, workflow_id: str) -> tuple[_Live, list[cmds.Command]]:
         state = self.store.load(workflow_id)
-        assert state is not None
-        summary = WorkflowState(**{f: getattr(state, f) for f in state.__dataclass_fields__ if f != "history"})
+        if state is None:
+            raise Stuck(f"workflow {workflow_id} vanished while being coordinated")
         try:
             defn = self.registry.workflow(state.workflow_type)
         except ConfigurationError as exc:
             raise Stuck(str(exc)) from exc
         instance = WorkflowInstance(defn, workflow_id, state.run_id, check_payload=self.check_payload)
-        live = _Live(summary, len(state.history), instance)
+        live = _Live(replace(state, history=()), len(state.history), instance, pending_work(state.history))
         if not state.status.is_open:
-            return live
+            return live, []
         try:
-            new = instance.activate(state.history)
+            return live, instance.activate(state.history)
         except NonDeterminismError as exc:
             raise Stuck(str(exc)) from exc
-        work = pending_work(state.history)
-        for seq, act in work.activities.items():
-            live.tasks[seq] = {"name": act.name, "input": act.input, "options": act.options,
-                               "attempt": act.attempt, "running": act.started}
-        if new:
-            self._commands(live, step, new, state.history[-1].timestamp)
-        return live
 
     # --- inputs ---------------------------------------------------------------------------------------
-    def _apply(self, live: _Live, step: _Step, msg: dict[str, Any]) -> None:
-        kind = msg["k"]
+    def _apply(self, step: _Step, msg: dict[str, Any]) -> None:
+        live = step.live
         if not live.state.status.is_open or live.instance.finished:
             return
         if msg.get("run") not in (None, live.state.run_id):
             return  # for an earlier run of this id
+        kind = msg["k"]
         if kind == "signal":
-            self._record(live, step, E.SIGNAL_RECEIVED, {"name": msg["name"], "payload": msg.get("payload"),
-                                                          "sender_id": msg.get("sender_id")})
+            self._record(step, E.SIGNAL_RECEIVED, {"name": msg["name"], "payload": msg.get("payload"),
+                                                   "sender_id": msg.get("sender_id")})
         elif kind == "cancel":
             if not live.instance.cancel_requested:
-                self._record(live, step, E.CANCEL_REQUESTED, {})
+                self._record(step, E.CANCEL_REQUESTED, {})
         elif kind == "timer":
             if live.instance.is_pending(msg["seq"]):
-                self._record(live, step, E.TIMER_FIRED, {"seq": msg["seq"]})
+                self._record(step, E.TIMER_FIRED, {"seq": msg["seq"]})
         elif kind == "timeout":
-            self._emit(live, step, [Event(live.version + len(step.events) + 1, E.WORKFLOW_TIMED_OUT,
-                                          time.time(), {})])
-            self._close(live, step, WorkflowStatus.TIMED_OUT, None, {
+            step.emit([Event(step.next_id, E.WORKFLOW_TIMED_OUT, time.time(), {})])
+            self._close(step, WorkflowStatus.TIMED_OUT, None, {
                 "type": "TimeoutError", "message": f"workflow {live.state.workflow_id} ran past its timeout",
                 "traceback": "", "non_retryable": True})
         elif kind == "child_done":
             if live.instance.is_pending(msg["seq"]):
                 if msg.get("ok"):
-                    self._record(live, step, E.CHILD_WORKFLOW_COMPLETED, {"seq": msg["seq"],
-                                                                          "result": msg.get("payload")})
+                    self._record(step, E.CHILD_WORKFLOW_COMPLETED, {"seq": msg["seq"],
+                                                                    "result": msg.get("payload")})
                 else:
-                    self._record(live, step, E.CHILD_WORKFLOW_FAILED, {"seq": msg["seq"],
-                                                                       "error": msg.get("payload")})
+                    self._record(step, E.CHILD_WORKFLOW_FAILED, {"seq": msg["seq"],
+                                                                 "error": msg.get("payload")})
         elif kind == "activity":
-            self._activity(live, step, msg)
+            self._activity(step, msg)
         elif kind == "dispatch":
-            task = live.tasks.get(msg["seq"])
-            if task is not None and not task.get("running") and msg["attempt"] > task["attempt"] - 1:
-                self._begin(live, step, msg["seq"], msg["attempt"])
+            act = live.pending.activities.get(msg["seq"])
+            if act is not None and not act.started and act.attempt == msg["attempt"]:
+                self._begin(step, msg["seq"], act.attempt)
         else:
             log.error("unknown inbox message kind %r for %s; dropped", kind, live.state.workflow_id)
 
-    def _activity(self, live: _Live, step: _Step, msg: dict[str, Any]) -> None:
+    def _activity(self, step: _Step, msg: dict[str, Any]) -> None:
+        live = step.live
         seq, attempt = msg["seq"], msg["attempt"]
-        task = live.tasks.get(seq)
-        if task is None or task["attempt"] != attempt:
+        act = live.pending.activities.get(seq)
+        if act is None or not act.started or act.attempt != attempt:
             return  # a duplicate or a stale attempt
         if msg.get("ok"):
-            del live.tasks[seq]
-            self._record(live, step, E.ACTIVITY_COMPLETED, {"seq": seq, "attempt": attempt,
-                                                             "result": msg.get("payload")})
+            self._record(step, E.ACTIVITY_COMPLETED, {"seq": seq, "attempt": attempt,
+                                                      "result": msg.get("payload")})
             return
         failure = msg.get("payload") or {}
-        if "retry_in" in msg:      # the task decided, and Celery's retry runs the next attempt
-            delay, by_celery = msg["retry_in"], msg.get("celery_retry", False)
+        if "retry_in" in msg:      # the task decided; Celery's retry runs the next attempt
+            delay, by_celery = msg["retry_in"], bool(msg.get("celery_retry"))
         else:                      # the worker was lost: decide here
-            policy = RetryPolicy.from_dict(task["options"]["retry"]) if task["options"].get("retry") \
-                else default_retry_policy()
-            delay, by_celery = policy.next_delay(attempt, failure, self._rand.random()), False
-        self._record(live, step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": failure,
-                                                      "retry_in": delay})
+            delay, by_celery = self._policy(act.name, act.options).next_delay(
+                attempt, failure, self._rand.random()), False
+        self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": failure,
+                                               "retry_in": delay})
         if delay is None:
-            del live.tasks[seq]
             return
-        task["running"] = False
         if by_celery:
-            self._begin(live, step, seq, attempt + 1, send=False)
+            self._begin(step, seq, attempt + 1, send=False)
         else:
             wid, due = live.state.workflow_id, time.time() + delay
             dispatch = {"k": "dispatch", "run": live.state.run_id, "seq": seq, "attempt": attempt + 1}
             step.after.append(lambda: self.fleet.arm(wid, due, dispatch))
 
     # --- recording ------------------------------------------------------------------------------------
-    def _record(self, live: _Live, step: _Step, type: str, attrs: dict[str, Any]) -> None:
+    def _record(self, step: _Step, type: str, attrs: dict[str, Any]) -> None:
+        """Append one input event and the commands the workflow issues in reaction to it."""
         now = time.time()
-        ev = Event(live.version + len(step.events) + 1, type, now, attrs)
-        new = live.instance.activate((ev,))
-        self._emit(live, step, [ev])
+        ev = Event(step.next_id, type, now, attrs)
+        new = step.live.instance.activate((ev,))
+        step.emit([ev])
         if new:
-            self._commands(live, step, new, now)
+            self._commands(step, new, now)
 
-    def _emit(self, live: _Live, step: _Step, events: list[Event]) -> None:
-        step.events.extend(events)
-
-    def _commands(self, live: _Live, step: _Step, new: list[cmds.Command], now: float) -> None:
-        base = live.version + len(step.events)
-        self._emit(live, step, [cmds.to_event(c, base + i + 1, now) for i, c in enumerate(new)])
+    def _commands(self, step: _Step, new: list[cmds.Command], now: float) -> None:
+        live = step.live
+        base = step.next_id
+        step.emit([cmds.to_event(c, base + i, now) for i, c in enumerate(new)])
         wid, rid = live.state.workflow_id, live.state.run_id
         for c in new:
             if isinstance(c, cmds.ScheduleActivity):
-                live.tasks[c.seq] = {"name": c.name, "input": c.input, "options": self._options(c),
-                                     "attempt": 0}
-                self._begin(live, step, c.seq, 1)
+                self._begin(step, c.seq, 1)
             elif isinstance(c, cmds.StartTimer):
                 timer = {"k": "timer", "run": rid, "seq": c.seq}
                 step.after.append(lambda due=now + c.duration, timer=timer: self.fleet.arm(wid, due, timer))
@@ -247,56 +289,67 @@ class Coordinator:
                 link = {"workflow_id": wid, "run_id": rid, "seq": c.seq}
                 step.after.append(lambda c=c, link=link: self.start_child(c, link, live.state.queue))
             elif isinstance(c, cmds.ContinueAsNew):
-                live.state = _with(live.state, status=WorkflowStatus.COMPLETED)
-                step.after.append(lambda c=c: self.start_child(None, None, live.state.queue,
-                                                               continue_from=live.state, input=c.input))
+                previous = live.state
+                live.state = replace(live.state, status=WorkflowStatus.COMPLETED)
+                step.after.append(lambda c=c: self.start_child(None, None, previous.queue,
+                                                               continue_from=previous, input=c.input))
             elif type(c) in _CLOSE:
-                self._close(live, step, _CLOSE[type(c)], getattr(c, "result", None), getattr(c, "error", None))
+                self._close(step, _CLOSE[type(c)], getattr(c, "result", None), getattr(c, "error", None))
 
-    def _options(self, c: cmds.ScheduleActivity) -> dict[str, Any]:
-        options = dict(c.options)
-        defn = self.registry.activities.get(c.name)
+    def _policy(self, name: str, options: dict[str, Any]) -> RetryPolicy:
+        return RetryPolicy.from_dict(self._options(name, options)["retry"])
+
+    def _options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The call's options over the activity's registered defaults, as the activity task needs."""
+        merged = dict(options)
+        defn = self.registry.activities.get(name)
         if defn is not None:
-            if "retry" not in options and defn.retry is not None:
-                options["retry"] = defn.retry.to_dict()
+            if "retry" not in merged and defn.retry is not None:
+                merged["retry"] = defn.retry.to_dict()
             for key in ("timeout", "heartbeat_timeout", "queue"):
-                if key not in options and getattr(defn, key) is not None:
-                    options[key] = getattr(defn, key)
-        options.setdefault("retry", default_retry_policy().to_dict())
-        return options
+                if key not in merged and getattr(defn, key) is not None:
+                    merged[key] = getattr(defn, key)
+        merged.setdefault("retry", default_retry_policy().to_dict())
+        return merged
 
-    def _begin(self, live: _Live, step: _Step, seq: int, attempt: int, send: bool = True) -> None:
-        task = live.tasks[seq]
-        task["attempt"], task["running"] = attempt, True
-        self._record(live, step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt})
+    def _begin(self, step: _Step, seq: int, attempt: int, send: bool = True) -> None:
+        live = step.live
+        self._record(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt})
         if send:
+            step.allowed.append((seq, attempt))
+            act = live.pending.activities[seq]
             wid, rid = live.state.workflow_id, live.state.run_id
-            step.after.append(lambda: self.dispatch(wid, rid, seq, attempt, task["name"], task["input"],
-                                                    task["options"], task.get("details")))
+            options = self._options(act.name, act.options)
+            step.after.append(lambda: self.dispatch(wid, rid, seq, attempt, act.name, act.input, options))
 
-    def _close(self, live: _Live, step: _Step, status: WorkflowStatus, result: Any,
-               error: dict[str, Any] | None) -> None:
-        live.state = _with(live.state, status=status, result=result, error=error)
+    def _close(self, step: _Step, status: WorkflowStatus, result: Any, error: dict[str, Any] | None) -> None:
+        live = step.live
+        live.state = replace(live.state, status=status, result=result, error=error)
         step.status, step.result, step.error = status, result, error
         parent = live.state.parent
-        if parent:
-            ok = status is WorkflowStatus.COMPLETED
-            payload = result if ok else (error or {
-                "type": "WorkflowCancelled" if status is WorkflowStatus.CANCELED else "WorkflowError",
-                "message": f"child workflow {live.state.workflow_id} ended {status.value}",
-                "traceback": "", "non_retryable": True})
-            msg = {"k": "child_done", "run": parent["run_id"], "seq": parent["seq"], "ok": ok,
-                   "payload": payload}
+        if not parent:
+            return
+        ok = status is WorkflowStatus.COMPLETED
+        payload = result if ok else (error or {
+            "type": "WorkflowCancelled" if status is WorkflowStatus.CANCELED else "WorkflowError",
+            "message": f"child workflow {live.state.workflow_id} ended {status.value}",
+            "traceback": "", "non_retryable": True})
+        msg = {"k": "child_done", "run": parent["run_id"], "seq": parent["seq"], "ok": ok, "payload": payload}
 
-            def notify() -> None:
-                self.fleet.push(parent["workflow_id"], msg)
-                self.wake(parent["workflow_id"], None)
+        def notify() -> None:
+            self.fleet.push(parent["workflow_id"], msg)
+            self.wake(parent["workflow_id"], None)
 
-            step.after.append(notify)
+        step.after.append(notify)
 
 
-def _with(state: WorkflowState, **changes: Any) -> WorkflowState:
-    from dataclasses import replace
-
-    return replace(state, **changes)
-
+def _decode(item: bytes, workflow_id: str) -> dict[str, Any] | None:
+    try:
+        msg = codec.decode(item)
+    except SerializationError as exc:
+        log.error("dropping an undecodable message in the inbox of %s: %s", workflow_id, exc)
+        return None
+    if not isinstance(msg, dict) or not isinstance(msg.get("k"), str):
+        log.error("dropping a foreign message in the inbox of %s: %.200r", workflow_id, msg)
+        return None
+    return msg

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from beluga import codec
@@ -31,9 +32,64 @@ end
 return #due
 """
 
+# KEYS: lease, run, inbox, events. ARGV: token, ttl ms, inbox limit, version the caller has cached.
+# Takes the lease and reads, in one round trip, the run's id and version, its waiting messages and the
+# events past the cached version: {} when another holds the lease, else {run_id, version, n, msgs..., events...}.
+_BEGIN = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {} end
+local cur = redis.call('HMGET', KEYS[2], 'run_id', 'version')
+local out = {cur[1] or '', cur[2] or '0', 0}
+local msgs = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+out[3] = #msgs
+for _, m in ipairs(msgs) do out[#out + 1] = m end
+local known, version = tonumber(ARGV[4]), tonumber(cur[2] or '0')
+if known > 0 and version > known and version - known <= 1000 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[4], '0-' .. (known + 1), '+')) do
+    out[#out + 1] = entry[2][2]
+  end
+end
+return out
+"""
+
+# KEYS: lease, run, inbox, events, attempts, running, running info. ARGV: token, ttl ms, inbox limit,
+# cached version, the attempt's report message, seq, running member, next attempt ('' retires the seq).
+# Retires the finished attempt; then, if the lease is free, takes it and answers like _BEGIN with the
+# report first among the messages (not stored: the caller records it); else queues the report for the
+# lease holder and answers {}.
+_REPORT = """
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], ARGV[8]) else redis.call('HDEL', KEYS[5], ARGV[6]) end
+redis.call('ZREM', KEYS[6], ARGV[7])
+redis.call('HDEL', KEYS[7], ARGV[7])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('RPUSH', KEYS[3], ARGV[5])
+  return {}
+end
+local cur = redis.call('HMGET', KEYS[2], 'run_id', 'version')
+local msgs = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+local out = {cur[1] or '', cur[2] or '0', #msgs + 1, ARGV[5]}
+for _, m in ipairs(msgs) do out[#out + 1] = m end
+local known, version = tonumber(ARGV[4]), tonumber(cur[2] or '0')
+if known > 0 and version > known and version - known <= 1000 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[4], '0-' .. (known + 1), '+')) do
+    out[#out + 1] = entry[2][2]
+  end
+end
+return out
+"""
+
+# KEYS: attempts, running, running info, beats. ARGV: seq, attempt, member, expiry, info.
+# Starts an attempt if it is still the one allowed: {} when stale, else {heartbeat details or false}.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
+return {1, redis.call('HGET', KEYS[4], ARGV[1])}
+"""
+
+# KEYS: lease, inbox. Releases the lease if still ours; returns how many messages wait in the inbox.
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('LLEN', KEYS[2])
 """
 
 
@@ -45,6 +101,9 @@ class Fleet:
         self.lease_seconds = lease_seconds
         self._drain = self.redis.register_script(_DRAIN_TIMERS)
         self._release = self.redis.register_script(_RELEASE)
+        self._begin = self.redis.register_script(_BEGIN)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._report = self.redis.register_script(_REPORT)
 
     # --- inbox --------------------------------------------------------------------------------------
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
@@ -57,43 +116,70 @@ class Fleet:
         return int(self.redis.llen(self.store.keys(workflow_id)[2]))
 
     # --- coordinator lease --------------------------------------------------------------------------
-    def acquire(self, workflow_id: str, ttl: float = 60.0) -> str | None:
+    def begin(self, workflow_id: str, limit: int = 100, known_version: int = 0, ttl: float = 60.0) -> Begun | None:
+        """Take the run's lease and read its state; None when another coordinator holds the lease."""
         token = uuid.uuid4().hex
-        ok = self.redis.set(self.store.key(workflow_id, "lease"), token, nx=True, px=int(ttl * 1000))
-        return token if ok else None
+        run_key, events_key, inbox_key = self.store.keys(workflow_id)
+        got = self._begin(keys=[self.store.key(workflow_id, "lease"), run_key, inbox_key, events_key],
+                          args=[token, int(ttl * 1000), limit, known_version])
+        return _begun(token, got, 0)
 
-    def release(self, workflow_id: str, token: str) -> None:
-        self._release(keys=[self.store.key(workflow_id, "lease")], args=[token])
+    def report_and_begin(self, workflow_id: str, seq: int, attempt: int, message: dict[str, Any],
+                         next_attempt: int | None, limit: int = 100, known_version: int = 0,
+                         ttl: float = 60.0) -> Begun | None:
+        """An activity attempt's outcome, in one round trip: retire the attempt, and either take the
+        lease (the report is then the first message, for the caller to record) or queue the report
+        for the coordinator that holds the lease (None)."""
+        token = uuid.uuid4().hex
+        run_key, events_key, inbox_key = self.store.keys(workflow_id)
+        member = _running_member(workflow_id, seq, attempt)
+        got = self._report(
+            keys=[self.store.key(workflow_id, "lease"), run_key, inbox_key, events_key,
+                  self.store.key(workflow_id, "attempts"), f"{self.prefix}:running", f"{self.prefix}:running:info"],
+            args=[token, int(ttl * 1000), limit, known_version, codec.encode(message), str(seq), member,
+                  "" if next_attempt is None else str(next_attempt)])
+        return _begun(token, got, 1)
+
+    def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
+        """Re-read the run while holding its lease (after losing an append race)."""
+        run_key, _, inbox_key = self.store.keys(workflow_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(run_key, "run_id", "version")
+        pipe.lrange(inbox_key, 0, limit - 1)
+        (run_id, version), items = pipe.execute()
+        return Begun(token, run_id.decode() if run_id else None, int(version or 0), items, len(items), [])
+
+    def release(self, workflow_id: str, token: str) -> int:
+        """Give the lease back; returns how many inbox messages arrived meanwhile."""
+        return int(self._release(keys=[self.store.key(workflow_id, "lease"), self.store.keys(workflow_id)[2]],
+                                 args=[token]))
 
     # --- activity attempts --------------------------------------------------------------------------
-    def allow_attempt(self, workflow_id: str, seq: int, attempt: int) -> None:
-        self.redis.hset(self.store.key(workflow_id, "attempts"), str(seq), attempt)
-
-    def current_attempt(self, workflow_id: str, seq: int) -> int | None:
-        raw = self.redis.hget(self.store.key(workflow_id, "attempts"), str(seq))
-        return int(raw) if raw is not None else None
-
-    def finish_attempt(self, workflow_id: str, seq: int, attempt: int, message: dict[str, Any],
-                       next_attempt: int | None = None) -> None:
-        """Report an attempt's outcome and retire it in one transaction, so that a redelivery of the
-        same task message (the worker died before acking) sees it retired and does not run again."""
+    def claim(self, workflow_id: str, seq: int, attempt: int, run_id: str, ttl: float | None = None
+              ) -> tuple[bool, Any]:
+        """Start an attempt if it is still the allowed one: (False, None) for a stale delivery, else
+        (True, the last heartbeat details of an earlier attempt)."""
         member = _running_member(workflow_id, seq, attempt)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(self.store.keys(workflow_id)[2], codec.encode(message))
-        if next_attempt is None:
-            pipe.hdel(self.store.key(workflow_id, "attempts"), str(seq))
-        else:
-            pipe.hset(self.store.key(workflow_id, "attempts"), str(seq), next_attempt)
-        pipe.zrem(f"{self.prefix}:running", member)
-        pipe.hdel(f"{self.prefix}:running:info", member)
-        pipe.execute()
+        got = self._claim(keys=[self.store.key(workflow_id, "attempts"), f"{self.prefix}:running",
+                                f"{self.prefix}:running:info", self.store.key(workflow_id, "beats")],
+                          args=[str(seq), str(attempt), member, repr(time.time() + (ttl or self.lease_seconds)),
+                                codec.encode({"run": run_id})])
+        if not got:
+            return False, None
+        return True, (codec.decode(got[1]) if len(got) > 1 and got[1] else None)
 
-    def hold_lease(self, workflow_id: str, seq: int, attempt: int, details: dict[str, Any]) -> None:
+    def hold_lease(self, workflow_id: str, seq: int, attempt: int, run_id: str, ttl: float | None = None,
+                   details: Any = None, beat: bool = False) -> None:
+        """Claim (or renew) the attempt's lease for `ttl` seconds; a heartbeat also keeps its details
+        for the next attempt."""
         member = _running_member(workflow_id, seq, attempt)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(f"{self.prefix}:running", {member: time.time() + self.lease_seconds})
-        pipe.hset(f"{self.prefix}:running:info", member, codec.encode(details))
+        pipe.zadd(f"{self.prefix}:running", {member: time.time() + (ttl or self.lease_seconds)})
+        pipe.hset(f"{self.prefix}:running:info", member, codec.encode({"run": run_id}))
+        if beat:
+            pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
         pipe.execute()
+
 
     def renew(self, members: list[tuple[str, int, int]]) -> None:
         if members:
@@ -136,6 +222,25 @@ class Fleet:
     def wait_reply(self, key: str, timeout: float) -> dict[str, Any] | None:
         got = self.redis.blpop([key], timeout=max(1, int(timeout + 0.999)))
         return None if got is None else codec.decode(got[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """A coordinator's view of a run as it takes the lease."""
+
+    token: str
+    run_id: str | None
+    version: int
+    messages: list[bytes]   # to record, in order
+    inbox_used: int         # how many of them to consume from the inbox when recording
+    newer: list[bytes]      # encoded events past the version the caller had cached
+
+
+def _begun(token: str, got: list[bytes], unstored: int) -> Begun | None:
+    if not got:
+        return None
+    n = int(got[2])
+    return Begun(token, got[0].decode() or None, int(got[1]), list(got[3:3 + n]), n - unstored, list(got[3 + n:]))
 
 
 def _running_member(workflow_id: str, seq: int, attempt: int) -> str:

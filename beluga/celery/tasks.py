@@ -46,15 +46,27 @@ class Runtime:
 
     def wake(self, workflow_id: str, queue: str | None) -> None:
         self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
-                                                       shadow=f"coordinate:{workflow_id}")
+                                                       shadow=f"coordinate:{workflow_id}",
+                                                       argsrepr=repr((workflow_id,)), kwargsrepr="{}")
+
+    def coordinate_here(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None]) -> None:
+        """Hand an attempt's outcome to the coordinator, run right here (saving a task hop per step).
+        If the run cannot be driven in this process the report is queued and the coordinate task,
+        which waits for a worker that can, takes over."""
+        try:
+            self.coordinator.run(workflow_id, report)
+        except Stuck:
+            seq, attempt, message, _ = report
+            self.fleet.push(workflow_id, message)
+            self.wake(workflow_id, None)
 
     def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
-                 options: dict[str, Any], details: Any = None) -> None:
-        self.fleet.allow_attempt(workflow_id, seq, attempt)
+                 options: dict[str, Any]) -> None:
         timeout = options.get("timeout")
         self.app.tasks["beluga.activity"].apply_async(
-            (workflow_id, run_id, seq, attempt, name, input, options, details),
+            (workflow_id, run_id, seq, attempt, name, input, options),
             queue=options.get("queue") or None, shadow=f"activity:{name}",
+            argsrepr=f"({workflow_id!r}, seq={seq}, attempt={attempt})", kwargsrepr="{}",
             soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
 
     def start_child(self, c: cmds.StartChildWorkflow | None, link: dict[str, Any] | None, queue: str | None,
@@ -92,6 +104,42 @@ class Runtime:
             self._renewer.start()
 
 
+def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
+                options: dict[str, Any], details: Any) -> tuple[dict[str, Any], float | None]:
+    """Run one claimed attempt; returns the inbox message reporting it and the retry delay."""
+    fleet = rt.fleet
+    heartbeat_timeout = options.get("heartbeat_timeout")
+    key = (workflow_id, seq, attempt)
+    if heartbeat_timeout is None:  # no heartbeats promised: the process keeps the lease alive
+        rt.in_flight.add(key)
+        rt.ensure_renewer()
+
+    def beat(details: Any) -> None:
+        rt.check(details)
+        fleet.hold_lease(workflow_id, seq, attempt, run_id, heartbeat_timeout, details, beat=True)
+
+    info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details, _beat=beat)
+    try:
+        result = run_with_info(info, lambda: defn.call(input))
+        rt.check(result)
+        return {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": True,
+                "payload": result}, None
+    except BaseException as exc:
+        if isinstance(exc, SoftTimeLimitExceeded):
+            exc = TimeoutError(f"activity {defn.name!r} attempt {attempt} ran past its "
+                               f"{options.get('timeout')}s timeout")
+        failure = to_failure(exc)
+        if isinstance(exc, (ConfigurationError, SerializationError)):
+            failure["non_retryable"] = True
+        policy = RetryPolicy.from_dict(options["retry"]) if options.get("retry") else default_retry_policy()
+        delay = policy.next_delay(attempt, failure, random.random())
+        return {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": False,
+                "payload": failure, "retry_in": delay,
+                "celery_retry": delay is not None and delay <= CELERY_RETRY_LIMIT}, delay
+    finally:
+        rt.in_flight.discard(key)
+
+
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
@@ -120,53 +168,23 @@ def bind(app: Celery) -> None:
 
     @app.task(name="beluga.activity", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def activity(self: Any, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
-                 options: dict[str, Any], details: Any = None) -> None:
+                 options: dict[str, Any]) -> None:
         rt = runtime(app)
         fleet = rt.fleet
-        if fleet.current_attempt(workflow_id, seq) != attempt:
-            log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
-            return
         defn = registry.activities.get(name)
         if defn is None:
             log.error("activity %r is not registered in this worker (BELUGA_IMPORTS); workflow %s waits",
                       name, workflow_id)
             raise self.retry(countdown=5)
-        key = (workflow_id, seq, attempt)
-        hb = options.get("heartbeat_timeout")
-        fleet.hold_lease(workflow_id, seq, attempt, {"run": run_id, "details": details})
-        if hb is None:
-            rt.in_flight.add(key)
-            rt.ensure_renewer()
-
-        def beat(d: Any) -> None:
-            rt.check(d)
-            fleet.hold_lease(workflow_id, seq, attempt, {"run": run_id, "details": d})
-
-        info = ActivityInfo(workflow_id, run_id, name, seq, attempt, details, _beat=beat)
-        try:
-            result = run_with_info(info, lambda: defn.call(input))
-            rt.check(result)
-            message: dict[str, Any] = {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt,
-                                       "ok": True, "payload": result}
-            next_delay = None
-        except BaseException as exc:
-            if isinstance(exc, SoftTimeLimitExceeded):
-                exc = TimeoutError(f"activity {name!r} attempt {attempt} ran past its {options.get('timeout')}s timeout")
-            failure = to_failure(exc)
-            if isinstance(exc, (ConfigurationError, SerializationError)):
-                failure["non_retryable"] = True
-            policy = RetryPolicy.from_dict(options["retry"]) if options.get("retry") else default_retry_policy()
-            next_delay = policy.next_delay(attempt, failure, random.random())
-            by_celery = next_delay is not None and next_delay <= CELERY_RETRY_LIMIT
-            message = {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": False,
-                       "payload": failure, "retry_in": next_delay, "celery_retry": by_celery}
-        finally:
-            rt.in_flight.discard(key)
-        fleet.finish_attempt(workflow_id, seq, attempt, message,
-                             next_attempt=attempt + 1 if message.get("celery_retry") else None)
-        rt.wake(workflow_id, None)
-        if message.get("celery_retry"):
-            raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options, None),
+        current, details = fleet.claim(workflow_id, seq, attempt, run_id, options.get("heartbeat_timeout"))
+        if not current:
+            log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
+            return
+        message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, details)
+        celery_retry = message.get("celery_retry", False)
+        rt.coordinate_here(workflow_id, (seq, attempt, message, attempt + 1 if celery_retry else None))
+        if celery_retry:
+            raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
                              countdown=next_delay)
 
     @app.task(name="beluga.query", bind=True)

@@ -38,37 +38,42 @@ def pending_work(history: list[Event] | tuple[Event, ...]) -> Pending:
     """Fold a history into what is still outstanding."""
     out = Pending()
     for ev in history:
-        a, t = ev.attrs, ev.type
-        if t == E.WORKFLOW_STARTED:
-            out.deadline = a.get("deadline")
-        elif t == E.ACTIVITY_SCHEDULED:
-            options = {k: a[k] for k in _OPTION_KEYS if a.get(k) is not None}
-            out.activities[a["seq"]] = PendingActivity(a["seq"], a["name"], a.get("input"), options,
-                                                       not_before=ev.timestamp)
-        elif t == E.ACTIVITY_STARTED:
-            act = out.activities.get(a["seq"])
-            if act is not None:
-                act.attempt, act.started = a.get("attempt", 1), True
-        elif t == E.ACTIVITY_FAILED:
-            act = out.activities.get(a["seq"])
-            if act is None:
-                continue
-            if a.get("retry_in") is None:
-                del out.activities[a["seq"]]
-            else:
-                act.attempt = a.get("attempt", act.attempt) + 1
-                act.not_before = ev.timestamp + a["retry_in"]
-                act.started = False
-        elif t == E.ACTIVITY_COMPLETED:
-            out.activities.pop(a["seq"], None)
-        elif t == E.TIMER_STARTED:
-            out.timers[a["seq"]] = a["fire_at"]
-        elif t == E.TIMER_FIRED:
-            out.timers.pop(a["seq"], None)
-        elif t == E.CHILD_WORKFLOW_STARTED:
-            out.children[a["seq"]] = dict(a)
-        elif t in (E.CHILD_WORKFLOW_COMPLETED, E.CHILD_WORKFLOW_FAILED):
-            out.children.pop(a["seq"], None)
-        elif t in CLOSING_EVENTS:
-            out.closed = True
+        fold(out, ev)
     return out
+
+
+def fold(out: Pending, ev: Event) -> None:
+    """Apply one more event to `out`: coordinators keep a `Pending` current as their runs advance."""
+    a, t = ev.attrs, ev.type
+    if t == E.WORKFLOW_STARTED:
+        out.deadline = a.get("deadline")
+    elif t == E.ACTIVITY_SCHEDULED:
+        options = {k: a[k] for k in _OPTION_KEYS if a.get(k) is not None}
+        out.activities[a["seq"]] = PendingActivity(a["seq"], a["name"], a.get("input"), options,
+                                                   not_before=ev.timestamp)
+    elif t == E.ACTIVITY_STARTED:
+        act = out.activities.get(a["seq"])
+        if act is not None:
+            act.attempt, act.started = a.get("attempt", 1), True
+    elif t == E.ACTIVITY_FAILED:
+        act = out.activities.get(a["seq"])
+        if act is None:
+            return
+        if a.get("retry_in") is None:
+            del out.activities[a["seq"]]
+        else:
+            act.attempt = a.get("attempt", act.attempt) + 1
+            act.not_before = ev.timestamp + a["retry_in"]
+            act.started = False
+    elif t == E.ACTIVITY_COMPLETED:
+        out.activities.pop(a["seq"], None)
+    elif t == E.TIMER_STARTED:
+        out.timers[a["seq"]] = a["fire_at"]
+    elif t == E.TIMER_FIRED:
+        out.timers.pop(a["seq"], None)
+    elif t == E.CHILD_WORKFLOW_STARTED:
+        out.children[a["seq"]] = dict(a)
+    elif t in (E.CHILD_WORKFLOW_COMPLETED, E.CHILD_WORKFLOW_FAILED):
+        out.children.pop(a["seq"], None)
+    elif t in CLOSING_EVENTS:
+        out.closed = True

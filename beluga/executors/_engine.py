@@ -169,8 +169,12 @@ class Engine:
         with self._closed:
             self._outcomes.pop(workflow_id, None)
 
-    def wait_change(self, timeout: float) -> None:
+    def wait_change(self, timeout: float, workflow_id: str | None = None) -> None:
+        """Wait until a run closes (at most `timeout`); returns at once when `workflow_id` already has,
+        so a close between the caller's last look and this wait is not missed."""
         with self._closed:
+            if workflow_id is not None and workflow_id in self._outcomes:
+                return
             self._closed.wait(timeout)
 
     # --- recovery ---------------------------------------------------------------------------------
@@ -186,6 +190,8 @@ class Engine:
             count += 1
             wid, rid = state.workflow_id, state.run_id
             work = pending_work(state.history)
+            if work.deadline is not None:
+                self._timers.arm(work.deadline, Msg("timeout", wid, rid))
             if len(state.history) == 1 or work.closed:
                 self.post(Msg("activate", wid, rid))
                 continue
@@ -193,8 +199,6 @@ class Engine:
                 self._timers.arm(fire_at, Msg("timer", wid, rid, seq))
             for seq, act in work.activities.items():
                 self._timers.arm(act.not_before, Msg("dispatch", wid, rid, seq, act.attempt, force=True))
-            if work.deadline is not None:
-                self._timers.arm(work.deadline, Msg("timeout", wid, rid))
             for seq, child in work.children.items():
                 self.post(Msg("child_check", wid, rid, seq, payload=child))
         return count
@@ -395,12 +399,21 @@ class Engine:
                                    failure, ok=False), p)
 
     def _query(self, run: _Run, msg: Msg) -> None:
+        # A failed query fails only its caller: raising here would drop the run's other work in this
+        # batch (such as the first commands of a run started just before), which nothing would redo.
         assert msg.reply is not None
         if run.instance is None:
-            raise NonDeterminismError(run.state.error["message"] if run.state.error else
-                                      f"workflow {run.workflow_id} cannot be replayed in this process")
+            msg.reply.set_exception(NonDeterminismError(
+                run.state.error["message"] if run.state.error else
+                f"workflow {run.workflow_id} cannot be replayed in this process"))
+            return
         name, args = msg.payload
-        msg.reply.set_result(run.instance.query(name, *args))
+        try:
+            value = run.instance.query(name, *args)
+        except Exception as exc:
+            msg.reply.set_exception(exc)
+            return
+        msg.reply.set_result(value)
 
     # --- runs in memory ---------------------------------------------------------------------------
     def _get(self, workflow_id: str, batch: dict[str, _Pending]) -> _Run:
@@ -414,7 +427,11 @@ class Engine:
         return self._materialize(state, batch)
 
     def _start(self, msg: Msg, batch: dict[str, _Pending]) -> None:
-        self._materialize(msg.payload, batch)
+        state: WorkflowState = msg.payload
+        self._materialize(state, batch)
+        deadline = state.history[0].attrs.get("deadline") if state.history else None
+        if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
+            self._timers.arm(deadline, Msg("timeout", state.workflow_id, state.run_id))
 
     def _materialize(self, state: WorkflowState, batch: dict[str, _Pending]) -> _Run:
         """Bring a run into memory by replaying its history; record the commands that were still due."""
@@ -569,7 +586,8 @@ class Engine:
                                   parent=link)
             self.store.create(state)
         except (WorkflowAlreadyStarted, ConfigurationError) as exc:
-            self.post(Msg("child_done", parent.workflow_id, parent.run_id, c.seq, to_failure(exc), ok=False))
+            self.post(Msg("child_done", parent.workflow_id, parent.run_id, c.seq, payload=to_failure(exc),
+                          ok=False))
             return
         self.post(Msg("start", state.workflow_id, state.run_id, payload=state))
 
@@ -582,7 +600,7 @@ class Engine:
             "type": "WorkflowCancelled" if child.status is WorkflowStatus.CANCELED else "WorkflowError",
             "message": f"child workflow {child.workflow_id} ended {child.status.value}", "traceback": "",
             "non_retryable": True})
-        self.post(Msg("child_done", link["workflow_id"], link["run_id"], link["seq"], payload, ok=ok))
+        self.post(Msg("child_done", link["workflow_id"], link["run_id"], link["seq"], payload=payload, ok=ok))
 
     def _continue(self, run: _Run, input: Any) -> None:
         self._runs.pop(run.workflow_id, None)

@@ -10,7 +10,8 @@ import time
 import uuid
 from typing import Any
 
-from beluga.core.definitions import Registry, registry as default_registry
+from beluga.core.definitions import Registry
+from beluga.core.definitions import registry as default_registry
 from beluga.core.errors import WorkflowNotFound
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
@@ -19,6 +20,7 @@ from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_c
 from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
 from beluga.stores.base import WorkflowStore
+
 
 class InProcessExecutor(DurableExecutor):
     """Provider `"default"`. `workers` threads run activities; `cache_size` bounds the runs kept live in
@@ -93,7 +95,7 @@ class InProcessExecutor(DurableExecutor):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
-            engine.wait_change(0.25 if remaining is None else min(0.25, remaining))
+            engine.wait_change(0.25 if remaining is None else min(0.25, remaining), workflow_id)
 
     def close(self) -> None:
         self._engine.stop()

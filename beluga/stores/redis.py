@@ -19,13 +19,17 @@ from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, Wo
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, summarize
 from beluga.stores.base import WorkflowStore
 
-# KEYS: run, events, inbox. ARGV: run_id, expected version, inbox items consumed, status, summary,
-# updated_at, events... Returns 1 when appended, 0 when refused (another writer came first).
+# KEYS: run, events, inbox, attempts, lease. ARGV: run_id, expected version, inbox items consumed,
+# status, summary, updated_at, lease token ('' keeps the lease), n, then n (seq, attempt) pairs allowed
+# to run, then the events. Returns -1 when refused (another writer came first), else how many messages
+# are left in the run's inbox.
 _APPEND = """
 local cur = redis.call('HMGET', KEYS[1], 'run_id', 'version')
-if cur[1] ~= ARGV[1] or tonumber(cur[2]) ~= tonumber(ARGV[2]) then return 0 end
+if cur[1] ~= ARGV[1] or tonumber(cur[2]) ~= tonumber(ARGV[2]) then return -1 end
 local v = tonumber(ARGV[2])
-for i = 7, #ARGV do
+local n = tonumber(ARGV[8])
+for i = 9, 8 + 2 * n, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 9 + 2 * n, #ARGV do
   v = v + 1
   redis.call('XADD', KEYS[2], '0-' .. v, 'e', ARGV[i])
 end
@@ -35,7 +39,8 @@ if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'summary', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'updated', ARGV[6]) end
 local used = tonumber(ARGV[3])
 if used > 0 then redis.call('LTRIM', KEYS[3], used, -1) end
-return 1
+if ARGV[7] ~= '' and redis.call('GET', KEYS[5]) == ARGV[7] then redis.call('DEL', KEYS[5]) end
+return redis.call('LLEN', KEYS[3])
 """
 
 # KEYS: run, events, inbox. ARGV: run_id, status, summary, type, created, replace_run_id, events...
@@ -161,28 +166,32 @@ class RedisStore(WorkflowStore):
             pipe.zrem(self._index(f"type:{state.workflow_type}"), workflow_id)
         pipe.execute()
 
-    def append(self, appends: Sequence[Append], *, inbox_used: dict[str, int] | None = None) -> list[str]:
-        """As `WorkflowStore.append`; `inbox_used` also consumes that many inbox messages of a run in
-        the same atomic step, so a message is consumed exactly when its events are recorded."""
-        refused: list[str] = []
-        for a in appends:
-            check_append(a)
-            summary = b""
-            if a.result is not None or a.error is not None or a.status is not None:
-                current = self.load_summary(a.workflow_id)
-                if current is None:
-                    refused.append(a.workflow_id)
-                    continue
-                summary = codec.encode_state(summarize(current, a))
-            used = (inbox_used or {}).get(a.workflow_id, 0)
-            ok = self._append_script(keys=self.keys(a.workflow_id), args=[
-                a.run_id, a.expected_version, used, a.status.value if a.status else "", summary,
-                repr(a.updated_at) if a.updated_at else "", *(codec.encode_event(e) for e in a.events)])
-            if not ok:
-                refused.append(a.workflow_id)
-            elif a.status is not None:
-                self._restatus(a.workflow_id, a.status)
-        return refused
+    def append(self, appends: Sequence[Append]) -> list[str]:
+        return [a.workflow_id for a in appends if self.append_one(a) is None]
+
+    def append_one(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
+                   lease_token: str | None = None) -> int | None:
+        """One conditional append; None when refused. For the fleet, in the same atomic step:
+        `inbox_used` consumes that many inbox messages (a message is consumed exactly when its events
+        are recorded), `attempts` allows activity attempts (seq, attempt) to run before their tasks are
+        sent, and `lease_token` releases the coordinator's lease. Returns the messages left waiting."""
+        check_append(a)
+        summary = b""
+        if a.result is not None or a.error is not None or a.status is not None:
+            current = self.load_summary(a.workflow_id)
+            if current is None:
+                return None
+            summary = codec.encode_state(summarize(current, a))
+        left = self._append_script(
+            keys=[*self.keys(a.workflow_id), self.key(a.workflow_id, "attempts"), self.key(a.workflow_id, "lease")],
+            args=[a.run_id, a.expected_version, inbox_used, a.status.value if a.status else "", summary,
+                  repr(a.updated_at) if a.updated_at else "", lease_token or "", len(attempts),
+                  *(x for pair in attempts for x in pair), *(codec.encode_event(e) for e in a.events)])
+        if left < 0:
+            return None
+        if a.status is not None:
+            self._restatus(a.workflow_id, a.status)
+        return int(left)
 
     def _reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
         pipe = self.redis.pipeline(transaction=False)

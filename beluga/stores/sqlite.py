@@ -188,6 +188,8 @@ class SQLiteStore(WorkflowStore):
             conn.execute("DELETE FROM events WHERE workflow_id = ?", (workflow_id,))
 
     def append(self, appends: Sequence[Append]) -> builtins.list[str]:
+        if not appends:
+            return []
         # Encode and validate everything first: a bad value fails the call before the write lock is taken.
         prepared = []
         for a in appends:

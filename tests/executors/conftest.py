@@ -1,0 +1,80 @@
+"""The executor contract suite runs once per backend in `BACKENDS`; adding a provider (e.g. "celery")
+is one more entry there. Tests reach executors only through `workflow.new(...)` and the public API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beluga import workflow
+from beluga.stores import InMemoryStore, SQLiteStore
+from tests.executors import workflows  # noqa: F401  (registers the workflows the suite runs)
+
+
+@dataclass
+class Backend:
+    """One provider on one store. `executor()` gives a new executor (a new client, or another process
+    in spirit) over the same stored runs; all are closed when the test ends."""
+
+    name: str
+    provider: str
+    store: Callable[[], workflow.WorkflowStore]
+    executors: list[workflow.DurableExecutor] = field(default_factory=list)
+    stores: list[workflow.WorkflowStore] = field(default_factory=list)
+
+    def executor(self, hooks: workflow.Hooks | None = None, **extra: Any) -> workflow.DurableExecutor:
+        store = self.store()
+        self.stores.append(store)
+        ex = workflow.new(self.provider, workflow.Config(store=store, hooks=hooks, extra=extra))
+        self.executors.append(ex)
+        return ex
+
+    def close(self) -> None:
+        for ex in reversed(self.executors):
+            ex.close()
+        for store in self.stores:
+            store.close()
+
+
+def _memory(tmp: Path) -> Callable[[], workflow.WorkflowStore]:
+    shared = InMemoryStore()
+    return lambda: shared
+
+
+def _sqlite(tmp: Path) -> Callable[[], workflow.WorkflowStore]:
+    path = tmp / "beluga.db"
+    return lambda: SQLiteStore(path)  # a connection of its own, like another process would have
+
+
+BACKENDS: dict[str, tuple[str, Callable[[Path], Callable[[], workflow.WorkflowStore]]]] = {
+    "default-memory": ("default", _memory),
+    "default-sqlite": ("default", _sqlite),
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def executor_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    provider, store = BACKENDS[request.param]
+    backend = Backend(request.param, provider, store(tmp_path))
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+@pytest.fixture
+def executor(executor_factory: Backend) -> workflow.DurableExecutor:
+    return executor_factory.executor()
+
+
+@pytest.fixture
+def new_id(request: pytest.FixtureRequest) -> Callable[[], str]:
+    """Unique workflow ids, readable in failure output."""
+    prefix = request.node.name.replace("[", "-").rstrip("]")[:60]
+    return lambda: f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,51 @@
+"""Helpers the executor tests share: polling for what other threads do, and recording hooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from beluga import workflow
+
+
+def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
+    """Poll `check()` until it returns something truthy; hooks and activities run on other threads."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        time.sleep(interval)
+
+
+def wait_for_event(ex: workflow.DurableExecutor, workflow_id: str, event_type: str,
+                   timeout: float = 5.0) -> workflow.WorkflowState:
+    """The run's state once its history holds an event of `event_type`."""
+    def check() -> workflow.WorkflowState | None:
+        state = ex.describe(workflow_id)
+        return state if any(ev.type == event_type for ev in state.history) else None
+
+    return eventually(check, timeout)
+
+
+class Recorder:
+    """Hooks that record every call as (hook name, workflow id, payload)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def hooks(self, *names: str) -> workflow.Hooks:
+        names = names or tuple(HOOK_NAMES)
+        return workflow.Hooks(**{n: (lambda wid, payload, n=n: self.calls.append((n, wid, payload)))
+                                 for n in names})
+
+    def of(self, workflow_id: str, name: str | None = None) -> list[Any]:
+        return [(n, p) if name is None else p for n, w, p in list(self.calls)
+                if w == workflow_id and (name is None or n == name)]
+
+
+HOOK_NAMES = ["on_workflow_start", "on_workflow_complete", "on_workflow_fail", "on_activity_start",
+              "on_activity_complete", "on_signal", "on_retry"]

@@ -1,0 +1,260 @@
+"""Executor contract, what workflows do: activities and their retries, timeouts and heartbeats, fan-out,
+timers, signals raced against timers, side effects, children, continue-as-new, activity factories."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from beluga import workflow
+from beluga.workflow import Signal, WorkflowOptions, WorkflowStatus
+from tests.executors import workflows as W
+from tests.executors.conftest import Backend
+from tests.executors.helpers import Recorder, eventually, wait_for_event
+
+Ids = Callable[[], str]
+
+
+# --- retries ------------------------------------------------------------------------------------------------
+def test_retry_until_success(executor_factory: Backend, new_id: Ids) -> None:
+    rec = Recorder()
+    ex = executor_factory.executor(hooks=rec.hooks("on_retry"))
+    wid = new_id()
+    spec = {"key": wid, "fail_times": 2, "max_attempts": 5}
+    result = ex.execute(W.wf_retry, WorkflowOptions(id=wid, input=spec)).result(timeout=5)
+    assert result["attempt"] == 3
+    assert [c["attempt"] for c in W.calls(wid)] == [1, 2, 3]
+    retries = eventually(lambda: rec.of(wid, "on_retry"))
+    assert len(retries) == 2  # one per failed attempt
+    assert all(r["type"] == "ValueError" for r in retries)
+    history = ex.describe(wid).history
+    failed = [ev.attrs for ev in history if ev.type == "activity_failed"]
+    assert [(f["attempt"], f["retry_in"] is not None) for f in failed] == [(1, True), (2, True)]
+    assert [ev.attrs["attempt"] for ev in history if ev.type == "activity_started"] == [1, 2, 3]
+
+
+def test_retries_spent(executor_factory: Backend, new_id: Ids) -> None:
+    rec = Recorder()
+    ex = executor_factory.executor(hooks=rec.hooks("on_retry", "on_workflow_complete"))
+    wid = new_id()
+    spec = {"key": wid, "fail_times": 99, "max_attempts": 3}
+    result = ex.execute(W.wf_retry, WorkflowOptions(id=wid, input=spec)).result(timeout=5)
+    assert result == {"error": "ValueError", "message": "attempt 3 failed", "attempts": 3}
+    assert len(W.calls(wid)) == 3
+    eventually(lambda: rec.of(wid, "on_workflow_complete"))
+    assert len(rec.of(wid, "on_retry")) == 2  # not after the final attempt
+    final = [ev.attrs for ev in ex.describe(wid).history if ev.type == "activity_failed"][-1]
+    assert final["retry_in"] is None and final["attempt"] == 3
+
+
+def test_retries_spent_uncaught_fails_the_workflow_with_activity_error(executor: workflow.DurableExecutor,
+                                                                      new_id: Ids) -> None:
+    wid = new_id()
+    handle = executor.execute(W.wf_retry_uncaught, WorkflowOptions(id=wid, input={
+        "key": wid, "fail_times": 9, "max_attempts": 2}))
+    with pytest.raises(workflow.WorkflowFailed) as info:
+        handle.result(timeout=5)
+    cause = info.value.cause
+    assert getattr(cause, "type", None) == "ActivityError"
+    assert "attempt 2 failed" in str(cause)
+    assert getattr(cause.__cause__, "type", None) == "ValueError"
+    error = executor.describe(wid).error
+    assert error["type"] == "ActivityError" and error["cause"]["type"] == "ValueError"
+
+
+@pytest.mark.parametrize(("error", "non_retryable", "expected_type"), [
+    ("declined", ["PaymentDeclined"], "PaymentDeclined"),
+    ("fatal", [], "ApplicationError"),
+])
+def test_non_retryable_errors_fail_at_once(executor_factory: Backend, new_id: Ids, error: str,
+                                           non_retryable: list[str], expected_type: str) -> None:
+    rec = Recorder()
+    ex = executor_factory.executor(hooks=rec.hooks("on_retry", "on_workflow_complete"))
+    wid = new_id()
+    spec = {"key": wid, "fail_times": 9, "max_attempts": 5, "error": error, "non_retryable": non_retryable}
+    result = ex.execute(W.wf_retry, WorkflowOptions(id=wid, input=spec)).result(timeout=5)
+    assert result["error"] == expected_type and result["attempts"] == 1
+    assert len(W.calls(wid)) == 1
+    eventually(lambda: rec.of(wid, "on_workflow_complete"))
+    assert rec.of(wid, "on_retry") == []
+
+
+def test_idempotency_key_is_stable_across_retries(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    handle = executor.execute(W.wf_retry, WorkflowOptions(id=wid, input={"key": wid, "fail_times": 2,
+                                                                          "max_attempts": 3}))
+    result = handle.result(timeout=5)
+    seen = W.calls(wid)
+    assert [c["attempt"] for c in seen] == [1, 2, 3]
+    keys = {c["idempotency_key"] for c in seen}
+    assert keys == {result["idempotency_key"]} == {f"{wid}:{handle.run_id}:1"}
+    assert {(c["workflow_id"], c["run_id"], c["seq"]) for c in seen} == {(wid, handle.run_id, 1)}
+
+
+def test_activity_info_outside_an_activity() -> None:
+    with pytest.raises(workflow.WorkflowError):
+        workflow.activity_info()
+    with pytest.raises(workflow.WorkflowError):
+        workflow.heartbeat()
+
+
+# --- timeouts and heartbeats -----------------------------------------------------------------------------------
+def test_activity_timeout_then_retry_succeeds(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    spec = {"key": wid, "seconds": 0.5, "slow_attempts": [1], "timeout": 0.1, "max_attempts": 3}
+    start = time.monotonic()
+    assert executor.execute(W.wf_activity_timeout, WorkflowOptions(id=wid, input=spec)).result(timeout=5) == 2
+    assert time.monotonic() - start < 0.45  # did not wait for the slow attempt
+    (failed,) = [ev.attrs for ev in executor.describe(wid).history if ev.type == "activity_failed"]
+    assert failed["error"]["type"] == "TimeoutError" and "timeout" in failed["error"]["message"]
+
+
+def test_activity_timeout_every_attempt(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    spec = {"key": wid, "seconds": 0.3, "timeout": 0.05, "max_attempts": 2}
+    result = executor.execute(W.wf_activity_timeout, WorkflowOptions(id=wid, input=spec)).result(timeout=5)
+    assert result["error"] == "TimeoutError" and result["attempts"] == 2
+    assert "sleepy" in result["message"]
+
+
+def test_heartbeat_timeout_and_details_reach_the_next_attempt(executor: workflow.DurableExecutor,
+                                                              new_id: Ids) -> None:
+    wid = new_id()
+    spec = {"key": wid, "hang": 0.6, "heartbeat_timeout": 0.2}
+    start = time.monotonic()
+    result = executor.execute(W.wf_heartbeat, WorkflowOptions(id=wid, input=spec)).result(timeout=5)
+    assert result == {"attempt": 2, "details": {"done": 2}}
+    assert time.monotonic() - start < 0.6  # the silent attempt was given up, not waited for
+    seen = W.calls(wid)
+    assert [(c["attempt"], c["details"]) for c in seen] == [(1, None), (2, {"done": 2})]
+    (failed,) = [ev.attrs for ev in executor.describe(wid).history if ev.type == "activity_failed"]
+    assert failed["error"]["type"] == "TimeoutError" and "heartbeat" in failed["error"]["message"]
+
+
+# --- fan-out, timers, signals against timers --------------------------------------------------------------------
+def test_fan_out_and_wait_all(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    assert executor.execute(W.wf_fanout, WorkflowOptions(id=wid, input=20)).result(timeout=5) == list(range(1, 21))
+    history = executor.describe(wid).history
+    scheduled = [ev.id for ev in history if ev.type == "activity_scheduled"]
+    assert len(scheduled) == 20 and scheduled == list(range(2, 22))  # all scheduled in one step
+
+
+def test_durable_sleep(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    start = time.monotonic()
+    assert executor.execute(W.wf_sleep, WorkflowOptions(id=wid, input=0.2)).result(timeout=5) == "woke"
+    assert 0.2 <= time.monotonic() - start < 1.5
+    history = executor.describe(wid).history
+    (started,) = [ev for ev in history if ev.type == "timer_started"]
+    (fired,) = [ev for ev in history if ev.type == "timer_fired"]
+    assert started.attrs["fire_at"] == pytest.approx(started.timestamp + 0.2)
+    assert fired.timestamp >= started.attrs["fire_at"]
+
+
+def test_timer_loses_to_a_signal(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    handle = executor.execute(W.wf_race, WorkflowOptions(id=wid, input=30))
+    wait_for_event(executor, wid, "timer_started")
+    executor.signal(wid, Signal("go", "first!"))
+    assert handle.result(timeout=5) == {"winner": "signal", "payload": "first!"}
+
+
+def test_timer_wins_without_a_signal(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    assert executor.execute(W.wf_race, WorkflowOptions(id=new_id(), input=0.1)).result(timeout=5) == {
+        "winner": "timer"}
+
+
+def test_receive_with_timeout(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    result = executor.execute(W.wf_receive_timeout, WorkflowOptions(id=new_id(), input=0.1)).result(timeout=5)
+    assert result == "timeout: no signal 'go' within 0.1s"
+
+
+# --- deterministic replacements ----------------------------------------------------------------------------------
+def test_side_effect_is_recorded_once(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    handle = executor.execute(W.wf_side_effect, WorkflowOptions(id=wid, input=wid))
+    first = eventually(lambda: executor.query(wid, "first"))
+    executor.signal(wid, Signal("go"))
+    result = handle.result(timeout=5)
+    assert result == first
+    assert result["value"] == f"computed once for {wid}"
+    assert W.calls(wid) == [{"event": "side_effect"}]
+    (marker,) = [ev for ev in executor.describe(wid).history if ev.type == "marker_recorded"]
+    assert marker.attrs["kind"] == "side_effect" and marker.attrs["value"] == result["value"]
+    assert result["now"] == pytest.approx(executor.describe(wid).history[0].timestamp, abs=1e-5)
+
+
+# --- children -------------------------------------------------------------------------------------------------
+def test_child_workflow(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    assert executor.execute(W.wf_parent, WorkflowOptions(id=wid, input={"value": "hi"})).result(timeout=5) == "hi"
+    child = executor.describe(f"{wid}/child-1")
+    assert child.status is WorkflowStatus.COMPLETED and child.workflow_type == "wf_echo"
+    assert child.parent == {"workflow_id": wid, "run_id": executor.describe(wid).run_id, "seq": 1}
+    types = [ev.type for ev in executor.describe(wid).history]
+    assert "child_workflow_started" in types and "child_workflow_completed" in types
+
+
+def test_child_workflow_with_explicit_id(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid, child_id = new_id(), new_id()
+    spec = {"value": 5, "child_id": child_id}
+    assert executor.execute(W.wf_parent, WorkflowOptions(id=wid, input=spec)).result(timeout=5) == 5
+    assert executor.describe(child_id).result == 5
+
+
+def test_child_workflow_failure(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    result = executor.execute(W.wf_parent, WorkflowOptions(id=wid, input={"fail": True})).result(timeout=5)
+    assert result == {"error": "ApplicationError", "message": "child broke"}
+    assert executor.describe(f"{wid}/child-1").status is WorkflowStatus.FAILED
+
+
+def test_child_id_already_running_fails_the_child_call(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid, busy = new_id(), new_id()
+    executor.execute(W.wf_wait_signal, WorkflowOptions(id=busy))
+    handle = executor.execute(W.wf_parent, WorkflowOptions(id=wid, input={"value": 1, "child_id": busy}))
+    with pytest.raises(workflow.WorkflowFailed) as info:
+        handle.result(timeout=5)
+    assert "WorkflowAlreadyStarted" in str(info.value.cause)
+    executor.signal(busy, Signal("go"))
+
+
+# --- continue-as-new ------------------------------------------------------------------------------------------
+def test_continue_as_new(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    handle = executor.execute(W.wf_continue, WorkflowOptions(id=wid, input=0))
+    result = handle.result(timeout=5)  # follows the chain to the final run
+    assert result["n"] == 3
+    final = executor.describe(wid)
+    assert final.workflow_id == wid and final.run_id == result["run_id"] != handle.run_id
+    assert final.status is WorkflowStatus.COMPLETED and final.input == 3
+    started = final.history[0]
+    assert started.type == "workflow_started" and "continued_from" in started.attrs
+    assert [ev.type for ev in final.history].count("workflow_started") == 1  # a fresh history
+    assert executor.get_handle(wid).run_id == final.run_id
+
+
+# --- activity factories ------------------------------------------------------------------------------------------
+def test_llm_and_tool_activities(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    result = executor.execute(W.wf_agent, WorkflowOptions(id=new_id(), input="summarise")).result(timeout=5)
+    assert result == {"text": "LLM: SUMMARISE", "tool": {"tool": "add", "sum": 3}}
+
+
+def test_human_activity_parks_until_respond(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    handle = executor.execute(W.wf_human, WorkflowOptions(id=wid, input="refund order 42"))
+
+    def request() -> workflow.HumanRequest | None:
+        return next((r for r in list(W.HUMANS.pending.values()) if r.workflow_id == wid), None)
+
+    req = eventually(request)
+    assert (req.type, req.tool_name, req.description, req.risk_level) == (
+        "approval", "refund", "refund order 42", "irreversible")
+    assert req.input == {"amount": 10} and req.confidence == 0.4 and req.id
+    time.sleep(0.05)
+    assert handle.status() is WorkflowStatus.RUNNING  # parked, holding no worker
+    W.HUMANS.respond(executor, req.id, workflow.HumanResponse("modify", "halve it", {"amount": 5}))
+    assert handle.result(timeout=5) == {"decision": "modify", "feedback": "halve it", "modified": {"amount": 5}}

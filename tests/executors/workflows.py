@@ -1,0 +1,381 @@
+"""Workflows and activities the executor tests run, registered at import time under their function
+names, so that a subprocess (a crashed worker, another executor) that imports this module finds them.
+
+Activities note what happened in `CALLS`, keyed by a value of their input (the test's unique workflow
+id), so tests running against one process-wide registry do not see each other's records.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from beluga import workflow
+
+_LOCK = threading.Lock()
+CALLS: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+
+
+def note(key: str, **info: Any) -> None:
+    with _LOCK:
+        CALLS[key].append(info)
+
+
+def calls(key: str) -> list[dict[str, Any]]:
+    with _LOCK:
+        return list(CALLS[key])
+
+
+def fast_retry(max_attempts: int = 3, non_retryable: tuple[Any, ...] = ()) -> workflow.RetryPolicy:
+    return workflow.RetryPolicy(max_attempts=max_attempts, initial_interval=0.01, backoff_coefficient=2.0,
+                                max_interval=0.05, non_retryable=non_retryable)
+
+
+class PaymentDeclined(Exception):
+    pass
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken too")
+
+
+# --- activities -------------------------------------------------------------------------------------------
+@workflow.activity()
+def echo(value: Any) -> Any:
+    return value
+
+
+@workflow.activity()
+def add_one(x: int) -> int:
+    return x + 1
+
+
+@workflow.activity()
+def flaky(spec: dict[str, Any]) -> dict[str, Any]:
+    """Fails its first `fail_times` attempts with the error named by `error`."""
+    info = workflow.activity_info()
+    note(spec["key"], attempt=info.attempt, idempotency_key=info.idempotency_key, seq=info.seq,
+         run_id=info.run_id, workflow_id=info.workflow_id)
+    if info.attempt <= spec.get("fail_times", 0):
+        kind = spec.get("error", "value")
+        if kind == "fatal":
+            raise workflow.ApplicationError("fatal, do not retry", non_retryable=True)
+        if kind == "declined":
+            raise PaymentDeclined("card declined")
+        raise ValueError(f"attempt {info.attempt} failed")
+    return {"attempt": info.attempt, "idempotency_key": info.idempotency_key}
+
+
+@workflow.activity()
+def sleepy(spec: dict[str, Any]) -> int:
+    """Sleeps `seconds` on the attempts listed in `slow_attempts` (all when absent)."""
+    info = workflow.activity_info()
+    note(spec["key"], attempt=info.attempt)
+    if info.attempt in spec.get("slow_attempts", [info.attempt]):
+        time.sleep(spec["seconds"])
+    return info.attempt
+
+
+@workflow.activity()
+def beating(spec: dict[str, Any]) -> dict[str, Any]:
+    """Attempt 1 heartbeats twice, then goes silent past its heartbeat timeout; later attempts return
+    the details the last heartbeat left them."""
+    info = workflow.activity_info()
+    note(spec["key"], attempt=info.attempt, details=info.heartbeat_details)
+    if info.attempt == 1:
+        workflow.heartbeat({"done": 1})
+        time.sleep(0.05)
+        workflow.heartbeat({"done": 2})
+        time.sleep(spec["hang"])
+        return {"attempt": 1, "late": True}
+    return {"attempt": info.attempt, "details": info.heartbeat_details}
+
+
+@workflow.activity()
+def unprintable() -> None:
+    raise Unprintable()
+
+
+@workflow.activity()
+def unencodable_result() -> Any:
+    return object()
+
+
+@workflow.activity()
+def cleanup(key: str) -> str:
+    note(key, event="cleanup")
+    return "cleaned"
+
+
+@workflow.activity()
+def append_line(spec: dict[str, Any]) -> str:
+    """Appends `line` to the file `path`: a side effect a test can count across processes."""
+    with open(spec["path"], "a") as f:
+        f.write(spec["line"] + "\n")
+    return spec["line"]
+
+
+@workflow.activity()
+def slow_line(spec: dict[str, Any]) -> str:
+    """Writes a `started` line, sleeps when run by process `hang_pid`, then writes `done`."""
+    info = workflow.activity_info()
+    with open(spec["path"], "a") as f:
+        f.write(f"started {info.attempt} {info.idempotency_key}\n")
+    if spec.get("hang_pid") == os.getpid():
+        time.sleep(60)
+    with open(spec["path"], "a") as f:
+        f.write(f"done {info.attempt} {info.idempotency_key}\n")
+    return info.idempotency_key
+
+
+fake_llm = workflow.llm_activity(lambda prompt: f"LLM: {prompt.upper()}", name="tests_fake_llm")
+
+
+def _calculator(name: str, args: dict[str, Any]) -> Any:
+    return {"tool": name, "sum": sum(args.values())}
+
+
+calculator = workflow.tool_activity(_calculator, name="tests_calculator")
+
+HUMANS = workflow.InMemoryHumanManager()
+ask_human = workflow.human_activity(HUMANS, name="tests_notify_human")
+
+
+# --- workflows ---------------------------------------------------------------------------------------------
+@workflow.defn()
+def wf_echo(ctx: workflow.WorkflowContext, value: Any) -> Any:
+    return ctx.execute_activity(echo, value)
+
+
+@workflow.defn()
+def wf_by_name(ctx: workflow.WorkflowContext, value: Any) -> Any:
+    return ctx.execute_activity("echo", value)
+
+
+@workflow.defn()
+def wf_no_input(ctx: workflow.WorkflowContext) -> str:
+    return "no input needed"
+
+
+@workflow.defn()
+def wf_wait_signal(ctx: workflow.WorkflowContext, name: str | None) -> Any:
+    return ctx.receive_signal(name or "go").receive()
+
+
+@workflow.defn()
+def wf_collect(ctx: workflow.WorkflowContext, n: int) -> list[Any]:
+    """Takes its first step, then collects `n` signals "msg", in arrival order."""
+    ctx.execute_activity(echo, None)
+    channel = ctx.receive_signal("msg")
+    return [channel.receive() for _ in range(n)]
+
+
+@workflow.defn()
+def wf_progress(ctx: workflow.WorkflowContext, start: int) -> Any:
+    state = {"step": "started", "count": start}
+    ctx.set_query_handler("progress", lambda: dict(state))
+    ctx.set_query_handler("add", lambda a, b: a + b + state["count"])
+    ctx.set_query_handler("broken", lambda: 1 / 0)
+    ctx.execute_activity(echo, None)
+    state["step"] = "waiting"
+    payload = ctx.receive_signal("go").receive()
+    state["step"] = "done"
+    return payload
+
+
+@workflow.defn()
+def wf_cancellable(ctx: workflow.WorkflowContext, key: str) -> str:
+    try:
+        ctx.receive_signal("never").receive()
+    except workflow.WorkflowCancelled:
+        ctx.execute_activity(cleanup, key)
+        raise
+    return "not cancelled"
+
+
+@workflow.defn()
+def wf_fail(ctx: workflow.WorkflowContext, message: str) -> None:
+    raise workflow.ApplicationError(message)
+
+
+@workflow.defn()
+def wf_crash(ctx: workflow.WorkflowContext) -> None:
+    raise ZeroDivisionError("division by zero in workflow code")
+
+
+@workflow.defn()
+def wf_bad_result(ctx: workflow.WorkflowContext) -> Any:
+    return {"handle": object()}
+
+
+@workflow.defn()
+def wf_sleep(ctx: workflow.WorkflowContext, seconds: float) -> str:
+    ctx.sleep(seconds)
+    return "woke"
+
+
+@workflow.defn()
+def wf_retry(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    policy = fast_retry(spec["max_attempts"], tuple(spec.get("non_retryable", ())))
+    try:
+        return ctx.execute_activity(flaky, spec, retry=policy)
+    except workflow.ActivityError as exc:
+        return {"error": exc.cause.type, "message": exc.cause.message, "attempts": exc.attempts}
+
+
+@workflow.defn()
+def wf_retry_uncaught(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    return ctx.execute_activity(flaky, spec, retry=fast_retry(spec["max_attempts"]))
+
+
+@workflow.defn()
+def wf_activity_timeout(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    try:
+        return ctx.execute_activity(sleepy, spec, timeout=spec["timeout"], retry=fast_retry(spec["max_attempts"]))
+    except workflow.ActivityError as exc:
+        return {"error": exc.cause.type, "message": exc.cause.message, "attempts": exc.attempts}
+
+
+@workflow.defn()
+def wf_heartbeat(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    return ctx.execute_activity(beating, spec, heartbeat_timeout=spec["heartbeat_timeout"], retry=fast_retry(3))
+
+
+@workflow.defn()
+def wf_fanout(ctx: workflow.WorkflowContext, n: int) -> list[int]:
+    return ctx.wait_all([ctx.start_activity(add_one, i) for i in range(n)])
+
+
+@workflow.defn()
+def wf_race(ctx: workflow.WorkflowContext, seconds: float) -> dict[str, Any]:
+    timer, channel = ctx.timer(seconds), ctx.receive_signal("go")
+    first = ctx.wait_any(timer, channel)
+    if first is channel:
+        return {"winner": "signal", "payload": channel.receive()}
+    return {"winner": "timer"}
+
+
+@workflow.defn()
+def wf_receive_timeout(ctx: workflow.WorkflowContext, seconds: float) -> Any:
+    try:
+        return ctx.receive_signal("go").receive(timeout=seconds)
+    except TimeoutError as exc:
+        return f"timeout: {exc}"
+
+
+def _side_effect_value(key: str) -> str:
+    note(key, event="side_effect")
+    return f"computed once for {key}"
+
+
+@workflow.defn()
+def wf_side_effect(ctx: workflow.WorkflowContext, key: str) -> dict[str, Any]:
+    value = ctx.side_effect(lambda: _side_effect_value(key))
+    first = {"value": value, "now": ctx.now().timestamp(), "random": ctx.random(), "uuid": str(ctx.uuid4())}
+    ctx.set_query_handler("first", lambda: first)
+    ctx.receive_signal("go").receive()
+    return first
+
+
+@workflow.defn()
+def wf_parent(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    if spec.get("fail"):
+        try:
+            ctx.execute_child_workflow(wf_fail, "child broke", id=spec.get("child_id"))
+        except workflow.ChildWorkflowError as exc:
+            return {"error": exc.cause.type, "message": exc.cause.message}
+        return "unreachable"
+    return ctx.execute_child_workflow(wf_echo, spec["value"], id=spec.get("child_id"))
+
+
+@workflow.defn()
+def wf_continue(ctx: workflow.WorkflowContext, n: int) -> dict[str, Any]:
+    ctx.execute_activity(echo, n)
+    if n < 3:
+        ctx.continue_as_new(n + 1)
+    return {"n": n, "run_id": ctx.run_id}
+
+
+@workflow.defn()
+def wf_agent(ctx: workflow.WorkflowContext, prompt: str) -> dict[str, Any]:
+    text = ctx.execute_activity(fake_llm, prompt)
+    tool = ctx.execute_activity(calculator, {"name": "add", "args": {"a": 1, "b": 2}})
+    return {"text": text, "tool": tool}
+
+
+@workflow.defn()
+def wf_human(ctx: workflow.WorkflowContext, description: str) -> dict[str, Any]:
+    request = workflow.HumanRequest(tool_name="refund", description=description, input={"amount": 10},
+                                    risk_level="irreversible", confidence=0.4)
+    response = ask_human(ctx, request)
+    return {"decision": response.decision, "feedback": response.feedback, "modified": response.modified_input}
+
+
+@workflow.defn()
+def wf_unknown_activity(ctx: workflow.WorkflowContext) -> Any:
+    return ctx.execute_activity("tests_no_such_activity", 1)
+
+
+@workflow.defn()
+def wf_unprintable(ctx: workflow.WorkflowContext) -> Any:
+    return ctx.execute_activity(unprintable, retry=fast_retry(1))
+
+
+@workflow.defn()
+def wf_unencodable_activity_result(ctx: workflow.WorkflowContext) -> Any:
+    return ctx.execute_activity(unencodable_result, retry=fast_retry(3))
+
+
+@workflow.defn()
+def wf_hooks(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    """One of everything a hook observes: an activity retried once, a signal, then the end."""
+    ctx.execute_activity(flaky, spec, retry=fast_retry(3))
+    payload = ctx.receive_signal("go").receive()
+    if payload == "fail":
+        raise workflow.ApplicationError("asked to fail")
+    return payload
+
+
+# --- crash recovery ------------------------------------------------------------------------------------------
+@workflow.defn()
+def wf_crash_signal(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    ctx.execute_activity(append_line, {"path": spec["path"], "line": "before signal"})
+    payload = ctx.receive_signal("go").receive()
+    ctx.execute_activity(append_line, {"path": spec["path"], "line": "after signal"})
+    return payload
+
+
+@workflow.defn()
+def wf_crash_activity(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    return ctx.execute_activity(slow_line, spec, retry=fast_retry(3))
+
+
+@workflow.defn()
+def wf_crash_timer(ctx: workflow.WorkflowContext, seconds: float) -> float:
+    ctx.sleep(seconds)
+    return ctx.now().timestamp()
+
+
+# --- non-determinism: the original code; tests register a changed one under this name elsewhere ---------------
+@workflow.defn()
+def wf_versioned(ctx: workflow.WorkflowContext, value: Any) -> Any:
+    first = ctx.execute_activity(echo, value)
+    payload = ctx.receive_signal("go").receive()
+    return [first, payload, ctx.execute_activity(add_one, 1)]
+
+
+@workflow.defn()
+def wf_versioned_timer(ctx: workflow.WorkflowContext, seconds: float) -> Any:
+    ctx.execute_activity(echo, None)
+    ctx.sleep(seconds)
+    return "slept"
+
+
+# --- scale --------------------------------------------------------------------------------------------------
+@workflow.defn()
+def wf_parked(ctx: workflow.WorkflowContext, n: int) -> Any:
+    return n + ctx.receive_signal("go").receive()
