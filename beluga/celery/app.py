@@ -19,7 +19,7 @@ from beluga.settings import Settings, redact
 log = logging.getLogger("beluga.celery")
 CONTENT_TYPE = "application/x-beluga"
 _lock = threading.Lock()
-_app: Celery | None = None
+_apps: dict[Settings | None, Celery] = {}
 
 register("beluga", codec.encode, codec.decode, content_type=CONTENT_TYPE, content_encoding="binary")
 
@@ -48,12 +48,12 @@ def make_app(settings: Settings) -> Celery:
 
 
 def get_app(settings: Settings | None = None) -> Celery:
-    """The process's app, built on first use from `settings` (or the environment)."""
-    global _app
+    """The app for `settings` (default: the environment's), built once per process and reused."""
     with _lock:
-        if _app is None:
-            _app = make_app(settings or Settings.load())
-        return _app
+        app = _apps.get(settings)
+        if app is None:
+            app = _apps[settings] = make_app(settings or Settings.load())
+        return app
 
 
 def import_user_modules(settings: Settings) -> None:

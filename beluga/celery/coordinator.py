@@ -291,8 +291,8 @@ class Coordinator:
             elif isinstance(c, cmds.ContinueAsNew):
                 previous = live.state
                 live.state = replace(live.state, status=WorkflowStatus.COMPLETED)
-                step.after.append(lambda c=c: self.start_child(None, None, previous.queue,
-                                                               continue_from=previous, input=c.input))
+                step.after.append(lambda c=c, previous=previous: self.start_child(
+                    None, None, previous.queue, continue_from=previous, input=c.input))
             elif type(c) in _CLOSE:
                 self._close(step, _CLOSE[type(c)], getattr(c, "result", None), getattr(c, "error", None))
 

@@ -140,22 +140,25 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         rt.in_flight.discard(key)
 
 
-_runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
 
 def runtime(app: Celery) -> Runtime:
-    global _runtime
-    with _runtime_lock:
-        if _runtime is None or _runtime.app is not app:
-            _runtime = Runtime(app, app.conf.beluga_settings)
-        return _runtime
+    """The app's runtime, one per process (a forked pool process inherits it; redis-py reconnects)."""
+    rt = getattr(app, "_beluga_runtime", None)
+    if rt is None:
+        with _runtime_lock:
+            rt = getattr(app, "_beluga_runtime", None)
+            if rt is None:
+                rt = Runtime(app, app.conf.beluga_settings)
+                app._beluga_runtime = rt
+    return rt
 
 
 def bind(app: Celery) -> None:
     """Register the fleet's tasks on `app`."""
 
-    @app.task(name="beluga.coordinate", bind=True, acks_late=True, max_retries=None)
+    @app.task(name="beluga.coordinate", shared=False, bind=True, acks_late=True, max_retries=None)
     def coordinate(self: Any, workflow_id: str) -> None:
         rt = runtime(app)
         try:
@@ -166,7 +169,7 @@ def bind(app: Celery) -> None:
             rt.store.redis.hset(rt.store.keys(workflow_id)[0], "stuck", str(exc))
             raise self.retry(countdown=delay) from None
 
-    @app.task(name="beluga.activity", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    @app.task(name="beluga.activity", shared=False, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def activity(self: Any, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
                  options: dict[str, Any]) -> None:
         rt = runtime(app)
@@ -187,7 +190,7 @@ def bind(app: Celery) -> None:
             raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
                              countdown=next_delay)
 
-    @app.task(name="beluga.query", bind=True)
+    @app.task(name="beluga.query", shared=False, bind=True)
     def query(self: Any, workflow_id: str, name: str, args: list[Any], reply_to: str) -> None:
         rt = runtime(app)
         try:

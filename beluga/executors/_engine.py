@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future as Reply
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from beluga.activity import ActivityInfo, run_with_info
@@ -301,10 +302,10 @@ class Engine:
 
     def _on_signal(self, run: _Run, msg: Msg, p: _Pending) -> None:
         sig: Signal = msg.payload
+        p.after.append(lambda: self.hooks.emit("on_signal", run.workflow_id, sig))  # before any close
         self._record(run, p, E.SIGNAL_RECEIVED, {"name": sig.name, "payload": sig.payload,
                                                   "sender_id": sig.sender_id})
         reply = msg.reply
-        p.after.append(lambda: self.hooks.emit("on_signal", run.workflow_id, sig))
         if reply is not None:
             p.after.append(lambda: reply.set_result(None))
 
@@ -353,10 +354,10 @@ class Engine:
             task.details = beat[1]
         if msg.ok:
             del run.tasks[msg.seq]
+            result = msg.payload  # hook first: the workflow may close in reaction to this result
+            p.after.append(lambda: self.hooks.emit("on_activity_complete", run.workflow_id, result))
             self._record(run, p, E.ACTIVITY_COMPLETED, {"seq": msg.seq, "attempt": msg.attempt,
                                                          "result": msg.payload})
-            result = msg.payload
-            p.after.append(lambda: self.hooks.emit("on_activity_complete", run.workflow_id, result))
             return
         failure = msg.payload
         delay = task.retry.next_delay(msg.attempt, failure, self._rand.random())
@@ -628,7 +629,7 @@ class Engine:
                 self.hooks.emit("on_activity_start", workflow_id, input)
                 info = ActivityInfo(workflow_id, run_id, name, seq, attempt, details,
                                     _beat=lambda d, k=(run_id, seq, attempt): self._beat(k, d))
-                payload = run_with_info(info, lambda: defn.call(input))
+                payload = run_with_info(info, partial(defn.call, input))
                 self.check_payload(payload)
             except BaseException as exc:
                 ok, payload = False, to_failure(exc)

@@ -57,7 +57,7 @@ class DurableExecutor(ABC):
         state = self.describe(workflow_id)
         return WorkflowHandle(self, workflow_id, state.run_id)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (most executors hold nothing to release)
         """Stop background work; runs stay in the store and resume in the next executor."""
 
     def __enter__(self) -> DurableExecutor:

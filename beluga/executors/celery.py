@@ -19,12 +19,10 @@ from beluga.settings import Settings
 
 class CeleryExecutor(DurableExecutor):
     def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0) -> None:
-        from beluga.celery.app import get_app, make_app
+        from beluga.celery.app import get_app
         from beluga.celery.tasks import runtime
 
-        settings = settings or Settings.load()
-        current = get_app() if settings == Settings.load() else None
-        self.app = current or make_app(settings)
+        self.app = get_app(settings)
         self._rt = runtime(self.app)
         self.store = self._rt.store
         self.fleet = self._rt.fleet
@@ -110,7 +108,7 @@ class CeleryExecutor(DurableExecutor):
             delay = min(delay * 1.5, 0.2)
 
     def close(self) -> None:
-        self.store.close()
+        """Nothing to release: connections belong to the process's app, shared by its executors."""
 
 
 def factory(config: Config | None = None) -> CeleryExecutor:

