@@ -43,6 +43,9 @@ class DelegatingExecutor(DurableExecutor):
     def describe(self, workflow_id: str) -> WorkflowState:
         return self.inner.describe(workflow_id)
 
+    def summary(self, workflow_id: str) -> WorkflowState:
+        return self.inner.summary(workflow_id)
+
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         return self.inner.wait_closed(workflow_id, timeout)
 

@@ -169,7 +169,8 @@ def bind(app: Celery) -> None:
             rt.store.redis.hset(rt.store.keys(workflow_id)[0], "stuck", str(exc))
             raise self.retry(countdown=delay) from None
 
-    @app.task(name="beluga.activity", shared=False, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    @app.task(name="beluga.activity", shared=False, bind=True, acks_late=True, reject_on_worker_lost=True,
+              max_retries=None)
     def activity(self: Any, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
                  options: dict[str, Any]) -> None:
         rt = runtime(app)

@@ -51,6 +51,7 @@ from beluga.hooks import Hooks
 from beluga.stores.base import WorkflowStore
 
 log = logging.getLogger("beluga.engine")
+_DEFAULT_RETRY = default_retry_policy()
 E = EventType
 _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
                  cmds.CancelWorkflow: WorkflowStatus.CANCELED}
@@ -535,7 +536,7 @@ class Engine:
         defn = self.registry.activities.get(name)
         retry = options.get("retry")
         policy = (RetryPolicy.from_dict(retry) if retry else
-                  (defn.retry if defn and defn.retry else default_retry_policy()))
+                  (defn.retry if defn and defn.retry else _DEFAULT_RETRY))
         timeout = options.get("timeout", defn.timeout if defn else None)
         hb = options.get("heartbeat_timeout", defn.heartbeat_timeout if defn else None)
         return _Task(name, input, policy, timeout, hb)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from beluga.core.errors import WorkflowCancelled, WorkflowFailed, WorkflowNotFound
@@ -66,18 +66,22 @@ class DurableExecutor(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def summary(self, workflow_id: str) -> WorkflowState:
+        """The current run without its history; executors whose store can skip reading it override."""
+        return replace(self.describe(workflow_id), history=())
+
     # How handles wait: executors that can be told when a run closes override this.
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.01
+        delay = 0.005
         while True:
-            state = self.describe(workflow_id)
+            state = self.summary(workflow_id)
             if not state.status.is_open:
                 return state
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
             time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 1.5, 0.2)
 
 
 class WorkflowHandle:
@@ -89,7 +93,7 @@ class WorkflowHandle:
         self.run_id = run_id
 
     def status(self) -> WorkflowStatus:
-        return self._executor.describe(self.id).status
+        return self._executor.query(self.id, "status")
 
     def describe(self) -> WorkflowState:
         return self._executor.describe(self.id)

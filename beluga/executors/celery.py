@@ -42,9 +42,7 @@ class CeleryExecutor(DurableExecutor):
         return WorkflowHandle(self, state.workflow_id, state.run_id)
 
     def _open(self, workflow_id: str) -> WorkflowState:
-        state = self.store.load_summary(workflow_id)
-        if state is None:
-            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        state = self.summary(workflow_id)
         if not state.status.is_open:
             raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
                                      "signalled or cancelled")
@@ -64,9 +62,7 @@ class CeleryExecutor(DurableExecutor):
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         if query_type in ("status", "result"):
-            state = self.store.load_summary(workflow_id)
-            if state is None:
-                raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+            state = self.summary(workflow_id)
             if query_type == "status":
                 return state.status
             return state.result if state.status is WorkflowStatus.COMPLETED else None
@@ -93,19 +89,11 @@ class CeleryExecutor(DurableExecutor):
             raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
         return state
 
-    def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.005
-        while True:
-            state = self.store.load_summary(workflow_id)
-            if state is None:
-                raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
-            if not state.status.is_open:
-                return state
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.2)
+    def summary(self, workflow_id: str) -> WorkflowState:
+        state = self.store.load_summary(workflow_id)
+        if state is None:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        return state
 
     def close(self) -> None:
         """Nothing to release: connections belong to the process's app, shared by its executors."""

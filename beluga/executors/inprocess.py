@@ -73,7 +73,7 @@ class InProcessExecutor(DurableExecutor):
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         if query_type in ("status", "result"):
-            state = self.describe(workflow_id)
+            state = self.summary(workflow_id)
             if query_type == "status":
                 return state.status
             return state.result if state.status is WorkflowStatus.COMPLETED else None
@@ -85,11 +85,17 @@ class InProcessExecutor(DurableExecutor):
             raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
         return state
 
+    def summary(self, workflow_id: str) -> WorkflowState:
+        state = self.store.load_summary(workflow_id)
+        if state is None:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        return state
+
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         deadline = None if timeout is None else time.monotonic() + timeout
         engine = self._engine
         while True:
-            state = engine.closed_state(workflow_id) or self.describe(workflow_id)
+            state = engine.closed_state(workflow_id) or self.summary(workflow_id)
             if not state.status.is_open:
                 return state
             remaining = None if deadline is None else deadline - time.monotonic()

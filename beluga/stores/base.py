@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
 
@@ -49,6 +50,12 @@ class WorkflowStore(ABC):
     @abstractmethod
     def history(self, workflow_id: str, after: int = 0) -> list[Event]:
         """Events of the current run with `id > after`, in order."""
+
+    def load_summary(self, workflow_id: str) -> WorkflowState | None:
+        """The current run without its history: what status checks and result waits need. Stores
+        that keep the summary apart override this to skip reading the history."""
+        state = self.load(workflow_id)
+        return None if state is None else replace(state, history=())
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release connections; the default holds none."""

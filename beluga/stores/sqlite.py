@@ -127,6 +127,13 @@ class SQLiteStore(WorkflowStore):
         history = tuple(self._events(conn, workflow_id))
         return replace(decode_state(summary, history), status=WorkflowStatus(status), updated_at=updated_at)
 
+    def load_summary(self, workflow_id: str) -> WorkflowState | None:
+        row = self._conn().execute(_SELECT_RUN, (workflow_id,)).fetchone()
+        if row is None:
+            return None
+        _run_id, _type, status, _created, updated_at, _version, summary = row
+        return replace(decode_state(summary), status=WorkflowStatus(status), updated_at=updated_at)
+
     def load(self, workflow_id: str) -> WorkflowState | None:
         conn = self._conn()
         with _Read(conn):  # summary and history from one snapshot
