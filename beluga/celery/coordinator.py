@@ -230,6 +230,8 @@ class Coordinator:
                                                                  "error": msg.get("payload")})
         elif kind == "activity":
             self._activity(step, msg)
+        elif kind == "start":
+            pass  # only wakes the run: its first activation happened when it was loaded
         elif kind == "dispatch":
             act = live.pending.activities.get(msg["seq"])
             if act is not None and not act.started and act.attempt == msg["attempt"]:

@@ -19,7 +19,7 @@ from typing import Any
 from beluga import codec
 from beluga.stores.redis import RedisStore
 
-# KEYS: timers, wake. ARGV: now, limit, prefix. Moves due timer messages into their runs' inboxes.
+# KEYS: timers, wake, dirty. ARGV: now, limit, prefix. Moves due timer messages into their runs' inboxes.
 _DRAIN_TIMERS = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
@@ -27,9 +27,27 @@ for _, member in ipairs(due) do
   local wid = string.sub(member, 1, sep - 1)
   redis.call('RPUSH', ARGV[3] .. ':{' .. wid .. '}:inbox', string.sub(member, sep + 1))
   redis.call('SADD', KEYS[2], wid)
+  redis.call('ZADD', KEYS[3], ARGV[1], wid)
   redis.call('ZREM', KEYS[1], member)
 end
 return #due
+"""
+
+# KEYS: dirty. ARGV: cutoff, now, prefix, limit. Runs whose inbox has waited since before `cutoff` with
+# no coordinator holding their lease (a worker died mid-coordination, or a wake message was lost);
+# runs whose inbox is empty are forgotten.
+_SWEEP = """
+local out = {}
+for _, wid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))) do
+  local tag = ARGV[3] .. ':{' .. wid .. '}'
+  if redis.call('LLEN', tag .. ':inbox') == 0 then
+    redis.call('ZREM', KEYS[1], wid)
+  else
+    redis.call('ZADD', KEYS[1], ARGV[2], wid)
+    if redis.call('EXISTS', tag .. ':lease') == 0 then out[#out + 1] = wid end
+  end
+end
+return out
 """
 
 # KEYS: lease, run, inbox, events. ARGV: token, ttl ms, inbox limit, version the caller has cached.
@@ -51,22 +69,20 @@ end
 return out
 """
 
-# KEYS: lease, run, inbox, events, attempts, running, running info. ARGV: token, ttl ms, inbox limit,
-# cached version, the attempt's report message, seq, running member, next attempt ('' retires the seq).
-# Retires the finished attempt; then, if the lease is free, takes it and answers like _BEGIN with the
-# report first among the messages (not stored: the caller records it); else queues the report for the
-# lease holder and answers {}.
+# KEYS: lease, run, inbox, events, attempts, running, running info, dirty. ARGV: token, ttl ms, inbox
+# limit, cached version, the attempt's report message, seq, running member, next attempt ('' retires the
+# seq), now, workflow id. Retires the finished attempt and queues its report; then, if the lease is free,
+# takes it and answers like _BEGIN, else answers {} (the lease holder sees the report as it lets go).
 _REPORT = """
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], ARGV[8]) else redis.call('HDEL', KEYS[5], ARGV[6]) end
 redis.call('ZREM', KEYS[6], ARGV[7])
 redis.call('HDEL', KEYS[7], ARGV[7])
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('RPUSH', KEYS[3], ARGV[5])
-  return {}
-end
+redis.call('RPUSH', KEYS[3], ARGV[5])
+redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {} end
 local cur = redis.call('HMGET', KEYS[2], 'run_id', 'version')
 local msgs = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-local out = {cur[1] or '', cur[2] or '0', #msgs + 1, ARGV[5]}
+local out = {cur[1] or '', cur[2] or '0', #msgs}
 for _, m in ipairs(msgs) do out[#out + 1] = m end
 local known, version = tonumber(ARGV[4]), tonumber(cur[2] or '0')
 if known > 0 and version > known and version - known <= 1000 then
@@ -104,10 +120,16 @@ class Fleet:
         self._begin = self.redis.register_script(_BEGIN)
         self._claim = self.redis.register_script(_CLAIM)
         self._report = self.redis.register_script(_REPORT)
+        self._sweep = self.redis.register_script(_SWEEP)
 
     # --- inbox --------------------------------------------------------------------------------------
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
-        self.redis.rpush(self.store.keys(workflow_id)[2], codec.encode(message))
+        """Queue a message for the run's coordinator; the run is marked dirty until its inbox is empty,
+        so a message whose wake-up got lost is still found by the sweeper."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(self.store.keys(workflow_id)[2], codec.encode(message))
+        pipe.zadd(f"{self.prefix}:dirty", {workflow_id: time.time()})
+        pipe.execute()
 
     def inbox(self, workflow_id: str, limit: int = 100) -> list[bytes]:
         return self.redis.lrange(self.store.keys(workflow_id)[2], 0, limit - 1)
@@ -116,17 +138,17 @@ class Fleet:
         return int(self.redis.llen(self.store.keys(workflow_id)[2]))
 
     # --- coordinator lease --------------------------------------------------------------------------
-    def begin(self, workflow_id: str, limit: int = 100, known_version: int = 0, ttl: float = 60.0) -> Begun | None:
+    def begin(self, workflow_id: str, limit: int = 100, known_version: int = 0, ttl: float = 10.0) -> Begun | None:
         """Take the run's lease and read its state; None when another coordinator holds the lease."""
         token = uuid.uuid4().hex
         run_key, events_key, inbox_key = self.store.keys(workflow_id)
         got = self._begin(keys=[self.store.key(workflow_id, "lease"), run_key, inbox_key, events_key],
                           args=[token, int(ttl * 1000), limit, known_version])
-        return _begun(token, got, 0)
+        return _begun(token, got)
 
     def report_and_begin(self, workflow_id: str, seq: int, attempt: int, message: dict[str, Any],
                          next_attempt: int | None, limit: int = 100, known_version: int = 0,
-                         ttl: float = 60.0) -> Begun | None:
+                         ttl: float = 10.0) -> Begun | None:
         """An activity attempt's outcome, in one round trip: retire the attempt, and either take the
         lease (the report is then the first message, for the caller to record) or queue the report
         for the coordinator that holds the lease (None)."""
@@ -135,10 +157,11 @@ class Fleet:
         member = _running_member(workflow_id, seq, attempt)
         got = self._report(
             keys=[self.store.key(workflow_id, "lease"), run_key, inbox_key, events_key,
-                  self.store.key(workflow_id, "attempts"), f"{self.prefix}:running", f"{self.prefix}:running:info"],
+                  self.store.key(workflow_id, "attempts"), f"{self.prefix}:running", f"{self.prefix}:running:info",
+                  f"{self.prefix}:dirty"],
             args=[token, int(ttl * 1000), limit, known_version, codec.encode(message), str(seq), member,
-                  "" if next_attempt is None else str(next_attempt)])
-        return _begun(token, got, 1)
+                  "" if next_attempt is None else str(next_attempt), repr(time.time()), workflow_id])
+        return _begun(token, got)
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
         """Re-read the run while holding its lease (after losing an append race)."""
@@ -205,8 +228,13 @@ class Fleet:
         self.redis.zadd(f"{self.prefix}:timers", {member: due})
 
     def drain_timers(self, now: float, limit: int = 500) -> int:
-        return int(self._drain(keys=[f"{self.prefix}:timers", f"{self.prefix}:wake"],
+        return int(self._drain(keys=[f"{self.prefix}:timers", f"{self.prefix}:wake", f"{self.prefix}:dirty"],
                                args=[repr(now), limit, self.prefix]))
+
+    def sweep(self, now: float, grace: float = 2.0, limit: int = 500) -> list[str]:
+        """Runs with messages waiting longer than `grace` and no coordinator: to be woken again."""
+        got = self._sweep(keys=[f"{self.prefix}:dirty"], args=[repr(now - grace), repr(now), self.prefix, limit])
+        return [w.decode() for w in got]
 
     def take_wakes(self, limit: int = 500) -> list[str]:
         raw = self.redis.spop(f"{self.prefix}:wake", limit) or []
@@ -231,16 +259,16 @@ class Begun:
     token: str
     run_id: str | None
     version: int
-    messages: list[bytes]   # to record, in order
-    inbox_used: int         # how many of them to consume from the inbox when recording
+    messages: list[bytes]   # the inbox's first messages, to record in order
+    inbox_used: int         # how many to consume from the inbox when recording them
     newer: list[bytes]      # encoded events past the version the caller had cached
 
 
-def _begun(token: str, got: list[bytes], unstored: int) -> Begun | None:
+def _begun(token: str, got: list[bytes]) -> Begun | None:
     if not got:
         return None
     n = int(got[2])
-    return Begun(token, got[0].decode() or None, int(got[1]), list(got[3:3 + n]), n - unstored, list(got[3 + n:]))
+    return Begun(token, got[0].decode() or None, int(got[1]), list(got[3:3 + n]), n, list(got[3 + n:]))
 
 
 def _running_member(workflow_id: str, seq: int, attempt: int) -> str:

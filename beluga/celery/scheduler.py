@@ -28,7 +28,7 @@ def tick(rt: Any, now: float) -> int:
         fleet.redis.hdel(rt.store.key(workflow_id, "attempts"), str(seq))
         rt.wake(workflow_id, None)
         done += 1
-    for workflow_id in fleet.take_wakes():
+    for workflow_id in fleet.take_wakes() + fleet.sweep(now):
         rt.wake(workflow_id, None)
         done += 1
     return done

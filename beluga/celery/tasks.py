@@ -55,9 +55,7 @@ class Runtime:
         which waits for a worker that can, takes over."""
         try:
             self.coordinator.run(workflow_id, report)
-        except Stuck:
-            seq, attempt, message, _ = report
-            self.fleet.push(workflow_id, message)
+        except Stuck:  # the report is queued already; the coordinate task takes it from here
             self.wake(workflow_id, None)
 
     def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,

@@ -197,6 +197,8 @@ class Engine:
             if len(state.history) == 1 or work.closed:
                 self.post(Msg("activate", wid, rid))
                 continue
+            if state.error is not None:  # stuck under earlier code: inputs it kept may be due now
+                self.post(Msg("activate", wid, rid))
             for seq, fire_at in work.timers.items():
                 self._timers.arm(fire_at, Msg("timer", wid, rid, seq))
             for seq, act in work.activities.items():

@@ -36,6 +36,7 @@ class CeleryExecutor(DurableExecutor):
         now = time.time()
         state = new_run_state(name, options.id or str(uuid.uuid4()), options.input, timeout, options.queue, now)
         self.store.create(state)
+        self.fleet.push(state.workflow_id, {"k": "start"})  # found by the sweeper should the wake be lost
         if timeout is not None:
             self.fleet.arm(state.workflow_id, now + timeout, {"k": "timeout", "run": state.run_id})
         self._rt.wake(state.workflow_id, options.queue)
