@@ -79,8 +79,28 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         from beluga.celery.scheduler import start_scheduler
+        from beluga.celery.tasks import runtime
 
-        start_scheduler(app)
+        runtime(app).fleet.alive(sender.hostname)
+        start_scheduler(app, sender.hostname)
+
+
+@signals.task_received.connect
+def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """Note which worker holds an activity's message before it starts (see `Fleet.received`)."""
+    if request is None or request.name != "beluga.activity":
+        return
+    app = getattr(sender, "app", None)
+    if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
+        return
+    from beluga.celery.tasks import runtime
+
+    args = request.args
+    try:
+        workflow_id, run_id, seq, attempt = args[0], args[1], args[2], args[3]
+        runtime(app).fleet.received(workflow_id, seq, attempt, run_id, request.hostname)
+    except Exception:  # a malformed message is rejected by the task itself; never break the consumer
+        log.debug("could not note the receipt of %r", request.id, exc_info=True)
 
 
 @signals.worker_shutdown.connect

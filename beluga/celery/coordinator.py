@@ -135,7 +135,8 @@ class Coordinator:
             return self.fleet.release(workflow_id, begun.token)
         waiting = self.store.append_one(
             Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
-                   time.time()), inbox_used=begun.inbox_used, attempts=step.allowed, lease_token=begun.token)
+                   time.time()), inbox_used=begun.inbox_used, attempts=step.allowed, lease_token=begun.token,
+            dispatch_deadline=self.fleet.dispatch_deadline())
         if waiting is None:
             self._drop(workflow_id)
             return None

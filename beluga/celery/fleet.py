@@ -69,12 +69,18 @@ end
 return out
 """
 
-# KEYS: lease, run, inbox, events, attempts, running, running info, dirty. ARGV: token, ttl ms, inbox
-# limit, cached version, the attempt's report message, seq, running member, next attempt ('' retires the
-# seq), now, workflow id. Retires the finished attempt and queues its report; then, if the lease is free,
-# takes it and answers like _BEGIN, else answers {} (the lease holder sees the report as it lets go).
+# KEYS: lease, run, inbox, events, attempts, running, running info, dirty, dispatched. ARGV: token, ttl
+# ms, inbox limit, cached version, the attempt's report message, seq, running member, next attempt (''
+# retires the seq), now, workflow id, the next attempt's dispatch deadline. Retires the finished attempt
+# and queues its report; then, if the lease is free, takes it and answers like _BEGIN, else answers {}
+# (the lease holder sees the report as it lets go).
 _REPORT = """
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], ARGV[8]) else redis.call('HDEL', KEYS[5], ARGV[6]) end
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[5], ARGV[6], ARGV[8])
+  redis.call('ZADD', KEYS[9], ARGV[11], ARGV[10] .. '\0' .. ARGV[6] .. '\0' .. ARGV[8])
+else
+  redis.call('HDEL', KEYS[5], ARGV[6])
+end
 redis.call('ZREM', KEYS[6], ARGV[7])
 redis.call('HDEL', KEYS[7], ARGV[7])
 redis.call('RPUSH', KEYS[3], ARGV[5])
@@ -93,13 +99,21 @@ end
 return out
 """
 
-# KEYS: attempts, running, running info, beats. ARGV: seq, attempt, member, expiry, info.
+# KEYS: attempts, running, running info, beats, received, dispatched. ARGV: seq, attempt, member, expiry, info.
 # Starts an attempt if it is still the one allowed: {} when stale, else {heartbeat details or false}.
 _CLAIM = """
+redis.call('HDEL', KEYS[5], ARGV[3])
+redis.call('ZREM', KEYS[6], ARGV[3])
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
 return {1, redis.call('HGET', KEYS[4], ARGV[1])}
+"""
+
+# KEYS: attempts. ARGV: seq, attempt. Retires the attempt only if it is still the allowed one.
+_RETIRE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
 """
 
 # KEYS: lease, inbox. Releases the lease if still ours; returns how many messages wait in the inbox.
@@ -121,6 +135,7 @@ class Fleet:
         self._claim = self.redis.register_script(_CLAIM)
         self._report = self.redis.register_script(_REPORT)
         self._sweep = self.redis.register_script(_SWEEP)
+        self._retire = self.redis.register_script(_RETIRE)
 
     # --- inbox --------------------------------------------------------------------------------------
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
@@ -158,9 +173,10 @@ class Fleet:
         got = self._report(
             keys=[self.store.key(workflow_id, "lease"), run_key, inbox_key, events_key,
                   self.store.key(workflow_id, "attempts"), f"{self.prefix}:running", f"{self.prefix}:running:info",
-                  f"{self.prefix}:dirty"],
+                  f"{self.prefix}:dirty", f"{self.prefix}:dispatched"],
             args=[token, int(ttl * 1000), limit, known_version, codec.encode(message), str(seq), member,
-                  "" if next_attempt is None else str(next_attempt), repr(time.time()), workflow_id])
+                  "" if next_attempt is None else str(next_attempt), repr(time.time()), workflow_id,
+                  repr(self.dispatch_deadline(message.get("retry_in") or 0.0))])
         return _begun(token, got)
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
@@ -184,7 +200,8 @@ class Fleet:
         (True, the last heartbeat details of an earlier attempt)."""
         member = _running_member(workflow_id, seq, attempt)
         got = self._claim(keys=[self.store.key(workflow_id, "attempts"), f"{self.prefix}:running",
-                                f"{self.prefix}:running:info", self.store.key(workflow_id, "beats")],
+                                f"{self.prefix}:running:info", self.store.key(workflow_id, "beats"),
+                                f"{self.prefix}:received", f"{self.prefix}:dispatched"],
                           args=[str(seq), str(attempt), member, repr(time.time() + (ttl or self.lease_seconds)),
                                 codec.encode({"run": run_id})])
         if not got:
@@ -209,6 +226,59 @@ class Fleet:
             expiry = time.time() + self.lease_seconds
             self.redis.zadd(f"{self.prefix}:running",
                             {_running_member(*m): expiry for m in members}, xx=True)
+
+    def retire(self, workflow_id: str, seq: int, attempt: int) -> None:
+        """Stop a lost attempt from starting late, unless a later attempt was allowed meanwhile."""
+        self._retire(keys=[self.store.key(workflow_id, "attempts")], args=[str(seq), str(attempt)])
+
+    # --- worker liveness ----------------------------------------------------------------------------
+    def alive(self, worker: str) -> None:
+        """A worker's heartbeat; its key expires `lease_seconds` after the worker dies."""
+        self.redis.set(f"{self.prefix}:worker:{worker}", 1, px=int(self.lease_seconds * 1000))
+
+    def received(self, workflow_id: str, seq: int, attempt: int, run_id: str, worker: str) -> None:
+        """A worker took an attempt's message off the queue but has not started it yet. If the worker
+        dies now, the message waits unacknowledged for the broker's visibility timeout (an hour with
+        Redis); this record lets the scheduler see the loss within `lease_seconds` instead."""
+        member = _running_member(workflow_id, seq, attempt)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(f"{self.prefix}:received", member, codec.encode({"run": run_id, "worker": worker}))
+        pipe.zrem(f"{self.prefix}:dispatched", member)
+        pipe.execute()
+
+    def dispatch_deadline(self, delay: float = 0.0) -> float:
+        """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it."""
+        return time.time() + delay + 2 * self.lease_seconds
+
+    def undelivered(self, now: float, queued: Any, limit: int = 100) -> list[tuple[str, int, int, dict[str, Any]]]:
+        """Attempts sent but taken by no worker by their deadline, and no longer in the broker's queue
+        (a worker died holding the message, or the process that sent it died first). `queued(member)`
+        says whether the message still waits in the broker; those get a later deadline."""
+        key = f"{self.prefix}:dispatched"
+        out = []
+        for member in self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit):
+            wid, seq, attempt = member.decode().rsplit("\x00", 2)
+            if queued(wid, int(seq), int(attempt)):
+                self.redis.zadd(key, {member: self.dispatch_deadline()}, xx=True)
+            elif self.redis.zrem(key, member):
+                out.append((wid, int(seq), int(attempt), {}))
+        return out
+
+    def orphaned_attempts(self) -> list[tuple[str, int, int, dict[str, Any]]]:
+        """Received attempts whose worker is gone: each is claimed by exactly one caller."""
+        key = f"{self.prefix}:received"
+        entries = self.redis.hgetall(key)
+        if not entries:
+            return []
+        infos = {member: codec.decode(raw) for member, raw in entries.items()}
+        workers = sorted({info["worker"] for info in infos.values()})
+        living = dict(zip(workers, self.redis.mget([f"{self.prefix}:worker:{w}" for w in workers]), strict=True))
+        out = []
+        for member, info in infos.items():
+            if living.get(info["worker"]) is None and self.redis.hdel(key, member):
+                wid, seq, attempt = member.decode().rsplit("\x00", 2)
+                out.append((wid, int(seq), int(attempt), info))
+        return out
 
     def expired_attempts(self, now: float, limit: int = 100) -> list[tuple[str, int, int, dict[str, Any]]]:
         """Attempts whose worker stopped renewing: each is claimed by exactly one caller."""

@@ -15,17 +15,20 @@ _stop = threading.Event()
 _thread: threading.Thread | None = None
 
 
-def tick(rt: Any, now: float) -> int:
+def tick(rt: Any, now: float, queued: Any = None) -> int:
     """One round; returns how much it did. Separate from the loop so tests can step it."""
     fleet = rt.fleet
     done = fleet.drain_timers(now)
-    for workflow_id, seq, attempt, info in fleet.expired_attempts(now):
+    lost = fleet.expired_attempts(now) + fleet.orphaned_attempts()
+    if queued is not None:
+        lost += fleet.undelivered(now, queued)
+    for workflow_id, seq, attempt, info in lost:
         failure = {"type": "WorkerLost", "message": f"attempt {attempt} lost its worker (no heartbeat "
                    f"or lease renewal for {rt.settings.lease_seconds:g}s)", "traceback": "",
                    "non_retryable": False}
         fleet.push(workflow_id, {"k": "activity", "run": info.get("run"), "seq": seq, "attempt": attempt,
-                                 "ok": False, "payload": failure})
-        fleet.redis.hdel(rt.store.key(workflow_id, "attempts"), str(seq))
+                                 "ok": False, "payload": failure, "lost": True})
+        fleet.retire(workflow_id, seq, attempt)
         rt.wake(workflow_id, None)
         done += 1
     for workflow_id in fleet.take_wakes() + fleet.sweep(now):
@@ -34,25 +37,32 @@ def tick(rt: Any, now: float) -> int:
     return done
 
 
-def _loop(app: Any, interval: float) -> None:
-    from beluga.celery.tasks import runtime
+def _loop(app: Any, worker: str, interval: float) -> None:
+    from beluga.celery.tasks import queued, runtime
 
     rt = runtime(app)
+    waiting = queued(rt, sorted(app.amqp.queues.keys()) or [rt.settings.default_queue])
+    last_beat = 0.0
     while not _stop.is_set():
         try:
-            busy = tick(rt, time.time())
+            now = time.time()
+            if now - last_beat > 1.0:
+                rt.fleet.alive(worker)
+                last_beat = now
+            busy = tick(rt, now, waiting)
         except Exception:
             log.exception("scheduler round failed; retrying")
             busy = 0
         _stop.wait(0.01 if busy else interval)
 
 
-def start_scheduler(app: Any, interval: float = 0.2) -> None:
+def start_scheduler(app: Any, worker: str, interval: float = 0.2) -> None:
+    """Start the loop; it also keeps the worker's liveness key fresh."""
     global _thread
     if _thread is not None and _thread.is_alive():
         return
     _stop.clear()
-    _thread = threading.Thread(target=_loop, args=(app, interval), name="beluga-scheduler", daemon=True)
+    _thread = threading.Thread(target=_loop, args=(app, worker, interval), name="beluga-scheduler", daemon=True)
     _thread.start()
 
 

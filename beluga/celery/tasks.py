@@ -3,6 +3,7 @@ in Flower as `activity:<name>`), and `beluga.query`."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -64,7 +65,7 @@ class Runtime:
         self.app.tasks["beluga.activity"].apply_async(
             (workflow_id, run_id, seq, attempt, name, input, options),
             queue=options.get("queue") or None, shadow=f"activity:{name}",
-            argsrepr=f"({workflow_id!r}, seq={seq}, attempt={attempt})", kwargsrepr="{}",
+            argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr="{}",
             soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
 
     def start_child(self, c: cmds.StartChildWorkflow | None, link: dict[str, Any] | None, queue: str | None,
@@ -100,6 +101,31 @@ class Runtime:
         if self._renewer is None or not self._renewer.is_alive():
             self._renewer = threading.Thread(target=self.renew_forever, name="beluga-lease", daemon=True)
             self._renewer.start()
+
+
+def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
+    """How an activity task's arguments show in Flower and in the broker's message headers, where the
+    scheduler looks for an attempt that no worker has taken yet (see `queued`)."""
+    return f"({workflow_id!r}, {run_id!r}, seq={seq}, attempt={attempt})"
+
+
+def queued(rt: Runtime, queues: list[str]) -> Any:
+    """A predicate: does the attempt's message still wait in one of the broker's `queues` (Redis
+    broker only; other brokers answer False, so a lost attempt is dispatched again after its grace)?"""
+    if not rt.settings.broker_url.startswith(("redis", "rediss", "unix")):
+        return lambda *_: False
+    broker = rt.app.connection_for_write().default_channel.client
+
+    def waiting(workflow_id: str, seq: int, attempt: int) -> bool:
+        run_id, _ = rt.store.version(workflow_id)
+        needle = json.dumps(attempt_repr(workflow_id, run_id or "", seq, attempt))[1:-1].encode()
+        for queue in queues:
+            for start in range(0, int(broker.llen(queue)), 1000):
+                if any(needle in item for item in broker.lrange(queue, start, start + 999)):
+                    return True
+        return False
+
+    return waiting
 
 
 def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
@@ -187,7 +213,8 @@ def bind(app: Celery) -> None:
         rt.coordinate_here(workflow_id, (seq, attempt, message, attempt + 1 if celery_retry else None))
         if celery_retry:
             raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
-                             countdown=next_delay)
+                             countdown=next_delay, argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
+                             kwargsrepr="{}")
 
     @app.task(name="beluga.query", shared=False, bind=True)
     def query(self: Any, workflow_id: str, name: str, args: list[Any], reply_to: str) -> None:

@@ -19,17 +19,21 @@ from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, Wo
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, summarize
 from beluga.stores.base import WorkflowStore
 
-# KEYS: run, events, inbox, attempts, lease. ARGV: run_id, expected version, inbox items consumed,
-# status, summary, updated_at, lease token ('' keeps the lease), n, then n (seq, attempt) pairs allowed
-# to run, then the events. Returns -1 when refused (another writer came first), else how many messages
-# are left in the run's inbox.
+# KEYS: run, events, inbox, attempts, lease, dispatched. ARGV: run_id, expected version, inbox items
+# consumed, status, summary, updated_at, lease token ('' keeps the lease), n, then n (seq, attempt) pairs
+# allowed to run (each also noted in `dispatched` until the deadline ARGV[#ARGV - 1], member
+# "<id>\0<seq>\0<attempt>" with the id ARGV[#ARGV]), then the events. Returns -1 when refused (another
+# writer came first), else how many messages are left in the run's inbox.
 _APPEND = """
 local cur = redis.call('HMGET', KEYS[1], 'run_id', 'version')
 if cur[1] ~= ARGV[1] or tonumber(cur[2]) ~= tonumber(ARGV[2]) then return -1 end
 local v = tonumber(ARGV[2])
 local n = tonumber(ARGV[8])
-for i = 9, 8 + 2 * n, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-for i = 9 + 2 * n, #ARGV do
+for i = 9, 8 + 2 * n, 2 do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[6], ARGV[#ARGV - 1], ARGV[#ARGV] .. '\0' .. ARGV[i] .. '\0' .. ARGV[i + 1])
+end
+for i = 9 + 2 * n, #ARGV - 2 do
   v = v + 1
   redis.call('XADD', KEYS[2], '0-' .. v, 'e', ARGV[i])
 end
@@ -170,11 +174,12 @@ class RedisStore(WorkflowStore):
         return [a.workflow_id for a in appends if self.append_one(a) is None]
 
     def append_one(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
-                   lease_token: str | None = None) -> int | None:
+                   lease_token: str | None = None, dispatch_deadline: float = 0.0) -> int | None:
         """One conditional append; None when refused. For the fleet, in the same atomic step:
         `inbox_used` consumes that many inbox messages (a message is consumed exactly when its events
         are recorded), `attempts` allows activity attempts (seq, attempt) to run before their tasks are
-        sent, and `lease_token` releases the coordinator's lease. Returns the messages left waiting."""
+        sent (noted as dispatched until `dispatch_deadline`), and `lease_token` releases the coordinator's
+        lease. Returns the messages left waiting."""
         check_append(a)
         summary = b""
         if a.result is not None or a.error is not None or a.status is not None:
@@ -183,10 +188,12 @@ class RedisStore(WorkflowStore):
                 return None
             summary = codec.encode_state(summarize(current, a))
         left = self._append_script(
-            keys=[*self.keys(a.workflow_id), self.key(a.workflow_id, "attempts"), self.key(a.workflow_id, "lease")],
+            keys=[*self.keys(a.workflow_id), self.key(a.workflow_id, "attempts"), self.key(a.workflow_id, "lease"),
+                  f"{self.prefix}:dispatched"],
             args=[a.run_id, a.expected_version, inbox_used, a.status.value if a.status else "", summary,
                   repr(a.updated_at) if a.updated_at else "", lease_token or "", len(attempts),
-                  *(x for pair in attempts for x in pair), *(codec.encode_event(e) for e in a.events)])
+                  *(x for pair in attempts for x in pair), *(codec.encode_event(e) for e in a.events),
+                  repr(dispatch_deadline), a.workflow_id])
         if left < 0:
             return None
         if a.status is not None:

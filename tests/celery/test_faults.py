@@ -27,6 +27,27 @@ def _check_history(history: tuple[workflow.Event, ...]) -> None:
     assert sum(1 for e in history if e.type == E.WORKFLOW_COMPLETED) == 1
 
 
+def _diagnose(ex: workflow.DurableExecutor, handles: list, fleet) -> str:
+    """Where the unfinished runs stand, for a failure message worth reading."""
+    r = redis.Redis.from_url(fleet.url)
+    lines = []
+    for h in handles:
+        state = ex.describe(h.id)
+        if state.status.is_open:
+            store = ex.store
+            tail = [(e.id, e.type, e.attrs.get("seq"), e.attrs.get("attempt")) for e in state.history[-4:]]
+            lines.append(f"{h.id}: last events {tail}"
+                         f" inbox={r.llen(store.keys(h.id)[2])} lease={r.get(store.key(h.id, 'lease'))}"
+                         f" attempts={r.hgetall(store.key(h.id, 'attempts'))}")
+    lines.append(f"running={r.zrange('beluga:running', 0, -1, withscores=True)}")
+    lines.append(f"dirty={r.zrange('beluga:dirty', 0, -1, withscores=True)} now={time.time()}")
+    lines.append(f"broker queue len={r.llen('beluga')} unacked={r.hlen('unacked')}")
+    for w in fleet.workers:
+        noteworthy = [line for line in w.log().splitlines() if any(k in line for k in ("ERROR", "WARN", "Traceback"))]
+        lines.append(f"--- {w.name} alive={w.proc.poll() is None}\n" + "\n".join(noteworthy)[-3000:])
+    return "\n".join(lines)
+
+
 def test_chaos_kill_workers_and_pool_processes(private_fleet) -> None:
     fleet = private_fleet
     workers = [fleet.start_worker(f"c{i}") for i in range(3)]
@@ -52,7 +73,10 @@ def test_chaos_kill_workers_and_pool_processes(private_fleet) -> None:
                 import signal
                 os.kill(rng.choice(pids), signal.SIGKILL)
                 kills["pool"] += 1
-    results = [h.result(timeout=180) for h in handles]
+    try:
+        results = [h.result(timeout=120) for h in handles]
+    except TimeoutError:
+        raise AssertionError(_diagnose(ex, handles, fleet)) from None
     assert results == [sum(range(1, 11))] * 50
     assert kills["worker"] >= 3 and kills["pool"] >= 3
     r = redis.Redis.from_url(fleet.url)

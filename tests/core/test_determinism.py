@@ -44,7 +44,7 @@ def test_replaying_any_prefix_then_the_rest_reaches_the_same_end(cut: int) -> No
     history = recorded().history
     inst, new = replay(original, history[:cut])
     following = history[cut:cut + len(new)]
-    assert [cmds.to_event(c, ev.id, ev.timestamp) for c, ev in zip(new, following)] == following
+    assert [cmds.to_event(c, ev.id, ev.timestamp) for c, ev in zip(new, following, strict=True)] == following
     assert inst.activate(history[cut + len(new):]) == []
     assert inst.finished
 

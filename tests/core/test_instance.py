@@ -657,3 +657,21 @@ def test_to_event(command: Any, event_type: str, attrs: dict[str, Any]) -> None:
 def test_to_event_rejects_non_commands() -> None:
     with pytest.raises(TypeError):
         cmds.to_event("not a command", 1, 0.0)  # type: ignore[arg-type]
+
+
+# --- informational events -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("type", "attrs"), [
+    (E.ACTIVITY_STARTED, {"seq": 1, "attempt": 1}),
+    (E.ACTIVITY_FAILED, {"seq": 1, "attempt": 1, "error": failure(), "retry_in": 0.5}),
+    (E.WORKFLOW_TIMED_OUT, {}),
+    ("some_future_event_type", {"whatever": 1}),
+])
+def test_informational_events_wake_nothing(type: str, attrs: dict[str, Any]) -> None:
+    def wf(ctx: Any) -> Any:
+        ctx.execute_activity("a")
+        return ctx.now().timestamp()
+
+    d = Driver(wf)
+    assert d.deliver(type, attrs, dt=50) == []
+    assert d.instance.is_pending(1) and not d.instance.finished
+    assert d.complete(1) == [cmds.CompleteWorkflow(T0 + 52)]  # now() is the completion's time

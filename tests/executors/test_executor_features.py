@@ -103,10 +103,10 @@ def test_activity_info_outside_an_activity() -> None:
 # --- timeouts and heartbeats -----------------------------------------------------------------------------------
 def test_activity_timeout_then_retry_succeeds(executor: workflow.DurableExecutor, new_id: Ids) -> None:
     wid = new_id()
-    spec = {"key": wid, "seconds": 0.5, "slow_attempts": [1], "timeout": 0.1, "max_attempts": 3}
+    spec = {"key": wid, "seconds": 1.0, "slow_attempts": [1], "timeout": 0.1, "max_attempts": 3}
     start = time.monotonic()
     assert executor.execute(W.wf_activity_timeout, WorkflowOptions(id=wid, input=spec)).result(timeout=5) == 2
-    assert time.monotonic() - start < 0.45  # did not wait for the slow attempt
+    assert time.monotonic() - start < 0.9  # did not wait for the slow attempt
     (failed,) = [ev.attrs for ev in executor.describe(wid).history if ev.type == "activity_failed"]
     assert failed["error"]["type"] == "TimeoutError" and "timeout" in failed["error"]["message"]
 
@@ -122,11 +122,11 @@ def test_activity_timeout_every_attempt(executor: workflow.DurableExecutor, new_
 def test_heartbeat_timeout_and_details_reach_the_next_attempt(executor: workflow.DurableExecutor,
                                                               new_id: Ids) -> None:
     wid = new_id()
-    spec = {"key": wid, "hang": 0.6, "heartbeat_timeout": 0.2}
+    spec = {"key": wid, "hang": 1.0, "heartbeat_timeout": 0.2}
     start = time.monotonic()
     result = executor.execute(W.wf_heartbeat, WorkflowOptions(id=wid, input=spec)).result(timeout=5)
     assert result == {"attempt": 2, "details": {"done": 2}}
-    assert time.monotonic() - start < 0.6  # the silent attempt was given up, not waited for
+    assert time.monotonic() - start < 0.9  # the silent attempt was given up, not waited for
     seen = W.calls(wid)
     assert [(c["attempt"], c["details"]) for c in seen] == [(1, None), (2, {"done": 2})]
     (failed,) = [ev.attrs for ev in executor.describe(wid).history if ev.type == "activity_failed"]

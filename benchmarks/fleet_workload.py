@@ -1,0 +1,92 @@
+"""What the benchmark worker runs (imported through BELUGA_IMPORTS=benchmarks.fleet_workload).
+
+Beluga workflows and activities, and the plain Celery tasks of the baseline `chain`. The plain tasks are
+registered on the very app `celery -A beluga worker` serves (`beluga.celery.app.get_app()`), so they run
+with Beluga's settings: msgpack codec, task_acks_late, task_reject_on_worker_lost, prefetch multiplier 1,
+task_ignore_result (no result backend), task events on, queue "beluga".
+
+Not a test module and not part of the library: only bench_fleet.py's worker imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import redis
+from celery import signals
+
+from beluga import workflow
+from beluga.celery.app import get_app
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    """One client per process (pool processes are forked after import: connect lazily)."""
+    url = os.environ["BELUGA_REDIS_URL"]
+    key = f"{os.getpid()}:{url}"
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = redis.Redis.from_url(url)
+    return client
+
+
+# --- Beluga -----------------------------------------------------------------------------------------
+@workflow.activity(name="bench_inc")
+def bench_inc(x: int) -> int:
+    return x + 1
+
+
+@workflow.defn(name="bench_steps")
+def bench_steps(ctx: workflow.WorkflowContext, n: int) -> int:
+    x = 0
+    for _ in range(n):
+        x = ctx.execute_activity(bench_inc, x)
+    return x
+
+
+@workflow.activity(name="bench_stamp")
+def bench_stamp(i: int) -> int:
+    """Notes when it actually starts running, for the signal-latency part."""
+    now = time.time()
+    _redis().rpush(f"bench:stamps:{workflow.activity_info().workflow_id}", repr(now))
+    return i
+
+
+@workflow.defn(name="bench_signal_loop")
+def bench_signal_loop(ctx: workflow.WorkflowContext, n: int) -> int:
+    for i in range(n):
+        ctx.receive_signal("go").receive()
+        ctx.execute_activity(bench_stamp, i)
+    return n
+
+
+@workflow.defn(name="bench_parked")
+def bench_parked(ctx: workflow.WorkflowContext, _: Any = None) -> Any:
+    return ctx.receive_signal("go").receive()
+
+
+# --- the plain Celery baseline ----------------------------------------------------------------------
+app = get_app()
+
+
+@app.task(name="bench.inc")
+def inc(x: int) -> int:
+    return x + 1
+
+
+@app.task(name="bench.inc_done")
+def inc_done(x: int, key: str) -> int:
+    """The chain's last link: the same x + 1, then it reports the result by adding it to a Redis counter
+    (no result backend): W chains of S steps are all done, and right, when the counter reaches W * S."""
+    _redis().incrby(key, x + 1)
+    return x + 1
+
+
+@signals.worker_ready.connect
+def _ready(sender: Any = None, **_: Any) -> None:
+    """Tells the benchmark that the worker consumes (so it can run at log level WARNING)."""
+    hostname = getattr(sender, "hostname", "?")
+    _redis().set(f"bench:ready:{hostname}", os.getpid())
