@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
 import sys
 import tempfile
@@ -250,9 +251,9 @@ def part4(b: Bench, reps: int, signals: int) -> None:
                 raise TimeoutError(f"signal {i}: the activity never started; errors:\n{b.worker.errors()}")
             lat.append(float(got[1]) - t0)
             sent.append(t0)
-            while True:  # parked again: the activity's completion is the last event recorded
+            while True:  # parked again (or done): the activity's completion is the last event recorded
                 v, kind = last_event(b, h.id)
-                if v > seen and kind == "activity_completed":
+                if v > seen and kind in ("activity_completed", "workflow_completed"):
                     seen = v
                     break
                 time.sleep(POLL / 2)
@@ -376,6 +377,7 @@ def main() -> None:
     ap.add_argument("--signals", type=int, default=1000)
     ap.add_argument("--parked", type=int, default=10000)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop what we started
     parts = sorted({int(p) for p in args.parts.split(",") if p})
     reps = {p: args.reps or DEFAULT_REPS[p] for p in parts}
 

@@ -50,14 +50,14 @@ async def connect(address: str, attempts: int = 300):  # noqa: ANN201
     raise RuntimeError(f"no Temporal server at {address}: {last}")
 
 
-async def run_worker(address: str, task_queue: str) -> None:
+async def run_worker(address: str, task_queue: str, pollers: int | None) -> None:
     from temporalio.worker import Worker
 
     client = await connect(address)
+    polls = {} if pollers is None else {"max_concurrent_workflow_task_polls": pollers,
+                                        "max_concurrent_activity_task_polls": pollers}
     worker = Worker(client, task_queue=task_queue, workflows=[BenchSteps], activities=[bench_inc],
-                    max_concurrent_activities=CONCURRENCY, max_concurrent_workflow_tasks=CONCURRENCY,
-                    max_concurrent_workflow_task_polls=CONCURRENCY,
-                    max_concurrent_activity_task_polls=CONCURRENCY)
+                    max_concurrent_activities=CONCURRENCY, max_concurrent_workflow_tasks=CONCURRENCY, **polls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,8 +82,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--address", required=True)
     ap.add_argument("--task-queue", required=True)
+    ap.add_argument("--pollers", type=int, default=None, help="pollers of each kind (default: the SDK's)")
     args = ap.parse_args()
-    asyncio.run(run_worker(args.address, args.task_queue))
+    asyncio.run(run_worker(args.address, args.task_queue, args.pollers))
 
 
 if __name__ == "__main__":

@@ -9,3 +9,56 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+# --- real servers, started on first use and shared by the session -----------------------------------
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from beluga import workflow  # noqa: E402
+from tests.fleet import Worker, fleet_env, redis_server  # noqa: E402
+
+
+class Fleet:
+    def __init__(self, url: str, log_dir: Path) -> None:
+        self.url = url
+        self.log_dir = log_dir
+        self.workers: list[Worker] = []
+
+    def start_worker(self, name: str, concurrency: int = 2, **env: str) -> Worker:
+        worker = Worker(fleet_env(self.url, **env), name, self.log_dir, concurrency)
+        self.workers.append(worker)
+        return worker
+
+    def executor(self, **extra: object) -> workflow.DurableExecutor:
+        return workflow.new("celery", workflow.Config(extra={"broker_url": self.url, "redis_url": self.url,
+                                                              **extra}))
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with redis_server() as url:
+        f = Fleet(url, tmp_path_factory.mktemp("fleet"))
+        workers = [f.start_worker("w1"), f.start_worker("w2")]
+        for w in workers:
+            w.wait_ready()
+        try:
+            yield f
+        finally:
+            f.stop()
+
+
+@pytest.fixture
+def private_fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """A fleet of its own, for tests that kill workers."""
+    with redis_server() as url:
+        f = Fleet(url, tmp_path)
+        try:
+            yield f
+        finally:
+            f.stop()

@@ -35,7 +35,7 @@ def fleet_env(broker_url: str, redis_url: str | None = None, **extra: str) -> di
     env = {k: v for k, v in os.environ.items() if not k.startswith("BELUGA_")}
     env.update(BELUGA_BROKER_URL=broker_url, BELUGA_REDIS_URL=redis_url or broker_url,
                BELUGA_IMPORTS=WORKER_IMPORTS, PYTHONPATH=f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}",
-               BELUGA_LEASE_SECONDS="3", PYTHONUNBUFFERED="1")
+               BELUGA_LEASE_SECONDS="3", PYTHONUNBUFFERED="1", BELUGA_TEST_CALLS_URL=redis_url or broker_url)
     env.update(extra)
     return env
 

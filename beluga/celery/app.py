@@ -70,6 +70,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
     if isinstance(settings, Settings):
         import_user_modules(settings)
+        from beluga.celery.tasks import runtime
+        from beluga.core.definitions import registry
+
+        runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
         log.info("beluga worker: broker %s, histories in %s, imports %s", redact(settings.broker_url),
                  redact(settings.history_url), ",".join(settings.imports))
 

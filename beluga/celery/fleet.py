@@ -203,7 +203,7 @@ class Fleet:
                                 f"{self.prefix}:running:info", self.store.key(workflow_id, "beats"),
                                 f"{self.prefix}:received", f"{self.prefix}:dispatched"],
                           args=[str(seq), str(attempt), member, repr(time.time() + (ttl or self.lease_seconds)),
-                                codec.encode({"run": run_id})])
+                                codec.encode({"run": run_id, "heartbeat_timeout": ttl})])
         if not got:
             return False, None
         return True, (codec.decode(got[1]) if len(got) > 1 and got[1] else None)
@@ -215,7 +215,7 @@ class Fleet:
         member = _running_member(workflow_id, seq, attempt)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(f"{self.prefix}:running", {member: time.time() + (ttl or self.lease_seconds)})
-        pipe.hset(f"{self.prefix}:running:info", member, codec.encode({"run": run_id}))
+        pipe.hset(f"{self.prefix}:running:info", member, codec.encode({"run": run_id, "heartbeat_timeout": ttl}))
         if beat:
             pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
         pipe.execute()
@@ -230,6 +230,20 @@ class Fleet:
     def retire(self, workflow_id: str, seq: int, attempt: int) -> None:
         """Stop a lost attempt from starting late, unless a later attempt was allowed meanwhile."""
         self._retire(keys=[self.store.key(workflow_id, "attempts")], args=[str(seq), str(attempt)])
+
+    # --- what the workers can run -------------------------------------------------------------------
+    def publish_names(self, workflows: list[str], activities: list[str]) -> None:
+        """Workers announce the workflow and activity names they have code for, so that a client
+        without the code can refuse a misspelt name at the call instead of starting a run that waits."""
+        pipe = self.redis.pipeline(transaction=False)
+        if workflows:
+            pipe.sadd(f"{self.prefix}:names:workflows", *workflows)
+        if activities:
+            pipe.sadd(f"{self.prefix}:names:activities", *activities)
+        pipe.execute()
+
+    def known_workflows(self) -> set[str]:
+        return {n.decode() for n in self.redis.smembers(f"{self.prefix}:names:workflows")}
 
     # --- worker liveness ----------------------------------------------------------------------------
     def alive(self, worker: str) -> None:

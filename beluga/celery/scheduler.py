@@ -23,9 +23,13 @@ def tick(rt: Any, now: float, queued: Any = None) -> int:
     if queued is not None:
         lost += fleet.undelivered(now, queued)
     for workflow_id, seq, attempt, info in lost:
-        failure = {"type": "WorkerLost", "message": f"attempt {attempt} lost its worker (no heartbeat "
-                   f"or lease renewal for {rt.settings.lease_seconds:g}s)", "traceback": "",
-                   "non_retryable": False}
+        heartbeat_timeout = info.get("heartbeat_timeout")
+        if heartbeat_timeout:
+            failure = {"type": "TimeoutError", "message": f"attempt {attempt}: no heartbeat for "
+                       f"{heartbeat_timeout:g}s", "traceback": "", "non_retryable": False}
+        else:
+            failure = {"type": "WorkerLost", "message": f"attempt {attempt} lost its worker (no lease "
+                       f"renewal for {rt.settings.lease_seconds:g}s)", "traceback": "", "non_retryable": False}
         fleet.push(workflow_id, {"k": "activity", "run": info.get("run"), "seq": seq, "attempt": attempt,
                                  "ok": False, "payload": failure, "lost": True})
         fleet.retire(workflow_id, seq, attempt)

@@ -224,7 +224,7 @@ def bind(app: Celery) -> None:
             if state is None:
                 raise ConfigurationError(f"no workflow with id {workflow_id!r}")
             defn = registry.workflow(state.workflow_type)
-            instance = WorkflowInstance(defn, workflow_id, state.run_id, check_payload=rt.check)
+            instance = WorkflowInstance(defn, workflow_id, state.run_id, check_payload=rt.check, read_only=True)
             history = [e for e in state.history if e.type != "workflow_timed_out"]
             instance.activate(history)
             value = instance.query(name, *args)

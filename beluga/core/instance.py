@@ -46,7 +46,7 @@ class WorkflowInstance:
     """One run of one workflow definition, driven by its history."""
 
     def __init__(self, definition: WorkflowDefinition, workflow_id: str, run_id: str, *,
-                 check_payload: Callable[[Any], Any] = _accept_any) -> None:
+                 check_payload: Callable[[Any], Any] = _accept_any, read_only: bool = False) -> None:
         self.definition = definition
         self.workflow_id = workflow_id
         self.run_id = run_id
@@ -65,6 +65,9 @@ class WorkflowInstance:
         self._issued: deque[cmds.Command] = deque()          # issued, not yet matched or returned
         self._futures: dict[int, tuple[str, Future[Any]]] = {}
         self._markers: dict[int, Any] = {}
+        # A replay only to answer a query: it must cause nothing, so a side effect not yet recorded
+        # parks the code there instead of calling the function.
+        self.read_only = read_only
 
     # --- the contract ---------------------------------------------------------------------------
     def activate(self, events: Iterable[Event]) -> list[cmds.Command]:
@@ -129,7 +132,10 @@ class WorkflowInstance:
         return future
 
     def recorded_marker(self, seq: int) -> Any:
-        return self._markers.pop(seq, _UNSET)
+        value = self._markers.pop(seq, _UNSET)
+        if value is _UNSET and self.read_only:
+            self.block(lambda: False)
+        return value
 
     def check_payload(self, value: Any, where: str) -> None:
         from beluga.core.errors import SerializationError

@@ -127,7 +127,7 @@ class WorkflowFilter:
 class Append:
     """One atomic, conditional append to a run's history: refused unless the run is `run_id` and holds
     exactly `expected_version` events. `status`, `result` and `error` update the run's summary in the
-    same write when given."""
+    same write when given (`error={}` clears it: a stuck run whose code matches again)."""
 
     workflow_id: str
     run_id: str

@@ -461,6 +461,8 @@ class Engine:
             self._stuck(run, exc, batch)
             return run
         run.instance = instance
+        if state.error is not None:  # it was stuck; the code now matches its history again
+            self._pending(run, batch, None).error = {}
         for seq, act in work.activities.items():
             run.tasks[seq] = self._task(act.name, act.input, act.options)
             run.tasks[seq].attempt = act.attempt if act.started else act.attempt - 1
@@ -475,7 +477,7 @@ class Engine:
         try:
             defn = self.registry.workflow(run.state.workflow_type)
             run.instance = WorkflowInstance(defn, run.workflow_id, run.run_id,
-                                            check_payload=self.check_payload)
+                                            check_payload=self.check_payload, read_only=True)
             closing = [i for i, ev in enumerate(history) if ev.type in (E.WORKFLOW_TIMED_OUT,)]
             run.instance.activate(history[: closing[0]] if closing else history)
         except Exception as exc:
@@ -561,7 +563,9 @@ class Engine:
     def _close(self, run: _Run, p: _Pending, status: WorkflowStatus, result: Any,
                error: dict[str, Any] | None) -> None:
         run.status = status
-        p.status, p.result, p.error = status, result, error
+        p.status, p.result = status, result
+        if error is not None:
+            p.error = error
         final = replace(run.state, status=status, result=result, error=error, updated_at=self.clock())
 
         def closed() -> None:

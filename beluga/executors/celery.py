@@ -7,8 +7,8 @@ import time
 import uuid
 from typing import Any
 
-from beluga.core.definitions import workflow_name
-from beluga.core.errors import WorkflowNotFound, WorkflowNotRunning
+from beluga.core.definitions import registry
+from beluga.core.errors import ConfigurationError, WorkflowNotFound, WorkflowNotRunning
 from beluga.core.failure import from_failure
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
@@ -30,7 +30,7 @@ class CeleryExecutor(DurableExecutor):
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         options = options or WorkflowOptions()
-        name = workflow_name(workflow)
+        name = self._workflow_type(workflow)
         self._rt.check(options.input)
         timeout = seconds(options.timeout)
         now = time.time()
@@ -41,6 +41,19 @@ class CeleryExecutor(DurableExecutor):
             self.fleet.arm(state.workflow_id, now + timeout, {"k": "timeout", "run": state.run_id})
         self._rt.wake(state.workflow_id, options.queue)
         return WorkflowHandle(self, state.workflow_id, state.run_id)
+
+    def _workflow_type(self, workflow: Any) -> str:
+        """The name to start. A function is checked here; a bare name against what workers announced
+        (a fleet that has announced nothing yet accepts any name, and the run waits for its code)."""
+        if not isinstance(workflow, str):
+            return registry.workflow(workflow).name
+        if workflow in registry.workflows:
+            return workflow
+        known = self.fleet.known_workflows()
+        if known and workflow not in known:
+            raise ConfigurationError(f"no workflow registered as {workflow!r} in any worker; workers know "
+                                     f"{sorted(known)} (is its module in BELUGA_IMPORTS?)")
+        return workflow
 
     def _open(self, workflow_id: str) -> WorkflowState:
         state = self.summary(workflow_id)

@@ -53,14 +53,14 @@ def needs_summary(a: Append) -> bool:
 
 def summarize(state: WorkflowState, a: Append) -> WorkflowState:
     """The summary after `a`. `None`/0.0 fields of an Append mean "unchanged", so a run's result is
-    set once, by the append that completes it."""
+    set once, by the append that completes it; `error={}` clears the error."""
     changes: dict[str, Any] = {}
     if a.status is not None:
         changes["status"] = WorkflowStatus(a.status)
     if a.result is not None:
         changes["result"] = a.result
     if a.error is not None:
-        changes["error"] = a.error
+        changes["error"] = a.error or None  # an empty dict clears the error of a run that was stuck
     if a.updated_at:
         changes["updated_at"] = a.updated_at
     return replace(state, **changes) if changes else state

@@ -112,14 +112,26 @@ def test_duplicate_id_and_bad_payloads_are_refused_at_the_call(fleet) -> None:
     assert ex.get_handle(wid).result(timeout=20) == "got now"
 
 
-def test_unknown_workflow_name_waits_and_says_why(fleet) -> None:
+def test_unknown_workflow_name_is_refused_at_the_call(fleet) -> None:
+    """The client has no workflow code; the names the workers announced catch a misspelt one."""
     ex = fleet.executor()
-    handle = ex.execute("no_such_workflow", workflow.WorkflowOptions(id=_id("unknown")))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        stuck = ex.store.redis.hget(ex.store.keys(handle.id)[0], "stuck")
-        if stuck:
-            break
-        time.sleep(0.1)
-    assert stuck and b"no workflow registered as 'no_such_workflow'" in stuck
+    with pytest.raises(workflow.ConfigurationError, match="no workflow registered as 'no_such_workflow'"):
+        ex.execute("no_such_workflow", workflow.WorkflowOptions(id=_id("unknown")))
+
+
+def test_activity_without_a_capable_worker_waits_then_continues(fleet) -> None:
+    """No running worker has `fleet_not_everywhere`: the run waits (and the workers' logs say why)
+    until a worker that imports its module joins the fleet."""
+    ex = fleet.executor()
+    handle = ex.execute("fleet_calls_missing", workflow.WorkflowOptions(id=_id("missing")))
+    time.sleep(1.5)
     assert handle.status() is workflow.WorkflowStatus.RUNNING
+    assert any("'fleet_not_everywhere' is not registered in this worker" in w.log() for w in fleet.workers)
+    capable = fleet.start_worker(f"capable-{uuid.uuid4().hex[:4]}",
+                                 BELUGA_IMPORTS="workers,tests.celery.workflows,tests.celery.extra_activities")
+    capable.wait_ready()
+    try:
+        assert handle.result(timeout=30) == "done x"
+    finally:
+        capable.stop()
+        fleet.workers.remove(capable)

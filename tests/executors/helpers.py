@@ -21,6 +21,17 @@ def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float =
         time.sleep(interval)
 
 
+def query_eventually(ex: workflow.DurableExecutor, workflow_id: str, query_type: str, timeout: float = 5.0) -> Any:
+    """A query's answer once the workflow has set its handler (a fleet may not have run it yet)."""
+    def check() -> Any:
+        try:
+            return ex.query(workflow_id, query_type)
+        except workflow.QueryNotFound:
+            return None
+
+    return eventually(check, timeout)
+
+
 def wait_for_event(ex: workflow.DurableExecutor, workflow_id: str, event_type: str,
                    timeout: float = 5.0) -> workflow.WorkflowState:
     """The run's state once its history holds an event of `event_type`."""

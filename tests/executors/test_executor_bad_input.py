@@ -24,6 +24,7 @@ def test_unregistered_workflow_name(executor: workflow.DurableExecutor, new_id: 
         executor.describe(wid)
 
 
+@pytest.mark.in_process  # the fleet waits for a worker with the code: tests/celery/test_fleet.py
 def test_unregistered_activity_name_fails_the_run_clearly(executor: workflow.DurableExecutor, new_id: Ids) -> None:
     wid = new_id()
     with pytest.raises(workflow.WorkflowFailed) as info:

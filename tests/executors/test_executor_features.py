@@ -12,11 +12,12 @@ from beluga import workflow
 from beluga.workflow import Signal, WorkflowOptions, WorkflowStatus
 from tests.executors import workflows as W
 from tests.executors.conftest import Backend
-from tests.executors.helpers import Recorder, eventually, wait_for_event
+from tests.executors.helpers import Recorder, eventually, query_eventually, wait_for_event
 
 Ids = Callable[[], str]
 
 
+@pytest.mark.in_process  # asserts on_retry hooks, which fire where the engine runs
 # --- retries ------------------------------------------------------------------------------------------------
 def test_retry_until_success(executor_factory: Backend, new_id: Ids) -> None:
     rec = Recorder()
@@ -35,6 +36,7 @@ def test_retry_until_success(executor_factory: Backend, new_id: Ids) -> None:
     assert [ev.attrs["attempt"] for ev in history if ev.type == "activity_started"] == [1, 2, 3]
 
 
+@pytest.mark.in_process  # asserts on_retry hooks, which fire where the engine runs
 def test_retries_spent(executor_factory: Backend, new_id: Ids) -> None:
     rec = Recorder()
     ex = executor_factory.executor(hooks=rec.hooks("on_retry", "on_workflow_complete"))
@@ -64,6 +66,7 @@ def test_retries_spent_uncaught_fails_the_workflow_with_activity_error(executor:
     assert error["type"] == "ActivityError" and error["cause"]["type"] == "ValueError"
 
 
+@pytest.mark.in_process  # asserts on_retry hooks, which fire where the engine runs
 @pytest.mark.parametrize(("error", "non_retryable", "expected_type"), [
     ("declined", ["PaymentDeclined"], "PaymentDeclined"),
     ("fatal", [], "ApplicationError"),
@@ -176,7 +179,7 @@ def test_receive_with_timeout(executor: workflow.DurableExecutor, new_id: Ids) -
 def test_side_effect_is_recorded_once(executor: workflow.DurableExecutor, new_id: Ids) -> None:
     wid = new_id()
     handle = executor.execute(W.wf_side_effect, WorkflowOptions(id=wid, input=wid))
-    first = eventually(lambda: executor.query(wid, "first"))
+    first = query_eventually(executor, wid, "first")
     executor.signal(wid, Signal("go"))
     result = handle.result(timeout=5)
     assert result == first
@@ -243,6 +246,7 @@ def test_llm_and_tool_activities(executor: workflow.DurableExecutor, new_id: Ids
     assert result == {"text": "LLM: SUMMARISE", "tool": {"tool": "add", "sum": 3}}
 
 
+@pytest.mark.in_process  # its InMemoryHumanManager lives in the process that runs the activity
 def test_human_activity_parks_until_respond(executor: workflow.DurableExecutor, new_id: Ids) -> None:
     wid = new_id()
     handle = executor.execute(W.wf_human, WorkflowOptions(id=wid, input="refund order 42"))

@@ -14,6 +14,8 @@ from tests.executors import workflows as W
 from tests.executors.conftest import Backend
 from tests.executors.helpers import HOOK_NAMES, Recorder, eventually
 
+pytestmark = pytest.mark.in_process  # hooks fire in the process that runs the engine
+
 Ids = Callable[[], str]
 
 

@@ -126,9 +126,6 @@ def test_fixed_code_resumes_a_run_whose_timer_fired_while_stuck(open_executor: A
     assert c.get_handle("nd-timer").result(timeout=5) == "slept"
 
 
-@pytest.mark.xfail(strict=True, reason="Append cannot clear WorkflowState.error (None means unchanged), so a "
-                                       "run resumed after being stuck keeps the NonDeterminismError in its "
-                                       "summary even once it completed")
 def test_resumed_run_no_longer_reports_the_divergence(open_executor: Any) -> None:
     stuck_on_a_fired_timer(open_executor, "nd-timer-error")
     c = open_executor()

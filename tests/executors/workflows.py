@@ -17,14 +17,32 @@ from beluga import workflow
 
 _LOCK = threading.Lock()
 CALLS: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+# Where workers in other processes record calls (Redis), set in workers by the test fleet's environment
+# and in the test process while a celery-backed test runs.
+SHARED_URL: str | None = os.environ.get("BELUGA_TEST_CALLS_URL")
+
+
+def _shared() -> Any:
+    import redis
+
+    return redis.Redis.from_url(SHARED_URL)
 
 
 def note(key: str, **info: Any) -> None:
+    if SHARED_URL:
+        from beluga import codec
+
+        _shared().rpush(f"test:calls:{key}", codec.encode(info))
+        return
     with _LOCK:
         CALLS[key].append(info)
 
 
 def calls(key: str) -> list[dict[str, Any]]:
+    if SHARED_URL:
+        from beluga import codec
+
+        return [codec.decode(raw) for raw in _shared().lrange(f"test:calls:{key}", 0, -1)]
     with _LOCK:
         return list(CALLS[key])
 
