@@ -185,8 +185,9 @@ class Engine:
         msg.reply.set_result(self._recover())
 
     def _recover(self) -> int:
-        """Resume every open run in the store: re-arm its timers and re-run activities that were in
-        flight. Runs parked on signals need nothing until a signal arrives."""
+        """Resume every open run in the store: re-arm its timers, and retry (under their policy, with
+        the same idempotency key) activities that were in flight. Runs parked on signals need nothing
+        until a signal arrives."""
         count = 0
         for state in self.store.list(WorkflowFilter(status=WorkflowStatus.RUNNING, limit=2**62)):
             count += 1
@@ -202,7 +203,12 @@ class Engine:
             for seq, fire_at in work.timers.items():
                 self._timers.arm(fire_at, Msg("timer", wid, rid, seq))
             for seq, act in work.activities.items():
-                self._timers.arm(act.not_before, Msg("dispatch", wid, rid, seq, act.attempt, force=True))
+                if act.started:  # the process died during this attempt: it failed, the policy decides
+                    self.post(Msg("activity", wid, rid, seq, act.attempt, ok=False, payload={
+                        "type": "ProcessLost", "message": f"attempt {act.attempt} was interrupted: the process "
+                        "running it stopped", "traceback": "", "non_retryable": False}))
+                else:
+                    self._timers.arm(act.not_before, Msg("dispatch", wid, rid, seq, act.attempt, force=True))
             for seq, child in work.children.items():
                 self.post(Msg("child_check", wid, rid, seq, payload=child))
         return count
