@@ -29,10 +29,14 @@ class Settings:
     key_prefix: str = "beluga"
 
     @property
+    def broker_is_redis(self) -> bool:
+        return self.broker_url.split(":", 1)[0] in ("redis", "rediss", "unix")
+
+    @property
     def history_url(self) -> str:
         if self.redis_url:
             return self.redis_url
-        if self.broker_url.split(":", 1)[0] in ("redis", "rediss", "unix"):
+        if self.broker_is_redis:
             return self.broker_url
         raise ValueError("BELUGA_REDIS_URL is required when the broker is not Redis")
 

@@ -16,12 +16,16 @@ _thread: threading.Thread | None = None
 
 
 def tick(rt: Any, now: float, queued: Any = None) -> int:
-    """One round; returns how much it did. Separate from the loop so tests can step it."""
+    """One round; returns how much it did. Separate from the loop so tests can step it.
+
+    `queued` is given with a Redis broker, which keeps a dead worker's messages unacknowledged for its
+    visibility timeout: attempts taken by a worker that died before starting them, or never taken at
+    all, are then found here. An AMQP broker hands such messages to another worker by itself."""
     fleet = rt.fleet
     done = fleet.drain_timers(now)
-    lost = fleet.expired_attempts(now) + fleet.orphaned_attempts()
+    lost = fleet.expired_attempts(now)
     if queued is not None:
-        lost += fleet.undelivered(now, queued)
+        lost += fleet.orphaned_attempts() + fleet.undelivered(now, queued)
     for workflow_id, seq, attempt, info in lost:
         heartbeat_timeout = info.get("heartbeat_timeout")
         if heartbeat_timeout:
@@ -45,7 +49,8 @@ def _loop(app: Any, worker: str, interval: float) -> None:
     from beluga.celery.tasks import queued, runtime
 
     rt = runtime(app)
-    waiting = queued(rt, sorted(app.amqp.queues.keys()) or [rt.settings.default_queue])
+    waiting = queued(rt, sorted(app.amqp.queues.keys()) or [rt.settings.default_queue]) \
+        if rt.settings.broker_is_redis else None
     last_beat = 0.0
     while not _stop.is_set():
         try:

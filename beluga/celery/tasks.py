@@ -110,10 +110,7 @@ def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
 
 
 def queued(rt: Runtime, queues: list[str]) -> Any:
-    """A predicate: does the attempt's message still wait in one of the broker's `queues` (Redis
-    broker only; other brokers answer False, so a lost attempt is dispatched again after its grace)?"""
-    if not rt.settings.broker_url.startswith(("redis", "rediss", "unix")):
-        return lambda *_: False
+    """A predicate for a Redis broker: does the attempt's message still wait in one of its `queues`?"""
     broker = rt.app.connection_for_write().default_channel.client
 
     def waiting(workflow_id: str, seq: int, attempt: int) -> bool:
