@@ -45,17 +45,22 @@ def list_providers() -> list[str]:
     return sorted(set(_BUILTIN_EXECUTORS) | set(_executors) | set(_group("beluga.executors")))
 
 
+def _factory(name: str, registered: dict[str, Any], builtin: dict[str, str], group: str, what: str,
+             known: Callable[[], list[str]]) -> Any:
+    """Where a name is looked up: `register()`ed first, then the built-ins, then installed packages."""
+    if name in registered:
+        return registered[name]
+    if name in builtin:
+        return _load(builtin[name])
+    eps = _group(group)
+    if name in eps:
+        return eps[name].load()
+    raise ConfigurationError(f"unknown {what} {name!r}; known: {known()}")
+
+
 def new(name: str, config: Config | None = None) -> DurableExecutor:
     """An executor from the provider registered as `name`."""
-    factory = _executors.get(name)
-    if factory is None:
-        eps = _group("beluga.executors")
-        if name in _BUILTIN_EXECUTORS:
-            factory = _load(_BUILTIN_EXECUTORS[name])
-        elif name in eps:
-            factory = eps[name].load()
-        else:
-            raise ConfigurationError(f"unknown executor provider {name!r}; known: {list_providers()}")
+    factory = _factory(name, _executors, _BUILTIN_EXECUTORS, "beluga.executors", "executor provider", list_providers)
     return factory(config or Config())
 
 
@@ -69,16 +74,7 @@ def list_stores() -> list[str]:
 
 def new_store(name: str, **settings: Any) -> WorkflowStore:
     """A store from the provider registered as `name`, built with `settings`."""
-    factory = _stores.get(name)
-    if factory is None:
-        eps = _group("beluga.stores")
-        if name in _BUILTIN_STORES:
-            factory = _load(_BUILTIN_STORES[name])
-        elif name in eps:
-            factory = eps[name].load()
-        else:
-            raise ConfigurationError(f"unknown store {name!r}; known: {list_stores()}")
-    return factory(**settings)
+    return _factory(name, _stores, _BUILTIN_STORES, "beluga.stores", "store", list_stores)(**settings)
 
 
 def new_executor(store: WorkflowStore | None = None, hooks: Any = None, **settings: Any) -> DurableExecutor:

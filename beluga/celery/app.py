@@ -92,7 +92,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
 @signals.task_received.connect
 def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     """Note which worker holds an activity's message before it starts (see `Fleet.received`)."""
-    if request is None or request.name != "beluga.activity":
+    if request is None or request.type != "beluga.activity":  # .name is the Flower shadow name
         return
     app = getattr(sender, "app", None)
     if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
@@ -104,7 +104,7 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
         workflow_id, run_id, seq, attempt = args[0], args[1], args[2], args[3]
         runtime(app).fleet.received(workflow_id, seq, attempt, run_id, request.hostname)
     except Exception:  # a malformed message is rejected by the task itself; never break the consumer
-        log.debug("could not note the receipt of %r", request.id, exc_info=True)
+        log.warning("could not note the receipt of %r", request.id, exc_info=True)
 
 
 @signals.worker_shutdown.connect

@@ -50,15 +50,15 @@ end
 return out
 """
 
-# KEYS: lease, run, inbox, events. ARGV: token, ttl ms, inbox limit, version the caller has cached.
-# Takes the lease and reads, in one round trip, the run's id and version, its waiting messages and the
-# events past the cached version: {} when another holds the lease, else {run_id, version, n, msgs..., events...}.
-_BEGIN = """
+# The common tail of _BEGIN and _REPORT. KEYS: lease, run, inbox, events. ARGV: token, ttl ms, inbox
+# limit, cached version. Takes the lease and reads, in one round trip, the run's id and version, its
+# waiting messages and the events past the cached version: {} when another holds the lease, else
+# {run_id, version, n, msgs..., events...}.
+_TAKE_LEASE_AND_READ = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {} end
 local cur = redis.call('HMGET', KEYS[2], 'run_id', 'version')
-local out = {cur[1] or '', cur[2] or '0', 0}
 local msgs = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-out[3] = #msgs
+local out = {cur[1] or '', cur[2] or '0', #msgs}
 for _, m in ipairs(msgs) do out[#out + 1] = m end
 local known, version = tonumber(ARGV[4]), tonumber(cur[2] or '0')
 if known > 0 and version > known and version - known <= 1000 then
@@ -68,6 +68,7 @@ if known > 0 and version > known and version - known <= 1000 then
 end
 return out
 """
+_BEGIN = _TAKE_LEASE_AND_READ
 
 # KEYS: lease, run, inbox, events, attempts, running, running info, dirty, dispatched. ARGV: token, ttl
 # ms, inbox limit, cached version, the attempt's report message, seq, running member, next attempt (''
@@ -85,19 +86,7 @@ redis.call('ZREM', KEYS[6], ARGV[7])
 redis.call('HDEL', KEYS[7], ARGV[7])
 redis.call('RPUSH', KEYS[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10])
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {} end
-local cur = redis.call('HMGET', KEYS[2], 'run_id', 'version')
-local msgs = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-local out = {cur[1] or '', cur[2] or '0', #msgs}
-for _, m in ipairs(msgs) do out[#out + 1] = m end
-local known, version = tonumber(ARGV[4]), tonumber(cur[2] or '0')
-if known > 0 and version > known and version - known <= 1000 then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[4], '0-' .. (known + 1), '+')) do
-    out[#out + 1] = entry[2][2]
-  end
-end
-return out
-"""
+""" + _TAKE_LEASE_AND_READ
 
 # KEYS: attempts, running, running info, beats, received, dispatched. ARGV: seq, attempt, member, expiry, info.
 # Starts an attempt if it is still the one allowed: {} when stale, else {heartbeat details or false}.

@@ -84,6 +84,24 @@ class DurableExecutor(ABC):
             delay = min(delay * 1.5, 0.2)
 
 
+class StoreBackedExecutor(DurableExecutor):
+    """An executor whose runs are read straight from `self.store`, in any process."""
+
+    store: WorkflowStore
+
+    def describe(self, workflow_id: str) -> WorkflowState:
+        state = self.store.load(workflow_id)
+        if state is None:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        return state
+
+    def summary(self, workflow_id: str) -> WorkflowState:
+        state = self.store.load_summary(workflow_id)
+        if state is None:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        return state
+
+
 class WorkflowHandle:
     """A reference to a run that any process can hold; it reads everything from the executor's store."""
 

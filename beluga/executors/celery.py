@@ -8,16 +8,16 @@ import uuid
 from typing import Any
 
 from beluga.core.definitions import registry
-from beluga.core.errors import ConfigurationError, WorkflowNotFound, WorkflowNotRunning
+from beluga.core.errors import ConfigurationError, WorkflowNotRunning
 from beluga.core.failure import from_failure
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
 from beluga.executors._runs import new_run_state
-from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.executors.base import Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.settings import Settings
 
 
-class CeleryExecutor(DurableExecutor):
+class CeleryExecutor(StoreBackedExecutor):
     def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0) -> None:
         from beluga.celery.app import get_app
         from beluga.celery.tasks import runtime
@@ -96,18 +96,6 @@ class CeleryExecutor(DurableExecutor):
 
             raise QueryNotFound(error.get("message", ""))
         raise from_failure(error)
-
-    def describe(self, workflow_id: str) -> WorkflowState:
-        state = self.store.load(workflow_id)
-        if state is None:
-            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
-        return state
-
-    def summary(self, workflow_id: str) -> WorkflowState:
-        state = self.store.load_summary(workflow_id)
-        if state is None:
-            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
-        return state
 
     def close(self) -> None:
         """Nothing to release: connections belong to the process's app, shared by its executors."""

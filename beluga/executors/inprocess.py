@@ -12,17 +12,16 @@ from typing import Any
 
 from beluga.core.definitions import Registry
 from beluga.core.definitions import registry as default_registry
-from beluga.core.errors import WorkflowNotFound
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
 from beluga.executors._engine import Engine, Msg
 from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
-from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.executors.base import Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
 from beluga.stores.base import WorkflowStore
 
 
-class InProcessExecutor(DurableExecutor):
+class InProcessExecutor(StoreBackedExecutor):
     """Provider `"default"`. `workers` threads run activities; `cache_size` bounds the runs kept live in
     memory (the rest are replayed from the store when they wake)."""
 
@@ -78,18 +77,6 @@ class InProcessExecutor(DurableExecutor):
                 return state.status
             return state.result if state.status is WorkflowStatus.COMPLETED else None
         return self._engine.call(Msg("query", workflow_id, payload=(query_type, args)))
-
-    def describe(self, workflow_id: str) -> WorkflowState:
-        state = self.store.load(workflow_id)
-        if state is None:
-            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
-        return state
-
-    def summary(self, workflow_id: str) -> WorkflowState:
-        state = self.store.load_summary(workflow_id)
-        if state is None:
-            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
-        return state
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -16,6 +16,7 @@ import builtins
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
@@ -98,8 +99,13 @@ class SQLiteStore(WorkflowStore):
 
     def _init_schema(self) -> None:
         conn = self._conn()
-        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-            raise ConfigurationError(f"SQLite could not put {self.path} in WAL mode; use a local disk")
+        # Switching a fresh file to WAL needs a moment alone with it: SQLite answers with the old mode,
+        # rather than waiting, while another process opening the same file holds a lock.
+        deadline = time.monotonic() + self._timeout
+        while conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            if time.monotonic() > deadline:
+                raise ConfigurationError(f"SQLite could not put {self.path} in WAL mode; use a local disk")
+            time.sleep(0.01)
         with _Write(conn):
             for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript would COMMIT early
                 conn.execute(statement)
