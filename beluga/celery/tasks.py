@@ -200,7 +200,7 @@ def bind(app: Celery) -> None:
         if defn is None:
             log.error("activity %r is not registered in this worker (BELUGA_IMPORTS); workflow %s waits",
                       name, workflow_id)
-            raise self.retry(countdown=5)
+            raise self.retry(countdown=2)
         current, details = fleet.claim(workflow_id, seq, attempt, run_id, options.get("heartbeat_timeout"))
         if not current:
             log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)

@@ -9,6 +9,7 @@ Keys of one run share the hash tag `{<workflow id>}` so that a Redis Cluster kee
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -16,7 +17,7 @@ import redis
 from beluga import codec
 from beluga.core.errors import WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
-from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, summarize
+from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
 
 # KEYS: run, events, inbox, attempts, lease, dispatched. ARGV: run_id, expected version, inbox items
@@ -47,7 +48,7 @@ if ARGV[7] ~= '' and redis.call('GET', KEYS[5]) == ARGV[7] then redis.call('DEL'
 return redis.call('LLEN', KEYS[3])
 """
 
-# KEYS: run, events, inbox. ARGV: run_id, status, summary, type, created, replace_run_id, events...
+# KEYS: run, events, inbox. ARGV: run_id, status, summary, type, created, replace_run_id, updated, events...
 # Returns '' when created, else the open run id that blocks it.
 _CREATE = """
 local cur = redis.call('HMGET', KEYS[1], 'run_id', 'status')
@@ -55,14 +56,27 @@ if cur[1] and cur[2] == 'running' and cur[1] ~= ARGV[6] then return cur[1] end
 if not (cur[1] and cur[1] == ARGV[6]) then redis.call('DEL', KEYS[3]) end
 redis.call('DEL', KEYS[2])
 local v = 0
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   v = v + 1
   redis.call('XADD', KEYS[2], '0-' .. v, 'e', ARGV[i])
 end
 redis.call('HSET', KEYS[1], 'run_id', ARGV[1], 'status', ARGV[2], 'summary', ARGV[3], 'type', ARGV[4],
-           'created', ARGV[5], 'updated', ARGV[5], 'version', v)
+           'created', ARGV[5], 'updated', ARGV[7], 'version', v)
 return ''
 """
+
+
+_SUMMARY_FIELDS = ("summary", "status", "updated")
+
+
+def _state(fields: list[bytes | None], history: tuple[Event, ...]) -> WorkflowState | None:
+    """The summary blob, with the status and update time that appends keep in fields of their own."""
+    summary, status, updated = fields
+    if summary is None:
+        return None
+    state = codec.decode_state(summary, history)
+    return replace(state, status=WorkflowStatus(status.decode()) if status else state.status,
+                   updated_at=float(updated) if updated else state.updated_at)
 
 
 class RedisStore(WorkflowStore):
@@ -90,26 +104,14 @@ class RedisStore(WorkflowStore):
     def load(self, workflow_id: str) -> WorkflowState | None:
         run_key, events_key, _ = self.keys(workflow_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hmget(run_key, "summary", "status")
+        pipe.hmget(run_key, *_SUMMARY_FIELDS)
         pipe.xrange(events_key)
-        (summary, status), entries = pipe.execute()
-        if summary is None:
-            return None
-        return self._state(summary, status, tuple(codec.decode_event(f[b"e"]) for _, f in entries))
+        fields, entries = pipe.execute()
+        return _state(fields, tuple(codec.decode_event(f[b"e"]) for _, f in entries))
 
     def load_summary(self, workflow_id: str) -> WorkflowState | None:
         """The run without its history: cheap, for status checks and result waits."""
-        summary, status = self.redis.hmget(self.keys(workflow_id)[0], "summary", "status")
-        return None if summary is None else self._state(summary, status, ())
-
-    @staticmethod
-    def _state(summary: bytes, status: bytes | None, history: tuple[Event, ...]) -> WorkflowState:
-        state = codec.decode_state(summary, history)
-        if status is not None and status.decode() != state.status.value:
-            from dataclasses import replace
-
-            state = replace(state, status=WorkflowStatus(status.decode()))
-        return state
+        return _state(self.redis.hmget(self.keys(workflow_id)[0], *_SUMMARY_FIELDS), ())
 
     def history(self, workflow_id: str, after: int = 0) -> list[Event]:
         entries = self.redis.xrange(self.keys(workflow_id)[1], min=f"0-{after + 1}")
@@ -147,9 +149,11 @@ class RedisStore(WorkflowStore):
 
     # --- writes -------------------------------------------------------------------------------------
     def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
+        check_events(state.history, 0, state.workflow_id)
         blocker = self._create_script(keys=self.keys(state.workflow_id), args=[
             state.run_id, state.status.value, codec.encode_state(state), state.workflow_type,
-            repr(state.created_at), replace_run_id or "", *(codec.encode_event(e) for e in state.history)])
+            repr(state.created_at), replace_run_id or "", repr(state.updated_at),
+            *(codec.encode_event(e) for e in state.history)])
         if blocker:
             check_create(state.workflow_id, blocker.decode(), WorkflowStatus.RUNNING, replace_run_id)
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
@@ -171,6 +175,10 @@ class RedisStore(WorkflowStore):
         pipe.execute()
 
     def append(self, appends: Sequence[Append]) -> list[str]:
+        for a in appends:  # a batch with a bad append writes nothing, as in the other stores
+            check_append(a)
+            for e in a.events:
+                codec.encode_event(e)
         return [a.workflow_id for a in appends if self.append_one(a) is None]
 
     def append_one(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),

@@ -131,7 +131,7 @@ def test_activity_without_a_capable_worker_waits_then_continues(fleet) -> None:
                                  BELUGA_IMPORTS="workers,tests.celery.workflows,tests.celery.extra_activities")
     capable.wait_ready()
     try:
-        assert handle.result(timeout=30) == "done x"
+        assert handle.result(timeout=90) == "done x"  # the message finds the capable worker by chance
     finally:
         capable.stop()
         fleet.workers.remove(capable)
