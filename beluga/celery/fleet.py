@@ -119,6 +119,8 @@ class Fleet:
         self.prefix = store.prefix
         self.lease_seconds = lease_seconds
         self._drain = self.redis.register_script(_DRAIN_TIMERS)
+        self._known: set[str] = set()
+        self._known_at = -1e9
         self._release = self.redis.register_script(_RELEASE)
         self._begin = self.redis.register_script(_BEGIN)
         self._claim = self.redis.register_script(_CLAIM)
@@ -233,6 +235,14 @@ class Fleet:
 
     def known_workflows(self) -> set[str]:
         return {n.decode() for n in self.redis.smembers(f"{self.prefix}:names:workflows")}
+
+    def known_activities(self) -> set[str]:
+        """Activity names some worker announced; cached for a few seconds (asked on every dispatch)."""
+        now = time.monotonic()
+        if now - self._known_at > 5.0:
+            self._known = {n.decode() for n in self.redis.smembers(f"{self.prefix}:names:activities")}
+            self._known_at = now
+        return self._known
 
     # --- worker liveness ----------------------------------------------------------------------------
     def alive(self, worker: str) -> None:

@@ -15,6 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
+from beluga.celery.app import activity_queue
 from beluga.celery.coordinator import Coordinator, Stuck
 from beluga.celery.fleet import Fleet
 from beluga.core import commands as cmds
@@ -62,9 +63,13 @@ class Runtime:
     def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
                  options: dict[str, Any]) -> None:
         timeout = options.get("timeout")
+        queue = options.get("queue") or activity_queue(self.settings, name)
+        if name not in self.fleet.known_activities():
+            log.warning("no worker has announced activity %r: workflow %s waits in queue %s until one that "
+                        "imports its module joins", name, workflow_id, queue)
         self.app.tasks["beluga.activity"].apply_async(
             (workflow_id, run_id, seq, attempt, name, input, options),
-            queue=options.get("queue") or None, shadow=f"activity:{name}",
+            queue=queue, shadow=f"activity:{name}",
             argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr="{}",
             soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
 
