@@ -28,6 +28,12 @@ class Settings:
     default_queue: str = "beluga"
     key_prefix: str = "beluga"
 
+    def __repr__(self) -> str:
+        """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown.update({k: redact(v) for k, v in shown.items() if k.endswith("_url") and isinstance(v, str)})
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
     @property
     def broker_is_redis(self) -> bool:
         return self.broker_url.split(":", 1)[0] in ("redis", "rediss", "unix")

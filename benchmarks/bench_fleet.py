@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import statistics
 import sys
@@ -87,7 +88,44 @@ class Bench:
     temporal: fs.Temporal | None = None
     loop: asyncio.AbstractEventLoop | None = None
     tclient: Any = None
+    profile_dir: Path | None = None
     rows: list[Row] = field(default_factory=list)
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        pids = self.worker.pids()
+        groups = {"client": [os.getpid()], "worker main": pids[:1], "pool": pids[1:],
+                  "valkey": [int(self.r.info("server")["process_id"])]}
+        if self.temporal is not None:
+            groups["temporal server"] = [self.temporal.server.pid]
+            groups["temporal worker"] = [self.temporal.worker.pid]
+        return groups
+
+    def measured(self, fn: Any, *args: Any) -> dict[str, Any]:
+        """Run fn(*args) and add the CPU seconds each process group used meanwhile."""
+        groups = self.cpu_groups()
+        stats0 = self.r.info("commandstats")
+        before = fs.cpu_snapshot(groups)
+        out = fn(*args)
+        after = fs.cpu_snapshot(groups)
+        stats1 = self.r.info("commandstats")
+        out["cpu"] = {k: after[k] - before[k] for k in groups}
+        out["cmds"] = {k[len("cmdstat_"):]: v["calls"] - stats0.get(k, {}).get("calls", 0)
+                       for k, v in stats1.items() if v["calls"] - stats0.get(k, {}).get("calls", 0) > 0}
+        return out
+
+    def profiled(self, label: str, fn: Any, *args: Any) -> None:
+        """One extra, untimed run of fn under py-spy (worker main + pool processes); prints where the
+        worker's time goes."""
+        assert self.profile_dir is not None
+        pids = self.worker.pids()
+        roles = {pids[0]: "worker main", **{p: "pool" for p in pids[1:]}}
+        spy = fs.PySpy(pids[0], self.profile_dir / f"{label}.txt")
+        try:
+            fn(*args)
+        finally:
+            spy.stop()
+        print(f"\n  -- py-spy profile: {label} (raw stacks in {spy.out}) --")
+        print("  " + spy.summarize(roles).replace("\n", "\n  "))
 
     # --- Beluga -----------------------------------------------------------------------------------
     def wait_closed(self, handles: list[Any], timeout: float = 600.0) -> None:
@@ -148,6 +186,33 @@ def pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
 
 
+def print_cpu(cpu: dict[str, list[dict[str, float]]], steps: int) -> dict[str, float]:
+    """Median CPU milliseconds per step, per process group, for each system; returns the totals."""
+    totals = {}
+    for system, runs in cpu.items():
+        keys = [k for k in runs[0] if (system == "temporal") == k.startswith("temporal") or k == "client"]
+        parts = [f"{k} {med([r[k] for r in runs]) * 1e3 / steps:.2f}" for k in keys]
+        totals[system] = med([sum(r[k] for k in keys) for r in runs]) * 1e3 / steps
+        print(f"  {system:<9} CPU ms/step: " + ", ".join(parts) + f"  (total {totals[system]:.2f})")
+    return totals
+
+
+def print_cmds(cmds: dict[str, list[dict[str, int]]], steps: int) -> dict[str, float]:
+    """Median Redis commands per step (INFO commandstats deltas; commands run inside Lua scripts count
+    too, and so do the benchmark's own status polls), for each system that uses the Redis server."""
+    totals = {}
+    for system, runs in cmds.items():
+        if system == "temporal":
+            continue
+        names = {n for r in runs for n in r}
+        per = {n: med([r.get(n, 0) for r in runs]) / steps for n in names}
+        totals[system] = total = med([sum(r.values()) for r in runs]) / steps
+        top = sorted(per.items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{n} {v:.2f}" for n, v in top if v >= 0.05)
+        print(f"  {system:<9} Redis commands/step {total:.1f}: {shown}")
+    return totals
+
+
 def verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
@@ -160,14 +225,23 @@ def part1(b: Bench, reps: int, workflows: int, steps: int) -> None:
     for s in systems:  # warm-up, untimed
         run[s](10, steps)
     rates: dict[str, list[float]] = {s: [] for s in systems}
+    cpu: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
+    cmds: dict[str, list[dict[str, int]]] = {s: [] for s in systems}
     for rep in range(reps):
         for s in systems:
-            out = run[s](workflows, steps)
+            out = b.measured(run[s], workflows, steps)
             rates[s].append(workflows * steps / out["wall"])
+            cpu[s].append(out["cpu"])
+            cmds[s].append(out["cmds"])
             print(f"  rep {rep + 1}/{reps} {s:<9} {rates[s][-1]:>8.0f} steps/s  wall {out['wall']:.3f}s", flush=True)
     m = {s: med(v) for s, v in rates.items()}
     for s in systems:
         print(f"  {s:<9} median {m[s]:.0f} steps/s (min {min(rates[s]):.0f}, max {max(rates[s]):.0f})")
+    cpu_total = print_cpu(cpu, workflows * steps)
+    cmd_total = print_cmds(cmds, workflows * steps)
+    if b.profile_dir is not None:
+        b.profiled("part1-beluga", b.beluga_batch, workflows, steps)
+        b.profiled("part1-chain", b.chain_batch, workflows, steps)
     ratio = m["beluga"] / m["chain"]
     b.rows.append(Row("1", f"throughput {workflows}x{steps}, steps/s", f"{m['beluga']:.0f}",
                       f"chain {m['chain']:.0f}", f"{ratio:.2f}", ">= 0.8", verdict(ratio >= 0.8)))
@@ -175,6 +249,10 @@ def part1(b: Bench, reps: int, workflows: int, steps: int) -> None:
         ratio = m["beluga"] / m["temporal"]
         b.rows.append(Row("1", "", "", f"temporal {m['temporal']:.0f}", f"{ratio:.2f}", ">= 3.0",
                           verdict(ratio >= 3.0)))
+    cb, cc, rb, rc = cpu_total["beluga"], cpu_total["chain"], cmd_total["beluga"], cmd_total["chain"]
+    b.rows.append(Row("1", "  CPU ms/step, all processes", f"{cb:.2f}", f"chain {cc:.2f}", f"{cb / cc:.2f}", "(info)",
+                      ""))
+    b.rows.append(Row("1", "  Redis commands/step", f"{rb:.1f}", f"chain {rc:.1f}", f"{rb / rc:.2f}", "(info)", ""))
 
 
 # --- part 2 ------------------------------------------------------------------------------------------
@@ -185,15 +263,24 @@ def part2(b: Bench, reps: int, steps: int) -> None:
     for s in systems:
         run[s](1, steps)
     per: dict[str, list[float]] = {s: [] for s in systems}
+    cpu: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
+    cmds: dict[str, list[dict[str, int]]] = {s: [] for s in systems}
     for rep in range(reps):
         for s in systems:
-            out = run[s](1, steps)
+            out = b.measured(run[s], 1, steps)
             per[s].append(out["wall"] / steps)
+            cpu[s].append(out["cpu"])
+            cmds[s].append(out["cmds"])
             print(f"  rep {rep + 1}/{reps} {s:<9} {per[s][-1] * 1e3:>7.3f} ms/step  wall {out['wall']:.3f}s",
                   flush=True)
     m = {s: med(v) for s, v in per.items()}
     for s in systems:
         print(f"  {s:<9} median {m[s] * 1e3:.3f} ms/step (min {min(per[s]) * 1e3:.3f}, max {max(per[s]) * 1e3:.3f})")
+    print_cpu(cpu, steps)
+    print_cmds(cmds, steps)
+    if b.profile_dir is not None:
+        b.profiled("part2-beluga", lambda: [b.beluga_batch(1, steps) for _ in range(10)])
+        b.profiled("part2-chain", lambda: [b.chain_batch(1, steps) for _ in range(10)])
     ratio = m["beluga"] / m["chain"]
     b.rows.append(Row("2", f"latency 1x{steps}, ms/step", f"{m['beluga'] * 1e3:.2f}",
                       f"chain {m['chain'] * 1e3:.2f}", f"{ratio:.2f}", "<= 1.3", verdict(ratio <= 1.3)))
@@ -234,42 +321,48 @@ def last_event(b: Bench, wid: str) -> tuple[int, str]:
     return int(entry_id.split(b"-")[1]), codec.decode_event(fields[b"e"]).type
 
 
+def signal_rep(b: Bench, signals: int) -> dict[str, Any]:
+    h = b.ex.execute("bench_signal_loop", workflow.WorkflowOptions(input=signals))
+    stamps_key = f"bench:stamps:{h.id}"
+    fs.wait_broker_idle(b.r)
+    lat, sent = [], []
+    seen = last_event(b, h.id)[0]
+    for i in range(signals):
+        t0 = time.time()
+        b.ex.signal(h.id, workflow.Signal("go", i))
+        got = b.r.blpop([stamps_key], timeout=60)
+        if got is None:
+            raise TimeoutError(f"signal {i}: the activity never started; errors:\n{b.worker.errors()}")
+        lat.append(float(got[1]) - t0)
+        sent.append(t0)
+        while True:  # parked again (or done): the activity's completion is the last event recorded
+            v, kind = last_event(b, h.id)
+            if v > seen and kind in ("activity_completed", "workflow_completed"):
+                seen = v
+                break
+            time.sleep(POLL / 2)
+    if h.result(timeout=30) != signals:
+        raise SystemExit("signal loop: wrong result")
+    hist = b.ex.describe(h.id).history
+    started = [e.timestamp for e in hist if e.type == "activity_started"]
+    ev_lat = [s - t for s, t in zip(started, sent, strict=True)]
+    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat), "first": statistics.fmean(lat[:100]),
+            "last": statistics.fmean(lat[-100:]), "ev_p50": pct(ev_lat, 50), "ev_p99": pct(ev_lat, 99),
+            "events": len(hist)}
+
+
 def part4(b: Bench, reps: int, signals: int) -> None:
     print(f"\n== part 4: signal -> next activity starts, 1 workflow x {signals} signals, {reps} reps")
     runs = []
     for rep in range(reps):
-        h = b.ex.execute("bench_signal_loop", workflow.WorkflowOptions(input=signals))
-        stamps_key = f"bench:stamps:{h.id}"
-        fs.wait_broker_idle(b.r)
-        lat, sent = [], []
-        seen = last_event(b, h.id)[0]
-        for i in range(signals):
-            t0 = time.time()
-            b.ex.signal(h.id, workflow.Signal("go", i))
-            got = b.r.blpop([stamps_key], timeout=60)
-            if got is None:
-                raise TimeoutError(f"signal {i}: the activity never started; errors:\n{b.worker.errors()}")
-            lat.append(float(got[1]) - t0)
-            sent.append(t0)
-            while True:  # parked again (or done): the activity's completion is the last event recorded
-                v, kind = last_event(b, h.id)
-                if v > seen and kind in ("activity_completed", "workflow_completed"):
-                    seen = v
-                    break
-                time.sleep(POLL / 2)
-        if h.result(timeout=30) != signals:
-            raise SystemExit("signal loop: wrong result")
-        hist = b.ex.describe(h.id).history
-        started = [e.timestamp for e in hist if e.type == "activity_started"]
-        ev_lat = [s - t for s, t in zip(started, sent, strict=True)]
-        r = {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat), "first": statistics.fmean(lat[:100]),
-             "last": statistics.fmean(lat[-100:]), "ev_p50": pct(ev_lat, 50), "ev_p99": pct(ev_lat, 99),
-             "events": len(hist)}
+        r = signal_rep(b, signals)
         runs.append(r)
         print(f"  rep {rep + 1}/{reps}  activity start p50 {r['p50'] * 1e3:.2f} ms  p99 {r['p99'] * 1e3:.2f} ms  "
               f"max {r['max'] * 1e3:.2f} ms | mean of first 100 {r['first'] * 1e3:.2f} ms, last 100 "
               f"{r['last'] * 1e3:.2f} ms | activity_started event p50 {r['ev_p50'] * 1e3:.2f} p99 "
               f"{r['ev_p99'] * 1e3:.2f} ms | {r['events']} events", flush=True)
+    if b.profile_dir is not None:
+        b.profiled("part4-signals", signal_rep, b, signals)
     m = {k: med([r[k] for r in runs]) for k in runs[0]}
     b.rows.append(Row("4", f"signal -> activity start, p50 ({signals} sig.)", f"{m['p50'] * 1e3:.2f} ms", "", "",
                       "(info)", ""))
@@ -281,6 +374,16 @@ def part4(b: Bench, reps: int, signals: int) -> None:
 # --- part 5 ------------------------------------------------------------------------------------------
 def used_memory(r: redis.Redis) -> int:
     return int(r.info("memory")["used_memory"])
+
+
+def worker_task_names(b: Bench) -> int | str:
+    """How many distinct task names the worker's `celery.worker.state.total_count` holds (it keys them by
+    the shadow name)."""
+    try:
+        stats = b.ex.app.control.inspect(destination=[b.worker.hostname], timeout=5).stats() or {}
+        return len(stats.get(b.worker.hostname, {}).get("total", {}))
+    except Exception as exc:  # remote control unavailable: informational only
+        return f"? ({exc})"
 
 
 def start_parked(b: Bench, n: int) -> list[Any]:
@@ -308,6 +411,7 @@ def part5(b: Bench, reps: int, parked: int, warmup: int = 200) -> None:
         t_parked = time.perf_counter() - t0
         time.sleep(0.5)
         mem1, rss1 = used_memory(b.r), b.worker.rss()
+        names = worker_task_names(b)
         if b.ex.store.version(handles[-1].id)[1] != 1 or handles[-1].status() is not workflow.WorkflowStatus.RUNNING:
             raise SystemExit("part 5: the last run is not parked as expected")
         sample = handles[len(handles) // 2].id
@@ -335,6 +439,7 @@ def part5(b: Bench, reps: int, parked: int, warmup: int = 200) -> None:
         print(f"             worker RSS (main+pool) {r['rss0'] / mib:.1f} MiB at 0 -> {r['rss_half'] / mib:.1f} at "
               f"{parked // 2} -> {r['rss1'] / mib:.1f} at {parked} parked (growth {r['growth'] / mib:+.2f} MiB); "
               f"{r['rss2'] / mib:.1f} MiB after all completed")
+        print(f"             celery's per-task-name counter in the worker (`inspect stats` total) has {names} names")
         print("             per process at 0 / at " + str(parked) + ": " + ", ".join(
             f"pid {p} {rss0.get(p, 0) / mib:.1f}/{rss1.get(p, 0) / mib:.1f}" for p in rss1))
         print(f"             started+parked {parked} in {t_parked:.1f}s ({parked / t_parked:.0f}/s); signals sent in "
@@ -376,12 +481,16 @@ def main() -> None:
     ap.add_argument("--long-steps", type=int, default=2000)
     ap.add_argument("--signals", type=int, default=1000)
     ap.add_argument("--parked", type=int, default=10000)
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timed runs of parts 1, 2 and 4, one extra untimed run per system under py-spy "
+                         "(worker main + pool processes), with a function-level summary")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop what we started
     parts = sorted({int(p) for p in args.parts.split(",") if p})
     reps = {p: args.reps or DEFAULT_REPS[p] for p in parts}
 
     t_begin = time.perf_counter()
+    revision = fs.code_revision()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     print("bench_fleet: one celery worker (prefork, concurrency 2), private Redis-compatible server; parts "
           + ",".join(map(str, parts)) + f"; logs in {log_dir}")
@@ -394,7 +503,8 @@ def main() -> None:
             worker.wait_ready()
             print("worker:", " ".join(worker.cmd[2:]), f"pids {worker.pids()}")
             ex = workflow.new("celery", workflow.Config(extra={"broker_url": url, "redis_url": url}))
-            b = Bench(url, ex, redis.Redis.from_url(url), worker)
+            b = Bench(url, ex, redis.Redis.from_url(url), worker,
+                      profile_dir=log_dir if args.profile else None)
             if not args.no_temporal and {1, 2} & set(parts):
                 temporal = fs.Temporal(log_dir).wait_ready()
                 print(f"temporal: {temporal.version}, dev server at {temporal.address} (headless, in-memory); "
@@ -405,6 +515,9 @@ def main() -> None:
                 b.temporal, b.loop = temporal, asyncio.new_event_loop()
                 b.tclient = b.loop.run_until_complete(connect(temporal.address))
             for p in parts:
+                if p >= 3 and temporal is not None:  # only parts 1-2 use it: stop it before the rest
+                    temporal.stop()
+                    b.temporal = temporal = None
                 if p == 1:
                     part1(b, reps[1], args.workflows, args.steps)
                 elif p == 2:
@@ -423,9 +536,11 @@ def main() -> None:
                 temporal.stop()
             worker.stop()
 
-    print(f"\nresults (medians of the repetitions; ratios from medians of this same run; code {fs.code_revision()}):")
+    now = fs.code_revision()
+    code = revision if now == revision else f"{revision} (the tree changed to {now} during the run)"
+    print(f"\nresults (medians of the repetitions; ratios from medians of this same run; code {code}):")
     print_table(b.rows)
-    load = " ".join(f"{x:.2f}" for x in __import__("os").getloadavg())
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"total time {time.perf_counter() - t_begin:.0f}s | load avg after {load}")
 
 

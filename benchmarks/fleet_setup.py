@@ -264,3 +264,90 @@ def machine() -> str:
     return (f"python {platform.python_version()} | {versions('celery', 'kombu', 'redis', 'hiredis', 'temporalio')} | "
             f"{os.cpu_count()} CPUs ({cpu}) | load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} | "
             f"code {code_revision()}")
+
+
+# --- CPU accounting and profiles ---------------------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(proc_cpu(p) for p in pids) for name, pids in groups.items()}
+
+
+class PySpy:
+    """`py-spy record --subprocesses --format raw` on a process tree while a block runs; summarize()
+    gives the functions with the most samples (self and inclusive), per process role."""
+
+    def __init__(self, pid: int, out: Path, rate: int = 200) -> None:
+        exe = Path(sys.executable).parent / "py-spy"
+        self.out = out
+        cmd = [str(exe if exe.exists() else "py-spy"), "record", "--pid", str(pid), "--subprocesses", "--gil",
+               "--function", "--format", "raw", "--rate", str(rate), "--nonblocking", "--output", str(out)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # let it attach
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def summarize(self, roles: dict[int, str], top: int = 20) -> str:
+        """Samples (taken only while a thread holds the GIL: CPU, not waiting) per process role: the top
+        functions by self samples, self samples by package, and the inclusive share of Beluga's own
+        functions and of Celery's main steps."""
+        import re
+
+        if not self.out.exists():
+            return "(no profile written)"
+        self_n: dict[tuple[str, str], int] = {}
+        pkg: dict[tuple[str, str], int] = {}
+        incl: dict[tuple[str, str], int] = {}
+        total: dict[str, int] = {}
+        for line in self.out.read_text(errors="replace").splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not stack or not n.isdigit():
+                continue
+            frames = stack.split(";")
+            pids = [int(m.group(1)) for f in frames if (m := re.match(r"process (\d+)", f))]
+            role = roles.get(pids[-1], "other") if pids else "?"
+            frames = [f for f in frames if not f.startswith(("process ", "thread "))]
+            if not frames:
+                continue
+            cnt = int(n)
+            total[role] = total.get(role, 0) + cnt
+            leaf = frames[-1]
+            self_n[(role, leaf)] = self_n.get((role, leaf), 0) + cnt
+            m = re.search(r"\(([^:)]*)", leaf)
+            path = m.group(1) if m else "?"
+            package = path.split("/")[0] if "/" in path else "(stdlib)"
+            pkg[(role, package)] = pkg.get((role, package), 0) + cnt
+            for f in set(frames):
+                if "(beluga/" in f or "(benchmarks/" in f or any(k in f for k in _MARKERS):
+                    incl[(role, f)] = incl.get((role, f), 0) + cnt
+        lines = [f"samples (GIL held) by process: {total}"]
+        for role in sorted(total):
+            for title, table, k in (("self, by package", pkg, 12), ("self, by function", self_n, top),
+                                    ("inclusive, Beluga + Celery steps", incl, top)):
+                lines.append(f"  [{role}] {title}:")
+                ranked = sorted(((c, f) for (r, f), c in table.items() if r == role), reverse=True)[:k]
+                lines.extend(f"    {100 * c / total[role]:5.1f}%  {f}" for c, f in ranked)
+        return "\n".join(lines)
+
+
+_MARKERS = ("apply_async (celery", "Producer.publish", "Producer._publish", "EventDispatcher.send",
+            "trace_task (celery", "_dispatch_callbacks_and_chain", "Request.acknowledge", "task_message_handler",
+            "Consumer.on_task_received", "on_message (kombu", "TaskPool.on_apply", "fast_trace_task",
+            "_fast_trace_task", "send_task_message", "Channel.basic_ack", "Channel._get")

@@ -83,8 +83,6 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
     for name in sorted(registry.activities):
         app.amqp.queues.select_add(activity_queue(settings, name))
     runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
-    log.info("beluga worker: broker %s, histories in %s, imports %s, activities %s", redact(settings.broker_url),
-             redact(settings.history_url), ",".join(settings.imports), ",".join(sorted(registry.activities)))
 
 
 @signals.worker_ready.connect
@@ -93,7 +91,12 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         from beluga.celery.scheduler import start_scheduler
         from beluga.celery.tasks import runtime
+        from beluga.core.definitions import registry
 
+        settings = app.conf.beluga_settings
+        log.info("beluga worker %s: broker %s, histories in %s, imports %s, activities %s", sender.hostname,
+                 redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
+                 ",".join(sorted(registry.activities)))
         runtime(app).fleet.alive(sender.hostname)
         start_scheduler(app, sender.hostname)
 
