@@ -18,11 +18,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future as Reply
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
-from beluga.activity import ActivityInfo, run_with_info
 from beluga.core import commands as cmds
 from beluga.core.definitions import Registry
 from beluga.core.errors import (
@@ -45,6 +43,8 @@ from beluga.core.records import (
     WorkflowStatus,
 )
 from beluga.core.retry import RetryPolicy, default_retry_policy
+from beluga.executors._activity_pool import ActivityPool
+from beluga.executors._engine_records import Msg, Pending, Run, Task
 from beluga.executors._runs import new_run_state
 from beluga.executors._timers import TimerHeap
 from beluga.hooks import Hooks
@@ -55,65 +55,6 @@ _DEFAULT_RETRY = default_retry_policy()
 E = EventType
 _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
                  cmds.CancelWorkflow: WorkflowStatus.CANCELED}
-
-
-# --- inbox messages -------------------------------------------------------------------------------
-@dataclass(slots=True)
-class Msg:
-    kind: str
-    workflow_id: str
-    run_id: str | None = None
-    seq: int = 0
-    attempt: int = 0
-    payload: Any = None
-    ok: bool = True
-    reply: Reply[Any] | None = None
-    force: bool = False
-
-
-@dataclass(slots=True)
-class _Task:
-    """An activity of a live run: what to call and with which policy."""
-
-    name: str
-    input: Any
-    retry: RetryPolicy
-    timeout: float | None
-    heartbeat_timeout: float | None
-    attempt: int = 0
-    running: bool = False
-    details: Any = None
-
-
-@dataclass(slots=True)
-class _Run:
-    state: WorkflowState            # summary as created; history not kept here
-    instance: WorkflowInstance | None  # None: stuck (code does not match history) or closed
-    version: int
-    status: WorkflowStatus = WorkflowStatus.RUNNING
-    tasks: dict[int, _Task] = field(default_factory=dict)
-
-    @property
-    def workflow_id(self) -> str:
-        return self.state.workflow_id
-
-    @property
-    def run_id(self) -> str:
-        return self.state.run_id
-
-
-@dataclass(slots=True)
-class _Pending:
-    """What one batch will write for one run, and what to do once it is durable."""
-
-    run: _Run
-    expected: int
-    events: list[Event] = field(default_factory=list)
-    msgs: list[Msg] = field(default_factory=list)
-    after: list[Callable[[], None]] = field(default_factory=list)
-    status: WorkflowStatus | None = None
-    result: Any = None
-    error: dict[str, Any] | None = None
 
 
 class Engine:
@@ -128,28 +69,24 @@ class Engine:
         self.cache_size = cache_size
         self._rand = random.Random()
         self._inbox: queue.SimpleQueue[Msg | None] = queue.SimpleQueue()
-        self._work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._timers = TimerHeap()
-        self._runs: OrderedDict[str, _Run] = OrderedDict()
-        self._beats: dict[tuple[str, int, int], tuple[float, Any]] = {}
+        self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock)
+        self._beats = self._pool.beats
         self._closed = threading.Condition()
         self._outcomes: OrderedDict[str, WorkflowState] = OrderedDict()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="beluga-coordinator", daemon=True)
-        self._workers = [threading.Thread(target=self._activity_worker, name=f"beluga-activity-{i}",
-                                          daemon=True) for i in range(workers)]
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
-        for w in self._workers:
-            w.start()
+        self._pool.start()
 
     def stop(self) -> None:
         self._stopping = True
         self._inbox.put(None)
-        for _ in self._workers:
-            self._work.put(None)
+        self._pool.stop()
         self._thread.join(timeout=10)
 
     def post(self, msg: Msg) -> None:
@@ -180,7 +117,7 @@ class Engine:
             self._closed.wait(timeout)
 
     # --- recovery ---------------------------------------------------------------------------------
-    def _on_recover(self, msg: Msg, batch: dict[str, _Pending]) -> None:
+    def _on_recover(self, msg: Msg, batch: dict[str, Pending]) -> None:
         assert msg.reply is not None
         msg.reply.set_result(self._recover())
 
@@ -237,7 +174,7 @@ class Engine:
                     self._runs.clear()
 
     def _process(self, items: list[Msg]) -> None:
-        batch: dict[str, _Pending] = {}
+        batch: dict[str, Pending] = {}
         for msg in items:
             try:
                 self._handle(msg, batch)
@@ -272,7 +209,7 @@ class Engine:
         self._evict()
 
     # --- message handling -------------------------------------------------------------------------
-    def _handle(self, msg: Msg, batch: dict[str, _Pending]) -> None:
+    def _handle(self, msg: Msg, batch: dict[str, Pending]) -> None:
         kind = msg.kind
         if kind == "noop":
             return
@@ -298,18 +235,18 @@ class Engine:
         handler = getattr(self, "_on_" + kind)
         handler(run, msg, self._pending(run, batch, msg))
 
-    def _pending(self, run: _Run, batch: dict[str, _Pending], msg: Msg | None) -> _Pending:
+    def _pending(self, run: Run, batch: dict[str, Pending], msg: Msg | None) -> Pending:
         p = batch.get(run.workflow_id)
         if p is None:
-            p = batch[run.workflow_id] = _Pending(run, run.version)
+            p = batch[run.workflow_id] = Pending(run, run.version)
         if msg is not None:
             p.msgs.append(msg)
         return p
 
-    def _on_activate(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_activate(self, run: Run, msg: Msg, p: Pending) -> None:
         return  # loading the run replayed it and recorded whatever was due
 
-    def _on_signal(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_signal(self, run: Run, msg: Msg, p: Pending) -> None:
         sig: Signal = msg.payload
         p.after.append(lambda: self.hooks.emit("on_signal", run.workflow_id, sig))  # before any close
         self._record(run, p, E.SIGNAL_RECEIVED, {"name": sig.name, "payload": sig.payload,
@@ -318,24 +255,24 @@ class Engine:
         if reply is not None:
             p.after.append(lambda: reply.set_result(None))
 
-    def _on_cancel(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_cancel(self, run: Run, msg: Msg, p: Pending) -> None:
         self._record(run, p, E.CANCEL_REQUESTED, {})
         reply = msg.reply
         if reply is not None:
             p.after.append(lambda: reply.set_result(None))
 
-    def _on_timer(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_timer(self, run: Run, msg: Msg, p: Pending) -> None:
         if run.instance is not None and not run.instance.is_pending(msg.seq):
             return  # fired already (a timer re-armed twice after recovery)
         self._record(run, p, E.TIMER_FIRED, {"seq": msg.seq})
 
-    def _on_timeout(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_timeout(self, run: Run, msg: Msg, p: Pending) -> None:
         error = {"type": "TimeoutError", "message": f"workflow {run.workflow_id} ran past its timeout",
                  "traceback": "", "non_retryable": True}
         self._append(run, p, [Event(run.version + 1, E.WORKFLOW_TIMED_OUT, self.clock(), {})])
         self._close(run, p, WorkflowStatus.TIMED_OUT, None, error)
 
-    def _on_child_done(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_child_done(self, run: Run, msg: Msg, p: Pending) -> None:
         if run.instance is not None and not run.instance.is_pending(msg.seq):
             return
         if msg.ok:
@@ -343,7 +280,7 @@ class Engine:
         else:
             self._record(run, p, E.CHILD_WORKFLOW_FAILED, {"seq": msg.seq, "error": msg.payload})
 
-    def _on_child_check(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_child_check(self, run: Run, msg: Msg, p: Pending) -> None:
         child = msg.payload
         state = self.store.load(child["workflow_id"])
         link = {"workflow_id": run.workflow_id, "run_id": run.run_id, "seq": msg.seq}
@@ -353,7 +290,7 @@ class Engine:
         elif not state.status.is_open:
             self._child_closed(state)
 
-    def _on_activity(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_activity(self, run: Run, msg: Msg, p: Pending) -> None:
         task = run.tasks.get(msg.seq)
         if task is None or not task.running or task.attempt != msg.attempt:
             return  # a late result of an attempt that timed out or was already recorded
@@ -384,13 +321,13 @@ class Engine:
 
             p.after.append(arm)
 
-    def _on_dispatch(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_dispatch(self, run: Run, msg: Msg, p: Pending) -> None:
         task = run.tasks.get(msg.seq)
         if task is None or (task.running and not msg.force) or (msg.attempt <= task.attempt and not msg.force):
             return
         self._begin_attempt(run, p, msg.seq, task, msg.attempt)
 
-    def _on_attempt_timeout(self, run: _Run, msg: Msg, p: _Pending) -> None:
+    def _on_attempt_timeout(self, run: Run, msg: Msg, p: Pending) -> None:
         task = run.tasks.get(msg.seq)
         if task is None or not task.running or task.attempt != msg.attempt:
             return
@@ -408,7 +345,7 @@ class Engine:
         self._on_activity(run, Msg("activity", run.workflow_id, run.run_id, msg.seq, msg.attempt,
                                    failure, ok=False), p)
 
-    def _query(self, run: _Run, msg: Msg) -> None:
+    def _query(self, run: Run, msg: Msg) -> None:
         # A failed query fails only its caller: raising here would drop the run's other work in this
         # batch (such as the first commands of a run started just before), which nothing would redo.
         assert msg.reply is not None
@@ -426,7 +363,7 @@ class Engine:
         msg.reply.set_result(value)
 
     # --- runs in memory ---------------------------------------------------------------------------
-    def _get(self, workflow_id: str, batch: dict[str, _Pending]) -> _Run:
+    def _get(self, workflow_id: str, batch: dict[str, Pending]) -> Run:
         run = self._runs.get(workflow_id)
         if run is not None:
             self._runs.move_to_end(workflow_id)
@@ -436,17 +373,17 @@ class Engine:
             raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
         return self._materialize(state, batch)
 
-    def _start(self, msg: Msg, batch: dict[str, _Pending]) -> None:
+    def _start(self, msg: Msg, batch: dict[str, Pending]) -> None:
         state: WorkflowState = msg.payload
         self._materialize(state, batch)
         deadline = state.history[0].attrs.get("deadline") if state.history else None
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
             self._timers.arm(deadline, Msg("timeout", state.workflow_id, state.run_id))
 
-    def _materialize(self, state: WorkflowState, batch: dict[str, _Pending]) -> _Run:
+    def _materialize(self, state: WorkflowState, batch: dict[str, Pending]) -> Run:
         """Bring a run into memory by replaying its history; record the commands that were still due."""
         history = state.history
-        run = _Run(replace(state, history=()), None, len(history), state.status)
+        run = Run(replace(state, history=()), None, len(history), state.status)
         self._runs[state.workflow_id] = run
         if not state.status.is_open:
             self._replay_closed(run, history)
@@ -478,7 +415,7 @@ class Engine:
             self._append_commands(run, p, new, history[-1].timestamp)
         return run
 
-    def _replay_closed(self, run: _Run, history: tuple[Event, ...]) -> None:
+    def _replay_closed(self, run: Run, history: tuple[Event, ...]) -> None:
         """A closed run is replayed only to answer its query handlers."""
         try:
             defn = self.registry.workflow(run.state.workflow_type)
@@ -490,7 +427,7 @@ class Engine:
             log.info("closed workflow %s cannot be replayed for queries: %s", run.workflow_id, exc)
             run.instance = None
 
-    def _stuck(self, run: _Run, exc: Exception, batch: dict[str, _Pending]) -> None:
+    def _stuck(self, run: Run, exc: Exception, batch: dict[str, Pending]) -> None:
         log.error("workflow %s is stuck: %s", run.workflow_id, exc)
         failure = to_failure(exc)
         run.state = replace(run.state, error=failure)
@@ -506,7 +443,7 @@ class Engine:
                 run.instance.close()
 
     # --- recording --------------------------------------------------------------------------------
-    def _record(self, run: _Run, p: _Pending, type: str, attrs: dict[str, Any]) -> None:
+    def _record(self, run: Run, p: Pending, type: str, attrs: dict[str, Any]) -> None:
         """Append one input event and the commands the workflow issues in reaction to it."""
         now = self.clock()
         ev = Event(run.version + 1, type, now, attrs)
@@ -518,11 +455,11 @@ class Engine:
         if new:
             self._append_commands(run, p, new, now)
 
-    def _append(self, run: _Run, p: _Pending, events: list[Event]) -> None:
+    def _append(self, run: Run, p: Pending, events: list[Event]) -> None:
         p.events.extend(events)
         run.version += len(events)
 
-    def _append_commands(self, run: _Run, p: _Pending, new: list[cmds.Command], now: float) -> None:
+    def _append_commands(self, run: Run, p: Pending, new: list[cmds.Command], now: float) -> None:
         base = run.version
         self._append(run, p, [cmds.to_event(c, base + i + 1, now) for i, c in enumerate(new)])
         for c in new:
@@ -542,20 +479,20 @@ class Engine:
                 error = c.error if isinstance(c, cmds.FailWorkflow) else None
                 self._close(run, p, _CLOSE_STATUS[type(c)], result, error)
 
-    def _task(self, name: str, input: Any, options: dict[str, Any]) -> _Task:
+    def _task(self, name: str, input: Any, options: dict[str, Any]) -> Task:
         defn = self.registry.activities.get(name)
         retry = options.get("retry")
         policy = (RetryPolicy.from_dict(retry) if retry else
                   (defn.retry if defn and defn.retry else _DEFAULT_RETRY))
         timeout = options.get("timeout", defn.timeout if defn else None)
         hb = options.get("heartbeat_timeout", defn.heartbeat_timeout if defn else None)
-        return _Task(name, input, policy, timeout, hb)
+        return Task(name, input, policy, timeout, hb)
 
-    def _begin_attempt(self, run: _Run, p: _Pending, seq: int, task: _Task, attempt: int) -> None:
+    def _begin_attempt(self, run: Run, p: Pending, seq: int, task: Task, attempt: int) -> None:
         task.attempt, task.running = attempt, True
         self._record(run, p, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt})
         item = (run.workflow_id, run.run_id, seq, attempt, task.name, task.input, task.details)
-        p.after.append(lambda: self._work.put(item))
+        p.after.append(lambda: self._pool.submit(item))
         now = self.clock()
         if task.timeout is not None:
             due = now + task.timeout
@@ -566,7 +503,7 @@ class Engine:
             msg_hb = Msg("attempt_timeout", run.workflow_id, run.run_id, seq, attempt, "heartbeat")
             p.after.append(lambda: self._timers.arm(due_hb, msg_hb))
 
-    def _close(self, run: _Run, p: _Pending, status: WorkflowStatus, result: Any,
+    def _close(self, run: Run, p: Pending, status: WorkflowStatus, result: Any,
                error: dict[str, Any] | None) -> None:
         run.status = status
         p.status, p.result = status, result
@@ -592,7 +529,7 @@ class Engine:
         p.after.append(closed)
 
     # --- children and continue-as-new -------------------------------------------------------------
-    def _start_child(self, parent: _Run, c: cmds.StartChildWorkflow) -> None:
+    def _start_child(self, parent: Run, c: cmds.StartChildWorkflow) -> None:
         link = {"workflow_id": parent.workflow_id, "run_id": parent.run_id, "seq": c.seq}
         try:
             defn = self.registry.workflow(c.workflow_type)
@@ -616,7 +553,7 @@ class Engine:
             "non_retryable": True})
         self.post(Msg("child_done", link["workflow_id"], link["run_id"], link["seq"], payload=payload, ok=ok))
 
-    def _continue(self, run: _Run, input: Any) -> None:
+    def _continue(self, run: Run, input: Any) -> None:
         self._runs.pop(run.workflow_id, None)
         if run.instance is not None:
             run.instance.close()
@@ -628,29 +565,3 @@ class Engine:
             log.warning("workflow %s was continued as new by another process", run.workflow_id)
             return
         self.post(Msg("start", state.workflow_id, state.run_id, payload=state))
-
-    # --- the activity pool --------------------------------------------------------------------------
-    def _activity_worker(self) -> None:
-        while True:
-            item = self._work.get()
-            if item is None:
-                return
-            workflow_id, run_id, seq, attempt, name, input, details = item
-            ok, payload = True, None
-            try:
-                defn = self.registry.activity(name)
-                self.hooks.emit("on_activity_start", workflow_id, input)
-                info = ActivityInfo(workflow_id, run_id, name, seq, attempt, details,
-                                    _beat=lambda d, k=(run_id, seq, attempt): self._beat(k, d))
-                payload = run_with_info(info, partial(defn.call, input))
-                self.check_payload(payload)
-            except BaseException as exc:
-                ok, payload = False, to_failure(exc)
-                if isinstance(exc, ConfigurationError):
-                    payload["non_retryable"] = True
-            self._inbox.put(Msg("activity", workflow_id, run_id, seq, attempt, payload, ok=ok))
-
-    def _beat(self, key: tuple[str, int, int], details: Any) -> None:
-        self.check_payload(details)
-        self._beats[key] = (self.clock(), details)
-

@@ -1,0 +1,66 @@
+"""The in-process engine's activity pool: daemon threads that run attempts and post their outcome
+back to the coordinator's inbox."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from beluga.activity import ActivityInfo, run_with_info
+from beluga.core.definitions import Registry
+from beluga.core.errors import ConfigurationError
+from beluga.core.failure import to_failure
+from beluga.executors._engine_records import Msg
+from beluga.hooks import Hooks
+
+
+class ActivityPool:
+    def __init__(self, size: int, registry: Registry, hooks: Callable[[], Hooks], post: Callable[[Msg], None],
+                 check_payload: Callable[[Any], Any], clock: Callable[[], float]) -> None:
+        self.registry = registry
+        self._hooks = hooks
+        self._post = post
+        self._check = check_payload
+        self._clock = clock
+        self.beats: dict[tuple[str, int, int], tuple[float, Any]] = {}
+        self._work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"beluga-activity-{i}", daemon=True)
+                         for i in range(size)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._work.put(None)
+
+    def submit(self, item: tuple[Any, ...]) -> None:
+        self._work.put(item)
+
+    def _run(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            workflow_id, run_id, seq, attempt, name, input, details = item
+            ok, payload = True, None
+            try:
+                defn = self.registry.activity(name)
+                self._hooks().emit("on_activity_start", workflow_id, input)
+                info = ActivityInfo(workflow_id, run_id, name, seq, attempt, details,
+                                    _beat=partial(self._beat, (run_id, seq, attempt)))
+                payload = run_with_info(info, partial(defn.call, input))
+                self._check(payload)
+            except BaseException as exc:
+                ok, payload = False, to_failure(exc)
+                if isinstance(exc, ConfigurationError):
+                    payload["non_retryable"] = True
+            self._post(Msg("activity", workflow_id, run_id, seq, attempt, payload, ok=ok))
+
+    def _beat(self, key: tuple[str, int, int], details: Any) -> None:
+        self._check(details)
+        self.beats[key] = (self._clock(), details)
