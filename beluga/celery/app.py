@@ -114,9 +114,9 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
     args = request.args
     try:
         workflow_id, run_id, seq, attempt = args[0], args[1], args[2], args[3]
-        runtime(app).fleet.received(workflow_id, seq, attempt, run_id, request.hostname)
     except Exception:  # a malformed message is rejected by the task itself; never break the consumer
-        log.warning("could not note the receipt of %r", request.id, exc_info=True)
+        return
+    runtime(app).receipts.note((workflow_id, seq, attempt, run_id, request.hostname))
 
 
 @signals.worker_shutdown.connect

@@ -21,12 +21,12 @@ from typing import Any
 from beluga import codec
 from beluga.celery.fleet import Begun, Fleet
 from beluga.core import commands as cmds
-from beluga.core.definitions import Registry
+from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import ConfigurationError, NonDeterminismError, SerializationError
 from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Append, Event, EventType, WorkflowState, WorkflowStatus
-from beluga.core.retry import RetryPolicy, default_retry_policy
+from beluga.core.retry import RetryPolicy
 
 log = logging.getLogger("beluga.coordinator")
 E = EventType
@@ -147,9 +147,10 @@ class Coordinator:
         return waiting
 
     def _keep_or_drop(self, live: _Live) -> None:
-        """Keep a run in memory only while it waits for activities; parked and closed runs cost none."""
+        """Keep open runs live in a bounded LRU (a signal to a cached parked run costs no replay); the
+        number of parked runs never grows worker memory past `cache_size`. Closed runs cost none."""
         wid = live.state.workflow_id
-        if live.state.status.is_open and any(a.started for a in live.pending.activities.values()):
+        if live.state.status.is_open:
             self.cache[wid] = live
             self.cache.move_to_end(wid)
             while len(self.cache) > self.cache_size:
@@ -300,19 +301,17 @@ class Coordinator:
                 self._close(step, _CLOSE[type(c)], getattr(c, "result", None), getattr(c, "error", None))
 
     def _policy(self, name: str, options: dict[str, Any]) -> RetryPolicy:
-        return RetryPolicy.from_dict(self._options(name, options)["retry"])
+        return effective_retry(options, self.registry.activities.get(name))
 
     def _options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
-        """The call's options over the activity's registered defaults, as the activity task needs."""
-        merged = dict(options)
+        """What the activity message carries: the call's own options plus where and how long to run
+        (the sender needs those); the worker that runs it resolves the retry policy from its own code."""
         defn = self.registry.activities.get(name)
-        if defn is not None:
-            if "retry" not in merged and defn.retry is not None:
-                merged["retry"] = defn.retry.to_dict()
-            for key in ("timeout", "heartbeat_timeout", "queue"):
-                if key not in merged and getattr(defn, key) is not None:
-                    merged[key] = getattr(defn, key)
-        merged.setdefault("retry", default_retry_policy().to_dict())
+        merged = dict(options)
+        for key in ("timeout", "heartbeat_timeout", "queue"):
+            value = effective_option(options, defn, key)
+            if value is not None:
+                merged[key] = value
         return merged
 
     def _begin(self, step: _Step, seq: int, attempt: int, send: bool = True) -> None:
@@ -329,6 +328,7 @@ class Coordinator:
         live = step.live
         live.state = replace(live.state, status=status, result=result, error=error)
         step.status, step.result, step.error = status, result, error
+        step.after.append(lambda: self.fleet.announce_closed(live.state.workflow_id, status.value))
         parent = live.state.parent
         if not parent:
             return

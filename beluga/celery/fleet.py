@@ -99,6 +99,13 @@ redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
 return {1, redis.call('HGET', KEYS[4], ARGV[1])}
 """
 
+# KEYS: received, dispatched. ARGV: member, info. Notes a receipt unless the attempt already started
+# (a receipt is written late, in batches; `claim` removes the attempt from `dispatched` when it starts).
+_RECEIVE = """
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
+"""
+
 # KEYS: attempts. ARGV: seq, attempt. Retires the attempt only if it is still the allowed one.
 _RETIRE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -127,6 +134,7 @@ class Fleet:
         self._report = self.redis.register_script(_REPORT)
         self._sweep = self.redis.register_script(_SWEEP)
         self._retire = self.redis.register_script(_RETIRE)
+        self._receive = self.redis.register_script(_RECEIVE)
 
     # --- inbox --------------------------------------------------------------------------------------
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
@@ -249,14 +257,16 @@ class Fleet:
         """A worker's heartbeat; its key expires `lease_seconds` after the worker dies."""
         self.redis.set(f"{self.prefix}:worker:{worker}", 1, px=int(self.lease_seconds * 1000))
 
-    def received(self, workflow_id: str, seq: int, attempt: int, run_id: str, worker: str) -> None:
-        """A worker took an attempt's message off the queue but has not started it yet. If the worker
-        dies now, the message waits unacknowledged for the broker's visibility timeout (an hour with
-        Redis); this record lets the scheduler see the loss within `lease_seconds` instead."""
-        member = _running_member(workflow_id, seq, attempt)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(f"{self.prefix}:received", member, codec.encode({"run": run_id, "worker": worker}))
-        pipe.zrem(f"{self.prefix}:dispatched", member)
+    def received(self, receipts: list[tuple[str, int, int, str, str]]) -> None:
+        """Workers took these attempts' messages (workflow id, seq, attempt, run id, worker) off the
+        queue but have not started them yet. If a worker dies now, its messages wait unacknowledged for
+        the broker's visibility timeout (an hour with Redis); these records let the scheduler see the
+        loss within `lease_seconds` instead. An attempt that started meanwhile is left alone."""
+        pipe = self.redis.pipeline(transaction=False)
+        for workflow_id, seq, attempt, run_id, worker in receipts:
+            member = _running_member(workflow_id, seq, attempt)
+            self._receive(keys=[f"{self.prefix}:received", f"{self.prefix}:dispatched"],
+                          args=[member, codec.encode({"run": run_id, "worker": worker})], client=pipe)
         pipe.execute()
 
     def dispatch_deadline(self, delay: float = 0.0) -> float:
@@ -322,6 +332,14 @@ class Fleet:
     def take_wakes(self, limit: int = 500) -> list[str]:
         raw = self.redis.spop(f"{self.prefix}:wake", limit) or []
         return [r.decode() for r in raw]
+
+    # --- closing -------------------------------------------------------------------------------------
+    def closed_channel(self, workflow_id: str) -> str:
+        return f"{self.prefix}:closed:{{{workflow_id}}}"
+
+    def announce_closed(self, workflow_id: str, status: str) -> None:
+        """Wake the clients waiting on `handle.result()` at once, instead of at their next poll."""
+        self.redis.publish(self.closed_channel(workflow_id), status)
 
     # --- query replies ------------------------------------------------------------------------------
     def reply(self, key: str, value: dict[str, Any]) -> None:

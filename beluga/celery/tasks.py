@@ -19,11 +19,10 @@ from beluga.celery.app import activity_queue
 from beluga.celery.coordinator import Coordinator, Stuck
 from beluga.celery.fleet import Fleet
 from beluga.core import commands as cmds
-from beluga.core.definitions import registry
+from beluga.core.definitions import effective_option, effective_retry, registry
 from beluga.core.errors import ConfigurationError, SerializationError
 from beluga.core.failure import to_failure
 from beluga.core.instance import WorkflowInstance
-from beluga.core.retry import RetryPolicy, default_retry_policy
 from beluga.executors._runs import new_run_state, payload_checker
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore
@@ -45,10 +44,11 @@ class Runtime:
                                        start_child=self.start_child, check_payload=self.check)
         self.in_flight: set[tuple[str, int, int]] = set()
         self._renewer: threading.Thread | None = None
+        self.receipts = Receipts(self.fleet)
 
     def wake(self, workflow_id: str, queue: str | None) -> None:
         self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
-                                                       shadow=f"coordinate:{workflow_id}",
+                                                       shadow="coordinate",  # per-name counters: no ids
                                                        argsrepr=repr((workflow_id,)), kwargsrepr="{}")
 
     def coordinate_here(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None]) -> None:
@@ -108,6 +108,40 @@ class Runtime:
             self._renewer.start()
 
 
+class Receipts:
+    """Activity receipts noted by the worker's consumer, written to Redis from a thread of their own
+    in batches, so the consumer loop never waits on Redis for them."""
+
+    def __init__(self, fleet: Fleet, interval: float = 0.02) -> None:
+        self._fleet = fleet
+        self._interval = interval
+        self._pending: list[tuple[str, int, int, str, str]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def note(self, receipt: tuple[str, int, int, str, str]) -> None:
+        with self._lock:
+            self._pending.append(receipt)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._flush_forever, name="beluga-receipts", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _flush_forever(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self._interval)  # let a burst of receipts share one round trip
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    self._fleet.received(batch)
+                except Exception:  # undelivered attempts are still found through `dispatched`
+                    log.exception("could not record %d activity receipts", len(batch))
+
+
 def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
     """How an activity task's arguments show in Flower and in the broker's message headers, where the
     scheduler looks for an attempt that no worker has taken yet (see `queued`)."""
@@ -134,7 +168,7 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
                 options: dict[str, Any], details: Any) -> tuple[dict[str, Any], float | None]:
     """Run one claimed attempt; returns the inbox message reporting it and the retry delay."""
     fleet = rt.fleet
-    heartbeat_timeout = options.get("heartbeat_timeout")
+    heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
     key = (workflow_id, seq, attempt)
     if heartbeat_timeout is None:  # no heartbeats promised: the process keeps the lease alive
         rt.in_flight.add(key)
@@ -157,8 +191,7 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         failure = to_failure(exc)
         if isinstance(exc, (ConfigurationError, SerializationError)):
             failure["non_retryable"] = True
-        policy = RetryPolicy.from_dict(options["retry"]) if options.get("retry") else default_retry_policy()
-        delay = policy.next_delay(attempt, failure, random.random())
+        delay = effective_retry(options, defn).next_delay(attempt, failure, random.random())
         return {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": False,
                 "payload": failure, "retry_in": delay,
                 "celery_retry": delay is not None and delay <= CELERY_RETRY_LIMIT}, delay
@@ -206,7 +239,8 @@ def bind(app: Celery) -> None:
             log.error("activity %r is not registered in this worker (BELUGA_IMPORTS); workflow %s waits",
                       name, workflow_id)
             raise self.retry(countdown=2)
-        current, details = fleet.claim(workflow_id, seq, attempt, run_id, options.get("heartbeat_timeout"))
+        current, details = fleet.claim(workflow_id, seq, attempt, run_id,
+                                       effective_option(options, defn, "heartbeat_timeout"))
         if not current:
             log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
             return

@@ -39,6 +39,24 @@ class ActivityDefinition:
         return self.fn(input) if self.takes_input else self.fn()
 
 
+_DEFAULT_RETRY = RetryPolicy()  # equal to default_retry_policy(): 3 attempts, 0.1 s, x2, 10 s
+
+
+def effective_retry(options: dict[str, Any], defn: ActivityDefinition | None) -> RetryPolicy:
+    """The retry policy of one call: the call's own, else the activity's registered one, else the default."""
+    retry = options.get("retry")
+    if retry:
+        return RetryPolicy.from_dict(retry)
+    return defn.retry if defn is not None and defn.retry is not None else _DEFAULT_RETRY
+
+
+def effective_option(options: dict[str, Any], defn: ActivityDefinition | None, key: str) -> Any:
+    """`timeout`, `heartbeat_timeout` or `queue` of one call: the call's own, else the registered one."""
+    if options.get(key) is not None:
+        return options[key]
+    return getattr(defn, key) if defn is not None else None
+
+
 def _positional_arity(fn: Callable[..., Any], what: str, allowed: tuple[int, ...]) -> int:
     if not callable(fn):
         raise ConfigurationError(f"a {what} must be callable, got {type(fn).__name__}")

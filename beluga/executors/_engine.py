@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from beluga.core import commands as cmds
-from beluga.core.definitions import Registry
+from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import (
     ConfigurationError,
     NonDeterminismError,
@@ -42,7 +42,6 @@ from beluga.core.records import (
     WorkflowState,
     WorkflowStatus,
 )
-from beluga.core.retry import RetryPolicy, default_retry_policy
 from beluga.executors._activity_pool import ActivityPool
 from beluga.executors._engine_records import Msg, Pending, Run, Task
 from beluga.executors._runs import new_run_state
@@ -51,7 +50,6 @@ from beluga.hooks import Hooks
 from beluga.stores.base import WorkflowStore
 
 log = logging.getLogger("beluga.engine")
-_DEFAULT_RETRY = default_retry_policy()
 E = EventType
 _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
                  cmds.CancelWorkflow: WorkflowStatus.CANCELED}
@@ -481,12 +479,8 @@ class Engine:
 
     def _task(self, name: str, input: Any, options: dict[str, Any]) -> Task:
         defn = self.registry.activities.get(name)
-        retry = options.get("retry")
-        policy = (RetryPolicy.from_dict(retry) if retry else
-                  (defn.retry if defn and defn.retry else _DEFAULT_RETRY))
-        timeout = options.get("timeout", defn.timeout if defn else None)
-        hb = options.get("heartbeat_timeout", defn.heartbeat_timeout if defn else None)
-        return Task(name, input, policy, timeout, hb)
+        return Task(name, input, effective_retry(options, defn), effective_option(options, defn, "timeout"),
+                    effective_option(options, defn, "heartbeat_timeout"))
 
     def _begin_attempt(self, run: Run, p: Pending, seq: int, task: Task, attempt: int) -> None:
         task.attempt, task.running = attempt, True

@@ -97,6 +97,24 @@ class CeleryExecutor(StoreBackedExecutor):
             raise QueryNotFound(error.get("message", ""))
         raise from_failure(error)
 
+    def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
+        """Wait for the coordinator's announcement that the run closed, re-reading the status on each
+        announcement and at least once a second (an announcement is not stored: it may be missed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.fleet.closed_channel(workflow_id))
+        try:
+            while True:
+                state = self.summary(workflow_id)
+                if not state.status.is_open:
+                    return state
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
+                pubsub.get_message(timeout=1.0 if remaining is None else min(1.0, remaining))
+        finally:
+            pubsub.close()
+
     def close(self) -> None:
         """Nothing to release: connections belong to the process's app, shared by its executors."""
 
