@@ -70,7 +70,7 @@ return out
 """
 _BEGIN = _TAKE_LEASE_AND_READ
 
-# KEYS: lease, run, inbox, events, attempts, running, running info, dirty, dispatched. ARGV: token, ttl
+# KEYS: lease, run, inbox, events, attempts, running, running info, dirty, dispatched, received. ARGV: token, ttl
 # ms, inbox limit, cached version, the attempt's report message, seq, running member, next attempt (''
 # retires the seq), now, workflow id, the next attempt's dispatch deadline. Retires the finished attempt
 # and queues its report; then, if the lease is free, takes it and answers like _BEGIN, else answers {}
@@ -84,6 +84,8 @@ else
 end
 redis.call('ZREM', KEYS[6], ARGV[7])
 redis.call('HDEL', KEYS[7], ARGV[7])
+redis.call('ZREM', KEYS[9], ARGV[7])
+redis.call('HDEL', KEYS[10], ARGV[7])
 redis.call('RPUSH', KEYS[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10])
 """ + _TAKE_LEASE_AND_READ
@@ -172,7 +174,7 @@ class Fleet:
         got = self._report(
             keys=[self.store.key(workflow_id, "lease"), run_key, inbox_key, events_key,
                   self.store.key(workflow_id, "attempts"), f"{self.prefix}:running", f"{self.prefix}:running:info",
-                  f"{self.prefix}:dirty", f"{self.prefix}:dispatched"],
+                  f"{self.prefix}:dirty", f"{self.prefix}:dispatched", f"{self.prefix}:received"],
             args=[token, int(ttl * 1000), limit, known_version, codec.encode(message), str(seq), member,
                   "" if next_attempt is None else str(next_attempt), repr(time.time()), workflow_id,
                   repr(self.dispatch_deadline(message.get("retry_in") or 0.0))])

@@ -239,11 +239,17 @@ def bind(app: Celery) -> None:
             log.error("activity %r is not registered in this worker (BELUGA_IMPORTS); workflow %s waits",
                       name, workflow_id)
             raise self.retry(countdown=2)
-        current, details = fleet.claim(workflow_id, seq, attempt, run_id,
-                                       effective_option(options, defn, "heartbeat_timeout"))
-        if not current:
-            log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
-            return
+        heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
+        redelivered = (self.request.delivery_info or {}).get("redelivered")
+        if attempt == 1 and not redelivered and heartbeat_timeout is None:
+            # The first delivery of a first attempt cannot be stale, and needs no lease of its own: if
+            # its worker dies, its receipt (or, before that, its dispatch record) tells the scheduler.
+            details = None
+        else:
+            current, details = fleet.claim(workflow_id, seq, attempt, run_id, heartbeat_timeout)
+            if not current:
+                log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
+                return
         message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, details)
         celery_retry = message.get("celery_retry", False)
         rt.coordinate_here(workflow_id, (seq, attempt, message, attempt + 1 if celery_retry else None))
