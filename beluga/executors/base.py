@@ -101,6 +101,17 @@ class StoreBackedExecutor(DurableExecutor):
             raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
         return state
 
+    def builtin_query(self, workflow_id: str, query_type: str) -> Any:
+        """`"status"` (a `WorkflowStatus`) and `"result"` (a completed run's result, else None) answer
+        for any run, closed ones too, from the store alone."""
+        state = self.summary(workflow_id)
+        if query_type == "status":
+            return state.status
+        return state.result if state.status is WorkflowStatus.COMPLETED else None
+
+
+BUILTIN_QUERIES = ("status", "result")
+
 
 class WorkflowHandle:
     """A reference to a run that any process can hold; it reads everything from the executor's store."""

@@ -10,10 +10,10 @@ from typing import Any
 from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, WorkflowNotRunning
 from beluga.core.failure import from_failure
-from beluga.core.records import Signal, WorkflowState, WorkflowStatus
+from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.executors._runs import new_run_state
-from beluga.executors.base import Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
+from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.settings import Settings
 
 
@@ -78,11 +78,8 @@ class CeleryExecutor(StoreBackedExecutor):
         self._rt.wake(workflow_id, state.queue)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
-        if query_type in ("status", "result"):
-            state = self.summary(workflow_id)
-            if query_type == "status":
-                return state.status
-            return state.result if state.status is WorkflowStatus.COMPLETED else None
+        if query_type in BUILTIN_QUERIES:
+            return self.builtin_query(workflow_id, query_type)
         state = self.describe(workflow_id)
         reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
         self.app.tasks["beluga.query"].apply_async((workflow_id, query_type, list(args), reply_to),

@@ -12,11 +12,11 @@ from typing import Any
 
 from beluga.core.definitions import Registry
 from beluga.core.definitions import registry as default_registry
-from beluga.core.records import Signal, WorkflowState, WorkflowStatus
+from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.executors._engine import Engine, Msg
 from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
-from beluga.executors.base import Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
+from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
 from beluga.stores.base import WorkflowStore
 
@@ -71,11 +71,8 @@ class InProcessExecutor(StoreBackedExecutor):
         self._engine.call(Msg("cancel", workflow_id))
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
-        if query_type in ("status", "result"):
-            state = self.summary(workflow_id)
-            if query_type == "status":
-                return state.status
-            return state.result if state.status is WorkflowStatus.COMPLETED else None
+        if query_type in BUILTIN_QUERIES:
+            return self.builtin_query(workflow_id, query_type)
         return self._engine.call(Msg("query", workflow_id, payload=(query_type, args)))
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
