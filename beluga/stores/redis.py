@@ -197,7 +197,9 @@ class RedisStore(WorkflowStore):
             summary = codec.encode_state(summarize(current, a))
         left = self._append_script(
             keys=[*self.keys(a.workflow_id), self.key(a.workflow_id, "attempts"), self.key(a.workflow_id, "lease"),
-                  f"{self.prefix}:dispatched"],
+                  # the fleet's dispatch record is fleet-wide; a plain append names only the run's own
+                  # slot, so the store alone works on a Redis Cluster
+                  f"{self.prefix}:dispatched" if attempts else self.key(a.workflow_id, "dispatched")],
             args=[a.run_id, a.expected_version, inbox_used, a.status.value if a.status else "", summary,
                   repr(a.updated_at) if a.updated_at else "", lease_token or "", len(attempts),
                   *(x for pair in attempts for x in pair), *(codec.encode_event(e) for e in a.events),

@@ -1,0 +1,44 @@
+"""Settings come from defaults, a config file, Django settings and the environment, later ones winning."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from beluga.settings import Settings
+
+
+def test_defaults() -> None:
+    s = Settings.load(environ={}, file="/nonexistent")
+    assert s.broker_url == "redis://localhost:6379/0" and s.history_url == s.broker_url
+    assert s.imports == ("workers",)
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "beluga.env"
+    cfg.write_text("# comment\nBELUGA_BROKER_URL=redis://file:6379/1\nBELUGA_IMPORTS=a, b\nBELUGA_LEASE_SECONDS=4\n")
+    s = Settings.load(environ={"BELUGA_BROKER_URL": "redis://env:6379/2"}, file=cfg)
+    assert s.broker_url == "redis://env:6379/2" and s.imports == ("a", "b") and s.lease_seconds == 4.0
+
+
+def test_amqp_broker_needs_a_redis_url() -> None:
+    s = Settings.load(environ={"BELUGA_BROKER_URL": "amqp://guest@localhost//"}, file="/nonexistent")
+    assert not s.broker_is_redis
+    with pytest.raises(ValueError, match="BELUGA_REDIS_URL"):
+        _ = s.history_url
+
+
+def test_django_settings_are_read_when_django_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = types.SimpleNamespace(configured=True, CELERY_BROKER_URL="redis://django:6379/3",
+                                 BELUGA_IMPORTS="shop.workflows")
+    django = types.ModuleType("django")
+    django_conf = types.ModuleType("django.conf")
+    django_conf.settings = conf  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "django", django)
+    monkeypatch.setitem(sys.modules, "django.conf", django_conf)
+    s = Settings.load(environ={}, file="/nonexistent")
+    assert s.broker_url == "redis://django:6379/3" and s.imports == ("shop.workflows",)
+    assert Settings.load(environ={"BELUGA_IMPORTS": "env.mod"}, file="/nonexistent").imports == ("env.mod",)
