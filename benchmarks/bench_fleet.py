@@ -1,6 +1,7 @@
 """The Celery fleet: Beluga against a plain Celery `chain` on the same worker, and against Temporal.
 
-    cd <checkout>; .venv/bin/pip install -e ".[bench]" && PYTHONPATH=. .venv/bin/python benchmarks/bench_fleet.py            # all parts
+    .venv/bin/pip install -e ".[bench]"   # once, in a checkout
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_fleet.py            # all parts
     PYTHONPATH=. .venv/bin/python benchmarks/bench_fleet.py --parts 1,2 --reps 3        # some parts
 
 Set-up (once per invocation, shared by all parts and systems):

@@ -1,6 +1,7 @@
 """Per-step cost over a long history: does step 2000 cost what step 1 costs?
 
-    cd <checkout>; .venv/bin/pip install -e ".[bench]" && PYTHONPATH=. .venv/bin/python benchmarks/bench_long_run.py [--reps 5] [--steps 2000]
+    .venv/bin/pip install -e ".[bench]"   # once, in a checkout
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_long_run.py [--reps 5] [--steps 2000]
 
 One workflow runs N sequential trivial activities (default 2000; each returns x + 1) on the
 in-process executor with a SQLiteStore on a fresh temp file per repetition (journal_mode=WAL,

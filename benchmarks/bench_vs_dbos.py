@@ -1,6 +1,7 @@
 """Throughput: Beluga (in-process executor + SQLiteStore) versus DBOS (SQLite system database).
 
-    cd <checkout>; .venv/bin/pip install -e ".[bench]" && PYTHONPATH=. .venv/bin/python benchmarks/bench_vs_dbos.py [--reps 5]
+    .venv/bin/pip install -e ".[bench]"   # once, in a checkout
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_vs_dbos.py [--reps 5]
 
 Workload, identical for both: W workflows (default 200), each running S trivial steps in sequence
 (default 10; a step returns x + 1), all W started back to back, then every result awaited.

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.fleet import Worker  # noqa: E402
+
 WORKLOAD = "benchmarks.fleet_workload"
 QUEUE = "beluga"  # Beluga's default queue (Settings.default_queue); the chain uses it too
 
@@ -88,22 +90,16 @@ def worker_env(url: str, imports: str = WORKLOAD) -> dict[str, str]:
     return env
 
 
-class CeleryWorker:
-    """`celery -A beluga worker -P prefork -c N` at log level WARNING (no per-task log lines); it is
-    ready when benchmarks.fleet_workload's worker_ready handler has written its key."""
+class CeleryWorker(Worker):
+    """The benchmark's worker: tests.fleet.Worker with the workload imported, ready when the workload
+    module says so."""
 
     def __init__(self, url: str, log_dir: Path, name: str = "bench", concurrency: int = 2,
                  loglevel: str = "warning") -> None:
         self.url = url
-        self.name = name
         self.hostname = f"{name}@{socket.gethostname()}"
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "w")
-        self.cmd = [sys.executable, "-m", "celery", "-A", "beluga", "worker", "-c", str(concurrency), "-P", "prefork",
-                    "-Q", QUEUE, "-n", self.hostname, "-l", loglevel, "--without-mingle", "--without-gossip"]
         redis.Redis.from_url(url).delete(f"bench:ready:{self.hostname}")
-        self.proc = subprocess.Popen(self.cmd, env=worker_env(url), cwd=str(ROOT), stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__(worker_env(url), name, log_dir, concurrency, QUEUE, loglevel)
 
     def wait_ready(self, timeout: float = 60.0) -> CeleryWorker:
         r = redis.Redis.from_url(self.url)
@@ -117,8 +113,7 @@ class CeleryWorker:
         raise TimeoutError(f"worker not ready after {timeout}s: {self.log_path.read_text()[-3000:]}")
 
     def pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [self.proc.pid, *(int(p) for p in out.split())]
+        return [self.proc.pid, *self.pool_pids()]
 
     def rss(self) -> dict[int, int]:
         """VmRSS in bytes of the main process and each pool process, from /proc."""
@@ -127,19 +122,6 @@ class CeleryWorker:
     def errors(self) -> str:
         text = self.log_path.read_text(errors="replace")
         return "\n".join(ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(20)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(10)
-        self._log.close()
 
 
 def proc_rss(pid: int) -> int:

@@ -99,14 +99,14 @@ class Worker:
     """One `celery -A beluga worker` process (prefork), logging to a file."""
 
     def __init__(self, env: dict[str, str], name: str, log_dir: Path, concurrency: int = 2,
-                 queues: str = "beluga") -> None:
+                 queues: str = "beluga", loglevel: str = "info") -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "beluga", "worker", "-c", str(concurrency), "-P", "prefork",
-             "-Q", queues, "-n", f"{name}@%h", "-l", "info", "--without-mingle", "--without-gossip"],
-            env=env, cwd=str(ROOT), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.cmd = [sys.executable, "-m", "celery", "-A", "beluga", "worker", "-c", str(concurrency), "-P", "prefork",
+                    "-Q", queues, "-n", f"{name}@%h", "-l", loglevel, "--without-mingle", "--without-gossip"]
+        self.proc = subprocess.Popen(self.cmd, env=env, cwd=str(ROOT), stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def wait_ready(self, timeout: float = 60.0) -> Worker:
         deadline = time.monotonic() + timeout
