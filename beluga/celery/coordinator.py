@@ -87,6 +87,12 @@ class Coordinator:
         looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
         attempt's (seq, attempt, message, next attempt), handed over by the task that ran it."""
         worked = False
+        if report is not None:
+            done = self._report_fast(workflow_id, report)
+            if done:
+                return True
+            if done is not None:
+                report = None  # queued by the script: the coordinator below takes it from the inbox
         for _ in range(100):
             cached = self.cache.get(workflow_id)
             known = cached.version if cached else 0
@@ -110,6 +116,34 @@ class Coordinator:
             if not waiting:
                 return True
         self.wake(workflow_id, None)
+        return True
+
+    def _report_fast(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None]) -> bool | None:
+        """The common case in one round trip: this process has the run cached, so it applies the report
+        and appends the result at once, conditional on nobody having touched the run meanwhile. True
+        when done; False when the script queued the report instead; None when not tried."""
+        live = self.cache.get(workflow_id)
+        if live is None or not live.state.status.is_open:
+            return None
+        seq, attempt, message, next_attempt = report
+        before = live.state
+        step = _Step(live)
+        self._apply(step, message)
+        if not step.events:  # stale for this cached state: let the coordinator sort it out
+            return None
+        append = Append(workflow_id, live.state.run_id, live.version, tuple(step.events), step.status, step.result,
+                        step.error, time.time())
+        call = self.store.append_call(append, attempts=step.allowed, dispatch_deadline=self.fleet.dispatch_deadline(),
+                                      summary=before)
+        if self.fleet.report_and_append(call, seq, attempt, message, next_attempt) < 0:
+            self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
+            return False
+        live.version += len(step.events)
+        for action in step.after:
+            action()
+        if step.status is not None:
+            self.store.restatus(workflow_id, step.status)
+        self._keep_or_drop(live)
         return True
 
     # --- one step -------------------------------------------------------------------------------------

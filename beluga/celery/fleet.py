@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beluga import codec
-from beluga.stores.redis import RedisStore
+from beluga.stores.redis import APPEND_BODY, APPEND_CHECK, RedisStore
 
 # KEYS: timers, wake, dirty. ARGV: now, limit, prefix. Moves due timer messages into their runs' inboxes.
 _DRAIN_TIMERS = """
@@ -90,6 +90,32 @@ redis.call('RPUSH', KEYS[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10])
 """ + _TAKE_LEASE_AND_READ
 
+# The fast path of an attempt's report, one round trip for the common case of a worker that has the run
+# cached at its current version: the store's append (KEYS and ARGV as in APPEND_BODY, KEYS[6] the
+# fleet-wide `dispatched`), plus KEYS running, running info, dirty, received, and after the append's
+# arguments: the report message, seq, running member, next attempt ('' retires the seq), now, the next
+# attempt's dispatch deadline. Retires the finished attempt; then appends only if the run is still at
+# the writer's version, no coordinator holds its lease and its inbox is empty; else queues the report for
+# the coordinator (-1), exactly as _REPORT does.
+_REPORT_AND_APPEND = APPEND_CHECK + """
+local x = APPEND_END
+if ARGV[x + 4] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[x + 2], ARGV[x + 4])
+  redis.call('ZADD', KEYS[6], ARGV[x + 6], ARGV[11] .. '\0' .. ARGV[x + 2] .. '\0' .. ARGV[x + 4])
+else
+  redis.call('HDEL', KEYS[4], ARGV[x + 2])
+end
+redis.call('ZREM', KEYS[7], ARGV[x + 3])
+redis.call('HDEL', KEYS[8], ARGV[x + 3])
+redis.call('ZREM', KEYS[6], ARGV[x + 3])
+redis.call('HDEL', KEYS[10], ARGV[x + 3])
+if not APPEND_VERSION_OK or redis.call('EXISTS', KEYS[5]) == 1 or redis.call('LLEN', KEYS[3]) > 0 then
+  redis.call('RPUSH', KEYS[3], ARGV[x + 1])
+  redis.call('ZADD', KEYS[9], ARGV[x + 5], ARGV[11])
+  return -1
+end
+""" + APPEND_BODY
+
 # KEYS: attempts, running, running info, beats, received, dispatched. ARGV: seq, attempt, member, expiry, info.
 # Starts an attempt if it is still the one allowed: {} when stale, else {heartbeat details or false}.
 _CLAIM = """
@@ -134,6 +160,7 @@ class Fleet:
         self._begin = self.redis.register_script(_BEGIN)
         self._claim = self.redis.register_script(_CLAIM)
         self._report = self.redis.register_script(_REPORT)
+        self._report_and_append = self.redis.register_script(_REPORT_AND_APPEND)
         self._sweep = self.redis.register_script(_SWEEP)
         self._retire = self.redis.register_script(_RETIRE)
         self._receive = self.redis.register_script(_RECEIVE)
@@ -179,6 +206,19 @@ class Fleet:
                   "" if next_attempt is None else str(next_attempt), repr(time.time()), workflow_id,
                   repr(self.dispatch_deadline(message.get("retry_in") or 0.0))])
         return _begun(token, got)
+
+    def report_and_append(self, append_call: tuple[Any, list[str], list[Any]], seq: int, attempt: int,
+                          message: dict[str, Any], next_attempt: int | None) -> int:
+        """An attempt's outcome and the events it leads to, in one round trip (see _REPORT_AND_APPEND):
+        the messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
+        _, keys, args = append_call
+        workflow_id = args[10]
+        member = _running_member(workflow_id, seq, attempt)
+        keys = [*keys[:5], f"{self.prefix}:dispatched", f"{self.prefix}:running", f"{self.prefix}:running:info",
+                f"{self.prefix}:dirty", f"{self.prefix}:received"]
+        return int(self._report_and_append(keys=keys, args=[
+            *args, codec.encode(message), str(seq), member, "" if next_attempt is None else str(next_attempt),
+            repr(time.time()), repr(self.dispatch_deadline(message.get("retry_in") or 0.0))]))
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
         """Re-read the run while holding its lease (after losing an append race)."""

@@ -20,21 +20,25 @@ from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, Wo
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
 
-# KEYS: run, events, inbox, attempts, lease, dispatched. ARGV: run_id, expected version, inbox items
-# consumed, status, summary, updated_at, lease token ('' keeps the lease), n, then n (seq, attempt) pairs
-# allowed to run (each also noted in `dispatched` until the deadline ARGV[#ARGV - 1], member
-# "<id>\0<seq>\0<attempt>" with the id ARGV[#ARGV]), then the events. Returns -1 when refused (another
-# writer came first), else how many messages are left in the run's inbox.
-_APPEND = """
+# The append, in two parts that the fleet's one-round-trip report script (beluga/celery/fleet.py) reuses.
+# KEYS: run, events, inbox, attempts, lease, dispatched. ARGV: 1 run_id, 2 expected version, 3 inbox
+# messages consumed, 4 status, 5 summary, 6 updated_at, 7 lease token ('' keeps the lease), 8 n, 9 m,
+# 10 dispatch deadline, 11 workflow id, then n (seq, attempt) pairs allowed to run (each noted in
+# `dispatched` until the deadline, member "<id>\0<seq>\0<attempt>"), then m events; callers may add
+# their own arguments after those. `APPEND_VERSION_OK` is true when the run is still the writer's.
+APPEND_CHECK = """
 local cur = redis.call('HMGET', KEYS[1], 'run_id', 'version')
-if cur[1] ~= ARGV[1] or tonumber(cur[2]) ~= tonumber(ARGV[2]) then return -1 end
+local APPEND_VERSION_OK = cur[1] == ARGV[1] and tonumber(cur[2]) == tonumber(ARGV[2])
+local APPEND_END = 11 + 2 * tonumber(ARGV[8]) + tonumber(ARGV[9])
+"""
+APPEND_BODY = """
 local v = tonumber(ARGV[2])
 local n = tonumber(ARGV[8])
-for i = 9, 8 + 2 * n, 2 do
+for i = 12, 11 + 2 * n, 2 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[6], ARGV[#ARGV - 1], ARGV[#ARGV] .. '\0' .. ARGV[i] .. '\0' .. ARGV[i + 1])
+  redis.call('ZADD', KEYS[6], ARGV[10], ARGV[11] .. '\0' .. ARGV[i] .. '\0' .. ARGV[i + 1])
 end
-for i = 9 + 2 * n, #ARGV - 2 do
+for i = 12 + 2 * n, APPEND_END do
   v = v + 1
   redis.call('XADD', KEYS[2], '0-' .. v, 'e', ARGV[i])
 end
@@ -47,6 +51,8 @@ if used > 0 then redis.call('LTRIM', KEYS[3], used, -1) end
 if ARGV[7] ~= '' and redis.call('GET', KEYS[5]) == ARGV[7] then redis.call('DEL', KEYS[5]) end
 return redis.call('LLEN', KEYS[3])
 """
+# Returns -1 when refused (another writer came first), else how many messages are left in the inbox.
+_APPEND = APPEND_CHECK + "if not APPEND_VERSION_OK then return -1 end\n" + APPEND_BODY
 
 # KEYS: run, events, inbox. ARGV: run_id, status, summary, type, created, replace_run_id, updated, events...
 # Returns '' when created, else the open run id that blocks it.
@@ -182,33 +188,44 @@ class RedisStore(WorkflowStore):
         return [a.workflow_id for a in appends if self.append_one(a) is None]
 
     def append_one(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
-                   lease_token: str | None = None, dispatch_deadline: float = 0.0) -> int | None:
+                   lease_token: str | None = None, dispatch_deadline: float = 0.0,
+                   summary: WorkflowState | None = None) -> int | None:
         """One conditional append; None when refused. For the fleet, in the same atomic step:
         `inbox_used` consumes that many inbox messages (a message is consumed exactly when its events
         are recorded), `attempts` allows activity attempts (seq, attempt) to run before their tasks are
         sent (noted as dispatched until `dispatch_deadline`), and `lease_token` releases the coordinator's
-        lease. Returns the messages left waiting."""
-        check_append(a)
-        summary = b""
-        if a.result is not None or a.error is not None or a.status is not None:
-            current = self.load_summary(a.workflow_id)
-            if current is None:
-                return None
-            summary = codec.encode_state(summarize(current, a))
-        left = self._append_script(
-            keys=[*self.keys(a.workflow_id), self.key(a.workflow_id, "attempts"), self.key(a.workflow_id, "lease"),
-                  # the fleet's dispatch record is fleet-wide; a plain append names only the run's own
-                  # slot, so the store alone works on a Redis Cluster
-                  f"{self.prefix}:dispatched" if attempts else self.key(a.workflow_id, "dispatched")],
-            args=[a.run_id, a.expected_version, inbox_used, a.status.value if a.status else "", summary,
-                  repr(a.updated_at) if a.updated_at else "", lease_token or "", len(attempts),
-                  *(x for pair in attempts for x in pair), *(codec.encode_event(e) for e in a.events),
-                  repr(dispatch_deadline), a.workflow_id])
+        lease. `summary` is the run's current summary when the caller has it. Returns the messages left."""
+        script, keys, args = self.append_call(a, inbox_used=inbox_used, attempts=attempts, lease_token=lease_token,
+                                              dispatch_deadline=dispatch_deadline, summary=summary)
+        if script is None:
+            return None
+        left = script(keys=keys, args=args)
         if left < 0:
             return None
         if a.status is not None:
-            self._restatus(a.workflow_id, a.status)
+            self.restatus(a.workflow_id, a.status)
         return int(left)
+
+    def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
+                    lease_token: str | None = None, dispatch_deadline: float = 0.0,
+                    summary: WorkflowState | None = None) -> tuple[Any, list[str], list[Any]]:
+        """The script, keys and arguments of `append_one`, for callers that extend them (see APPEND_BODY)."""
+        check_append(a)
+        blob = b""
+        if a.result is not None or a.error is not None or a.status is not None:
+            current = summary if summary is not None else self.load_summary(a.workflow_id)
+            if current is None:
+                return None, [], []
+            blob = codec.encode_state(summarize(current, a))
+        keys = [*self.keys(a.workflow_id), self.key(a.workflow_id, "attempts"), self.key(a.workflow_id, "lease"),
+                # the fleet's dispatch record is fleet-wide; a plain append names only the run's own slot,
+                # so the store alone works on a Redis Cluster
+                f"{self.prefix}:dispatched" if attempts else self.key(a.workflow_id, "dispatched")]
+        args = [a.run_id, a.expected_version, inbox_used, a.status.value if a.status else "", blob,
+                repr(a.updated_at) if a.updated_at else "", lease_token or "", len(attempts), len(a.events),
+                repr(dispatch_deadline), a.workflow_id, *(x for pair in attempts for x in pair),
+                *(codec.encode_event(e) for e in a.events)]
+        return self._append_script, keys, args
 
     def _reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -220,7 +237,8 @@ class RedisStore(WorkflowStore):
         pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created_at})
         pipe.execute()
 
-    def _restatus(self, workflow_id: str, status: WorkflowStatus) -> None:
+    def restatus(self, workflow_id: str, status: WorkflowStatus) -> None:
+        """Move the run to the index of its new status (derived data, updated after the write)."""
         created = self.redis.zscore(self._index("all"), workflow_id) or 0.0
         pipe = self.redis.pipeline(transaction=False)
         for s in WorkflowStatus:
