@@ -254,7 +254,12 @@ def bind(app: Celery) -> None:
                 return
         message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, details)
         celery_retry = message.get("celery_retry", False)
-        rt.coordinate_here(workflow_id, (seq, attempt, message, attempt + 1 if celery_retry else None))
+        try:
+            rt.coordinate_here(workflow_id, (seq, attempt, message, attempt + 1 if celery_retry else None))
+        except Exception:  # Redis unreachable: the outcome was not recorded, so run this attempt again
+            log.exception("could not report attempt %s of %s seq %s; running it again", attempt, workflow_id, seq)
+            raise self.retry(countdown=1, argsrepr=attempt_repr(workflow_id, run_id, seq, attempt),
+                             kwargsrepr="{}") from None
         if celery_retry:
             raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
                              countdown=next_delay, argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
