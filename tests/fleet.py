@@ -150,3 +150,18 @@ class Worker:
 
 def flush(url: str) -> None:
     redis.Redis.from_url(url).flushall()
+
+
+def wait_progress(executor: object, workflow_id: str, want: str = "awaiting approval", timeout: float = 30.0) -> None:
+    """Poll the order workflow's `progress` query until it answers `want` (a worker must run it first)."""
+    from beluga import workflow
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if executor.query(workflow_id, "progress") == want:  # type: ignore[attr-defined]
+                return
+        except workflow.QueryNotFound:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{workflow_id} never reached progress {want!r} within {timeout}s")

@@ -13,6 +13,7 @@ import redis
 from beluga import workflow
 from beluga.celery.fleet import Fleet
 from beluga.stores.redis import RedisStore
+from tests.fleet import wait_progress
 
 
 def _publish(url: str, body: bytes | str, content_type: str, headers: dict | None = None) -> None:
@@ -50,14 +51,7 @@ def test_foreign_and_malformed_messages_are_rejected(fleet) -> None:
     assert redis.Redis.from_url(fleet.url).llen("beluga") == 0
     # and the fleet still runs new work
     again = ex.execute("order_workflow", workflow.WorkflowOptions(id=f"after-bad-{uuid.uuid4().hex[:6]}", input="X"))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if ex.query(again.id, "progress") == "awaiting approval":
-                break
-        except workflow.QueryNotFound:
-            pass
-        time.sleep(0.05)
+    wait_progress(ex, again.id)
     ex.signal(again.id, workflow.Signal("approve", "approved"))
     assert again.result(timeout=20) == "order X processed"
 

@@ -9,28 +9,17 @@ import pytest
 
 from beluga import workflow
 from beluga.core.records import EventType
+from tests.fleet import wait_progress
 
 
 def _id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def _wait_progress(ex: workflow.DurableExecutor, wid: str, want: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if ex.query(wid, "progress") == want:
-                return
-        except workflow.QueryNotFound:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{wid} never reached {want!r}")
-
-
 def test_order_workflow_end_to_end(fleet) -> None:
     ex = fleet.executor()
     handle = ex.execute("order_workflow", workflow.WorkflowOptions(id=_id("order"), input="ORD-1"))
-    _wait_progress(ex, handle.id, "awaiting approval")
+    wait_progress(ex, handle.id, "awaiting approval")
     assert handle.status() is workflow.WorkflowStatus.RUNNING
     ex.signal(handle.id, workflow.Signal("approve", "approved"))
     assert handle.result(timeout=20) == "order ORD-1 processed"
@@ -45,7 +34,7 @@ def test_order_workflow_end_to_end(fleet) -> None:
 def test_rejected_order_fails_with_cause(fleet) -> None:
     ex = fleet.executor()
     handle = ex.execute("order_workflow", workflow.WorkflowOptions(id=_id("reject"), input="ORD-2"))
-    _wait_progress(ex, handle.id, "awaiting approval")
+    wait_progress(ex, handle.id, "awaiting approval")
     ex.signal(handle.id, workflow.Signal("approve", "no"))
     with pytest.raises(workflow.WorkflowFailed) as err:
         handle.result(timeout=20)
@@ -86,7 +75,7 @@ def test_signal_and_cancel_errors(fleet) -> None:
 def test_query_handler_answered_by_a_worker(fleet) -> None:
     ex = fleet.executor()
     handle = ex.execute("order_workflow", workflow.WorkflowOptions(id=_id("query"), input="ORD-3"))
-    _wait_progress(ex, handle.id, "awaiting approval")
+    wait_progress(ex, handle.id, "awaiting approval")
     with pytest.raises(workflow.QueryNotFound):
         ex.query(handle.id, "nope")
     ex.cancel(handle.id)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
 from beluga import workflow
-from tests.fleet import Worker, fleet_env, rabbitmq_server, redis_server
+from tests.fleet import Worker, fleet_env, rabbitmq_server, redis_server, wait_progress
 
 
 def test_order_workflow_with_a_rabbitmq_broker(tmp_path: Path) -> None:
@@ -18,14 +17,7 @@ def test_order_workflow_with_a_rabbitmq_broker(tmp_path: Path) -> None:
             ex = workflow.new("celery", workflow.Config(extra={"broker_url": amqp_url, "redis_url": redis_url}))
             handle = ex.execute("order_workflow", workflow.WorkflowOptions(id=f"rabbit-{uuid.uuid4().hex[:6]}",
                                                                           input="ORD-R"))
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if ex.query(handle.id, "progress") == "awaiting approval":
-                        break
-                except workflow.QueryNotFound:
-                    pass
-                time.sleep(0.05)
+            wait_progress(ex, handle.id)
             ex.signal(handle.id, workflow.Signal("approve", "approved"))
             assert handle.result(timeout=30) == "order ORD-R processed"
             steps = ex.execute("fleet_steps", workflow.WorkflowOptions(input={"steps": 5}))
