@@ -174,12 +174,6 @@ class Fleet:
         pipe.zadd(f"{self.prefix}:dirty", {workflow_id: time.time()})
         pipe.execute()
 
-    def inbox(self, workflow_id: str, limit: int = 100) -> list[bytes]:
-        return self.redis.lrange(self.store.keys(workflow_id)[2], 0, limit - 1)
-
-    def inbox_size(self, workflow_id: str) -> int:
-        return int(self.redis.llen(self.store.keys(workflow_id)[2]))
-
     # --- coordinator lease --------------------------------------------------------------------------
     def begin(self, workflow_id: str, limit: int = 100, known_version: int = 0, ttl: float = 10.0) -> Begun | None:
         """Take the run's lease and read its state; None when another coordinator holds the lease."""

@@ -167,10 +167,10 @@ def queued(rt: Runtime, queues: list[str]) -> Any:
 
 
 def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
-                options: dict[str, Any], details: Any) -> tuple[dict[str, Any], float | None]:
+                options: dict[str, Any], details: Any, heartbeat_timeout: float | None
+                ) -> tuple[dict[str, Any], float | None]:
     """Run one claimed attempt; returns the inbox message reporting it and the retry delay."""
     fleet = rt.fleet
-    heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
     key = (workflow_id, seq, attempt)
     if heartbeat_timeout is None:  # no heartbeats promised: the process keeps the lease alive
         rt.in_flight.add(key)
@@ -252,7 +252,8 @@ def bind(app: Celery) -> None:
             if not current:
                 log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
                 return
-        message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, details)
+        message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, details,
+                                          heartbeat_timeout)
         celery_retry = message.get("celery_retry", False)
         try:
             rt.coordinate_here(workflow_id, (seq, attempt, message, attempt + 1 if celery_retry else None))

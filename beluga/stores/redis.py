@@ -249,7 +249,3 @@ class RedisStore(WorkflowStore):
 
     def close(self) -> None:
         self.redis.close()
-
-    # used by tests and tools
-    def raw(self) -> Any:
-        return self.redis
