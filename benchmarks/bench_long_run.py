@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -32,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from beluga import workflow  # noqa: E402
 from beluga.stores import SQLiteStore  # noqa: E402
+from benchmarks._machine import describe  # noqa: E402
 
 _CALLS: list[float] = []
 WINDOW = 100
@@ -49,21 +49,6 @@ def loop(ctx: workflow.WorkflowContext, n: int) -> int:
     for _ in range(n):
         x = ctx.execute_activity(inc, x)
     return x
-
-
-def code_revision() -> str:
-    """The commit measured, and whether the working tree differed from it (others may be editing)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        import subprocess
-
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "beluga"],
-                               capture_output=True, text=True).stdout.strip()
-        return head + (" + uncommitted changes in beluga/" if dirty else "")
-    except Exception:
-        return "?"
 
 
 def window_means(starts: list[float], ends: list[float]) -> tuple[float, float]:
@@ -108,12 +93,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.steps < 2 * WINDOW:
         raise SystemExit(f"--steps must be at least {2 * WINDOW}")
-    load = os.getloadavg()
     print(f"bench_long_run: 1 workflow x {args.steps} sequential activities, in-process executor + "
           f"SQLiteStore (fresh temp file per run), {args.reps} runs")
-    print(f"machine: python {platform.python_version()} | sqlite {sqlite3.sqlite_version} | "
-          f"{os.cpu_count()} CPUs | load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} | "
-          f"temp dir {tempfile.gettempdir()} | code {code_revision()}")
+    print("machine:", describe(f"sqlite {sqlite3.sqlite_version}", f"temp dir {tempfile.gettempdir()}"))
     runs = []
     print()
     print(f"{'run':<6}{'first100 us/step':>18}{'last100 us/step':>17}{'last/first':>12}{'wall s':>9}"

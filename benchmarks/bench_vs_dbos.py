@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -41,6 +40,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks._machine import describe, versions  # noqa: E402
+
 SYSTEMS = ("beluga", "dbos", "dbos-default")
 WARMUP_WORKFLOWS = 2
 
@@ -178,37 +182,9 @@ def one_rep(system: str, workflows: int, steps: int) -> dict:
     return out
 
 
-def code_revision() -> str:
-    """The commit measured, and whether the working tree differed from it (others may be editing)."""
-    try:
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "beluga"],
-                               capture_output=True, text=True).stdout.strip()
-        return head + (" + uncommitted changes in beluga/" if dirty else "")
-    except Exception:
-        return "?"
-
-
 def machine() -> str:
-    load = os.getloadavg()
-    import sqlalchemy  # noqa: F401  (versions only)
-
-    try:
-        from importlib.metadata import version
-        dv, sv = version("dbos"), version("sqlalchemy")
-    except Exception:
-        dv = sv = "?"
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except Exception:
-        pass
-    return (f"python {platform.python_version()} | sqlite {sqlite3.sqlite_version} | dbos {dv} | "
-            f"SQLAlchemy {sv} | {os.cpu_count()} CPUs ({cpu}) | load avg {load[0]:.2f} {load[1]:.2f} "
-            f"{load[2]:.2f} | temp dir {tempfile.gettempdir()} | code {code_revision()}")
-
+    return describe(f"sqlite {sqlite3.sqlite_version}", versions("dbos", "sqlalchemy"),
+                    f"temp dir {tempfile.gettempdir()}")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -6,7 +6,6 @@ Everything is started on free loopback ports and stopped by the caller (context 
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._machine import code_revision, describe, versions  # noqa: E402,F401
 from tests.fleet import Worker  # noqa: E402
 
 WORKLOAD = "benchmarks.fleet_workload"
@@ -211,46 +211,12 @@ class Temporal:
 
 
 # --- facts -------------------------------------------------------------------------------------------
-def code_revision() -> str:
-    """The commit measured, and whether the working tree differed from it (others may be editing)."""
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "beluga"],
-                               capture_output=True, text=True).stdout.strip()
-        return head + (" + uncommitted changes in beluga/" if dirty else "")
-    except Exception:
-        return "?"
-
-
-def versions(*names: str) -> str:
-    from importlib.metadata import version
-
-    out = []
-    for n in names:
-        try:
-            out.append(f"{n} {version(n)}")
-        except Exception:
-            out.append(f"{n} ?")
-    return " | ".join(out)
-
-
 def machine() -> str:
-    load = os.getloadavg()
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except Exception:
-        pass
-    return (f"python {platform.python_version()} | {versions('celery', 'kombu', 'redis', 'hiredis', 'temporalio')} | "
-            f"{os.cpu_count()} CPUs ({cpu}) | load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} | "
-            f"code {code_revision()}")
+    return describe(versions("celery", "kombu", "redis", "hiredis", "temporalio"))
 
 
 # --- CPU accounting and profiles ---------------------------------------------------------------------
 _TICK = os.sysconf("SC_CLK_TCK")
-
 
 def proc_cpu(pid: int) -> float:
     """User + system CPU seconds a process has used so far (0 once it is gone)."""
