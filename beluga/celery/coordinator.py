@@ -23,6 +23,7 @@ from beluga.celery.fleet import Begun, Fleet
 from beluga.core import commands as cmds
 from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import ConfigurationError, NonDeterminismError, SerializationError
+from beluga.core.failure import child_outcome
 from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Append, Event, EventType, WorkflowState, WorkflowStatus
@@ -366,11 +367,7 @@ class Coordinator:
         parent = live.state.parent
         if not parent:
             return
-        ok = status is WorkflowStatus.COMPLETED
-        payload = result if ok else (error or {
-            "type": "WorkflowCancelled" if status is WorkflowStatus.CANCELED else "WorkflowError",
-            "message": f"child workflow {live.state.workflow_id} ended {status.value}",
-            "traceback": "", "non_retryable": True})
+        ok, payload = child_outcome(live.state)
         msg = {"k": "child_done", "run": parent["run_id"], "seq": parent["seq"], "ok": ok, "payload": payload}
 
         def notify() -> None:

@@ -16,6 +16,7 @@ from beluga.core.errors import (
     WorkflowCancelled,
     WorkflowError,
 )
+from beluga.core.records import WorkflowState, WorkflowStatus
 
 # Errors that retrying cannot fix.
 _NEVER_RETRY = (NonDeterminismError, SerializationError)
@@ -55,3 +56,13 @@ def _safe_str(exc: BaseException) -> str:
         return str(exc)
     except Exception:  # an exception whose __str__ itself raises still needs recording
         return f"<unprintable {exc.__class__.__name__}>"
+
+
+def child_outcome(child: WorkflowState) -> tuple[bool, Any]:
+    """What a closed child run reports to its parent: (True, result), or (False, a failure record)."""
+    if child.status is WorkflowStatus.COMPLETED:
+        return True, child.result
+    return False, child.error or {
+        "type": "WorkflowCancelled" if child.status is WorkflowStatus.CANCELED else "WorkflowError",
+        "message": f"child workflow {child.workflow_id} ended {child.status.value}", "traceback": "",
+        "non_retryable": True}

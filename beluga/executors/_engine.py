@@ -30,7 +30,7 @@ from beluga.core.errors import (
     WorkflowNotFound,
     WorkflowNotRunning,
 )
-from beluga.core.failure import to_failure
+from beluga.core.failure import child_outcome, to_failure
 from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import pending_work
 from beluga.core.records import (
@@ -540,11 +540,7 @@ class Engine:
         link = child.parent
         if not link:
             return
-        ok = child.status is WorkflowStatus.COMPLETED
-        payload = child.result if ok else (child.error or {
-            "type": "WorkflowCancelled" if child.status is WorkflowStatus.CANCELED else "WorkflowError",
-            "message": f"child workflow {child.workflow_id} ended {child.status.value}", "traceback": "",
-            "non_retryable": True})
+        ok, payload = child_outcome(child)
         self.post(Msg("child_done", link["workflow_id"], link["run_id"], link["seq"], payload=payload, ok=ok))
 
     def _continue(self, run: Run, input: Any) -> None:
