@@ -65,15 +65,24 @@ class WorkflowInstance:
         self._issued: deque[cmds.Command] = deque()          # issued, not yet matched or returned
         self._futures: dict[int, tuple[str, Future[Any]]] = {}
         self._markers: dict[int, Any] = {}
+        self._owed = False                   # the commands of the inputs applied last may be new
+        self._last_input: Event | None = None
         # A replay only to answer a query: it must cause nothing, so a side effect not yet recorded
         # parks the code there instead of calling the function.
         self.read_only = read_only
 
     # --- the contract ---------------------------------------------------------------------------
-    def activate(self, events: Iterable[Event]) -> list[cmds.Command]:
+    def activate(self, events: Iterable[Event], *, recording: bool = False) -> list[cmds.Command]:
         """Apply `events` (the next ones of the history, in order) and return the new commands, which
         the caller must record as the very next events. Raises `NonDeterminismError` when the code
-        diverges from the history; the instance is then unusable."""
+        diverges from the history; the instance is then unusable.
+
+        Every recorded input was fully processed when it was recorded: its commands follow it, so on
+        replay it must issue exactly those, no more and no fewer. Only an input being recorded now
+        (`recording=True`: the last of `events`) may issue new ones, and inputs whose commands are still
+        owed: a run's start (created before its code first ran) and inputs recorded `deferred` (kept
+        while the run was stuck, or followed by signals that arrived as it closed), whose commands come
+        after the inputs that follow them."""
         batch = events if isinstance(events, (list, tuple)) else list(events)
         for ev in batch:
             if ev.type == E.MARKER_RECORDED:
@@ -84,12 +93,23 @@ class WorkflowInstance:
             self.version = ev.id
             if ev.type in COMMAND_EVENTS:
                 self._match(ev)
+                self._owed = False
             elif self._apply(ev):
-                if self._issued:
+                if self._issued and not self._owed:
                     raise self._divergence(ev, f"the code asked for {cmds.describe(self._issued[0])}")
+                self._owed = ev.type == E.WORKFLOW_STARTED or bool(ev.attrs.get("deferred"))
+                self._last_input = ev
                 self._run()
+        if self._issued and not recording and not self._owed and self._last_input is not None:
+            ev = self._last_input
+            raise NonDeterminismError(
+                f"workflow {self.definition.name!r} ({self.workflow_id}, run {self.run_id}) does not match its "
+                f"history: after event #{ev.id} ({cmds.describe_event(ev)}), the last input of the history, the "
+                f"code asked for {cmds.describe(self._issued[0])}, which the history does not record. The run "
+                "is left untouched; deploy code that matches its history to let it continue.")
         new = list(self._issued)
         self._issued.clear()
+        self._owed = False
         self.version += len(new)
         return new
 

@@ -48,7 +48,7 @@ class Driver:
             self.clock += dt
         ev = Event(len(self.history) + 1, type, self.clock, dict(attrs or {}))
         self.history.append(ev)
-        self.commands = self.instance.activate([ev])
+        self.commands = self.instance.activate([ev], recording=True)
         for cmd in self.commands:
             self.history.append(to_event(cmd, len(self.history) + 1, self.clock))
         assert self.instance.version == len(self.history)

@@ -37,16 +37,26 @@ def test_same_code_replays_with_no_new_commands() -> None:
     assert new == [] and inst.finished and inst.version == 9
 
 
-@pytest.mark.parametrize("cut", range(1, 10))
-def test_replaying_any_prefix_then_the_rest_reaches_the_same_end(cut: int) -> None:
-    """A run rebuilt from its first `cut` events (an evicted or crashed run) asks exactly for the
-    commands recorded right after the cut, if any, and then follows the rest of the history."""
+@pytest.mark.parametrize("cut", [1, 2, 3, 4, 6, 7, 9])
+def test_replaying_any_stored_prefix_then_the_rest_reaches_the_same_end(cut: int) -> None:
+    """A run rebuilt from any history a store can hold (every input recorded with its commands; the
+    start alone, before the first activation) owes only the start's commands, then follows the rest."""
     history = recorded().history
     inst, new = replay(original, history[:cut])
     following = history[cut:cut + len(new)]
     assert [cmds.to_event(c, ev.id, ev.timestamp) for c, ev in zip(new, following, strict=True)] == following
+    assert len(new) == (1 if cut == 1 else 0)
     assert inst.activate(history[cut + len(new):]) == []
     assert inst.finished
+
+
+@pytest.mark.parametrize("cut", [5, 8])
+def test_an_input_whose_recorded_commands_are_missing_is_a_divergence(cut: int) -> None:
+    """An input is recorded with its commands in one write: a history that ends right after an input
+    that asks for commands was written by other code, so replay refuses to invent them."""
+    history = recorded().history
+    with pytest.raises(NonDeterminismError, match=f"after event #{cut}.*the last input of the history"):
+        replay(original, history[:cut])
 
 
 def changed_activity_name(ctx: Any, order: str) -> Any:
@@ -135,13 +145,14 @@ def test_changed_input_is_not_a_divergence() -> None:
     assert new == []
 
 
-def test_divergence_while_parked_is_found_by_the_next_input() -> None:
-    """A history that ends while the run is parked replays; the new code's divergence shows at the
-    next event it is given."""
+def test_a_command_added_after_the_last_input_is_a_divergence() -> None:
+    """A run parked after its first activity, replayed by code that calls one more activity before it
+    parks: the history records that the first result caused nothing, so the new command is caught at
+    once instead of being appended after the old history (issue 6)."""
     d = Driver(original, "o-1")
     d.complete(1, "charged")
-    inst, new = replay(extra_command, d.history)
-    assert new == [cmds.ScheduleActivity(2, "audit", "o-1")]  # indistinguishable from a new step
+    with pytest.raises(NonDeterminismError, match=r"after event #4 \(activity_completed\).*'audit' \(seq 2\)"):
+        replay(extra_command, d.history)
 
 
 # --- recorded histories ------------------------------------------------------------------------------

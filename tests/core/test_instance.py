@@ -632,7 +632,7 @@ def test_close_unwinds_a_parked_workflow_and_a_replay_resumes_it() -> None:
     inst, new = replay(wf, d.history)
     assert new == []
     nxt = Event(len(d.history) + 1, E.SIGNAL_RECEIVED, T0 + 5, {"name": "go", "payload": "ok"})
-    assert inst.activate([nxt]) == [cmds.CompleteWorkflow("ok")]
+    assert inst.activate([nxt], recording=True) == [cmds.CompleteWorkflow("ok")]
 
 
 # --- every command maps to its event ----------------------------------------------------------------------------
