@@ -15,57 +15,28 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from beluga import codec
+from beluga.celery import messages
 from beluga.celery.fleet import Begun, Fleet
-from beluga.core import commands as cmds
+from beluga.core import driver as drv
+from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option, effective_retry
-from beluga.core.errors import ConfigurationError, NonDeterminismError, SerializationError
+from beluga.core.errors import SerializationError
 from beluga.core.failure import child_outcome
-from beluga.core.instance import WorkflowInstance
-from beluga.core.pending import Pending, fold, pending_work
-from beluga.core.records import Append, Event, EventType, WorkflowState, WorkflowStatus
+from beluga.core.pending import Pending
+from beluga.core.records import Append
 from beluga.core.retry import RetryPolicy
 
 log = logging.getLogger("beluga.coordinator")
-E = EventType
-_CLOSE = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
-          cmds.CancelWorkflow: WorkflowStatus.CANCELED}
 INBOX_BATCH = 100
+STUCK_RETRY_FIRST, STUCK_RETRY_MAX = 5.0, 300.0
 
 
 class Stuck(Exception):
-    """The run cannot be driven by this process (its code is missing or no longer matches)."""
-
-
-@dataclass(slots=True)
-class _Live:
-    state: WorkflowState          # summary (no history)
-    version: int
-    instance: WorkflowInstance
-    pending: Pending
-
-
-@dataclass(slots=True)
-class _Step:
-    live: _Live
-    events: list[Event] = field(default_factory=list)
-    after: list[Callable[[], None]] = field(default_factory=list)
-    allowed: list[tuple[int, int]] = field(default_factory=list)  # activity attempts this step sends
-    status: WorkflowStatus | None = None
-    result: Any = None
-    error: dict[str, Any] | None = None
-
-    @property
-    def next_id(self) -> int:
-        return self.live.version + len(self.events) + 1
-
-    def emit(self, events: list[Event]) -> None:
-        self.events.extend(events)
-        for ev in events:
-            fold(self.live.pending, ev)
+    """The run cannot be driven by this process (it vanished while being coordinated)."""
 
 
 class Coordinator:
@@ -79,7 +50,7 @@ class Coordinator:
         self.wake = wake
         self.start_child = start_child
         self.check_payload = check_payload
-        self.cache: OrderedDict[str, _Live] = OrderedDict()
+        self.cache: OrderedDict[str, drv.RunDriver] = OrderedDict()
         self.cache_size = cache_size
         self._rand = random.Random()
 
@@ -123,28 +94,27 @@ class Coordinator:
         """The common case in one round trip: this process has the run cached, so it applies the report
         and appends the result at once, conditional on nobody having touched the run meanwhile. True
         when done; False when the script queued the report instead; None when not tried."""
-        live = self.cache.get(workflow_id)
-        if live is None or not live.state.status.is_open:
+        run = self.cache.get(workflow_id)
+        if run is None or not run.is_open:
             return None
         seq, attempt, message, next_attempt = report
-        before = live.state
-        step = _Step(live)
-        self._apply(step, message)
+        before = run.state
+        step = run.begin()
+        run.apply(step, messages.decode(message), time.time(), self._rand.random())  # type: ignore[arg-type]
         if not step.events:  # stale for this cached state: let the coordinator sort it out
             return None
-        append = Append(workflow_id, live.state.run_id, live.version, tuple(step.events), step.status, step.result,
+        run.seal(step)
+        append = Append(workflow_id, run.run_id, step.expected, tuple(step.events), step.status, step.result,
                         step.error, time.time())
-        call = self.store.append_call(append, attempts=step.allowed, dispatch_deadline=self.fleet.dispatch_deadline(),
+        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=self.fleet.dispatch_deadline(),
                                       summary=before)
         if self.fleet.report_and_append(call, seq, attempt, message, next_attempt) < 0:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             return False
-        live.version += len(step.events)
-        for action in step.after:
-            action()
+        self._carry_out(run, step)
         if step.status is not None:
             self.store.restatus(workflow_id, step.status)
-        self._keep_or_drop(live)
+        self._keep_or_drop(run)
         return True
 
     # --- one step -------------------------------------------------------------------------------------
@@ -157,183 +127,84 @@ class Coordinator:
                 log.warning("messages for unknown workflow %s: dropping its inbox", workflow_id)
                 self.fleet.redis.delete(self.store.keys(workflow_id)[2])
             return self.fleet.release(workflow_id, begun.token)
-        live, owed = self._live(workflow_id, run_id, version, begun.newer)
-        step = _Step(live)
-        if owed:  # the run's first activation after start: its commands are recorded now
-            self._commands(step, owed, time.time())
+        run, step = self._live(workflow_id, run_id, version, begun.newer)
+        retry_stuck: float | None = None
         for item in raw:
             msg = _decode(item, workflow_id)
-            if msg is not None:
-                self._apply(step, msg)
-        if not step.events and not begun.inbox_used and step.status is None:
-            self._keep_or_drop(live)
+            if msg is None or msg.get("run") not in (None, run_id):
+                continue  # foreign, or for an earlier run of this id
+            try:
+                input = messages.decode(msg)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("dropping a malformed message in the inbox of %s: %s", workflow_id, exc)
+                continue
+            if isinstance(input, messages.RetryStuck):
+                retry_stuck = input.delay
+            elif not isinstance(input, messages.Start):
+                run.apply(step, input, time.time(), self._rand.random())
+        # One durable retry chain per stuck run, started when it gets stuck: inputs wake it as well, but
+        # only the chain's own message re-arms it, so a stuck run never multiplies its retries.
+        again: float | None = None
+        if run.stuck is not None and run.is_open and (step.error or retry_stuck is not None):
+            again = STUCK_RETRY_FIRST if step.error else min(STUCK_RETRY_MAX, 2 * (retry_stuck or 0.0))
+            if step.error:
+                log.error("workflow %s is stuck (looking again in %gs; its inputs are kept): %s", workflow_id,
+                          again, run.stuck["message"])
+        if not step.writes and not begun.inbox_used:
+            self._carry_out(run, step, again)
+            self._keep_or_drop(run)
             return self.fleet.release(workflow_id, begun.token)
+        run.seal(step)
         waiting = self.store.append_one(
             Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
-                   time.time()), inbox_used=begun.inbox_used, attempts=step.allowed, lease_token=begun.token,
+                   time.time()), inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
             dispatch_deadline=self.fleet.dispatch_deadline())
         if waiting is None:
             self._drop(workflow_id)
             return None
-        live.version += len(step.events)
-        for action in step.after:
-            action()
-        self._keep_or_drop(live)
+        self._carry_out(run, step, again)
+        self._keep_or_drop(run)
         return waiting
 
-    def _keep_or_drop(self, live: _Live) -> None:
+    def _keep_or_drop(self, run: drv.RunDriver) -> None:
         """Keep open runs live in a bounded LRU (a signal to a cached parked run costs no replay); the
-        number of parked runs never grows worker memory past `cache_size`. Closed runs cost none."""
-        wid = live.state.workflow_id
-        if live.state.status.is_open:
-            self.cache[wid] = live
+        number of parked runs never grows worker memory past `cache_size`. Closed and stuck runs cost
+        none (a stuck run is loaded afresh each time, so newly deployed code is seen)."""
+        wid = run.workflow_id
+        if run.is_open and run.stuck is None:
+            self.cache[wid] = run
             self.cache.move_to_end(wid)
             while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)[1].instance.close()
+                self.cache.popitem(last=False)[1].close()
         else:
             self._drop(wid)
-            live.instance.close()
+            run.close()
 
     def _drop(self, workflow_id: str) -> None:
-        live = self.cache.pop(workflow_id, None)
-        if live is not None:
-            live.instance.close()
+        run = self.cache.pop(workflow_id, None)
+        if run is not None:
+            run.close()
 
     def _live(self, workflow_id: str, run_id: str, version: int, newer: list[bytes]
-              ) -> tuple[_Live, list[cmds.Command]]:
-        live = self.cache.get(workflow_id)
-        if live is not None and live.state.run_id == run_id and live.version <= version:
-            if live.version == version:
-                return live, []
-            events = [codec.decode_event(e) for e in newer] if len(newer) == version - live.version \
-                else self.store.history(workflow_id, after=live.version)
-            try:  # another process advanced the run: apply just the new events
-                if not live.instance.activate(events):
-                    for ev in events:
-                        fold(live.pending, ev)
-                    live.version = version
-                    return live, []
-            except NonDeterminismError:
-                pass
+              ) -> tuple[drv.RunDriver, st.Step]:
+        run = self.cache.get(workflow_id)
+        if run is not None and run.run_id == run_id and run.version <= version:
+            if run.version == version:
+                return run, run.begin()
+            events = [codec.decode_event(e) for e in newer] if len(newer) == version - run.version \
+                else self.store.history(workflow_id, after=run.version)
+            if run.catch_up(events):  # another process advanced the run: apply just the new events
+                return run, run.begin()
         self._drop(workflow_id)
-        return self._load(workflow_id)
-
-    def _load(self, workflow_id: str) -> tuple[_Live, list[cmds.Command]]:
         state = self.store.load(workflow_id)
         if state is None:
             raise Stuck(f"workflow {workflow_id} vanished while being coordinated")
-        try:
-            defn = self.registry.workflow(state.workflow_type)
-        except ConfigurationError as exc:
-            raise Stuck(str(exc)) from exc
-        instance = WorkflowInstance(defn, workflow_id, state.run_id, check_payload=self.check_payload)
-        live = _Live(replace(state, history=()), len(state.history), instance, pending_work(state.history))
         if not state.status.is_open:
-            return live, []
-        try:
-            return live, instance.activate(state.history)
-        except NonDeterminismError as exc:
-            raise Stuck(str(exc)) from exc
-
-    # --- inputs ---------------------------------------------------------------------------------------
-    def _apply(self, step: _Step, msg: dict[str, Any]) -> None:
-        live = step.live
-        if not live.state.status.is_open or live.instance.finished:
-            return
-        if msg.get("run") not in (None, live.state.run_id):
-            return  # for an earlier run of this id
-        kind = msg["k"]
-        if kind == "signal":
-            self._record(step, E.SIGNAL_RECEIVED, {"name": msg["name"], "payload": msg.get("payload"),
-                                                   "sender_id": msg.get("sender_id")})
-        elif kind == "cancel":
-            if not live.instance.cancel_requested:
-                self._record(step, E.CANCEL_REQUESTED, {})
-        elif kind == "timer":
-            if live.instance.is_pending(msg["seq"]):
-                self._record(step, E.TIMER_FIRED, {"seq": msg["seq"]})
-        elif kind == "timeout":
-            step.emit([Event(step.next_id, E.WORKFLOW_TIMED_OUT, time.time(), {})])
-            self._close(step, WorkflowStatus.TIMED_OUT, None, {
-                "type": "TimeoutError", "message": f"workflow {live.state.workflow_id} ran past its timeout",
-                "traceback": "", "non_retryable": True})
-        elif kind == "child_done":
-            if live.instance.is_pending(msg["seq"]):
-                if msg.get("ok"):
-                    self._record(step, E.CHILD_WORKFLOW_COMPLETED, {"seq": msg["seq"],
-                                                                    "result": msg.get("payload")})
-                else:
-                    self._record(step, E.CHILD_WORKFLOW_FAILED, {"seq": msg["seq"],
-                                                                 "error": msg.get("payload")})
-        elif kind == "activity":
-            self._activity(step, msg)
-        elif kind == "start":
-            pass  # only wakes the run: its first activation happened when it was loaded
-        elif kind == "dispatch":
-            act = live.pending.activities.get(msg["seq"])
-            if act is not None and not act.started and act.attempt == msg["attempt"]:
-                self._begin(step, msg["seq"], act.attempt)
-        else:
-            log.error("unknown inbox message kind %r for %s; dropped", kind, live.state.workflow_id)
-
-    def _activity(self, step: _Step, msg: dict[str, Any]) -> None:
-        live = step.live
-        seq, attempt = msg["seq"], msg["attempt"]
-        act = live.pending.activities.get(seq)
-        if act is None or not act.started or act.attempt != attempt:
-            return  # a duplicate or a stale attempt
-        if msg.get("ok"):
-            self._record(step, E.ACTIVITY_COMPLETED, {"seq": seq, "attempt": attempt,
-                                                      "result": msg.get("payload")})
-            return
-        failure = msg.get("payload") or {}
-        if "retry_in" in msg:      # the task decided; Celery's retry runs the next attempt
-            delay, by_celery = msg["retry_in"], bool(msg.get("celery_retry"))
-        else:                      # the worker was lost: decide here
-            delay, by_celery = self._policy(act.name, act.options).next_delay(
-                attempt, failure, self._rand.random()), False
-        self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": failure,
-                                               "retry_in": delay})
-        if delay is None:
-            return
-        if by_celery:
-            self._begin(step, seq, attempt + 1, send=False)
-        else:
-            wid, due = live.state.workflow_id, time.time() + delay
-            dispatch = {"k": "dispatch", "run": live.state.run_id, "seq": seq, "attempt": attempt + 1}
-            step.after.append(lambda: self.fleet.arm(wid, due, dispatch))
-
-    # --- recording ------------------------------------------------------------------------------------
-    def _record(self, step: _Step, type: str, attrs: dict[str, Any]) -> None:
-        """Append one input event and the commands the workflow issues in reaction to it."""
-        now = time.time()
-        ev = Event(step.next_id, type, now, attrs)
-        new = step.live.instance.activate((ev,))
-        step.emit([ev])
-        if new:
-            self._commands(step, new, now)
-
-    def _commands(self, step: _Step, new: list[cmds.Command], now: float) -> None:
-        live = step.live
-        base = step.next_id
-        step.emit([cmds.to_event(c, base + i, now) for i, c in enumerate(new)])
-        wid, rid = live.state.workflow_id, live.state.run_id
-        for c in new:
-            if isinstance(c, cmds.ScheduleActivity):
-                self._begin(step, c.seq, 1)
-            elif isinstance(c, cmds.StartTimer):
-                timer = {"k": "timer", "run": rid, "seq": c.seq}
-                step.after.append(lambda due=now + c.duration, timer=timer: self.fleet.arm(wid, due, timer))
-            elif isinstance(c, cmds.StartChildWorkflow):
-                link = {"workflow_id": wid, "run_id": rid, "seq": c.seq}
-                step.after.append(lambda c=c, link=link: self.start_child(c, link, live.state.queue))
-            elif isinstance(c, cmds.ContinueAsNew):
-                previous = live.state
-                live.state = replace(live.state, status=WorkflowStatus.COMPLETED)
-                step.after.append(lambda c=c, previous=previous: self.start_child(
-                    None, None, previous.queue, continue_from=previous, input=c.input))
-            elif type(c) in _CLOSE:
-                self._close(step, _CLOSE[type(c)], getattr(c, "result", None), getattr(c, "error", None))
+            closed = drv.RunDriver(replace(state, history=()), len(state.history), Pending(), None,
+                                   self._policy)
+            return closed, closed.begin()
+        return drv.load(state, self.registry.workflow, self._policy, check_payload=self.check_payload,
+                        now=time.time())
 
     def _policy(self, name: str, options: dict[str, Any]) -> RetryPolicy:
         return effective_retry(options, self.registry.activities.get(name))
@@ -349,32 +220,41 @@ class Coordinator:
                 merged[key] = value
         return merged
 
-    def _begin(self, step: _Step, seq: int, attempt: int, send: bool = True) -> None:
-        live = step.live
-        self._record(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt})
-        if send:
-            step.allowed.append((seq, attempt))
-            act = live.pending.activities[seq]
-            wid, rid = live.state.workflow_id, live.state.run_id
-            options = self._options(act.name, act.options)
-            step.after.append(lambda: self.dispatch(wid, rid, seq, attempt, act.name, act.input, options))
+    # --- effects, once the step is durable -------------------------------------------------------------
+    def _carry_out(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None = None) -> None:
+        wid, rid = run.workflow_id, run.run_id
+        if stuck_retry is not None:
+            self.fleet.arm(wid, time.time() + stuck_retry, messages.encode(messages.RetryStuck(stuck_retry), rid))
+        for effect in step.effects:
+            if isinstance(effect, st.DispatchAttempt):
+                self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input,
+                              self._options(effect.name, effect.options))
+            elif isinstance(effect, st.ArmTimer):
+                self.fleet.arm(wid, effect.due, messages.encode(st.TimerFired(effect.seq), rid))
+            elif isinstance(effect, st.ArmRetry):
+                self.fleet.arm(wid, effect.due, messages.encode(st.AttemptDue(effect.seq, effect.attempt), rid))
+            elif isinstance(effect, st.StartChild):
+                link = {"workflow_id": wid, "run_id": rid, "seq": effect.seq}
+                self.start_child(effect, link, run.state.queue)
+            elif isinstance(effect, st.ContinueAsNew):
+                self.start_child(None, None, run.state.queue, continue_from=run.state, input=effect.input)
+            elif isinstance(effect, st.RunClosed):
+                self._closed(run, effect)
 
-    def _close(self, step: _Step, status: WorkflowStatus, result: Any, error: dict[str, Any] | None) -> None:
-        live = step.live
-        live.state = replace(live.state, status=status, result=result, error=error)
-        step.status, step.result, step.error = status, result, error
-        step.after.append(lambda: self.fleet.announce_closed(live.state.workflow_id, status.value))
-        parent = live.state.parent
+    def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:
+        self.fleet.announce_closed(run.workflow_id, closed.status.value)
+        parent = run.state.parent
         if not parent:
             return
-        ok, payload = child_outcome(live.state)
-        msg = {"k": "child_done", "run": parent["run_id"], "seq": parent["seq"], "ok": ok, "payload": payload}
+        ok, payload = child_outcome(run.state)
+        self.fleet.push(parent["workflow_id"], messages.encode(st.ChildClosed(parent["seq"], ok, payload),
+                                                               parent["run_id"]))
+        self.wake(parent["workflow_id"], None)
 
-        def notify() -> None:
-            self.fleet.push(parent["workflow_id"], msg)
-            self.wake(parent["workflow_id"], None)
 
-        step.after.append(notify)
+def _allowed(step: st.Step) -> list[tuple[int, int]]:
+    """The activity attempts this step sends: allowed to run in the same atomic append."""
+    return [(e.seq, e.attempt) for e in step.effects if isinstance(e, st.DispatchAttempt)]
 
 
 def _decode(item: bytes, workflow_id: str) -> dict[str, Any] | None:

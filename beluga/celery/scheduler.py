@@ -10,6 +10,10 @@ import threading
 import time
 from typing import Any
 
+from beluga.celery import messages
+from beluga.core.failure import failure as failure_record
+from beluga.core.steps import ActivityOutcome
+
 log = logging.getLogger("beluga.scheduler")
 _stop = threading.Event()
 _thread: threading.Thread | None = None
@@ -29,13 +33,12 @@ def tick(rt: Any, now: float, queued: Any = None) -> int:
     for workflow_id, seq, attempt, info in lost:
         heartbeat_timeout = info.get("heartbeat_timeout")
         if heartbeat_timeout:
-            failure = {"type": "TimeoutError", "message": f"attempt {attempt}: no heartbeat for "
-                       f"{heartbeat_timeout:g}s", "traceback": "", "non_retryable": False}
+            failure = failure_record("TimeoutError", f"attempt {attempt}: no heartbeat for {heartbeat_timeout:g}s")
         else:
-            failure = {"type": "WorkerLost", "message": f"attempt {attempt} lost its worker (no lease "
-                       f"renewal for {rt.settings.lease_seconds:g}s)", "traceback": "", "non_retryable": False}
-        fleet.push(workflow_id, {"k": "activity", "run": info.get("run"), "seq": seq, "attempt": attempt,
-                                 "ok": False, "payload": failure, "lost": True})
+            failure = failure_record("WorkerLost", f"attempt {attempt} lost its worker (no lease renewal for "
+                                     f"{rt.settings.lease_seconds:g}s)")
+        fleet.push(workflow_id, messages.encode(ActivityOutcome(seq, attempt, False, failure, decided=False),
+                                                info.get("run")))
         fleet.retire(workflow_id, seq, attempt)
         rt.wake(workflow_id, None)
         done += 1

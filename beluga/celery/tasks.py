@@ -15,14 +15,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
+from beluga.celery import messages
 from beluga.celery.app import activity_queue
 from beluga.celery.coordinator import Coordinator, Stuck
 from beluga.celery.fleet import Fleet
-from beluga.core import commands as cmds
 from beluga.core.definitions import effective_option, effective_retry, registry
+from beluga.core.driver import read_only
 from beluga.core.errors import ConfigurationError, SerializationError
 from beluga.core.failure import to_failure
-from beluga.core.instance import WorkflowInstance
+from beluga.core.steps import ActivityOutcome, ChildClosed, StartChild
 from beluga.executors._runs import new_run_state, payload_checker
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore
@@ -75,7 +76,7 @@ class Runtime:
             argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr="{}",
             soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
 
-    def start_child(self, c: cmds.StartChildWorkflow | None, link: dict[str, Any] | None, queue: str | None,
+    def start_child(self, c: StartChild | None, link: dict[str, Any] | None, queue: str | None,
                     *, continue_from: Any = None, input: Any = None) -> None:
         from beluga.core.errors import WorkflowAlreadyStarted
 
@@ -90,8 +91,8 @@ class Runtime:
             try:
                 self.store.create(state)
             except WorkflowAlreadyStarted as exc:
-                self.fleet.push(link["workflow_id"], {"k": "child_done", "run": link["run_id"],
-                                                      "seq": c.seq, "ok": False, "payload": to_failure(exc)})
+                self.fleet.push(link["workflow_id"], messages.encode(
+                    ChildClosed(c.seq, False, to_failure(exc)), link["run_id"]))
                 self.wake(link["workflow_id"], queue)
                 return
         self.wake(state.workflow_id, queue)
@@ -184,8 +185,7 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
     try:
         result = run_with_info(info, lambda: defn.call(input))
         rt.check(result)
-        return {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": True,
-                "payload": result}, None
+        return messages.encode(ActivityOutcome(seq, attempt, True, result), run_id), None
     except BaseException as exc:
         if isinstance(exc, SoftTimeLimitExceeded):
             exc = TimeoutError(f"activity {defn.name!r} attempt {attempt} ran past its "
@@ -194,9 +194,9 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         if isinstance(exc, (ConfigurationError, SerializationError)):
             failure["non_retryable"] = True
         delay = effective_retry(options, defn).next_delay(attempt, failure, random.random())
-        return {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": False,
-                "payload": failure, "retry_in": delay,
-                "celery_retry": delay is not None and delay <= CELERY_RETRY_LIMIT}, delay
+        by_celery = delay is not None and delay <= CELERY_RETRY_LIMIT
+        return messages.encode(ActivityOutcome(seq, attempt, False, failure, delay, retried_by_sender=by_celery),
+                               run_id), delay
     finally:
         rt.in_flight.discard(key)
 
@@ -224,11 +224,8 @@ def bind(app: Celery) -> None:
         rt = runtime(app)
         try:
             rt.coordinator.run(workflow_id)
-        except Stuck as exc:  # wait for a worker with matching code; keep every input meanwhile
-            delay = min(300, 5 * 2 ** min(self.request.retries, 6))
-            log.error("workflow %s waits: %s (retrying in %ss)", workflow_id, exc, delay)
-            rt.store.redis.hset(rt.store.keys(workflow_id)[0], "stuck", str(exc))
-            raise self.retry(countdown=delay) from None
+        except Stuck as exc:  # the run vanished under the coordinator (deleted meanwhile)
+            log.warning("%s", exc)
 
     @app.task(name="beluga.activity", shared=False, bind=True, acks_late=True, reject_on_worker_lost=True,
               max_retries=None)
@@ -273,10 +270,7 @@ def bind(app: Celery) -> None:
             state = rt.store.load(workflow_id)
             if state is None:
                 raise ConfigurationError(f"no workflow with id {workflow_id!r}")
-            defn = registry.workflow(state.workflow_type)
-            instance = WorkflowInstance(defn, workflow_id, state.run_id, check_payload=rt.check, read_only=True)
-            history = [e for e in state.history if e.type != "workflow_timed_out"]
-            instance.activate(history)
+            instance = read_only(state, registry.workflow, check_payload=rt.check)
             value = instance.query(name, *args)
             rt.check(value)
             rt.fleet.reply(reply_to, {"ok": True, "value": value})

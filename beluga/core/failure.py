@@ -39,6 +39,12 @@ def to_failure(exc: BaseException) -> dict[str, Any]:
     return failure
 
 
+def failure(type: str, message: str, *, non_retryable: bool = False, traceback: str = "") -> dict[str, Any]:
+    """A failure record for an error that never was a Python exception here (a lost worker, a timeout
+    noticed by the engine): the same shape `to_failure` gives."""
+    return {"type": type, "message": message, "traceback": traceback, "non_retryable": non_retryable}
+
+
 def from_failure(failure: dict[str, Any]) -> WorkflowError:
     """Rebuild a recorded failure; Beluga's own cancellation stays catchable as `WorkflowCancelled`."""
     if failure.get("type") == "WorkflowCancelled":
@@ -62,7 +68,6 @@ def child_outcome(child: WorkflowState) -> tuple[bool, Any]:
     """What a closed child run reports to its parent: (True, result), or (False, a failure record)."""
     if child.status is WorkflowStatus.COMPLETED:
         return True, child.result
-    return False, child.error or {
-        "type": "WorkflowCancelled" if child.status is WorkflowStatus.CANCELED else "WorkflowError",
-        "message": f"child workflow {child.workflow_id} ended {child.status.value}", "traceback": "",
-        "non_retryable": True}
+    return False, child.error or failure(
+        "WorkflowCancelled" if child.status is WorkflowStatus.CANCELED else "WorkflowError",
+        f"child workflow {child.workflow_id} ended {child.status.value}", non_retryable=True)

@@ -29,6 +29,7 @@ class Pending:
     children: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> child_workflow_started attrs
     deadline: float | None = None
     closed: bool = False
+    cancel_requested: bool = False
 
 
 _OPTION_KEYS = ("retry", "timeout", "heartbeat_timeout", "queue")
@@ -75,5 +76,7 @@ def fold(out: Pending, ev: Event) -> None:
         out.children[a["seq"]] = dict(a)
     elif t in (E.CHILD_WORKFLOW_COMPLETED, E.CHILD_WORKFLOW_FAILED):
         out.children.pop(a["seq"], None)
+    elif t == E.CANCEL_REQUESTED:
+        out.cancel_requested = True
     elif t in CLOSING_EVENTS:
         out.closed = True

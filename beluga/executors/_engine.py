@@ -21,7 +21,8 @@ from concurrent.futures import Future as Reply
 from dataclasses import replace
 from typing import Any
 
-from beluga.core import commands as cmds
+from beluga.core import driver as drv
+from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import (
     ConfigurationError,
@@ -30,29 +31,18 @@ from beluga.core.errors import (
     WorkflowNotFound,
     WorkflowNotRunning,
 )
-from beluga.core.failure import child_outcome, to_failure
-from beluga.core.instance import WorkflowInstance
+from beluga.core.failure import child_outcome, failure, to_failure
 from beluga.core.pending import pending_work
-from beluga.core.records import (
-    Append,
-    Event,
-    EventType,
-    Signal,
-    WorkflowFilter,
-    WorkflowState,
-    WorkflowStatus,
-)
+from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.core.retry import RetryPolicy
 from beluga.executors._activity_pool import ActivityPool
-from beluga.executors._engine_records import Msg, Pending, Run, Task
+from beluga.executors._engine_records import Msg, Pending, Run, input_msg
 from beluga.executors._runs import new_run_state
 from beluga.executors._timers import TimerHeap
 from beluga.hooks import Hooks
 from beluga.stores.base import WorkflowStore
 
 log = logging.getLogger("beluga.engine")
-E = EventType
-_CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
-                 cmds.CancelWorkflow: WorkflowStatus.CANCELED}
 
 
 class Engine:
@@ -115,10 +105,6 @@ class Engine:
             self._closed.wait(timeout)
 
     # --- recovery ---------------------------------------------------------------------------------
-    def _on_recover(self, msg: Msg, batch: dict[str, Pending]) -> None:
-        assert msg.reply is not None
-        msg.reply.set_result(self._recover())
-
     def _recover(self) -> int:
         """Resume every open run in the store: re-arm its timers, and retry (under their policy, with
         the same idempotency key) activities that were in flight. Runs parked on signals need nothing
@@ -129,21 +115,20 @@ class Engine:
             wid, rid = state.workflow_id, state.run_id
             work = pending_work(state.history)
             if work.deadline is not None:
-                self._timers.arm(work.deadline, Msg("timeout", wid, rid))
-            if len(state.history) == 1 or work.closed:
-                self.post(Msg("activate", wid, rid))
-                continue
-            if state.error is not None:  # stuck under earlier code: inputs it kept may be due now
-                self.post(Msg("activate", wid, rid))
+                self._timers.arm(work.deadline, input_msg(wid, rid, st.TimedOut()))
+            if len(state.history) == 1 or work.closed or state.error is not None:
+                self.post(Msg("activate", wid, rid))  # owes its first step, or was stuck under earlier code
+                if work.closed:
+                    continue
             for seq, fire_at in work.timers.items():
-                self._timers.arm(fire_at, Msg("timer", wid, rid, seq))
+                self._timers.arm(fire_at, input_msg(wid, rid, st.TimerFired(seq)))
             for seq, act in work.activities.items():
                 if act.started:  # the process died during this attempt: it failed, the policy decides
-                    self.post(Msg("activity", wid, rid, seq, act.attempt, ok=False, payload={
-                        "type": "ProcessLost", "message": f"attempt {act.attempt} was interrupted: the process "
-                        "running it stopped", "traceback": "", "non_retryable": False}))
+                    lost = failure("ProcessLost", f"attempt {act.attempt} was interrupted: the process "
+                                   "running it stopped")
+                    self.post(input_msg(wid, rid, st.ActivityOutcome(seq, act.attempt, False, lost, decided=False)))
                 else:
-                    self._timers.arm(act.not_before, Msg("dispatch", wid, rid, seq, act.attempt, force=True))
+                    self._timers.arm(act.not_before, input_msg(wid, rid, st.AttemptDue(seq, act.attempt)))
             for seq, child in work.children.items():
                 self.post(Msg("child_check", wid, rid, seq, payload=child))
         return count
@@ -186,12 +171,14 @@ class Engine:
                     msg.reply.set_exception(exc)
                 elif not isinstance(exc, (WorkflowNotFound, WorkflowNotRunning)):
                     log.exception("could not handle %s for workflow %s", msg.kind, msg.workflow_id)
-        if not batch:
-            return
-        appends = [Append(p.run.workflow_id, p.run.run_id, p.expected, tuple(p.events), p.status,
-                          p.result, p.error, updated_at=self.clock()) for p in batch.values()]
+        writes = [p for p in batch.values() if p.step.writes]
+        for p in batch.values():
+            assert p.run.driver is not None
+            p.run.driver.seal(p.step)
+        appends = [Append(p.run.workflow_id, p.run.run_id, p.step.expected, tuple(p.step.events), p.step.status,
+                          p.step.result, p.step.error, updated_at=self.clock()) for p in writes]
         try:
-            refused = set(self.store.append(appends))
+            refused = set(self.store.append(appends)) if appends else set()
         except Exception:
             log.exception("store append failed; retrying the batch's inputs shortly")
             refused = set(batch)
@@ -202,8 +189,7 @@ class Engine:
                 for m in pending.msgs:
                     self._inbox.put(m)
                 continue
-            for action in pending.after:
-                action()
+            self._carry_out(pending)
         self._evict()
 
     # --- message handling -------------------------------------------------------------------------
@@ -215,7 +201,8 @@ class Engine:
             self._start(msg, batch)
             return
         if kind == "recover":
-            self._on_recover(msg, batch)
+            assert msg.reply is not None
+            msg.reply.set_result(self._recover())
             return
         run = self._get(msg.workflow_id, batch)
         if msg.run_id is not None and msg.run_id != run.run_id:
@@ -225,136 +212,84 @@ class Engine:
         if kind == "query":
             self._query(run, msg)
             return
-        if run.status is not WorkflowStatus.RUNNING:
+        if kind == "activate":
+            return  # loading the run replayed it and recorded whatever was due
+        p = batch.get(run.workflow_id)
+        if run.driver is None or (p is None and not run.driver.is_open):
             if msg.reply is not None:
                 raise WorkflowNotRunning(f"workflow {msg.workflow_id} is {run.status.value}; it can no "
                                          "longer be signalled or cancelled")
             return
-        handler = getattr(self, "_on_" + kind)
-        handler(run, msg, self._pending(run, batch, msg))
-
-    def _pending(self, run: Run, batch: dict[str, Pending], msg: Msg | None) -> Pending:
-        p = batch.get(run.workflow_id)
         if p is None:
-            p = batch[run.workflow_id] = Pending(run, run.version)
-        if msg is not None:
-            p.msgs.append(msg)
-        return p
-
-    def _on_activate(self, run: Run, msg: Msg, p: Pending) -> None:
-        return  # loading the run replayed it and recorded whatever was due
-
-    def _on_signal(self, run: Run, msg: Msg, p: Pending) -> None:
-        sig: Signal = msg.payload
-        p.after.append(lambda: self.hooks.emit("on_signal", run.workflow_id, sig))  # before any close
-        self._record(run, p, E.SIGNAL_RECEIVED, {"name": sig.name, "payload": sig.payload,
-                                                  "sender_id": sig.sender_id})
-        reply = msg.reply
-        if reply is not None:
-            p.after.append(lambda: reply.set_result(None))
-
-    def _on_cancel(self, run: Run, msg: Msg, p: Pending) -> None:
-        self._record(run, p, E.CANCEL_REQUESTED, {})
-        reply = msg.reply
-        if reply is not None:
-            p.after.append(lambda: reply.set_result(None))
-
-    def _on_timer(self, run: Run, msg: Msg, p: Pending) -> None:
-        if run.instance is not None and not run.instance.is_pending(msg.seq):
-            return  # fired already (a timer re-armed twice after recovery)
-        self._record(run, p, E.TIMER_FIRED, {"seq": msg.seq})
-
-    def _on_timeout(self, run: Run, msg: Msg, p: Pending) -> None:
-        error = {"type": "TimeoutError", "message": f"workflow {run.workflow_id} ran past its timeout",
-                 "traceback": "", "non_retryable": True}
-        self._append(run, p, [Event(run.version + 1, E.WORKFLOW_TIMED_OUT, self.clock(), {})])
-        self._close(run, p, WorkflowStatus.TIMED_OUT, None, error)
-
-    def _on_child_done(self, run: Run, msg: Msg, p: Pending) -> None:
-        if run.instance is not None and not run.instance.is_pending(msg.seq):
+            p = batch[run.workflow_id] = Pending(run, run.driver.begin())
+        p.msgs.append(msg)
+        if kind == "child_check":
+            self._child_check(run, msg, p)
             return
-        if msg.ok:
-            self._record(run, p, E.CHILD_WORKFLOW_COMPLETED, {"seq": msg.seq, "result": msg.payload})
-        else:
-            self._record(run, p, E.CHILD_WORKFLOW_FAILED, {"seq": msg.seq, "error": msg.payload})
+        input = self._input(run, msg)
+        if input is None:
+            return
+        taken = run.driver.apply(p.step, input, self.clock(), self._rand.random())
+        if msg.reply is not None:
+            reply = msg.reply
+            if taken or run.driver.is_open:
+                p.after.append(lambda: reply.set_result(None))
+            else:
+                reply.set_exception(WorkflowNotRunning(f"workflow {msg.workflow_id} is {run.status.value}; it "
+                                                       "can no longer be signalled or cancelled"))
 
-    def _on_child_check(self, run: Run, msg: Msg, p: Pending) -> None:
+    def _input(self, run: Run, msg: Msg) -> st.Input | None:
+        """The run input an engine message stands for (activity outcomes and attempt deadlines come
+        from the pool and the timer heap); None when it is no longer relevant."""
+        if msg.kind == "input":
+            return msg.payload
+        assert run.driver is not None
+        act = run.driver.pending.activities.get(msg.seq)
+        if act is None or not act.started or act.attempt != msg.attempt:
+            return None  # a late outcome of an attempt that timed out or was already recorded
+        key = (run.run_id, msg.seq, msg.attempt)
+        beat = self._beats.get(key)
+        if msg.kind == "activity":
+            outcome = st.ActivityOutcome(msg.seq, msg.attempt, msg.ok, msg.payload, decided=False)
+        else:
+            defn = self.registry.activities.get(act.name)
+            if msg.payload == "heartbeat":
+                heartbeat_timeout = effective_option(act.options, defn, "heartbeat_timeout")
+                if beat is not None and self.clock() - beat[0] < heartbeat_timeout:
+                    self._timers.arm(beat[0] + heartbeat_timeout, msg)
+                    return None
+                text = f"no heartbeat for {heartbeat_timeout:g}s"
+            else:
+                text = f"attempt {msg.attempt} ran past its {effective_option(act.options, defn, 'timeout'):g}s timeout"
+            timed_out = failure("TimeoutError", f"activity {act.name!r}: {text}")
+            outcome = st.ActivityOutcome(msg.seq, msg.attempt, False, timed_out, decided=False)
+        if self._beats.pop(key, None) is not None:  # the next attempt starts from the last details
+            run.details[msg.seq] = beat[1]  # type: ignore[index]
+        return outcome
+
+    def _child_check(self, run: Run, msg: Msg, p: Pending) -> None:
         child = msg.payload
         state = self.store.load(child["workflow_id"])
         link = {"workflow_id": run.workflow_id, "run_id": run.run_id, "seq": msg.seq}
         if state is None or state.parent != link:
-            p.after.append(lambda: self._start_child(run, cmds.StartChildWorkflow(
-                msg.seq, child["workflow_type"], child["workflow_id"], child.get("input"))))
+            start = st.StartChild(msg.seq, child["workflow_type"], child["workflow_id"], child.get("input"))
+            p.after.append(lambda: self._start_child(run, start))
         elif not state.status.is_open:
             self._child_closed(state)
-
-    def _on_activity(self, run: Run, msg: Msg, p: Pending) -> None:
-        task = run.tasks.get(msg.seq)
-        if task is None or not task.running or task.attempt != msg.attempt:
-            return  # a late result of an attempt that timed out or was already recorded
-        task.running = False
-        beat = self._beats.pop((run.run_id, msg.seq, msg.attempt), None)
-        if beat is not None:
-            task.details = beat[1]
-        if msg.ok:
-            del run.tasks[msg.seq]
-            result = msg.payload  # hook first: the workflow may close in reaction to this result
-            p.after.append(lambda: self.hooks.emit("on_activity_complete", run.workflow_id, result))
-            self._record(run, p, E.ACTIVITY_COMPLETED, {"seq": msg.seq, "attempt": msg.attempt,
-                                                         "result": msg.payload})
-            return
-        failure = msg.payload
-        delay = task.retry.next_delay(msg.attempt, failure, self._rand.random())
-        if delay is None:
-            del run.tasks[msg.seq]
-        self._record(run, p, E.ACTIVITY_FAILED, {"seq": msg.seq, "attempt": msg.attempt, "error": failure,
-                                                  "retry_in": delay})
-        if delay is not None:
-            due = self.clock() + delay
-            retry = Msg("dispatch", run.workflow_id, run.run_id, msg.seq, msg.attempt + 1)
-
-            def arm() -> None:
-                self.hooks.emit("on_retry", run.workflow_id, failure)
-                self._timers.arm(due, retry)
-
-            p.after.append(arm)
-
-    def _on_dispatch(self, run: Run, msg: Msg, p: Pending) -> None:
-        task = run.tasks.get(msg.seq)
-        if task is None or (task.running and not msg.force) or (msg.attempt <= task.attempt and not msg.force):
-            return
-        self._begin_attempt(run, p, msg.seq, task, msg.attempt)
-
-    def _on_attempt_timeout(self, run: Run, msg: Msg, p: Pending) -> None:
-        task = run.tasks.get(msg.seq)
-        if task is None or not task.running or task.attempt != msg.attempt:
-            return
-        if msg.payload == "heartbeat":
-            last = self._beats.get((run.run_id, msg.seq, msg.attempt))
-            assert task.heartbeat_timeout is not None
-            if last is not None and self.clock() - last[0] < task.heartbeat_timeout:
-                self._timers.arm(last[0] + task.heartbeat_timeout, msg)
-                return
-            text = f"no heartbeat for {task.heartbeat_timeout:g}s"
-        else:
-            text = f"attempt {msg.attempt} ran past its {task.timeout:g}s timeout"
-        failure = {"type": "TimeoutError", "message": f"activity {task.name!r}: {text}", "traceback": "",
-                   "non_retryable": False}
-        self._on_activity(run, Msg("activity", run.workflow_id, run.run_id, msg.seq, msg.attempt,
-                                   failure, ok=False), p)
 
     def _query(self, run: Run, msg: Msg) -> None:
         # A failed query fails only its caller: raising here would drop the run's other work in this
         # batch (such as the first commands of a run started just before), which nothing would redo.
         assert msg.reply is not None
-        if run.instance is None:
+        instance = run.driver.instance if run.driver is not None else run.reader
+        if instance is None:
+            error = run.driver.stuck if run.driver is not None else None
             msg.reply.set_exception(NonDeterminismError(
-                run.state.error["message"] if run.state.error else
-                f"workflow {run.workflow_id} cannot be replayed in this process"))
+                error["message"] if error else f"workflow {run.workflow_id} cannot be replayed in this process"))
             return
         name, args = msg.payload
         try:
-            value = run.instance.query(name, *args)
+            value = instance.query(name, *args)
         except Exception as exc:
             msg.reply.set_exception(exc)
             return
@@ -376,154 +311,102 @@ class Engine:
         self._materialize(state, batch)
         deadline = state.history[0].attrs.get("deadline") if state.history else None
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
-            self._timers.arm(deadline, Msg("timeout", state.workflow_id, state.run_id))
+            self._timers.arm(deadline, input_msg(state.workflow_id, state.run_id, st.TimedOut()))
+
+    def _policy(self, name: str, options: dict[str, Any]) -> RetryPolicy:
+        return effective_retry(options, self.registry.activities.get(name))
 
     def _materialize(self, state: WorkflowState, batch: dict[str, Pending]) -> Run:
-        """Bring a run into memory by replaying its history; record the commands that were still due."""
-        history = state.history
-        run = Run(replace(state, history=()), None, len(history), state.status)
+        """Bring a run into memory by replaying its history; record what was still due."""
+        run = Run(replace(state, history=()))
         self._runs[state.workflow_id] = run
         if not state.status.is_open:
-            self._replay_closed(run, history)
+            try:
+                run.reader = drv.read_only(state, self.registry.workflow, check_payload=self.check_payload)
+            except Exception as exc:
+                log.info("closed workflow %s cannot be replayed for queries: %s", state.workflow_id, exc)
             return run
-        work = pending_work(history)
+        work = pending_work(state.history)
         if work.closed:  # continue-as-new was recorded but the next run was never created
-            last = history[-1]
-            if last.type == E.WORKFLOW_CONTINUED_AS_NEW:
-                p = self._pending(run, batch, None)
-                p.after.append(lambda: self._continue(run, last.attrs.get("input")))
-            run.status = WorkflowStatus.COMPLETED
+            run.state = replace(run.state, status=WorkflowStatus.COMPLETED)
+            last = state.history[-1]
+            if last.type == "workflow_continued_as_new":
+                self._continue(run, last.attrs.get("input"))
             return run
-        try:
-            defn = self.registry.workflow(state.workflow_type)
-            instance = WorkflowInstance(defn, state.workflow_id, state.run_id, check_payload=self.check_payload)
-            new = instance.activate(history)
-        except (NonDeterminismError, ConfigurationError) as exc:
-            self._stuck(run, exc, batch)
-            return run
-        run.instance = instance
-        if state.error is not None:  # it was stuck; the code now matches its history again
-            self._pending(run, batch, None).error = {}
-        for seq, act in work.activities.items():
-            run.tasks[seq] = self._task(act.name, act.input, act.options)
-            run.tasks[seq].attempt = act.attempt if act.started else act.attempt - 1
-            run.tasks[seq].running = act.started
-        if new:
-            p = self._pending(run, batch, None)
-            self._append_commands(run, p, new, history[-1].timestamp)
+        run.driver, step = drv.load(state, self.registry.workflow, self._policy, check_payload=self.check_payload,
+                                    now=self.clock())
+        if step.writes or step.effects:
+            batch[state.workflow_id] = Pending(run, step)
+        if run.driver.stuck is not None and step.error:
+            reason = run.driver.stuck
+            log.error("workflow %s is stuck: %s", state.workflow_id, reason["message"])
+            batch[state.workflow_id].after.append(
+                lambda: self.hooks.emit("on_workflow_fail", state.workflow_id, NonDeterminismError(reason["message"])
+                                        if reason["type"] == "NonDeterminismError" else ConfigurationError(
+                                            reason["message"])))
         return run
-
-    def _replay_closed(self, run: Run, history: tuple[Event, ...]) -> None:
-        """A closed run is replayed only to answer its query handlers."""
-        try:
-            defn = self.registry.workflow(run.state.workflow_type)
-            run.instance = WorkflowInstance(defn, run.workflow_id, run.run_id,
-                                            check_payload=self.check_payload, read_only=True)
-            closing = [i for i, ev in enumerate(history) if ev.type in (E.WORKFLOW_TIMED_OUT,)]
-            run.instance.activate(history[: closing[0]] if closing else history)
-        except Exception as exc:
-            log.info("closed workflow %s cannot be replayed for queries: %s", run.workflow_id, exc)
-            run.instance = None
-
-    def _stuck(self, run: Run, exc: Exception, batch: dict[str, Pending]) -> None:
-        log.error("workflow %s is stuck: %s", run.workflow_id, exc)
-        failure = to_failure(exc)
-        run.state = replace(run.state, error=failure)
-        p = self._pending(run, batch, None)
-        p.error = failure
-        p.after.append(lambda: self.hooks.emit("on_workflow_fail", run.workflow_id, exc))
 
     def _evict(self) -> None:
         runs = self._runs
         while len(runs) > self.cache_size:
             _, run = runs.popitem(last=False)
-            if run.instance is not None:
-                run.instance.close()
+            if run.driver is not None:
+                run.driver.close()
 
-    # --- recording --------------------------------------------------------------------------------
-    def _record(self, run: Run, p: Pending, type: str, attrs: dict[str, Any]) -> None:
-        """Append one input event and the commands the workflow issues in reaction to it."""
+    # --- effects, once the step is durable ---------------------------------------------------------
+    def _carry_out(self, p: Pending) -> None:
+        run = p.run
+        wid, rid = run.workflow_id, run.run_id
+        for effect in p.step.effects:
+            if isinstance(effect, st.DispatchAttempt):
+                self._dispatch(run, effect)
+            elif isinstance(effect, st.ArmTimer):
+                self._timers.arm(effect.due, input_msg(wid, rid, st.TimerFired(effect.seq)))
+            elif isinstance(effect, st.ArmRetry):
+                self.hooks.emit("on_retry", wid, effect.failure)
+                self._timers.arm(effect.due, input_msg(wid, rid, st.AttemptDue(effect.seq, effect.attempt)))
+            elif isinstance(effect, st.StartChild):
+                self._start_child(run, effect)
+            elif isinstance(effect, st.ContinueAsNew):
+                self._continue(run, effect.input)
+            elif isinstance(effect, st.RunClosed):
+                self._finish(run, effect)
+            elif isinstance(effect, st.Observed):
+                payload = effect.payload
+                if isinstance(payload, st.SignalReceived):
+                    payload = Signal(payload.name, payload.payload, self.clock(), payload.sender_id)
+                self.hooks.emit(effect.hook, wid, payload)
+        for action in p.after:
+            action()
+
+    def _dispatch(self, run: Run, d: st.DispatchAttempt) -> None:
+        self._pool.submit((run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq)))
+        defn = self.registry.activities.get(d.name)
         now = self.clock()
-        ev = Event(run.version + 1, type, now, attrs)
-        if run.instance is None:  # stuck: keep the input, run nothing
-            self._append(run, p, [ev])
-            return
-        new = run.instance.activate((ev,))
-        self._append(run, p, [ev])
-        if new:
-            self._append_commands(run, p, new, now)
+        for kind in ("timeout", "heartbeat_timeout"):
+            limit = effective_option(d.options, defn, kind)
+            if limit is not None:
+                self._timers.arm(now + limit, Msg("attempt_timeout", run.workflow_id, run.run_id, d.seq, d.attempt,
+                                                  "timeout" if kind == "timeout" else "heartbeat"))
 
-    def _append(self, run: Run, p: Pending, events: list[Event]) -> None:
-        p.events.extend(events)
-        run.version += len(events)
-
-    def _append_commands(self, run: Run, p: Pending, new: list[cmds.Command], now: float) -> None:
-        base = run.version
-        self._append(run, p, [cmds.to_event(c, base + i + 1, now) for i, c in enumerate(new)])
-        for c in new:
-            if isinstance(c, cmds.ScheduleActivity):
-                task = run.tasks[c.seq] = self._task(c.name, c.input, c.options)
-                self._begin_attempt(run, p, c.seq, task, 1)
-            elif isinstance(c, cmds.StartTimer):
-                due, timer = now + c.duration, Msg("timer", run.workflow_id, run.run_id, c.seq)
-                p.after.append(lambda due=due, timer=timer: self._timers.arm(due, timer))
-            elif isinstance(c, cmds.StartChildWorkflow):
-                p.after.append(lambda c=c: self._start_child(run, c))
-            elif isinstance(c, cmds.ContinueAsNew):
-                run.status = WorkflowStatus.COMPLETED  # this run is over; its id lives on
-                p.after.append(lambda c=c: self._continue(run, c.input))
-            elif type(c) in _CLOSE_STATUS:
-                result = c.result if isinstance(c, cmds.CompleteWorkflow) else None
-                error = c.error if isinstance(c, cmds.FailWorkflow) else None
-                self._close(run, p, _CLOSE_STATUS[type(c)], result, error)
-
-    def _task(self, name: str, input: Any, options: dict[str, Any]) -> Task:
-        defn = self.registry.activities.get(name)
-        return Task(name, input, effective_retry(options, defn), effective_option(options, defn, "timeout"),
-                    effective_option(options, defn, "heartbeat_timeout"))
-
-    def _begin_attempt(self, run: Run, p: Pending, seq: int, task: Task, attempt: int) -> None:
-        task.attempt, task.running = attempt, True
-        self._record(run, p, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt})
-        item = (run.workflow_id, run.run_id, seq, attempt, task.name, task.input, task.details)
-        p.after.append(lambda: self._pool.submit(item))
-        now = self.clock()
-        if task.timeout is not None:
-            due = now + task.timeout
-            msg = Msg("attempt_timeout", run.workflow_id, run.run_id, seq, attempt, "timeout")
-            p.after.append(lambda: self._timers.arm(due, msg))
-        if task.heartbeat_timeout is not None:
-            due_hb = now + task.heartbeat_timeout
-            msg_hb = Msg("attempt_timeout", run.workflow_id, run.run_id, seq, attempt, "heartbeat")
-            p.after.append(lambda: self._timers.arm(due_hb, msg_hb))
-
-    def _close(self, run: Run, p: Pending, status: WorkflowStatus, result: Any,
-               error: dict[str, Any] | None) -> None:
-        run.status = status
-        p.status, p.result = status, result
-        if error is not None:
-            p.error = error
-        final = replace(run.state, status=status, result=result, error=error, updated_at=self.clock())
-
-        def closed() -> None:
-            self._runs.pop(run.workflow_id, None)
-            if run.instance is not None:
-                run.instance.close()
-            with self._closed:
-                self._outcomes[run.workflow_id] = final
-                while len(self._outcomes) > 10_000:
-                    self._outcomes.popitem(last=False)
-                self._closed.notify_all()
-            if status is WorkflowStatus.COMPLETED:
-                self.hooks.emit("on_workflow_complete", run.workflow_id, result)
-            else:
-                self.hooks.emit("on_workflow_fail", run.workflow_id, error)
-            self._child_closed(final)
-
-        p.after.append(closed)
+    def _finish(self, run: Run, closed: st.RunClosed) -> None:
+        assert run.driver is not None
+        final = replace(run.driver.state, updated_at=self.clock())
+        self._runs.pop(run.workflow_id, None)
+        run.driver.close()
+        with self._closed:
+            self._outcomes[run.workflow_id] = final
+            while len(self._outcomes) > 10_000:
+                self._outcomes.popitem(last=False)
+            self._closed.notify_all()
+        if closed.status is WorkflowStatus.COMPLETED:
+            self.hooks.emit("on_workflow_complete", run.workflow_id, closed.result)
+        else:
+            self.hooks.emit("on_workflow_fail", run.workflow_id, closed.error)
+        self._child_closed(final)
 
     # --- children and continue-as-new -------------------------------------------------------------
-    def _start_child(self, parent: Run, c: cmds.StartChildWorkflow) -> None:
+    def _start_child(self, parent: Run, c: st.StartChild) -> None:
         link = {"workflow_id": parent.workflow_id, "run_id": parent.run_id, "seq": c.seq}
         try:
             defn = self.registry.workflow(c.workflow_type)
@@ -531,8 +414,7 @@ class Engine:
                                   parent=link)
             self.store.create(state)
         except (WorkflowAlreadyStarted, ConfigurationError) as exc:
-            self.post(Msg("child_done", parent.workflow_id, parent.run_id, c.seq, payload=to_failure(exc),
-                          ok=False))
+            self.post(input_msg(parent.workflow_id, parent.run_id, st.ChildClosed(c.seq, False, to_failure(exc))))
             return
         self.post(Msg("start", state.workflow_id, state.run_id, payload=state))
 
@@ -541,12 +423,12 @@ class Engine:
         if not link:
             return
         ok, payload = child_outcome(child)
-        self.post(Msg("child_done", link["workflow_id"], link["run_id"], link["seq"], payload=payload, ok=ok))
+        self.post(input_msg(link["workflow_id"], link["run_id"], st.ChildClosed(link["seq"], ok, payload)))
 
     def _continue(self, run: Run, input: Any) -> None:
         self._runs.pop(run.workflow_id, None)
-        if run.instance is not None:
-            run.instance.close()
+        if run.driver is not None:
+            run.driver.close()
         state = new_run_state(run.state.workflow_type, run.workflow_id, input, None, run.state.queue,
                               self.clock(), parent=run.state.parent, continued_from=run.run_id)
         try:

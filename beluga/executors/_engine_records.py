@@ -7,13 +7,17 @@ from concurrent.futures import Future as Reply
 from dataclasses import dataclass, field
 from typing import Any
 
+from beluga.core.driver import RunDriver
 from beluga.core.instance import WorkflowInstance
-from beluga.core.records import Event, WorkflowState, WorkflowStatus
-from beluga.core.retry import RetryPolicy
+from beluga.core.records import WorkflowState, WorkflowStatus
+from beluga.core.steps import Input, Step
 
 
 @dataclass(slots=True)
 class Msg:
+    """One item of the coordinator's inbox: a run input (`kind="input"`, `payload` an `Input`) or an
+    engine-internal request (start, recover, query, activate, child_check, attempt_timeout, activity)."""
+
     kind: str
     workflow_id: str
     run_id: str | None = None
@@ -22,30 +26,20 @@ class Msg:
     payload: Any = None
     ok: bool = True
     reply: Reply[Any] | None = None
-    force: bool = False
 
 
-@dataclass(slots=True)
-class Task:
-    """An activity of a live run: what to call and with which policy."""
-
-    name: str
-    input: Any
-    retry: RetryPolicy
-    timeout: float | None
-    heartbeat_timeout: float | None
-    attempt: int = 0
-    running: bool = False
-    details: Any = None
+def input_msg(workflow_id: str, run_id: str | None, input: Input, reply: Reply[Any] | None = None) -> Msg:
+    return Msg("input", workflow_id, run_id, payload=input, reply=reply)
 
 
 @dataclass(slots=True)
 class Run:
-    state: WorkflowState            # summary as created; history not kept here
-    instance: WorkflowInstance | None  # None: stuck (code does not match history) or closed
-    version: int
-    status: WorkflowStatus = WorkflowStatus.RUNNING
-    tasks: dict[int, Task] = field(default_factory=dict)
+    """A run in the engine's memory: open runs have a driver; closed ones only what queries need."""
+
+    state: WorkflowState                  # summary; the history lives in the store
+    driver: RunDriver | None = None
+    reader: WorkflowInstance | None = None  # a closed run replayed read-only for its query handlers
+    details: dict[int, Any] = field(default_factory=dict)  # seq -> last heartbeat details
 
     @property
     def workflow_id(self) -> str:
@@ -55,16 +49,16 @@ class Run:
     def run_id(self) -> str:
         return self.state.run_id
 
+    @property
+    def status(self) -> WorkflowStatus:
+        return self.driver.state.status if self.driver is not None else self.state.status
+
 
 @dataclass(slots=True)
 class Pending:
     """What one batch will write for one run, and what to do once it is durable."""
 
     run: Run
-    expected: int
-    events: list[Event] = field(default_factory=list)
+    step: Step
     msgs: list[Msg] = field(default_factory=list)
     after: list[Callable[[], None]] = field(default_factory=list)
-    status: WorkflowStatus | None = None
-    result: Any = None
-    error: dict[str, Any] | None = None

@@ -7,11 +7,13 @@ import time
 import uuid
 from typing import Any
 
+from beluga.celery import messages
 from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, WorkflowNotRunning
 from beluga.core.failure import from_failure
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
+from beluga.core.steps import CancelRequested, SignalReceived, TimedOut
 from beluga.executors._runs import new_run_state
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.settings import Settings
@@ -36,9 +38,10 @@ class CeleryExecutor(StoreBackedExecutor):
         now = time.time()
         state = new_run_state(name, options.id or str(uuid.uuid4()), options.input, timeout, options.queue, now)
         self.store.create(state)
-        self.fleet.push(state.workflow_id, {"k": "start"})  # found by the sweeper should the wake be lost
+        # found by the sweeper should the wake be lost
+        self.fleet.push(state.workflow_id, messages.encode(messages.Start()))
         if timeout is not None:
-            self.fleet.arm(state.workflow_id, now + timeout, {"k": "timeout", "run": state.run_id})
+            self.fleet.arm(state.workflow_id, now + timeout, messages.encode(TimedOut(), state.run_id))
         if name in registry.workflows:  # this process has the code: take the first step here (eager start)
             self._rt.coordinate_here(state.workflow_id)
         else:
@@ -68,13 +71,12 @@ class CeleryExecutor(StoreBackedExecutor):
     def signal(self, workflow_id: str, signal: Signal) -> None:
         self._rt.check(signal.payload)
         state = self._open(workflow_id)
-        self.fleet.push(workflow_id, {"k": "signal", "name": signal.name, "payload": signal.payload,
-                                      "sender_id": signal.sender_id, "sent_at": signal.sent_at or time.time()})
+        self.fleet.push(workflow_id, messages.encode(SignalReceived(signal.name, signal.payload, signal.sender_id)))
         self._rt.wake(workflow_id, state.queue)
 
     def cancel(self, workflow_id: str) -> None:
         state = self._open(workflow_id)
-        self.fleet.push(workflow_id, {"k": "cancel"})
+        self.fleet.push(workflow_id, messages.encode(CancelRequested()))
         self._rt.wake(workflow_id, state.queue)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:

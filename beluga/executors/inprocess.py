@@ -14,7 +14,9 @@ from beluga.core.definitions import Registry
 from beluga.core.definitions import registry as default_registry
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
-from beluga.executors._engine import Engine, Msg
+from beluga.core.steps import CancelRequested, SignalReceived
+from beluga.executors._engine import Engine
+from beluga.executors._engine_records import Msg, input_msg
 from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
@@ -65,10 +67,10 @@ class InProcessExecutor(StoreBackedExecutor):
         self._check(signal.payload)
         if signal.sent_at is None:
             signal = Signal(signal.name, signal.payload, time.time(), signal.sender_id)
-        self._engine.call(Msg("signal", workflow_id, payload=signal))
+        self._engine.call(input_msg(workflow_id, None, SignalReceived(signal.name, signal.payload, signal.sender_id)))
 
     def cancel(self, workflow_id: str) -> None:
-        self._engine.call(Msg("cancel", workflow_id))
+        self._engine.call(input_msg(workflow_id, None, CancelRequested()))
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         if query_type in BUILTIN_QUERIES:

@@ -1,0 +1,87 @@
+"""The fleet's inbox messages: run inputs (`beluga.core.steps`) as they travel through Redis, and back.
+
+A message is a small msgpack map: `k` names its kind, `run` the run it is for (None: whichever run is
+current). This module is the only place that knows the keys; senders build messages with `encode`
+and the coordinator reads them with `decode`, which refuses anything it does not know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from beluga.core import steps as st
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Only wakes the run: its first activation happens when the coordinator loads it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryStuck:
+    """A durable wake for a stuck run: look again after `delay` seconds, doubling up to a cap."""
+
+    delay: float
+
+
+Control = Start | RetryStuck
+
+
+def encode(input: st.Input | Control, run_id: str | None = None) -> dict[str, Any]:
+    msg = _encode(input)
+    if run_id is not None:
+        msg["run"] = run_id
+    return msg
+
+
+def _encode(x: st.Input | Control) -> dict[str, Any]:
+    if isinstance(x, st.SignalReceived):
+        return {"k": "signal", "name": x.name, "payload": x.payload, "sender_id": x.sender_id}
+    if isinstance(x, st.CancelRequested):
+        return {"k": "cancel"}
+    if isinstance(x, st.TimerFired):
+        return {"k": "timer", "seq": x.seq}
+    if isinstance(x, st.TimedOut):
+        return {"k": "timeout"}
+    if isinstance(x, st.ChildClosed):
+        return {"k": "child_done", "seq": x.seq, "ok": x.ok, "payload": x.payload}
+    if isinstance(x, st.ActivityOutcome):
+        msg = {"k": "activity", "seq": x.seq, "attempt": x.attempt, "ok": x.ok, "payload": x.payload}
+        if x.decided:
+            msg["retry_in"] = x.retry_in
+            msg["celery_retry"] = x.retried_by_sender
+        return msg
+    if isinstance(x, st.AttemptDue):
+        return {"k": "dispatch", "seq": x.seq, "attempt": x.attempt}
+    if isinstance(x, Start):
+        return {"k": "start"}
+    if isinstance(x, RetryStuck):
+        return {"k": "wake", "delay": x.delay}
+    raise TypeError(f"not an inbox message: {x!r}")
+
+
+def decode(msg: dict[str, Any]) -> st.Input | Control:
+    """The input a message carries; `ValueError` (or `KeyError`/`TypeError`) for a malformed one."""
+    kind = msg["k"]
+    if kind == "signal":
+        return st.SignalReceived(str(msg["name"]), msg.get("payload"), msg.get("sender_id"))
+    if kind == "cancel":
+        return st.CancelRequested()
+    if kind == "timer":
+        return st.TimerFired(int(msg["seq"]))
+    if kind == "timeout":
+        return st.TimedOut()
+    if kind == "child_done":
+        return st.ChildClosed(int(msg["seq"]), bool(msg.get("ok")), msg.get("payload"))
+    if kind == "activity":
+        decided = "retry_in" in msg
+        return st.ActivityOutcome(int(msg["seq"]), int(msg["attempt"]), bool(msg.get("ok")), msg.get("payload"),
+                                  msg.get("retry_in") if decided else None, decided,
+                                  bool(msg.get("celery_retry")))
+    if kind == "dispatch":
+        return st.AttemptDue(int(msg["seq"]), int(msg["attempt"]))
+    if kind == "start":
+        return Start()
+    if kind == "wake":
+        return RetryStuck(float(msg.get("delay") or 5.0))
+    raise ValueError(f"unknown inbox message kind {kind!r}")

@@ -1,0 +1,149 @@
+"""What reaches a run and what a run asks of its executor, as frozen records.
+
+Inputs are what an executor hands to `RunDriver.apply` (a signal, an activity's outcome, a timer that
+fired, ...); effects are what the driver hands back, to be carried out once the step's events are
+durable (send an activity attempt, arm a timer, start a child, announce the close, ...). Executors
+translate their own messages into inputs and effects into their own I/O; nothing here knows how.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from beluga.core.records import Event, WorkflowStatus
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SignalReceived:
+    name: str
+    payload: Any = None
+    sender_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """The run's own deadline (`WorkflowOptions.timeout`) passed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildClosed:
+    seq: int
+    ok: bool
+    payload: Any = None  # the child's result, or its failure record
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityOutcome:
+    """An attempt ended. `retry_in` is the sender's retry decision when it made one (the worker that ran
+    the attempt has the activity's code); `decided=False` lets the driver decide from the policy (the
+    attempt was lost with its worker). `retried_by_sender`: the sender already scheduled the next
+    attempt itself (a Celery retry), so the driver only records it."""
+
+    seq: int
+    attempt: int
+    ok: bool
+    payload: Any = None
+    retry_in: float | None = None
+    decided: bool = True
+    retried_by_sender: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptDue:
+    """A retry's backoff ran out: begin attempt `attempt` of activity `seq` if it is still the next one."""
+
+    seq: int
+    attempt: int
+
+
+Input = (SignalReceived | CancelRequested | TimerFired | TimedOut | ChildClosed | ActivityOutcome | AttemptDue)
+
+
+# --- effects -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DispatchAttempt:
+    seq: int
+    attempt: int
+    name: str
+    input: Any
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimer:
+    seq: int
+    due: float
+
+
+@dataclass(frozen=True, slots=True)
+class ArmRetry:
+    """Begin `attempt` of activity `seq` at `due` (send `AttemptDue` back then)."""
+
+    seq: int
+    attempt: int
+    due: float
+    failure: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    seq: int
+    workflow_type: str
+    workflow_id: str
+    input: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueAsNew:
+    input: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunClosed:
+    status: WorkflowStatus
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Something hooks may want to see (`on_signal`, `on_activity_complete`), in the order it happened."""
+
+    hook: str
+    payload: Any
+
+
+Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | Observed)
+
+
+@dataclass(slots=True)
+class Step:
+    """What one step writes for one run, in one conditional append, and what is due once it is durable.
+
+    `status`/`result`/`error` update the run's summary in the same write (`error={}` clears a stuck
+    run's reason)."""
+
+    expected: int
+    events: list[Event] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    status: WorkflowStatus | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    closing: int | None = None  # index in `events` of the input that closed the run, while signals may follow
+    late: int = 0               # signals recorded after the closing input, before its commands
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.events) or self.status is not None or self.error is not None
