@@ -32,7 +32,7 @@ from beluga.core.retry import RetryPolicy
 
 log = logging.getLogger("beluga.coordinator")
 INBOX_BATCH = 100
-STUCK_RETRY_FIRST, STUCK_RETRY_MAX = 5.0, 300.0
+STUCK_RETRY_MAX = 300.0
 
 
 class Stuck(Exception):
@@ -42,7 +42,7 @@ class Stuck(Exception):
 class Coordinator:
     def __init__(self, fleet: Fleet, registry: Registry, *, dispatch: Callable[..., None],
                  wake: Callable[[str, str | None], None], start_child: Callable[..., None],
-                 check_payload: Callable[[Any], Any], cache_size: int = 256) -> None:
+                 check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0) -> None:
         self.fleet = fleet
         self.store = fleet.store
         self.registry = registry
@@ -52,6 +52,7 @@ class Coordinator:
         self.check_payload = check_payload
         self.cache: OrderedDict[str, drv.RunDriver] = OrderedDict()
         self.cache_size = cache_size
+        self.stuck_retry = stuck_retry
         self._rand = random.Random()
 
     def run(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None] | None = None) -> bool:
@@ -146,7 +147,7 @@ class Coordinator:
         # only the chain's own message re-arms it, so a stuck run never multiplies its retries.
         again: float | None = None
         if run.stuck is not None and run.is_open and (step.error or retry_stuck is not None):
-            again = STUCK_RETRY_FIRST if step.error else min(STUCK_RETRY_MAX, 2 * (retry_stuck or 0.0))
+            again = self.stuck_retry if step.error else min(STUCK_RETRY_MAX, 2 * (retry_stuck or 0.0))
             if step.error:
                 log.error("workflow %s is stuck (looking again in %gs; its inputs are kept): %s", workflow_id,
                           again, run.stuck["message"])

@@ -42,7 +42,8 @@ class Runtime:
         self.fleet = Fleet(self.store, settings.lease_seconds)
         self.check = payload_checker(settings.max_payload_bytes)
         self.coordinator = Coordinator(self.fleet, registry, dispatch=self.dispatch, wake=self.wake,
-                                       start_child=self.start_child, check_payload=self.check)
+                                       start_child=self.start_child, check_payload=self.check,
+                                       stuck_retry=settings.stuck_retry_seconds)
         self.in_flight: set[tuple[str, int, int]] = set()
         self._renewer: threading.Thread | None = None
         self.receipts = Receipts(self.fleet)

@@ -5,7 +5,7 @@ An exception crosses threads, processes and releases only as this dict, never pi
 from __future__ import annotations
 
 import traceback as tb
-from typing import Any
+from typing import Any, NoReturn
 
 from beluga.core.errors import (
     ActivityError,
@@ -55,6 +55,23 @@ def from_failure(failure: dict[str, Any]) -> WorkflowError:
     if "cause" in failure:
         err.__cause__ = from_failure(failure["cause"])
     return err
+
+
+def raise_as_own(failure: dict[str, Any]) -> NoReturn:
+    """Re-raise a failure that another process reported for a call of ours (a query answered by a
+    worker, say): Beluga's own errors come back as their documented class, anything else as
+    `RemoteError`, so callers catch the same exceptions whichever executor answered."""
+    from beluga.core import errors
+
+    kind = failure.get("type")
+    cls = getattr(errors, str(kind), None) if kind in _OWN_ERRORS else None
+    if cls is not None:
+        raise cls(str(failure.get("message", "")))
+    raise from_failure(failure)
+
+
+_OWN_ERRORS = frozenset({"NonDeterminismError", "QueryNotFound", "WorkflowNotFound", "WorkflowNotRunning",
+                         "ConfigurationError", "SerializationError", "WorkflowAlreadyStarted"})
 
 
 def _safe_str(exc: BaseException) -> str:

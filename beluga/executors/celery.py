@@ -10,7 +10,7 @@ from typing import Any
 from beluga.celery import messages
 from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, WorkflowNotRunning
-from beluga.core.failure import from_failure
+from beluga.core.failure import raise_as_own
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, TimedOut
@@ -92,12 +92,7 @@ class CeleryExecutor(StoreBackedExecutor):
                                f"{self.query_timeout:g}s")
         if answer.get("ok"):
             return answer.get("value")
-        error = answer.get("error") or {}
-        if error.get("type") == "QueryNotFound":
-            from beluga.core.errors import QueryNotFound
-
-            raise QueryNotFound(error.get("message", ""))
-        raise from_failure(error)
+        raise_as_own(answer.get("error") or {})
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         """Wait for the coordinator's announcement that the run closed, re-reading the status on each

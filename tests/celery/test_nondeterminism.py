@@ -1,0 +1,49 @@
+"""A run whose code changed under it, in the fleet: the same behaviour as in-process. The reason is
+in `describe().error` and the logs, queries get `NonDeterminismError` (not a generic remote error),
+inputs that arrive meanwhile are kept, retries back off on one chain, and a worker with matching
+code carries the run on by itself."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from beluga import workflow
+from tests.executors.helpers import eventually
+
+CHANGED = "tests.celery.changed_workflows"
+
+
+def test_stuck_run_reports_keeps_inputs_and_resumes_with_matching_code(private_fleet) -> None:
+    fleet = private_fleet
+    original = fleet.start_worker("orig", BELUGA_STUCK_RETRY_SECONDS="1")
+    original.wait_ready()
+    ex = fleet.executor()
+    handle = ex.execute("wf_versioned", workflow.WorkflowOptions(id="nd-fleet", input=1))
+    parked = eventually(lambda: (s := ex.describe(handle.id)).history[-1].type == "activity_completed" and s)
+    original.stop()
+
+    changed = fleet.start_worker("changed", BELUGA_IMPORTS=CHANGED, BELUGA_STUCK_RETRY_SECONDS="1")
+    changed.wait_ready()
+    ex.signal(handle.id, workflow.Signal("go", "kept while stuck"))
+    stuck = eventually(lambda: (s := ex.describe(handle.id)).error and s, timeout=20)
+    assert stuck.status is workflow.WorkflowStatus.RUNNING
+    assert stuck.error["type"] == "NonDeterminismError"
+    assert "event #2 records activity 'echo' (seq 1), but the code asked for timer of 1s" in stuck.error["message"]
+    # the signal is recorded, deferred, with nothing after it: the changed code ran nothing
+    assert [e.type for e in stuck.history] == [e.type for e in parked.history] + ["signal_received"]
+    assert stuck.history[-1].attrs.get("deferred") is True
+    assert ex.query(handle.id, "status") is workflow.WorkflowStatus.RUNNING
+    with pytest.raises(workflow.NonDeterminismError):
+        ex.query(handle.id, "anything")
+    time.sleep(4)  # retries at 1 s, 2 s, 4 s: a few looks, not one per sweep
+    assert changed.log().count("is stuck") == 1
+    looks = changed.log().count("coordinate[")
+    assert 1 <= looks <= 8, changed.log()[-3000:]
+    assert ex.describe(handle.id).history == stuck.history  # still untouched
+    changed.stop()
+
+    fleet.start_worker("fixed").wait_ready()  # matching code again: the retry chain finds it
+    assert handle.result(timeout=30) == [1, "kept while stuck", 2]
+    assert ex.describe(handle.id).error is None
