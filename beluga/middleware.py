@@ -40,6 +40,9 @@ class DelegatingExecutor(DurableExecutor):
     def cancel(self, workflow_id: str) -> None:
         self.inner.cancel(workflow_id)
 
+    def terminate(self, workflow_id: str, reason: str = "") -> None:
+        self.inner.terminate(workflow_id, reason)
+
     def describe(self, workflow_id: str) -> WorkflowState:
         return self.inner.describe(workflow_id)
 

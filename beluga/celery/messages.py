@@ -53,6 +53,8 @@ def _encode(x: st.Input | Control) -> dict[str, Any]:
         return msg
     if isinstance(x, st.AttemptDue):
         return {"k": "dispatch", "seq": x.seq, "attempt": x.attempt}
+    if isinstance(x, st.Terminate):
+        return {"k": "terminate", "reason": x.reason}
     if isinstance(x, Start):
         return {"k": "start"}
     if isinstance(x, RetryStuck):
@@ -80,6 +82,8 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
                                   bool(msg.get("celery_retry")))
     if kind == "dispatch":
         return st.AttemptDue(int(msg["seq"]), int(msg["attempt"]))
+    if kind == "terminate":
+        return st.Terminate(str(msg.get("reason") or ""))
     if kind == "start":
         return Start()
     if kind == "wake":

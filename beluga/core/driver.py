@@ -79,8 +79,19 @@ class RunDriver:
             self._record(step, E.SIGNAL_RECEIVED, {"name": input.name, "payload": input.payload,
                                                    "sender_id": input.sender_id}, now)
         elif isinstance(input, s.CancelRequested):
-            if not p.cancel_requested:
+            if p.cancel_requested:
+                return True
+            if self._never_ran():  # its code is unknown and it never ran: no cleanup can be owed
+                self._note(step, E.CANCEL_REQUESTED, {}, now)
+                self._note(step, E.WORKFLOW_CANCELED, {}, now)
+                self._close(step, WorkflowStatus.CANCELED, None, None)
+            else:
                 self._record(step, E.CANCEL_REQUESTED, {}, now)
+        elif isinstance(input, s.Terminate):
+            self._note(step, E.WORKFLOW_TERMINATED, {"reason": input.reason}, now)
+            self._close(step, WorkflowStatus.CANCELED, None, failure(
+                "Terminated", f"workflow {self.workflow_id} was terminated: {input.reason or 'no reason given'}",
+                non_retryable=True))
         elif isinstance(input, s.TimerFired):
             if input.seq not in p.timers:
                 return False  # fired already (re-armed after a recovery)
@@ -169,9 +180,11 @@ class RunDriver:
         input_at = len(step.events) - 1
         base = self._next_id(step)
         self._emit(step, [cmds.to_event(c, base + i, now) for i, c in enumerate(new)])
+        closes = isinstance(new[-1], cmds.CLOSING_COMMANDS)
         for c in new:
             if isinstance(c, cmds.ScheduleActivity):
-                self._begin_attempt(step, c.seq, 1, now)
+                if not closes:  # nothing runs for a run that closes in the same step
+                    self._begin_attempt(step, c.seq, 1, now)
             elif isinstance(c, cmds.StartTimer):
                 step.effects.append(s.ArmTimer(c.seq, now + c.duration))
             elif isinstance(c, cmds.StartChildWorkflow):
@@ -185,6 +198,10 @@ class RunDriver:
                 error = c.error if isinstance(c, cmds.FailWorkflow) else None
                 self._close(step, _CLOSE_STATUS[type(c)], result, error)
                 step.closing = input_at if input_at >= 0 else None
+
+    def _never_ran(self) -> bool:
+        return (self.instance is None and self.stuck is not None and self.stuck.get("type") == "ConfigurationError"
+                and self.version == 1)
 
     def _outcome(self, step: s.Step, out: s.ActivityOutcome, now: float, rand: float) -> bool:
         act = self.pending.activities.get(out.seq)

@@ -50,6 +50,7 @@ class EventType:
     CANCEL_REQUESTED = "workflow_cancel_requested"
     WORKFLOW_TIMED_OUT = "workflow_timed_out"
     WORKFLOW_CONTINUED_AS_NEW = "workflow_continued_as_new"
+    WORKFLOW_TERMINATED = "workflow_terminated"  # closed by an operator; no workflow code ran
 
 
 # Events the workflow code itself caused (one per command); replay checks them against the code.
@@ -71,6 +72,7 @@ CLOSING_EVENTS = frozenset({
     EventType.WORKFLOW_CANCELED,
     EventType.WORKFLOW_TIMED_OUT,
     EventType.WORKFLOW_CONTINUED_AS_NEW,
+    EventType.WORKFLOW_TERMINATED,
 })
 
 

@@ -61,6 +61,13 @@ class ActivityOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Terminate:
+    """Close the run at once, canceled with `reason`; no workflow code runs (it may have none)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptDue:
     """A retry's backoff ran out: begin attempt `attempt` of activity `seq` if it is still the next one."""
 
@@ -68,7 +75,8 @@ class AttemptDue:
     attempt: int
 
 
-Input = (SignalReceived | CancelRequested | TimerFired | TimedOut | ChildClosed | ActivityOutcome | AttemptDue)
+Input = (SignalReceived | CancelRequested | TimerFired | TimedOut | ChildClosed | ActivityOutcome | AttemptDue
+         | Terminate)
 
 
 # --- effects -----------------------------------------------------------------------------------------

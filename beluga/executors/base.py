@@ -49,6 +49,11 @@ class DurableExecutor(ABC):
     def cancel(self, workflow_id: str) -> None:
         """Request cancellation; the workflow sees `WorkflowCancelled` at its next blocking call."""
 
+    def terminate(self, workflow_id: str, reason: str = "") -> None:
+        """Close the open run at once, `canceled` with a `Terminated` error naming `reason`. No workflow
+        code runs (no cleanup), so it also closes a run whose code is gone or no longer matches."""
+        raise NotImplementedError(f"{type(self).__name__} cannot terminate runs")
+
     @abstractmethod
     def describe(self, workflow_id: str) -> WorkflowState:
         """The current run's state, history included; `WorkflowNotFound` when there is none."""

@@ -13,7 +13,7 @@ from beluga.core.errors import ConfigurationError, WorkflowNotRunning
 from beluga.core.failure import raise_as_own
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
-from beluga.core.steps import CancelRequested, SignalReceived, TimedOut
+from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut
 from beluga.executors._runs import new_run_state
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.settings import Settings
@@ -77,6 +77,11 @@ class CeleryExecutor(StoreBackedExecutor):
     def cancel(self, workflow_id: str) -> None:
         state = self._open(workflow_id)
         self.fleet.push(workflow_id, messages.encode(CancelRequested()))
+        self._rt.wake(workflow_id, state.queue)
+
+    def terminate(self, workflow_id: str, reason: str = "") -> None:
+        state = self._open(workflow_id)
+        self.fleet.push(workflow_id, messages.encode(Terminate(reason)))
         self._rt.wake(workflow_id, state.queue)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:

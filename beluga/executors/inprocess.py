@@ -14,7 +14,7 @@ from beluga.core.definitions import Registry
 from beluga.core.definitions import registry as default_registry
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
-from beluga.core.steps import CancelRequested, SignalReceived
+from beluga.core.steps import CancelRequested, SignalReceived, Terminate
 from beluga.executors._engine import Engine
 from beluga.executors._engine_records import Msg, input_msg
 from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
@@ -71,6 +71,9 @@ class InProcessExecutor(StoreBackedExecutor):
 
     def cancel(self, workflow_id: str) -> None:
         self._engine.call(input_msg(workflow_id, None, CancelRequested()))
+
+    def terminate(self, workflow_id: str, reason: str = "") -> None:
+        self._engine.call(input_msg(workflow_id, None, Terminate(reason)))
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         if query_type in BUILTIN_QUERIES:

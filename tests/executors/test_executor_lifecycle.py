@@ -194,6 +194,43 @@ def test_cancel_a_sleeping_workflow(executor: workflow.DurableExecutor, new_id: 
         handle.result(timeout=5)
 
 
+def test_terminate_closes_at_once_without_cleanup(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    handle = executor.execute(W.wf_cancellable, WorkflowOptions(id=wid, input=wid))
+    executor.terminate(wid, "stuck order, closed by ops")
+    with pytest.raises(workflow.WorkflowCancelled):
+        handle.result(timeout=5)
+    state = executor.describe(wid)
+    assert state.status is WorkflowStatus.CANCELED
+    assert state.error["type"] == "Terminated" and "closed by ops" in state.error["message"]
+    assert state.history[-1].type == "workflow_terminated"
+    assert "workflow_cancel_requested" not in [ev.type for ev in state.history]  # no cleanup was asked for
+    assert W.calls(wid) == []
+    with pytest.raises(workflow.WorkflowNotRunning):
+        executor.terminate(wid)
+    with pytest.raises(workflow.WorkflowNotFound):
+        executor.terminate(new_id())
+
+
+def test_a_signal_racing_the_close_is_recorded_or_refused(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    """Two signals sent back to back to a run that closes on the first: the second is either in the
+    history (before the close) or refused with WorkflowNotRunning, never accepted and lost."""
+    for _ in range(5):
+        wid = new_id()
+        handle = executor.execute(W.wf_wait_signal, WorkflowOptions(id=wid, input="go"))
+        accepted = []
+        for payload in ("first", "second"):
+            try:
+                executor.signal(wid, Signal("go", payload))
+                accepted.append(payload)
+            except workflow.WorkflowNotRunning:
+                pass
+        assert handle.result(timeout=5) == "first"
+        recorded = [ev.attrs["payload"] for ev in executor.describe(wid).history if ev.type == "signal_received"]
+        assert recorded == accepted
+        assert executor.describe(wid).history[-1].type == "workflow_completed"
+
+
 # --- handles ------------------------------------------------------------------------------------------------
 def test_get_handle_from_a_second_executor(executor_factory: Backend, new_id: Ids) -> None:
     first = executor_factory.executor()
