@@ -75,9 +75,9 @@ class Fleet:
     def report_and_begin(self, workflow_id: str, seq: int, attempt: int, message: dict[str, Any],
                          next_attempt: int | None, limit: int = 100, known_version: int = 0,
                          ttl: float = 10.0) -> Begun | None:
-        """An activity attempt's outcome, in one round trip: retire the attempt, and either take the
-        lease (the report is then the first message, for the caller to record) or queue the report
-        for the coordinator that holds the lease (None)."""
+        """An activity attempt's outcome, in one round trip: retire the attempt and queue its report, and
+        either take the lease (the report is queued after the messages already waiting, for the caller
+        to record) or leave the report to the coordinator that holds the lease (None)."""
         token = uuid.uuid4().hex
         got = self._lua.run(ReportCall(
             begin=self._begin_call(workflow_id, token, limit, known_version, ttl),
@@ -89,16 +89,16 @@ class Fleet:
             next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0)))
         return _begun(token, got)
 
-    def report_and_append(self, append: AppendCall, seq: int, attempt: int, message: dict[str, Any],
+    def report_and_append(self, append_call: AppendCall, seq: int, attempt: int, message: dict[str, Any],
                           next_attempt: int | None) -> int:
-        """An attempt's outcome and the events it leads to, in one round trip: `append` is the store's
-        `append_call`, conditional on the run being untouched (beluga/lua/report_and_append.lua). The
-        messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
+        """An attempt's outcome and the events it leads to, in one round trip: `append_call` is the
+        store's `append_call`, applied only if nobody touched the run (beluga/lua/report_and_append.lua).
+        The messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
         return int(self._lua.run(ReportAndAppendCall(
-            append=replace(append, dispatched_key=self._fleet_key("dispatched")),
+            append=replace(append_call, dispatched_key=self._fleet_key("dispatched")),
             running_key=self._fleet_key("running"), running_info_key=self._fleet_key("running:info"),
             dirty_key=self._fleet_key("dirty"), received_key=self._fleet_key("received"),
-            report=codec.encode(message), seq=seq, member=_running_member(append.workflow_id, seq, attempt),
+            report=codec.encode(message), seq=seq, member=_running_member(append_call.workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(),
             next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0))))
 

@@ -15,16 +15,18 @@ among the fields: the fleet's report-and-append is the store's append followed b
 tests/test_lua.py checks every builder against its file's header.
 
 Why `-- #include "lib/<name>.lua"` for shared logic: the store's conditional append is also the tail
-of the fleet's one-round-trip report-and-append, and taking the coordinator lease with its read is
-shared by `begin` and `report`. Two copies of the compare-and-append would drift apart, and gluing
-script fragments by position made one script's ARGV[11] another's ARGV[x + 6]. Redis 7 functions
-could share code on the server, but need a deploy step that loads the library again after a restart;
-a registered script (`register_script`) carries its whole text, and redis-py loads it again when the
-server answers EVALSHA with NOSCRIPT, so a restarted or failed-over server just works. So the loader pastes an
-included file in place of its `#include` line once, when the script is read: the server sees one
-complete script whose SHA covers the included code. An included file (under `lib/`) only defines
-`local function`s that take every key and argument as a parameter, usually one table with named
-fields; it never reads KEYS or ARGV, and includes nothing itself. The loader refuses one that does.
+of the fleet's one-round-trip report-and-append; taking the coordinator lease with its read is shared
+by `begin` and `report`; retiring a finished attempt by `report` and `report_and_append`. Two copies
+would drift apart, and gluing fragments by position (as before) made one script's ARGV[11] another's
+ARGV[x + 6]. Redis 7 functions could share code on the server, but need a deploy step that loads the
+library again after every restart or failover. A registered script (`register_script`) carries its
+whole text instead, and redis-py loads it again when the server answers EVALSHA with NOSCRIPT. So the
+loader pastes an included file in place of its `#include` line, once, when the script is read: the
+server sees one complete script whose SHA covers the included code. An included file (under `lib/`)
+only defines `local function`s that take every key and argument as a parameter, usually one table
+with named fields; it never reads KEYS or ARGV and includes nothing itself. The loader refuses one
+that breaks these rules, and marks where each included file starts and ends (Redis reports errors by
+line of the expanded text).
 """
 
 from __future__ import annotations
