@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import field, fields
 from importlib import resources
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from redis.commands.core import Script
@@ -98,48 +99,41 @@ class Call:
     SCRIPT: ClassVar[str]
 
     def keys(self) -> list[Any]:
-        return list(self._entries("key"))
+        return [get(self) for get in _getters(type(self))["key"]]
 
     def argv(self) -> list[Any]:
-        tails = list(self._entries("tail"))
-        return [*(_wire(v) for v in self._entries("arg")), *(len(t) for t in tails),
+        getters = _getters(type(self))
+        tails = [get(self) for get in getters["tail"]]
+        return [*(_wire(get(self)) for get in getters["arg"]), *(len(t) for t in tails),
                 *(_wire(x) for t in tails for x in _flat(t))]
-
-    def _entries(self, kind: str) -> Iterator[Any]:
-        for name, lua, _ in _layout(type(self)):
-            if lua == "part":
-                yield from getattr(self, name)._entries(kind)
-            elif lua == kind:
-                yield getattr(self, name)
 
     @classmethod
     def names(cls) -> tuple[list[str], list[str]]:
         """The KEYS and ARGV names in the order the script's header lists them."""
-        keys, args, tails = cls._names()
-        return keys, [*args, *(f"#{t}" for t in tails), *(f"{t}..." for t in tails)]
-
-    @classmethod
-    def _names(cls) -> tuple[list[str], list[str], list[str]]:
-        names: dict[str, list[str]] = {"key": [], "arg": [], "tail": []}
-        for name, lua, of in _layout(cls):
-            if lua == "part":
-                for kind, more in zip(("key", "arg", "tail"), of._names(), strict=True):
-                    names[kind] += more
-            else:
-                names[lua].append(name)
-        return names["key"], names["arg"], names["tail"]
+        plan = {kind: [path.rsplit(".", 1)[-1] for path in paths] for kind, paths in _plan(cls).items()}
+        return plan["key"], [*plan["arg"], *(f"#{t}" for t in plan["tail"]), *(f"{t}..." for t in plan["tail"])]
 
 
 @functools.cache
-def _layout(cls: type[Call]) -> tuple[tuple[str, str, Any], ...]:
-    """Each field's name, kind and (for a part) builder class; worked out once per class."""
-    out = []
+def _plan(cls: type[Call]) -> dict[str, tuple[str, ...]]:
+    """The attribute paths of the class's keys, arguments and tails, in order, parts expanded
+    ("append.run_key"); worked out once per class."""
+    plan: dict[str, list[str]] = {"key": [], "arg": [], "tail": []}
     for f in fields(cls):  # type: ignore[arg-type]
-        lua = f.metadata.get("lua")
-        if lua not in ("key", "arg", "tail", "part"):
+        kind = f.metadata.get("lua")
+        if kind == "part":
+            for part_kind, paths in _plan(f.metadata["of"]).items():
+                plan[part_kind] += [f"{f.name}.{p}" for p in paths]
+        elif kind in plan:
+            plan[kind].append(f.name)
+        else:
             raise TypeError(f"{cls.__name__}.{f.name} is neither key(), arg(), tail() nor part()")
-        out.append((f.name, lua, f.metadata.get("of")))
-    return tuple(out)
+    return {kind: tuple(paths) for kind, paths in plan.items()}
+
+
+@functools.cache
+def _getters(cls: type[Call]) -> dict[str, tuple[Callable[[Any], Any], ...]]:
+    return {kind: tuple(attrgetter(p) for p in paths) for kind, paths in _plan(cls).items()}
 
 
 def _wire(value: Any) -> Any:
