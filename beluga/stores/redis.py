@@ -110,7 +110,7 @@ class RedisStore(WorkflowStore):
             run_key=run_key, events_key=events_key, inbox_key=inbox_key, run_id=state.run_id,
             status=state.status.value, summary=codec.encode_state(state), workflow_type=state.workflow_type,
             created=state.created_at, replace_run_id=replace_run_id, updated=state.updated_at,
-            events=[codec.encode_event(e) for e in state.history]))
+            events=tuple(codec.encode_event(e) for e in state.history)))
         if blocker:
             check_create(state.workflow_id, blocker.decode(), WorkflowStatus.RUNNING, replace_run_id)
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
@@ -179,7 +179,7 @@ class RedisStore(WorkflowStore):
             run_id=a.run_id, expected_version=a.expected_version, inbox_used=inbox_used,
             status=a.status.value if a.status else None, summary=blob, updated=a.updated_at or None,
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
-            attempts=tuple(attempts), events=[codec.encode_event(e) for e in a.events])
+            attempts=tuple(attempts), events=tuple(codec.encode_event(e) for e in a.events))
 
     def _reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
         pipe = self.redis.pipeline(transaction=False)
