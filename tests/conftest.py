@@ -53,6 +53,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             f.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A bare private Redis-compatible server for the whole session (tests use their own key prefix)."""
+    with redis_server() as url:
+        yield url
+
+
 @pytest.fixture
 def private_fleet(tmp_path: Path) -> Iterator[Fleet]:
     """A fleet of its own, for tests that kill workers."""

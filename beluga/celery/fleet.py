@@ -7,144 +7,33 @@ activity attempts and leases. One place owns every key name.
 - `<p>:timers`: due time -> message, drained into inboxes by the scheduler
 - `<p>:running`: activity attempts in flight -> lease expiry, renewed while the worker lives
 - `<p>:wake`: runs whose inbox got messages from the scheduler and still need a coordinator
+
+The Lua scripts that change them atomically are files in beluga/lua/, called through the builders in
+`fleet_scripts`.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from beluga import codec
-from beluga.stores.redis import APPEND_BODY, APPEND_CHECK, RedisStore
-
-# KEYS: timers, wake, dirty. ARGV: now, limit, prefix. Moves due timer messages into their runs' inboxes.
-_DRAIN_TIMERS = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
-  local sep = string.find(member, '\\0', 1, true)
-  local wid = string.sub(member, 1, sep - 1)
-  redis.call('RPUSH', ARGV[3] .. ':{' .. wid .. '}:inbox', string.sub(member, sep + 1))
-  redis.call('SADD', KEYS[2], wid)
-  redis.call('ZADD', KEYS[3], ARGV[1], wid)
-  redis.call('ZREM', KEYS[1], member)
-end
-return #due
-"""
-
-# KEYS: dirty. ARGV: cutoff, now, prefix, limit. Runs whose inbox has waited since before `cutoff` with
-# no coordinator holding their lease (a worker died mid-coordination, or a wake message was lost);
-# runs whose inbox is empty are forgotten.
-_SWEEP = """
-local out = {}
-for _, wid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))) do
-  local tag = ARGV[3] .. ':{' .. wid .. '}'
-  if redis.call('LLEN', tag .. ':inbox') == 0 then
-    redis.call('ZREM', KEYS[1], wid)
-  else
-    redis.call('ZADD', KEYS[1], ARGV[2], wid)
-    if redis.call('EXISTS', tag .. ':lease') == 0 then out[#out + 1] = wid end
-  end
-end
-return out
-"""
-
-# The common tail of _BEGIN and _REPORT. KEYS: lease, run, inbox, events. ARGV: token, ttl ms, inbox
-# limit, cached version. Takes the lease and reads, in one round trip, the run's id and version, its
-# waiting messages and the events past the cached version: {} when another holds the lease, else
-# {run_id, version, n, msgs..., events...}.
-_TAKE_LEASE_AND_READ = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {} end
-local cur = redis.call('HMGET', KEYS[2], 'run_id', 'version')
-local msgs = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-local out = {cur[1] or '', cur[2] or '0', #msgs}
-for _, m in ipairs(msgs) do out[#out + 1] = m end
-local known, version = tonumber(ARGV[4]), tonumber(cur[2] or '0')
-if known > 0 and version > known and version - known <= 1000 then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[4], '0-' .. (known + 1), '+')) do
-    out[#out + 1] = entry[2][2]
-  end
-end
-return out
-"""
-_BEGIN = _TAKE_LEASE_AND_READ
-
-# KEYS: lease, run, inbox, events, attempts, running, running info, dirty, dispatched, received. ARGV: token, ttl
-# ms, inbox limit, cached version, the attempt's report message, seq, running member, next attempt (''
-# retires the seq), now, workflow id, the next attempt's dispatch deadline. Retires the finished attempt
-# and queues its report; then, if the lease is free, takes it and answers like _BEGIN, else answers {}
-# (the lease holder sees the report as it lets go).
-_REPORT = """
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[5], ARGV[6], ARGV[8])
-  redis.call('ZADD', KEYS[9], ARGV[11], ARGV[10] .. '\0' .. ARGV[6] .. '\0' .. ARGV[8])
-else
-  redis.call('HDEL', KEYS[5], ARGV[6])
-end
-redis.call('ZREM', KEYS[6], ARGV[7])
-redis.call('HDEL', KEYS[7], ARGV[7])
-redis.call('ZREM', KEYS[9], ARGV[7])
-redis.call('HDEL', KEYS[10], ARGV[7])
-redis.call('RPUSH', KEYS[3], ARGV[5])
-redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10])
-""" + _TAKE_LEASE_AND_READ
-
-# The fast path of an attempt's report, one round trip for the common case of a worker that has the run
-# cached at its current version: the store's append (KEYS and ARGV as in APPEND_BODY, KEYS[6] the
-# fleet-wide `dispatched`), plus KEYS running, running info, dirty, received, and after the append's
-# arguments: the report message, seq, running member, next attempt ('' retires the seq), now, the next
-# attempt's dispatch deadline. Retires the finished attempt; then appends only if the run is still at
-# the writer's version, no coordinator holds its lease and its inbox is empty; else queues the report for
-# the coordinator (-1), exactly as _REPORT does.
-_REPORT_AND_APPEND = APPEND_CHECK + """
-local x = APPEND_END
-if ARGV[x + 4] ~= '' then
-  redis.call('HSET', KEYS[4], ARGV[x + 2], ARGV[x + 4])
-  redis.call('ZADD', KEYS[6], ARGV[x + 6], ARGV[11] .. '\0' .. ARGV[x + 2] .. '\0' .. ARGV[x + 4])
-else
-  redis.call('HDEL', KEYS[4], ARGV[x + 2])
-end
-redis.call('ZREM', KEYS[7], ARGV[x + 3])
-redis.call('HDEL', KEYS[8], ARGV[x + 3])
-redis.call('ZREM', KEYS[6], ARGV[x + 3])
-redis.call('HDEL', KEYS[10], ARGV[x + 3])
-if not APPEND_VERSION_OK or redis.call('EXISTS', KEYS[5]) == 1 or redis.call('LLEN', KEYS[3]) > 0 then
-  redis.call('RPUSH', KEYS[3], ARGV[x + 1])
-  redis.call('ZADD', KEYS[9], ARGV[x + 5], ARGV[11])
-  return -1
-end
-""" + APPEND_BODY
-
-# KEYS: attempts, running, running info, beats, received, dispatched. ARGV: seq, attempt, member, expiry, info.
-# Starts an attempt if it is still the one allowed: {} when stale, else {heartbeat details or false}.
-_CLAIM = """
-redis.call('HDEL', KEYS[5], ARGV[3])
-redis.call('ZREM', KEYS[6], ARGV[3])
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
-return {1, redis.call('HGET', KEYS[4], ARGV[1])}
-"""
-
-# KEYS: received, dispatched. ARGV: member, info. Notes a receipt unless the attempt already started
-# (a receipt is written late, in batches; `claim` removes the attempt from `dispatched` when it starts).
-_RECEIVE = """
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-return 0
-"""
-
-# KEYS: attempts. ARGV: seq, attempt. Retires the attempt only if it is still the allowed one.
-_RETIRE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0
-"""
-
-# KEYS: lease, inbox. Releases the lease if still ours; returns how many messages wait in the inbox.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return redis.call('LLEN', KEYS[2])
-"""
+from beluga.celery.fleet_scripts import (
+    BeginCall,
+    ClaimCall,
+    DrainTimersCall,
+    ReceiveCall,
+    ReleaseCall,
+    ReportAndAppendCall,
+    ReportCall,
+    RetireCall,
+    SweepCall,
+)
+from beluga.lua import Scripts
+from beluga.stores.redis import RedisStore
+from beluga.stores.redis_scripts import AppendCall
 
 
 class Fleet:
@@ -153,17 +42,20 @@ class Fleet:
         self.redis = store.redis
         self.prefix = store.prefix
         self.lease_seconds = lease_seconds
-        self._drain = self.redis.register_script(_DRAIN_TIMERS)
         self._known: set[str] = set()
         self._known_at = -1e9
-        self._release = self.redis.register_script(_RELEASE)
-        self._begin = self.redis.register_script(_BEGIN)
-        self._claim = self.redis.register_script(_CLAIM)
-        self._report = self.redis.register_script(_REPORT)
-        self._report_and_append = self.redis.register_script(_REPORT_AND_APPEND)
-        self._sweep = self.redis.register_script(_SWEEP)
-        self._retire = self.redis.register_script(_RETIRE)
-        self._receive = self.redis.register_script(_RECEIVE)
+        self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReceiveCall,
+                                         RetireCall, ReleaseCall, DrainTimersCall, SweepCall])
+
+    def _fleet_key(self, name: str) -> str:
+        """A fleet-wide key (`<p>:running`, `<p>:dispatched`, ...), beside the runs' own keys."""
+        return f"{self.prefix}:{name}"
+
+    def _begin_call(self, workflow_id: str, token: str, limit: int, known_version: int, ttl: float) -> BeginCall:
+        run_key, events_key, inbox_key = self.store.keys(workflow_id)
+        return BeginCall(lease_key=self.store.key(workflow_id, "lease"), run_key=run_key, inbox_key=inbox_key,
+                         events_key=events_key, token=token, ttl_ms=int(ttl * 1000), limit=limit,
+                         known_version=known_version)
 
     # --- inbox --------------------------------------------------------------------------------------
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
@@ -178,41 +70,37 @@ class Fleet:
     def begin(self, workflow_id: str, limit: int = 100, known_version: int = 0, ttl: float = 10.0) -> Begun | None:
         """Take the run's lease and read its state; None when another coordinator holds the lease."""
         token = uuid.uuid4().hex
-        run_key, events_key, inbox_key = self.store.keys(workflow_id)
-        got = self._begin(keys=[self.store.key(workflow_id, "lease"), run_key, inbox_key, events_key],
-                          args=[token, int(ttl * 1000), limit, known_version])
-        return _begun(token, got)
+        return _begun(token, self._lua.run(self._begin_call(workflow_id, token, limit, known_version, ttl)))
 
     def report_and_begin(self, workflow_id: str, seq: int, attempt: int, message: dict[str, Any],
                          next_attempt: int | None, limit: int = 100, known_version: int = 0,
                          ttl: float = 10.0) -> Begun | None:
-        """An activity attempt's outcome, in one round trip: retire the attempt, and either take the
-        lease (the report is then the first message, for the caller to record) or queue the report
-        for the coordinator that holds the lease (None)."""
+        """An activity attempt's outcome, in one round trip: retire the attempt and queue its report, and
+        either take the lease (the report is queued after the messages already waiting, for the caller
+        to record) or leave the report to the coordinator that holds the lease (None)."""
         token = uuid.uuid4().hex
-        run_key, events_key, inbox_key = self.store.keys(workflow_id)
-        member = _running_member(workflow_id, seq, attempt)
-        got = self._report(
-            keys=[self.store.key(workflow_id, "lease"), run_key, inbox_key, events_key,
-                  self.store.key(workflow_id, "attempts"), f"{self.prefix}:running", f"{self.prefix}:running:info",
-                  f"{self.prefix}:dirty", f"{self.prefix}:dispatched", f"{self.prefix}:received"],
-            args=[token, int(ttl * 1000), limit, known_version, codec.encode(message), str(seq), member,
-                  "" if next_attempt is None else str(next_attempt), repr(time.time()), workflow_id,
-                  repr(self.dispatch_deadline(message.get("retry_in") or 0.0))])
+        got = self._lua.run(ReportCall(
+            begin=self._begin_call(workflow_id, token, limit, known_version, ttl),
+            attempts_key=self.store.key(workflow_id, "attempts"), running_key=self._fleet_key("running"),
+            running_info_key=self._fleet_key("running:info"), dirty_key=self._fleet_key("dirty"),
+            dispatched_key=self._fleet_key("dispatched"), received_key=self._fleet_key("received"),
+            report=codec.encode(message), seq=seq, member=_running_member(workflow_id, seq, attempt),
+            next_attempt=next_attempt, now=time.time(), workflow_id=workflow_id,
+            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0)))
         return _begun(token, got)
 
-    def report_and_append(self, append_call: tuple[Any, list[str], list[Any]], seq: int, attempt: int,
-                          message: dict[str, Any], next_attempt: int | None) -> int:
-        """An attempt's outcome and the events it leads to, in one round trip (see _REPORT_AND_APPEND):
-        the messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
-        _, keys, args = append_call
-        workflow_id = args[10]
-        member = _running_member(workflow_id, seq, attempt)
-        keys = [*keys[:5], f"{self.prefix}:dispatched", f"{self.prefix}:running", f"{self.prefix}:running:info",
-                f"{self.prefix}:dirty", f"{self.prefix}:received"]
-        return int(self._report_and_append(keys=keys, args=[
-            *args, codec.encode(message), str(seq), member, "" if next_attempt is None else str(next_attempt),
-            repr(time.time()), repr(self.dispatch_deadline(message.get("retry_in") or 0.0))]))
+    def report_and_append(self, append_call: AppendCall, seq: int, attempt: int, message: dict[str, Any],
+                          next_attempt: int | None) -> int:
+        """An attempt's outcome and the events it leads to, in one round trip: `append_call` is the
+        store's `append_call`, applied only if nobody touched the run (beluga/lua/report_and_append.lua).
+        The messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
+        return int(self._lua.run(ReportAndAppendCall(
+            append=replace(append_call, dispatched_key=self._fleet_key("dispatched")),
+            running_key=self._fleet_key("running"), running_info_key=self._fleet_key("running:info"),
+            dirty_key=self._fleet_key("dirty"), received_key=self._fleet_key("received"),
+            report=codec.encode(message), seq=seq, member=_running_member(append_call.workflow_id, seq, attempt),
+            next_attempt=next_attempt, now=time.time(),
+            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0))))
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
         """Re-read the run while holding its lease (after losing an append race)."""
@@ -225,20 +113,21 @@ class Fleet:
 
     def release(self, workflow_id: str, token: str) -> int:
         """Give the lease back; returns how many inbox messages arrived meanwhile."""
-        return int(self._release(keys=[self.store.key(workflow_id, "lease"), self.store.keys(workflow_id)[2]],
-                                 args=[token]))
+        return int(self._lua.run(ReleaseCall(lease_key=self.store.key(workflow_id, "lease"),
+                                             inbox_key=self.store.keys(workflow_id)[2], token=token)))
 
     # --- activity attempts --------------------------------------------------------------------------
     def claim(self, workflow_id: str, seq: int, attempt: int, run_id: str, ttl: float | None = None
               ) -> tuple[bool, Any]:
         """Start an attempt if it is still the allowed one: (False, None) for a stale delivery, else
         (True, the last heartbeat details of an earlier attempt)."""
-        member = _running_member(workflow_id, seq, attempt)
-        got = self._claim(keys=[self.store.key(workflow_id, "attempts"), f"{self.prefix}:running",
-                                f"{self.prefix}:running:info", self.store.key(workflow_id, "beats"),
-                                f"{self.prefix}:received", f"{self.prefix}:dispatched"],
-                          args=[str(seq), str(attempt), member, repr(time.time() + (ttl or self.lease_seconds)),
-                                codec.encode({"run": run_id, "heartbeat_timeout": ttl})])
+        got = self._lua.run(ClaimCall(
+            attempts_key=self.store.key(workflow_id, "attempts"), running_key=self._fleet_key("running"),
+            running_info_key=self._fleet_key("running:info"), beats_key=self.store.key(workflow_id, "beats"),
+            received_key=self._fleet_key("received"), dispatched_key=self._fleet_key("dispatched"),
+            seq=seq, attempt=attempt, member=_running_member(workflow_id, seq, attempt),
+            expiry=time.time() + (ttl or self.lease_seconds),
+            info=codec.encode({"run": run_id, "heartbeat_timeout": ttl})))
         if not got:
             return False, None
         return True, (codec.decode(got[1]) if len(got) > 1 and got[1] else None)
@@ -264,7 +153,7 @@ class Fleet:
 
     def retire(self, workflow_id: str, seq: int, attempt: int) -> None:
         """Stop a lost attempt from starting late, unless a later attempt was allowed meanwhile."""
-        self._retire(keys=[self.store.key(workflow_id, "attempts")], args=[str(seq), str(attempt)])
+        self._lua.run(RetireCall(attempts_key=self.store.key(workflow_id, "attempts"), seq=seq, attempt=attempt))
 
     # --- what the workers can run -------------------------------------------------------------------
     def publish_names(self, workflows: list[str], activities: list[str]) -> None:
@@ -300,9 +189,10 @@ class Fleet:
         loss within `lease_seconds` instead. An attempt that started meanwhile is left alone."""
         pipe = self.redis.pipeline(transaction=False)
         for workflow_id, seq, attempt, run_id, worker in receipts:
-            member = _running_member(workflow_id, seq, attempt)
-            self._receive(keys=[f"{self.prefix}:received", f"{self.prefix}:dispatched"],
-                          args=[member, codec.encode({"run": run_id, "worker": worker})], client=pipe)
+            self._lua.run(ReceiveCall(received_key=self._fleet_key("received"),
+                                      dispatched_key=self._fleet_key("dispatched"),
+                                      member=_running_member(workflow_id, seq, attempt),
+                                      info=codec.encode({"run": run_id, "worker": worker})), client=pipe)
         pipe.execute()
 
     def dispatch_deadline(self, delay: float = 0.0) -> float:
@@ -357,12 +247,15 @@ class Fleet:
         self.redis.zadd(f"{self.prefix}:timers", {member: due})
 
     def drain_timers(self, now: float, limit: int = 500) -> int:
-        return int(self._drain(keys=[f"{self.prefix}:timers", f"{self.prefix}:wake", f"{self.prefix}:dirty"],
-                               args=[repr(now), limit, self.prefix]))
+        """Move the timer messages due by `now` into their runs' inboxes; returns how many."""
+        return int(self._lua.run(DrainTimersCall(
+            timers_key=self._fleet_key("timers"), wake_key=self._fleet_key("wake"), dirty_key=self._fleet_key("dirty"),
+            now=now, limit=limit, prefix=self.prefix)))
 
     def sweep(self, now: float, grace: float = 2.0, limit: int = 500) -> list[str]:
         """Runs with messages waiting longer than `grace` and no coordinator: to be woken again."""
-        got = self._sweep(keys=[f"{self.prefix}:dirty"], args=[repr(now - grace), repr(now), self.prefix, limit])
+        got = self._lua.run(SweepCall(dirty_key=self._fleet_key("dirty"), cutoff=now - grace, now=now,
+                                      prefix=self.prefix, limit=limit))
         return [w.decode() for w in got]
 
     def take_wakes(self, limit: int = 500) -> list[str]:

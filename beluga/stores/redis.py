@@ -3,74 +3,24 @@
 Keys of one run share the hash tag `{<workflow id>}` so that a Redis Cluster keeps them in one slot:
 `<p>:{id}:run` (hash: run_id, type, status, version, summary, ...), `<p>:{id}:events` (stream, entry
 `0-<event id>`), `<p>:{id}:inbox` (list of messages waiting for the coordinator). The listing indexes
-(`<p>:index:*`, sorted sets by creation time) are derived data, updated after each write.
+(`<p>:index:*`, sorted sets by creation time) are derived data, updated after each write. The scripts
+are beluga/lua/append.lua and create.lua, called through the builders in `redis_scripts`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 import redis
 
 from beluga import codec
 from beluga.core.errors import WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.lua import Scripts
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
-
-# The append, in two parts that the fleet's one-round-trip report script (beluga/celery/fleet.py) reuses.
-# KEYS: run, events, inbox, attempts, lease, dispatched. ARGV: 1 run_id, 2 expected version, 3 inbox
-# messages consumed, 4 status, 5 summary, 6 updated_at, 7 lease token ('' keeps the lease), 8 n, 9 m,
-# 10 dispatch deadline, 11 workflow id, then n (seq, attempt) pairs allowed to run (each noted in
-# `dispatched` until the deadline, member "<id>\0<seq>\0<attempt>"), then m events; callers may add
-# their own arguments after those. `APPEND_VERSION_OK` is true when the run is still the writer's.
-APPEND_CHECK = """
-local cur = redis.call('HMGET', KEYS[1], 'run_id', 'version')
-local APPEND_VERSION_OK = cur[1] == ARGV[1] and tonumber(cur[2]) == tonumber(ARGV[2])
-local APPEND_END = 11 + 2 * tonumber(ARGV[8]) + tonumber(ARGV[9])
-"""
-APPEND_BODY = """
-local v = tonumber(ARGV[2])
-local n = tonumber(ARGV[8])
-for i = 12, 11 + 2 * n, 2 do
-  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[6], ARGV[10], ARGV[11] .. '\0' .. ARGV[i] .. '\0' .. ARGV[i + 1])
-end
-for i = 12 + 2 * n, APPEND_END do
-  v = v + 1
-  redis.call('XADD', KEYS[2], '0-' .. v, 'e', ARGV[i])
-end
-redis.call('HSET', KEYS[1], 'version', v)
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'status', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'summary', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'updated', ARGV[6]) end
-local used = tonumber(ARGV[3])
-if used > 0 then redis.call('LTRIM', KEYS[3], used, -1) end
-if ARGV[7] ~= '' and redis.call('GET', KEYS[5]) == ARGV[7] then redis.call('DEL', KEYS[5]) end
-return redis.call('LLEN', KEYS[3])
-"""
-# Returns -1 when refused (another writer came first), else how many messages are left in the inbox.
-_APPEND = APPEND_CHECK + "if not APPEND_VERSION_OK then return -1 end\n" + APPEND_BODY
-
-# KEYS: run, events, inbox. ARGV: run_id, status, summary, type, created, replace_run_id, updated, events...
-# Returns '' when created, else the open run id that blocks it.
-_CREATE = """
-local cur = redis.call('HMGET', KEYS[1], 'run_id', 'status')
-if cur[1] and cur[2] == 'running' and cur[1] ~= ARGV[6] then return cur[1] end
-if not (cur[1] and cur[1] == ARGV[6]) then redis.call('DEL', KEYS[3]) end
-redis.call('DEL', KEYS[2])
-local v = 0
-for i = 8, #ARGV do
-  v = v + 1
-  redis.call('XADD', KEYS[2], '0-' .. v, 'e', ARGV[i])
-end
-redis.call('HSET', KEYS[1], 'run_id', ARGV[1], 'status', ARGV[2], 'summary', ARGV[3], 'type', ARGV[4],
-           'created', ARGV[5], 'updated', ARGV[7], 'version', v)
-return ''
-"""
-
+from beluga.stores.redis_scripts import AppendCall, CreateCall
 
 _SUMMARY_FIELDS = ("summary", "status", "updated")
 
@@ -92,8 +42,7 @@ class RedisStore(WorkflowStore):
                  client: redis.Redis | None = None) -> None:
         self.redis = client if client is not None else redis.Redis.from_url(url)
         self.prefix = prefix
-        self._append_script = self.redis.register_script(_APPEND)
-        self._create_script = self.redis.register_script(_CREATE)
+        self._lua = Scripts(self.redis, [AppendCall, CreateCall])
 
     # --- key layout ---------------------------------------------------------------------------------
     def keys(self, workflow_id: str) -> tuple[str, str, str]:
@@ -156,10 +105,12 @@ class RedisStore(WorkflowStore):
     # --- writes -------------------------------------------------------------------------------------
     def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
         check_events(state.history, 0, state.workflow_id)
-        blocker = self._create_script(keys=self.keys(state.workflow_id), args=[
-            state.run_id, state.status.value, codec.encode_state(state), state.workflow_type,
-            repr(state.created_at), replace_run_id or "", repr(state.updated_at),
-            *(codec.encode_event(e) for e in state.history)])
+        run_key, events_key, inbox_key = self.keys(state.workflow_id)
+        blocker = self._lua.run(CreateCall(
+            run_key=run_key, events_key=events_key, inbox_key=inbox_key, run_id=state.run_id,
+            status=state.status.value, summary=codec.encode_state(state), workflow_type=state.workflow_type,
+            created=state.created_at, replace_run_id=replace_run_id, updated=state.updated_at,
+            events=tuple(codec.encode_event(e) for e in state.history)))
         if blocker:
             check_create(state.workflow_id, blocker.decode(), WorkflowStatus.RUNNING, replace_run_id)
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
@@ -195,11 +146,11 @@ class RedisStore(WorkflowStore):
         are recorded), `attempts` allows activity attempts (seq, attempt) to run before their tasks are
         sent (noted as dispatched until `dispatch_deadline`), and `lease_token` releases the coordinator's
         lease. `summary` is the run's current summary when the caller has it. Returns the messages left."""
-        script, keys, args = self.append_call(a, inbox_used=inbox_used, attempts=attempts, lease_token=lease_token,
-                                              dispatch_deadline=dispatch_deadline, summary=summary)
-        if script is None:
+        call = self.append_call(a, inbox_used=inbox_used, attempts=attempts, lease_token=lease_token,
+                                dispatch_deadline=dispatch_deadline, summary=summary)
+        if call is None:
             return None
-        left = script(keys=keys, args=args)
+        left = self._lua.run(call)
         if left < 0:
             return None
         if a.status is not None:
@@ -208,24 +159,27 @@ class RedisStore(WorkflowStore):
 
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,
-                    summary: WorkflowState | None = None) -> tuple[Any, list[str], list[Any]]:
-        """The script, keys and arguments of `append_one`, for callers that extend them (see APPEND_BODY)."""
+                    summary: WorkflowState | None = None) -> AppendCall | None:
+        """The call `append_one` runs, None when the run is gone; the fleet's report-and-append
+        extends it (beluga/lua/report_and_append.lua)."""
         check_append(a)
         blob = b""
         if a.result is not None or a.error is not None or a.status is not None:
             current = summary if summary is not None else self.load_summary(a.workflow_id)
             if current is None:
-                return None, [], []
+                return None
             blob = codec.encode_state(summarize(current, a))
-        keys = [*self.keys(a.workflow_id), self.key(a.workflow_id, "attempts"), self.key(a.workflow_id, "lease"),
-                # the fleet's dispatch record is fleet-wide; a plain append names only the run's own slot,
-                # so the store alone works on a Redis Cluster
-                f"{self.prefix}:dispatched" if attempts else self.key(a.workflow_id, "dispatched")]
-        args = [a.run_id, a.expected_version, inbox_used, a.status.value if a.status else "", blob,
-                repr(a.updated_at) if a.updated_at else "", lease_token or "", len(attempts), len(a.events),
-                repr(dispatch_deadline), a.workflow_id, *(x for pair in attempts for x in pair),
-                *(codec.encode_event(e) for e in a.events)]
-        return self._append_script, keys, args
+        run_key, events_key, inbox_key = self.keys(a.workflow_id)
+        return AppendCall(
+            run_key=run_key, events_key=events_key, inbox_key=inbox_key,
+            attempts_key=self.key(a.workflow_id, "attempts"), lease_key=self.key(a.workflow_id, "lease"),
+            # the fleet's dispatch record is fleet-wide; a plain append names only the run's own slot,
+            # so the store alone works on a Redis Cluster
+            dispatched_key=f"{self.prefix}:dispatched" if attempts else self.key(a.workflow_id, "dispatched"),
+            run_id=a.run_id, expected_version=a.expected_version, inbox_used=inbox_used,
+            status=a.status.value if a.status else None, summary=blob, updated=a.updated_at or None,
+            lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
+            attempts=tuple(attempts), events=tuple(codec.encode_event(e) for e in a.events))
 
     def _reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
         pipe = self.redis.pipeline(transaction=False)

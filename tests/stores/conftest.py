@@ -1,4 +1,5 @@
-"""One `store` fixture for the contract suite: each backend is one line of `STORES`."""
+"""One `store` fixture for the contract suite: each backend is one line of `STORES` (the Redis server is
+tests/conftest.py's `redis_url`)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,6 @@ STORES: dict[str, Callable[[Path], WorkflowStore]] = {
     "redis": lambda tmp: RedisStore(_REDIS["url"], prefix=f"t{uuid.uuid4().hex[:8]}"),
 }
 _REDIS: dict[str, str] = {}
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A private Redis-compatible server for the whole session (each test gets its own key prefix)."""
-    from tests.fleet import redis_server
-
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture(params=list(STORES))

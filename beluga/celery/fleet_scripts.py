@@ -1,0 +1,139 @@
+"""The builders of the fleet's scripts (beluga/lua/*.lua): each names its KEYS and ARGV in the order of
+the script's header, so callers pass them by keyword (see beluga.lua). `Fleet` fills them in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from beluga.lua import Call, arg, key, part
+from beluga.stores.redis_scripts import AppendCall
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BeginCall(Call):
+    """Take a run's coordinator lease and read the run: {} when held, else the run as read."""
+
+    SCRIPT: ClassVar[str] = "begin.lua"
+    lease_key: str = key()
+    run_key: str = key()
+    inbox_key: str = key()
+    events_key: str = key()
+    token: str = arg()
+    ttl_ms: int = arg()
+    limit: int = arg()
+    known_version: int = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportCall(Call):
+    """An attempt's report, then `begin`: retire the attempt, queue the report, take the lease if free."""
+
+    SCRIPT: ClassVar[str] = "report.lua"
+    begin: BeginCall = part(BeginCall)
+    attempts_key: str = key()
+    running_key: str = key()
+    running_info_key: str = key()
+    dirty_key: str = key()
+    dispatched_key: str = key()
+    received_key: str = key()
+    report: bytes = arg()
+    seq: int = arg()
+    member: str = arg()
+    next_attempt: int | None = arg()
+    now: float = arg()
+    workflow_id: str = arg()
+    next_deadline: float = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportAndAppendCall(Call):
+    """An attempt's report and the append it leads to: the store's `append` (its dispatched_key the
+    fleet-wide one) plus what the report needs. -1 when the report was queued instead."""
+
+    SCRIPT: ClassVar[str] = "report_and_append.lua"
+    append: AppendCall = part(AppendCall)
+    running_key: str = key()
+    running_info_key: str = key()
+    dirty_key: str = key()
+    received_key: str = key()
+    report: bytes = arg()
+    seq: int = arg()
+    member: str = arg()
+    next_attempt: int | None = arg()
+    now: float = arg()
+    next_deadline: float = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimCall(Call):
+    """Start an attempt if still allowed: [] when stale, else [1, heartbeat details or None]."""
+
+    SCRIPT: ClassVar[str] = "claim.lua"
+    attempts_key: str = key()
+    running_key: str = key()
+    running_info_key: str = key()
+    beats_key: str = key()
+    received_key: str = key()
+    dispatched_key: str = key()
+    seq: int = arg()
+    attempt: int = arg()
+    member: str = arg()
+    expiry: float = arg()
+    info: bytes = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiveCall(Call):
+    """Note a worker's receipt of an attempt that has not started."""
+
+    SCRIPT: ClassVar[str] = "receive.lua"
+    received_key: str = key()
+    dispatched_key: str = key()
+    member: str = arg()
+    info: bytes = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetireCall(Call):
+    """Retire an attempt if it is still the allowed one: 1 when retired, else 0."""
+
+    SCRIPT: ClassVar[str] = "retire.lua"
+    attempts_key: str = key()
+    seq: int = arg()
+    attempt: int = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseCall(Call):
+    """Release the lease if still ours: how many messages wait in the inbox."""
+
+    SCRIPT: ClassVar[str] = "release.lua"
+    lease_key: str = key()
+    inbox_key: str = key()
+    token: str = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrainTimersCall(Call):
+    """Move due timer messages into their runs' inboxes: how many."""
+
+    SCRIPT: ClassVar[str] = "drain_timers.lua"
+    timers_key: str = key()
+    wake_key: str = key()
+    dirty_key: str = key()
+    now: float = arg()
+    limit: int = arg()
+    prefix: str = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepCall(Call):
+    """Runs with messages waiting since before `cutoff` and no coordinator: their workflow ids."""
+
+    SCRIPT: ClassVar[str] = "sweep.lua"
+    dirty_key: str = key()
+    cutoff: float = arg()
+    now: float = arg()
+    prefix: str = arg()
+    limit: int = arg()

@@ -1,0 +1,42 @@
+-- append.lua: the store's conditional append of one run's events (RedisStore.append_one). For the
+-- fleet, in the same atomic step: consume inbox messages, allow activity attempts, release the lease.
+--
+-- KEYS
+--   run_key            <p>:{id}:run, hash: run_id, version, status, summary, updated, ...
+--   events_key         <p>:{id}:events, stream, entry 0-<event id>
+--   inbox_key          <p>:{id}:inbox, list of messages for the coordinator
+--   attempts_key       <p>:{id}:attempts, hash: seq -> the attempt allowed to run
+--   lease_key          <p>:{id}:lease, the coordinator's lease token
+--   dispatched_key     sorted set: "<id>\0<seq>\0<attempt>" -> dispatch deadline
+-- ARGV
+--   run_id             the run the writer read
+--   expected_version   the version the writer read; its events get ids expected_version + 1, ...
+--   inbox_used         how many inbox messages the events record (consumed from the inbox's head)
+--   status             the run's new status, or ''
+--   summary            the run's new encoded summary, or ''
+--   updated            the update time, or ''
+--   lease_token        the lease to release if still held with this token, or ''
+--   dispatch_deadline  until when the allowed attempts count as dispatched
+--   workflow_id        the run's workflow id
+--   #attempts          how many (seq, attempt) pairs follow
+--   #events            how many events follow them
+--   attempts...        (seq, attempt) pairs allowed to run
+--   events...          the encoded events
+-- Returns -1 when refused (the run is not at run_id and expected_version), else how many messages are
+-- left in the inbox.
+
+-- #include "lib/append.lua"
+
+local a = {
+  run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3], attempts_key = KEYS[4], lease_key = KEYS[5],
+  dispatched_key = KEYS[6],
+  run_id = ARGV[1], expected_version = tonumber(ARGV[2]), inbox_used = tonumber(ARGV[3]), status = ARGV[4],
+  summary = ARGV[5], updated = ARGV[6], lease_token = ARGV[7], dispatch_deadline = ARGV[8], workflow_id = ARGV[9],
+  attempts = {}, events = {},
+}
+local n_attempts, n_events = tonumber(ARGV[10]), tonumber(ARGV[11])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[11 + i] end
+for i = 1, n_events do a.events[i] = ARGV[11 + 2 * n_attempts + i] end
+
+if not append_allowed(a) then return -1 end
+return append_write(a)

@@ -1,0 +1,45 @@
+-- report.lua: an activity attempt's outcome, then begin.lua, in one round trip (Fleet.report_and_begin).
+-- Retires the finished attempt and queues its report in the inbox; then, if the lease is free, takes it
+-- and reads the run like begin.lua (the report is the inbox's last message); else the lease holder sees
+-- the report as it lets go.
+--
+-- KEYS
+--   lease_key         <p>:{id}:lease, the coordinator's lease token
+--   run_key           <p>:{id}:run, hash: run_id, version, ...
+--   inbox_key         <p>:{id}:inbox, list of messages for the coordinator
+--   events_key        <p>:{id}:events, stream, entry 0-<event id>
+--   attempts_key      <p>:{id}:attempts, hash: seq -> the attempt allowed to run
+--   running_key       <p>:running, sorted set: attempt member -> lease expiry
+--   running_info_key  <p>:running:info, hash: attempt member -> encoded info
+--   dirty_key         <p>:dirty, sorted set: workflow id -> when its inbox got a message
+--   dispatched_key    <p>:dispatched, sorted set: attempt member -> dispatch deadline
+--   received_key      <p>:received, hash: attempt member -> encoded receipt
+-- ARGV
+--   token             the new lease token
+--   ttl_ms            the lease's time to live, in milliseconds
+--   limit             how many inbox messages to read, at most
+--   known_version     the version the caller has cached, 0 for none
+--   report            the encoded report message
+--   seq               the activity's seq
+--   member            the finished attempt, "<workflow id>\0<seq>\0<attempt>"
+--   next_attempt      the attempt allowed next (a retry), or '' to retire the seq
+--   now               the time, for the dirty mark
+--   workflow_id       the run's workflow id
+--   next_deadline     until when the next attempt counts as dispatched
+-- Returns like begin.lua: {} when another coordinator holds the lease, else the run as read.
+
+-- #include "lib/attempt.lua"
+-- #include "lib/lease.lua"
+
+local r = {
+  inbox_key = KEYS[3], attempts_key = KEYS[5], running_key = KEYS[6], running_info_key = KEYS[7],
+  dirty_key = KEYS[8], dispatched_key = KEYS[9], received_key = KEYS[10],
+  report = ARGV[5], seq = ARGV[6], member = ARGV[7], next_attempt = ARGV[8], now = ARGV[9],
+  workflow_id = ARGV[10], next_deadline = ARGV[11],
+}
+finish_attempt(r)
+queue_report(r)
+return take_lease_and_read({
+  lease_key = KEYS[1], run_key = KEYS[2], inbox_key = KEYS[3], events_key = KEYS[4],
+  token = ARGV[1], ttl_ms = ARGV[2], limit = tonumber(ARGV[3]), known_version = tonumber(ARGV[4]),
+})

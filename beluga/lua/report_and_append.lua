@@ -1,0 +1,55 @@
+-- report_and_append.lua: the fast path of an activity attempt's report (Fleet.report_and_append), one
+-- round trip for a worker that has the run cached at its current version: retires the finished
+-- attempt, then appends the events the report leads to only if the run is still at the writer's
+-- version, no coordinator holds its lease and its inbox is empty; else queues the report for the
+-- coordinator, as report.lua does, and appends nothing.
+--
+-- KEYS
+--   run_key, events_key, inbox_key, attempts_key, lease_key, dispatched_key
+--                      as in append.lua (dispatched_key is the fleet-wide <p>:dispatched)
+--   running_key        <p>:running, sorted set: attempt member -> lease expiry
+--   running_info_key   <p>:running:info, hash: attempt member -> encoded info
+--   dirty_key          <p>:dirty, sorted set: workflow id -> when its inbox got a message
+--   received_key       <p>:received, hash: attempt member -> encoded receipt
+-- ARGV
+--   run_id, expected_version, inbox_used, status, summary, updated, lease_token, dispatch_deadline,
+--   workflow_id
+--                      as in append.lua
+--   report             the encoded report message
+--   seq                the activity's seq
+--   member             the finished attempt, "<workflow id>\0<seq>\0<attempt>"
+--   next_attempt       the attempt allowed next (a retry), or '' to retire the seq
+--   now                the time, for the dirty mark
+--   next_deadline      until when the next attempt counts as dispatched
+--   #attempts, #events, attempts..., events...
+--                      as in append.lua
+-- Returns -1 when the report was queued for the coordinator, else how many messages are left in the
+-- inbox after the append.
+
+-- #include "lib/append.lua"
+-- #include "lib/attempt.lua"
+
+local a = {
+  run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3], attempts_key = KEYS[4], lease_key = KEYS[5],
+  dispatched_key = KEYS[6],
+  run_id = ARGV[1], expected_version = tonumber(ARGV[2]), inbox_used = tonumber(ARGV[3]), status = ARGV[4],
+  summary = ARGV[5], updated = ARGV[6], lease_token = ARGV[7], dispatch_deadline = ARGV[8], workflow_id = ARGV[9],
+  attempts = {}, events = {},
+}
+local r = {
+  inbox_key = KEYS[3], attempts_key = KEYS[4], dispatched_key = KEYS[6], running_key = KEYS[7],
+  running_info_key = KEYS[8], dirty_key = KEYS[9], received_key = KEYS[10],
+  workflow_id = ARGV[9], report = ARGV[10], seq = ARGV[11], member = ARGV[12], next_attempt = ARGV[13],
+  now = ARGV[14], next_deadline = ARGV[15],
+}
+local n_attempts, n_events = tonumber(ARGV[16]), tonumber(ARGV[17])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[17 + i] end
+for i = 1, n_events do a.events[i] = ARGV[17 + 2 * n_attempts + i] end
+
+local allowed = append_allowed(a)
+finish_attempt(r)
+if not allowed or redis.call('EXISTS', a.lease_key) == 1 or redis.call('LLEN', a.inbox_key) > 0 then
+  queue_report(r)
+  return -1
+end
+return append_write(a)

@@ -1,0 +1,52 @@
+"""The builders of the Redis store's scripts (beluga/lua/append.lua, create.lua): each names its KEYS
+and ARGV in the order of the script's header, so callers pass them by keyword (see beluga.lua)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from beluga.lua import Call, arg, key, tail
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendCall(Call):
+    """The conditional append of one run: -1 when refused, else how many inbox messages are left."""
+
+    SCRIPT: ClassVar[str] = "append.lua"
+    run_key: str = key()
+    events_key: str = key()
+    inbox_key: str = key()
+    attempts_key: str = key()
+    lease_key: str = key()
+    dispatched_key: str = key()
+    run_id: str = arg()
+    expected_version: int = arg()
+    inbox_used: int = arg()
+    status: str | None = arg()
+    summary: bytes | None = arg()
+    updated: float | None = arg()
+    lease_token: str | None = arg()
+    dispatch_deadline: float = arg()
+    workflow_id: str = arg()
+    attempts: Sequence[tuple[int, int]] = tail()
+    events: Sequence[bytes] = tail()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateCall(Call):
+    """Start a run: b'' when created, else the id of the open run that blocks it."""
+
+    SCRIPT: ClassVar[str] = "create.lua"
+    run_key: str = key()
+    events_key: str = key()
+    inbox_key: str = key()
+    run_id: str = arg()
+    status: str = arg()
+    summary: bytes = arg()
+    workflow_type: str = arg()
+    created: float = arg()
+    replace_run_id: str | None = arg()
+    updated: float = arg()
+    events: Sequence[bytes] = tail()

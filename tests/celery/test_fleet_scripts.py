@@ -1,0 +1,300 @@
+"""The fleet's scripts (beluga/lua/begin.lua, report.lua, report_and_append.lua, claim.lua, receive.lua,
+retire.lua, release.lua, drain_timers.lua, sweep.lua) run against a real server through the `Fleet`
+methods that call them, one each, with the keys inspected after each call. No workers are started."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from beluga import codec
+from beluga.celery.fleet import Fleet
+from beluga.core.records import Append, Event, WorkflowState
+from beluga.stores.redis import RedisStore
+
+LEASE = 5.0
+
+
+@pytest.fixture
+def fleet(redis_url: str) -> Iterator[Fleet]:
+    """A fleet on a key prefix of its own (overrides the session's `fleet` of real workers here)."""
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield Fleet(store, lease_seconds=LEASE)
+    store.close()
+
+
+def _ev(i: int) -> Event:
+    return Event(i, "workflow_started" if i == 1 else "signal_received", float(i), {"n": i})
+
+
+def _start(fleet: Fleet, wid: str = "w", events: int = 3, run_id: str = "r1") -> None:
+    fleet.store.create(WorkflowState(wid, run_id, "order", history=tuple(_ev(i) for i in range(1, events + 1))))
+
+
+def _inbox(fleet: Fleet, wid: str = "w") -> list[bytes]:
+    return fleet.redis.lrange(fleet.store.keys(wid)[2], 0, -1)
+
+
+def _member(wid: str, seq: int, attempt: int) -> bytes:
+    return f"{wid}\x00{seq}\x00{attempt}".encode()
+
+
+def _k(fleet: Fleet, name: str) -> str:
+    return f"{fleet.prefix}:{name}"
+
+
+def _in_flight(fleet: Fleet, wid: str, seq: int, attempt: int) -> None:
+    """An attempt as the fleet records it while it runs (allowed, dispatched, received, running)."""
+    m = _member(wid, seq, attempt)
+    fleet.redis.hset(fleet.store.key(wid, "attempts"), str(seq), str(attempt))
+    fleet.redis.zadd(_k(fleet, "dispatched"), {m: 1.0})
+    fleet.redis.hset(_k(fleet, "received"), m, b"receipt")
+    fleet.redis.zadd(_k(fleet, "running"), {m: 1.0})
+    fleet.redis.hset(_k(fleet, "running:info"), m, b"info")
+
+
+def _traces(fleet: Fleet, member: bytes) -> list[bool]:
+    """Whether the attempt `member` is still in the running, running info, dispatched, received records."""
+    return [fleet.redis.zscore(_k(fleet, "running"), member) is not None,
+            fleet.redis.hexists(_k(fleet, "running:info"), member),
+            fleet.redis.zscore(_k(fleet, "dispatched"), member) is not None,
+            fleet.redis.hexists(_k(fleet, "received"), member)]
+
+
+# --- begin.lua ----------------------------------------------------------------------------------------
+def test_begin_takes_the_lease_and_reads_the_run_without_consuming_the_inbox(fleet: Fleet) -> None:
+    _start(fleet)
+    fleet.push("w", {"k": "signal", "n": 1})
+    fleet.push("w", {"k": "signal", "n": 2})
+    begun = fleet.begin("w", ttl=7.0)
+    assert begun is not None
+    assert (begun.run_id, begun.version, begun.inbox_used, begun.newer) == ("r1", 3, 2, [])
+    assert [codec.decode(m)["n"] for m in begun.messages] == [1, 2]
+    assert fleet.redis.get(fleet.store.key("w", "lease")) == begun.token.encode()
+    assert 6000 < fleet.redis.pttl(fleet.store.key("w", "lease")) <= 7000
+    assert len(_inbox(fleet)) == 2
+
+
+def test_begin_is_refused_while_another_holds_the_lease(fleet: Fleet) -> None:
+    _start(fleet)
+    first = fleet.begin("w")
+    assert first is not None
+    assert fleet.begin("w") is None
+    assert fleet.redis.get(fleet.store.key("w", "lease")) == first.token.encode()
+
+
+def test_begin_reads_at_most_limit_messages(fleet: Fleet) -> None:
+    _start(fleet)
+    for n in range(3):
+        fleet.push("w", {"n": n})
+    begun = fleet.begin("w", limit=2)
+    assert begun is not None and begun.inbox_used == 2
+    assert [codec.decode(m)["n"] for m in begun.messages] == [0, 1]
+
+
+def test_begin_sends_only_the_events_past_the_cached_version(fleet: Fleet) -> None:
+    _start(fleet, events=4)
+    lease = fleet.store.key("w", "lease")
+    got = {}
+    for known in (1, 3, 4, 0):
+        begun = fleet.begin("w", known_version=known)
+        assert begun is not None
+        got[known] = [codec.decode_event(e).id for e in begun.newer]
+        fleet.redis.delete(lease)
+    assert got == {1: [2, 3, 4], 3: [4], 4: [], 0: []}
+    fleet.redis.hset(fleet.store.keys("w")[0], "version", 1002)   # more than 1000 behind: reload instead
+    begun = fleet.begin("w", known_version=1)
+    assert begun is not None and begun.version == 1002 and begun.newer == []
+
+
+def test_begin_on_an_unknown_run_reads_no_run(fleet: Fleet) -> None:
+    fleet.push("ghost", {"k": "signal"})
+    begun = fleet.begin("ghost")
+    assert begun is not None
+    assert (begun.run_id, begun.version, begun.inbox_used) == (None, 0, 1)
+
+
+# --- release.lua --------------------------------------------------------------------------------------
+def test_release_frees_the_lease_only_with_its_token_and_counts_the_inbox(fleet: Fleet) -> None:
+    _start(fleet)
+    begun = fleet.begin("w")
+    assert begun is not None
+    fleet.push("w", {"k": "signal"})
+    assert fleet.release("w", "not-the-token") == 1
+    assert fleet.redis.get(fleet.store.key("w", "lease")) == begun.token.encode()
+    assert fleet.release("w", begun.token) == 1
+    assert fleet.redis.exists(fleet.store.key("w", "lease")) == 0
+
+
+# --- report.lua ---------------------------------------------------------------------------------------
+def test_report_with_the_lease_free_retires_the_attempt_and_begins(fleet: Fleet) -> None:
+    _start(fleet)
+    _in_flight(fleet, "w", 4, 1)
+    fleet.push("w", {"k": "signal"})
+    before = time.time()
+    begun = fleet.report_and_begin("w", 4, 1, {"k": "activity", "seq": 4}, None, known_version=2)
+    assert begun is not None
+    assert fleet.redis.get(fleet.store.key("w", "lease")) == begun.token.encode()
+    assert [codec.decode(m)["k"] for m in begun.messages] == ["signal", "activity"]   # the report comes last
+    assert begun.inbox_used == 2 and [codec.decode_event(e).id for e in begun.newer] == [3]
+    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") is None
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+    assert before <= fleet.redis.zscore(_k(fleet, "dirty"), "w") <= time.time()
+
+
+def test_report_with_the_lease_held_is_queued_for_its_holder(fleet: Fleet) -> None:
+    _start(fleet)
+    holder = fleet.begin("w")
+    assert holder is not None
+    _in_flight(fleet, "w", 4, 1)
+    assert fleet.report_and_begin("w", 4, 1, {"k": "activity", "seq": 4}, None) is None
+    assert [codec.decode(m)["seq"] for m in _inbox(fleet)] == [4]
+    assert fleet.redis.get(fleet.store.key("w", "lease")) == holder.token.encode()
+    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") is None
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+    assert fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
+
+
+def test_report_of_a_retry_allows_the_next_attempt(fleet: Fleet) -> None:
+    _start(fleet)
+    _in_flight(fleet, "w", 4, 1)
+    before = time.time()
+    fleet.report_and_begin("w", 4, 1, {"k": "activity", "seq": 4, "retry_in": 30.0}, 2)
+    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") == b"2"
+    deadline = fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 2))
+    assert before + 30 + 2 * LEASE <= deadline <= time.time() + 30 + 2 * LEASE
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+
+
+# --- report_and_append.lua ----------------------------------------------------------------------------
+def _fast(fleet: Fleet, version: int = 3, run_id: str = "r1", next_attempt: int | None = None,
+          allowed: tuple[tuple[int, int], ...] = ()) -> int:
+    call = fleet.store.append_call(Append("w", run_id, version, (_ev(version + 1),), updated_at=9.0),
+                                   attempts=allowed, dispatch_deadline=77.0)
+    assert call is not None
+    return fleet.report_and_append(call, 4, 1, {"k": "activity", "seq": 4}, next_attempt)
+
+
+def test_report_and_append_appends_when_the_run_is_untouched(fleet: Fleet) -> None:
+    _start(fleet)
+    _in_flight(fleet, "w", 4, 1)
+    assert _fast(fleet, allowed=((5, 1),)) == 0
+    assert fleet.store.version("w") == ("r1", 4)
+    assert [e.id for e in fleet.store.history("w")] == [1, 2, 3, 4]
+    assert _inbox(fleet) == [] and fleet.redis.zscore(_k(fleet, "dirty"), "w") is None   # nothing queued
+    assert fleet.redis.hgetall(fleet.store.key("w", "attempts")) == {b"5": b"1"}          # 4 retired, 5 allowed
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 5, 1)) == 77.0       # the fleet-wide record
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+
+
+@pytest.mark.parametrize("touched", ["lease held", "inbox waiting", "stale version", "other run"])
+def test_report_and_append_queues_the_report_when_the_run_was_touched(fleet: Fleet, touched: str) -> None:
+    _start(fleet)
+    _in_flight(fleet, "w", 4, 1)
+    if touched == "lease held":
+        fleet.redis.set(fleet.store.key("w", "lease"), "someone")
+    if touched == "inbox waiting":
+        fleet.push("w", {"k": "signal"})
+    got = _fast(fleet, version=2 if touched == "stale version" else 3,
+                run_id="r0" if touched == "other run" else "r1", next_attempt=2, allowed=((5, 1),))
+    assert got == -1
+    assert fleet.store.version("w") == ("r1", 3)                                  # nothing appended
+    assert codec.decode(_inbox(fleet)[-1]) == {"k": "activity", "seq": 4}        # the report, queued last
+    assert fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
+    assert fleet.redis.hgetall(fleet.store.key("w", "attempts")) == {b"4": b"2"}  # retried; 5 not allowed
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 5, 1)) is None
+    if touched == "lease held":
+        assert fleet.redis.get(fleet.store.key("w", "lease")) == b"someone"
+
+
+# --- claim.lua, receive.lua, retire.lua ---------------------------------------------------------------
+def test_claim_starts_the_allowed_attempt_with_the_last_heartbeat(fleet: Fleet) -> None:
+    _in_flight(fleet, "w", 4, 2)
+    fleet.redis.zrem(_k(fleet, "running"), _member("w", 4, 2))
+    fleet.redis.hset(fleet.store.key("w", "beats"), "4", codec.encode({"done": 7}))
+    before = time.time()
+    assert fleet.claim("w", 4, 2, "r1", ttl=20.0) == (True, {"done": 7})
+    m = _member("w", 4, 2)
+    assert before + 20 <= fleet.redis.zscore(_k(fleet, "running"), m) <= time.time() + 20
+    assert codec.decode(fleet.redis.hget(_k(fleet, "running:info"), m)) == {"run": "r1", "heartbeat_timeout": 20.0}
+    assert _traces(fleet, m) == [True, True, False, False]   # no longer dispatched nor merely received
+
+
+def test_claim_without_heartbeat_details(fleet: Fleet) -> None:
+    fleet.redis.hset(fleet.store.key("w", "attempts"), "4", "1")
+    assert fleet.claim("w", 4, 1, "r1") == (True, None)
+    assert fleet.redis.zscore(_k(fleet, "running"), _member("w", 4, 1)) <= time.time() + LEASE
+
+
+@pytest.mark.parametrize("allowed", ["2", None])
+def test_claim_refuses_a_stale_attempt(fleet: Fleet, allowed: str | None) -> None:
+    _in_flight(fleet, "w", 4, 1)
+    m = _member("w", 4, 1)
+    fleet.redis.zrem(_k(fleet, "running"), m)
+    fleet.redis.hdel(_k(fleet, "running:info"), m)
+    if allowed is None:
+        fleet.redis.hdel(fleet.store.key("w", "attempts"), "4")
+    else:
+        fleet.redis.hset(fleet.store.key("w", "attempts"), "4", allowed)
+    assert fleet.claim("w", 4, 1, "r1") == (False, None)
+    assert _traces(fleet, m) == [False] * 4   # not started; its receipt and dispatch record are dropped
+
+
+def test_receipts_are_noted_only_for_attempts_not_yet_started(fleet: Fleet) -> None:
+    waiting, started = _member("w", 1, 1), _member("w", 2, 1)
+    fleet.redis.zadd(_k(fleet, "dispatched"), {waiting: 50.0})
+    fleet.received([("w", 1, 1, "r1", "worker-a"), ("w", 2, 1, "r1", "worker-a")])
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), waiting) is None
+    assert codec.decode(fleet.redis.hget(_k(fleet, "received"), waiting)) == {"run": "r1", "worker": "worker-a"}
+    assert not fleet.redis.hexists(_k(fleet, "received"), started)
+
+
+def test_retire_only_retires_the_attempt_still_allowed(fleet: Fleet) -> None:
+    attempts = fleet.store.key("w", "attempts")
+    fleet.redis.hset(attempts, mapping={"4": "2", "5": "1"})
+    fleet.retire("w", 4, 1)
+    assert fleet.redis.hgetall(attempts) == {b"4": b"2", b"5": b"1"}
+    fleet.retire("w", 4, 2)
+    assert fleet.redis.hgetall(attempts) == {b"5": b"1"}
+
+
+# --- drain_timers.lua, sweep.lua ----------------------------------------------------------------------
+def test_drain_timers_moves_due_messages_into_inboxes_and_marks_runs_woken(fleet: Fleet) -> None:
+    fleet.arm("a", 10.0, {"k": "timer", "n": 1})
+    fleet.arm("b", 11.0, {"k": "timer", "n": 2})
+    fleet.arm("a", 12.0, {"k": "timer", "n": 3})
+    fleet.arm("c", 99.0, {"k": "timer", "n": 4})
+    assert fleet.drain_timers(20.0, limit=2) == 2
+    assert [codec.decode(m)["n"] for m in _inbox(fleet, "a")] == [1]
+    assert [codec.decode(m)["n"] for m in _inbox(fleet, "b")] == [2]
+    assert fleet.drain_timers(20.0) == 1
+    assert [codec.decode(m)["n"] for m in _inbox(fleet, "a")] == [1, 3]
+    assert _inbox(fleet, "c") == [] and fleet.redis.zcard(_k(fleet, "timers")) == 1   # not due yet
+    assert sorted(fleet.take_wakes()) == ["a", "b"]
+    assert fleet.redis.zrange(_k(fleet, "dirty"), 0, -1, withscores=True) == [(b"a", 20.0), (b"b", 20.0)]
+    assert fleet.drain_timers(20.0) == 0
+
+
+def test_sweep_returns_only_dirty_runs_with_waiting_messages_and_no_lease(fleet: Fleet) -> None:
+    dirty = _k(fleet, "dirty")
+    for wid in ("orphan", "held", "done", "fresh"):
+        fleet.redis.zadd(dirty, {wid: 100.0 if wid != "fresh" else 199.5})
+        if wid != "done":
+            fleet.redis.rpush(fleet.store.keys(wid)[2], b"m")
+    fleet.redis.set(fleet.store.key("held", "lease"), "tok")
+    assert fleet.sweep(200.0, grace=2.0) == ["orphan"]
+    assert dict(fleet.redis.zrange(dirty, 0, -1, withscores=True)) == {
+        b"orphan": 200.0, b"held": 200.0, b"fresh": 199.5}   # "done" is forgotten, the others looked at again
+    assert fleet.sweep(200.0, grace=2.0) == []                # nothing waited long enough since
+
+
+def test_sweep_looks_at_most_at_limit_runs(fleet: Fleet) -> None:
+    for n in range(3):
+        fleet.redis.zadd(_k(fleet, "dirty"), {f"w{n}": 10.0 + n})
+        fleet.redis.rpush(fleet.store.keys(f"w{n}")[2], b"m")
+    assert fleet.sweep(100.0, limit=2) == ["w0", "w1"]
+    assert fleet.sweep(100.0, limit=2) == ["w2"]

@@ -1,0 +1,197 @@
+"""The Redis store's scripts (beluga/lua/append.lua, create.lua) run directly against a real server,
+through their builders, with the keys inspected after each call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+
+from beluga.core.records import Append, Event, WorkflowState, WorkflowStatus
+from beluga.lua import Scripts
+from beluga.stores.redis import RedisStore
+from beluga.stores.redis_scripts import AppendCall, CreateCall
+
+
+@dataclass
+class Run:
+    """One run's keys under a prefix of its own, and the scripts to call on them."""
+
+    r: redis.Redis
+    lua: Scripts
+    wid: str
+
+    def key(self, name: str) -> str:
+        return f"{self.wid}:{name}"
+
+    def seed(self, run_id: str = "r1", version: int = 2, **fields: Any) -> None:
+        """A run at `version`, written by hand so that the append tests do not depend on create.lua."""
+        self.r.hset(self.key("run"), mapping={"run_id": run_id, "version": version, "status": "running",
+                                              "summary": b"S0", **fields})
+        for v in range(1, version + 1):
+            self.r.xadd(self.key("events"), {"e": f"event {v}"}, id=f"0-{v}")
+
+    def append(self, **kw: Any) -> int:
+        args: dict[str, Any] = dict(
+            run_key=self.key("run"), events_key=self.key("events"), inbox_key=self.key("inbox"),
+            attempts_key=self.key("attempts"), lease_key=self.key("lease"), dispatched_key=self.key("dispatched"),
+            run_id="r1", expected_version=2, inbox_used=0, status=None, summary=None, updated=None,
+            lease_token=None, dispatch_deadline=0.0, workflow_id=self.wid)
+        return self.lua.run(AppendCall(**{**args, **kw}))
+
+    def create(self, **kw: Any) -> bytes:
+        args: dict[str, Any] = dict(
+            run_key=self.key("run"), events_key=self.key("events"), inbox_key=self.key("inbox"), run_id="r1",
+            status="running", summary=b"S", workflow_type="order", created=10.0, replace_run_id=None,
+            updated=11.0, events=[b"e1", b"e2"])
+        return self.lua.run(CreateCall(**{**args, **kw}))
+
+    def run_hash(self) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key("run")).items()}
+
+    def events(self) -> list[tuple[str, bytes]]:
+        return [(i.decode(), f[b"e"]) for i, f in self.r.xrange(self.key("events"))]
+
+    def inbox(self) -> list[bytes]:
+        return self.r.lrange(self.key("inbox"), 0, -1)
+
+
+@pytest.fixture
+def run(redis_url: str) -> Iterator[Run]:
+    r = redis.Redis.from_url(redis_url)
+    yield Run(r, Scripts(r, [AppendCall, CreateCall]), f"t{uuid.uuid4().hex[:8]}")
+    r.close()
+
+
+# --- append.lua ---------------------------------------------------------------------------------------
+def test_append_writes_events_after_the_expected_version(run: Run) -> None:
+    run.seed()
+    assert run.append(events=[b"e3", b"e4"]) == 0
+    assert run.events()[2:] == [("0-3", b"e3"), ("0-4", b"e4")]
+    assert run.run_hash()["version"] == "4"
+
+
+def _untouched(run: Run) -> tuple[Any, ...]:
+    return (run.run_hash(), run.events(), run.inbox(), run.r.get(run.key("lease")),
+            run.r.hgetall(run.key("attempts")), run.r.zrange(run.key("dispatched"), 0, -1))
+
+
+@pytest.mark.parametrize("stale", [{"expected_version": 1}, {"expected_version": 3}, {"run_id": "r0"}])
+def test_append_is_refused_unless_the_run_is_the_writers(run: Run, stale: dict[str, Any]) -> None:
+    run.seed()
+    run.r.rpush(run.key("inbox"), b"m1")
+    run.r.set(run.key("lease"), "tok")
+    before = _untouched(run)
+    assert run.append(**stale, events=[b"x"], inbox_used=1, lease_token="tok", status="completed", summary=b"S1",
+                      updated=5.0, attempts=[(1, 1)], dispatch_deadline=9.0) == -1
+    assert _untouched(run) == before
+
+
+def test_append_to_a_missing_run_is_refused(run: Run) -> None:
+    assert run.append(expected_version=0, events=[b"x"]) == -1
+    assert run.r.exists(run.key("run"), run.key("events")) == 0
+
+
+def test_inbox_is_consumed_exactly_by_inbox_used(run: Run) -> None:
+    run.seed()
+    run.r.rpush(run.key("inbox"), b"m1", b"m2", b"m3")
+    assert run.append(events=[b"e3"], inbox_used=2) == 1
+    assert run.inbox() == [b"m3"]
+    assert run.append(expected_version=3, events=[b"e4"]) == 1     # inbox_used 0 consumes nothing
+    assert run.inbox() == [b"m3"]
+
+
+def test_lease_is_released_only_with_its_token(run: Run) -> None:
+    run.seed()
+    run.r.set(run.key("lease"), "theirs")
+    assert run.append(lease_token="mine") == 0
+    assert run.r.get(run.key("lease")) == b"theirs"
+    assert run.append(lease_token=None) == 0
+    assert run.r.get(run.key("lease")) == b"theirs"
+    assert run.append(lease_token="theirs") == 0
+    assert run.r.exists(run.key("lease")) == 0
+
+
+def test_status_summary_and_update_time_change_only_when_given(run: Run) -> None:
+    run.seed(updated="1.0")
+    run.append(events=[b"e3"])
+    assert {k: run.run_hash()[k] for k in ("status", "summary", "updated")} == {
+        "status": "running", "summary": "S0", "updated": "1.0"}
+    run.append(expected_version=3, status="completed", summary=b"S1", updated=2.5)
+    assert {k: run.run_hash()[k] for k in ("status", "summary", "updated", "version")} == {
+        "status": "completed", "summary": "S1", "updated": "2.5", "version": "3"}
+
+
+def test_attempts_are_allowed_and_noted_as_dispatched(run: Run) -> None:
+    run.seed()
+    run.r.hset(run.key("attempts"), "7", "1")
+    assert run.append(events=[b"e3"], attempts=[(7, 2), (8, 1)], dispatch_deadline=123.5) == 0
+    assert run.r.hgetall(run.key("attempts")) == {b"7": b"2", b"8": b"1"}
+    assert run.r.zrange(run.key("dispatched"), 0, -1, withscores=True) == [
+        (f"{run.wid}\x007\x002".encode(), 123.5), (f"{run.wid}\x008\x001".encode(), 123.5)]
+
+
+# --- create.lua ---------------------------------------------------------------------------------------
+def test_create_writes_the_run_and_its_first_events(run: Run) -> None:
+    assert run.create() == b""
+    assert run.run_hash() == {"run_id": "r1", "status": "running", "summary": "S", "type": "order",
+                              "created": "10.0", "updated": "11.0", "version": "2"}
+    assert run.events() == [("0-1", b"e1"), ("0-2", b"e2")]
+
+
+def test_create_is_refused_by_an_open_run_and_changes_nothing(run: Run) -> None:
+    run.create(run_id="r1")
+    run.r.rpush(run.key("inbox"), b"m1")
+    before = (run.run_hash(), run.events(), run.inbox())
+    assert run.create(run_id="r2", events=[b"x"]) == b"r1"
+    assert run.create(run_id="r2", replace_run_id="r0", events=[b"x"]) == b"r1"   # not the open run
+    assert (run.run_hash(), run.events(), run.inbox()) == before
+
+
+def test_create_replaces_a_closed_run_and_drops_its_inbox(run: Run) -> None:
+    run.create(run_id="r1", events=[b"a", b"b", b"c"])
+    run.r.hset(run.key("run"), "status", "completed")
+    run.r.rpush(run.key("inbox"), b"late")
+    assert run.create(run_id="r2", events=[b"n1"]) == b""
+    assert run.events() == [("0-1", b"n1")]
+    assert run.run_hash()["run_id"] == "r2" and run.run_hash()["version"] == "1"
+    assert run.inbox() == []
+
+
+def test_continue_as_new_replaces_the_open_run_and_keeps_its_inbox(run: Run) -> None:
+    run.create(run_id="r1", events=[b"a", b"b", b"c"])
+    run.r.rpush(run.key("inbox"), b"signal for the next run")
+    assert run.create(run_id="r2", replace_run_id="r1", events=[b"n1"]) == b""
+    assert run.events() == [("0-1", b"n1")]
+    assert run.inbox() == [b"signal for the next run"]
+
+
+# --- the store's builder -------------------------------------------------------------------------------
+def test_append_call_names_the_fleet_wide_dispatch_record_only_with_attempts(redis_url: str) -> None:
+    """A plain append stays within the run's hash slot (a Redis Cluster runs it); one that allows
+    attempts notes them in the fleet-wide record the scheduler scans."""
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    a = Append("w", "r1", 1, (Event(2, "activity_completed", 1.0, {}),), updated_at=3.0)
+    plain = store.append_call(a)
+    allowing = store.append_call(a, attempts=[(2, 1)], lease_token="tok", inbox_used=1, dispatch_deadline=9.0)
+    assert plain is not None and allowing is not None
+    assert plain.dispatched_key == store.key("w", "dispatched")
+    assert allowing.dispatched_key == f"{store.prefix}:dispatched"
+    assert (allowing.attempts, allowing.lease_token, allowing.inbox_used) == (((2, 1),), "tok", 1)
+    assert store.append_call(Append("w", "r1", 1, (), status=WorkflowStatus.COMPLETED)) is None   # no such run
+    store.close()
+
+
+def test_append_one_reports_refusal_and_what_is_left(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    store.create(WorkflowState("w", "r1", "order", history=(Event(1, "workflow_started", 1.0, {}),)))
+    store.redis.rpush(store.keys("w")[2], b"m1", b"m2")
+    step = (Event(2, "signal_received", 2.0, {}),)
+    assert store.append_one(Append("w", "r0", 1, step), inbox_used=1) is None
+    assert store.append_one(Append("w", "r1", 1, step), inbox_used=1) == 1
+    assert store.version("w") == ("r1", 2)
+    store.close()
