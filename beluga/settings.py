@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imports": "BELUGA_IMPORTS",
         "max_payload_bytes": "BELUGA_MAX_PAYLOAD_BYTES", "lease_seconds": "BELUGA_LEASE_SECONDS",
         "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX",
-        "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS"}
+        "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Settings:
     default_queue: str = "beluga"
     key_prefix: str = "beluga"
     stuck_retry_seconds: float = 5.0       # first look again at a stuck run; doubles up to 300 s
+    client_retry_seconds: float = 10.0     # how long client calls retry while Redis cannot be reached
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
@@ -78,7 +79,7 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(m.strip() for m in value.split(",") if m.strip())
     if name == "max_payload_bytes":
         return int(value)
-    if name in ("lease_seconds", "stuck_retry_seconds"):
+    if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds"):
         return float(value)
     return value
 

@@ -34,7 +34,7 @@ API_NAMES = {
 EXPORTS = API_NAMES | {
     "ActivityInfo", "ChildWorkflowError", "ConfigurationError", "Event", "EventType", "HumanActivity",
     "HumanManager", "HumanRequest", "HumanResponse", "InMemoryHumanManager", "Registry", "RemoteError",
-    "SignalChannel", "register_store", "registry",
+    "SignalChannel", "register_store", "registry", "ServiceUnavailable",
 }
 
 
@@ -106,9 +106,11 @@ E = inspect.Parameter.empty
 @pytest.mark.parametrize(("obj", "expected"), [
     (workflow.WorkflowOptions, [("id", "POSITIONAL_OR_KEYWORD", None), ("input", "POSITIONAL_OR_KEYWORD", None),
                                 ("timeout", "POSITIONAL_OR_KEYWORD", None),
-                                ("queue", "POSITIONAL_OR_KEYWORD", None)]),
+                                ("queue", "POSITIONAL_OR_KEYWORD", None),
+                                ("request_id", "POSITIONAL_OR_KEYWORD", None)]),
     (workflow.Signal, [("name", "POSITIONAL_OR_KEYWORD", E), ("payload", "POSITIONAL_OR_KEYWORD", None),
-                       ("sent_at", "POSITIONAL_OR_KEYWORD", None), ("sender_id", "POSITIONAL_OR_KEYWORD", None)]),
+                       ("sent_at", "POSITIONAL_OR_KEYWORD", None), ("sender_id", "POSITIONAL_OR_KEYWORD", None),
+                       ("request_id", "POSITIONAL_OR_KEYWORD", None)]),
     (workflow.WorkflowFilter, [("status", "POSITIONAL_OR_KEYWORD", None),
                                ("workflow_type", "POSITIONAL_OR_KEYWORD", None),
                                ("limit", "POSITIONAL_OR_KEYWORD", 100)]),

@@ -24,13 +24,17 @@ from beluga.celery.fleet_scripts import (
     BeginCall,
     ClaimCall,
     DrainTimersCall,
+    PushCall,
     ReceiveCall,
     ReleaseCall,
     ReportAndAppendCall,
     ReportCall,
     RetireCall,
+    StartCall,
     SweepCall,
 )
+from beluga.core.errors import WorkflowAlreadyStarted
+from beluga.core.records import WorkflowState
 from beluga.lua import Scripts
 from beluga.stores.redis import RedisStore
 from beluga.stores.redis_scripts import AppendCall
@@ -45,7 +49,7 @@ class Fleet:
         self._known: set[str] = set()
         self._known_at = -1e9
         self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReceiveCall,
-                                         RetireCall, ReleaseCall, DrainTimersCall, SweepCall])
+                                         RetireCall, ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall])
 
     def _fleet_key(self, name: str) -> str:
         """A fleet-wide key (`<p>:running`, `<p>:dispatched`, ...), beside the runs' own keys."""
@@ -65,6 +69,32 @@ class Fleet:
         pipe.rpush(self.store.keys(workflow_id)[2], codec.encode(message))
         pipe.zadd(f"{self.prefix}:dirty", {workflow_id: time.time()})
         pipe.execute()
+
+    def push_input(self, workflow_id: str, message: dict[str, Any], request_id: str | None = None) -> int:
+        """A client's input, queued only while the run is open (see push.lua): 0 queued, 1 queued before
+        by the same request, -1 no such run, -2 the run is closed."""
+        run_key, _, inbox_key = self.store.keys(workflow_id)
+        return int(self._lua.run(PushCall(
+            run_key=run_key, inbox_key=inbox_key, requests_key=self.store.key(workflow_id, "requests"),
+            dirty_key=self._fleet_key("dirty"), message=codec.encode(message), request_id=request_id,
+            workflow_id=workflow_id, now=time.time())))
+
+    def start_run(self, state: WorkflowState, request_id: str | None = None) -> str:
+        """Create the run with its start message queued (see start.lua). Returns the run id: the new one,
+        or the one this request created before. Raises `WorkflowAlreadyStarted` for another open run."""
+        run_key, events_key, inbox_key = self.store.keys(state.workflow_id)
+        got = self._lua.run(StartCall(
+            run_key=run_key, events_key=events_key, inbox_key=inbox_key, dirty_key=self._fleet_key("dirty"),
+            run_id=state.run_id, status=state.status.value, summary=codec.encode_state(state),
+            workflow_type=state.workflow_type, created=state.created_at, updated=state.updated_at,
+            request_id=request_id, workflow_id=state.workflow_id, start_message=codec.encode({"k": "start"}),
+            events=tuple(codec.encode_event(e) for e in state.history))).decode()
+        if got.startswith("="):
+            return got[1:]
+        if got:
+            raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
+        self.store.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
+        return state.run_id
 
     # --- coordinator lease --------------------------------------------------------------------------
     def begin(self, workflow_id: str, limit: int = 100, known_version: int = 0, ttl: float = 10.0) -> Begun | None:

@@ -3,10 +3,11 @@ the script's header, so callers pass them by keyword (see beluga.lua). `Fleet` f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from beluga.lua import Call, arg, key, part
+from beluga.lua import Call, arg, key, part, tail
 from beluga.stores.redis_scripts import AppendCall
 
 
@@ -137,3 +138,41 @@ class SweepCall(Call):
     now: float = arg()
     prefix: str = arg()
     limit: int = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartCall(Call):
+    """A client starts a run with its start message queued: b'' when created, b'=<run id>' when this
+    request created the current run already, else the id of the open run that blocks it."""
+
+    SCRIPT: ClassVar[str] = "start.lua"
+    run_key: str = key()
+    events_key: str = key()
+    inbox_key: str = key()
+    dirty_key: str = key()
+    run_id: str = arg()
+    status: str = arg()
+    summary: bytes = arg()
+    workflow_type: str = arg()
+    created: float = arg()
+    updated: float = arg()
+    request_id: str | None = arg()
+    workflow_id: str = arg()
+    start_message: bytes = arg()
+    events: Sequence[bytes] = tail()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushCall(Call):
+    """A client's input, queued only while the run is open: 0 queued, 1 queued before (same request id),
+    -1 no such run, -2 the run is closed."""
+
+    SCRIPT: ClassVar[str] = "push.lua"
+    run_key: str = key()
+    inbox_key: str = key()
+    requests_key: str = key()
+    dirty_key: str = key()
+    message: bytes = arg()
+    request_id: str | None = arg()
+    workflow_id: str = arg()
+    now: float = arg()

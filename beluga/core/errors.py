@@ -21,6 +21,17 @@ class WorkflowNotRunning(WorkflowError):
     """The run has closed, so it can no longer be signalled or cancelled."""
 
 
+class ServiceUnavailable(WorkflowError):
+    """Redis or the broker could not be reached within the client's retry time
+    (`BELUGA_CLIENT_RETRY_SECONDS`). `may_have_taken_effect` says whether the call may still have
+    happened; repeating it with the same `request_id` is safe either way (it takes effect once)."""
+
+    def __init__(self, message: str, *, may_have_taken_effect: bool, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.may_have_taken_effect = may_have_taken_effect
+        self.request_id = request_id
+
+
 class WorkflowFailed(WorkflowError):
     """The run ended `failed`; `cause` holds the error it failed with."""
 

@@ -93,6 +93,7 @@ class Signal:
     payload: Any = None
     sent_at: float | None = None
     sender_id: str | None = None
+    request_id: str | None = None  # a retry with the same id is recorded once (the fleet client)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,9 @@ class WorkflowOptions:
     input: Any = None
     timeout: Duration | None = None
     queue: str | None = None
+    # Makes `execute` idempotent where a call can fail after taking effect (the fleet): a retry with the
+    # same request id returns the run the first call started. A new one is made when not given.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,18 @@ workflow code, so a Django or Flask view can start, signal, query and cancel run
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import kombu.exceptions
+import redis
 
 from beluga.celery import messages
 from beluga.core.definitions import registry
-from beluga.core.errors import ConfigurationError, WorkflowNotRunning
+from beluga.core.errors import ConfigurationError, ServiceUnavailable, WorkflowNotFound, WorkflowNotRunning
 from beluga.core.failure import raise_as_own
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
@@ -17,6 +22,11 @@ from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedO
 from beluga.executors._runs import new_run_state
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.settings import Settings
+
+log = logging.getLogger("beluga.client")
+T = TypeVar("T")
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError, ConnectionError,
+              TimeoutError)
 
 
 class CeleryExecutor(StoreBackedExecutor):
@@ -35,18 +45,58 @@ class CeleryExecutor(StoreBackedExecutor):
         name = self._workflow_type(workflow)
         self._rt.check(options.input)
         timeout = seconds(options.timeout)
-        now = time.time()
-        state = new_run_state(name, options.id or str(uuid.uuid4()), options.input, timeout, options.queue, now)
-        self.store.create(state)
-        # found by the sweeper should the wake be lost
-        self.fleet.push(state.workflow_id, messages.encode(messages.Start()))
-        if timeout is not None:
-            self.fleet.arm(state.workflow_id, now + timeout, messages.encode(TimedOut(), state.run_id))
+        request_id = options.request_id or uuid.uuid4().hex
+        workflow_id = options.id or str(uuid.uuid4())
+
+        def start() -> str:
+            now = time.time()
+            state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now)
+            run_id = self.fleet.start_run(state, request_id)  # its start message is queued with it
+            if timeout is not None:  # the same member each retry: armed once
+                self.fleet.arm(workflow_id, now + timeout, messages.encode(TimedOut(), run_id))
+            return run_id
+
+        run_id = self._retrying(f"starting workflow {workflow_id}", start, request_id)
         if name in registry.workflows:  # this process has the code: take the first step here (eager start)
-            self._rt.coordinate_here(state.workflow_id)
+            self._best_effort(lambda: self._rt.coordinate_here(workflow_id), workflow_id)
         else:
-            self._rt.wake(state.workflow_id, options.queue)
-        return WorkflowHandle(self, state.workflow_id, state.run_id)
+            self._wake(workflow_id, options.queue)
+        return WorkflowHandle(self, workflow_id, run_id)
+
+    def _retrying(self, what: str, call: Callable[[], T], request_id: str | None) -> T:
+        """Run `call`, retrying while Redis cannot be reached, for `client_retry_seconds`. Every retry
+        carries the same request id, so a call that took effect before its answer was lost takes effect
+        once. What finally fails says whether it may have taken effect."""
+        deadline = time.monotonic() + self._rt.settings.client_retry_seconds
+        delay, sent = 0.05, False
+        while True:
+            try:
+                return call()
+            except _TRANSIENT as exc:
+                # A refused connection sent nothing; any other failure may have reached Redis.
+                sent = sent or not isinstance(exc, redis.ConnectionError) or "Connection refused" not in str(exc)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ServiceUnavailable(
+                        f"{what}: Redis could not be reached for {self._rt.settings.client_retry_seconds:g}s "
+                        f"({exc}); " + ("it may have taken effect: repeat it with request_id "
+                                        f"{request_id!r} to make sure, it takes effect once" if sent else
+                                        "it did not take effect"),
+                        may_have_taken_effect=sent, request_id=request_id) from exc
+                log.warning("%s: %s; retrying in %.2fs", what, exc, min(delay, remaining))
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 1.0)
+
+    def _wake(self, workflow_id: str, queue: str | None) -> None:
+        self._best_effort(lambda: self._rt.wake(workflow_id, queue), workflow_id)
+
+    def _best_effort(self, call: Callable[[], Any], workflow_id: str) -> None:
+        """What follows a durable write only speeds the run up: should the broker (or Redis) fail here,
+        the run's inbox is marked dirty and a worker's sweeper wakes it within seconds."""
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - nothing the caller could do; the sweeper takes over
+            log.warning("could not wake workflow %s now (%s); a worker's sweeper will", workflow_id, exc)
 
     def _workflow_type(self, workflow: Any) -> str:
         """The name to start. A function is checked here; a bare name against what workers announced
@@ -61,28 +111,30 @@ class CeleryExecutor(StoreBackedExecutor):
                                      f"{sorted(known)} (is its module in BELUGA_IMPORTS?)")
         return workflow
 
-    def _open(self, workflow_id: str) -> WorkflowState:
-        state = self.summary(workflow_id)
-        if not state.status.is_open:
+    def _send(self, workflow_id: str, input: Any, request_id: str | None, what: str) -> None:
+        """Queue a client input, only while the run is open, once per request id; then wake the run."""
+        request_id = request_id or uuid.uuid4().hex
+        message = messages.encode(input)
+        got = self._retrying(f"{what} workflow {workflow_id}",
+                             lambda: self.fleet.push_input(workflow_id, message, request_id), request_id)
+        if got == -1:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+        if got == -2:
+            state = self.summary(workflow_id)
             raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
                                      "signalled or cancelled")
-        return state
+        self._wake(workflow_id, None)
 
     def signal(self, workflow_id: str, signal: Signal) -> None:
         self._rt.check(signal.payload)
-        state = self._open(workflow_id)
-        self.fleet.push(workflow_id, messages.encode(SignalReceived(signal.name, signal.payload, signal.sender_id)))
-        self._rt.wake(workflow_id, state.queue)
+        self._send(workflow_id, SignalReceived(signal.name, signal.payload, signal.sender_id), signal.request_id,
+                   f"signalling {signal.name!r} to")
 
     def cancel(self, workflow_id: str) -> None:
-        state = self._open(workflow_id)
-        self.fleet.push(workflow_id, messages.encode(CancelRequested()))
-        self._rt.wake(workflow_id, state.queue)
+        self._send(workflow_id, CancelRequested(), None, "cancelling")
 
     def terminate(self, workflow_id: str, reason: str = "") -> None:
-        state = self._open(workflow_id)
-        self.fleet.push(workflow_id, messages.encode(Terminate(reason)))
-        self._rt.wake(workflow_id, state.queue)
+        self._send(workflow_id, Terminate(reason), None, "terminating")
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         if query_type in BUILTIN_QUERIES:

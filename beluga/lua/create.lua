@@ -18,18 +18,14 @@
 -- run continues the run replace_run_id (continue-as-new: what waits there is for the new run), else
 -- cleared.
 
-local run_key, events_key, inbox_key = KEYS[1], KEYS[2], KEYS[3]
-local run_id, status, summary, workflow_type = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local created, replace_run_id, updated = ARGV[5], ARGV[6], ARGV[7]
-local n_events = tonumber(ARGV[8])
+-- #include "lib/create.lua"
 
-local cur = redis.call('HMGET', run_key, 'run_id', 'status')
-if cur[1] and cur[2] == 'running' and cur[1] ~= replace_run_id then return cur[1] end
-if not (cur[1] and cur[1] == replace_run_id) then redis.call('DEL', inbox_key) end
-redis.call('DEL', events_key)
-for v = 1, n_events do
-  redis.call('XADD', events_key, '0-' .. v, 'e', ARGV[8 + v])
-end
-redis.call('HSET', run_key, 'run_id', run_id, 'status', status, 'summary', summary, 'type', workflow_type,
-           'created', created, 'updated', updated, 'version', n_events)
-return ''
+local c = {
+  run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3],
+  run_id = ARGV[1], status = ARGV[2], summary = ARGV[3], workflow_type = ARGV[4], created = ARGV[5],
+  replace_run_id = ARGV[6], updated = ARGV[7], events = {},
+}
+local n_events = tonumber(ARGV[8])
+for v = 1, n_events do c.events[v] = ARGV[8 + v] end
+
+return create_run(c)

@@ -114,7 +114,7 @@ class RedisStore(WorkflowStore):
         if blocker:
             check_create(state.workflow_id, blocker.decode(), WorkflowStatus.RUNNING, replace_run_id)
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
-        self._reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
+        self.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
 
     def save(self, state: WorkflowState) -> None:
         self.delete(state.workflow_id)
@@ -181,7 +181,7 @@ class RedisStore(WorkflowStore):
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
             attempts=tuple(attempts), events=tuple(codec.encode_event(e) for e in a.events))
 
-    def _reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
+    def reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self._index("all"), {workflow_id: created_at})
         pipe.zadd(self._index(f"type:{workflow_type}"), {workflow_id: created_at})

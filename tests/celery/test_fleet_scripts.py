@@ -298,3 +298,53 @@ def test_sweep_looks_at_most_at_limit_runs(fleet: Fleet) -> None:
         fleet.redis.rpush(fleet.store.keys(f"w{n}")[2], b"m")
     assert fleet.sweep(100.0, limit=2) == ["w0", "w1"]
     assert fleet.sweep(100.0, limit=2) == ["w2"]
+
+
+# --- start.lua, push.lua: a client's calls take effect once, and only on an open run ---------------------
+def _new_state(wid: str, run_id: str) -> WorkflowState:
+    return WorkflowState(wid, run_id, "order", history=(_ev(1),), created_at=5.0, updated_at=5.0)
+
+
+def test_start_queues_the_start_message_and_a_retry_of_the_same_request_finds_its_run(fleet: Fleet) -> None:
+    assert fleet.start_run(_new_state("w", "r1"), "req-1") == "r1"
+    assert [codec.decode(m) for m in _inbox(fleet)] == [{"k": "start"}]
+    assert fleet.redis.zscore(_k(fleet, "dirty"), "w") == 5.0
+    # the same request again (its answer was lost): the run it made, nothing created or queued twice
+    assert fleet.start_run(_new_state("w", "r2"), "req-1") == "r1"
+    assert fleet.store.version("w") == ("r1", 1) and len(_inbox(fleet)) == 1
+    from beluga.core.errors import WorkflowAlreadyStarted
+
+    with pytest.raises(WorkflowAlreadyStarted):
+        fleet.start_run(_new_state("w", "r3"), "req-2")
+
+
+def test_push_queues_only_for_an_open_run_and_once_per_request(fleet: Fleet) -> None:
+    assert fleet.push_input("nobody", {"k": "cancel"}, "q0") == -1
+    _start(fleet)
+    assert fleet.push_input("w", {"k": "signal", "name": "go"}, "q1") == 0
+    assert fleet.push_input("w", {"k": "signal", "name": "go"}, "q1") == 1  # a retry: not queued again
+    assert fleet.push_input("w", {"k": "signal", "name": "go"}, None) == 0
+    assert len(_inbox(fleet)) == 2
+    assert fleet.redis.ttl(fleet.store.key("w", "requests")) > 0
+    fleet.redis.hset(fleet.store.keys("w")[0], "status", "completed")
+    assert fleet.push_input("w", {"k": "signal", "name": "go"}, "q2") == -2
+    assert fleet.push_input("w", {"k": "signal", "name": "go"}, "q1") == 1  # it did take effect
+    assert len(_inbox(fleet)) == 2
+
+
+def test_an_append_that_closes_the_run_is_refused_while_unread_messages_wait(fleet: Fleet) -> None:
+    from beluga.core.records import WorkflowStatus
+
+    _start(fleet)
+    fleet.push("w", {"k": "signal", "name": "a"})
+    fleet.push("w", {"k": "signal", "name": "b"})  # arrived after the coordinator read the inbox
+    closing = Append("w", "r1", 3, (Event(4, "signal_received", 4.0, {}), Event(5, "workflow_completed", 4.0, {})),
+                     status=WorkflowStatus.COMPLETED)
+    assert fleet.store.append_one(closing, inbox_used=1) is None
+    assert fleet.store.version("w") == ("r1", 3) and len(_inbox(fleet)) == 2
+    assert fleet.store.append_one(closing, inbox_used=2) == 0  # every waiting message recorded: closes
+    assert fleet.store.load_summary("w").status is WorkflowStatus.COMPLETED
+    # an append that leaves the run open is not held up by later messages
+    _start(fleet, "v")
+    fleet.push("v", {"k": "signal", "name": "a"})
+    assert fleet.store.append_one(Append("v", "r1", 3, (Event(4, "signal_received", 4.0, {}),))) == 1

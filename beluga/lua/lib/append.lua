@@ -6,10 +6,16 @@
 --   a.events     {encoded event, ...}: the events to append, ids expected_version + 1 onwards
 -- Included by append.lua (the store's append) and report_and_append.lua (the fleet's fast path).
 
--- Whether the run is still the writer's: the same run id, at the version the writer read.
+-- Whether the run is still the writer's: the same run id, at the version the writer read. An append
+-- that closes the run is also refused while messages it did not read wait in the inbox (a signal sent
+-- as the run closed): the writer reads again and records them before the close.
 local function append_allowed(a)
   local cur = redis.call('HMGET', a.run_key, 'run_id', 'version')
-  return cur[1] == a.run_id and tonumber(cur[2]) == a.expected_version
+  if cur[1] ~= a.run_id or tonumber(cur[2]) ~= a.expected_version then return false end
+  if a.status ~= '' and a.status ~= 'running' and redis.call('LLEN', a.inbox_key) > a.inbox_used then
+    return false
+  end
+  return true
 end
 
 -- Writes the append (the caller checked append_allowed): allows the attempts (each noted in

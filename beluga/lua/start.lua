@@ -1,0 +1,46 @@
+-- start.lua: the fleet client starts a run (CeleryExecutor.execute): create it, and queue its start
+-- message in the same atomic step, so that the run is woken (by the sweeper, should the broker's wake be
+-- lost) even if the client dies right after. A retry with the same request id finds the run it made.
+--
+-- KEYS
+--   run_key         <p>:{id}:run, hash: run_id, status, summary, type, created, updated, version, request
+--   events_key      <p>:{id}:events, stream, entry 0-<event id>
+--   inbox_key       <p>:{id}:inbox, list of messages for the coordinator
+--   dirty_key       <p>:dirty, sorted set: workflow id -> when its inbox got a message
+-- ARGV
+--   run_id          the new run's id
+--   status          its status
+--   summary         its encoded summary
+--   workflow_type   its workflow type
+--   created         its creation time
+--   updated         its update time
+--   request_id      the caller's request id ('' for none)
+--   workflow_id     the run's workflow id
+--   start_message   the encoded start message for its inbox
+--   #events         how many events follow
+--   events...       its first events, ids 1, 2, ...
+-- Returns '' when created; '=' followed by the run id when this request created the current run
+-- already; else the id of the open run that blocks it.
+
+-- #include "lib/create.lua"
+
+local c = {
+  run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3],
+  run_id = ARGV[1], status = ARGV[2], summary = ARGV[3], workflow_type = ARGV[4], created = ARGV[5],
+  replace_run_id = '', updated = ARGV[6], events = {},
+}
+local dirty_key = KEYS[4]
+local request_id, workflow_id, start_message = ARGV[7], ARGV[8], ARGV[9]
+local n_events = tonumber(ARGV[10])
+for v = 1, n_events do c.events[v] = ARGV[10 + v] end
+
+if request_id ~= '' then
+  local cur = redis.call('HMGET', c.run_key, 'run_id', 'request')
+  if cur[1] and cur[2] == request_id then return '=' .. cur[1] end
+end
+local blocker = create_run(c)
+if blocker ~= '' then return blocker end
+if request_id ~= '' then redis.call('HSET', c.run_key, 'request', request_id) end
+redis.call('RPUSH', c.inbox_key, start_message)
+redis.call('ZADD', dirty_key, c.created, workflow_id)
+return ''
