@@ -1,0 +1,68 @@
+"""Durability: what a worker says about the history Redis's persistence, history writes confirmed by
+replicas (`BELUGA_APPEND_REPLICAS`), and a failover to a replica while workflows run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from beluga import workflow
+from beluga.celery.coordinator import Coordinator
+from beluga.celery.fleet import Fleet
+from beluga.core.definitions import Registry
+from beluga.executors._runs import new_run_state
+from beluga.stores.redis import RedisStore
+from tests.fleet import redis_server
+
+
+def _steps(ctx: workflow.WorkflowContext, n: int) -> int:
+    retry = workflow.RetryPolicy(max_attempts=0, initial_interval=0.05, max_interval=0.5)
+    return sum(ctx.execute_activity("step", i, retry=retry) for i in range(n))
+
+
+def _coordinator(store: RedisStore, sent: list[tuple]) -> Coordinator:
+    """A coordinator in this process, with a registry of its own (registering in the process-wide one
+    would let this test process take the first steps of other tests' runs), noting what it dispatches."""
+    registry = Registry()
+    registry.add_workflow(_steps, "steps")
+    registry.add_activity(lambda i: i + 1, "step")
+    return Coordinator(Fleet(store), registry, dispatch=lambda *a: sent.append(a), wake=lambda *a: None,
+                       start_child=lambda *a, **k: None, check_payload=lambda v: v)
+
+
+@pytest.fixture(scope="module")
+def lone_server() -> Iterator[str]:
+    """A server without replicas (and without persistence)."""
+    with redis_server() as url:
+        yield url
+
+
+# --- what a failover leaves behind ----------------------------------------------------------------------
+def test_a_late_report_of_a_superseded_attempt_does_not_revoke_its_successor(lone_server: str) -> None:
+    """After a failover, a worker may report an attempt that the new primary already took for lost
+    and dispatched again (here: its report failed, and the task's retry ran it again). That report is
+    stale; it must not retire the seq, or the new attempt is refused at its start and the run stalls."""
+    store = RedisStore(lone_server, prefix=f"d{uuid.uuid4().hex[:8]}")
+    sent: list[tuple] = []
+    coordinator = _coordinator(store, sent)
+    fleet = coordinator.fleet
+    wid = "superseded"
+    store.create(new_run_state("steps", wid, 1, None, None, time.time()))
+    coordinator.run(wid)
+    [(_, run_id, seq, _, *_)] = sent
+    lost = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
+    fleet.push(wid, {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": False, "payload": lost})
+    fleet.retire(wid, seq, 1)
+    coordinator.run(wid)  # records the failure; the retry policy's backoff arms a timer for attempt 2
+    time.sleep(0.1)
+    fleet.drain_timers(time.time())
+    coordinator.run(wid)
+    assert [a[3] for a in sent] == [1, 2]
+    late = {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": True, "payload": 1}
+    coordinator.run(wid, (seq, 1, late, None))
+    assert fleet.claim(wid, seq, 2, run_id)[0], "attempt 2 was revoked by the late report of attempt 1"
+    coordinator.run(wid, (seq, 2, {**late, "attempt": 2}, None))
+    assert store.load_summary(wid).status == workflow.WorkflowStatus.COMPLETED
