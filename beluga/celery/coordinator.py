@@ -89,7 +89,11 @@ class Coordinator:
         attempt's (seq, attempt, message, next attempt), handed over by the task that ran it."""
         worked = False
         if report is not None:
-            done = self._report_fast(workflow_id, report)
+            try:
+                done = self._report_fast(workflow_id, report)
+            except BaseException:
+                self._drop(workflow_id)  # the cached run took in the report, which was not recorded
+                raise
             if done:
                 return True
             if done is not None:
@@ -112,6 +116,7 @@ class Coordinator:
                 while waiting is None:  # lost an append race while holding the lease: re-read
                     waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
             except BaseException:
+                self._drop(workflow_id)  # the cached run may have taken in events that were not recorded
                 self.fleet.release(workflow_id, begun.token)
                 raise
             if not waiting:

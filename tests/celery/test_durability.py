@@ -8,11 +8,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from beluga import workflow
 from beluga.celery.coordinator import Coordinator
 from beluga.celery.fleet import Fleet
 from beluga.core.definitions import Registry
+from beluga.core.records import EventType as E
 from beluga.executors._runs import new_run_state
 from beluga.stores.redis import RedisStore
 from tests.fleet import redis_server
@@ -41,6 +43,36 @@ def lone_server() -> Iterator[str]:
 
 
 # --- what a failover leaves behind ----------------------------------------------------------------------
+def test_a_step_whose_write_failed_leaves_no_trace_in_the_cache(lone_server: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report whose write fails (Redis unreachable mid-failover) is reported again by the task's
+    retry; the coordinator must not keep the cached run that already took it in, or the retry is
+    taken for a duplicate and the step is lost."""
+    store = RedisStore(lone_server, prefix=f"d{uuid.uuid4().hex[:8]}")
+    sent: list[tuple] = []
+    coordinator = _coordinator(store, sent)
+    fleet = coordinator.fleet
+    wid = "cached"
+    store.create(new_run_state("steps", wid, 2, None, None, time.time()))
+    coordinator.run(wid)
+    [(_, run_id, seq, attempt, *_)] = sent
+    report = (seq, attempt, {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": True,
+                             "payload": 1}, None)
+    real = fleet.report_and_append
+
+    def unreachable(*args: object, **kwargs: object) -> int:
+        raise redis.ConnectionError("primary gone")
+
+    monkeypatch.setattr(fleet, "report_and_append", unreachable)
+    with pytest.raises(redis.ConnectionError):
+        coordinator.run(wid, report)
+    monkeypatch.setattr(fleet, "report_and_append", real)
+    coordinator.run(wid, report)
+    history = store.history(wid)
+    assert [e.attrs["seq"] for e in history if e.type == E.ACTIVITY_COMPLETED] == [seq]
+    assert len(sent) == 2  # the second step was dispatched
+
+
 def test_a_late_report_of_a_superseded_attempt_does_not_revoke_its_successor(lone_server: str) -> None:
     """After a failover, a worker may report an attempt that the new primary already took for lost
     and dispatched again (here: its report failed, and the task's retry ran it again). That report is
