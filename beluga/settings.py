@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imports": "BELUGA_IMPORTS",
         "max_payload_bytes": "BELUGA_MAX_PAYLOAD_BYTES", "lease_seconds": "BELUGA_LEASE_SECONDS",
-        "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX"}
+        "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX",
+        "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Settings:
     lease_seconds: float = 15.0            # how soon a lost worker's activities are dispatched again
     default_queue: str = "beluga"
     key_prefix: str = "beluga"
+    append_replicas: int = 0               # replicas that must confirm a history write before it counts
+    append_replicas_timeout: float = 1.0   # how long a write waits for them (seconds)
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
@@ -74,9 +77,9 @@ def redact(url: str) -> str:
 def _coerce(name: str, value: Any) -> Any:
     if name == "imports" and isinstance(value, str):
         return tuple(m.strip() for m in value.split(",") if m.strip())
-    if name == "max_payload_bytes":
+    if name in ("max_payload_bytes", "append_replicas"):
         return int(value)
-    if name == "lease_seconds":
+    if name in ("lease_seconds", "append_replicas_timeout"):
         return float(value)
     return value
 

@@ -28,6 +28,7 @@ from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Append, Event, EventType, WorkflowState, WorkflowStatus
 from beluga.core.retry import RetryPolicy
+from beluga.stores.redis import on_primary
 
 log = logging.getLogger("beluga.coordinator")
 E = EventType
@@ -141,12 +142,12 @@ class Coordinator:
                         step.error, time.time())
         call = self.store.append_call(append, attempts=step.allowed, dispatch_deadline=self.fleet.dispatch_deadline(),
                                       summary=before)
-        if self.fleet.report_and_append(call, seq, attempt, message, next_attempt) < 0:
+        if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt) < 0:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             return False
         live.version += len(step.events)
         for action in step.after:
-            action()
+            on_primary(action)
         if step.status is not None:
             self.store.restatus(workflow_id, step.status)
         self._keep_or_drop(live)
@@ -173,16 +174,16 @@ class Coordinator:
         if not step.events and not begun.inbox_used and step.status is None:
             self._keep_or_drop(live)
             return self.fleet.release(workflow_id, begun.token)
-        waiting = self.store.append_one(
-            Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
-                   time.time()), inbox_used=begun.inbox_used, attempts=step.allowed, lease_token=begun.token,
-            dispatch_deadline=self.fleet.dispatch_deadline())
+        append = Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
+                        time.time())
+        waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=step.allowed,
+                             lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline())
         if waiting is None:
             self._drop(workflow_id)
             return None
         live.version += len(step.events)
         for action in step.after:
-            action()
+            on_primary(action)
         self._keep_or_drop(live)
         return waiting
 

@@ -19,6 +19,14 @@ from typing import Any
 from beluga import codec
 from beluga.stores.redis import APPEND_BODY, APPEND_CHECK, RedisStore
 
+# KEYS: inbox, dirty. ARGV: message, now, workflow id. Queues a message and marks the run dirty until its
+# inbox is empty, atomically (a script rather than MULTI, so that WAIT can follow on the same connection).
+_PUSH = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 0
+"""
+
 # KEYS: timers, wake, dirty. ARGV: now, limit, prefix. Moves due timer messages into their runs' inboxes.
 _DRAIN_TIMERS = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -169,15 +177,16 @@ class Fleet:
         self._sweep = self.redis.register_script(_SWEEP)
         self._retire = self.redis.register_script(_RETIRE)
         self._receive = self.redis.register_script(_RECEIVE)
+        self._push = self.redis.register_script(_PUSH)
 
     # --- inbox --------------------------------------------------------------------------------------
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
         """Queue a message for the run's coordinator; the run is marked dirty until its inbox is empty,
         so a message whose wake-up got lost is still found by the sweeper."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(self.store.keys(workflow_id)[2], codec.encode(message))
-        pipe.zadd(f"{self.prefix}:dirty", {workflow_id: time.time()})
-        pipe.execute()
+        keys = [self.store.keys(workflow_id)[2], f"{self.prefix}:dirty"]
+        args = [codec.encode(message), repr(time.time()), workflow_id]
+        self.store.replicated(lambda client: self._push(keys=keys, args=args, client=client),
+                              f"a {message.get('k')} message to workflow {workflow_id}")
 
     # --- coordinator lease --------------------------------------------------------------------------
     def begin(self, workflow_id: str, limit: int = 100, known_version: int = 0, ttl: float = 10.0) -> Begun | None:
@@ -215,9 +224,10 @@ class Fleet:
         member = _running_member(workflow_id, seq, attempt)
         keys = [*keys[:5], f"{self.prefix}:dispatched", f"{self.prefix}:running", f"{self.prefix}:running:info",
                 f"{self.prefix}:dirty", f"{self.prefix}:received"]
-        return int(self._report_and_append(keys=keys, args=[
-            *args, codec.encode(message), str(seq), member, "" if next_attempt is None else str(next_attempt),
-            repr(time.time()), repr(self.dispatch_deadline(message.get("retry_in") or 0.0)), str(attempt)]))
+        args = [*args, codec.encode(message), str(seq), member, "" if next_attempt is None else str(next_attempt),
+                repr(time.time()), repr(self.dispatch_deadline(message.get("retry_in") or 0.0)), str(attempt)]
+        return self.store.replicated(lambda client: int(self._report_and_append(keys=keys, args=args, client=client)),
+                                     f"attempt {attempt} of workflow {workflow_id} seq {seq}")
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
         """Re-read the run while holding its lease (after losing an append race)."""

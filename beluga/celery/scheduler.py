@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Any
 
+from beluga.stores.redis import on_primary
+
 log = logging.getLogger("beluga.scheduler")
 _stop = threading.Event()
 _thread: threading.Thread | None = None
@@ -34,8 +36,9 @@ def tick(rt: Any, now: float, queued: Any = None) -> int:
         else:
             failure = {"type": "WorkerLost", "message": f"attempt {attempt} lost its worker (no lease "
                        f"renewal for {rt.settings.lease_seconds:g}s)", "traceback": "", "non_retryable": False}
-        fleet.push(workflow_id, {"k": "activity", "run": info.get("run"), "seq": seq, "attempt": attempt,
-                                 "ok": False, "payload": failure, "lost": True})
+        message = {"k": "activity", "run": info.get("run"), "seq": seq, "attempt": attempt, "ok": False,
+                   "payload": failure, "lost": True}
+        on_primary(fleet.push, workflow_id, message)  # claimed above: a lagging replica must not drop it
         fleet.retire(workflow_id, seq, attempt)
         rt.wake(workflow_id, None)
         done += 1

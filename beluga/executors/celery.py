@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from beluga.core.definitions import registry
-from beluga.core.errors import ConfigurationError, WorkflowNotRunning
+from beluga.core.errors import ConfigurationError, ReplicationError, WorkflowNotRunning
 from beluga.core.failure import from_failure
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
@@ -35,14 +36,24 @@ class CeleryExecutor(StoreBackedExecutor):
         timeout = seconds(options.timeout)
         now = time.time()
         state = new_run_state(name, options.id or str(uuid.uuid4()), options.input, timeout, options.queue, now)
-        self.store.create(state)
-        self.fleet.push(state.workflow_id, {"k": "start"})  # found by the sweeper should the wake be lost
-        if timeout is not None:
+        unconfirmed: list[ReplicationError] = []
+
+        def write(fn: Callable[..., Any], *args: Any) -> None:
+            try:
+                fn(*args)
+            except ReplicationError as exc:  # on the primary all the same: start the run, then say so
+                unconfirmed.append(exc)
+
+        write(self.store.create, state)
+        if timeout is not None:  # armed before the start message, whose replication then covers it too
             self.fleet.arm(state.workflow_id, now + timeout, {"k": "timeout", "run": state.run_id})
+        write(self.fleet.push, state.workflow_id, {"k": "start"})  # found by the sweeper should the wake be lost
         if name in registry.workflows:  # this process has the code: take the first step here (eager start)
             self._rt.coordinate_here(state.workflow_id)
         else:
             self._rt.wake(state.workflow_id, options.queue)
+        if unconfirmed:
+            raise unconfirmed[0]
         return WorkflowHandle(self, state.workflow_id, state.run_id)
 
     def _workflow_type(self, workflow: Any) -> str:

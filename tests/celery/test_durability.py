@@ -14,6 +14,7 @@ from beluga import workflow
 from beluga.celery.coordinator import Coordinator
 from beluga.celery.fleet import Fleet
 from beluga.core.definitions import Registry
+from beluga.core.records import Append
 from beluga.core.records import EventType as E
 from beluga.executors._runs import new_run_state
 from beluga.stores.redis import RedisStore
@@ -40,6 +41,46 @@ def lone_server() -> Iterator[str]:
     """A server without replicas (and without persistence)."""
     with redis_server() as url:
         yield url
+
+
+# --- writes that replicas must confirm -----------------------------------------------------------------
+def test_a_write_no_replica_confirms_fails_with_a_clear_error_within_the_timeout(lone_server: str) -> None:
+    store = RedisStore(lone_server, prefix=f"d{uuid.uuid4().hex[:8]}", append_replicas=1,
+                       append_replicas_timeout=0.3)
+    fleet = Fleet(store)
+    wid = "no-replica"
+    state = new_run_state("waiter", wid, None, None, None, time.time())
+    started = time.monotonic()
+    with pytest.raises(workflow.ReplicationError, match="only 0 of 1 replicas confirmed it within 0.3s") as err:
+        store.create(state)
+    assert 0.25 < time.monotonic() - started < 2.0
+    assert (err.value.acked, err.value.wanted) == (0, 1)
+    assert store.load(wid) is not None  # it is on the primary: only its durability is in doubt
+    event = workflow.Event(len(state.history) + 1, E.SIGNAL_RECEIVED, time.time(),
+                           {"name": "go", "payload": 1, "sender_id": None})
+    with pytest.raises(workflow.ReplicationError):
+        store.append([Append(wid, state.run_id, len(state.history), (event,))])
+    with pytest.raises(workflow.ReplicationError):
+        fleet.push(wid, {"k": "signal", "name": "go", "payload": 1})
+    assert store.redis.llen(store.keys(wid)[2]) == 1
+
+
+def test_the_client_is_told_and_the_run_still_starts(lone_server: str) -> None:
+    """`execute` and `signal` raise ReplicationError, but the run created on the primary is started
+    all the same (its start message queued, a worker woken): should the primary survive, nothing stalls."""
+    prefix = f"d{uuid.uuid4().hex[:8]}"
+    ex = workflow.new("celery", workflow.Config(extra={
+        "broker_url": lone_server, "redis_url": lone_server, "key_prefix": prefix, "append_replicas": 1,
+        "append_replicas_timeout": 0.2}))
+    wid = f"told-{uuid.uuid4().hex[:6]}"
+    inbox, dirty = ex.store.keys(wid)[2], f"{prefix}:dirty"
+    with pytest.raises(workflow.ReplicationError):
+        ex.execute("waiter", workflow.WorkflowOptions(id=wid))  # a name no worker has announced: accepted
+    assert ex.describe(wid).status == workflow.WorkflowStatus.RUNNING
+    assert ex.store.redis.llen(inbox) == 1 and ex.store.redis.zscore(dirty, wid)  # started: its first step waits
+    with pytest.raises(workflow.ReplicationError):
+        ex.signal(wid, workflow.Signal("go", "now"))
+    assert ex.store.redis.llen(inbox) == 2
 
 
 # --- what a failover leaves behind ----------------------------------------------------------------------
