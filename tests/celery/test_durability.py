@@ -3,14 +3,18 @@ replicas (`BELUGA_APPEND_REPLICAS`), and a failover to a replica while workflows
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from beluga import workflow
+from beluga.celery.app import check_persistence
 from beluga.celery.coordinator import Coordinator
 from beluga.celery.fleet import Fleet
 from beluga.core.definitions import Registry
@@ -41,6 +45,30 @@ def lone_server() -> Iterator[str]:
     """A server without replicas (and without persistence)."""
     with redis_server() as url:
         yield url
+
+
+# --- persistence, as a worker starts -------------------------------------------------------------------
+def test_worker_warns_when_the_history_redis_persists_nothing(fleet) -> None:
+    """The session fleet's server runs with `appendonly no` and `save ""`."""
+    log = fleet.workers[0].log()
+    warnings = [line for line in log.splitlines() if "persists nothing" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0], log[-3000:]
+
+
+def test_persistence_that_cannot_be_checked_is_said_at_info(lone_server: str,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A managed Redis may deny or rename CONFIG: the worker says so and starts all the same."""
+    admin = redis.Redis.from_url(lone_server)
+    admin.execute_command("ACL", "SETUSER", "noconfig", "on", "nopass", "~*", "+@all", "-config")
+    denied = redis.Redis.from_url(lone_server, username="noconfig", password="")
+    with caplog.at_level(logging.INFO, logger="beluga.celery"):
+        check_persistence(denied, lone_server)
+    [record] = [r for r in caplog.records if r.name == "beluga.celery"]
+    assert record.levelno == logging.INFO and "could not check the persistence" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="beluga.celery"):
+        check_persistence(redis.Redis(port=1, retry=Retry(NoBackoff(), 0)), "redis://127.0.0.1:1/0")  # unreachable
+    assert "could not check" in caplog.text
 
 
 # --- writes that replicas must confirm -----------------------------------------------------------------
