@@ -7,6 +7,8 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -22,7 +24,8 @@ from beluga.core.records import Append
 from beluga.core.records import EventType as E
 from beluga.executors._runs import new_run_state
 from beluga.stores.redis import RedisStore
-from tests.fleet import redis_server
+from tests.celery.test_faults import _check_history, _diagnose
+from tests.fleet import ServerProcess, Worker, fleet_env, free_port, redis_server
 
 
 def _steps(ctx: workflow.WorkflowContext, n: int) -> int:
@@ -167,3 +170,83 @@ def test_a_late_report_of_a_superseded_attempt_does_not_revoke_its_successor(lon
     assert fleet.claim(wid, seq, 2, run_id)[0], "attempt 2 was revoked by the late report of attempt 1"
     coordinator.run(wid, (seq, 2, {**late, "attempt": 2}, None))
     assert store.load_summary(wid).status == workflow.WorkflowStatus.COMPLETED
+
+
+# --- failover ----------------------------------------------------------------------------------------
+def test_failover_to_a_replica_keeps_every_acknowledged_step(tmp_path: Path) -> None:
+    """A primary and a replica (AOF on both) hold the histories, a separate Redis is the broker, and the
+    workers require one replica to confirm each history write. While 20 workflows run, the replica loses
+    its link for a moment, the primary is killed with -9, the replica promoted and the workers restarted
+    against it (as an operator or Sentinel would). Every step acknowledged before the kill must be in the
+    promoted history, every run must complete, and no event may be recorded twice. (Without
+    BELUGA_APPEND_REPLICAS this test fails: the steps acknowledged during the gap are lost.) The
+    workers, on a history Redis with AOF, must not warn about persistence."""
+    aof = ("--appendonly", "yes", "--appendfsync", "everysec")
+    primary = ServerProcess(tmp_path / "primary", *aof)
+    replica = ServerProcess(tmp_path / "replica", *aof, "--replicaof", "127.0.0.1", str(primary.port))
+    standby: ServerProcess | None = None
+    workers: list[Worker] = []
+    with redis_server() as broker:
+        try:
+            replica.wait_replica_in_sync()
+            durable = {"BELUGA_APPEND_REPLICAS": "1", "BELUGA_APPEND_REPLICAS_TIMEOUT": "2",
+                       "BELUGA_TEST_CALLS_URL": broker}  # activities note their attempts where the kill can't reach
+            workers = [Worker(fleet_env(broker, primary.url, **durable), f"d{i}", tmp_path) for i in range(2)]
+            for w in workers:
+                w.wait_ready()
+            ex = workflow.new("celery", workflow.Config(extra={"broker_url": broker, "redis_url": primary.url,
+                                                               "append_replicas": 1}))
+            ids = [f"failover-{i}-{uuid.uuid4().hex[:6]}" for i in range(20)]
+            for wid in ids:
+                ex.execute("fleet_noted_steps", workflow.WorkflowOptions(id=wid, input={"steps": 6, "sleep": 0.05}))
+            calls = redis.Redis.from_url(broker)
+            deadline = time.monotonic() + 60
+            while calls.scard("test:ran") < 30:  # some steps done, most still ahead
+                assert time.monotonic() < deadline, "the fleet made no progress"
+                time.sleep(0.02)
+            # The replica loses its link (pointed at a port where nothing listens, it keeps its data), as in
+            # a partition or when it lags: what the primary writes now reaches no replica, so with WAIT none
+            # of it is acknowledged.
+            replica.client().execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+            time.sleep(0.3)
+            primary.kill9()
+            replica.client().execute_command("REPLICAOF", "NO", "ONE")
+            for w in workers:
+                w.stop()
+            logs = "".join(w.log() for w in workers)
+            assert "persists nothing" not in logs and "RDB snapshots only" not in logs
+            assert "not acknowledged as durable" not in logs  # so each attempt ran after a confirmed append
+
+            # An attempt runs only once the append that started it was acknowledged: it must have survived.
+            promoted = RedisStore(replica.url)
+            states = {wid: promoted.load(wid) for wid in ids}
+            assert all(s is not None for s in states.values()), "a run acknowledged to its client was lost"
+            for raw in calls.smembers("test:ran"):
+                wid, seq, attempt = raw.decode().split("\0")
+                started = {(e.attrs["seq"], e.attrs["attempt"]) for e in states[wid].history
+                           if e.type == E.ACTIVITY_STARTED}
+                assert (int(seq), int(attempt)) in started, f"{wid}: attempt {attempt} of {seq} ran; its start was lost"
+            assert sum(s.status.is_open for s in states.values()) >= 5, "the kill hit no work in flight"
+
+            standby = ServerProcess(tmp_path / "standby", *aof, "--replicaof", "127.0.0.1", str(replica.port))
+            standby.wait_replica_in_sync()
+            workers += [Worker(fleet_env(broker, replica.url, **durable), f"after{i}", tmp_path) for i in range(2)]
+            for w in workers[2:]:
+                w.wait_ready()
+            ex = workflow.new("celery", workflow.Config(extra={"broker_url": broker, "redis_url": replica.url,
+                                                               "append_replicas": 1}))
+            handles = [ex.get_handle(wid) for wid in ids]
+            try:
+                results = [h.result(timeout=90) for h in handles]
+            except TimeoutError:
+                fleet = SimpleNamespace(url=replica.url, workers=workers)
+                raise AssertionError(_diagnose(ex, handles, fleet)) from None
+            assert results == [sum(range(1, 7))] * 20
+            for wid in ids:
+                _check_history(ex.describe(wid).history)
+        finally:
+            for w in workers:
+                w.stop()
+            for server in (primary, replica, standby):
+                if server is not None:
+                    server.stop()
