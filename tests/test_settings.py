@@ -42,3 +42,11 @@ def test_django_settings_are_read_when_django_is_configured(monkeypatch: pytest.
     s = Settings.load(environ={}, file="/nonexistent")
     assert s.broker_url == "redis://django:6379/3" and s.imports == ("shop.workflows",)
     assert Settings.load(environ={"BELUGA_IMPORTS": "env.mod"}, file="/nonexistent").imports == ("env.mod",)
+
+
+def test_append_replicas(tmp_path: Path) -> None:
+    assert (Settings().append_replicas, Settings().append_replicas_timeout) == (0, 1.0)
+    cfg = tmp_path / "beluga.env"
+    cfg.write_text("BELUGA_APPEND_REPLICAS=1\n")
+    s = Settings.load(environ={"BELUGA_APPEND_REPLICAS_TIMEOUT": "0.5"}, file=cfg)
+    assert (s.append_replicas, s.append_replicas_timeout) == (1, 0.5)

@@ -97,8 +97,29 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         log.info("beluga worker %s: broker %s, histories in %s, imports %s, activities %s", sender.hostname,
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
+        check_persistence(runtime(app).store.redis, settings.history_url)
         runtime(app).fleet.alive(sender.hostname)
         start_scheduler(app, sender.hostname)
+
+
+def check_persistence(client: Any, url: str) -> None:
+    """Say once, as a worker starts, when the history Redis would forget everything on a restart: its
+    histories are the only record of each run, so without AOF (or at least snapshots) a restart undoes
+    every acknowledged step. Managed Redis services often disable or rename CONFIG; then this says only
+    that it could not check. Never raises: a worker must start whatever this finds."""
+    try:
+        aof = client.config_get("appendonly").get("appendonly")
+        save = client.config_get("save").get("save")
+    except Exception as exc:  # CONFIG renamed, disabled or denied by an ACL (redis.ResponseError), or unreachable
+        log.info("could not check the persistence of the history Redis %s (%s); make sure it runs with "
+                 "appendonly yes (see Durability in the README)", redact(url), exc)
+        return
+    if aof == "no" and not save:
+        log.warning("the history Redis %s persists nothing (appendonly no, save \"\"): a restart of it loses "
+                    "every workflow history; set appendonly yes (see Durability in the README)", redact(url))
+    elif aof == "no":
+        log.info("the history Redis %s keeps RDB snapshots only (save %s): a crash loses the steps since the "
+                 "last one; appendonly yes loses none (see Durability in the README)", redact(url), save)
 
 
 @signals.task_received.connect

@@ -29,6 +29,7 @@ from beluga.core.failure import child_outcome
 from beluga.core.pending import Pending
 from beluga.core.records import Append
 from beluga.core.retry import RetryPolicy
+from beluga.stores.redis import on_primary
 
 log = logging.getLogger("beluga.coordinator")
 INBOX_BATCH = 100
@@ -61,7 +62,11 @@ class Coordinator:
         attempt's (seq, attempt, message, next attempt), handed over by the task that ran it."""
         worked = False
         if report is not None:
-            done = self._report_fast(workflow_id, report)
+            try:
+                done = self._report_fast(workflow_id, report)
+            except BaseException:
+                self._drop(workflow_id)  # the cached run took in the report, which was not recorded
+                raise
             if done:
                 return True
             if done is not None:
@@ -84,6 +89,7 @@ class Coordinator:
                 while waiting is None:  # lost an append race while holding the lease: re-read
                     waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
             except BaseException:
+                self._drop(workflow_id)  # the cached run may have taken in events that were not recorded
                 self.fleet.release(workflow_id, begun.token)
                 raise
             if not waiting:
@@ -109,7 +115,7 @@ class Coordinator:
                         step.error, time.time())
         call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=self.fleet.dispatch_deadline(),
                                       summary=before)
-        if self.fleet.report_and_append(call, seq, attempt, message, next_attempt) < 0:
+        if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt) < 0:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             return False
         self._carry_out(run, step)
@@ -156,10 +162,10 @@ class Coordinator:
             self._keep_or_drop(run)
             return self.fleet.release(workflow_id, begun.token)
         run.seal(step)
-        waiting = self.store.append_one(
-            Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
-                   time.time()), inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
-            dispatch_deadline=self.fleet.dispatch_deadline())
+        append = Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
+                        time.time())
+        waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=_allowed(step),
+                             lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline())
         if waiting is None:
             self._drop(workflow_id)
             return None
@@ -223,6 +229,11 @@ class Coordinator:
 
     # --- effects, once the step is durable -------------------------------------------------------------
     def _carry_out(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None = None) -> None:
+        """The step's effects. The fleet's own writes here carry on from what the primary holds (see
+        `on_primary`): a run must not stall while a replica lags."""
+        on_primary(self._effects, run, step, stuck_retry)
+
+    def _effects(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None) -> None:
         wid, rid = run.workflow_id, run.run_id
         if stuck_retry is not None:
             self.fleet.arm(wid, time.time() + stuck_retry, messages.encode(messages.RetryStuck(stuck_retry), rid))

@@ -25,6 +25,7 @@ from beluga.celery.fleet_scripts import (
     ClaimCall,
     DrainTimersCall,
     PushCall,
+    QueueCall,
     ReceiveCall,
     ReleaseCall,
     ReportAndAppendCall,
@@ -33,7 +34,7 @@ from beluga.celery.fleet_scripts import (
     StartCall,
     SweepCall,
 )
-from beluga.core.errors import WorkflowAlreadyStarted
+from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import WorkflowState
 from beluga.lua import Scripts
 from beluga.stores.redis import RedisStore
@@ -49,7 +50,8 @@ class Fleet:
         self._known: set[str] = set()
         self._known_at = -1e9
         self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReceiveCall,
-                                         RetireCall, ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall])
+                                         RetireCall, ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall,
+                                         QueueCall])
 
     def _fleet_key(self, name: str) -> str:
         """A fleet-wide key (`<p>:running`, `<p>:dispatched`, ...), beside the runs' own keys."""
@@ -65,35 +67,45 @@ class Fleet:
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
         """Queue a message for the run's coordinator; the run is marked dirty until its inbox is empty,
         so a message whose wake-up got lost is still found by the sweeper."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(self.store.keys(workflow_id)[2], codec.encode(message))
-        pipe.zadd(f"{self.prefix}:dirty", {workflow_id: time.time()})
-        pipe.execute()
+        call = QueueCall(inbox_key=self.store.keys(workflow_id)[2], dirty_key=self._fleet_key("dirty"),
+                         message=codec.encode(message), now=time.time(), workflow_id=workflow_id)
+        self.store.replicated(lambda client: self._lua.run(call, client=client),
+                              f"a {message.get('k')} message to workflow {workflow_id}")
 
     def push_input(self, workflow_id: str, message: dict[str, Any], request_id: str | None = None) -> int:
         """A client's input, queued only while the run is open (see push.lua): 0 queued, 1 queued before
         by the same request, -1 no such run, -2 the run is closed."""
         run_key, _, inbox_key = self.store.keys(workflow_id)
-        return int(self._lua.run(PushCall(
+        call = PushCall(
             run_key=run_key, inbox_key=inbox_key, requests_key=self.store.key(workflow_id, "requests"),
             dirty_key=self._fleet_key("dirty"), message=codec.encode(message), request_id=request_id,
-            workflow_id=workflow_id, now=time.time())))
+            workflow_id=workflow_id, now=time.time())
+        return int(self.store.replicated(lambda client: self._lua.run(call, client=client),
+                                         f"a {message.get('k')} message to workflow {workflow_id}"))
 
     def start_run(self, state: WorkflowState, request_id: str | None = None) -> str:
         """Create the run with its start message queued (see start.lua). Returns the run id: the new one,
         or the one this request created before. Raises `WorkflowAlreadyStarted` for another open run."""
         run_key, events_key, inbox_key = self.store.keys(state.workflow_id)
-        got = self._lua.run(StartCall(
+        call = StartCall(
             run_key=run_key, events_key=events_key, inbox_key=inbox_key, dirty_key=self._fleet_key("dirty"),
             run_id=state.run_id, status=state.status.value, summary=codec.encode_state(state),
             workflow_type=state.workflow_type, created=state.created_at, updated=state.updated_at,
             request_id=request_id, workflow_id=state.workflow_id, start_message=codec.encode({"k": "start"}),
-            events=tuple(codec.encode_event(e) for e in state.history))).decode()
+            events=tuple(codec.encode_event(e) for e in state.history))
+        unconfirmed: ReplicationError | None = None
+        try:
+            got = self.store.replicated(lambda client: self._lua.run(call, client=client).decode(),
+                                        f"the start of workflow {state.workflow_id}")
+        except ReplicationError as exc:  # on the primary all the same: index it, then say so
+            got, unconfirmed = exc.result, exc
         if got.startswith("="):
             return got[1:]
         if got:
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
         self.store.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
+        if unconfirmed is not None:
+            raise unconfirmed
         return state.run_id
 
     # --- coordinator lease --------------------------------------------------------------------------
@@ -116,7 +128,7 @@ class Fleet:
             dispatched_key=self._fleet_key("dispatched"), received_key=self._fleet_key("received"),
             report=codec.encode(message), seq=seq, member=_running_member(workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(), workflow_id=workflow_id,
-            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0)))
+            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0), attempt=attempt))
         return _begun(token, got)
 
     def report_and_append(self, append_call: AppendCall, seq: int, attempt: int, message: dict[str, Any],
@@ -124,13 +136,15 @@ class Fleet:
         """An attempt's outcome and the events it leads to, in one round trip: `append_call` is the
         store's `append_call`, applied only if nobody touched the run (beluga/lua/report_and_append.lua).
         The messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
-        return int(self._lua.run(ReportAndAppendCall(
+        call = ReportAndAppendCall(
             append=replace(append_call, dispatched_key=self._fleet_key("dispatched")),
             running_key=self._fleet_key("running"), running_info_key=self._fleet_key("running:info"),
             dirty_key=self._fleet_key("dirty"), received_key=self._fleet_key("received"),
             report=codec.encode(message), seq=seq, member=_running_member(append_call.workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(),
-            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0))))
+            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0), attempt=attempt)
+        return self.store.replicated(lambda client: int(self._lua.run(call, client=client)),
+                                     f"attempt {attempt} of workflow {append_call.workflow_id} seq {seq}")
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
         """Re-read the run while holding its lease (after losing an append race)."""

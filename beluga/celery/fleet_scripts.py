@@ -45,6 +45,7 @@ class ReportCall(Call):
     now: float = arg()
     workflow_id: str = arg()
     next_deadline: float = arg()
+    attempt: int = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +65,7 @@ class ReportAndAppendCall(Call):
     next_attempt: int | None = arg()
     now: float = arg()
     next_deadline: float = arg()
+    attempt: int = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,3 +178,16 @@ class PushCall(Call):
     request_id: str | None = arg()
     workflow_id: str = arg()
     now: float = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueCall(Call):
+    """The fleet's own message for a run (an activity's report, a child's outcome, a lost attempt):
+    queued and the run marked dirty in one step (a script, so that a WAIT can follow on its connection)."""
+
+    SCRIPT: ClassVar[str] = "queue.lua"
+    inbox_key: str = key()
+    dirty_key: str = key()
+    message: bytes = arg()
+    now: float = arg()
+    workflow_id: str = arg()

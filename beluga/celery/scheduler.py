@@ -13,6 +13,7 @@ from typing import Any
 from beluga.celery import messages
 from beluga.core.failure import failure as failure_record
 from beluga.core.steps import ActivityOutcome
+from beluga.stores.redis import on_primary
 
 log = logging.getLogger("beluga.scheduler")
 _stop = threading.Event()
@@ -37,8 +38,8 @@ def tick(rt: Any, now: float, queued: Any = None) -> int:
         else:
             failure = failure_record("WorkerLost", f"attempt {attempt} lost its worker (no lease renewal for "
                                      f"{rt.settings.lease_seconds:g}s)")
-        fleet.push(workflow_id, messages.encode(ActivityOutcome(seq, attempt, False, failure, decided=False),
-                                                info.get("run")))
+        message = messages.encode(ActivityOutcome(seq, attempt, False, failure, decided=False), info.get("run"))
+        on_primary(fleet.push, workflow_id, message)  # claimed above: a lagging replica must not drop it
         fleet.retire(workflow_id, seq, attempt)
         rt.wake(workflow_id, None)
         done += 1

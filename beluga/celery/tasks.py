@@ -26,7 +26,7 @@ from beluga.core.failure import to_failure
 from beluga.core.steps import ActivityOutcome, ChildClosed, StartChild
 from beluga.executors._runs import new_run_state, payload_checker
 from beluga.settings import Settings
-from beluga.stores.redis import RedisStore
+from beluga.stores.redis import RedisStore, on_primary
 
 log = logging.getLogger("beluga.tasks")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
@@ -38,7 +38,9 @@ class Runtime:
     def __init__(self, app: Celery, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.store = RedisStore(settings.history_url, prefix=settings.key_prefix)
+        self.store = RedisStore(settings.history_url, prefix=settings.key_prefix,
+                                append_replicas=settings.append_replicas,
+                                append_replicas_timeout=settings.append_replicas_timeout)
         self.fleet = Fleet(self.store, settings.lease_seconds)
         self.check = payload_checker(settings.max_payload_bytes)
         self.coordinator = Coordinator(self.fleet, registry, dispatch=self.dispatch, wake=self.wake,
@@ -85,12 +87,12 @@ class Runtime:
         if continue_from is not None:
             state = new_run_state(continue_from.workflow_type, continue_from.workflow_id, input, None, queue,
                                   now, parent=continue_from.parent, continued_from=continue_from.run_id)
-            self.store.create(state, replace_run_id=continue_from.run_id)
+            on_primary(self.store.create, state, replace_run_id=continue_from.run_id)
         else:
             assert c is not None and link is not None
             state = new_run_state(c.workflow_type, c.workflow_id, c.input, None, queue, now, parent=link)
             try:
-                self.store.create(state)
+                on_primary(self.store.create, state)
             except WorkflowAlreadyStarted as exc:
                 self.fleet.push(link["workflow_id"], messages.encode(
                     ChildClosed(c.seq, False, to_failure(exc)), link["run_id"]))

@@ -85,6 +85,20 @@ class ConcurrencyError(WorkflowError):
     """Another writer appended to this run first; re-read the history and try again."""
 
 
+class ReplicationError(WorkflowError):
+    """A history write reached the Redis primary, but fewer replicas than `BELUGA_APPEND_REPLICAS`
+    confirmed it within `BELUGA_APPEND_REPLICAS_TIMEOUT`: do not take it as durable, as a failover now
+    could lose it. Retry the call; a retried signal may then be recorded twice, and a retried start
+    raises `WorkflowAlreadyStarted` when the first one was kept. `result` is what the primary answered,
+    for Beluga's own bookkeeping, which acts on what the primary holds."""
+
+    def __init__(self, message: str, *, acked: int = 0, wanted: int = 0, result: Any = None) -> None:
+        super().__init__(message)
+        self.acked = acked
+        self.wanted = wanted
+        self.result = result
+
+
 class ApplicationError(WorkflowError):
     """Raise from user code to fail an activity or workflow with a message; `non_retryable=True` stops
     activity retries at once."""

@@ -26,6 +26,7 @@
 --   now               the time, for the dirty mark
 --   workflow_id       the run's workflow id
 --   next_deadline     until when the next attempt counts as dispatched
+--   attempt           the finished attempt's number
 -- Returns like begin.lua: {} when another coordinator holds the lease, else the run as read.
 
 -- #include "lib/attempt.lua"
@@ -35,7 +36,7 @@ local r = {
   inbox_key = KEYS[3], attempts_key = KEYS[5], running_key = KEYS[6], running_info_key = KEYS[7],
   dirty_key = KEYS[8], dispatched_key = KEYS[9], received_key = KEYS[10],
   report = ARGV[5], seq = ARGV[6], member = ARGV[7], next_attempt = ARGV[8], now = ARGV[9],
-  workflow_id = ARGV[10], next_deadline = ARGV[11],
+  workflow_id = ARGV[10], next_deadline = ARGV[11], attempt = ARGV[12],
 }
 finish_attempt(r)
 queue_report(r)

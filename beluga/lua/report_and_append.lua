@@ -21,6 +21,7 @@
 --   next_attempt       the attempt allowed next (a retry), or '' to retire the seq
 --   now                the time, for the dirty mark
 --   next_deadline      until when the next attempt counts as dispatched
+--   attempt            the finished attempt's number
 --   #attempts, #events, attempts..., events...
 --                      as in append.lua
 -- Returns -1 when the report was queued for the coordinator, else how many messages are left in the
@@ -40,11 +41,11 @@ local r = {
   inbox_key = KEYS[3], attempts_key = KEYS[4], dispatched_key = KEYS[6], running_key = KEYS[7],
   running_info_key = KEYS[8], dirty_key = KEYS[9], received_key = KEYS[10],
   workflow_id = ARGV[9], report = ARGV[10], seq = ARGV[11], member = ARGV[12], next_attempt = ARGV[13],
-  now = ARGV[14], next_deadline = ARGV[15],
+  now = ARGV[14], next_deadline = ARGV[15], attempt = ARGV[16],
 }
-local n_attempts, n_events = tonumber(ARGV[16]), tonumber(ARGV[17])
-for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[17 + i] end
-for i = 1, n_events do a.events[i] = ARGV[17 + 2 * n_attempts + i] end
+local n_attempts, n_events = tonumber(ARGV[17]), tonumber(ARGV[18])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[18 + i] end
+for i = 1, n_events do a.events[i] = ARGV[18 + 2 * n_attempts + i] end
 
 local allowed = append_allowed(a)
 finish_attempt(r)

@@ -9,13 +9,15 @@ are beluga/lua/append.lua and create.lua, called through the builders in `redis_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any, TypeVar
 
 import redis
 
 from beluga import codec
-from beluga.core.errors import WorkflowAlreadyStarted
+from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.lua import Scripts
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
@@ -23,6 +25,8 @@ from beluga.stores.base import WorkflowStore
 from beluga.stores.redis_scripts import AppendCall, CreateCall
 
 _SUMMARY_FIELDS = ("summary", "status", "updated")
+log = logging.getLogger("beluga.stores.redis")
+T = TypeVar("T")
 
 
 def _state(fields: list[bytes | None], history: tuple[Event, ...]) -> WorkflowState | None:
@@ -35,13 +39,30 @@ def _state(fields: list[bytes | None], history: tuple[Event, ...]) -> WorkflowSt
                    updated_at=float(updated) if updated else state.updated_at)
 
 
+def on_primary(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """What `write(*args, **kwargs)` left on the primary, whether or not enough replicas confirmed it
+    in time (a shortfall is logged where it is found). For the fleet's own steps, which carry on from
+    what the primary holds so that no run stalls while a replica lags: should the primary be lost
+    before a replica has the write, what depended on it is redone from the replica's state (its
+    attempts are found lost and dispatched again, the inbox messages it consumed are still there)."""
+    try:
+        return write(*args, **kwargs)
+    except ReplicationError as exc:
+        return exc.result
+
+
 class RedisStore(WorkflowStore):
-    """`url` is any redis-py URL (`redis://`, `rediss://` for TLS, with a password); or pass `client`."""
+    """`url` is any redis-py URL (`redis://`, `rediss://` for TLS, with a password); or pass `client`.
+    With `append_replicas` > 0, each write of a run (creation, append, inbox message) counts only once
+    that many replicas confirmed it within `append_replicas_timeout` seconds (see `replicated`)."""
 
     def __init__(self, url: str = "redis://localhost:6379/0", *, prefix: str = "beluga",
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | None = None, append_replicas: int = 0,
+                 append_replicas_timeout: float = 1.0) -> None:
         self.redis = client if client is not None else redis.Redis.from_url(url)
         self.prefix = prefix
+        self.append_replicas = append_replicas
+        self.append_replicas_timeout = append_replicas_timeout
         self._lua = Scripts(self.redis, [AppendCall, CreateCall])
 
     # --- key layout ---------------------------------------------------------------------------------
@@ -54,6 +75,37 @@ class RedisStore(WorkflowStore):
 
     def _index(self, name: str) -> str:
         return f"{self.prefix}:index:{name}"
+
+    # --- replication --------------------------------------------------------------------------------
+    def replicated(self, write: Callable[[redis.Redis], T], what: str) -> T:
+        """Run `write` (one write, given the client to send it with) and, when replicas are required,
+        confirm it with `WAIT n timeout` before returning. Redis replicates asynchronously, so a write
+        the primary has answered can still be lost if the primary dies before a replica has it; WAIT
+        closes that window. WAIT counts the writes of its own connection, so both go through a client
+        pinned to one connection, and WAIT is sent without redis-py's reconnect-and-retry (a retry on a
+        new connection would confirm nothing). Raises ReplicationError, with the primary's answer as
+        its `result`, when fewer replicas confirmed in time."""
+        wanted = self.append_replicas
+        if wanted <= 0:
+            return write(self.redis)
+        timeout_ms = max(1, int(self.append_replicas_timeout * 1000))
+        with self.redis.client() as pinned:
+            result = write(pinned)
+            conn = pinned.connection
+            assert conn is not None
+            try:
+                conn.send_command("WAIT", wanted, timeout_ms)
+                acked = int(conn.read_response())
+            except BaseException:
+                conn.disconnect()  # never hand a connection with an unread reply back to the pool
+                raise
+        if acked < wanted:
+            log.error("%s reached the primary but only %d of %d replicas within %gs (BELUGA_APPEND_REPLICAS): "
+                      "not acknowledged as durable", what, acked, wanted, self.append_replicas_timeout)
+            raise ReplicationError(f"{what} reached the Redis primary but only {acked} of {wanted} replicas "
+                                   f"confirmed it within {self.append_replicas_timeout:g}s; a failover now "
+                                   "could lose it: retry", acked=acked, wanted=wanted, result=result)
+        return result
 
     # --- reads --------------------------------------------------------------------------------------
     def load(self, workflow_id: str) -> WorkflowState | None:
@@ -106,15 +158,20 @@ class RedisStore(WorkflowStore):
     def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
         check_events(state.history, 0, state.workflow_id)
         run_key, events_key, inbox_key = self.keys(state.workflow_id)
-        blocker = self._lua.run(CreateCall(
+        call = CreateCall(
             run_key=run_key, events_key=events_key, inbox_key=inbox_key, run_id=state.run_id,
             status=state.status.value, summary=codec.encode_state(state), workflow_type=state.workflow_type,
             created=state.created_at, replace_run_id=replace_run_id, updated=state.updated_at,
-            events=tuple(codec.encode_event(e) for e in state.history)))
-        if blocker:
-            check_create(state.workflow_id, blocker.decode(), WorkflowStatus.RUNNING, replace_run_id)
-            raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
-        self.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
+            events=tuple(codec.encode_event(e) for e in state.history))
+
+        def write(client: redis.Redis) -> None:
+            blocker = self._lua.run(call, client=client)
+            if blocker:
+                check_create(state.workflow_id, blocker.decode(), WorkflowStatus.RUNNING, replace_run_id)
+                raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
+            self.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
+
+        self.replicated(write, f"the start of workflow {state.workflow_id}")
 
     def save(self, state: WorkflowState) -> None:
         self.delete(state.workflow_id)
@@ -150,12 +207,16 @@ class RedisStore(WorkflowStore):
                                 dispatch_deadline=dispatch_deadline, summary=summary)
         if call is None:
             return None
-        left = self._lua.run(call)
-        if left < 0:
-            return None
-        if a.status is not None:
-            self.restatus(a.workflow_id, a.status)
-        return int(left)
+
+        def write(client: redis.Redis) -> int | None:
+            left = self._lua.run(call, client=client)
+            if left < 0:
+                return None
+            if a.status is not None:
+                self.restatus(a.workflow_id, a.status)
+            return int(left)
+
+        return self.replicated(write, f"an append to workflow {a.workflow_id}")
 
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,

@@ -13,8 +13,8 @@ from beluga import workflow
 _clients: dict[str, redis.Redis] = {}
 
 
-def _redis() -> redis.Redis:
-    url = os.environ["BELUGA_REDIS_URL"]
+def _redis(variable: str = "BELUGA_REDIS_URL") -> redis.Redis:
+    url = os.environ[variable]
     if url not in _clients:
         _clients[url] = redis.Redis.from_url(url)
     return _clients[url]
@@ -36,6 +36,27 @@ def fleet_steps(ctx: workflow.WorkflowContext, arg: dict) -> int:
     total = 0
     for i in range(arg["steps"]):
         total += ctx.execute_activity(fleet_step, {"i": i, "sleep": arg.get("sleep", 0.0)},
+                                      retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05,
+                                                                 max_interval=0.5))
+    return total
+
+
+@workflow.activity()
+def fleet_noted_step(arg: dict) -> int:
+    """Notes that its attempt ran, in the Redis named by BELUGA_TEST_CALLS_URL (the broker's, in the
+    failover test, which outlives the history Redis): an attempt runs only after the append that
+    started it was acknowledged, so the history must keep that append through a failover."""
+    info = workflow.activity_info()
+    _redis("BELUGA_TEST_CALLS_URL").sadd("test:ran", f"{info.workflow_id}\0{info.seq}\0{info.attempt}")
+    time.sleep(arg.get("sleep", 0.0))
+    return arg["i"] + 1
+
+
+@workflow.defn()
+def fleet_noted_steps(ctx: workflow.WorkflowContext, arg: dict) -> int:
+    total = 0
+    for i in range(arg["steps"]):
+        total += ctx.execute_activity(fleet_noted_step, {"i": i, "sleep": arg.get("sleep", 0.0)},
                                       retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05,
                                                                  max_interval=0.5))
     return total

@@ -1,13 +1,17 @@
 -- lib/attempt.lua: what an activity attempt's report does to the fleet's records. Included by
 -- report.lua and report_and_append.lua.
 
--- Retires the finished attempt: allows next_attempt for its seq (noted in dispatched_key until
+-- Retires the finished attempt: if it is still the one allowed for its seq (a late report of a
+-- superseded attempt must not revoke its successor), allows next_attempt (noted in dispatched_key until
 -- next_deadline) or, when next_attempt is '', forgets the seq; and drops the finished attempt `member`
 -- from the running, received and dispatched records. `r` has:
 --   r.attempts_key, r.running_key, r.running_info_key, r.dispatched_key, r.received_key   keys
---   r.workflow_id, r.seq, r.member ("<workflow id>\0<seq>\0<attempt>"), r.next_attempt, r.next_deadline
+--   r.workflow_id, r.seq, r.attempt, r.member ("<workflow id>\0<seq>\0<attempt>"), r.next_attempt,
+--   r.next_deadline
 local function finish_attempt(r)
-  if r.next_attempt ~= '' then
+  if redis.call('HGET', r.attempts_key, r.seq) ~= r.attempt then
+    -- superseded: only its own traces go
+  elseif r.next_attempt ~= '' then
     redis.call('HSET', r.attempts_key, r.seq, r.next_attempt)
     redis.call('ZADD', r.dispatched_key, r.next_deadline, r.workflow_id .. '\0' .. r.seq .. '\0' .. r.next_attempt)
   else
