@@ -203,6 +203,8 @@ class Engine:
     def _handle(self, msg: Msg, batch: dict[str, Pending]) -> None:
         kind = msg.kind
         if kind == "noop":
+            if msg.reply is not None:  # a caller waiting until everything posted before it was handled
+                msg.reply.set_result(None)
             return
         if kind == "start":
             self._start(msg, batch)
