@@ -63,7 +63,8 @@ class ReplayResult:
             return (f"MISMATCH  {what}: at event #{err.position} the history records {err.recorded}, "
                     f"but the code asked for {err.asked}")
         label = "MISMATCH " if self.mismatch else "ERROR    "
-        return f"{label} {what}: {err}"
+        text = str(err)
+        return f"{label} {what}: " + (text[len(self.source) + 2:] if text.startswith(f"{self.source}: ") else text)
 
 
 class Replayer:
