@@ -263,3 +263,19 @@ def test_a_stuck_run_says_so(db: str, tmp_path: Path) -> None:
     assert r.code == 0
     assert "(its code cannot replay it: NonDeterminismError: workflow 'cli_order' (stuck, run" in r.out
     assert beluga("--store", db, "list", "--json").json()[0]["status"] == WorkflowStatus.RUNNING.value
+
+
+def test_an_in_process_redis_store(tmp_path: Path) -> None:
+    """`--store redis://...`: the in-process executor on a RedisStore (here under a key prefix of its own)."""
+    from tests.fleet import redis_server
+
+    with redis_server() as url:
+        store = f"{url}?prefix=cli"
+        started = start(store, tmp_path, "r-1")
+        rows = beluga("--store", store, "list", "--json").json()
+        assert [(r["workflow_id"], r["run_id"], r["status"]) for r in rows] == [("r-1", started["run_id"], "running")]
+        assert beluga("--store", url, "list", "--json").json() == []       # the default prefix holds nothing
+        r = beluga("--store", store, "--imports", IMPORTS, "signal", "r-1", "approve", "--payload", '"yes"')
+        assert r.code == 0, r.err
+        data = beluga("--store", store, "show", "r-1", "--json").json()
+        assert data["status"] == "completed" and data["result"] == "order r-1 yes"
