@@ -6,6 +6,7 @@ see the traceback of an unexpected one.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ def main(argv: Sequence[str] | None = None, *, settings: Any = None, prog: str |
 
     parser = cli_parser.build(prog or cli_parser.prog_name())
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    _quiet_logs()
     target = None
     try:
         from beluga.cli import commands
@@ -56,6 +58,23 @@ def main(argv: Sequence[str] | None = None, *, settings: Any = None, prog: str |
                 target.close()
             except Exception:
                 pass
+
+
+class _OneLine(logging.Formatter):
+    """Log records from the engine (a stuck run, a failed hook) as one line each, without traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"beluga: log: {record.name} {record.levelname}: {record.getMessage()}".split())
+
+
+def _quiet_logs() -> None:
+    root = logging.getLogger()
+    if root.handlers or os.environ.get("BELUGA_DEBUG"):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def describe(exc: BaseException, target: Any) -> tuple[str, int]:

@@ -52,16 +52,20 @@ class Target:
         else:
             self.settings = settings or Settings.load()
             self.kind, self._store, self.url = _open_store(str(store_url), may_create, self.settings)
-        # Modules named on the command line (or in BELUGA_IMPORTS) must import; for the fleet, whose
-        # client needs no code, the workers' BELUGA_IMPORTS are tried quietly, to show more in `show`.
-        explicit = imports if imports is not None else os.environ.get("BELUGA_IMPORTS")
-        self.imports = import_modules(explicit or "")
-        if self.kind == "celery" and imports is None:
-            for name in self.settings.imports:
+        # Modules named with --imports must import. Those of BELUGA_IMPORTS (for the fleet: the workers'
+        # setting) are tried quietly: most commands need no code, and `need_code` reports what failed.
+        self.import_problems: list[str] = []
+        if imports is not None:
+            self.imports = import_modules(imports)
+        else:
+            self.imports = []
+            names = (self.settings.imports if self.kind == "celery"
+                     else [m for m in os.environ.get("BELUGA_IMPORTS", "").split(",") if m.strip()])
+            for name in names:
                 try:
-                    import_modules([name])
-                except Exception:
-                    pass
+                    self.imports += import_modules([name])
+                except Exception as exc:
+                    self.import_problems.append(str(exc))
 
     def _redis_histories(self) -> bool:
         try:
@@ -103,6 +107,8 @@ class Target:
         if self.kind != "celery" and workflow_type not in registry.workflows:
             hint = (f"imported {', '.join(self.imports)}, which do not define it" if self.imports
                     else "pass --imports MODULE (or set BELUGA_IMPORTS)")
+            if self.import_problems:
+                hint += f" ({'; '.join(self.import_problems)})"
             raise CLIError(f"{what} needs the code of workflow type {workflow_type!r}, which is not registered "
                            f"in this process; {hint}")
 

@@ -103,3 +103,26 @@ def test_replay_of_an_unknown_workflow_type(tmp_path: Path) -> None:
     r = beluga("replay", str(fixture), "--imports", IMPORTS)
     assert r.code == 2
     assert "workflow type 'ship' is not defined by the code replayed against" in r.out
+
+
+def test_modules_in_beluga_imports_that_fail_matter_only_to_commands_that_need_code(db: str) -> None:
+    env = clean_env(BELUGA_IMPORTS="no_such_module_xyz")
+    assert beluga("--store", db, "list", env=env).code == 0
+    line = beluga("--store", db, "signal", "o-1", "approve", env=env).one_error_line()
+    assert "signal needs the code of workflow type 'cli_order'" in line
+    assert "cannot import 'no_such_module_xyz': ModuleNotFoundError" in line
+    r = beluga("--store", db, "signal", "o-1", "approve", "--payload", '"ok"', env=clean_env(BELUGA_IMPORTS=IMPORTS))
+    assert r.code == 0, r.err
+
+
+def test_engine_logs_are_one_line_each(db: str) -> None:
+    """Signalling a run whose code no longer matches: the signal is kept (the run is stuck, as any
+    executor would leave it), and what the engine logs about it is one line, not a traceback."""
+    r = beluga("--store", db, "--imports", "tests.cli.changed_workflows", "signal", "o-1", "approve")
+    assert r.code == 0, r.err
+    assert "Traceback" not in r.err
+    stuck = [line for line in r.err.splitlines() if "is stuck" in line]
+    assert stuck and all(line.startswith("beluga: log: beluga.engine ERROR: workflow o-1 is stuck") for line in stuck)
+    data = beluga("--store", db, "show", "o-1", "--json").json()
+    assert data["stuck"] and data["history"][-1]["type"] == "signal_received"
+    assert data["history"][-1]["attrs"]["deferred"] is True
