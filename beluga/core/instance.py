@@ -87,10 +87,11 @@ class WorkflowInstance:
         while the run was stuck, or followed by signals that arrived as it closed), whose commands come
         after the inputs that follow them."""
         batch = events if isinstance(events, (list, tuple)) else list(events)
-        last_command = -1
+        last_settled = -1  # the last event recorded after the inputs before it were processed
         for i, ev in enumerate(batch):
+            if not ev.attrs.get("deferred"):
+                last_settled = i
             if ev.type in COMMAND_EVENTS:
-                last_command = i
                 if ev.type == E.MARKER_RECORDED:
                     if ev.attrs.get("kind") == cmds.PATCH:
                         self._patches.add(cmds.patch_id(ev.attrs.get("value")))
@@ -109,8 +110,9 @@ class WorkflowInstance:
                                            cmds.describe(self._issued[0]))
                 self._owed = ev.type == E.WORKFLOW_STARTED or bool(ev.attrs.get("deferred"))
                 self._last_input = ev
-                # Commands recorded after this input: the code re-runs what it did once (see `patch`).
-                self._replaying = i < last_command
+                # Something recorded after this input (its commands, a later input) means the code already
+                # reacted to it once: the code re-runs what it did (see `patch`).
+                self._replaying = i < last_settled
                 self._run()
         if self._issued and not recording and not self._owed and self._last_input is not None:
             ev = self._last_input

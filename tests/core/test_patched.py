@@ -172,3 +172,49 @@ def test_patched_is_answered_in_read_only_replays_without_recording() -> None:
     registry.add_workflow(queried, "ship")
     state = WorkflowState("ship-1", "run-ship_v1", "ship", history=tuple(events("ship_v1_parked.json")))
     assert drv.read_only(state, registry.workflow, check_payload=lambda v: None).query("branch") == "old"
+
+
+def test_a_run_whose_old_code_issued_nothing_yet_replays_the_old_branch() -> None:
+    """v1 reacted to its start and to a first signal without a command (it waits for two): the later
+    input shows the start was processed, so v2's `patched` call there answers False, with no error."""
+
+    def v1(ctx: Any, _: Any) -> Any:
+        first = ctx.receive_signal("a").receive()
+        second = ctx.receive_signal("b").receive()
+        return [first, second]
+
+    def v2(ctx: Any, _: Any) -> Any:
+        if ctx.patched("audit"):
+            ctx.execute_activity("audit")
+        first = ctx.receive_signal("a").receive()
+        second = ctx.receive_signal("b").receive()
+        return [first, second]
+
+    d = Driver(v1)
+    d.signal("a", 1)
+    assert [ev.type for ev in d.history] == [E.WORKFLOW_STARTED, E.SIGNAL_RECEIVED]
+    inst, new = replay(v2, d.history)
+    assert new == [] and not inst.finished
+    b = Event(3, E.SIGNAL_RECEIVED, d.clock + 1, {"name": "b", "payload": 2})
+    assert inst.activate([b], recording=True) == [cmds.CompleteWorkflow([1, 2])]
+    # A history holding only its start may not have been processed yet: the new code takes it over.
+    _, new = replay(v2, d.history[:1])
+    assert new == [cmds.RecordMarker(0, "patch", {"id": "audit", "deprecated": False}),
+                   cmds.ScheduleActivity(1, "audit")]
+
+
+def test_inputs_kept_while_a_run_was_stuck_are_new_to_the_code() -> None:
+    """Inputs recorded `deferred` (no code ran for them) are processed for the first time when matching
+    code loads the run: a `patched` call they reach records its marker."""
+
+    def v2(ctx: Any, _: Any) -> Any:
+        ctx.receive_signal("a").receive()
+        if ctx.patched("audit"):
+            ctx.execute_activity("audit")
+        return "done"
+
+    history = [Event(1, E.WORKFLOW_STARTED, 1.0, {"input": None, "seed": 1}),
+               Event(2, E.SIGNAL_RECEIVED, 2.0, {"name": "a", "payload": 1, "deferred": True})]
+    _, new = replay(v2, history)
+    assert new == [cmds.RecordMarker(0, "patch", {"id": "audit", "deprecated": False}),
+                   cmds.ScheduleActivity(1, "audit")]

@@ -143,3 +143,44 @@ def test_without_time_skipping_a_long_timer_is_waited_for_in_real_time() -> None
             handle.result(timeout=0.5)
         env.sleep(3600)                      # still available: moves the clock on purpose
         assert handle.result(timeout=5) == [3600]
+
+
+def test_a_deploy_with_patched_code_keeps_open_runs_on_their_branch() -> None:
+    """The upgrade as it happens: runs parked under v1, the process restarts with v2 (which patches in a
+    new activity), the old run finishes on the old branch, a new run takes the new one."""
+    from beluga.core.definitions import Registry
+    from beluga.stores.memory import InMemoryStore
+
+    def v1(ctx: workflow.WorkflowContext, user: str) -> list[str]:
+        done = [ctx.execute_activity("testing_env_remind", user)]
+        ctx.receive_signal("go").receive()
+        return done
+
+    def v2(ctx: workflow.WorkflowContext, user: str) -> list[str]:
+        done = []
+        if ctx.patched("greet-first"):
+            done.append(ctx.execute_activity("testing_env_remind", f"greet {user}"))
+        done.append(ctx.execute_activity("testing_env_remind", user))
+        ctx.receive_signal("go").receive()
+        return done
+
+    store = InMemoryStore()
+    old, new = Registry(), Registry()
+    old.add_workflow(v1, "greeter")
+    new.add_workflow(v2, "greeter")
+    for registry in (old, new):
+        registry.activities["testing_env_remind"] = workflow.registry.activities["testing_env_remind"]
+    with WorkflowEnvironment(store=store, registry=old) as env:
+        env.execute("greeter", "old-run", id="g-old")
+        deadline = time.monotonic() + 10
+        while env.describe("g-old").history[-1].type != "activity_completed" and time.monotonic() < deadline:
+            time.sleep(0.01)      # parked on its signal under v1
+    with WorkflowEnvironment(store=store, registry=new) as env:   # resumes the open run under v2
+        env.execute("greeter", "new-run", id="g-new")
+        for wid in ("g-old", "g-new"):
+            env.signal(wid, "go")
+        assert env.get_handle("g-old").result(timeout=10) == ["reminded old-run"]
+        assert env.get_handle("g-new").result(timeout=10) == ["reminded greet new-run", "reminded new-run"]
+        markers = [ev.attrs for ev in env.describe("g-new").history if ev.type == "marker_recorded"]
+        assert markers == [{"seq": 0, "kind": "patch", "value": {"id": "greet-first", "deprecated": False}}]
+        assert not [ev for ev in env.describe("g-old").history if ev.type == "marker_recorded"]
