@@ -67,7 +67,7 @@ class WorkflowInstance:
         self._markers: dict[int, Any] = {}
         self._patches: set[str] = set()      # change ids of the patch markers the history holds
         self._patch_memo: dict[str, bool] = {}
-        self._replaying = False              # the code runs for an input whose commands are recorded
+        self._replaying = False              # the code re-runs an input it already reacted to once
         self._owed = False                   # the commands of the inputs applied last may be new
         self._last_input: Event | None = None
         # A replay only to answer a query: it must cause nothing, so a side effect not yet recorded
