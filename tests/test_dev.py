@@ -111,3 +111,39 @@ def test_dev_runs_an_order_and_stops_cleanly(tmp_path: Path) -> None:
                 except ProcessLookupError:
                     pass
             dev.wait(5)
+
+
+def test_dev_fails_loudly_when_a_process_it_started_dies(tmp_path: Path) -> None:
+    """A child that dies (here the worker, killed) stops the rest and makes `beluga.dev` exit non-zero
+    with one line naming it, instead of serving a half-dead fleet."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELUGA_")}
+    log = tmp_path / "dev.log"
+    with open(log, "w") as out:
+        dev = subprocess.Popen([sys.executable, "-m", "beluga.dev", "--concurrency", "1", "--grace", "5"],
+                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    family: set[int] = set()
+    try:
+        _wait_until("the fleet", lambda: "the fleet is up" in log.read_text(), 30, log)
+        family = set(_descendants(dev.pid))
+
+        def worker_pid() -> int | None:  # the worker's main process: a direct child of beluga.dev
+            children = subprocess.run(["pgrep", "-P", str(dev.pid)], capture_output=True, text=True).stdout
+            for pid in map(int, children.split()):
+                if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                    return pid
+            return None
+
+        pid = _wait_until("the worker process", worker_pid, 10, log)
+        os.kill(pid, signal.SIGKILL)
+        assert dev.wait(30) == 1, log.read_text()[-4000:]
+        text = log.read_text()
+        assert re.search(r"beluga\.dev: FAILED: worker \(pid \d+\) exited with code -9", text), text[-4000:]
+        assert "beluga.dev: stopped after a failure" in text
+        _wait_until("every child to exit", lambda: not [p for p in family if _alive(p)], 10, log)
+    finally:
+        for p in [*_descendants(dev.pid), *family, dev.pid]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        dev.wait(5)

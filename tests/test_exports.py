@@ -1,4 +1,4 @@
-"""Pin the public API (`/work/shared/API.md`): every name it promises exists, with the promised shape.
+"""Pin the public API (`docs/api.md`): every name it promises exists, with the promised shape.
 Adding a name means adding it here too; renaming one breaks users and this test on purpose."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from beluga import workflow
 
-# Every name API.md gives under `from beluga import workflow`.
+# Every name docs/api.md gives under `from beluga import workflow`.
 API_NAMES = {
     # writing workflows and activities
     "activity", "defn", "WorkflowContext", "Future", "activity_info", "heartbeat",
@@ -40,7 +40,7 @@ EXPORTS = API_NAMES | {
 
 @pytest.mark.parametrize("name", sorted(API_NAMES))
 def test_api_name_exists(name: str) -> None:
-    assert hasattr(workflow, name), f"beluga.workflow.{name} is promised by API.md"
+    assert hasattr(workflow, name), f"beluga.workflow.{name} is promised by docs/api.md"
 
 
 def test_all_is_pinned() -> None:
@@ -141,7 +141,7 @@ def test_retry_policy_fields_and_config_defaults() -> None:
 @pytest.mark.parametrize("member", ["workflow_id", "run_id", "execute_activity", "start_activity", "receive_signal",
                                     "sleep", "timer", "wait_any", "wait_all", "now", "random", "uuid4",
                                     "side_effect", "set_query_handler", "execute_child_workflow",
-                                    "continue_as_new", "is_cancelled"])
+                                    "continue_as_new", "is_cancelled", "patched", "deprecate_patch"])
 def test_context_members(member: str) -> None:
     if member in ("workflow_id", "run_id"):
         assert member in inspect.signature(workflow.WorkflowContext.__init__).parameters
@@ -149,7 +149,8 @@ def test_context_members(member: str) -> None:
         assert callable(getattr(workflow.WorkflowContext, member))
 
 
-@pytest.mark.parametrize("member", ["execute", "signal", "query", "cancel", "get_handle", "describe", "close"])
+@pytest.mark.parametrize("member", ["execute", "signal", "query", "cancel", "terminate", "get_handle", "describe",
+                                    "close"])
 def test_executor_members(member: str) -> None:
     assert callable(getattr(workflow.DurableExecutor, member))
 
@@ -163,3 +164,11 @@ def test_handle_members(member: str) -> None:
 def test_future_members(member: str) -> None:
     assert callable(getattr(workflow.Future, member))
     assert callable(getattr(workflow.SignalChannel, member if member == "done" else "receive"))
+
+
+def test_testing_helpers() -> None:
+    from beluga import testing
+
+    assert {"Replayer", "replay", "ReplayResult", "WorkflowEnvironment", "run_activity", "ActivityInfo"} <= set(
+        testing.__all__)
+    assert testing.ActivityInfo is workflow.ActivityInfo

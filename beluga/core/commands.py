@@ -58,6 +58,22 @@ class ContinueAsNew:
     input: Any = None
 
 
+# `ctx.patched(change_id)` records a marker of this kind, value `{"id": change_id, "deprecated": bool}`.
+# Patch markers take no sequence number (seq 0), so code that stops calling `deprecate_patch()` keeps the
+# numbering of everything after it, and replay can skip a deprecated marker nobody asks for.
+PATCH = "patch"
+
+
+def patch_id(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else None
+
+
+def is_deprecated_patch(ev: Event) -> bool:
+    a = ev.attrs
+    return (ev.type == EventType.MARKER_RECORDED and a.get("kind") == PATCH and isinstance(a.get("value"), dict)
+            and bool(a["value"].get("deprecated")))
+
+
 Command = (ScheduleActivity | StartTimer | RecordMarker | StartChildWorkflow | CompleteWorkflow
            | FailWorkflow | CancelWorkflow | ContinueAsNew)
 
@@ -97,6 +113,8 @@ def describe(cmd: Command) -> str:
     if isinstance(cmd, StartTimer):
         return f"timer of {cmd.duration:g}s (seq {cmd.seq})"
     if isinstance(cmd, RecordMarker):
+        if cmd.kind == PATCH:
+            return f"patch marker {patch_id(cmd.value)!r}"
         return f"{cmd.kind} marker (seq {cmd.seq})"
     if isinstance(cmd, StartChildWorkflow):
         return f"child workflow {cmd.workflow_type!r} (seq {cmd.seq})"
@@ -110,6 +128,8 @@ def describe_event(ev: Event) -> str:
     if ev.type == EventType.TIMER_STARTED:
         return f"timer of {a.get('duration', 0):g}s (seq {a.get('seq')})"
     if ev.type == EventType.MARKER_RECORDED:
+        if a.get("kind") == PATCH:
+            return f"patch marker {patch_id(a.get('value'))!r}"
         return f"{a.get('kind')} marker (seq {a.get('seq')})"
     if ev.type == EventType.CHILD_WORKFLOW_STARTED:
         return f"child workflow {a.get('workflow_type')!r} (seq {a.get('seq')})"
@@ -125,7 +145,9 @@ def matches(cmd: Command, ev: Event) -> bool:
     if isinstance(cmd, StartTimer):
         return ev.type == EventType.TIMER_STARTED and a.get("seq") == cmd.seq
     if isinstance(cmd, RecordMarker):
-        return ev.type == EventType.MARKER_RECORDED and a.get("seq") == cmd.seq and a.get("kind") == cmd.kind
+        if ev.type != EventType.MARKER_RECORDED or a.get("seq") != cmd.seq or a.get("kind") != cmd.kind:
+            return False
+        return cmd.kind != PATCH or patch_id(a.get("value")) == patch_id(cmd.value)
     if isinstance(cmd, StartChildWorkflow):
         return (ev.type == EventType.CHILD_WORKFLOW_STARTED and a.get("seq") == cmd.seq
                 and a.get("workflow_type") == cmd.workflow_type)

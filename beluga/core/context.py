@@ -175,6 +175,28 @@ class WorkflowContext:
         inst.issue(cmds.RecordMarker(seq, "side_effect", value), None)
         return value
 
+    # --- versioning ------------------------------------------------------------------------------------
+    def patched(self, change_id: str) -> bool:
+        """Whether this run takes the new code path of change `change_id`:
+
+            if ctx.patched("charge-before-ship"):
+                ctx.execute_activity(charge, order)      # the new code
+            ctx.execute_activity(ship, order)
+
+        A run executing this call for the first time records a patch marker in its history and gets
+        True. Replaying, a run gets True when its history holds that marker and False when it does not
+        (it was recorded by code from before the change), so runs started under the old code keep
+        replaying the old branch without a `NonDeterminismError`. Every later call with the same id in
+        the same run gives the same answer. Once no run from before the change is open, replace the call
+        with `ctx.deprecate_patch(change_id)` and keep only the new branch."""
+        return self._instance.patch(change_id, deprecated=False)
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """Step two of retiring `patched(change_id)`, once no run recorded without its marker is open:
+        the new branch runs unconditionally, runs that hold the marker still replay, and new runs record a
+        deprecated marker, which replay skips once the call itself is removed (step three)."""
+        self._instance.patch(change_id, deprecated=True)
+
     # --- queries, children, continue-as-new, cancellation ------------------------------------------
     def set_query_handler(self, name: str, handler: Callable[..., Any]) -> None:
         if name in ("status", "result"):

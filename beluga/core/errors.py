@@ -66,7 +66,17 @@ class ChildWorkflowError(ActivityError):
 
 class NonDeterminismError(WorkflowError):
     """The workflow code no longer matches the run's recorded history. The run stays open and untouched:
-    deploy code that matches the history (or version the change) and it carries on."""
+    deploy code that matches the history (or version the change with `ctx.patched()`) and it carries on.
+
+    Raised by replay with where it happened: `position` (the id of the history event), `recorded` (what
+    the history holds there) and `asked` (what the code asked for instead); None when not known."""
+
+    def __init__(self, message: str, *, position: int | None = None, recorded: str | None = None,
+                 asked: str | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+        self.recorded = recorded
+        self.asked = asked
 
 
 class QueryNotFound(WorkflowError):

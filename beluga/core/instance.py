@@ -65,6 +65,9 @@ class WorkflowInstance:
         self._issued: deque[cmds.Command] = deque()          # issued, not yet matched or returned
         self._futures: dict[int, tuple[str, Future[Any]]] = {}
         self._markers: dict[int, Any] = {}
+        self._patches: set[str] = set()      # change ids of the patch markers the history holds
+        self._patch_memo: dict[str, bool] = {}
+        self._replaying = False              # the code re-runs an input it already reacted to once
         self._owed = False                   # the commands of the inputs applied last may be new
         self._last_input: Event | None = None
         # A replay only to answer a query: it must cause nothing, so a side effect not yet recorded
@@ -84,10 +87,17 @@ class WorkflowInstance:
         while the run was stuck, or followed by signals that arrived as it closed), whose commands come
         after the inputs that follow them."""
         batch = events if isinstance(events, (list, tuple)) else list(events)
-        for ev in batch:
-            if ev.type == E.MARKER_RECORDED:
-                self._markers[ev.attrs["seq"]] = ev.attrs.get("value")
-        for ev in batch:
+        last_settled = -1  # the last event recorded after the inputs before it were processed
+        for i, ev in enumerate(batch):
+            if not ev.attrs.get("deferred"):
+                last_settled = i
+            if ev.type in COMMAND_EVENTS:
+                if ev.type == E.MARKER_RECORDED:
+                    if ev.attrs.get("kind") == cmds.PATCH:
+                        self._patches.add(cmds.patch_id(ev.attrs.get("value")))
+                    else:
+                        self._markers[ev.attrs["seq"]] = ev.attrs.get("value")
+        for i, ev in enumerate(batch):
             if ev.id != self.version + 1:
                 raise ValueError(f"event #{ev.id} given after #{self.version}: histories are applied in order")
             self.version = ev.id
@@ -96,9 +106,13 @@ class WorkflowInstance:
                 self._owed = False
             elif self._apply(ev):
                 if self._issued and not self._owed:
-                    raise self._divergence(ev, f"the code asked for {cmds.describe(self._issued[0])}")
+                    raise self._divergence(ev, f"the code asked for {cmds.describe(self._issued[0])}",
+                                           cmds.describe(self._issued[0]))
                 self._owed = ev.type == E.WORKFLOW_STARTED or bool(ev.attrs.get("deferred"))
                 self._last_input = ev
+                # Something recorded after this input (its commands, a later input) means the code already
+                # reacted to it once: the code re-runs what it did (see `patch`).
+                self._replaying = i < last_settled
                 self._run()
         if self._issued and not recording and not self._owed and self._last_input is not None:
             ev = self._last_input
@@ -106,7 +120,9 @@ class WorkflowInstance:
                 f"workflow {self.definition.name!r} ({self.workflow_id}, run {self.run_id}) does not match its "
                 f"history: after event #{ev.id} ({cmds.describe_event(ev)}), the last input of the history, the "
                 f"code asked for {cmds.describe(self._issued[0])}, which the history does not record. The run "
-                "is left untouched; deploy code that matches its history to let it continue.")
+                "is left untouched; deploy code that matches its history to let it continue.",
+                position=ev.id, recorded=f"{cmds.describe_event(ev)} as the last input, and nothing after it",
+                asked=cmds.describe(self._issued[0]))
         new = list(self._issued)
         self._issued.clear()
         self._owed = False
@@ -151,6 +167,20 @@ class WorkflowInstance:
             self._futures[command.seq] = (label, future)  # type: ignore[union-attr]
         return future
 
+    def patch(self, change_id: str, deprecated: bool) -> bool:
+        """`ctx.patched()`: True on a first execution (recording a patch marker) and on a replay of a
+        history that holds the marker; False on a replay of a history recorded before the change (no
+        marker, and none is asked for). The answer is kept for the run: later calls give the same."""
+        g = self._greenlet
+        if g is None or greenlet.getcurrent() is not g:
+            raise WorkflowError("ctx.patched() can only be called by the workflow itself (not from a query handler)")
+        use = self._patch_memo.get(change_id)
+        if use is None:
+            use = self._patch_memo[change_id] = change_id in self._patches or not self._replaying
+            if use:
+                self.issue(cmds.RecordMarker(0, cmds.PATCH, {"id": change_id, "deprecated": deprecated}), None)
+        return use
+
     def recorded_marker(self, seq: int) -> Any:
         value = self._markers.pop(seq, _UNSET)
         if value is _UNSET and self.read_only:
@@ -188,17 +218,22 @@ class WorkflowInstance:
             raise _Evicted()
 
     def _match(self, ev: Event) -> None:
+        if self._issued and cmds.matches(self._issued[0], ev):
+            self._issued.popleft()
+            return
+        if cmds.is_deprecated_patch(ev):
+            return  # recorded by a `deprecate_patch()` call the code no longer makes: nothing depends on it
         if not self._issued:
-            raise self._divergence(ev, "the code asked for nothing more at this point")
+            raise self._divergence(ev, "the code asked for nothing more at this point", "nothing more")
         cmd = self._issued.popleft()
-        if not cmds.matches(cmd, ev):
-            raise self._divergence(ev, f"the code asked for {cmds.describe(cmd)}")
+        raise self._divergence(ev, f"the code asked for {cmds.describe(cmd)}", cmds.describe(cmd))
 
-    def _divergence(self, ev: Event, asked: str) -> NonDeterminismError:
+    def _divergence(self, ev: Event, asked: str, what: str) -> NonDeterminismError:
         return NonDeterminismError(
             f"workflow {self.definition.name!r} ({self.workflow_id}, run {self.run_id}) does not match its "
             f"history: event #{ev.id} records {cmds.describe_event(ev)}, but {asked}. The run is left "
-            "untouched; deploy code that matches its history to let it continue.")
+            "untouched; deploy code that matches its history to let it continue.",
+            position=ev.id, recorded=cmds.describe_event(ev), asked=what)
 
     def _apply(self, ev: Event) -> bool:
         """Fold an input event into the workflow's state. False for events that are informational."""

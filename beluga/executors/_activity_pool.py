@@ -26,6 +26,8 @@ class ActivityPool:
         self._check = check_payload
         self._clock = clock
         self.beats: dict[tuple[str, int, int], tuple[float, Any]] = {}
+        self._outstanding = 0            # submitted attempts whose outcome is not yet posted
+        self._count_lock = threading.Lock()
         self._work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._run, name=f"beluga-activity-{i}", daemon=True)
                          for i in range(size)]
@@ -39,7 +41,13 @@ class ActivityPool:
             self._work.put(None)
 
     def submit(self, item: tuple[Any, ...]) -> None:
+        with self._count_lock:
+            self._outstanding += 1
         self._work.put(item)
+
+    def idle(self) -> bool:
+        """No attempt queued or running: every outcome is already in the coordinator's inbox."""
+        return self._outstanding == 0
 
     def _run(self) -> None:
         while True:
@@ -60,6 +68,8 @@ class ActivityPool:
                 if isinstance(exc, ConfigurationError):
                     payload["non_retryable"] = True
             self._post(Msg("activity", workflow_id, run_id, seq, attempt, payload, ok=ok))
+            with self._count_lock:  # after the post, so that idle() implies the outcome is queued
+                self._outstanding -= 1
 
     def _beat(self, key: tuple[str, int, int], details: Any) -> None:
         self._check(details)

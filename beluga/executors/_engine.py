@@ -65,6 +65,10 @@ class Engine:
         self._outcomes: OrderedDict[str, WorkflowState] = OrderedDict()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="beluga-coordinator", daemon=True)
+        # Called by the coordinator thread whenever it is about to wait with nothing to do (empty inbox,
+        # no activity attempt queued or running), with the next due time it has armed (or None). Test
+        # environments skip time from here; the CLI learns that the runs it drove have settled.
+        self.on_idle: Callable[[float | None], None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -137,6 +141,9 @@ class Engine:
     def _loop(self) -> None:
         inbox = self._inbox
         while not self._stopping:
+            on_idle = self.on_idle
+            if on_idle is not None and self._pool.idle() and inbox.empty():
+                on_idle(self._timers.next_due())
             try:
                 first = inbox.get(timeout=self._timers.wait_time(self.clock(), 1.0))
             except queue.Empty:
@@ -196,6 +203,8 @@ class Engine:
     def _handle(self, msg: Msg, batch: dict[str, Pending]) -> None:
         kind = msg.kind
         if kind == "noop":
+            if msg.reply is not None:  # a caller waiting until everything posted before it was handled
+                msg.reply.set_result(None)
             return
         if kind == "start":
             self._start(msg, batch)

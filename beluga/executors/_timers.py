@@ -25,6 +25,10 @@ class TimerHeap:
             out.append(heapq.heappop(heap)[2])
         return out
 
+    def next_due(self) -> float | None:
+        """The earliest due time armed, or None."""
+        return self._heap[0][0] if self._heap else None
+
     def wait_time(self, now: float, ceiling: float) -> float:
         """Seconds until the next due time, at most `ceiling`."""
         if not self._heap:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from beluga.core.definitions import Registry
@@ -29,7 +30,8 @@ class InProcessExecutor(StoreBackedExecutor):
 
     def __init__(self, store: WorkflowStore | None = None, hooks: Hooks | None = None, *,
                  registry: Registry | None = None, workers: int = 8, cache_size: int = 2000,
-                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, recover: bool = True) -> None:
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, recover: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         if store is None:
             from beluga.stores.sqlite import SQLiteStore
 
@@ -38,8 +40,9 @@ class InProcessExecutor(StoreBackedExecutor):
         self.hooks = hooks or Hooks()
         self.registry = registry or default_registry
         self._check = payload_checker(max_payload_bytes)
+        self.clock = clock  # epoch seconds; every recorded time comes from here (tests inject their own)
         self._engine = Engine(store, self.registry, self.hooks, workers=workers, cache_size=cache_size,
-                              check_payload=self._check)
+                              check_payload=self._check, clock=clock)
         self._engine.start()
         if recover:
             self.recover()
@@ -56,7 +59,7 @@ class InProcessExecutor(StoreBackedExecutor):
         defn = self.registry.workflow(workflow)
         self._check(options.input)
         state = new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input,
-                              seconds(options.timeout), options.queue, time.time())
+                              seconds(options.timeout), options.queue, self.clock())
         self.store.create(state)
         self._engine.forget(state.workflow_id)
         self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
@@ -66,7 +69,7 @@ class InProcessExecutor(StoreBackedExecutor):
     def signal(self, workflow_id: str, signal: Signal) -> None:
         self._check(signal.payload)
         if signal.sent_at is None:
-            signal = Signal(signal.name, signal.payload, time.time(), signal.sender_id)
+            signal = Signal(signal.name, signal.payload, self.clock(), signal.sender_id)
         self._engine.call(input_msg(workflow_id, None, SignalReceived(signal.name, signal.payload, signal.sender_id)))
 
     def cancel(self, workflow_id: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from beluga import workflow
 from tests.executors import workflows as W
-from tests.fleet import _free_port
+from tests.fleet import free_port
 
 
 def test_execute_with_the_same_request_id_returns_the_same_run(fleet) -> None:
@@ -36,7 +36,7 @@ def test_execute_with_the_same_request_id_returns_the_same_run(fleet) -> None:
 def test_a_broker_outage_does_not_fail_calls_that_took_effect(fleet) -> None:
     """The client's broker is unreachable; Redis is not. The run is created and its inputs recorded,
     and the workers' sweeper wakes it (their broker works)."""
-    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     ex = workflow.new("celery", workflow.Config(extra={"broker_url": dead, "redis_url": fleet.url}))
     wid = f"nobroker-{uuid.uuid4().hex[:8]}"
     handle = ex.execute("wf_wait_signal", workflow.WorkflowOptions(id=wid, input="go"))
@@ -45,7 +45,7 @@ def test_a_broker_outage_does_not_fail_calls_that_took_effect(fleet) -> None:
 
 
 def test_redis_unreachable_fails_in_bounded_time_saying_nothing_took_effect() -> None:
-    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     ex = workflow.new("celery", workflow.Config(extra={"broker_url": dead, "redis_url": dead,
                                                        "client_retry_seconds": 1}))
     started = time.monotonic()

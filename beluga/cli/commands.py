@@ -1,0 +1,353 @@
+"""The subcommands. Each takes the parsed arguments and the target, prints its result to stdout and
+returns the exit status; problems are raised as `CLIError` (or Beluga's own errors) and reported by
+`beluga.cli.main` as one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from beluga import history_json
+from beluga.cli import render
+from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
+from beluga.cli.runs import archive, earlier_runs, is_archive, waiting
+from beluga.cli.target import Target
+from beluga.core import driver as drv
+from beluga.core.definitions import registry
+from beluga.core.records import Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.executors.base import WorkflowOptions
+
+out = print
+
+
+def emit_json(data: Any) -> None:
+    out(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def parse_json(text: str | None, option: str) -> Any:
+    """A JSON value given on the command line (tags such as {"$tuple": [...]} allowed, as `export` writes)."""
+    if text is None:
+        return None
+    try:
+        return history_json.from_jsonable(json.loads(text))
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise CLIError(f"{option} is not valid JSON ({exc}): {text[:60]!r}", EXIT_USAGE) from None
+
+
+def parse_since(text: str | None) -> float | None:
+    """`--since`: an ISO 8601 time (UTC unless it names an offset) or an age such as 90s, 15m, 1h, 2d, 1w."""
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return time.time() - float(m.group(1)) * unit
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise CLIError(f"--since {text!r}: give an ISO time (2024-05-01T10:00) or an age (30m, 2h, 7d)",
+                       EXIT_USAGE) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def summary_json(state: WorkflowState) -> dict[str, Any]:
+    return {"workflow_id": state.workflow_id, "run_id": state.run_id, "workflow_type": state.workflow_type,
+            "status": state.status.value, "created_at": render.iso(state.created_at),
+            "updated_at": render.iso(state.updated_at), "events": len(state.history),
+            "error": render.error_line(state.error), "stuck": bool(state.status.is_open and state.error)}
+
+
+# --- list -------------------------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace, target: Target) -> int:
+    status = WorkflowStatus(args.status) if args.status else None
+    since = parse_since(args.since)
+    limit = max(args.limit, 0)
+
+    def keep(s: WorkflowState) -> bool:
+        return (args.all or not is_archive(s.workflow_id)) and (since is None or s.created_at >= since)
+
+    fetch = max(limit, 1)
+    while True:  # newest first: fetch more while filtered-out runs leave the page short
+        states = target.store.list(WorkflowFilter(status=status, workflow_type=args.type, limit=fetch))
+        kept = [s for s in states if keep(s)]
+        if (len(kept) >= limit or len(states) < fetch
+                or (since is not None and states and states[-1].created_at < since)):
+            break
+        fetch *= 4
+    kept = kept[:limit]
+    if args.json:
+        emit_json([summary_json(s) for s in kept])
+        return 0
+    rows = [[s.workflow_id, s.workflow_type, s.status.value + (" (stuck)" if s.status.is_open and s.error else ""),
+             render.when(s.created_at), render.when(s.updated_at), str(len(s.history)),
+             (render.error_line(s.error) or "")[:70]] for s in kept]
+    out(render.table(["WORKFLOW ID", "TYPE", "STATUS", "STARTED", "UPDATED", "EVENTS", "ERROR"], rows))
+    if not rows:
+        out("(no runs match)")
+    return 0
+
+
+# --- show -------------------------------------------------------------------------------------------------
+def cmd_show(args: argparse.Namespace, target: Target) -> int:
+    state = target.load(args.workflow_id)
+    wait = waiting(state) if state.status.is_open else None
+    earlier = earlier_runs(target.store, state.workflow_id)
+    if args.json:
+        data = summary_json(state)
+        data.update(input=history_json.to_jsonable(state.input), result=history_json.to_jsonable(state.result),
+                    error=state.error, queue=state.queue, parent=state.parent)
+        if wait is not None:
+            data["waiting"] = {
+                "activities": [{**a, "not_before": render.iso(a["not_before"])} for a in wait.activities],
+                "timers": [{"seq": t["seq"], "fire_at": render.iso(t["fire_at"])} for t in wait.timers],
+                "children": wait.children, "deadline": render.iso(wait.deadline),
+                "signals": list(wait.code.waiting_for_signals) if wait.code else None,
+                "buffered_signals": wait.code.buffered_signals if wait.code else None,
+                "code_error": wait.code_error}
+        data["earlier_runs"] = [{"workflow_id": s.workflow_id, "run_id": s.run_id, "status": s.status.value}
+                                for s in earlier]
+        data["history"] = [history_json.event_to_json(ev) for ev in state.history]
+        emit_json(data)
+        return 0
+    lines = [f"workflow  {state.workflow_id}", f"type      {state.workflow_type}", f"run       {state.run_id}",
+             f"status    {state.status.value}" + ("  (stuck: its code cannot continue it)"
+                                                  if state.status.is_open and state.error else ""),
+             f"started   {render.when(state.created_at)}", f"updated   {render.when(state.updated_at)}",
+             f"input     {render.value(state.input, 200)}"]
+    if state.status is WorkflowStatus.COMPLETED:
+        lines.append(f"result    {render.value(state.result, 200)}")
+    if state.error:
+        lines.append(f"error     {render.error_line(state.error)}")
+    if state.parent:
+        lines.append(f"parent    {state.parent.get('workflow_id')} (seq {state.parent.get('seq')})")
+    if wait is not None:
+        lines.append("waiting on")
+        lines.extend(_waiting_lines(wait))
+    if earlier:
+        lines.append("earlier runs (retried)")
+        lines.extend(f"  {s.workflow_id}  {s.status.value}  run {s.run_id}  started {render.when(s.created_at)}"
+                     for s in earlier)
+    lines.append(f"history   {len(state.history)} events, from {render.iso(state.history[0].timestamp)}"
+                 if state.history else "history   (empty)")
+    lines.extend(render.timeline(state.history))
+    out("\n".join(lines))
+    return 0
+
+
+def _waiting_lines(w: Any) -> list[str]:
+    now = time.time()
+    lines = []
+    for a in w.activities:
+        text = f"  activity {a['name']} (seq {a['seq']}): attempt {a['attempt']} {a['state']}"
+        if a["not_before"]:
+            text += f", due {render.when(a['not_before'])} ({render.relative(a['not_before'], now)})"
+        lines.append(text)
+    for t in w.timers:
+        lines.append(f"  timer (seq {t['seq']}): fires {render.when(t['fire_at'])} "
+                     f"({render.relative(t['fire_at'], now)})")
+    for c in w.children:
+        lines.append(f"  child workflow {c['workflow_type']} {c['workflow_id']} (seq {c['seq']})")
+    if w.code is not None:
+        if w.code.waiting_for_signals:
+            lines.append("  signal " + " or ".join(repr(s) for s in w.code.waiting_for_signals))
+        for name, n in w.code.buffered_signals.items():
+            lines.append(f"  (received, not yet read by the code: {n} x {name!r})")
+    elif w.code_error:
+        lines.append(f"  (its code cannot replay it: {render.one_line(w.code_error)[:200]})")
+    elif not (w.activities or w.timers or w.children):
+        lines.append("  a signal, presumably (which one: pass --imports with the workflow's module)")
+    if w.deadline is not None:
+        lines.append(f"  deadline {render.when(w.deadline)} ({render.relative(w.deadline, now)})")
+    if len(lines) == 0:
+        lines.append("  nothing the history shows")
+    return lines
+
+
+# --- start, signal, query, cancel, terminate ------------------------------------------------------------
+def cmd_start(args: argparse.Namespace, target: Target) -> int:
+    payload = parse_json(args.input, "--input")
+    target.need_code(args.workflow_type, "start")
+    options = WorkflowOptions(id=args.id or str(uuid.uuid4()), input=payload, timeout=args.timeout,
+                              queue=args.queue)
+    handle = target.executor().execute(args.workflow_type, options)
+    data: dict[str, Any] = {"workflow_id": handle.id, "run_id": handle.run_id}
+    if args.wait is not None:
+        state = _wait_for(target, handle.id, args.wait)
+        data["status"] = state.status.value
+        data["result"] = history_json.to_jsonable(state.result)
+        data["error"] = render.error_line(state.error)
+    else:
+        _settle(target, handle.id, args)
+    if args.json:
+        emit_json(data)
+    else:
+        out(f"started {handle.id} (run {handle.run_id})")
+        if "status" in data:
+            out(f"{data['status']}: " + (render.value(state.result, 400) if data["status"] == "completed"
+                                         else str(data["error"] or "")))
+    return 0 if data.get("status", "completed") == "completed" else EXIT_FAILED
+
+
+def _wait_for(target: Target, workflow_id: str, timeout: float) -> WorkflowState:
+    try:
+        return target.executor().wait_closed(workflow_id, timeout or None)
+    except TimeoutError:
+        raise CLIError(f"workflow {workflow_id} still running after {timeout:g}s (--wait)") from None
+
+
+def cmd_signal(args: argparse.Namespace, target: Target) -> int:
+    payload = parse_json(args.payload, "--payload")
+    state = _open_run(target, args.workflow_id, "signal")
+    target.need_code(state.workflow_type, "signal")
+    target.executor().signal(args.workflow_id, Signal(args.name, payload, sender_id="beluga-cli"))
+    _settle(target, args.workflow_id, args)
+    out(f"signalled {args.workflow_id}: {args.name}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, target: Target) -> int:
+    parsed = parse_json(args.args, "--args")
+    query_args = [] if parsed is None else parsed if isinstance(parsed, list) else [parsed]
+    if target.kind == "celery":
+        result = target.executor().query(args.workflow_id, args.name, *query_args)
+    else:
+        state = target.load(args.workflow_id)
+        if args.name == "status":
+            result = state.status
+        elif args.name == "result":
+            result = state.result if state.status is WorkflowStatus.COMPLETED else None
+        else:  # a read-only replay here: a query never runs or records anything
+            target.need_code(state.workflow_type, f"query {args.name!r}")
+            instance = drv.read_only(state, registry.workflow, check_payload=lambda v: None)
+            try:
+                result = instance.query(args.name, *query_args)
+            finally:
+                instance.close()
+    if isinstance(result, WorkflowStatus):
+        result = result.value
+    out(render.dumps(result))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
+    state = _open_run(target, args.workflow_id, "cancel")
+    target.need_code(state.workflow_type, "cancel (the workflow's cleanup runs here)")
+    target.executor().cancel(args.workflow_id)
+    _settle(target, args.workflow_id, args)
+    out(f"cancel requested for {args.workflow_id}")
+    return 0
+
+
+def cmd_terminate(args: argparse.Namespace, target: Target) -> int:
+    _open_run(target, args.workflow_id, "terminate")
+    target.executor().terminate(args.workflow_id, args.reason or "")
+    out(f"terminated {args.workflow_id}" + (f": {args.reason}" if args.reason else ""))
+    return 0
+
+
+def _open_run(target: Target, workflow_id: str, what: str) -> WorkflowState:
+    state = target.store.load_summary(workflow_id)
+    if state is None:
+        raise CLIError(f"no workflow with id {workflow_id!r} in {target.url}")
+    if not state.status.is_open:
+        raise CLIError(f"cannot {what} {workflow_id}: it is {state.status.value}")
+    return state
+
+
+def _settle(target: Target, workflow_id: str, args: argparse.Namespace) -> None:
+    """In-process: carry the run forward here until it parks, then say what it waits on."""
+    if target.kind == "celery":
+        return
+    settled = target.settle(args.wait_timeout)
+    state = target.store.load(workflow_id)
+    if state is None or not state.status.is_open:
+        return
+    w = waiting(state)
+    if not settled:
+        print(f"beluga: note: {workflow_id} still had work running after {args.wait_timeout:g}s; an attempt cut "
+              "short here is retried when an executor on this store recovers it", file=sys.stderr)
+    elif w.timers or any(a["state"] != "running" for a in w.activities):
+        due = min([t["fire_at"] for t in w.timers] + [a["not_before"] or 0 for a in w.activities])
+        print(f"beluga: note: {workflow_id} waits until {render.when(due)}; the in-process executor fires it "
+              "in a process that drives this store (an executor on it resumes open runs as it starts)",
+              file=sys.stderr)
+
+
+# --- retry ------------------------------------------------------------------------------------------------
+RETRYABLE = (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.CANCELED)
+
+
+def cmd_retry(args: argparse.Namespace, target: Target) -> int:
+    state = target.load(args.workflow_id)
+    if state.status not in RETRYABLE:
+        hint = ("cancel or terminate it first" if state.status.is_open
+                else "start a new run with `beluga start`")
+        raise CLIError(f"cannot retry {args.workflow_id}: it is {state.status.value}; only a failed, timed-out "
+                       f"or canceled run starts again ({hint})")
+    if is_archive(state.workflow_id):
+        raise CLIError(f"{state.workflow_id} is a kept copy of an earlier run; retry "
+                       f"{state.workflow_id.rsplit('/runs/', 1)[0]} instead")
+    target.need_code(state.workflow_type, "retry")
+    started = state.history[0].attrs if state.history else {}
+    timeout = (started["deadline"] - state.history[0].timestamp) if started.get("deadline") is not None else None
+    kept = archive(target.store, state)
+    handle = target.executor().execute(state.workflow_type, WorkflowOptions(
+        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue))
+    _settle(target, handle.id, args)
+    if args.json:
+        emit_json({"workflow_id": handle.id, "run_id": handle.run_id, "previous_run_id": state.run_id,
+                   "previous_run_kept_as": kept})
+    else:
+        out(f"retried {handle.id}: new run {handle.run_id}; the {state.status.value} run {state.run_id} is kept "
+            f"as {kept}")
+    return 0
+
+
+# --- export and replay ------------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace, target: Target) -> int:
+    state = target.load(args.workflow_id)
+    text = history_json.dumps(history_json.export(state))
+    if args.output and args.output != "-":
+        path = Path(args.output)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+        print(f"exported {state.workflow_id} ({len(state.history)} events) to {path}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, imports: str | None) -> int:
+    from beluga.testing.replayer import Replayer
+
+    paths = history_json.files(args.paths)
+    if not paths:
+        raise CLIError("no history files found in " + ", ".join(args.paths), EXIT_USAGE)
+    results = Replayer(imports or "").replay(*paths)
+    if args.json:
+        emit_json([{"source": r.source, "workflow_type": r.workflow_type, "workflow_id": r.workflow_id,
+                    "ok": r.ok, "mismatch": r.mismatch, "position": r.position,
+                    "recorded": getattr(r.error, "recorded", None), "asked": getattr(r.error, "asked", None),
+                    "error": None if r.ok else render.one_line(str(r.error))} for r in results])
+    else:
+        for r in results:
+            out(r.describe())
+            if r.mismatch:
+                out("          " + render.one_line(str(r.error)))
+        bad = sum(not r.ok for r in results)
+        out(f"{len(results) - bad} of {len(results)} histories match the code"
+            + (f"; {bad} do not" if bad else ""))
+    if any(not r.ok and not r.mismatch for r in results):
+        return EXIT_USAGE
+    return EXIT_FAILED if any(r.mismatch for r in results) else 0

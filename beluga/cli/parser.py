@@ -1,0 +1,113 @@
+"""The command line: `beluga [--store URL | --executor celery] [--imports MODS] COMMAND ...`.
+
+The target options may come before or after the subcommand (`beluga --store X list` and
+`beluga list --store X` are the same)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from beluga.cli.errors import EXIT_USAGE
+from beluga.core.records import WorkflowStatus
+
+DESCRIPTION = """Operate Beluga workflow runs: list and inspect them, start, signal, query, cancel,
+terminate and retry them, export their histories and replay histories against the current code."""
+
+EPILOG = """where the runs are:
+  --store sqlite:///beluga.db     the in-process executor's SQLite file (relative; //// for absolute)
+  --store redis://host:6379/0     an in-process RedisStore (?prefix=... for another key prefix)
+  --executor celery               the Celery fleet, settings from BELUGA_* / config/beluga.env
+  BELUGA_STORE=URL                the default for --store
+
+With --store, start/signal/cancel/retry run the workflow's code in this process (--imports names its
+modules) until the run parks, and query answers from a read-only replay; with --executor celery the
+fleet does the work and the command needs no workflow code.
+
+Exit status: 0 done; 1 the operation failed (or `replay` found a mismatch); 2 a usage or input error."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not argparse's usage block."""
+        self.exit(EXIT_USAGE, f"beluga: error: {message} (see {self.prog} --help)\n")
+
+
+def _target_options(p: argparse.ArgumentParser, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS  # a subcommand's copy must not hide the top-level value
+    p.add_argument("--store", metavar="URL", default=default, help="an in-process store (see below)")
+    p.add_argument("--executor", choices=["default", "celery"], default=default,
+                   help="celery: the fleet's client; default: the in-process executor on --store")
+    p.add_argument("--imports", metavar="MOD[,MOD]", default=default,
+                   help="modules that define the workflows (default: BELUGA_IMPORTS)")
+
+
+def build(prog: str = "beluga") -> Parser:
+    parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    _target_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    def command(name: str, help: str, *, json: bool = True, drives: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _target_options(p, top=False)
+        if json:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        if drives:
+            p.add_argument("--wait-timeout", type=float, default=60.0, metavar="SECONDS",
+                           help="in-process: how long to carry the run forward here before exiting (60)")
+        return p
+
+    p = command("list", "list runs, newest first")
+    p.add_argument("--status", choices=[s.value for s in WorkflowStatus])
+    p.add_argument("--type", metavar="WORKFLOW_TYPE")
+    p.add_argument("--since", metavar="WHEN", help="started at or after: ISO time (UTC) or an age: 30m, 2h, 7d")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    p.add_argument("--all", action="store_true", help="include the kept copies of retried runs (<id>/runs/<n>)")
+
+    p = command("show", "a run: status, error, what it waits on, its history as a timeline")
+    p.add_argument("workflow_id", metavar="ID")
+
+    p = command("start", "start a run of a workflow type", drives=True)
+    p.add_argument("workflow_type", metavar="TYPE")
+    p.add_argument("--input", metavar="JSON", help="the workflow's input, as JSON")
+    p.add_argument("--id", help="the workflow id (default: a new uuid)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="bound on the whole run")
+    p.add_argument("--queue", help="the Celery queue of its tasks")
+    p.add_argument("--wait", type=float, nargs="?", const=0.0, metavar="SECONDS",
+                   help="wait for the result (at most SECONDS) and exit 1 unless it completes")
+
+    p = command("signal", "send a signal to an open run", json=False, drives=True)
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("name")
+    p.add_argument("--payload", metavar="JSON")
+
+    p = command("query", "ask a run's query handler (or the built-in status/result)", json=False)
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("name")
+    p.add_argument("--args", metavar="JSON", help="a JSON list of arguments (or one value)")
+
+    p = command("cancel", "request cancellation; the workflow may clean up", json=False, drives=True)
+    p.add_argument("workflow_id", metavar="ID")
+
+    p = command("terminate", "close an open run at once, canceled; no workflow code runs", json=False)
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("--reason", metavar="TEXT")
+
+    p = command("retry", "run a failed, timed-out or canceled run again from the start, same id and input "
+                         "(the old run is kept as <id>/runs/<n>)", drives=True)
+    p.add_argument("workflow_id", metavar="ID")
+
+    p = command("export", "a run's history as JSON", json=False)
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+
+    p = command("replay", "replay exported histories against the current code (exit 1 on a mismatch)")
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="history files, or directories of *.json")
+    return parser
+
+
+def prog_name() -> str:
+    return "beluga" if not sys.argv or not sys.argv[0].endswith("__main__.py") else "python -m beluga"

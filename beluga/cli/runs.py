@@ -1,0 +1,101 @@
+"""What the command knows about a run beyond its summary: what it waits on now, and where its earlier
+runs are kept when it was retried.
+
+Retrying a run starts a new run under the same id, which replaces the old one in the store (a store holds
+one current run per id). Before that, `archive` copies the old run whole — summary and history — to the
+id `<id>/runs/<n>` (n = 1, 2, ... in the order runs were retried), in the same store: `beluga show`,
+`export` and `replay` reach it like any run, `beluga show <id>` lists it, and `beluga list` hides such
+copies unless asked (`--all`). Nothing drives a copy: it is closed, and signals to it are refused.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+from itertools import count
+from typing import Any
+
+from beluga.core import driver as drv
+from beluga.core.definitions import registry
+from beluga.core.inspection import CodeState, code_state
+from beluga.core.pending import Pending, pending_work
+from beluga.core.records import WorkflowState
+from beluga.stores.base import WorkflowStore
+
+_ARCHIVE = re.compile(r"/runs/\d+$")
+
+
+def archive_id(workflow_id: str, n: int) -> str:
+    return f"{workflow_id}/runs/{n}"
+
+
+def is_archive(workflow_id: str) -> bool:
+    return bool(_ARCHIVE.search(workflow_id))
+
+
+def earlier_runs(store: WorkflowStore, workflow_id: str) -> list[WorkflowState]:
+    """The archived earlier runs of `workflow_id`, oldest first (summaries)."""
+    out = []
+    for n in count(1):
+        state = store.load_summary(archive_id(workflow_id, n))
+        if state is None:
+            return out
+        out.append(state)
+
+
+def archive(store: WorkflowStore, state: WorkflowState) -> str:
+    """Copy the closed run `state` to the next free `<id>/runs/<n>` (or find the copy made by an earlier,
+    interrupted retry of the same run); returns the id of the copy."""
+    for n in count(1):
+        key = archive_id(state.workflow_id, n)
+        existing = store.load_summary(key)
+        if existing is None:
+            store.save(replace(state, workflow_id=key))
+            return key
+        if existing.run_id == state.run_id:
+            return key
+    raise AssertionError("unreachable")
+
+
+# --- what a run waits on -----------------------------------------------------------------------------
+@dataclass
+class Waiting:
+    activities: list[dict[str, Any]] = field(default_factory=list)
+    timers: list[dict[str, Any]] = field(default_factory=list)
+    children: list[dict[str, Any]] = field(default_factory=list)
+    deadline: float | None = None
+    code: CodeState | None = None     # None: the workflow's code is not available in this process
+    code_error: str | None = None     # the code is here but cannot replay the run
+
+
+def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None) -> Waiting:
+    """What an open run waits for: from its history alone (activities, timers, children, its deadline),
+    and, when its code is registered in this process, from a read-only replay (the signals it is parked
+    on, signals received but not yet read, its query handlers). Nothing is run or recorded."""
+    work: Pending = pending_work(state.history)
+    now = time.time()
+    out = Waiting(deadline=work.deadline)
+    for act in sorted(work.activities.values(), key=lambda a: a.seq):
+        if act.started:
+            phase = "running"
+        elif act.not_before > now:
+            phase = "backing off"
+        else:
+            phase = "to dispatch"
+        out.activities.append({"seq": act.seq, "name": act.name, "attempt": act.attempt, "state": phase,
+                               "not_before": act.not_before if phase == "backing off" else None})
+    out.timers = [{"seq": seq, "fire_at": fire_at} for seq, fire_at in sorted(work.timers.items())]
+    out.children = [{"seq": seq, "workflow_type": c.get("workflow_type"), "workflow_id": c.get("workflow_id")}
+                    for seq, c in sorted(work.children.items())]
+    if state.workflow_type in registry.workflows:
+        try:
+            instance = drv.read_only(state, registry.workflow, check_payload=check_payload)
+        except Exception as exc:  # a mismatch, or code that fails on this history
+            out.code_error = f"{exc.__class__.__name__}: {exc}"
+        else:
+            try:
+                out.code = code_state(instance)
+            finally:
+                instance.close()
+    return out

@@ -1,0 +1,174 @@
+"""What the command works on: a store given by URL (with the in-process executor when a command needs
+one), or the Celery fleet's client. Opened lazily, so `list` on a store never starts an engine."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from beluga.cli.errors import CLIError
+from beluga.core.definitions import registry
+from beluga.core.records import WorkflowState
+from beluga.settings import Settings, redact
+from beluga.testing.replayer import import_modules
+
+if TYPE_CHECKING:
+    from beluga.executors.base import DurableExecutor
+    from beluga.stores.base import WorkflowStore
+
+STORE_HELP = "sqlite:///relative.db, sqlite:////absolute.db, redis://[:password@]host:port/db (or rediss://)"
+
+
+class Target:
+    """`kind` is "sqlite", "redis" (an in-process store) or "celery" (the fleet)."""
+
+    def __init__(self, *, store_url: str | None, executor: str | None, imports: str | None,
+                 settings: Settings | None = None, may_create: bool = False) -> None:
+        executor = executor or ("default" if store_url else None)
+        if executor not in (None, "default", "celery"):
+            raise CLIError(f"unknown executor {executor!r}; use --executor celery, or --store URL for the "
+                           "in-process executor")
+        if executor == "celery" and store_url:
+            raise CLIError("--store names an in-process store; --executor celery finds histories through "
+                           "BELUGA_REDIS_URL (drop one of the two)")
+        if executor is None:
+            raise CLIError("say where the runs are: --store URL (" + STORE_HELP + ") or --executor celery "
+                           "(or set BELUGA_STORE)")
+        if executor == "default" and not store_url:
+            raise CLIError("the in-process executor needs --store URL (" + STORE_HELP + ")")
+        self._settings = settings
+        self._executor: DurableExecutor | None = None
+        self._idle = threading.Event()
+        self._armed = False
+        if executor == "celery":
+            self.kind = "celery"
+            self.settings = settings or Settings.load()
+            self.url = redact(self.settings.history_url if self._redis_histories() else self.settings.broker_url)
+            self._store: WorkflowStore | None = None
+        else:
+            self.settings = settings or Settings.load()
+            self.kind, self._store, self.url = _open_store(str(store_url), may_create, self.settings)
+        # Modules named with --imports must import. Those of BELUGA_IMPORTS (for the fleet: the workers'
+        # setting) are tried quietly: most commands need no code, and `need_code` reports what failed.
+        self.import_problems: list[str] = []
+        if imports is not None:
+            self.imports = import_modules(imports)
+        else:
+            self.imports = []
+            names = (self.settings.imports if self.kind == "celery"
+                     else [m for m in os.environ.get("BELUGA_IMPORTS", "").split(",") if m.strip()])
+            for name in names:
+                try:
+                    self.imports += import_modules([name])
+                except Exception as exc:
+                    self.import_problems.append(str(exc))
+
+    def _redis_histories(self) -> bool:
+        try:
+            self.settings.history_url  # noqa: B018
+            return True
+        except ValueError:
+            return False
+
+    # --- the store and the executor ---------------------------------------------------------------------
+    @property
+    def store(self) -> WorkflowStore:
+        if self._store is None:
+            self._store = self.executor().store  # type: ignore[attr-defined]
+        return self._store
+
+    def executor(self) -> DurableExecutor:
+        if self._executor is None:
+            if self.kind == "celery":
+                from beluga.executors.celery import CeleryExecutor
+
+                self._executor = CeleryExecutor(self.settings)
+            else:
+                from beluga.executors.inprocess import InProcessExecutor
+
+                # recover=False: this short-lived process drives only the runs it is told to act on
+                ex = InProcessExecutor(self.store, recover=False, workers=4)
+                ex._engine.on_idle = self._on_idle
+                self._executor = ex
+        return self._executor
+
+    def load(self, workflow_id: str) -> WorkflowState:
+        state = self.store.load(workflow_id)
+        if state is None:
+            raise CLIError(f"no workflow with id {workflow_id!r} in {self.url}")
+        return state
+
+    def need_code(self, workflow_type: str, what: str) -> None:
+        """The in-process executor runs the workflow's code here: it must be imported."""
+        if self.kind != "celery" and workflow_type not in registry.workflows:
+            hint = (f"imported {', '.join(self.imports)}, which do not define it" if self.imports
+                    else "pass --imports MODULE (or set BELUGA_IMPORTS)")
+            if self.import_problems:
+                hint += f" ({'; '.join(self.import_problems)})"
+            raise CLIError(f"{what} needs the code of workflow type {workflow_type!r}, which is not registered "
+                           f"in this process; {hint}")
+
+    # --- driving runs in this process (in-process executor) ---------------------------------------------
+    def _on_idle(self, next_due: float | None) -> None:
+        # Settled: nothing runs and nothing falls due soon (a short timer or backoff is waited for).
+        if self._armed and (next_due is None or next_due > time.time() + SETTLE_HORIZON):
+            self._idle.set()
+
+    def settle(self, timeout: float) -> bool:
+        """With the in-process executor, wait until the runs this command set going have nothing left to
+        do here: no activity attempt running and nothing due within a few seconds. True when settled."""
+        if self.kind == "celery" or self._executor is None:
+            return True
+        from beluga.executors._engine_records import Msg
+
+        engine = self._executor._engine  # type: ignore[attr-defined]
+        engine.call(Msg("noop", ""))    # everything this command posted has been handled ...
+        self._idle.clear()
+        self._armed = True               # ... so the next idle report is about what it set going
+        engine.post(Msg("noop", ""))
+        try:
+            return self._idle.wait(timeout)
+        finally:
+            self._armed = False
+
+    def close(self) -> None:
+        if self._executor is not None and self.kind != "celery":
+            self._executor.close()
+        if self._store is not None and self.kind != "celery":
+            self._store.close()
+
+
+SETTLE_HORIZON = 3.0  # seconds: a timer or retry due sooner than this is waited for before exiting
+
+
+def _open_store(url: str, may_create: bool, settings: Settings) -> tuple[str, Any, str]:
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        rest = url[len("sqlite:"):]
+        if not rest.startswith("//") or len(rest) <= 3:
+            raise CLIError(f"bad SQLite store URL {url!r}; use {STORE_HELP}")
+        path = rest[3:] if rest.startswith("///") else rest[2:]
+        if not path:
+            raise CLIError(f"bad SQLite store URL {url!r}; use {STORE_HELP}")
+        if not may_create and not Path(path).is_file():
+            raise CLIError(f"no SQLite store at {path} (from {url}); check the path")
+        from beluga.stores.sqlite import SQLiteStore
+
+        return "sqlite", SQLiteStore(path), url
+    if scheme in ("redis", "rediss", "unix"):
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        prefix = query.pop("prefix", settings.key_prefix)
+        clean = urlunsplit(parts._replace(query=urlencode(query)))
+        from beluga.stores.redis import RedisStore
+
+        try:
+            store = RedisStore(clean, prefix=prefix)
+        except ValueError as exc:
+            raise CLIError(f"bad Redis URL {redact(url)}: {exc}") from None
+        return "redis", store, redact(url)
+    raise CLIError(f"unknown store URL {redact(url)!r}; use {STORE_HELP}")
