@@ -72,15 +72,18 @@ _BEGIN = _TAKE_LEASE_AND_READ
 
 # KEYS: lease, run, inbox, events, attempts, running, running info, dirty, dispatched, received. ARGV: token, ttl
 # ms, inbox limit, cached version, the attempt's report message, seq, running member, next attempt (''
-# retires the seq), now, workflow id, the next attempt's dispatch deadline. Retires the finished attempt
-# and queues its report; then, if the lease is free, takes it and answers like _BEGIN, else answers {}
+# retires the seq), now, workflow id, the next attempt's dispatch deadline, the attempt. Retires the
+# finished attempt (if it is still the allowed one: a stale report must not retire its successor) and
+# queues its report; then, if the lease is free, takes it and answers like _BEGIN, else answers {}
 # (the lease holder sees the report as it lets go).
 _REPORT = """
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[5], ARGV[6], ARGV[8])
-  redis.call('ZADD', KEYS[9], ARGV[11], ARGV[10] .. '\0' .. ARGV[6] .. '\0' .. ARGV[8])
-else
-  redis.call('HDEL', KEYS[5], ARGV[6])
+if redis.call('HGET', KEYS[5], ARGV[6]) == ARGV[12] then
+  if ARGV[8] ~= '' then
+    redis.call('HSET', KEYS[5], ARGV[6], ARGV[8])
+    redis.call('ZADD', KEYS[9], ARGV[11], ARGV[10] .. '\0' .. ARGV[6] .. '\0' .. ARGV[8])
+  else
+    redis.call('HDEL', KEYS[5], ARGV[6])
+  end
 end
 redis.call('ZREM', KEYS[6], ARGV[7])
 redis.call('HDEL', KEYS[7], ARGV[7])
@@ -94,16 +97,18 @@ redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10])
 # cached at its current version: the store's append (KEYS and ARGV as in APPEND_BODY, KEYS[6] the
 # fleet-wide `dispatched`), plus KEYS running, running info, dirty, received, and after the append's
 # arguments: the report message, seq, running member, next attempt ('' retires the seq), now, the next
-# attempt's dispatch deadline. Retires the finished attempt; then appends only if the run is still at
-# the writer's version, no coordinator holds its lease and its inbox is empty; else queues the report for
-# the coordinator (-1), exactly as _REPORT does.
+# attempt's dispatch deadline, the attempt. Retires the finished attempt (if still the allowed one); then
+# appends only if the run is still at the writer's version, no coordinator holds its lease and its inbox
+# is empty; else queues the report for the coordinator (-1), exactly as _REPORT does.
 _REPORT_AND_APPEND = APPEND_CHECK + """
 local x = APPEND_END
-if ARGV[x + 4] ~= '' then
-  redis.call('HSET', KEYS[4], ARGV[x + 2], ARGV[x + 4])
-  redis.call('ZADD', KEYS[6], ARGV[x + 6], ARGV[11] .. '\0' .. ARGV[x + 2] .. '\0' .. ARGV[x + 4])
-else
-  redis.call('HDEL', KEYS[4], ARGV[x + 2])
+if redis.call('HGET', KEYS[4], ARGV[x + 2]) == ARGV[x + 7] then
+  if ARGV[x + 4] ~= '' then
+    redis.call('HSET', KEYS[4], ARGV[x + 2], ARGV[x + 4])
+    redis.call('ZADD', KEYS[6], ARGV[x + 6], ARGV[11] .. '\0' .. ARGV[x + 2] .. '\0' .. ARGV[x + 4])
+  else
+    redis.call('HDEL', KEYS[4], ARGV[x + 2])
+  end
 end
 redis.call('ZREM', KEYS[7], ARGV[x + 3])
 redis.call('HDEL', KEYS[8], ARGV[x + 3])
@@ -198,7 +203,7 @@ class Fleet:
                   f"{self.prefix}:dirty", f"{self.prefix}:dispatched", f"{self.prefix}:received"],
             args=[token, int(ttl * 1000), limit, known_version, codec.encode(message), str(seq), member,
                   "" if next_attempt is None else str(next_attempt), repr(time.time()), workflow_id,
-                  repr(self.dispatch_deadline(message.get("retry_in") or 0.0))])
+                  repr(self.dispatch_deadline(message.get("retry_in") or 0.0)), str(attempt)])
         return _begun(token, got)
 
     def report_and_append(self, append_call: tuple[Any, list[str], list[Any]], seq: int, attempt: int,
@@ -212,7 +217,7 @@ class Fleet:
                 f"{self.prefix}:dirty", f"{self.prefix}:received"]
         return int(self._report_and_append(keys=keys, args=[
             *args, codec.encode(message), str(seq), member, "" if next_attempt is None else str(next_attempt),
-            repr(time.time()), repr(self.dispatch_deadline(message.get("retry_in") or 0.0))]))
+            repr(time.time()), repr(self.dispatch_deadline(message.get("retry_in") or 0.0)), str(attempt)]))
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
         """Re-read the run while holding its lease (after losing an append race)."""
