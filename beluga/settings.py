@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imports": "BELUGA_IMPORTS",
         "max_payload_bytes": "BELUGA_MAX_PAYLOAD_BYTES", "lease_seconds": "BELUGA_LEASE_SECONDS",
-        "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX"}
+        "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX",
+        "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class Settings:
     lease_seconds: float = 15.0            # how soon a lost worker's activities are dispatched again
     default_queue: str = "beluga"
     key_prefix: str = "beluga"
+    # Redis broker only: seconds before a message taken but not acknowledged is delivered again (Celery's
+    # `visibility_timeout`; its default, an hour, when unset). Beluga does not rely on it: lost attempts
+    # are found through their leases.
+    broker_visibility_timeout: float | None = None
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
@@ -76,7 +81,7 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(m.strip() for m in value.split(",") if m.strip())
     if name == "max_payload_bytes":
         return int(value)
-    if name == "lease_seconds":
+    if name in ("lease_seconds", "broker_visibility_timeout"):
         return float(value)
     return value
 
