@@ -6,6 +6,10 @@ activity attempts and leases. One place owns every key name.
 - attempts `<p>:{id}:attempts`: seq -> the attempt that may run now (stale deliveries are dropped)
 - `<p>:timers`: due time -> message, drained into inboxes by the scheduler
 - `<p>:running`: activity attempts in flight -> lease expiry, renewed while the worker lives
+- `<p>:dispatched`: attempts sent but not yet taken by a worker -> when they count as lost
+- `<p>:received`: attempts a worker took but has not started (or, for first attempts, is running
+  unclaimed) -> {run, worker}; `<p>:received:until` -> when the receipt lapses unless the worker
+  still holding the message renews it
 - `<p>:wake`: runs whose inbox got messages from the scheduler and still need a coordinator
 """
 
@@ -139,10 +143,22 @@ if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], AR
 return 0
 """
 
-# KEYS: attempts. ARGV: seq, attempt. Retires the attempt only if it is still the allowed one.
-_RETIRE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0
+# KEYS: the attempt's tracking key (running, received or dispatched), running info, inbox, attempts,
+# dirty. ARGV: member, 'z' (a sorted set) or 'h' (a hash), the lost attempt's failure report, seq,
+# attempt, now, workflow id. Claims a lost attempt for this caller alone and, in the same step, queues its
+# failure for the coordinator and retires it (unless a later attempt was allowed meanwhile): an outage
+# between the claim and the report cannot lose the attempt. 1 when claimed, 0 when another caller, or
+# the attempt itself (started or reported), came first.
+_RECLAIM = """
+local gone
+if ARGV[2] == 'z' then gone = redis.call('ZREM', KEYS[1], ARGV[1])
+else gone = redis.call('HDEL', KEYS[1], ARGV[1]) end
+if gone == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[7])
+if redis.call('HGET', KEYS[4], ARGV[4]) == ARGV[5] then redis.call('HDEL', KEYS[4], ARGV[4]) end
+return 1
 """
 
 # KEYS: lease, inbox. Releases the lease if still ours; returns how many messages wait in the inbox.
@@ -167,8 +183,8 @@ class Fleet:
         self._report = self.redis.register_script(_REPORT)
         self._report_and_append = self.redis.register_script(_REPORT_AND_APPEND)
         self._sweep = self.redis.register_script(_SWEEP)
-        self._retire = self.redis.register_script(_RETIRE)
         self._receive = self.redis.register_script(_RECEIVE)
+        self._reclaim = self.redis.register_script(_RECLAIM)
 
     # --- inbox --------------------------------------------------------------------------------------
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
@@ -267,10 +283,6 @@ class Fleet:
             self.redis.zadd(f"{self.prefix}:running",
                             {_running_member(*m): expiry for m in members}, xx=True)
 
-    def retire(self, workflow_id: str, seq: int, attempt: int) -> None:
-        """Stop a lost attempt from starting late, unless a later attempt was allowed meanwhile."""
-        self._retire(keys=[self.store.key(workflow_id, "attempts")], args=[str(seq), str(attempt)])
-
     # --- what the workers can run -------------------------------------------------------------------
     def publish_names(self, workflows: list[str], activities: list[str]) -> None:
         """Workers announce the workflow and activity names they have code for, so that a client
@@ -300,61 +312,97 @@ class Fleet:
 
     def received(self, receipts: list[tuple[str, int, int, str, str]]) -> None:
         """Workers took these attempts' messages (workflow id, seq, attempt, run id, worker) off the
-        queue but have not started them yet. If a worker dies now, its messages wait unacknowledged for
-        the broker's visibility timeout (an hour with Redis); these records let the scheduler see the
-        loss within `lease_seconds` instead. An attempt that started meanwhile is left alone."""
-        pipe = self.redis.pipeline(transaction=False)
+        queue but have not started them yet. If a worker dies now, or loses the message while it lives
+        (a broker connection lost drops what the worker had prefetched), the message waits
+        unacknowledged for the broker's visibility timeout (an hour with Redis); these records let the
+        scheduler see the loss within `lease_seconds` instead: each lapses unless renewed by a worker
+        that still holds the message (`hold_receipts`). An attempt that started meanwhile is left alone."""
+        pipe = self.redis.pipeline(transaction=True)
+        until = time.time() + self.lease_seconds
         for workflow_id, seq, attempt, run_id, worker in receipts:
             member = _running_member(workflow_id, seq, attempt)
             self._receive(keys=[f"{self.prefix}:received", f"{self.prefix}:dispatched"],
                           args=[member, codec.encode({"run": run_id, "worker": worker})], client=pipe)
+            pipe.zadd(f"{self.prefix}:received:until", {member: until})
         pipe.execute()
+
+    def hold_receipts(self, held: list[tuple[str, int, int]]) -> None:
+        """Renew the receipts of attempts whose messages this worker still holds (waiting, scheduled for
+        a retry, or running): a receipt nobody renews lapses, and its attempt is dispatched again."""
+        if held:
+            until = time.time() + self.lease_seconds
+            self.redis.zadd(f"{self.prefix}:received:until", {_running_member(*m): until for m in held}, xx=True)
 
     def dispatch_deadline(self, delay: float = 0.0) -> float:
         """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it."""
         return time.time() + delay + 2 * self.lease_seconds
 
-    def undelivered(self, now: float, queued: Any, limit: int = 100) -> list[tuple[str, int, int, dict[str, Any]]]:
+    def undelivered(self, now: float, queued: Any, limit: int = 100) -> list[Lost]:
         """Attempts sent but taken by no worker by their deadline, and no longer in the broker's queue
         (a worker died holding the message, or the process that sent it died first). `queued(member)`
-        says whether the message still waits in the broker; those get a later deadline."""
+        says whether the message still waits in the broker; those get a later deadline. Should the
+        broker not answer, the attempts found so far are returned (the rest wait for the next round)."""
         key = f"{self.prefix}:dispatched"
         out = []
         for member in self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit):
             wid, seq, attempt = member.decode().rsplit("\x00", 2)
-            if queued(wid, int(seq), int(attempt)):
+            try:
+                waiting = queued(wid, int(seq), int(attempt))
+            except Exception:
+                if out:
+                    return out
+                raise
+            if waiting:
                 self.redis.zadd(key, {member: self.dispatch_deadline()}, xx=True)
-            elif self.redis.zrem(key, member):
-                out.append((wid, int(seq), int(attempt), {}))
+            else:
+                out.append(Lost(wid, int(seq), int(attempt), {}, key, "z"))
         return out
 
-    def orphaned_attempts(self) -> list[tuple[str, int, int, dict[str, Any]]]:
-        """Received attempts whose worker is gone: each is claimed by exactly one caller."""
-        key = f"{self.prefix}:received"
+    def orphaned_attempts(self, now: float, limit: int = 100) -> list[Lost]:
+        """Received attempts whose worker is gone, or whose receipt lapsed (no worker holds the message
+        any more)."""
+        key, until_key = f"{self.prefix}:received", f"{self.prefix}:received:until"
+        lapsed = self.redis.zrangebyscore(until_key, "-inf", now, start=0, num=limit)
         entries = self.redis.hgetall(key)
-        if not entries:
-            return []
         infos = {member: codec.decode(raw) for member, raw in entries.items()}
         workers = sorted({info["worker"] for info in infos.values()})
-        living = dict(zip(workers, self.redis.mget([f"{self.prefix}:worker:{w}" for w in workers]), strict=True))
+        alive = self.redis.mget([f"{self.prefix}:worker:{w}" for w in workers]) if workers else []
+        living = dict(zip(workers, alive, strict=True))
+        lost = {member for member, info in infos.items() if living.get(info["worker"]) is None}
+        lost.update(m for m in lapsed if m in infos)
+        gone = [m for m in lapsed if m not in infos]  # receipts of attempts that started or finished since
+        if gone:
+            self.redis.zrem(until_key, *gone)
         out = []
-        for member, info in infos.items():
-            if living.get(info["worker"]) is None and self.redis.hdel(key, member):
-                wid, seq, attempt = member.decode().rsplit("\x00", 2)
-                out.append((wid, int(seq), int(attempt), info))
+        for member in lost:
+            wid, seq, attempt = member.decode().rsplit("\x00", 2)
+            out.append(Lost(wid, int(seq), int(attempt), infos[member], key, "h"))
         return out
 
-    def expired_attempts(self, now: float, limit: int = 100) -> list[tuple[str, int, int, dict[str, Any]]]:
-        """Attempts whose worker stopped renewing: each is claimed by exactly one caller."""
+    def expired_attempts(self, now: float, limit: int = 100) -> list[Lost]:
+        """Attempts whose worker stopped renewing their lease."""
         key = f"{self.prefix}:running"
+        members = self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit)
+        if not members:
+            return []
+        infos = self.redis.hmget(f"{key}:info", members)
         out = []
-        for member in self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit):
-            if self.redis.zrem(key, member):
-                info = self.redis.hget(f"{key}:info", member)
-                self.redis.hdel(f"{key}:info", member)
-                wid, seq, attempt = member.decode().rsplit("\x00", 2)
-                out.append((wid, int(seq), int(attempt), codec.decode(info) if info else {}))
+        for member, info in zip(members, infos, strict=True):
+            wid, seq, attempt = member.decode().rsplit("\x00", 2)
+            out.append(Lost(wid, int(seq), int(attempt), codec.decode(info) if info else {}, key, "z"))
         return out
+
+    def reclaim(self, lost: Lost, failure: dict[str, Any]) -> bool:
+        """Claim a lost attempt (exactly one caller gets it) and queue its failure for the coordinator,
+        which decides on a new attempt under the retry policy; False when someone came first."""
+        member = _running_member(lost.workflow_id, lost.seq, lost.attempt)
+        message = {"k": "activity", "run": lost.info.get("run"), "seq": lost.seq, "attempt": lost.attempt,
+                   "ok": False, "payload": failure, "lost": True}
+        return bool(self._reclaim(
+            keys=[lost.key, f"{self.prefix}:running:info", self.store.keys(lost.workflow_id)[2],
+                  self.store.key(lost.workflow_id, "attempts"), f"{self.prefix}:dirty"],
+            args=[member, lost.how, codec.encode(message), str(lost.seq), str(lost.attempt), repr(time.time()),
+                  lost.workflow_id]))
 
     # --- timers -------------------------------------------------------------------------------------
     def arm(self, workflow_id: str, due: float, message: dict[str, Any]) -> None:
@@ -392,6 +440,18 @@ class Fleet:
     def wait_reply(self, key: str, timeout: float) -> dict[str, Any] | None:
         got = self.redis.blpop([key], timeout=max(1, int(timeout + 0.999)))
         return None if got is None else codec.decode(got[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """An activity attempt that looks lost, and where it was found (see `Fleet.reclaim`)."""
+
+    workflow_id: str
+    seq: int
+    attempt: int
+    info: dict[str, Any]
+    key: str
+    how: str   # 'z': `key` is a sorted set, 'h': a hash
 
 
 @dataclass(frozen=True, slots=True)
