@@ -20,6 +20,7 @@ from typing import Any
 
 from beluga import codec
 from beluga.celery.fleet import Begun, Fleet
+from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.core import commands as cmds
 from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import ConfigurationError, NonDeterminismError, SerializationError
@@ -112,7 +113,8 @@ class Coordinator:
                 while waiting is None:  # lost an append race while holding the lease: re-read
                     waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
             except BaseException:
-                self.fleet.release(workflow_id, begun.token)
+                self._drop(workflow_id)  # its cached instance may have taken inputs that were not recorded
+                retry_transient(lambda token=begun.token: self.fleet.release(workflow_id, token), 2.0)  # Redis back?
                 raise
             if not waiting:
                 return True
@@ -136,14 +138,18 @@ class Coordinator:
                         step.error, time.time())
         call = self.store.append_call(append, attempts=step.allowed, dispatch_deadline=self.fleet.dispatch_deadline(),
                                       summary=before)
-        if self.fleet.report_and_append(call, seq, attempt, message, next_attempt) < 0:
+        try:
+            queued = self.fleet.report_and_append(call, seq, attempt, message, next_attempt) < 0
+        except BaseException:
+            self._drop(workflow_id)  # the cached instance took the report, which may not be recorded
+            raise
+        if queued:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             return False
         live.version += len(step.events)
-        for action in step.after:
-            action()
+        _after(step)
         if step.status is not None:
-            self.store.restatus(workflow_id, step.status)
+            _after_one(lambda: self.store.restatus(workflow_id, step.status))
         self._keep_or_drop(live)
         return True
 
@@ -176,8 +182,7 @@ class Coordinator:
             self._drop(workflow_id)
             return None
         live.version += len(step.events)
-        for action in step.after:
-            action()
+        _after(step)
         self._keep_or_drop(live)
         return waiting
 
@@ -375,6 +380,22 @@ class Coordinator:
             self.wake(parent["workflow_id"], None)
 
         step.after.append(notify)
+
+
+def _after(step: _Step) -> None:
+    """What a recorded step leads to (send activities, arm timers, start children, tell the parent):
+    each is done even if an earlier one failed, since the step is recorded and will not run again."""
+    for action in step.after:
+        _after_one(action)
+
+
+def _after_one(action: Callable[[], None], budget: float = 10.0) -> None:
+    try:
+        retry_transient(action, budget)
+    except TRANSIENT as exc:
+        log.error("a recorded step's follow-up failed for %gs, giving up on it: %s", budget, exc)
+    except Exception:
+        log.exception("a recorded step's follow-up failed")
 
 
 def _decode(item: bytes, workflow_id: str) -> dict[str, Any] | None:
