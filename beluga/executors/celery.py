@@ -7,8 +7,9 @@ import time
 import uuid
 from typing import Any
 
+from beluga.celery.outages import TRANSIENT
 from beluga.core.definitions import registry
-from beluga.core.errors import ConfigurationError, WorkflowNotRunning
+from beluga.core.errors import ConfigurationError, WorkflowAlreadyStarted, WorkflowNotRunning
 from beluga.core.failure import from_failure
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
@@ -35,12 +36,21 @@ class CeleryExecutor(StoreBackedExecutor):
         timeout = seconds(options.timeout)
         now = time.time()
         state = new_run_state(name, options.id or str(uuid.uuid4()), options.input, timeout, options.queue, now)
-        self.store.create(state)
+        try:
+            self.store.create(state)
+        except WorkflowAlreadyStarted:
+            # A retried call may meet the run its earlier try stored before failing to queue the start
+            # message below; without one nothing would ever wake that run. A second one is harmless.
+            self.fleet.push(state.workflow_id, {"k": "start"})
+            raise
         self.fleet.push(state.workflow_id, {"k": "start"})  # found by the sweeper should the wake be lost
         if timeout is not None:
             self.fleet.arm(state.workflow_id, now + timeout, {"k": "timeout", "run": state.run_id})
         if name in registry.workflows:  # this process has the code: take the first step here (eager start)
-            self._rt.coordinate_here(state.workflow_id)
+            try:
+                self._rt.coordinate_here(state.workflow_id)
+            except TRANSIENT:  # the run and its start message are stored: the fleet's sweep starts it
+                pass
         else:
             self._rt.wake(state.workflow_id, options.queue)
         return WorkflowHandle(self, state.workflow_id, state.run_id)
@@ -101,19 +111,29 @@ class CeleryExecutor(StoreBackedExecutor):
         """Wait for the coordinator's announcement that the run closed, re-reading the status on each
         announcement and at least once a second (an announcement is not stored: it may be missed)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self.fleet.closed_channel(workflow_id))
+        pubsub = None
         try:
             while True:
-                state = self.summary(workflow_id)
-                if not state.status.is_open:
-                    return state
                 remaining = None if deadline is None else deadline - time.monotonic()
+                try:  # through a Redis restart: subscribe again and keep waiting
+                    if pubsub is None:
+                        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+                        pubsub.subscribe(self.fleet.closed_channel(workflow_id))
+                    state = self.summary(workflow_id)
+                    if not state.status.is_open:
+                        return state
+                    if remaining is None or remaining > 0:
+                        pubsub.get_message(timeout=1.0 if remaining is None else min(1.0, remaining))
+                except TRANSIENT:
+                    if pubsub is not None:
+                        pubsub.close()
+                        pubsub = None
+                    time.sleep(0.2 if remaining is None else min(0.2, max(0.0, remaining)))
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
-                pubsub.get_message(timeout=1.0 if remaining is None else min(1.0, remaining))
         finally:
-            pubsub.close()
+            if pubsub is not None:
+                pubsub.close()
 
     def close(self) -> None:
         """Nothing to release: connections belong to the process's app, shared by its executors."""
