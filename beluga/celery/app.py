@@ -9,6 +9,7 @@ import functools
 import importlib
 import logging
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -19,6 +20,7 @@ from celery.worker.consumer import Consumer
 from kombu.serialization import register
 
 from beluga import codec
+from beluga.celery.outages import TRANSIENT
 from beluga.settings import Settings, redact
 
 log = logging.getLogger("beluga.celery")
@@ -42,6 +44,7 @@ def make_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.default_queue,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for its broker however long it is away
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         worker_consumer="beluga.celery.app:BelugaConsumer",
@@ -88,17 +91,26 @@ def activity_queue(settings: Settings, name: str) -> str:
 
 
 class BelugaConsumer(Consumer):
-    """Celery's consumer, reconnecting to a lost broker every 1-5 s (Celery's default backs off 2, 4, 6,
-    ... up to 30 s, so a worker could sit idle for half a minute after the broker is back)."""
+    """Celery's consumer, reconnecting to a lost broker every 0.5-2 s (Celery's default backs off 2, 4,
+    6, ... up to 30 s, so a worker could sit idle for half a minute after the broker is back), logging
+    the first failure and then one every ten seconds (not one per try)."""
 
     def ensure_connected(self, conn: Any) -> Any:
         ensure = conn.ensure_connection
 
-        def paced(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("interval_start", 1)
-            kwargs.setdefault("interval_step", 1)
-            kwargs.setdefault("interval_max", 5)
-            return ensure(*args, **kwargs)
+        def paced(errback: Any = None, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("interval_start", 0.5)
+            kwargs.setdefault("interval_step", 0.5)
+            kwargs.setdefault("interval_max", 2)
+            last = [-1e9]
+
+            def quiet(exc: Exception, interval: float) -> None:
+                now = time.monotonic()
+                if errback is not None and now - last[0] >= 10:
+                    last[0] = now
+                    errback(exc, interval)
+
+            return ensure(quiet, *args, **kwargs)
 
         conn.ensure_connection = paced
         return super().ensure_connected(conn)
@@ -158,7 +170,10 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
 
     for name in sorted(registry.activities):
         app.amqp.queues.select_add(activity_queue(settings, name))
-    runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+    try:
+        runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+    except TRANSIENT as exc:  # the scheduler announces them once Redis answers
+        log.warning("could not announce this worker's workflows and activities yet: %s", exc)
 
 
 @signals.worker_ready.connect
@@ -177,7 +192,10 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         log.info("beluga worker %s: broker %s, histories in %s, imports %s, activities %s", sender.hostname,
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
-        runtime(app).fleet.alive(sender.hostname)
+        try:
+            runtime(app).fleet.alive(sender.hostname)
+        except TRANSIENT:
+            pass  # the scheduler keeps trying from its first round
         start_scheduler(app, sender.hostname)
 
 

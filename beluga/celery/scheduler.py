@@ -84,6 +84,7 @@ def held_attempts() -> list[tuple[str, int, int]]:
 
 def _loop(app: Any, worker: str, interval: float) -> None:
     from beluga.celery.tasks import queued, runtime
+    from beluga.core.definitions import registry
 
     rt = runtime(app)
     waiting = queued(rt, sorted(app.amqp.queues.keys()) or [rt.settings.default_queue]) \
@@ -92,6 +93,7 @@ def _loop(app: Any, worker: str, interval: float) -> None:
     renew_every = min(1.0, rt.settings.lease_seconds / 3)
     last_beat = 0.0
     calm_until = 0.0
+    announce = True  # this worker's workflow and activity names, again after each outage
     while not _stop.is_set():
         try:
             now = time.time()
@@ -99,12 +101,16 @@ def _loop(app: Any, worker: str, interval: float) -> None:
                 rt.fleet.alive(worker)
                 rt.fleet.hold_receipts(held_attempts())
                 last_beat = now
+            if announce:
+                rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+                announce = False
             busy = tick(rt, now, waiting, reclaim=time.monotonic() >= calm_until)
             quiet.recovered()
         except Exception as exc:
             quiet.error("scheduler round failed; retrying", exc=exc)
             calm_until = time.monotonic() + RECOVERY_GRACE
             last_beat = 0.0  # renew first thing once Redis answers
+            announce = True
             busy = 0
         _stop.wait(0.01 if busy else interval)
 
