@@ -223,7 +223,12 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
 
     def beat(details: Any) -> None:
         rt.check(details)
-        fleet.hold_lease(workflow_id, seq, attempt, run_id, heartbeat_timeout, details, beat=True)
+        try:
+            fleet.hold_lease(workflow_id, seq, attempt, run_id, heartbeat_timeout, details, beat=True)
+            _renewing.recovered()
+        except TRANSIENT as exc:  # not the activity's problem: its lease lapses if Redis stays away too long
+            _renewing.error("could not record a heartbeat of attempt %s of %s seq %s", attempt, workflow_id, seq,
+                            exc=exc)
 
     info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details, _beat=beat)
     try:
