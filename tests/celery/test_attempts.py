@@ -10,11 +10,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-import tests.celery.workflows  # noqa: F401  (registers fleet_steps)
 from beluga import codec
 from beluga.celery.coordinator import Coordinator
 from beluga.celery.fleet import Fleet
-from beluga.core.definitions import registry
+from beluga.core.definitions import Registry
 from beluga.core.records import EventType as E
 from beluga.executors._runs import new_run_state
 from beluga.stores.redis import RedisStore
@@ -33,6 +32,14 @@ def url() -> Iterator[str]:
 def fleet(url: str) -> Fleet:
     store = RedisStore(url, prefix=f"t{uuid.uuid4().hex[:8]}")
     return Fleet(store, LEASE)
+
+
+def two_steps(ctx: object, _: object = None) -> str:
+    """A workflow for a private registry (the test process must not register workflows that other fleet
+    tests expect only workers to have)."""
+    ctx.execute_activity("attempts_step", 1)  # type: ignore[attr-defined]
+    ctx.execute_activity("attempts_step", 2)  # type: ignore[attr-defined]
+    return "done"
 
 
 def _member(wid: str, seq: int, attempt: int) -> str:
@@ -82,10 +89,12 @@ def test_a_report_that_failed_in_the_fast_path_is_recorded_when_tried_again(flee
     """The worker's cached run took the report before Redis refused the append; the report tried again
     must still be recorded (it was dropped as stale, and the run waited forever)."""
     sent: list[tuple[int, int]] = []
+    registry = Registry()
+    registry.add_workflow(two_steps)
     coordinator = Coordinator(fleet, registry, dispatch=lambda wid, rid, seq, attempt, *_: sent.append((seq, attempt)),
                               wake=lambda *_: None, start_child=lambda *_, **__: None, check_payload=lambda v: v)
     wid = f"fast-{uuid.uuid4().hex[:6]}"
-    state = new_run_state("fleet_steps", wid, {"steps": 2}, None, None, time.time())
+    state = new_run_state("two_steps", wid, None, None, None, time.time())
     fleet.store.create(state)
     fleet.push(wid, {"k": "start"})
     coordinator.run(wid)
