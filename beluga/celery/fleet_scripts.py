@@ -98,13 +98,23 @@ class ReceiveCall(Call):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetireCall(Call):
-    """Retire an attempt if it is still the allowed one: 1 when retired, else 0."""
+class ReclaimCall(Call):
+    """Claim a lost attempt and, in the same step, queue its failure and retire it: 1 when claimed, 0 when
+    another caller (or the attempt itself) came first."""
 
-    SCRIPT: ClassVar[str] = "retire.lua"
+    SCRIPT: ClassVar[str] = "reclaim.lua"
+    tracking_key: str = key()
+    running_info_key: str = key()
+    inbox_key: str = key()
     attempts_key: str = key()
+    dirty_key: str = key()
+    member: str = arg()
+    kind: str = arg()
+    report: bytes = arg()
     seq: int = arg()
     attempt: int = arg()
+    now: float = arg()
+    workflow_id: str = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,7 +1,12 @@
 """A small loop inside every worker's main process: moves due durable timers into run inboxes, wakes
-those runs, and reclaims activity attempts whose worker died (their lease stopped being renewed).
+those runs, keeps the worker's liveness key and the receipts of the activity messages it holds fresh,
+and reclaims activity attempts that were lost (their lease or receipt lapsed, their worker died, or their
+message never reached a worker).
 
-Several workers run it at once safely: each due timer and each expired lease is claimed atomically."""
+Several workers run it at once safely: each due timer and each lost attempt is claimed atomically.
+Through a Redis or broker outage it keeps going, logging a line every few seconds at most; once Redis
+answers again it first renews what this worker holds, and reclaims nothing for a moment, so that
+every live worker can renew what it holds before anyone's attempts are taken for lost."""
 
 from __future__ import annotations
 
@@ -10,61 +15,99 @@ import threading
 import time
 from typing import Any
 
-from beluga.celery import messages
-from beluga.core.failure import failure as failure_record
-from beluga.core.steps import ActivityOutcome
-from beluga.stores.redis import on_primary
+from beluga.celery.fleet import Lost
+from beluga.celery.outages import Quiet
+from beluga.core.failure import failure
 
 log = logging.getLogger("beluga.scheduler")
 _stop = threading.Event()
 _thread: threading.Thread | None = None
+_broker_quiet = Quiet(log, "looking for undelivered attempts in the broker")
+RECOVERY_GRACE = 1.0  # seconds without reclaiming after Redis comes back (holders renew first)
 
 
-def tick(rt: Any, now: float, queued: Any = None) -> int:
+def tick(rt: Any, now: float, queued: Any = None, reclaim: bool = True) -> int:
     """One round; returns how much it did. Separate from the loop so tests can step it.
 
     `queued` is given with a Redis broker, which keeps a dead worker's messages unacknowledged for its
-    visibility timeout: attempts taken by a worker that died before starting them, or never taken at
-    all, are then found here. An AMQP broker hands such messages to another worker by itself."""
+    visibility timeout: attempts taken by a worker that died (or lost them) before starting them, or
+    never taken at all, are then found here. An AMQP broker hands such messages to another worker by
+    itself."""
     fleet = rt.fleet
     done = fleet.drain_timers(now)
-    lost = fleet.expired_attempts(now)
-    if queued is not None:
-        lost += fleet.orphaned_attempts() + fleet.undelivered(now, queued)
-    for workflow_id, seq, attempt, info in lost:
-        heartbeat_timeout = info.get("heartbeat_timeout")
-        if heartbeat_timeout:
-            failure = failure_record("TimeoutError", f"attempt {attempt}: no heartbeat for {heartbeat_timeout:g}s")
-        else:
-            failure = failure_record("WorkerLost", f"attempt {attempt} lost its worker (no lease renewal for "
-                                     f"{rt.settings.lease_seconds:g}s)")
-        message = messages.encode(ActivityOutcome(seq, attempt, False, failure, decided=False), info.get("run"))
-        on_primary(fleet.push, workflow_id, message)  # claimed above: a lagging replica must not drop it
-        fleet.retire(workflow_id, seq, attempt)
-        rt.wake(workflow_id, None)
-        done += 1
+    if reclaim:
+        lost = fleet.expired_attempts(now)
+        if queued is not None:
+            lost += fleet.orphaned_attempts(now)
+            try:
+                lost += fleet.undelivered(now, queued)
+                _broker_quiet.recovered()
+            except Exception as exc:  # the broker is away: their deadlines wait for it
+                _broker_quiet.error("could not look for undelivered attempts in the broker", exc=exc)
+        for item in lost:
+            if fleet.reclaim(item, _failure(rt, item)):
+                rt.wake(item.workflow_id, None)
+                done += 1
     for workflow_id in fleet.take_wakes() + fleet.sweep(now):
         rt.wake(workflow_id, None)
         done += 1
     return done
 
 
+def _failure(rt: Any, lost: Lost) -> dict[str, Any]:
+    heartbeat_timeout = lost.info.get("heartbeat_timeout")
+    if heartbeat_timeout:
+        return failure("TimeoutError", f"attempt {lost.attempt}: no heartbeat for {heartbeat_timeout:g}s")
+    return failure("WorkerLost", f"attempt {lost.attempt} lost its worker (no lease renewal for "
+                   f"{rt.settings.lease_seconds:g}s)")
+
+
+def held_attempts() -> list[tuple[str, int, int]]:
+    """The activity attempts whose messages this worker process holds: waiting for a pool process,
+    scheduled for a retry, or running (Celery's request registry; a lost broker connection drops the
+    ones not yet running from it)."""
+    from celery.worker import state
+
+    out = []
+    for request in state.requests.copy().values():
+        try:
+            if request.type == "beluga.activity":
+                args = request.args
+                out.append((args[0], int(args[2]), int(args[3])))
+        except Exception:  # a malformed message is rejected by the task itself
+            continue
+    return out
+
+
 def _loop(app: Any, worker: str, interval: float) -> None:
     from beluga.celery.tasks import queued, runtime
+    from beluga.core.definitions import registry
 
     rt = runtime(app)
     waiting = queued(rt, sorted(app.amqp.queues.keys()) or [rt.settings.default_queue]) \
         if rt.settings.broker_is_redis else None
+    quiet = Quiet(log, "the scheduler")
+    renew_every = min(1.0, rt.settings.lease_seconds / 3)
     last_beat = 0.0
+    calm_until = 0.0
+    announce = True  # this worker's workflow and activity names, again after each outage
     while not _stop.is_set():
         try:
             now = time.time()
-            if now - last_beat > 1.0:
+            if now - last_beat > renew_every:
                 rt.fleet.alive(worker)
+                rt.fleet.hold_receipts(held_attempts())
                 last_beat = now
-            busy = tick(rt, now, waiting)
-        except Exception:
-            log.exception("scheduler round failed; retrying")
+            if announce:
+                rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+                announce = False
+            busy = tick(rt, now, waiting, reclaim=time.monotonic() >= calm_until)
+            quiet.recovered()
+        except Exception as exc:
+            quiet.error("scheduler round failed; retrying", exc=exc)
+            calm_until = time.monotonic() + RECOVERY_GRACE
+            last_beat = 0.0  # renew first thing once Redis answers
+            announce = True
             busy = 0
         _stop.wait(0.01 if busy else interval)
 

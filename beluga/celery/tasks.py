@@ -19,6 +19,7 @@ from beluga.celery import messages
 from beluga.celery.app import activity_queue
 from beluga.celery.coordinator import Coordinator, Stuck
 from beluga.celery.fleet import Fleet
+from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.core.definitions import effective_option, effective_retry, registry
 from beluga.core.driver import read_only
 from beluga.core.errors import ConfigurationError, SerializationError
@@ -29,6 +30,11 @@ from beluga.settings import Settings
 from beluga.stores.redis import RedisStore, on_primary
 
 log = logging.getLogger("beluga.tasks")
+# Through an outage each process logs a topic's first error, then a line every ten seconds at most.
+_sending = Quiet(log, "sending tasks to the broker")
+_reporting = Quiet(log, "reporting activity attempts")
+_coordinating = Quiet(log, "coordinating runs")
+_renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
 
 
@@ -51,9 +57,15 @@ class Runtime:
         self.receipts = Receipts(self.fleet)
 
     def wake(self, workflow_id: str, queue: str | None) -> None:
-        self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
-                                                       shadow="coordinate",  # per-name counters: no ids
-                                                       argsrepr=repr((workflow_id,)), kwargsrepr="{}")
+        """Send a coordinate task. Never raises: a wake is only ever sent for a run with messages in
+        its inbox, and the scheduler's sweep wakes such runs again should this one be lost."""
+        try:
+            self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
+                                                           shadow="coordinate",  # per-name counters: no ids
+                                                           argsrepr=repr((workflow_id,)), kwargsrepr="{}")
+            _sending.recovered()
+        except Exception as exc:
+            _sending.error("could not wake workflow %s (the sweep will)", workflow_id, exc=exc)
 
     def coordinate_here(self, workflow_id: str,
                         report: tuple[int, int, dict[str, Any], int | None] | None = None) -> None:
@@ -70,14 +82,25 @@ class Runtime:
                  options: dict[str, Any]) -> None:
         timeout = options.get("timeout")
         queue = options.get("queue") or activity_queue(self.settings, name)
-        if name not in self.fleet.known_activities():
+        if name not in self._known_activities():
             log.warning("no worker has announced activity %r: workflow %s waits in queue %s until one that "
                         "imports its module joins", name, workflow_id, queue)
-        self.app.tasks["beluga.activity"].apply_async(
-            (workflow_id, run_id, seq, attempt, name, input, options),
-            queue=queue, shadow=f"activity:{name}",
-            argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr="{}",
-            soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
+        try:
+            self.app.tasks["beluga.activity"].apply_async(
+                (workflow_id, run_id, seq, attempt, name, input, options),
+                queue=queue, shadow=f"activity:{name}",
+                argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr="{}",
+                soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
+            _sending.recovered()
+        except Exception as exc:  # its dispatch record has it sent again once its deadline passes
+            _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
+                           workflow_id, seq, 2 * self.settings.lease_seconds, exc=exc)
+
+    def _known_activities(self) -> set[str]:
+        try:
+            return self.fleet.known_activities()
+        except TRANSIENT:
+            return {*registry.activities}  # only for a warning: do not let it stop the dispatch
 
     def start_child(self, c: StartChild | None, link: dict[str, Any] | None, queue: str | None,
                     *, continue_from: Any = None, input: Any = None) -> None:
@@ -94,19 +117,30 @@ class Runtime:
             try:
                 on_primary(self.store.create, state)
             except WorkflowAlreadyStarted as exc:
+                existing = self.store.load_summary(c.workflow_id)
+                if existing is not None and existing.parent == link:  # created by an earlier try of this
+                    self.fleet.push(c.workflow_id, messages.encode(messages.Start()))
+                    self.wake(c.workflow_id, queue)
+                    return
                 self.fleet.push(link["workflow_id"], messages.encode(
                     ChildClosed(c.seq, False, to_failure(exc)), link["run_id"]))
                 self.wake(link["workflow_id"], queue)
                 return
+        # found by the sweeper should the wake be lost
+        self.fleet.push(state.workflow_id, messages.encode(messages.Start()))
         self.wake(state.workflow_id, queue)
 
     def renew_forever(self) -> None:
-        while True:
-            time.sleep(max(0.5, self.settings.lease_seconds / 3))
+        ok = True
+        while True:  # after a failure, try again soon: the lease may be about to lapse
+            time.sleep(max(0.5, self.settings.lease_seconds / 3) if ok else 0.25)
             try:
                 self.fleet.renew(list(self.in_flight))
-            except Exception:
-                log.exception("could not renew activity leases")
+                ok = True
+                _renewing.recovered()
+            except Exception as exc:
+                ok = False
+                _renewing.error("could not renew activity leases", exc=exc)
 
     def ensure_renewer(self) -> None:
         if self._renewer is None or not self._renewer.is_alive():
@@ -121,6 +155,7 @@ class Receipts:
     def __init__(self, fleet: Fleet, interval: float = 0.02) -> None:
         self._fleet = fleet
         self._interval = interval
+        self._quiet = Quiet(log, "recording activity receipts")
         self._pending: list[tuple[str, int, int, str, str]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -135,17 +170,27 @@ class Receipts:
         self._wake.set()
 
     def _flush_forever(self) -> None:
+        backoff = self._interval
         while True:
             self._wake.wait()
-            time.sleep(self._interval)  # let a burst of receipts share one round trip
+            time.sleep(backoff)  # let a burst of receipts share one round trip
             self._wake.clear()
             with self._lock:
                 batch, self._pending = self._pending, []
-            if batch:
-                try:
-                    self._fleet.received(batch)
-                except Exception:  # undelivered attempts are still found through `dispatched`
-                    log.exception("could not record %d activity receipts", len(batch))
+            if not batch:
+                continue
+            try:
+                self._fleet.received(batch)
+                backoff = self._interval
+                self._quiet.recovered()
+            except Exception as exc:
+                # Kept and tried again (recording a receipt twice is harmless); meanwhile the attempts
+                # are still found through their dispatch records.
+                self._quiet.error("could not record %d activity receipts", len(batch), exc=exc)
+                with self._lock:
+                    self._pending[:0] = batch[-10000:]
+                backoff = min(1.0, backoff * 4)
+                self._wake.set()
 
 
 def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
@@ -173,16 +218,22 @@ def queued(rt: Runtime, queues: list[str]) -> Any:
 def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
                 options: dict[str, Any], details: Any, heartbeat_timeout: float | None
                 ) -> tuple[dict[str, Any], float | None]:
-    """Run one claimed attempt; returns the inbox message reporting it and the retry delay."""
+    """Run one claimed attempt; returns the inbox message reporting it and the retry delay. The process
+    keeps renewing the attempt's lease (unless it promised heartbeats) until the caller has reported it
+    and discards it from `rt.in_flight`."""
     fleet = rt.fleet
-    key = (workflow_id, seq, attempt)
     if heartbeat_timeout is None:  # no heartbeats promised: the process keeps the lease alive
-        rt.in_flight.add(key)
+        rt.in_flight.add((workflow_id, seq, attempt))
         rt.ensure_renewer()
 
     def beat(details: Any) -> None:
         rt.check(details)
-        fleet.hold_lease(workflow_id, seq, attempt, run_id, heartbeat_timeout, details, beat=True)
+        try:
+            fleet.hold_lease(workflow_id, seq, attempt, run_id, heartbeat_timeout, details, beat=True)
+            _renewing.recovered()
+        except TRANSIENT as exc:  # not the activity's problem: its lease lapses if Redis stays away too long
+            _renewing.error("could not record a heartbeat of attempt %s of %s seq %s", attempt, workflow_id, seq,
+                            exc=exc)
 
     info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details, _beat=beat)
     try:
@@ -200,8 +251,6 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         by_celery = delay is not None and delay <= CELERY_RETRY_LIMIT
         return messages.encode(ActivityOutcome(seq, attempt, False, failure, delay, retried_by_sender=by_celery),
                                run_id), delay
-    finally:
-        rt.in_flight.discard(key)
 
 
 _runtime_lock = threading.Lock()
@@ -227,8 +276,12 @@ def bind(app: Celery) -> None:
         rt = runtime(app)
         try:
             rt.coordinator.run(workflow_id)
+            _coordinating.recovered()
         except Stuck as exc:  # the run vanished under the coordinator (deleted meanwhile)
             log.warning("%s", exc)
+        except TRANSIENT as exc:  # its inbox keeps the messages; the sweep wakes the run again
+            _coordinating.error("could not coordinate workflow %s (the sweep will wake it again)", workflow_id,
+                                exc=exc)
 
     @app.task(name="beluga.activity", shared=False, bind=True, acks_late=True, reject_on_worker_lost=True,
               max_retries=None)
@@ -243,25 +296,44 @@ def bind(app: Celery) -> None:
             raise self.retry(countdown=2)
         heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
         redelivered = (self.request.delivery_info or {}).get("redelivered")
-        if attempt == 1 and not redelivered and heartbeat_timeout is None:
+        budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
+        if attempt == 1 and not redelivered and not self.request.retries and heartbeat_timeout is None:
             # The first delivery of a first attempt cannot be stale, and needs no lease of its own: if
             # its worker dies, its receipt (or, before that, its dispatch record) tells the scheduler.
             details = None
         else:
-            current, details = fleet.claim(workflow_id, seq, attempt, run_id, heartbeat_timeout)
+            try:
+                current, details = retry_transient(
+                    lambda: fleet.claim(workflow_id, seq, attempt, run_id, heartbeat_timeout), budget,
+                    on_error=lambda exc: _reporting.error("could not start attempt %s of %s seq %s; trying "
+                                                          "again", attempt, workflow_id, seq, exc=exc))
+            except TRANSIENT as exc:  # its receipt lapses once this worker lets the message go
+                _reporting.error("giving up starting attempt %s of %s seq %s: it is dispatched again", attempt,
+                                 workflow_id, seq, exc=exc)
+                return
             if not current:
                 log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
                 return
-        message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, details,
-                                          heartbeat_timeout)
-        celery_retry = message.get("celery_retry", False)
+        key = (workflow_id, seq, attempt)
         try:
-            rt.coordinate_here(workflow_id, (seq, attempt, message, attempt + 1 if celery_retry else None))
-        except Exception:  # Redis unreachable: the outcome was not recorded, so run this attempt again
-            log.exception("could not report attempt %s of %s seq %s; running it again", attempt, workflow_id, seq)
-            raise self.retry(countdown=1, argsrepr=attempt_repr(workflow_id, run_id, seq, attempt),
-                             kwargsrepr="{}") from None
-        if celery_retry:
+            message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
+                                              details, heartbeat_timeout)
+            celery_retry = message.get("celery_retry", False)
+            report = (seq, attempt, message, attempt + 1 if celery_retry else None)
+            # Redis away: keep trying (the attempt's lease and receipt are renewed meanwhile); reporting
+            # twice is harmless, a stale report is ignored. Past the budget the attempt is given up: its
+            # lease or receipt lapses and any live worker's scheduler dispatches a new attempt.
+            retry_transient(lambda: rt.coordinate_here(workflow_id, report), budget,
+                            on_error=lambda exc: _reporting.error("could not report attempt %s of %s seq %s; "
+                                                                  "trying again", attempt, workflow_id, seq, exc=exc))
+            _reporting.recovered()
+        except Exception as exc:
+            _reporting.error("giving up reporting attempt %s of %s seq %s: it is dispatched again within %gs",
+                             attempt, workflow_id, seq, 2 * budget, exc=exc)
+            return
+        finally:
+            rt.in_flight.discard(key)
+        if celery_retry:  # a failed publish rejects the message; the next attempt's dispatch record remains
             raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
                              countdown=next_delay, argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
                              kwargsrepr="{}")

@@ -9,10 +9,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import kombu.exceptions
 import redis
 
 from beluga.celery import messages
+from beluga.celery.outages import TRANSIENT
 from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, ServiceUnavailable, WorkflowNotFound, WorkflowNotRunning
 from beluga.core.failure import raise_as_own
@@ -25,8 +25,6 @@ from beluga.settings import Settings
 
 log = logging.getLogger("beluga.client")
 T = TypeVar("T")
-_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError, ConnectionError,
-              TimeoutError)
 
 
 class CeleryExecutor(StoreBackedExecutor):
@@ -72,7 +70,7 @@ class CeleryExecutor(StoreBackedExecutor):
         while True:
             try:
                 return call()
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 # A refused connection sent nothing; any other failure may have reached Redis.
                 sent = sent or not isinstance(exc, redis.ConnectionError) or "Connection refused" not in str(exc)
                 remaining = deadline - time.monotonic()
@@ -155,19 +153,29 @@ class CeleryExecutor(StoreBackedExecutor):
         """Wait for the coordinator's announcement that the run closed, re-reading the status on each
         announcement and at least once a second (an announcement is not stored: it may be missed)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self.fleet.closed_channel(workflow_id))
+        pubsub = None
         try:
             while True:
-                state = self.summary(workflow_id)
-                if not state.status.is_open:
-                    return state
                 remaining = None if deadline is None else deadline - time.monotonic()
+                try:  # through a Redis restart: subscribe again and keep waiting
+                    if pubsub is None:
+                        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+                        pubsub.subscribe(self.fleet.closed_channel(workflow_id))
+                    state = self.summary(workflow_id)
+                    if not state.status.is_open:
+                        return state
+                    if remaining is None or remaining > 0:
+                        pubsub.get_message(timeout=1.0 if remaining is None else min(1.0, remaining))
+                except TRANSIENT:
+                    if pubsub is not None:
+                        pubsub.close()
+                        pubsub = None
+                    time.sleep(0.2 if remaining is None else min(0.2, max(0.0, remaining)))
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
-                pubsub.get_message(timeout=1.0 if remaining is None else min(1.0, remaining))
         finally:
-            pubsub.close()
+            if pubsub is not None:
+                pubsub.close()
 
     def close(self) -> None:
         """Nothing to release: connections belong to the process's app, shared by its executors."""

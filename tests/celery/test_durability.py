@@ -158,8 +158,9 @@ def test_a_late_report_of_a_superseded_attempt_does_not_revoke_its_successor(lon
     coordinator.run(wid)
     [(_, run_id, seq, _, *_)] = sent
     lost = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
-    fleet.push(wid, {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": False, "payload": lost})
-    fleet.retire(wid, seq, 1)
+    from beluga.celery.fleet import Lost
+
+    assert fleet.reclaim(Lost(wid, seq, 1, {"run": run_id}, f"{fleet.prefix}:dispatched", "z"), lost)
     coordinator.run(wid)  # records the failure; the retry policy's backoff arms a timer for attempt 2
     time.sleep(0.1)
     fleet.drain_timers(time.time())

@@ -1,5 +1,5 @@
 """The fleet's scripts (beluga/lua/begin.lua, report.lua, report_and_append.lua, claim.lua, receive.lua,
-retire.lua, release.lua, drain_timers.lua, sweep.lua) run against a real server through the `Fleet`
+reclaim.lua, release.lua, drain_timers.lua, sweep.lua) run against a real server through the `Fleet`
 methods that call them, one each, with the keys inspected after each call. No workers are started."""
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def test_report_and_append_queues_the_report_when_the_run_was_touched(fleet: Fle
         assert fleet.redis.get(fleet.store.key("w", "lease")) == b"someone"
 
 
-# --- claim.lua, receive.lua, retire.lua ---------------------------------------------------------------
+# --- claim.lua, receive.lua, reclaim.lua -------------------------------------------------------------
 def test_claim_starts_the_allowed_attempt_with_the_last_heartbeat(fleet: Fleet) -> None:
     _in_flight(fleet, "w", 4, 2)
     fleet.redis.zrem(_k(fleet, "running"), _member("w", 4, 2))
@@ -253,13 +253,25 @@ def test_receipts_are_noted_only_for_attempts_not_yet_started(fleet: Fleet) -> N
     assert not fleet.redis.hexists(_k(fleet, "received"), started)
 
 
-def test_retire_only_retires_the_attempt_still_allowed(fleet: Fleet) -> None:
+def test_reclaim_claims_once_queues_the_failure_and_retires_only_the_attempt_still_allowed(fleet: Fleet) -> None:
+    from beluga.celery.fleet import Lost
+
     attempts = fleet.store.key("w", "attempts")
     fleet.redis.hset(attempts, mapping={"4": "2", "5": "1"})
-    fleet.retire("w", 4, 1)
-    assert fleet.redis.hgetall(attempts) == {b"4": b"2", b"5": b"1"}
-    fleet.retire("w", 4, 2)
-    assert fleet.redis.hgetall(attempts) == {b"5": b"1"}
+    failure = {"type": "WorkerLost", "message": "gone", "traceback": "", "non_retryable": False}
+    for seq, attempt in ((4, 1), (5, 1)):
+        fleet.redis.zadd(_k(fleet, "running"), {_member("w", seq, attempt): 1.0})
+    stale, current = (Lost("w", 4, 1, {"run": "r1"}, _k(fleet, "running"), "z"),
+                      Lost("w", 5, 1, {"run": "r1"}, _k(fleet, "running"), "z"))
+    assert fleet.reclaim(stale, failure) is True
+    assert fleet.redis.hgetall(attempts) == {b"4": b"2", b"5": b"1"}  # attempt 2 of seq 4 stays allowed
+    assert fleet.reclaim(current, failure) is True
+    assert fleet.reclaim(current, failure) is False  # claimed once
+    assert fleet.redis.hgetall(attempts) == {b"4": b"2"}
+    reports = [codec.decode(m) for m in _inbox(fleet)]
+    assert [(r["seq"], r["attempt"], r["ok"], r["run"]) for r in reports] == [(4, 1, False, "r1"), (5, 1, False, "r1")]
+    assert "retry_in" not in reports[0]  # the coordinator decides under the retry policy
+    assert fleet.redis.zcard(_k(fleet, "running")) == 0 and fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
 
 
 # --- drain_timers.lua, sweep.lua ----------------------------------------------------------------------

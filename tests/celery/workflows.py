@@ -93,3 +93,15 @@ def fleet_sleeper(ctx: workflow.WorkflowContext, seconds: float) -> float:
 @workflow.defn()
 def fleet_calls_missing(ctx: workflow.WorkflowContext, _: object = None) -> str:
     return ctx.execute_activity("fleet_not_everywhere", "x")
+
+
+@workflow.defn()
+def fleet_collect(ctx: workflow.WorkflowContext, _: object = None) -> list:
+    """Records `s` signals until one whose payload starts with "stop"; returns the others in order."""
+    channel = ctx.receive_signal("s")
+    got = []
+    while True:
+        payload = channel.receive()
+        if str(payload).startswith("stop"):
+            return got
+        got.append(payload)

@@ -1,0 +1,116 @@
+"""An activity attempt's tracking, step by step against a real Redis: the cases behind issue 9's hangs,
+each of which the outage suite (test_outages.py) can only hit by chance."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from beluga import codec
+from beluga.celery.coordinator import Coordinator
+from beluga.celery.fleet import Fleet
+from beluga.core.definitions import Registry
+from beluga.core.records import EventType as E
+from beluga.executors._runs import new_run_state
+from beluga.stores.redis import RedisStore
+from tests.fleet import redis_server
+
+LEASE = 2.0
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def fleet(url: str) -> Fleet:
+    store = RedisStore(url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    return Fleet(store, LEASE)
+
+
+def two_steps(ctx: object, _: object = None) -> str:
+    """A workflow for a private registry (the test process must not register workflows that other fleet
+    tests expect only workers to have)."""
+    ctx.execute_activity("attempts_step", 1)  # type: ignore[attr-defined]
+    ctx.execute_activity("attempts_step", 2)  # type: ignore[attr-defined]
+    return "done"
+
+
+def _member(wid: str, seq: int, attempt: int) -> str:
+    return f"{wid}\x00{seq}\x00{attempt}"
+
+
+def test_a_stale_report_leaves_the_attempt_that_replaced_it_allowed(fleet: Fleet) -> None:
+    """Attempt 1 was reclaimed and attempt 2 allowed; attempt 1's late report must not retire attempt 2
+    (whose claim would then find it stale and drop it: the run waited forever)."""
+    attempts = fleet.store.key("w", "attempts")
+    fleet.redis.hset(attempts, "3", "2")
+    late = {"k": "activity", "run": "r", "seq": 3, "attempt": 1, "ok": True, "payload": 1}
+    fleet.report_and_begin("w", 3, 1, late, None)
+    assert fleet.redis.hget(attempts, "3") == b"2"
+    fleet.report_and_begin("w", 3, 1, {**late, "ok": False}, 2)  # nor set it when it asked for a retry
+    assert fleet.redis.hget(attempts, "3") == b"2"
+    assert not fleet.redis.zscore(f"{fleet.prefix}:dispatched", _member("w", 3, 2))
+    fleet.report_and_begin("w", 3, 2, {**late, "attempt": 2}, None)  # the current one retires it
+    assert fleet.redis.hget(attempts, "3") is None
+
+
+def test_a_receipt_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet) -> None:
+    """A live worker that no longer holds a message (a lost broker connection dropped it, or its report
+    and retry both failed) must not keep its attempt from being reclaimed."""
+    fleet.alive("w1")
+    for seq in (1, 2):
+        fleet.redis.zadd(f"{fleet.prefix}:dispatched", {_member("wf", seq, 1): time.time() + 60})
+    fleet.received([("wf", 1, 1, "run-1", "w1"), ("wf", 2, 1, "run-1", "w1")])
+    assert fleet.orphaned_attempts(time.time()) == []
+    time.sleep(0.5)
+    fleet.hold_receipts([("wf", 2, 1)])  # the worker still holds seq 2's message, not seq 1's
+    later = time.time() + LEASE - 0.25
+    assert [(lost.seq, lost.attempt) for lost in fleet.orphaned_attempts(later)] == [(1, 1)]
+    lost = fleet.orphaned_attempts(later)[0]
+    failure = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
+    fleet.redis.hset(fleet.store.key("wf", "attempts"), "1", "1")
+    assert fleet.reclaim(lost, failure)
+    assert not fleet.reclaim(lost, failure)  # exactly one caller gets it
+    inbox = [codec.decode(m) for m in fleet.redis.lrange(fleet.store.keys("wf")[2], 0, -1)]
+    assert inbox == [{"k": "activity", "run": "run-1", "seq": 1, "attempt": 1, "ok": False, "payload": failure}]
+    assert fleet.redis.hget(fleet.store.key("wf", "attempts"), "1") is None  # retired with it
+    assert fleet.redis.zscore(f"{fleet.prefix}:dirty", "wf") is not None    # and found by the sweep
+
+
+def test_a_report_that_failed_in_the_fast_path_is_recorded_when_tried_again(fleet: Fleet) -> None:
+    """The worker's cached run took the report before Redis refused the append; the report tried again
+    must still be recorded (it was dropped as stale, and the run waited forever)."""
+    sent: list[tuple[int, int]] = []
+    registry = Registry()
+    registry.add_workflow(two_steps)
+    coordinator = Coordinator(fleet, registry, dispatch=lambda wid, rid, seq, attempt, *_: sent.append((seq, attempt)),
+                              wake=lambda *_: None, start_child=lambda *_, **__: None, check_payload=lambda v: v)
+    wid = f"fast-{uuid.uuid4().hex[:6]}"
+    state = new_run_state("two_steps", wid, None, None, None, time.time())
+    fleet.store.create(state)
+    fleet.push(wid, {"k": "start"})
+    coordinator.run(wid)
+    assert sent == [(1, 1)]
+    append = fleet.report_and_append
+    failures = [redis.ConnectionError("Redis went away")]
+
+    def fails_once(*args: object, **kwargs: object) -> int:
+        if failures:
+            raise failures.pop()
+        return append(*args, **kwargs)
+
+    fleet.report_and_append = fails_once  # type: ignore[method-assign]
+    report = (1, 1, {"k": "activity", "run": state.run_id, "seq": 1, "attempt": 1, "ok": True, "payload": 1}, None)
+    with pytest.raises(redis.ConnectionError):
+        coordinator.run(wid, report)
+    coordinator.run(wid, report)
+    assert sent == [(1, 1), (2, 1)]
+    history = fleet.store.history(wid)
+    assert [e.attrs["seq"] for e in history if e.type == E.ACTIVITY_COMPLETED] == [1]
