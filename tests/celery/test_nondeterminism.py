@@ -47,3 +47,27 @@ def test_stuck_run_reports_keeps_inputs_and_resumes_with_matching_code(private_f
     fleet.start_worker("fixed").wait_ready()  # matching code again: the retry chain finds it
     assert handle.result(timeout=30) == [1, "kept while stuck", 2]
     assert ex.describe(handle.id).error is None
+
+
+def test_a_run_whose_workflow_no_worker_has_can_be_cancelled_and_terminated(private_fleet) -> None:
+    """Started by a name while no worker had announced anything (so the client could not know better):
+    the run is stuck with the reason, and closes on cancel or terminate without any code; once workers
+    have announced their names, the same name is refused at execute."""
+    fleet = private_fleet
+    ex = fleet.executor()
+    cancelled = ex.execute("nobody_has_this", workflow.WorkflowOptions(id="unrunnable-1"))
+    terminated = ex.execute("nobody_has_this", workflow.WorkflowOptions(id="unrunnable-2"))
+    fleet.start_worker("w", BELUGA_STUCK_RETRY_SECONDS="1").wait_ready()
+    for handle in (cancelled, terminated):
+        stuck = eventually(lambda h=handle: (s := ex.describe(h.id)).error and s, timeout=20)
+        assert stuck.error["type"] == "ConfigurationError" and "nobody_has_this" in stuck.error["message"]
+    ex.cancel(cancelled.id)
+    with pytest.raises(workflow.WorkflowCancelled):
+        cancelled.result(timeout=20)
+    ex.terminate(terminated.id, "no code for it")
+    with pytest.raises(workflow.WorkflowCancelled):
+        terminated.result(timeout=20)
+    assert ex.describe(terminated.id).error["type"] == "Terminated"
+    assert ex.describe(terminated.id).history[-1].type == "workflow_terminated"
+    with pytest.raises(workflow.ConfigurationError, match="nobody_has_this"):
+        ex.execute("nobody_has_this", workflow.WorkflowOptions(id="unrunnable-3"))
