@@ -20,7 +20,7 @@ from typing import Any
 
 from beluga import codec
 from beluga.celery import messages
-from beluga.celery.fleet import Begun, Fleet
+from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.core import driver as drv
 from beluga.core import steps as st
@@ -115,7 +115,7 @@ class Coordinator:
         append = Append(workflow_id, run.run_id, step.expected, tuple(step.events), step.status, step.result,
                         step.error, time.time())
         call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=self.fleet.dispatch_deadline(),
-                                      summary=before)
+                                      summary=before, timers=self._timers(run, step))
         if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt) < 0:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             return False
@@ -148,6 +148,8 @@ class Coordinator:
                 continue
             if isinstance(input, messages.RetryStuck):
                 retry_stuck = input.delay
+            elif isinstance(input, messages.EnsureChild):
+                self._ensure_child(run, input.seq)
             elif not isinstance(input, messages.Start):
                 run.apply(step, input, time.time(), self._rand.random())
         # One durable retry chain per stuck run, started when it gets stuck: inputs wake it as well, but
@@ -159,18 +161,21 @@ class Coordinator:
                 log.error("workflow %s is stuck (looking again in %gs; its inputs are kept): %s", workflow_id,
                           again, run.stuck["message"])
         if not step.writes and not begun.inbox_used:
-            self._carry_out(run, step, again)
+            if again is not None:
+                self.fleet.arm(workflow_id, time.time() + again, messages.encode(messages.RetryStuck(again), run_id))
+            self._carry_out(run, step)
             self._keep_or_drop(run)
             return self.fleet.release(workflow_id, begun.token)
         run.seal(step)
         append = Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
                         time.time())
         waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=_allowed(step),
-                             lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline())
+                             lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline(),
+                             timers=self._timers(run, step, again))
         if waiting is None:
             self._drop(workflow_id)
             return None
-        self._carry_out(run, step, again)
+        self._carry_out(run, step)
         self._keep_or_drop(run)
         return waiting
 
@@ -229,27 +234,45 @@ class Coordinator:
         return merged
 
     # --- effects, once the step is durable -------------------------------------------------------------
-    def _carry_out(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None = None) -> None:
-        """What a recorded step leads to (send activities, arm timers, start children, tell the parent):
-        each is done even if an earlier one failed, since the step is recorded and will not run again,
-        and each carries on from what the primary holds (see `on_primary`): a run must not stall while a
-        replica lags."""
+    def _timers(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None = None
+                ) -> list[tuple[float, bytes]]:
+        """The durable timers the step arms, written in its own append: a process that dies right after
+        the append cannot lose one."""
         wid, rid = run.workflow_id, run.run_id
-        if stuck_retry is not None:
-            _after_one(lambda: self.fleet.arm(wid, time.time() + stuck_retry,
-                                              messages.encode(messages.RetryStuck(stuck_retry), rid)))
+        out = []
         for effect in step.effects:
-            _after_one(lambda effect=effect: self._effect(run, effect))
+            if isinstance(effect, st.ArmTimer):
+                out.append((effect.due, timer_member(wid, messages.encode(st.TimerFired(effect.seq), rid))))
+            elif isinstance(effect, st.ArmRetry):
+                out.append((effect.due, timer_member(wid, messages.encode(st.AttemptDue(effect.seq, effect.attempt),
+                                                                          rid))))
+            elif isinstance(effect, st.StartChild):  # a backup, should the child's creation be lost
+                out.append((time.time() + self.fleet.backup_delay(),
+                            timer_member(wid, messages.encode(messages.EnsureChild(effect.seq), rid))))
+            elif isinstance(effect, st.RunClosed) and run.state.parent:  # likewise for the parent's news
+                parent = run.state.parent
+                ok, payload = child_outcome(run.state)
+                news = messages.encode(st.ChildClosed(parent["seq"], ok, payload), parent["run_id"])
+                out.append((time.time() + self.fleet.backup_delay(), timer_member(parent["workflow_id"], news)))
+        if stuck_retry is not None:
+            out.append((time.time() + stuck_retry, timer_member(wid, messages.encode(messages.RetryStuck(stuck_retry),
+                                                                                     rid))))
+        return out
+
+    def _carry_out(self, run: drv.RunDriver, step: st.Step) -> None:
+        """What a recorded step leads to (send activities, start children, tell the parent): each is done
+        even if an earlier one failed, since the step is recorded and will not run again, and each
+        carries on from what the primary holds (see `on_primary`): a run must not stall while a replica
+        lags. Timers were armed by the append itself."""
+        for effect in step.effects:
+            if not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
+                _after_one(lambda effect=effect: self._effect(run, effect))
 
     def _effect(self, run: drv.RunDriver, effect: st.Effect) -> None:
         wid, rid = run.workflow_id, run.run_id
         if isinstance(effect, st.DispatchAttempt):
             self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input,
                           self._options(effect.name, effect.options))
-        elif isinstance(effect, st.ArmTimer):
-            self.fleet.arm(wid, effect.due, messages.encode(st.TimerFired(effect.seq), rid))
-        elif isinstance(effect, st.ArmRetry):
-            self.fleet.arm(wid, effect.due, messages.encode(st.AttemptDue(effect.seq, effect.attempt), rid))
         elif isinstance(effect, st.StartChild):
             link = {"workflow_id": wid, "run_id": rid, "seq": effect.seq}
             self.start_child(effect, link, run.state.queue)
@@ -257,6 +280,20 @@ class Coordinator:
             self.start_child(None, None, run.state.queue, continue_from=run.state, input=effect.input)
         elif isinstance(effect, st.RunClosed):
             self._closed(run, effect)
+
+    def _ensure_child(self, run: drv.RunDriver, seq: int) -> None:
+        """Create the child recorded at `seq` if its creation was lost (it is still pending, and no run of
+        its id names this parent)."""
+        child = run.pending.children.get(seq)
+        if child is None or not run.is_open:
+            return
+        existing = self.store.load_summary(child["workflow_id"])
+        link = {"workflow_id": run.workflow_id, "run_id": run.run_id, "seq": seq}
+        if existing is None or existing.parent != link:
+            log.warning("workflow %s: the start of child %s was lost; starting it now", run.workflow_id,
+                        child["workflow_id"])
+            self.start_child(st.StartChild(seq, child["workflow_type"], child["workflow_id"], child.get("input")),
+                             link, run.state.queue)
 
     def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:
         self.fleet.announce_closed(run.workflow_id, closed.status.value)

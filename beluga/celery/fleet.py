@@ -248,6 +248,11 @@ class Fleet:
             until = time.time() + self.lease_seconds
             self.redis.zadd(self._fleet_key("received:until"), {_running_member(*m): until for m in held}, xx=True)
 
+    def backup_delay(self) -> float:
+        """How long after a step the backups it arms (a child's creation, a parent's news) fire: after
+        the direct way has long succeeded, unless the process doing it died."""
+        return 2 * self.lease_seconds
+
     def dispatch_deadline(self, delay: float = 0.0) -> float:
         """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it."""
         return time.time() + delay + 2 * self.lease_seconds
@@ -325,8 +330,7 @@ class Fleet:
 
     # --- timers -------------------------------------------------------------------------------------
     def arm(self, workflow_id: str, due: float, message: dict[str, Any]) -> None:
-        member = workflow_id.encode() + b"\x00" + codec.encode(message)
-        self.redis.zadd(f"{self.prefix}:timers", {member: due})
+        self.redis.zadd(f"{self.prefix}:timers", {timer_member(workflow_id, message): due})
 
     def drain_timers(self, now: float, limit: int = 500) -> int:
         """Move the timer messages due by `now` into their runs' inboxes; returns how many."""
@@ -393,6 +397,12 @@ def _begun(token: str, got: list[bytes]) -> Begun | None:
         return None
     n = int(got[2])
     return Begun(token, got[0].decode() or None, int(got[1]), list(got[3:3 + n]), n, list(got[3 + n:]))
+
+
+def timer_member(workflow_id: str, message: dict[str, Any]) -> bytes:
+    """A durable timer's entry in the timer set: the same message for the same run is one entry, so
+    arming it again (a retried step) only moves its due time."""
+    return workflow_id.encode() + b"\x00" + codec.encode(message)
 
 
 def _running_member(workflow_id: str, seq: int, attempt: int) -> str:

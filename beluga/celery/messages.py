@@ -24,7 +24,15 @@ class RetryStuck:
     delay: float
 
 
-Control = Start | RetryStuck
+@dataclass(frozen=True, slots=True)
+class EnsureChild:
+    """A backup armed with the step that records a child's start: should the process that was to create
+    the child have died, the parent's coordinator creates it then (a no-op when it exists)."""
+
+    seq: int
+
+
+Control = Start | RetryStuck | EnsureChild
 
 
 def encode(input: st.Input | Control, run_id: str | None = None) -> dict[str, Any]:
@@ -59,6 +67,8 @@ def _encode(x: st.Input | Control) -> dict[str, Any]:
         return {"k": "start"}
     if isinstance(x, RetryStuck):
         return {"k": "wake", "delay": x.delay}
+    if isinstance(x, EnsureChild):
+        return {"k": "ensure_child", "seq": x.seq}
     raise TypeError(f"not an inbox message: {x!r}")
 
 
@@ -88,4 +98,6 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
         return Start()
     if kind == "wake":
         return RetryStuck(float(msg.get("delay") or 5.0))
+    if kind == "ensure_child":
+        return EnsureChild(int(msg["seq"]))
     raise ValueError(f"unknown inbox message kind {kind!r}")

@@ -8,6 +8,7 @@
 --   attempts_key       <p>:{id}:attempts, hash: seq -> the attempt allowed to run
 --   lease_key          <p>:{id}:lease, the coordinator's lease token
 --   dispatched_key     sorted set: "<id>\0<seq>\0<attempt>" -> dispatch deadline
+--   timers_key         sorted set: "<id>\0<message>" -> due time (the fleet's durable timers)
 -- ARGV
 --   run_id             the run the writer read
 --   expected_version   the version the writer read; its events get ids expected_version + 1, ...
@@ -20,8 +21,10 @@
 --   workflow_id        the run's workflow id
 --   #attempts          how many (seq, attempt) pairs follow
 --   #events            how many events follow them
+--   #timers            how many (due, member) pairs follow them
 --   attempts...        (seq, attempt) pairs allowed to run
 --   events...          the encoded events
+--   timers...          (due, member) pairs: durable timers armed in the same step
 -- Returns -1 when refused (the run is not at run_id and expected_version), else how many messages are
 -- left in the inbox.
 
@@ -29,14 +32,15 @@
 
 local a = {
   run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3], attempts_key = KEYS[4], lease_key = KEYS[5],
-  dispatched_key = KEYS[6],
+  dispatched_key = KEYS[6], timers_key = KEYS[7],
   run_id = ARGV[1], expected_version = tonumber(ARGV[2]), inbox_used = tonumber(ARGV[3]), status = ARGV[4],
   summary = ARGV[5], updated = ARGV[6], lease_token = ARGV[7], dispatch_deadline = ARGV[8], workflow_id = ARGV[9],
-  attempts = {}, events = {},
+  attempts = {}, events = {}, timers = {},
 }
-local n_attempts, n_events = tonumber(ARGV[10]), tonumber(ARGV[11])
-for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[11 + i] end
-for i = 1, n_events do a.events[i] = ARGV[11 + 2 * n_attempts + i] end
+local n_attempts, n_events, n_timers = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[12 + i] end
+for i = 1, n_events do a.events[i] = ARGV[12 + 2 * n_attempts + i] end
+for i = 1, 2 * n_timers do a.timers[i] = ARGV[12 + 2 * n_attempts + n_events + i] end
 
 if not append_allowed(a) then return -1 end
 return append_write(a)

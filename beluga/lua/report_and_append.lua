@@ -5,7 +5,7 @@
 -- coordinator, as report.lua does, and appends nothing.
 --
 -- KEYS
---   run_key, events_key, inbox_key, attempts_key, lease_key, dispatched_key
+--   run_key, events_key, inbox_key, attempts_key, lease_key, dispatched_key, timers_key
 --                      as in append.lua (dispatched_key is the fleet-wide <p>:dispatched)
 --   running_key        <p>:running, sorted set: attempt member -> lease expiry
 --   running_info_key   <p>:running:info, hash: attempt member -> encoded info
@@ -22,7 +22,7 @@
 --   now                the time, for the dirty mark
 --   next_deadline      until when the next attempt counts as dispatched
 --   attempt            the finished attempt's number
---   #attempts, #events, attempts..., events...
+--   #attempts, #events, #timers, attempts..., events..., timers...
 --                      as in append.lua
 -- Returns -1 when the report was queued for the coordinator, else how many messages are left in the
 -- inbox after the append.
@@ -32,20 +32,21 @@
 
 local a = {
   run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3], attempts_key = KEYS[4], lease_key = KEYS[5],
-  dispatched_key = KEYS[6],
+  dispatched_key = KEYS[6], timers_key = KEYS[7],
   run_id = ARGV[1], expected_version = tonumber(ARGV[2]), inbox_used = tonumber(ARGV[3]), status = ARGV[4],
   summary = ARGV[5], updated = ARGV[6], lease_token = ARGV[7], dispatch_deadline = ARGV[8], workflow_id = ARGV[9],
-  attempts = {}, events = {},
+  attempts = {}, events = {}, timers = {},
 }
 local r = {
-  inbox_key = KEYS[3], attempts_key = KEYS[4], dispatched_key = KEYS[6], running_key = KEYS[7],
-  running_info_key = KEYS[8], dirty_key = KEYS[9], received_key = KEYS[10],
+  inbox_key = KEYS[3], attempts_key = KEYS[4], dispatched_key = KEYS[6], running_key = KEYS[8],
+  running_info_key = KEYS[9], dirty_key = KEYS[10], received_key = KEYS[11],
   workflow_id = ARGV[9], report = ARGV[10], seq = ARGV[11], member = ARGV[12], next_attempt = ARGV[13],
   now = ARGV[14], next_deadline = ARGV[15], attempt = ARGV[16],
 }
-local n_attempts, n_events = tonumber(ARGV[17]), tonumber(ARGV[18])
-for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[18 + i] end
-for i = 1, n_events do a.events[i] = ARGV[18 + 2 * n_attempts + i] end
+local n_attempts, n_events, n_timers = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[19 + i] end
+for i = 1, n_events do a.events[i] = ARGV[19 + 2 * n_attempts + i] end
+for i = 1, 2 * n_timers do a.timers[i] = ARGV[19 + 2 * n_attempts + n_events + i] end
 
 local allowed = append_allowed(a)
 finish_attempt(r)

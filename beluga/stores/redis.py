@@ -197,14 +197,15 @@ class RedisStore(WorkflowStore):
 
     def append_one(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                    lease_token: str | None = None, dispatch_deadline: float = 0.0,
-                   summary: WorkflowState | None = None) -> int | None:
+                   summary: WorkflowState | None = None, timers: Sequence[tuple[float, bytes]] = ()) -> int | None:
         """One conditional append; None when refused. For the fleet, in the same atomic step:
         `inbox_used` consumes that many inbox messages (a message is consumed exactly when its events
         are recorded), `attempts` allows activity attempts (seq, attempt) to run before their tasks are
-        sent (noted as dispatched until `dispatch_deadline`), and `lease_token` releases the coordinator's
-        lease. `summary` is the run's current summary when the caller has it. Returns the messages left."""
+        sent (noted as dispatched until `dispatch_deadline`), `timers` arms durable timers, and
+        `lease_token` releases the coordinator's lease. `summary` is the run's current summary when the
+        caller has it. Returns the messages left."""
         call = self.append_call(a, inbox_used=inbox_used, attempts=attempts, lease_token=lease_token,
-                                dispatch_deadline=dispatch_deadline, summary=summary)
+                                dispatch_deadline=dispatch_deadline, summary=summary, timers=timers)
         if call is None:
             return None
 
@@ -220,9 +221,11 @@ class RedisStore(WorkflowStore):
 
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,
-                    summary: WorkflowState | None = None) -> AppendCall | None:
+                    summary: WorkflowState | None = None,
+                    timers: Sequence[tuple[float, bytes]] = ()) -> AppendCall | None:
         """The call `append_one` runs, None when the run is gone; the fleet's report-and-append
-        extends it (beluga/lua/report_and_append.lua)."""
+        extends it (beluga/lua/report_and_append.lua). `timers` are the fleet's durable timers (due,
+        member) that the events arm, written in the same atomic step."""
         check_append(a)
         blob = b""
         if a.result is not None or a.error is not None or a.status is not None:
@@ -237,10 +240,11 @@ class RedisStore(WorkflowStore):
             # the fleet's dispatch record is fleet-wide; a plain append names only the run's own slot,
             # so the store alone works on a Redis Cluster
             dispatched_key=f"{self.prefix}:dispatched" if attempts else self.key(a.workflow_id, "dispatched"),
+            timers_key=f"{self.prefix}:timers" if timers else self.key(a.workflow_id, "timers"),
             run_id=a.run_id, expected_version=a.expected_version, inbox_used=inbox_used,
             status=a.status.value if a.status else None, summary=blob, updated=a.updated_at or None,
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
-            attempts=tuple(attempts), events=tuple(codec.encode_event(e) for e in a.events))
+            attempts=tuple(attempts), events=tuple(codec.encode_event(e) for e in a.events), timers=tuple(timers))
 
     def reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -21,6 +21,7 @@ class AppendCall(Call):
     attempts_key: str = key()
     lease_key: str = key()
     dispatched_key: str = key()
+    timers_key: str = key()
     run_id: str = arg()
     expected_version: int = arg()
     inbox_used: int = arg()
@@ -32,6 +33,7 @@ class AppendCall(Call):
     workflow_id: str = arg()
     attempts: Sequence[tuple[int, int]] = tail()
     events: Sequence[bytes] = tail()
+    timers: Sequence[tuple[float, bytes]] = tail()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

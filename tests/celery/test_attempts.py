@@ -114,3 +114,78 @@ def test_a_report_that_failed_in_the_fast_path_is_recorded_when_tried_again(flee
     assert sent == [(1, 1), (2, 1)]
     history = fleet.store.history(wid)
     assert [e.attrs["seq"] for e in history if e.type == E.ACTIVITY_COMPLETED] == [1]
+
+
+def test_a_timer_is_armed_by_the_append_that_records_it(fleet: Fleet) -> None:
+    """A coordinator that dies right after the append (here: every follow-up fails) cannot lose the
+    run's durable timer: it was written in the same atomic step as the `timer_started` event."""
+
+    def sleeper(ctx, seconds: float) -> str:
+        ctx.sleep(seconds)
+        return "woke"
+
+    registry = Registry()
+    registry.add_workflow(sleeper, "sleeper")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the process died here")
+
+    coordinator = Coordinator(fleet, registry, dispatch=crash, wake=lambda *a: None, start_child=crash,
+                              check_payload=lambda v: v)
+    fleet.arm = crash  # type: ignore[method-assign]  # nothing may rely on arming after the append
+    fleet.store.create(new_run_state("sleeper", "t1", 0.2, None, None, time.time()))
+    coordinator.run("t1")
+    history = fleet.store.history("t1")
+    assert [e.type for e in history][-1] == E.TIMER_STARTED
+    assert fleet.redis.zcard(f"{fleet.prefix}:timers") == 1
+    time.sleep(0.25)
+    assert fleet.drain_timers(time.time()) == 1
+    coordinator.cache.clear()  # as after a crash: a new process picks the run up
+    coordinator.run("t1")
+    assert fleet.store.load_summary("t1").result == "woke"
+
+
+def test_a_lost_child_start_and_a_lost_parent_notice_are_recovered_by_their_backups(url: str) -> None:
+    """The step that records a child's start, and the step that closes the child, each arm a backup in
+    their own append: a process that dies before creating the child, or before telling the parent,
+    loses neither."""
+    fleet = Fleet(RedisStore(url, prefix=f"t{uuid.uuid4().hex[:8]}"), lease_seconds=0.1)
+
+    def parent(ctx, _: None) -> str:
+        return ctx.execute_child_workflow("child", 2, id="kid")
+
+    def child(ctx, n: int) -> str:
+        return f"child got {n}"
+
+    registry = Registry()
+    registry.add_workflow(parent, "parent")
+    registry.add_workflow(child, "child")
+    started: list[str] = []
+
+    def lost(*args, **kwargs):
+        raise RuntimeError("the process died here")
+
+    def start_child(c, link, queue, **kw) -> None:  # the real one, minus the wake (this test drives)
+        state = new_run_state(c.workflow_type, c.workflow_id, c.input, None, queue, time.time(), parent=link)
+        fleet.store.create(state)
+        started.append(c.workflow_id)
+
+    dying = Coordinator(fleet, registry, dispatch=lost, wake=lambda *a: None, start_child=lost,
+                        check_payload=lambda v: v)
+    dying._closed = lost  # type: ignore[method-assign]  # it dies before telling the parent, too
+    fleet.store.create(new_run_state("parent", "p1", None, None, None, time.time()))
+    dying.run("p1")
+    assert fleet.store.load_summary("kid") is None  # the child's creation was lost
+    time.sleep(0.25)
+    assert fleet.drain_timers(time.time()) == 1
+    healthy = Coordinator(fleet, registry, dispatch=lost, wake=lambda *a: None, start_child=start_child,
+                          check_payload=lambda v: v)
+    healthy.run("p1")  # the backup: the parent creates its child now
+    assert started == ["kid"]
+    dying.run("kid")  # the child completes, and its process dies before telling the parent
+    assert fleet.store.load_summary("kid").result == "child got 2"
+    assert fleet.store.load_summary("p1").status.is_open
+    time.sleep(0.25)
+    assert fleet.drain_timers(time.time()) >= 1
+    healthy.run("p1")
+    assert fleet.store.load_summary("p1").result == "child got 2"

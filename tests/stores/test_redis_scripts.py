@@ -39,7 +39,7 @@ class Run:
         args: dict[str, Any] = dict(
             run_key=self.key("run"), events_key=self.key("events"), inbox_key=self.key("inbox"),
             attempts_key=self.key("attempts"), lease_key=self.key("lease"), dispatched_key=self.key("dispatched"),
-            run_id="r1", expected_version=2, inbox_used=0, status=None, summary=None, updated=None,
+            timers_key=self.key("timers"), run_id="r1", expected_version=2, inbox_used=0, status=None, summary=None, updated=None,
             lease_token=None, dispatch_deadline=0.0, workflow_id=self.wid)
         return self.lua.run(AppendCall(**{**args, **kw}))
 
@@ -133,6 +133,14 @@ def test_attempts_are_allowed_and_noted_as_dispatched(run: Run) -> None:
     assert run.r.hgetall(run.key("attempts")) == {b"7": b"2", b"8": b"1"}
     assert run.r.zrange(run.key("dispatched"), 0, -1, withscores=True) == [
         (f"{run.wid}\x007\x002".encode(), 123.5), (f"{run.wid}\x008\x001".encode(), 123.5)]
+
+
+def test_append_arms_its_timers_in_the_same_step_and_a_refused_one_arms_none(run: Run) -> None:
+    run.seed()
+    assert run.append(expected_version=1, events=[b"e3"], timers=[(50.0, b"w\x00t1")]) == -1
+    assert run.r.zcard(run.key("timers")) == 0
+    assert run.append(events=[b"e3"], timers=[(50.0, b"w\x00t1"), (60.0, b"w\x00t2")]) == 0
+    assert run.r.zrange(run.key("timers"), 0, -1, withscores=True) == [(b"w\x00t1", 50.0), (b"w\x00t2", 60.0)]
 
 
 # --- create.lua ---------------------------------------------------------------------------------------

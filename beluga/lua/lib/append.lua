@@ -1,9 +1,10 @@
 -- lib/append.lua: the store's compare-and-append of one run, as two functions over one table `a`:
---   a.run_key, a.events_key, a.inbox_key, a.attempts_key, a.lease_key, a.dispatched_key   keys
+--   a.run_key, a.events_key, a.inbox_key, a.attempts_key, a.lease_key, a.dispatched_key, a.timers_key  keys
 --   a.run_id, a.expected_version (number), a.inbox_used (number), a.status, a.summary, a.updated,
 --   a.lease_token, a.dispatch_deadline, a.workflow_id     ('' where not given)
 --   a.attempts   {seq, attempt, seq, attempt, ...}: attempts allowed to run
 --   a.events     {encoded event, ...}: the events to append, ids expected_version + 1 onwards
+--   a.timers     {due, member, due, member, ...}: durable timers the events arm, in the same step
 -- Included by append.lua (the store's append) and report_and_append.lua (the fleet's fast path).
 
 -- Whether the run is still the writer's: the same run id, at the version the writer read. An append
@@ -18,11 +19,15 @@ local function append_allowed(a)
   return true
 end
 
--- Writes the append (the caller checked append_allowed): allows the attempts (each noted in
+-- Writes the append (the caller checked append_allowed): arms the timers (so that a process dying right
+-- after the append cannot lose one), allows the attempts (each noted in
 -- dispatched_key until dispatch_deadline, as "<workflow id>\0<seq>\0<attempt>"), appends the events,
 -- sets version and the given status, summary and update time, consumes inbox_used inbox messages and
 -- releases the lease if lease_token still holds it. Returns how many inbox messages are left.
 local function append_write(a)
+  for i = 1, #a.timers, 2 do
+    redis.call('ZADD', a.timers_key, a.timers[i], a.timers[i + 1])
+  end
   for i = 1, #a.attempts, 2 do
     local seq, attempt = a.attempts[i], a.attempts[i + 1]
     redis.call('HSET', a.attempts_key, seq, attempt)
