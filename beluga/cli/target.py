@@ -123,13 +123,13 @@ class Target:
         do here: no activity attempt running and nothing due within a few seconds. True when settled."""
         if self.kind == "celery" or self._executor is None:
             return True
-        from beluga.executors._engine_records import Msg
+        from beluga.executors._engine_records import Msg, Nudge
 
         engine = self._executor._engine  # type: ignore[attr-defined]
-        engine.call(Msg("noop", ""))    # everything this command posted has been handled ...
+        engine.call(Msg("", None, Nudge()))    # everything this command posted has been handled ...
         self._idle.clear()
         self._armed = True               # ... so the next idle report is about what it set going
-        engine.post(Msg("noop", ""))
+        engine.post(Msg("", None, Nudge()))
         try:
             return self._idle.wait(timeout)
         finally:

@@ -13,7 +13,7 @@ from beluga.activity import ActivityInfo, run_with_info
 from beluga.core.definitions import Registry
 from beluga.core.errors import ConfigurationError
 from beluga.core.failure import to_failure
-from beluga.executors._engine_records import Msg
+from beluga.executors._engine_records import AttemptFinished, Msg
 from beluga.hooks import Hooks
 
 
@@ -67,7 +67,7 @@ class ActivityPool:
                 ok, payload = False, to_failure(exc)
                 if isinstance(exc, ConfigurationError):
                     payload["non_retryable"] = True
-            self._post(Msg("activity", workflow_id, run_id, seq, attempt, payload, ok=ok))
+            self._post(Msg(workflow_id, run_id, AttemptFinished(seq, attempt, ok, payload)))
             with self._count_lock:  # after the post, so that idle() implies the outcome is queued
                 self._outstanding -= 1
 

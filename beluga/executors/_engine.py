@@ -36,7 +36,20 @@ from beluga.core.pending import pending_work
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.core.retry import RetryPolicy
 from beluga.executors._activity_pool import ActivityPool
-from beluga.executors._engine_records import Msg, Pending, Run, input_msg
+from beluga.executors._engine_records import (
+    Activate,
+    AttemptDeadline,
+    AttemptFinished,
+    CheckChild,
+    Msg,
+    Nudge,
+    Pending,
+    Query,
+    Recover,
+    Run,
+    StartRun,
+    input_msg,
+)
 from beluga.executors._runs import new_run_state
 from beluga.executors._timers import TimerHeap
 from beluga.hooks import Hooks
@@ -121,7 +134,7 @@ class Engine:
             if work.deadline is not None:
                 self._timers.arm(work.deadline, input_msg(wid, rid, st.TimedOut()))
             if len(state.history) == 1 or work.closed or state.error is not None:
-                self.post(Msg("activate", wid, rid))  # owes its first step, or was stuck under earlier code
+                self.post(Msg(wid, rid, Activate()))  # owes its first step, or was stuck under earlier code
                 if work.closed:
                     continue
             for seq, fire_at in work.timers.items():
@@ -134,7 +147,7 @@ class Engine:
                 else:
                     self._timers.arm(act.not_before, input_msg(wid, rid, st.AttemptDue(seq, act.attempt)))
             for seq, child in work.children.items():
-                self.post(Msg("child_check", wid, rid, seq, payload=child))
+                self.post(Msg(wid, rid, CheckChild(seq, child)))
         return count
 
     # --- the coordinator loop ---------------------------------------------------------------------
@@ -177,7 +190,7 @@ class Engine:
                 if msg.reply is not None:
                     msg.reply.set_exception(exc)
                 elif not isinstance(exc, (WorkflowNotFound, WorkflowNotRunning)):
-                    log.exception("could not handle %s for workflow %s", msg.kind, msg.workflow_id)
+                    log.exception("could not handle %s for workflow %s", type(msg.body).__name__, msg.workflow_id)
         writes = [p for p in batch.values() if p.step.writes]
         for p in batch.values():
             assert p.run.driver is not None
@@ -201,15 +214,15 @@ class Engine:
 
     # --- message handling -------------------------------------------------------------------------
     def _handle(self, msg: Msg, batch: dict[str, Pending]) -> None:
-        kind = msg.kind
-        if kind == "noop":
+        body = msg.body
+        if isinstance(body, Nudge):
             if msg.reply is not None:  # a caller waiting until everything posted before it was handled
                 msg.reply.set_result(None)
             return
-        if kind == "start":
-            self._start(msg, batch)
+        if isinstance(body, StartRun):
+            self._start(body.state, batch)
             return
-        if kind == "recover":
+        if isinstance(body, Recover):
             assert msg.reply is not None
             msg.reply.set_result(self._recover())
             return
@@ -218,10 +231,10 @@ class Engine:
             if msg.reply is not None:
                 raise WorkflowNotRunning(f"run {msg.run_id} of workflow {msg.workflow_id} has ended")
             return  # a late message for an earlier run
-        if kind == "query":
-            self._query(run, msg)
+        if isinstance(body, Query):
+            self._query(run, body, msg)
             return
-        if kind == "activate":
+        if isinstance(body, Activate):
             return  # loading the run replayed it and recorded whatever was due
         p = batch.get(run.workflow_id)
         if run.driver is None or (p is None and not run.driver.is_open):
@@ -232,8 +245,8 @@ class Engine:
         if p is None:
             p = batch[run.workflow_id] = Pending(run, run.driver.begin())
         p.msgs.append(msg)
-        if kind == "child_check":
-            self._child_check(run, msg, p)
+        if isinstance(body, CheckChild):
+            self._child_check(run, body, p)
             return
         input = self._input(run, msg)
         if input is None:
@@ -250,43 +263,45 @@ class Engine:
     def _input(self, run: Run, msg: Msg) -> st.Input | None:
         """The run input an engine message stands for (activity outcomes and attempt deadlines come
         from the pool and the timer heap); None when it is no longer relevant."""
-        if msg.kind == "input":
-            return msg.payload
+        body = msg.body
+        if not isinstance(body, (AttemptFinished, AttemptDeadline)):
+            return body  # type: ignore[return-value]
         assert run.driver is not None
-        act = run.driver.pending.activities.get(msg.seq)
-        if act is None or not act.started or act.attempt != msg.attempt:
+        act = run.driver.pending.activities.get(body.seq)
+        if act is None or not act.started or act.attempt != body.attempt:
             return None  # a late outcome of an attempt that timed out or was already recorded
-        key = (run.run_id, msg.seq, msg.attempt)
+        key = (run.run_id, body.seq, body.attempt)
         beat = self._beats.get(key)
-        if msg.kind == "activity":
-            outcome = st.ActivityOutcome(msg.seq, msg.attempt, msg.ok, msg.payload, decided=False)
+        if isinstance(body, AttemptFinished):
+            outcome = st.ActivityOutcome(body.seq, body.attempt, body.ok, body.payload, decided=False)
         else:
             defn = self.registry.activities.get(act.name)
-            if msg.payload == "heartbeat":
+            if body.heartbeat:
                 heartbeat_timeout = effective_option(act.options, defn, "heartbeat_timeout")
                 if beat is not None and self.clock() - beat[0] < heartbeat_timeout:
                     self._timers.arm(beat[0] + heartbeat_timeout, msg)
                     return None
                 text = f"no heartbeat for {heartbeat_timeout:g}s"
             else:
-                text = f"attempt {msg.attempt} ran past its {effective_option(act.options, defn, 'timeout'):g}s timeout"
+                limit = effective_option(act.options, defn, "timeout")
+                text = f"attempt {body.attempt} ran past its {limit:g}s timeout"
             timed_out = failure("TimeoutError", f"activity {act.name!r}: {text}")
-            outcome = st.ActivityOutcome(msg.seq, msg.attempt, False, timed_out, decided=False)
+            outcome = st.ActivityOutcome(body.seq, body.attempt, False, timed_out, decided=False)
         if self._beats.pop(key, None) is not None:  # the next attempt starts from the last details
-            run.details[msg.seq] = beat[1]  # type: ignore[index]
+            run.details[body.seq] = beat[1]  # type: ignore[index]
         return outcome
 
-    def _child_check(self, run: Run, msg: Msg, p: Pending) -> None:
-        child = msg.payload
+    def _child_check(self, run: Run, check: CheckChild, p: Pending) -> None:
+        child = check.child
         state = self.store.load(child["workflow_id"])
-        link = {"workflow_id": run.workflow_id, "run_id": run.run_id, "seq": msg.seq}
+        link = {"workflow_id": run.workflow_id, "run_id": run.run_id, "seq": check.seq}
         if state is None or state.parent != link:
-            start = st.StartChild(msg.seq, child["workflow_type"], child["workflow_id"], child.get("input"))
+            start = st.StartChild(check.seq, child["workflow_type"], child["workflow_id"], child.get("input"))
             p.after.append(lambda: self._start_child(run, start))
         elif not state.status.is_open:
             self._child_closed(state)
 
-    def _query(self, run: Run, msg: Msg) -> None:
+    def _query(self, run: Run, query: Query, msg: Msg) -> None:
         # A failed query fails only its caller: raising here would drop the run's other work in this
         # batch (such as the first commands of a run started just before), which nothing would redo.
         assert msg.reply is not None
@@ -296,9 +311,8 @@ class Engine:
             msg.reply.set_exception(NonDeterminismError(
                 error["message"] if error else f"workflow {run.workflow_id} cannot be replayed in this process"))
             return
-        name, args = msg.payload
         try:
-            value = instance.query(name, *args)
+            value = instance.query(query.name, *query.args)
         except Exception as exc:
             msg.reply.set_exception(exc)
             return
@@ -315,8 +329,7 @@ class Engine:
             raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
         return self._materialize(state, batch)
 
-    def _start(self, msg: Msg, batch: dict[str, Pending]) -> None:
-        state: WorkflowState = msg.payload
+    def _start(self, state: WorkflowState, batch: dict[str, Pending]) -> None:
         self._materialize(state, batch)
         deadline = state.history[0].attrs.get("deadline") if state.history else None
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
@@ -395,8 +408,8 @@ class Engine:
         for kind in ("timeout", "heartbeat_timeout"):
             limit = effective_option(d.options, defn, kind)
             if limit is not None:
-                self._timers.arm(now + limit, Msg("attempt_timeout", run.workflow_id, run.run_id, d.seq, d.attempt,
-                                                  "timeout" if kind == "timeout" else "heartbeat"))
+                self._timers.arm(now + limit, Msg(run.workflow_id, run.run_id,
+                                                  AttemptDeadline(d.seq, d.attempt, kind == "heartbeat_timeout")))
 
     def _finish(self, run: Run, closed: st.RunClosed) -> None:
         assert run.driver is not None
@@ -425,7 +438,7 @@ class Engine:
         except (WorkflowAlreadyStarted, ConfigurationError) as exc:
             self.post(input_msg(parent.workflow_id, parent.run_id, st.ChildClosed(c.seq, False, to_failure(exc))))
             return
-        self.post(Msg("start", state.workflow_id, state.run_id, payload=state))
+        self.post(Msg(state.workflow_id, state.run_id, StartRun(state)))
 
     def _child_closed(self, child: WorkflowState) -> None:
         link = child.parent
@@ -445,4 +458,4 @@ class Engine:
         except WorkflowAlreadyStarted:
             log.warning("workflow %s was continued as new by another process", run.workflow_id)
             return
-        self.post(Msg("start", state.workflow_id, state.run_id, payload=state))
+        self.post(Msg(state.workflow_id, state.run_id, StartRun(state)))

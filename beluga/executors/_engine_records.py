@@ -13,23 +13,78 @@ from beluga.core.records import WorkflowState, WorkflowStatus
 from beluga.core.steps import Input, Step
 
 
+# --- what the coordinator's inbox carries besides run inputs ----------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StartRun:
+    """A run was created: load it (its first activation happens then)."""
+
+    state: WorkflowState
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """Resume every open run in the store (`InProcessExecutor.recover`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Activate:
+    """Load the run: it owes its first step, or was stuck under earlier code."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckChild:
+    """After a restart: make sure the child recorded at `seq` exists, or learn that it closed."""
+
+    seq: int
+    child: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    """An attempt's outcome, from the activity pool."""
+
+    seq: int
+    attempt: int
+    ok: bool
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptDeadline:
+    """An attempt's timeout or heartbeat timeout came due."""
+
+    seq: int
+    attempt: int
+    heartbeat: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Nudge:
+    """Nothing to do: wakes the coordinator (and answers once everything posted before it was handled)."""
+
+
+Control = StartRun | Recover | Activate | Query | CheckChild | AttemptFinished | AttemptDeadline | Nudge
+
+
 @dataclass(slots=True)
 class Msg:
-    """One item of the coordinator's inbox: a run input (`kind="input"`, `payload` an `Input`) or an
-    engine-internal request (start, recover, query, activate, child_check, attempt_timeout, activity)."""
+    """One item of the coordinator's inbox: a run input (`beluga.core.steps`) or one of the records
+    above, for the run `workflow_id` (and `run_id`, when it is for that run only)."""
 
-    kind: str
     workflow_id: str
-    run_id: str | None = None
-    seq: int = 0
-    attempt: int = 0
-    payload: Any = None
-    ok: bool = True
+    run_id: str | None
+    body: Input | Control
     reply: Reply[Any] | None = None
 
 
 def input_msg(workflow_id: str, run_id: str | None, input: Input, reply: Reply[Any] | None = None) -> Msg:
-    return Msg("input", workflow_id, run_id, payload=input, reply=reply)
+    return Msg(workflow_id, run_id, input, reply)
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate
 from beluga.executors._engine import Engine
-from beluga.executors._engine_records import Msg, input_msg
+from beluga.executors._engine_records import Msg, Query, Recover, StartRun, input_msg
 from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
@@ -52,7 +52,7 @@ class InProcessExecutor(StoreBackedExecutor):
 
     def recover(self) -> int:
         """Resume every open run found in the store; returns how many there were."""
-        return int(self._engine.call(Msg("recover", ""), timeout=600))
+        return int(self._engine.call(Msg("", None, Recover()), timeout=600))
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         options = options or WorkflowOptions()
@@ -63,7 +63,7 @@ class InProcessExecutor(StoreBackedExecutor):
         self.store.create(state)
         self._engine.forget(state.workflow_id)
         self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
-        self._engine.post(Msg("start", state.workflow_id, state.run_id, payload=state))
+        self._engine.post(Msg(state.workflow_id, state.run_id, StartRun(state)))
         return WorkflowHandle(self, state.workflow_id, state.run_id)
 
     def signal(self, workflow_id: str, signal: Signal) -> None:
@@ -81,7 +81,7 @@ class InProcessExecutor(StoreBackedExecutor):
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         if query_type in BUILTIN_QUERIES:
             return self.builtin_query(workflow_id, query_type)
-        return self._engine.call(Msg("query", workflow_id, payload=(query_type, args)))
+        return self._engine.call(Msg(workflow_id, None, Query(query_type, args)))
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -25,7 +25,7 @@ from typing import Any
 
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import Duration, seconds
-from beluga.executors._engine_records import Msg
+from beluga.executors._engine_records import Msg, Nudge
 from beluga.executors.base import WorkflowHandle, WorkflowOptions
 from beluga.executors.inprocess import InProcessExecutor
 from beluga.hooks import Hooks
@@ -151,7 +151,7 @@ class WorkflowEnvironment:
                 self._waiting_results -= 1
 
     def _wake(self) -> None:
-        self.executor._engine.post(Msg("noop", ""))  # the coordinator looks again at once
+        self.executor._engine.post(Msg("", None, Nudge()))  # the coordinator looks again at once
 
     def _on_idle(self, next_due: float | None) -> None:
         """Called by the engine's coordinator thread when it has nothing to do but wait for `next_due`."""
