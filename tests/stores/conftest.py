@@ -1,5 +1,6 @@
-"""One `store` fixture for the contract suite: each backend is one line of `STORES` (the Redis server is
-tests/conftest.py's `redis_url`)."""
+"""One `store` fixture for the contract suite: each backend is one line of `STORES`. The servers are real
+and started by the tests on free loopback ports: Redis is tests/conftest.py's `redis_url`; NATS, the
+Kafka-protocol broker and the Dapr state API are the session fixtures below."""
 
 from __future__ import annotations
 
@@ -11,19 +12,43 @@ import pytest
 
 from beluga.stores import InMemoryStore, RedisStore, SQLiteStore
 from beluga.stores.base import WorkflowStore
+from tests.servers import NatsServer
+
+
+def _prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+def _nats(tmp: Path) -> WorkflowStore:
+    from beluga.stores.nats import NatsStore
+
+    return NatsStore(_SERVERS["nats"], prefix=_prefix(), tail=3)  # a short tail: chunks get sealed
+
 
 STORES: dict[str, Callable[[Path], WorkflowStore]] = {
     "memory": lambda tmp: InMemoryStore(),
     "sqlite": lambda tmp: SQLiteStore(str(tmp / "beluga.db")),
-    "redis": lambda tmp: RedisStore(_REDIS["url"], prefix=f"t{uuid.uuid4().hex[:8]}"),
+    "redis": lambda tmp: RedisStore(_SERVERS["redis"], prefix=_prefix()),
+    "nats": _nats,
 }
-_REDIS: dict[str, str] = {}
+_SERVERS: dict[str, str] = {}
+_SERVER_FIXTURES = {"redis": "redis_url", "nats": "nats_url"}
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(params=list(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkflowStore]:
-    if request.param == "redis":
-        _REDIS["url"] = request.getfixturevalue("redis_url")
+    fixture = _SERVER_FIXTURES.get(request.param)
+    if fixture is not None:
+        _SERVERS[request.param] = request.getfixturevalue(fixture)
     s = STORES[request.param](tmp_path)
     try:
         yield s
