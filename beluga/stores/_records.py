@@ -68,6 +68,8 @@ class RunRecord:
 
     def chunk_ranges(self) -> list[tuple[int, int]]:
         """(first, last) event ids of each sealed chunk."""
+        if not self.chunks:
+            return []
         ends = [*self.chunks[1:], self.sealed + 1]
         return [(first, end - 1) for first, end in zip(self.chunks, ends, strict=True)]
 
