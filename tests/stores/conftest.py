@@ -12,7 +12,8 @@ import pytest
 
 from beluga.stores import InMemoryStore, RedisStore, SQLiteStore
 from beluga.stores.base import WorkflowStore
-from tests.servers import NatsServer
+from tests.servers import KafkaBroker, NatsServer
+from tests.stores.restarting import RestartingStore
 
 
 def _prefix() -> str:
@@ -25,14 +26,32 @@ def _nats(tmp: Path) -> WorkflowStore:
     return NatsStore(_SERVERS["nats"], prefix=_prefix(), tail=3)  # a short tail: chunks get sealed
 
 
+def _kafka(tmp: Path) -> WorkflowStore:
+    from beluga.stores.kafka import KafkaStore
+
+    return KafkaStore(_SERVERS["kafka"], prefix=_prefix())
+
+
+def _kafka_restarted(tmp: Path) -> WorkflowStore:
+    """Kafka with the client closed after every write and a new one, rebuilt from the topic, answering
+    the next call."""
+    from beluga.stores.kafka import KafkaStore
+
+    prefix = _prefix()
+    return RestartingStore(lambda: KafkaStore(_SERVERS["kafka"], prefix=prefix))
+
+
 STORES: dict[str, Callable[[Path], WorkflowStore]] = {
     "memory": lambda tmp: InMemoryStore(),
     "sqlite": lambda tmp: SQLiteStore(str(tmp / "beluga.db")),
     "redis": lambda tmp: RedisStore(_SERVERS["redis"], prefix=_prefix()),
     "nats": _nats,
+    "kafka": _kafka,
+    "kafka-restarted": _kafka_restarted,
 }
 _SERVERS: dict[str, str] = {}
-_SERVER_FIXTURES = {"redis": "redis_url", "nats": "nats_url"}
+_SERVER_FIXTURES = {"redis": "redis_url", "nats": "nats_url", "kafka": "kafka_bootstrap",
+                    "kafka-restarted": "kafka_bootstrap"}
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +63,20 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka")).start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(params=list(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkflowStore]:
     fixture = _SERVER_FIXTURES.get(request.param)
     if fixture is not None:
-        _SERVERS[request.param] = request.getfixturevalue(fixture)
+        _SERVERS[request.param.split("-")[0]] = request.getfixturevalue(fixture)
     s = STORES[request.param](tmp_path)
     try:
         yield s
