@@ -1,6 +1,7 @@
 """One `store` fixture for the contract suite: each backend is one line of `STORES`. The servers are real
 and started by the tests on free loopback ports: Redis is tests/conftest.py's `redis_url`; NATS, the
-Kafka-protocol broker and the Dapr state API are the session fixtures below."""
+Kafka-protocol broker and the Dapr state API (a stand-in that implements its documented contract:
+there is no daprd here) are the session fixtures below."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from beluga.stores import InMemoryStore, RedisStore, SQLiteStore
 from beluga.stores.base import WorkflowStore
 from tests.servers import KafkaBroker, NatsServer
+from tests.stores.dapr_server import dapr_state_server
 from tests.stores.restarting import RestartingStore
 
 
@@ -41,6 +43,12 @@ def _kafka_restarted(tmp: Path) -> WorkflowStore:
     return RestartingStore(lambda: KafkaStore(_SERVERS["kafka"], prefix=prefix))
 
 
+def _dapr(tmp: Path) -> WorkflowStore:
+    from beluga.stores.dapr import DaprStore
+
+    return DaprStore(_SERVERS["dapr"], store="statestore", prefix=_prefix(), index_shards=4, tail=3)
+
+
 STORES: dict[str, Callable[[Path], WorkflowStore]] = {
     "memory": lambda tmp: InMemoryStore(),
     "sqlite": lambda tmp: SQLiteStore(str(tmp / "beluga.db")),
@@ -48,10 +56,11 @@ STORES: dict[str, Callable[[Path], WorkflowStore]] = {
     "nats": _nats,
     "kafka": _kafka,
     "kafka-restarted": _kafka_restarted,
+    "dapr": _dapr,
 }
 _SERVERS: dict[str, str] = {}
 _SERVER_FIXTURES = {"redis": "redis_url", "nats": "nats_url", "kafka": "kafka_bootstrap",
-                    "kafka-restarted": "kafka_bootstrap"}
+                    "kafka-restarted": "kafka_bootstrap", "dapr": "dapr_url"}
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +79,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def dapr_url() -> Iterator[str]:
+    """The Dapr state API as documented, served by tests/stores/dapr_server.py (no daprd here)."""
+    with dapr_state_server("statestore") as (url, _):
+        yield url
 
 
 @pytest.fixture(params=list(STORES))
