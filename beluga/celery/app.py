@@ -61,9 +61,10 @@ def make_app(settings: Settings) -> Celery:
             "unacked_restore_interval": max(1.0, settings.broker_visibility_timeout / 2),
             "unacked_restore_throttle": 1}
     app.conf.beluga_settings = settings
-    from beluga.celery import tasks
+    from beluga.celery import outcome, tasks
 
     tasks.bind(app)
+    outcome.configure(app)
     return app
 
 

@@ -139,8 +139,11 @@ class CeleryExecutor(StoreBackedExecutor):
             return self.builtin_query(workflow_id, query_type)
         state = self.describe(workflow_id)
         reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
+        from beluga.celery.tasks import attempt_kwargsrepr
+
         self.app.tasks["beluga.query"].apply_async((workflow_id, query_type, list(args), reply_to),
-                                                   queue=state.queue or None)
+                                                   queue=state.queue or None,
+                                                   kwargsrepr=attempt_kwargsrepr(workflow_id))
         answer = self.fleet.wait_reply(reply_to, self.query_timeout)
         if answer is None:
             raise TimeoutError(f"no worker answered query {query_type!r} for {workflow_id} within "

@@ -105,3 +105,18 @@ def fleet_collect(ctx: workflow.WorkflowContext, _: object = None) -> list:
         if str(payload).startswith("stop"):
             return got
         got.append(payload)
+
+
+@workflow.activity()
+def fleet_refuse(arg: dict) -> None:
+    """Always fails, as a declined payment would."""
+    raise ValueError(f"card declined for {arg['order']}")
+
+
+@workflow.defn()
+def fleet_refusing(ctx: workflow.WorkflowContext, arg: dict) -> None:
+    """`fleet_refuse` under a policy of `attempts` attempts `interval` seconds apart (jittered x0.5-1.5)."""
+    interval = arg.get("interval", 0.05)
+    return ctx.execute_activity(fleet_refuse, arg, retry=workflow.RetryPolicy(
+        max_attempts=arg.get("attempts", 2), initial_interval=interval, backoff_coefficient=1.0,
+        max_interval=3 * interval))
