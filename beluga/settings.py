@@ -18,7 +18,8 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX",
         "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS",
         "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT",
-        "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT"}
+        "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT", "metrics_port": "BELUGA_METRICS_PORT",
+        "console_token": "BELUGA_CONSOLE_TOKEN"}
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,15 @@ class Settings:
     # `visibility_timeout`; its default, an hour, when unset). Beluga does not rely on it: lost attempts
     # are found through their leases.
     broker_visibility_timeout: float | None = None
+    metrics_port: int | None = None        # serve Prometheus metrics on this port (workers, in-process executor)
+    console_token: str | None = None       # the web console's token for writes; None: the console is read-only
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown.update({k: redact(v) for k, v in shown.items() if k.endswith("_url") and isinstance(v, str)})
+        if shown.get("console_token"):
+            shown["console_token"] = "***"
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
@@ -87,6 +92,10 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(m.strip() for m in value.split(",") if m.strip())
     if name in ("max_payload_bytes", "append_replicas"):
         return int(value)
+    if name == "metrics_port":
+        return int(value) if str(value).strip() else None
+    if name == "console_token":
+        return str(value) or None
     if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds", "append_replicas_timeout",
                 "broker_visibility_timeout"):
         return float(value)

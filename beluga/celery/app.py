@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 import threading
 import time
 import warnings
@@ -19,11 +18,12 @@ from celery.exceptions import CPendingDeprecationWarning
 from celery.worker.consumer import Consumer
 from kombu.serialization import register
 
-from beluga import codec
+from beluga import codec, logs
 from beluga.celery.outages import TRANSIENT
+from beluga.logs import get_logger
 from beluga.settings import Settings, redact
 
-log = logging.getLogger("beluga.celery")
+log = get_logger("beluga.celery")
 CONTENT_TYPE = "application/x-beluga"
 _lock = threading.Lock()
 _apps: dict[Settings | None, Celery] = {}
@@ -46,6 +46,7 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits for its broker however long it is away
         worker_hijack_root_logger=False,
+        worker_log_format=logs.WORKER_LOG_FORMAT,  # each line about a run names it (beluga.logs)
         worker_send_task_events=True,
         worker_consumer="beluga.celery.app:BelugaConsumer",
         # Activities running when the broker connection is lost keep running: they report to Redis, not
@@ -241,6 +242,33 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
 
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    from beluga import metrics
     from beluga.celery.scheduler import stop_scheduler
 
     stop_scheduler()
+    metrics.worker_shutdown()
+
+
+@signals.after_setup_logger.connect
+def _on_logging_set_up(sender: Any = None, logger: Any = None, format: str | None = None, **_: Any) -> None:
+    """A worker log format naming `%(beluga)s` needs the run fields on every record its handlers see."""
+    if logger is not None and format and "%(beluga)s" in format:
+        from celery.utils.log import get_multiprocessing_logger
+
+        logs.add_to_handlers(logger)
+        logs.add_to_handlers(get_multiprocessing_logger())
+
+
+@signals.worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    """In the worker's main process, before its pool starts: serve metrics when BELUGA_METRICS_PORT is set."""
+    app = getattr(sender, "app", None)
+    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
+    if isinstance(settings, Settings) and settings.metrics_port:
+        from beluga import metrics
+        from beluga.celery.tasks import runtime
+
+        metrics.serve_worker(settings.metrics_port, runtime(app).store)
+
+
+from beluga.celery import observe  # noqa: E402,F401  (connects the tasks' log, trace and metric signals)

@@ -4,7 +4,6 @@ in Flower as `activity:<name>`), and `beluga.query`."""
 from __future__ import annotations
 
 import json
-import logging
 import random
 import threading
 import time
@@ -26,10 +25,11 @@ from beluga.core.errors import ConfigurationError, SerializationError
 from beluga.core.failure import to_failure
 from beluga.core.steps import ActivityOutcome, ChildClosed, StartChild
 from beluga.executors._runs import new_run_state, payload_checker
+from beluga.logs import get_logger
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore, on_primary
 
-log = logging.getLogger("beluga.tasks")
+log = get_logger("beluga.tasks")
 # Through an outage each process logs a topic's first error, then a line every ten seconds at most.
 _sending = Quiet(log, "sending tasks to the broker")
 _reporting = Quiet(log, "reporting activity attempts")

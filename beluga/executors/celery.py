@@ -3,7 +3,6 @@ workflow code, so a Django or Flask view can start, signal, query and cancel run
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -21,9 +20,10 @@ from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut
 from beluga.executors._runs import new_run_state
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
+from beluga.logs import get_logger
 from beluga.settings import Settings
 
-log = logging.getLogger("beluga.client")
+log = get_logger("beluga.client")
 T = TypeVar("T")
 
 
@@ -48,7 +48,8 @@ class CeleryExecutor(StoreBackedExecutor):
 
         def start() -> str:
             now = time.time()
-            state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now)
+            state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
+                                  headers=options.headers)
             run_id = self.fleet.start_run(state, request_id)  # its start message is queued with it
             if timeout is not None:  # the same member each retry: armed once
                 self.fleet.arm(workflow_id, now + timeout, messages.encode(TimedOut(), run_id))

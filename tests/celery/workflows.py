@@ -120,3 +120,26 @@ def fleet_refusing(ctx: workflow.WorkflowContext, arg: dict) -> None:
     return ctx.execute_activity(fleet_refuse, arg, retry=workflow.RetryPolicy(
         max_attempts=arg.get("attempts", 2), initial_interval=interval, backoff_coefficient=1.0,
         max_interval=3 * interval))
+
+
+@workflow.activity()
+def fleet_logged(arg: dict) -> str:
+    """Logs through a logger of its own, as user code does, and makes a span of its own."""
+    import logging
+
+    logging.getLogger("tests.shop").warning("charging %s", arg["order"])
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return "charged"
+    with trace.get_tracer("tests.shop").start_as_current_span("charge card"):
+        return "charged"
+
+
+@workflow.defn()
+def fleet_observed(ctx: workflow.WorkflowContext, arg: dict) -> str:
+    """An activity that fails twice, a signal, then a logging activity: what observers should follow."""
+    ctx.execute_activity(fleet_flaky, "k", retry=workflow.RetryPolicy(max_attempts=5, initial_interval=0.05,
+                                                                      max_interval=0.2))
+    ctx.receive_signal("go").receive()
+    return ctx.execute_activity(fleet_logged, arg)
