@@ -244,6 +244,34 @@ def cmd_retry(args: argparse.Namespace, target: Target) -> int:
     return 0
 
 
+# --- the web console --------------------------------------------------------------------------------------
+def cmd_console(args: argparse.Namespace, target: Target) -> int:
+    from beluga.console import Console
+    from beluga.console.server import serve
+    from beluga.settings import Settings
+
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CLIError(f"cannot read the token file {args.token_file}: {exc.strerror or exc}", EXIT_USAGE) from None
+        if not token:
+            raise CLIError(f"the token file {args.token_file} is empty", EXIT_USAGE)
+    elif not args.read_only:
+        token = target.settings.console_token if target.kind == "celery" else Settings.load().console_token
+    if args.read_only:
+        token = None
+    app = Console(target, token=token)
+    mode = "signal, cancel, terminate and retry need the token" if token else "read-only (no token)"
+    try:
+        serve(app, args.host, args.port,
+              banner=f"beluga console: http://{args.host}:{{port}}/ on {target.kind} {target.url}; {mode}")
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
 # --- export and replay ------------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace, target: Target) -> int:
     state = target.load(args.workflow_id)
