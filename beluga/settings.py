@@ -7,6 +7,7 @@ environment. Nothing else in Beluga reads the environment."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -73,7 +74,7 @@ class Settings:
         path = Path(file or env.get("BELUGA_CONFIG", "config/beluga.env"))
         if path.is_file():
             settings = settings.with_overrides(**_read_env_file(path))
-        settings = settings.with_overrides(**_django_settings())
+        settings = settings.with_overrides(**_django_settings(env))
         return settings.with_overrides(**{k: env.get(var) for k, var in _ENV.items()})
 
 
@@ -116,15 +117,39 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def _django_settings() -> dict[str, Any]:
+def _django_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """BELUGA_* (and CELERY_BROKER_URL) from Django's settings: when Django is configured, or when
+    DJANGO_SETTINGS_MODULE names a settings module (a worker started with it, `celery -A beluga worker`
+    included, reads that module here, before Celery's own Django set-up has run)."""
+    env = os.environ if env is None else env
+    if "django" not in sys.modules and not env.get("DJANGO_SETTINGS_MODULE"):
+        return {}
     try:
         from django.conf import settings as dj  # type: ignore[import-not-found]
 
         if not dj.configured:
-            return {}
-    except Exception:  # Django absent or not set up: nothing to read
+            if not env.get("DJANGO_SETTINGS_MODULE"):
+                return {}
+            dj.INSTALLED_APPS  # noqa: B018 - the first attribute read imports the settings module
+    except ImportError:  # Django is not installed
         return {}
+    except Exception as exc:  # a settings module that does not import is the project's error to see
+        raise ValueError(f"DJANGO_SETTINGS_MODULE={env.get('DJANGO_SETTINGS_MODULE')}: {exc}") from exc
     out = {key: getattr(dj, var) for key, var in _ENV.items() if hasattr(dj, var)}
     if "broker_url" not in out and hasattr(dj, "CELERY_BROKER_URL"):
         out["broker_url"] = dj.CELERY_BROKER_URL
     return out
+
+
+def setup_django() -> None:
+    """`django.setup()` when DJANGO_SETTINGS_MODULE is set and Django's apps are not loaded yet (a worker
+    about to import a Django project's workflows, whose activities may use its models)."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return
+    try:
+        import django
+        from django.apps import apps
+    except ImportError:
+        return
+    if not apps.ready and not apps.loading:
+        django.setup()

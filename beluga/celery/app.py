@@ -25,7 +25,7 @@ from beluga.settings import Settings, redact
 
 log = get_logger("beluga.celery")
 CONTENT_TYPE = "application/x-beluga"
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: loading settings may import a Django project that calls install()
 _apps: dict[Settings | None, Celery] = {}
 
 register("beluga", codec.encode, codec.decode, content_type=CONTENT_TYPE, content_encoding="binary")
@@ -69,9 +69,82 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-def get_app(settings: Settings | None = None) -> Celery:
-    """The app for `settings` (default: the environment's), built once per process and reused."""
+BELUGA_TASKS = ("beluga.coordinate", "beluga.activity", "beluga.query")
+_installed: list[Celery] = []   # the app `install` put Beluga on, in this process
+
+
+def install(app: Celery, settings: Settings | None = None) -> Celery:
+    """Run Beluga's tasks on your own Celery app, so its workers run your tasks and Beluga's (no second
+    worker pool). Call it where the app is made (`proj/celery.py`), after configuring it:
+
+        app = Celery("proj")
+        app.config_from_object("django.conf:settings", namespace="CELERY")
+        beluga.celery.install(app)
+
+    What it does: Beluga's settings come from `settings` (default: `Settings.load()`, which reads Django's
+    settings too), except that the app's own broker carries Beluga's tasks; Beluga's tasks are registered
+    on the app, with Beluga's msgpack serializer (added to `accept_content`, nothing else of yours
+    changes), no results, and routes for the coordinator and query tasks to `BELUGA_DEFAULT_QUEUE`;
+    a worker of the app consumes that queue and one queue per activity it has the code of (the modules
+    of `BELUGA_IMPORTS`), in addition to the queues you give it, and runs the timer scheduler. Clients
+    in the same process (`workflow.new("celery")`) send through this app. Recommended for the workers:
+    `worker_prefetch_multiplier = 1` (Beluga's own app sets it), `-E` or `worker_send_task_events` for
+    Flower. Returns `app`."""
+    settings = settings or Settings.load()
+    broker = app.conf.broker_url
+    if broker:
+        settings = settings.with_overrides(broker_url=str(broker))
+    try:
+        settings.history_url  # noqa: B018
+    except ValueError as exc:
+        from beluga.core.errors import ConfigurationError
+
+        raise ConfigurationError(f"beluga.celery.install: the app's broker is not Redis, so Beluga needs "
+                                 f"BELUGA_REDIS_URL for its histories ({exc})") from None
+    accept = list(app.conf.accept_content or ["json"])
+    if "beluga" not in accept and CONTENT_TYPE not in accept:
+        app.conf.accept_content = [*accept, "beluga"]
+    routes = app.conf.task_routes
+    ours = {name: {"queue": settings.default_queue} for name in ("beluga.coordinate", "beluga.query")}
+    if routes is None:
+        app.conf.task_routes = ours
+    elif isinstance(routes, dict):
+        app.conf.task_routes = {**routes, **ours}
+    else:
+        app.conf.task_routes = (ours, *(routes if isinstance(routes, (list, tuple)) else (routes,)))
+    if settings.broker_is_redis:
+        guard_kombu_redis()
+    app.conf.beluga_settings = settings
+    app.conf.beluga_installed = True
+    from beluga.celery import outcome, tasks
+
+    tasks.bind(app)
+
+    def configure_tasks(sender: Any = None, **_: Any) -> None:
+        for name in BELUGA_TASKS:
+            task = app.tasks[name]
+            task.serializer = "beluga"
+            task.ignore_result = True
+            task._exec_options = None  # recomputed with the serializer
+        outcome.configure(app)
+
+    if app.finalized:
+        configure_tasks()
+    else:  # do not finalize the app here: its own tasks may not all be declared yet
+        app.on_after_finalize.connect(configure_tasks, weak=False)
     with _lock:
+        _installed[:] = [app]
+    return app
+
+
+def get_app(settings: Settings | None = None) -> Celery:
+    """The app for `settings` (default: the environment's), built once per process and reused; the app
+    `install` put Beluga on, for settings that differ from its own at most in the broker URL."""
+    with _lock:
+        if _installed:
+            own = _installed[0].conf.beluga_settings
+            if settings is None or settings.with_overrides(broker_url=own.broker_url) == own:
+                return _installed[0]
         app = _apps.get(settings)
         if app is None:
             app = _apps[settings] = make_app(settings or Settings.load())
@@ -79,6 +152,9 @@ def get_app(settings: Settings | None = None) -> Celery:
 
 
 def import_user_modules(settings: Settings) -> None:
+    from beluga.settings import setup_django
+
+    setup_django()  # a Django project's activities may use its models
     for name in settings.imports:
         try:
             importlib.import_module(name)
@@ -170,6 +246,8 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
     from beluga.celery.tasks import runtime
     from beluga.core.definitions import registry
 
+    if getattr(app.conf, "beluga_installed", False):  # a team's own app: consume Beluga's queue as well
+        app.amqp.queues.select_add(settings.default_queue)
     for name in sorted(registry.activities):
         app.amqp.queues.select_add(activity_queue(settings, name))
     try:
