@@ -5,7 +5,9 @@ coordinator records it and decides what follows (the worker that ran the attempt
 delay from the activity's policy). Only after that report is durable does the task end, and it ends the
 way the attempt did, so that Celery's task state and events say what happened:
 
-- the attempt succeeded: the task returns the activity's result (Flower shows it, `task-succeeded`);
+- the attempt succeeded: the task returns the activity's result, as its repr cut to 1 KiB (`Shown`: the
+  result itself is in the history; only Flower and Celery's log line show it, and a large one need not
+  cross the pool's pipe), `task-succeeded`;
 - it failed and another attempt follows: the task raises Celery's `Retry` carrying the activity's own
   exception (`task-retried`, state RETRY). When the next attempt is a Celery retry, `Task.retry()` has
   published it; when it waits in Beluga's durable timer set (backoffs past `CELERY_RETRY_LIMIT`), the
@@ -26,6 +28,7 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import Retry
+from celery.utils.saferepr import saferepr
 
 from beluga.core.failure import from_failure
 
@@ -47,13 +50,28 @@ def take_failure(failure: dict[str, Any] | None = None) -> BaseException:
     return from_failure(failure or {"type": "ActivityError", "message": "the attempt failed"})
 
 
+class Shown:
+    """A result as Flower and Celery's log show it: its repr, already cut to size."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Shown, (self.text,))
+
+
 def settle(message: dict[str, Any], delay: float | None) -> Any:
     """End an activity task whose attempt has been reported (see the module's docstring): return the
     result, or raise `Retry` or the activity's exception. `message` is the inbox message reporting the
     attempt; `delay` the retry delay its worker computed (None: no retry)."""
     if message.get("ok"):
         _local.exc = None
-        return message.get("payload")
+        return Shown(saferepr(message.get("payload"), maxlen=1024))
     exc = take_failure(message.get("payload"))
     if delay is not None:
         raise Retry(f"attempt {message.get('attempt')} failed; Beluga retries it in {delay:g}s", exc, when=delay)
