@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             waits.append((args.flower_port, f"  flower   http://{args.host}:{args.flower_port}/"))
         if args.web:
             children.start("web", "examples.flask_app", "--host", args.host, "--port", str(args.web_port))
-            waits.append((args.web_port, f"  web      http://{args.host}:{args.web_port}/orders"))
+            waits.append((args.web_port, f"  web      http://{args.host}:{args.web_port}/  (the orders page; "
+                                         f"the console at /console/)"))
         for port, line in waits:
             up = wait_for_port(args.host, port, 30, stop, children.exited) or stop.is_set()
             lines.append(line + ("" if up else "  (not answering yet)"))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-log = logging.getLogger("beluga.hooks")
+from beluga.logs import get_logger
+
+log = get_logger("beluga.hooks")
 
 Hook = Callable[[str, Any], None]
 

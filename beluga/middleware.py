@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from beluga.core.records import Signal, WorkflowState
 from beluga.executors.base import DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks, compose_hooks
+from beluga.logs import get_logger
 
-log = logging.getLogger("beluga.middleware")
+log = get_logger("beluga.middleware")
 
 Middleware = Callable[[DurableExecutor], DurableExecutor]
 

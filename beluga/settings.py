@@ -7,6 +7,7 @@ environment. Nothing else in Beluga reads the environment."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -18,7 +19,8 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX",
         "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS",
         "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT",
-        "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT"}
+        "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT", "metrics_port": "BELUGA_METRICS_PORT",
+        "console_token": "BELUGA_CONSOLE_TOKEN"}
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,15 @@ class Settings:
     # `visibility_timeout`; its default, an hour, when unset). Beluga does not rely on it: lost attempts
     # are found through their leases.
     broker_visibility_timeout: float | None = None
+    metrics_port: int | None = None        # serve Prometheus metrics on this port (workers, in-process executor)
+    console_token: str | None = None       # the web console's token for writes; None: the console is read-only
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown.update({k: redact(v) for k, v in shown.items() if k.endswith("_url") and isinstance(v, str)})
+        if shown.get("console_token"):
+            shown["console_token"] = "***"
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
@@ -68,7 +74,7 @@ class Settings:
         path = Path(file or env.get("BELUGA_CONFIG", "config/beluga.env"))
         if path.is_file():
             settings = settings.with_overrides(**_read_env_file(path))
-        settings = settings.with_overrides(**_django_settings())
+        settings = settings.with_overrides(**_django_settings(env))
         return settings.with_overrides(**{k: env.get(var) for k, var in _ENV.items()})
 
 
@@ -87,6 +93,10 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(m.strip() for m in value.split(",") if m.strip())
     if name in ("max_payload_bytes", "append_replicas"):
         return int(value)
+    if name == "metrics_port":
+        return int(value) if str(value).strip() else None
+    if name == "console_token":
+        return str(value) or None
     if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds", "append_replicas_timeout",
                 "broker_visibility_timeout"):
         return float(value)
@@ -107,15 +117,39 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def _django_settings() -> dict[str, Any]:
+def _django_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """BELUGA_* (and CELERY_BROKER_URL) from Django's settings: when Django is configured, or when
+    DJANGO_SETTINGS_MODULE names a settings module (a worker started with it, `celery -A beluga worker`
+    included, reads that module here, before Celery's own Django set-up has run)."""
+    env = os.environ if env is None else env
+    if "django" not in sys.modules and not env.get("DJANGO_SETTINGS_MODULE"):
+        return {}
     try:
         from django.conf import settings as dj  # type: ignore[import-not-found]
 
         if not dj.configured:
-            return {}
-    except Exception:  # Django absent or not set up: nothing to read
+            if not env.get("DJANGO_SETTINGS_MODULE"):
+                return {}
+            dj.INSTALLED_APPS  # noqa: B018 - the first attribute read imports the settings module
+    except ImportError:  # Django is not installed
         return {}
+    except Exception as exc:  # a settings module that does not import is the project's error to see
+        raise ValueError(f"DJANGO_SETTINGS_MODULE={env.get('DJANGO_SETTINGS_MODULE')}: {exc}") from exc
     out = {key: getattr(dj, var) for key, var in _ENV.items() if hasattr(dj, var)}
     if "broker_url" not in out and hasattr(dj, "CELERY_BROKER_URL"):
         out["broker_url"] = dj.CELERY_BROKER_URL
     return out
+
+
+def setup_django() -> None:
+    """`django.setup()` when DJANGO_SETTINGS_MODULE is set and Django's apps are not loaded yet (a worker
+    about to import a Django project's workflows, whose activities may use its models)."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return
+    try:
+        import django
+        from django.apps import apps
+    except ImportError:
+        return
+    if not apps.ready and not apps.loading:
+        django.setup()

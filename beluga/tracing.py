@@ -1,11 +1,15 @@
-"""`with_tracing()`: OpenTelemetry spans around the executor's calls (needs `opentelemetry-api`)."""
+"""`with_tracing()`: OpenTelemetry spans around the executor's calls (needs `opentelemetry-api`), and the
+context of `workflow.execute` recorded with the run, so that every activity attempt's span, in whatever
+process runs it, is its child (see `beluga.propagation`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
+from beluga import propagation
 from beluga.core.errors import ConfigurationError
 from beluga.core.records import Signal
 from beluga.executors.base import DurableExecutor, WorkflowHandle, WorkflowOptions
@@ -34,7 +38,10 @@ class TracingExecutor(DelegatingExecutor):
                 raise
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
-        with self._span("workflow.execute", options.id if options else None) as span:
+        options = options or WorkflowOptions()
+        with self._span("workflow.execute", options.id) as span:
+            # the span's context travels with the run: each activity attempt's span is its child
+            options = replace(options, headers=propagation.inject(options.headers))
             handle = super().execute(workflow, options)
             span.set_attribute("workflow.id", handle.id)
             return handle

@@ -221,13 +221,15 @@ class Worker:
     """One `celery -A beluga worker` process (prefork), logging to a file."""
 
     def __init__(self, env: dict[str, str], name: str, log_dir: Path, concurrency: int = 2,
-                 queues: str = "beluga", loglevel: str = "info") -> None:
+                 queues: str | None = "beluga", loglevel: str = "info", app: str = "beluga",
+                 cwd: Path = ROOT) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w")
-        self.cmd = [sys.executable, "-m", "celery", "-A", "beluga", "worker", "-c", str(concurrency), "-P", "prefork",
-                    "-Q", queues, "-n", f"{name}@%h", "-l", loglevel, "--without-mingle", "--without-gossip"]
-        self.proc = subprocess.Popen(self.cmd, env=env, cwd=str(ROOT), stdout=self._log, stderr=subprocess.STDOUT,
+        self.cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-c", str(concurrency), "-P", "prefork",
+                    *(["-Q", queues] if queues else []), "-n", f"{name}@%h", "-l", loglevel, "--without-mingle",
+                    "--without-gossip"]
+        self.proc = subprocess.Popen(self.cmd, env=env, cwd=str(cwd), stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
     def wait_ready(self, timeout: float = 60.0) -> Worker:

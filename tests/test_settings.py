@@ -50,3 +50,11 @@ def test_append_replicas(tmp_path: Path) -> None:
     cfg.write_text("BELUGA_APPEND_REPLICAS=1\n")
     s = Settings.load(environ={"BELUGA_APPEND_REPLICAS_TIMEOUT": "0.5"}, file=cfg)
     assert (s.append_replicas, s.append_replicas_timeout) == (1, 0.5)
+
+
+def test_metrics_port_and_console_token() -> None:
+    s = Settings.load({"BELUGA_METRICS_PORT": "9108", "BELUGA_CONSOLE_TOKEN": "hush"}, file="/nonexistent")
+    assert s.metrics_port == 9108 and s.console_token == "hush"
+    assert "hush" not in repr(s) and "console_token='***'" in repr(s)
+    blank = Settings.load({"BELUGA_METRICS_PORT": "", "BELUGA_CONSOLE_TOKEN": ""}, file="/nonexistent")
+    assert blank.metrics_port is None and blank.console_token is None

@@ -40,3 +40,61 @@ def test_spans_carry_the_workflow_id_and_record_errors() -> None:
     assert failed.status.status_code is StatusCode.ERROR
     assert any(e.name == "exception" for e in failed.events)
     assert spans[("workflow.execute", "traced")].status.status_code is not StatusCode.ERROR
+
+
+_global: dict[str, InMemorySpanExporter] = {}
+
+
+@workflow.defn(name="tracing_two_steps")
+def two_steps(ctx: workflow.WorkflowContext, value: int) -> int:
+    ctx.execute_activity(W.echo, value)
+    got = ctx.receive_signal("go").receive()
+    return ctx.execute_activity(W.echo, got)
+
+
+def _global_exporter() -> InMemorySpanExporter:
+    """Activity spans come from the process's tracer provider (as a worker's would): set one, once."""
+    from opentelemetry import trace
+
+    if "exporter" not in _global:
+        provider = TracerProvider()
+        exporter = _global["exporter"] = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+    return _global["exporter"]
+
+
+def test_in_process_activity_spans_are_children_of_execute() -> None:
+    """The context of `workflow.execute` is recorded with the run; each activity attempt's span, even
+    one dispatched after a signal sent by another call, is its child."""
+    workers = _global_exporter()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = workflow.apply_middleware(workflow.new_executor(InMemoryStore()),
+                                         workflow.with_tracing(provider.get_tracer("test")))
+    try:
+        handle = executor.execute(two_steps, workflow.WorkflowOptions(id="traced-acts", input=0))
+        executor.signal("traced-acts", workflow.Signal("go", 1))
+        assert handle.result(timeout=5) == 1
+        history = executor.describe("traced-acts").history
+    finally:
+        executor.close()
+    [execute] = [s for s in exporter.get_finished_spans() if s.name == "workflow.execute"]
+    acts = [s for s in workers.get_finished_spans() if s.attributes.get("workflow.id") == "traced-acts"]
+    scheduled = [e for e in history if e.type == "activity_scheduled"]
+    assert len(scheduled) == len(acts) == 2
+    for span in acts:
+        assert span.name.startswith("activity ")
+        assert span.context.trace_id == execute.context.trace_id
+        assert span.parent.span_id == execute.context.span_id
+    assert history[0].attrs["headers"]["traceparent"].split("-")[2] == f"{execute.context.span_id:016x}"
+
+
+def test_without_tracing_no_context_is_recorded() -> None:
+    executor = workflow.new_executor(InMemoryStore())
+    try:
+        executor.execute(W.wf_echo, workflow.WorkflowOptions(id="untraced", input=1)).result(timeout=5)
+        assert "headers" not in executor.describe("untraced").history[0].attrs
+    finally:
+        executor.close()

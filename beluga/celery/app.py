@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 import threading
 import time
 import warnings
@@ -19,13 +18,14 @@ from celery.exceptions import CPendingDeprecationWarning
 from celery.worker.consumer import Consumer
 from kombu.serialization import register
 
-from beluga import codec
+from beluga import codec, logs
 from beluga.celery.outages import TRANSIENT
+from beluga.logs import get_logger
 from beluga.settings import Settings, redact
 
-log = logging.getLogger("beluga.celery")
+log = get_logger("beluga.celery")
 CONTENT_TYPE = "application/x-beluga"
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: loading settings may import a Django project that calls install()
 _apps: dict[Settings | None, Celery] = {}
 
 register("beluga", codec.encode, codec.decode, content_type=CONTENT_TYPE, content_encoding="binary")
@@ -46,6 +46,7 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits for its broker however long it is away
         worker_hijack_root_logger=False,
+        worker_log_format=logs.WORKER_LOG_FORMAT,  # each line about a run names it (beluga.logs)
         worker_send_task_events=True,
         worker_consumer="beluga.celery.app:BelugaConsumer",
         # Activities running when the broker connection is lost keep running: they report to Redis, not
@@ -61,15 +62,89 @@ def make_app(settings: Settings) -> Celery:
             "unacked_restore_interval": max(1.0, settings.broker_visibility_timeout / 2),
             "unacked_restore_throttle": 1}
     app.conf.beluga_settings = settings
-    from beluga.celery import tasks
+    from beluga.celery import outcome, tasks
 
     tasks.bind(app)
+    outcome.configure(app)
+    return app
+
+
+BELUGA_TASKS = ("beluga.coordinate", "beluga.activity", "beluga.query")
+_installed: list[Celery] = []   # the app `install` put Beluga on, in this process
+
+
+def install(app: Celery, settings: Settings | None = None) -> Celery:
+    """Run Beluga's tasks on your own Celery app, so its workers run your tasks and Beluga's (no second
+    worker pool). Call it where the app is made (`proj/celery.py`), after configuring it:
+
+        app = Celery("proj")
+        app.config_from_object("django.conf:settings", namespace="CELERY")
+        beluga.celery.install(app)
+
+    What it does: Beluga's settings come from `settings` (default: `Settings.load()`, which reads Django's
+    settings too), except that the app's own broker carries Beluga's tasks; Beluga's tasks are registered
+    on the app, with Beluga's msgpack serializer (added to `accept_content`, nothing else of yours
+    changes), no results, and routes for the coordinator and query tasks to `BELUGA_DEFAULT_QUEUE`;
+    a worker of the app consumes that queue and one queue per activity it has the code of (the modules
+    of `BELUGA_IMPORTS`), in addition to the queues you give it, and runs the timer scheduler. Clients
+    in the same process (`workflow.new("celery")`) send through this app. Recommended for the workers:
+    `worker_prefetch_multiplier = 1` (Beluga's own app sets it), `-E` or `worker_send_task_events` for
+    Flower. Returns `app`."""
+    settings = settings or Settings.load()
+    broker = app.conf.broker_url
+    if broker:
+        settings = settings.with_overrides(broker_url=str(broker))
+    try:
+        settings.history_url  # noqa: B018
+    except ValueError as exc:
+        from beluga.core.errors import ConfigurationError
+
+        raise ConfigurationError(f"beluga.celery.install: the app's broker is not Redis, so Beluga needs "
+                                 f"BELUGA_REDIS_URL for its histories ({exc})") from None
+    accept = list(app.conf.accept_content or ["json"])
+    if "beluga" not in accept and CONTENT_TYPE not in accept:
+        app.conf.accept_content = [*accept, "beluga"]
+    routes = app.conf.task_routes
+    ours = {name: {"queue": settings.default_queue} for name in ("beluga.coordinate", "beluga.query")}
+    if routes is None:
+        app.conf.task_routes = ours
+    elif isinstance(routes, dict):
+        app.conf.task_routes = {**routes, **ours}
+    else:
+        app.conf.task_routes = (ours, *(routes if isinstance(routes, (list, tuple)) else (routes,)))
+    if settings.broker_is_redis:
+        guard_kombu_redis()
+    app.conf.beluga_settings = settings
+    app.conf.beluga_installed = True
+    from beluga.celery import outcome, tasks
+
+    tasks.bind(app)
+
+    def configure_tasks(sender: Any = None, **_: Any) -> None:
+        for name in BELUGA_TASKS:
+            task = app.tasks[name]
+            task.serializer = "beluga"
+            task.ignore_result = True
+            task._exec_options = None  # recomputed with the serializer
+        outcome.configure(app)
+
+    if app.finalized:
+        configure_tasks()
+    else:  # do not finalize the app here: its own tasks may not all be declared yet
+        app.on_after_finalize.connect(configure_tasks, weak=False)
+    with _lock:
+        _installed[:] = [app]
     return app
 
 
 def get_app(settings: Settings | None = None) -> Celery:
-    """The app for `settings` (default: the environment's), built once per process and reused."""
+    """The app for `settings` (default: the environment's), built once per process and reused; the app
+    `install` put Beluga on, for settings that differ from its own at most in the broker URL."""
     with _lock:
+        if _installed:
+            own = _installed[0].conf.beluga_settings
+            if settings is None or settings.with_overrides(broker_url=own.broker_url) == own:
+                return _installed[0]
         app = _apps.get(settings)
         if app is None:
             app = _apps[settings] = make_app(settings or Settings.load())
@@ -77,6 +152,9 @@ def get_app(settings: Settings | None = None) -> Celery:
 
 
 def import_user_modules(settings: Settings) -> None:
+    from beluga.settings import setup_django
+
+    setup_django()  # a Django project's activities may use its models
     for name in settings.imports:
         try:
             importlib.import_module(name)
@@ -168,6 +246,8 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
     from beluga.celery.tasks import runtime
     from beluga.core.definitions import registry
 
+    if getattr(app.conf, "beluga_installed", False):  # a team's own app: consume Beluga's queue as well
+        app.amqp.queues.select_add(settings.default_queue)
     for name in sorted(registry.activities):
         app.amqp.queues.select_add(activity_queue(settings, name))
     try:
@@ -240,6 +320,33 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
 
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    from beluga import metrics
     from beluga.celery.scheduler import stop_scheduler
 
     stop_scheduler()
+    metrics.worker_shutdown()
+
+
+@signals.after_setup_logger.connect
+def _on_logging_set_up(sender: Any = None, logger: Any = None, format: str | None = None, **_: Any) -> None:
+    """A worker log format naming `%(beluga)s` needs the run fields on every record its handlers see."""
+    if logger is not None and format and "%(beluga)s" in format:
+        from celery.utils.log import get_multiprocessing_logger
+
+        logs.add_to_handlers(logger)
+        logs.add_to_handlers(get_multiprocessing_logger())
+
+
+@signals.worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    """In the worker's main process, before its pool starts: serve metrics when BELUGA_METRICS_PORT is set."""
+    app = getattr(sender, "app", None)
+    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
+    if isinstance(settings, Settings) and settings.metrics_port:
+        from beluga import metrics
+        from beluga.celery.tasks import runtime
+
+        metrics.serve_worker(settings.metrics_port, runtime(app).store)
+
+
+from beluga.celery import observe  # noqa: E402,F401  (connects the tasks' log, trace and metric signals)

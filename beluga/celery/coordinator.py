@@ -10,7 +10,6 @@ at once and replayed when they wake."""
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections import OrderedDict
@@ -18,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from beluga import codec
+from beluga import codec, logs, metrics
 from beluga.celery import messages
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.outages import TRANSIENT, retry_transient
@@ -30,9 +29,10 @@ from beluga.core.failure import child_outcome
 from beluga.core.pending import Pending
 from beluga.core.records import Append
 from beluga.core.retry import RetryPolicy
+from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
-log = logging.getLogger("beluga.coordinator")
+log = get_logger("beluga.coordinator")
 INBOX_BATCH = 100
 STUCK_RETRY_MAX = 300.0
 
@@ -61,6 +61,7 @@ class Coordinator:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
         looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
         attempt's (seq, attempt, message, next attempt), handed over by the task that ran it."""
+        metrics.begin_step()
         worked = False
         if report is not None:
             try:
@@ -88,6 +89,7 @@ class Coordinator:
             try:
                 waiting = self._step(workflow_id, begun)
                 while waiting is None:  # lost an append race while holding the lease: re-read
+                    metrics.coordinator_retry("celery")
                     waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
             except BaseException:
                 self._drop(workflow_id)  # its cached instance may have taken inputs that were not recorded
@@ -118,6 +120,7 @@ class Coordinator:
                                       summary=before, timers=self._timers(run, step))
         if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt) < 0:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
+            metrics.coordinator_retry("celery")
             return False
         self._carry_out(run, step)
         if step.status is not None:
@@ -130,6 +133,7 @@ class Coordinator:
         """Record the messages and release the lease in one append. Returns how many messages wait in
         the inbox after it, or None when the append was refused (the lease is still held)."""
         run_id, version, raw = begun.run_id, begun.version, begun.messages
+        logs.update(run_id=run_id)
         if run_id is None:
             if raw:
                 log.warning("messages for unknown workflow %s: dropping its inbox", workflow_id)
@@ -222,11 +226,14 @@ class Coordinator:
     def _policy(self, name: str, options: dict[str, Any]) -> RetryPolicy:
         return effective_retry(options, self.registry.activities.get(name))
 
-    def _options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    def _options(self, name: str, options: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         """What the activity message carries: the call's own options plus where and how long to run
-        (the sender needs those); the worker that runs it resolves the retry policy from its own code."""
+        (the sender needs those) and the run's trace context; the worker that runs it resolves the retry
+        policy from its own code."""
         defn = self.registry.activities.get(name)
         merged = dict(options)
+        if headers:
+            merged["trace"] = headers
         for key in ("timeout", "heartbeat_timeout", "queue"):
             value = effective_option(options, defn, key)
             if value is not None:
@@ -264,6 +271,7 @@ class Coordinator:
         even if an earlier one failed, since the step is recorded and will not run again, and each
         carries on from what the primary holds (see `on_primary`): a run must not stall while a replica
         lags. Timers were armed by the append itself."""
+        metrics.observe_step("celery", run.state.workflow_type, step)
         for effect in step.effects:
             if not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
                 _after_one(lambda effect=effect: self._effect(run, effect))
@@ -272,7 +280,7 @@ class Coordinator:
         wid, rid = run.workflow_id, run.run_id
         if isinstance(effect, st.DispatchAttempt):
             self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input,
-                          self._options(effect.name, effect.options))
+                          self._options(effect.name, effect.options, run.headers))
         elif isinstance(effect, st.StartChild):
             link = {"workflow_id": wid, "run_id": rid, "seq": effect.seq}
             self.start_child(effect, link, run.state.queue)

@@ -10,7 +10,6 @@ every live worker can renew what it holds before anyone's attempts are taken for
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
@@ -18,8 +17,9 @@ from typing import Any
 from beluga.celery.fleet import Lost
 from beluga.celery.outages import Quiet
 from beluga.core.failure import failure
+from beluga.logs import get_logger
 
-log = logging.getLogger("beluga.scheduler")
+log = get_logger("beluga.scheduler")
 _stop = threading.Event()
 _thread: threading.Thread | None = None
 _broker_quiet = Quiet(log, "looking for undelivered attempts in the broker")

@@ -4,7 +4,6 @@ in Flower as `activity:<name>`), and `beluga.query`."""
 from __future__ import annotations
 
 import json
-import logging
 import random
 import threading
 import time
@@ -15,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
-from beluga.celery import messages
+from beluga.celery import messages, outcome
 from beluga.celery.app import activity_queue
 from beluga.celery.coordinator import Coordinator, Stuck
 from beluga.celery.fleet import Fleet
@@ -26,10 +25,11 @@ from beluga.core.errors import ConfigurationError, SerializationError
 from beluga.core.failure import to_failure
 from beluga.core.steps import ActivityOutcome, ChildClosed, StartChild
 from beluga.executors._runs import new_run_state, payload_checker
+from beluga.logs import get_logger
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore, on_primary
 
-log = logging.getLogger("beluga.tasks")
+log = get_logger("beluga.tasks")
 # Through an outage each process logs a topic's first error, then a line every ten seconds at most.
 _sending = Quiet(log, "sending tasks to the broker")
 _reporting = Quiet(log, "reporting activity attempts")
@@ -62,7 +62,8 @@ class Runtime:
         try:
             self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
                                                            shadow="coordinate",  # per-name counters: no ids
-                                                           argsrepr=repr((workflow_id,)), kwargsrepr="{}")
+                                                           argsrepr=repr((workflow_id,)),
+                                                           kwargsrepr=attempt_kwargsrepr(workflow_id))
             _sending.recovered()
         except Exception as exc:
             _sending.error("could not wake workflow %s (the sweep will)", workflow_id, exc=exc)
@@ -89,7 +90,7 @@ class Runtime:
             self.app.tasks["beluga.activity"].apply_async(
                 (workflow_id, run_id, seq, attempt, name, input, options),
                 queue=queue, shadow=f"activity:{name}",
-                argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr="{}",
+                argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
                 soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
             _sending.recovered()
         except Exception as exc:  # its dispatch record has it sent again once its deadline passes
@@ -199,6 +200,12 @@ def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
     return f"({workflow_id!r}, {run_id!r}, seq={seq}, attempt={attempt})"
 
 
+def attempt_kwargsrepr(workflow_id: str) -> str:
+    """How a task's keyword arguments show in Flower: its workflow id, so that the search
+    `kwargs:workflow_id=<id>` finds exactly that run's tasks (the tasks take no keyword arguments)."""
+    return repr({"workflow_id": workflow_id})
+
+
 def queued(rt: Runtime, queues: list[str]) -> Any:
     """A predicate for a Redis broker: does the attempt's message still wait in one of its `queues`?"""
     broker = rt.app.connection_for_write().default_channel.client
@@ -245,6 +252,7 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
             exc = TimeoutError(f"activity {defn.name!r} attempt {attempt} ran past its "
                                f"{options.get('timeout')}s timeout")
         failure = to_failure(exc)
+        outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
         if isinstance(exc, (ConfigurationError, SerializationError)):
             failure["non_retryable"] = True
         delay = effective_retry(options, defn).next_delay(attempt, failure, random.random())
@@ -336,7 +344,9 @@ def bind(app: Celery) -> None:
         if celery_retry:  # a failed publish rejects the message; the next attempt's dispatch record remains
             raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
                              countdown=next_delay, argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
-                             kwargsrepr="{}")
+                             kwargsrepr=attempt_kwargsrepr(workflow_id),
+                             exc=outcome.take_failure(message.get("payload")))
+        return outcome.settle(message, next_delay)  # the task's state says what the attempt did (Flower)
 
     @app.task(name="beluga.query", shared=False, bind=True)
     def query(self: Any, workflow_id: str, name: str, args: list[Any], reply_to: str) -> None:

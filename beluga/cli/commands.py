@@ -17,11 +17,11 @@ from typing import Any
 from beluga import history_json
 from beluga.cli import render
 from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
-from beluga.cli.runs import archive, earlier_runs, is_archive, waiting
+from beluga.cli.runs import earlier_runs, list_runs, open_run, retry_run, waiting
 from beluga.cli.target import Target
 from beluga.core import driver as drv
 from beluga.core.definitions import registry
-from beluga.core.records import Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.executors.base import WorkflowOptions
 
 out = print
@@ -69,21 +69,8 @@ def summary_json(state: WorkflowState) -> dict[str, Any]:
 # --- list -------------------------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace, target: Target) -> int:
     status = WorkflowStatus(args.status) if args.status else None
-    since = parse_since(args.since)
-    limit = max(args.limit, 0)
-
-    def keep(s: WorkflowState) -> bool:
-        return (args.all or not is_archive(s.workflow_id)) and (since is None or s.created_at >= since)
-
-    fetch = max(limit, 1)
-    while True:  # newest first: fetch more while filtered-out runs leave the page short
-        states = target.store.list(WorkflowFilter(status=status, workflow_type=args.type, limit=fetch))
-        kept = [s for s in states if keep(s)]
-        if (len(kept) >= limit or len(states) < fetch
-                or (since is not None and states and states[-1].created_at < since)):
-            break
-        fetch *= 4
-    kept = kept[:limit]
+    kept = list_runs(target.store, status=status, workflow_type=args.type, since=parse_since(args.since),
+                     limit=args.limit, archives=args.all)
     if args.json:
         emit_json([summary_json(s) for s in kept])
         return 0
@@ -131,7 +118,7 @@ def cmd_show(args: argparse.Namespace, target: Target) -> int:
         lines.append(f"parent    {state.parent.get('workflow_id')} (seq {state.parent.get('seq')})")
     if wait is not None:
         lines.append("waiting on")
-        lines.extend(_waiting_lines(wait))
+        lines.extend(render.waiting_lines(wait))
     if earlier:
         lines.append("earlier runs (retried)")
         lines.extend(f"  {s.workflow_id}  {s.status.value}  run {s.run_id}  started {render.when(s.created_at)}"
@@ -141,35 +128,6 @@ def cmd_show(args: argparse.Namespace, target: Target) -> int:
     lines.extend(render.timeline(state.history))
     out("\n".join(lines))
     return 0
-
-
-def _waiting_lines(w: Any) -> list[str]:
-    now = time.time()
-    lines = []
-    for a in w.activities:
-        text = f"  activity {a['name']} (seq {a['seq']}): attempt {a['attempt']} {a['state']}"
-        if a["not_before"]:
-            text += f", due {render.when(a['not_before'])} ({render.relative(a['not_before'], now)})"
-        lines.append(text)
-    for t in w.timers:
-        lines.append(f"  timer (seq {t['seq']}): fires {render.when(t['fire_at'])} "
-                     f"({render.relative(t['fire_at'], now)})")
-    for c in w.children:
-        lines.append(f"  child workflow {c['workflow_type']} {c['workflow_id']} (seq {c['seq']})")
-    if w.code is not None:
-        if w.code.waiting_for_signals:
-            lines.append("  signal " + " or ".join(repr(s) for s in w.code.waiting_for_signals))
-        for name, n in w.code.buffered_signals.items():
-            lines.append(f"  (received, not yet read by the code: {n} x {name!r})")
-    elif w.code_error:
-        lines.append(f"  (its code cannot replay it: {render.one_line(w.code_error)[:200]})")
-    elif not (w.activities or w.timers or w.children):
-        lines.append("  a signal, presumably (which one: pass --imports with the workflow's module)")
-    if w.deadline is not None:
-        lines.append(f"  deadline {render.when(w.deadline)} ({render.relative(w.deadline, now)})")
-    if len(lines) == 0:
-        lines.append("  nothing the history shows")
-    return lines
 
 
 # --- start, signal, query, cancel, terminate ------------------------------------------------------------
@@ -206,7 +164,7 @@ def _wait_for(target: Target, workflow_id: str, timeout: float) -> WorkflowState
 
 def cmd_signal(args: argparse.Namespace, target: Target) -> int:
     payload = parse_json(args.payload, "--payload")
-    state = _open_run(target, args.workflow_id, "signal")
+    state = open_run(target, args.workflow_id, "signal")
     target.need_code(state.workflow_type, "signal")
     target.executor().signal(args.workflow_id, Signal(args.name, payload, sender_id="beluga-cli"))
     _settle(target, args.workflow_id, args)
@@ -239,7 +197,7 @@ def cmd_query(args: argparse.Namespace, target: Target) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
-    state = _open_run(target, args.workflow_id, "cancel")
+    state = open_run(target, args.workflow_id, "cancel")
     target.need_code(state.workflow_type, "cancel (the workflow's cleanup runs here)")
     target.executor().cancel(args.workflow_id)
     _settle(target, args.workflow_id, args)
@@ -248,19 +206,10 @@ def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
 
 
 def cmd_terminate(args: argparse.Namespace, target: Target) -> int:
-    _open_run(target, args.workflow_id, "terminate")
+    open_run(target, args.workflow_id, "terminate")
     target.executor().terminate(args.workflow_id, args.reason or "")
     out(f"terminated {args.workflow_id}" + (f": {args.reason}" if args.reason else ""))
     return 0
-
-
-def _open_run(target: Target, workflow_id: str, what: str) -> WorkflowState:
-    state = target.store.load_summary(workflow_id)
-    if state is None:
-        raise CLIError(f"no workflow with id {workflow_id!r} in {target.url}")
-    if not state.status.is_open:
-        raise CLIError(f"cannot {what} {workflow_id}: it is {state.status.value}")
-    return state
 
 
 def _settle(target: Target, workflow_id: str, args: argparse.Namespace) -> None:
@@ -283,32 +232,43 @@ def _settle(target: Target, workflow_id: str, args: argparse.Namespace) -> None:
 
 
 # --- retry ------------------------------------------------------------------------------------------------
-RETRYABLE = (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.CANCELED)
-
-
 def cmd_retry(args: argparse.Namespace, target: Target) -> int:
-    state = target.load(args.workflow_id)
-    if state.status not in RETRYABLE:
-        hint = ("cancel or terminate it first" if state.status.is_open
-                else "start a new run with `beluga start`")
-        raise CLIError(f"cannot retry {args.workflow_id}: it is {state.status.value}; only a failed, timed-out "
-                       f"or canceled run starts again ({hint})")
-    if is_archive(state.workflow_id):
-        raise CLIError(f"{state.workflow_id} is a kept copy of an earlier run; retry "
-                       f"{state.workflow_id.rsplit('/runs/', 1)[0]} instead")
-    target.need_code(state.workflow_type, "retry")
-    started = state.history[0].attrs if state.history else {}
-    timeout = (started["deadline"] - state.history[0].timestamp) if started.get("deadline") is not None else None
-    kept = archive(target.store, state)
-    handle = target.executor().execute(state.workflow_type, WorkflowOptions(
-        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue))
-    _settle(target, handle.id, args)
+    retried = retry_run(target, args.workflow_id)
+    _settle(target, retried.handle.id, args)
     if args.json:
-        emit_json({"workflow_id": handle.id, "run_id": handle.run_id, "previous_run_id": state.run_id,
-                   "previous_run_kept_as": kept})
+        emit_json({"workflow_id": retried.handle.id, "run_id": retried.handle.run_id,
+                   "previous_run_id": retried.previous.run_id, "previous_run_kept_as": retried.kept})
     else:
-        out(f"retried {handle.id}: new run {handle.run_id}; the {state.status.value} run {state.run_id} is kept "
-            f"as {kept}")
+        out(f"retried {retried.handle.id}: new run {retried.handle.run_id}; the {retried.previous.status.value} run "
+            f"{retried.previous.run_id} is kept as {retried.kept}")
+    return 0
+
+
+# --- the web console --------------------------------------------------------------------------------------
+def cmd_console(args: argparse.Namespace, target: Target) -> int:
+    from beluga.console import Console
+    from beluga.console.server import serve
+    from beluga.settings import Settings
+
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CLIError(f"cannot read the token file {args.token_file}: {exc.strerror or exc}", EXIT_USAGE) from None
+        if not token:
+            raise CLIError(f"the token file {args.token_file} is empty", EXIT_USAGE)
+    elif not args.read_only:
+        token = target.settings.console_token if target.kind == "celery" else Settings.load().console_token
+    if args.read_only:
+        token = None
+    app = Console(target, token=token)
+    mode = "signal, cancel, terminate and retry need the token" if token else "read-only (no token)"
+    try:
+        serve(app, args.host, args.port,
+              banner=f"beluga console: http://{args.host}:{{port}}/ on {target.kind} {target.url}; {mode}")
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
 
 

@@ -104,6 +104,14 @@ def build(prog: str = "beluga") -> Parser:
     p.add_argument("workflow_id", metavar="ID")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
 
+    p = command("console", "serve the web console: runs, their histories, and (with a token) signal, cancel, "
+                           "terminate and retry buttons", json=False)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (8080; 0: any free port)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="read the token that allows writes from FILE (default: BELUGA_CONSOLE_TOKEN; none: read-only)")
+    p.add_argument("--read-only", action="store_true", help="allow no writes, even with a token configured")
+
     p = command("replay", "replay exported histories against the current code (exit 1 on a mismatch)")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="history files, or directories of *.json")
     return parser

@@ -73,6 +73,37 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def waiting_lines(w: Any) -> list[str]:
+    """What a run waits on (a `beluga.cli.runs.Waiting`), one line each, indented by two spaces."""
+    import time
+
+    now = time.time()
+    lines = []
+    for a in w.activities:
+        text = f"  activity {a['name']} (seq {a['seq']}): attempt {a['attempt']} {a['state']}"
+        if a["not_before"]:
+            text += f", due {when(a['not_before'])} ({relative(a['not_before'], now)})"
+        lines.append(text)
+    for t in w.timers:
+        lines.append(f"  timer (seq {t['seq']}): fires {when(t['fire_at'])} ({relative(t['fire_at'], now)})")
+    for c in w.children:
+        lines.append(f"  child workflow {c['workflow_type']} {c['workflow_id']} (seq {c['seq']})")
+    if w.code is not None:
+        if w.code.waiting_for_signals:
+            lines.append("  signal " + " or ".join(repr(s) for s in w.code.waiting_for_signals))
+        for name, n in w.code.buffered_signals.items():
+            lines.append(f"  (received, not yet read by the code: {n} x {name!r})")
+    elif w.code_error:
+        lines.append(f"  (its code cannot replay it: {one_line(w.code_error)[:200]})")
+    elif not (w.activities or w.timers or w.children):
+        lines.append("  a signal, presumably (which one: pass --imports with the workflow's module)")
+    if w.deadline is not None:
+        lines.append(f"  deadline {when(w.deadline)} ({relative(w.deadline, now)})")
+    if len(lines) == 0:
+        lines.append("  nothing the history shows")
+    return lines
+
+
 # --- the timeline ------------------------------------------------------------------------------------------
 def timeline(events: Sequence[Event]) -> list[str]:
     """One line per event: its id, the time since the run started, its type, what it says."""

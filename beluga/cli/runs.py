@@ -1,5 +1,6 @@
-"""What the command knows about a run beyond its summary: what it waits on now, and where its earlier
-runs are kept when it was retried.
+"""What the command (and the web console) knows about runs beyond their summaries: listing them, what a
+run waits on now, and where its earlier runs are kept when it was retried; the operations on one run
+that both tools offer (`open_run`, `retry_run`).
 
 Retrying a run starts a new run under the same id, which replaces the old one in the store (a store holds
 one current run per id). Before that, `archive` copies the old run whole — summary and history — to the
@@ -14,14 +15,19 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from beluga.cli.errors import CLIError
 from beluga.core import driver as drv
 from beluga.core.definitions import registry
 from beluga.core.inspection import CodeState, code_state
 from beluga.core.pending import Pending, pending_work
-from beluga.core.records import WorkflowState
+from beluga.core.records import WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.stores.base import WorkflowStore
+
+if TYPE_CHECKING:
+    from beluga.cli.target import Target
+    from beluga.executors.base import WorkflowHandle
 
 _ARCHIVE = re.compile(r"/runs/\d+$")
 
@@ -99,3 +105,65 @@ def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None) -> Wai
             finally:
                 instance.close()
     return out
+
+
+# --- listing and operations ------------------------------------------------------------------------------
+def list_runs(store: WorkflowStore, *, status: WorkflowStatus | None = None, workflow_type: str | None = None,
+              since: float | None = None, limit: int = 50, archives: bool = False) -> list[WorkflowState]:
+    """Runs newest first, at most `limit`; the kept copies of retried runs only with `archives`."""
+    limit = max(limit, 0)
+
+    def keep(s: WorkflowState) -> bool:
+        return (archives or not is_archive(s.workflow_id)) and (since is None or s.created_at >= since)
+
+    fetch = max(limit, 1)
+    while True:  # newest first: fetch more while filtered-out runs leave the page short
+        states = store.list(WorkflowFilter(status=status, workflow_type=workflow_type, limit=fetch))
+        kept = [s for s in states if keep(s)]
+        if (len(kept) >= limit or len(states) < fetch
+                or (since is not None and states and states[-1].created_at < since)):
+            return kept[:limit]
+        fetch *= 4
+
+
+def open_run(target: Target, workflow_id: str, what: str) -> WorkflowState:
+    """The summary of an open run, or a `CLIError` saying why `what` cannot be done to it."""
+    state = target.store.load_summary(workflow_id)
+    if state is None:
+        raise CLIError(f"no workflow with id {workflow_id!r} in {target.url}")
+    if not state.status.is_open:
+        raise CLIError(f"cannot {what} {workflow_id}: it is {state.status.value}")
+    return state
+
+
+RETRYABLE = (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.CANCELED)
+
+
+@dataclass
+class Retried:
+    handle: WorkflowHandle
+    kept: str                  # the id the old run is kept under
+    previous: WorkflowState
+
+
+def retry_run(target: Target, workflow_id: str) -> Retried:
+    """Start a failed, timed-out or canceled run again from the start, under the same id with the same
+    input (and timeout and queue), after keeping the old run as `<id>/runs/<n>`."""
+    from beluga.executors.base import WorkflowOptions
+
+    state = target.load(workflow_id)
+    if state.status not in RETRYABLE:
+        hint = ("cancel or terminate it first" if state.status.is_open
+                else "start a new run with `beluga start`")
+        raise CLIError(f"cannot retry {workflow_id}: it is {state.status.value}; only a failed, timed-out "
+                       f"or canceled run starts again ({hint})")
+    if is_archive(state.workflow_id):
+        raise CLIError(f"{state.workflow_id} is a kept copy of an earlier run; retry "
+                       f"{state.workflow_id.rsplit('/runs/', 1)[0]} instead")
+    target.need_code(state.workflow_type, "retry")
+    started = state.history[0].attrs if state.history else {}
+    timeout = (started["deadline"] - state.history[0].timestamp) if started.get("deadline") is not None else None
+    kept = archive(target.store, state)
+    handle = target.executor().execute(state.workflow_type, WorkflowOptions(
+        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue))
+    return Retried(handle, kept, state)

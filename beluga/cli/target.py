@@ -42,8 +42,10 @@ class Target:
             raise CLIError("the in-process executor needs --store URL (" + STORE_HELP + ")")
         self._settings = settings
         self._executor: DurableExecutor | None = None
+        self._owned = True   # this target made its executor and store, and closes them
         self._idle = threading.Event()
         self._armed = False
+        self._lock = threading.Lock()
         if executor == "celery":
             self.kind = "celery"
             self.settings = settings or Settings.load()
@@ -67,6 +69,29 @@ class Target:
                 except Exception as exc:
                     self.import_problems.append(str(exc))
 
+    @classmethod
+    def for_executor(cls, executor: DurableExecutor) -> Target:
+        """A target on an executor the caller made (and closes): the web console mounted in an app that
+        has one. Its kind is "celery" for the fleet's client, "store" for an in-process executor."""
+        from beluga.executors.celery import CeleryExecutor
+
+        inner: Any = executor
+        while hasattr(inner, "inner"):   # middleware (with_tracing, with_hooks) wraps the executor
+            inner = inner.inner
+        self = cls.__new__(cls)
+        self._executor, self._owned, self._lock = executor, False, threading.Lock()
+        self._idle, self._armed = threading.Event(), False
+        self.imports, self.import_problems = [], []
+        if isinstance(inner, CeleryExecutor):
+            self.kind, self.settings = "celery", inner._rt.settings
+            self._settings = self.settings
+            self.url = redact(self.settings.history_url)
+        else:
+            self.kind, self.settings, self._settings = "store", Settings(), None
+            self.url = type(inner.store).__name__
+        self._store = inner.store
+        return self
+
     def _redis_histories(self) -> bool:
         try:
             self.settings.history_url  # noqa: B018
@@ -82,6 +107,10 @@ class Target:
         return self._store
 
     def executor(self) -> DurableExecutor:
+        with self._lock:  # the web console serves requests on several threads
+            return self._make_executor()
+
+    def _make_executor(self) -> DurableExecutor:
         if self._executor is None:
             if self.kind == "celery":
                 from beluga.executors.celery import CeleryExecutor
@@ -136,6 +165,8 @@ class Target:
             self._armed = False
 
     def close(self) -> None:
+        if not self._owned:
+            return
         if self._executor is not None and self.kind != "celery":
             self._executor.close()
         if self._store is not None and self.kind != "celery":

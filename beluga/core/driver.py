@@ -39,13 +39,15 @@ class RunDriver:
     (None while stuck)."""
 
     def __init__(self, state: WorkflowState, version: int, pending: Pending, instance: WorkflowInstance | None,
-                 policy: Policy, stuck: dict[str, Any] | None = None) -> None:
+                 policy: Policy, stuck: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+                 ) -> None:
         self.state = state            # summary only: the history lives in the store
         self.version = version
         self.pending = pending
         self.instance = instance
         self.policy = policy
         self.stuck = stuck
+        self.headers = headers        # the context the run was started with (trace context), for its activities
 
     @property
     def workflow_id(self) -> str:
@@ -275,7 +277,8 @@ def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_paylo
         if instance is not None:
             instance.close()
         instance, stuck = None, to_failure(exc)
-    driver = RunDriver(summary, len(history), pending, instance, policy, stuck)
+    headers = history[0].attrs.get("headers") if history else None
+    driver = RunDriver(summary, len(history), pending, instance, policy, stuck, headers)
     step = driver.begin()
     if stuck is not None:
         if not _same_reason(state.error, stuck):

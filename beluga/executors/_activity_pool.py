@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from beluga import metrics, propagation
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.core.definitions import Registry
 from beluga.core.errors import ConfigurationError
@@ -54,8 +56,12 @@ class ActivityPool:
             item = self._work.get()
             if item is None:
                 return
-            workflow_id, run_id, seq, attempt, name, input, details = item
+            workflow_id, run_id, seq, attempt, name, input, details, headers, queued_at = item
             ok, payload = True, None
+            began = time.perf_counter()
+            metrics.activity_started(name, queued_at, time.time())
+            span = propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
+            error: BaseException | None = None
             try:
                 defn = self.registry.activity(name)
                 self._hooks().emit("on_activity_start", workflow_id, input)
@@ -64,9 +70,11 @@ class ActivityPool:
                 payload = run_with_info(info, partial(defn.call, input))
                 self._check(payload)
             except BaseException as exc:
-                ok, payload = False, to_failure(exc)
+                ok, payload, error = False, to_failure(exc), exc
                 if isinstance(exc, ConfigurationError):
                     payload["non_retryable"] = True
+            propagation.end(span, error)
+            metrics.activity_finished(name, "ok" if ok else "failed", time.perf_counter() - began)
             self._post(Msg(workflow_id, run_id, AttemptFinished(seq, attempt, ok, payload)))
             with self._count_lock:  # after the post, so that idle() implies the outcome is queued
                 self._outstanding -= 1

@@ -10,7 +10,6 @@ code no longer matches its history is left untouched ("stuck") and reported, nev
 
 from __future__ import annotations
 
-import logging
 import queue
 import random
 import threading
@@ -21,6 +20,7 @@ from concurrent.futures import Future as Reply
 from dataclasses import replace
 from typing import Any
 
+from beluga import logs, metrics
 from beluga.core import driver as drv
 from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option, effective_retry
@@ -53,9 +53,10 @@ from beluga.executors._engine_records import (
 from beluga.executors._runs import new_run_state
 from beluga.executors._timers import TimerHeap
 from beluga.hooks import Hooks
+from beluga.logs import get_logger
 from beluga.stores.base import WorkflowStore
 
-log = logging.getLogger("beluga.engine")
+log = get_logger("beluga.engine")
 
 
 class Engine:
@@ -178,9 +179,11 @@ class Engine:
 
     def _process(self, items: list[Msg]) -> None:
         batch: dict[str, Pending] = {}
+        metrics.begin_step()
         for msg in items:
             try:
-                self._handle(msg, batch)
+                with logs.bound(workflow_id=msg.workflow_id or None, run_id=msg.run_id):
+                    self._handle(msg, batch)
             except Exception as exc:
                 pending = batch.pop(msg.workflow_id, None)
                 self._runs.pop(msg.workflow_id, None)
@@ -205,11 +208,14 @@ class Engine:
             time.sleep(0.1)
         for wid, pending in batch.items():
             if wid in refused:  # another writer came first: reload and redo
+                metrics.coordinator_retry("default")
                 self._runs.pop(wid, None)
                 for m in pending.msgs:
                     self._inbox.put(m)
                 continue
-            self._carry_out(pending)
+            with logs.bound(workflow_id=wid, run_id=pending.run.run_id,
+                            workflow_type=pending.run.state.workflow_type):
+                self._carry_out(pending)
         self._evict()
 
     # --- message handling -------------------------------------------------------------------------
@@ -379,6 +385,7 @@ class Engine:
     def _carry_out(self, p: Pending) -> None:
         run = p.run
         wid, rid = run.workflow_id, run.run_id
+        metrics.observe_step("default", run.state.workflow_type, p.step)
         for effect in p.step.effects:
             if isinstance(effect, st.DispatchAttempt):
                 self._dispatch(run, effect)
@@ -402,7 +409,9 @@ class Engine:
             action()
 
     def _dispatch(self, run: Run, d: st.DispatchAttempt) -> None:
-        self._pool.submit((run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq)))
+        headers = run.driver.headers if run.driver is not None else None
+        self._pool.submit((run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq),
+                           headers, time.time()))
         defn = self.registry.activities.get(d.name)
         now = self.clock()
         for kind in ("timeout", "heartbeat_timeout"):

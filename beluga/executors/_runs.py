@@ -27,8 +27,9 @@ def payload_checker(limit: int) -> Any:
 
 def new_run_state(workflow_type: str, workflow_id: str, input: Any, timeout: float | None,
                   queue: str | None, now: float, *, parent: dict[str, Any] | None = None,
-                  continued_from: str | None = None) -> WorkflowState:
-    """A new run with its `workflow_started` event: its seed makes `ctx.random()` replayable."""
+                  continued_from: str | None = None, headers: dict[str, str] | None = None) -> WorkflowState:
+    """A new run with its `workflow_started` event: its seed makes `ctx.random()` replayable; `headers`
+    (trace context) travel with the run to its activities."""
     run_id = str(uuid.uuid4())
     attrs: dict[str, Any] = {"workflow_type": workflow_type, "input": input,
                              "seed": int.from_bytes(os.urandom(8), "big") >> 1}
@@ -40,6 +41,8 @@ def new_run_state(workflow_type: str, workflow_id: str, input: Any, timeout: flo
         attrs["parent"] = parent
     if continued_from is not None:
         attrs["continued_from"] = continued_from
+    if headers:
+        attrs["headers"] = {str(k): str(v) for k, v in headers.items()}
     started = Event(1, EventType.WORKFLOW_STARTED, now, attrs)
     return WorkflowState(workflow_id, run_id, workflow_type, WorkflowStatus.RUNNING, input, None, None, now,
                          now, (started,), queue, parent)

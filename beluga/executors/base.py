@@ -26,6 +26,9 @@ class WorkflowOptions:
     # Makes `execute` idempotent where a call can fail after taking effect (the fleet): a retry with the
     # same request id returns the run the first call started. A new one is made when not given.
     request_id: str | None = None
+    # Context to propagate, recorded with the run and handed to every activity attempt: W3C trace context
+    # (`traceparent`, `tracestate`), as `with_tracing()` fills it in. Plain strings.
+    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@ workflow code, so a Django or Flask view can start, signal, query and cancel run
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -21,9 +20,10 @@ from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut
 from beluga.executors._runs import new_run_state
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
+from beluga.logs import get_logger
 from beluga.settings import Settings
 
-log = logging.getLogger("beluga.client")
+log = get_logger("beluga.client")
 T = TypeVar("T")
 
 
@@ -48,7 +48,8 @@ class CeleryExecutor(StoreBackedExecutor):
 
         def start() -> str:
             now = time.time()
-            state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now)
+            state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
+                                  headers=options.headers)
             run_id = self.fleet.start_run(state, request_id)  # its start message is queued with it
             if timeout is not None:  # the same member each retry: armed once
                 self.fleet.arm(workflow_id, now + timeout, messages.encode(TimedOut(), run_id))
@@ -139,8 +140,11 @@ class CeleryExecutor(StoreBackedExecutor):
             return self.builtin_query(workflow_id, query_type)
         state = self.describe(workflow_id)
         reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
+        from beluga.celery.tasks import attempt_kwargsrepr
+
         self.app.tasks["beluga.query"].apply_async((workflow_id, query_type, list(args), reply_to),
-                                                   queue=state.queue or None)
+                                                   queue=state.queue or None,
+                                                   kwargsrepr=attempt_kwargsrepr(workflow_id))
         answer = self.fleet.wait_reply(reply_to, self.query_timeout)
         if answer is None:
             raise TimeoutError(f"no worker answered query {query_type!r} for {workflow_id} within "

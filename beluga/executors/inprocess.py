@@ -26,12 +26,13 @@ from beluga.stores.base import WorkflowStore
 
 class InProcessExecutor(StoreBackedExecutor):
     """Provider `"default"`. `workers` threads run activities; `cache_size` bounds the runs kept live in
-    memory (the rest are replayed from the store when they wake)."""
+    memory (the rest are replayed from the store when they wake). `metrics_port` (default: the setting
+    `BELUGA_METRICS_PORT`) serves Prometheus metrics from this process (`beluga.metrics`)."""
 
     def __init__(self, store: WorkflowStore | None = None, hooks: Hooks | None = None, *,
                  registry: Registry | None = None, workers: int = 8, cache_size: int = 2000,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, recover: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics_port: int | None = None) -> None:
         if store is None:
             from beluga.stores.sqlite import SQLiteStore
 
@@ -44,6 +45,14 @@ class InProcessExecutor(StoreBackedExecutor):
         self._engine = Engine(store, self.registry, self.hooks, workers=workers, cache_size=cache_size,
                               check_payload=self._check, clock=clock)
         self._engine.start()
+        if metrics_port is None:
+            from beluga.settings import Settings
+
+            metrics_port = Settings.load().metrics_port
+        if metrics_port:
+            from beluga import metrics
+
+            metrics.serve(metrics_port, store=store)
         if recover:
             self.recover()
 
@@ -59,7 +68,7 @@ class InProcessExecutor(StoreBackedExecutor):
         defn = self.registry.workflow(workflow)
         self._check(options.input)
         state = new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input,
-                              seconds(options.timeout), options.queue, self.clock())
+                              seconds(options.timeout), options.queue, self.clock(), headers=options.headers)
         self.store.create(state)
         self._engine.forget(state.workflow_id)
         self.hooks.emit("on_workflow_start", state.workflow_id, options.input)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import replace
 
-from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
 
 
 class WorkflowStore(ABC):
@@ -56,6 +56,15 @@ class WorkflowStore(ABC):
         that keep the summary apart override this to skip reading the history."""
         state = self.load(workflow_id)
         return None if state is None else replace(state, history=())
+
+    def counts(self, workflow_type: str | None = None) -> dict[str, int]:
+        """How many runs the store holds by status (`{"running": 3, "completed": 10, ...}`, every status
+        present), of one workflow type when given. For dashboards and metrics; stores override it with a
+        cheaper query than this reading of every run."""
+        out = {status.value: 0 for status in WorkflowStatus}
+        for state in self.list(WorkflowFilter(workflow_type=workflow_type, limit=2**62)):
+            out[state.status.value] += 1
+        return out
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release connections; the default holds none."""

@@ -9,7 +9,6 @@ are beluga/lua/append.lua and create.lua, called through the builders in `redis_
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -19,13 +18,14 @@ import redis
 from beluga import codec
 from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.logs import get_logger
 from beluga.lua import Scripts
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
 from beluga.stores.redis_scripts import AppendCall, CreateCall
 
 _SUMMARY_FIELDS = ("summary", "status", "updated")
-log = logging.getLogger("beluga.stores.redis")
+log = get_logger("beluga.stores.redis")
 T = TypeVar("T")
 
 
@@ -153,6 +153,17 @@ class RedisStore(WorkflowStore):
                 if len(out) >= f.limit:
                     break
         return out
+
+    def counts(self, workflow_type: str | None = None) -> dict[str, int]:
+        """From the listing indexes (derived data, updated just after each write)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for status in WorkflowStatus:
+            if workflow_type is None:
+                pipe.zcard(self._index(f"status:{status.value}"))
+            else:
+                pipe.execute_command("ZINTERCARD", 2, self._index(f"status:{status.value}"),
+                                     self._index(f"type:{workflow_type}"))
+        return {status.value: int(n) for status, n in zip(WorkflowStatus, pipe.execute(), strict=True)}
 
     # --- writes -------------------------------------------------------------------------------------
     def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:

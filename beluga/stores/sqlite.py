@@ -166,6 +166,14 @@ class SQLiteStore(WorkflowStore):
     def history(self, workflow_id: str, after: int = 0) -> builtins.list[Event]:
         return self._events(self._conn(), workflow_id, after)
 
+    def counts(self, workflow_type: str | None = None) -> dict[str, int]:
+        sql = "SELECT status, COUNT(*) FROM runs" + (" WHERE workflow_type = ?" if workflow_type else "") \
+            + " GROUP BY status"
+        out = {status.value: 0 for status in WorkflowStatus}
+        for status, n in self._conn().execute(sql, (workflow_type,) if workflow_type else ()):
+            out[status] = n
+        return out
+
     # --- writes -------------------------------------------------------------------------------------
     @staticmethod
     def _rows(state: WorkflowState) -> tuple[tuple, builtins.list[tuple]]:

@@ -105,3 +105,41 @@ def fleet_collect(ctx: workflow.WorkflowContext, _: object = None) -> list:
         if str(payload).startswith("stop"):
             return got
         got.append(payload)
+
+
+@workflow.activity()
+def fleet_refuse(arg: dict) -> None:
+    """Always fails, as a declined payment would."""
+    raise ValueError(f"card declined for {arg['order']}")
+
+
+@workflow.defn()
+def fleet_refusing(ctx: workflow.WorkflowContext, arg: dict) -> None:
+    """`fleet_refuse` under a policy of `attempts` attempts `interval` seconds apart (jittered x0.5-1.5)."""
+    interval = arg.get("interval", 0.05)
+    return ctx.execute_activity(fleet_refuse, arg, retry=workflow.RetryPolicy(
+        max_attempts=arg.get("attempts", 2), initial_interval=interval, backoff_coefficient=1.0,
+        max_interval=3 * interval))
+
+
+@workflow.activity()
+def fleet_logged(arg: dict) -> str:
+    """Logs through a logger of its own, as user code does, and makes a span of its own."""
+    import logging
+
+    logging.getLogger("tests.shop").warning("charging %s", arg["order"])
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return "charged"
+    with trace.get_tracer("tests.shop").start_as_current_span("charge card"):
+        return "charged"
+
+
+@workflow.defn()
+def fleet_observed(ctx: workflow.WorkflowContext, arg: dict) -> str:
+    """An activity that fails twice, a signal, then a logging activity: what observers should follow."""
+    ctx.execute_activity(fleet_flaky, "k", retry=workflow.RetryPolicy(max_attempts=5, initial_interval=0.05,
+                                                                      max_interval=0.2))
+    ctx.receive_signal("go").receive()
+    return ctx.execute_activity(fleet_logged, arg)

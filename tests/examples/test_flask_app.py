@@ -177,3 +177,47 @@ def test_workflow_is_started_by_name_only() -> None:
     assert not any(line.startswith(("import workers", "from workers"))
                    for line in open(module.__file__).read().splitlines())
 
+
+
+def test_the_page_a_person_uses(client) -> None:
+    """GET / is a page: a form starts an order, the order shows with its progress and buttons, and the
+    buttons approve it; each form post answers with a redirect back to the page."""
+    order_id = _order_id()
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert b'<form method="post" action="/orders">' in page.data and b'name="order_id"' in page.data
+    assert client.get("/orders").status_code == 200
+
+    resp = client.post("/orders", data={"order_id": order_id})
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/?done=")
+    workflow_id = f"order-{order_id}"
+    _awaiting_approval(client, workflow_id)
+    page = client.get("/").get_data(as_text=True)
+    assert f'data-order="{workflow_id}"' in page and "awaiting approval" in page
+    assert f'action="/orders/{workflow_id}/approve"' in page
+
+    resp = client.post(f"/orders/{workflow_id}/approve", data={"decision": "approved"})
+    assert resp.status_code == 303
+    _wait(client, workflow_id, lambda b: b["status"] == "completed")
+    page = client.get("/").get_data(as_text=True)
+    assert f"order {order_id} processed" in page
+
+
+def test_the_page_shows_errors_instead_of_json(client) -> None:
+    resp = client.post("/orders", data={"order_id": "has/slash"})
+    assert resp.status_code == 303 and "error=" in resp.headers["Location"]
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert 'id="error"' in page and "order_id must be" in page
+    resp = client.post("/orders/order-nope/cancel", data={"from": "page"})
+    assert "no+workflow+with+id" in resp.headers["Location"]
+
+
+def test_the_console_is_mounted_read_only(client) -> None:
+    workflow_id = _start(client, _order_id())
+    _awaiting_approval(client, workflow_id)
+    runs = client.get("/console/")
+    assert runs.status_code == 200 and workflow_id.encode() in runs.data
+    assert b'href="/console/run?id=' in runs.data
+    resp = client.post("/console/run/cancel", data={"id": workflow_id})
+    assert resp.status_code == 403
+    assert client.get(f"/orders/{workflow_id}").get_json()["status"] == "running"

@@ -74,6 +74,17 @@ def test_list_sees_status_set_by_append(store: WorkflowStore) -> None:
     assert store.list(WorkflowFilter(status=RUNNING)) == []
 
 
+def test_counts_by_status_follow_appends(store: WorkflowStore) -> None:
+    assert store.counts() == {s.value: 0 for s in WorkflowStatus}
+    store.create(run("a"))
+    store.create(run("b", workflow_type="ship"))
+    store.create(run("c", status=COMPLETED))
+    assert store.append([step("a", "r1", 1, status=FAILED)]) == []
+    assert store.counts() == {"running": 1, "completed": 1, "failed": 1, "canceled": 0, "timed_out": 0}
+    assert store.counts("ship") == {"running": 1, "completed": 0, "failed": 0, "canceled": 0, "timed_out": 0}
+    assert store.counts("none") == {s.value: 0 for s in WorkflowStatus}
+
+
 def test_delete_forgets_run_and_history(store: WorkflowStore) -> None:
     store.create(run(n=2))
     store.delete("wf")

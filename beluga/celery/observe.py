@@ -1,0 +1,119 @@
+"""What the fleet's tasks tell observers, hooked in through Celery's signals (the tasks stay as they are):
+the run's identity on every log record made while a task works on a run (`beluga.logs`), an
+OpenTelemetry span around each activity attempt in the trace of the client's `execute`
+(`beluga.propagation`), and Prometheus metrics (`beluga.metrics`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from celery import signals
+
+from beluga import logs, metrics, propagation
+
+BELUGA_TASKS = frozenset({"beluga.activity", "beluga.coordinate", "beluga.query"})
+_local = threading.local()
+
+
+def _is_ours(task: Any) -> bool:
+    return getattr(task, "name", None) in BELUGA_TASKS and hasattr(getattr(task.app, "conf", None),
+                                                                     "beluga_settings")
+
+
+def _stack() -> list[tuple[Any, ...]]:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+@signals.task_prerun.connect
+def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, args: Any = None,
+               **_: Any) -> None:
+    task = task or sender
+    if not _is_ours(task):
+        return
+    try:
+        args = list(args or ())
+        workflow_id = str(args[0])
+    except (IndexError, TypeError):
+        return
+    span = None
+    if task.name == "beluga.activity" and len(args) >= 7:
+        run_id, seq, attempt, name, options = args[1], args[2], args[3], args[4], args[6]
+        token = logs.bind(workflow_id=workflow_id, run_id=run_id, activity=name, seq=seq, attempt=attempt)
+        metrics.activity_started(name, _queued_at(task.request), time.time())
+        headers = options.get("trace") if isinstance(options, dict) else None
+        span = propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
+    else:
+        token = logs.bind(workflow_id=workflow_id)
+    _stack().append((task_id, token, span, time.perf_counter()))
+
+
+@signals.task_postrun.connect
+def _on_postrun(sender: Any = None, task_id: str | None = None, task: Any = None, args: Any = None,
+                state: str | None = None, **_: Any) -> None:
+    task = task or sender
+    if not _is_ours(task):
+        return
+    stack = _stack()
+    if not stack or stack[-1][0] != task_id:
+        return
+    _, token, span, began = stack.pop()
+    if task.name == "beluga.activity":
+        name = str(list(args or ())[4]) if args and len(args) > 4 else "?"
+        metrics.activity_finished(name, state or "", time.perf_counter() - began)
+        propagation.end(span, getattr(_local, "error", None), failed=state in ("RETRY", "FAILURE"))
+    _local.error = None
+    try:
+        logs.unbind(token)
+    except ValueError:  # reset in another context (never expected): leave the binding cleared instead
+        logs.bind()
+
+
+@signals.task_retry.connect
+def _on_retry(sender: Any = None, reason: Any = None, **_: Any) -> None:
+    if _is_ours(sender):
+        _local.error = getattr(reason, "exc", None)
+
+
+@signals.task_failure.connect
+def _on_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    if _is_ours(sender):
+        _local.error = exception
+
+
+def _queued_at(request: Any) -> float | None:
+    """When the attempt's message became due: sent (header `beluga_sent`, see `mark_sent`), or its ETA
+    for a Celery retry's countdown, whichever is later."""
+    sent = _header(request, "beluga_sent")
+    try:
+        sent = float(sent) if sent is not None else None
+    except (TypeError, ValueError):
+        sent = None
+    eta = getattr(request, "eta", None)
+    if eta and sent is not None:
+        from datetime import datetime
+
+        try:
+            due = datetime.fromisoformat(str(eta)).timestamp()
+        except ValueError:
+            return sent
+        return max(sent, due)
+    return sent
+
+
+def _header(request: Any, name: str) -> Any:
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
+
+
+@signals.before_task_publish.connect
+def mark_sent(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Stamp an activity message with the time it is sent, for the queue-to-start latency."""
+    if sender == "beluga.activity" and headers is not None:
+        headers["beluga_sent"] = time.time()

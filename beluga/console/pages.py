@@ -1,0 +1,321 @@
+"""The console's pages: server-rendered HTML, one inline stylesheet, no script and nothing loaded from
+elsewhere. Every value shown is escaped here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+from urllib.parse import urlencode
+
+from beluga.cli import render
+from beluga.cli.runs import Waiting
+from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
+from beluga.history_json import to_jsonable
+
+E = EventType
+
+CSS = """
+:root { --ink:#1d2430; --muted:#667085; --line:#e4e7ec; --bg:#f7f8fa; --accent:#1f5fbf;
+        --ok:#157f3b; --bad:#b42318; --warn:#b54708; --run:#1f5fbf; --gone:#667085; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--ink);
+       background:var(--bg); }
+header { background:#101828; color:#fff; padding:10px 24px; display:flex; align-items:center; gap:16px; }
+header a.brand { color:#fff; font-weight:700; font-size:16px; text-decoration:none; }
+header .where { color:#98a2b3; font-size:12px; }
+header .auth { margin-left:auto; font-size:12px; color:#d0d5dd; display:flex; gap:10px; align-items:center; }
+header .auth a, header .auth button { color:#fff; }
+header .auth form { margin:0; }
+header .auth button { background:none; border:1px solid #475467; border-radius:4px; padding:2px 8px; cursor:pointer; }
+main { padding:20px 24px; max-width:1280px; }
+h1 { font-size:20px; margin:0 0 12px; } h2 { font-size:15px; margin:22px 0 8px; }
+a { color:var(--accent); }
+.card { background:#fff; border:1px solid var(--line); border-radius:8px; padding:14px 16px; }
+table { border-collapse:collapse; width:100%; background:#fff; }
+th, td { text-align:left; padding:6px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
+th { font-size:12px; color:var(--muted); font-weight:600; background:#fcfcfd; }
+td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
+td.nw { white-space:nowrap; }
+code, pre, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12.5px; }
+pre { white-space:pre-wrap; word-break:break-word; margin:4px 0; background:#f9fafb; border:1px solid var(--line);
+      border-radius:4px; padding:6px 8px; max-height:360px; overflow:auto; }
+.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600;
+         border:1px solid currentColor; }
+.s-running { color:var(--run); } .s-completed { color:var(--ok); } .s-failed, .s-timed_out { color:var(--bad); }
+.s-canceled { color:var(--gone); } .s-stuck { color:var(--warn); }
+.tabs { display:flex; gap:6px; flex-wrap:wrap; margin-bottom:12px; align-items:center; }
+.tabs a { padding:4px 10px; border:1px solid var(--line); border-radius:6px; background:#fff; text-decoration:none;
+          color:var(--ink); }
+.tabs a.on { border-color:var(--accent); color:var(--accent); font-weight:600; }
+.tabs .count { color:var(--muted); margin-left:4px; font-variant-numeric:tabular-nums; }
+.tabs form { margin-left:auto; display:flex; gap:6px; align-items:center; }
+dl.facts { display:grid; grid-template-columns:120px 1fr; gap:4px 12px; margin:0; }
+dl.facts dt { color:var(--muted); } dl.facts dd { margin:0; }
+.grid { display:grid; grid-template-columns:minmax(0,3fr) minmax(280px,2fr); gap:16px; align-items:start; }
+.waiting li { margin:2px 0; }
+.actions form { margin:0 0 12px; }
+.actions label { display:block; font-size:12px; color:var(--muted); margin:6px 0 2px; }
+input[type=text], input[type=password], textarea, select { font:inherit; padding:5px 8px; border:1px solid #d0d5dd;
+       border-radius:6px; width:100%; background:#fff; }
+textarea { font-family:ui-monospace,Menlo,Consolas,monospace; min-height:54px; }
+button { font:inherit; padding:5px 14px; border-radius:6px; border:1px solid var(--accent); background:var(--accent);
+         color:#fff; cursor:pointer; margin-top:6px; }
+button.secondary { background:#fff; color:var(--ink); border-color:#d0d5dd; }
+button.danger { background:var(--bad); border-color:var(--bad); }
+.note { color:var(--muted); font-size:13px; }
+.flash { background:#ecfdf3; border:1px solid #abefc6; color:#085d3a; border-radius:6px; padding:8px 12px;
+         margin-bottom:14px; }
+.error-box { background:#fef3f2; border:1px solid #fecdca; color:#912018; border-radius:6px; padding:10px 12px; }
+tr.ev-bad td.type { color:var(--bad); } tr.ev-ok td.type { color:var(--ok); } tr.ev-sig td.type { color:#6941c6; }
+tr.ev-timer td.type { color:#b54708; } tr.ev-act td.type { color:var(--ink); } tr.ev-wf td.type { color:var(--accent); }
+td.type { white-space:nowrap; font-weight:600; font-size:12.5px; }
+details summary { cursor:pointer; color:var(--accent); font-size:12px; }
+"""
+
+
+def esc(value: Any) -> str:
+    return escape(str(value), quote=True)
+
+
+def pretty(value: Any) -> str:
+    """A value as indented JSON (tagged where JSON lacks the type), for a <pre>."""
+    return json.dumps(to_jsonable(value), ensure_ascii=False, indent=2)
+
+
+def status_badge(state: WorkflowState) -> str:
+    stuck = state.status.is_open and bool(state.error)
+    label = state.status.value + (" (stuck)" if stuck else "")
+    css = "s-stuck" if stuck else f"s-{state.status.value}"
+    return f'<span class="badge {css}" data-status="{esc(label)}">{esc(label)}</span>'
+
+
+class Page:
+    """What every page needs to know: where the console is mounted, who is looking, what it runs on."""
+
+    def __init__(self, root: str, *, where: str, writes: str, csrf: str | None, title: str = "Beluga") -> None:
+        self.root = root          # the mount point (SCRIPT_NAME), "" at the top
+        self.where = where        # the store or fleet, shown in the header
+        self.writes = writes      # "read-only", "locked" (a token is needed) or "unlocked"
+        self.csrf = csrf
+        self.title = title
+
+    def url(self, path: str, **query: Any) -> str:
+        q = {k: v for k, v in query.items() if v not in (None, "", False)}
+        return self.root + path + ("?" + urlencode(q) if q else "")
+
+    def run_url(self, workflow_id: str) -> str:
+        return self.url("/run", id=workflow_id)
+
+    def hidden(self) -> str:
+        return f'<input type="hidden" name="csrf" value="{esc(self.csrf)}">' if self.csrf else ""
+
+    def layout(self, title: str, body: str, *, refresh: int | None = None) -> str:
+        if self.writes == "read-only":
+            auth = '<span title="start the console with a token to allow writes">read-only</span>'
+        elif self.writes == "locked":
+            auth = f'<a id="login-link" href="{esc(self.url("/login"))}">log in to act on runs</a>'
+        else:
+            auth = (f'<span id="logged-in">writes enabled</span>'
+                    f'<form method="post" action="{esc(self.url("/logout"))}">'
+                    f'{self.hidden()}<button type="submit">log out</button></form>')
+        meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
+        return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
+                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f"<title>{esc(title)} · {esc(self.title)}</title><style>{CSS}</style></head><body>"
+                f'<header><a class="brand" href="{esc(self.url("/"))}">{esc(self.title)} console</a>'
+                f'<span class="where">{esc(self.where)}</span><div class="auth">{auth}</div></header>'
+                f"<main>{body}</main></body></html>")
+
+
+# --- the runs -----------------------------------------------------------------------------------------
+def runs_page(page: Page, runs: Sequence[WorkflowState], counts: dict[str, int], *, status: str | None,
+              workflow_type: str | None, types: Iterable[str], limit: int, archives: bool) -> str:
+    total = sum(counts.values())
+    tabs = [f'<a class="{"on" if status is None else ""}" id="tab-all" '
+            f'href="{esc(page.url("/", type=workflow_type, all=archives))}">all<span class="count">{total}</span></a>']
+    for s in WorkflowStatus:
+        on = "on" if status == s.value else ""
+        href = page.url("/", status=s.value, type=workflow_type, all=archives)
+        tabs.append(f'<a class="{on}" id="tab-{s.value}" href="{esc(href)}">{esc(s.value)}'
+                    f'<span class="count" id="count-{s.value}">{counts.get(s.value, 0)}</span></a>')
+    options = ['<option value="">every type</option>'] + [
+        f'<option value="{esc(t)}"{" selected" if t == workflow_type else ""}>{esc(t)}</option>'
+        for t in sorted(set(types) | ({workflow_type} if workflow_type else set()))]
+    filters = (f'<form method="get" action="{esc(page.url("/"))}">'
+               + (f'<input type="hidden" name="status" value="{esc(status)}">' if status else "")
+               + f'<select name="type" id="type-filter" style="width:auto">{"".join(options)}</select>'
+               f'<label class="note"><input type="checkbox" name="all" value="1"{" checked" if archives else ""}> '
+               f'kept copies of retried runs</label><button type="submit" class="secondary">filter</button></form>')
+    rows = []
+    for s in runs:
+        error = (render.error_line(s.error) or "")[:90]
+        rows.append(f'<tr data-workflow-id="{esc(s.workflow_id)}">'
+                    f'<td class="nw"><a href="{esc(page.run_url(s.workflow_id))}" class="mono">'
+                    f'{esc(s.workflow_id)}</a></td><td>{esc(s.workflow_type)}</td><td class="nw">{status_badge(s)}</td>'
+                    f'<td class="nw">{esc(render.when(s.created_at))}</td>'
+                    f'<td class="nw">{esc(render.when(s.updated_at))}</td>'
+                    f'<td class="num">{len(s.history)}</td><td>{esc(error)}</td></tr>')
+    table = ('<table id="runs"><thead><tr><th>workflow id</th><th>type</th><th>status</th><th>started (UTC)</th>'
+             '<th>updated (UTC)</th><th class="num">events</th><th>error</th></tr></thead><tbody>'
+             + ("".join(rows) or '<tr><td colspan="7" class="note">no runs match</td></tr>') + "</tbody></table>")
+    more_url = page.url("/", status=status, type=workflow_type, all=archives, limit=limit * 4)
+    more = (f'<p class="note">newest first; showing {len(runs)}'
+            + (f' (the newest {limit}; <a href="{esc(more_url)}">more</a>)' if len(runs) >= limit else "") + "</p>")
+    return page.layout("Runs", f'<h1>Runs</h1><div class="tabs">{"".join(tabs)}{filters}</div>{table}{more}')
+
+
+# --- one run ------------------------------------------------------------------------------------------
+def run_page(page: Page, state: WorkflowState, wait: Waiting | None, earlier: Sequence[WorkflowState], *,
+             flash: str | None, refresh: int | None, retryable: bool) -> str:
+    facts = [("workflow id", f'<span class="mono" id="workflow-id">{esc(state.workflow_id)}</span>'),
+             ("type", esc(state.workflow_type)), ("run", f'<span class="mono">{esc(state.run_id)}</span>'),
+             ("status", f'<span id="status">{status_badge(state)}</span>'),
+             ("started", esc(render.when(state.created_at))), ("updated", esc(render.when(state.updated_at)))]
+    if state.queue:
+        facts.append(("queue", esc(state.queue)))
+    if state.parent:
+        parent = str(state.parent.get("workflow_id"))
+        seq = esc(state.parent.get("seq"))
+        facts.append(("parent", f'<a href="{esc(page.run_url(parent))}">{esc(parent)}</a> (seq {seq})'))
+    facts.append(("input", f"<pre>{esc(pretty(state.input))}</pre>"))
+    if state.status is WorkflowStatus.COMPLETED:
+        facts.append(("result", f'<pre id="result">{esc(pretty(state.result))}</pre>'))
+    if state.error:
+        facts.append(("error", error_block(state.error, "error")))
+    body = [f"<h1>Run {esc(state.workflow_id)}</h1>"]
+    if flash:
+        body.append(f'<div class="flash" id="flash">{esc(flash)}</div>')
+    left = [f'<div class="card"><dl class="facts">{"".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)}</dl></div>']
+    if wait is not None:
+        items = "".join(f"<li>{esc(line.strip())}</li>" for line in render.waiting_lines(wait))
+        left.append(f'<h2>Waiting on</h2><div class="card"><ul class="waiting" id="waiting">{items}</ul></div>')
+    if earlier:
+        items = "".join(f'<li><a href="{esc(page.run_url(s.workflow_id))}">{esc(s.workflow_id)}</a> '
+                        f"{status_badge(s)} run {esc(s.run_id)}, started {esc(render.when(s.created_at))}</li>"
+                        for s in earlier)
+        left.append(f'<h2>Earlier runs (retried)</h2><div class="card"><ul>{items}</ul></div>')
+    right = [f"<h2 style=\"margin-top:0\">Actions</h2>{actions(page, state, wait, retryable)}",
+             f'<p class="note"><a href="{esc(page.url("/run/export", id=state.workflow_id))}">export the history as '
+             f'JSON</a> (for <code>beluga replay</code>) · '
+             + (f'<a href="{esc(page.run_url(state.workflow_id))}">stop refreshing</a>' if refresh else
+                f'<a href="{esc(page.url("/run", id=state.workflow_id, refresh=3))}">refresh every 3 s</a>') + "</p>"]
+    body.append(f'<div class="grid"><div>{"".join(left)}</div><div>{"".join(right)}</div></div>')
+    body.append(f"<h2>History <span class=\"note\">{len(state.history)} events</span></h2>{timeline(state.history)}")
+    return page.layout(f"Run {state.workflow_id}", "".join(body), refresh=refresh)
+
+
+def actions(page: Page, state: WorkflowState, wait: Waiting | None, retryable: bool) -> str:
+    if not state.status.is_open and not retryable:
+        return f'<p class="note">The run is {esc(state.status.value)}: nothing to do.</p>'
+    if page.writes == "read-only":
+        return ('<p class="note" id="read-only">This console is read-only. Start it with a token '
+                "(<code>BELUGA_CONSOLE_TOKEN</code>) to signal, cancel, terminate and retry runs.</p>")
+    if page.writes == "locked":
+        return (f'<p class="note"><a href="{esc(page.url("/login", next=page.run_url(state.workflow_id)))}">Log in</a> '
+                "with the console's token to signal, cancel, terminate or retry this run.</p>")
+    ident = f'<input type="hidden" name="id" value="{esc(state.workflow_id)}">{page.hidden()}'
+    if not state.status.is_open:
+        return (f'<form class="actions" method="post" action="{esc(page.url("/run/retry"))}">{ident}'
+                f'<p class="note">Start it again from the start: a new run under the same id with the same input; '
+                f"this run is kept as <code>{esc(state.workflow_id)}/runs/&lt;n&gt;</code>.</p>"
+                f'<button type="submit" id="retry">Retry</button></form>')
+    parked = list(wait.code.waiting_for_signals) if wait is not None and wait.code is not None else []
+    name = parked[0] if parked else ""
+    return (f'<div class="card actions">'
+            f'<form method="post" action="{esc(page.url("/run/signal"))}" id="signal-form">{ident}'
+            f'<label for="signal-name">signal</label>'
+            f'<input type="text" name="name" id="signal-name" value="{esc(name)}" required>'
+            f'<label for="signal-payload">payload (JSON, optional)</label>'
+            f'<textarea name="payload" id="signal-payload" placeholder="&quot;approved&quot;"></textarea>'
+            f'<button type="submit" id="signal-send">Send signal</button></form>'
+            f'<form method="post" action="{esc(page.url("/run/cancel"))}">{ident}'
+            f'<button type="submit" class="secondary" id="cancel">Request cancellation</button>'
+            f'<span class="note"> the workflow may clean up</span></form>'
+            f'<form method="post" action="{esc(page.url("/run/terminate"))}">{ident}'
+            f'<label for="terminate-reason">reason</label><input type="text" name="reason" id="terminate-reason">'
+            f'<button type="submit" class="danger" id="terminate">Terminate</button>'
+            f'<span class="note"> closes it at once; no workflow code runs</span></form></div>')
+
+
+def error_block(error: dict[str, Any], what: str) -> str:
+    line = render.error_line(error) or ""
+    trace = str(error.get("traceback") or "")
+    text = f'<div class="error-box" id="{esc(what)}">{esc(line)}'
+    if trace:
+        text += f"<details><summary>traceback</summary><pre>{esc(trace)}</pre></details>"
+    cause = error.get("cause")
+    if isinstance(cause, dict):
+        text += f'<div class="note">caused by</div>{error_block(cause, what + "-cause")}'
+    return text + "</div>"
+
+
+def _kind(ev: Event) -> str:
+    t = ev.type
+    if t in (E.ACTIVITY_FAILED, E.WORKFLOW_FAILED, E.CHILD_WORKFLOW_FAILED, E.WORKFLOW_TIMED_OUT,
+             E.WORKFLOW_TERMINATED):
+        return "bad"
+    if t in (E.ACTIVITY_COMPLETED, E.WORKFLOW_COMPLETED, E.CHILD_WORKFLOW_COMPLETED):
+        return "ok"
+    if t == E.SIGNAL_RECEIVED:
+        return "sig"
+    if t in (E.TIMER_STARTED, E.TIMER_FIRED):
+        return "timer"
+    if t.startswith("workflow"):
+        return "wf"
+    return "act"
+
+
+_VALUES = ("input", "result", "payload", "value")
+
+
+def timeline(events: Sequence[Event]) -> str:
+    """The history, one row per event: its id, the time since the run started, its type, what it says;
+    errors with their traceback and long values in full, folded."""
+    if not events:
+        return '<p class="note">(no events)</p>'
+    start = events[0].timestamp
+    rows = []
+    for ev in events:
+        extra = []
+        error = ev.attrs.get("error")
+        if isinstance(error, dict) and error.get("traceback"):
+            extra.append(f"<details><summary>traceback</summary><pre>{esc(error['traceback'])}</pre></details>")
+        for key in _VALUES:
+            if key in ev.attrs and len(render.value(ev.attrs[key], 10_000)) > 60:
+                extra.append(f"<details><summary>{esc(key)}</summary><pre>{esc(pretty(ev.attrs[key]))}</pre></details>")
+        text = render.describe(ev) + ("  (deferred)" if ev.attrs.get("deferred") else "")
+        rows.append(f'<tr class="ev-{_kind(ev)}" data-type="{esc(ev.type)}"><td class="num">{ev.id}</td>'
+                    f'<td class="num mono">+{esc(render.span(ev.timestamp - start))}</td>'
+                    f'<td class="mono">{esc(render.iso(ev.timestamp))}</td><td class="type">{esc(ev.type)}</td>'
+                    f'<td><span class="mono">{esc(text)}</span>{"".join(extra)}</td></tr>')
+    return ('<table id="history"><thead><tr><th class="num">#</th><th class="num">after</th><th>at (UTC)</th>'
+            f'<th>event</th><th>details</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+# --- the rest ------------------------------------------------------------------------------------------
+def login_page(page: Page, *, next_url: str, problem: str | None = None) -> str:
+    if page.writes == "read-only":
+        body = ('<h1>Log in</h1><div class="card"><p id="read-only">This console is read-only: it was started without '
+                "a token, so nobody can signal, cancel, terminate or retry runs from it. Start it with "
+                "<code>BELUGA_CONSOLE_TOKEN</code> set (or <code>--token-file</code>) to allow that.</p></div>")
+        return page.layout("Log in", body)
+    warn = f'<div class="error-box" id="login-problem">{esc(problem)}</div>' if problem else ""
+    body = (f'<h1>Log in</h1><div class="card" style="max-width:420px">{warn}'
+            f'<form method="post" action="{esc(page.url("/login"))}">'
+            f'<input type="hidden" name="next" value="{esc(next_url)}">'
+            f'<label for="token">the console\'s token</label><input type="password" name="token" id="token" '
+            f'autocomplete="current-password" required><button type="submit" id="login">Log in</button></form>'
+            '<p class="note">Reading runs needs no token; signalling, cancelling, terminating and retrying '
+            "them do.</p></div>")
+    return page.layout("Log in", body)
+
+
+def error_page(page: Page, status: int, message: str) -> str:
+    titles = {400: "Bad request", 403: "Forbidden", 404: "Not found", 405: "Method not allowed", 409: "Conflict",
+              500: "Error", 503: "Unavailable"}
+    title = titles.get(status, "Error")
+    return page.layout(title, f'<h1>{status} {esc(title)}</h1><div class="error-box" id="error">{esc(message)}</div>'
+                              f'<p><a href="{esc(page.url("/"))}">all runs</a></p>')
+

@@ -1,0 +1,43 @@
+"""`beluga console`: the console on a small threaded WSGI server of the standard library."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # one line per request that went wrong
+        if len(args) >= 2 and str(args[1])[:1] in ("4", "5"):
+            sys.stderr.write(f"beluga console: {self.address_string()} {format % args}\n")
+
+
+def serve(app: Any, host: str, port: int, *, banner: str = "") -> None:
+    """Serve `app` until Ctrl-C or SIGTERM."""
+    server = make_server(host, port, app, server_class=_Server, handler_class=_Handler)
+    stopping = threading.Event()
+
+    def stop(*_: Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    if banner:
+        print(banner.format(port=server.server_port), flush=True)
+    try:
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()

@@ -1,0 +1,227 @@
+"""Prometheus metrics of the executors (needs `prometheus_client`: `pip install 'beluga[metrics]'`).
+
+Both executors count into `prometheus_client`'s default registry as they work (nothing is recorded when
+the package is missing). `BELUGA_METRICS_PORT` serves them over HTTP:
+
+- `celery -A beluga worker`: the worker's main process serves `http://<host>:<port>/metrics` with what
+  all its pool processes counted (prometheus_client's multiprocess mode, in `PROMETHEUS_MULTIPROC_DIR`,
+  or a directory of its own that it removes at shutdown), plus the runs in the store by status;
+- the in-process executor (`workflow.new("default", ...)`) serves from the process that created it
+  (also `Config(extra={"metrics_port": P})`);
+- anywhere else, `beluga.metrics.serve(port, store=...)`, or mount prometheus_client's own WSGI app.
+
+The metrics (all prefixed `beluga_`; the table with their labels is in docs/observability.md): runs
+started, completed, failed (and timed out), canceled and stuck (counters by workflow type); `runs` by
+status in the store (a gauge read when scraped); activity attempts and failures (counters by activity),
+attempt duration and queue-to-start latency (histograms by activity); step latency (a histogram by
+executor: from taking up a run's inputs to the resulting events being recorded and acted on); and
+coordinator retries (steps redone because another writer changed the run first).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("beluga.metrics")
+_lock = threading.Lock()
+_metrics: Any = None          # the metric objects once made; False when prometheus_client is missing
+_served: dict[int, Any] = {}  # port -> server
+_local = threading.local()
+_own_dir: str | None = None
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                   60.0)
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+class _Metrics:
+    def __init__(self, p: Any) -> None:
+        self.runs_started = p.Counter("beluga_runs_started_total", "Runs whose first step was taken",
+                                      ["workflow_type"])
+        self.runs_completed = p.Counter("beluga_runs_completed_total", "Runs that completed", ["workflow_type"])
+        self.runs_failed = p.Counter("beluga_runs_failed_total", "Runs that ended failed or timed out",
+                                     ["workflow_type", "status"])
+        self.runs_canceled = p.Counter("beluga_runs_canceled_total", "Runs canceled or terminated",
+                                       ["workflow_type"])
+        self.runs_stuck = p.Counter("beluga_runs_stuck_total", "Times a run got stuck: its code missing or not "
+                                    "matching its history", ["workflow_type", "reason"])
+        self.attempts = p.Counter("beluga_activity_attempts_total", "Activity attempts started", ["activity"])
+        self.failures = p.Counter("beluga_activity_failures_total", "Activity attempts that failed", ["activity"])
+        self.attempt_seconds = p.Histogram("beluga_activity_seconds", "Duration of activity attempts",
+                                           ["activity"], buckets=DURATION_BUCKETS)
+        self.queue_seconds = p.Histogram("beluga_activity_queue_seconds", "From an activity attempt being sent "
+                                         "(or falling due) to it starting", ["activity"], buckets=LATENCY_BUCKETS)
+        self.step_seconds = p.Histogram("beluga_step_seconds", "From taking up a run's inputs to the resulting "
+                                        "events being recorded and acted on", ["executor"], buckets=LATENCY_BUCKETS)
+        self.coordinator_retries = p.Counter("beluga_coordinator_retries_total", "Steps redone because another "
+                                             "writer changed the run first", ["executor"])
+
+
+def _get() -> _Metrics | None:
+    global _metrics
+    m = _metrics
+    if m is None:
+        with _lock:
+            if _metrics is None:
+                try:
+                    import prometheus_client
+                except ImportError:
+                    _metrics = False
+                else:
+                    _metrics = _Metrics(prometheus_client)
+            m = _metrics
+    return m or None
+
+
+def available() -> bool:
+    return _get() is not None
+
+
+# --- what the executors report --------------------------------------------------------------------------
+def begin_step() -> None:
+    """This thread starts taking up a run's inputs (the step's latency is measured from here)."""
+    _local.began = time.perf_counter()
+
+
+def observe_step(executor: str, workflow_type: str, step: Any) -> None:
+    """A step of a run was recorded and is being carried out: count what it did."""
+    m = _get()
+    if m is None:
+        return
+    now = time.perf_counter()
+    began = getattr(_local, "began", None)
+    if began is not None:
+        m.step_seconds.labels(executor).observe(now - began)
+    _local.began = now  # the next step of this thread is measured from here
+    if step.expected <= 1 and step.events:
+        m.runs_started.labels(workflow_type).inc()
+    if step.error and step.status is None:
+        m.runs_stuck.labels(workflow_type, str(step.error.get("type", "error"))).inc()
+    status = getattr(step.status, "value", step.status)
+    if status == "completed":
+        m.runs_completed.labels(workflow_type).inc()
+    elif status in ("failed", "timed_out"):
+        m.runs_failed.labels(workflow_type, status).inc()
+    elif status == "canceled":
+        m.runs_canceled.labels(workflow_type).inc()
+
+
+def coordinator_retry(executor: str) -> None:
+    m = _get()
+    if m is not None:
+        m.coordinator_retries.labels(executor).inc()
+
+
+def activity_started(name: str, queued_at: float | None, now: float) -> None:
+    m = _get()
+    if m is None:
+        return
+    m.attempts.labels(name).inc()
+    if queued_at is not None:
+        m.queue_seconds.labels(name).observe(max(0.0, now - queued_at))
+
+
+def activity_finished(name: str, outcome: str, seconds: float) -> None:
+    """`outcome`: the Celery state (`SUCCESS`, `RETRY`, `FAILURE`) or `ok`/`failed`."""
+    m = _get()
+    if m is None:
+        return
+    m.attempt_seconds.labels(name).observe(seconds)
+    if outcome in ("RETRY", "FAILURE", "failed"):
+        m.failures.labels(name).inc()
+
+
+# --- serving ------------------------------------------------------------------------------------------
+class RunsCollector:
+    """`beluga_runs{status}`: the runs in a store by status, counted when scraped."""
+
+    def __init__(self) -> None:
+        self.store: Any = None
+
+    def describe(self) -> list[Any]:
+        return []  # counted only when scraped; never at registration
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        store = self.store
+        if store is None:
+            return
+        try:
+            counts = store.counts()
+        except Exception as exc:  # a scrape must not fail because Redis is away for a moment
+            log.warning("could not count runs for beluga_runs: %s", exc)
+            return
+        family = GaugeMetricFamily("beluga_runs", "Runs in the store by status", labels=["status"])
+        for status, n in sorted(counts.items()):
+            family.add_metric([status], n)
+        yield family
+
+
+_runs = RunsCollector()
+_registered: set[int] = set()   # id() of the registries _runs is registered with
+
+
+def serve(port: int, *, store: Any = None, addr: str = "0.0.0.0", registry: Any = None) -> bool:
+    """Serve the metrics on `port` (and `beluga_runs` from `store`), once per port per process. False,
+    after logging why, when it cannot: prometheus_client missing, or the port taken."""
+    try:
+        import prometheus_client
+    except ImportError:
+        log.error("metrics port %s is set but prometheus_client is not installed: pip install 'beluga[metrics]'",
+                  port)
+        return False
+    _get()
+    registry = registry or prometheus_client.REGISTRY
+    with _lock:
+        if store is not None:
+            _runs.store = store
+            if id(registry) not in _registered:
+                registry.register(_runs)
+                _registered.add(id(registry))
+        if port in _served:
+            return True
+        try:
+            _served[port] = prometheus_client.start_http_server(port, addr=addr, registry=registry)
+        except OSError as exc:
+            log.error("could not serve metrics on port %s: %s", port, exc)
+            return False
+    log.info("metrics on http://%s:%s/metrics", addr, port)
+    return True
+
+
+def serve_worker(port: int, store: Any) -> bool:
+    """In a Celery worker's main process, before its pool starts: switch prometheus_client to its
+    multiprocess mode (so that what the pool processes count adds up) and serve on `port`."""
+    global _own_dir
+    try:
+        import prometheus_client
+        from prometheus_client import multiprocess, values
+    except ImportError:
+        log.error("BELUGA_METRICS_PORT is set but prometheus_client is not installed: pip install "
+                  "'beluga[metrics]'")
+        return False
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = _own_dir = tempfile.mkdtemp(prefix="beluga-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.get_value_class()  # values made from now on live in the directory
+    if _metrics:
+        log.warning("metrics were recorded before the worker set up its metrics; those stay uncounted")
+    registry = prometheus_client.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return serve(port, store=store, registry=registry)
+
+
+def worker_shutdown() -> None:
+    """Remove the multiprocess directory the worker made for itself."""
+    global _own_dir
+    if _own_dir is not None:
+        shutil.rmtree(_own_dir, ignore_errors=True)
+        _own_dir = None

@@ -1,0 +1,211 @@
+"""The console's WSGI app, driven in-process (werkzeug's test client) on an in-process executor: routing,
+the token (log in, CSRF, bearer), bad input, escaping, retry, and mounting under a prefix. The browser
+test against the fleet is tests/console/test_browser.py."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.test import Client
+from werkzeug.wrappers import Response
+
+from beluga import console, workflow
+from beluga.stores import InMemoryStore
+from tests.executors import workflows as W
+
+TOKEN = "t0ken"
+
+
+@pytest.fixture
+def ex() -> Iterator[Any]:
+    executor = workflow.new_executor(InMemoryStore())
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+def _parked(ex: Any, wid: str = "c-1") -> Any:
+    handle = ex.execute(W.wf_progress, workflow.WorkflowOptions(id=wid, input=0))
+    deadline = time.monotonic() + 5
+    while ex.query(wid, "progress")["step"] != "waiting":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return handle
+
+
+def _login(client: Client, root: str = "") -> str:
+    resp = client.post(f"{root}/login", data={"token": TOKEN, "next": f"{root}/run?id=c-1"})
+    assert resp.status_code == 303
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+
+
+def test_pages_and_the_run_it_waits_for(ex) -> None:
+    _parked(ex)
+    client = Client(console.create_app(ex, token=TOKEN))
+    runs = client.get("/").get_data(as_text=True)
+    assert 'data-workflow-id="c-1"' in runs and 'id="count-running">1<' in runs
+    page = client.get("/run?id=c-1").get_data(as_text=True)
+    assert "signal &#x27;go&#x27;" in page                 # what it waits on, from a read-only replay
+    assert 'data-type="activity_completed"' in page and 'id="signal-send"' not in page
+    assert client.get("/healthz").get_data() == b"ok\n"
+    export = client.get("/run/export?id=c-1")
+    assert export.headers["Content-Type"] == "application/json" and b'"workflow_id": "c-1"' in export.get_data()
+    assert client.head("/run?id=c-1").status_code == 200
+
+
+def test_a_logged_in_operator_signals_and_the_run_completes(ex) -> None:
+    handle = _parked(ex)
+    client = Client(console.create_app(ex, token=TOKEN))
+    csrf = _login(client)
+    resp = client.post("/run/signal", data={"id": "c-1", "name": "go", "payload": '{"ok": true}', "csrf": csrf})
+    assert resp.status_code == 303 and "done=signal" in resp.headers["Location"]
+    assert handle.result(timeout=5) == {"ok": True}
+    assert "completed" in client.get(resp.headers["Location"]).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("fields, headers, expect", [
+    ({}, {}, "needs the console's token"),                                       # no token at all
+    ({"csrf": "0" * 64}, {}, "needs the console's token"),                        # a forged form field
+    ({}, {"Authorization": "Bearer nope"}, "wrong token"),
+    ({}, {"Authorization": f"Basic {TOKEN}"}, "wrong token"),
+])
+def test_writes_without_the_token_are_403_and_change_nothing(ex, fields: dict, headers: dict, expect: str) -> None:
+    _parked(ex)
+    before = ex.describe("c-1").history
+    client = Client(console.create_app(ex, token=TOKEN))
+    for path in ("/run/signal", "/run/cancel", "/run/terminate", "/run/retry"):
+        resp = client.post(path, data={"id": "c-1", "name": "go", **fields},
+                           headers={"Accept": "text/plain", **headers})
+        assert resp.status_code == 403 and expect in resp.get_data(as_text=True), (path, resp.get_data())
+    assert ex.describe("c-1").history == before
+
+
+def test_a_session_needs_its_csrf_field(ex) -> None:
+    """A logged-in browser tricked into posting from another page sends the cookie but not the field."""
+    _parked(ex)
+    client = Client(console.create_app(ex, token=TOKEN))
+    _login(client)
+    assert client.post("/run/cancel", data={"id": "c-1"}).status_code == 403
+    assert ex.summary("c-1").status is workflow.WorkflowStatus.RUNNING
+
+
+def test_read_only_console_refuses_every_write(ex) -> None:
+    _parked(ex)
+    client = Client(console.create_app(ex, read_only=True))
+    resp = client.post("/run/cancel", data={"id": "c-1"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status_code == 403 and "read-only" in resp.get_data(as_text=True)
+    assert client.post("/login", data={"token": TOKEN}).status_code == 403
+    assert 'id="read-only"' in client.get("/run?id=c-1").get_data(as_text=True)
+
+
+def test_login(ex) -> None:
+    client = Client(console.create_app(ex, token=TOKEN))
+    wrong = client.post("/login", data={"token": "guess"})
+    assert wrong.status_code == 403 and "not the console" in wrong.get_data(as_text=True)
+    # the redirect after logging in stays on this site
+    for evil in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        resp = client.post("/login", data={"token": TOKEN, "next": evil})
+        assert resp.headers["Location"] == "/", evil
+    cookie = client.post("/login", data={"token": TOKEN}).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+
+
+def test_expired_or_forged_sessions_are_not_logged_in(ex) -> None:
+    app = console.create_app(ex, token=TOKEN)
+    expired = int(time.time()) - 1
+    for value in (app._session(expired), f"{int(time.time()) + 99}.{'0' * 64}", "garbage"):
+        client = Client(app)
+        client.set_cookie(console.COOKIE, value)
+        assert 'id="login-link"' in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/run?id=nope", 404), ("/run", 400), ("/?status=bogus", 400), ("/?limit=x", 400), ("/nowhere", 404),
+    ("/run/signal", 405),
+])
+def test_bad_requests(ex, path: str, status: int) -> None:
+    resp = Client(console.create_app(ex, token=TOKEN)).get(path)
+    assert resp.status_code == status and 'id="error"' in resp.get_data(as_text=True)
+
+
+def test_bad_input_to_a_write_is_a_clear_error_and_changes_nothing(ex) -> None:
+    _parked(ex)
+    before = ex.describe("c-1").history
+    client = Client(console.create_app(ex, token=TOKEN))
+    bearer = {"Authorization": f"Bearer {TOKEN}", "Accept": "text/plain"}
+    cases = [({"id": "c-1", "name": "go", "payload": "{not json"}, 400, "not valid JSON"),
+             ({"id": "c-1", "name": ""}, 400, "needs a name"),
+             ({"name": "go"}, 400, "no workflow id"),
+             ({"id": "missing", "name": "go"}, 404, "no workflow with id 'missing'")]
+    for fields, status, text in cases:
+        resp = client.post("/run/signal", data=fields, headers=bearer)
+        assert resp.status_code == status and text in resp.get_data(as_text=True), resp.get_data()
+    assert ex.describe("c-1").history == before
+    resp = client.post("/run/retry", data={"id": "c-1"}, headers=bearer)   # an open run is not retried
+    assert resp.status_code == 409 and "cannot retry c-1: it is running" in resp.get_data(as_text=True)
+
+
+def test_retry_keeps_the_failed_run(ex) -> None:
+    with pytest.raises(workflow.WorkflowFailed):
+        ex.execute(W.wf_fail, workflow.WorkflowOptions(id="c-2", input="boom")).result(timeout=5)
+    client = Client(console.create_app(ex, token=TOKEN))
+    resp = client.post("/run/retry", data={"id": "c-2"},
+                       headers={"Authorization": f"Bearer {TOKEN}", "Accept": "text/plain"})
+    assert resp.status_code == 200 and "kept as c-2/runs/1" in resp.get_data(as_text=True)
+    assert ex.summary("c-2/runs/1").status is workflow.WorkflowStatus.FAILED
+    page = client.get("/run?id=c-2").get_data(as_text=True)
+    assert "c-2/runs/1" in page                                   # its earlier runs, linked
+
+
+def test_values_are_escaped(ex) -> None:
+    wid = '<script>alert("x")</script>'
+    ex.execute(W.wf_echo, workflow.WorkflowOptions(id=wid, input="<b>bold</b>")).result(timeout=5)
+    client = Client(console.create_app(ex))
+    for page in (client.get("/").get_data(as_text=True),
+                 client.get("/run", query_string={"id": wid}).get_data(as_text=True)):
+        assert "<script>" not in page and "<b>bold" not in page and "&lt;script&gt;" in page
+    resp = client.get("/")
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"] and resp.headers["X-Frame-Options"] == "DENY"
+
+
+def test_mounted_under_a_prefix(ex) -> None:
+    """Mounted in another WSGI app (here werkzeug's dispatcher, as in Flask): links and the cookie follow."""
+    _parked(ex)
+    app = DispatcherMiddleware(Response("the app itself"), {"/ops/beluga": console.create_app(ex, token=TOKEN)})
+    client = Client(app)
+    runs = client.get("/ops/beluga/").get_data(as_text=True)
+    assert 'href="/ops/beluga/run?id=c-1"' in runs and 'href="/ops/beluga/login"' in runs
+    resp = client.post("/ops/beluga/login", data={"token": TOKEN, "next": "/ops/beluga/run?id=c-1"})
+    assert "Path=/ops/beluga" in resp.headers["Set-Cookie"]
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/ops/beluga/run?id=c-1").get_data(as_text=True))
+    resp = client.post("/ops/beluga/run/cancel", data={"id": "c-1", "csrf": csrf.group(1)})
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/ops/beluga/run?id=c-1")
+    assert ex.wait_closed("c-1", 5).status is workflow.WorkflowStatus.CANCELED
+    assert client.get("/").get_data() == b"the app itself"
+
+
+def test_console_command_errors_are_one_line(tmp_path, capsys) -> None:
+    from beluga.cli import main
+    from beluga.stores import SQLiteStore
+
+    SQLiteStore(str(tmp_path / "c.db")).close()
+    store = f"sqlite:///{tmp_path / 'c.db'}"
+    assert main(["--store", store, "console", "--token-file", str(tmp_path / "missing")]) == 2
+    assert "cannot read the token file" in capsys.readouterr().err
+    (tmp_path / "empty").write_text("\n")
+    assert main(["--store", store, "console", "--token-file", str(tmp_path / "empty")]) == 2
+    assert "is empty" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["--store", store, "console", "--port", str(taken.getsockname()[1])]) == 1
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
