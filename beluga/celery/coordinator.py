@@ -98,6 +98,19 @@ class Coordinator:
         self.wake(workflow_id, None)
         return True
 
+    def run_many(self, workflow_ids: list[str]) -> None:
+        """Coordinate these runs (a shard's wake task). A run that fails is logged and left to the sweep
+        (its inbox keeps its messages); a Redis outage ends the batch (the sweep wakes the rest)."""
+        for workflow_id in workflow_ids:
+            try:
+                self.run(workflow_id)
+            except Stuck as exc:
+                log.warning("%s", exc)
+            except TRANSIENT:
+                raise
+            except Exception:
+                log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
+
     def _report_fast(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None]) -> bool | None:
         """The common case in one round trip: this process has the run cached, so it applies the report
         and appends the result at once, conditional on nobody having touched the run meanwhile. True
