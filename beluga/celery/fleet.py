@@ -27,8 +27,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from beluga import codec
 from beluga.celery import messages
 from beluga.celery.fleet_scripts import (
@@ -261,26 +259,24 @@ class Fleet:
         unacknowledged for the broker's visibility timeout (an hour with Redis); these records let the
         scheduler see the loss within `lease_seconds` instead: each lapses unless renewed by a worker
         that still holds the message (`hold_receipts`). An attempt that started meanwhile is left alone.
-        Written in one transaction (on a Redis Cluster, one per shard)."""
+        Written in one transaction (on a Redis Cluster, one receipt after the other)."""
         until = time.time() + self.lease_seconds
-        groups = _by_shard(receipts) if self.store.cluster else {0: receipts}
-        for group in groups.values():
-            for again in (False, True):
-                pipe = self.redis.pipeline(transaction=True)
-                for workflow_id, seq, attempt, run_id, worker in group:
-                    member = _running_member(workflow_id, seq, attempt)
-                    call = ReceiveCall(received_key=self.shard_key(workflow_id, "received"),
-                                       dispatched_key=self.shard_key(workflow_id, "dispatched"), member=member,
-                                       info=codec.encode({"run": run_id, "worker": worker}))
-                    pipe.evalsha(self._lua.sha(call), len(call.keys()), *call.keys(), *call.argv())
-                    pipe.zadd(self.shard_key(workflow_id, "received:until"), {member: until})
-                try:
-                    pipe.execute()
-                    break
-                except NoScriptError:  # the server lost its scripts (a restart): load them, once
-                    if again:
-                        raise
-                    self._lua.load([ReceiveCall])
+        calls = [(self.shard_key(wid, "received:until"), _running_member(wid, seq, attempt),
+                  ReceiveCall(received_key=self.shard_key(wid, "received"),
+                              dispatched_key=self.shard_key(wid, "dispatched"),
+                              member=_running_member(wid, seq, attempt),
+                              info=codec.encode({"run": run_id, "worker": worker})))
+                 for wid, seq, attempt, run_id, worker in receipts]
+        if self.store.cluster:  # its pipelines run no scripts: each receipt on its own, its deadline first
+            for until_key, member, call in calls:
+                self.redis.zadd(until_key, {member: until})
+                self._lua.run(call)
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        for until_key, member, call in calls:
+            self._lua.run(call, client=pipe)
+            pipe.zadd(until_key, {member: until})
+        pipe.execute()
 
     def hold_receipts(self, held: list[tuple[str, int, int]]) -> None:
         """Renew the receipts of attempts whose messages this worker still holds (waiting, scheduled for

@@ -161,21 +161,14 @@ class Scripts:
         """Run the call's script (on `client`, e.g. a pipeline, when given)."""
         return self._registered[call.SCRIPT](keys=call.keys(), args=call.argv(), client=client)
 
-    def sha(self, call: Call) -> str:
-        """The SHA1 of the call's script, for EVALSHA in a pipeline of the caller's (see `load`)."""
-        return self._registered[call.SCRIPT].sha
-
-    def load(self, calls: Iterable[type[Call]]) -> None:
-        """Load the scripts of these builders into the server (on a Redis Cluster, into every primary)."""
-        for c in calls:
-            self._client.script_load(source(c.SCRIPT))
-
     def run_all(self, calls: Sequence[Call]) -> list[Any]:
-        """Run several calls in one pipeline, their results in order. Not a transaction: each script is
-        atomic on its own (on a Redis Cluster each goes to its keys' node). Scripts the server lost are
-        loaded again; the first other error is raised once all have run."""
+        """Run several calls in one pipeline, their results in order (on a Redis Cluster, whose client
+        pipelines no scripts, one after the other). Not a transaction: each script is atomic on its own.
+        Scripts the server lost are loaded again; the first other error is raised once all have run."""
         if not calls:
             return []
+        if not hasattr(self._client, "connection_pool"):  # a RedisCluster: its pipelines refuse EVALSHA
+            return [self.run(call) for call in calls]
         results: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for again in (False, True):
