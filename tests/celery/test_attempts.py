@@ -56,7 +56,7 @@ def test_a_stale_report_leaves_the_attempt_that_replaced_it_allowed(fleet: Fleet
     assert fleet.redis.hget(attempts, "3") == b"2"
     fleet.report_and_begin("w", 3, 1, {**late, "ok": False}, 2)  # nor set it when it asked for a retry
     assert fleet.redis.hget(attempts, "3") == b"2"
-    assert not fleet.redis.zscore(f"{fleet.prefix}:dispatched", _member("w", 3, 2))
+    assert not fleet.redis.zscore(fleet.shard_key("w", "dispatched"), _member("w", 3, 2))
     fleet.report_and_begin("w", 3, 2, {**late, "attempt": 2}, None)  # the current one retires it
     assert fleet.redis.hget(attempts, "3") is None
 
@@ -66,7 +66,7 @@ def test_a_receipt_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet
     and retry both failed) must not keep its attempt from being reclaimed."""
     fleet.alive("w1")
     for seq in (1, 2):
-        fleet.redis.zadd(f"{fleet.prefix}:dispatched", {_member("wf", seq, 1): time.time() + 60})
+        fleet.redis.zadd(fleet.shard_key("wf", "dispatched"), {_member("wf", seq, 1): time.time() + 60})
     fleet.received([("wf", 1, 1, "run-1", "w1"), ("wf", 2, 1, "run-1", "w1")])
     assert fleet.orphaned_attempts(time.time()) == []
     time.sleep(0.5)
@@ -81,7 +81,7 @@ def test_a_receipt_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet
     inbox = [codec.decode(m) for m in fleet.redis.lrange(fleet.store.keys("wf")[2], 0, -1)]
     assert inbox == [{"k": "activity", "run": "run-1", "seq": 1, "attempt": 1, "ok": False, "payload": failure}]
     assert fleet.redis.hget(fleet.store.key("wf", "attempts"), "1") is None  # retired with it
-    assert fleet.redis.zscore(f"{fleet.prefix}:dirty", "wf") is not None    # and found by the sweep
+    assert fleet.redis.zscore(fleet.shard_key("wf", "dirty"), "wf") is not None    # and found by the sweep
 
 
 def test_a_report_that_failed_in_the_fast_path_is_recorded_when_tried_again(fleet: Fleet) -> None:
