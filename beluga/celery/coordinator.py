@@ -134,7 +134,7 @@ class Coordinator:
             return False
         self._carry_out(run, step)
         if step.status is not None:
-            _after_one(lambda: self.store.restatus(workflow_id, step.status))
+            _after_one(lambda: self.store.restatus(workflow_id, step.status, before.created_at))
         self._keep_or_drop(run)
         return True
 
@@ -149,6 +149,7 @@ class Coordinator:
                 self.fleet.redis.delete(self.store.keys(workflow_id)[2])
             return self.fleet.release(workflow_id, begun.token)
         run, step = self._live(workflow_id, run_id, version, begun.newer)
+        before = run.state  # the stored summary: the append needs not read it again
         retry_stuck: float | None = None
         for item in raw:
             msg = _decode(item, workflow_id)
@@ -179,7 +180,8 @@ class Coordinator:
         append = Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
                         time.time())
         waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=_allowed(step),
-                             lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline())
+                             lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline(),
+                             summary=before)
         if waiting is None:
             self._drop(workflow_id)
             return None

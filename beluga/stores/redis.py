@@ -270,7 +270,7 @@ class RedisStore(WorkflowStore):
             if left < 0:
                 return None
             if a.status is not None:
-                self.restatus(a.workflow_id, a.status)
+                self.restatus(a.workflow_id, a.status, summary.created_at if summary is not None else None)
             return int(left)
 
         return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
@@ -308,9 +308,10 @@ class RedisStore(WorkflowStore):
         pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created_at})
         pipe.execute()
 
-    def restatus(self, workflow_id: str, status: WorkflowStatus) -> None:
-        """Move the run to the index of its new status (derived data, updated after the write)."""
-        created = self.redis.zscore(self._index("all"), workflow_id) or 0.0
+    def restatus(self, workflow_id: str, status: WorkflowStatus, created_at: float | None = None) -> None:
+        """Move the run to the index of its new status (derived data, updated after the write); the
+        index is ordered by `created_at`, read from the index when not given."""
+        created = created_at if created_at is not None else self.redis.zscore(self._index("all"), workflow_id) or 0.0
         pipe = self.redis.pipeline(transaction=False)
         for s in WorkflowStatus:
             if s is not status:
