@@ -17,22 +17,28 @@ from collections.abc import Iterator  # noqa: E402
 import pytest  # noqa: E402
 
 from beluga import workflow  # noqa: E402
-from tests.fleet import Worker, fleet_env, redis_server  # noqa: E402
+from tests.fleet import Worker, fleet_env, redis_cluster, redis_server  # noqa: E402
 
 
 class Fleet:
-    def __init__(self, url: str, log_dir: Path) -> None:
+    """Workers and clients on one broker, `url`; histories in the same server unless `redis_url` names
+    another (a Redis Cluster's `redis+cluster://` URL). Test activities note their calls in the broker's
+    server (`BELUGA_TEST_CALLS_URL`), a plain Redis either way."""
+
+    def __init__(self, url: str, log_dir: Path, redis_url: str | None = None) -> None:
         self.url = url
+        self.redis_url = redis_url or url
         self.log_dir = log_dir
         self.workers: list[Worker] = []
 
     def start_worker(self, name: str, concurrency: int = 2, **env: str) -> Worker:
-        worker = Worker(fleet_env(self.url, **env), name, self.log_dir, concurrency)
+        env = {"BELUGA_TEST_CALLS_URL": self.url, **env}
+        worker = Worker(fleet_env(self.url, self.redis_url, **env), name, self.log_dir, concurrency)
         self.workers.append(worker)
         return worker
 
     def executor(self, **extra: object) -> workflow.DurableExecutor:
-        return workflow.new("celery", workflow.Config(extra={"broker_url": self.url, "redis_url": self.url,
+        return workflow.new("celery", workflow.Config(extra={"broker_url": self.url, "redis_url": self.redis_url,
                                                               **extra}))
 
     def stop(self) -> None:
@@ -45,6 +51,27 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with redis_server() as url:
         f = Fleet(url, tmp_path_factory.mktemp("fleet"))
         workers = [f.start_worker("w1"), f.start_worker("w2")]
+        for w in workers:
+            w.wait_ready()
+        try:
+            yield f
+        finally:
+            f.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private three-node Redis Cluster for the whole session: its `redis+cluster://` URL."""
+    with redis_cluster(tmp_path_factory.mktemp("cluster")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def cluster_fleet(tmp_path_factory: pytest.TempPathFactory, cluster_url: str) -> Iterator[Fleet]:
+    """The session's fleet with its histories on the Redis Cluster; the broker a plain server."""
+    with redis_server() as broker:
+        f = Fleet(broker, tmp_path_factory.mktemp("cluster-fleet"), redis_url=cluster_url)
+        workers = [f.start_worker("cw1"), f.start_worker("cw2")]
         for w in workers:
             w.wait_ready()
         try:

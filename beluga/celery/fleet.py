@@ -1,22 +1,30 @@
-"""The fleet's shared Redis state beside the histories: run inboxes, coordinator leases, the timer set,
-activity attempts and leases. One place owns every key name.
+"""The fleet's shared Redis state beside the histories: run inboxes, coordinator leases, timers, activity
+attempts and leases, wake-ups. One place owns every key name.
 
-- inbox `<p>:{id}:inbox`: messages for the coordinator (signal, cancel, activity result, timer, ...)
-- lease `<p>:{id}:lease`: the one coordinator allowed to append to the run
-- attempts `<p>:{id}:attempts`: seq -> the attempt that may run now (stale deliveries are dropped)
-- `<p>:timers`: due time -> message, drained into inboxes by the scheduler
-- `<p>:running`: activity attempts in flight -> lease expiry, renewed while the worker lives
-- `<p>:wake`: runs whose inbox got messages from the scheduler and still need a coordinator
+Each run's keys carry its shard's hash tag `<t>` = `<p>:{s<shard>}` (see beluga.stores.redis), and so do
+the fleet's records, kept per shard, so that every script touches one slot of a Redis Cluster:
 
-The Lua scripts that change them atomically are files in beluga/lua/, called through the builders in
-`fleet_scripts`.
+- inbox `<t>:<id>:inbox`: messages for the coordinator (signal, cancel, activity result, timer, ...)
+- lease `<t>:<id>:lease`: the one coordinator allowed to append to the run
+- attempts `<t>:<id>:attempts`: seq -> the attempt that may run now (stale deliveries are dropped)
+- `<t>:timers`: due time -> message, drained into inboxes by the scheduler
+- `<t>:running`: activity attempts in flight -> lease expiry, renewed while the worker lives
+- `<t>:dispatched`, `<t>:received`: attempts sent but not started, and who took them
+- `<t>:dirty`: runs whose inbox has messages, found by the sweeper should their wake-up be lost
+- `<t>:wake`: runs whose inbox got messages from the scheduler and still need a coordinator
+
+Records of the whole fleet, each read or written on its own, share the tag `{fleet}`: worker liveness
+`<p>:{fleet}:worker:<name>` and the announced names `<p>:{fleet}:names:*`. The scheduler looks at every
+shard. The Lua scripts that change them atomically are files in beluga/lua/, called through the builders
+in `fleet_scripts`.
 """
-
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, replace
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from beluga import codec
@@ -34,12 +42,14 @@ from beluga.celery.fleet_scripts import (
     ReportCall,
     StartCall,
     SweepCall,
+    TakeWakesCall,
+    WakeCall,
 )
 from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import WorkflowState
 from beluga.core.steps import ActivityOutcome
 from beluga.lua import Scripts
-from beluga.stores.redis import RedisStore, on_primary
+from beluga.stores.redis import SHARDS, RedisStore, on_primary, shard_of
 from beluga.stores.redis_scripts import AppendCall
 
 
@@ -49,15 +59,24 @@ class Fleet:
         self.redis = store.redis
         self.prefix = store.prefix
         self.lease_seconds = lease_seconds
+        # a shard's wake task queued this long (a lost message, a dead worker) is sent again
+        self._waking_ttl_ms = int(lease_seconds * 1000)
         self._known: set[str] = set()
         self._known_at = -1e9
         self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReceiveCall,
                                          ReclaimCall, ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall,
-                                         QueueCall])
+                                         QueueCall, WakeCall, TakeWakesCall])
+
+    def shard_key(self, workflow_id: str, name: str) -> str:
+        """A record of the run's shard (`<t>:running`, `<t>:dispatched`, ...), in its keys' slot."""
+        return f"{self.store.tag(workflow_id)}:{name}"
+
+    def _shard_key(self, shard: int, name: str) -> str:
+        return f"{self.store.shard_tag(shard)}:{name}"
 
     def _fleet_key(self, name: str) -> str:
-        """A fleet-wide key (`<p>:running`, `<p>:dispatched`, ...), beside the runs' own keys."""
-        return f"{self.prefix}:{name}"
+        """A record of the whole fleet (`<p>:{fleet}:worker:<name>`, ...), read or written on its own."""
+        return f"{self.prefix}:{{fleet}}:{name}"
 
     def _begin_call(self, workflow_id: str, token: str, limit: int, known_version: int, ttl: float) -> BeginCall:
         run_key, events_key, inbox_key = self.store.keys(workflow_id)
@@ -69,28 +88,31 @@ class Fleet:
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
         """Queue a message for the run's coordinator; the run is marked dirty until its inbox is empty,
         so a message whose wake-up got lost is still found by the sweeper."""
-        call = QueueCall(inbox_key=self.store.keys(workflow_id)[2], dirty_key=self._fleet_key("dirty"),
+        call = QueueCall(inbox_key=self.store.keys(workflow_id)[2], dirty_key=self.shard_key(workflow_id, "dirty"),
                          message=codec.encode(message), now=time.time(), workflow_id=workflow_id)
         self.store.replicated(lambda client: self._lua.run(call, client=client),
-                              f"a {message.get('k')} message to workflow {workflow_id}")
+                              f"a {message.get('k')} message to workflow {workflow_id}", call.inbox_key)
 
     def push_input(self, workflow_id: str, message: dict[str, Any], request_id: str | None = None) -> int:
-        """A client's input, queued only while the run is open (see push.lua): 0 queued, 1 queued before
-        by the same request, -1 no such run, -2 the run is closed."""
+        """A client's input, queued only while the run is open (see push.lua): 0 queued (the run is added
+        to its shard's wake set), 2 the same and the caller must send the shard's wake task, 1 queued
+        before by the same request, -1 no such run, -2 the run is closed."""
         run_key, _, inbox_key = self.store.keys(workflow_id)
+        t = self.store.tag(workflow_id)
         call = PushCall(
             run_key=run_key, inbox_key=inbox_key, requests_key=self.store.key(workflow_id, "requests"),
-            dirty_key=self._fleet_key("dirty"), message=codec.encode(message), request_id=request_id,
-            workflow_id=workflow_id, now=time.time())
+            dirty_key=f"{t}:dirty", wake_key=f"{t}:wake", waking_key=f"{t}:waking", message=codec.encode(message),
+            request_id=request_id, workflow_id=workflow_id, now=time.time(), ttl_ms=self._waking_ttl_ms)
         return int(self.store.replicated(lambda client: self._lua.run(call, client=client),
-                                         f"a {message.get('k')} message to workflow {workflow_id}"))
+                                         f"a {message.get('k')} message to workflow {workflow_id}", run_key))
 
     def start_run(self, state: WorkflowState, request_id: str | None = None) -> str:
         """Create the run with its start message queued (see start.lua). Returns the run id: the new one,
         or the one this request created before. Raises `WorkflowAlreadyStarted` for another open run."""
         run_key, events_key, inbox_key = self.store.keys(state.workflow_id)
         call = StartCall(
-            run_key=run_key, events_key=events_key, inbox_key=inbox_key, dirty_key=self._fleet_key("dirty"),
+            run_key=run_key, events_key=events_key, inbox_key=inbox_key,
+            dirty_key=self.shard_key(state.workflow_id, "dirty"),
             run_id=state.run_id, status=state.status.value, summary=codec.encode_state(state),
             workflow_type=state.workflow_type, created=state.created_at, updated=state.updated_at,
             request_id=request_id, workflow_id=state.workflow_id, start_message=codec.encode({"k": "start"}),
@@ -98,7 +120,7 @@ class Fleet:
         unconfirmed: ReplicationError | None = None
         try:
             got = self.store.replicated(lambda client: self._lua.run(call, client=client).decode(),
-                                        f"the start of workflow {state.workflow_id}")
+                                        f"the start of workflow {state.workflow_id}", run_key)
         except ReplicationError as exc:  # on the primary all the same: index it, then say so
             got, unconfirmed = exc.result, exc
         if got.startswith("="):
@@ -123,11 +145,12 @@ class Fleet:
         either take the lease (the report is queued after the messages already waiting, for the caller
         to record) or leave the report to the coordinator that holds the lease (None)."""
         token = uuid.uuid4().hex
+        t = self.store.tag(workflow_id)
         got = self._lua.run(ReportCall(
             begin=self._begin_call(workflow_id, token, limit, known_version, ttl),
-            attempts_key=self.store.key(workflow_id, "attempts"), running_key=self._fleet_key("running"),
-            running_info_key=self._fleet_key("running:info"), dirty_key=self._fleet_key("dirty"),
-            dispatched_key=self._fleet_key("dispatched"), received_key=self._fleet_key("received"),
+            attempts_key=self.store.key(workflow_id, "attempts"), running_key=f"{t}:running",
+            running_info_key=f"{t}:running:info", dirty_key=f"{t}:dirty",
+            dispatched_key=f"{t}:dispatched", received_key=f"{t}:received",
             report=codec.encode(message), seq=seq, member=_running_member(workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(), workflow_id=workflow_id,
             next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0), attempt=attempt))
@@ -138,15 +161,17 @@ class Fleet:
         """An attempt's outcome and the events it leads to, in one round trip: `append_call` is the
         store's `append_call`, applied only if nobody touched the run (beluga/lua/report_and_append.lua).
         The messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
+        workflow_id = append_call.workflow_id
+        t = self.store.tag(workflow_id)
         call = ReportAndAppendCall(
-            append=replace(append_call, dispatched_key=self._fleet_key("dispatched")),
-            running_key=self._fleet_key("running"), running_info_key=self._fleet_key("running:info"),
-            dirty_key=self._fleet_key("dirty"), received_key=self._fleet_key("received"),
+            append=append_call,
+            running_key=f"{t}:running", running_info_key=f"{t}:running:info",
+            dirty_key=f"{t}:dirty", received_key=f"{t}:received",
             report=codec.encode(message), seq=seq, member=_running_member(append_call.workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(),
             next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0), attempt=attempt)
         return self.store.replicated(lambda client: int(self._lua.run(call, client=client)),
-                                     f"attempt {attempt} of workflow {append_call.workflow_id} seq {seq}")
+                                     f"attempt {attempt} of workflow {workflow_id} seq {seq}", append_call.run_key)
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
         """Re-read the run while holding its lease (after losing an append race)."""
@@ -167,10 +192,11 @@ class Fleet:
               ) -> tuple[bool, Any]:
         """Start an attempt if it is still the allowed one: (False, None) for a stale delivery, else
         (True, the last heartbeat details of an earlier attempt)."""
+        t = self.store.tag(workflow_id)
         got = self._lua.run(ClaimCall(
-            attempts_key=self.store.key(workflow_id, "attempts"), running_key=self._fleet_key("running"),
-            running_info_key=self._fleet_key("running:info"), beats_key=self.store.key(workflow_id, "beats"),
-            received_key=self._fleet_key("received"), dispatched_key=self._fleet_key("dispatched"),
+            attempts_key=self.store.key(workflow_id, "attempts"), running_key=f"{t}:running",
+            running_info_key=f"{t}:running:info", beats_key=self.store.key(workflow_id, "beats"),
+            received_key=f"{t}:received", dispatched_key=f"{t}:dispatched",
             seq=seq, attempt=attempt, member=_running_member(workflow_id, seq, attempt),
             expiry=time.time() + (ttl or self.lease_seconds),
             info=codec.encode({"run": run_id, "heartbeat_timeout": ttl})))
@@ -184,18 +210,20 @@ class Fleet:
         for the next attempt."""
         member = _running_member(workflow_id, seq, attempt)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(f"{self.prefix}:running", {member: time.time() + (ttl or self.lease_seconds)})
-        pipe.hset(f"{self.prefix}:running:info", member, codec.encode({"run": run_id, "heartbeat_timeout": ttl}))
+        pipe.zadd(self.shard_key(workflow_id, "running"), {member: time.time() + (ttl or self.lease_seconds)})
+        pipe.hset(self.shard_key(workflow_id, "running:info"), member,
+                  codec.encode({"run": run_id, "heartbeat_timeout": ttl}))
         if beat:
             pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
         pipe.execute()
 
-
     def renew(self, members: list[tuple[str, int, int]]) -> None:
         if members:
             expiry = time.time() + self.lease_seconds
-            self.redis.zadd(f"{self.prefix}:running",
-                            {_running_member(*m): expiry for m in members}, xx=True)
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, held in _by_shard(members).items():
+                pipe.zadd(self._shard_key(shard, "running"), {_running_member(*m): expiry for m in held}, xx=True)
+            pipe.execute()
 
     # --- what the workers can run -------------------------------------------------------------------
     def publish_names(self, workflows: list[str], activities: list[str]) -> None:
@@ -203,26 +231,26 @@ class Fleet:
         without the code can refuse a misspelt name at the call instead of starting a run that waits."""
         pipe = self.redis.pipeline(transaction=False)
         if workflows:
-            pipe.sadd(f"{self.prefix}:names:workflows", *workflows)
+            pipe.sadd(self._fleet_key("names:workflows"), *workflows)
         if activities:
-            pipe.sadd(f"{self.prefix}:names:activities", *activities)
+            pipe.sadd(self._fleet_key("names:activities"), *activities)
         pipe.execute()
 
     def known_workflows(self) -> set[str]:
-        return {n.decode() for n in self.redis.smembers(f"{self.prefix}:names:workflows")}
+        return {n.decode() for n in self.redis.smembers(self._fleet_key("names:workflows"))}
 
     def known_activities(self) -> set[str]:
         """Activity names some worker announced; cached for a few seconds (asked on every dispatch)."""
         now = time.monotonic()
         if now - self._known_at > 5.0:
-            self._known = {n.decode() for n in self.redis.smembers(f"{self.prefix}:names:activities")}
+            self._known = {n.decode() for n in self.redis.smembers(self._fleet_key("names:activities"))}
             self._known_at = now
         return self._known
 
     # --- worker liveness ----------------------------------------------------------------------------
     def alive(self, worker: str) -> None:
         """A worker's heartbeat; its key expires `lease_seconds` after the worker dies."""
-        self.redis.set(f"{self.prefix}:worker:{worker}", 1, px=int(self.lease_seconds * 1000))
+        self.redis.set(self._fleet_key(f"worker:{worker}"), 1, px=int(self.lease_seconds * 1000))
 
     def received(self, receipts: list[tuple[str, int, int, str, str]]) -> None:
         """Workers took these attempts' messages (workflow id, seq, attempt, run id, worker) off the
@@ -230,15 +258,24 @@ class Fleet:
         (a lost broker connection drops what the worker had prefetched), the message waits
         unacknowledged for the broker's visibility timeout (an hour with Redis); these records let the
         scheduler see the loss within `lease_seconds` instead: each lapses unless renewed by a worker
-        that still holds the message (`hold_receipts`). An attempt that started meanwhile is left alone."""
-        pipe = self.redis.pipeline(transaction=True)
+        that still holds the message (`hold_receipts`). An attempt that started meanwhile is left alone.
+        Written in one transaction (on a Redis Cluster, one receipt after the other)."""
         until = time.time() + self.lease_seconds
-        for workflow_id, seq, attempt, run_id, worker in receipts:
-            member = _running_member(workflow_id, seq, attempt)
-            self._lua.run(ReceiveCall(received_key=self._fleet_key("received"),
-                                      dispatched_key=self._fleet_key("dispatched"), member=member,
-                                      info=codec.encode({"run": run_id, "worker": worker})), client=pipe)
-            pipe.zadd(self._fleet_key("received:until"), {member: until})
+        calls = [(self.shard_key(wid, "received:until"), _running_member(wid, seq, attempt),
+                  ReceiveCall(received_key=self.shard_key(wid, "received"),
+                              dispatched_key=self.shard_key(wid, "dispatched"),
+                              member=_running_member(wid, seq, attempt),
+                              info=codec.encode({"run": run_id, "worker": worker})))
+                 for wid, seq, attempt, run_id, worker in receipts]
+        if self.store.cluster:  # its pipelines run no scripts: each receipt on its own, its deadline first
+            for until_key, member, call in calls:
+                self.redis.zadd(until_key, {member: until})
+                self._lua.run(call)
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        for until_key, member, call in calls:
+            self._lua.run(call, client=pipe)
+            pipe.zadd(until_key, {member: until})
         pipe.execute()
 
     def hold_receipts(self, held: list[tuple[str, int, int]]) -> None:
@@ -246,7 +283,11 @@ class Fleet:
         a retry, or running): a receipt nobody renews lapses, and its attempt is dispatched again."""
         if held:
             until = time.time() + self.lease_seconds
-            self.redis.zadd(self._fleet_key("received:until"), {_running_member(*m): until for m in held}, xx=True)
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, mine in _by_shard(held).items():
+                pipe.zadd(self._shard_key(shard, "received:until"), {_running_member(*m): until for m in mine},
+                          xx=True)
+            pipe.execute()
 
     def backup_delay(self) -> float:
         """How long after a step the backups it arms (a child's creation, a parent's news) fire: after
@@ -257,59 +298,72 @@ class Fleet:
         """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it."""
         return time.time() + delay + 2 * self.lease_seconds
 
+    def _each_shard(self, command: str, name: str, *args: Any, **kwargs: Any) -> list[tuple[str, Any]]:
+        """One command on the record `name` of every shard, in one pipeline: [(key, reply), ...]."""
+        keys = [self._shard_key(shard, name) for shard in range(SHARDS)]
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            getattr(pipe, command)(key, *args, **kwargs)
+        return list(zip(keys, pipe.execute(), strict=True))
+
     def undelivered(self, now: float, queued: Any, limit: int = 100) -> list[Lost]:
         """Attempts sent but taken by no worker by their deadline, and no longer in the broker's queue
         (a worker died holding the message, or the process that sent it died first). `queued(member)`
         says whether the message still waits in the broker; those get a later deadline. Should the
         broker not answer, the attempts found so far are returned (the rest wait for the next round)."""
-        key = self._fleet_key("dispatched")
         out = []
-        for member in self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit):
-            wid, seq, attempt = member.decode().rsplit("\x00", 2)
-            try:
-                waiting = queued(wid, int(seq), int(attempt))
-            except Exception:
-                if out:
-                    return out
-                raise
-            if waiting:
-                self.redis.zadd(key, {member: self.dispatch_deadline()}, xx=True)
-            else:
-                out.append(Lost(wid, int(seq), int(attempt), {}, key, "z"))
+        for key, members in self._each_shard("zrangebyscore", "dispatched", "-inf", now, start=0, num=limit):
+            for member in members:
+                wid, seq, attempt = member.decode().rsplit("\x00", 2)
+                try:
+                    waiting = queued(wid, int(seq), int(attempt))
+                except Exception:
+                    if out:
+                        return out
+                    raise
+                if waiting:
+                    self.redis.zadd(key, {member: self.dispatch_deadline()}, xx=True)
+                else:
+                    out.append(Lost(wid, int(seq), int(attempt), {}, key, "z"))
         return out
 
     def orphaned_attempts(self, now: float, limit: int = 100) -> list[Lost]:
         """Received attempts whose worker is gone, or whose receipt lapsed (no worker holds the message
         any more)."""
-        key, until_key = self._fleet_key("received"), self._fleet_key("received:until")
-        lapsed = self.redis.zrangebyscore(until_key, "-inf", now, start=0, num=limit)
-        entries = self.redis.hgetall(key)
-        infos = {member: codec.decode(raw) for member, raw in entries.items()}
-        workers = sorted({info["worker"] for info in infos.values()})
-        alive = self.redis.mget([f"{self.prefix}:worker:{w}" for w in workers]) if workers else []
+        lapsed = self._each_shard("zrangebyscore", "received:until", "-inf", now, start=0, num=limit)
+        entries = self._each_shard("hgetall", "received")
+        infos = {key: {member: codec.decode(raw) for member, raw in got.items()} for key, got in entries}
+        workers = sorted({info["worker"] for shard in infos.values() for info in shard.values()})
+        alive = self.redis.mget([self._fleet_key(f"worker:{w}") for w in workers]) if workers else []
         living = dict(zip(workers, alive, strict=True))
-        lost = {member for member, info in infos.items() if living.get(info["worker"]) is None}
-        lost.update(m for m in lapsed if m in infos)
-        gone = [m for m in lapsed if m not in infos]  # receipts of attempts that started or finished since
-        if gone:
-            self.redis.zrem(until_key, *gone)
         out = []
-        for member in lost:
-            wid, seq, attempt = member.decode().rsplit("\x00", 2)
-            out.append(Lost(wid, int(seq), int(attempt), infos[member], key, "h"))
+        pipe = self.redis.pipeline(transaction=False)
+        for (until_key, overdue), (key, received) in zip(lapsed, infos.items(), strict=True):
+            lost = {member for member, info in received.items() if living.get(info["worker"]) is None}
+            lost.update(m for m in overdue if m in received)
+            gone = [m for m in overdue if m not in received]  # receipts of attempts that started or finished since
+            if gone:
+                pipe.zrem(until_key, *gone)
+            for member in lost:
+                wid, seq, attempt = member.decode().rsplit("\x00", 2)
+                out.append(Lost(wid, int(seq), int(attempt), received[member], key, "h"))
+        pipe.execute()
         return out
 
     def expired_attempts(self, now: float, limit: int = 100) -> list[Lost]:
         """Attempts whose worker stopped renewing their lease."""
-        key = self._fleet_key("running")
-        members = self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit)
-        if not members:
+        expired = [(key, members) for key, members in
+                   self._each_shard("zrangebyscore", "running", "-inf", now, start=0, num=limit) if members]
+        if not expired:
             return []
-        infos = self.redis.hmget(f"{key}:info", members)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, members in expired:
+            pipe.hmget(f"{key}:info", members)
         out = []
-        for member, info in zip(members, infos, strict=True):
-            wid, seq, attempt = member.decode().rsplit("\x00", 2)
-            out.append(Lost(wid, int(seq), int(attempt), codec.decode(info) if info else {}, key, "z"))
+        for (key, members), infos in zip(expired, pipe.execute(), strict=True):
+            for member, info in zip(members, infos, strict=True):
+                wid, seq, attempt = member.decode().rsplit("\x00", 2)
+                out.append(Lost(wid, int(seq), int(attempt), codec.decode(info) if info else {}, key, "z"))
         return out
 
     def reclaim(self, lost: Lost, failure: dict[str, Any]) -> bool:
@@ -319,34 +373,58 @@ class Fleet:
         message = messages.encode(ActivityOutcome(lost.seq, lost.attempt, False, failure, decided=False),
                                   lost.info.get("run"))
         call = ReclaimCall(
-            tracking_key=lost.key, running_info_key=self._fleet_key("running:info"),
+            tracking_key=lost.key, running_info_key=self.shard_key(lost.workflow_id, "running:info"),
             inbox_key=self.store.keys(lost.workflow_id)[2], attempts_key=self.store.key(lost.workflow_id, "attempts"),
-            dirty_key=self._fleet_key("dirty"), member=_running_member(lost.workflow_id, lost.seq, lost.attempt),
+            dirty_key=self.shard_key(lost.workflow_id, "dirty"),
+            member=_running_member(lost.workflow_id, lost.seq, lost.attempt),
             kind=lost.how, report=codec.encode(message), seq=lost.seq, attempt=lost.attempt, now=time.time(),
             workflow_id=lost.workflow_id)
         # claimed: a lagging replica must not make this caller drop it (see on_primary)
         return bool(on_primary(self.store.replicated, lambda client: self._lua.run(call, client=client),
-                               f"a lost attempt of workflow {lost.workflow_id}"))
+                               f"a lost attempt of workflow {lost.workflow_id}", call.inbox_key))
 
     # --- timers -------------------------------------------------------------------------------------
     def arm(self, workflow_id: str, due: float, message: dict[str, Any]) -> None:
-        self.redis.zadd(f"{self.prefix}:timers", {timer_member(workflow_id, message): due})
+        self.redis.zadd(self.shard_key(workflow_id, "timers"), {timer_member(workflow_id, message): due})
 
-    def drain_timers(self, now: float, limit: int = 500) -> int:
-        """Move the timer messages due by `now` into their runs' inboxes; returns how many."""
-        return int(self._lua.run(DrainTimersCall(
-            timers_key=self._fleet_key("timers"), wake_key=self._fleet_key("wake"), dirty_key=self._fleet_key("dirty"),
-            now=now, limit=limit, prefix=self.prefix)))
+    def drain_timers(self, now: float, limit: int = 500) -> tuple[int, list[int]]:
+        """Move the timer messages due by `now` into their runs' inboxes (at most `limit` per shard) and
+        add those runs to their shards' wake sets: how many, and the shards whose wake task the caller
+        must send."""
+        got = self._lua.run_all([DrainTimersCall(
+            timers_key=self._shard_key(shard, "timers"), wake_key=self._shard_key(shard, "wake"),
+            waking_key=self._shard_key(shard, "waking"), dirty_key=self._shard_key(shard, "dirty"), now=now,
+            limit=limit, tag=self.store.shard_tag(shard), ttl_ms=self._waking_ttl_ms) for shard in range(SHARDS)])
+        return sum(int(n) for n, _ in got), [shard for shard, (_, send) in enumerate(got) if send]
 
-    def sweep(self, now: float, grace: float = 2.0, limit: int = 500) -> list[str]:
-        """Runs with messages waiting longer than `grace` and no coordinator: to be woken again."""
-        got = self._lua.run(SweepCall(dirty_key=self._fleet_key("dirty"), cutoff=now - grace, now=now,
-                                      prefix=self.prefix, limit=limit))
+    def sweep(self, now: float, grace: float = 2.0, limit: int = 500) -> tuple[int, list[int]]:
+        """Runs with messages waiting longer than `grace` and no coordinator, added to their shards' wake
+        sets: how many, and the shards whose wake task the caller must send (also those whose task was
+        lost)."""
+        got = self._lua.run_all([SweepCall(
+            dirty_key=self._shard_key(shard, "dirty"), wake_key=self._shard_key(shard, "wake"),
+            waking_key=self._shard_key(shard, "waking"), cutoff=now - grace, now=now,
+            tag=self.store.shard_tag(shard), limit=limit, ttl_ms=self._waking_ttl_ms) for shard in range(SHARDS)])
+        return sum(int(n) for n, _ in got), [shard for shard, (_, send) in enumerate(got) if send]
+
+    # --- wake-ups -----------------------------------------------------------------------------------
+    def wake(self, workflow_ids: Iterable[str]) -> list[int]:
+        """These runs need a coordinator: added to their shards' wake sets. Returns the shards whose wake
+        task the caller must send (none is queued or running yet)."""
+        groups = _by_shard((wid,) for wid in workflow_ids)
+        calls = [WakeCall(wake_key=self._shard_key(shard, "wake"), waking_key=self._shard_key(shard, "waking"),
+                          ttl_ms=self._waking_ttl_ms, workflow_ids=tuple(w for (w,) in wids))
+                 for shard, wids in groups.items()]
+        got = self._lua.run_all(calls) if len(calls) > 1 else [self._lua.run(c) for c in calls]
+        return [shard for shard, send in zip(groups, got, strict=True) if send]
+
+    def take_wakes(self, shard: int, limit: int = 100) -> list[str]:
+        """The next runs the shard's wake task coordinates; none once its wake set is empty, and then the
+        task is done (a run woken after that sends a new one)."""
+        got = self._lua.run(TakeWakesCall(wake_key=self._shard_key(shard, "wake"),
+                                          waking_key=self._shard_key(shard, "waking"), limit=limit,
+                                          ttl_ms=self._waking_ttl_ms))
         return [w.decode() for w in got]
-
-    def take_wakes(self, limit: int = 500) -> list[str]:
-        raw = self.redis.spop(f"{self.prefix}:wake", limit) or []
-        return [r.decode() for r in raw]
 
     # --- closing -------------------------------------------------------------------------------------
     def closed_channel(self, workflow_id: str) -> str:
@@ -403,6 +481,14 @@ def timer_member(workflow_id: str, message: dict[str, Any]) -> bytes:
     """A durable timer's entry in the timer set: the same message for the same run is one entry, so
     arming it again (a retried step) only moves its due time."""
     return workflow_id.encode() + b"\x00" + codec.encode(message)
+
+
+def _by_shard(items: Iterable[Any]) -> dict[int, list[Any]]:
+    """Items whose first element is a workflow id, grouped by its shard."""
+    out: dict[int, list[Any]] = defaultdict(list)
+    for item in items:
+        out[shard_of(item[0])].append(item)
+    return out
 
 
 def _running_member(workflow_id: str, seq: int, attempt: int) -> str:

@@ -129,27 +129,33 @@ class ReleaseCall(Call):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DrainTimersCall(Call):
-    """Move due timer messages into their runs' inboxes: how many."""
+    """Move a shard's due timer messages into their runs' inboxes: [how many, whether to send the wake task]."""
 
     SCRIPT: ClassVar[str] = "drain_timers.lua"
     timers_key: str = key()
     wake_key: str = key()
+    waking_key: str = key()
     dirty_key: str = key()
     now: float = arg()
     limit: int = arg()
-    prefix: str = arg()
+    tag: str = arg()
+    ttl_ms: int = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SweepCall(Call):
-    """Runs with messages waiting since before `cutoff` and no coordinator: their workflow ids."""
+    """A shard's runs with messages waiting since before `cutoff` and no coordinator, added to its wake set:
+    [how many, whether to send the wake task]."""
 
     SCRIPT: ClassVar[str] = "sweep.lua"
     dirty_key: str = key()
+    wake_key: str = key()
+    waking_key: str = key()
     cutoff: float = arg()
     now: float = arg()
-    prefix: str = arg()
+    tag: str = arg()
     limit: int = arg()
+    ttl_ms: int = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,18 +182,21 @@ class StartCall(Call):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PushCall(Call):
-    """A client's input, queued only while the run is open: 0 queued, 1 queued before (same request id),
-    -1 no such run, -2 the run is closed."""
+    """A client's input, queued only while the run is open: 0 queued, 2 queued and the caller must send the
+    shard's wake task, 1 queued before (same request id), -1 no such run, -2 the run is closed."""
 
     SCRIPT: ClassVar[str] = "push.lua"
     run_key: str = key()
     inbox_key: str = key()
     requests_key: str = key()
     dirty_key: str = key()
+    wake_key: str = key()
+    waking_key: str = key()
     message: bytes = arg()
     request_id: str | None = arg()
     workflow_id: str = arg()
     now: float = arg()
+    ttl_ms: int = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,3 +210,25 @@ class QueueCall(Call):
     message: bytes = arg()
     now: float = arg()
     workflow_id: str = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WakeCall(Call):
+    """Runs of one shard need a coordinator: 1 when the caller must send the shard's wake task, else 0."""
+
+    SCRIPT: ClassVar[str] = "wake.lua"
+    wake_key: str = key()
+    waking_key: str = key()
+    ttl_ms: int = arg()
+    workflow_ids: Sequence[str] = tail()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeWakesCall(Call):
+    """The shard's wake task takes the next runs to coordinate: their workflow ids, none when done."""
+
+    SCRIPT: ClassVar[str] = "take_wakes.lua"
+    wake_key: str = key()
+    waking_key: str = key()
+    limit: int = arg()
+    ttl_ms: int = arg()

@@ -32,7 +32,13 @@ class EnsureChild:
     seq: int
 
 
-Control = Start | RetryStuck | EnsureChild
+@dataclass(frozen=True, slots=True)
+class NotifyParent:
+    """A backup armed with the step that closes a child run: tell the parent again how it ended, should
+    the process that was to tell it have died."""
+
+
+Control = Start | RetryStuck | EnsureChild | NotifyParent
 
 
 def encode(input: st.Input | Control, run_id: str | None = None) -> dict[str, Any]:
@@ -69,6 +75,8 @@ def _encode(x: st.Input | Control) -> dict[str, Any]:
         return {"k": "wake", "delay": x.delay}
     if isinstance(x, EnsureChild):
         return {"k": "ensure_child", "seq": x.seq}
+    if isinstance(x, NotifyParent):
+        return {"k": "notify_parent"}
     raise TypeError(f"not an inbox message: {x!r}")
 
 
@@ -100,4 +108,6 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
         return RetryStuck(float(msg.get("delay") or 5.0))
     if kind == "ensure_child":
         return EnsureChild(int(msg["seq"]))
+    if kind == "notify_parent":
+        return NotifyParent()
     raise ValueError(f"unknown inbox message kind {kind!r}")

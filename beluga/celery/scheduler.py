@@ -34,7 +34,7 @@ def tick(rt: Any, now: float, queued: Any = None, reclaim: bool = True) -> int:
     never taken at all, are then found here. An AMQP broker hands such messages to another worker by
     itself."""
     fleet = rt.fleet
-    done = fleet.drain_timers(now)
+    done, wake = fleet.drain_timers(now)
     if reclaim:
         lost = fleet.expired_attempts(now)
         if queued is not None:
@@ -48,10 +48,10 @@ def tick(rt: Any, now: float, queued: Any = None, reclaim: bool = True) -> int:
             if fleet.reclaim(item, _failure(rt, item)):
                 rt.wake(item.workflow_id, None)
                 done += 1
-    for workflow_id in fleet.take_wakes() + fleet.sweep(now):
-        rt.wake(workflow_id, None)
-        done += 1
-    return done
+    woken, more = fleet.sweep(now)
+    for shard in sorted({*wake, *more}):
+        rt.wake_shard(shard)
+    return done + woken
 
 
 def _failure(rt: Any, lost: Lost) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The Celery tasks of the fleet: `beluga.coordinate`, `beluga.activity` (one task per attempt, shown
-in Flower as `activity:<name>`), and `beluga.query`."""
+"""The Celery tasks of the fleet: `beluga.wake` (coordinates the woken runs of one shard),
+`beluga.coordinate` (one run), `beluga.activity` (one task per attempt, shown in Flower as
+`activity:<name>`), and `beluga.query`."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ _reporting = Quiet(log, "reporting activity attempts")
 _coordinating = Quiet(log, "coordinating runs")
 _renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
+WAKE_BATCH = 100  # runs a wake task takes from its shard's wake set at a time
 
 
 class Runtime:
@@ -57,8 +59,20 @@ class Runtime:
         self.receipts = Receipts(self.fleet)
 
     def wake(self, workflow_id: str, queue: str | None) -> None:
-        """Send a coordinate task. Never raises: a wake is only ever sent for a run with messages in
-        its inbox, and the scheduler's sweep wakes such runs again should this one be lost."""
+        """Have a coordinator look at the run. Without a queue the run joins its shard's wake set, and
+        the shard's wake task (sent unless one is queued or running) coordinates it with the others
+        there; with a queue (a run whose code only some workers have), a coordinate task of its own goes
+        to that queue. Never raises: a wake is only ever sent for a run with messages in its inbox, and
+        the scheduler's sweep wakes such runs again should this one be lost."""
+        if queue is None:
+            try:
+                shards = self.fleet.wake([workflow_id])
+            except Exception as exc:  # noqa: BLE001 - Redis away: a task of its own, as with a queue
+                log.debug("could not add workflow %s to its wake set: %s", workflow_id, exc)
+            else:
+                for shard in shards:
+                    self.wake_shard(shard)
+                return
         try:
             self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
                                                            shadow="coordinate",  # per-name counters: no ids
@@ -67,6 +81,27 @@ class Runtime:
             _sending.recovered()
         except Exception as exc:
             _sending.error("could not wake workflow %s (the sweep will)", workflow_id, exc=exc)
+
+    def wake_shard(self, shard: int) -> None:
+        """Send the shard's wake task (its waking lease is ours). Never raises: should it be lost, the
+        lease lapses and the scheduler's sweep sends the task again."""
+        try:
+            self.app.tasks["beluga.wake"].apply_async((shard,), shadow="wake", argsrepr=repr((shard,)),
+                                                      kwargsrepr="{}")
+            _sending.recovered()
+        except Exception as exc:
+            _sending.error("could not send the wake task of shard %s (the sweep will)", shard, exc=exc)
+
+    def wake_batch(self, shard: int, rounds: int = 10) -> None:
+        """The shard's wake task: coordinate the runs in its wake set, WAKE_BATCH at a time, until the
+        set is empty (which releases the shard's waking lease). After `rounds` batches, a new task takes
+        over, so that other work queued meanwhile gets its turn."""
+        for _ in range(rounds):
+            workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH)
+            if not workflow_ids:
+                return
+            self.coordinator.run_many(workflow_ids)
+        self.wake_shard(shard)
 
     def coordinate_here(self, workflow_id: str,
                         report: tuple[int, int, dict[str, Any], int | None] | None = None) -> None:
@@ -290,6 +325,16 @@ def bind(app: Celery) -> None:
         except TRANSIENT as exc:  # its inbox keeps the messages; the sweep wakes the run again
             _coordinating.error("could not coordinate workflow %s (the sweep will wake it again)", workflow_id,
                                 exc=exc)
+
+    @app.task(name="beluga.wake", shared=False, bind=True, acks_late=True, max_retries=None)
+    def wake(self: Any, shard: int) -> None:
+        rt = runtime(app)
+        try:
+            rt.wake_batch(int(shard))
+            _coordinating.recovered()
+        except TRANSIENT as exc:  # the runs' inboxes keep their messages; the sweep wakes them again
+            _coordinating.error("could not coordinate the runs woken in shard %s (the sweep will wake them "
+                                "again)", shard, exc=exc)
 
     @app.task(name="beluga.activity", shared=False, bind=True, acks_late=True, reject_on_worker_lost=True,
               max_retries=None)

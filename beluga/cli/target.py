@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from beluga.executors.base import DurableExecutor
     from beluga.stores.base import WorkflowStore
 
-STORE_HELP = "sqlite:///relative.db, sqlite:////absolute.db, redis://[:password@]host:port/db (or rediss://)"
+STORE_HELP = ("sqlite:///relative.db, sqlite:////absolute.db, redis://[:password@]host:port/db (or rediss://), "
+              "redis+cluster://host:port (or rediss+cluster://)")
 
 
 class Target:
@@ -190,7 +191,7 @@ def _open_store(url: str, may_create: bool, settings: Settings) -> tuple[str, An
         from beluga.stores.sqlite import SQLiteStore
 
         return "sqlite", SQLiteStore(path), url
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         prefix = query.pop("prefix", settings.key_prefix)

@@ -22,6 +22,7 @@ from beluga.executors._runs import new_run_state
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.logs import get_logger
 from beluga.settings import Settings
+from beluga.stores.redis import shard_of
 
 log = get_logger("beluga.client")
 T = TypeVar("T")
@@ -122,7 +123,10 @@ class CeleryExecutor(StoreBackedExecutor):
             state = self.summary(workflow_id)
             raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
                                      "signalled or cancelled")
-        self._wake(workflow_id, None)
+        if got == 2:  # the run joined its shard's wake set, and no wake task is on its way: send it
+            self._best_effort(lambda: self._rt.wake_shard(shard_of(workflow_id)), workflow_id)
+        elif got == 1:  # queued by an earlier try of this request, which may not have woken the run
+            self._wake(workflow_id, None)
 
     def signal(self, workflow_id: str, signal: Signal) -> None:
         self._rt.check(signal.payload)

@@ -40,6 +40,7 @@ from operator import attrgetter
 from typing import Any, ClassVar
 
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 _INCLUDE = re.compile(r'^--\s*#include\s+"([\w./-]+)"\s*$', re.MULTILINE)
 _READS_INPUT = re.compile(r"\b(KEYS|ARGV)\b")
@@ -153,8 +154,36 @@ class Scripts:
     missing file fails at construction. redis-py sends EVALSHA and falls back to EVAL on NOSCRIPT."""
 
     def __init__(self, client: Any, calls: Iterable[type[Call]]) -> None:
+        self._client = client
         self._registered: dict[str, Script] = {c.SCRIPT: client.register_script(source(c.SCRIPT)) for c in calls}
 
     def run(self, call: Call, client: Any = None) -> Any:
         """Run the call's script (on `client`, e.g. a pipeline, when given)."""
         return self._registered[call.SCRIPT](keys=call.keys(), args=call.argv(), client=client)
+
+    def run_all(self, calls: Sequence[Call]) -> list[Any]:
+        """Run several calls in one pipeline, their results in order (on a Redis Cluster, whose client
+        pipelines no scripts, one after the other). Not a transaction: each script is atomic on its own.
+        Scripts the server lost are loaded again; the first other error is raised once all have run."""
+        if not calls:
+            return []
+        if not hasattr(self._client, "connection_pool"):  # a RedisCluster: its pipelines refuse EVALSHA
+            return [self.run(call) for call in calls]
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for again in (False, True):
+            pipe = self._client.pipeline(transaction=False)
+            for i in todo:
+                keys = calls[i].keys()
+                pipe.evalsha(self._registered[calls[i].SCRIPT].sha, len(keys), *keys, *calls[i].argv())
+            for i, got in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+                results[i] = got
+            todo = [i for i in todo if isinstance(results[i], NoScriptError)]
+            if not todo or again:
+                break
+            for name in {calls[i].SCRIPT for i in todo}:
+                self._client.script_load(source(name))
+        for got in results:
+            if isinstance(got, Exception):
+                raise got
+        return results

@@ -2,11 +2,11 @@
 -- fleet, in the same atomic step: consume inbox messages, allow activity attempts, release the lease.
 --
 -- KEYS
---   run_key            <p>:{id}:run, hash: run_id, version, status, summary, updated, ...
---   events_key         <p>:{id}:events, stream, entry 0-<event id>
---   inbox_key          <p>:{id}:inbox, list of messages for the coordinator
---   attempts_key       <p>:{id}:attempts, hash: seq -> the attempt allowed to run
---   lease_key          <p>:{id}:lease, the coordinator's lease token
+--   run_key            <t>:<id>:run, hash: run_id, version, status, summary, updated, ...
+--   events_key         <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
+--   inbox_key          <t>:<id>:inbox, list of messages for the coordinator
+--   attempts_key       <t>:<id>:attempts, hash: seq -> the attempt allowed to run
+--   lease_key          <t>:<id>:lease, the coordinator's lease token
 --   dispatched_key     sorted set: "<id>\0<seq>\0<attempt>" -> dispatch deadline
 --   timers_key         sorted set: "<id>\0<message>" -> due time (the fleet's durable timers)
 -- ARGV
@@ -28,6 +28,7 @@
 -- Returns -1 when refused (the run is not at run_id and expected_version), else how many messages are
 -- left in the inbox.
 
+-- #include "lib/events.lua"
 -- #include "lib/append.lua"
 
 local a = {

@@ -1,10 +1,10 @@
 -- begin.lua: a coordinator takes a run's lease and reads the run, in one round trip (Fleet.begin).
 --
 -- KEYS
---   lease_key       <p>:{id}:lease, the coordinator's lease token
---   run_key         <p>:{id}:run, hash: run_id, version, ...
---   inbox_key       <p>:{id}:inbox, list of messages for the coordinator
---   events_key      <p>:{id}:events, stream, entry 0-<event id>
+--   lease_key       <t>:<id>:lease, the coordinator's lease token
+--   run_key         <t>:<id>:run, hash: run_id, version, ...
+--   inbox_key       <t>:<id>:inbox, list of messages for the coordinator
+--   events_key      <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
 -- ARGV
 --   token           the new lease token
 --   ttl_ms          the lease's time to live, in milliseconds
@@ -13,6 +13,7 @@
 -- Returns {} when another coordinator holds the lease, else {run_id or '', version, n, n messages...,
 -- events past known_version...} (see lib/lease.lua).
 
+-- #include "lib/events.lua"
 -- #include "lib/lease.lua"
 
 return take_lease_and_read({

@@ -1,12 +1,12 @@
 -- claim.lua: a worker starts an activity attempt if it is still the one allowed (Fleet.claim).
 --
 -- KEYS
---   attempts_key      <p>:{id}:attempts, hash: seq -> the attempt allowed to run
---   running_key       <p>:running, sorted set: attempt member -> lease expiry
---   running_info_key  <p>:running:info, hash: attempt member -> encoded info
---   beats_key         <p>:{id}:beats, hash: seq -> the last heartbeat details
---   received_key      <p>:received, hash: attempt member -> encoded receipt
---   dispatched_key    <p>:dispatched, sorted set: attempt member -> dispatch deadline
+--   attempts_key      <t>:<id>:attempts, hash: seq -> the attempt allowed to run
+--   running_key       <t>:running, sorted set: attempt member -> lease expiry
+--   running_info_key  <t>:running:info, hash: attempt member -> encoded info
+--   beats_key         <t>:<id>:beats, hash: seq -> the last heartbeat details
+--   received_key      <t>:received, hash: attempt member -> encoded receipt
+--   dispatched_key    <t>:dispatched, sorted set: attempt member -> dispatch deadline
 -- ARGV
 --   seq               the activity's seq
 --   attempt           the attempt to start

@@ -1,9 +1,9 @@
 -- create.lua: starts a run (RedisStore.create), replacing a closed one or the open run replace_run_id.
 --
 -- KEYS
---   run_key         <p>:{id}:run, hash: run_id, status, summary, type, created, updated, version
---   events_key      <p>:{id}:events, stream, entry 0-<event id>
---   inbox_key       <p>:{id}:inbox, list of messages for the coordinator
+--   run_key         <t>:<id>:run, hash: run_id, status, summary, type, created, updated, version
+--   events_key      <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
+--   inbox_key       <t>:<id>:inbox, list of messages for the coordinator
 -- ARGV
 --   run_id          the new run's id
 --   status          its status
@@ -18,6 +18,7 @@
 -- run continues the run replace_run_id (continue-as-new: what waits there is for the new run), else
 -- cleared.
 
+-- #include "lib/events.lua"
 -- #include "lib/create.lua"
 
 local c = {

@@ -4,8 +4,8 @@
 -- the same connection.
 --
 -- KEYS
---   inbox_key       <p>:{id}:inbox, list of messages for the coordinator
---   dirty_key       <p>:dirty, sorted set: workflow id -> when its inbox got a message
+--   inbox_key       <t>:<id>:inbox, list of messages for the coordinator
+--   dirty_key       <t>:dirty, sorted set: workflow id -> when its inbox got a message
 -- ARGV
 --   message         the encoded message
 --   now             the time

@@ -3,8 +3,8 @@
 -- from dispatched_key) is dropped.
 --
 -- KEYS
---   received_key     <p>:received, hash: attempt member -> encoded receipt
---   dispatched_key   <p>:dispatched, sorted set: attempt member -> dispatch deadline
+--   received_key     <t>:received, hash: attempt member -> encoded receipt
+--   dispatched_key   <t>:dispatched, sorted set: attempt member -> dispatch deadline
 -- ARGV
 --   member           "<workflow id>\0<seq>\0<attempt>"
 --   info             the encoded receipt (run id, worker)

@@ -4,11 +4,11 @@
 -- meanwhile): an outage between the claim and the report cannot lose the attempt.
 --
 -- KEYS
---   tracking_key      where the attempt was found: <p>:running, <p>:received or <p>:dispatched
---   running_info_key  <p>:running:info, hash: attempt member -> encoded info
---   inbox_key         <p>:{id}:inbox, list of messages for the coordinator
---   attempts_key      <p>:{id}:attempts, hash: seq -> the attempt allowed to run
---   dirty_key         <p>:dirty, sorted set: workflow id -> when its inbox got a message
+--   tracking_key      where the attempt was found: <t>:running, <t>:received or <t>:dispatched
+--   running_info_key  <t>:running:info, hash: attempt member -> encoded info
+--   inbox_key         <t>:<id>:inbox, list of messages for the coordinator
+--   attempts_key      <t>:<id>:attempts, hash: seq -> the attempt allowed to run
+--   dirty_key         <t>:dirty, sorted set: workflow id -> when its inbox got a message
 -- ARGV
 --   member            the attempt, "<workflow id>\0<seq>\0<attempt>"
 --   kind              'z' when tracking_key is a sorted set, 'h' when a hash

@@ -1,8 +1,8 @@
 -- release.lua: a coordinator gives a run's lease back (Fleet.release).
 --
 -- KEYS
---   lease_key   <p>:{id}:lease, the coordinator's lease token
---   inbox_key   <p>:{id}:inbox, list of messages for the coordinator
+--   lease_key   <t>:<id>:lease, the coordinator's lease token
+--   inbox_key   <t>:<id>:inbox, list of messages for the coordinator
 -- ARGV
 --   token       the caller's lease token: a lease another coordinator took since is left alone
 -- Returns how many messages wait in the inbox.

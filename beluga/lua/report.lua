@@ -4,16 +4,16 @@
 -- the report as it lets go.
 --
 -- KEYS
---   lease_key         <p>:{id}:lease, the coordinator's lease token
---   run_key           <p>:{id}:run, hash: run_id, version, ...
---   inbox_key         <p>:{id}:inbox, list of messages for the coordinator
---   events_key        <p>:{id}:events, stream, entry 0-<event id>
---   attempts_key      <p>:{id}:attempts, hash: seq -> the attempt allowed to run
---   running_key       <p>:running, sorted set: attempt member -> lease expiry
---   running_info_key  <p>:running:info, hash: attempt member -> encoded info
---   dirty_key         <p>:dirty, sorted set: workflow id -> when its inbox got a message
---   dispatched_key    <p>:dispatched, sorted set: attempt member -> dispatch deadline
---   received_key      <p>:received, hash: attempt member -> encoded receipt
+--   lease_key         <t>:<id>:lease, the coordinator's lease token
+--   run_key           <t>:<id>:run, hash: run_id, version, ...
+--   inbox_key         <t>:<id>:inbox, list of messages for the coordinator
+--   events_key        <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
+--   attempts_key      <t>:<id>:attempts, hash: seq -> the attempt allowed to run
+--   running_key       <t>:running, sorted set: attempt member -> lease expiry
+--   running_info_key  <t>:running:info, hash: attempt member -> encoded info
+--   dirty_key         <t>:dirty, sorted set: workflow id -> when its inbox got a message
+--   dispatched_key    <t>:dispatched, sorted set: attempt member -> dispatch deadline
+--   received_key      <t>:received, hash: attempt member -> encoded receipt
 -- ARGV
 --   token             the new lease token
 --   ttl_ms            the lease's time to live, in milliseconds
@@ -30,6 +30,7 @@
 -- Returns like begin.lua: {} when another coordinator holds the lease, else the run as read.
 
 -- #include "lib/attempt.lua"
+-- #include "lib/events.lua"
 -- #include "lib/lease.lua"
 
 local r = {

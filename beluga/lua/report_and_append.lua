@@ -6,11 +6,12 @@
 --
 -- KEYS
 --   run_key, events_key, inbox_key, attempts_key, lease_key, dispatched_key, timers_key
---                      as in append.lua (dispatched_key is the fleet-wide <p>:dispatched)
---   running_key        <p>:running, sorted set: attempt member -> lease expiry
---   running_info_key   <p>:running:info, hash: attempt member -> encoded info
---   dirty_key          <p>:dirty, sorted set: workflow id -> when its inbox got a message
---   received_key       <p>:received, hash: attempt member -> encoded receipt
+--                      as in append.lua (dispatched_key is the shard's <t>:dispatched, timers_key its
+--                      <t>:timers)
+--   running_key        <t>:running, sorted set: attempt member -> lease expiry
+--   running_info_key   <t>:running:info, hash: attempt member -> encoded info
+--   dirty_key          <t>:dirty, sorted set: workflow id -> when its inbox got a message
+--   received_key       <t>:received, hash: attempt member -> encoded receipt
 -- ARGV
 --   run_id, expected_version, inbox_used, status, summary, updated, lease_token, dispatch_deadline,
 --   workflow_id
@@ -27,6 +28,7 @@
 -- Returns -1 when the report was queued for the coordinator, else how many messages are left in the
 -- inbox after the append.
 
+-- #include "lib/events.lua"
 -- #include "lib/append.lua"
 -- #include "lib/attempt.lua"
 

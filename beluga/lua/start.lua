@@ -3,10 +3,10 @@
 -- lost) even if the client dies right after. A retry with the same request id finds the run it made.
 --
 -- KEYS
---   run_key         <p>:{id}:run, hash: run_id, status, summary, type, created, updated, version, request
---   events_key      <p>:{id}:events, stream, entry 0-<event id>
---   inbox_key       <p>:{id}:inbox, list of messages for the coordinator
---   dirty_key       <p>:dirty, sorted set: workflow id -> when its inbox got a message
+--   run_key         <t>:<id>:run, hash: run_id, status, summary, type, created, updated, version, request
+--   events_key      <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
+--   inbox_key       <t>:<id>:inbox, list of messages for the coordinator
+--   dirty_key       <t>:dirty, sorted set: workflow id -> when its inbox got a message
 -- ARGV
 --   run_id          the new run's id
 --   status          its status
@@ -22,6 +22,7 @@
 -- Returns '' when created; '=' followed by the run id when this request created the current run
 -- already; else the id of the open run that blocks it.
 
+-- #include "lib/events.lua"
 -- #include "lib/create.lua"
 
 local c = {

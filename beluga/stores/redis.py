@@ -1,14 +1,18 @@
-"""`RedisStore`: runs in Redis, each history a Redis Stream, appended by a compare-and-append Lua script.
+"""`RedisStore`: runs in Redis or a Redis Cluster, appended by a compare-and-append Lua script.
 
-Keys of one run share the hash tag `{<workflow id>}` so that a Redis Cluster keeps them in one slot:
-`<p>:{id}:run` (hash: run_id, type, status, version, summary, ...), `<p>:{id}:events` (stream, entry
-`0-<event id>`), `<p>:{id}:inbox` (list of messages waiting for the coordinator). The listing indexes
-(`<p>:index:*`, sorted sets by creation time) are derived data, updated after each write. The scripts
-are beluga/lua/append.lua and create.lua, called through the builders in `redis_scripts`.
+Every workflow id belongs to one of `SHARDS` shards (crc32 of the id, modulo), and all keys of a run carry
+its shard's hash tag: `<t>:<id>:run` (hash: run_id, type, status, version, summary, ...), `<t>:<id>:inbox`
+(list of messages waiting for the coordinator) and, once the run has more than `INLINE_EVENTS` events,
+`<t>:<id>:events` (list, event i at index i - 1; before that the events are fields `e:<i>` of the run
+hash, so a short or parked run costs one key), where `<t>` is `<p>:{s<shard>}`. The fleet keeps its
+per-shard records (timers, attempts, wake-ups) under the same tag, so each of its scripts touches one
+slot of a Redis Cluster. The listing indexes (`<p>:index:*`, sorted sets by creation time) are derived
+data, updated after each write. The scripts are beluga/lua/append.lua and create.lua, called through the
+builders in `redis_scripts`.
 """
-
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -25,6 +29,9 @@ from beluga.stores.base import WorkflowStore
 from beluga.stores.redis_scripts import AppendCall, CreateCall
 
 _SUMMARY_FIELDS = ("summary", "status", "updated")
+SHARDS = 16          # part of the key layout: every process must agree, and runs stay where they were put
+INLINE_EVENTS = 8    # a run's first events live in its run hash (beluga/lua/lib/events.lua says the same)
+_INLINE_FIELDS = tuple(f"e:{i}" for i in range(1, INLINE_EVENTS + 1))
 log = get_logger("beluga.stores.redis")
 T = TypeVar("T")
 
@@ -51,45 +58,93 @@ def on_primary(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return exc.result
 
 
+def shard_of(workflow_id: str) -> int:
+    """The shard of a workflow id: where its run's keys and the fleet's records about it live."""
+    return zlib.crc32(workflow_id.encode()) % SHARDS
+
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def connect(url: str) -> Any:
+    """A client for `url`: `redis://`, `rediss://` (TLS), `unix://` give a `redis.Redis`;
+    `redis+cluster://host:port` (`rediss+cluster://` for TLS) a `redis.cluster.RedisCluster` that finds
+    the other nodes from that one."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in CLUSTER_SCHEMES:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}")
+    return redis.Redis.from_url(url)
+
+
+def is_cluster(client: Any) -> bool:
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def _event_of(fields: Any) -> bytes:
+    """A stream entry's event: redis-py parses XRANGE into a dict, but a cluster pipeline hands back the
+    raw [field, value] list."""
+    return fields[b"e"] if isinstance(fields, dict) else fields[1]
+
+
 class RedisStore(WorkflowStore):
-    """`url` is any redis-py URL (`redis://`, `rediss://` for TLS, with a password); or pass `client`.
+    """`url` is any redis-py URL (`redis://`, `rediss://` for TLS, with a password) or a Redis Cluster's
+    (`redis+cluster://`, `rediss+cluster://`, see `connect`); or pass `client`.
     With `append_replicas` > 0, each write of a run (creation, append, inbox message) counts only once
     that many replicas confirmed it within `append_replicas_timeout` seconds (see `replicated`)."""
 
     def __init__(self, url: str = "redis://localhost:6379/0", *, prefix: str = "beluga",
                  client: redis.Redis | None = None, append_replicas: int = 0,
                  append_replicas_timeout: float = 1.0) -> None:
-        self.redis = client if client is not None else redis.Redis.from_url(url)
+        self.redis = client if client is not None else connect(url)
+        self.cluster = is_cluster(self.redis)
         self.prefix = prefix
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
         self._lua = Scripts(self.redis, [AppendCall, CreateCall])
 
     # --- key layout ---------------------------------------------------------------------------------
+    def shard_tag(self, shard: int) -> str:
+        """`<p>:{s<shard>}`: the hash tag of a shard's keys, its runs' and the fleet's records about them."""
+        return f"{self.prefix}:{{s{shard}}}"
+
+    def tag(self, workflow_id: str) -> str:
+        return self.shard_tag(shard_of(workflow_id))
+
     def keys(self, workflow_id: str) -> tuple[str, str, str]:
-        tag = f"{self.prefix}:{{{workflow_id}}}"
-        return f"{tag}:run", f"{tag}:events", f"{tag}:inbox"
+        """The run's hash, events stream and inbox."""
+        run = f"{self.tag(workflow_id)}:{workflow_id}"
+        return f"{run}:run", f"{run}:events", f"{run}:inbox"
 
     def key(self, workflow_id: str, name: str) -> str:
-        return f"{self.prefix}:{{{workflow_id}}}:{name}"
+        return f"{self.tag(workflow_id)}:{workflow_id}:{name}"
 
     def _index(self, name: str) -> str:
         return f"{self.prefix}:index:{name}"
 
     # --- replication --------------------------------------------------------------------------------
-    def replicated(self, write: Callable[[redis.Redis], T], what: str) -> T:
+    def replicated(self, write: Callable[[Any], T], what: str, key: str | None = None) -> T:
         """Run `write` (one write, given the client to send it with) and, when replicas are required,
         confirm it with `WAIT n timeout` before returning. Redis replicates asynchronously, so a write
         the primary has answered can still be lost if the primary dies before a replica has it; WAIT
         closes that window. WAIT counts the writes of its own connection, so both go through a client
-        pinned to one connection, and WAIT is sent without redis-py's reconnect-and-retry (a retry on a
-        new connection would confirm nothing). Raises ReplicationError, with the primary's answer as
-        its `result`, when fewer replicas confirmed in time."""
+        pinned to one connection (on a Redis Cluster, to the primary of `key`'s slot: the key the write
+        touches), and WAIT is sent without redis-py's reconnect-and-retry (a retry on a new connection
+        would confirm nothing). Raises ReplicationError, with the primary's answer as its `result`,
+        when fewer replicas confirmed in time."""
         wanted = self.append_replicas
         if wanted <= 0:
             return write(self.redis)
         timeout_ms = max(1, int(self.append_replicas_timeout * 1000))
-        with self.redis.client() as pinned:
+        base = self.redis
+        if self.cluster:
+            if key is None:
+                raise ValueError(f"{what}: a replicated write on a Redis Cluster must name its key")
+            base = self.redis.get_redis_connection(self.redis.get_node_from_key(key))
+        with base.client() as pinned:
             result = write(pinned)
             conn = pinned.connection
             assert conn is not None
@@ -109,20 +164,28 @@ class RedisStore(WorkflowStore):
 
     # --- reads --------------------------------------------------------------------------------------
     def load(self, workflow_id: str) -> WorkflowState | None:
-        run_key, events_key, _ = self.keys(workflow_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hmget(run_key, *_SUMMARY_FIELDS)
-        pipe.xrange(events_key)
-        fields, entries = pipe.execute()
-        return _state(fields, tuple(codec.decode_event(f[b"e"]) for _, f in entries))
+        fields, events = self._read(workflow_id, _SUMMARY_FIELDS, 0)
+        return _state(fields, tuple(codec.decode_event(e) for e in events))
 
     def load_summary(self, workflow_id: str) -> WorkflowState | None:
         """The run without its history: cheap, for status checks and result waits."""
         return _state(self.redis.hmget(self.keys(workflow_id)[0], *_SUMMARY_FIELDS), ())
 
     def history(self, workflow_id: str, after: int = 0) -> list[Event]:
-        entries = self.redis.xrange(self.keys(workflow_id)[1], min=f"0-{after + 1}")
-        return [codec.decode_event(f[b"e"]) for _, f in entries]
+        return [codec.decode_event(e) for e in self._read(workflow_id, (), after)[1]]
+
+    def _read(self, workflow_id: str, names: Sequence[str], after: int) -> tuple[list[Any], list[bytes]]:
+        """The run hash's fields `names` and its encoded events past `after`, read at one instant (the
+        events are in the run hash or in the run's stream, see beluga/lua/lib/events.lua)."""
+        run_key, events_key, _ = self.keys(workflow_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(run_key, *names, "version", *_INLINE_FIELDS[after:])
+        pipe.xrange(events_key, min=f"0-{after + 1}")
+        got, entries = pipe.execute()
+        n = len(names)
+        version = int(got[n] or 0)
+        events = got[n + 1:n + 1 + version - after] if version <= INLINE_EVENTS else [_event_of(f) for _, f in entries]
+        return got[:n], [e for e in events if e is not None]
 
     def version(self, workflow_id: str) -> tuple[str | None, int]:
         run_id, version = self.redis.hmget(self.keys(workflow_id)[0], "run_id", "version")
@@ -182,7 +245,7 @@ class RedisStore(WorkflowStore):
                 raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
             self.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
 
-        self.replicated(write, f"the start of workflow {state.workflow_id}")
+        self.replicated(write, f"the start of workflow {state.workflow_id}", run_key)
 
     def save(self, state: WorkflowState) -> None:
         self.delete(state.workflow_id)
@@ -225,10 +288,10 @@ class RedisStore(WorkflowStore):
             if left < 0:
                 return None
             if a.status is not None:
-                self.restatus(a.workflow_id, a.status)
+                self.restatus(a.workflow_id, a.status, summary.created_at if summary is not None else None)
             return int(left)
 
-        return self.replicated(write, f"an append to workflow {a.workflow_id}")
+        return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
 
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,
@@ -248,10 +311,9 @@ class RedisStore(WorkflowStore):
         return AppendCall(
             run_key=run_key, events_key=events_key, inbox_key=inbox_key,
             attempts_key=self.key(a.workflow_id, "attempts"), lease_key=self.key(a.workflow_id, "lease"),
-            # the fleet's dispatch record is fleet-wide; a plain append names only the run's own slot,
-            # so the store alone works on a Redis Cluster
-            dispatched_key=f"{self.prefix}:dispatched" if attempts else self.key(a.workflow_id, "dispatched"),
-            timers_key=f"{self.prefix}:timers" if timers else self.key(a.workflow_id, "timers"),
+            # the fleet's dispatch record and timer set of the run's shard (a plain append writes neither)
+            dispatched_key=f"{self.tag(a.workflow_id)}:dispatched",
+            timers_key=f"{self.tag(a.workflow_id)}:timers",
             run_id=a.run_id, expected_version=a.expected_version, inbox_used=inbox_used,
             status=a.status.value if a.status else None, summary=blob, updated=a.updated_at or None,
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
@@ -267,9 +329,10 @@ class RedisStore(WorkflowStore):
         pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created_at})
         pipe.execute()
 
-    def restatus(self, workflow_id: str, status: WorkflowStatus) -> None:
-        """Move the run to the index of its new status (derived data, updated after the write)."""
-        created = self.redis.zscore(self._index("all"), workflow_id) or 0.0
+    def restatus(self, workflow_id: str, status: WorkflowStatus, created_at: float | None = None) -> None:
+        """Move the run to the index of its new status (derived data, updated after the write); the
+        index is ordered by `created_at`, read from the index when not given."""
+        created = created_at if created_at is not None else self.redis.zscore(self._index("all"), workflow_id) or 0.0
         pipe = self.redis.pipeline(transaction=False)
         for s in WorkflowStatus:
             if s is not status:

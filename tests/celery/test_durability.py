@@ -104,7 +104,7 @@ def test_the_client_is_told_and_the_run_still_starts(lone_server: str) -> None:
         "broker_url": lone_server, "redis_url": lone_server, "key_prefix": prefix, "append_replicas": 1,
         "append_replicas_timeout": 0.2}))
     wid = f"told-{uuid.uuid4().hex[:6]}"
-    inbox, dirty = ex.store.keys(wid)[2], f"{prefix}:dirty"
+    inbox, dirty = ex.store.keys(wid)[2], f"{ex.store.tag(wid)}:dirty"
     with pytest.raises(workflow.ReplicationError):
         ex.execute("waiter", workflow.WorkflowOptions(id=wid))  # a name no worker has announced: accepted
     assert ex.describe(wid).status == workflow.WorkflowStatus.RUNNING
@@ -160,7 +160,7 @@ def test_a_late_report_of_a_superseded_attempt_does_not_revoke_its_successor(lon
     lost = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
     from beluga.celery.fleet import Lost
 
-    assert fleet.reclaim(Lost(wid, seq, 1, {"run": run_id}, f"{fleet.prefix}:dispatched", "z"), lost)
+    assert fleet.reclaim(Lost(wid, seq, 1, {"run": run_id}, fleet.shard_key(wid, "dispatched"), "z"), lost)
     coordinator.run(wid)  # records the failure; the retry policy's backoff arms a timer for attempt 2
     time.sleep(0.1)
     fleet.drain_timers(time.time())

@@ -13,6 +13,7 @@ import redis
 
 from beluga import workflow
 from beluga.core.records import EventType as E
+from beluga.stores.redis import SHARDS
 
 
 def _check_history(history: tuple[workflow.Event, ...]) -> None:
@@ -39,8 +40,11 @@ def _diagnose(ex: workflow.DurableExecutor, handles: list, fleet) -> str:
             lines.append(f"{h.id}: last events {tail}"
                          f" inbox={r.llen(store.keys(h.id)[2])} lease={r.get(store.key(h.id, 'lease'))}"
                          f" attempts={r.hgetall(store.key(h.id, 'attempts'))}")
-    lines.append(f"running={r.zrange('beluga:running', 0, -1, withscores=True)}")
-    lines.append(f"dirty={r.zrange('beluga:dirty', 0, -1, withscores=True)} now={time.time()}")
+    for shard in range(SHARDS):
+        tag = f"beluga:{{s{shard}}}"
+        lines.append(f"shard {shard}: running={r.zrange(f'{tag}:running', 0, -1, withscores=True)} "
+                     f"dirty={r.zrange(f'{tag}:dirty', 0, -1, withscores=True)} wake={r.smembers(f'{tag}:wake')}")
+    lines.append(f"now={time.time()}")
     lines.append(f"broker queue len={r.llen('beluga')} unacked={r.hlen('unacked')}")
     for w in fleet.workers:
         noteworthy = [line for line in w.log().splitlines() if any(k in line for k in ("ERROR", "WARN", "Traceback"))]

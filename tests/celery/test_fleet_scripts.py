@@ -1,6 +1,7 @@
 """The fleet's scripts (beluga/lua/begin.lua, report.lua, report_and_append.lua, claim.lua, receive.lua,
-reclaim.lua, release.lua, drain_timers.lua, sweep.lua) run against a real server through the `Fleet`
-methods that call them, one each, with the keys inspected after each call. No workers are started."""
+reclaim.lua, release.lua, drain_timers.lua, sweep.lua, wake.lua, take_wakes.lua) run against a real server
+through the `Fleet` methods that call them, one each, with the keys inspected after each call.
+No workers are started."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from beluga import codec
 from beluga.celery.fleet import Fleet
 from beluga.core.records import Append, Event, WorkflowState
-from beluga.stores.redis import RedisStore
+from beluga.stores.redis import RedisStore, shard_of
 
 LEASE = 5.0
 
@@ -42,8 +43,19 @@ def _member(wid: str, seq: int, attempt: int) -> bytes:
     return f"{wid}\x00{seq}\x00{attempt}".encode()
 
 
-def _k(fleet: Fleet, name: str) -> str:
-    return f"{fleet.prefix}:{name}"
+def _k(fleet: Fleet, name: str, wid: str = "w") -> str:
+    """The fleet's record `name` in the shard of `wid`."""
+    return fleet.shard_key(wid, name)
+
+
+def _same_shard(n: int, like: str = "w") -> list[str]:
+    """`n` workflow ids in the shard of `like` (the fleet's per-shard records are then one set of keys)."""
+    out, i = [], 0
+    while len(out) < n:
+        i += 1
+        if shard_of(f"{like}-{i}") == shard_of(like):
+            out.append(f"{like}-{i}")
+    return out
 
 
 def _in_flight(fleet: Fleet, wid: str, seq: int, attempt: int) -> None:
@@ -274,42 +286,72 @@ def test_reclaim_claims_once_queues_the_failure_and_retires_only_the_attempt_sti
     assert fleet.redis.zcard(_k(fleet, "running")) == 0 and fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
 
 
-# --- drain_timers.lua, sweep.lua ----------------------------------------------------------------------
-def test_drain_timers_moves_due_messages_into_inboxes_and_marks_runs_woken(fleet: Fleet) -> None:
-    fleet.arm("a", 10.0, {"k": "timer", "n": 1})
-    fleet.arm("b", 11.0, {"k": "timer", "n": 2})
-    fleet.arm("a", 12.0, {"k": "timer", "n": 3})
-    fleet.arm("c", 99.0, {"k": "timer", "n": 4})
-    assert fleet.drain_timers(20.0, limit=2) == 2
-    assert [codec.decode(m)["n"] for m in _inbox(fleet, "a")] == [1]
-    assert [codec.decode(m)["n"] for m in _inbox(fleet, "b")] == [2]
-    assert fleet.drain_timers(20.0) == 1
-    assert [codec.decode(m)["n"] for m in _inbox(fleet, "a")] == [1, 3]
-    assert _inbox(fleet, "c") == [] and fleet.redis.zcard(_k(fleet, "timers")) == 1   # not due yet
-    assert sorted(fleet.take_wakes()) == ["a", "b"]
-    assert fleet.redis.zrange(_k(fleet, "dirty"), 0, -1, withscores=True) == [(b"a", 20.0), (b"b", 20.0)]
-    assert fleet.drain_timers(20.0) == 0
+# --- drain_timers.lua, sweep.lua, wake.lua, take_wakes.lua -------------------------------------------------
+def test_drain_timers_moves_due_messages_into_inboxes_and_wakes_their_shard(fleet: Fleet) -> None:
+    a, b, c = _same_shard(3)
+    shard = shard_of(a)
+    fleet.arm(a, 10.0, {"k": "timer", "n": 1})
+    fleet.arm(b, 11.0, {"k": "timer", "n": 2})
+    fleet.arm(a, 12.0, {"k": "timer", "n": 3})
+    fleet.arm(c, 99.0, {"k": "timer", "n": 4})
+    assert fleet.drain_timers(20.0, limit=2) == (2, [shard])        # the caller sends the shard's wake task
+    assert [codec.decode(m)["n"] for m in _inbox(fleet, a)] == [1]
+    assert [codec.decode(m)["n"] for m in _inbox(fleet, b)] == [2]
+    assert fleet.drain_timers(20.0) == (1, [])                      # that task is on its way
+    assert [codec.decode(m)["n"] for m in _inbox(fleet, a)] == [1, 3]
+    assert _inbox(fleet, c) == [] and fleet.redis.zcard(_k(fleet, "timers", a)) == 1   # not due yet
+    assert fleet.redis.zrange(_k(fleet, "dirty", a), 0, -1, withscores=True) == sorted(
+        [(a.encode(), 20.0), (b.encode(), 20.0)])
+    assert sorted(fleet.take_wakes(shard)) == sorted([a, b])
+    assert fleet.take_wakes(shard) == [] and fleet.drain_timers(20.0) == (0, [])
 
 
-def test_sweep_returns_only_dirty_runs_with_waiting_messages_and_no_lease(fleet: Fleet) -> None:
-    dirty = _k(fleet, "dirty")
-    for wid in ("orphan", "held", "done", "fresh"):
-        fleet.redis.zadd(dirty, {wid: 100.0 if wid != "fresh" else 199.5})
-        if wid != "done":
+def test_sweep_wakes_only_dirty_runs_with_waiting_messages_and_no_lease(fleet: Fleet) -> None:
+    orphan, held, done, fresh = _same_shard(4)
+    dirty = _k(fleet, "dirty", orphan)
+    for wid in (orphan, held, done, fresh):
+        fleet.redis.zadd(dirty, {wid: 100.0 if wid != fresh else 199.5})
+        if wid != done:
             fleet.redis.rpush(fleet.store.keys(wid)[2], b"m")
-    fleet.redis.set(fleet.store.key("held", "lease"), "tok")
-    assert fleet.sweep(200.0, grace=2.0) == ["orphan"]
+    fleet.redis.set(fleet.store.key(held, "lease"), "tok")
+    assert fleet.sweep(200.0, grace=2.0) == (1, [shard_of(orphan)])
+    assert fleet.redis.smembers(_k(fleet, "wake", orphan)) == {orphan.encode()}
     assert dict(fleet.redis.zrange(dirty, 0, -1, withscores=True)) == {
-        b"orphan": 200.0, b"held": 200.0, b"fresh": 199.5}   # "done" is forgotten, the others looked at again
-    assert fleet.sweep(200.0, grace=2.0) == []                # nothing waited long enough since
+        orphan.encode(): 200.0, held.encode(): 200.0, fresh.encode(): 199.5}   # `done` is forgotten
+    assert fleet.sweep(200.0, grace=2.0) == (0, [])                # nothing waited long enough since
 
 
-def test_sweep_looks_at_most_at_limit_runs(fleet: Fleet) -> None:
-    for n in range(3):
-        fleet.redis.zadd(_k(fleet, "dirty"), {f"w{n}": 10.0 + n})
-        fleet.redis.rpush(fleet.store.keys(f"w{n}")[2], b"m")
-    assert fleet.sweep(100.0, limit=2) == ["w0", "w1"]
-    assert fleet.sweep(100.0, limit=2) == ["w2"]
+def test_sweep_sends_a_wake_task_again_when_the_one_on_its_way_was_lost(fleet: Fleet) -> None:
+    (wid,) = _same_shard(1)
+    assert fleet.wake([wid]) == [shard_of(wid)]
+    assert fleet.sweep(200.0) == (0, [])                           # a wake task is on its way
+    fleet.redis.delete(_k(fleet, "waking", wid))                   # ... until its lease lapses: it was lost
+    assert fleet.sweep(200.0) == (0, [shard_of(wid)])
+
+
+def test_sweep_looks_at_most_at_limit_runs_per_shard(fleet: Fleet) -> None:
+    wids = _same_shard(3)
+    for n, wid in enumerate(wids):
+        fleet.redis.zadd(_k(fleet, "dirty", wid), {wid: 10.0 + n})
+        fleet.redis.rpush(fleet.store.keys(wid)[2], b"m")
+    assert fleet.sweep(100.0, limit=2)[0] == 2
+    assert fleet.sweep(100.0, limit=2)[0] == 1
+    assert sorted(fleet.take_wakes(shard_of(wids[0]))) == sorted(wids)
+
+
+def test_wake_sends_one_task_per_shard_until_its_set_is_empty(fleet: Fleet) -> None:
+    x, y, z = _same_shard(3)
+    shard = shard_of(x)
+    other = next(f"o{i}" for i in range(100) if shard_of(f"o{i}") != shard)
+    assert sorted(fleet.wake([x, other])) == sorted([shard, shard_of(other)])
+    assert fleet.wake([y, z]) == []                                # the shard's task will take them too
+    assert 0 < fleet.redis.pttl(_k(fleet, "waking", x)) <= LEASE * 1000
+    assert len(fleet.take_wakes(shard, 2)) == 2
+    assert len(fleet.take_wakes(shard, 2)) == 1
+    assert fleet.redis.exists(_k(fleet, "waking", x)) == 1         # held until the task finds the set empty
+    assert fleet.take_wakes(shard, 2) == [] and fleet.redis.exists(_k(fleet, "waking", x)) == 0
+    assert fleet.wake([x]) == [shard]                              # a later wake sends a new task
+    assert fleet.take_wakes(shard_of(other)) == [other]
 
 
 # --- start.lua, push.lua: a client's calls take effect once, and only on an open run ---------------------
@@ -333,9 +375,10 @@ def test_start_queues_the_start_message_and_a_retry_of_the_same_request_finds_it
 def test_push_queues_only_for_an_open_run_and_once_per_request(fleet: Fleet) -> None:
     assert fleet.push_input("nobody", {"k": "cancel"}, "q0") == -1
     _start(fleet)
-    assert fleet.push_input("w", {"k": "signal", "name": "go"}, "q1") == 0
+    assert fleet.push_input("w", {"k": "signal", "name": "go"}, "q1") == 2  # queued; send the wake task
     assert fleet.push_input("w", {"k": "signal", "name": "go"}, "q1") == 1  # a retry: not queued again
-    assert fleet.push_input("w", {"k": "signal", "name": "go"}, None) == 0
+    assert fleet.push_input("w", {"k": "signal", "name": "go"}, None) == 0  # queued; the task is on its way
+    assert fleet.take_wakes(shard_of("w")) == ["w"]
     assert len(_inbox(fleet)) == 2
     assert fleet.redis.ttl(fleet.store.key("w", "requests")) > 0
     fleet.redis.hset(fleet.store.keys("w")[0], "status", "completed")

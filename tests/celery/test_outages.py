@@ -35,6 +35,7 @@ from beluga import workflow
 from beluga.core.errors import WorkflowNotRunning
 from beluga.core.records import CLOSING_EVENTS
 from beluga.core.records import EventType as E
+from beluga.stores.redis import SHARDS
 from tests.fleet import RedisProcess, Worker, fleet_env
 
 WARNING_RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [^\]]*: (?:WARNING|ERROR|CRITICAL)/", re.MULTILINE)
@@ -232,9 +233,11 @@ def diagnose(client: Client, ids: list[str], fleet: OutageFleet) -> str:
         tail = [(e.id, e.type, e.attrs.get("seq"), e.attrs.get("attempt")) for e in state.history[-5:]]
         lines.append(f"{wid}: {state.status.value} last events {tail} inbox={r.llen(store.keys(wid)[2])}"
                      f" lease={r.get(store.key(wid, 'lease'))} attempts={r.hgetall(store.key(wid, 'attempts'))}")
-    for key in ("beluga:running", "beluga:dispatched", "beluga:dirty"):
-        lines.append(f"{key}={r.zrange(key, 0, 20, withscores=True)}")
-    lines.append(f"beluga:received={r.hgetall('beluga:received')}")
+    for shard in range(SHARDS):
+        tag = f"beluga:{{s{shard}}}"
+        for key in (f"{tag}:running", f"{tag}:dispatched", f"{tag}:dirty"):
+            lines.append(f"{key}={r.zrange(key, 0, 20, withscores=True)}")
+        lines.append(f"{tag}:received={r.hgetall(f'{tag}:received')} {tag}:wake={r.smembers(f'{tag}:wake')}")
     lines.append(f"now={time.time()} broker queues="
                  f"{ {k.decode(): b.llen(k) for k in b.keys('beluga*') if b.type(k) == b'list'} }"
                  f" unacked={b.hlen('unacked')}")

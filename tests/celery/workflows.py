@@ -9,14 +9,16 @@ import time
 import redis
 
 from beluga import workflow
+from beluga.stores.redis import connect
 
 _clients: dict[str, redis.Redis] = {}
 
 
 def _redis(variable: str = "BELUGA_REDIS_URL") -> redis.Redis:
+    """A client of the Redis the variable names (a Redis Cluster's `redis+cluster://` URL too)."""
     url = os.environ[variable]
     if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url)
+        _clients[url] = connect(url)
     return _clients[url]
 
 

@@ -62,7 +62,9 @@ BACKENDS: dict[str, tuple[str, Callable[[Path], Callable[[], workflow.WorkflowSt
     "default-memory": ("default", _memory),
     "default-sqlite": ("default", _sqlite),
     "celery": ("celery", _memory),
+    "celery-cluster": ("celery", _memory),   # the same fleet with its histories on a Redis Cluster
 }
+FLEETS = {"celery": "fleet", "celery-cluster": "cluster_fleet"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -73,7 +75,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         params = getattr(item, "callspec", None)
         backend = params.params.get("executor_factory") if params else None
-        (dropped if backend == "celery" and item.get_closest_marker("in_process") else selected).append(item)
+        (dropped if backend in FLEETS and item.get_closest_marker("in_process") else selected).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = selected
@@ -84,8 +86,8 @@ def executor_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     provider, store = BACKENDS[request.param]
     backend = Backend(request.param, provider, store(tmp_path))
     if provider == "celery":
-        backend.fleet = request.getfixturevalue("fleet")
-        workflows.SHARED_URL = backend.fleet.url  # activities record their calls in the fleet's Redis
+        backend.fleet = request.getfixturevalue(FLEETS[request.param])
+        workflows.SHARED_URL = backend.fleet.url  # activities record their calls in the fleet's broker Redis
     try:
         yield backend
     finally:

@@ -174,6 +174,23 @@ def test_history_after(store: WorkflowStore) -> None:
     assert store.history("wf", after=9) == []
 
 
+def test_history_grows_one_step_at_a_time_and_reads_from_anywhere(store: WorkflowStore) -> None:
+    """Short histories and long ones may be kept differently (the Redis store keeps its first events in
+    the run's hash): every read sees the same events, at every length and from every point."""
+    store.create(run(n=1))
+    version = 1
+    for i in range(14):
+        assert [e.id for e in store.history("wf")] == list(range(1, version + 1))
+        for after in range(version + 1):
+            assert [e.id for e in store.history("wf", after=after)] == list(range(after + 1, version + 1))
+        loaded = store.load("wf")
+        assert loaded is not None and [e.id for e in loaded.history] == list(range(1, version + 1))
+        count = 1 + i % 2     # one event, then two
+        assert store.append([step("wf", "r1", version, count=count)]) == []
+        version += count
+    assert len(store.history("wf")) == version > 20
+
+
 def test_append_updates_the_summary(store: WorkflowStore) -> None:
     store.create(run())
     store.append([step("wf", "r1", 1, updated_at=20.0)])

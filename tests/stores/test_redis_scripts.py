@@ -13,7 +13,7 @@ import redis
 
 from beluga.core.records import Append, Event, WorkflowState, WorkflowStatus
 from beluga.lua import Scripts
-from beluga.stores.redis import RedisStore
+from beluga.stores.redis import INLINE_EVENTS, RedisStore
 from beluga.stores.redis_scripts import AppendCall, CreateCall
 
 
@@ -32,8 +32,12 @@ class Run:
         """A run at `version`, written by hand so that the append tests do not depend on create.lua."""
         self.r.hset(self.key("run"), mapping={"run_id": run_id, "version": version, "status": "running",
                                               "summary": b"S0", **fields})
-        for v in range(1, version + 1):
-            self.r.xadd(self.key("events"), {"e": f"event {v}"}, id=f"0-{v}")
+        events = [f"event {v}".encode() for v in range(1, version + 1)]
+        if version <= INLINE_EVENTS:
+            self.r.hset(self.key("run"), mapping={f"e:{v}": e for v, e in enumerate(events, 1)})
+        else:
+            for v, e in enumerate(events, 1):
+                self.r.xadd(self.key("events"), {"e": e}, id=f"0-{v}")
 
     def append(self, **kw: Any) -> int:
         args: dict[str, Any] = dict(
@@ -51,10 +55,24 @@ class Run:
         return self.lua.run(CreateCall(**{**args, **kw}))
 
     def run_hash(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key("run")).items()}
+        """The run hash without the events it holds."""
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key("run")).items()
+                if not k.startswith(b"e:")}
 
-    def events(self) -> list[tuple[str, bytes]]:
-        return [(i.decode(), f[b"e"]) for i, f in self.r.xrange(self.key("events"))]
+    def events(self) -> list[tuple[int, bytes]]:
+        """(id, event) in order, wherever they are: fields e:<id> of the run hash while the run has at
+        most INLINE_EVENTS events, else the run's stream, entry 0-<id> (and never both)."""
+        inline = {int(k[2:]): v for k, v in self.r.hgetall(self.key("run")).items() if k.startswith(b"e:")}
+        entries = self.r.xrange(self.key("events"))
+        assert [eid for eid, _ in entries] == [f"0-{i}".encode() for i in range(1, len(entries) + 1)]
+        listed = [f[b"e"] for _, f in entries]
+        assert not (inline and listed), "events in the run hash and in the stream at once"
+        version = int(self.r.hget(self.key("run"), "version") or 0)
+        if version <= INLINE_EVENTS:
+            assert sorted(inline) == list(range(1, version + 1)) and not listed
+            return sorted(inline.items())
+        assert len(listed) == version and not inline
+        return list(enumerate(listed, 1))
 
     def inbox(self) -> list[bytes]:
         return self.r.lrange(self.key("inbox"), 0, -1)
@@ -71,8 +89,29 @@ def run(redis_url: str) -> Iterator[Run]:
 def test_append_writes_events_after_the_expected_version(run: Run) -> None:
     run.seed()
     assert run.append(events=[b"e3", b"e4"]) == 0
-    assert run.events()[2:] == [("0-3", b"e3"), ("0-4", b"e4")]
+    assert run.events()[2:] == [(3, b"e3"), (4, b"e4")]
     assert run.run_hash()["version"] == "4"
+
+
+def test_a_run_outgrowing_its_hash_moves_every_event_to_the_list(run: Run) -> None:
+    run.seed(version=INLINE_EVENTS - 1)
+    assert run.append(expected_version=INLINE_EVENTS - 1, events=[b"last inline"]) == 0
+    assert run.r.exists(run.key("events")) == 0 and run.events()[-1] == (INLINE_EVENTS, b"last inline")
+    assert run.append(expected_version=INLINE_EVENTS, events=[b"x", b"y"]) == 0
+    assert run.events() == [*((v, f"event {v}".encode()) for v in range(1, INLINE_EVENTS)),
+                            (INLINE_EVENTS, b"last inline"), (INLINE_EVENTS + 1, b"x"), (INLINE_EVENTS + 2, b"y")]
+    assert run.append(expected_version=INLINE_EVENTS + 2, events=[b"z"]) == 0
+    assert run.events()[-2:] == [(INLINE_EVENTS + 2, b"y"), (INLINE_EVENTS + 3, b"z")]
+
+
+def test_a_long_run_replaced_by_a_short_one_keeps_no_event_of_the_old(run: Run) -> None:
+    run.create(run_id="r1", events=[f"old {i}".encode() for i in range(1, 2 * INLINE_EVENTS)])
+    run.r.hset(run.key("run"), "status", "completed")
+    assert run.create(run_id="r2", events=[b"n1", b"n2"]) == b""
+    assert run.events() == [(1, b"n1"), (2, b"n2")] and run.r.exists(run.key("events")) == 0
+    run.r.hset(run.key("run"), "status", "completed")
+    assert run.create(run_id="r3", events=[f"new {i}".encode() for i in range(1, 2 * INLINE_EVENTS)]) == b""
+    assert run.events() == [(i, f"new {i}".encode()) for i in range(1, 2 * INLINE_EVENTS)]
 
 
 def _untouched(run: Run) -> tuple[Any, ...]:
@@ -148,7 +187,7 @@ def test_create_writes_the_run_and_its_first_events(run: Run) -> None:
     assert run.create() == b""
     assert run.run_hash() == {"run_id": "r1", "status": "running", "summary": "S", "type": "order",
                               "created": "10.0", "updated": "11.0", "version": "2"}
-    assert run.events() == [("0-1", b"e1"), ("0-2", b"e2")]
+    assert run.events() == [(1, b"e1"), (2, b"e2")]
 
 
 def test_create_is_refused_by_an_open_run_and_changes_nothing(run: Run) -> None:
@@ -165,7 +204,7 @@ def test_create_replaces_a_closed_run_and_drops_its_inbox(run: Run) -> None:
     run.r.hset(run.key("run"), "status", "completed")
     run.r.rpush(run.key("inbox"), b"late")
     assert run.create(run_id="r2", events=[b"n1"]) == b""
-    assert run.events() == [("0-1", b"n1")]
+    assert run.events() == [(1, b"n1")]
     assert run.run_hash()["run_id"] == "r2" and run.run_hash()["version"] == "1"
     assert run.inbox() == []
 
@@ -174,21 +213,21 @@ def test_continue_as_new_replaces_the_open_run_and_keeps_its_inbox(run: Run) -> 
     run.create(run_id="r1", events=[b"a", b"b", b"c"])
     run.r.rpush(run.key("inbox"), b"signal for the next run")
     assert run.create(run_id="r2", replace_run_id="r1", events=[b"n1"]) == b""
-    assert run.events() == [("0-1", b"n1")]
+    assert run.events() == [(1, b"n1")]
     assert run.inbox() == [b"signal for the next run"]
 
 
 # --- the store's builder -------------------------------------------------------------------------------
-def test_append_call_names_the_fleet_wide_dispatch_record_only_with_attempts(redis_url: str) -> None:
-    """A plain append stays within the run's hash slot (a Redis Cluster runs it); one that allows
-    attempts notes them in the fleet-wide record the scheduler scans."""
+def test_append_call_names_the_dispatch_record_of_the_runs_shard(redis_url: str) -> None:
+    """An append that allows attempts notes them in the dispatch record of the run's shard, which the
+    scheduler scans; it shares the run's hash tag, so a Redis Cluster runs the script."""
     store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
     a = Append("w", "r1", 1, (Event(2, "activity_completed", 1.0, {}),), updated_at=3.0)
     plain = store.append_call(a)
     allowing = store.append_call(a, attempts=[(2, 1)], lease_token="tok", inbox_used=1, dispatch_deadline=9.0)
     assert plain is not None and allowing is not None
-    assert plain.dispatched_key == store.key("w", "dispatched")
-    assert allowing.dispatched_key == f"{store.prefix}:dispatched"
+    assert plain.dispatched_key == allowing.dispatched_key == f"{store.tag('w')}:dispatched"
+    assert store.tag("w") in (plain.run_key, allowing.run_key)[0]
     assert (allowing.attempts, allowing.lease_token, allowing.inbox_used) == (((2, 1),), "tok", 1)
     assert store.append_call(Append("w", "r1", 1, (), status=WorkflowStatus.COMPLETED)) is None   # no such run
     store.close()

@@ -5,7 +5,8 @@
 --   a.attempts   {seq, attempt, seq, attempt, ...}: attempts allowed to run
 --   a.events     {encoded event, ...}: the events to append, ids expected_version + 1 onwards
 --   a.timers     {due, member, due, member, ...}: durable timers the events arm, in the same step
--- Included by append.lua (the store's append) and report_and_append.lua (the fleet's fast path).
+-- Included by append.lua (the store's append) and report_and_append.lua (the fleet's fast path), after
+-- lib/events.lua.
 
 -- Whether the run is still the writer's: the same run id, at the version the writer read. An append
 -- that closes the run is also refused while messages it did not read wait in the inbox (a signal sent
@@ -33,12 +34,8 @@ local function append_write(a)
     redis.call('HSET', a.attempts_key, seq, attempt)
     redis.call('ZADD', a.dispatched_key, a.dispatch_deadline, a.workflow_id .. '\0' .. seq .. '\0' .. attempt)
   end
-  local v = a.expected_version
-  for _, event in ipairs(a.events) do
-    v = v + 1
-    redis.call('XADD', a.events_key, '0-' .. v, 'e', event)
-  end
-  redis.call('HSET', a.run_key, 'version', v)
+  events_append(a.run_key, a.events_key, a.expected_version, a.events)
+  redis.call('HSET', a.run_key, 'version', a.expected_version + #a.events)
   if a.status ~= '' then redis.call('HSET', a.run_key, 'status', a.status) end
   if a.summary ~= '' then redis.call('HSET', a.run_key, 'summary', a.summary) end
   if a.updated ~= '' then redis.call('HSET', a.run_key, 'updated', a.updated) end

@@ -2,7 +2,8 @@
 --   c.run_key, c.events_key, c.inbox_key   keys
 --   c.run_id, c.status, c.summary, c.workflow_type, c.created, c.replace_run_id ('' for none), c.updated
 --   c.events   {encoded event, ...}: the run's first events, ids 1, 2, ...
--- Included by create.lua (the store's create) and start.lua (the fleet client's start).
+-- Included by create.lua (the store's create) and start.lua (the fleet client's start), after
+-- lib/events.lua.
 
 -- Creates the run, replacing a closed one or the open run replace_run_id. Returns '' when created, else
 -- the id of the open run that blocks it. The inbox is kept when the new run continues the run
@@ -11,10 +12,8 @@ local function create_run(c)
   local cur = redis.call('HMGET', c.run_key, 'run_id', 'status')
   if cur[1] and cur[2] == 'running' and cur[1] ~= c.replace_run_id then return cur[1] end
   if not (cur[1] and cur[1] == c.replace_run_id) then redis.call('DEL', c.inbox_key) end
-  redis.call('DEL', c.events_key)
-  for v, event in ipairs(c.events) do
-    redis.call('XADD', c.events_key, '0-' .. v, 'e', event)
-  end
+  events_clear(c.run_key, c.events_key)
+  events_append(c.run_key, c.events_key, 0, c.events)
   redis.call('HSET', c.run_key, 'run_id', c.run_id, 'status', c.status, 'summary', c.summary, 'type',
              c.workflow_type, 'created', c.created, 'updated', c.updated, 'version', #c.events)
   redis.call('HDEL', c.run_key, 'request')

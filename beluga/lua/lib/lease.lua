@@ -1,5 +1,5 @@
 -- lib/lease.lua: taking a run's coordinator lease and reading the run in the same step. Included by
--- begin.lua and report.lua.
+-- begin.lua and report.lua, after lib/events.lua.
 
 -- Takes the lease and reads the run's id and version, its first waiting messages and the events past
 -- the version the caller has cached. `t` has:
@@ -19,8 +19,8 @@ local function take_lease_and_read(t)
   for _, m in ipairs(msgs) do out[#out + 1] = m end
   local known, version = t.known_version, tonumber(cur[2] or '0')
   if known > 0 and version > known and version - known <= 1000 then
-    for _, entry in ipairs(redis.call('XRANGE', t.events_key, '0-' .. (known + 1), '+')) do
-      out[#out + 1] = entry[2][2]
+    for _, event in ipairs(events_read(t.run_key, t.events_key, version, known)) do
+      out[#out + 1] = event
     end
   end
   return out
