@@ -146,8 +146,8 @@ def test_approve_an_order_from_the_console(fleet, console: ConsoleProcess, brows
     assert all(b.text == "running" for b in browser.find_elements(By.CSS_SELECTOR, "#runs .badge"))
 
     # its page: running, waiting for the approve signal, its history so far
-    browser.find_element(By.LINK_TEXT, wid).click()
-    assert browser.find_element(By.CSS_SELECTOR, "#status .badge").text == "running"
+    browser.find_element(By.LINK_TEXT, wid).click()  # a page load: wait for it (no implicit waits)
+    _until("the run's page", lambda: browser.find_element(By.CSS_SELECTOR, "#status .badge").text == "running")
     assert "signal 'approve'" in browser.find_element(By.ID, "waiting").text
     events = [r.get_attribute("data-type") for r in browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
     assert events[:2] == ["workflow_started", "activity_scheduled"] and "activity_completed" in events
@@ -155,14 +155,14 @@ def test_approve_an_order_from_the_console(fleet, console: ConsoleProcess, brows
 
     # log in with the token, and approve
     browser.find_element(By.PARTIAL_LINK_TEXT, "Log in").click()
-    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    _until("the login page", lambda: browser.find_element(By.ID, "token")).send_keys(TOKEN)
     browser.find_element(By.ID, "login").click()
-    assert browser.find_element(By.ID, "workflow-id").text == wid         # back on the run's page
+    _until("the run's page again", lambda: browser.find_element(By.ID, "workflow-id").text == wid)
     assert browser.find_element(By.ID, "signal-name").get_attribute("value") == "approve"   # what it waits for
     browser.find_element(By.ID, "signal-payload").send_keys('"approved"')
     _screenshot(browser, tmp_path, "run-waiting")
     browser.find_element(By.ID, "signal-send").click()
-    assert "signal 'approve' sent" in browser.find_element(By.ID, "flash").text
+    _until("the signal's confirmation", lambda: "signal 'approve' sent" in browser.find_element(By.ID, "flash").text)
 
     # it completes
     _until("the run to complete", lambda: browser.find_element(By.CSS_SELECTOR, "#status .badge").text == "completed",
@@ -252,6 +252,7 @@ def test_runs_are_listed_with_counts_by_status(fleet, console: ConsoleProcess, b
     assert counts["completed"] >= 1 and counts["failed"] >= 1
     _screenshot(browser, tmp_path, "runs")
     browser.find_element(By.ID, "tab-failed").click()
+    _until("the failed runs' tab", lambda: browser.find_element(By.ID, "tab-failed").get_attribute("class") == "on")
     badges = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#runs .badge")]
     assert badges and set(badges) == {"failed"} and len(badges) == counts["failed"]
     ex.terminate(wid, "test over")
