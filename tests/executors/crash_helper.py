@@ -1,7 +1,10 @@
-"""A worker process for the crash tests: runs one workflow on a SQLite file until it reaches the point
-the test wants, prints "parked", then waits to be killed with SIGKILL.
+"""A worker process for the crash tests: runs one workflow on a store until it reaches the point the
+test wants, prints "parked", then waits to be killed with SIGKILL.
 
-    python tests/executors/crash_helper.py DB_PATH SCENARIO WORKFLOW_ID INPUT_JSON
+    python tests/executors/crash_helper.py STORE SCENARIO WORKFLOW_ID INPUT_JSON
+
+STORE is a SQLite file's path, or a JSON object {"name": ..., "settings": {...}} given to
+`workflow.new_store(name, **settings)` (the provider stores' crash tests).
 """
 
 from __future__ import annotations
@@ -38,12 +41,17 @@ SCENARIOS: dict[str, tuple[Any, Callable[[workflow.WorkflowState, Any], bool]]] 
 
 
 def main() -> int:
-    db, scenario, workflow_id, raw = sys.argv[1:5]
+    store_arg, scenario, workflow_id, raw = sys.argv[1:5]
     spec = json.loads(raw)
     if isinstance(spec, dict):
         spec["hang_pid"] = os.getpid()  # activities that should hang do so only in this process
     fn, reached = SCENARIOS[scenario]
-    executor = workflow.new("default", workflow.Config(store=SQLiteStore(db)))
+    if store_arg.startswith("{"):
+        named = json.loads(store_arg)
+        store = workflow.new_store(named["name"], **named["settings"])
+    else:
+        store = SQLiteStore(store_arg)
+    executor = workflow.new("default", workflow.Config(store=store))
     executor.execute(fn, workflow.WorkflowOptions(id=workflow_id, input=spec))
     deadline = time.monotonic() + 30
     while not reached(executor.describe(workflow_id), spec):

@@ -24,7 +24,7 @@ from beluga import workflow
 from tests.executors import workflows as W  # noqa: F401  (the new executor runs these)
 from workers import orders
 
-HELPER = Path(__file__).resolve().parent / "crash_helper_store.py"
+HELPER = Path(__file__).resolve().parents[1] / "executors" / "crash_helper.py"
 ROOT = HELPER.parents[2]
 
 
