@@ -6,7 +6,6 @@ id finds that run's tasks."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,7 @@ from typing import Any
 import pytest
 
 from beluga import workflow
-from tests.fleet import ROOT, fleet_env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fleet import ROOT, fleet_env, free_port
 
 
 class Flower:
@@ -53,7 +46,7 @@ class Flower:
 
 @pytest.fixture(scope="module")
 def flower(fleet) -> Iterator[Flower]:
-    port = _free_port()
+    port = free_port()
     # Flower 2 serves its API only with authentication configured, or when told it may go without
     env = fleet_env(fleet.url, FLOWER_UNAUTHENTICATED_API="true")
     proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "beluga", "flower", f"--port={port}",

