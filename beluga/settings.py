@@ -18,7 +18,7 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "default_queue": "BELUGA_DEFAULT_QUEUE", "key_prefix": "BELUGA_KEY_PREFIX",
         "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS",
         "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT",
-        "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT"}
+        "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT", "eager_activities": "BELUGA_EAGER_ACTIVITIES"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class Settings:
     # `visibility_timeout`; its default, an hour, when unset). Beluga does not rely on it: lost attempts
     # are found through their leases.
     broker_visibility_timeout: float | None = None
+    # Consecutive activity attempts a worker may run right after the one it finished, in the same process,
+    # instead of sending them through the broker (0: never); then the run goes back through the broker.
+    eager_activities: int = 8
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
@@ -85,7 +88,7 @@ def redact(url: str) -> str:
 def _coerce(name: str, value: Any) -> Any:
     if name == "imports" and isinstance(value, str):
         return tuple(m.strip() for m in value.split(",") if m.strip())
-    if name in ("max_payload_bytes", "append_replicas"):
+    if name in ("max_payload_bytes", "append_replicas", "eager_activities"):
         return int(value)
     if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds", "append_replicas_timeout",
                 "broker_visibility_timeout"):

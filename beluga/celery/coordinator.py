@@ -44,7 +44,8 @@ class Stuck(Exception):
 class Coordinator:
     def __init__(self, fleet: Fleet, registry: Registry, *, dispatch: Callable[..., None],
                  wake: Callable[[str, str | None], None], start_child: Callable[..., None],
-                 check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0) -> None:
+                 check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0,
+                 eager: Callable[[str, int, dict[str, Any]], bool] | None = None) -> None:
         self.fleet = fleet
         self.store = fleet.store
         self.registry = registry
@@ -55,12 +56,16 @@ class Coordinator:
         self.cache: OrderedDict[str, drv.RunDriver] = OrderedDict()
         self.cache_size = cache_size
         self.stuck_retry = stuck_retry
+        # whether the caller would run an attempt (name, attempt, options) itself, right after the append
+        # that dispatches it, instead of having it sent (see tasks.Runtime.takes_eagerly)
+        self.eager = eager
         self._rand = random.Random()
 
-    def run(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None] | None = None) -> bool:
+    def run(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
         looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
-        attempt's (seq, attempt, message, next attempt), handed over by the task that ran it."""
+        attempt's (seq, attempt, message, next attempt[, whether it promised heartbeats]), handed over by
+        the task that ran it."""
         worked = False
         if report is not None:
             try:
@@ -76,10 +81,10 @@ class Coordinator:
             cached = self.cache.get(workflow_id)
             known = cached.version if cached else 0
             if report is not None:
-                seq, attempt, message, next_attempt = report
+                seq, attempt, message, next_attempt, *rest = report
                 report = None
                 begun = self.fleet.report_and_begin(workflow_id, seq, attempt, message, next_attempt,
-                                                    INBOX_BATCH, known)
+                                                    INBOX_BATCH, known, heartbeat=bool(rest and rest[0]))
             else:
                 begun = self.fleet.begin(workflow_id, INBOX_BATCH, known)
             if begun is None:
@@ -98,14 +103,14 @@ class Coordinator:
         self.wake(workflow_id, None)
         return True
 
-    def _report_fast(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None]) -> bool | None:
+    def _report_fast(self, workflow_id: str, report: tuple[Any, ...]) -> bool | None:
         """The common case in one round trip: this process has the run cached, so it applies the report
         and appends the result at once, conditional on nobody having touched the run meanwhile. True
         when done; False when the script queued the report instead; None when not tried."""
         run = self.cache.get(workflow_id)
         if run is None or not run.is_open:
             return None
-        seq, attempt, message, next_attempt = report
+        seq, attempt, message, next_attempt, *rest = report
         before = run.state
         step = run.begin()
         run.apply(step, messages.decode(message), time.time(), self._rand.random())  # type: ignore[arg-type]
@@ -114,12 +119,14 @@ class Coordinator:
         run.seal(step)
         append = Append(workflow_id, run.run_id, step.expected, tuple(step.events), step.status, step.result,
                         step.error, time.time())
-        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=self.fleet.dispatch_deadline(),
+        eager = self._eager_pick(step)
+        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=self._deadline(eager),
                                       summary=before)
-        if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt) < 0:
+        if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt,
+                      bool(rest and rest[0])) < 0:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             return False
-        self._carry_out(run, step)
+        self._carry_out(run, step, eager=eager)
         if step.status is not None:
             _after_one(lambda: self.store.restatus(workflow_id, step.status))
         self._keep_or_drop(run)
@@ -165,12 +172,13 @@ class Coordinator:
         run.seal(step)
         append = Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
                         time.time())
+        eager = self._eager_pick(step)
         waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=_allowed(step),
-                             lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline())
+                             lease_token=begun.token, dispatch_deadline=self._deadline(eager))
         if waiting is None:
             self._drop(workflow_id)
             return None
-        self._carry_out(run, step, again)
+        self._carry_out(run, step, again, eager)
         self._keep_or_drop(run)
         return waiting
 
@@ -228,8 +236,24 @@ class Coordinator:
                 merged[key] = value
         return merged
 
+    def _eager_pick(self, step: st.Step) -> st.DispatchAttempt | None:
+        """The one attempt of this step that the caller will run itself (see `eager`), if any."""
+        if self.eager is None:
+            return None
+        for effect in step.effects:
+            if isinstance(effect, st.DispatchAttempt) and self.eager(
+                    effect.name, effect.attempt, self._options(effect.name, effect.options)):
+                return effect
+        return None
+
+    def _deadline(self, eager: st.DispatchAttempt | None) -> float:
+        """The deadline of the attempts a step dispatches: a lease when one of them starts at once in this
+        process (which renews it), else the time allowed for a worker to take the message."""
+        return self.fleet.lease_deadline() if eager is not None else self.fleet.dispatch_deadline()
+
     # --- effects, once the step is durable -------------------------------------------------------------
-    def _carry_out(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None = None) -> None:
+    def _carry_out(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None = None,
+                   eager: st.DispatchAttempt | None = None) -> None:
         """What a recorded step leads to (send activities, arm timers, start children, tell the parent):
         each is done even if an earlier one failed, since the step is recorded and will not run again,
         and each carries on from what the primary holds (see `on_primary`): a run must not stall while a
@@ -239,13 +263,16 @@ class Coordinator:
             _after_one(lambda: self.fleet.arm(wid, time.time() + stuck_retry,
                                               messages.encode(messages.RetryStuck(stuck_retry), rid)))
         for effect in step.effects:
-            _after_one(lambda effect=effect: self._effect(run, effect))
+            _after_one(lambda effect=effect: self._effect(run, effect, effect is eager))
 
-    def _effect(self, run: drv.RunDriver, effect: st.Effect) -> None:
+    def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False) -> None:
         wid, rid = run.workflow_id, run.run_id
         if isinstance(effect, st.DispatchAttempt):
-            self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input,
-                          self._options(effect.name, effect.options))
+            options = self._options(effect.name, effect.options)
+            if eager:
+                self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options, eager=True)
+            else:
+                self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options)
         elif isinstance(effect, st.ArmTimer):
             self.fleet.arm(wid, effect.due, messages.encode(st.TimerFired(effect.seq), rid))
         elif isinstance(effect, st.ArmRetry):

@@ -9,11 +9,9 @@
 --   inbox_key         <p>:{id}:inbox, list of messages for the coordinator
 --   events_key        <p>:{id}:events, stream, entry 0-<event id>
 --   attempts_key      <p>:{id}:attempts, hash: seq -> the attempt allowed to run
---   running_key       <p>:running, sorted set: attempt member -> lease expiry
---   running_info_key  <p>:running:info, hash: attempt member -> encoded info
+--   running_info_key  <p>:running:info, hash: attempt member -> encoded info (heartbeat attempts only)
 --   dirty_key         <p>:dirty, sorted set: workflow id -> when its inbox got a message
---   dispatched_key    <p>:dispatched, sorted set: attempt member -> dispatch deadline
---   received_key      <p>:received, hash: attempt member -> encoded receipt
+--   dispatched_key    <p>:dispatched, sorted set: attempt member -> deadline
 -- ARGV
 --   token             the new lease token
 --   ttl_ms            the lease's time to live, in milliseconds
@@ -27,16 +25,17 @@
 --   workflow_id       the run's workflow id
 --   next_deadline     until when the next attempt counts as dispatched
 --   attempt           the finished attempt's number
+--   heartbeat         '1' when the attempt promised heartbeats (its info is dropped), else ''
 -- Returns like begin.lua: {} when another coordinator holds the lease, else the run as read.
 
 -- #include "lib/attempt.lua"
 -- #include "lib/lease.lua"
 
 local r = {
-  inbox_key = KEYS[3], attempts_key = KEYS[5], running_key = KEYS[6], running_info_key = KEYS[7],
-  dirty_key = KEYS[8], dispatched_key = KEYS[9], received_key = KEYS[10],
+  inbox_key = KEYS[3], attempts_key = KEYS[5], running_info_key = KEYS[6], dirty_key = KEYS[7],
+  dispatched_key = KEYS[8],
   report = ARGV[5], seq = ARGV[6], member = ARGV[7], next_attempt = ARGV[8], now = ARGV[9],
-  workflow_id = ARGV[10], next_deadline = ARGV[11], attempt = ARGV[12],
+  workflow_id = ARGV[10], next_deadline = ARGV[11], attempt = ARGV[12], heartbeat = ARGV[13],
 }
 finish_attempt(r)
 queue_report(r)

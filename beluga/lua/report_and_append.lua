@@ -6,11 +6,10 @@
 --
 -- KEYS
 --   run_key, events_key, inbox_key, attempts_key, lease_key, dispatched_key
---                      as in append.lua (dispatched_key is the fleet-wide <p>:dispatched)
---   running_key        <p>:running, sorted set: attempt member -> lease expiry
---   running_info_key   <p>:running:info, hash: attempt member -> encoded info
+--                      as in append.lua (dispatched_key is the fleet-wide <p>:dispatched: attempt
+--                      member -> deadline, the one record of an attempt in flight)
+--   running_info_key   <p>:running:info, hash: attempt member -> encoded info (heartbeat attempts only)
 --   dirty_key          <p>:dirty, sorted set: workflow id -> when its inbox got a message
---   received_key       <p>:received, hash: attempt member -> encoded receipt
 -- ARGV
 --   run_id, expected_version, inbox_used, status, summary, updated, lease_token, dispatch_deadline,
 --   workflow_id
@@ -22,6 +21,7 @@
 --   now                the time, for the dirty mark
 --   next_deadline      until when the next attempt counts as dispatched
 --   attempt            the finished attempt's number
+--   heartbeat          '1' when the attempt promised heartbeats (its info is dropped), else ''
 --   #attempts, #events, attempts..., events...
 --                      as in append.lua
 -- Returns -1 when the report was queued for the coordinator, else how many messages are left in the
@@ -38,14 +38,14 @@ local a = {
   attempts = {}, events = {},
 }
 local r = {
-  inbox_key = KEYS[3], attempts_key = KEYS[4], dispatched_key = KEYS[6], running_key = KEYS[7],
-  running_info_key = KEYS[8], dirty_key = KEYS[9], received_key = KEYS[10],
+  inbox_key = KEYS[3], attempts_key = KEYS[4], dispatched_key = KEYS[6], running_info_key = KEYS[7],
+  dirty_key = KEYS[8],
   workflow_id = ARGV[9], report = ARGV[10], seq = ARGV[11], member = ARGV[12], next_attempt = ARGV[13],
-  now = ARGV[14], next_deadline = ARGV[15], attempt = ARGV[16],
+  now = ARGV[14], next_deadline = ARGV[15], attempt = ARGV[16], heartbeat = ARGV[17],
 }
-local n_attempts, n_events = tonumber(ARGV[17]), tonumber(ARGV[18])
-for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[18 + i] end
-for i = 1, n_events do a.events[i] = ARGV[18 + 2 * n_attempts + i] end
+local n_attempts, n_events = tonumber(ARGV[18]), tonumber(ARGV[19])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[19 + i] end
+for i = 1, n_events do a.events[i] = ARGV[19 + 2 * n_attempts + i] end
 
 local allowed = append_allowed(a)
 finish_attempt(r)

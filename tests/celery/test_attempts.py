@@ -61,25 +61,24 @@ def test_a_stale_report_leaves_the_attempt_that_replaced_it_allowed(fleet: Fleet
     assert fleet.redis.hget(attempts, "3") is None
 
 
-def test_a_receipt_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet) -> None:
+def test_a_deadline_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet) -> None:
     """A live worker that no longer holds a message (a lost broker connection dropped it, or its report
     and retry both failed) must not keep its attempt from being reclaimed."""
-    fleet.alive("w1")
     for seq in (1, 2):
         fleet.redis.zadd(f"{fleet.prefix}:dispatched", {_member("wf", seq, 1): time.time() + 60})
-    fleet.received([("wf", 1, 1, "run-1", "w1"), ("wf", 2, 1, "run-1", "w1")])
-    assert fleet.orphaned_attempts(time.time()) == []
+    fleet.hold([("wf", 1, 1), ("wf", 2, 1)])  # the worker took both messages
+    assert fleet.lapsed(time.time()) == []
     time.sleep(0.5)
-    fleet.hold_receipts([("wf", 2, 1)])  # the worker still holds seq 2's message, not seq 1's
+    fleet.hold([("wf", 2, 1)])  # the worker still holds seq 2's message, not seq 1's
     later = time.time() + LEASE - 0.25
-    assert [(lost.seq, lost.attempt) for lost in fleet.orphaned_attempts(later)] == [(1, 1)]
-    lost = fleet.orphaned_attempts(later)[0]
+    assert [(lost.seq, lost.attempt) for lost in fleet.lapsed(later)] == [(1, 1)]
+    lost = fleet.lapsed(later)[0]
     failure = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
     fleet.redis.hset(fleet.store.key("wf", "attempts"), "1", "1")
     assert fleet.reclaim(lost, failure)
     assert not fleet.reclaim(lost, failure)  # exactly one caller gets it
     inbox = [codec.decode(m) for m in fleet.redis.lrange(fleet.store.keys("wf")[2], 0, -1)]
-    assert inbox == [{"k": "activity", "run": "run-1", "seq": 1, "attempt": 1, "ok": False, "payload": failure}]
+    assert inbox == [{"k": "activity", "seq": 1, "attempt": 1, "ok": False, "payload": failure}]
     assert fleet.redis.hget(fleet.store.key("wf", "attempts"), "1") is None  # retired with it
     assert fleet.redis.zscore(f"{fleet.prefix}:dirty", "wf") is not None    # and found by the sweep
 

@@ -39,7 +39,7 @@ def _diagnose(ex: workflow.DurableExecutor, handles: list, fleet) -> str:
             lines.append(f"{h.id}: last events {tail}"
                          f" inbox={r.llen(store.keys(h.id)[2])} lease={r.get(store.key(h.id, 'lease'))}"
                          f" attempts={r.hgetall(store.key(h.id, 'attempts'))}")
-    lines.append(f"running={r.zrange('beluga:running', 0, -1, withscores=True)}")
+    lines.append(f"deadlines={r.zrange('beluga:dispatched', 0, -1, withscores=True)}")
     lines.append(f"dirty={r.zrange('beluga:dirty', 0, -1, withscores=True)} now={time.time()}")
     lines.append(f"broker queue len={r.llen('beluga')} unacked={r.hlen('unacked')}")
     for w in fleet.workers:

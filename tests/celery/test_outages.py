@@ -232,9 +232,8 @@ def diagnose(client: Client, ids: list[str], fleet: OutageFleet) -> str:
         tail = [(e.id, e.type, e.attrs.get("seq"), e.attrs.get("attempt")) for e in state.history[-5:]]
         lines.append(f"{wid}: {state.status.value} last events {tail} inbox={r.llen(store.keys(wid)[2])}"
                      f" lease={r.get(store.key(wid, 'lease'))} attempts={r.hgetall(store.key(wid, 'attempts'))}")
-    for key in ("beluga:running", "beluga:dispatched", "beluga:dirty"):
+    for key in ("beluga:dispatched", "beluga:dirty"):
         lines.append(f"{key}={r.zrange(key, 0, 20, withscores=True)}")
-    lines.append(f"beluga:received={r.hgetall('beluga:received')}")
     lines.append(f"now={time.time()} broker queues="
                  f"{ {k.decode(): b.llen(k) for k in b.keys('beluga*') if b.type(k) == b'list'} }"
                  f" unacked={b.hlen('unacked')}")
