@@ -494,6 +494,9 @@ def main() -> None:
     ap.add_argument("--client-has-code", action="store_true",
                     help="the client imports the workflow module too (a web app sharing the workers' code), so it "
                          "takes each run's first step itself (eager start) instead of sending a coordinate task")
+    ap.add_argument("--eager", type=int, default=None,
+                    help="BELUGA_EAGER_ACTIVITIES for the worker (0: every activity through the broker; default: "
+                         "the shipped setting)")
     ap.add_argument("--workflows", type=int, default=200)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--latency-steps", type=int, default=100)
@@ -516,11 +519,13 @@ def main() -> None:
     print("machine:", fs.machine())
     with fs.redis_server(args.server) as (url, desc):
         print("server:", desc, url)
-        worker = fs.CeleryWorker(url, log_dir)
+        eager_env = {} if args.eager is None else {"BELUGA_EAGER_ACTIVITIES": str(args.eager)}
+        worker = fs.CeleryWorker(url, log_dir, extra_env=eager_env)
         temporal = None
         try:
             worker.wait_ready()
-            print("worker:", " ".join(worker.cmd[2:]), f"pids {worker.pids()}")
+            print("worker:", " ".join(worker.cmd[2:]), f"pids {worker.pids()}",
+                  f"BELUGA_EAGER_ACTIVITIES={args.eager if args.eager is not None else 'default'}")
             if args.client_has_code:
                 import benchmarks.fleet_workload  # noqa: F401
             ex = workflow.new("celery", workflow.Config(extra={"broker_url": url, "redis_url": url}))
@@ -559,7 +564,9 @@ def main() -> None:
 
     now = fs.code_revision()
     code = revision if now == revision else f"{revision} (the tree changed to {now} during the run)"
-    print(f"\nresults (medians of the repetitions; ratios from medians of this same run; code {code}):")
+    eager = args.eager if args.eager is not None else "default"
+    print(f"\nresults (medians of the repetitions; ratios from medians of this same run; code {code}; "
+          f"BELUGA_EAGER_ACTIVITIES={eager}):")
     print_table(b.rows)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"total time {time.perf_counter() - t_begin:.0f}s | load avg after {load}")
