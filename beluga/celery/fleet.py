@@ -3,11 +3,11 @@ activity attempts and leases. One place owns every key name.
 
 - inbox `<p>:{id}:inbox`: messages for the coordinator (signal, cancel, activity result, timer, ...)
 - lease `<p>:{id}:lease`: the one coordinator allowed to append to the run
-- attempts `<p>:{id}:attempts`: seq -> the attempt that may run now (stale deliveries are dropped)
 - `<p>:timers`: due time -> message, drained into inboxes by the scheduler
-- `<p>:dispatched`: every activity attempt in flight -> its one deadline: set by the append that
+- `<p>:dispatched`: every activity attempt allowed to run -> its one deadline: set by the append that
   dispatches it (schedule-to-start), renewed by the worker that holds its message (or runs it eagerly),
   moved to the heartbeat timeout by the claim of an attempt that promised heartbeats, dropped by its report
+  or its reclaim (a delivery of an attempt without a deadline is stale, and skipped)
 - `<p>:running:info`: attempts that promised heartbeats -> their run id and heartbeat timeout
 - `<p>:wake`: runs whose inbox got messages from the scheduler and still need a coordinator
 
@@ -131,11 +131,11 @@ class Fleet:
         token = uuid.uuid4().hex
         got = self._lua.run(ReportCall(
             begin=self._begin_call(workflow_id, token, limit, known_version, ttl),
-            attempts_key=self.store.key(workflow_id, "attempts"), running_info_key=self._fleet_key("running:info"),
-            dirty_key=self._fleet_key("dirty"), dispatched_key=self._fleet_key("dispatched"),
+            running_info_key=self._fleet_key("running:info"), dirty_key=self._fleet_key("dirty"),
+            dispatched_key=self._fleet_key("dispatched"),
             report=codec.encode(message), seq=seq, member=_running_member(workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(), workflow_id=workflow_id,
-            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0), attempt=attempt,
+            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0),
             heartbeat="1" if heartbeat else ""))
         return _begun(token, got)
 
@@ -149,7 +149,7 @@ class Fleet:
             running_info_key=self._fleet_key("running:info"), dirty_key=self._fleet_key("dirty"),
             report=codec.encode(message), seq=seq, member=_running_member(append_call.workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(),
-            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0), attempt=attempt,
+            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0),
             heartbeat="1" if heartbeat else "")
         return self.store.replicated(lambda client: int(self._lua.run(call, client=client)),
                                      f"attempt {attempt} of workflow {append_call.workflow_id} seq {seq}")
@@ -181,9 +181,8 @@ class Fleet:
         (True, the last heartbeat details of an earlier attempt). `ttl` is its heartbeat timeout, when
         it promised heartbeats: its deadline then moves with each heartbeat, not with its holder."""
         got = self._lua.run(ClaimCall(
-            attempts_key=self.store.key(workflow_id, "attempts"), dispatched_key=self._fleet_key("dispatched"),
-            running_info_key=self._fleet_key("running:info"), beats_key=self.store.key(workflow_id, "beats"),
-            seq=seq, attempt=attempt, member=_running_member(workflow_id, seq, attempt),
+            dispatched_key=self._fleet_key("dispatched"), running_info_key=self._fleet_key("running:info"),
+            beats_key=self.store.key(workflow_id, "beats"), seq=seq, member=_running_member(workflow_id, seq, attempt),
             expiry=time.time() + (ttl or self.lease_seconds),
             info=codec.encode({"run": run_id, "heartbeat_timeout": ttl}) if ttl else None))
         if not got:
@@ -278,10 +277,9 @@ class Fleet:
                                   lost.info.get("run"))
         call = ReclaimCall(
             dispatched_key=self._fleet_key("dispatched"), running_info_key=self._fleet_key("running:info"),
-            inbox_key=self.store.keys(lost.workflow_id)[2], attempts_key=self.store.key(lost.workflow_id, "attempts"),
-            dirty_key=self._fleet_key("dirty"), member=_running_member(lost.workflow_id, lost.seq, lost.attempt),
-            deadline=lost.deadline, report=codec.encode(message), seq=lost.seq, attempt=lost.attempt,
-            now=time.time(), workflow_id=lost.workflow_id)
+            inbox_key=self.store.keys(lost.workflow_id)[2], dirty_key=self._fleet_key("dirty"),
+            member=_running_member(lost.workflow_id, lost.seq, lost.attempt), deadline=lost.deadline,
+            report=codec.encode(message), now=time.time(), workflow_id=lost.workflow_id)
         # claimed: a lagging replica must not make this caller drop it (see on_primary)
         return bool(on_primary(self.store.replicated, lambda client: self._lua.run(call, client=client),
                                f"a lost attempt of workflow {lost.workflow_id}"))

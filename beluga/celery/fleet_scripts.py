@@ -32,7 +32,6 @@ class ReportCall(Call):
 
     SCRIPT: ClassVar[str] = "report.lua"
     begin: BeginCall = part(BeginCall)
-    attempts_key: str = key()
     running_info_key: str = key()
     dirty_key: str = key()
     dispatched_key: str = key()
@@ -43,7 +42,6 @@ class ReportCall(Call):
     now: float = arg()
     workflow_id: str = arg()
     next_deadline: float = arg()
-    attempt: int = arg()
     heartbeat: str = arg()
 
 
@@ -62,7 +60,6 @@ class ReportAndAppendCall(Call):
     next_attempt: int | None = arg()
     now: float = arg()
     next_deadline: float = arg()
-    attempt: int = arg()
     heartbeat: str = arg()
 
 
@@ -72,12 +69,10 @@ class ClaimCall(Call):
     or None]."""
 
     SCRIPT: ClassVar[str] = "claim.lua"
-    attempts_key: str = key()
     dispatched_key: str = key()
     running_info_key: str = key()
     beats_key: str = key()
     seq: int = arg()
-    attempt: int = arg()
     member: str = arg()
     expiry: float = arg()
     info: bytes | None = arg()
@@ -92,13 +87,10 @@ class ReclaimCall(Call):
     dispatched_key: str = key()
     running_info_key: str = key()
     inbox_key: str = key()
-    attempts_key: str = key()
     dirty_key: str = key()
     member: str = arg()
     deadline: float = arg()
     report: bytes = arg()
-    seq: int = arg()
-    attempt: int = arg()
     now: float = arg()
     workflow_id: str = arg()
 

@@ -5,9 +5,9 @@
 --   run_key            <p>:{id}:run, hash: run_id, version, status, summary, updated, ...
 --   events_key         <p>:{id}:events, stream, entry 0-<event id>
 --   inbox_key          <p>:{id}:inbox, list of messages for the coordinator
---   attempts_key       <p>:{id}:attempts, hash: seq -> the attempt allowed to run
+--   attempts_key       unused (an attempt is allowed while it has a deadline in dispatched_key)
 --   lease_key          <p>:{id}:lease, the coordinator's lease token
---   dispatched_key     sorted set: "<id>\0<seq>\0<attempt>" -> dispatch deadline
+--   dispatched_key     sorted set: "<id>\0<seq>\0<attempt>" -> deadline, for each attempt allowed to run
 -- ARGV
 --   run_id             the run the writer read
 --   expected_version   the version the writer read; its events get ids expected_version + 1, ...

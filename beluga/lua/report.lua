@@ -8,7 +8,6 @@
 --   run_key           <p>:{id}:run, hash: run_id, version, ...
 --   inbox_key         <p>:{id}:inbox, list of messages for the coordinator
 --   events_key        <p>:{id}:events, stream, entry 0-<event id>
---   attempts_key      <p>:{id}:attempts, hash: seq -> the attempt allowed to run
 --   running_info_key  <p>:running:info, hash: attempt member -> encoded info (heartbeat attempts only)
 --   dirty_key         <p>:dirty, sorted set: workflow id -> when its inbox got a message
 --   dispatched_key    <p>:dispatched, sorted set: attempt member -> deadline
@@ -24,7 +23,6 @@
 --   now               the time, for the dirty mark
 --   workflow_id       the run's workflow id
 --   next_deadline     until when the next attempt counts as dispatched
---   attempt           the finished attempt's number
 --   heartbeat         '1' when the attempt promised heartbeats (its info is dropped), else ''
 -- Returns like begin.lua: {} when another coordinator holds the lease, else the run as read.
 
@@ -32,10 +30,9 @@
 -- #include "lib/lease.lua"
 
 local r = {
-  inbox_key = KEYS[3], attempts_key = KEYS[5], running_info_key = KEYS[6], dirty_key = KEYS[7],
-  dispatched_key = KEYS[8],
+  inbox_key = KEYS[3], running_info_key = KEYS[5], dirty_key = KEYS[6], dispatched_key = KEYS[7],
   report = ARGV[5], seq = ARGV[6], member = ARGV[7], next_attempt = ARGV[8], now = ARGV[9],
-  workflow_id = ARGV[10], next_deadline = ARGV[11], attempt = ARGV[12], heartbeat = ARGV[13],
+  workflow_id = ARGV[10], next_deadline = ARGV[11], heartbeat = ARGV[12],
 }
 finish_attempt(r)
 queue_report(r)

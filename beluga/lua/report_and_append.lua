@@ -20,7 +20,6 @@
 --   next_attempt       the attempt allowed next (a retry), or '' to retire the seq
 --   now                the time, for the dirty mark
 --   next_deadline      until when the next attempt counts as dispatched
---   attempt            the finished attempt's number
 --   heartbeat          '1' when the attempt promised heartbeats (its info is dropped), else ''
 --   #attempts, #events, attempts..., events...
 --                      as in append.lua
@@ -38,19 +37,20 @@ local a = {
   attempts = {}, events = {},
 }
 local r = {
-  inbox_key = KEYS[3], attempts_key = KEYS[4], dispatched_key = KEYS[6], running_info_key = KEYS[7],
-  dirty_key = KEYS[8],
+  inbox_key = KEYS[3], dispatched_key = KEYS[6], running_info_key = KEYS[7], dirty_key = KEYS[8],
   workflow_id = ARGV[9], report = ARGV[10], seq = ARGV[11], member = ARGV[12], next_attempt = ARGV[13],
-  now = ARGV[14], next_deadline = ARGV[15], attempt = ARGV[16], heartbeat = ARGV[17],
+  now = ARGV[14], next_deadline = ARGV[15], heartbeat = ARGV[16],
 }
-local n_attempts, n_events = tonumber(ARGV[18]), tonumber(ARGV[19])
-for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[19 + i] end
-for i = 1, n_events do a.events[i] = ARGV[19 + 2 * n_attempts + i] end
+local n_attempts, n_events = tonumber(ARGV[17]), tonumber(ARGV[18])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[18 + i] end
+for i = 1, n_events do a.events[i] = ARGV[18 + 2 * n_attempts + i] end
 
 local allowed = append_allowed(a)
 finish_attempt(r)
-if not allowed or redis.call('EXISTS', a.lease_key) == 1 or redis.call('LLEN', a.inbox_key) > 0 then
+-- one command for both: the lease is held, or the inbox has messages (an empty list does not exist)
+if not allowed or redis.call('EXISTS', a.lease_key, a.inbox_key) > 0 then
   queue_report(r)
   return -1
 end
+a.inbox_empty = true  -- and nothing is pushed while this script runs
 return append_write(a)

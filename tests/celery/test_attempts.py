@@ -49,16 +49,17 @@ def _member(wid: str, seq: int, attempt: int) -> str:
 def test_a_stale_report_leaves_the_attempt_that_replaced_it_allowed(fleet: Fleet) -> None:
     """Attempt 1 was reclaimed and attempt 2 allowed; attempt 1's late report must not retire attempt 2
     (whose claim would then find it stale and drop it: the run waited forever)."""
-    attempts = fleet.store.key("w", "attempts")
-    fleet.redis.hset(attempts, "3", "2")
+    deadlines = f"{fleet.prefix}:dispatched"
+    fleet.redis.zadd(deadlines, {_member("w", 3, 2): time.time() + 60})
     late = {"k": "activity", "run": "r", "seq": 3, "attempt": 1, "ok": True, "payload": 1}
     fleet.report_and_begin("w", 3, 1, late, None)
-    assert fleet.redis.hget(attempts, "3") == b"2"
-    fleet.report_and_begin("w", 3, 1, {**late, "ok": False}, 2)  # nor set it when it asked for a retry
-    assert fleet.redis.hget(attempts, "3") == b"2"
-    assert not fleet.redis.zscore(f"{fleet.prefix}:dispatched", _member("w", 3, 2))
+    assert fleet.redis.zrange(deadlines, 0, -1) == [_member("w", 3, 2).encode()]
+    fleet.report_and_begin("w", 3, 1, {**late, "ok": False}, 2)  # nor allow anything when it asked for a retry
+    assert fleet.redis.zrange(deadlines, 0, -1) == [_member("w", 3, 2).encode()]
+    assert fleet.claim("w", 3, 2, "r")[0]
     fleet.report_and_begin("w", 3, 2, {**late, "attempt": 2}, None)  # the current one retires it
-    assert fleet.redis.hget(attempts, "3") is None
+    assert fleet.redis.zcard(deadlines) == 0
+    assert not fleet.claim("w", 3, 2, "r")[0]  # a redelivery of it is stale now
 
 
 def test_a_deadline_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet) -> None:
@@ -74,12 +75,11 @@ def test_a_deadline_lapses_unless_the_worker_still_holds_the_message(fleet: Flee
     assert [(lost.seq, lost.attempt) for lost in fleet.lapsed(later)] == [(1, 1)]
     lost = fleet.lapsed(later)[0]
     failure = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
-    fleet.redis.hset(fleet.store.key("wf", "attempts"), "1", "1")
     assert fleet.reclaim(lost, failure)
     assert not fleet.reclaim(lost, failure)  # exactly one caller gets it
     inbox = [codec.decode(m) for m in fleet.redis.lrange(fleet.store.keys("wf")[2], 0, -1)]
     assert inbox == [{"k": "activity", "seq": 1, "attempt": 1, "ok": False, "payload": failure}]
-    assert fleet.redis.hget(fleet.store.key("wf", "attempts"), "1") is None  # retired with it
+    assert fleet.redis.zrange(f"{fleet.prefix}:dispatched", 0, -1) == [_member("wf", 2, 1).encode()]  # retired
     assert fleet.redis.zscore(f"{fleet.prefix}:dirty", "wf") is not None    # and found by the sweep
 
 

@@ -50,10 +50,18 @@ def _in_flight(fleet: Fleet, wid: str, seq: int, attempt: int, heartbeat: bool =
     """An attempt as the fleet records it while it runs: allowed, with a deadline (and, when it promised
     heartbeats, its info)."""
     m = _member(wid, seq, attempt)
-    fleet.redis.hset(fleet.store.key(wid, "attempts"), str(seq), str(attempt))
     fleet.redis.zadd(_k(fleet, "dispatched"), {m: 1.0})
     if heartbeat:
         fleet.redis.hset(_k(fleet, "running:info"), m, b"info")
+
+
+def _allowed(fleet: Fleet) -> list[tuple[str, int, int]]:
+    """The attempts allowed to run: those with a deadline."""
+    out = []
+    for m in fleet.redis.zrange(_k(fleet, "dispatched"), 0, -1):
+        wid, seq, attempt = m.decode().split("\x00")
+        out.append((wid, int(seq), int(attempt)))
+    return out
 
 
 def _traces(fleet: Fleet, member: bytes) -> list[bool]:
@@ -138,7 +146,7 @@ def test_report_with_the_lease_free_retires_the_attempt_and_begins(fleet: Fleet)
     assert fleet.redis.get(fleet.store.key("w", "lease")) == begun.token.encode()
     assert [codec.decode(m)["k"] for m in begun.messages] == ["signal", "activity"]   # the report comes last
     assert begun.inbox_used == 2 and [codec.decode_event(e).id for e in begun.newer] == [3]
-    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") is None
+    assert _allowed(fleet) == []
     assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
     assert before <= fleet.redis.zscore(_k(fleet, "dirty"), "w") <= time.time()
 
@@ -151,7 +159,7 @@ def test_report_with_the_lease_held_is_queued_for_its_holder(fleet: Fleet) -> No
     assert fleet.report_and_begin("w", 4, 1, {"k": "activity", "seq": 4}, None) is None
     assert [codec.decode(m)["seq"] for m in _inbox(fleet)] == [4]
     assert fleet.redis.get(fleet.store.key("w", "lease")) == holder.token.encode()
-    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") is None
+    assert _allowed(fleet) == []
     assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
     assert fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
 
@@ -161,7 +169,7 @@ def test_report_of_a_retry_allows_the_next_attempt(fleet: Fleet) -> None:
     _in_flight(fleet, "w", 4, 1, heartbeat=True)
     before = time.time()
     fleet.report_and_begin("w", 4, 1, {"k": "activity", "seq": 4, "retry_in": 30.0}, 2, heartbeat=True)
-    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") == b"2"
+    assert _allowed(fleet) == [("w", 4, 2)]
     deadline = fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 2))
     assert before + 30 + 2 * LEASE <= deadline <= time.time() + 30 + 2 * LEASE
     assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
@@ -183,7 +191,7 @@ def test_report_and_append_appends_when_the_run_is_untouched(fleet: Fleet) -> No
     assert fleet.store.version("w") == ("r1", 4)
     assert [e.id for e in fleet.store.history("w")] == [1, 2, 3, 4]
     assert _inbox(fleet) == [] and fleet.redis.zscore(_k(fleet, "dirty"), "w") is None   # nothing queued
-    assert fleet.redis.hgetall(fleet.store.key("w", "attempts")) == {b"5": b"1"}          # 4 retired, 5 allowed
+    assert _allowed(fleet) == [("w", 5, 1)]                                                # 4 retired, 5 allowed
     assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 5, 1)) == 77.0       # the fleet-wide record
     assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
 
@@ -202,7 +210,7 @@ def test_report_and_append_queues_the_report_when_the_run_was_touched(fleet: Fle
     assert fleet.store.version("w") == ("r1", 3)                                  # nothing appended
     assert codec.decode(_inbox(fleet)[-1]) == {"k": "activity", "seq": 4}        # the report, queued last
     assert fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
-    assert fleet.redis.hgetall(fleet.store.key("w", "attempts")) == {b"4": b"2"}  # retried; 5 not allowed
+    assert _allowed(fleet) == [("w", 4, 2)]                                      # retried; 5 not allowed
     assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
     assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 5, 1)) is None
     if touched == "lease held":
@@ -232,16 +240,13 @@ def test_claim_without_heartbeat_details(fleet: Fleet) -> None:
     assert _traces(fleet, m) == [True, False]  # no info: it promised no heartbeats
 
 
-@pytest.mark.parametrize("allowed", ["2", None])
-def test_claim_refuses_a_stale_attempt(fleet: Fleet, allowed: str | None) -> None:
-    _in_flight(fleet, "w", 4, 1)
-    m = _member("w", 4, 1)
-    if allowed is None:
-        fleet.redis.hdel(fleet.store.key("w", "attempts"), "4")
-    else:
-        fleet.redis.hset(fleet.store.key("w", "attempts"), "4", allowed)
+@pytest.mark.parametrize("allowed", [2, None])
+def test_claim_refuses_a_stale_attempt(fleet: Fleet, allowed: int | None) -> None:
+    if allowed is not None:  # attempt 1 was reclaimed, attempt 2 allowed
+        _in_flight(fleet, "w", 4, allowed)
     assert fleet.claim("w", 4, 1, "r1", ttl=20.0) == (False, None)
-    assert _traces(fleet, m) == [False] * 2   # not started; its deadline is dropped
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 2   # not started, nothing written
+    assert _allowed(fleet) == ([] if allowed is None else [("w", 4, 2)])
 
 
 def test_hold_renews_only_attempts_still_in_flight(fleet: Fleet) -> None:
@@ -269,34 +274,32 @@ def test_lapsed_finds_attempts_past_their_deadline_unless_their_message_still_wa
 def test_reclaim_leaves_an_attempt_renewed_since_it_was_found(fleet: Fleet) -> None:
     from beluga.celery.fleet import Lost
 
-    fleet.redis.hset(fleet.store.key("w", "attempts"), "4", "1")
     fleet.redis.zadd(_k(fleet, "dispatched"), {_member("w", 4, 1): 10.0})
     lost = fleet.lapsed(11.0)[0]
     fleet.hold([("w", 4, 1)])  # its worker renewed it meanwhile
     failure = {"type": "WorkerLost", "message": "gone", "traceback": "", "non_retryable": False}
     assert fleet.reclaim(lost, failure) is False
-    assert _inbox(fleet) == [] and fleet.redis.hget(fleet.store.key("w", "attempts"), "4") == b"1"
+    assert _inbox(fleet) == [] and _allowed(fleet) == [("w", 4, 1)]
     assert fleet.reclaim(Lost("w", 4, 1, {}, time.time() + LEASE + 1), failure) is True
 
 
-def test_reclaim_claims_once_queues_the_failure_and_retires_only_the_attempt_still_allowed(fleet: Fleet) -> None:
+def test_reclaim_claims_once_queues_the_failure_and_retires_the_attempt(fleet: Fleet) -> None:
     from beluga.celery.fleet import Lost
 
-    attempts = fleet.store.key("w", "attempts")
-    fleet.redis.hset(attempts, mapping={"4": "2", "5": "1"})
     failure = {"type": "WorkerLost", "message": "gone", "traceback": "", "non_retryable": False}
     for seq, attempt in ((4, 1), (5, 1)):
         fleet.redis.zadd(_k(fleet, "dispatched"), {_member("w", seq, attempt): 1.0})
-    stale, current = (Lost("w", 4, 1, {"run": "r1"}, 1.0), Lost("w", 5, 1, {"run": "r1"}, 1.0))
-    assert fleet.reclaim(stale, failure) is True
-    assert fleet.redis.hgetall(attempts) == {b"4": b"2", b"5": b"1"}  # attempt 2 of seq 4 stays allowed
-    assert fleet.reclaim(current, failure) is True
-    assert fleet.reclaim(current, failure) is False  # claimed once
-    assert fleet.redis.hgetall(attempts) == {b"4": b"2"}
+    fleet.redis.zadd(_k(fleet, "dispatched"), {_member("w", 4, 2): 99.0})  # seq 4 was retried meanwhile
+    first, second = Lost("w", 4, 1, {"run": "r1"}, 1.0), Lost("w", 5, 1, {"run": "r1"}, 1.0)
+    assert fleet.reclaim(first, failure) is True
+    assert _allowed(fleet) == [("w", 5, 1), ("w", 4, 2)]  # attempt 2 of seq 4 stays allowed
+    assert fleet.reclaim(second, failure) is True
+    assert fleet.reclaim(second, failure) is False  # claimed once
+    assert _allowed(fleet) == [("w", 4, 2)]
     reports = [codec.decode(m) for m in _inbox(fleet)]
     assert [(r["seq"], r["attempt"], r["ok"], r["run"]) for r in reports] == [(4, 1, False, "r1"), (5, 1, False, "r1")]
     assert "retry_in" not in reports[0]  # the coordinator decides under the retry policy
-    assert fleet.redis.zcard(_k(fleet, "dispatched")) == 0 and fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
+    assert fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
 
 
 # --- drain_timers.lua, sweep.lua ----------------------------------------------------------------------
