@@ -34,6 +34,7 @@ from beluga.stores.redis import on_primary
 
 log = logging.getLogger("beluga.coordinator")
 INBOX_BATCH = 100
+SENT_AT = "_version"  # in an activity message's options: the run's version after the append that sent it
 STUCK_RETRY_MAX = 300.0
 
 
@@ -64,8 +65,8 @@ class Coordinator:
     def run(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
         looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
-        attempt's (seq, attempt, message, next attempt[, whether it promised heartbeats]), handed over by
-        the task that ran it."""
+        attempt's (seq, attempt, message, next attempt[, whether it promised heartbeats[, the run's
+        version when it was sent]]), handed over by the task that ran it."""
         worked = False
         if report is not None:
             try:
@@ -106,12 +107,25 @@ class Coordinator:
     def _report_fast(self, workflow_id: str, report: tuple[Any, ...]) -> bool | None:
         """The common case in one round trip: this process has the run cached, so it applies the report
         and appends the result at once, conditional on nobody having touched the run meanwhile. True
-        when done; False when the script queued the report instead; None when not tried."""
+        when done; False when the script queued the report instead; None when not tried.
+
+        `report` may say (its sixth item) which version the run had when the attempt was sent: a cached
+        run behind it (another process of the pool took the step before) first catches up with the
+        events it missed, one more round trip instead of the coordinator's lease, read and reload."""
         run = self.cache.get(workflow_id)
         if run is None or not run.is_open:
             return None
         seq, attempt, message, next_attempt, *rest = report
-        before = run.state
+        before: Any = run.state
+        sent_at = rest[1] if len(rest) > 1 else None
+        if sent_at is not None and run.version < sent_at:
+            if message.get("run") != run.run_id:
+                return None
+            missed = self.store.history(workflow_id, after=run.version)
+            if len(missed) < sent_at - run.version or not run.catch_up(missed):
+                self._drop(workflow_id)
+                return None
+            before = None  # the cached summary may be behind: the store's is read if the step closes the run
         step = run.begin()
         run.apply(step, messages.decode(message), time.time(), self._rand.random())  # type: ignore[arg-type]
         if not step.events:  # stale for this cached state: let the coordinator sort it out
@@ -268,7 +282,7 @@ class Coordinator:
     def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False) -> None:
         wid, rid = run.workflow_id, run.run_id
         if isinstance(effect, st.DispatchAttempt):
-            options = self._options(effect.name, effect.options)
+            options = {**self._options(effect.name, effect.options), SENT_AT: run.version}
             if eager:
                 self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options, eager=True)
             else:

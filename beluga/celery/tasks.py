@@ -17,7 +17,7 @@ from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.celery import messages
 from beluga.celery.app import activity_queue
-from beluga.celery.coordinator import Coordinator, Stuck
+from beluga.celery.coordinator import SENT_AT, Coordinator, Stuck
 from beluga.celery.fleet import Fleet
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.core.definitions import effective_option, effective_retry, registry
@@ -81,7 +81,7 @@ class Runtime:
 
     # --- eager activities ---------------------------------------------------------------------------
     def takes_eagerly(self, name: str, attempt: int, options: dict[str, Any]) -> bool:
-        """Whether the activity task running in this thread would run this attempt itself, right after
+        """Whether the task running in this thread would run this attempt itself, right after
         the append that dispatches it, instead of sending it through the broker (see `EagerSlot`): a first
         attempt of an activity this worker has the code for, with no queue of its own, no timeout and no
         heartbeat timeout (those are enforced per Celery task), while the slot is free and its budget lasts."""
@@ -167,11 +167,12 @@ class Runtime:
 
 
 class EagerSlot:
-    """An activity task's budget of eager steps: when its attempt's report leads to a new attempt that
-    this worker can run (see `Runtime.takes_eagerly`), the append that dispatches it notes it with a
-    lease deadline, the coordinator leaves it here instead of sending it through the broker, and the
-    task runs it next, in the same process; `limit` consecutive eager steps at most, then the run goes
-    back through the broker and gives up the process to other runs."""
+    """A task's budget of eager steps. When an activity task's report (or a coordinate task's step, such
+    as a run's start) leads to a new attempt that this worker can run (see `Runtime.takes_eagerly`), the
+    append that dispatches it gives it a lease deadline, the coordinator leaves it here instead of
+    sending it through the broker, and the task runs it next, in the same process; its report may leave
+    the next one. `limit` eager attempts per task at most: then the run goes back through the broker,
+    and the process to whatever waits there."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -292,7 +293,7 @@ def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: i
         message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
                                           details, heartbeat_timeout)
         celery_retry = message.get("celery_retry", False)
-        report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat)
+        report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options.get(SENT_AT))
         # Redis away: keep trying (the attempt's deadline is renewed meanwhile); reporting twice is
         # harmless, a stale report is ignored. Past the budget the attempt is given up: its deadline
         # lapses and any live worker's scheduler dispatches a new attempt.
@@ -322,6 +323,26 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
         rt.in_flight.discard(key)
     if reported is not None and reported[0]:  # its retry goes through the broker, as any Celery retry
         rt.dispatch(workflow_id, run_id, seq, attempt + 1, name, input, options, countdown=reported[1])
+
+
+def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
+    """Run the attempts left in the task's eager slot, one after the other, each possibly leaving the
+    next; then close the slot."""
+    try:
+        while slot is not None and slot.next is not None:
+            job, slot.next = slot.next, None
+            slot.used += 1
+            run_eagerly(rt, *job)
+    finally:
+        close_eager_slot(rt, slot)
+
+
+def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
+    """No more eager attempts in this task; one still left in the slot goes through the broker."""
+    rt._local.slot = None
+    if slot is not None and slot.next is not None:
+        job, slot.next = slot.next, None
+        rt.dispatch(*job)
 
 
 def _eager_allowed(task: Any) -> bool:
@@ -356,6 +377,8 @@ def bind(app: Celery) -> None:
     @app.task(name="beluga.coordinate", shared=False, bind=True, acks_late=True, max_retries=None)
     def coordinate(self: Any, workflow_id: str) -> None:
         rt = runtime(app)
+        slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
+        rt._local.slot = slot  # the run's first activity (or the next after a signal) may start right here
         try:
             rt.coordinator.run(workflow_id)
             _coordinating.recovered()
@@ -364,6 +387,10 @@ def bind(app: Celery) -> None:
         except TRANSIENT as exc:  # its inbox keeps the messages; the sweep wakes the run again
             _coordinating.error("could not coordinate workflow %s (the sweep will wake it again)", workflow_id,
                                 exc=exc)
+        except BaseException:
+            close_eager_slot(rt, slot)
+            raise
+        run_eager_slot(rt, slot)
 
     @app.task(name="beluga.activity", shared=False, bind=True, acks_late=True, reject_on_worker_lost=True,
               max_retries=None)
@@ -407,14 +434,10 @@ def bind(app: Celery) -> None:
                 raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
                                  countdown=reported[1], argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
                                  kwargsrepr="{}")
-            while slot is not None and slot.next is not None:
-                job, slot.next = slot.next, None
-                slot.used += 1
-                run_eagerly(rt, *job)
-        finally:
-            rt._local.slot = None
-            if slot is not None and slot.next is not None:  # not run after all: through the broker
-                rt.dispatch(*slot.next)
+        except BaseException:
+            close_eager_slot(rt, slot)
+            raise
+        run_eager_slot(rt, slot)
 
     @app.task(name="beluga.query", shared=False, bind=True)
     def query(self: Any, workflow_id: str, name: str, args: list[Any], reply_to: str) -> None:
