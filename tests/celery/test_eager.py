@@ -1,6 +1,6 @@
-"""Eager activities (BELUGA_EAGER_ACTIVITIES): a worker that finishes an attempt runs the run's next
-activity in the same task, without the broker, at most N times in a row; a worker killed with -9 in
-the middle of an eager attempt loses nothing and duplicates nothing."""
+"""Eager activities (BELUGA_EAGER_ACTIVITIES): a worker that finishes an attempt (or a coordinate task
+that starts a run) runs the run's next activity in the same task, without the broker, at most N times
+in a row; a worker killed with -9 in the middle of an eager attempt loses nothing and duplicates nothing."""
 
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ def test_eager_steps_run_in_the_task_before_them_and_the_bound_holds(private_fle
     wid = _run(ex, {"steps": 10})
     trace = _trace(fleet, wid)
     assert [(seq, attempt) for seq, attempt, _, _ in trace] == [(seq, 1) for seq in range(1, 11)]
-    # one task through the broker, then 3 eager attempts in it; then the run goes through the broker again
-    assert _groups(trace) == [4, 4, 2]
+    # the coordinate task that started the run runs its first 3 attempts; then the run goes through the
+    # broker: an activity task, and 3 eager attempts in it; and again
+    assert _groups(trace) == [3, 4, 3]
     assert len({pid for *_, pid in trace}) == 1
     _check_history(ex.describe(wid).history)
     # an activity with a timeout goes through the broker, and its task (under a Celery time limit, which
@@ -83,7 +84,7 @@ def test_a_worker_killed_during_an_eager_attempt(private_fleet) -> None:
         assert time.monotonic() < deadline, _trace(fleet, wid)
         time.sleep(0.05)
     trace = _trace(fleet, wid)
-    assert _groups(trace) == [3]  # seq 2 and 3 run eagerly in the task of seq 1
+    assert _groups(trace) == [3]  # seq 1 to 3 run eagerly in the coordinate task that started the run
     time.sleep(0.3)
     doomed.kill9()
     killed_at = time.monotonic()
