@@ -112,12 +112,14 @@ class Coordinator:
         `report` may say (its sixth item) which version the run had when the attempt was sent: a cached
         run behind it (another process of the pool took the step before) first catches up with the
         events it missed, one more round trip instead of the coordinator's lease, read and reload."""
+        seq, attempt, message, next_attempt, *rest = report
+        sent_at = rest[1] if len(rest) > 1 else None
         run = self.cache.get(workflow_id)
+        if run is None and sent_at is not None:
+            run = self._load_for_report(workflow_id, message.get("run"))
         if run is None or not run.is_open:
             return None
-        seq, attempt, message, next_attempt, *rest = report
         before: Any = run.state
-        sent_at = rest[1] if len(rest) > 1 else None
         if sent_at is not None and run.version < sent_at:
             if message.get("run") != run.run_id:
                 return None
@@ -145,6 +147,22 @@ class Coordinator:
             _after_one(lambda: self.store.restatus(workflow_id, step.status))
         self._keep_or_drop(run)
         return True
+
+    def _load_for_report(self, workflow_id: str, run_id: str | None) -> drv.RunDriver | None:
+        """An attempt's report for a run this process has not cached (another process of the pool took
+        its steps so far): replay it from the store, one read, so that the fast path can follow. None
+        when the run is not in a state to take the report directly (closed, another run, stuck, or its
+        replay owes writes): the coordinator takes the report then."""
+        state = self.store.load(workflow_id)
+        if state is None or not state.status.is_open or state.run_id != run_id:
+            return None
+        run, step = drv.load(state, self.registry.workflow, self._policy, check_payload=self.check_payload,
+                             now=time.time())
+        if step.writes or run.stuck is not None:
+            run.close()
+            return None
+        self.cache[workflow_id] = run  # dropped again (and closed) should the fast path fail
+        return run
 
     # --- one step -------------------------------------------------------------------------------------
     def _step(self, workflow_id: str, begun: Begun) -> int | None:
