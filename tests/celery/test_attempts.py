@@ -113,3 +113,53 @@ def test_a_report_that_failed_in_the_fast_path_is_recorded_when_tried_again(flee
     assert sent == [(1, 1), (2, 1)]
     history = fleet.store.history(wid)
     assert [e.attrs["seq"] for e in history if e.type == E.ACTIVITY_COMPLETED] == [1]
+
+
+def three_steps(ctx: object, _: object = None) -> str:
+    for i in (1, 2, 3):
+        ctx.execute_activity("attempts_step", i)  # type: ignore[attr-defined]
+    return "done"
+
+
+def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fleet) -> None:
+    """Two coordinators (the two processes of a prefork pool) take a run's reports in turn: the one that
+    never saw the run loads it, the one whose cached run is behind catches up with the events it missed
+    (the activity message says which version it was sent at); each report is recorded by the fast path,
+    without the inbox or the coordinator lease."""
+    sent: list[tuple] = []
+    registry = Registry()
+    registry.add_workflow(three_steps)
+
+    def coordinator() -> Coordinator:
+        return Coordinator(fleet, registry, dispatch=lambda *args, **_: sent.append(args), wake=lambda *_: None,
+                           start_child=lambda *_, **__: None, check_payload=lambda v: v)
+
+    first, second = coordinator(), coordinator()
+    wid = f"alt-{uuid.uuid4().hex[:6]}"
+    state = new_run_state("three_steps", wid, None, None, None, time.time())
+    fleet.store.create(state)
+    fleet.push(wid, {"k": "start"})
+    first.run(wid)
+    fast = fleet.report_and_append
+    fast_calls: list[int] = []
+
+    def counted(*args: object, **kwargs: object) -> int:
+        fast_calls.append(1)
+        return fast(*args, **kwargs)
+
+    fleet.report_and_append = counted  # type: ignore[method-assign]
+    marked = fleet.redis.zscore(f"{fleet.prefix}:dirty", wid)  # by the start message; a queued report marks again
+    for i, process in enumerate((second, first, second), start=1):
+        _, run_id, seq, attempt, _, _, options = sent[-1]
+        assert (seq, attempt) == (i, 1) and options["_version"] == fleet.store.version(wid)[1]
+        ok = {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": True, "payload": i}
+        assert process.run(wid, (seq, 1, ok, None, False, options["_version"]))
+        assert fleet.redis.llen(fleet.store.keys(wid)[2]) == 0
+        assert fleet.redis.zscore(f"{fleet.prefix}:dirty", wid) == marked
+    assert fast_calls == [1, 1, 1]
+    summary = fleet.store.load_summary(wid)
+    assert summary is not None and summary.status.value == "completed" and summary.result == "done"
+    history = fleet.store.history(wid)
+    assert [e.attrs["seq"] for e in history if e.type == E.ACTIVITY_COMPLETED] == [1, 2, 3]
+    assert [e.id for e in history] == list(range(1, len(history) + 1))
+    assert fleet.redis.zcard(f"{fleet.prefix}:dispatched") == 0
