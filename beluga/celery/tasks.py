@@ -348,12 +348,12 @@ def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
 def _eager_allowed(task: Any) -> bool:
     """Whether this activity task may run the attempts its reports lead to (BELUGA_EAGER_ACTIVITIES > 0,
     in a worker): not when Celery limits its rate or its run time (both apply to the whole task)."""
-    conf = task.app.conf
+    if runtime(task.app).settings.eager_activities <= 0:
+        return False
     if task.request.is_eager or task.rate_limit or any(task.request.timelimit or ()):
         return False
-    if task.time_limit or task.soft_time_limit or conf.task_time_limit or conf.task_soft_time_limit:
-        return False
-    return runtime(task.app).settings.eager_activities > 0
+    conf = task.app.conf
+    return not (task.time_limit or task.soft_time_limit or conf.task_time_limit or conf.task_soft_time_limit)
 
 
 _runtime_lock = threading.Lock()

@@ -60,6 +60,9 @@ def test_eager_steps_run_in_the_task_before_them_and_the_bound_holds(private_fle
     # covers the whole task) runs nothing eagerly after it
     wid = _run(ex, {"steps": 6, "timeout_at": [2, 3]})
     assert _groups(_trace(fleet, wid)) == [2, 1, 1, 2]
+    # an activity that names its queue goes through the broker (the task that runs it may go on eagerly)
+    wid = _run(ex, {"steps": 4, "queue_at": [1]})
+    assert _groups(_trace(fleet, wid)) == [1, 3]
 
 
 def test_eager_activities_off(private_fleet) -> None:
@@ -104,3 +107,24 @@ def test_a_worker_killed_during_an_eager_attempt(private_fleet) -> None:
     assert runs == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}  # attempt 1 of seq 3 died before its effect
     assert [(seq, attempt) for seq, attempt, *_ in _trace(fleet, wid)] == [
         (1, 1), (2, 1), (3, 1), (3, 2), (4, 1), (5, 1)]
+
+
+def test_no_eager_slot_under_a_rate_limit_or_a_time_limit() -> None:
+    """Celery applies rate and time limits to a whole task: a task under either runs no eager attempt."""
+    from types import SimpleNamespace
+
+    from beluga.celery import tasks
+    from beluga.settings import Settings
+
+    conf = SimpleNamespace(task_time_limit=None, task_soft_time_limit=None)
+
+    def task(rate_limit: str | None = None, timelimit: tuple = (None, None)) -> SimpleNamespace:
+        return SimpleNamespace(app=SimpleNamespace(_beluga_runtime=SimpleNamespace(
+            settings=Settings(eager_activities=8)), conf=conf), rate_limit=rate_limit, time_limit=None,
+            soft_time_limit=None, request=SimpleNamespace(is_eager=False, timelimit=timelimit))
+
+    assert tasks._eager_allowed(task())
+    assert not tasks._eager_allowed(task(rate_limit="10/s"))
+    assert not tasks._eager_allowed(task(timelimit=(20, 10)))
+    conf.task_soft_time_limit = 30
+    assert not tasks._eager_allowed(task())

@@ -125,10 +125,13 @@ def fleet_traced_step(arg: dict) -> int:
 
 @workflow.defn()
 def fleet_traced_steps(ctx: workflow.WorkflowContext, arg: dict) -> int:
-    """`steps` traced activities; those listed in `timeout_at` (by index) carry a timeout (never eager)."""
+    """`steps` traced activities; those listed in `timeout_at` (by index) carry a timeout, those in
+    `queue_at` name a queue (their own default one, which the workers consume): never eager."""
     total = 0
     for i in range(arg["steps"]):
-        options = {"timeout": 30} if i in arg.get("timeout_at", ()) else {}
+        options: dict = {"timeout": 30} if i in arg.get("timeout_at", ()) else {}
+        if i in arg.get("queue_at", ()):
+            options["queue"] = "beluga.activity.fleet_traced_step"
         total += ctx.execute_activity(fleet_traced_step, {**arg, "i": i},
                                       retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05,
                                                                  max_interval=0.5), **options)
