@@ -20,7 +20,7 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS",
         "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT",
         "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT", "metrics_port": "BELUGA_METRICS_PORT",
-        "console_token": "BELUGA_CONSOLE_TOKEN"}
+        "console_token": "BELUGA_CONSOLE_TOKEN", "eager_activities": "BELUGA_EAGER_ACTIVITIES"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class Settings:
     broker_visibility_timeout: float | None = None
     metrics_port: int | None = None        # serve Prometheus metrics on this port (workers, in-process executor)
     console_token: str | None = None       # the web console's token for writes; None: the console is read-only
+    # Consecutive activity attempts a worker may run right after the one it finished, in the same process,
+    # instead of sending them through the broker (0: never); then the run goes back through the broker.
+    eager_activities: int = 8
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
@@ -91,7 +94,7 @@ def redact(url: str) -> str:
 def _coerce(name: str, value: Any) -> Any:
     if name == "imports" and isinstance(value, str):
         return tuple(m.strip() for m in value.split(",") if m.strip())
-    if name in ("max_payload_bytes", "append_replicas"):
+    if name in ("max_payload_bytes", "append_replicas", "eager_activities"):
         return int(value)
     if name == "metrics_port":
         return int(value) if str(value).strip() else None

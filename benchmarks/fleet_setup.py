@@ -95,11 +95,11 @@ class CeleryWorker(Worker):
     module says so."""
 
     def __init__(self, url: str, log_dir: Path, name: str = "bench", concurrency: int = 2,
-                 loglevel: str = "warning") -> None:
+                 loglevel: str = "warning", extra_env: dict[str, str] | None = None) -> None:
         self.url = url
         self.hostname = f"{name}@{socket.gethostname()}"
         redis.Redis.from_url(url).delete(f"bench:ready:{self.hostname}")
-        super().__init__(worker_env(url), name, log_dir, concurrency, QUEUE, loglevel)
+        super().__init__({**worker_env(url), **(extra_env or {})}, name, log_dir, concurrency, QUEUE, loglevel)
 
     def wait_ready(self, timeout: float = 60.0) -> CeleryWorker:
         r = redis.Redis.from_url(self.url)

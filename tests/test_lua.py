@@ -92,7 +92,7 @@ def test_every_script_file_has_one_builder() -> None:
 def test_header_parser_reads_grouped_and_variadic_entries() -> None:
     keys, argv = header("report_and_append.lua")
     assert keys[:8] == ["run_key", "events_key", "inbox_key", "attempts_key", "lease_key", "dispatched_key",
-                        "timers_key", "running_key"]
+                        "timers_key", "running_info_key"]
     assert argv[-6:] == ["#attempts", "#events", "#timers", "attempts...", "events...", "timers..."]
 
 

@@ -279,10 +279,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
         check_persistence(runtime(app).store.redis, settings.history_url)
-        try:
-            runtime(app).fleet.alive(sender.hostname)
-        except TRANSIENT:
-            pass  # the scheduler keeps trying from its first round
         start_scheduler(app, sender.hostname)
 
 
@@ -308,7 +304,8 @@ def check_persistence(client: Any, url: str) -> None:
 
 @signals.task_received.connect
 def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """Note which worker holds an activity's message before it starts (see `Fleet.received`)."""
+    """Renew the deadline of an activity attempt whose message this worker just took (see `Holds`), so
+    that a worker that dies holding it is noticed within the lease."""
     if request is None or request.type != "beluga.activity":  # .name is the Flower shadow name
         return
     app = getattr(sender, "app", None)
@@ -318,10 +315,10 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
 
     args = request.args
     try:
-        workflow_id, run_id, seq, attempt = args[0], args[1], args[2], args[3]
+        attempt = (args[0], int(args[2]), int(args[3]))
     except Exception:  # a malformed message is rejected by the task itself; never break the consumer
         return
-    runtime(app).receipts.note((workflow_id, seq, attempt, run_id, request.hostname))
+    runtime(app).holds.note(attempt)
 
 
 @signals.worker_shutdown.connect

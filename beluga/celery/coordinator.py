@@ -34,6 +34,7 @@ from beluga.stores.redis import on_primary
 
 log = get_logger("beluga.coordinator")
 INBOX_BATCH = 100
+SENT_AT = "_version"  # in an activity message's options: the run's version after the append that sent it
 STUCK_RETRY_MAX = 300.0
 
 
@@ -44,7 +45,8 @@ class Stuck(Exception):
 class Coordinator:
     def __init__(self, fleet: Fleet, registry: Registry, *, dispatch: Callable[..., None],
                  wake: Callable[[str, str | None], None], start_child: Callable[..., None],
-                 check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0) -> None:
+                 check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0,
+                 eager: Callable[[str, int, dict[str, Any]], bool] | None = None) -> None:
         self.fleet = fleet
         self.store = fleet.store
         self.registry = registry
@@ -55,12 +57,16 @@ class Coordinator:
         self.cache: OrderedDict[str, drv.RunDriver] = OrderedDict()
         self.cache_size = cache_size
         self.stuck_retry = stuck_retry
+        # whether the caller would run an attempt (name, attempt, options) itself, right after the append
+        # that dispatches it, instead of having it sent (see tasks.Runtime.takes_eagerly)
+        self.eager = eager
         self._rand = random.Random()
 
-    def run(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None] | None = None) -> bool:
+    def run(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
         looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
-        attempt's (seq, attempt, message, next attempt), handed over by the task that ran it."""
+        attempt's (seq, attempt, message, next attempt[, whether it promised heartbeats[, the run's
+        version when it was sent]]), handed over by the task that ran it."""
         metrics.begin_step()
         worked = False
         if report is not None:
@@ -77,10 +83,10 @@ class Coordinator:
             cached = self.cache.get(workflow_id)
             known = cached.version if cached else 0
             if report is not None:
-                seq, attempt, message, next_attempt = report
+                seq, attempt, message, next_attempt, *rest = report
                 report = None
                 begun = self.fleet.report_and_begin(workflow_id, seq, attempt, message, next_attempt,
-                                                    INBOX_BATCH, known)
+                                                    INBOX_BATCH, known, heartbeat=bool(rest and rest[0]))
             else:
                 begun = self.fleet.begin(workflow_id, INBOX_BATCH, known)
             if begun is None:
@@ -113,15 +119,30 @@ class Coordinator:
             except Exception:
                 log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
 
-    def _report_fast(self, workflow_id: str, report: tuple[int, int, dict[str, Any], int | None]) -> bool | None:
+    def _report_fast(self, workflow_id: str, report: tuple[Any, ...]) -> bool | None:
         """The common case in one round trip: this process has the run cached, so it applies the report
         and appends the result at once, conditional on nobody having touched the run meanwhile. True
-        when done; False when the script queued the report instead; None when not tried."""
+        when done; False when the script queued the report instead; None when not tried.
+
+        `report` may say (its sixth item) which version the run had when the attempt was sent: a cached
+        run behind it (another process of the pool took the step before) first catches up with the
+        events it missed, one more round trip instead of the coordinator's lease, read and reload."""
+        seq, attempt, message, next_attempt, *rest = report
+        sent_at = rest[1] if len(rest) > 1 else None
         run = self.cache.get(workflow_id)
+        if run is None and sent_at is not None:
+            run = self._load_for_report(workflow_id, message.get("run"))
         if run is None or not run.is_open:
             return None
-        seq, attempt, message, next_attempt = report
-        before = run.state
+        before: Any = run.state
+        if sent_at is not None and run.version < sent_at:
+            if message.get("run") != run.run_id:
+                return None
+            missed = self.store.history(workflow_id, after=run.version)
+            if len(missed) < sent_at - run.version or not run.catch_up(missed):
+                self._drop(workflow_id)
+                return None
+            before = None  # the cached summary may be behind: the store's is read if the step closes the run
         step = run.begin()
         run.apply(step, messages.decode(message), time.time(), self._rand.random())  # type: ignore[arg-type]
         if not step.events:  # stale for this cached state: let the coordinator sort it out
@@ -129,17 +150,35 @@ class Coordinator:
         run.seal(step)
         append = Append(workflow_id, run.run_id, step.expected, tuple(step.events), step.status, step.result,
                         step.error, time.time())
-        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=self.fleet.dispatch_deadline(),
+        eager = self._eager_pick(step)
+        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=self._deadline(eager),
                                       summary=before, timers=self._timers(run, step))
-        if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt) < 0:
+        if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt,
+                      bool(rest and rest[0])) < 0:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             metrics.coordinator_retry("celery")
             return False
-        self._carry_out(run, step)
+        self._carry_out(run, step, eager=eager)
         if step.status is not None:
             _after_one(lambda: self.store.restatus(workflow_id, step.status, before.created_at))
         self._keep_or_drop(run)
         return True
+
+    def _load_for_report(self, workflow_id: str, run_id: str | None) -> drv.RunDriver | None:
+        """An attempt's report for a run this process has not cached (another process of the pool took
+        its steps so far): replay it from the store, one read, so that the fast path can follow. None
+        when the run is not in a state to take the report directly (closed, another run, stuck, or its
+        replay owes writes): the coordinator takes the report then."""
+        state = self.store.load(workflow_id)
+        if state is None or not state.status.is_open or state.run_id != run_id:
+            return None
+        run, step = drv.load(state, self.registry.workflow, self._policy, check_payload=self.check_payload,
+                             now=time.time())
+        if step.writes or run.stuck is not None:
+            run.close()
+            return None
+        self.cache[workflow_id] = run  # dropped again (and closed) should the fast path fail
+        return run
 
     # --- one step -------------------------------------------------------------------------------------
     def _step(self, workflow_id: str, begun: Begun) -> int | None:
@@ -189,13 +228,14 @@ class Coordinator:
         run.seal(step)
         append = Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
                         time.time())
+        eager = self._eager_pick(step)
         waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=_allowed(step),
-                             lease_token=begun.token, dispatch_deadline=self.fleet.dispatch_deadline(),
+                             lease_token=begun.token, dispatch_deadline=self._deadline(eager),
                              summary=before, timers=self._timers(run, step, again))
         if waiting is None:
             self._drop(workflow_id)
             return None
-        self._carry_out(run, step)
+        self._carry_out(run, step, eager)
         self._keep_or_drop(run)
         return waiting
 
@@ -256,6 +296,21 @@ class Coordinator:
                 merged[key] = value
         return merged
 
+    def _eager_pick(self, step: st.Step) -> st.DispatchAttempt | None:
+        """The one attempt of this step that the caller will run itself (see `eager`), if any."""
+        if self.eager is None:
+            return None
+        for effect in step.effects:
+            if isinstance(effect, st.DispatchAttempt) and self.eager(
+                    effect.name, effect.attempt, self._options(effect.name, effect.options)):
+                return effect
+        return None
+
+    def _deadline(self, eager: st.DispatchAttempt | None) -> float:
+        """The deadline of the attempts a step dispatches: a lease when one of them starts at once in this
+        process (which renews it), else the time allowed for a worker to take the message."""
+        return self.fleet.lease_deadline() if eager is not None else self.fleet.dispatch_deadline()
+
     # --- effects, once the step is durable -------------------------------------------------------------
     def _timers(self, run: drv.RunDriver, step: st.Step, stuck_retry: float | None = None
                 ) -> list[tuple[float, bytes]]:
@@ -281,21 +336,24 @@ class Coordinator:
                                                                                      rid))))
         return out
 
-    def _carry_out(self, run: drv.RunDriver, step: st.Step) -> None:
+    def _carry_out(self, run: drv.RunDriver, step: st.Step, eager: st.DispatchAttempt | None = None) -> None:
         """What a recorded step leads to (send activities, start children, tell the parent): each is done
         even if an earlier one failed, since the step is recorded and will not run again, and each
         carries on from what the primary holds (see `on_primary`): a run must not stall while a replica
-        lags. Timers were armed by the append itself."""
+        lags. Timers were armed by the append itself. `eager`: the attempt the caller runs itself."""
         metrics.observe_step("celery", run.state.workflow_type, step)
         for effect in step.effects:
             if not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
-                _after_one(lambda effect=effect: self._effect(run, effect))
+                _after_one(lambda effect=effect: self._effect(run, effect, effect is eager))
 
-    def _effect(self, run: drv.RunDriver, effect: st.Effect) -> None:
+    def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False) -> None:
         wid, rid = run.workflow_id, run.run_id
         if isinstance(effect, st.DispatchAttempt):
-            self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input,
-                          self._options(effect.name, effect.options, run.headers))
+            options = {**self._options(effect.name, effect.options, run.headers), SENT_AT: run.version}
+            if eager:
+                self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options, eager=True)
+            else:
+                self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options)
         elif isinstance(effect, st.StartChild):
             link = {"workflow_id": wid, "run_id": rid, "seq": effect.seq}
             self.start_child(effect, link, run.state.queue)

@@ -6,15 +6,17 @@ the fleet's records, kept per shard, so that every script touches one slot of a 
 
 - inbox `<t>:<id>:inbox`: messages for the coordinator (signal, cancel, activity result, timer, ...)
 - lease `<t>:<id>:lease`: the one coordinator allowed to append to the run
-- attempts `<t>:<id>:attempts`: seq -> the attempt that may run now (stale deliveries are dropped)
 - `<t>:timers`: due time -> message, drained into inboxes by the scheduler
-- `<t>:running`: activity attempts in flight -> lease expiry, renewed while the worker lives
-- `<t>:dispatched`, `<t>:received`: attempts sent but not started, and who took them
+- `<t>:dispatched`: every activity attempt allowed to run -> its one deadline: set by the append that
+  dispatches it (schedule-to-start), renewed by the worker that holds its message (or runs it eagerly),
+  moved to the heartbeat timeout by the claim of an attempt that promised heartbeats, dropped by its report
+  or its reclaim (a delivery of an attempt without a deadline is stale, and skipped)
+- `<t>:running:info`: attempts that promised heartbeats -> their run id and heartbeat timeout
 - `<t>:dirty`: runs whose inbox has messages, found by the sweeper should their wake-up be lost
 - `<t>:wake`: runs whose inbox got messages from the scheduler and still need a coordinator
 
-Records of the whole fleet, each read or written on its own, share the tag `{fleet}`: worker liveness
-`<p>:{fleet}:worker:<name>` and the announced names `<p>:{fleet}:names:*`. The scheduler looks at every
+Records of the whole fleet, each read or written on its own, share the tag `{fleet}`: the announced
+names `<p>:{fleet}:names:*`. The scheduler looks at every
 shard. The Lua scripts that change them atomically are files in beluga/lua/, called through the builders
 in `fleet_scripts`.
 """
@@ -35,7 +37,6 @@ from beluga.celery.fleet_scripts import (
     DrainTimersCall,
     PushCall,
     QueueCall,
-    ReceiveCall,
     ReclaimCall,
     ReleaseCall,
     ReportAndAppendCall,
@@ -54,28 +55,33 @@ from beluga.stores.redis_scripts import AppendCall
 
 
 class Fleet:
-    def __init__(self, store: RedisStore, lease_seconds: float = 15.0) -> None:
+    def __init__(self, store: RedisStore, lease_seconds: float = 15.0, undelivered_lapse: bool = True) -> None:
+        """`undelivered_lapse`: whether an attempt that no worker has taken counts as lost at its
+        schedule-to-start deadline (a Redis broker, whose queue the scheduler can look into). An AMQP broker
+        redelivers what a lost worker held by itself: there, only an attempt a worker took (and stopped
+        renewing) lapses."""
         self.store = store
         self.redis = store.redis
         self.prefix = store.prefix
         self.lease_seconds = lease_seconds
+        self.undelivered_lapse = undelivered_lapse
         # a shard's wake task queued this long (a lost message, a dead worker) is sent again
         self._waking_ttl_ms = int(lease_seconds * 1000)
         self._known: set[str] = set()
         self._known_at = -1e9
-        self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReceiveCall,
-                                         ReclaimCall, ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall,
-                                         QueueCall, WakeCall, TakeWakesCall])
+        self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReclaimCall,
+                                         ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall, QueueCall,
+                                         WakeCall, TakeWakesCall])
 
     def shard_key(self, workflow_id: str, name: str) -> str:
-        """A record of the run's shard (`<t>:running`, `<t>:dispatched`, ...), in its keys' slot."""
+        """A record of the run's shard (`<t>:dispatched`, `<t>:dirty`, ...), in its keys' slot."""
         return f"{self.store.tag(workflow_id)}:{name}"
 
     def _shard_key(self, shard: int, name: str) -> str:
         return f"{self.store.shard_tag(shard)}:{name}"
 
     def _fleet_key(self, name: str) -> str:
-        """A record of the whole fleet (`<p>:{fleet}:worker:<name>`, ...), read or written on its own."""
+        """A record of the whole fleet (`<p>:{fleet}:names:*`, ...), read or written on its own."""
         return f"{self.prefix}:{{fleet}}:{name}"
 
     def _begin_call(self, workflow_id: str, token: str, limit: int, known_version: int, ttl: float) -> BeginCall:
@@ -140,7 +146,7 @@ class Fleet:
 
     def report_and_begin(self, workflow_id: str, seq: int, attempt: int, message: dict[str, Any],
                          next_attempt: int | None, limit: int = 100, known_version: int = 0,
-                         ttl: float = 10.0) -> Begun | None:
+                         ttl: float = 10.0, heartbeat: bool = False) -> Begun | None:
         """An activity attempt's outcome, in one round trip: retire the attempt and queue its report, and
         either take the lease (the report is queued after the messages already waiting, for the caller
         to record) or leave the report to the coordinator that holds the lease (None)."""
@@ -148,28 +154,26 @@ class Fleet:
         t = self.store.tag(workflow_id)
         got = self._lua.run(ReportCall(
             begin=self._begin_call(workflow_id, token, limit, known_version, ttl),
-            attempts_key=self.store.key(workflow_id, "attempts"), running_key=f"{t}:running",
-            running_info_key=f"{t}:running:info", dirty_key=f"{t}:dirty",
-            dispatched_key=f"{t}:dispatched", received_key=f"{t}:received",
+            running_info_key=f"{t}:running:info", dirty_key=f"{t}:dirty", dispatched_key=f"{t}:dispatched",
             report=codec.encode(message), seq=seq, member=_running_member(workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(), workflow_id=workflow_id,
-            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0), attempt=attempt))
+            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0),
+            heartbeat="1" if heartbeat else ""))
         return _begun(token, got)
 
     def report_and_append(self, append_call: AppendCall, seq: int, attempt: int, message: dict[str, Any],
-                          next_attempt: int | None) -> int:
+                          next_attempt: int | None, heartbeat: bool = False) -> int:
         """An attempt's outcome and the events it leads to, in one round trip: `append_call` is the
         store's `append_call`, applied only if nobody touched the run (beluga/lua/report_and_append.lua).
         The messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
         workflow_id = append_call.workflow_id
         t = self.store.tag(workflow_id)
         call = ReportAndAppendCall(
-            append=append_call,
-            running_key=f"{t}:running", running_info_key=f"{t}:running:info",
-            dirty_key=f"{t}:dirty", received_key=f"{t}:received",
+            append=append_call, running_info_key=f"{t}:running:info", dirty_key=f"{t}:dirty",
             report=codec.encode(message), seq=seq, member=_running_member(append_call.workflow_id, seq, attempt),
             next_attempt=next_attempt, now=time.time(),
-            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0), attempt=attempt)
+            next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0),
+            heartbeat="1" if heartbeat else "")
         return self.store.replicated(lambda client: int(self._lua.run(call, client=client)),
                                      f"attempt {attempt} of workflow {workflow_id} seq {seq}", append_call.run_key)
 
@@ -188,41 +192,47 @@ class Fleet:
                                              inbox_key=self.store.keys(workflow_id)[2], token=token)))
 
     # --- activity attempts --------------------------------------------------------------------------
+    # An attempt in flight has one record: its deadline in its shard's <t>:dispatched, first set by the append that
+    # dispatches it. The worker that holds its message (waiting for a pool process, scheduled for a
+    # retry, or running) renews it in bulk from its main process (`hold`); a process running an attempt
+    # eagerly, without a message, renews it itself; an attempt that promised heartbeats has its deadline
+    # moved by each heartbeat instead. Its report drops it. A deadline that passes means the attempt is
+    # lost (`lapsed`), whatever stage it was lost in.
     def claim(self, workflow_id: str, seq: int, attempt: int, run_id: str, ttl: float | None = None
               ) -> tuple[bool, Any]:
         """Start an attempt if it is still the allowed one: (False, None) for a stale delivery, else
-        (True, the last heartbeat details of an earlier attempt)."""
-        t = self.store.tag(workflow_id)
+        (True, the last heartbeat details of an earlier attempt). `ttl` is its heartbeat timeout, when
+        it promised heartbeats: its deadline then moves with each heartbeat, not with its holder."""
         got = self._lua.run(ClaimCall(
-            attempts_key=self.store.key(workflow_id, "attempts"), running_key=f"{t}:running",
-            running_info_key=f"{t}:running:info", beats_key=self.store.key(workflow_id, "beats"),
-            received_key=f"{t}:received", dispatched_key=f"{t}:dispatched",
-            seq=seq, attempt=attempt, member=_running_member(workflow_id, seq, attempt),
+            dispatched_key=self.shard_key(workflow_id, "dispatched"),
+            running_info_key=self.shard_key(workflow_id, "running:info"),
+            beats_key=self.store.key(workflow_id, "beats"), seq=seq, member=_running_member(workflow_id, seq, attempt),
             expiry=time.time() + (ttl or self.lease_seconds),
-            info=codec.encode({"run": run_id, "heartbeat_timeout": ttl})))
+            info=codec.encode({"run": run_id, "heartbeat_timeout": ttl}) if ttl else None))
         if not got:
             return False, None
         return True, (codec.decode(got[1]) if len(got) > 1 and got[1] else None)
 
-    def hold_lease(self, workflow_id: str, seq: int, attempt: int, run_id: str, ttl: float | None = None,
-                   details: Any = None, beat: bool = False) -> None:
-        """Claim (or renew) the attempt's lease for `ttl` seconds; a heartbeat also keeps its details
-        for the next attempt."""
-        member = _running_member(workflow_id, seq, attempt)
+    def heartbeat(self, workflow_id: str, seq: int, attempt: int, ttl: float | None, details: Any) -> None:
+        """An attempt's heartbeat: its details are kept for the next attempt and, when it promised
+        heartbeats every `ttl` seconds, its deadline moves that far ahead (unless it was reclaimed
+        meanwhile)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(self.shard_key(workflow_id, "running"), {member: time.time() + (ttl or self.lease_seconds)})
-        pipe.hset(self.shard_key(workflow_id, "running:info"), member,
-                  codec.encode({"run": run_id, "heartbeat_timeout": ttl}))
-        if beat:
-            pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
+        if ttl:
+            pipe.zadd(self.shard_key(workflow_id, "dispatched"),
+                      {_running_member(workflow_id, seq, attempt): time.time() + ttl}, xx=True)
+        pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
         pipe.execute()
 
-    def renew(self, members: list[tuple[str, int, int]]) -> None:
-        if members:
-            expiry = time.time() + self.lease_seconds
+    def hold(self, held: list[tuple[str, int, int]]) -> None:
+        """Renew the deadlines of attempts this worker still holds or runs, `lease_seconds` from now, one
+        command per shard in one pipeline: a deadline nobody renews lapses, and its attempt is dispatched
+        again. Attempts reported or reclaimed meanwhile are left out (XX)."""
+        if held:
+            until = time.time() + self.lease_seconds
             pipe = self.redis.pipeline(transaction=False)
-            for shard, held in _by_shard(members).items():
-                pipe.zadd(self._shard_key(shard, "running"), {_running_member(*m): expiry for m in held}, xx=True)
+            for shard, mine in _by_shard(held).items():
+                pipe.zadd(self._shard_key(shard, "dispatched"), {_running_member(*m): until for m in mine}, xx=True)
             pipe.execute()
 
     # --- what the workers can run -------------------------------------------------------------------
@@ -247,56 +257,22 @@ class Fleet:
             self._known_at = now
         return self._known
 
-    # --- worker liveness ----------------------------------------------------------------------------
-    def alive(self, worker: str) -> None:
-        """A worker's heartbeat; its key expires `lease_seconds` after the worker dies."""
-        self.redis.set(self._fleet_key(f"worker:{worker}"), 1, px=int(self.lease_seconds * 1000))
-
-    def received(self, receipts: list[tuple[str, int, int, str, str]]) -> None:
-        """Workers took these attempts' messages (workflow id, seq, attempt, run id, worker) off the
-        queue but have not started them yet. If a worker dies now, or loses the message while it lives
-        (a lost broker connection drops what the worker had prefetched), the message waits
-        unacknowledged for the broker's visibility timeout (an hour with Redis); these records let the
-        scheduler see the loss within `lease_seconds` instead: each lapses unless renewed by a worker
-        that still holds the message (`hold_receipts`). An attempt that started meanwhile is left alone.
-        Written in one transaction (on a Redis Cluster, one receipt after the other)."""
-        until = time.time() + self.lease_seconds
-        calls = [(self.shard_key(wid, "received:until"), _running_member(wid, seq, attempt),
-                  ReceiveCall(received_key=self.shard_key(wid, "received"),
-                              dispatched_key=self.shard_key(wid, "dispatched"),
-                              member=_running_member(wid, seq, attempt),
-                              info=codec.encode({"run": run_id, "worker": worker})))
-                 for wid, seq, attempt, run_id, worker in receipts]
-        if self.store.cluster:  # its pipelines run no scripts: each receipt on its own, its deadline first
-            for until_key, member, call in calls:
-                self.redis.zadd(until_key, {member: until})
-                self._lua.run(call)
-            return
-        pipe = self.redis.pipeline(transaction=True)
-        for until_key, member, call in calls:
-            self._lua.run(call, client=pipe)
-            pipe.zadd(until_key, {member: until})
-        pipe.execute()
-
-    def hold_receipts(self, held: list[tuple[str, int, int]]) -> None:
-        """Renew the receipts of attempts whose messages this worker still holds (waiting, scheduled for
-        a retry, or running): a receipt nobody renews lapses, and its attempt is dispatched again."""
-        if held:
-            until = time.time() + self.lease_seconds
-            pipe = self.redis.pipeline(transaction=False)
-            for shard, mine in _by_shard(held).items():
-                pipe.zadd(self._shard_key(shard, "received:until"), {_running_member(*m): until for m in mine},
-                          xx=True)
-            pipe.execute()
-
     def backup_delay(self) -> float:
         """How long after a step the backups it arms (a child's creation, a parent's news) fire: after
         the direct way has long succeeded, unless the process doing it died."""
         return 2 * self.lease_seconds
 
     def dispatch_deadline(self, delay: float = 0.0) -> float:
-        """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it."""
+        """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it:
+        twice the lease (a message waiting in the broker's queue is looked for first, see `lapsed`), or
+        never where undelivered attempts do not lapse (an AMQP broker)."""
+        if not self.undelivered_lapse:
+            return time.time() + delay + 10 * 365 * 86400.0
         return time.time() + delay + 2 * self.lease_seconds
+
+    def lease_deadline(self) -> float:
+        """The deadline of an attempt that starts now in a process that renews it (an eager attempt)."""
+        return time.time() + self.lease_seconds
 
     def _each_shard(self, command: str, name: str, *args: Any, **kwargs: Any) -> list[tuple[str, Any]]:
         """One command on the record `name` of every shard, in one pipeline: [(key, reply), ...]."""
@@ -306,64 +282,35 @@ class Fleet:
             getattr(pipe, command)(key, *args, **kwargs)
         return list(zip(keys, pipe.execute(), strict=True))
 
-    def undelivered(self, now: float, queued: Any, limit: int = 100) -> list[Lost]:
-        """Attempts sent but taken by no worker by their deadline, and no longer in the broker's queue
-        (a worker died holding the message, or the process that sent it died first). `queued(member)`
-        says whether the message still waits in the broker; those get a later deadline. Should the
-        broker not answer, the attempts found so far are returned (the rest wait for the next round)."""
-        out = []
-        for key, members in self._each_shard("zrangebyscore", "dispatched", "-inf", now, start=0, num=limit):
-            for member in members:
-                wid, seq, attempt = member.decode().rsplit("\x00", 2)
-                try:
-                    waiting = queued(wid, int(seq), int(attempt))
-                except Exception:
-                    if out:
-                        return out
-                    raise
-                if waiting:
-                    self.redis.zadd(key, {member: self.dispatch_deadline()}, xx=True)
-                else:
-                    out.append(Lost(wid, int(seq), int(attempt), {}, key, "z"))
-        return out
-
-    def orphaned_attempts(self, now: float, limit: int = 100) -> list[Lost]:
-        """Received attempts whose worker is gone, or whose receipt lapsed (no worker holds the message
-        any more)."""
-        lapsed = self._each_shard("zrangebyscore", "received:until", "-inf", now, start=0, num=limit)
-        entries = self._each_shard("hgetall", "received")
-        infos = {key: {member: codec.decode(raw) for member, raw in got.items()} for key, got in entries}
-        workers = sorted({info["worker"] for shard in infos.values() for info in shard.values()})
-        alive = self.redis.mget([self._fleet_key(f"worker:{w}") for w in workers]) if workers else []
-        living = dict(zip(workers, alive, strict=True))
-        out = []
-        pipe = self.redis.pipeline(transaction=False)
-        for (until_key, overdue), (key, received) in zip(lapsed, infos.items(), strict=True):
-            lost = {member for member, info in received.items() if living.get(info["worker"]) is None}
-            lost.update(m for m in overdue if m in received)
-            gone = [m for m in overdue if m not in received]  # receipts of attempts that started or finished since
-            if gone:
-                pipe.zrem(until_key, *gone)
-            for member in lost:
-                wid, seq, attempt = member.decode().rsplit("\x00", 2)
-                out.append(Lost(wid, int(seq), int(attempt), received[member], key, "h"))
-        pipe.execute()
-        return out
-
-    def expired_attempts(self, now: float, limit: int = 100) -> list[Lost]:
-        """Attempts whose worker stopped renewing their lease."""
-        expired = [(key, members) for key, members in
-                   self._each_shard("zrangebyscore", "running", "-inf", now, start=0, num=limit) if members]
-        if not expired:
+    def lapsed(self, now: float, queued: Any = None, limit: int = 100) -> list[Lost]:
+        """Attempts whose deadline passed, in every shard (at most `limit` per shard): never taken by a
+        worker, or their worker stopped renewing them (it died, or lost the message), or no heartbeat came
+        in time. With a Redis broker, `queued(workflow id, seq, attempt)` says whether the attempt's
+        message still waits in the broker's queue (waiting for a free worker, or put back after its pool
+        process died): those get a later deadline instead. Should the broker not answer, the attempts
+        found so far are returned (the rest wait)."""
+        found = [(key, members) for key, members in
+                 self._each_shard("zrangebyscore", "dispatched", "-inf", now, start=0, num=limit) if members]
+        if not found:
             return []
         pipe = self.redis.pipeline(transaction=False)
-        for key, members in expired:
-            pipe.hmget(f"{key}:info", members)
+        for key, members in found:
+            pipe.hmget(key.removesuffix(":dispatched") + ":running:info", members)
         out = []
-        for (key, members), infos in zip(expired, pipe.execute(), strict=True):
+        for (key, members), infos in zip(found, pipe.execute(), strict=True):
             for member, info in zip(members, infos, strict=True):
                 wid, seq, attempt = member.decode().rsplit("\x00", 2)
-                out.append(Lost(wid, int(seq), int(attempt), codec.decode(info) if info else {}, key, "z"))
+                if queued is not None:
+                    try:
+                        waiting = queued(wid, int(seq), int(attempt))
+                    except Exception as exc:
+                        if out:
+                            return out
+                        raise QueueUnknown(f"could not look into the broker's queue: {exc}") from exc
+                    if waiting:
+                        self.redis.zadd(key, {member: self.dispatch_deadline()}, xx=True)
+                        continue
+                out.append(Lost(wid, int(seq), int(attempt), codec.decode(info) if info else {}, now))
         return out
 
     def reclaim(self, lost: Lost, failure: dict[str, Any]) -> bool:
@@ -373,12 +320,11 @@ class Fleet:
         message = messages.encode(ActivityOutcome(lost.seq, lost.attempt, False, failure, decided=False),
                                   lost.info.get("run"))
         call = ReclaimCall(
-            tracking_key=lost.key, running_info_key=self.shard_key(lost.workflow_id, "running:info"),
-            inbox_key=self.store.keys(lost.workflow_id)[2], attempts_key=self.store.key(lost.workflow_id, "attempts"),
-            dirty_key=self.shard_key(lost.workflow_id, "dirty"),
-            member=_running_member(lost.workflow_id, lost.seq, lost.attempt),
-            kind=lost.how, report=codec.encode(message), seq=lost.seq, attempt=lost.attempt, now=time.time(),
-            workflow_id=lost.workflow_id)
+            dispatched_key=self.shard_key(lost.workflow_id, "dispatched"),
+            running_info_key=self.shard_key(lost.workflow_id, "running:info"),
+            inbox_key=self.store.keys(lost.workflow_id)[2], dirty_key=self.shard_key(lost.workflow_id, "dirty"),
+            member=_running_member(lost.workflow_id, lost.seq, lost.attempt), deadline=lost.deadline,
+            report=codec.encode(message), now=time.time(), workflow_id=lost.workflow_id)
         # claimed: a lagging replica must not make this caller drop it (see on_primary)
         return bool(on_primary(self.store.replicated, lambda client: self._lua.run(call, client=client),
                                f"a lost attempt of workflow {lost.workflow_id}", call.inbox_key))
@@ -446,16 +392,19 @@ class Fleet:
         return None if got is None else codec.decode(got[1])
 
 
+class QueueUnknown(Exception):
+    """The broker could not say whether a lapsed attempt's message still waits in its queue."""
+
+
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """An activity attempt that looks lost, and where it was found (see `Fleet.reclaim`)."""
+    """An activity attempt that looks lost: its deadline had passed `deadline` (see `Fleet.reclaim`)."""
 
     workflow_id: str
     seq: int
     attempt: int
     info: dict[str, Any]
-    key: str
-    how: str   # 'z': `key` is a sorted set, 'h': a hash
+    deadline: float
 
 
 @dataclass(frozen=True, slots=True)

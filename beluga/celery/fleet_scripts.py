@@ -32,12 +32,9 @@ class ReportCall(Call):
 
     SCRIPT: ClassVar[str] = "report.lua"
     begin: BeginCall = part(BeginCall)
-    attempts_key: str = key()
-    running_key: str = key()
     running_info_key: str = key()
     dirty_key: str = key()
     dispatched_key: str = key()
-    received_key: str = key()
     report: bytes = arg()
     seq: int = arg()
     member: str = arg()
@@ -45,74 +42,55 @@ class ReportCall(Call):
     now: float = arg()
     workflow_id: str = arg()
     next_deadline: float = arg()
-    attempt: int = arg()
+    heartbeat: str = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportAndAppendCall(Call):
     """An attempt's report and the append it leads to: the store's `append` (its dispatched_key the
-    fleet-wide one) plus what the report needs. -1 when the report was queued instead."""
+    shard's one) plus what the report needs. -1 when the report was queued instead."""
 
     SCRIPT: ClassVar[str] = "report_and_append.lua"
     append: AppendCall = part(AppendCall)
-    running_key: str = key()
     running_info_key: str = key()
     dirty_key: str = key()
-    received_key: str = key()
     report: bytes = arg()
     seq: int = arg()
     member: str = arg()
     next_attempt: int | None = arg()
     now: float = arg()
     next_deadline: float = arg()
-    attempt: int = arg()
+    heartbeat: str = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimCall(Call):
-    """Start an attempt if still allowed: [] when stale, else [1, heartbeat details or None]."""
+    """Start an attempt if still allowed, moving its deadline: [] when stale, else [1, heartbeat details
+    or None]."""
 
     SCRIPT: ClassVar[str] = "claim.lua"
-    attempts_key: str = key()
-    running_key: str = key()
+    dispatched_key: str = key()
     running_info_key: str = key()
     beats_key: str = key()
-    received_key: str = key()
-    dispatched_key: str = key()
     seq: int = arg()
-    attempt: int = arg()
     member: str = arg()
     expiry: float = arg()
-    info: bytes = arg()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReceiveCall(Call):
-    """Note a worker's receipt of an attempt that has not started."""
-
-    SCRIPT: ClassVar[str] = "receive.lua"
-    received_key: str = key()
-    dispatched_key: str = key()
-    member: str = arg()
-    info: bytes = arg()
+    info: bytes | None = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReclaimCall(Call):
-    """Claim a lost attempt and, in the same step, queue its failure and retire it: 1 when claimed, 0 when
-    another caller (or the attempt itself) came first."""
+    """Claim a lost attempt whose deadline is still the lapsed one and, in the same step, queue its
+    failure and retire it: 1 when claimed, 0 when another caller (or the attempt itself) came first."""
 
     SCRIPT: ClassVar[str] = "reclaim.lua"
-    tracking_key: str = key()
+    dispatched_key: str = key()
     running_info_key: str = key()
     inbox_key: str = key()
-    attempts_key: str = key()
     dirty_key: str = key()
     member: str = arg()
-    kind: str = arg()
+    deadline: float = arg()
     report: bytes = arg()
-    seq: int = arg()
-    attempt: int = arg()
     now: float = arg()
     workflow_id: str = arg()
 

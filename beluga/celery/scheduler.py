@@ -1,7 +1,7 @@
 """A small loop inside every worker's main process: moves due durable timers into run inboxes, wakes
-those runs, keeps the worker's liveness key and the receipts of the activity messages it holds fresh,
-and reclaims activity attempts that were lost (their lease or receipt lapsed, their worker died, or their
-message never reached a worker).
+those runs, renews the deadlines of the activity attempts whose messages this worker holds (waiting,
+scheduled for a retry or running), in one command, and reclaims activity attempts whose deadline passed
+(their worker died or lost the message, their message never reached a worker, or no heartbeat came).
 
 Several workers run it at once safely: each due timer and each lost attempt is claimed atomically.
 Through a Redis or broker outage it keeps going, logging a line every few seconds at most; once Redis
@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from beluga.celery.fleet import Lost
+from beluga.celery.fleet import Lost, QueueUnknown
 from beluga.celery.outages import Quiet
 from beluga.core.failure import failure
 from beluga.logs import get_logger
@@ -30,20 +30,18 @@ def tick(rt: Any, now: float, queued: Any = None, reclaim: bool = True) -> int:
     """One round; returns how much it did. Separate from the loop so tests can step it.
 
     `queued` is given with a Redis broker, which keeps a dead worker's messages unacknowledged for its
-    visibility timeout: attempts taken by a worker that died (or lost them) before starting them, or
-    never taken at all, are then found here. An AMQP broker hands such messages to another worker by
-    itself."""
+    visibility timeout: a lapsed attempt whose message still waits in the queue (for a free worker, or
+    put back when its pool process died) is left to the worker that takes it. An AMQP broker hands a lost
+    worker's messages to another worker by itself (there, attempts no worker took never lapse)."""
     fleet = rt.fleet
     done, wake = fleet.drain_timers(now)
     if reclaim:
-        lost = fleet.expired_attempts(now)
-        if queued is not None:
-            lost += fleet.orphaned_attempts(now)
-            try:
-                lost += fleet.undelivered(now, queued)
-                _broker_quiet.recovered()
-            except Exception as exc:  # the broker is away: their deadlines wait for it
-                _broker_quiet.error("could not look for undelivered attempts in the broker", exc=exc)
+        try:
+            lost = fleet.lapsed(now, queued)
+            _broker_quiet.recovered()
+        except QueueUnknown as exc:  # the broker is away: the deadlines wait for it
+            _broker_quiet.error("could not look for undelivered attempts in the broker", exc=exc.__cause__)
+            lost = []
         for item in lost:
             if fleet.reclaim(item, _failure(rt, item)):
                 rt.wake(item.workflow_id, None)
@@ -65,14 +63,18 @@ def _failure(rt: Any, lost: Lost) -> dict[str, Any]:
 def held_attempts() -> list[tuple[str, int, int]]:
     """The activity attempts whose messages this worker process holds: waiting for a pool process,
     scheduled for a retry, or running (Celery's request registry; a lost broker connection drops the
-    ones not yet running from it)."""
+    ones not yet running from it). A running attempt that promised heartbeats is left out: its
+    heartbeats keep its deadline."""
     from celery.worker import state
 
     out = []
+    active = state.active_requests
     for request in state.requests.copy().values():
         try:
             if request.type == "beluga.activity":
                 args = request.args
+                if (args[6] or {}).get("heartbeat_timeout") and request in active:
+                    continue
                 out.append((args[0], int(args[2]), int(args[3])))
         except Exception:  # a malformed message is rejected by the task itself
             continue
@@ -95,8 +97,7 @@ def _loop(app: Any, worker: str, interval: float) -> None:
         try:
             now = time.time()
             if now - last_beat > renew_every:
-                rt.fleet.alive(worker)
-                rt.fleet.hold_receipts(held_attempts())
+                rt.fleet.hold(held_attempts())
                 last_beat = now
             if announce:
                 rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
@@ -113,7 +114,7 @@ def _loop(app: Any, worker: str, interval: float) -> None:
 
 
 def start_scheduler(app: Any, worker: str, interval: float = 0.2) -> None:
-    """Start the loop; it also keeps the worker's liveness key fresh."""
+    """Start the loop; it also renews the deadlines of the attempts this worker holds."""
     global _thread
     if _thread is not None and _thread.is_alive():
         return

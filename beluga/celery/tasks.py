@@ -17,7 +17,7 @@ from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.celery import messages, outcome
 from beluga.celery.app import activity_queue
-from beluga.celery.coordinator import Coordinator, Stuck
+from beluga.celery.coordinator import SENT_AT, Coordinator, Stuck
 from beluga.celery.fleet import Fleet
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.core.definitions import effective_option, effective_retry, registry
@@ -49,14 +49,16 @@ class Runtime:
         self.store = RedisStore(settings.history_url, prefix=settings.key_prefix,
                                 append_replicas=settings.append_replicas,
                                 append_replicas_timeout=settings.append_replicas_timeout)
-        self.fleet = Fleet(self.store, settings.lease_seconds)
+        self.fleet = Fleet(self.store, settings.lease_seconds, undelivered_lapse=settings.broker_is_redis)
         self.check = payload_checker(settings.max_payload_bytes)
         self.coordinator = Coordinator(self.fleet, registry, dispatch=self.dispatch, wake=self.wake,
                                        start_child=self.start_child, check_payload=self.check,
-                                       stuck_retry=settings.stuck_retry_seconds)
+                                       stuck_retry=settings.stuck_retry_seconds, eager=self.takes_eagerly)
+        # attempts this process runs eagerly (no message: no worker main process renews their deadlines)
         self.in_flight: set[tuple[str, int, int]] = set()
         self._renewer: threading.Thread | None = None
-        self.receipts = Receipts(self.fleet)
+        self.holds = Holds(self.fleet)
+        self._local = threading.local()  # the eager slot of the activity task running in this thread
 
     def wake(self, workflow_id: str, queue: str | None) -> None:
         """Have a coordinator look at the run. Without a queue the run joins its shard's wake set, and
@@ -92,19 +94,28 @@ class Runtime:
         except Exception as exc:
             _sending.error("could not send the wake task of shard %s (the sweep will)", shard, exc=exc)
 
-    def wake_batch(self, shard: int, rounds: int = 10) -> None:
+    def wake_batch(self, shard: int, rounds: int = 10, eager: int = 0) -> None:
         """The shard's wake task: coordinate the runs in its wake set, WAKE_BATCH at a time, until the
         set is empty (which releases the shard's waking lease). After `rounds` batches, a new task takes
-        over, so that other work queued meanwhile gets its turn."""
+        over, so that other work queued meanwhile gets its turn. `eager`: the eager budget (see
+        `EagerSlot`) of a batch of one run, which is then coordinated as a coordinate task would (its
+        next activity may start right here); a batch of several sends its activities through the broker,
+        so that the pool shares them and no run waits for another's activities."""
         for _ in range(rounds):
             workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH)
             if not workflow_ids:
                 return
-            self.coordinator.run_many(workflow_ids)
+            slot = EagerSlot(eager) if eager > 0 and len(workflow_ids) == 1 else None
+            self._local.slot = slot
+            try:
+                self.coordinator.run_many(workflow_ids)
+            except BaseException:
+                close_eager_slot(self, slot)
+                raise
+            run_eager_slot(self, slot)
         self.wake_shard(shard)
 
-    def coordinate_here(self, workflow_id: str,
-                        report: tuple[int, int, dict[str, Any], int | None] | None = None) -> None:
+    def coordinate_here(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> None:
         """Run the coordinator right here, saving a task hop: after an activity attempt (handing over
         its outcome), or at the start of a run by a client that has the code. If the run cannot be
         driven in this process, the coordinate task, which waits for a worker that can, takes over
@@ -114,8 +125,23 @@ class Runtime:
         except Stuck:  # the report is queued already; the coordinate task takes it from here
             self.wake(workflow_id, None)
 
+    # --- eager activities ---------------------------------------------------------------------------
+    def takes_eagerly(self, name: str, attempt: int, options: dict[str, Any]) -> bool:
+        """Whether the task running in this thread would run this attempt itself, right after
+        the append that dispatches it, instead of sending it through the broker (see `EagerSlot`): a first
+        attempt of an activity this worker has the code for, with no queue of its own, no timeout and no
+        heartbeat timeout (those are enforced per Celery task), while the slot is free and its budget lasts."""
+        slot: EagerSlot | None = getattr(self._local, "slot", None)
+        return (slot is not None and slot.next is None and slot.used < slot.limit and attempt == 1
+                and name in registry.activities and not options.get("queue") and not options.get("timeout")
+                and not options.get("heartbeat_timeout"))
+
     def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
-                 options: dict[str, Any]) -> None:
+                 options: dict[str, Any], eager: bool = False, countdown: float | None = None) -> None:
+        slot: EagerSlot | None = getattr(self._local, "slot", None)
+        if eager and slot is not None and slot.next is None:
+            slot.next = (workflow_id, run_id, seq, attempt, name, input, options)
+            return
         timeout = options.get("timeout")
         queue = options.get("queue") or activity_queue(self.settings, name)
         if name not in self._known_activities():
@@ -126,7 +152,7 @@ class Runtime:
                 (workflow_id, run_id, seq, attempt, name, input, options),
                 queue=queue, shadow=f"activity:{name}",
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
-                soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None)
+                soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown)
             _sending.recovered()
         except Exception as exc:  # its dispatch record has it sent again once its deadline passes
             _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
@@ -167,11 +193,13 @@ class Runtime:
         self.wake(state.workflow_id, queue)
 
     def renew_forever(self) -> None:
+        """Renew the deadlines of the attempts this process runs eagerly (a worker's main process renews
+        those whose messages it holds)."""
         ok = True
         while True:  # after a failure, try again soon: the lease may be about to lapse
             time.sleep(max(0.5, self.settings.lease_seconds / 3) if ok else 0.25)
             try:
-                self.fleet.renew(list(self.in_flight))
+                self.fleet.hold(list(self.in_flight))
                 ok = True
                 _renewing.recovered()
             except Exception as exc:
@@ -184,24 +212,40 @@ class Runtime:
             self._renewer.start()
 
 
-class Receipts:
-    """Activity receipts noted by the worker's consumer, written to Redis from a thread of their own
-    in batches, so the consumer loop never waits on Redis for them."""
+class EagerSlot:
+    """A task's budget of eager steps. When an activity task's report (or a coordinate task's step, such
+    as a run's start) leads to a new attempt that this worker can run (see `Runtime.takes_eagerly`), the
+    append that dispatches it gives it a lease deadline, the coordinator leaves it here instead of
+    sending it through the broker, and the task runs it next, in the same process; its report may leave
+    the next one. `limit` eager attempts per task at most: then the run goes back through the broker,
+    and the process to whatever waits there."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.next: tuple[str, str, int, int, str, Any, dict[str, Any]] | None = None
+
+
+class Holds:
+    """The attempts whose messages the worker's consumer just took: their deadlines are renewed (moved
+    to a lease from now) from a thread of their own, in batches of one command, so the consumer loop
+    never waits on Redis and a worker that dies holding a message is noticed within the lease. The
+    scheduler renews everything the worker still holds, every second or so (`held_attempts`)."""
 
     def __init__(self, fleet: Fleet, interval: float = 0.02) -> None:
         self._fleet = fleet
         self._interval = interval
-        self._quiet = Quiet(log, "recording activity receipts")
-        self._pending: list[tuple[str, int, int, str, str]] = []
+        self._quiet = Quiet(log, "renewing activity deadlines")
+        self._pending: list[tuple[str, int, int]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def note(self, receipt: tuple[str, int, int, str, str]) -> None:
+    def note(self, attempt: tuple[str, int, int]) -> None:
         with self._lock:
-            self._pending.append(receipt)
+            self._pending.append(attempt)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._flush_forever, name="beluga-receipts", daemon=True)
+                self._thread = threading.Thread(target=self._flush_forever, name="beluga-holds", daemon=True)
                 self._thread.start()
         self._wake.set()
 
@@ -209,20 +253,20 @@ class Receipts:
         backoff = self._interval
         while True:
             self._wake.wait()
-            time.sleep(backoff)  # let a burst of receipts share one round trip
+            time.sleep(backoff)  # let a burst of messages share one round trip
             self._wake.clear()
             with self._lock:
                 batch, self._pending = self._pending, []
             if not batch:
                 continue
             try:
-                self._fleet.received(batch)
+                self._fleet.hold(batch)
                 backoff = self._interval
                 self._quiet.recovered()
             except Exception as exc:
-                # Kept and tried again (recording a receipt twice is harmless); meanwhile the attempts
-                # are still found through their dispatch records.
-                self._quiet.error("could not record %d activity receipts", len(batch), exc=exc)
+                # Kept and tried again (renewing twice is harmless); meanwhile the scheduler renews what
+                # the worker holds, and the dispatch deadlines still stand.
+                self._quiet.error("could not renew %d activity deadlines", len(batch), exc=exc)
                 with self._lock:
                     self._pending[:0] = batch[-10000:]
                 backoff = min(1.0, backoff * 4)
@@ -260,18 +304,13 @@ def queued(rt: Runtime, queues: list[str]) -> Any:
 def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
                 options: dict[str, Any], details: Any, heartbeat_timeout: float | None
                 ) -> tuple[dict[str, Any], float | None]:
-    """Run one claimed attempt; returns the inbox message reporting it and the retry delay. The process
-    keeps renewing the attempt's lease (unless it promised heartbeats) until the caller has reported it
-    and discards it from `rt.in_flight`."""
+    """Run one claimed attempt; returns the inbox message reporting it and the retry delay."""
     fleet = rt.fleet
-    if heartbeat_timeout is None:  # no heartbeats promised: the process keeps the lease alive
-        rt.in_flight.add((workflow_id, seq, attempt))
-        rt.ensure_renewer()
 
     def beat(details: Any) -> None:
         rt.check(details)
         try:
-            fleet.hold_lease(workflow_id, seq, attempt, run_id, heartbeat_timeout, details, beat=True)
+            fleet.heartbeat(workflow_id, seq, attempt, heartbeat_timeout, details)
             _renewing.recovered()
         except TRANSIENT as exc:  # not the activity's problem: its lease lapses if Redis stays away too long
             _renewing.error("could not record a heartbeat of attempt %s of %s seq %s", attempt, workflow_id, seq,
@@ -296,6 +335,82 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
                                run_id), delay
 
 
+def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
+                   options: dict[str, Any], details: Any, heartbeat_timeout: float | None, heartbeat: bool
+                   ) -> tuple[dict[str, Any], bool, float | None] | None:
+    """Run a started attempt and report it, handing the report to the coordinator right here. Returns
+    (the report's message, whether Celery is to send the next attempt, after how long), or None when the
+    attempt was given up (Redis stayed away past the lease: its deadline lapses and the scheduler
+    dispatches it again)."""
+    budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
+    try:
+        message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
+                                          details, heartbeat_timeout)
+        celery_retry = message.get("celery_retry", False)
+        report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options.get(SENT_AT))
+        # Redis away: keep trying (the attempt's deadline is renewed meanwhile); reporting twice is
+        # harmless, a stale report is ignored. Past the budget the attempt is given up: its deadline
+        # lapses and any live worker's scheduler dispatches a new attempt.
+        retry_transient(lambda: rt.coordinate_here(workflow_id, report), budget,
+                        on_error=lambda exc: _reporting.error("could not report attempt %s of %s seq %s; "
+                                                              "trying again", attempt, workflow_id, seq, exc=exc))
+        _reporting.recovered()
+    except Exception as exc:
+        _reporting.error("giving up reporting attempt %s of %s seq %s: it is dispatched again within %gs",
+                         attempt, workflow_id, seq, 2 * budget, exc=exc)
+        return None
+    return message, celery_retry, next_delay
+
+
+def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
+                options: dict[str, Any]) -> None:
+    """Run an attempt that the append before recorded as dispatched, with a lease deadline, and that no
+    message carries: this process renews its deadline while it runs, so that if it dies the scheduler
+    dispatches the attempt again within the lease, as for any lost attempt."""
+    defn = registry.activities[name]
+    key = (workflow_id, seq, attempt)
+    rt.in_flight.add(key)
+    rt.ensure_renewer()
+    try:
+        reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, None, None, False)
+    finally:
+        rt.in_flight.discard(key)
+        outcome.take_failure()  # no task of its own settles it: its exception is not to linger in the thread
+    if reported is not None and reported[1]:  # its retry goes through the broker, as any Celery retry
+        rt.dispatch(workflow_id, run_id, seq, attempt + 1, name, input, options, countdown=reported[2])
+
+
+def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
+    """Run the attempts left in the task's eager slot, one after the other, each possibly leaving the
+    next; then close the slot."""
+    try:
+        while slot is not None and slot.next is not None:
+            job, slot.next = slot.next, None
+            slot.used += 1
+            run_eagerly(rt, *job)
+    finally:
+        close_eager_slot(rt, slot)
+
+
+def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
+    """No more eager attempts in this task; one still left in the slot goes through the broker."""
+    rt._local.slot = None
+    if slot is not None and slot.next is not None:
+        job, slot.next = slot.next, None
+        rt.dispatch(*job)
+
+
+def _eager_allowed(task: Any) -> bool:
+    """Whether this activity task may run the attempts its reports lead to (BELUGA_EAGER_ACTIVITIES > 0,
+    in a worker): not when Celery limits its rate or its run time (both apply to the whole task)."""
+    if runtime(task.app).settings.eager_activities <= 0:
+        return False
+    if task.request.is_eager or task.rate_limit or any(task.request.timelimit or ()):
+        return False
+    conf = task.app.conf
+    return not (task.time_limit or task.soft_time_limit or conf.task_time_limit or conf.task_soft_time_limit)
+
+
 _runtime_lock = threading.Lock()
 
 
@@ -317,6 +432,8 @@ def bind(app: Celery) -> None:
     @app.task(name="beluga.coordinate", shared=False, bind=True, acks_late=True, max_retries=None)
     def coordinate(self: Any, workflow_id: str) -> None:
         rt = runtime(app)
+        slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
+        rt._local.slot = slot  # the run's first activity (or the next after a signal) may start right here
         try:
             rt.coordinator.run(workflow_id)
             _coordinating.recovered()
@@ -325,12 +442,16 @@ def bind(app: Celery) -> None:
         except TRANSIENT as exc:  # its inbox keeps the messages; the sweep wakes the run again
             _coordinating.error("could not coordinate workflow %s (the sweep will wake it again)", workflow_id,
                                 exc=exc)
+        except BaseException:
+            close_eager_slot(rt, slot)
+            raise
+        run_eager_slot(rt, slot)
 
     @app.task(name="beluga.wake", shared=False, bind=True, acks_late=True, max_retries=None)
     def wake(self: Any, shard: int) -> None:
         rt = runtime(app)
         try:
-            rt.wake_batch(int(shard))
+            rt.wake_batch(int(shard), eager=rt.settings.eager_activities if _eager_allowed(self) else 0)
             _coordinating.recovered()
         except TRANSIENT as exc:  # the runs' inboxes keep their messages; the sweep wakes them again
             _coordinating.error("could not coordinate the runs woken in shard %s (the sweep will wake them "
@@ -351,8 +472,8 @@ def bind(app: Celery) -> None:
         redelivered = (self.request.delivery_info or {}).get("redelivered")
         budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
         if attempt == 1 and not redelivered and not self.request.retries and heartbeat_timeout is None:
-            # The first delivery of a first attempt cannot be stale, and needs no lease of its own: if
-            # its worker dies, its receipt (or, before that, its dispatch record) tells the scheduler.
+            # The first delivery of a first attempt cannot be stale, and needs no claim: its deadline is
+            # renewed by this worker's main process while it holds the message (see Holds).
             details = None
         else:
             try:
@@ -360,37 +481,38 @@ def bind(app: Celery) -> None:
                     lambda: fleet.claim(workflow_id, seq, attempt, run_id, heartbeat_timeout), budget,
                     on_error=lambda exc: _reporting.error("could not start attempt %s of %s seq %s; trying "
                                                           "again", attempt, workflow_id, seq, exc=exc))
-            except TRANSIENT as exc:  # its receipt lapses once this worker lets the message go
+            except TRANSIENT as exc:  # its deadline lapses once this worker lets the message go
                 _reporting.error("giving up starting attempt %s of %s seq %s: it is dispatched again", attempt,
                                  workflow_id, seq, exc=exc)
                 return
             if not current:
                 log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
                 return
-        key = (workflow_id, seq, attempt)
+        # An eager slot: the attempts this task's reports lead to may run right here (see EagerSlot)
+        slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
+        rt._local.slot = slot
         try:
-            message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
-                                              details, heartbeat_timeout)
-            celery_retry = message.get("celery_retry", False)
-            report = (seq, attempt, message, attempt + 1 if celery_retry else None)
-            # Redis away: keep trying (the attempt's lease and receipt are renewed meanwhile); reporting
-            # twice is harmless, a stale report is ignored. Past the budget the attempt is given up: its
-            # lease or receipt lapses and any live worker's scheduler dispatches a new attempt.
-            retry_transient(lambda: rt.coordinate_here(workflow_id, report), budget,
-                            on_error=lambda exc: _reporting.error("could not report attempt %s of %s seq %s; "
-                                                                  "trying again", attempt, workflow_id, seq, exc=exc))
-            _reporting.recovered()
-        except Exception as exc:
-            _reporting.error("giving up reporting attempt %s of %s seq %s: it is dispatched again within %gs",
-                             attempt, workflow_id, seq, 2 * budget, exc=exc)
-            return
-        finally:
-            rt.in_flight.discard(key)
-        if celery_retry:  # a failed publish rejects the message; the next attempt's dispatch record remains
-            raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
-                             countdown=next_delay, argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
-                             kwargsrepr=attempt_kwargsrepr(workflow_id),
-                             exc=outcome.take_failure(message.get("payload")))
+            reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, details,
+                                      heartbeat_timeout, heartbeat_timeout is not None)
+            if reported is not None:
+                message, celery_retry, next_delay = reported
+                if celery_retry:  # a failed publish rejects the message; the next attempt's dispatch
+                    # record remains
+                    raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
+                                     countdown=next_delay,
+                                     argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
+                                     kwargsrepr=attempt_kwargsrepr(workflow_id),
+                                     exc=outcome.take_failure(message.get("payload")))
+                # this attempt's exception, kept aside while eager attempts run in this thread
+                failed = None if message.get("ok") else outcome.take_failure(message.get("payload"))
+        except BaseException:
+            close_eager_slot(rt, slot)
+            raise
+        run_eager_slot(rt, slot)
+        if reported is None:
+            return None
+        if failed is not None:
+            outcome.note_failure(failed)
         return outcome.settle(message, next_delay)  # the task's state says what the attempt did (Flower)
 
     @app.task(name="beluga.query", shared=False, bind=True)

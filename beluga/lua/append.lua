@@ -5,9 +5,9 @@
 --   run_key            <t>:<id>:run, hash: run_id, version, status, summary, updated, ...
 --   events_key         <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
 --   inbox_key          <t>:<id>:inbox, list of messages for the coordinator
---   attempts_key       <t>:<id>:attempts, hash: seq -> the attempt allowed to run
+--   attempts_key       unused (an attempt is allowed while it has a deadline in dispatched_key)
 --   lease_key          <t>:<id>:lease, the coordinator's lease token
---   dispatched_key     sorted set: "<id>\0<seq>\0<attempt>" -> dispatch deadline
+--   dispatched_key     sorted set: "<id>\0<seq>\0<attempt>" -> deadline, for each attempt allowed to run
 --   timers_key         sorted set: "<id>\0<message>" -> due time (the fleet's durable timers)
 -- ARGV
 --   run_id             the run the writer read

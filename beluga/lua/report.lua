@@ -8,12 +8,9 @@
 --   run_key           <t>:<id>:run, hash: run_id, version, ...
 --   inbox_key         <t>:<id>:inbox, list of messages for the coordinator
 --   events_key        <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
---   attempts_key      <t>:<id>:attempts, hash: seq -> the attempt allowed to run
---   running_key       <t>:running, sorted set: attempt member -> lease expiry
---   running_info_key  <t>:running:info, hash: attempt member -> encoded info
+--   running_info_key  <t>:running:info, hash: attempt member -> encoded info (heartbeat attempts only)
 --   dirty_key         <t>:dirty, sorted set: workflow id -> when its inbox got a message
---   dispatched_key    <t>:dispatched, sorted set: attempt member -> dispatch deadline
---   received_key      <t>:received, hash: attempt member -> encoded receipt
+--   dispatched_key    <t>:dispatched, sorted set: attempt member -> deadline
 -- ARGV
 --   token             the new lease token
 --   ttl_ms            the lease's time to live, in milliseconds
@@ -26,7 +23,7 @@
 --   now               the time, for the dirty mark
 --   workflow_id       the run's workflow id
 --   next_deadline     until when the next attempt counts as dispatched
---   attempt           the finished attempt's number
+--   heartbeat         '1' when the attempt promised heartbeats (its info is dropped), else ''
 -- Returns like begin.lua: {} when another coordinator holds the lease, else the run as read.
 
 -- #include "lib/attempt.lua"
@@ -34,10 +31,9 @@
 -- #include "lib/lease.lua"
 
 local r = {
-  inbox_key = KEYS[3], attempts_key = KEYS[5], running_key = KEYS[6], running_info_key = KEYS[7],
-  dirty_key = KEYS[8], dispatched_key = KEYS[9], received_key = KEYS[10],
+  inbox_key = KEYS[3], running_info_key = KEYS[5], dirty_key = KEYS[6], dispatched_key = KEYS[7],
   report = ARGV[5], seq = ARGV[6], member = ARGV[7], next_attempt = ARGV[8], now = ARGV[9],
-  workflow_id = ARGV[10], next_deadline = ARGV[11], attempt = ARGV[12],
+  workflow_id = ARGV[10], next_deadline = ARGV[11], heartbeat = ARGV[12],
 }
 finish_attempt(r)
 queue_report(r)

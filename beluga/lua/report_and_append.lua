@@ -6,12 +6,10 @@
 --
 -- KEYS
 --   run_key, events_key, inbox_key, attempts_key, lease_key, dispatched_key, timers_key
---                      as in append.lua (dispatched_key is the shard's <t>:dispatched, timers_key its
---                      <t>:timers)
---   running_key        <t>:running, sorted set: attempt member -> lease expiry
---   running_info_key   <t>:running:info, hash: attempt member -> encoded info
+--                      as in append.lua (dispatched_key is the shard's <t>:dispatched: attempt member
+--                      -> deadline, the one record of an attempt in flight; timers_key its <t>:timers)
+--   running_info_key   <t>:running:info, hash: attempt member -> encoded info (heartbeat attempts only)
 --   dirty_key          <t>:dirty, sorted set: workflow id -> when its inbox got a message
---   received_key       <t>:received, hash: attempt member -> encoded receipt
 -- ARGV
 --   run_id, expected_version, inbox_used, status, summary, updated, lease_token, dispatch_deadline,
 --   workflow_id
@@ -22,7 +20,7 @@
 --   next_attempt       the attempt allowed next (a retry), or '' to retire the seq
 --   now                the time, for the dirty mark
 --   next_deadline      until when the next attempt counts as dispatched
---   attempt            the finished attempt's number
+--   heartbeat          '1' when the attempt promised heartbeats (its info is dropped), else ''
 --   #attempts, #events, #timers, attempts..., events..., timers...
 --                      as in append.lua
 -- Returns -1 when the report was queued for the coordinator, else how many messages are left in the
@@ -40,10 +38,9 @@ local a = {
   attempts = {}, events = {}, timers = {},
 }
 local r = {
-  inbox_key = KEYS[3], attempts_key = KEYS[4], dispatched_key = KEYS[6], running_key = KEYS[8],
-  running_info_key = KEYS[9], dirty_key = KEYS[10], received_key = KEYS[11],
+  inbox_key = KEYS[3], dispatched_key = KEYS[6], running_info_key = KEYS[8], dirty_key = KEYS[9],
   workflow_id = ARGV[9], report = ARGV[10], seq = ARGV[11], member = ARGV[12], next_attempt = ARGV[13],
-  now = ARGV[14], next_deadline = ARGV[15], attempt = ARGV[16],
+  now = ARGV[14], next_deadline = ARGV[15], heartbeat = ARGV[16],
 }
 local n_attempts, n_events, n_timers = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
 for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[19 + i] end
@@ -52,8 +49,10 @@ for i = 1, 2 * n_timers do a.timers[i] = ARGV[19 + 2 * n_attempts + n_events + i
 
 local allowed = append_allowed(a)
 finish_attempt(r)
-if not allowed or redis.call('EXISTS', a.lease_key) == 1 or redis.call('LLEN', a.inbox_key) > 0 then
+-- one command for both: the lease is held, or the inbox has messages (an empty list does not exist)
+if not allowed or redis.call('EXISTS', a.lease_key, a.inbox_key) > 0 then
   queue_report(r)
   return -1
 end
+a.inbox_empty = true  -- and nothing is pushed while this script runs
 return append_write(a)

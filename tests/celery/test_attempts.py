@@ -49,38 +49,37 @@ def _member(wid: str, seq: int, attempt: int) -> str:
 def test_a_stale_report_leaves_the_attempt_that_replaced_it_allowed(fleet: Fleet) -> None:
     """Attempt 1 was reclaimed and attempt 2 allowed; attempt 1's late report must not retire attempt 2
     (whose claim would then find it stale and drop it: the run waited forever)."""
-    attempts = fleet.store.key("w", "attempts")
-    fleet.redis.hset(attempts, "3", "2")
+    deadlines = fleet.shard_key("w", "dispatched")
+    fleet.redis.zadd(deadlines, {_member("w", 3, 2): time.time() + 60})
     late = {"k": "activity", "run": "r", "seq": 3, "attempt": 1, "ok": True, "payload": 1}
     fleet.report_and_begin("w", 3, 1, late, None)
-    assert fleet.redis.hget(attempts, "3") == b"2"
-    fleet.report_and_begin("w", 3, 1, {**late, "ok": False}, 2)  # nor set it when it asked for a retry
-    assert fleet.redis.hget(attempts, "3") == b"2"
-    assert not fleet.redis.zscore(fleet.shard_key("w", "dispatched"), _member("w", 3, 2))
+    assert fleet.redis.zrange(deadlines, 0, -1) == [_member("w", 3, 2).encode()]
+    fleet.report_and_begin("w", 3, 1, {**late, "ok": False}, 2)  # nor allow anything when it asked for a retry
+    assert fleet.redis.zrange(deadlines, 0, -1) == [_member("w", 3, 2).encode()]
+    assert fleet.claim("w", 3, 2, "r")[0]
     fleet.report_and_begin("w", 3, 2, {**late, "attempt": 2}, None)  # the current one retires it
-    assert fleet.redis.hget(attempts, "3") is None
+    assert fleet.redis.zcard(deadlines) == 0
+    assert not fleet.claim("w", 3, 2, "r")[0]  # a redelivery of it is stale now
 
 
-def test_a_receipt_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet) -> None:
+def test_a_deadline_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet) -> None:
     """A live worker that no longer holds a message (a lost broker connection dropped it, or its report
     and retry both failed) must not keep its attempt from being reclaimed."""
-    fleet.alive("w1")
     for seq in (1, 2):
         fleet.redis.zadd(fleet.shard_key("wf", "dispatched"), {_member("wf", seq, 1): time.time() + 60})
-    fleet.received([("wf", 1, 1, "run-1", "w1"), ("wf", 2, 1, "run-1", "w1")])
-    assert fleet.orphaned_attempts(time.time()) == []
+    fleet.hold([("wf", 1, 1), ("wf", 2, 1)])  # the worker took both messages
+    assert fleet.lapsed(time.time()) == []
     time.sleep(0.5)
-    fleet.hold_receipts([("wf", 2, 1)])  # the worker still holds seq 2's message, not seq 1's
+    fleet.hold([("wf", 2, 1)])  # the worker still holds seq 2's message, not seq 1's
     later = time.time() + LEASE - 0.25
-    assert [(lost.seq, lost.attempt) for lost in fleet.orphaned_attempts(later)] == [(1, 1)]
-    lost = fleet.orphaned_attempts(later)[0]
+    assert [(lost.seq, lost.attempt) for lost in fleet.lapsed(later)] == [(1, 1)]
+    lost = fleet.lapsed(later)[0]
     failure = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
-    fleet.redis.hset(fleet.store.key("wf", "attempts"), "1", "1")
     assert fleet.reclaim(lost, failure)
     assert not fleet.reclaim(lost, failure)  # exactly one caller gets it
     inbox = [codec.decode(m) for m in fleet.redis.lrange(fleet.store.keys("wf")[2], 0, -1)]
-    assert inbox == [{"k": "activity", "run": "run-1", "seq": 1, "attempt": 1, "ok": False, "payload": failure}]
-    assert fleet.redis.hget(fleet.store.key("wf", "attempts"), "1") is None  # retired with it
+    assert inbox == [{"k": "activity", "seq": 1, "attempt": 1, "ok": False, "payload": failure}]
+    assert fleet.redis.zrange(fleet.shard_key("wf", "dispatched"), 0, -1) == [_member("wf", 2, 1).encode()]  # retired
     assert fleet.redis.zscore(fleet.shard_key("wf", "dirty"), "wf") is not None    # and found by the sweep
 
 
@@ -190,3 +189,51 @@ def test_a_lost_child_start_and_a_lost_parent_notice_are_recovered_by_their_back
     healthy.run("kid")  # the backup lands in the child's own inbox: it tells the parent again
     healthy.run("p1")
     assert fleet.store.load_summary("p1").result == "child got 2"
+def three_steps(ctx: object, _: object = None) -> str:
+    for i in (1, 2, 3):
+        ctx.execute_activity("attempts_step", i)  # type: ignore[attr-defined]
+    return "done"
+
+
+def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fleet) -> None:
+    """Two coordinators (the two processes of a prefork pool) take a run's reports in turn: the one that
+    never saw the run loads it, the one whose cached run is behind catches up with the events it missed
+    (the activity message says which version it was sent at); each report is recorded by the fast path,
+    without the inbox or the coordinator lease."""
+    sent: list[tuple] = []
+    registry = Registry()
+    registry.add_workflow(three_steps)
+
+    def coordinator() -> Coordinator:
+        return Coordinator(fleet, registry, dispatch=lambda *args, **_: sent.append(args), wake=lambda *_: None,
+                           start_child=lambda *_, **__: None, check_payload=lambda v: v)
+
+    first, second = coordinator(), coordinator()
+    wid = f"alt-{uuid.uuid4().hex[:6]}"
+    state = new_run_state("three_steps", wid, None, None, None, time.time())
+    fleet.store.create(state)
+    fleet.push(wid, {"k": "start"})
+    first.run(wid)
+    fast = fleet.report_and_append
+    fast_calls: list[int] = []
+
+    def counted(*args: object, **kwargs: object) -> int:
+        fast_calls.append(1)
+        return fast(*args, **kwargs)
+
+    fleet.report_and_append = counted  # type: ignore[method-assign]
+    marked = fleet.redis.zscore(fleet.shard_key(wid, "dirty"), wid)  # by the start message; a queued report marks again
+    for i, process in enumerate((second, first, second), start=1):
+        _, run_id, seq, attempt, _, _, options = sent[-1]
+        assert (seq, attempt) == (i, 1) and options["_version"] == fleet.store.version(wid)[1]
+        ok = {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": True, "payload": i}
+        assert process.run(wid, (seq, 1, ok, None, False, options["_version"]))
+        assert fleet.redis.llen(fleet.store.keys(wid)[2]) == 0
+        assert fleet.redis.zscore(fleet.shard_key(wid, "dirty"), wid) == marked
+    assert fast_calls == [1, 1, 1]
+    summary = fleet.store.load_summary(wid)
+    assert summary is not None and summary.status.value == "completed" and summary.result == "done"
+    history = fleet.store.history(wid)
+    assert [e.attrs["seq"] for e in history if e.type == E.ACTIVITY_COMPLETED] == [1, 2, 3]
+    assert [e.id for e in history] == list(range(1, len(history) + 1))
+    assert fleet.redis.zcard(fleet.shard_key(wid, "dispatched")) == 0

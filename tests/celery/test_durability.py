@@ -160,7 +160,7 @@ def test_a_late_report_of_a_superseded_attempt_does_not_revoke_its_successor(lon
     lost = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
     from beluga.celery.fleet import Lost
 
-    assert fleet.reclaim(Lost(wid, seq, 1, {"run": run_id}, fleet.shard_key(wid, "dispatched"), "z"), lost)
+    assert fleet.reclaim(Lost(wid, seq, 1, {"run": run_id}, time.time() + 3600), lost)
     coordinator.run(wid)  # records the failure; the retry policy's backoff arms a timer for attempt 2
     time.sleep(0.1)
     fleet.drain_timers(time.time())

@@ -42,7 +42,7 @@ def _diagnose(ex: workflow.DurableExecutor, handles: list, fleet) -> str:
                          f" attempts={r.hgetall(store.key(h.id, 'attempts'))}")
     for shard in range(SHARDS):
         tag = f"beluga:{{s{shard}}}"
-        lines.append(f"shard {shard}: running={r.zrange(f'{tag}:running', 0, -1, withscores=True)} "
+        lines.append(f"shard {shard}: deadlines={r.zrange(f'{tag}:dispatched', 0, -1, withscores=True)} "
                      f"dirty={r.zrange(f'{tag}:dirty', 0, -1, withscores=True)} wake={r.smembers(f'{tag}:wake')}")
     lines.append(f"now={time.time()}")
     lines.append(f"broker queue len={r.llen('beluga')} unacked={r.hlen('unacked')}")

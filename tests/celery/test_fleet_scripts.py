@@ -1,7 +1,6 @@
-"""The fleet's scripts (beluga/lua/begin.lua, report.lua, report_and_append.lua, claim.lua, receive.lua,
-reclaim.lua, release.lua, drain_timers.lua, sweep.lua, wake.lua, take_wakes.lua) run against a real server
-through the `Fleet` methods that call them, one each, with the keys inspected after each call.
-No workers are started."""
+"""The fleet's scripts (beluga/lua/begin.lua, report.lua, report_and_append.lua, claim.lua, reclaim.lua,
+release.lua, drain_timers.lua, sweep.lua, wake.lua, take_wakes.lua) run against a real server through the
+`Fleet` methods that call them, one each, with the keys inspected after each call. No workers are started."""
 
 from __future__ import annotations
 
@@ -58,22 +57,28 @@ def _same_shard(n: int, like: str = "w") -> list[str]:
     return out
 
 
-def _in_flight(fleet: Fleet, wid: str, seq: int, attempt: int) -> None:
-    """An attempt as the fleet records it while it runs (allowed, dispatched, received, running)."""
+def _in_flight(fleet: Fleet, wid: str, seq: int, attempt: int, heartbeat: bool = False) -> None:
+    """An attempt as the fleet records it while it runs: allowed, with a deadline (and, when it promised
+    heartbeats, its info)."""
     m = _member(wid, seq, attempt)
-    fleet.redis.hset(fleet.store.key(wid, "attempts"), str(seq), str(attempt))
     fleet.redis.zadd(_k(fleet, "dispatched"), {m: 1.0})
-    fleet.redis.hset(_k(fleet, "received"), m, b"receipt")
-    fleet.redis.zadd(_k(fleet, "running"), {m: 1.0})
-    fleet.redis.hset(_k(fleet, "running:info"), m, b"info")
+    if heartbeat:
+        fleet.redis.hset(_k(fleet, "running:info"), m, b"info")
+
+
+def _allowed(fleet: Fleet) -> list[tuple[str, int, int]]:
+    """The attempts allowed to run: those with a deadline."""
+    out = []
+    for m in fleet.redis.zrange(_k(fleet, "dispatched"), 0, -1):
+        wid, seq, attempt = m.decode().split("\x00")
+        out.append((wid, int(seq), int(attempt)))
+    return out
 
 
 def _traces(fleet: Fleet, member: bytes) -> list[bool]:
-    """Whether the attempt `member` is still in the running, running info, dispatched, received records."""
-    return [fleet.redis.zscore(_k(fleet, "running"), member) is not None,
-            fleet.redis.hexists(_k(fleet, "running:info"), member),
-            fleet.redis.zscore(_k(fleet, "dispatched"), member) is not None,
-            fleet.redis.hexists(_k(fleet, "received"), member)]
+    """Whether the attempt `member` still has a deadline, and heartbeat info."""
+    return [fleet.redis.zscore(_k(fleet, "dispatched"), member) is not None,
+            fleet.redis.hexists(_k(fleet, "running:info"), member)]
 
 
 # --- begin.lua ----------------------------------------------------------------------------------------
@@ -152,8 +157,8 @@ def test_report_with_the_lease_free_retires_the_attempt_and_begins(fleet: Fleet)
     assert fleet.redis.get(fleet.store.key("w", "lease")) == begun.token.encode()
     assert [codec.decode(m)["k"] for m in begun.messages] == ["signal", "activity"]   # the report comes last
     assert begun.inbox_used == 2 and [codec.decode_event(e).id for e in begun.newer] == [3]
-    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") is None
-    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+    assert _allowed(fleet) == []
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
     assert before <= fleet.redis.zscore(_k(fleet, "dirty"), "w") <= time.time()
 
 
@@ -165,20 +170,20 @@ def test_report_with_the_lease_held_is_queued_for_its_holder(fleet: Fleet) -> No
     assert fleet.report_and_begin("w", 4, 1, {"k": "activity", "seq": 4}, None) is None
     assert [codec.decode(m)["seq"] for m in _inbox(fleet)] == [4]
     assert fleet.redis.get(fleet.store.key("w", "lease")) == holder.token.encode()
-    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") is None
-    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+    assert _allowed(fleet) == []
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
     assert fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
 
 
 def test_report_of_a_retry_allows_the_next_attempt(fleet: Fleet) -> None:
     _start(fleet)
-    _in_flight(fleet, "w", 4, 1)
+    _in_flight(fleet, "w", 4, 1, heartbeat=True)
     before = time.time()
-    fleet.report_and_begin("w", 4, 1, {"k": "activity", "seq": 4, "retry_in": 30.0}, 2)
-    assert fleet.redis.hget(fleet.store.key("w", "attempts"), "4") == b"2"
+    fleet.report_and_begin("w", 4, 1, {"k": "activity", "seq": 4, "retry_in": 30.0}, 2, heartbeat=True)
+    assert _allowed(fleet) == [("w", 4, 2)]
     deadline = fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 2))
     assert before + 30 + 2 * LEASE <= deadline <= time.time() + 30 + 2 * LEASE
-    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
 
 
 # --- report_and_append.lua ----------------------------------------------------------------------------
@@ -197,9 +202,9 @@ def test_report_and_append_appends_when_the_run_is_untouched(fleet: Fleet) -> No
     assert fleet.store.version("w") == ("r1", 4)
     assert [e.id for e in fleet.store.history("w")] == [1, 2, 3, 4]
     assert _inbox(fleet) == [] and fleet.redis.zscore(_k(fleet, "dirty"), "w") is None   # nothing queued
-    assert fleet.redis.hgetall(fleet.store.key("w", "attempts")) == {b"5": b"1"}          # 4 retired, 5 allowed
+    assert _allowed(fleet) == [("w", 5, 1)]                                                # 4 retired, 5 allowed
     assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 5, 1)) == 77.0       # the fleet-wide record
-    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
 
 
 @pytest.mark.parametrize("touched", ["lease held", "inbox waiting", "stale version", "other run"])
@@ -216,74 +221,96 @@ def test_report_and_append_queues_the_report_when_the_run_was_touched(fleet: Fle
     assert fleet.store.version("w") == ("r1", 3)                                  # nothing appended
     assert codec.decode(_inbox(fleet)[-1]) == {"k": "activity", "seq": 4}        # the report, queued last
     assert fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
-    assert fleet.redis.hgetall(fleet.store.key("w", "attempts")) == {b"4": b"2"}  # retried; 5 not allowed
-    assert _traces(fleet, _member("w", 4, 1)) == [False] * 4
+    assert _allowed(fleet) == [("w", 4, 2)]                                      # retried; 5 not allowed
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
     assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 5, 1)) is None
     if touched == "lease held":
         assert fleet.redis.get(fleet.store.key("w", "lease")) == b"someone"
 
 
-# --- claim.lua, receive.lua, reclaim.lua -------------------------------------------------------------
+# --- claim.lua, reclaim.lua, deadlines -----------------------------------------------------------------
 def test_claim_starts_the_allowed_attempt_with_the_last_heartbeat(fleet: Fleet) -> None:
     _in_flight(fleet, "w", 4, 2)
-    fleet.redis.zrem(_k(fleet, "running"), _member("w", 4, 2))
     fleet.redis.hset(fleet.store.key("w", "beats"), "4", codec.encode({"done": 7}))
     before = time.time()
     assert fleet.claim("w", 4, 2, "r1", ttl=20.0) == (True, {"done": 7})
     m = _member("w", 4, 2)
-    assert before + 20 <= fleet.redis.zscore(_k(fleet, "running"), m) <= time.time() + 20
+    assert before + 20 <= fleet.redis.zscore(_k(fleet, "dispatched"), m) <= time.time() + 20   # moved
     assert codec.decode(fleet.redis.hget(_k(fleet, "running:info"), m)) == {"run": "r1", "heartbeat_timeout": 20.0}
-    assert _traces(fleet, m) == [True, True, False, False]   # no longer dispatched nor merely received
+    fleet.heartbeat("w", 4, 2, 20.0, {"done": 8})
+    assert codec.decode(fleet.redis.hget(fleet.store.key("w", "beats"), "4")) == {"done": 8}
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), m) >= before + 20
 
 
 def test_claim_without_heartbeat_details(fleet: Fleet) -> None:
-    fleet.redis.hset(fleet.store.key("w", "attempts"), "4", "1")
-    assert fleet.claim("w", 4, 1, "r1") == (True, None)
-    assert fleet.redis.zscore(_k(fleet, "running"), _member("w", 4, 1)) <= time.time() + LEASE
-
-
-@pytest.mark.parametrize("allowed", ["2", None])
-def test_claim_refuses_a_stale_attempt(fleet: Fleet, allowed: str | None) -> None:
     _in_flight(fleet, "w", 4, 1)
+    before = time.time()
+    assert fleet.claim("w", 4, 1, "r1") == (True, None)
     m = _member("w", 4, 1)
-    fleet.redis.zrem(_k(fleet, "running"), m)
-    fleet.redis.hdel(_k(fleet, "running:info"), m)
-    if allowed is None:
-        fleet.redis.hdel(fleet.store.key("w", "attempts"), "4")
-    else:
-        fleet.redis.hset(fleet.store.key("w", "attempts"), "4", allowed)
-    assert fleet.claim("w", 4, 1, "r1") == (False, None)
-    assert _traces(fleet, m) == [False] * 4   # not started; its receipt and dispatch record are dropped
+    assert before + LEASE <= fleet.redis.zscore(_k(fleet, "dispatched"), m) <= time.time() + LEASE
+    assert _traces(fleet, m) == [True, False]  # no info: it promised no heartbeats
 
 
-def test_receipts_are_noted_only_for_attempts_not_yet_started(fleet: Fleet) -> None:
-    waiting, started = _member("w", 1, 1), _member("w", 2, 1)
+@pytest.mark.parametrize("allowed", [2, None])
+def test_claim_refuses_a_stale_attempt(fleet: Fleet, allowed: int | None) -> None:
+    if allowed is not None:  # attempt 1 was reclaimed, attempt 2 allowed
+        _in_flight(fleet, "w", 4, allowed)
+    assert fleet.claim("w", 4, 1, "r1", ttl=20.0) == (False, None)
+    assert _traces(fleet, _member("w", 4, 1)) == [False] * 2   # not started, nothing written
+    assert _allowed(fleet) == ([] if allowed is None else [("w", 4, 2)])
+
+
+def test_hold_renews_only_attempts_still_in_flight(fleet: Fleet) -> None:
+    waiting, reported = _member("w", 1, 1), _member("w", 2, 1)
     fleet.redis.zadd(_k(fleet, "dispatched"), {waiting: 50.0})
-    fleet.received([("w", 1, 1, "r1", "worker-a"), ("w", 2, 1, "r1", "worker-a")])
-    assert fleet.redis.zscore(_k(fleet, "dispatched"), waiting) is None
-    assert codec.decode(fleet.redis.hget(_k(fleet, "received"), waiting)) == {"run": "r1", "worker": "worker-a"}
-    assert not fleet.redis.hexists(_k(fleet, "received"), started)
+    before = time.time()
+    fleet.hold([("w", 1, 1), ("w", 2, 1)])
+    assert before + LEASE <= fleet.redis.zscore(_k(fleet, "dispatched"), waiting) <= time.time() + LEASE
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), reported) is None   # not brought back
 
 
-def test_reclaim_claims_once_queues_the_failure_and_retires_only_the_attempt_still_allowed(fleet: Fleet) -> None:
+def test_lapsed_finds_attempts_past_their_deadline_unless_their_message_still_waits(fleet: Fleet) -> None:
+    for seq in (1, 2, 3):
+        fleet.redis.zadd(_k(fleet, "dispatched"), {_member("w", seq, 1): 10.0 + seq})
+    fleet.redis.hset(_k(fleet, "running:info"), _member("w", 2, 1), codec.encode({"run": "r1", "heartbeat_timeout": 3}))
+    lost = fleet.lapsed(12.5, queued=lambda wid, seq, attempt: False)
+    assert [(x.seq, x.attempt, x.info, x.deadline) for x in lost] == [
+        (1, 1, {}, 12.5), (2, 1, {"run": "r1", "heartbeat_timeout": 3}, 12.5)]
+    before = time.time()
+    assert fleet.lapsed(12.5, queued=lambda wid, seq, attempt: seq == 1) == [lost[1]]
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 1, 1)) >= before + 2 * LEASE  # waits on
+    assert [x.seq for x in fleet.lapsed(12.5)] == [2]   # no broker to look into: lapsed is lost
+
+
+def test_reclaim_leaves_an_attempt_renewed_since_it_was_found(fleet: Fleet) -> None:
     from beluga.celery.fleet import Lost
 
-    attempts = fleet.store.key("w", "attempts")
-    fleet.redis.hset(attempts, mapping={"4": "2", "5": "1"})
+    fleet.redis.zadd(_k(fleet, "dispatched"), {_member("w", 4, 1): 10.0})
+    lost = fleet.lapsed(11.0)[0]
+    fleet.hold([("w", 4, 1)])  # its worker renewed it meanwhile
+    failure = {"type": "WorkerLost", "message": "gone", "traceback": "", "non_retryable": False}
+    assert fleet.reclaim(lost, failure) is False
+    assert _inbox(fleet) == [] and _allowed(fleet) == [("w", 4, 1)]
+    assert fleet.reclaim(Lost("w", 4, 1, {}, time.time() + LEASE + 1), failure) is True
+
+
+def test_reclaim_claims_once_queues_the_failure_and_retires_the_attempt(fleet: Fleet) -> None:
+    from beluga.celery.fleet import Lost
+
     failure = {"type": "WorkerLost", "message": "gone", "traceback": "", "non_retryable": False}
     for seq, attempt in ((4, 1), (5, 1)):
-        fleet.redis.zadd(_k(fleet, "running"), {_member("w", seq, attempt): 1.0})
-    stale, current = (Lost("w", 4, 1, {"run": "r1"}, _k(fleet, "running"), "z"),
-                      Lost("w", 5, 1, {"run": "r1"}, _k(fleet, "running"), "z"))
-    assert fleet.reclaim(stale, failure) is True
-    assert fleet.redis.hgetall(attempts) == {b"4": b"2", b"5": b"1"}  # attempt 2 of seq 4 stays allowed
-    assert fleet.reclaim(current, failure) is True
-    assert fleet.reclaim(current, failure) is False  # claimed once
-    assert fleet.redis.hgetall(attempts) == {b"4": b"2"}
+        fleet.redis.zadd(_k(fleet, "dispatched"), {_member("w", seq, attempt): 1.0})
+    fleet.redis.zadd(_k(fleet, "dispatched"), {_member("w", 4, 2): 99.0})  # seq 4 was retried meanwhile
+    first, second = Lost("w", 4, 1, {"run": "r1"}, 1.0), Lost("w", 5, 1, {"run": "r1"}, 1.0)
+    assert fleet.reclaim(first, failure) is True
+    assert _allowed(fleet) == [("w", 5, 1), ("w", 4, 2)]  # attempt 2 of seq 4 stays allowed
+    assert fleet.reclaim(second, failure) is True
+    assert fleet.reclaim(second, failure) is False  # claimed once
+    assert _allowed(fleet) == [("w", 4, 2)]
     reports = [codec.decode(m) for m in _inbox(fleet)]
     assert [(r["seq"], r["attempt"], r["ok"], r["run"]) for r in reports] == [(4, 1, False, "r1"), (5, 1, False, "r1")]
     assert "retry_in" not in reports[0]  # the coordinator decides under the retry policy
-    assert fleet.redis.zcard(_k(fleet, "running")) == 0 and fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
+    assert fleet.redis.zscore(_k(fleet, "dirty"), "w") is not None
 
 
 # --- drain_timers.lua, sweep.lua, wake.lua, take_wakes.lua -------------------------------------------------

@@ -235,9 +235,9 @@ def diagnose(client: Client, ids: list[str], fleet: OutageFleet) -> str:
                      f" lease={r.get(store.key(wid, 'lease'))} attempts={r.hgetall(store.key(wid, 'attempts'))}")
     for shard in range(SHARDS):
         tag = f"beluga:{{s{shard}}}"
-        for key in (f"{tag}:running", f"{tag}:dispatched", f"{tag}:dirty"):
+        for key in (f"{tag}:dispatched", f"{tag}:dirty"):
             lines.append(f"{key}={r.zrange(key, 0, 20, withscores=True)}")
-        lines.append(f"{tag}:received={r.hgetall(f'{tag}:received')} {tag}:wake={r.smembers(f'{tag}:wake')}")
+        lines.append(f"{tag}:wake={r.smembers(f'{tag}:wake')}")
     lines.append(f"now={time.time()} broker queues="
                  f"{ {k.decode(): b.llen(k) for k in b.keys('beluga*') if b.type(k) == b'list'} }"
                  f" unacked={b.hlen('unacked')}")

@@ -145,3 +145,34 @@ def fleet_observed(ctx: workflow.WorkflowContext, arg: dict) -> str:
                                                                       max_interval=0.2))
     ctx.receive_signal("go").receive()
     return ctx.execute_activity(fleet_logged, arg)
+
+
+@workflow.activity()
+def fleet_traced_step(arg: dict) -> int:
+    """Notes which Celery task and process ran each attempt (an eager attempt runs inside the task of
+    the attempt before it), sleeps on the first attempt of `slow_seq`, then records its effect."""
+    from celery import current_task
+
+    info = workflow.activity_info()
+    r = _redis()
+    r.rpush(f"test:trace:{info.workflow_id}", f"{info.seq}:{info.attempt}:{current_task.request.id}:{os.getpid()}")
+    if info.seq == arg.get("slow_seq") and info.attempt == 1:
+        time.sleep(arg.get("sleep", 30.0))
+    r.hincrby("test:runs", info.idempotency_key, 1)
+    r.sadd("test:effects", info.idempotency_key)
+    return arg["i"] + 1
+
+
+@workflow.defn()
+def fleet_traced_steps(ctx: workflow.WorkflowContext, arg: dict) -> int:
+    """`steps` traced activities; those listed in `timeout_at` (by index) carry a timeout, those in
+    `queue_at` name a queue (their own default one, which the workers consume): never eager."""
+    total = 0
+    for i in range(arg["steps"]):
+        options: dict = {"timeout": 30} if i in arg.get("timeout_at", ()) else {}
+        if i in arg.get("queue_at", ()):
+            options["queue"] = "beluga.activity.fleet_traced_step"
+        total += ctx.execute_activity(fleet_traced_step, {**arg, "i": i},
+                                      retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05,
+                                                                 max_interval=0.5), **options)
+    return total

@@ -167,9 +167,7 @@ def test_status_summary_and_update_time_change_only_when_given(run: Run) -> None
 
 def test_attempts_are_allowed_and_noted_as_dispatched(run: Run) -> None:
     run.seed()
-    run.r.hset(run.key("attempts"), "7", "1")
     assert run.append(events=[b"e3"], attempts=[(7, 2), (8, 1)], dispatch_deadline=123.5) == 0
-    assert run.r.hgetall(run.key("attempts")) == {b"7": b"2", b"8": b"1"}
     assert run.r.zrange(run.key("dispatched"), 0, -1, withscores=True) == [
         (f"{run.wid}\x007\x002".encode(), 123.5), (f"{run.wid}\x008\x001".encode(), 123.5)]
 

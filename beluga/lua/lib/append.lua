@@ -1,10 +1,12 @@
 -- lib/append.lua: the store's compare-and-append of one run, as two functions over one table `a`:
---   a.run_key, a.events_key, a.inbox_key, a.attempts_key, a.lease_key, a.dispatched_key, a.timers_key  keys
+--   a.run_key, a.events_key, a.inbox_key, a.lease_key, a.dispatched_key, a.timers_key  keys
+--                (a.attempts_key: unused)
 --   a.run_id, a.expected_version (number), a.inbox_used (number), a.status, a.summary, a.updated,
 --   a.lease_token, a.dispatch_deadline, a.workflow_id     ('' where not given)
 --   a.attempts   {seq, attempt, seq, attempt, ...}: attempts allowed to run
 --   a.events     {encoded event, ...}: the events to append, ids expected_version + 1 onwards
 --   a.timers     {due, member, due, member, ...}: durable timers the events arm, in the same step
+--   a.inbox_empty  optional: true when the caller saw the inbox empty in this same script
 -- Included by append.lua (the store's append) and report_and_append.lua (the fleet's fast path), after
 -- lib/events.lua.
 
@@ -21,8 +23,8 @@ local function append_allowed(a)
 end
 
 -- Writes the append (the caller checked append_allowed): arms the timers (so that a process dying right
--- after the append cannot lose one), allows the attempts (each noted in
--- dispatched_key until dispatch_deadline, as "<workflow id>\0<seq>\0<attempt>"), appends the events,
+-- after the append cannot lose one), allows the attempts (an attempt is allowed while it has a deadline
+-- in dispatched_key, as "<workflow id>\0<seq>\0<attempt>" -> dispatch_deadline), appends the events,
 -- sets version and the given status, summary and update time, consumes inbox_used inbox messages and
 -- releases the lease if lease_token still holds it. Returns how many inbox messages are left.
 local function append_write(a)
@@ -31,17 +33,18 @@ local function append_write(a)
   end
   for i = 1, #a.attempts, 2 do
     local seq, attempt = a.attempts[i], a.attempts[i + 1]
-    redis.call('HSET', a.attempts_key, seq, attempt)
     redis.call('ZADD', a.dispatched_key, a.dispatch_deadline, a.workflow_id .. '\0' .. seq .. '\0' .. attempt)
   end
   events_append(a.run_key, a.events_key, a.expected_version, a.events)
-  redis.call('HSET', a.run_key, 'version', a.expected_version + #a.events)
-  if a.status ~= '' then redis.call('HSET', a.run_key, 'status', a.status) end
-  if a.summary ~= '' then redis.call('HSET', a.run_key, 'summary', a.summary) end
-  if a.updated ~= '' then redis.call('HSET', a.run_key, 'updated', a.updated) end
+  local fields = {'version', a.expected_version + #a.events}
+  if a.status ~= '' then fields[#fields + 1] = 'status'; fields[#fields + 1] = a.status end
+  if a.summary ~= '' then fields[#fields + 1] = 'summary'; fields[#fields + 1] = a.summary end
+  if a.updated ~= '' then fields[#fields + 1] = 'updated'; fields[#fields + 1] = a.updated end
+  redis.call('HSET', a.run_key, unpack(fields))
   if a.inbox_used > 0 then redis.call('LTRIM', a.inbox_key, a.inbox_used, -1) end
   if a.lease_token ~= '' and redis.call('GET', a.lease_key) == a.lease_token then
     redis.call('DEL', a.lease_key)
   end
+  if a.inbox_empty then return 0 end
   return redis.call('LLEN', a.inbox_key)
 end

@@ -1,26 +1,18 @@
 -- lib/attempt.lua: what an activity attempt's report does to the fleet's records. Included by
 -- report.lua and report_and_append.lua.
 
--- Retires the finished attempt: if it is still the one allowed for its seq (a late report of a
--- superseded attempt must not revoke its successor), allows next_attempt (noted in dispatched_key until
--- next_deadline) or, when next_attempt is '', forgets the seq; and drops the finished attempt `member`
--- from the running, received and dispatched records. `r` has:
---   r.attempts_key, r.running_key, r.running_info_key, r.dispatched_key, r.received_key   keys
---   r.workflow_id, r.seq, r.attempt, r.member ("<workflow id>\0<seq>\0<attempt>"), r.next_attempt,
---   r.next_deadline
+-- Retires the finished attempt `member`: an attempt is allowed to run while it has a deadline in
+-- dispatched_key, so dropping it retires it. Only if it was still there (a late report of an attempt
+-- that was reclaimed and superseded must not allow anything) is next_attempt, when given, allowed in its
+-- place, until next_deadline. Drops its info when it promised heartbeats. `r` has:
+--   r.dispatched_key, r.running_info_key   keys
+--   r.workflow_id, r.seq, r.member ("<workflow id>\0<seq>\0<attempt>"), r.next_attempt, r.next_deadline,
+--   r.heartbeat ('' unless the attempt kept info in running_info_key)
 local function finish_attempt(r)
-  if redis.call('HGET', r.attempts_key, r.seq) ~= r.attempt then
-    -- superseded: only its own traces go
-  elseif r.next_attempt ~= '' then
-    redis.call('HSET', r.attempts_key, r.seq, r.next_attempt)
+  if redis.call('ZREM', r.dispatched_key, r.member) == 1 and r.next_attempt ~= '' then
     redis.call('ZADD', r.dispatched_key, r.next_deadline, r.workflow_id .. '\0' .. r.seq .. '\0' .. r.next_attempt)
-  else
-    redis.call('HDEL', r.attempts_key, r.seq)
   end
-  redis.call('ZREM', r.running_key, r.member)
-  redis.call('HDEL', r.running_info_key, r.member)
-  redis.call('ZREM', r.dispatched_key, r.member)
-  redis.call('HDEL', r.received_key, r.member)
+  if r.heartbeat ~= '' then redis.call('HDEL', r.running_info_key, r.member) end
 end
 
 -- Queues the report for the run's coordinator and marks the run dirty (so the sweeper finds it if no
