@@ -40,16 +40,10 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
         workflow_id = str(args[0])
     except (IndexError, TypeError):
         return
-    span = None
     if task.name == "beluga.activity" and len(args) >= 7:
-        run_id, seq, attempt, name, options = args[1], args[2], args[3], args[4], args[6]
-        token = logs.bind(workflow_id=workflow_id, run_id=run_id, activity=name, seq=seq, attempt=attempt)
-        metrics.activity_started(name, _queued_at(task.request), time.time())
-        headers = options.get("trace") if isinstance(options, dict) else None
-        span = propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
+        attempt_began(task_id, workflow_id, *args[1:5], args[6], _queued_at(task.request))
     else:
-        token = logs.bind(workflow_id=workflow_id)
-    _stack().append((task_id, token, span, time.perf_counter()))
+        _stack().append((task_id, logs.bind(workflow_id=workflow_id), None, time.perf_counter()))
 
 
 @signals.task_postrun.connect
@@ -58,14 +52,30 @@ def _on_postrun(sender: Any = None, task_id: str | None = None, task: Any = None
     task = task or sender
     if not _is_ours(task):
         return
+    name = str(list(args or ())[4]) if task.name == "beluga.activity" and args and len(args) > 4 else None
+    attempt_ended(task_id, name, state or "")
+
+
+def attempt_began(task_id: str | None, workflow_id: str, run_id: str, seq: int, attempt: int, name: str,
+                  options: Any, queued_at: float | None) -> None:
+    """An activity attempt starts in this thread: its log records name the run, its span opens in the trace
+    of the client's `execute`, its metrics count it."""
+    token = logs.bind(workflow_id=workflow_id, run_id=run_id, activity=name, seq=seq, attempt=attempt)
+    metrics.activity_started(name, queued_at, time.time())
+    headers = options.get("trace") if isinstance(options, dict) else None
+    span = propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
+    _stack().append((task_id, token, span, time.perf_counter()))
+
+
+def attempt_ended(task_id: str | None, name: str | None, state: str, error: BaseException | None = None) -> None:
+    """The task (or eager attempt) `task_id` ended in Celery state `state`; `name`: its activity, if one."""
     stack = _stack()
     if not stack or stack[-1][0] != task_id:
         return
     _, token, span, began = stack.pop()
-    if task.name == "beluga.activity":
-        name = str(list(args or ())[4]) if args and len(args) > 4 else "?"
-        metrics.activity_finished(name, state or "", time.perf_counter() - began)
-        propagation.end(span, getattr(_local, "error", None), failed=state in ("RETRY", "FAILURE"))
+    if name is not None:
+        metrics.activity_finished(name, state, time.perf_counter() - began)
+        propagation.end(span, error or getattr(_local, "error", None), failed=state in ("RETRY", "FAILURE"))
     _local.error = None
     try:
         logs.unbind(token)

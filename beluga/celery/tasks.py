@@ -15,11 +15,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
-from beluga.celery import messages, outcome
+from beluga.celery import messages, observe, outcome
 from beluga.celery.app import activity_queue
 from beluga.celery.coordinator import SENT_AT, Coordinator, Stuck
 from beluga.celery.fleet import Fleet
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
+from beluga.celery.task_events import EagerTaskEvents
 from beluga.core.definitions import effective_option, effective_retry, registry
 from beluga.core.driver import read_only
 from beluga.core.errors import ConfigurationError, SerializationError
@@ -137,7 +138,10 @@ class Runtime:
                 and not options.get("heartbeat_timeout"))
 
     def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
-                 options: dict[str, Any], eager: bool = False, countdown: float | None = None) -> None:
+                 options: dict[str, Any], eager: bool = False, countdown: float | None = None,
+                 task_id: str | None = None) -> None:
+        """Send an attempt through the broker (or leave it in this thread's eager slot). `task_id`: the
+        Celery task whose retry this attempt is, as `Task.retry` would send it (Flower shows one task)."""
         slot: EagerSlot | None = getattr(self._local, "slot", None)
         if eager and slot is not None and slot.next is None:
             slot.next = (workflow_id, run_id, seq, attempt, name, input, options)
@@ -152,7 +156,8 @@ class Runtime:
                 (workflow_id, run_id, seq, attempt, name, input, options),
                 queue=queue, shadow=f"activity:{name}",
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
-                soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown)
+                soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
+                task_id=task_id, retries=attempt - 1 if task_id else 0)
             _sending.recovered()
         except Exception as exc:  # its dispatch record has it sent again once its deadline passes
             _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
@@ -371,13 +376,35 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
     key = (workflow_id, seq, attempt)
     rt.in_flight.add(key)
     rt.ensure_renewer()
+    # observers see it as they see any attempt: Flower's task events, logs, span and metrics
+    events = EagerTaskEvents(rt.app, name, attempt_repr(workflow_id, run_id, seq, attempt),
+                             attempt_kwargsrepr(workflow_id))
+    events.received_and_started()
+    observe.attempt_began(events.task_id, workflow_id, run_id, seq, attempt, name, options, time.time())
+    reported = None
     try:
         reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, None, None, False)
     finally:
         rt.in_flight.discard(key)
-        outcome.take_failure()  # no task of its own settles it: its exception is not to linger in the thread
+        # no task of its own settles it: its exception is not to linger in the thread
+        failed = reported is None or not reported[0].get("ok")
+        error = outcome.take_failure(reported[0].get("payload") if reported and failed else None)
+        _observe_eager_end(events, name, reported, error)
     if reported is not None and reported[1]:  # its retry goes through the broker, as any Celery retry
-        rt.dispatch(workflow_id, run_id, seq, attempt + 1, name, input, options, countdown=reported[2])
+        rt.dispatch(workflow_id, run_id, seq, attempt + 1, name, input, options, countdown=reported[2],
+                    task_id=events.task_id)
+
+
+def _observe_eager_end(events: EagerTaskEvents, name: str,
+                       reported: tuple[dict[str, Any], bool, float | None] | None, error: BaseException) -> None:
+    """Tell observers how an eager attempt ended, as `outcome.settle` tells Celery for an activity task."""
+    if reported is not None and reported[0].get("ok"):
+        events.succeeded(reported[0].get("payload"))  # while the log records still name the run
+        observe.attempt_ended(events.task_id, name, "SUCCESS")
+        return
+    retried = reported is not None and reported[2] is not None
+    events.failed(reported[0].get("payload") if reported is not None else to_failure(error), retried)
+    observe.attempt_ended(events.task_id, name, "RETRY" if retried else "FAILURE", error)
 
 
 def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
