@@ -21,8 +21,8 @@ def original(ctx: Any, order: str) -> Any:
 
 
 def recorded() -> Driver:
-    """#1 started, #2 charge scheduled, #3-#4 charge ran, #5 signal, #6 ship scheduled, #7-#8 ship ran,
-    #9 completed."""
+    """#1 started, #2 charge scheduled, #3 its attempt began, #4 charge completed, #5 signal, #6 ship
+    scheduled, #7 its attempt began, #8 ship completed, #9 completed: steps end at #1, #3, #4, #7, #9."""
     d = Driver(original, "o-1")
     d.complete(1, "charged")
     d.signal("go", "yes")
@@ -40,7 +40,8 @@ def test_same_code_replays_with_no_new_commands() -> None:
 @pytest.mark.parametrize("cut", [1, 2, 3, 4, 6, 7, 9])
 def test_replaying_any_stored_prefix_then_the_rest_reaches_the_same_end(cut: int) -> None:
     """A run rebuilt from any history a store can hold (every input recorded with its commands; the
-    start alone, before the first activation) owes only the start's commands, then follows the rest."""
+    start alone, before the first activation), or one cut between a command and its attempt's start,
+    owes only the start's commands, then follows the rest."""
     history = recorded().history
     inst, new = replay(original, history[:cut])
     following = history[cut:cut + len(new)]

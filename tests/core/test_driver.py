@@ -1,6 +1,7 @@
-"""The run driver, stepped by hand with its clock and randomness as arguments: what each input records,
-which effects follow, how a stuck run keeps its inputs, how a signal that arrives as the run closes is
-kept before the close, and how replay holds every recorded step to exactly its recorded commands."""
+"""The run driver, stepped by hand (`tests.core.harness`) with its clock and randomness as arguments:
+what each input records, which effects follow, how a stuck run keeps its inputs, how a signal that
+arrives as the run closes is kept before the close, and how replay holds every recorded step to exactly
+its recorded commands."""
 
 from __future__ import annotations
 
@@ -9,16 +10,10 @@ from typing import Any
 import pytest
 
 from beluga.core import commands as cmds
-from beluga.core import driver as drv
 from beluga.core import steps as st
-from beluga.core.definitions import Registry, effective_retry
 from beluga.core.errors import NonDeterminismError
-from beluga.core.records import Event, EventType, WorkflowStatus
-from beluga.core.retry import RetryPolicy
-from beluga.executors._runs import new_run_state
-
-E = EventType
-T0 = 1_000_000.0
+from beluga.core.records import Event, WorkflowStatus
+from tests.core.harness import RAND, T0, Driver, E, replay
 
 
 def order(ctx: Any, order_id: str) -> Any:
@@ -31,168 +26,110 @@ def one_signal(ctx: Any) -> Any:
     return ctx.receive_signal("go").receive()
 
 
-def registry(**fns: Any) -> Registry:
-    reg = Registry()
-    for name, fn in fns.items():
-        reg.add_workflow(fn, name)
-    return reg
-
-
-def policy(name: str, options: dict[str, Any]) -> RetryPolicy:
-    return effective_retry(options, None)
-
-
-class Run:
-    """A store of one run, and the driver over it: each step is sealed and appended like an executor does."""
-
-    def __init__(self, reg: Registry, workflow_type: str, input: Any = None) -> None:
-        self.reg = reg
-        self.state = new_run_state(workflow_type, "wf-1", input, None, None, T0)
-        self.history: list[Event] = list(self.state.history)
-        self.error: dict[str, Any] | None = None
-        self.status = WorkflowStatus.RUNNING
-        self.driver, first = self.load()
-        self.commit(first)
-
-    def load(self, reg: Registry | None = None) -> tuple[drv.RunDriver, st.Step]:
-        from dataclasses import replace
-
-        state = replace(self.state, history=tuple(self.history), error=self.error, status=self.status)
-        return drv.load(state, (reg or self.reg).workflow, policy, check_payload=lambda v: None, now=T0)
-
-    def commit(self, step: st.Step) -> st.Step:
-        self.driver.seal(step)
-        assert step.expected == len(self.history)
-        assert [e.id for e in step.events] == list(range(len(self.history) + 1, len(self.history) + 1 +
-                                                         len(step.events)))
-        self.history.extend(step.events)
-        if step.error is not None:
-            self.error = step.error or None
-        if step.status is not None:
-            self.status = step.status
-        return step
-
-    def step(self, *inputs: st.Input, now: float = T0 + 1) -> st.Step:
-        step = self.driver.begin()
-        for x in inputs:
-            self.driver.apply(step, x, now, 0.5)
-        return self.commit(step)
-
-    def types(self) -> list[str]:
-        return [e.type for e in self.history]
-
-
 def test_inputs_record_events_and_effects() -> None:
-    run = Run(registry(order=order), "order", "o-1")
-    assert run.types() == [E.WORKFLOW_STARTED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
-    step = run.step(st.ActivityOutcome(1, 1, True, "charged", decided=False))
+    d = Driver(order, "o-1")
+    assert d.types() == [E.WORKFLOW_STARTED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
+    step = d.apply(st.ActivityOutcome(1, 1, True, "charged", decided=False))
     assert [type(e) for e in step.effects] == [st.Observed]
-    step = run.step(st.SignalReceived("go", "yes"))
+    step = d.apply(st.SignalReceived("go", "yes"))
     assert [e.type for e in step.events] == [E.SIGNAL_RECEIVED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
     assert step.effects[-1] == st.DispatchAttempt(2, 1, "ship", ["charged", "yes"], {})
-    step = run.step(st.ActivityOutcome(2, 1, True, "shipped", decided=False))
+    step = d.apply(st.ActivityOutcome(2, 1, True, "shipped", decided=False))
     assert step.status is WorkflowStatus.COMPLETED and step.result == "shipped"
     assert st.RunClosed(WorkflowStatus.COMPLETED, "shipped") in step.effects
 
 
 def test_a_failed_attempt_is_retried_under_the_policy_and_a_stale_outcome_is_ignored() -> None:
-    run = Run(registry(order=order), "order", "o-1")
+    d = Driver(order, "o-1")
     boom = {"type": "ValueError", "message": "boom", "traceback": "", "non_retryable": False}
-    step = run.step(st.ActivityOutcome(1, 1, False, boom, decided=False), now=T0 + 10)
+    step = d.apply(st.ActivityOutcome(1, 1, False, boom, decided=False), dt=10)
     (retry,) = [e for e in step.effects if isinstance(e, st.ArmRetry)]
     assert retry.seq == 1 and retry.attempt == 2 and retry.due == pytest.approx(T0 + 10 + 0.1)
-    assert run.driver.apply(run.driver.begin(), st.ActivityOutcome(1, 1, True, "late"), T0, 0.5) is False
-    step = run.step(st.AttemptDue(1, 2))
+    assert d.run.apply(d.run.begin(), st.ActivityOutcome(1, 1, True, "late"), d.clock, RAND) is False
+    step = d.apply(st.AttemptDue(1, 2))
     assert step.effects == [st.DispatchAttempt(1, 2, "charge", "o-1", {})]
-    step = run.step(st.ActivityOutcome(1, 2, False, {**boom, "non_retryable": True}, decided=False))
-    assert run.status is WorkflowStatus.FAILED
+    step = d.apply(st.ActivityOutcome(1, 2, False, {**boom, "non_retryable": True}, decided=False))
+    assert d.state.status is WorkflowStatus.FAILED
 
 
 def test_a_signal_that_arrives_as_the_run_closes_is_recorded_before_the_close_and_replays() -> None:
-    run = Run(registry(one_signal=one_signal), "one_signal")
-    step = run.step(st.SignalReceived("go", "first"), st.SignalReceived("go", "second"),
-                    st.SignalReceived("other", 3))
+    d = Driver(one_signal)
+    step = d.apply(st.SignalReceived("go", "first"), st.SignalReceived("go", "second"),
+                   st.SignalReceived("other", 3))
     assert [e.type for e in step.events] == [E.SIGNAL_RECEIVED] * 3 + [E.WORKFLOW_COMPLETED]
     assert [e.attrs.get("payload") for e in step.events[:3]] == ["first", "second", 3]
     assert all(e.attrs.get("deferred") for e in step.events[:3])
     assert step.status is WorkflowStatus.COMPLETED and step.result == "first"
     assert [type(e) for e in step.effects].count(st.Observed) == 3
     # a closed run takes nothing more: the caller tells the sender
-    assert run.driver.apply(run.driver.begin(), st.SignalReceived("go"), T0, 0.5) is False
+    assert d.run.apply(d.run.begin(), st.SignalReceived("go"), d.clock, RAND) is False
     # and the recorded history replays with no new command
-    from tests.core.harness import replay
-
-    inst, new = replay(one_signal, run.history)
+    inst, new = replay(one_signal, d.history)
     assert new == [] and inst.finished
 
 
 def test_a_stuck_run_keeps_its_inputs_deferred_and_matching_code_resumes_it() -> None:
-    run = Run(registry(order=order), "order", "o-1")
-    run.step(st.ActivityOutcome(1, 1, True, "charged"))
+    d = Driver(order, "o-1")
+    d.apply(st.ActivityOutcome(1, 1, True, "charged"))
 
     def changed(ctx: Any, order_id: str) -> Any:
         ctx.sleep(1)
         return None
 
-    run.driver, step = run.load(registry(order=changed))
-    assert run.driver.stuck is not None and step.error["type"] == "NonDeterminismError"
-    run.commit(step)
-    before = len(run.history)
-    step = run.step(st.SignalReceived("go", "kept"), st.CancelRequested())
+    step = d.deploy(changed)
+    assert d.run.stuck is not None and step.error["type"] == "NonDeterminismError"
+    before = len(d.history)
+    step = d.apply(st.SignalReceived("go", "kept"), st.CancelRequested())
     assert [e.type for e in step.events] == [E.SIGNAL_RECEIVED, E.CANCEL_REQUESTED]
     assert all(e.attrs["deferred"] for e in step.events) and step.effects[1:] == []
-    _, again = run.load(registry(order=changed))
+    _, again = d.load(changed)
     assert again.error is None  # the same reason is not written again
 
-    run.driver, step = run.load()  # the original code is back
+    step = d.deploy(order)  # the original code is back
     assert step.error == {}
-    run.commit(step)
     # the kept signal was processed (ship scheduled), then the cancel, seen at the next blocking call;
     # an activity scheduled in the step that closes the run is never sent
-    assert run.types()[before:] == [E.SIGNAL_RECEIVED, E.CANCEL_REQUESTED, E.ACTIVITY_SCHEDULED, E.WORKFLOW_CANCELED]
-    assert run.status is WorkflowStatus.CANCELED
-    from tests.core.harness import replay
-
-    _, new = replay(order, run.history)
+    assert d.types()[before:] == [E.SIGNAL_RECEIVED, E.CANCEL_REQUESTED, E.ACTIVITY_SCHEDULED, E.WORKFLOW_CANCELED]
+    assert d.state.status is WorkflowStatus.CANCELED
+    _, new = replay(order, d.history)
     assert new == []
 
 
 def test_terminate_closes_a_stuck_run_without_its_code() -> None:
-    run = Run(registry(order=order), "order", "o-1")
-    run.driver, step = run.load(Registry())  # the workflow's code is gone
+    d = Driver(order, "o-1")
+    step = d.deploy(None)  # the workflow's code is gone
     assert step.error["type"] == "ConfigurationError"
-    run.commit(step)
-    step = run.step(st.Terminate("operator says so"))
+    step = d.apply(st.Terminate("operator says so"))
     assert step.status is WorkflowStatus.CANCELED
     assert step.error["type"] == "Terminated" and "operator says so" in step.error["message"]
-    assert run.types()[-1] == E.WORKFLOW_TERMINATED
+    assert d.types()[-1] == E.WORKFLOW_TERMINATED
 
 
 def test_cancel_closes_a_run_whose_code_is_unknown_and_never_ran() -> None:
-    run = Run(Registry(), "order", "o-1")
-    assert run.driver.stuck is not None and run.types() == [E.WORKFLOW_STARTED]
-    step = run.step(st.CancelRequested())
+    d = Driver(None, "o-1", name="order")
+    assert d.run.stuck is not None and d.types() == [E.WORKFLOW_STARTED]
+    step = d.apply(st.CancelRequested())
     assert step.status is WorkflowStatus.CANCELED
-    assert run.types() == [E.WORKFLOW_STARTED, E.CANCEL_REQUESTED, E.WORKFLOW_CANCELED]
+    assert d.types() == [E.WORKFLOW_STARTED, E.CANCEL_REQUESTED, E.WORKFLOW_CANCELED]
 
 
 def test_catch_up_follows_another_process_and_refuses_what_it_cannot_follow() -> None:
-    a = Run(registry(order=order), "order", "o-1")
-    b_driver, _ = a.load()
-    a.step(st.ActivityOutcome(1, 1, True, "charged"))
+    a = Driver(order, "o-1")
+    b_driver, _ = a.load(order)
+    a.apply(st.ActivityOutcome(1, 1, True, "charged"))
     assert b_driver.catch_up(a.history[b_driver.version:]) is True
     assert b_driver.version == len(a.history)
-    a.step(st.SignalReceived("go", "yes"))
+    a.apply(st.SignalReceived("go", "yes"))
     assert b_driver.catch_up(a.history[b_driver.version:-2]) is False  # a signal without its commands
 
 
 # --- replay holds every recorded step to exactly its commands ----------------------------------------
 def recorded_order() -> list[Event]:
-    run = Run(registry(order=order), "order", "o-1")
-    run.step(st.ActivityOutcome(1, 1, True, "charged"))
-    run.step(st.SignalReceived("go", "yes"))
-    run.step(st.ActivityOutcome(2, 1, True, "shipped"))
-    return run.history
+    d = Driver(order, "o-1")
+    d.apply(st.ActivityOutcome(1, 1, True, "charged"))
+    d.apply(st.SignalReceived("go", "yes"))
+    d.apply(st.ActivityOutcome(2, 1, True, "shipped"))
+    return d.history
 
 
 STEP_ENDS = [3, 4, 7, 9]  # started+charge | charge done | signal+ship | ship done+completed
@@ -207,8 +144,6 @@ def test_the_recorded_history_is_made_of_the_steps_above() -> None:
 
 @pytest.mark.parametrize("end", STEP_ENDS)
 def test_every_stored_prefix_of_the_history_replays_clean(end: int) -> None:
-    from tests.core.harness import replay
-
     _, new = replay(order, recorded_order()[:end])
     assert new == []
 
@@ -233,8 +168,6 @@ def test_an_extra_command_at_any_step_is_caught_even_at_the_end_of_the_history(p
         step(lambda: None)
         return shipped
 
-    from tests.core.harness import replay
-
     with pytest.raises(NonDeterminismError, match="audit"):
         replay(extra_at, history)
 
@@ -246,8 +179,6 @@ def test_a_missing_command_is_caught_at_the_step_that_recorded_it(end: int, dive
         go = ctx.receive_signal("go").receive()
         ctx.receive_signal("never").receive()  # where the original ships
         return [charged, go]
-
-    from tests.core.harness import replay
 
     if not diverges:  # the same as the original up to here
         assert replay(fewer, recorded_order()[:end])[1] == []
@@ -267,10 +198,8 @@ def test_reordered_commands_are_caught() -> None:
         a = ctx.start_activity("a")
         return [a.result(), b.result()]
 
-    run = Run(registry(two=two), "two")
-    assert [e.attrs.get("name") for e in run.history if e.type == E.ACTIVITY_SCHEDULED] == ["a", "b"]
-    from tests.core.harness import replay
-
+    d = Driver(two)
+    assert [e.attrs.get("name") for e in d.history if e.type == E.ACTIVITY_SCHEDULED] == ["a", "b"]
     with pytest.raises(NonDeterminismError, match=r"event #2 records activity 'a' \(seq 1\)"):
-        replay(swapped, run.history)
+        replay(swapped, d.history)
     assert cmds.describe(cmds.ScheduleActivity(1, "a")) == "activity 'a' (seq 1)"

@@ -15,7 +15,6 @@ from beluga.core import steps as st
 from beluga.core.definitions import Registry
 from beluga.core.errors import NonDeterminismError
 from beluga.core.records import Event, EventType, WorkflowState
-from beluga.core.retry import RetryPolicy
 from tests.core import histories
 from tests.core.harness import Driver, replay
 from tests.core.patch_workflows import SEEN, ship_v2, ship_v3, ship_v4
@@ -37,6 +36,13 @@ def events(name: str) -> list[Event]:
 
 def run(fn: Any, history: list[Event]) -> tuple[Any, list[cmds.Command]]:
     return replay(fn, history, name="ship", workflow_id="ship-1")
+
+
+def parked(fn: Any) -> Driver:
+    """The v1 run that waits for its signal, loaded by the run driver with `fn` as its code."""
+    data = histories.load("ship_v1_parked.json")
+    return Driver(fn, name=data["workflow_type"], workflow_id=data["workflow_id"], run_id=data["run_id"],
+                  history=data["events"])
 
 
 def test_first_execution_records_a_patch_marker_and_takes_the_new_branch() -> None:
@@ -62,11 +68,9 @@ def test_a_history_recorded_after_the_change_replays_the_new_branch() -> None:
 def test_an_old_run_parked_under_the_old_code_continues_on_the_old_branch() -> None:
     """Deployed while a v1 run waits for its signal: the new code rebuilds it (False, no marker), and
     when the signal arrives the later `patched` call keeps the run's first answer."""
-    history = events("ship_v1_parked.json")
-    inst, new = run(ship_v2, history)
-    assert new == [] and not inst.finished and SEEN == ["unchecked"]
-    signal = Event(len(history) + 1, E.SIGNAL_RECEIVED, history[-1].timestamp + 1, {"name": "go", "payload": "x"})
-    assert inst.activate([signal], recording=True) == [cmds.ScheduleActivity(2, "ship", ["o-1", "unchecked"])]
+    d = parked(ship_v2)
+    assert d.step.events == [] and not d.instance.finished and SEEN == ["unchecked"]
+    assert d.signal("go", "x") == [cmds.ScheduleActivity(2, "ship", ["o-1", "unchecked"])]
 
 
 def test_a_change_first_reached_by_new_input_takes_the_new_branch_in_an_old_run() -> None:
@@ -80,11 +84,9 @@ def test_a_change_first_reached_by_new_input_takes_the_new_branch_in_an_old_run(
             return ctx.execute_activity("ship_express", order)
         return ctx.execute_activity("ship", [order, "unchecked"])
 
-    history = events("ship_v1_parked.json")
-    inst, new = run(v1_plus_express, history)
-    assert new == []
-    signal = Event(len(history) + 1, E.SIGNAL_RECEIVED, history[-1].timestamp + 1, {"name": "go", "payload": "x"})
-    assert inst.activate([signal], recording=True) == [
+    d = parked(v1_plus_express)
+    assert d.step.events == []
+    assert d.signal("go", "x") == [
         cmds.RecordMarker(0, "patch", {"id": "express", "deprecated": False}),
         cmds.ScheduleActivity(2, "ship_express", "o-1")]
 
@@ -92,15 +94,9 @@ def test_a_change_first_reached_by_new_input_takes_the_new_branch_in_an_old_run(
 def test_a_history_recorded_before_the_change_replays_through_the_run_driver() -> None:
     """What an executor does when it loads an open v1 run under v2 code: not stuck, nothing owed; the
     signal then records the old branch's shipment."""
-    history = tuple(events("ship_v1_parked.json"))
-    registry = Registry()
-    registry.add_workflow(ship_v2, "ship")
-    state = WorkflowState("ship-1", "run-ship_v1", "ship", history=history)
-    run_driver, step = drv.load(state, registry.workflow, lambda name, options: RetryPolicy(),
-                                check_payload=lambda v: None, now=2_000_000.0)
-    assert run_driver.stuck is None and not step.events
-    step = run_driver.begin()
-    assert run_driver.apply(step, st.SignalReceived("go", "x"), 2_000_001.0, 0.5)
+    d = parked(ship_v2)
+    assert d.run.stuck is None and not d.step.events
+    step = d.apply(st.SignalReceived("go", "x"))
     scheduled = [ev.attrs for ev in step.events if ev.type == E.ACTIVITY_SCHEDULED]
     assert scheduled == [{"seq": 2, "name": "ship", "input": ["o-1", "unchecked"]}]
 
@@ -193,10 +189,8 @@ def test_a_run_whose_old_code_issued_nothing_yet_replays_the_old_branch() -> Non
     d = Driver(v1)
     d.signal("a", 1)
     assert [ev.type for ev in d.history] == [E.WORKFLOW_STARTED, E.SIGNAL_RECEIVED]
-    inst, new = replay(v2, d.history)
-    assert new == [] and not inst.finished
-    b = Event(3, E.SIGNAL_RECEIVED, d.clock + 1, {"name": "b", "payload": 2})
-    assert inst.activate([b], recording=True) == [cmds.CompleteWorkflow([1, 2])]
+    assert d.deploy(v2).events == [] and d.run.stuck is None and not d.instance.finished
+    assert d.signal("b", 2) == [cmds.CompleteWorkflow([1, 2])]
     # A history holding only its start may not have been processed yet: the new code takes it over.
     _, new = replay(v2, d.history[:1])
     assert new == [cmds.RecordMarker(0, "patch", {"id": "audit", "deprecated": False}),
