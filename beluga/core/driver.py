@@ -287,8 +287,8 @@ def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_paylo
     elif state.error:  # it was stuck; the code matches its history again
         step.error = {}
         driver.state = replace(summary, error=None)
-    if new:
-        driver.commands(step, new, history[-1].timestamp if history else now)
+    if new:  # owed work is done now (a resumed stuck run's timers run from now, not from its input)
+        driver.commands(step, new, now)
     return driver, step
 
 

@@ -95,6 +95,26 @@ def test_a_stuck_run_keeps_its_inputs_deferred_and_matching_code_resumes_it() ->
     assert new == []
 
 
+def napper(ctx: Any) -> Any:
+    ctx.receive_signal("go").receive()
+    ctx.sleep(60)
+    return ctx.execute_activity("wake_up")
+
+
+def test_work_a_resumed_stuck_run_owed_is_timed_from_when_it_is_done() -> None:
+    """A signal kept while the run was stuck is processed when matching code comes back, an hour later:
+    the sleep it leads to lasts its 60 s from then (as Temporal starts a timer when the workflow task that
+    asks for it completes), not from when the signal arrived, which would fire it at once."""
+    d = Driver(napper)
+    d.deploy(None)  # the code is gone: the run is stuck
+    d.apply(st.SignalReceived("go"), dt=2)
+    d.clock += 3600
+    step = d.deploy(napper)
+    (timer,) = [e for e in step.effects if isinstance(e, st.ArmTimer)]
+    assert timer.due == pytest.approx(d.clock + 60)
+    assert step.events[-1].type == E.TIMER_STARTED and step.events[-1].timestamp == pytest.approx(d.clock)
+
+
 def test_terminate_closes_a_stuck_run_without_its_code() -> None:
     d = Driver(order, "o-1")
     step = d.deploy(None)  # the workflow's code is gone
