@@ -67,7 +67,8 @@ class RunDriver:
 
     def apply(self, step: s.Step, input: s.Input, now: float, rand: float) -> bool:
         """Record `input` and what the workflow does in reaction. False when the run has no use for it
-        (closed, or a late or duplicate message), so the caller can tell a sender it came too late."""
+        (closed, or a late or duplicate message), so the caller can tell a sender it came too late. A
+        repeated cancel request is accepted and records nothing: cancelling is idempotent."""
         if step.closing is not None:
             if isinstance(input, s.SignalReceived):  # arrived as the run closed: kept, before the close
                 self._late_signal(step, input, now)
