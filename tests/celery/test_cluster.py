@@ -6,6 +6,7 @@ a worker killed with -9 loses nothing. The executor contract suite runs against 
 from __future__ import annotations
 
 import collections
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -13,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from beluga import workflow
+from beluga.core.records import Append
 from beluga.core.records import EventType as E
-from beluga.stores.redis import SHARDS, connect
+from beluga.executors._runs import new_run_state
+from beluga.stores.redis import SHARDS, RedisStore, connect, shard_of
 from tests.conftest import Fleet
-from tests.fleet import redis_server
+from tests.fleet import redis_cluster_processes, redis_server
 
 
 def test_the_cluster_client_and_its_url(cluster_url: str) -> None:
@@ -70,3 +73,41 @@ def test_a_whole_worker_killed_with_minus_9_loses_nothing_on_a_cluster(cluster_w
         assert {f"{h.id}:{state.run_id}:{seq}" for seq in range(1, 7)} <= effects
     assert len(effects) == 24 * 6
     client.close()
+
+
+def test_writes_wait_for_the_replica_of_the_primary_that_holds_their_slot(tmp_path: Path) -> None:
+    """BELUGA_APPEND_REPLICAS on a Redis Cluster (three primaries, a replica each): a run's writes are
+    confirmed by WAIT on the connection of the primary that holds the run's slot. With one replica
+    stopped, the writes to that primary fail with ReplicationError within the timeout (they reached the
+    primary: the run is there, only its durability is in doubt); the writes to the others go on."""
+    with redis_cluster_processes(tmp_path, replicas=True) as cluster:
+        store = RedisStore(cluster.url, prefix="w", append_replicas=1, append_replicas_timeout=0.5)
+        by_shard = {}
+        n = 0
+        while len(by_shard) < SHARDS:  # one workflow id in each shard, so every primary takes writes
+            by_shard.setdefault(shard_of(f"wf-{n}"), f"wf-{n}")
+            n += 1
+        states = {wid: new_run_state("waiter", wid, None, None, None, time.time()) for wid in by_shard.values()}
+        for state in states.values():
+            store.create(state)
+        node_of = {wid: store.redis.get_node_from_key(store.keys(wid)[0]).port for wid in states}
+        assert len(set(node_of.values())) == 3
+        stopped = node_of[by_shard[0]]
+        replica = cluster.replica_of(stopped)
+        replica.send_signal(signal.SIGSTOP)
+        try:
+            for wid, state in states.items():
+                event = workflow.Event(2, E.SIGNAL_RECEIVED, time.time(), {"name": "go", "payload": 1,
+                                                                            "sender_id": None})
+                append = [Append(wid, state.run_id, 1, (event,))]
+                if node_of[wid] == stopped:
+                    started = time.monotonic()
+                    with pytest.raises(workflow.ReplicationError, match="only 0 of 1 replicas"):
+                        store.append(append)
+                    assert time.monotonic() - started < 2.0
+                else:
+                    store.append(append)
+                assert store.version(wid)[1] == 2  # on the primary either way
+        finally:
+            replica.send_signal(signal.SIGCONT)
+        store.close()
