@@ -27,7 +27,7 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -246,7 +246,8 @@ class BelugaWorkflow:
                 history = self._history
                 if self._late and history:
                     history = history[:-1] + self._late + history[-1:]
-                return codec.encode({"value": [codec.encode_event(ev) for ev in history]})
+                return codec.encode({"value": [codec.encode_event(replace(ev, id=i + 1))
+                                               for i, ev in enumerate(history)]})
             if self._instance is None:
                 raise WorkflowError("the run has not started its code yet")
             values = _raw(args[0]) if args else []
@@ -267,8 +268,12 @@ class BelugaWorkflow:
         now = workflow.now().timestamp()
         for c in new:
             self._history.append(cmds.to_event(c, len(self._history) + 1, now))
+        closes = bool(new) and isinstance(new[-1], cmds.CLOSING_COMMANDS)
+        for c in new:
             if isinstance(c, cmds.ScheduleActivity):
-                asyncio.create_task(self._activity(c))
+                if not closes:  # as the core's driver: nothing runs for a run that closes in the same step
+                    self._note(E.ACTIVITY_STARTED, {"seq": c.seq, "attempt": 1})
+                    asyncio.create_task(self._activity(c))
             elif isinstance(c, cmds.StartTimer):
                 asyncio.create_task(self._timer(c))
             elif isinstance(c, cmds.StartChildWorkflow):
@@ -281,9 +286,14 @@ class BelugaWorkflow:
 
     def _finish(self, workflow_id: str) -> bytes:
         c = self._outcome
+        now = workflow.now().timestamp()
+        self._late[:0] = [Event(0, kind, now, attrs) for kind, attrs in self._inbox if kind == E.SIGNAL_RECEIVED]
+        self._inbox.clear()
         if self._late and self._history:  # late signals stand before the close
             close = self._history.pop()
             self._history.extend(self._late)
+            self._history = [replace(ev, id=i + 1) for i, ev in enumerate(self._history)]
+            self._late = []
             self._history.append(close)
         if isinstance(c, cmds.CompleteWorkflow):
             _emit("on_workflow_complete", workflow_id, c.result)
@@ -295,6 +305,13 @@ class BelugaWorkflow:
             workflow.continue_as_new(codec.encode(c.input))
         _emit("on_workflow_fail", workflow_id, failure("WorkflowCancelled", f"workflow {workflow_id} was cancelled"))
         raise asyncio.CancelledError()
+
+    def _note(self, kind: str, attrs: dict[str, Any]) -> None:
+        """An informational event (an attempt began): no code reacts to it, but the instance counts it."""
+        assert self._instance is not None
+        ev = Event(len(self._history) + 1, kind, workflow.now().timestamp(), attrs)
+        self._history.append(ev)
+        self._instance.activate((ev,), recording=True)
 
     # --- what commands become -------------------------------------------------------------------
     async def _activity(self, c: cmds.ScheduleActivity) -> None:
@@ -315,7 +332,8 @@ class BelugaWorkflow:
             self._inbox.append((E.ACTIVITY_FAILED, {"seq": c.seq, "attempt": attempts, "error": fail,
                                                     "retry_in": None}))
             return
-        self._inbox.append((E.ACTIVITY_COMPLETED, {"seq": c.seq, "result": codec.decode(result)}))
+        attempt, value = codec.decode(result)
+        self._inbox.append((E.ACTIVITY_COMPLETED, {"seq": c.seq, "attempt": attempt, "result": value}))
 
     async def _timer(self, c: cmds.StartTimer) -> None:
         await asyncio.sleep(c.duration)
@@ -367,7 +385,7 @@ def run_activity(args: Sequence[RawValue]) -> bytes:
         defn = cfg.registry.activity(name)
         result = run_with_info(binfo, lambda: defn.call(value))
         cfg.check(result)
-        encoded = codec.encode(result)
+        encoded = codec.encode((info.attempt, result))
     except Exception as exc:
         fail = to_failure(exc)
         if isinstance(exc, ConfigurationError):

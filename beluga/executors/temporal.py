@@ -141,9 +141,11 @@ class TemporalExecutor(DurableExecutor):
         self._call(workflow_id, lambda h: h.signal(signal.name, body))
 
     def cancel(self, workflow_id: str) -> None:
+        self._open(workflow_id)  # Temporal accepts a cancel of a closed run and ignores it
         self._call(workflow_id, lambda h: h.cancel())
 
     def terminate(self, workflow_id: str, reason: str = "") -> None:
+        self._open(workflow_id)
         self._call(workflow_id, lambda h: h.terminate(reason=reason or "no reason given"))
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
@@ -167,6 +169,9 @@ class TemporalExecutor(DurableExecutor):
             pass
         except Exception:  # no worker, or the code no longer replays: the summary still tells the status
             pass
+        if not history:  # its code never ran (or cannot replay): what Temporal recorded of its start
+            history = (Event(1, EventType.WORKFLOW_STARTED, state.created_at,
+                             {"workflow_type": state.workflow_type, "input": self._run(self._input(workflow_id))}),)
         close = {"Terminated": EventType.WORKFLOW_TERMINATED}.get(str((state.error or {}).get("type")))
         if state.status is WorkflowStatus.TIMED_OUT:
             close = EventType.WORKFLOW_TIMED_OUT
@@ -248,6 +253,12 @@ class TemporalExecutor(DurableExecutor):
         return WorkflowState(workflow_id, desc.run_id, desc.workflow_type, status, None, result, error, created,
                              updated, (), desc.task_queue, parent)
 
+    async def _input(self, workflow_id: str) -> Any:
+        async for ev in self.client.get_workflow_handle(workflow_id).fetch_history_events():
+            payloads = ev.workflow_execution_started_event_attributes.input.payloads
+            return codec.decode(payloads[0].data) if payloads else None
+        return None
+
     async def _stuck(self, handle: tc.WorkflowHandle[Any, Any]) -> dict[str, Any] | None:
         """Why a run's workflow tasks keep failing: Temporal's non-determinism (or the core's own) as
         `NonDeterminismError`, any other failure as itself; the run stays open and untouched."""
@@ -287,6 +298,10 @@ class TemporalExecutor(DurableExecutor):
             self._run(action(self.client.get_workflow_handle(workflow_id)))
         except RPCError as exc:
             self._raise(workflow_id, exc)
+
+    def _open(self, workflow_id: str) -> None:
+        if not self.summary(workflow_id).status.is_open:
+            raise WorkflowNotRunning(f"workflow {workflow_id} is not running")
 
     def _raise(self, workflow_id: str, exc: RPCError) -> None:
         if exc.status == RPCStatusCode.NOT_FOUND:

@@ -27,12 +27,19 @@ class Backend:
     store: Callable[[], workflow.WorkflowStore]
     executors: list[workflow.DurableExecutor] = field(default_factory=list)
     fleet: Any = None
+    temporal: Any = None          # the session's Temporal server, for the "temporal" backend
+    task_queue: str = ""          # one per test: runs a test leaves open stay on it, away from later tests
     stores: list[workflow.WorkflowStore] = field(default_factory=list)
 
     def executor(self, hooks: workflow.Hooks | None = None, **extra: Any) -> workflow.DurableExecutor:
         if self.provider == "celery":  # a client of the session's fleet; runs live in its Redis
             assert hooks is None, "the celery client takes no hooks: they fire in the workers"
             ex = self.fleet.executor(**extra)
+            self.executors.append(ex)
+            return ex
+        if self.provider == "temporal":  # a client with a worker in this process; runs live in Temporal
+            ex = workflow.new("temporal", workflow.Config(hooks=hooks, extra={
+                "target": self.temporal.target, "task_queue": self.task_queue, "worker": True, **extra}))
             self.executors.append(ex)
             return ex
         store = self.store()
@@ -63,6 +70,7 @@ BACKENDS: dict[str, tuple[str, Callable[[Path], Callable[[], workflow.WorkflowSt
     "default-sqlite": ("default", _sqlite),
     "celery": ("celery", _memory),
     "celery-cluster": ("celery", _memory),   # the same fleet with its histories on a Redis Cluster
+    "temporal": ("temporal", _memory),       # a real Temporal dev server; the store is unused
 }
 FLEETS = {"celery": "fleet", "celery-cluster": "cluster_fleet"}
 
@@ -85,6 +93,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def executor_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     provider, store = BACKENDS[request.param]
     backend = Backend(request.param, provider, store(tmp_path))
+    if provider == "temporal":
+        backend.temporal = request.getfixturevalue("temporal_server")
+        backend.task_queue = f"beluga-test-{uuid.uuid4().hex[:12]}"
     if provider == "celery":
         backend.fleet = request.getfixturevalue(FLEETS[request.param])
         workflows.SHARED_URL = backend.fleet.url  # activities record their calls in the fleet's broker Redis
