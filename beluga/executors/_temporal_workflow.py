@@ -51,6 +51,7 @@ from beluga.hooks import Hooks
 E = EventType
 HISTORY_QUERY = "__beluga_history"
 SIDE_EFFECT = "__beluga_side_effect"
+PARENT_SEQ = "beluga_parent_seq"   # memo of a child run: the seq of the parent's call that started it
 NO_TIMEOUT = timedelta(days=3650)   # Temporal needs an attempt timeout; a Beluga call without one has none
 
 _side_effects: dict[str, Callable[[], Any]] = {}
@@ -181,6 +182,12 @@ def build(task_queue: str, registry: Registry, hooks: Hooks, check: Callable[[An
     return BelugaWorkflow, [run_activity, run_side_effect]
 
 
+def set_hooks(task_queue: str, hooks: Hooks) -> None:
+    cfg = _configs.get(task_queue)
+    if cfg is not None:
+        _configs[task_queue] = WorkerConfig(cfg.registry, hooks, cfg.check)
+
+
 def _config(task_queue: str) -> WorkerConfig:
     cfg = _configs.get(task_queue)
     if cfg is None:
@@ -211,8 +218,12 @@ class BelugaWorkflow:
         value = _raw(args[0]) if args else None
         inst = self._instance = _Instance(defn, info.workflow_id, info.run_id, check_payload=cfg.check)
         try:
-            self._record(E.WORKFLOW_STARTED, {"workflow_type": defn.name, "input": value,
-                                              "seed": workflow.random().getrandbits(63)})
+            started = {"workflow_type": defn.name, "input": value, "seed": workflow.random().getrandbits(63)}
+            if info.continued_run_id:
+                started["continued_from"] = info.continued_run_id
+            if info.parent is not None:
+                started["parent"] = {"workflow_id": info.parent.workflow_id, "run_id": info.parent.run_id}
+            self._record(E.WORKFLOW_STARTED, started)
             while self._outcome is None:
                 try:
                     await workflow.wait_condition(lambda: bool(self._inbox))
@@ -342,7 +353,8 @@ class BelugaWorkflow:
     async def _child(self, c: cmds.StartChildWorkflow) -> None:
         try:
             result = await workflow.execute_child_workflow(c.workflow_type, codec.encode(c.input),
-                                                           id=c.workflow_id, result_type=bytes)
+                                                           id=c.workflow_id, result_type=bytes,
+                                                           memo={PARENT_SEQ: c.seq})
         except exceptions.ChildWorkflowError as exc:
             self._inbox.append((E.CHILD_WORKFLOW_FAILED, {"seq": c.seq, "error": failure_of(exc)}))
             return
@@ -391,9 +403,9 @@ def run_activity(args: Sequence[RawValue]) -> bytes:
         if isinstance(exc, ConfigurationError):
             fail["non_retryable"] = True
         policy = info.retry_policy
-        last_try = fail["non_retryable"] or (policy is not None and policy.maximum_attempts
-                                             and info.attempt >= policy.maximum_attempts) or (
-            policy is not None and fail["type"] in policy.non_retryable_error_types)
+        limit = policy.maximum_attempts if policy is not None else 0
+        non_retryable = (policy.non_retryable_error_types or ()) if policy is not None else ()
+        last_try = bool(fail["non_retryable"]) or bool(limit and info.attempt >= limit) or fail["type"] in non_retryable
         if not last_try:
             hooks.emit("on_retry", binfo.workflow_id, fail)
         raise application_error({**fail, "attempt": info.attempt}) from None

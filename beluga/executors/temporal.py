@@ -45,7 +45,7 @@ from beluga.core.failure import failure, raise_as_own
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
 from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, payload_checker
-from beluga.executors._temporal_workflow import HISTORY_QUERY, build, failure_of
+from beluga.executors._temporal_workflow import HISTORY_QUERY, PARENT_SEQ, build, failure_of, set_hooks
 from beluga.executors.base import BUILTIN_QUERIES, Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
 from beluga.stores._loop import LoopThread
@@ -113,6 +113,12 @@ class TemporalExecutor(DurableExecutor):
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 60) -> T:
         return self._loop.run(coro, timeout)
+
+    def set_hooks(self, hooks: Hooks) -> None:
+        """Replace the hooks, in this client and in its worker (what `with_hooks()` uses)."""
+        self.hooks = hooks
+        if self._worker is not None:
+            set_hooks(self.task_queue, hooks)
 
     # --- the executor ----------------------------------------------------------------------------
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
@@ -247,7 +253,8 @@ class TemporalExecutor(DurableExecutor):
             error = await self._stuck(handle)
         parent = None
         if desc.parent_id:
-            parent = {"workflow_id": desc.parent_id, "run_id": desc.parent_run_id}
+            seq = await desc.memo_value(PARENT_SEQ, None)
+            parent = {"workflow_id": desc.parent_id, "run_id": desc.parent_run_id, "seq": seq}
         created = desc.start_time.timestamp() if desc.start_time else 0.0
         updated = desc.close_time.timestamp() if desc.close_time else time.time()
         return WorkflowState(workflow_id, desc.run_id, desc.workflow_type, status, None, result, error, created,

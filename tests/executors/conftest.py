@@ -83,10 +83,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         params = getattr(item, "callspec", None)
         backend = params.params.get("executor_factory") if params else None
-        (dropped if backend in FLEETS and item.get_closest_marker("in_process") else selected).append(item)
+        fleet_only = backend in FLEETS and item.get_closest_marker("in_process")
+        (dropped if fleet_only or _not_on_temporal(item, backend) else selected).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = selected
+
+
+def _not_on_temporal(item: pytest.Item, backend: str | None) -> bool:
+    """Tests marked `not_temporal(reason)` state what Temporal does differently; the reason, required, is
+    the documentation of the difference (docs/temporal.md lists them)."""
+    marker = item.get_closest_marker("not_temporal")
+    if marker is None or backend != "temporal":
+        return False
+    assert marker.args and isinstance(marker.args[0], str), f"{item.nodeid}: not_temporal needs a reason"
+    return True
 
 
 @pytest.fixture(params=list(BACKENDS))
