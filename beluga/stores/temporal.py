@@ -89,8 +89,11 @@ class TemporalStore(WorkflowStore):
         from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
         from temporalio.service import RPCError, RPCStatusCode
 
-        request = DeleteWorkflowExecutionRequest(namespace=self.namespace,
-                                                 workflow_execution=WorkflowExecution(workflow_id=workflow_id))
+        state = self.load_summary(workflow_id)
+        if state is None:
+            return
+        request = DeleteWorkflowExecutionRequest(namespace=self.namespace, workflow_execution=WorkflowExecution(
+            workflow_id=workflow_id, run_id=state.run_id))
         try:
             self._client._run(self._client.client.workflow_service.delete_workflow_execution(request))
         except RPCError as exc:
