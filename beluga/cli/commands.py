@@ -311,3 +311,24 @@ def cmd_replay(args: argparse.Namespace, imports: str | None) -> int:
     if any(not r.ok and not r.mismatch for r in results):
         return EXIT_USAGE
     return EXIT_FAILED if any(r.mismatch for r in results) else 0
+
+
+def cmd_temporal_worker(args: argparse.Namespace, imports: str | None, settings: Any = None) -> int:
+    """Import the workflow modules and run a Temporal worker for them until interrupted."""
+    import asyncio
+
+    from beluga.settings import Settings
+    from beluga.testing.replayer import import_modules
+
+    settings = settings or Settings.load()
+    modules = import_modules(imports if imports else list(settings.imports))
+    from beluga.executors.temporal import run_worker
+
+    target = args.target or settings.temporal_target
+    namespace = args.namespace or settings.temporal_namespace
+    queue = args.task_queue or settings.temporal_task_queue
+    out(f"beluga temporal-worker: {target} namespace {namespace!r} task queue {queue!r}, "
+        f"modules {', '.join(modules) or '(none)'}")
+    sys.stdout.flush()
+    asyncio.run(run_worker(target, namespace, queue, activity_threads=args.activity_threads))
+    return 0

@@ -112,6 +112,13 @@ def build(prog: str = "beluga") -> Parser:
                    help="read the token that allows writes from FILE (default: BELUGA_CONSOLE_TOKEN; none: read-only)")
     p.add_argument("--read-only", action="store_true", help="allow no writes, even with a token configured")
 
+    p = command("temporal-worker", "run a Temporal worker for the workflows and activities of --imports "
+                                   "(the 'temporal' executor)", json=False)
+    p.add_argument("--target", help="the Temporal server, host:port (BELUGA_TEMPORAL_TARGET, 127.0.0.1:7233)")
+    p.add_argument("--namespace", help="Temporal namespace (BELUGA_TEMPORAL_NAMESPACE, default)")
+    p.add_argument("--task-queue", help="task queue to poll (BELUGA_TEMPORAL_TASK_QUEUE, beluga)")
+    p.add_argument("--activity-threads", type=int, default=16, help="activities run at once (16)")
+
     p = command("replay", "replay exported histories against the current code (exit 1 on a mismatch)")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="history files, or directories of *.json")
     return parser

@@ -27,12 +27,19 @@ class Backend:
     store: Callable[[], workflow.WorkflowStore]
     executors: list[workflow.DurableExecutor] = field(default_factory=list)
     fleet: Any = None
+    temporal: Any = None          # the session's Temporal server, for the "temporal" backend
+    task_queue: str = ""          # one per test: runs a test leaves open stay on it, away from later tests
     stores: list[workflow.WorkflowStore] = field(default_factory=list)
 
     def executor(self, hooks: workflow.Hooks | None = None, **extra: Any) -> workflow.DurableExecutor:
         if self.provider == "celery":  # a client of the session's fleet; runs live in its Redis
             assert hooks is None, "the celery client takes no hooks: they fire in the workers"
             ex = self.fleet.executor(**extra)
+            self.executors.append(ex)
+            return ex
+        if self.provider == "temporal":  # a client with a worker in this process; runs live in Temporal
+            ex = workflow.new("temporal", workflow.Config(hooks=hooks, extra={
+                "target": self.temporal.target, "task_queue": self.task_queue, "worker": True, **extra}))
             self.executors.append(ex)
             return ex
         store = self.store()
@@ -63,6 +70,7 @@ BACKENDS: dict[str, tuple[str, Callable[[Path], Callable[[], workflow.WorkflowSt
     "default-sqlite": ("default", _sqlite),
     "celery": ("celery", _memory),
     "celery-cluster": ("celery", _memory),   # the same fleet with its histories on a Redis Cluster
+    "temporal": ("temporal", _memory),       # a real Temporal dev server; the store is unused
 }
 FLEETS = {"celery": "fleet", "celery-cluster": "cluster_fleet"}
 
@@ -75,16 +83,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         params = getattr(item, "callspec", None)
         backend = params.params.get("executor_factory") if params else None
-        (dropped if backend in FLEETS and item.get_closest_marker("in_process") else selected).append(item)
+        fleet_only = backend in FLEETS and item.get_closest_marker("in_process")
+        (dropped if fleet_only or _not_on_temporal(item, backend) else selected).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = selected
+
+
+def _not_on_temporal(item: pytest.Item, backend: str | None) -> bool:
+    """Tests marked `not_temporal(reason)` state what Temporal does differently; the reason, required, is
+    the documentation of the difference (docs/temporal.md lists them)."""
+    marker = item.get_closest_marker("not_temporal")
+    if marker is None or backend != "temporal":
+        return False
+    assert marker.args and isinstance(marker.args[0], str), f"{item.nodeid}: not_temporal needs a reason"
+    return True
 
 
 @pytest.fixture(params=list(BACKENDS))
 def executor_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     provider, store = BACKENDS[request.param]
     backend = Backend(request.param, provider, store(tmp_path))
+    if provider == "temporal":
+        backend.temporal = request.getfixturevalue("temporal_server")
+        backend.task_queue = f"beluga-test-{uuid.uuid4().hex[:12]}"
     if provider == "celery":
         backend.fleet = request.getfixturevalue(FLEETS[request.param])
         workflows.SHARED_URL = backend.fleet.url  # activities record their calls in the fleet's broker Redis

@@ -19,6 +19,8 @@ Ids = Callable[[], str]
 
 @pytest.mark.in_process  # asserts on_retry hooks, which fire where the engine runs
 # --- retries ------------------------------------------------------------------------------------------------
+@pytest.mark.not_temporal("Temporal retries an activity on its server: the workflow sees the final outcome "
+                          "only, so retried attempts are not Beluga history events")
 def test_retry_until_success(executor_factory: Backend, new_id: Ids) -> None:
     rec = Recorder()
     ex = executor_factory.executor(hooks=rec.hooks("on_retry"))
@@ -104,6 +106,8 @@ def test_activity_info_outside_an_activity() -> None:
 
 
 # --- timeouts and heartbeats -----------------------------------------------------------------------------------
+@pytest.mark.not_temporal("Temporal's server notices attempt and heartbeat timeouts on its own timer wheel "
+                          "(about 1 s), later than this test allows")
 def test_activity_timeout_then_retry_succeeds(executor: workflow.DurableExecutor, new_id: Ids) -> None:
     wid = new_id()
     spec = {"key": wid, "seconds": 1.0, "slow_attempts": [1], "timeout": 0.1, "max_attempts": 3}
@@ -114,6 +118,8 @@ def test_activity_timeout_then_retry_succeeds(executor: workflow.DurableExecutor
     assert failed["error"]["type"] == "TimeoutError" and "timeout" in failed["error"]["message"]
 
 
+@pytest.mark.not_temporal("Temporal's server notices attempt and heartbeat timeouts on its own timer wheel "
+                          "(about 1 s), later than this test allows")
 def test_activity_timeout_every_attempt(executor: workflow.DurableExecutor, new_id: Ids) -> None:
     wid = new_id()
     spec = {"key": wid, "seconds": 0.3, "timeout": 0.05, "max_attempts": 2}
@@ -122,6 +128,8 @@ def test_activity_timeout_every_attempt(executor: workflow.DurableExecutor, new_
     assert "sleepy" in result["message"]
 
 
+@pytest.mark.not_temporal("Temporal's server notices attempt and heartbeat timeouts on its own timer wheel "
+                          "(about 1 s), later than this test allows")
 def test_heartbeat_timeout_and_details_reach_the_next_attempt(executor: workflow.DurableExecutor,
                                                               new_id: Ids) -> None:
     wid = new_id()

@@ -1,0 +1,421 @@
+"""The worker side of the `temporal` executor: one dynamic Temporal workflow that runs any Beluga workflow
+through the pure core (`WorkflowInstance`), and one dynamic activity that runs any Beluga activity.
+
+The Temporal workflow keeps a Beluga history in memory, rebuilt identically on every Temporal replay: it
+feeds each outcome Temporal delivers (an activity result, a timer, a signal, a cancellation, a child's end)
+to the instance as one input event and turns the commands the instance returns into Temporal calls. Which
+code path a run takes is therefore checked twice: by the core against the in-memory history, and by
+Temporal against its own history, whose mismatches (an activity of another type, a timer where an activity
+was) fail the workflow task: the run stays open and untouched, and `describe()` reports the
+`NonDeterminismError`.
+
+Workflow code runs in a greenlet, switched to from Temporal's workflow coroutine. Temporal's sandbox
+re-imports modules per run, which a greenlet-based engine and user modules importing Beluga do not
+survive, so the workflow is declared `sandboxed=False`: Beluga's own rules (ctx.now, ctx.random, ...)
+keep it deterministic, as on the other executors. A greenlet can only be resumed on the thread that
+created it, so the worker runs workflow tasks on one thread (`workflow_task_executor` with one worker);
+activities run on a thread pool.
+
+Every value crosses Temporal as Beluga's msgpack bytes (`beluga.codec`, Temporal's `binary/plain`
+payloads), never pickle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import greenlet
+from temporalio import activity, exceptions, workflow
+from temporalio.common import RawValue
+from temporalio.common import RetryPolicy as TemporalRetry
+
+from beluga import codec
+from beluga.activity import ActivityInfo, run_with_info
+from beluga.core import commands as cmds
+from beluga.core.context import WorkflowContext
+from beluga.core.definitions import Registry, effective_option, effective_retry
+from beluga.core.errors import ConfigurationError, WorkflowError
+from beluga.core.failure import failure, to_failure
+from beluga.core.instance import WorkflowInstance
+from beluga.core.records import Event, EventType, Signal
+from beluga.core.retry import RetryPolicy
+from beluga.hooks import Hooks
+
+E = EventType
+HISTORY_QUERY = "__beluga_history"
+SIDE_EFFECT = "__beluga_side_effect"
+PARENT_SEQ = "beluga_parent_seq"   # memo of a child run: the seq of the parent's call that started it
+NO_TIMEOUT = timedelta(days=3650)   # Temporal needs an attempt timeout; a Beluga call without one has none
+
+_side_effects: dict[str, Callable[[], Any]] = {}
+_side_effect_ids = itertools.count()
+_side_effect_lock = threading.Lock()
+
+
+def _raw(value: RawValue) -> Any:
+    return codec.decode(bytes(value.payload.data))
+
+
+def retry_policy(policy: RetryPolicy) -> TemporalRetry:
+    """Beluga's policy as Temporal's: the same attempts, intervals and non-retryable error types (by class
+    name). Temporal adds no jitter to the interval."""
+    return TemporalRetry(initial_interval=timedelta(seconds=policy.initial_interval),
+                         backoff_coefficient=policy.backoff_coefficient,
+                         maximum_interval=timedelta(seconds=max(policy.max_interval, policy.initial_interval)),
+                         maximum_attempts=policy.max_attempts,
+                         non_retryable_error_types=[t if isinstance(t, str) else t.__name__
+                                                    for t in policy.non_retryable])
+
+
+def failure_of(exc: BaseException) -> dict[str, Any]:
+    """The Beluga failure record a Temporal error carries (Beluga's own errors travel as the first detail
+    of an `ApplicationError`), else one made from what Temporal says."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, exceptions.ApplicationError) and seen.details:
+            raw = seen.details[0]
+            if isinstance(raw, (bytes, bytearray)):
+                return dict(codec.decode(bytes(raw)))
+        if isinstance(seen, exceptions.TimeoutError):
+            return failure("TimeoutError", f"timed out ({seen.type.name.lower() if seen.type else 'timeout'})")
+        if isinstance(seen, exceptions.TerminatedError):
+            return failure("Terminated", str(seen), non_retryable=True)
+        if isinstance(seen, exceptions.CancelledError):
+            return failure("WorkflowCancelled", str(seen) or "cancelled", non_retryable=True)
+        seen = seen.__cause__ or getattr(seen, "cause", None)
+    return failure(type(exc).__name__, str(exc), non_retryable=True)
+
+
+def application_error(fail: dict[str, Any]) -> exceptions.ApplicationError:
+    return exceptions.ApplicationError(str(fail.get("message", "")), codec.encode(fail),
+                                       type=str(fail.get("type", "Exception")),
+                                       non_retryable=bool(fail.get("non_retryable", False)))
+
+
+class _Context(WorkflowContext):
+    def side_effect(self, fn: Callable[[], Any]) -> Any:
+        """Run once, as a Temporal local activity: replays read its recorded marker instead."""
+        inst = self._instance
+        seq = inst.next_seq()
+        value = inst.side_effect_value(seq, fn)  # type: ignore[attr-defined]
+        inst.issue(cmds.RecordMarker(seq, "side_effect", value), None)
+        return value
+
+
+class _Instance(WorkflowInstance):
+    """The core's instance with side effects and patches answered by Temporal's own mechanisms."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.side_requests: dict[int, Callable[[], Any]] = {}
+        self._side_values: dict[int, Any] = {}
+
+    def _start(self, ev: Event) -> None:
+        super()._start(ev)
+        ctx = self._ctx
+        assert ctx is not None
+        new = _Context(self, ctx.workflow_id, ctx.run_id, ctx.workflow_type, int(ev.attrs.get("seed", 0)))
+        self._ctx = new
+
+    def side_effect_value(self, seq: int, fn: Callable[[], Any]) -> Any:
+        if self.read_only:
+            self.block(lambda: False)
+        self.side_requests[seq] = fn
+        self.block(lambda: seq in self._side_values)
+        value = self._side_values.pop(seq)
+        if isinstance(value, dict) and "error" in value:
+            from beluga.core.failure import from_failure
+
+            raise from_failure(value["error"])
+        return value["value"]
+
+    def resume(self, seq: int, value: dict[str, Any]) -> list[cmds.Command]:
+        """Hand a side effect's value to the code parked on it; returns the commands that follow."""
+        self._side_values[seq] = value
+        self._run()
+        new = list(self._issued)
+        self._issued.clear()
+        self.version += len(new)
+        return new
+
+    def patch(self, change_id: str, deprecated: bool) -> bool:
+        g = self._greenlet
+        if g is None or greenlet.getcurrent() is not g:
+            raise WorkflowError("ctx.patched() can only be called by the workflow itself (not from a query handler)")
+        use = self._patch_memo.get(change_id)
+        if use is None:
+            if deprecated:
+                workflow.deprecate_patch(change_id)
+                use = True
+            else:
+                use = workflow.patched(change_id)
+            self._patch_memo[change_id] = use
+            if use:
+                self.issue(cmds.RecordMarker(0, cmds.PATCH, {"id": change_id, "deprecated": deprecated}), None)
+        return use
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    registry: Registry
+    hooks: Hooks
+    check: Callable[[Any], Any]
+
+
+# What the workers of this process run, by task queue. Temporal instantiates the workflow class itself (and
+# refuses local classes), so the class finds its worker's registry and hooks here; one configuration per
+# task queue per process.
+_configs: dict[str, WorkerConfig] = {}
+
+
+def build(task_queue: str, registry: Registry, hooks: Hooks, check: Callable[[Any], Any]
+          ) -> tuple[type, list[Callable[..., Any]]]:
+    """The workflow class and activities a worker on `task_queue` runs, bound to `registry` and `hooks`."""
+    _configs[task_queue] = WorkerConfig(registry, hooks, check)
+    return BelugaWorkflow, [run_activity, run_side_effect]
+
+
+def set_hooks(task_queue: str, hooks: Hooks) -> None:
+    cfg = _configs.get(task_queue)
+    if cfg is not None:
+        _configs[task_queue] = WorkerConfig(cfg.registry, hooks, cfg.check)
+
+
+def _config(task_queue: str) -> WorkerConfig:
+    cfg = _configs.get(task_queue)
+    if cfg is None:
+        raise ConfigurationError(f"no Beluga worker configured for task queue {task_queue!r} in this process")
+    return cfg
+
+
+def _emit(name: str, workflow_id: str, payload: Any) -> None:
+    if not workflow.unsafe.is_replaying():
+        _config(workflow.info().task_queue).hooks.emit(name, workflow_id, payload)
+
+
+@workflow.defn(dynamic=True, sandboxed=False)
+class BelugaWorkflow:
+    def __init__(self) -> None:
+        self._inbox: deque[tuple[str, dict[str, Any]]] = deque()
+        self._history: list[Event] = []
+        self._instance: _Instance | None = None
+        self._outcome: cmds.Command | None = None
+        self._late: list[Event] = []
+
+    # --- Temporal's entry points --------------------------------------------------------------
+    @workflow.run
+    async def run(self, args: Sequence[RawValue]) -> bytes:
+        info = workflow.info()
+        cfg = _config(info.task_queue)
+        defn = cfg.registry.workflow(info.workflow_type)
+        value = _raw(args[0]) if args else None
+        inst = self._instance = _Instance(defn, info.workflow_id, info.run_id, check_payload=cfg.check)
+        try:
+            started = {"workflow_type": defn.name, "input": value, "seed": workflow.random().getrandbits(63)}
+            if info.continued_run_id:
+                started["continued_from"] = info.continued_run_id
+            if info.parent is not None:
+                started["parent"] = {"workflow_id": info.parent.workflow_id, "run_id": info.parent.run_id}
+            self._record(E.WORKFLOW_STARTED, started)
+            while self._outcome is None:
+                try:
+                    await workflow.wait_condition(lambda: bool(self._inbox))
+                except asyncio.CancelledError:
+                    self._inbox.append((E.CANCEL_REQUESTED, {}))
+                while self._inbox and self._outcome is None:
+                    kind, attrs = self._inbox.popleft()
+                    if kind == SIDE_EFFECT:
+                        self._commands(inst.resume(attrs["seq"], attrs["value"]))
+                    else:
+                        self._record(kind, attrs)
+            return self._finish(info.workflow_id)
+        finally:
+            inst.close()
+
+    @workflow.signal(dynamic=True)
+    def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        body = _raw(args[0]) if args else {}
+        attrs = {"name": name, "payload": body.get("payload"), "sender_id": body.get("sender_id")}
+        _emit("on_signal", workflow.info().workflow_id,
+             Signal(name, attrs["payload"], workflow.now().timestamp(), attrs["sender_id"]))
+        if self._outcome is not None:  # arrived as the run closed: recorded before the close
+            self._late.append(Event(0, E.SIGNAL_RECEIVED, workflow.now().timestamp(), attrs))
+        else:
+            self._inbox.append((E.SIGNAL_RECEIVED, attrs))
+
+    @workflow.query(dynamic=True)
+    def on_query(self, name: str, args: Sequence[RawValue]) -> bytes:
+        try:
+            if name == HISTORY_QUERY:
+                history = self._history
+                if self._late and history:
+                    history = history[:-1] + self._late + history[-1:]
+                return codec.encode({"value": [codec.encode_event(replace(ev, id=i + 1))
+                                               for i, ev in enumerate(history)]})
+            if self._instance is None:
+                raise WorkflowError("the run has not started its code yet")
+            values = _raw(args[0]) if args else []
+            return codec.encode({"value": self._instance.query(name, *values)})
+        except Exception as exc:
+            return codec.encode({"error": to_failure(exc)})
+
+    # --- the Beluga history ---------------------------------------------------------------------
+    def _record(self, kind: str, attrs: dict[str, Any]) -> None:
+        assert self._instance is not None
+        ev = Event(len(self._history) + 1, kind, workflow.now().timestamp(), attrs)
+        self._history.append(ev)
+        self._commands(self._instance.activate((ev,), recording=True))
+
+    def _commands(self, new: list[cmds.Command]) -> None:
+        inst = self._instance
+        assert inst is not None
+        now = workflow.now().timestamp()
+        for c in new:
+            self._history.append(cmds.to_event(c, len(self._history) + 1, now))
+        closes = bool(new) and isinstance(new[-1], cmds.CLOSING_COMMANDS)
+        for c in new:
+            if isinstance(c, cmds.ScheduleActivity):
+                if not closes:  # as the core's driver: nothing runs for a run that closes in the same step
+                    self._note(E.ACTIVITY_STARTED, {"seq": c.seq, "attempt": 1})
+                    asyncio.create_task(self._activity(c))
+            elif isinstance(c, cmds.StartTimer):
+                asyncio.create_task(self._timer(c))
+            elif isinstance(c, cmds.StartChildWorkflow):
+                asyncio.create_task(self._child(c))
+            elif isinstance(c, cmds.CLOSING_COMMANDS):
+                self._outcome = c
+        for seq, fn in list(inst.side_requests.items()):
+            del inst.side_requests[seq]
+            asyncio.create_task(self._side_effect(seq, fn))
+
+    def _finish(self, workflow_id: str) -> bytes:
+        c = self._outcome
+        now = workflow.now().timestamp()
+        self._late[:0] = [Event(0, kind, now, attrs) for kind, attrs in self._inbox if kind == E.SIGNAL_RECEIVED]
+        self._inbox.clear()
+        if self._late and self._history:  # late signals stand before the close
+            close = self._history.pop()
+            self._history.extend(self._late)
+            self._history = [replace(ev, id=i + 1) for i, ev in enumerate(self._history)]
+            self._late = []
+            self._history.append(close)
+        if isinstance(c, cmds.CompleteWorkflow):
+            _emit("on_workflow_complete", workflow_id, c.result)
+            return codec.encode(c.result)
+        if isinstance(c, cmds.FailWorkflow):
+            _emit("on_workflow_fail", workflow_id, c.error)
+            raise application_error({**c.error, "non_retryable": True})
+        if isinstance(c, cmds.ContinueAsNew):
+            workflow.continue_as_new(codec.encode(c.input))
+        _emit("on_workflow_fail", workflow_id, failure("WorkflowCancelled", f"workflow {workflow_id} was cancelled"))
+        raise asyncio.CancelledError()
+
+    def _note(self, kind: str, attrs: dict[str, Any]) -> None:
+        """An informational event (an attempt began): no code reacts to it, but the instance counts it."""
+        assert self._instance is not None
+        ev = Event(len(self._history) + 1, kind, workflow.now().timestamp(), attrs)
+        self._history.append(ev)
+        self._instance.activate((ev,), recording=True)
+
+    # --- what commands become -------------------------------------------------------------------
+    async def _activity(self, c: cmds.ScheduleActivity) -> None:
+        defn = _config(workflow.info().task_queue).registry.activities.get(c.name)
+        policy = effective_retry(c.options, defn)
+        timeout = effective_option(c.options, defn, "timeout")
+        heartbeat = effective_option(c.options, defn, "heartbeat_timeout")
+        try:
+            result = await workflow.execute_activity(
+                c.name, codec.encode(c.input), activity_id=str(c.seq), result_type=bytes,
+                start_to_close_timeout=timedelta(seconds=timeout) if timeout else NO_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
+                retry_policy=retry_policy(policy))
+        except exceptions.ActivityError as exc:
+            fail = failure_of(exc)
+            attempts = fail.pop("attempt", None) or (policy.max_attempts if exc.retry_state
+                                                     == exceptions.RetryState.MAXIMUM_ATTEMPTS_REACHED else 1)
+            self._inbox.append((E.ACTIVITY_FAILED, {"seq": c.seq, "attempt": attempts, "error": fail,
+                                                    "retry_in": None}))
+            return
+        attempt, value = codec.decode(result)
+        self._inbox.append((E.ACTIVITY_COMPLETED, {"seq": c.seq, "attempt": attempt, "result": value}))
+
+    async def _timer(self, c: cmds.StartTimer) -> None:
+        await asyncio.sleep(c.duration)
+        self._inbox.append((E.TIMER_FIRED, {"seq": c.seq}))
+
+    async def _child(self, c: cmds.StartChildWorkflow) -> None:
+        try:
+            result = await workflow.execute_child_workflow(c.workflow_type, codec.encode(c.input),
+                                                           id=c.workflow_id, result_type=bytes,
+                                                           memo={PARENT_SEQ: c.seq})
+        except exceptions.ChildWorkflowError as exc:
+            self._inbox.append((E.CHILD_WORKFLOW_FAILED, {"seq": c.seq, "error": failure_of(exc)}))
+            return
+        except Exception as exc:  # could not start it (its id is taken by a running workflow)
+            kind = "WorkflowAlreadyStarted" if "already" in str(exc).lower() else type(exc).__name__
+            self._inbox.append((E.CHILD_WORKFLOW_FAILED, {"seq": c.seq, "error": failure(
+                kind, f"child workflow {c.workflow_id}: {exc}", non_retryable=True)}))
+            return
+        self._inbox.append((E.CHILD_WORKFLOW_COMPLETED, {"seq": c.seq, "result": codec.decode(result)}))
+
+    async def _side_effect(self, seq: int, fn: Callable[[], Any]) -> None:
+        with _side_effect_lock:
+            key = f"{next(_side_effect_ids)}"
+            _side_effects[key] = fn
+        try:
+            raw = await workflow.execute_local_activity(
+                SIDE_EFFECT, key, result_type=bytes, start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=TemporalRetry(maximum_attempts=1))
+            value: dict[str, Any] = {"value": codec.decode(raw)}
+        except exceptions.ActivityError as exc:
+            value = {"error": failure_of(exc)}
+        finally:
+            with _side_effect_lock:
+                _side_effects.pop(key, None)
+        self._inbox.append((SIDE_EFFECT, {"seq": seq, "value": value}))
+
+@activity.defn(dynamic=True)
+def run_activity(args: Sequence[RawValue]) -> bytes:
+    info = activity.info()
+    name = info.activity_type
+    cfg = _config(info.task_queue)
+    hooks = cfg.hooks
+    value = _raw(args[0]) if args else None
+    details = info.heartbeat_details
+    last = codec.decode(bytes(details[0])) if details and isinstance(details[0], (bytes, bytearray)) else None
+    binfo = ActivityInfo(info.workflow_id or "", info.workflow_run_id or "", name, int(info.activity_id),
+                         info.attempt, last, lambda d: activity.heartbeat(codec.encode(d)))
+    hooks.emit("on_activity_start", binfo.workflow_id, value)
+    try:
+        defn = cfg.registry.activity(name)
+        result = run_with_info(binfo, lambda: defn.call(value))
+        cfg.check(result)
+        encoded = codec.encode((info.attempt, result))
+    except Exception as exc:
+        fail = to_failure(exc)
+        if isinstance(exc, ConfigurationError):
+            fail["non_retryable"] = True
+        policy = info.retry_policy
+        limit = policy.maximum_attempts if policy is not None else 0
+        non_retryable = (policy.non_retryable_error_types or ()) if policy is not None else ()
+        last_try = bool(fail["non_retryable"]) or bool(limit and info.attempt >= limit) or fail["type"] in non_retryable
+        if not last_try:
+            hooks.emit("on_retry", binfo.workflow_id, fail)
+        raise application_error({**fail, "attempt": info.attempt}) from None
+    hooks.emit("on_activity_complete", binfo.workflow_id, result)
+    return encoded
+
+@activity.defn(name=SIDE_EFFECT)
+def run_side_effect(key: str) -> bytes:
+    fn = _side_effects.get(key)
+    if fn is None:
+        raise exceptions.ApplicationError("side effect no longer known to this worker", non_retryable=True)
+    return codec.encode(fn())
+

@@ -1,0 +1,332 @@
+"""The `temporal` executor: the same Beluga workflows and activities, run by a Temporal server.
+
+    executor = workflow.new("temporal", workflow.Config(extra={"target": "127.0.0.1:7233",
+                                                                "namespace": "default", "task_queue": "beluga"}))
+
+A Beluga workflow runs as a Temporal workflow whose type is the Beluga workflow's name, and each activity
+as a Temporal activity of the activity's name (`_temporal_workflow`). Temporal holds the history, retries
+the activities, fires the timers and delivers signals; workers run `beluga temporal-worker --imports
+workers` (or `run_worker`). With `extra={"worker": True}` the executor also runs a worker in this process,
+on a background thread (tests, scripts, a single process). Requires `pip install 'beluga[temporal]'`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from beluga.core.errors import ConfigurationError
+
+try:
+    from temporalio import client as tc
+    from temporalio import exceptions
+    from temporalio.api.enums.v1 import WorkflowTaskFailedCause
+    from temporalio.service import RPCError, RPCStatusCode
+    from temporalio.worker import Worker
+except ImportError as exc:  # pragma: no cover - exercised by simulating the missing client
+    raise ConfigurationError("the 'temporal' executor needs the temporalio SDK: "
+                             "pip install 'beluga[temporal]'") from exc
+
+from beluga import codec
+from beluga.core.definitions import Registry, workflow_name
+from beluga.core.definitions import registry as default_registry
+from beluga.core.errors import (
+    QueryNotFound,
+    WorkflowAlreadyStarted,
+    WorkflowNotFound,
+    WorkflowNotRunning,
+)
+from beluga.core.failure import failure, raise_as_own
+from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
+from beluga.core.retry import seconds
+from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, payload_checker
+from beluga.executors._temporal_workflow import HISTORY_QUERY, PARENT_SEQ, build, failure_of, set_hooks
+from beluga.executors.base import BUILTIN_QUERIES, Config, DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.hooks import Hooks
+from beluga.stores._loop import LoopThread
+
+T = TypeVar("T")
+_STATUS = {
+    tc.WorkflowExecutionStatus.RUNNING: WorkflowStatus.RUNNING,
+    tc.WorkflowExecutionStatus.CONTINUED_AS_NEW: WorkflowStatus.RUNNING,
+    tc.WorkflowExecutionStatus.COMPLETED: WorkflowStatus.COMPLETED,
+    tc.WorkflowExecutionStatus.FAILED: WorkflowStatus.FAILED,
+    tc.WorkflowExecutionStatus.CANCELED: WorkflowStatus.CANCELED,
+    tc.WorkflowExecutionStatus.TERMINATED: WorkflowStatus.CANCELED,
+    tc.WorkflowExecutionStatus.TIMED_OUT: WorkflowStatus.TIMED_OUT,
+}
+_NON_DETERMINISTIC = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+
+
+def new_worker(client: tc.Client, task_queue: str, *, registry: Registry | None = None, hooks: Hooks | None = None,
+               max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, activity_threads: int = 16) -> Worker:
+    """A Temporal worker that runs every Beluga workflow and activity of `registry` on `task_queue`.
+    Workflow tasks run on one thread (a greenlet stays on the thread that made it); activities on
+    `activity_threads` threads."""
+    wf, activities = build(task_queue, registry or default_registry, hooks or Hooks(),
+                           payload_checker(max_payload_bytes))
+    return Worker(client, task_queue=task_queue, workflows=[wf], activities=activities,
+                  activity_executor=concurrent.futures.ThreadPoolExecutor(activity_threads,
+                                                                          thread_name_prefix="beluga-activity"),
+                  workflow_task_executor=concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="beluga-wf"),
+                  max_concurrent_activities=activity_threads)
+
+
+async def run_worker(target: str, namespace: str, task_queue: str, **options: Any) -> None:
+    """Connect and run a worker until cancelled (what `beluga temporal-worker` runs)."""
+    client = await tc.Client.connect(target, namespace=namespace)
+    await new_worker(client, task_queue, **options).run()
+
+
+class TemporalExecutor(DurableExecutor):
+    """Provider `"temporal"`: a client of a Temporal server (and, with `worker=True`, a worker too)."""
+
+    def __init__(self, hooks: Hooks | None = None, *, target: str = "127.0.0.1:7233", namespace: str = "default",
+                 task_queue: str = "beluga", worker: bool = False, registry: Registry | None = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, activity_threads: int = 16,
+                 query_timeout: float = 10.0) -> None:
+        self.hooks = hooks or Hooks()
+        self.registry = registry or default_registry
+        self.task_queue = task_queue
+        self.query_timeout = query_timeout
+        self._check = payload_checker(max_payload_bytes)
+        self._loop = LoopThread("beluga-temporal")
+        self._worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        try:
+            self.client: tc.Client = self._run(tc.Client.connect(target, namespace=namespace), 30)
+        except Exception as exc:
+            self._loop.stop()
+            raise ConfigurationError(f"cannot reach Temporal at {target} (namespace {namespace!r}): {exc}") from exc
+        if worker:
+            self._run(self._start_worker(max_payload_bytes, activity_threads))
+
+    async def _start_worker(self, max_payload_bytes: int, activity_threads: int) -> None:
+        self._worker = new_worker(self.client, self.task_queue, registry=self.registry, hooks=self.hooks,
+                                  max_payload_bytes=max_payload_bytes, activity_threads=activity_threads)
+        self._worker_task = asyncio.get_running_loop().create_task(self._worker.run())
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 60) -> T:
+        return self._loop.run(coro, timeout)
+
+    def set_hooks(self, hooks: Hooks) -> None:
+        """Replace the hooks, in this client and in its worker (what `with_hooks()` uses)."""
+        self.hooks = hooks
+        if self._worker is not None:
+            set_hooks(self.task_queue, hooks)
+
+    # --- the executor ----------------------------------------------------------------------------
+    def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
+        options = options or WorkflowOptions()
+        # A client without the code (a web app) starts a workflow by name; one that runs a worker checks it.
+        if isinstance(workflow, str) and self._worker is None:
+            name = workflow_name(workflow)
+        else:
+            name = self.registry.workflow(workflow).name
+        self._check(options.input)
+        wid = options.id or str(uuid.uuid4())
+        timeout = seconds(options.timeout)
+        try:
+            handle = self._run(self.client.start_workflow(
+                name, codec.encode(options.input), id=wid, task_queue=options.queue or self.task_queue,
+                execution_timeout=timedelta(seconds=timeout) if timeout else None,
+                memo=dict(options.headers) if options.headers else None))
+        except exceptions.WorkflowAlreadyStartedError:
+            raise WorkflowAlreadyStarted(f"workflow {wid} is already running") from None
+        self.hooks.emit("on_workflow_start", wid, options.input)
+        return WorkflowHandle(self, wid, handle.first_execution_run_id or handle.result_run_id or "")
+
+    def signal(self, workflow_id: str, signal: Signal) -> None:
+        self._check(signal.payload)
+        body = codec.encode({"payload": signal.payload, "sender_id": signal.sender_id})
+        self._call(workflow_id, lambda h: h.signal(signal.name, body))
+
+    def cancel(self, workflow_id: str) -> None:
+        self._open(workflow_id)  # Temporal accepts a cancel of a closed run and ignores it
+        self._call(workflow_id, lambda h: h.cancel())
+
+    def terminate(self, workflow_id: str, reason: str = "") -> None:
+        self._open(workflow_id)
+        self._call(workflow_id, lambda h: h.terminate(reason=reason or "no reason given"))
+
+    def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        if query_type in BUILTIN_QUERIES:
+            state = self.summary(workflow_id)
+            if query_type == "status":
+                return state.status
+            return state.result if state.status is WorkflowStatus.COMPLETED else None
+        answer = self._query(workflow_id, query_type, list(args))
+        if "error" in answer:
+            raise_as_own(answer["error"])
+        return answer["value"]
+
+    def describe(self, workflow_id: str) -> WorkflowState:
+        state = self.summary(workflow_id)
+        history: tuple[Event, ...] = ()
+        try:
+            answer = self._query(workflow_id, HISTORY_QUERY, [])
+            history = tuple(codec.decode_event(raw) for raw in answer.get("value", ()))
+        except (QueryNotFound, WorkflowNotFound, TimeoutError):
+            pass
+        except Exception:  # no worker, or the code no longer replays: the summary still tells the status
+            pass
+        if not history:  # its code never ran (or cannot replay): what Temporal recorded of its start
+            history = (Event(1, EventType.WORKFLOW_STARTED, state.created_at,
+                             {"workflow_type": state.workflow_type, "input": self._run(self._input(workflow_id))}),)
+        close = {"Terminated": EventType.WORKFLOW_TERMINATED}.get(str((state.error or {}).get("type")))
+        if state.status is WorkflowStatus.TIMED_OUT:
+            close = EventType.WORKFLOW_TIMED_OUT
+        if close is not None and history:
+            history = (*history, Event(len(history) + 1, close, state.updated_at, {}))
+        input = history[0].attrs.get("input") if history else state.input
+        return WorkflowState(state.workflow_id, state.run_id, state.workflow_type, state.status, input,
+                             state.result, state.error, state.created_at, state.updated_at, history, state.queue,
+                             state.parent)
+
+    def summary(self, workflow_id: str) -> WorkflowState:
+        return self._run(self._summary(workflow_id))
+
+    def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
+        async def wait() -> None:
+            handle = self.client.get_workflow_handle(workflow_id)
+            try:
+                await handle.result()
+            except (exceptions.TemporalError, tc.WorkflowFailureError):
+                pass
+
+        try:
+            self._run(asyncio.wait_for(wait(), timeout), None)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s") from None
+        except RPCError as exc:
+            self._raise(workflow_id, exc)
+        deadline = time.monotonic() + 5
+        while True:  # the close is visible to describe a moment after the result
+            state = self.summary(workflow_id)
+            if not state.status.is_open or time.monotonic() > deadline:
+                return state
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            try:
+                self._run(self._worker.shutdown(), 30)
+            except Exception:
+                pass
+            self._worker = None
+        self._loop.stop()
+
+    # --- helpers ---------------------------------------------------------------------------------------
+    async def _summary(self, workflow_id: str) -> WorkflowState:
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            desc = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise WorkflowNotFound(f"no workflow with id {workflow_id!r}") from None
+            raise
+        status = _STATUS.get(desc.status or tc.WorkflowExecutionStatus.RUNNING, WorkflowStatus.RUNNING)
+        result: Any = None
+        error: dict[str, Any] | None = None
+        if desc.status is not None and desc.status != tc.WorkflowExecutionStatus.RUNNING:
+            closed = self.client.get_workflow_handle(workflow_id, run_id=desc.run_id)
+            try:
+                raw = await closed.result(follow_runs=False)
+                result = codec.decode(raw)
+            except tc.WorkflowContinuedAsNewError:
+                pass
+            except tc.WorkflowFailureError as exc:
+                if desc.status != tc.WorkflowExecutionStatus.CANCELED:
+                    error = failure_of(exc)
+                    if desc.status == tc.WorkflowExecutionStatus.TERMINATED:
+                        error = failure("Terminated", f"workflow {workflow_id} was terminated: "
+                                        f"{getattr(exc.cause, 'message', '') or exc.cause}", non_retryable=True)
+                    elif desc.status == tc.WorkflowExecutionStatus.TIMED_OUT:
+                        error = failure("TimeoutError", f"workflow {workflow_id} ran past its timeout",
+                                        non_retryable=True)
+        elif desc.raw_description.pending_workflow_task.attempt > 1:
+            error = await self._stuck(handle)
+        parent = None
+        if desc.parent_id:
+            seq = await desc.memo_value(PARENT_SEQ, None)
+            parent = {"workflow_id": desc.parent_id, "run_id": desc.parent_run_id, "seq": seq}
+        created = desc.start_time.timestamp() if desc.start_time else 0.0
+        updated = desc.close_time.timestamp() if desc.close_time else time.time()
+        return WorkflowState(workflow_id, desc.run_id, desc.workflow_type, status, None, result, error, created,
+                             updated, (), desc.task_queue, parent)
+
+    async def _input(self, workflow_id: str) -> Any:
+        async for ev in self.client.get_workflow_handle(workflow_id).fetch_history_events():
+            payloads = ev.workflow_execution_started_event_attributes.input.payloads
+            return codec.decode(payloads[0].data) if payloads else None
+        return None
+
+    async def _stuck(self, handle: tc.WorkflowHandle[Any, Any]) -> dict[str, Any] | None:
+        """Why a run's workflow tasks keep failing: Temporal's non-determinism (or the core's own) as
+        `NonDeterminismError`, any other failure as itself; the run stays open and untouched."""
+        found: dict[str, Any] | None = None
+        async for ev in handle.fetch_history_events():
+            if ev.HasField("workflow_task_failed_event_attributes"):
+                attrs = ev.workflow_task_failed_event_attributes
+                message = attrs.failure.message
+                if attrs.cause == _NON_DETERMINISTIC or "NonDeterminismError" in message \
+                        or "nondetermin" in message.lower():
+                    found = failure("NonDeterminismError", message, non_retryable=True)
+                else:
+                    found = failure(attrs.failure.application_failure_info.type or "WorkflowError", message)
+            elif ev.HasField("workflow_task_completed_event_attributes"):
+                found = None
+        return found
+
+    def _query(self, workflow_id: str, name: str, args: list[Any]) -> dict[str, Any]:
+        async def ask() -> Any:
+            handle = self.client.get_workflow_handle(workflow_id)
+            return await handle.query(name, codec.encode(args), result_type=bytes,
+                                      rpc_timeout=timedelta(seconds=self.query_timeout))
+        try:
+            raw = self._run(ask(), self.query_timeout + 5)
+        except tc.WorkflowQueryFailedError as exc:
+            msg = str(exc)
+            if "NonDeterminism" in msg or "nondetermin" in msg.lower():
+                raise_as_own(failure("NonDeterminismError", msg))
+            raise_as_own(failure("WorkflowError", msg))
+        except RPCError as exc:
+            self._raise(workflow_id, exc)
+        return dict(codec.decode(raw))
+
+    def _call(self, workflow_id: str, action: Callable[[tc.WorkflowHandle[Any, Any]], Coroutine[Any, Any, Any]]
+              ) -> None:
+        try:
+            self._run(action(self.client.get_workflow_handle(workflow_id)))
+        except RPCError as exc:
+            self._raise(workflow_id, exc)
+
+    def _open(self, workflow_id: str) -> None:
+        if not self.summary(workflow_id).status.is_open:
+            raise WorkflowNotRunning(f"workflow {workflow_id} is not running")
+
+    def _raise(self, workflow_id: str, exc: RPCError) -> None:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            self.summary(workflow_id)  # raises WorkflowNotFound when there is no such workflow
+            raise WorkflowNotRunning(f"workflow {workflow_id} is not running") from None
+        raise exc
+
+
+def factory(config: Config | None = None) -> TemporalExecutor:
+    """`workflow.new("temporal", Config(extra={...}))`: `target`, `namespace`, `task_queue` (defaults from
+    the settings `BELUGA_TEMPORAL_TARGET`, `BELUGA_TEMPORAL_NAMESPACE`, `BELUGA_TEMPORAL_TASK_QUEUE`),
+    `worker` (also run a worker in this process), `registry`, `max_payload_bytes`, `query_timeout`."""
+    config = config or Config()
+    extra = dict(config.extra)
+    from beluga.settings import Settings
+
+    settings = Settings.load()
+    extra.setdefault("target", settings.temporal_target)
+    extra.setdefault("namespace", settings.temporal_namespace)
+    extra.setdefault("task_queue", settings.temporal_task_queue)
+    return TemporalExecutor(config.hooks, **extra)

@@ -1,0 +1,122 @@
+"""`TemporalStore`: the runs of the `temporal` executor, read from Temporal's visibility.
+
+    store = workflow.new_store("temporal", target="127.0.0.1:7233", namespace="default")
+
+Temporal owns the histories of the runs it executes, so this store is read-and-delete only:
+
+- `load(id)`: the current run (Temporal's `DescribeWorkflowExecution`, its result or failure, and its
+  Beluga history, answered by a worker through a query; without a worker, the start event only).
+- `list(WorkflowFilter(status=..., workflow_type=...))`: Temporal's visibility (`ListWorkflowExecutions`
+  with `WorkflowType = '...' AND ExecutionStatus = '...'`), newest first. Visibility is eventually
+  consistent: a run started a moment ago may not be listed yet. Listed runs carry no history (`load` one
+  for it); `canceled` lists Temporal's `Canceled` and `Terminated` runs.
+- `delete(id)`: `DeleteWorkflowExecution` (Temporal deletes asynchronously; an unknown id is no error).
+- `save`, `create`, `append`: refused with `ConfigurationError`. Runs are written by executing them on the
+  `temporal` executor; a history cannot be imported into Temporal through this store.
+
+Requires the `temporal` extra: `pip install 'beluga[temporal]'`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+from beluga.core.errors import ConfigurationError, WorkflowNotFound
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.executors.temporal import _STATUS, TemporalExecutor  # raises the extra's error without temporalio
+from beluga.stores.base import WorkflowStore
+
+_VISIBILITY = {WorkflowStatus.RUNNING: ("Running",), WorkflowStatus.COMPLETED: ("Completed",),
+               WorkflowStatus.FAILED: ("Failed",), WorkflowStatus.CANCELED: ("Canceled", "Terminated"),
+               WorkflowStatus.TIMED_OUT: ("TimedOut",)}
+
+
+def visibility_query(filter: WorkflowFilter) -> str:
+    """Temporal's list filter for a Beluga filter."""
+    parts = []
+    if filter.workflow_type:
+        parts.append(f"WorkflowType = '{_quote(filter.workflow_type)}'")
+    if filter.status is not None:
+        names = " OR ".join(f"ExecutionStatus = '{name}'" for name in _VISIBILITY[filter.status])
+        parts.append(f"({names})")
+    return " AND ".join(parts)
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+class TemporalStore(WorkflowStore):
+    """Store `"temporal"`: `target`, `namespace` (a client only; it runs no worker)."""
+
+    def __init__(self, target: str = "127.0.0.1:7233", namespace: str = "default", *,
+                 query_timeout: float = 10.0) -> None:
+        self.namespace = namespace
+        self._client = TemporalExecutor(target=target, namespace=namespace, query_timeout=query_timeout)
+
+    def load(self, workflow_id: str) -> WorkflowState | None:
+        try:
+            return self._client.describe(workflow_id)
+        except WorkflowNotFound:
+            return None
+
+    def load_summary(self, workflow_id: str) -> WorkflowState | None:
+        try:
+            return self._client.summary(workflow_id)
+        except WorkflowNotFound:
+            return None
+
+    def list(self, filter: WorkflowFilter | None = None) -> builtins.list[WorkflowState]:
+        filter = filter or WorkflowFilter()
+        return self._client._run(self._list(filter))
+
+    async def _list(self, filter: WorkflowFilter) -> builtins.list[WorkflowState]:
+        out: builtins.list[WorkflowState] = []
+        async for ex in self._client.client.list_workflows(visibility_query(filter) or None, limit=filter.limit):
+            status = _STATUS.get(ex.status, WorkflowStatus.RUNNING) if ex.status else WorkflowStatus.RUNNING
+            created = ex.start_time.timestamp()
+            updated = ex.close_time.timestamp() if ex.close_time else created
+            parent = {"workflow_id": ex.parent_id, "run_id": ex.parent_run_id} if ex.parent_id else None
+            out.append(WorkflowState(ex.id, ex.run_id, ex.workflow_type, status, None, None, None, created, updated,
+                                     (), ex.task_queue, parent))
+        out.sort(key=lambda s: s.created_at, reverse=True)
+        return out[:filter.limit]
+
+    def delete(self, workflow_id: str) -> None:
+        from temporalio.api.common.v1 import WorkflowExecution
+        from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+        from temporalio.service import RPCError, RPCStatusCode
+
+        state = self.load_summary(workflow_id)
+        if state is None:
+            return
+        request = DeleteWorkflowExecutionRequest(namespace=self.namespace, workflow_execution=WorkflowExecution(
+            workflow_id=workflow_id, run_id=state.run_id))
+        try:
+            self._client._run(self._client.client.workflow_service.delete_workflow_execution(request))
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+    def save(self, state: WorkflowState) -> None:
+        raise _read_only("save")
+
+    def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
+        raise _read_only("create")
+
+    def append(self, appends: Sequence[Append]) -> builtins.list[str]:
+        raise _read_only("append")
+
+    def history(self, workflow_id: str, after: int = 0) -> builtins.list[Event]:
+        state = self.load(workflow_id)
+        return [] if state is None else [ev for ev in state.history if ev.id > after]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _read_only(what: str, *_: Any) -> ConfigurationError:
+    return ConfigurationError(f"the 'temporal' store cannot {what}: Temporal owns the histories of its runs; "
+                              "run workflows on the 'temporal' executor (workflow.new('temporal')) instead")
