@@ -142,7 +142,7 @@ class Coordinator:
             if len(missed) < sent_at - run.version or not run.catch_up(missed):
                 self._drop(workflow_id)
                 return None
-            before = None  # the cached summary may be behind: the store's is read if the step closes the run
+            before = None  # the cached summary may be behind: the append reads the store's if the step closes the run
         step = run.begin()
         run.apply(step, messages.decode(message), time.time(), self._rand.random())  # type: ignore[arg-type]
         if not step.events:  # stale for this cached state: let the coordinator sort it out
@@ -160,7 +160,7 @@ class Coordinator:
             return False
         self._carry_out(run, step, eager=eager)
         if step.status is not None:
-            _after_one(lambda: self.store.restatus(workflow_id, step.status, before.created_at))
+            _after_one(lambda: self.store.restatus(workflow_id, step.status, run.state.created_at))
         self._keep_or_drop(run)
         return True
 

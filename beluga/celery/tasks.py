@@ -389,10 +389,11 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
         # no task of its own settles it: its exception is not to linger in the thread
         failed = reported is None or not reported[0].get("ok")
         error = outcome.take_failure(reported[0].get("payload") if reported and failed else None)
+        if reported is not None and reported[1]:  # its retry goes through the broker, as any Celery retry,
+            # sent before the attempt's end is told, as `Task.retry` does (Flower then shows it RETRY)
+            rt.dispatch(workflow_id, run_id, seq, attempt + 1, name, input, options, countdown=reported[2],
+                        task_id=events.task_id)
         _observe_eager_end(events, name, reported, error)
-    if reported is not None and reported[1]:  # its retry goes through the broker, as any Celery retry
-        rt.dispatch(workflow_id, run_id, seq, attempt + 1, name, input, options, countdown=reported[2],
-                    task_id=events.task_id)
 
 
 def _observe_eager_end(events: EagerTaskEvents, name: str,

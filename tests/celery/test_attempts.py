@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from beluga import codec
+from beluga import codec, workflow
 from beluga.celery.coordinator import Coordinator
 from beluga.celery.fleet import Fleet
 from beluga.core.definitions import Registry
@@ -233,6 +233,9 @@ def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fl
     assert fast_calls == [1, 1, 1]
     summary = fleet.store.load_summary(wid)
     assert summary is not None and summary.status.value == "completed" and summary.result == "done"
+    # the closing step (a cached run that caught up first) moved the run to its status's index too
+    listed = fleet.store.list(workflow.WorkflowFilter(status=workflow.WorkflowStatus.COMPLETED, limit=10_000))
+    assert wid in {s.workflow_id for s in listed}
     history = fleet.store.history(wid)
     assert [e.attrs["seq"] for e in history if e.type == E.ACTIVITY_COMPLETED] == [1, 2, 3]
     assert [e.id for e in history] == list(range(1, len(history) + 1))
