@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from celery import Celery, current_task
-from celery.utils import uuid
 from celery.utils.saferepr import saferepr
 
 from beluga.celery.outages import Quiet
@@ -27,13 +26,14 @@ trace_log = logging.getLogger("celery.app.trace")  # where Celery logs a task's 
 
 
 class EagerTaskEvents:
-    """The events of one eager attempt, under a task id of its own (`task_id`), sent only when the
+    """The events of one eager attempt, under the task id of its activity call (`task_id`: its later
+    attempts, sent through the broker, take it too), sent only when the
     worker sends task events at all (`worker_send_task_events`, Beluga's default, or `-E`)."""
 
-    def __init__(self, app: Celery, activity: str, args_repr: str, kwargs_repr: str) -> None:
+    def __init__(self, app: Celery, activity: str, task_id: str, args_repr: str, kwargs_repr: str) -> None:
         self.app = app
         self.name = f"activity:{activity}"  # as the activity's tasks show (`shadow`)
-        self.task_id = uuid()
+        self.task_id = task_id
         parent = getattr(current_task, "request", None)
         self.hostname = getattr(parent, "hostname", None)
         self.parent_id = getattr(parent, "id", None)

@@ -8,6 +8,7 @@ import json
 import random
 import threading
 import time
+import uuid
 from typing import Any
 
 from celery import Celery
@@ -138,10 +139,10 @@ class Runtime:
                 and not options.get("heartbeat_timeout"))
 
     def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
-                 options: dict[str, Any], eager: bool = False, countdown: float | None = None,
-                 task_id: str | None = None) -> None:
-        """Send an attempt through the broker (or leave it in this thread's eager slot). `task_id`: the
-        Celery task whose retry this attempt is, as `Task.retry` would send it (Flower shows one task)."""
+                 options: dict[str, Any], eager: bool = False, countdown: float | None = None) -> None:
+        """Send an attempt through the broker (or leave it in this thread's eager slot), as the Celery task
+        of its activity call (`activity_task_id`): every attempt of one call is one task in Flower, its
+        retries counted, as `Task.retry` keeps a task's id."""
         slot: EagerSlot | None = getattr(self._local, "slot", None)
         if eager and slot is not None and slot.next is None:
             slot.next = (workflow_id, run_id, seq, attempt, name, input, options)
@@ -157,7 +158,7 @@ class Runtime:
                 queue=queue, shadow=f"activity:{name}",
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
                 soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
-                task_id=task_id, retries=attempt - 1 if task_id else 0)
+                task_id=activity_task_id(run_id, seq), retries=attempt - 1)
             _sending.recovered()
         except Exception as exc:  # its dispatch record has it sent again once its deadline passes
             _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
@@ -284,6 +285,11 @@ def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
     return f"({workflow_id!r}, {run_id!r}, seq={seq}, attempt={attempt})"
 
 
+def activity_task_id(run_id: str, seq: int) -> str:
+    """The Celery task id of every attempt of the activity call `seq` of run `run_id` (a name-based UUID)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"beluga:{run_id}/{seq}"))
+
+
 def attempt_kwargsrepr(workflow_id: str) -> str:
     """How a task's keyword arguments show in Flower: its workflow id, so that the search
     `kwargs:workflow_id=<id>` finds exactly that run's tasks (the tasks take no keyword arguments)."""
@@ -307,9 +313,10 @@ def queued(rt: Runtime, queues: list[str]) -> Any:
 
 
 def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
-                options: dict[str, Any], details: Any, heartbeat_timeout: float | None
+                options: dict[str, Any], details: Any, heartbeat_timeout: float | None, celery_retries: bool = True
                 ) -> tuple[dict[str, Any], float | None]:
-    """Run one claimed attempt; returns the inbox message reporting it and the retry delay."""
+    """Run one claimed attempt; returns the inbox message reporting it and the retry delay. A retry up to
+    CELERY_RETRY_LIMIT away is the task's own Celery retry when `celery_retries`, else a durable timer."""
     fleet = rt.fleet
 
     def beat(details: Any) -> None:
@@ -335,14 +342,14 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         if isinstance(exc, (ConfigurationError, SerializationError)):
             failure["non_retryable"] = True
         delay = effective_retry(options, defn).next_delay(attempt, failure, random.random())
-        by_celery = delay is not None and delay <= CELERY_RETRY_LIMIT
+        by_celery = celery_retries and delay is not None and delay <= CELERY_RETRY_LIMIT
         return messages.encode(ActivityOutcome(seq, attempt, False, failure, delay, retried_by_sender=by_celery),
                                run_id), delay
 
 
 def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
-                   options: dict[str, Any], details: Any, heartbeat_timeout: float | None, heartbeat: bool
-                   ) -> tuple[dict[str, Any], bool, float | None] | None:
+                   options: dict[str, Any], details: Any, heartbeat_timeout: float | None, heartbeat: bool,
+                   celery_retries: bool = True) -> tuple[dict[str, Any], bool, float | None] | None:
     """Run a started attempt and report it, handing the report to the coordinator right here. Returns
     (the report's message, whether Celery is to send the next attempt, after how long), or None when the
     attempt was given up (Redis stayed away past the lease: its deadline lapses and the scheduler
@@ -350,7 +357,7 @@ def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: i
     budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
     try:
         message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
-                                          details, heartbeat_timeout)
+                                          details, heartbeat_timeout, celery_retries)
         celery_retry = message.get("celery_retry", False)
         report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options.get(SENT_AT))
         # Redis away: keep trying (the attempt's deadline is renewed meanwhile); reporting twice is
@@ -377,22 +384,21 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
     rt.in_flight.add(key)
     rt.ensure_renewer()
     # observers see it as they see any attempt: Flower's task events, logs, span and metrics
-    events = EagerTaskEvents(rt.app, name, attempt_repr(workflow_id, run_id, seq, attempt),
-                             attempt_kwargsrepr(workflow_id))
+    events = EagerTaskEvents(rt.app, name, activity_task_id(run_id, seq),
+                             attempt_repr(workflow_id, run_id, seq, attempt), attempt_kwargsrepr(workflow_id))
     events.received_and_started()
     observe.attempt_began(events.task_id, workflow_id, run_id, seq, attempt, name, options, time.time())
     reported = None
     try:
-        reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, None, None, False)
+        # its retry waits in a durable timer, not in a Celery countdown message: that message would reach
+        # Flower (as received) in a race with this attempt's end (retried)
+        reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, None, None, False,
+                                  celery_retries=False)
     finally:
         rt.in_flight.discard(key)
         # no task of its own settles it: its exception is not to linger in the thread
         failed = reported is None or not reported[0].get("ok")
         error = outcome.take_failure(reported[0].get("payload") if reported and failed else None)
-        if reported is not None and reported[1]:  # its retry goes through the broker, as any Celery retry,
-            # sent before the attempt's end is told, as `Task.retry` does (Flower then shows it RETRY)
-            rt.dispatch(workflow_id, run_id, seq, attempt + 1, name, input, options, countdown=reported[2],
-                        task_id=events.task_id)
         _observe_eager_end(events, name, reported, error)
 
 
