@@ -13,6 +13,7 @@ unconditional write every `tail_limit` events, and a history is read as record +
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +22,7 @@ import msgpack
 from beluga import codec
 from beluga.core.errors import SerializationError
 from beluga.core.records import Append, Event, WorkflowState, WorkflowStatus
-from beluga.stores._common import check_events, needs_summary, summarize
+from beluga.stores._common import check_append, check_events, needs_summary, summarize
 
 RECORD_FORMAT = 1
 DEFAULT_TAIL = 64
@@ -100,6 +101,16 @@ def new_record(state: WorkflowState, tail_limit: int = DEFAULT_TAIL) -> tuple[Ru
                        state.created_at, state.updated_at, codec.encode_state(state), sealed,
                        tuple(first for first, _ in chunks), tuple(events[sealed:]))
     return record, chunks
+
+
+def prepare(appends: Sequence[Append]) -> list[tuple[Append, list[bytes]]]:
+    """Each append with its encoded events, every one validated (`check_append`) and encoded
+    (`check_payloads`) before anything is written: a batch with a bad append writes nothing."""
+    prepared = []
+    for a in appends:
+        check_append(a)
+        prepared.append((a, check_payloads(a)))
+    return prepared
 
 
 def check_payloads(a: Append) -> list[bytes]:

@@ -40,8 +40,8 @@ from urllib.parse import quote, urlsplit
 
 from beluga.core.errors import ConfigurationError
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
-from beluga.stores._common import DEFAULT_FILTER, accepts, check_append, check_create, matches
-from beluga.stores._records import DEFAULT_TAIL, RunRecord, advance, check_payloads, new_record
+from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, matches
+from beluga.stores._records import DEFAULT_TAIL, RunRecord, advance, new_record, prepare
 from beluga.stores.base import WorkflowStore
 
 _FIRST_WRITE = {"concurrency": "first-write", "consistency": "strong"}
@@ -342,10 +342,7 @@ class DaprStore(WorkflowStore):
     def append(self, appends: Sequence[Append]) -> builtins.list[str]:
         if not appends:
             return []
-        prepared = []
-        for a in appends:  # validate and encode everything before anything is written
-            check_append(a)
-            prepared.append((a, check_payloads(a)))
+        prepared = prepare(appends)
         wids = list(dict.fromkeys(a.workflow_id for a in appends))
         with self._lock:
             known = {w: self._cache[w] for w in wids if w in self._cache}

@@ -52,8 +52,8 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating the mis
 from beluga import codec
 from beluga.core.errors import SerializationError, WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
-from beluga.stores._common import DEFAULT_FILTER, accepts, check_append, check_create, matches, newest_first
-from beluga.stores._records import check_payloads, encode_events
+from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, matches, newest_first
+from beluga.stores._records import encode_events, prepare
 from beluga.stores.base import WorkflowStore
 
 FORMAT = 1
@@ -418,10 +418,7 @@ class KafkaStore(WorkflowStore):
     def append(self, appends: Sequence[Append]) -> builtins.list[str]:
         if not appends:
             return []
-        prepared = []
-        for a in appends:  # validate and encode everything before anything is written
-            check_append(a)
-            prepared.append((a, check_payloads(a)))
+        prepared = prepare(appends)
 
         def decide(batch: _Batch) -> list[str]:
             refused = []

@@ -40,16 +40,16 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating the mis
     raise ConfigurationError("the 'nats' store needs the nats-py client: pip install 'beluga[nats]'") from exc
 
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
-from beluga.stores._common import DEFAULT_FILTER, accepts, check_append, check_create, matches, newest_first
+from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, matches, newest_first
 from beluga.stores._loop import LoopThread
 from beluga.stores._records import (
     DEFAULT_TAIL,
     RunRecord,
     advance,
-    check_payloads,
     decode_chunk,
     encode_chunk,
     new_record,
+    prepare,
 )
 from beluga.stores.base import WorkflowStore
 
@@ -273,10 +273,7 @@ class NatsStore(WorkflowStore):
     def append(self, appends: Sequence[Append]) -> builtins.list[str]:
         if not appends:
             return []
-        prepared = []
-        for a in appends:  # validate and encode everything before anything is written
-            check_append(a)
-            prepared.append((a, check_payloads(a)))
+        prepared = prepare(appends)
         by_run: dict[str, list[tuple[int, Append, list[bytes]]]] = {}
         for i, (a, events) in enumerate(prepared):
             by_run.setdefault(a.workflow_id, []).append((i, a, events))

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from beluga import workflow
@@ -60,3 +68,28 @@ class Recorder:
 
 HOOK_NAMES = ["on_workflow_start", "on_workflow_complete", "on_workflow_fail", "on_activity_start",
               "on_activity_complete", "on_signal", "on_retry"]
+
+
+CRASH_HELPER = Path(__file__).resolve().parent / "crash_helper.py"
+
+
+def park_then_kill(store: str, scenario: str, workflow_id: str, arg: Any, timeout: float = 60) -> None:
+    """Run `crash_helper.py` (STORE: a SQLite path, or a provider store's JSON spec) until it prints
+    "parked", then kill it with SIGKILL."""
+    env = dict(os.environ, PYTHONPATH=str(CRASH_HELPER.parents[2]))
+    proc = subprocess.Popen([sys.executable, str(CRASH_HELPER), store, scenario, workflow_id, json.dumps(arg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        line = ""
+    if line.strip() != "parked":
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"the driving process did not park: {line!r}\n{err}")
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    proc.stderr.close()  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]

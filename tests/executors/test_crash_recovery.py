@@ -3,13 +3,7 @@ and a new executor on the same SQLite file carries the run on, running no comple
 
 from __future__ import annotations
 
-import json
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,32 +14,9 @@ import pytest
 from beluga import workflow
 from beluga.stores import SQLiteStore
 from tests.executors import workflows as W  # noqa: F401  (the new executor runs these)
-
-HELPER = Path(__file__).resolve().parent / "crash_helper.py"
-ROOT = HELPER.parents[2]
+from tests.executors.helpers import park_then_kill
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-
-
-def park_then_kill(db: Path, scenario: str, workflow_id: str, spec: Any) -> None:
-    """Start a worker process, wait until it prints "parked", then kill it with SIGKILL."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, str(HELPER), str(db), scenario, workflow_id, json.dumps(spec)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    try:
-        line = lines.get(timeout=30)
-    except queue.Empty:
-        line = ""
-    if line.strip() != "parked":
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"worker did not park: {line!r}\n{err}")
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=10) == -signal.SIGKILL
-    proc.stderr.close()  # type: ignore[union-attr]
-    proc.stdout.close()  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -69,7 +40,7 @@ def restart(db: Path, executors: list[workflow.DurableExecutor]) -> workflow.Dur
 
 def test_killed_while_parked_on_a_signal(db: Path, tmp_path: Path, executors: list[Any]) -> None:
     effects = tmp_path / "effects.txt"
-    park_then_kill(db, "signal", "crash-signal", {"path": str(effects)})
+    park_then_kill(str(db), "signal", "crash-signal", {"path": str(effects)})
     assert effects.read_text().splitlines() == ["before signal"]
 
     ex = restart(db, executors)
@@ -81,7 +52,7 @@ def test_killed_while_parked_on_a_signal(db: Path, tmp_path: Path, executors: li
 
 def test_killed_while_an_activity_runs(db: Path, tmp_path: Path, executors: list[Any]) -> None:
     effects = tmp_path / "effects.txt"
-    park_then_kill(db, "activity", "crash-activity", {"path": str(effects)})
+    park_then_kill(str(db), "activity", "crash-activity", {"path": str(effects)})
     (started,) = effects.read_text().splitlines()
     assert started.startswith("started 1 ")
     key = started.split()[2]
@@ -97,7 +68,7 @@ def test_killed_while_an_activity_runs(db: Path, tmp_path: Path, executors: list
 
 
 def test_killed_while_parked_on_a_durable_timer(db: Path, executors: list[Any]) -> None:
-    park_then_kill(db, "timer", "crash-timer", 1.5)
+    park_then_kill(str(db), "timer", "crash-timer", 1.5)
     store = SQLiteStore(db)
     (timer,) = [ev for ev in store.history("crash-timer") if ev.type == "timer_started"]
     store.close()

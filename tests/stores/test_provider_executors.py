@@ -6,12 +6,6 @@ SQLite crash tests of tests/executors/test_crash_recovery.py, on NATS and on Kaf
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,10 +16,8 @@ import pytest
 
 from beluga import workflow
 from tests.executors import workflows as W  # noqa: F401  (the new executor runs these)
+from tests.executors.helpers import park_then_kill
 from workers import orders
-
-HELPER = Path(__file__).resolve().parents[1] / "executors" / "crash_helper.py"
-ROOT = HELPER.parents[2]
 
 
 @pytest.fixture(params=["nats", "kafka", "dapr"])
@@ -80,26 +72,6 @@ def test_order_workflow_end_to_end(store_spec: dict[str, Any], executors: Callab
     assert types[-1] == "workflow_completed"
 
 
-def park_then_kill(spec: dict[str, Any], scenario: str, workflow_id: str, arg: Any) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, str(HELPER), json.dumps(spec), scenario, workflow_id, json.dumps(arg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    try:
-        line = lines.get(timeout=60)
-    except queue.Empty:
-        line = ""
-    if line.strip() != "parked":
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"driver did not park: {line!r}\n{err}")
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=10) == -signal.SIGKILL
-    proc.stderr.close()  # type: ignore[union-attr]
-    proc.stdout.close()  # type: ignore[union-attr]
-
-
 @pytest.fixture(params=["nats", "kafka"])
 def crash_spec(request: pytest.FixtureRequest) -> dict[str, Any]:
     prefix = f"c{uuid.uuid4().hex[:8]}"
@@ -111,7 +83,7 @@ def crash_spec(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 def test_killed_while_parked_on_a_signal(crash_spec: dict[str, Any], tmp_path: Path, executors: Any) -> None:
     effects = tmp_path / "effects.txt"
-    park_then_kill(crash_spec, "signal", "crash-signal", {"path": str(effects)})
+    park_then_kill(json.dumps(crash_spec), "signal", "crash-signal", {"path": str(effects)})
     assert effects.read_text().splitlines() == ["before signal"]
 
     ex = executors(crash_spec)
@@ -123,7 +95,7 @@ def test_killed_while_parked_on_a_signal(crash_spec: dict[str, Any], tmp_path: P
 
 def test_killed_while_an_activity_runs(crash_spec: dict[str, Any], tmp_path: Path, executors: Any) -> None:
     effects = tmp_path / "effects.txt"
-    park_then_kill(crash_spec, "activity", "crash-activity", {"path": str(effects)})
+    park_then_kill(json.dumps(crash_spec), "activity", "crash-activity", {"path": str(effects)})
     (started,) = effects.read_text().splitlines()
     key = started.split()[2]
 
@@ -136,7 +108,7 @@ def test_killed_while_an_activity_runs(crash_spec: dict[str, Any], tmp_path: Pat
 
 
 def test_killed_while_parked_on_a_durable_timer(crash_spec: dict[str, Any], executors: Any) -> None:
-    park_then_kill(crash_spec, "timer", "crash-timer", 1.5)
+    park_then_kill(json.dumps(crash_spec), "timer", "crash-timer", 1.5)
     store = workflow.new_store(crash_spec["name"], **crash_spec["settings"])
     (timer,) = [ev for ev in store.history("crash-timer") if ev.type == "timer_started"]
     store.close()
