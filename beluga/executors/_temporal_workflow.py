@@ -23,8 +23,10 @@ payloads), never pickle.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -338,6 +340,11 @@ class BelugaWorkflow:
                 retry_policy=retry_policy(policy))
         except exceptions.ActivityError as exc:
             fail = failure_of(exc)
+            if fail.get("type") == "TimeoutError" and not str(fail.get("message", "")).startswith("activity "):
+                # timed out by the server (the worker gives up an attempt itself, see `_bounded`)
+                text = f"no heartbeat for {heartbeat:g}s" if "heartbeat" in fail["message"] and heartbeat \
+                    else f"an attempt ran past its {timeout:g}s timeout" if timeout else fail["message"]
+                fail["message"] = f"activity {c.name!r}: {text} ({fail['message']} by Temporal)"
             attempts = fail.pop("attempt", None) or (policy.max_attempts if exc.retry_state
                                                      == exceptions.RetryState.MAXIMUM_ATTEMPTS_REACHED else 1)
             self._inbox.append((E.ACTIVITY_FAILED, {"seq": c.seq, "attempt": attempts, "error": fail,
@@ -381,6 +388,61 @@ class BelugaWorkflow:
                 _side_effects.pop(key, None)
         self._inbox.append((SIDE_EFFECT, {"seq": seq, "value": value}))
 
+class _AttemptTimedOut(Exception):
+    """An attempt given up by the worker at its timeout (or heartbeat timeout): `fail` is its failure."""
+
+    def __init__(self, fail: dict[str, Any]) -> None:
+        super().__init__(fail["message"])
+        self.fail = fail
+
+
+def _bounded(name: str, attempt: int, call: Callable[[], Any], timeout: float | None,
+             heartbeat_timeout: float | None, beats: list[float]) -> Any:
+    """`call()` given up at the attempt's timeout, or when `beats[0]` (the last heartbeat) is older than
+    the heartbeat timeout, as the other executors do: the code keeps running on its own thread and what it
+    returns late is dropped. Temporal's server times attempts out too, but its timers fire up to
+    `history.timerProcessorMaxTimeShift` (1 s by default) late, and it accepts a result that arrives before
+    its timer fires: without this check a slow attempt's late result would count."""
+    if not timeout and not heartbeat_timeout:
+        return call()
+    done = threading.Event()
+    outcome: list[Any] = []
+    context = contextvars.copy_context()  # Temporal's activity context (heartbeats) and Beluga's
+
+    def body() -> None:
+        try:
+            outcome.append((True, context.run(call)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    start = beats[0] = time.monotonic()
+    threading.Thread(target=body, name=f"beluga-activity-{name}", daemon=True).start()
+    while True:
+        now = time.monotonic()
+        waits = []
+        if timeout:
+            waits.append(start + timeout - now)
+        if heartbeat_timeout:
+            waits.append(beats[0] + heartbeat_timeout - now)
+        wait = min(waits)
+        if wait <= 0 and not done.is_set():
+            beats.append(-1.0)  # given up: later heartbeats are dropped
+            text = (f"attempt {attempt} ran past its {timeout:g}s timeout"
+                    if timeout and now - start >= timeout else f"no heartbeat for {heartbeat_timeout:g}s")
+            raise _AttemptTimedOut(failure("TimeoutError", f"activity {name!r}: {text}"))
+        if done.wait(max(wait, 0)):
+            ok, value = outcome[0]
+            if ok:
+                return value
+            raise value
+
+
+def _limit(value: timedelta | None) -> float | None:
+    return value.total_seconds() if value is not None and value < NO_TIMEOUT else None
+
+
 @activity.defn(dynamic=True)
 def run_activity(args: Sequence[RawValue]) -> bytes:
     info = activity.info()
@@ -390,16 +452,24 @@ def run_activity(args: Sequence[RawValue]) -> bytes:
     value = _raw(args[0]) if args else None
     details = info.heartbeat_details
     last = codec.decode(bytes(details[0])) if details and isinstance(details[0], (bytes, bytearray)) else None
+    beats = [time.monotonic()]
+
+    def heartbeat(d: Any) -> None:
+        if len(beats) == 1:  # not given up
+            beats[0] = time.monotonic()
+            activity.heartbeat(codec.encode(d))
+
     binfo = ActivityInfo(info.workflow_id or "", info.workflow_run_id or "", name, int(info.activity_id),
-                         info.attempt, last, lambda d: activity.heartbeat(codec.encode(d)))
+                         info.attempt, last, heartbeat)
     hooks.emit("on_activity_start", binfo.workflow_id, value)
     try:
         defn = cfg.registry.activity(name)
-        result = run_with_info(binfo, lambda: defn.call(value))
+        result = _bounded(name, info.attempt, lambda: run_with_info(binfo, lambda: defn.call(value)),
+                          _limit(info.start_to_close_timeout), _limit(info.heartbeat_timeout), beats)
         cfg.check(result)
         encoded = codec.encode((info.attempt, result))
     except Exception as exc:
-        fail = to_failure(exc)
+        fail = exc.fail if isinstance(exc, _AttemptTimedOut) else to_failure(exc)
         if isinstance(exc, ConfigurationError):
             fail["non_retryable"] = True
         policy = info.retry_policy
@@ -411,6 +481,7 @@ def run_activity(args: Sequence[RawValue]) -> bytes:
         raise application_error({**fail, "attempt": info.attempt}) from None
     hooks.emit("on_activity_complete", binfo.workflow_id, result)
     return encoded
+
 
 @activity.defn(name=SIDE_EFFECT)
 def run_side_effect(key: str) -> bytes:

@@ -10,7 +10,9 @@ Temporal owns the histories of the runs it executes, so this store is read-and-d
   with `WorkflowType = '...' AND ExecutionStatus = '...'`), newest first. Visibility is eventually
   consistent: a run started a moment ago may not be listed yet. Listed runs carry no history (`load` one
   for it); `canceled` lists Temporal's `Canceled` and `Terminated` runs.
-- `delete(id)`: `DeleteWorkflowExecution` (Temporal deletes asynchronously; an unknown id is no error).
+- `delete(id)`: `DeleteWorkflowExecution` for each run of the id. Temporal deletes in the background: a
+  running run is terminated and gone at once, a closed run once the server has saved its queues' progress
+  past the close (30 s by default; see `delete`). An unknown id is no error.
 - `save`, `create`, `append`: refused with `ConfigurationError`. Runs are written by executing them on the
   `temporal` executor; a history cannot be imported into Temporal through this store.
 
@@ -85,20 +87,36 @@ class TemporalStore(WorkflowStore):
         return out[:filter.limit]
 
     def delete(self, workflow_id: str) -> None:
+        """Delete every run of `workflow_id` (`DeleteWorkflowExecution` per run: its current run, and the
+        earlier runs of a continue-as-new chain that visibility lists). Temporal carries a delete out in the
+        background: a running run is terminated and gone within a moment; a closed run only once the
+        server has saved its queues' progress past the run's close (`history.transferProcessorUpdateAckInterval`
+        and `history.visibilityProcessorUpdateAckInterval`, 30 s by default: about 30 s on a default dev
+        server). Until then `load` still returns it. An unknown id is no error."""
+        self._client._run(self._delete(workflow_id))
+
+    async def _delete(self, workflow_id: str) -> None:
         from temporalio.api.common.v1 import WorkflowExecution
         from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
         from temporalio.service import RPCError, RPCStatusCode
 
-        state = self.load_summary(workflow_id)
-        if state is None:
-            return
-        request = DeleteWorkflowExecutionRequest(namespace=self.namespace, workflow_execution=WorkflowExecution(
-            workflow_id=workflow_id, run_id=state.run_id))
+        runs: builtins.list[str] = []
         try:
-            self._client._run(self._client.client.workflow_service.delete_workflow_execution(request))
+            runs.append((await self._client.client.get_workflow_handle(workflow_id).describe()).run_id)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
+        async for ex in self._client.client.list_workflows(f"WorkflowId = '{_quote(workflow_id)}'"):
+            if ex.run_id not in runs:
+                runs.append(ex.run_id)
+        for run_id in runs:
+            request = DeleteWorkflowExecutionRequest(namespace=self.namespace, workflow_execution=WorkflowExecution(
+                workflow_id=workflow_id, run_id=run_id))
+            try:
+                await self._client.client.workflow_service.delete_workflow_execution(request)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
 
     def save(self, state: WorkflowState) -> None:
         raise _read_only("save")
