@@ -225,7 +225,9 @@ class BelugaWorkflow:
                 started["continued_from"] = info.continued_run_id
             if info.parent is not None:
                 started["parent"] = {"workflow_id": info.parent.workflow_id, "run_id": info.parent.run_id}
-            self._record(E.WORKFLOW_STARTED, started)
+            # stamped with the time Temporal started the run (its WorkflowExecutionStarted event): the same
+            # in every replay, where the time of "the first task" is that of the first task the replay runs
+            self._record(E.WORKFLOW_STARTED, started, at=info.workflow_start_time.timestamp())
             while self._outcome is None:
                 try:
                     await workflow.wait_condition(lambda: bool(self._inbox))
@@ -269,9 +271,9 @@ class BelugaWorkflow:
             return codec.encode({"error": to_failure(exc)})
 
     # --- the Beluga history ---------------------------------------------------------------------
-    def _record(self, kind: str, attrs: dict[str, Any]) -> None:
+    def _record(self, kind: str, attrs: dict[str, Any], at: float | None = None) -> None:
         assert self._instance is not None
-        ev = Event(len(self._history) + 1, kind, workflow.now().timestamp(), attrs)
+        ev = Event(len(self._history) + 1, kind, workflow.now().timestamp() if at is None else at, attrs)
         self._history.append(ev)
         self._commands(self._instance.activate((ev,), recording=True))
 
