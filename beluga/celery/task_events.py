@@ -5,12 +5,15 @@ follows the workers' events) should show it as it shows every other attempt: as 
 task with the attempt's arguments, received, started and then succeeded, retried or failed, and the
 worker's log should carry the lines Celery writes when a task ends (`celery.app.trace`). The worker
 sends those events for a task from its main process; an eager attempt runs in a pool process, which
-sends them itself over a producer from the app's pool, as a task's own custom events do
-(`Task.send_event`). Events are best effort: one that cannot be sent never fails the attempt."""
+sends them itself, over one connection of its own: an attempt's events go out as one message when it ends
+(or, for a long one, its start within a few seconds, see `flush`). Events are best effort: one that cannot
+be sent never fails the attempt."""
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from typing import Any
 
@@ -23,6 +26,44 @@ from beluga.logs import get_logger
 log = get_logger(__name__)
 _events = Quiet(log, "sending task events for eager attempts")
 trace_log = logging.getLogger("celery.app.trace")  # where Celery logs a task's end
+
+
+_lock = threading.Lock()
+_dispatcher: Any = None      # this process's, made on first use (a forked pool process makes its own)
+_dispatcher_pid = 0
+
+
+def _get_dispatcher(app: Celery, hostname: str) -> Any:
+    """This process's event dispatcher: one connection, task events buffered and published as one
+    `task.multi` message per flush (Flower and Celery's event receivers take lists of events)."""
+    global _dispatcher, _dispatcher_pid
+    if _dispatcher is None or _dispatcher_pid != os.getpid():
+        _dispatcher = app.events.Dispatcher(app.connection_for_write(), hostname=hostname, enabled=True,
+                                            buffer_while_offline=False, buffer_group=["task"],
+                                            buffer_limit=1000)
+        _dispatcher_pid = os.getpid()
+    return _dispatcher
+
+
+def flush() -> None:
+    """Publish the events held by this process (the start of an eager attempt still running): called
+    at each attempt's end and by the thread that renews the eager attempts' deadlines."""
+    global _dispatcher
+    with _lock:
+        d = _dispatcher
+        if d is None or _dispatcher_pid != os.getpid():
+            return
+        try:
+            d.flush()
+            _events.recovered()
+        except Exception as exc:  # the events it held are dropped with it; the next ones get a new one
+            _dispatcher = None
+            try:
+                d.close()
+                d.connection.release()
+            except Exception:  # noqa: BLE001 - it is being dropped anyway
+                pass
+            _events.error("could not send the task events of eager attempts", exc=exc)
 
 
 class EagerTaskEvents:
@@ -46,7 +87,7 @@ class EagerTaskEvents:
         self._send(("task-received", {"name": self.name, "args": self.args_repr,
                                       "kwargs": self.kwargs_repr, "root_id": self.root_id,
                                       "parent_id": self.parent_id, "retries": 0, "eta": None, "expires": None}),
-                   ("task-started", {}))
+                   ("task-started", {}), now=False)  # sent with its end, or by `flush` while it runs
 
     def succeeded(self, result: Any) -> None:
         runtime, shown = time.perf_counter() - self.began, saferepr(result, maxlen=1024)
@@ -62,13 +103,13 @@ class EagerTaskEvents:
         self._send(("task-retried" if retried else "task-failed",
                     {"exception": exception, "traceback": str(failure.get("traceback", ""))}))
 
-    def _send(self, *events: tuple[str, dict[str, Any]]) -> None:
+    def _send(self, *events: tuple[str, dict[str, Any]], now: bool = True) -> None:
         if not self.enabled:
             return
-        try:
-            with self.app.events.default_dispatcher(hostname=self.hostname) as dispatcher:
-                for kind, fields in events:
-                    dispatcher.send(kind, uuid=self.task_id, **fields)
-            _events.recovered()
-        except Exception as exc:
-            _events.error("could not send the events of eager attempt %s", self.task_id, exc=exc)
+        assert self.hostname is not None
+        with _lock:
+            dispatcher = _get_dispatcher(self.app, self.hostname)
+            for kind, fields in events:
+                dispatcher.send(kind, uuid=self.task_id, **fields)
+        if now:
+            flush()

@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
-from beluga.celery import messages, observe, outcome
+from beluga.celery import messages, observe, outcome, task_events
 from beluga.celery.app import activity_queue
 from beluga.celery.coordinator import SENT_AT, Coordinator, Stuck
 from beluga.celery.fleet import Fleet
@@ -204,6 +204,7 @@ class Runtime:
         ok = True
         while True:  # after a failure, try again soon: the lease may be about to lapse
             time.sleep(max(0.5, self.settings.lease_seconds / 3) if ok else 0.25)
+            task_events.flush()  # the start of an eager attempt still running shows in Flower
             try:
                 self.fleet.hold(list(self.in_flight))
                 ok = True
