@@ -14,7 +14,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from beluga import codec, logs, metrics
@@ -27,7 +27,7 @@ from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import SerializationError
 from beluga.core.failure import child_outcome
 from beluga.core.pending import Pending
-from beluga.core.records import Append
+from beluga.core.records import Append, WorkflowState
 from beluga.core.retry import RetryPolicy
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
@@ -36,6 +36,21 @@ log = get_logger("beluga.coordinator")
 INBOX_BATCH = 100
 SENT_AT = "_version"  # in an activity message's options: the run's version after the append that sent it
 STUCK_RETRY_MAX = 300.0
+
+
+@dataclass(slots=True)
+class _Plan:
+    """A step worked out and not yet written: `append` (None when it records nothing) with the options
+    of its call, the attempt the caller runs eagerly, and a stuck run's next look."""
+
+    workflow_id: str
+    begun: Begun
+    run: drv.RunDriver
+    step: st.Step
+    append: Append | None
+    options: dict[str, Any]
+    eager: st.DispatchAttempt | None
+    again: float | None
 
 
 class Stuck(Exception):
@@ -61,6 +76,10 @@ class Coordinator:
         # that dispatches it, instead of having it sent (see tasks.Runtime.takes_eagerly)
         self.eager = eager
         self._rand = random.Random()
+        # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis
+        # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
+        self.batches = not self.store.cluster and self.store.append_replicas <= 0
+        self._announcing: list[tuple[str, str]] | None = None
 
     def run(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
@@ -92,23 +111,36 @@ class Coordinator:
             if begun is None:
                 return worked
             worked = True
-            try:
-                waiting = self._step(workflow_id, begun)
-                while waiting is None:  # lost an append race while holding the lease: re-read
-                    metrics.coordinator_retry("celery")
-                    waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
-            except BaseException:
-                self._drop(workflow_id)  # its cached instance may have taken inputs that were not recorded
-                retry_transient(lambda token=begun.token: self.fleet.release(workflow_id, token), 2.0)  # Redis back?
-                raise
-            if not waiting:
+            if not self._drive(workflow_id, begun):
                 return True
         self.wake(workflow_id, None)
         return True
 
+    def _drive(self, workflow_id: str, begun: Begun, waiting: int | None = -1) -> int:
+        """Take one step of the run whose lease `begun` holds (`waiting`: None when that step's append
+        was refused already), re-reading after a lost append race; on failure drop its cached instance
+        and give the lease back. Returns how many messages wait in its inbox after it."""
+        try:
+            if waiting is not None:
+                waiting = self._step(workflow_id, begun)
+            while waiting is None:  # lost an append race while holding the lease: re-read
+                metrics.coordinator_retry("celery")
+                waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
+        except BaseException:
+            self._drop(workflow_id)  # its cached instance may have taken inputs that were not recorded
+            retry_transient(lambda token=begun.token: self.fleet.release(workflow_id, token), 2.0)  # Redis back?
+            raise
+        return waiting
+
     def run_many(self, workflow_ids: list[str]) -> None:
         """Coordinate these runs (a shard's wake task). A run that fails is logged and left to the sweep
-        (its inbox keeps its messages); a Redis outage ends the batch (the sweep wakes the rest)."""
+        (its inbox keeps its messages); a Redis outage ends the batch (the sweep wakes the rest).
+
+        Several runs are taken as one batch (see `_batch`): their leases in one round trip, the runs this
+        process has not cached in one read, their appends in one pipeline. What the batch leaves (more
+        messages arrived meanwhile, a lease lost) is coordinated one by one after it."""
+        if len(workflow_ids) > 1 and self.batches:
+            workflow_ids = self._batch(workflow_ids)
         for workflow_id in workflow_ids:
             try:
                 self.run(workflow_id)
@@ -191,12 +223,21 @@ class Coordinator:
                 log.warning("messages for unknown workflow %s: dropping its inbox", workflow_id)
                 self.fleet.redis.delete(self.store.keys(workflow_id)[2])
             return self.fleet.release(workflow_id, begun.token)
-        run, step = self._live(workflow_id, run_id, version, begun.newer)
+        plan = self._plan(workflow_id, begun, *self._live(workflow_id, run_id, version, begun.newer))
+        if plan.append is None:
+            return self._quiet(plan)
+        waiting = on_primary(self.store.append_one, plan.append, **plan.options)
+        return self._recorded(plan, waiting)
+
+    def _plan(self, workflow_id: str, begun: Begun, run: drv.RunDriver, step: st.Step) -> _Plan:
+        """Apply the messages `begun` read to the run: what to append (or, when nothing is to be recorded,
+        what to do instead)."""
+        logs.update(run_id=run.run_id)
         before = run.state  # the stored summary: the append needs not read it again
         retry_stuck: float | None = None
-        for item in raw:
+        for item in begun.messages:
             msg = _decode(item, workflow_id)
-            if msg is None or msg.get("run") not in (None, run_id):
+            if msg is None or msg.get("run") not in (None, run.run_id):
                 continue  # foreign, or for an earlier run of this id
             try:
                 input = messages.decode(msg)
@@ -220,24 +261,120 @@ class Coordinator:
                 log.error("workflow %s is stuck (looking again in %gs; its inputs are kept): %s", workflow_id,
                           again, run.stuck["message"])
         if not step.writes and not begun.inbox_used:
-            if again is not None:
-                self.fleet.arm(workflow_id, time.time() + again, messages.encode(messages.RetryStuck(again), run_id))
-            self._carry_out(run, step)
-            self._keep_or_drop(run)
-            return self.fleet.release(workflow_id, begun.token)
+            return _Plan(workflow_id, begun, run, step, None, {}, None, again)
         run.seal(step)
-        append = Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
-                        time.time())
+        append = Append(workflow_id, run.run_id, begun.version, tuple(step.events), step.status, step.result,
+                        step.error, time.time())
         eager = self._eager_pick(step)
-        waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=_allowed(step),
-                             lease_token=begun.token, dispatch_deadline=self._deadline(eager),
-                             summary=before, timers=self._timers(run, step, again))
-        if waiting is None:
-            self._drop(workflow_id)
-            return None
-        self._carry_out(run, step, eager)
+        options = dict(inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
+                       dispatch_deadline=self._deadline(eager), summary=before, timers=self._timers(run, step, again))
+        return _Plan(workflow_id, begun, run, step, append, options, eager, again)
+
+    def _quiet(self, plan: _Plan, release: bool = True) -> int:
+        """A step that records nothing: its effects (a stuck run's retry), then the lease back."""
+        run = plan.run
+        if plan.again is not None:
+            self.fleet.arm(plan.workflow_id, time.time() + plan.again,
+                           messages.encode(messages.RetryStuck(plan.again), run.run_id))
+        self._carry_out(run, plan.step)
         self._keep_or_drop(run)
+        return self.fleet.release(plan.workflow_id, plan.begun.token) if release else 0
+
+    def _recorded(self, plan: _Plan, waiting: int | None) -> int | None:
+        """After the plan's append: its effects, or None when it was refused (the lease is still held)."""
+        if waiting is None:
+            self._drop(plan.workflow_id)
+            return None
+        self._carry_out(plan.run, plan.step, plan.eager)
+        self._keep_or_drop(plan.run)
         return waiting
+
+    # --- a batch of woken runs ------------------------------------------------------------------------
+    def _batch(self, workflow_ids: list[str]) -> list[str]:
+        """Coordinate a batch of runs with their I/O pipelined: one round trip takes their leases and reads
+        their inboxes, one loads the runs this process has not cached, one appends their steps (each
+        append atomic and conditional on its own, as ever), one updates the indexes of those that closed.
+        Returns the runs to coordinate one by one now (messages arrived during the batch)."""
+        metrics.begin_step()
+        known = [(wid, self._cached_version(wid)) for wid in workflow_ids]
+        begun = [(wid, b) for wid, b in zip(workflow_ids, self.fleet.begin_many(known, INBOX_BATCH), strict=True)
+                 if b is not None]  # None: another coordinator holds the lease and looks again as it lets go
+        again: list[str] = []
+        live: list[tuple[str, Begun, tuple[drv.RunDriver, st.Step] | None]] = []
+        for wid, b in begun:
+            if b.run_id is None:
+                self._one(wid, b, again)
+            else:
+                live.append((wid, b, self._live_cached(wid, b.run_id, b.version, b.newer)))
+        todo = [(wid, b) for wid, b, got in live if got is None]
+        try:
+            states = dict(zip([wid for wid, _ in todo], self.store.load_many([wid for wid, _ in todo]), strict=True))
+        except BaseException:
+            self._release_all([(wid, b) for wid, b, _ in live])
+            raise
+        plans: list[_Plan] = []
+        for i, (wid, b, got) in enumerate(live):
+            try:
+                run, step = got if got is not None else self._from_state(wid, states[wid])
+                plans.append(self._plan(wid, b, run, step))
+            except TRANSIENT:
+                self._release_all([(w, bb) for w, bb, _ in live[i:]] + [(p.workflow_id, p.begun) for p in plans])
+                raise
+            except Exception as exc:
+                self._drop(wid)
+                retry_transient(lambda wid=wid, token=b.token: self.fleet.release(wid, token), 2.0)
+                if isinstance(exc, Stuck):
+                    log.warning("%s", exc)
+                else:
+                    log.exception("could not coordinate workflow %s (the sweep wakes it again)", wid)
+        quiet = [p for p in plans if p.append is None]
+        writes = [p for p in plans if p.append is not None]
+        for p in quiet:
+            self._quiet(p, release=False)
+        try:
+            left = self.fleet.release_many([(p.workflow_id, p.begun.token) for p in quiet])
+            calls = [self.store.append_call(p.append, **p.options) for p in writes]  # type: ignore[arg-type]
+            waiting = self.store.append_many(calls, [p.run.state.created_at for p in writes])  # type: ignore[arg-type]
+        except BaseException:
+            for p in writes:
+                self._drop(p.workflow_id)
+            self._release_all([(p.workflow_id, p.begun) for p in writes])
+            raise
+        again += [p.workflow_id for p, n in zip(quiet, left, strict=True) if n]
+        self._announcing = []
+        try:
+            for p, n in zip(writes, waiting, strict=True):
+                if self._recorded(p, n) is None:  # refused: still ours, re-read and step again
+                    self._one(p.workflow_id, p.begun, again, waiting=None)
+                elif n:
+                    again.append(p.workflow_id)
+        finally:
+            announcing, self._announcing = self._announcing, None
+            _after_one(lambda: self.fleet.announce_closed_many(announcing))
+        return again
+
+    def _one(self, workflow_id: str, begun: Begun, again: list[str], waiting: int | None = -1) -> None:
+        """A run of the batch that takes the one-by-one path, its lease held by `begun`."""
+        try:
+            if self._drive(workflow_id, begun, waiting):
+                again.append(workflow_id)
+        except Stuck as exc:
+            log.warning("%s", exc)
+        except TRANSIENT:
+            raise
+        except Exception:
+            log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
+
+    def _release_all(self, leases: list[tuple[str, Begun]]) -> None:
+        """Give back the leases of a batch that failed half way (best effort: they lapse anyway)."""
+        try:
+            self.fleet.release_many([(wid, b.token) for wid, b in leases])
+        except Exception as exc:  # noqa: BLE001 - Redis away: the leases lapse within their ttl
+            log.debug("could not release the leases of a failed batch: %s", exc)
+
+    def _cached_version(self, workflow_id: str) -> int:
+        run = self.cache.get(workflow_id)
+        return run.version if run is not None else 0
 
     def _keep_or_drop(self, run: drv.RunDriver) -> None:
         """Keep open runs live in a bounded LRU (a signal to a cached parked run costs no replay); the
@@ -260,6 +397,13 @@ class Coordinator:
 
     def _live(self, workflow_id: str, run_id: str, version: int, newer: list[bytes]
               ) -> tuple[drv.RunDriver, st.Step]:
+        got = self._live_cached(workflow_id, run_id, version, newer)
+        return got if got is not None else self._from_state(workflow_id, self.store.load(workflow_id))
+
+    def _live_cached(self, workflow_id: str, run_id: str, version: int, newer: list[bytes]
+                     ) -> tuple[drv.RunDriver, st.Step] | None:
+        """The run from this process's cache, caught up to `version`; None (and dropped) when it must be
+        loaded from the store."""
         run = self.cache.get(workflow_id)
         if run is not None and run.run_id == run_id and run.version <= version:
             if run.version == version:
@@ -269,7 +413,10 @@ class Coordinator:
             if run.catch_up(events):  # another process advanced the run: apply just the new events
                 return run, run.begin()
         self._drop(workflow_id)
-        state = self.store.load(workflow_id)
+        return None
+
+    def _from_state(self, workflow_id: str, state: WorkflowState | None) -> tuple[drv.RunDriver, st.Step]:
+        """The run replayed from its stored state."""
         if state is None:
             raise Stuck(f"workflow {workflow_id} vanished while being coordinated")
         if not state.status.is_open:
@@ -377,7 +524,10 @@ class Coordinator:
                              link, run.state.queue)
 
     def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:
-        self.fleet.announce_closed(run.workflow_id, closed.status.value)
+        if self._announcing is not None:  # a batch announces its closed runs together
+            self._announcing.append((run.workflow_id, closed.status.value))
+        else:
+            self.fleet.announce_closed(run.workflow_id, closed.status.value)
         self._notify_parent(run)
 
     def _notify_parent(self, run: drv.RunDriver) -> None:
