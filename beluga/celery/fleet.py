@@ -239,12 +239,12 @@ class Fleet:
         pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
         pipe.execute()
 
-    def hold(self, held: list[tuple[str, int, int]]) -> None:
-        """Renew the deadlines of attempts this worker still holds or runs, `lease_seconds` from now, one
-        command per shard in one pipeline: a deadline nobody renews lapses, and its attempt is dispatched
-        again. Attempts reported or reclaimed meanwhile are left out (XX)."""
+    def hold(self, held: list[tuple[str, int, int]], until: float | None = None) -> None:
+        """Renew the deadlines of attempts this worker still holds or runs, `lease_seconds` from now (or
+        to `until`), one command per shard in one pipeline: a deadline nobody renews lapses, and its
+        attempt is dispatched again. Attempts reported or reclaimed meanwhile are left out (XX)."""
         if held:
-            until = time.time() + self.lease_seconds
+            until = time.time() + self.lease_seconds if until is None else until
             pipe = self.redis.pipeline(transaction=False)
             for shard, mine in _by_shard(held).items():
                 pipe.zadd(self._shard_key(shard, "dispatched"), {_running_member(*m): until for m in mine}, xx=True)
