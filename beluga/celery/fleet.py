@@ -379,12 +379,13 @@ class Fleet:
         got = self._lua.run_all(calls) if len(calls) > 1 else [self._lua.run(c) for c in calls]
         return [shard for shard, send in zip(groups, got, strict=True) if send]
 
-    def take_wakes(self, shard: int, limit: int = 100) -> list[str]:
+    def take_wakes(self, shard: int, limit: int = 100, keep: bool = False) -> list[str]:
         """The next runs the shard's wake task coordinates; none once its wake set is empty, and then the
-        task is done (a run woken after that sends a new one)."""
+        task is done (a run woken after that sends a new one) unless `keep`: then the task keeps the
+        shard's waking lease and must look again."""
         got = self._lua.run(TakeWakesCall(wake_key=self._shard_key(shard, "wake"),
                                           waking_key=self._shard_key(shard, "waking"), limit=limit,
-                                          ttl_ms=self._waking_ttl_ms))
+                                          ttl_ms=self._waking_ttl_ms, keep="1" if keep else ""))
         return [w.decode() for w in got]
 
     # --- closing -------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ _renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
 WAKE_BATCH = 100  # runs a wake task takes from its shard's wake set at a time
 WAKE_EAGER_SECONDS = 2.0  # how long a wake batch runs its runs' next activities itself before sending the rest
+WAKE_LINGER = 0.01  # a wake task that found its shard's wake set empty looks once more after this long
 
 
 class Runtime:
@@ -104,9 +105,14 @@ class Runtime:
         next activity may start right here); a batch of several sends its activities through the broker,
         so that the pool shares them and no run waits for another's activities."""
         for _ in range(rounds):
-            workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH)
+            # While signals stream in, a task that finds the set empty lingers a moment with the shard's
+            # waking lease held and looks again: the runs woken meanwhile send no wake task of their own.
+            workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH, keep=True)
             if not workflow_ids:
-                return
+                time.sleep(WAKE_LINGER)
+                workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH)
+                if not workflow_ids:
+                    return
             if eager > 0 and len(workflow_ids) == 1:
                 slot: EagerSlot | None = EagerSlot(eager)
             else:  # each woken run's next activity may start right here, once the batch is recorded
