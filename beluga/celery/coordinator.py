@@ -11,14 +11,16 @@ at once and replayed when they wake."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from beluga import codec, logs, metrics
 from beluga.celery import messages
+from beluga.celery.batch import Batches, Plan
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.core import driver as drv
@@ -38,26 +40,11 @@ SENT_AT = "_version"  # in an activity message's options: the run's version afte
 STUCK_RETRY_MAX = 300.0
 
 
-@dataclass(slots=True)
-class _Plan:
-    """A step worked out and not yet written: `append` (None when it records nothing) with the options
-    of its call, the attempt the caller runs eagerly, and a stuck run's next look."""
-
-    workflow_id: str
-    begun: Begun
-    run: drv.RunDriver
-    step: st.Step
-    append: Append | None
-    options: dict[str, Any]
-    eager: st.DispatchAttempt | None
-    again: float | None
-
-
 class Stuck(Exception):
     """The run cannot be driven by this process (it vanished while being coordinated)."""
 
 
-class Coordinator:
+class Coordinator(Batches):
     def __init__(self, fleet: Fleet, registry: Registry, *, dispatch: Callable[..., None],
                  wake: Callable[[str, str | None], None], start_child: Callable[..., None],
                  check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0,
@@ -79,7 +66,7 @@ class Coordinator:
         # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis
         # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
         self.batches = not self.store.cluster and self.store.append_replicas <= 0
-        self._announcing: list[tuple[str, str]] | None = None
+        self._local = threading.local()  # a batch's closed runs, announced together (see Batches)
 
     def run(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
@@ -229,7 +216,7 @@ class Coordinator:
         waiting = on_primary(self.store.append_one, plan.append, **plan.options)
         return self._recorded(plan, waiting)
 
-    def _plan(self, workflow_id: str, begun: Begun, run: drv.RunDriver, step: st.Step) -> _Plan:
+    def _plan(self, workflow_id: str, begun: Begun, run: drv.RunDriver, step: st.Step) -> Plan:
         """Apply the messages `begun` read to the run: what to append (or, when nothing is to be recorded,
         what to do instead)."""
         logs.update(run_id=run.run_id)
@@ -261,16 +248,16 @@ class Coordinator:
                 log.error("workflow %s is stuck (looking again in %gs; its inputs are kept): %s", workflow_id,
                           again, run.stuck["message"])
         if not step.writes and not begun.inbox_used:
-            return _Plan(workflow_id, begun, run, step, None, {}, None, again)
+            return Plan(workflow_id, begun, run, step, None, {}, None, again)
         run.seal(step)
         append = Append(workflow_id, run.run_id, begun.version, tuple(step.events), step.status, step.result,
                         step.error, time.time())
         eager = self._eager_pick(step)
         options = dict(inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
                        dispatch_deadline=self._deadline(eager), summary=before, timers=self._timers(run, step, again))
-        return _Plan(workflow_id, begun, run, step, append, options, eager, again)
+        return Plan(workflow_id, begun, run, step, append, options, eager, again)
 
-    def _quiet(self, plan: _Plan, release: bool = True) -> int:
+    def _quiet(self, plan: Plan, release: bool = True) -> int:
         """A step that records nothing: its effects (a stuck run's retry), then the lease back."""
         run = plan.run
         if plan.again is not None:
@@ -280,7 +267,7 @@ class Coordinator:
         self._keep_or_drop(run)
         return self.fleet.release(plan.workflow_id, plan.begun.token) if release else 0
 
-    def _recorded(self, plan: _Plan, waiting: int | None) -> int | None:
+    def _recorded(self, plan: Plan, waiting: int | None) -> int | None:
         """After the plan's append: its effects, or None when it was refused (the lease is still held)."""
         if waiting is None:
             self._drop(plan.workflow_id)
@@ -288,93 +275,6 @@ class Coordinator:
         self._carry_out(plan.run, plan.step, plan.eager)
         self._keep_or_drop(plan.run)
         return waiting
-
-    # --- a batch of woken runs ------------------------------------------------------------------------
-    def _batch(self, workflow_ids: list[str]) -> list[str]:
-        """Coordinate a batch of runs with their I/O pipelined: one round trip takes their leases and reads
-        their inboxes, one loads the runs this process has not cached, one appends their steps (each
-        append atomic and conditional on its own, as ever), one updates the indexes of those that closed.
-        Returns the runs to coordinate one by one now (messages arrived during the batch)."""
-        metrics.begin_step()
-        known = [(wid, self._cached_version(wid)) for wid in workflow_ids]
-        begun = [(wid, b) for wid, b in zip(workflow_ids, self.fleet.begin_many(known, INBOX_BATCH), strict=True)
-                 if b is not None]  # None: another coordinator holds the lease and looks again as it lets go
-        again: list[str] = []
-        live: list[tuple[str, Begun, tuple[drv.RunDriver, st.Step] | None]] = []
-        for wid, b in begun:
-            if b.run_id is None:
-                self._one(wid, b, again)
-            else:
-                live.append((wid, b, self._live_cached(wid, b.run_id, b.version, b.newer)))
-        todo = [(wid, b) for wid, b, got in live if got is None]
-        try:
-            states = dict(zip([wid for wid, _ in todo], self.store.load_many([wid for wid, _ in todo]), strict=True))
-        except BaseException:
-            self._release_all([(wid, b) for wid, b, _ in live])
-            raise
-        plans: list[_Plan] = []
-        for i, (wid, b, got) in enumerate(live):
-            try:
-                run, step = got if got is not None else self._from_state(wid, states[wid])
-                plans.append(self._plan(wid, b, run, step))
-            except TRANSIENT:
-                self._release_all([(w, bb) for w, bb, _ in live[i:]] + [(p.workflow_id, p.begun) for p in plans])
-                raise
-            except Exception as exc:
-                self._drop(wid)
-                retry_transient(lambda wid=wid, token=b.token: self.fleet.release(wid, token), 2.0)
-                if isinstance(exc, Stuck):
-                    log.warning("%s", exc)
-                else:
-                    log.exception("could not coordinate workflow %s (the sweep wakes it again)", wid)
-        quiet = [p for p in plans if p.append is None]
-        writes = [p for p in plans if p.append is not None]
-        for p in quiet:
-            self._quiet(p, release=False)
-        try:
-            left = self.fleet.release_many([(p.workflow_id, p.begun.token) for p in quiet])
-            calls = [self.store.append_call(p.append, **p.options) for p in writes]  # type: ignore[arg-type]
-            waiting = self.store.append_many(calls, [p.run.state.created_at for p in writes])  # type: ignore[arg-type]
-        except BaseException:
-            for p in writes:
-                self._drop(p.workflow_id)
-            self._release_all([(p.workflow_id, p.begun) for p in writes])
-            raise
-        again += [p.workflow_id for p, n in zip(quiet, left, strict=True) if n]
-        self._announcing = []
-        try:
-            for p, n in zip(writes, waiting, strict=True):
-                if self._recorded(p, n) is None:  # refused: still ours, re-read and step again
-                    self._one(p.workflow_id, p.begun, again, waiting=None)
-                elif n:
-                    again.append(p.workflow_id)
-        finally:
-            announcing, self._announcing = self._announcing, None
-            _after_one(lambda: self.fleet.announce_closed_many(announcing))
-        return again
-
-    def _one(self, workflow_id: str, begun: Begun, again: list[str], waiting: int | None = -1) -> None:
-        """A run of the batch that takes the one-by-one path, its lease held by `begun`."""
-        try:
-            if self._drive(workflow_id, begun, waiting):
-                again.append(workflow_id)
-        except Stuck as exc:
-            log.warning("%s", exc)
-        except TRANSIENT:
-            raise
-        except Exception:
-            log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
-
-    def _release_all(self, leases: list[tuple[str, Begun]]) -> None:
-        """Give back the leases of a batch that failed half way (best effort: they lapse anyway)."""
-        try:
-            self.fleet.release_many([(wid, b.token) for wid, b in leases])
-        except Exception as exc:  # noqa: BLE001 - Redis away: the leases lapse within their ttl
-            log.debug("could not release the leases of a failed batch: %s", exc)
-
-    def _cached_version(self, workflow_id: str) -> int:
-        run = self.cache.get(workflow_id)
-        return run.version if run is not None else 0
 
     def _keep_or_drop(self, run: drv.RunDriver) -> None:
         """Keep open runs live in a bounded LRU (a signal to a cached parked run costs no replay); the
@@ -524,8 +424,9 @@ class Coordinator:
                              link, run.state.queue)
 
     def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:
-        if self._announcing is not None:  # a batch announces its closed runs together
-            self._announcing.append((run.workflow_id, closed.status.value))
+        announcing = getattr(self._local, "announcing", None)
+        if announcing is not None:  # a batch announces its closed runs together
+            announcing.append((run.workflow_id, closed.status.value))
         else:
             self.fleet.announce_closed(run.workflow_id, closed.status.value)
         self._notify_parent(run)

@@ -147,7 +147,8 @@ class Fleet:
     def begin_many(self, runs: list[tuple[str, int]], limit: int = 100, ttl: float = 10.0) -> list[Begun | None]:
         """`begin` of several runs, (workflow id, the version the caller has cached), in one pipeline (one
         by one on a Redis Cluster); each script takes one run's lease atomically, as `begin` does."""
-        tokens = [uuid.uuid4().hex for _ in runs]
+        batch = uuid.uuid4().hex[:24]  # one random part per batch: each run's token is still its own
+        tokens = [f"{batch}{i:08x}" for i in range(len(runs))]
         got = self._lua.run_all([self._begin_call(wid, token, limit, known, ttl)
                                  for (wid, known), token in zip(runs, tokens, strict=True)])
         return [_begun(token, g) for token, g in zip(tokens, got, strict=True)]

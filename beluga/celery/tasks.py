@@ -39,7 +39,7 @@ _coordinating = Quiet(log, "coordinating runs")
 _renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
 WAKE_BATCH = 100  # runs a wake task takes from its shard's wake set at a time
-WAKE_EAGER_SECONDS = 2.0  # how long a wake batch runs its runs' next activities itself before sending the rest
+WAKE_EAGER_SECONDS = 0.5  # how long a wake batch runs its runs' next activities itself before sending the rest
 WAKE_LINGER = 0.01  # a wake task that found its shard's wake set empty looks once more after this long
 
 
@@ -102,8 +102,10 @@ class Runtime:
         set is empty (which releases the shard's waking lease). After `rounds` batches, a new task takes
         over, so that other work queued meanwhile gets its turn. `eager`: the eager budget (see
         `EagerSlot`) of a batch of one run, which is then coordinated as a coordinate task would (its
-        next activity may start right here); a batch of several sends its activities through the broker,
-        so that the pool shares them and no run waits for another's activities."""
+        next activity may start right here); in a batch of several, each run's next activity may start
+        right here once the whole batch is recorded, for WAKE_EAGER_SECONDS, and the rest go through the
+        broker, so that long activities neither hold the batch's other runs back nor keep the pool's
+        other processes idle."""
         for _ in range(rounds):
             # While signals stream in, a task that finds the set empty lingers a moment with the shard's
             # waking lease held and looks again: the runs woken meanwhile send no wake task of their own.
