@@ -467,11 +467,11 @@ def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     if slot is not None and slot.queued:
         jobs, slot.queued = slot.queued, []
         held = [(wid, seq, attempt) for wid, _, seq, attempt, *_ in jobs]
+        rt.in_flight.difference_update(held)
         try:  # no longer renewed here: the time allowed for a worker to take the message, as when sent
             rt.fleet.hold(held, until=rt.fleet.dispatch_deadline())
         except Exception as exc:  # noqa: BLE001 - Redis away: sent all the same (the broker queue is looked into)
             log.debug("could not move the deadlines of attempts sent after a wake batch: %s", exc)
-        rt.in_flight.difference_update(held)
         for job in jobs:
             rt.dispatch(*job)
 
