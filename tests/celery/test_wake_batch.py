@@ -101,3 +101,67 @@ def test_a_worker_killed_in_the_middle_of_a_wake_batch(private_fleet) -> None:
     # a lost attempt died running ([1, 2]) or before it started ([2]: picked by the batch, not yet run)
     assert all(attempts[wid] in ([1, 2], [2]) for wid in lost), {wid: attempts[wid] for wid in lost}
     assert all(attempts[h.id] == [1] for h in handles if h.id not in lost)
+
+
+def test_a_batch_steps_each_run_and_leaves_what_it_cannot_finish_to_the_one_by_one_path(redis_url: str) -> None:
+    """No worker: the coordinator's batch itself, on a real server. A run whose lease another coordinator
+    holds is left to it; a run another writer advanced between the batch's read and its append (its
+    append refused) is re-read and stepped again, under the lease the batch holds; messages for a run that
+    does not exist are dropped; every other run takes its step in the batch's pipelines."""
+    import tests.celery.workflows  # noqa: F401 - registers the workflows the runs use
+    from beluga.celery import messages
+    from beluga.celery.coordinator import Coordinator
+    from beluga.celery.fleet import Fleet
+    from beluga.core.definitions import registry
+    from beluga.core.records import Append, Event
+    from beluga.core.steps import SignalReceived
+    from beluga.executors._runs import new_run_state, payload_checker
+    from beluga.stores.redis import RedisStore
+
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    fleet = Fleet(store, lease_seconds=5.0)
+    woken: list[str] = []
+    coordinator = Coordinator(fleet, registry, dispatch=lambda *a, **k: None, wake=lambda wid, q: woken.append(wid),
+                              start_child=lambda *a, **k: None, check_payload=payload_checker(1 << 20))
+    wids = [f"b{i}" for i in range(6)]
+    for wid in wids:
+        fleet.start_run(new_run_state("fleet_wait_signal", wid, None, None, None, time.time()))
+    coordinator.run_many(wids)
+    assert [store.version(w)[1] for w in wids] == [1] * 6 and all(store.load_summary(w).status.is_open for w in wids)
+    coordinator.cache.clear()  # evicted, as most of a large wake are: the batch loads them
+    for i, wid in enumerate(wids):
+        fleet.push_input(wid, messages.encode(SignalReceived("go", i, None)))
+    fleet.push("ghost", messages.encode(SignalReceived("go", 0, None)))
+    held = fleet.begin(wids[0])            # another coordinator's
+    advanced = wids[1]
+    load_many = store.load_many
+
+    append_many = store.append_many
+    refused: list[str] = []
+
+    def racing_load_many(ids: list[str]) -> list:
+        got = load_many(ids)               # then another writer appends to one run before the batch does
+        other = Event(2, "signal_received", time.time(), {"name": "other", "payload": 1, "sender_id": None})
+        assert store.append_one(Append(advanced, store.version(advanced)[0] or "", 1, (other,),
+                                       updated_at=time.time())) is not None
+        return got
+
+    def noting_append_many(calls: list, created: list) -> list:
+        got = append_many(calls, created)
+        refused.extend(c.workflow_id for c, left in zip(calls, got, strict=True) if left is None)
+        return got
+
+    store.load_many = racing_load_many     # type: ignore[method-assign]
+    store.append_many = noting_append_many  # type: ignore[method-assign]
+    coordinator.run_many([*wids, "ghost"])
+    assert refused == [advanced]
+    assert held is not None and store.load_summary(wids[0]).status.is_open          # left to the holder
+    assert len(store.redis.lrange(store.keys(wids[0])[2], 0, -1)) == 1
+    for i, wid in enumerate(wids[1:], start=1):
+        state = store.load(wid)
+        assert state is not None and state.result == f"got {i}", (wid, state)
+        _check_history(state.history)
+    assert [e.attrs.get("name") for e in store.load(advanced).history if e.type == E.SIGNAL_RECEIVED] == ["other", "go"]
+    assert store.redis.exists(store.keys("ghost")[2]) == 0
+    assert fleet.redis.exists(*[store.key(w, "lease") for w in wids[1:]]) == 0      # every lease given back
+    store.close()
