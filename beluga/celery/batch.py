@@ -50,6 +50,14 @@ class Batches:
         their inboxes, one loads the runs this process has not cached, one appends their steps (each
         append atomic and conditional on its own, as ever), one updates the indexes of those that closed.
         Returns the runs to coordinate one by one now (messages arrived during the batch)."""
+        self._local.holding = True  # the batch's runs live outside the cache until recorded: trim after
+        try:
+            return self._batch_held(workflow_ids)
+        finally:
+            self._local.holding = False
+            self._trim()
+
+    def _batch_held(self: Coordinator, workflow_ids: list[str]) -> list[str]:
         metrics.begin_step()
         known = [(wid, self._cached_version(wid)) for wid in workflow_ids]
         leases = self.fleet.begin_many(known, _coordinator.INBOX_BATCH)

@@ -284,11 +284,18 @@ class Coordinator(Batches):
         if run.is_open and run.stuck is None:
             self.cache[wid] = run
             self.cache.move_to_end(wid)
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)[1].close()
+            if not getattr(self._local, "holding", False):
+                self._trim()
         else:
             self._drop(wid)
             run.close()
+
+    def _trim(self) -> None:
+        """Evict (and close) the least recently used runs past `cache_size`. Not while a batch holds runs
+        of its own outside the cache (see Batches): evicting one of them would close the instance that the
+        batch then puts back."""
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)[1].close()
 
     def _drop(self, workflow_id: str) -> None:
         run = self.cache.pop(workflow_id, None)

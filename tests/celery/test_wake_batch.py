@@ -165,3 +165,41 @@ def test_a_batch_steps_each_run_and_leaves_what_it_cannot_finish_to_the_one_by_o
     assert store.redis.exists(store.keys("ghost")[2]) == 0
     assert fleet.redis.exists(*[store.key(w, "lease") for w in wids[1:]]) == 0      # every lease given back
     store.close()
+
+
+def test_a_batch_larger_than_the_cache_leaves_no_closed_instance_in_it(redis_url: str) -> None:
+    """The batch's runs live outside the cache until their steps are recorded; putting them back must not
+    evict (and close) a run of the same batch that is then put back closed: its activity's report would
+    find a dead instance, record the outcome and nothing after it, and the run would never close."""
+    import tests.celery.workflows  # noqa: F401 - registers the workflows the runs use
+    from beluga.celery import messages
+    from beluga.celery.coordinator import SENT_AT, Coordinator
+    from beluga.celery.fleet import Fleet
+    from beluga.core.definitions import registry
+    from beluga.core.steps import ActivityOutcome, SignalReceived
+    from beluga.executors._runs import new_run_state, payload_checker
+    from beluga.stores.redis import RedisStore
+
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    fleet = Fleet(store, lease_seconds=5.0)
+    sent: list[tuple] = []
+    coordinator = Coordinator(fleet, registry, dispatch=lambda *a, **k: sent.append(a), wake=lambda wid, q: None,
+                              start_child=lambda *a, **k: None, check_payload=payload_checker(1 << 20), cache_size=3)
+    wids = [f"c{i}" for i in range(8)]
+    for wid in wids:
+        fleet.start_run(new_run_state("fleet_wake_then_step", wid, {"sleep": 0.0}, None, None, time.time()))
+    coordinator.run_many(wids)             # parked; the last three stay cached, the oldest of the cache first
+    for i, wid in enumerate(wids):
+        fleet.push_input(wid, messages.encode(SignalReceived("go", i, None)))
+    coordinator.run_many(wids)             # the runs it loads come first, and would push the cached ones out
+    assert len(sent) == len(wids) and len(coordinator.cache) <= 3
+    for run in coordinator.cache.values():
+        assert run.instance is not None and run.instance._greenlet is not None  # not closed
+    for wid, run_id, seq, attempt, _name, arg, options in sent:   # each attempt's report, as its worker sends it
+        message = messages.encode(ActivityOutcome(seq, attempt, True, arg["i"] + 1), run_id)
+        coordinator.run(wid, (seq, attempt, message, None, False, options[SENT_AT]))
+    for i, wid in enumerate(wids):
+        state = store.load(wid)
+        assert state is not None and state.result == i + 1, (wid, [e.type for e in state.history] if state else None)
+        _check_history(state.history)
+    store.close()
