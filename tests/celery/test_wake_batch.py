@@ -103,29 +103,50 @@ def test_a_worker_killed_in_the_middle_of_a_wake_batch(private_fleet) -> None:
     assert all(attempts[h.id] == [1] for h in handles if h.id not in lost)
 
 
+# --- the batch itself, no worker ----------------------------------------------------------------------
+# A registry of their own: importing the workers' workflow module here would register its workflows in
+# this process, and the other tests' clients would then take their runs' first steps themselves.
+def _wait_signal(ctx: workflow.WorkflowContext, _: object = None) -> str:
+    return f"got {ctx.receive_signal('go').receive()}"
+
+
+def _wake_then_step(ctx: workflow.WorkflowContext, _: object = None) -> int:
+    return ctx.execute_activity("wb_step", {"i": ctx.receive_signal("go").receive()})
+
+
+def _coordinator(redis_url: str, sent: list | None = None, woken: list | None = None, cache_size: int = 256):
+    from beluga.celery.coordinator import Coordinator
+    from beluga.celery.fleet import Fleet
+    from beluga.core.definitions import Registry
+    from beluga.executors._runs import payload_checker
+    from beluga.stores.redis import RedisStore
+
+    registry = Registry()
+    registry.add_workflow(_wait_signal, "wb_wait_signal")
+    registry.add_workflow(_wake_then_step, "wb_wake_then_step")
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    fleet = Fleet(store, lease_seconds=5.0)
+    return Coordinator(fleet, registry, dispatch=lambda *a, **k: (sent if sent is not None else []).append(a),
+                       wake=lambda wid, q: (woken if woken is not None else []).append(wid),
+                       start_child=lambda *a, **k: None, check_payload=payload_checker(1 << 20),
+                       cache_size=cache_size)
+
+
 def test_a_batch_steps_each_run_and_leaves_what_it_cannot_finish_to_the_one_by_one_path(redis_url: str) -> None:
     """No worker: the coordinator's batch itself, on a real server. A run whose lease another coordinator
     holds is left to it; a run another writer advanced between the batch's read and its append (its
     append refused) is re-read and stepped again, under the lease the batch holds; messages for a run that
     does not exist are dropped; every other run takes its step in the batch's pipelines."""
-    import tests.celery.workflows  # noqa: F401 - registers the workflows the runs use
     from beluga.celery import messages
-    from beluga.celery.coordinator import Coordinator
-    from beluga.celery.fleet import Fleet
-    from beluga.core.definitions import registry
     from beluga.core.records import Append, Event
     from beluga.core.steps import SignalReceived
-    from beluga.executors._runs import new_run_state, payload_checker
-    from beluga.stores.redis import RedisStore
+    from beluga.executors._runs import new_run_state
 
-    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
-    fleet = Fleet(store, lease_seconds=5.0)
-    woken: list[str] = []
-    coordinator = Coordinator(fleet, registry, dispatch=lambda *a, **k: None, wake=lambda wid, q: woken.append(wid),
-                              start_child=lambda *a, **k: None, check_payload=payload_checker(1 << 20))
+    coordinator = _coordinator(redis_url)
+    fleet, store = coordinator.fleet, coordinator.store
     wids = [f"b{i}" for i in range(6)]
     for wid in wids:
-        fleet.start_run(new_run_state("fleet_wait_signal", wid, None, None, None, time.time()))
+        fleet.start_run(new_run_state("wb_wait_signal", wid, None, None, None, time.time()))
     coordinator.run_many(wids)
     assert [store.version(w)[1] for w in wids] == [1] * 6 and all(store.load_summary(w).status.is_open for w in wids)
     coordinator.cache.clear()  # evicted, as most of a large wake are: the batch loads them
@@ -171,23 +192,17 @@ def test_a_batch_larger_than_the_cache_leaves_no_closed_instance_in_it(redis_url
     """The batch's runs live outside the cache until their steps are recorded; putting them back must not
     evict (and close) a run of the same batch that is then put back closed: its activity's report would
     find a dead instance, record the outcome and nothing after it, and the run would never close."""
-    import tests.celery.workflows  # noqa: F401 - registers the workflows the runs use
     from beluga.celery import messages
-    from beluga.celery.coordinator import SENT_AT, Coordinator
-    from beluga.celery.fleet import Fleet
-    from beluga.core.definitions import registry
+    from beluga.celery.coordinator import SENT_AT
     from beluga.core.steps import ActivityOutcome, SignalReceived
-    from beluga.executors._runs import new_run_state, payload_checker
-    from beluga.stores.redis import RedisStore
+    from beluga.executors._runs import new_run_state
 
-    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
-    fleet = Fleet(store, lease_seconds=5.0)
     sent: list[tuple] = []
-    coordinator = Coordinator(fleet, registry, dispatch=lambda *a, **k: sent.append(a), wake=lambda wid, q: None,
-                              start_child=lambda *a, **k: None, check_payload=payload_checker(1 << 20), cache_size=3)
+    coordinator = _coordinator(redis_url, sent=sent, cache_size=3)
+    fleet, store = coordinator.fleet, coordinator.store
     wids = [f"c{i}" for i in range(8)]
     for wid in wids:
-        fleet.start_run(new_run_state("fleet_wake_then_step", wid, {"sleep": 0.0}, None, None, time.time()))
+        fleet.start_run(new_run_state("wb_wake_then_step", wid, None, None, None, time.time()))
     coordinator.run_many(wids)             # parked; the last three stay cached, the oldest of the cache first
     for i, wid in enumerate(wids):
         fleet.push_input(wid, messages.encode(SignalReceived("go", i, None)))
