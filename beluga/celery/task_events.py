@@ -11,7 +11,10 @@ sends them itself over a producer from the app's pool, as a task's own custom ev
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, current_task
@@ -24,6 +27,30 @@ from beluga.logs import get_logger
 log = get_logger(__name__)
 _events = Quiet(log, "sending task events for eager attempts")
 trace_log = logging.getLogger("celery.app.trace")  # where Celery logs a task's end
+_local = threading.local()  # a batch's one dispatcher (see `batched`)
+BATCH_EVENTS = 100  # a batch's events go out in messages of at most this many, as a worker's own do
+
+
+@contextmanager
+def batched(app: Celery) -> Iterator[None]:
+    """The eager attempts of a wake batch send their events through one dispatcher that buffers them
+    and publishes them together (`task.multi`, as a worker buffers its own task events), at the latest
+    when the block ends: three messages per attempt cost more than the attempt."""
+    _local.batch = {"app": app, "dispatcher": None}
+    try:
+        yield
+    finally:
+        batch, _local.batch = _local.batch, None
+        dispatcher = batch["dispatcher"]
+        if dispatcher is not None:
+            try:
+                dispatcher.flush()
+                _events.recovered()
+            except Exception as exc:
+                _events.error("could not send the events of a wake batch's eager attempts", exc=exc)
+            finally:
+                dispatcher.close()
+                dispatcher.connection.release()
 
 
 class EagerTaskEvents:
@@ -65,7 +92,16 @@ class EagerTaskEvents:
     def _send(self, *events: tuple[str, dict[str, Any]]) -> None:
         if not self.enabled:
             return
+        batch = getattr(_local, "batch", None)
         try:
+            if batch is not None and batch["app"] is self.app:
+                if batch["dispatcher"] is None:
+                    batch["dispatcher"] = self.app.events.Dispatcher(
+                        self.app.connection_for_write(), hostname=self.hostname, buffer_group=["task"],
+                        buffer_limit=BATCH_EVENTS)
+                for kind, fields in events:
+                    batch["dispatcher"].send(kind, uuid=self.task_id, **fields)
+                return
             with self.app.events.default_dispatcher(hostname=self.hostname) as dispatcher:
                 for kind, fields in events:
                     dispatcher.send(kind, uuid=self.task_id, **fields)

@@ -15,7 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
-from beluga.celery import messages, observe, outcome
+from beluga.celery import messages, observe, outcome, task_events
 from beluga.celery.app import activity_queue
 from beluga.celery.coordinator import SENT_AT, Coordinator, Stuck
 from beluga.celery.fleet import Fleet
@@ -443,13 +443,14 @@ def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     """Run the attempts left in the task's eager slot, one after the other, each possibly leaving the
     next; then close the slot."""
     try:
-        if slot is not None and slot.batch:
+        if slot is not None and slot.batch and slot.queued:
             rt._local.slot = None  # the reports of a batch's attempts send what follows through the broker
             until = time.monotonic() + WAKE_EAGER_SECONDS
-            while slot.queued and time.monotonic() < until:
-                job = slot.queued.pop(0)
-                slot.used += 1
-                run_eagerly(rt, *job)
+            with task_events.batched(rt.app):
+                while slot.queued and time.monotonic() < until:
+                    job = slot.queued.pop(0)
+                    slot.used += 1
+                    run_eagerly(rt, *job)
         while slot is not None and slot.next is not None:
             job, slot.next = slot.next, None
             slot.used += 1

@@ -6,6 +6,7 @@ and duplicates nothing."""
 from __future__ import annotations
 
 import collections
+import threading
 import time
 import uuid
 
@@ -34,15 +35,49 @@ def _park(ex: workflow.DurableExecutor, r: redis.Redis, n: int, sleep: float) ->
     return handles
 
 
+def _task_events(app) -> tuple[list[dict], threading.Event]:
+    """The task events the workers send (Flower's view), collected by a thread until the event is set."""
+    seen: list[dict] = []
+    stop = threading.Event()
+
+    def capture() -> None:
+        with app.connection_for_read() as conn:
+            receiver = app.events.Receiver(conn, handlers={"*": seen.append})
+            receiver.should_stop = False
+            for _ in receiver.consume(limit=None, timeout=0.5, wakeup=False):
+                if stop.is_set():
+                    break
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                capture()
+            except (TimeoutError, OSError):
+                continue
+
+    threading.Thread(target=loop, daemon=True).start()
+    return seen, stop
+
+
 def test_a_wake_batch_runs_its_runs_next_activities_itself(private_fleet) -> None:
     fleet = private_fleet
     fleet.start_worker("w1", concurrency=1).wait_ready()
     ex = fleet.executor()
     r = redis.Redis.from_url(fleet.url)
     handles = _park(ex, r, 60, 0.0)
+    events, stop = _task_events(ex.app)
+    time.sleep(0.5)
     for i, h in enumerate(handles):
         ex.signal(h.id, workflow.Signal("go", i))
     assert [h.result(timeout=60) for h in handles] == [i + 1 for i in range(len(handles))]
+    deadline = time.monotonic() + 10   # each attempt shows as a task that succeeded (sent in batches)
+    while sum(e.get("type") == "task-succeeded" and e.get("result") is not None for e in events) < len(handles):
+        assert time.monotonic() < deadline, collections.Counter(e.get("type") for e in events)
+        time.sleep(0.1)
+    stop.set()
+    received = {e["uuid"]: e for e in events if e.get("type") == "task-received"}
+    succeeded = [e for e in events if e.get("type") == "task-succeeded" and e["uuid"] in received]
+    assert sum(received[e["uuid"]]["name"] == "activity:fleet_woken_step" for e in succeeded) == len(handles)
     trace = _woken(r)
     assert sorted(wid for wid, *_ in trace) == sorted(h.id for h in handles)  # each attempt ran once
     per_task = collections.Counter(task_id for _, _, task_id, _ in trace)
