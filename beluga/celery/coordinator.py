@@ -11,6 +11,7 @@ at once and replayed when they wake."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 
 from beluga import codec, logs, metrics
 from beluga.celery import messages
+from beluga.celery.batch import Batches, Plan
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.core import driver as drv
@@ -27,7 +29,7 @@ from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import SerializationError
 from beluga.core.failure import child_outcome
 from beluga.core.pending import Pending
-from beluga.core.records import Append
+from beluga.core.records import Append, WorkflowState
 from beluga.core.retry import RetryPolicy
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
@@ -42,7 +44,7 @@ class Stuck(Exception):
     """The run cannot be driven by this process (it vanished while being coordinated)."""
 
 
-class Coordinator:
+class Coordinator(Batches):
     def __init__(self, fleet: Fleet, registry: Registry, *, dispatch: Callable[..., None],
                  wake: Callable[[str, str | None], None], start_child: Callable[..., None],
                  check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0,
@@ -61,6 +63,10 @@ class Coordinator:
         # that dispatches it, instead of having it sent (see tasks.Runtime.takes_eagerly)
         self.eager = eager
         self._rand = random.Random()
+        # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis
+        # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
+        self.batches = not self.store.cluster and self.store.append_replicas <= 0
+        self._local = threading.local()  # a batch's closed runs, announced together (see Batches)
 
     def run(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
@@ -92,23 +98,36 @@ class Coordinator:
             if begun is None:
                 return worked
             worked = True
-            try:
-                waiting = self._step(workflow_id, begun)
-                while waiting is None:  # lost an append race while holding the lease: re-read
-                    metrics.coordinator_retry("celery")
-                    waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
-            except BaseException:
-                self._drop(workflow_id)  # its cached instance may have taken inputs that were not recorded
-                retry_transient(lambda token=begun.token: self.fleet.release(workflow_id, token), 2.0)  # Redis back?
-                raise
-            if not waiting:
+            if not self._drive(workflow_id, begun):
                 return True
         self.wake(workflow_id, None)
         return True
 
+    def _drive(self, workflow_id: str, begun: Begun, waiting: int | None = -1) -> int:
+        """Take one step of the run whose lease `begun` holds (`waiting`: None when that step's append
+        was refused already), re-reading after a lost append race; on failure drop its cached instance
+        and give the lease back. Returns how many messages wait in its inbox after it."""
+        try:
+            if waiting is not None:
+                waiting = self._step(workflow_id, begun)
+            while waiting is None:  # lost an append race while holding the lease: re-read
+                metrics.coordinator_retry("celery")
+                waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
+        except BaseException:
+            self._drop(workflow_id)  # its cached instance may have taken inputs that were not recorded
+            retry_transient(lambda token=begun.token: self.fleet.release(workflow_id, token), 2.0)  # Redis back?
+            raise
+        return waiting
+
     def run_many(self, workflow_ids: list[str]) -> None:
         """Coordinate these runs (a shard's wake task). A run that fails is logged and left to the sweep
-        (its inbox keeps its messages); a Redis outage ends the batch (the sweep wakes the rest)."""
+        (its inbox keeps its messages); a Redis outage ends the batch (the sweep wakes the rest).
+
+        Several runs are taken as one batch (see `_batch`): their leases in one round trip, the runs this
+        process has not cached in one read, their appends in one pipeline. What the batch leaves (more
+        messages arrived meanwhile, a lease lost) is coordinated one by one after it."""
+        if len(workflow_ids) > 1 and self.batches:
+            workflow_ids = self._batch(workflow_ids)
         for workflow_id in workflow_ids:
             try:
                 self.run(workflow_id)
@@ -191,12 +210,21 @@ class Coordinator:
                 log.warning("messages for unknown workflow %s: dropping its inbox", workflow_id)
                 self.fleet.redis.delete(self.store.keys(workflow_id)[2])
             return self.fleet.release(workflow_id, begun.token)
-        run, step = self._live(workflow_id, run_id, version, begun.newer)
+        plan = self._plan(workflow_id, begun, *self._live(workflow_id, run_id, version, begun.newer))
+        if plan.append is None:
+            return self._quiet(plan)
+        waiting = on_primary(self.store.append_one, plan.append, **plan.options)
+        return self._recorded(plan, waiting)
+
+    def _plan(self, workflow_id: str, begun: Begun, run: drv.RunDriver, step: st.Step) -> Plan:
+        """Apply the messages `begun` read to the run: what to append (or, when nothing is to be recorded,
+        what to do instead)."""
+        logs.update(run_id=run.run_id)
         before = run.state  # the stored summary: the append needs not read it again
         retry_stuck: float | None = None
-        for item in raw:
+        for item in begun.messages:
             msg = _decode(item, workflow_id)
-            if msg is None or msg.get("run") not in (None, run_id):
+            if msg is None or msg.get("run") not in (None, run.run_id):
                 continue  # foreign, or for an earlier run of this id
             try:
                 input = messages.decode(msg)
@@ -220,23 +248,32 @@ class Coordinator:
                 log.error("workflow %s is stuck (looking again in %gs; its inputs are kept): %s", workflow_id,
                           again, run.stuck["message"])
         if not step.writes and not begun.inbox_used:
-            if again is not None:
-                self.fleet.arm(workflow_id, time.time() + again, messages.encode(messages.RetryStuck(again), run_id))
-            self._carry_out(run, step)
-            self._keep_or_drop(run)
-            return self.fleet.release(workflow_id, begun.token)
+            return Plan(workflow_id, begun, run, step, None, {}, None, again)
         run.seal(step)
-        append = Append(workflow_id, run_id, version, tuple(step.events), step.status, step.result, step.error,
-                        time.time())
+        append = Append(workflow_id, run.run_id, begun.version, tuple(step.events), step.status, step.result,
+                        step.error, time.time())
         eager = self._eager_pick(step)
-        waiting = on_primary(self.store.append_one, append, inbox_used=begun.inbox_used, attempts=_allowed(step),
-                             lease_token=begun.token, dispatch_deadline=self._deadline(eager),
-                             summary=before, timers=self._timers(run, step, again))
-        if waiting is None:
-            self._drop(workflow_id)
-            return None
-        self._carry_out(run, step, eager)
+        options = dict(inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
+                       dispatch_deadline=self._deadline(eager), summary=before, timers=self._timers(run, step, again))
+        return Plan(workflow_id, begun, run, step, append, options, eager, again)
+
+    def _quiet(self, plan: Plan, release: bool = True) -> int:
+        """A step that records nothing: its effects (a stuck run's retry), then the lease back."""
+        run = plan.run
+        if plan.again is not None:
+            self.fleet.arm(plan.workflow_id, time.time() + plan.again,
+                           messages.encode(messages.RetryStuck(plan.again), run.run_id))
+        self._carry_out(run, plan.step)
         self._keep_or_drop(run)
+        return self.fleet.release(plan.workflow_id, plan.begun.token) if release else 0
+
+    def _recorded(self, plan: Plan, waiting: int | None) -> int | None:
+        """After the plan's append: its effects, or None when it was refused (the lease is still held)."""
+        if waiting is None:
+            self._drop(plan.workflow_id)
+            return None
+        self._carry_out(plan.run, plan.step, plan.eager)
+        self._keep_or_drop(plan.run)
         return waiting
 
     def _keep_or_drop(self, run: drv.RunDriver) -> None:
@@ -247,11 +284,18 @@ class Coordinator:
         if run.is_open and run.stuck is None:
             self.cache[wid] = run
             self.cache.move_to_end(wid)
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)[1].close()
+            if not getattr(self._local, "holding", False):
+                self._trim()
         else:
             self._drop(wid)
             run.close()
+
+    def _trim(self) -> None:
+        """Evict (and close) the least recently used runs past `cache_size`. Not while a batch holds runs
+        of its own outside the cache (see Batches): evicting one of them would close the instance that the
+        batch then puts back."""
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)[1].close()
 
     def _drop(self, workflow_id: str) -> None:
         run = self.cache.pop(workflow_id, None)
@@ -260,6 +304,13 @@ class Coordinator:
 
     def _live(self, workflow_id: str, run_id: str, version: int, newer: list[bytes]
               ) -> tuple[drv.RunDriver, st.Step]:
+        got = self._live_cached(workflow_id, run_id, version, newer)
+        return got if got is not None else self._from_state(workflow_id, self.store.load(workflow_id))
+
+    def _live_cached(self, workflow_id: str, run_id: str, version: int, newer: list[bytes]
+                     ) -> tuple[drv.RunDriver, st.Step] | None:
+        """The run from this process's cache, caught up to `version`; None (and dropped) when it must be
+        loaded from the store."""
         run = self.cache.get(workflow_id)
         if run is not None and run.run_id == run_id and run.version <= version:
             if run.version == version:
@@ -269,7 +320,10 @@ class Coordinator:
             if run.catch_up(events):  # another process advanced the run: apply just the new events
                 return run, run.begin()
         self._drop(workflow_id)
-        state = self.store.load(workflow_id)
+        return None
+
+    def _from_state(self, workflow_id: str, state: WorkflowState | None) -> tuple[drv.RunDriver, st.Step]:
+        """The run replayed from its stored state."""
         if state is None:
             raise Stuck(f"workflow {workflow_id} vanished while being coordinated")
         if not state.status.is_open:
@@ -377,7 +431,11 @@ class Coordinator:
                              link, run.state.queue)
 
     def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:
-        self.fleet.announce_closed(run.workflow_id, closed.status.value)
+        announcing = getattr(self._local, "announcing", None)
+        if announcing is not None:  # a batch announces its closed runs together
+            announcing.append((run.workflow_id, closed.status.value))
+        else:
+            self.fleet.announce_closed(run.workflow_id, closed.status.value)
         self._notify_parent(run)
 
     def _notify_parent(self, run: drv.RunDriver) -> None:

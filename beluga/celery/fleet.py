@@ -144,6 +144,15 @@ class Fleet:
         token = uuid.uuid4().hex
         return _begun(token, self._lua.run(self._begin_call(workflow_id, token, limit, known_version, ttl)))
 
+    def begin_many(self, runs: list[tuple[str, int]], limit: int = 100, ttl: float = 10.0) -> list[Begun | None]:
+        """`begin` of several runs, (workflow id, the version the caller has cached), in one pipeline (one
+        by one on a Redis Cluster); each script takes one run's lease atomically, as `begin` does."""
+        batch = uuid.uuid4().hex[:24]  # one random part per batch: each run's token is still its own
+        tokens = [f"{batch}{i:08x}" for i in range(len(runs))]
+        got = self._lua.run_all([self._begin_call(wid, token, limit, known, ttl)
+                                 for (wid, known), token in zip(runs, tokens, strict=True)])
+        return [_begun(token, g) for token, g in zip(tokens, got, strict=True)]
+
     def report_and_begin(self, workflow_id: str, seq: int, attempt: int, message: dict[str, Any],
                          next_attempt: int | None, limit: int = 100, known_version: int = 0,
                          ttl: float = 10.0, heartbeat: bool = False) -> Begun | None:
@@ -188,8 +197,15 @@ class Fleet:
 
     def release(self, workflow_id: str, token: str) -> int:
         """Give the lease back; returns how many inbox messages arrived meanwhile."""
-        return int(self._lua.run(ReleaseCall(lease_key=self.store.key(workflow_id, "lease"),
-                                             inbox_key=self.store.keys(workflow_id)[2], token=token)))
+        return int(self._lua.run(self._release_call(workflow_id, token)))
+
+    def release_many(self, leases: list[tuple[str, str]]) -> list[int]:
+        """`release` of several (workflow id, token) leases in one pipeline."""
+        return [int(n) for n in self._lua.run_all([self._release_call(wid, token) for wid, token in leases])]
+
+    def _release_call(self, workflow_id: str, token: str) -> ReleaseCall:
+        return ReleaseCall(lease_key=self.store.key(workflow_id, "lease"), inbox_key=self.store.keys(workflow_id)[2],
+                           token=token)
 
     # --- activity attempts --------------------------------------------------------------------------
     # An attempt in flight has one record: its deadline in its shard's <t>:dispatched, first set by the append that
@@ -224,12 +240,12 @@ class Fleet:
         pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
         pipe.execute()
 
-    def hold(self, held: list[tuple[str, int, int]]) -> None:
-        """Renew the deadlines of attempts this worker still holds or runs, `lease_seconds` from now, one
-        command per shard in one pipeline: a deadline nobody renews lapses, and its attempt is dispatched
-        again. Attempts reported or reclaimed meanwhile are left out (XX)."""
+    def hold(self, held: list[tuple[str, int, int]], until: float | None = None) -> None:
+        """Renew the deadlines of attempts this worker still holds or runs, `lease_seconds` from now (or
+        to `until`), one command per shard in one pipeline: a deadline nobody renews lapses, and its
+        attempt is dispatched again. Attempts reported or reclaimed meanwhile are left out (XX)."""
         if held:
-            until = time.time() + self.lease_seconds
+            until = time.time() + self.lease_seconds if until is None else until
             pipe = self.redis.pipeline(transaction=False)
             for shard, mine in _by_shard(held).items():
                 pipe.zadd(self._shard_key(shard, "dispatched"), {_running_member(*m): until for m in mine}, xx=True)
@@ -364,12 +380,13 @@ class Fleet:
         got = self._lua.run_all(calls) if len(calls) > 1 else [self._lua.run(c) for c in calls]
         return [shard for shard, send in zip(groups, got, strict=True) if send]
 
-    def take_wakes(self, shard: int, limit: int = 100) -> list[str]:
+    def take_wakes(self, shard: int, limit: int = 100, keep: bool = False) -> list[str]:
         """The next runs the shard's wake task coordinates; none once its wake set is empty, and then the
-        task is done (a run woken after that sends a new one)."""
+        task is done (a run woken after that sends a new one) unless `keep`: then the task keeps the
+        shard's waking lease and must look again."""
         got = self._lua.run(TakeWakesCall(wake_key=self._shard_key(shard, "wake"),
                                           waking_key=self._shard_key(shard, "waking"), limit=limit,
-                                          ttl_ms=self._waking_ttl_ms))
+                                          ttl_ms=self._waking_ttl_ms, keep="1" if keep else ""))
         return [w.decode() for w in got]
 
     # --- closing -------------------------------------------------------------------------------------
@@ -379,6 +396,16 @@ class Fleet:
     def announce_closed(self, workflow_id: str, status: str) -> None:
         """Wake the clients waiting on `handle.result()` at once, instead of at their next poll."""
         self.redis.publish(self.closed_channel(workflow_id), status)
+
+    def announce_closed_many(self, closed: list[tuple[str, str]]) -> None:
+        """`announce_closed` of several (workflow id, status), in one pipeline."""
+        if len(closed) == 1:
+            self.announce_closed(*closed[0])
+        elif closed:
+            pipe = self.redis.pipeline(transaction=False)
+            for workflow_id, status in closed:
+                pipe.publish(self.closed_channel(workflow_id), status)
+            pipe.execute()
 
     # --- query replies ------------------------------------------------------------------------------
     def reply(self, key: str, value: dict[str, Any]) -> None:

@@ -203,10 +203,12 @@ class WakeCall(Call):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TakeWakesCall(Call):
-    """The shard's wake task takes the next runs to coordinate: their workflow ids, none when done."""
+    """The shard's wake task takes the next runs to coordinate: their workflow ids, none when done (or,
+    with `keep`, none for now: the task looks again shortly, holding the shard's waking lease)."""
 
     SCRIPT: ClassVar[str] = "take_wakes.lua"
     wake_key: str = key()
     waking_key: str = key()
     limit: int = arg()
     ttl_ms: int = arg()
+    keep: str = arg()

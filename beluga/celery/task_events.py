@@ -15,6 +15,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, current_task
@@ -31,6 +33,19 @@ trace_log = logging.getLogger("celery.app.trace")  # where Celery logs a task's 
 _lock = threading.Lock()
 _dispatcher: Any = None      # this process's, made on first use (a forked pool process makes its own)
 _dispatcher_pid = 0
+_local = threading.local()   # whether this thread runs a wake batch's attempts (see `batched`)
+
+
+@contextmanager
+def batched() -> Iterator[None]:
+    """The eager attempts of a wake batch hold their events until the block ends, then publish them
+    together, as a worker buffers its own task events: a message per attempt costs more than the attempt."""
+    _local.batched = True
+    try:
+        yield
+    finally:
+        _local.batched = False
+        flush()
 
 
 def _get_dispatcher(app: Celery, hostname: str) -> Any:
@@ -111,5 +126,5 @@ class EagerTaskEvents:
             dispatcher = _get_dispatcher(self.app, self.hostname)
             for kind, fields in events:
                 dispatcher.send(kind, uuid=self.task_id, **fields)
-        if now:
+        if now and not getattr(_local, "batched", False):
             flush()

@@ -40,6 +40,8 @@ _coordinating = Quiet(log, "coordinating runs")
 _renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
 WAKE_BATCH = 100  # runs a wake task takes from its shard's wake set at a time
+WAKE_EAGER_SECONDS = 0.5  # how long a wake batch runs its runs' next activities itself before sending the rest
+WAKE_LINGER = 0.01  # a wake task that found its shard's wake set empty looks once more after this long
 
 
 class Runtime:
@@ -101,13 +103,23 @@ class Runtime:
         set is empty (which releases the shard's waking lease). After `rounds` batches, a new task takes
         over, so that other work queued meanwhile gets its turn. `eager`: the eager budget (see
         `EagerSlot`) of a batch of one run, which is then coordinated as a coordinate task would (its
-        next activity may start right here); a batch of several sends its activities through the broker,
-        so that the pool shares them and no run waits for another's activities."""
+        next activity may start right here); in a batch of several, each run's next activity may start
+        right here once the whole batch is recorded, for WAKE_EAGER_SECONDS, and the rest go through the
+        broker, so that long activities neither hold the batch's other runs back nor keep the pool's
+        other processes idle."""
         for _ in range(rounds):
-            workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH)
+            # While signals stream in, a task that finds the set empty lingers a moment with the shard's
+            # waking lease held and looks again: the runs woken meanwhile send no wake task of their own.
+            workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH, keep=True)
             if not workflow_ids:
-                return
-            slot = EagerSlot(eager) if eager > 0 and len(workflow_ids) == 1 else None
+                time.sleep(WAKE_LINGER)
+                workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH)
+                if not workflow_ids:
+                    return
+            if eager > 0 and len(workflow_ids) == 1:
+                slot: EagerSlot | None = EagerSlot(eager)
+            else:  # each woken run's next activity may start right here, once the batch is recorded
+                slot = EagerSlot(len(workflow_ids), batch=True) if eager > 0 else None
             self._local.slot = slot
             try:
                 self.coordinator.run_many(workflow_ids)
@@ -134,9 +146,11 @@ class Runtime:
         attempt of an activity this worker has the code for, with no queue of its own, no timeout and no
         heartbeat timeout (those are enforced per Celery task), while the slot is free and its budget lasts."""
         slot: EagerSlot | None = getattr(self._local, "slot", None)
-        return (slot is not None and slot.next is None and slot.used < slot.limit and attempt == 1
-                and name in registry.activities and not options.get("queue") and not options.get("timeout")
-                and not options.get("heartbeat_timeout"))
+        if slot is None or not slot.free() or attempt != 1 or name not in registry.activities \
+                or options.get("queue") or options.get("timeout") or options.get("heartbeat_timeout"):
+            return False
+        slot.picked += 1  # a batch's plans pick before any of them is recorded
+        return True
 
     def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
                  options: dict[str, Any], eager: bool = False, countdown: float | None = None) -> None:
@@ -144,6 +158,12 @@ class Runtime:
         of its activity call (`activity_task_id`): every attempt of one call is one task in Flower, its
         retries counted, as `Task.retry` keeps a task's id."""
         slot: EagerSlot | None = getattr(self._local, "slot", None)
+        if eager and slot is not None and slot.batch:
+            # recorded with a lease deadline, which this process renews until the attempt ends or is sent
+            self.in_flight.add((workflow_id, seq, attempt))
+            self.ensure_renewer()
+            slot.queued.append((workflow_id, run_id, seq, attempt, name, input, options))
+            return
         if eager and slot is not None and slot.next is None:
             slot.next = (workflow_id, run_id, seq, attempt, name, input, options)
             return
@@ -227,10 +247,22 @@ class EagerSlot:
     the next one. `limit` eager attempts per task at most: then the run goes back through the broker,
     and the process to whatever waits there."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, batch: bool = False) -> None:
         self.limit = limit
         self.used = 0
         self.next: tuple[str, str, int, int, str, Any, dict[str, Any]] | None = None
+        # A wake task's batch: each woken run may leave its next attempt (`limit` in all), run once the
+        # whole batch is recorded, one after the other for WAKE_EAGER_SECONDS; what is left then is sent
+        # through the broker. Their reports take no eager attempt after them.
+        self.batch = batch
+        self.picked = 0
+        self.queued: list[tuple[str, str, int, int, str, Any, dict[str, Any]]] = []
+
+    def free(self) -> bool:
+        """Whether the slot takes one more attempt."""
+        if self.batch:
+            return self.picked < self.limit
+        return self.next is None and self.used < self.limit
 
 
 class Holds:
@@ -419,6 +451,14 @@ def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     """Run the attempts left in the task's eager slot, one after the other, each possibly leaving the
     next; then close the slot."""
     try:
+        if slot is not None and slot.batch and slot.queued:
+            rt._local.slot = None  # the reports of a batch's attempts send what follows through the broker
+            until = time.monotonic() + WAKE_EAGER_SECONDS
+            with task_events.batched():
+                while slot.queued and time.monotonic() < until:
+                    job = slot.queued.pop(0)
+                    slot.used += 1
+                    run_eagerly(rt, *job)
         while slot is not None and slot.next is not None:
             job, slot.next = slot.next, None
             slot.used += 1
@@ -433,6 +473,16 @@ def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     if slot is not None and slot.next is not None:
         job, slot.next = slot.next, None
         rt.dispatch(*job)
+    if slot is not None and slot.queued:
+        jobs, slot.queued = slot.queued, []
+        held = [(wid, seq, attempt) for wid, _, seq, attempt, *_ in jobs]
+        rt.in_flight.difference_update(held)
+        try:  # no longer renewed here: the time allowed for a worker to take the message, as when sent
+            rt.fleet.hold(held, until=rt.fleet.dispatch_deadline())
+        except Exception as exc:  # noqa: BLE001 - Redis away: sent all the same (the broker queue is looked into)
+            log.debug("could not move the deadlines of attempts sent after a wake batch: %s", exc)
+        for job in jobs:
+            rt.dispatch(*job)
 
 
 def _eager_allowed(task: Any) -> bool:

@@ -187,6 +187,28 @@ class RedisStore(WorkflowStore):
         events = got[n + 1:n + 1 + version - after] if version <= INLINE_EVENTS else [_event_of(f) for _, f in entries]
         return got[:n], [e for e in events if e is not None]
 
+    def load_many(self, workflow_ids: Sequence[str]) -> list[WorkflowState | None]:
+        """`load` of several runs in one round trip (one MULTI, so each run is read at one instant, as
+        `load` reads it). Not on a Redis Cluster, whose runs live on several nodes: load them one by one."""
+        if self.cluster:
+            return [self.load(w) for w in workflow_ids]
+        if not workflow_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=True)
+        for workflow_id in workflow_ids:
+            run_key, events_key, _ = self.keys(workflow_id)
+            pipe.hmget(run_key, *_SUMMARY_FIELDS, "version", *_INLINE_FIELDS)
+            pipe.xrange(events_key, min="0-1")
+        got = pipe.execute()
+        n = len(_SUMMARY_FIELDS)
+        out = []
+        for i in range(len(workflow_ids)):
+            fields, entries = got[2 * i], got[2 * i + 1]
+            version = int(fields[n] or 0)
+            events = fields[n + 1:n + 1 + version] if version <= INLINE_EVENTS else [_event_of(f) for _, f in entries]
+            out.append(_state(fields[:n], tuple(codec.decode_event(e) for e in events if e is not None)))
+        return out
+
     def version(self, workflow_id: str) -> tuple[str | None, int]:
         run_id, version = self.redis.hmget(self.keys(workflow_id)[0], "run_id", "version")
         return (run_id.decode() if run_id else None), int(version or 0)
@@ -293,6 +315,24 @@ class RedisStore(WorkflowStore):
 
         return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
 
+    def append_many(self, calls: Sequence[AppendCall], created: Sequence[float | None]) -> list[int | None]:
+        """Several `append_call`s (of different runs) in one pipeline, each atomic on its own, then the
+        listing indexes of the runs they closed in another: for each, None when refused, else the messages
+        left in its inbox (as `append_one`). `created`: each run's creation time (its index order). Writes
+        that replicas must confirm go one by one (`append_one`): a WAIT counts its own connection's writes."""
+        if not calls:
+            return []
+        got = self._lua.run_all(calls)
+        out: list[int | None] = [None if int(left) < 0 else int(left) for left in got]
+        closed = [(c, at) for c, at, left in zip(calls, created, out, strict=True)
+                  if left is not None and c.status]
+        if closed:
+            pipe = self.redis.pipeline(transaction=False)
+            for c, at in closed:
+                self._restatus_into(pipe, c.workflow_id, WorkflowStatus(c.status), at)
+            pipe.execute()
+        return out
+
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,
                     summary: WorkflowState | None = None,
@@ -332,13 +372,16 @@ class RedisStore(WorkflowStore):
     def restatus(self, workflow_id: str, status: WorkflowStatus, created_at: float | None = None) -> None:
         """Move the run to the index of its new status (derived data, updated after the write); the
         index is ordered by `created_at`, read from the index when not given."""
-        created = created_at if created_at is not None else self.redis.zscore(self._index("all"), workflow_id) or 0.0
         pipe = self.redis.pipeline(transaction=False)
+        self._restatus_into(pipe, workflow_id, status, created_at)
+        pipe.execute()
+
+    def _restatus_into(self, pipe: Any, workflow_id: str, status: WorkflowStatus, created_at: float | None) -> None:
+        created = created_at if created_at is not None else self.redis.zscore(self._index("all"), workflow_id) or 0.0
         for s in WorkflowStatus:
             if s is not status:
                 pipe.zrem(self._index(f"status:{s.value}"), workflow_id)
         pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created})
-        pipe.execute()
 
     def close(self) -> None:
         self.redis.close()

@@ -127,6 +127,28 @@ def test_begin_sends_only_the_events_past_the_cached_version(fleet: Fleet) -> No
     assert begun is not None and begun.version == 1002 and begun.newer == []
 
 
+def test_begin_many_takes_each_lease_on_its_own_and_release_many_gives_them_back(fleet: Fleet) -> None:
+    """A wake batch's leases in one pipeline: each run's is taken (or refused) exactly as `begin` would,
+    with a token of its own, and given back only with it."""
+    for wid in ("a", "b", "c"):
+        _start(fleet, wid, events=2)
+    fleet.push("a", {"k": "signal", "n": 1})
+    held = fleet.begin("b")
+    got = fleet.begin_many([("a", 0), ("b", 0), ("c", 1), ("ghost", 0)], ttl=7.0)
+    a, b, c, ghost = got
+    assert b is None and held is not None                           # b's lease is another coordinator's
+    assert a is not None and c is not None and ghost is not None
+    assert (a.run_id, a.version, a.inbox_used) == ("r1", 2, 1)
+    assert [codec.decode_event(e).id for e in c.newer] == [2]        # past the version it has cached
+    assert ghost.run_id is None
+    assert len({a.token, c.token, ghost.token, held.token}) == 4
+    assert fleet.redis.get(fleet.store.key("a", "lease")) == a.token.encode()
+    assert 6000 < fleet.redis.pttl(fleet.store.key("a", "lease")) <= 7000
+    assert fleet.release_many([("a", a.token), ("b", "not-mine"), ("c", c.token)]) == [1, 0, 0]
+    assert fleet.redis.exists(fleet.store.key("a", "lease"), fleet.store.key("c", "lease")) == 0
+    assert fleet.redis.get(fleet.store.key("b", "lease")) == held.token.encode()
+
+
 def test_begin_on_an_unknown_run_reads_no_run(fleet: Fleet) -> None:
     fleet.push("ghost", {"k": "signal"})
     begun = fleet.begin("ghost")
@@ -379,6 +401,21 @@ def test_wake_sends_one_task_per_shard_until_its_set_is_empty(fleet: Fleet) -> N
     assert fleet.take_wakes(shard, 2) == [] and fleet.redis.exists(_k(fleet, "waking", x)) == 0
     assert fleet.wake([x]) == [shard]                              # a later wake sends a new task
     assert fleet.take_wakes(shard_of(other)) == [other]
+
+
+def test_a_lingering_wake_task_keeps_the_lease_through_an_empty_set(fleet: Fleet) -> None:
+    """`keep`: the task looks again shortly, so a run woken meanwhile sends no task of its own; the task's
+    last look (without `keep`) lets go."""
+    x, y = _same_shard(2)
+    shard = shard_of(x)
+    assert fleet.wake([x]) == [shard]
+    assert fleet.take_wakes(shard, keep=True) == [x]
+    assert fleet.take_wakes(shard, keep=True) == []
+    assert fleet.redis.exists(_k(fleet, "waking", x)) == 1
+    assert fleet.wake([y]) == []                                   # the lingering task takes it
+    assert fleet.take_wakes(shard) == [y]
+    assert fleet.take_wakes(shard) == [] and fleet.redis.exists(_k(fleet, "waking", x)) == 0
+    assert fleet.wake([x]) == [shard]
 
 
 # --- start.lua, push.lua: a client's calls take effect once, and only on an open run ---------------------

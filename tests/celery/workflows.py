@@ -176,3 +176,26 @@ def fleet_traced_steps(ctx: workflow.WorkflowContext, arg: dict) -> int:
                                       retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05,
                                                                  max_interval=0.5), **options)
     return total
+
+
+@workflow.activity()
+def fleet_woken_step(arg: dict) -> int:
+    """Notes which Celery task and process ran it (the attempts a wake batch runs itself share the wake
+    task's id), sleeps, then records its effect."""
+    from celery import current_task
+
+    info = workflow.activity_info()
+    r = _redis()
+    r.rpush("test:woken", f"{info.workflow_id}:{info.attempt}:{current_task.request.id}:{os.getpid()}")
+    time.sleep(arg.get("sleep", 0.0))
+    r.hincrby("test:runs", info.idempotency_key, 1)
+    r.sadd("test:effects", info.idempotency_key)
+    return arg["i"] + 1
+
+
+@workflow.defn()
+def fleet_wake_then_step(ctx: workflow.WorkflowContext, arg: dict) -> int:
+    """Parks on `go`, then runs one activity with the signal's payload."""
+    got = ctx.receive_signal("go").receive()
+    return ctx.execute_activity(fleet_woken_step, {"i": got, "sleep": arg.get("sleep", 0.0)},
+                                retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05, max_interval=0.5))

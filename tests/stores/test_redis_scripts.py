@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from beluga.core.records import Append, Event, WorkflowState, WorkflowStatus
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.lua import Scripts
 from beluga.stores.redis import INLINE_EVENTS, RedisStore
 from beluga.stores.redis_scripts import AppendCall, CreateCall
@@ -239,4 +239,45 @@ def test_append_one_reports_refusal_and_what_is_left(redis_url: str) -> None:
     assert store.append_one(Append("w", "r0", 1, step), inbox_used=1) is None
     assert store.append_one(Append("w", "r1", 1, step), inbox_used=1) == 1
     assert store.version("w") == ("r1", 2)
+    store.close()
+
+
+def test_load_many_reads_each_run_as_load_does(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    short = tuple(Event(i, "workflow_started" if i == 1 else "signal_received", float(i), {"n": i})
+                  for i in range(1, 4))
+    long = tuple(Event(i, "workflow_started" if i == 1 else "signal_received", float(i), {"n": i})
+                 for i in range(1, INLINE_EVENTS + 4))                 # past the hash: in the events list
+    store.create(WorkflowState("s", "r1", "order", history=short))
+    store.create(WorkflowState("l", "r2", "order", history=long))
+    got = store.load_many(["s", "ghost", "l"])
+    assert got == [store.load("s"), None, store.load("l")]
+    assert got[0] is not None and got[0].history == short
+    assert got[2] is not None and got[2].history == long and got[2].run_id == "r2"
+    assert store.load_many([]) == []
+    store.close()
+
+
+def test_append_many_appends_each_on_its_own_and_indexes_the_runs_it_closed(redis_url: str) -> None:
+    """A batch's appends in one pipeline: each is conditional on its own run's version (a refused one
+    changes nothing and takes none of the others with it), and the runs they closed move to the index
+    of their new status."""
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    states = {wid: WorkflowState(wid, "r1", "order", history=(Event(1, "workflow_started", 1.0, {}),),
+                                 created_at=c) for wid, c in (("a", 10.0), ("b", 20.0), ("c", 30.0))}
+    for state in states.values():
+        store.create(state)
+    store.redis.rpush(store.keys("a")[2], b"m1", b"m2")
+    step = (Event(2, "signal_received", 2.0, {}),)
+    closing = (Event(2, "workflow_completed", 2.0, {}),)
+    calls = [store.append_call(Append("a", "r1", 1, step), inbox_used=1, summary=states["a"]),
+             store.append_call(Append("b", "r0", 1, step), summary=states["b"]),          # stale: refused
+             store.append_call(Append("c", "r1", 1, closing, status=WorkflowStatus.COMPLETED, result=7),
+                               summary=states["c"])]
+    assert store.append_many(calls, [10.0, 20.0, 30.0]) == [1, None, 0]   # messages left in each inbox
+    assert [store.version(w)[1] for w in "abc"] == [2, 1, 2]
+    assert [s.workflow_id for s in store.list(WorkflowFilter(status=WorkflowStatus.COMPLETED))] == ["c"]
+    assert sorted(s.workflow_id for s in store.list(WorkflowFilter(status=WorkflowStatus.RUNNING))) == ["a", "b"]
+    assert store.load_summary("c").result == 7
+    assert store.append_many([], []) == []
     store.close()
