@@ -261,9 +261,14 @@ class TemporalExecutor(DurableExecutor):
                              updated, (), desc.task_queue, parent)
 
     async def _input(self, workflow_id: str) -> Any:
-        async for ev in self.client.get_workflow_handle(workflow_id).fetch_history_events():
-            payloads = ev.workflow_execution_started_event_attributes.input.payloads
-            return codec.decode(payloads[0].data) if payloads else None
+        try:
+            async for ev in self.client.get_workflow_handle(workflow_id).fetch_history_events():
+                payloads = ev.workflow_execution_started_event_attributes.input.payloads
+                return codec.decode(payloads[0].data) if payloads else None
+        except RPCError as exc:  # deleted since its summary was read
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise WorkflowNotFound(f"no workflow with id {workflow_id!r}") from None
+            raise
         return None
 
     async def _stuck(self, handle: tc.WorkflowHandle[Any, Any]) -> dict[str, Any] | None:
