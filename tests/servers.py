@@ -141,6 +141,19 @@ class TemporalServer(ServerProcess):
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def ready(self) -> None:
+        """Its port answers before its frontend is healthy: wait for the health check to say SERVING."""
+        super().ready()
+        deadline = time.monotonic() + 30
+        while True:
+            check = subprocess.run([_venv_binary("temporal"), "operator", "cluster", "health", "--address",
+                                    self.target], capture_output=True, text=True, timeout=10)
+            if check.returncode == 0 and "SERVING" in check.stdout:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"temporal not healthy: {check.stdout}{check.stderr}")
+            time.sleep(0.1)
+
     def command(self) -> list[str]:
         return [_venv_binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
                 "--port", str(self.port), "--metrics-port", str(free_port()), "--log-level", "error",
