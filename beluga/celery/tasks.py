@@ -41,7 +41,8 @@ _renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
 WAKE_BATCH = 100  # runs a wake task takes from its shard's wake set at a time
 WAKE_EAGER_SECONDS = 0.5  # how long a wake batch runs its runs' next activities itself before sending the rest
-WAKE_LINGER = 0.01  # a wake task that found its shard's wake set empty looks once more after this long
+WAKE_LINGER = 0.002  # a wake task that found its shard's wake set empty looks once more after this long
+# (short: a run woken meanwhile waits for it, as a signal's next activity does)
 
 
 class Runtime:
