@@ -99,9 +99,11 @@ def test_a_worker_killed_in_the_middle_of_a_wake_batch(private_fleet) -> None:
     for i, h in enumerate(handles):
         ex.signal(h.id, workflow.Signal("go", i))
     deadline = time.monotonic() + 30
-    while r.hlen("test:runs") < 2:  # a few attempts of the batch finished, the next one is running
+    # a wake task has run several runs' attempts, and an attempt is running (started, its effect not made)
+    while not (r.llen("test:woken") > r.hlen("test:runs") >= 2
+               and max(collections.Counter(task_id for _, _, task_id, _ in _woken(r)).values()) > 1):
         assert time.monotonic() < deadline, _woken(r)
-        time.sleep(0.01)
+        time.sleep(0.005)
     doomed.kill9()
     before_kill = _woken(r)
     # several runs' attempts ran in one wake task: the kill landed in the middle of a batch's attempts

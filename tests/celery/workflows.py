@@ -154,13 +154,11 @@ def fleet_traced_step(arg: dict) -> int:
     from celery import current_task
 
     info = workflow.activity_info()
-    r = _redis()
-    r.rpush(f"test:trace:{info.workflow_id}", f"{info.seq}:{info.attempt}:{current_task.request.id}:{os.getpid()}")
+    _redis().rpush(f"test:trace:{info.workflow_id}",
+                   f"{info.seq}:{info.attempt}:{current_task.request.id}:{os.getpid()}")
     if info.seq == arg.get("slow_seq") and info.attempt == 1:
         time.sleep(arg.get("sleep", 30.0))
-    r.hincrby("test:runs", info.idempotency_key, 1)
-    r.sadd("test:effects", info.idempotency_key)
-    return arg["i"] + 1
+    return _counted_effect(info, arg["i"] + 1)
 
 
 @workflow.defn()
@@ -185,12 +183,17 @@ def fleet_woken_step(arg: dict) -> int:
     from celery import current_task
 
     info = workflow.activity_info()
-    r = _redis()
-    r.rpush("test:woken", f"{info.workflow_id}:{info.attempt}:{current_task.request.id}:{os.getpid()}")
+    _redis().rpush("test:woken", f"{info.workflow_id}:{info.attempt}:{current_task.request.id}:{os.getpid()}")
     time.sleep(arg.get("sleep", 0.0))
+    return _counted_effect(info, arg["i"] + 1)
+
+
+def _counted_effect(info: workflow.ActivityInfo, result: int) -> int:
+    """Record the attempt's effect (how many times each call ran, for the no-duplicate checks)."""
+    r = _redis()
     r.hincrby("test:runs", info.idempotency_key, 1)
     r.sadd("test:effects", info.idempotency_key)
-    return arg["i"] + 1
+    return result
 
 
 @workflow.defn()
