@@ -75,9 +75,22 @@ def end(handle: Any, error: BaseException | None = None, failed: bool = False) -
     except Exception:  # detached in another context: the span is ended all the same
         pass
     if error is not None or failed:
-        from opentelemetry.trace import Status, StatusCode
-
-        if error is not None:
-            span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, str(error) if error is not None else "failed"))
+        mark_failed(span, error)
     span.end()
+
+
+def mark_failed(span: Any, error: BaseException | None) -> None:
+    """Mark `span` as an error, with `error` as its exception event: the attributes OpenTelemetry's
+    `record_exception` writes, taken from Beluga's failure record, so that an exception whose `__str__`
+    raises is recorded too instead of breaking the code that reports it."""
+    from opentelemetry.trace import Status, StatusCode
+
+    if error is None:
+        span.set_status(Status(StatusCode.ERROR, "failed"))
+        return
+    from beluga.core.failure import to_failure
+
+    f = to_failure(error)
+    span.add_event("exception", {"exception.type": f["type"], "exception.message": f["message"],
+                                 "exception.stacktrace": f["traceback"], "exception.escaped": "False"})
+    span.set_status(Status(StatusCode.ERROR, f["message"]))

@@ -23,7 +23,8 @@ class TracingExecutor(DelegatingExecutor):
 
     @contextmanager
     def _span(self, name: str, workflow_id: str | None, **attrs: Any) -> Iterator[Any]:
-        with self._tracer.start_as_current_span(name) as span:
+        # the span's failure is recorded here (`mark_failed`), not by OpenTelemetry's own `str(exc)`
+        with self._tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
             if workflow_id is not None:
                 span.set_attribute("workflow.id", workflow_id)
             for key, value in attrs.items():
@@ -31,10 +32,7 @@ class TracingExecutor(DelegatingExecutor):
             try:
                 yield span
             except Exception as exc:
-                span.record_exception(exc)
-                from opentelemetry.trace import Status, StatusCode
-
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                propagation.mark_failed(span, exc)
                 raise
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:

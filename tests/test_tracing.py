@@ -13,12 +13,17 @@ from beluga.stores import InMemoryStore
 from tests.executors import workflows as W
 
 
-def test_spans_carry_the_workflow_id_and_record_errors() -> None:
+def _traced_executor() -> tuple[workflow.DurableExecutor, InMemorySpanExporter]:
+    """An in-process executor behind the tracing middleware, its spans kept in memory."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    executor = workflow.apply_middleware(workflow.new_executor(InMemoryStore()),
-                                         workflow.with_tracing(provider.get_tracer("test")))
+    return workflow.apply_middleware(workflow.new_executor(InMemoryStore()),
+                                     workflow.with_tracing(provider.get_tracer("test"))), exporter
+
+
+def test_spans_carry_the_workflow_id_and_record_errors() -> None:
+    executor, exporter = _traced_executor()
     try:
         handle = executor.execute(W.wf_progress, workflow.WorkflowOptions(id="traced", input=0))
         executor.signal("traced", workflow.Signal("go", 1))
@@ -68,11 +73,7 @@ def test_in_process_activity_spans_are_children_of_execute() -> None:
     """The context of `workflow.execute` is recorded with the run; each activity attempt's span, even
     one dispatched after a signal sent by another call, is its child."""
     workers = _global_exporter()
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    executor = workflow.apply_middleware(workflow.new_executor(InMemoryStore()),
-                                         workflow.with_tracing(provider.get_tracer("test")))
+    executor, exporter = _traced_executor()
     try:
         handle = executor.execute(two_steps, workflow.WorkflowOptions(id="traced-acts", input=0))
         executor.signal("traced-acts", workflow.Signal("go", 1))
@@ -89,6 +90,24 @@ def test_in_process_activity_spans_are_children_of_execute() -> None:
         assert span.context.trace_id == execute.context.trace_id
         assert span.parent.span_id == execute.context.span_id
     assert history[0].attrs["headers"]["traceparent"].split("-")[2] == f"{execute.context.span_id:016x}"
+
+
+def test_an_activity_exception_whose_str_raises_is_recorded_on_its_span() -> None:
+    """Recording the failed attempt on its span must not call the exception's own `__str__` (which
+    raises here): the run fails with the error, the span carries it as printed by Beluga."""
+    workers = _global_exporter()
+    executor, _ = _traced_executor()
+    try:
+        with pytest.raises(workflow.WorkflowFailed) as info:
+            executor.execute(W.wf_unprintable, workflow.WorkflowOptions(id="traced-unprintable")).result(timeout=5)
+    finally:
+        executor.close()
+    assert "<unprintable Unprintable>" in str(info.value.cause)
+    [span] = [s for s in workers.get_finished_spans() if s.attributes.get("workflow.id") == "traced-unprintable"]
+    assert span.status.status_code is StatusCode.ERROR
+    [event] = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "Unprintable"
+    assert event.attributes["exception.message"] == "<unprintable Unprintable>"
 
 
 def test_without_tracing_no_context_is_recorded() -> None:
