@@ -49,14 +49,7 @@ class Fleet:
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with redis_server() as url:
-        f = Fleet(url, tmp_path_factory.mktemp("fleet"))
-        workers = [f.start_worker("w1"), f.start_worker("w2")]
-        for w in workers:
-            w.wait_ready()
-        try:
-            yield f
-        finally:
-            f.stop()
+        yield from _with_workers(Fleet(url, tmp_path_factory.mktemp("fleet")), "w1", "w2")
 
 
 @pytest.fixture(scope="session")
@@ -70,14 +63,18 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def cluster_fleet(tmp_path_factory: pytest.TempPathFactory, cluster_url: str) -> Iterator[Fleet]:
     """The session's fleet with its histories on the Redis Cluster; the broker a plain server."""
     with redis_server() as broker:
-        f = Fleet(broker, tmp_path_factory.mktemp("cluster-fleet"), redis_url=cluster_url)
-        workers = [f.start_worker("cw1"), f.start_worker("cw2")]
-        for w in workers:
+        yield from _with_workers(Fleet(broker, tmp_path_factory.mktemp("cluster-fleet"), redis_url=cluster_url),
+                                "cw1", "cw2")
+
+
+def _with_workers(f: Fleet, *names: str) -> Iterator[Fleet]:
+    """A session fleet's body: its workers started and ready, stopped when the session ends."""
+    try:
+        for w in [f.start_worker(name) for name in names]:
             w.wait_ready()
-        try:
-            yield f
-        finally:
-            f.stop()
+        yield f
+    finally:
+        f.stop()
 
 
 @pytest.fixture(scope="session")

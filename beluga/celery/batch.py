@@ -90,10 +90,7 @@ class Batches:
             except Exception as exc:
                 self._drop(wid)
                 retry_transient(lambda wid=wid, token=b.token: self.fleet.release(wid, token), 2.0)
-                if isinstance(exc, _coordinator.Stuck):
-                    log.warning("%s", exc)
-                else:
-                    log.exception("could not coordinate workflow %s (the sweep wakes it again)", wid)
+                _coordinator.left_to_sweep(wid, exc)
         quiet = [p for p in plans if p.append is None]
         writes = [p for p in plans if p.append is not None]
         for p in quiet:
@@ -125,12 +122,10 @@ class Batches:
         try:
             if self._drive(workflow_id, begun, waiting):
                 again.append(workflow_id)
-        except _coordinator.Stuck as exc:
-            log.warning("%s", exc)
         except TRANSIENT:
             raise
-        except Exception:
-            log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
+        except Exception as exc:
+            _coordinator.left_to_sweep(workflow_id, exc)
 
     def _release_all(self: Coordinator, leases: list[tuple[str, Begun]]) -> None:
         """Give back the leases of a batch that failed half way (best effort: they lapse anyway)."""

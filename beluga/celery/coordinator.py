@@ -131,12 +131,10 @@ class Coordinator(Batches):
         for workflow_id in workflow_ids:
             try:
                 self.run(workflow_id)
-            except Stuck as exc:
-                log.warning("%s", exc)
             except TRANSIENT:
                 raise
-            except Exception:
-                log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
+            except Exception as exc:
+                left_to_sweep(workflow_id, exc)
 
     def _report_fast(self, workflow_id: str, report: tuple[Any, ...]) -> bool | None:
         """The common case in one round trip: this process has the run cached, so it applies the report
@@ -448,6 +446,15 @@ class Coordinator(Batches):
         self.fleet.push(parent["workflow_id"], messages.encode(st.ChildClosed(parent["seq"], ok, payload),
                                                                parent["run_id"]))
         self.wake(parent["workflow_id"], None)
+
+
+def left_to_sweep(workflow_id: str, exc: Exception) -> None:
+    """Log why a run of a batch could not be coordinated (called handling `exc`): its inbox keeps its
+    messages and the sweep wakes it again. A run that vanished is a warning, anything else an error."""
+    if isinstance(exc, Stuck):
+        log.warning("%s", exc)
+    else:
+        log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
 
 
 def _after_one(action: Callable[[], Any], budget: float = 10.0) -> None:

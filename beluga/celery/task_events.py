@@ -31,9 +31,17 @@ trace_log = logging.getLogger("celery.app.trace")  # where Celery logs a task's 
 
 
 _lock = threading.Lock()
-_dispatcher: Any = None      # this process's, made on first use (a forked pool process makes its own)
-_dispatcher_pid = 0
+_dispatcher: Any = None      # this process's, made on first use
 _local = threading.local()   # whether this thread runs a wake batch's attempts (see `batched`)
+
+
+def _forget() -> None:
+    """A forked pool process makes a dispatcher (and a connection) of its own."""
+    global _dispatcher
+    _dispatcher = None
+
+
+os.register_at_fork(after_in_child=_forget)
 
 
 @contextmanager
@@ -48,37 +56,46 @@ def batched() -> Iterator[None]:
         flush()
 
 
-def _get_dispatcher(app: Celery, hostname: str) -> Any:
-    """This process's event dispatcher: one connection, task events buffered and published as one
+def _hold(app: Celery, hostname: str, task_id: str, events: tuple[tuple[str, dict[str, Any]], ...]) -> None:
+    """Buffer events in this process's dispatcher: one connection, task events published as one
     `task.multi` message per flush (Flower and Celery's event receivers take lists of events)."""
-    global _dispatcher, _dispatcher_pid
-    if _dispatcher is None or _dispatcher_pid != os.getpid():
-        _dispatcher = app.events.Dispatcher(app.connection_for_write(), hostname=hostname, enabled=True,
-                                            buffer_while_offline=False, buffer_group=["task"],
-                                            buffer_limit=1000)
-        _dispatcher_pid = os.getpid()
-    return _dispatcher
+    global _dispatcher
+    with _lock:
+        if _dispatcher is None:
+            _dispatcher = app.events.Dispatcher(app.connection_for_write(), hostname=hostname, enabled=True,
+                                                buffer_while_offline=False, buffer_group=["task"],
+                                                buffer_limit=1000)
+        try:
+            for kind, fields in events:
+                _dispatcher.send(kind, uuid=task_id, **fields)  # past buffer_limit, it publishes
+        except Exception as exc:
+            _drop(exc)
 
 
 def flush() -> None:
     """Publish the events held by this process (the start of an eager attempt still running): called
     at each attempt's end and by the thread that renews the eager attempts' deadlines."""
-    global _dispatcher
     with _lock:
-        d = _dispatcher
-        if d is None or _dispatcher_pid != os.getpid():
+        if _dispatcher is None:
             return
         try:
-            d.flush()
+            _dispatcher.flush()
             _events.recovered()
-        except Exception as exc:  # the events it held are dropped with it; the next ones get a new one
-            _dispatcher = None
-            try:
-                d.close()
-                d.connection.release()
-            except Exception:  # noqa: BLE001 - it is being dropped anyway
-                pass
-            _events.error("could not send the task events of eager attempts", exc=exc)
+        except Exception as exc:
+            _drop(exc)
+
+
+def _drop(exc: Exception) -> None:
+    """The dispatcher failed to publish (the broker away): the events it held are dropped with it, the
+    next ones get a new one. Called holding `_lock`."""
+    global _dispatcher
+    d, _dispatcher = _dispatcher, None
+    try:
+        d.close()
+        d.connection.release()
+    except Exception:  # noqa: BLE001 - it is being dropped anyway
+        pass
+    _events.error("could not send the task events of eager attempts", exc=exc)
 
 
 class EagerTaskEvents:
@@ -122,9 +139,6 @@ class EagerTaskEvents:
         if not self.enabled:
             return
         assert self.hostname is not None
-        with _lock:
-            dispatcher = _get_dispatcher(self.app, self.hostname)
-            for kind, fields in events:
-                dispatcher.send(kind, uuid=self.task_id, **fields)
+        _hold(self.app, self.hostname, self.task_id, events)
         if now and not getattr(_local, "batched", False):
             flush()

@@ -430,21 +430,22 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
                                   celery_retries=False)
     finally:
         rt.in_flight.discard(key)
-        # no task of its own settles it: its exception is not to linger in the thread
-        failed = reported is None or not reported[0].get("ok")
-        error = outcome.take_failure(reported[0].get("payload") if reported and failed else None)
-        _observe_eager_end(events, name, reported, error)
+        _observe_eager_end(events, name, reported)
 
 
 def _observe_eager_end(events: EagerTaskEvents, name: str,
-                       reported: tuple[dict[str, Any], bool, float | None] | None, error: BaseException) -> None:
-    """Tell observers how an eager attempt ended, as `outcome.settle` tells Celery for an activity task."""
-    if reported is not None and reported[0].get("ok"):
-        events.succeeded(reported[0].get("payload"))  # while the log records still name the run
+                       reported: tuple[dict[str, Any], bool, float | None] | None) -> None:
+    """Tell observers how an eager attempt ended, as `outcome.settle` tells Celery for an activity task
+    (`reported`: None when it was given up)."""
+    message = reported[0] if reported is not None else {}
+    if message.get("ok"):
+        events.succeeded(message.get("payload"))  # while the log records still name the run
         observe.attempt_ended(events.task_id, name, "SUCCESS")
         return
+    # no task of its own settles it: its exception is taken, not left to linger in the thread
+    error = outcome.take_failure(message.get("payload"))
     retried = reported is not None and reported[2] is not None
-    events.failed(reported[0].get("payload") if reported is not None else to_failure(error), retried)
+    events.failed(message.get("payload") if reported is not None else to_failure(error), retried)
     observe.attempt_ended(events.task_id, name, "RETRY" if retried else "FAILURE", error)
 
 

@@ -36,7 +36,6 @@ from beluga import codec
 from beluga.core.definitions import Registry, workflow_name
 from beluga.core.definitions import registry as default_registry
 from beluga.core.errors import (
-    QueryNotFound,
     WorkflowAlreadyStarted,
     WorkflowNotFound,
     WorkflowNotRunning,
@@ -171,9 +170,7 @@ class TemporalExecutor(DurableExecutor):
         try:
             answer = self._query(workflow_id, HISTORY_QUERY, [])
             history = tuple(codec.decode_event(raw) for raw in answer.get("value", ()))
-        except (QueryNotFound, WorkflowNotFound, TimeoutError):
-            pass
-        except Exception:  # no worker, or the code no longer replays: the summary still tells the status
+        except Exception:  # gone, no worker, or the code no longer replays: the summary still tells the status
             pass
         if not history:  # its code never ran (or cannot replay): what Temporal recorded of its start
             history = (Event(1, EventType.WORKFLOW_STARTED, state.created_at,

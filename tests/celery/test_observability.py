@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from beluga import workflow
 from beluga.core.definitions import registry
 from beluga.executors._runs import new_run_state
+from tests.executors.helpers import eventually
 from tests.fleet import WORKER_IMPORTS, Worker, fleet_env, free_port, redis_server
 
 
@@ -67,15 +68,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
             worker.stop()
 
 
-def _wait(what: str, check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+def _wait(what: str, check: Any) -> Any:
+    """The workers report through other processes: wait up to 20 s."""
+    return eventually(check, timeout=20, interval=0.1, what=what)
 
 
 def _run_observed(observed: Observed, tracer: Any = None) -> tuple[str, str]:

@@ -17,15 +17,18 @@ from typing import Any
 from beluga import workflow
 
 
-def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
-    """Poll `check()` until it returns something truthy; hooks and activities run on other threads."""
+def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, what: str | None = None
+               ) -> Any:
+    """Poll `check()` until it returns something truthy; hooks and activities run on other threads.
+    `what`: what the test waits for, named in the failure."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
+            raise AssertionError(f"timed out waiting for {what}" if what else
+                                 f"condition not met within {timeout}s: {check}")
         time.sleep(interval)
 
 
