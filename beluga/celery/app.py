@@ -304,21 +304,23 @@ def check_persistence(client: Any, url: str) -> None:
 
 @signals.task_received.connect
 def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """Renew the deadline of an activity attempt whose message this worker just took (see `Holds`), so
-    that a worker that dies holding it is noticed within the lease."""
+    """Renew the deadline of an activity attempt whose message this worker just took, unless it is far
+    enough ahead (see `Holds`), so that a worker that dies holding it is noticed within the lease."""
     if request is None or request.type != "beluga.activity":  # .name is the Flower shadow name
         return
     app = getattr(sender, "app", None)
     if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         return
+    from beluga.celery.coordinator import UNTIL
     from beluga.celery.tasks import runtime
 
     args = request.args
     try:
         attempt = (args[0], int(args[2]), int(args[3]))
+        until = (args[6] or {}).get(UNTIL)
     except Exception:  # a malformed message is rejected by the task itself; never break the consumer
         return
-    runtime(app).holds.note(attempt)
+    runtime(app).holds.note(attempt, until if isinstance(until, float) else None)
 
 
 @signals.worker_shutdown.connect

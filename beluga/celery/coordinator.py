@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -36,7 +36,14 @@ from beluga.stores.redis import on_primary
 
 log = get_logger("beluga.coordinator")
 INBOX_BATCH = 100
-SENT_AT = "_version"  # in an activity message's options: the run's version after the append that sent it
+# In an activity message's options, beside the call's own:
+SENT_AT = "_version"  # the run's version after the append that sent it
+CARRIED = "_events"  # the run's latest encoded events, ending there (see `_carry`): a process whose cached
+# run is behind catches up from the message instead of reading the store (a run's steps go to either
+# process of a pool)
+UNTIL = "_until"  # the attempt's deadline as that append recorded it (see Holds: a message taken long
+# before it needs no renewal of its own)
+CARRY_MAX = 2048  # bytes of encoded events an activity message carries at most
 STUCK_RETRY_MAX = 300.0
 
 
@@ -72,7 +79,7 @@ class Coordinator(Batches):
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
         looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
         attempt's (seq, attempt, message, next attempt[, whether it promised heartbeats[, the run's
-        version when it was sent]]), handed over by the task that ran it."""
+        version when it was sent[, the events its message carried]]]), handed over by the task that ran it."""
         metrics.begin_step()
         worked = False
         if report is not None:
@@ -143,9 +150,11 @@ class Coordinator(Batches):
 
         `report` may say (its sixth item) which version the run had when the attempt was sent: a cached
         run behind it (another process of the pool took the step before) first catches up with the
-        events it missed, one more round trip instead of the coordinator's lease, read and reload."""
+        events it missed, from those the message carried (its seventh item) or else in one more round
+        trip, instead of the coordinator's lease, read and reload."""
         seq, attempt, message, next_attempt, *rest = report
         sent_at = rest[1] if len(rest) > 1 else None
+        carried = rest[2] if len(rest) > 2 else None
         run = self.cache.get(workflow_id)
         if run is None and sent_at is not None:
             run = self._load_for_report(workflow_id, message.get("run"))
@@ -155,10 +164,13 @@ class Coordinator(Batches):
         if sent_at is not None and run.version < sent_at:
             if message.get("run") != run.run_id:
                 return None
-            missed = self.store.history(workflow_id, after=run.version)
+            missed = _carried_since(run.version, sent_at, carried)
+            if missed is None:
+                missed, carried = self.store.history(workflow_id, after=run.version), []
             if len(missed) < sent_at - run.version or not run.catch_up(missed):
                 self._drop(workflow_id)
                 return None
+            run.tail = (run.version, list(carried or ()))
             before = None  # the cached summary may be behind: the append reads the store's if the step closes the run
         step = run.begin()
         run.apply(step, messages.decode(message), time.time(), self._rand.random())  # type: ignore[arg-type]
@@ -168,14 +180,18 @@ class Coordinator(Batches):
         append = Append(workflow_id, run.run_id, step.expected, tuple(step.events), step.status, step.result,
                         step.error, time.time())
         eager = self._eager_pick(step)
-        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=self._deadline(eager),
+        deadline = self._deadline(eager)
+        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=deadline,
                                       summary=before, timers=self._timers(run, step))
+        if call is None:  # the run vanished meanwhile: the coordinator sorts it out
+            self._drop(workflow_id)
+            return None
         if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt,
                       bool(rest and rest[0])) < 0:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             metrics.coordinator_retry("celery")
             return False
-        self._carry_out(run, step, eager=eager)
+        self._carry_out(run, step, eager, deadline, call.events)
         if step.status is not None:
             _after_one(lambda: self.store.restatus(workflow_id, step.status, run.state.created_at))
         self._keep_or_drop(run)
@@ -270,7 +286,7 @@ class Coordinator(Batches):
         if waiting is None:
             self._drop(plan.workflow_id)
             return None
-        self._carry_out(plan.run, plan.step, plan.eager)
+        self._carry_out(plan.run, plan.step, plan.eager, plan.options["dispatch_deadline"])
         self._keep_or_drop(plan.run)
         return waiting
 
@@ -313,9 +329,11 @@ class Coordinator(Batches):
         if run is not None and run.run_id == run_id and run.version <= version:
             if run.version == version:
                 return run, run.begin()
-            events = [codec.decode_event(e) for e in newer] if len(newer) == version - run.version \
-                else self.store.history(workflow_id, after=run.version)
+            read = len(newer) == version - run.version
+            events = [codec.decode_event(e) for e in newer] if read else self.store.history(workflow_id,
+                                                                                             after=run.version)
             if run.catch_up(events):  # another process advanced the run: apply just the new events
+                run.tail = (run.version, list(newer) if read else [])
                 return run, run.begin()
         self._drop(workflow_id)
         return None
@@ -388,20 +406,30 @@ class Coordinator(Batches):
                                                                                      rid))))
         return out
 
-    def _carry_out(self, run: drv.RunDriver, step: st.Step, eager: st.DispatchAttempt | None = None) -> None:
+    def _carry_out(self, run: drv.RunDriver, step: st.Step, eager: st.DispatchAttempt | None = None,
+                   deadline: float | None = None, encoded: tuple[bytes, ...] | None = None) -> None:
         """What a recorded step leads to (send activities, start children, tell the parent): each is done
         even if an earlier one failed, since the step is recorded and will not run again, and each
         carries on from what the primary holds (see `on_primary`): a run must not stall while a replica
-        lags. Timers were armed by the append itself. `eager`: the attempt the caller runs itself."""
+        lags. Timers were armed by the append itself. `eager`: the attempt the caller runs itself;
+        `deadline`: the one the append gave the attempts it dispatched; `encoded`: its events, encoded."""
         metrics.observe_step("celery", run.state.workflow_type, step)
+        sent: dict[str, Any] = {SENT_AT: run.version}
+        if deadline is not None:
+            sent[UNTIL] = deadline
+        if any(isinstance(e, st.DispatchAttempt) and e is not eager for e in step.effects):
+            carried = _carry(run, step, encoded)
+            if carried:
+                sent[CARRIED] = carried
         for effect in step.effects:
             if not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
-                _after_one(lambda effect=effect: self._effect(run, effect, effect is eager))
+                _after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))
 
-    def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False) -> None:
+    def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False,
+                sent: dict[str, Any] | None = None) -> None:
         wid, rid = run.workflow_id, run.run_id
         if isinstance(effect, st.DispatchAttempt):
-            options = {**self._options(effect.name, effect.options, run.headers), SENT_AT: run.version}
+            options = {**self._options(effect.name, effect.options, run.headers), **(sent or {})}
             if eager:
                 self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options, eager=True)
             else:
@@ -467,6 +495,38 @@ def _after_one(action: Callable[[], Any], budget: float = 10.0) -> None:
         log.error("a recorded step's follow-up failed for %gs, giving up on it: %s", budget, exc)
     except Exception:
         log.exception("a recorded step's follow-up failed")
+
+
+def _carry(run: drv.RunDriver, step: st.Step, encoded: Sequence[bytes] | None) -> list[bytes]:
+    """The events an activity message of this recorded step carries: the run's latest, as far back as
+    CARRY_MAX bytes allow, ending with the step's own (none when those alone are larger). They become
+    the run's tail, which the next step extends."""
+    own = list(encoded) if encoded is not None else [codec.encode_event(e) for e in step.events]
+    size = sum(map(len, own))
+    if size > CARRY_MAX:
+        run.tail = (run.version, [])
+        return []
+    end, before = run.tail
+    older: list[bytes] = []
+    for event in reversed(before if end == step.expected else []):  # else it has a gap: start afresh
+        size += len(event)
+        if size > CARRY_MAX:
+            break
+        older.append(event)
+    run.tail = (run.version, [*reversed(older), *own])
+    return run.tail[1]
+
+
+def _carried_since(version: int, sent_at: int, carried: list[bytes] | None) -> list[Any] | None:
+    """The events past `version` from those an activity message carried (the run's latest, ending at
+    `sent_at`), or None when they do not reach back that far."""
+    if not carried or sent_at - len(carried) > version:
+        return None
+    try:
+        return [codec.decode_event(e) for e in carried[version - sent_at:]]
+    except (SerializationError, KeyError, TypeError, ValueError) as exc:
+        log.warning("an activity message carried undecodable events (reading the store instead): %s", exc)
+        return None
 
 
 def _allowed(step: st.Step) -> list[tuple[int, int]]:

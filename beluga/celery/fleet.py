@@ -279,12 +279,13 @@ class Fleet:
         return 2 * self.lease_seconds
 
     def dispatch_deadline(self, delay: float = 0.0) -> float:
-        """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it:
-        twice the lease (a message waiting in the broker's queue is looked for first, see `lapsed`), or
-        never where undelivered attempts do not lapse (an AMQP broker)."""
+        """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it: a
+        lease (a message still waiting in the broker's queue is looked for first and given another, see
+        `lapsed`; a worker that took it renews it, see `tasks.Holds`), or never where undelivered
+        attempts do not lapse (an AMQP broker)."""
         if not self.undelivered_lapse:
             return time.time() + delay + 10 * 365 * 86400.0
-        return time.time() + delay + 2 * self.lease_seconds
+        return time.time() + delay + self.lease_seconds
 
     def lease_deadline(self) -> float:
         """The deadline of an attempt that starts now in a process that renews it (an eager attempt)."""

@@ -18,7 +18,7 @@ from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.celery import messages, observe, outcome, task_events
 from beluga.celery.app import activity_queue
-from beluga.celery.coordinator import SENT_AT, Coordinator, Stuck
+from beluga.celery.coordinator import CARRIED, SENT_AT, Coordinator, Stuck
 from beluga.celery.fleet import Fleet
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.task_events import EagerTaskEvents
@@ -183,7 +183,7 @@ class Runtime:
             _sending.recovered()
         except Exception as exc:  # its dispatch record has it sent again once its deadline passes
             _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
-                           workflow_id, seq, 2 * self.settings.lease_seconds, exc=exc)
+                           workflow_id, seq, self.settings.lease_seconds, exc=exc)
 
     def _known_activities(self) -> set[str]:
         try:
@@ -270,18 +270,24 @@ class Holds:
     """The attempts whose messages the worker's consumer just took: their deadlines are renewed (moved
     to a lease from now) from a thread of their own, in batches of one command, so the consumer loop
     never waits on Redis and a worker that dies holding a message is noticed within the lease. The
-    scheduler renews everything the worker still holds, every second or so (`held_attempts`)."""
+    scheduler renews everything the worker still holds, every second or so (`held_attempts`); so a
+    message whose deadline (as its dispatch recorded it, `until`) is further ahead than two of those
+    rounds, the common case of a message taken soon after it was sent, needs no renewal of its own:
+    its deadline is already at most a lease from its dispatch."""
 
     def __init__(self, fleet: Fleet, interval: float = 0.02) -> None:
         self._fleet = fleet
         self._interval = interval
+        self._margin = 2 * min(1.0, fleet.lease_seconds / 3) + 0.5  # the scheduler's round, twice, and some
         self._quiet = Quiet(log, "renewing activity deadlines")
         self._pending: list[tuple[str, int, int]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def note(self, attempt: tuple[str, int, int]) -> None:
+    def note(self, attempt: tuple[str, int, int], until: float | None = None) -> None:
+        if until is not None and until - time.time() > self._margin:
+            return
         with self._lock:
             self._pending.append(attempt)
             if self._thread is None or not self._thread.is_alive():
@@ -393,7 +399,8 @@ def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: i
         message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
                                           details, heartbeat_timeout, celery_retries)
         celery_retry = message.get("celery_retry", False)
-        report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options.get(SENT_AT))
+        report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options.get(SENT_AT),
+                  options.get(CARRIED))
         # Redis away: keep trying (the attempt's deadline is renewed meanwhile); reporting twice is
         # harmless, a stale report is ignored. Past the budget the attempt is given up: its deadline
         # lapses and any live worker's scheduler dispatches a new attempt.

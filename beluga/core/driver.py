@@ -48,6 +48,10 @@ class RunDriver:
         self.policy = policy
         self.stuck = stuck
         self.headers = headers        # the context the run was started with (trace context), for its activities
+        # some of the run's latest events as its adapter encoded them, and the version they end at (the
+        # adapter's to keep: the fleet hands them to the process that takes the next step, see
+        # coordinator.CARRIED)
+        self.tail: tuple[int, list[bytes]] = (0, [])
 
     @property
     def workflow_id(self) -> str:

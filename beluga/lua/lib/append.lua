@@ -6,7 +6,7 @@
 --   a.attempts   {seq, attempt, seq, attempt, ...}: attempts allowed to run
 --   a.events     {encoded event, ...}: the events to append, ids expected_version + 1 onwards
 --   a.timers     {due, member, due, member, ...}: durable timers the events arm, in the same step
---   a.inbox_empty  optional: true when the caller saw the inbox empty in this same script
+--   a.uncounted  optional: true when the caller has no use for the count of inbox messages left
 -- Included by append.lua (the store's append) and report_and_append.lua (the fleet's fast path), after
 -- lib/events.lua.
 
@@ -45,6 +45,6 @@ local function append_write(a)
   if a.lease_token ~= '' and redis.call('GET', a.lease_key) == a.lease_token then
     redis.call('DEL', a.lease_key)
   end
-  if a.inbox_empty then return 0 end
+  if a.uncounted then return 0 end
   return redis.call('LLEN', a.inbox_key)
 end
