@@ -29,7 +29,7 @@ from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import SerializationError
 from beluga.core.failure import child_outcome
 from beluga.core.pending import Pending
-from beluga.core.records import Append, WorkflowState
+from beluga.core.records import Append, WorkflowState, WorkflowStatus
 from beluga.core.retry import RetryPolicy
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
@@ -193,7 +193,8 @@ class Coordinator(Batches):
             return False
         self._carry_out(run, step, eager, deadline, call.events)
         if step.status is not None:
-            _after_one(lambda: self.store.restatus(workflow_id, step.status, run.state.created_at))
+            _after_one(lambda: self.store.restatus(workflow_id, step.status, run.state.created_at,
+                                                   was=WorkflowStatus.RUNNING))
         self._keep_or_drop(run)
         return True
 

@@ -310,7 +310,8 @@ class RedisStore(WorkflowStore):
             if left < 0:
                 return None
             if a.status is not None:
-                self.restatus(a.workflow_id, a.status, summary.created_at if summary is not None else None)
+                self.restatus(a.workflow_id, a.status, summary.created_at if summary is not None else None,
+                              was=WorkflowStatus.RUNNING)
             return int(left)
 
         return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
@@ -329,7 +330,7 @@ class RedisStore(WorkflowStore):
         if closed:
             pipe = self.redis.pipeline(transaction=False)
             for c, at in closed:
-                self._restatus_into(pipe, c.workflow_id, WorkflowStatus(c.status), at)
+                self._restatus_into(pipe, c.workflow_id, WorkflowStatus(c.status), at, WorkflowStatus.RUNNING)
             pipe.execute()
         return out
 
@@ -369,16 +370,19 @@ class RedisStore(WorkflowStore):
         pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created_at})
         pipe.execute()
 
-    def restatus(self, workflow_id: str, status: WorkflowStatus, created_at: float | None = None) -> None:
+    def restatus(self, workflow_id: str, status: WorkflowStatus, created_at: float | None = None,
+                 was: WorkflowStatus | None = None) -> None:
         """Move the run to the index of its new status (derived data, updated after the write); the
-        index is ordered by `created_at`, read from the index when not given."""
+        index is ordered by `created_at`, read from the index when not given. `was`: the status it is
+        known to leave (an append closes an open run), else it leaves whichever it is in."""
         pipe = self.redis.pipeline(transaction=False)
-        self._restatus_into(pipe, workflow_id, status, created_at)
+        self._restatus_into(pipe, workflow_id, status, created_at, was)
         pipe.execute()
 
-    def _restatus_into(self, pipe: Any, workflow_id: str, status: WorkflowStatus, created_at: float | None) -> None:
+    def _restatus_into(self, pipe: Any, workflow_id: str, status: WorkflowStatus, created_at: float | None,
+                       was: WorkflowStatus | None = None) -> None:
         created = created_at if created_at is not None else self.redis.zscore(self._index("all"), workflow_id) or 0.0
-        for s in WorkflowStatus:
+        for s in WorkflowStatus if was is None else (was,):
             if s is not status:
                 pipe.zrem(self._index(f"status:{s.value}"), workflow_id)
         pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created})

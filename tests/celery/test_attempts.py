@@ -195,11 +195,13 @@ def three_steps(ctx: object, _: object = None) -> str:
     return "done"
 
 
-def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fleet) -> None:
+@pytest.mark.parametrize("carried", [True, False], ids=["events carried", "events read"])
+def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fleet, carried: bool) -> None:
     """Two coordinators (the two processes of a prefork pool) take a run's reports in turn: the one that
     never saw the run loads it, the one whose cached run is behind catches up with the events it missed
-    (the activity message says which version it was sent at); each report is recorded by the fast path,
-    without the inbox or the coordinator lease."""
+    (the activity message says which version it was sent at, and carries the run's latest events: with
+    them, no read of the store; without, one); each report is recorded by the fast path, without the
+    inbox or the coordinator lease."""
     sent: list[tuple] = []
     registry = Registry()
     registry.add_workflow(three_steps)
@@ -222,21 +224,46 @@ def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fl
         return fast(*args, **kwargs)
 
     fleet.report_and_append = counted  # type: ignore[method-assign]
+    history, reads = fleet.store.history, []
+    fleet.store.history = lambda *a, **k: reads.append(1) or history(*a, **k)  # type: ignore[method-assign]
     marked = fleet.redis.zscore(fleet.shard_key(wid, "dirty"), wid)  # by the start message; a queued report marks again
     for i, process in enumerate((second, first, second), start=1):
         _, run_id, seq, attempt, _, _, options = sent[-1]
         assert (seq, attempt) == (i, 1) and options["_version"] == fleet.store.version(wid)[1]
         ok = {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": True, "payload": i}
-        assert process.run(wid, (seq, 1, ok, None, False, options["_version"]))
+        assert process.run(wid, (seq, 1, ok, None, False, options["_version"],
+                                 options["_events"] if carried else None))
         assert fleet.redis.llen(fleet.store.keys(wid)[2]) == 0
         assert fleet.redis.zscore(fleet.shard_key(wid, "dirty"), wid) == marked
     assert fast_calls == [1, 1, 1]
+    assert len(reads) == (0 if carried else 2)  # the second and third reports, each a step behind
     summary = fleet.store.load_summary(wid)
     assert summary is not None and summary.status.value == "completed" and summary.result == "done"
     # the closing step (a cached run that caught up first) moved the run to its status's index too
     listed = fleet.store.list(workflow.WorkflowFilter(status=workflow.WorkflowStatus.COMPLETED, limit=10_000))
     assert wid in {s.workflow_id for s in listed}
-    history = fleet.store.history(wid)
-    assert [e.attrs["seq"] for e in history if e.type == E.ACTIVITY_COMPLETED] == [1, 2, 3]
-    assert [e.id for e in history] == list(range(1, len(history) + 1))
+    events = history(wid)
+    assert [e.attrs["seq"] for e in events if e.type == E.ACTIVITY_COMPLETED] == [1, 2, 3]
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
     assert fleet.redis.zcard(fleet.shard_key(wid, "dispatched")) == 0
+
+
+def test_a_message_taken_well_before_its_deadline_is_not_renewed_on_its_own(url: str) -> None:
+    """The worker's consumer renews the deadline of an attempt whose message it took only when that
+    deadline is near (its message waited in the queue): the scheduler's round renews everything the
+    worker holds long before a fresh message's deadline, so a fresh one costs no command of its own."""
+    from beluga.celery.tasks import Holds
+
+    fleet = Fleet(RedisStore(url, prefix=f"t{uuid.uuid4().hex[:8]}"), lease_seconds=15.0)
+    deadlines = fleet.shard_key("w", "dispatched")
+    fleet.redis.zadd(deadlines, {_member("w", 1, 1): 100.0, _member("w", 2, 1): 200.0})
+    holds = Holds(fleet)
+    holds.note(("w", 1, 1), until=time.time() + 15.0)   # sent just now: a lease ahead
+    holds.note(("w", 2, 1), until=time.time() + 1.0)    # waited in the queue: its deadline is near
+    deadline = time.monotonic() + 5
+    while fleet.redis.zscore(deadlines, _member("w", 2, 1)) == 200.0:
+        assert time.monotonic() < deadline, "the near deadline was not renewed"
+        time.sleep(0.01)
+    assert fleet.redis.zscore(deadlines, _member("w", 2, 1)) >= time.time() + 14
+    time.sleep(0.1)
+    assert fleet.redis.zscore(deadlines, _member("w", 1, 1)) == 100.0
