@@ -249,7 +249,7 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
     if not isinstance(settings, Settings):
         return
     import_user_modules(settings)
-    from beluga.celery.tasks import runtime
+    from beluga.celery.runtime import runtime
     from beluga.core.definitions import registry
 
     if getattr(app.conf, "beluga_installed", False):  # a team's own app: consume Beluga's queue as well
@@ -266,8 +266,8 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
+        from beluga.celery.runtime import runtime
         from beluga.celery.scheduler import start_scheduler
-        from beluga.celery.tasks import runtime
         from beluga.core.definitions import registry
 
         settings = app.conf.beluga_settings
@@ -312,7 +312,7 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
     if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         return
     from beluga.celery.coordinator import UNTIL
-    from beluga.celery.tasks import runtime
+    from beluga.celery.runtime import runtime
 
     args = request.args
     try:
@@ -349,7 +349,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
     if isinstance(settings, Settings) and settings.metrics_port:
         from beluga import metrics
-        from beluga.celery.tasks import runtime
+        from beluga.celery.runtime import runtime
 
         metrics.serve_worker(settings.metrics_port, runtime(app).store)
 

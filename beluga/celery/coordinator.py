@@ -67,7 +67,7 @@ class Coordinator(Batches):
         self.cache_size = cache_size
         self.stuck_retry = stuck_retry
         # whether the caller would run an attempt (name, attempt, options) itself, right after the append
-        # that dispatches it, instead of having it sent (see tasks.Runtime.takes_eagerly)
+        # that dispatches it, instead of having it sent (see runtime.Runtime.takes_eagerly)
         self.eager = eager
         self._rand = random.Random()
         # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis

@@ -281,7 +281,7 @@ class Fleet:
     def dispatch_deadline(self, delay: float = 0.0) -> float:
         """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it: a
         lease (a message still waiting in the broker's queue is looked for first and given another, see
-        `lapsed`; a worker that took it renews it, see `tasks.Holds`), or never where undelivered
+        `lapsed`; a worker that took it renews it, see `runtime.Holds`), or never where undelivered
         attempts do not lapse (an AMQP broker)."""
         if not self.undelivered_lapse:
             return time.time() + delay + 10 * 365 * 86400.0

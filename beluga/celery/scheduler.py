@@ -82,7 +82,7 @@ def held_attempts() -> list[tuple[str, int, int]]:
 
 
 def _loop(app: Any, worker: str, interval: float) -> None:
-    from beluga.celery.tasks import queued, runtime
+    from beluga.celery.runtime import queued, runtime
     from beluga.core.definitions import registry
 
     rt = runtime(app)

@@ -31,7 +31,7 @@ T = TypeVar("T")
 class CeleryExecutor(StoreBackedExecutor):
     def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0) -> None:
         from beluga.celery.app import get_app
-        from beluga.celery.tasks import runtime
+        from beluga.celery.runtime import runtime
 
         self.app = get_app(settings)
         self._rt = runtime(self.app)
@@ -144,7 +144,7 @@ class CeleryExecutor(StoreBackedExecutor):
             return self.builtin_query(workflow_id, query_type)
         state = self.describe(workflow_id)
         reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
-        from beluga.celery.tasks import attempt_kwargsrepr
+        from beluga.celery.attempts import attempt_kwargsrepr
 
         self.app.tasks["beluga.query"].apply_async((workflow_id, query_type, list(args), reply_to),
                                                    queue=state.queue or None,

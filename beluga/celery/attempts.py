@@ -1,0 +1,110 @@
+"""Running one activity attempt and reporting it: what every path that runs an attempt shares (an
+activity task, an eager attempt, a wake batch's), and how an attempt is named in Celery and Flower."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from beluga.activity import ActivityInfo, run_with_info
+from beluga.celery import messages, outcome
+from beluga.celery.coordinator import CARRIED, SENT_AT
+from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
+from beluga.core.definitions import effective_retry
+from beluga.core.errors import ConfigurationError, SerializationError
+from beluga.core.failure import to_failure
+from beluga.core.steps import ActivityOutcome
+from beluga.logs import get_logger
+
+if TYPE_CHECKING:
+    from beluga.celery.runtime import Runtime
+
+log = get_logger("beluga.tasks")
+# Through an outage each process logs a topic's first error, then a line every ten seconds at most.
+reporting = Quiet(log, "reporting activity attempts")
+renewing = Quiet(log, "renewing activity leases")
+CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
+
+
+def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
+    """How an activity task's arguments show in Flower and in the broker's message headers, where the
+    scheduler looks for an attempt that no worker has taken yet (see `queued`)."""
+    return f"({workflow_id!r}, {run_id!r}, seq={seq}, attempt={attempt})"
+
+
+def activity_task_id(run_id: str, seq: int) -> str:
+    """The Celery task id of every attempt of the activity call `seq` of run `run_id` (a name-based UUID)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"beluga:{run_id}/{seq}"))
+
+
+def attempt_kwargsrepr(workflow_id: str) -> str:
+    """How a task's keyword arguments show in Flower: its workflow id, so that the search
+    `kwargs:workflow_id=<id>` finds exactly that run's tasks (the tasks take no keyword arguments)."""
+    return repr({"workflow_id": workflow_id})
+
+
+def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
+                options: dict[str, Any], details: Any, heartbeat_timeout: float | None, celery_retries: bool = True
+                ) -> tuple[dict[str, Any], float | None]:
+    """Run one claimed attempt; returns the inbox message reporting it and the retry delay. A retry up to
+    CELERY_RETRY_LIMIT away is the task's own Celery retry when `celery_retries`, else a durable timer."""
+    fleet = rt.fleet
+
+    def beat(details: Any) -> None:
+        rt.check(details)
+        try:
+            fleet.heartbeat(workflow_id, seq, attempt, heartbeat_timeout, details)
+            renewing.recovered()
+        except TRANSIENT as exc:  # not the activity's problem: its lease lapses if Redis stays away too long
+            renewing.error("could not record a heartbeat of attempt %s of %s seq %s", attempt, workflow_id, seq,
+                            exc=exc)
+
+    info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details, _beat=beat)
+    try:
+        result = run_with_info(info, lambda: defn.call(input))
+        rt.check(result)
+        return messages.encode(ActivityOutcome(seq, attempt, True, result), run_id), None
+    except BaseException as exc:
+        if isinstance(exc, SoftTimeLimitExceeded):
+            exc = TimeoutError(f"activity {defn.name!r} attempt {attempt} ran past its "
+                               f"{options.get('timeout')}s timeout")
+        failure = to_failure(exc)
+        outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
+        if isinstance(exc, (ConfigurationError, SerializationError)):
+            failure["non_retryable"] = True
+        delay = effective_retry(options, defn).next_delay(attempt, failure, random.random())
+        by_celery = celery_retries and delay is not None and delay <= CELERY_RETRY_LIMIT
+        return messages.encode(ActivityOutcome(seq, attempt, False, failure, delay, retried_by_sender=by_celery),
+                               run_id), delay
+
+
+def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
+                   options: dict[str, Any], details: Any, heartbeat_timeout: float | None, heartbeat: bool,
+                   celery_retries: bool = True) -> tuple[dict[str, Any], bool, float | None] | None:
+    """Run a started attempt and report it, handing the report to the coordinator right here. Returns
+    (the report's message, whether Celery is to send the next attempt, after how long), or None when the
+    attempt was given up (Redis stayed away past the lease: its deadline lapses and the scheduler
+    dispatches it again)."""
+    budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
+    try:
+        message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
+                                          details, heartbeat_timeout, celery_retries)
+        celery_retry = message.get("celery_retry", False)
+        report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options.get(SENT_AT),
+                  options.get(CARRIED))
+        # Redis away: keep trying (the attempt's deadline is renewed meanwhile); reporting twice is
+        # harmless, a stale report is ignored. Past the budget the attempt is given up: its deadline
+        # lapses and any live worker's scheduler dispatches a new attempt.
+        retry_transient(lambda: rt.coordinate_here(workflow_id, report), budget,
+                        on_error=lambda exc: reporting.error("could not report attempt %s of %s seq %s; "
+                                                              "trying again", attempt, workflow_id, seq, exc=exc))
+        reporting.recovered()
+    except Exception as exc:
+        reporting.error("giving up reporting attempt %s of %s seq %s: it is dispatched again within %gs",
+                         attempt, workflow_id, seq, 2 * budget, exc=exc)
+        return None
+    return message, celery_retry, next_delay
+

@@ -1,0 +1,313 @@
+"""The per-process state of a worker or client (`Runtime`): Redis connections, the coordinator and
+its cache, how runs are woken and attempts sent; and the renewal of the attempts a worker holds."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+
+from beluga.celery import messages, task_events
+from beluga.celery.app import activity_queue
+from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, renewing
+from beluga.celery.coordinator import Coordinator, Stuck
+from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
+from beluga.celery.fleet import Fleet
+from beluga.celery.outages import TRANSIENT, Quiet
+from beluga.core.definitions import registry
+from beluga.core.failure import to_failure
+from beluga.core.steps import ChildClosed, StartChild
+from beluga.executors._runs import new_run_state, payload_checker
+from beluga.logs import get_logger
+from beluga.settings import Settings
+from beluga.stores.redis import RedisStore, on_primary
+
+log = get_logger("beluga.tasks")
+# Through an outage each process logs a topic's first error, then a line every ten seconds at most.
+_sending = Quiet(log, "sending tasks to the broker")
+WAKE_BATCH = 100  # runs a wake task takes from its shard's wake set at a time
+WAKE_LINGER = 0.002  # a wake task that found its shard's wake set empty looks once more after this long
+# (short: a run woken meanwhile waits for it, as a signal's next activity does)
+
+
+class Runtime:
+    """Per-process state of a worker or client: Redis connections, the coordinator and its cache."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.store = RedisStore(settings.history_url, prefix=settings.key_prefix,
+                                append_replicas=settings.append_replicas,
+                                append_replicas_timeout=settings.append_replicas_timeout)
+        self.fleet = Fleet(self.store, settings.lease_seconds, undelivered_lapse=settings.broker_is_redis)
+        self.check = payload_checker(settings.max_payload_bytes)
+        self.coordinator = Coordinator(self.fleet, registry, dispatch=self.dispatch, wake=self.wake,
+                                       start_child=self.start_child, check_payload=self.check,
+                                       stuck_retry=settings.stuck_retry_seconds, eager=self.takes_eagerly)
+        # attempts this process runs eagerly (no message: no worker main process renews their deadlines)
+        self.in_flight: set[tuple[str, int, int]] = set()
+        self._renewer: threading.Thread | None = None
+        self.holds = Holds(self.fleet)
+        self._local = threading.local()  # the eager slot of the activity task running in this thread
+
+    def wake(self, workflow_id: str, queue: str | None) -> None:
+        """Have a coordinator look at the run. Without a queue the run joins its shard's wake set, and
+        the shard's wake task (sent unless one is queued or running) coordinates it with the others
+        there; with a queue (a run whose code only some workers have), a coordinate task of its own goes
+        to that queue. Never raises: a wake is only ever sent for a run with messages in its inbox, and
+        the scheduler's sweep wakes such runs again should this one be lost."""
+        if queue is None:
+            try:
+                shards = self.fleet.wake([workflow_id])
+            except Exception as exc:  # noqa: BLE001 - Redis away: a task of its own, as with a queue
+                log.debug("could not add workflow %s to its wake set: %s", workflow_id, exc)
+            else:
+                for shard in shards:
+                    self.wake_shard(shard)
+                return
+        try:
+            self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
+                                                           shadow="coordinate",  # per-name counters: no ids
+                                                           argsrepr=repr((workflow_id,)),
+                                                           kwargsrepr=attempt_kwargsrepr(workflow_id))
+            _sending.recovered()
+        except Exception as exc:
+            _sending.error("could not wake workflow %s (the sweep will)", workflow_id, exc=exc)
+
+    def wake_shard(self, shard: int) -> None:
+        """Send the shard's wake task (its waking lease is ours). Never raises: should it be lost, the
+        lease lapses and the scheduler's sweep sends the task again."""
+        try:
+            self.app.tasks["beluga.wake"].apply_async((shard,), shadow="wake", argsrepr=repr((shard,)),
+                                                      kwargsrepr="{}")
+            _sending.recovered()
+        except Exception as exc:
+            _sending.error("could not send the wake task of shard %s (the sweep will)", shard, exc=exc)
+
+    def wake_batch(self, shard: int, rounds: int = 10, eager: int = 0) -> None:
+        """The shard's wake task: coordinate the runs in its wake set, WAKE_BATCH at a time, until the
+        set is empty (which releases the shard's waking lease). After `rounds` batches, a new task takes
+        over, so that other work queued meanwhile gets its turn. `eager`: the eager budget (see
+        `EagerSlot`) of a batch of one run, which is then coordinated as a coordinate task would (its
+        next activity may start right here); in a batch of several, each run's next activity may start
+        right here once the whole batch is recorded, for WAKE_EAGER_SECONDS, and the rest go through the
+        broker, so that long activities neither hold the batch's other runs back nor keep the pool's
+        other processes idle."""
+        for _ in range(rounds):
+            # While signals stream in, a task that finds the set empty lingers a moment with the shard's
+            # waking lease held and looks again: the runs woken meanwhile send no wake task of their own.
+            workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH, keep=True)
+            if not workflow_ids:
+                time.sleep(WAKE_LINGER)
+                workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH)
+                if not workflow_ids:
+                    return
+            if eager > 0 and len(workflow_ids) == 1:
+                slot: EagerSlot | None = EagerSlot(eager)
+            else:  # each woken run's next activity may start right here, once the batch is recorded
+                slot = EagerSlot(len(workflow_ids), batch=True) if eager > 0 else None
+            self._local.slot = slot
+            try:
+                self.coordinator.run_many(workflow_ids)
+            except BaseException:
+                close_eager_slot(self, slot)
+                raise
+            run_eager_slot(self, slot)
+        self.wake_shard(shard)
+
+    def coordinate_here(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> None:
+        """Run the coordinator right here, saving a task hop: after an activity attempt (handing over
+        its outcome), or at the start of a run by a client that has the code. If the run cannot be
+        driven in this process, the coordinate task, which waits for a worker that can, takes over
+        (an attempt's outcome is queued already)."""
+        try:
+            self.coordinator.run(workflow_id, report)
+        except Stuck:  # the report is queued already; the coordinate task takes it from here
+            self.wake(workflow_id, None)
+
+    # --- eager activities ---------------------------------------------------------------------------
+    def takes_eagerly(self, name: str, attempt: int, options: dict[str, Any]) -> bool:
+        """Whether the task running in this thread would run this attempt itself, right after
+        the append that dispatches it, instead of sending it through the broker (see `EagerSlot`): a first
+        attempt of an activity this worker has the code for, with no queue of its own, no timeout and no
+        heartbeat timeout (those are enforced per Celery task), while the slot is free and its budget lasts."""
+        slot: EagerSlot | None = getattr(self._local, "slot", None)
+        if slot is None or not slot.free() or attempt != 1 or name not in registry.activities \
+                or options.get("queue") or options.get("timeout") or options.get("heartbeat_timeout"):
+            return False
+        slot.picked += 1  # a batch's plans pick before any of them is recorded
+        return True
+
+    def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
+                 options: dict[str, Any], eager: bool = False, countdown: float | None = None) -> None:
+        """Send an attempt through the broker (or leave it in this thread's eager slot), as the Celery task
+        of its activity call (`activity_task_id`): every attempt of one call is one task in Flower, its
+        retries counted, as `Task.retry` keeps a task's id."""
+        slot: EagerSlot | None = getattr(self._local, "slot", None)
+        if eager and slot is not None and slot.batch:
+            # recorded with a lease deadline, which this process renews until the attempt ends or is sent
+            self.in_flight.add((workflow_id, seq, attempt))
+            self.ensure_renewer()
+            slot.queued.append((workflow_id, run_id, seq, attempt, name, input, options))
+            return
+        if eager and slot is not None and slot.next is None:
+            slot.next = (workflow_id, run_id, seq, attempt, name, input, options)
+            return
+        timeout = options.get("timeout")
+        queue = options.get("queue") or activity_queue(self.settings, name)
+        if name not in self._known_activities():
+            log.warning("no worker has announced activity %r: workflow %s waits in queue %s until one that "
+                        "imports its module joins", name, workflow_id, queue)
+        try:
+            self.app.tasks["beluga.activity"].apply_async(
+                (workflow_id, run_id, seq, attempt, name, input, options),
+                queue=queue, shadow=f"activity:{name}",
+                argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
+                soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
+                task_id=activity_task_id(run_id, seq), retries=attempt - 1)
+            _sending.recovered()
+        except Exception as exc:  # its dispatch record has it sent again once its deadline passes
+            _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
+                           workflow_id, seq, self.settings.lease_seconds, exc=exc)
+
+    def _known_activities(self) -> set[str]:
+        try:
+            return self.fleet.known_activities()
+        except TRANSIENT:
+            return {*registry.activities}  # only for a warning: do not let it stop the dispatch
+
+    def start_child(self, c: StartChild | None, link: dict[str, Any] | None, queue: str | None,
+                    *, continue_from: Any = None, input: Any = None) -> None:
+        from beluga.core.errors import WorkflowAlreadyStarted
+
+        now = time.time()
+        if continue_from is not None:
+            state = new_run_state(continue_from.workflow_type, continue_from.workflow_id, input, None, queue,
+                                  now, parent=continue_from.parent, continued_from=continue_from.run_id)
+            on_primary(self.store.create, state, replace_run_id=continue_from.run_id)
+        else:
+            assert c is not None and link is not None
+            state = new_run_state(c.workflow_type, c.workflow_id, c.input, None, queue, now, parent=link)
+            try:
+                on_primary(self.store.create, state)
+            except WorkflowAlreadyStarted as exc:
+                existing = self.store.load_summary(c.workflow_id)
+                if existing is not None and existing.parent == link:  # created by an earlier try of this
+                    self.fleet.push(c.workflow_id, messages.encode(messages.Start()))
+                    self.wake(c.workflow_id, queue)
+                    return
+                self.fleet.push(link["workflow_id"], messages.encode(
+                    ChildClosed(c.seq, False, to_failure(exc)), link["run_id"]))
+                self.wake(link["workflow_id"], queue)
+                return
+        # found by the sweeper should the wake be lost
+        self.fleet.push(state.workflow_id, messages.encode(messages.Start()))
+        self.wake(state.workflow_id, queue)
+
+    def renew_forever(self) -> None:
+        """Renew the deadlines of the attempts this process runs eagerly (a worker's main process renews
+        those whose messages it holds)."""
+        ok = True
+        while True:  # after a failure, try again soon: the lease may be about to lapse
+            time.sleep(max(0.5, self.settings.lease_seconds / 3) if ok else 0.25)
+            task_events.flush()  # the start of an eager attempt still running shows in Flower
+            try:
+                self.fleet.hold(list(self.in_flight))
+                ok = True
+                renewing.recovered()
+            except Exception as exc:
+                ok = False
+                renewing.error("could not renew activity leases", exc=exc)
+
+    def ensure_renewer(self) -> None:
+        if self._renewer is None or not self._renewer.is_alive():
+            self._renewer = threading.Thread(target=self.renew_forever, name="beluga-lease", daemon=True)
+            self._renewer.start()
+
+
+class Holds:
+    """The attempts whose messages the worker's consumer just took: their deadlines are renewed (moved
+    to a lease from now) from a thread of their own, in batches of one command, so the consumer loop
+    never waits on Redis and a worker that dies holding a message is noticed within the lease. The
+    scheduler renews everything the worker still holds, every second or so (`held_attempts`); so a
+    message whose deadline (as its dispatch recorded it, `until`) is further ahead than two of those
+    rounds, the common case of a message taken soon after it was sent, needs no renewal of its own:
+    its deadline is already at most a lease from its dispatch."""
+
+    def __init__(self, fleet: Fleet, interval: float = 0.02) -> None:
+        self._fleet = fleet
+        self._interval = interval
+        self._margin = 2 * min(1.0, fleet.lease_seconds / 3) + 0.5  # the scheduler's round, twice, and some
+        self._quiet = Quiet(log, "renewing activity deadlines")
+        self._pending: list[tuple[str, int, int]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def note(self, attempt: tuple[str, int, int], until: float | None = None) -> None:
+        if until is not None and until - time.time() > self._margin:
+            return
+        with self._lock:
+            self._pending.append(attempt)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._flush_forever, name="beluga-holds", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _flush_forever(self) -> None:
+        backoff = self._interval
+        while True:
+            self._wake.wait()
+            time.sleep(backoff)  # let a burst of messages share one round trip
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                self._fleet.hold(batch)
+                backoff = self._interval
+                self._quiet.recovered()
+            except Exception as exc:
+                # Kept and tried again (renewing twice is harmless); meanwhile the scheduler renews what
+                # the worker holds, and the dispatch deadlines still stand.
+                self._quiet.error("could not renew %d activity deadlines", len(batch), exc=exc)
+                with self._lock:
+                    self._pending[:0] = batch[-10000:]
+                backoff = min(1.0, backoff * 4)
+                self._wake.set()
+
+
+def queued(rt: Runtime, queues: list[str]) -> Any:
+    """A predicate for a Redis broker: does the attempt's message still wait in one of its `queues`?"""
+    broker = rt.app.connection_for_write().default_channel.client
+
+    def waiting(workflow_id: str, seq: int, attempt: int) -> bool:
+        run_id, _ = rt.store.version(workflow_id)
+        needle = json.dumps(attempt_repr(workflow_id, run_id or "", seq, attempt))[1:-1].encode()
+        for queue in queues:
+            for start in range(0, int(broker.llen(queue)), 1000):
+                if any(needle in item for item in broker.lrange(queue, start, start + 999)):
+                    return True
+        return False
+
+    return waiting
+
+
+_runtime_lock = threading.Lock()
+
+
+def runtime(app: Celery) -> Runtime:
+    """The app's runtime, one per process (a forked pool process inherits it; redis-py reconnects)."""
+    rt = getattr(app, "_beluga_runtime", None)
+    if rt is None:
+        with _runtime_lock:
+            rt = getattr(app, "_beluga_runtime", None)
+            if rt is None:
+                rt = Runtime(app, app.conf.beluga_settings)
+                app._beluga_runtime = rt
+    return rt
+
