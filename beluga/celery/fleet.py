@@ -131,9 +131,10 @@ class Fleet:
             got, unconfirmed = exc.result, exc
         if got.startswith("="):
             return got[1:]
-        if got:
+        if got not in ("", "+"):
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
-        self.store.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
+        self.store.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status,
+                           replaced=got == "+")
         if unconfirmed is not None:
             raise unconfirmed
         return state.run_id

@@ -14,9 +14,9 @@
 --   updated         its update time
 --   #events         how many events follow
 --   events...       its first events, ids 1, 2, ...
--- Returns '' when created, else the id of the open run that blocks it. The inbox is kept when the new
--- run continues the run replace_run_id (continue-as-new: what waits there is for the new run), else
--- cleared.
+-- Returns '' when created (the id had no run), '+' when created in place of an earlier run, else the id
+-- of the open run that blocks it. The inbox is kept when the new run continues the run replace_run_id
+-- (continue-as-new: what waits there is for the new run), else cleared.
 
 -- #include "lib/events.lua"
 -- #include "lib/create.lua"

@@ -19,8 +19,9 @@
 --   start_message   the encoded start message for its inbox
 --   #events         how many events follow
 --   events...       its first events, ids 1, 2, ...
--- Returns '' when created; '=' followed by the run id when this request created the current run
--- already; else the id of the open run that blocks it.
+-- Returns '' when created (the id had no run), '+' when created in place of an earlier run; '=' followed
+-- by the run id when this request created the current run already; else the id of the open run that
+-- blocks it.
 
 -- #include "lib/events.lua"
 -- #include "lib/create.lua"
@@ -39,9 +40,9 @@ if request_id ~= '' then
   local cur = redis.call('HMGET', c.run_key, 'run_id', 'request')
   if cur[1] and cur[2] == request_id then return '=' .. cur[1] end
 end
-local blocker = create_run(c)
-if blocker ~= '' then return blocker end
+local created = create_run(c)
+if created ~= '' and created ~= '+' then return created end
 if request_id ~= '' then redis.call('HSET', c.run_key, 'request', request_id) end
 redis.call('RPUSH', c.inbox_key, start_message)
 redis.call('ZADD', dirty_key, c.created, workflow_id)
-return ''
+return created

@@ -261,11 +261,12 @@ class RedisStore(WorkflowStore):
             events=tuple(codec.encode_event(e) for e in state.history))
 
         def write(client: redis.Redis) -> None:
-            blocker = self._lua.run(call, client=client)
-            if blocker:
-                check_create(state.workflow_id, blocker.decode(), WorkflowStatus.RUNNING, replace_run_id)
+            created = self._lua.run(call, client=client)
+            if created not in (b"", b"+"):
+                check_create(state.workflow_id, created.decode(), WorkflowStatus.RUNNING, replace_run_id)
                 raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
-            self.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status)
+            self.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status,
+                         replaced=created == b"+")
 
         self.replicated(write, f"the start of workflow {state.workflow_id}", run_key)
 
@@ -360,11 +361,14 @@ class RedisStore(WorkflowStore):
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
             attempts=tuple(attempts), events=tuple(codec.encode_event(e) for e in a.events), timers=tuple(timers))
 
-    def reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus) -> None:
+    def reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus,
+                replaced: bool = True) -> None:
+        """List the run under its id, type and status (`replaced`: an earlier run of the id may be listed
+        under another status; a new id is listed nowhere yet)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self._index("all"), {workflow_id: created_at})
         pipe.zadd(self._index(f"type:{workflow_type}"), {workflow_id: created_at})
-        for s in WorkflowStatus:
+        for s in WorkflowStatus if replaced else ():
             if s is not status:
                 pipe.zrem(self._index(f"status:{s.value}"), workflow_id)
         pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created_at})

@@ -108,6 +108,9 @@ def test_create_over_closed_run_replaces_it(store: WorkflowStore) -> None:
     loaded = store.load("wf")
     assert (loaded.run_id, loaded.status, loaded.version) == ("r2", RUNNING, 1)
     assert [e.id for e in store.history("wf")] == [1]
+    # listed under the new run's status only
+    assert [s.workflow_id for s in store.list(WorkflowFilter(status=RUNNING))] == ["wf"]
+    assert store.list(WorkflowFilter(status=COMPLETED)) == []
 
 
 @pytest.mark.parametrize("replace_run_id, allowed", [("r1", True), ("other", False), (None, False)])

@@ -107,10 +107,10 @@ def test_a_run_outgrowing_its_hash_moves_every_event_to_the_list(run: Run) -> No
 def test_a_long_run_replaced_by_a_short_one_keeps_no_event_of_the_old(run: Run) -> None:
     run.create(run_id="r1", events=[f"old {i}".encode() for i in range(1, 2 * INLINE_EVENTS)])
     run.r.hset(run.key("run"), "status", "completed")
-    assert run.create(run_id="r2", events=[b"n1", b"n2"]) == b""
+    assert run.create(run_id="r2", events=[b"n1", b"n2"]) == b"+"
     assert run.events() == [(1, b"n1"), (2, b"n2")] and run.r.exists(run.key("events")) == 0
     run.r.hset(run.key("run"), "status", "completed")
-    assert run.create(run_id="r3", events=[f"new {i}".encode() for i in range(1, 2 * INLINE_EVENTS)]) == b""
+    assert run.create(run_id="r3", events=[f"new {i}".encode() for i in range(1, 2 * INLINE_EVENTS)]) == b"+"
     assert run.events() == [(i, f"new {i}".encode()) for i in range(1, 2 * INLINE_EVENTS)]
 
 
@@ -182,7 +182,7 @@ def test_append_arms_its_timers_in_the_same_step_and_a_refused_one_arms_none(run
 
 # --- create.lua ---------------------------------------------------------------------------------------
 def test_create_writes_the_run_and_its_first_events(run: Run) -> None:
-    assert run.create() == b""
+    assert run.create() == b""   # the id had no run
     assert run.run_hash() == {"run_id": "r1", "status": "running", "summary": "S", "type": "order",
                               "created": "10.0", "updated": "11.0", "version": "2"}
     assert run.events() == [(1, b"e1"), (2, b"e2")]
@@ -201,7 +201,7 @@ def test_create_replaces_a_closed_run_and_drops_its_inbox(run: Run) -> None:
     run.create(run_id="r1", events=[b"a", b"b", b"c"])
     run.r.hset(run.key("run"), "status", "completed")
     run.r.rpush(run.key("inbox"), b"late")
-    assert run.create(run_id="r2", events=[b"n1"]) == b""
+    assert run.create(run_id="r2", events=[b"n1"]) == b"+"   # in place of an earlier run
     assert run.events() == [(1, b"n1")]
     assert run.run_hash()["run_id"] == "r2" and run.run_hash()["version"] == "1"
     assert run.inbox() == []
@@ -210,7 +210,7 @@ def test_create_replaces_a_closed_run_and_drops_its_inbox(run: Run) -> None:
 def test_continue_as_new_replaces_the_open_run_and_keeps_its_inbox(run: Run) -> None:
     run.create(run_id="r1", events=[b"a", b"b", b"c"])
     run.r.rpush(run.key("inbox"), b"signal for the next run")
-    assert run.create(run_id="r2", replace_run_id="r1", events=[b"n1"]) == b""
+    assert run.create(run_id="r2", replace_run_id="r1", events=[b"n1"]) == b"+"
     assert run.events() == [(1, b"n1")]
     assert run.inbox() == [b"signal for the next run"]
 

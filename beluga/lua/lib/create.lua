@@ -5,17 +5,21 @@
 -- Included by create.lua (the store's create) and start.lua (the fleet client's start), after
 -- lib/events.lua.
 
--- Creates the run, replacing a closed one or the open run replace_run_id. Returns '' when created, else
--- the id of the open run that blocks it. The inbox is kept when the new run continues the run
+-- Creates the run, replacing a closed one or the open run replace_run_id. Returns '' when the id had
+-- no run, '+' when the new run replaced one (the caller's listing indexes then drop its old status),
+-- else the id of the open run that blocks it. The inbox is kept when the new run continues the run
 -- replace_run_id (continue-as-new: what waits there is for the new run), else cleared.
 local function create_run(c)
   local cur = redis.call('HMGET', c.run_key, 'run_id', 'status')
   if cur[1] and cur[2] == 'running' and cur[1] ~= c.replace_run_id then return cur[1] end
   if not (cur[1] and cur[1] == c.replace_run_id) then redis.call('DEL', c.inbox_key) end
-  events_clear(c.run_key, c.events_key)
+  if cur[1] then
+    events_clear(c.run_key, c.events_key)
+    redis.call('HDEL', c.run_key, 'request')
+  end
   events_append(c.run_key, c.events_key, 0, c.events)
   redis.call('HSET', c.run_key, 'run_id', c.run_id, 'status', c.status, 'summary', c.summary, 'type',
              c.workflow_type, 'created', c.created, 'updated', c.updated, 'version', #c.events)
-  redis.call('HDEL', c.run_key, 'request')
+  if cur[1] then return '+' end
   return ''
 end
