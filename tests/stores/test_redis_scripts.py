@@ -28,16 +28,20 @@ class Run:
     def key(self, name: str) -> str:
         return f"{self.wid}:{name}"
 
-    def seed(self, run_id: str = "r1", version: int = 2, **fields: Any) -> None:
-        """A run at `version`, written by hand so that the append tests do not depend on create.lua."""
+    def seed(self, run_id: str = "r1", version: int = 2, old_layout: bool = False, **fields: Any) -> None:
+        """A run at `version`, written by hand so that the append tests do not depend on create.lua; past
+        INLINE_EVENTS its events are one stream entry, or with `old_layout` one entry each, as earlier
+        versions wrote them."""
         self.r.hset(self.key("run"), mapping={"run_id": run_id, "version": version, "status": "running",
                                               "summary": b"S0", **fields})
         events = [f"event {v}".encode() for v in range(1, version + 1)]
         if version <= INLINE_EVENTS:
             self.r.hset(self.key("run"), mapping={f"e:{v}": e for v, e in enumerate(events, 1)})
-        else:
+        elif old_layout:
             for v, e in enumerate(events, 1):
                 self.r.xadd(self.key("events"), {"e": e}, id=f"0-{v}")
+        else:
+            self.r.xadd(self.key("events"), {str(v): e for v, e in enumerate(events, 1)}, id=f"0-{version}")
 
     def append(self, **kw: Any) -> int:
         args: dict[str, Any] = dict(
@@ -59,20 +63,35 @@ class Run:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key("run")).items()
                 if not k.startswith(b"e:")}
 
+    def entries(self) -> list[tuple[int, list[int]]]:
+        """The run's stream, as (entry id, the ids of the events it holds) per entry: an entry holds the
+        events its fields name, the last its own id; an earlier version's entry is one field `e`, the
+        event whose id is the entry's."""
+        out = []
+        for eid, fields in self.r.xrange(self.key("events")):
+            ms, seq = eid.split(b"-")
+            assert ms == b"0"
+            ids = [int(seq)] if list(fields) == [b"e"] else [int(name) for name in fields]
+            assert ids[-1] == int(seq), f"entry {eid!r} does not end with its own id"
+            out.append((int(seq), ids))
+        return out
+
     def events(self) -> list[tuple[int, bytes]]:
         """(id, event) in order, wherever they are: fields e:<id> of the run hash while the run has at
-        most INLINE_EVENTS events, else the run's stream, entry 0-<id> (and never both)."""
+        most INLINE_EVENTS events, else the run's stream (and never both), entries that hold ids 1, 2,
+        ... in order."""
         inline = {int(k[2:]): v for k, v in self.r.hgetall(self.key("run")).items() if k.startswith(b"e:")}
-        entries = self.r.xrange(self.key("events"))
-        assert [eid for eid, _ in entries] == [f"0-{i}".encode() for i in range(1, len(entries) + 1)]
-        listed = [f[b"e"] for _, f in entries]
+        listed = [(int(name) if name != b"e" else int(eid.split(b"-")[1]), event)
+                  for eid, fields in self.r.xrange(self.key("events")) for name, event in fields.items()]
+        assert [i for i, _ in listed] == [i for _, ids in self.entries() for i in ids]
+        assert [i for i, _ in listed] == list(range(1, len(listed) + 1))
         assert not (inline and listed), "events in the run hash and in the stream at once"
         version = int(self.r.hget(self.key("run"), "version") or 0)
         if version <= INLINE_EVENTS:
             assert sorted(inline) == list(range(1, version + 1)) and not listed
             return sorted(inline.items())
         assert len(listed) == version and not inline
-        return list(enumerate(listed, 1))
+        return listed
 
     def inbox(self) -> list[bytes]:
         return self.r.lrange(self.key("inbox"), 0, -1)
@@ -93,7 +112,7 @@ def test_append_writes_events_after_the_expected_version(run: Run) -> None:
     assert run.run_hash()["version"] == "4"
 
 
-def test_a_run_outgrowing_its_hash_moves_every_event_to_the_list(run: Run) -> None:
+def test_a_run_outgrowing_its_hash_moves_every_event_to_the_stream(run: Run) -> None:
     run.seed(version=INLINE_EVENTS - 1)
     assert run.append(expected_version=INLINE_EVENTS - 1, events=[b"last inline"]) == 0
     assert run.r.exists(run.key("events")) == 0 and run.events()[-1] == (INLINE_EVENTS, b"last inline")
