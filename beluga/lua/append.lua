@@ -3,7 +3,7 @@
 --
 -- KEYS
 --   run_key            <t>:<id>:run, hash: run_id, version, status, summary, updated, ...
---   events_key         <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
+--   events_key         <t>:<id>:events, stream of the events once more than 8, an entry per append (lib/events.lua)
 --   inbox_key          <t>:<id>:inbox, list of messages for the coordinator
 --   attempts_key       unused (an attempt is allowed while it has a deadline in dispatched_key)
 --   lease_key          <t>:<id>:lease, the coordinator's lease token

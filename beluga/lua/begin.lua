@@ -4,7 +4,7 @@
 --   lease_key       <t>:<id>:lease, the coordinator's lease token
 --   run_key         <t>:<id>:run, hash: run_id, version, ...
 --   inbox_key       <t>:<id>:inbox, list of messages for the coordinator
---   events_key      <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
+--   events_key      <t>:<id>:events, stream of the events once more than 8, an entry per append (lib/events.lua)
 -- ARGV
 --   token           the new lease token
 --   ttl_ms          the lease's time to live, in milliseconds

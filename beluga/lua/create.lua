@@ -2,7 +2,7 @@
 --
 -- KEYS
 --   run_key         <t>:<id>:run, hash: run_id, status, summary, type, created, updated, version
---   events_key      <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
+--   events_key      <t>:<id>:events, stream of the events once more than 8, an entry per append (lib/events.lua)
 --   inbox_key       <t>:<id>:inbox, list of messages for the coordinator
 -- ARGV
 --   run_id          the new run's id

@@ -7,7 +7,7 @@
 --   lease_key         <t>:<id>:lease, the coordinator's lease token
 --   run_key           <t>:<id>:run, hash: run_id, version, ...
 --   inbox_key         <t>:<id>:inbox, list of messages for the coordinator
---   events_key        <t>:<id>:events, list of the events once the run has more than 8 (lib/events.lua)
+--   events_key        <t>:<id>:events, stream of the events once more than 8, an entry per append (lib/events.lua)
 --   running_info_key  <t>:running:info, hash: attempt member -> encoded info (heartbeat attempts only)
 --   dirty_key         <t>:dirty, sorted set: workflow id -> when its inbox got a message
 --   dispatched_key    <t>:dispatched, sorted set: attempt member -> deadline

@@ -3,8 +3,10 @@
 Every workflow id belongs to one of `SHARDS` shards (crc32 of the id, modulo), and all keys of a run carry
 its shard's hash tag: `<t>:<id>:run` (hash: run_id, type, status, version, summary, ...), `<t>:<id>:inbox`
 (list of messages waiting for the coordinator) and, once the run has more than `INLINE_EVENTS` events,
-`<t>:<id>:events` (list, event i at index i - 1; before that the events are fields `e:<i>` of the run
-hash, so a short or parked run costs one key), where `<t>` is `<p>:{s<shard>}`. The fleet keeps its
+`<t>:<id>:events` (a stream of one entry per append: id `0-<id of its last event>`, one field per event,
+named by the event's id, in order; streams written by earlier versions hold entries `0-<i>` of one field
+`e`, read alike. Before that the events are fields `e:<i>` of the run hash, so a short or parked run
+costs one key), where `<t>` is `<p>:{s<shard>}`. The fleet keeps its
 per-shard records (timers, attempts, wake-ups) under the same tag, so each of its scripts touches one
 slot of a Redis Cluster. The listing indexes (`<p>:index:*`, sorted sets by creation time) are derived
 data, updated after each write. The scripts are beluga/lua/append.lua and create.lua, called through the
@@ -84,10 +86,19 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def _event_of(fields: Any) -> bytes:
-    """A stream entry's event: redis-py parses XRANGE into a dict, but a cluster pipeline hands back the
-    raw [field, value] list."""
-    return fields[b"e"] if isinstance(fields, dict) else fields[1]
+def _events_of(entries: Any, after: int) -> list[bytes]:
+    """The encoded events past `after` in the stream entries that XRANGE from `0-<after + 1>` read (the
+    first entry may also hold events up to `after`). An entry's fields are its events, each named by its
+    id; an entry of an earlier version is one field `e`, the event whose id is the entry's. redis-py
+    parses an entry's fields into a dict, but a cluster pipeline hands back the raw [field, value, ...]
+    list."""
+    out: list[bytes] = []
+    for _, fields in entries:
+        pairs = fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
+        for name, event in pairs:
+            if name == b"e" or int(name) > after:
+                out.append(event)
+    return out
 
 
 class RedisStore(WorkflowStore):
@@ -184,7 +195,7 @@ class RedisStore(WorkflowStore):
         got, entries = pipe.execute()
         n = len(names)
         version = int(got[n] or 0)
-        events = got[n + 1:n + 1 + version - after] if version <= INLINE_EVENTS else [_event_of(f) for _, f in entries]
+        events = got[n + 1:n + 1 + version - after] if version <= INLINE_EVENTS else _events_of(entries, after)
         return got[:n], [e for e in events if e is not None]
 
     def load_many(self, workflow_ids: Sequence[str]) -> list[WorkflowState | None]:
@@ -205,7 +216,7 @@ class RedisStore(WorkflowStore):
         for i in range(len(workflow_ids)):
             fields, entries = got[2 * i], got[2 * i + 1]
             version = int(fields[n] or 0)
-            events = fields[n + 1:n + 1 + version] if version <= INLINE_EVENTS else [_event_of(f) for _, f in entries]
+            events = fields[n + 1:n + 1 + version] if version <= INLINE_EVENTS else _events_of(entries, 0)
             out.append(_state(fields[:n], tuple(codec.decode_event(e) for e in events if e is not None)))
         return out
 

@@ -13,7 +13,7 @@ import pytest
 from beluga import codec
 from beluga.celery.fleet import Fleet
 from beluga.core.records import Append, Event, WorkflowState, WorkflowStatus
-from beluga.stores.redis import RedisStore, shard_of
+from beluga.stores.redis import INLINE_EVENTS, RedisStore, shard_of
 
 LEASE = 5.0
 
@@ -125,6 +125,33 @@ def test_begin_sends_only_the_events_past_the_cached_version(fleet: Fleet) -> No
     fleet.redis.hset(fleet.store.keys("w")[0], "version", 1002)   # more than 1000 behind: reload instead
     begun = fleet.begin("w", known_version=1)
     assert begun is not None and begun.version == 1002 and begun.newer == []
+
+
+@pytest.mark.parametrize("first, earlier", [(5, False), (INLINE_EVENTS + 2, True)], ids=["stream", "earlier-stream"])
+def test_begin_sends_the_events_past_the_cached_version_from_any_stream_entry(
+        fleet: Fleet, first: int, earlier: bool) -> None:
+    """Past the hash each append is one stream entry (the one that outgrew the hash holds the inline
+    events too): begin sends the events past the cached version even when it falls inside an entry. A
+    stream of an earlier version (an entry per event) is read alike, with the new entries after it."""
+    _start(fleet, events=first)
+    events_key = fleet.store.keys("w")[1]
+    if earlier:
+        entries = fleet.redis.xrange(events_key)
+        fleet.redis.delete(events_key)
+        for _, fields in entries:
+            for name, event in fields.items():
+                fleet.redis.xadd(events_key, {"e": event}, id=f"0-{int(name)}")
+    version = first
+    for size in (2, 4, 1, 3):
+        step = tuple(_ev(version + i) for i in range(1, size + 1))
+        assert fleet.store.append_one(Append("w", "r1", version, step)) == 0
+        version += size
+    assert fleet.redis.xlen(events_key) == (first + 4 if earlier else 3)
+    for known in range(1, version + 1):
+        begun = fleet.begin("w", known_version=known)
+        assert begun is not None and begun.version == version
+        assert [codec.decode_event(e) for e in begun.newer] == [_ev(i) for i in range(known + 1, version + 1)], known
+        fleet.redis.delete(fleet.store.key("w", "lease"))
 
 
 def test_begin_many_takes_each_lease_on_its_own_and_release_many_gives_them_back(fleet: Fleet) -> None:

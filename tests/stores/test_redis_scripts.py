@@ -28,16 +28,20 @@ class Run:
     def key(self, name: str) -> str:
         return f"{self.wid}:{name}"
 
-    def seed(self, run_id: str = "r1", version: int = 2, **fields: Any) -> None:
-        """A run at `version`, written by hand so that the append tests do not depend on create.lua."""
+    def seed(self, run_id: str = "r1", version: int = 2, old_layout: bool = False, **fields: Any) -> None:
+        """A run at `version`, written by hand so that the append tests do not depend on create.lua; past
+        INLINE_EVENTS its events are one stream entry, or with `old_layout` one entry each, as earlier
+        versions wrote them."""
         self.r.hset(self.key("run"), mapping={"run_id": run_id, "version": version, "status": "running",
                                               "summary": b"S0", **fields})
         events = [f"event {v}".encode() for v in range(1, version + 1)]
         if version <= INLINE_EVENTS:
             self.r.hset(self.key("run"), mapping={f"e:{v}": e for v, e in enumerate(events, 1)})
-        else:
+        elif old_layout:
             for v, e in enumerate(events, 1):
                 self.r.xadd(self.key("events"), {"e": e}, id=f"0-{v}")
+        else:
+            self.r.xadd(self.key("events"), {str(v): e for v, e in enumerate(events, 1)}, id=f"0-{version}")
 
     def append(self, **kw: Any) -> int:
         args: dict[str, Any] = dict(
@@ -59,20 +63,35 @@ class Run:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key("run")).items()
                 if not k.startswith(b"e:")}
 
+    def entries(self) -> list[tuple[int, list[int]]]:
+        """The run's stream, as (entry id, the ids of the events it holds) per entry: an entry holds the
+        events its fields name, the last its own id; an earlier version's entry is one field `e`, the
+        event whose id is the entry's."""
+        out = []
+        for eid, fields in self.r.xrange(self.key("events")):
+            ms, seq = eid.split(b"-")
+            assert ms == b"0"
+            ids = [int(seq)] if list(fields) == [b"e"] else [int(name) for name in fields]
+            assert ids[-1] == int(seq), f"entry {eid!r} does not end with its own id"
+            out.append((int(seq), ids))
+        return out
+
     def events(self) -> list[tuple[int, bytes]]:
         """(id, event) in order, wherever they are: fields e:<id> of the run hash while the run has at
-        most INLINE_EVENTS events, else the run's stream, entry 0-<id> (and never both)."""
+        most INLINE_EVENTS events, else the run's stream (and never both), entries that hold ids 1, 2,
+        ... in order."""
         inline = {int(k[2:]): v for k, v in self.r.hgetall(self.key("run")).items() if k.startswith(b"e:")}
-        entries = self.r.xrange(self.key("events"))
-        assert [eid for eid, _ in entries] == [f"0-{i}".encode() for i in range(1, len(entries) + 1)]
-        listed = [f[b"e"] for _, f in entries]
+        listed = [(int(name) if name != b"e" else int(eid.split(b"-")[1]), event)
+                  for eid, fields in self.r.xrange(self.key("events")) for name, event in fields.items()]
+        assert [i for i, _ in listed] == [i for _, ids in self.entries() for i in ids]
+        assert [i for i, _ in listed] == list(range(1, len(listed) + 1))
         assert not (inline and listed), "events in the run hash and in the stream at once"
         version = int(self.r.hget(self.key("run"), "version") or 0)
         if version <= INLINE_EVENTS:
             assert sorted(inline) == list(range(1, version + 1)) and not listed
             return sorted(inline.items())
         assert len(listed) == version and not inline
-        return list(enumerate(listed, 1))
+        return listed
 
     def inbox(self) -> list[bytes]:
         return self.r.lrange(self.key("inbox"), 0, -1)
@@ -93,7 +112,7 @@ def test_append_writes_events_after_the_expected_version(run: Run) -> None:
     assert run.run_hash()["version"] == "4"
 
 
-def test_a_run_outgrowing_its_hash_moves_every_event_to_the_list(run: Run) -> None:
+def test_a_run_outgrowing_its_hash_moves_every_event_to_the_stream(run: Run) -> None:
     run.seed(version=INLINE_EVENTS - 1)
     assert run.append(expected_version=INLINE_EVENTS - 1, events=[b"last inline"]) == 0
     assert run.r.exists(run.key("events")) == 0 and run.events()[-1] == (INLINE_EVENTS, b"last inline")
@@ -102,6 +121,38 @@ def test_a_run_outgrowing_its_hash_moves_every_event_to_the_list(run: Run) -> No
                             (INLINE_EVENTS, b"last inline"), (INLINE_EVENTS + 1, b"x"), (INLINE_EVENTS + 2, b"y")]
     assert run.append(expected_version=INLINE_EVENTS + 2, events=[b"z"]) == 0
     assert run.events()[-2:] == [(INLINE_EVENTS + 2, b"y"), (INLINE_EVENTS + 3, b"z")]
+
+
+def test_each_append_past_the_hash_is_one_stream_entry(run: Run) -> None:
+    """The append that outgrows the hash takes the inline events into its entry; each later append is one
+    entry, id 0-<its last event's id>."""
+    i = INLINE_EVENTS
+    run.seed(version=i - 1)
+    assert run.append(expected_version=i - 1, events=[b"a", b"b"]) == 0
+    assert run.entries() == [(i + 1, list(range(1, i + 2)))]
+    assert run.append(expected_version=i + 1, events=[b"c"]) == 0
+    assert run.append(expected_version=i + 2, events=[b"d", b"e", b"f"]) == 0
+    assert run.entries()[1:] == [(i + 2, [i + 2]), (i + 5, [i + 3, i + 4, i + 5])]
+    assert run.events() == [*((v, f"event {v}".encode()) for v in range(1, i)),
+                            *zip(range(i, i + 6), [b"a", b"b", b"c", b"d", b"e", b"f"], strict=True)]
+
+
+def test_a_large_append_is_one_entry_per_thousand_events(run: Run) -> None:
+    run.create(events=[f"e{v}".encode() for v in range(1, 2501)])
+    assert [(eid, ids[0]) for eid, ids in run.entries()] == [(1000, 1), (2000, 1001), (2500, 2001)]
+    assert run.events() == [(v, f"e{v}".encode()) for v in range(1, 2501)]
+    assert run.append(expected_version=2500, events=[b"x"]) == 0
+    assert run.entries()[-1] == (2501, [2501])
+
+
+def test_an_append_onto_a_stream_of_an_earlier_version_follows_its_entries(run: Run) -> None:
+    """Earlier versions wrote one entry per event, 0-<id> with the one field e: an append adds its own
+    entry after them."""
+    i = INLINE_EVENTS
+    run.seed(version=i + 2, old_layout=True)
+    assert run.append(expected_version=i + 2, events=[b"x", b"y"]) == 0
+    assert run.entries() == [*((v, [v]) for v in range(1, i + 3)), (i + 4, [i + 3, i + 4])]
+    assert run.events() == [*((v, f"event {v}".encode()) for v in range(1, i + 3)), (i + 3, b"x"), (i + 4, b"y")]
 
 
 def test_a_long_run_replaced_by_a_short_one_keeps_no_event_of_the_old(run: Run) -> None:
@@ -247,7 +298,7 @@ def test_load_many_reads_each_run_as_load_does(redis_url: str) -> None:
     short = tuple(Event(i, "workflow_started" if i == 1 else "signal_received", float(i), {"n": i})
                   for i in range(1, 4))
     long = tuple(Event(i, "workflow_started" if i == 1 else "signal_received", float(i), {"n": i})
-                 for i in range(1, INLINE_EVENTS + 4))                 # past the hash: in the events list
+                 for i in range(1, INLINE_EVENTS + 4))                 # past the hash: in the run's stream
     store.create(WorkflowState("s", "r1", "order", history=short))
     store.create(WorkflowState("l", "r2", "order", history=long))
     got = store.load_many(["s", "ghost", "l"])
@@ -281,3 +332,70 @@ def test_append_many_appends_each_on_its_own_and_indexes_the_runs_it_closed(redi
     assert store.load_summary("c").result == 7
     assert store.append_many([], []) == []
     store.close()
+
+
+# --- the store's reads of a run's stream ------------------------------------------------------------------
+def _ev(i: int) -> Event:
+    return Event(i, "workflow_started" if i == 1 else "signal_received", float(i), {"n": i})
+
+
+def _as_an_earlier_version_wrote_it(r: redis.Redis, events_key: str) -> None:
+    """Rewrites a run's stream as earlier versions wrote it: one entry 0-<id> per event, one field e."""
+    entries = r.xrange(events_key)
+    r.delete(events_key)
+    for _, fields in entries:
+        for name, event in fields.items():
+            r.xadd(events_key, {"e": event}, id=f"0-{int(name)}")
+
+
+def _reads_back(store: RedisStore, wid: str, history: list[Event]) -> None:
+    """load, load_many and history(after=k) for every k give `history`."""
+    state = store.load(wid)
+    assert state is not None and state.history == tuple(history)
+    assert store.load_many([wid]) == [state]
+    for k in range(len(history) + 2):
+        assert store.history(wid, after=k) == history[k:], f"after={k}"
+
+
+def test_appends_past_the_hash_read_back_in_order(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    history = [_ev(i) for i in range(1, 4)]
+    store.create(WorkflowState("w", "r1", "order", history=tuple(history)))
+    for size in (2, 4, 1, 3, 5, 1):            # the 4 outgrows the hash
+        step = tuple(_ev(len(history) + i) for i in range(1, size + 1))
+        assert store.append_one(Append("w", "r1", len(history), step)) == 0
+        history += step
+        _reads_back(store, "w", history)
+    assert [eid for eid, _ in store.redis.xrange(store.keys("w")[1])] == [b"0-9", b"0-10", b"0-13", b"0-18", b"0-19"]
+    store.close()
+
+
+def test_a_stream_written_by_an_earlier_version_keeps_replaying(redis_url: str) -> None:
+    """A run whose stream holds one entry per event, as earlier versions wrote it, reads back whole, and
+    the appends after it add entries of the new layout that read back with it."""
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    history = [_ev(i) for i in range(1, INLINE_EVENTS + 3)]
+    store.create(WorkflowState("w", "r1", "order", history=tuple(history)))
+    events_key = store.keys("w")[1]
+    _as_an_earlier_version_wrote_it(store.redis, events_key)
+    _reads_back(store, "w", history)
+    for size in (1, 3):
+        step = tuple(_ev(len(history) + i) for i in range(1, size + 1))
+        assert store.append_one(Append("w", "r1", len(history), step)) == 0
+        history += step
+        _reads_back(store, "w", history)
+    n = INLINE_EVENTS + 2
+    assert [eid for eid, _ in store.redis.xrange(events_key)] == [
+        *(f"0-{v}".encode() for v in range(1, n + 1)), f"0-{n + 1}".encode(), f"0-{n + 4}".encode()]
+    store.close()
+
+
+def test_stream_entries_read_as_a_dict_or_as_a_cluster_pipelines_raw_list() -> None:
+    from beluga.stores.redis import _events_of
+
+    raw = [(b"0-6", [b"4", b"d", b"5", b"e", b"6", b"f"]), (b"0-7", [b"e", b"g"])]   # a new entry, an old one
+    parsed = [(eid, dict(zip(f[::2], f[1::2], strict=True))) for eid, f in raw]
+    for entries in (raw, parsed):
+        assert _events_of(entries, 3) == [b"d", b"e", b"f", b"g"]
+        assert _events_of(entries, 4) == [b"e", b"f", b"g"]
+        assert _events_of(entries, 5) == [b"f", b"g"]

@@ -35,12 +35,11 @@ local function append_write(a)
     local seq, attempt = a.attempts[i], a.attempts[i + 1]
     redis.call('ZADD', a.dispatched_key, a.dispatch_deadline, a.workflow_id .. '\0' .. seq .. '\0' .. attempt)
   end
-  events_append(a.run_key, a.events_key, a.expected_version, a.events)
   local fields = {'version', a.expected_version + #a.events}
   if a.status ~= '' then fields[#fields + 1] = 'status'; fields[#fields + 1] = a.status end
   if a.summary ~= '' then fields[#fields + 1] = 'summary'; fields[#fields + 1] = a.summary end
   if a.updated ~= '' then fields[#fields + 1] = 'updated'; fields[#fields + 1] = a.updated end
-  redis.call('HSET', a.run_key, unpack(fields))
+  events_append(a.run_key, a.events_key, a.expected_version, a.events, fields)
   if a.inbox_used > 0 then redis.call('LTRIM', a.inbox_key, a.inbox_used, -1) end
   if a.lease_token ~= '' and redis.call('GET', a.lease_key) == a.lease_token then
     redis.call('DEL', a.lease_key)

@@ -17,9 +17,8 @@ local function create_run(c)
     events_clear(c.run_key, c.events_key)
     redis.call('HDEL', c.run_key, 'request')
   end
-  events_append(c.run_key, c.events_key, 0, c.events)
-  redis.call('HSET', c.run_key, 'run_id', c.run_id, 'status', c.status, 'summary', c.summary, 'type',
-             c.workflow_type, 'created', c.created, 'updated', c.updated, 'version', #c.events)
+  events_append(c.run_key, c.events_key, 0, c.events, {'run_id', c.run_id, 'status', c.status, 'summary',
+                c.summary, 'type', c.workflow_type, 'created', c.created, 'updated', c.updated, 'version', #c.events})
   if cur[1] then return '+' end
   return ''
 end
