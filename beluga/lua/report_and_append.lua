@@ -1,8 +1,8 @@
 -- report_and_append.lua: the fast path of an activity attempt's report (Fleet.report_and_append), one
 -- round trip, for a worker that has the run cached at its current version: retires the finished
--- attempt, then appends the events the report leads to only if the attempt was still the current one
--- and the run is still at the writer's version; else queues the report for the coordinator, as
--- report.lua does, and appends nothing.
+-- attempt, then appends the events the report leads to only if the attempt was still the current one,
+-- the run is still at the writer's version, no coordinator holds its lease and its inbox is empty; else
+-- queues the report for the coordinator, as report.lua does, and appends nothing.
 --
 -- KEYS
 --   run_key, events_key, inbox_key, attempts_key, lease_key, dispatched_key, timers_key
@@ -23,8 +23,7 @@
 --   heartbeat          '1' when the attempt promised heartbeats (its info is dropped), else ''
 --   #attempts, #events, #timers, attempts..., events..., timers...
 --                      as in append.lua
--- Returns -1 when the report was queued for the coordinator, else 0 (messages waiting in the inbox have
--- woken their coordinator already).
+-- Returns -1 when the report was queued for the coordinator, else 0 (the messages left in the inbox).
 
 -- #include "lib/events.lua"
 -- #include "lib/append.lua"
@@ -47,15 +46,14 @@ for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[19 + i] end
 for i = 1, n_events do a.events[i] = ARGV[19 + 2 * n_attempts + i] end
 for i = 1, 2 * n_timers do a.timers[i] = ARGV[19 + 2 * n_attempts + n_events + i] end
 
--- A coordinator holding the lease meanwhile finds its own append refused (the version moved) and reads
--- the run again; messages waiting in the inbox are recorded after these events by the coordinator they
--- woke (but a closing append waits for them, see append_allowed). An attempt that is no longer the
--- current one (reclaimed as lost: its failure waits in the inbox) leaves the decision to the
--- coordinator.
+-- Inputs are recorded in the order they arrived: while a coordinator holds the lease (it may be about
+-- to record messages it read) or messages wait in the inbox (a signal, a cancel request), the report
+-- joins them; so does the report of an attempt that is no longer the current one (reclaimed as lost).
 local allowed = append_allowed(a)
-if not finish_attempt(r) or not allowed then
+-- one command for both: the lease is held, or the inbox has messages (an empty list does not exist)
+if not finish_attempt(r) or not allowed or redis.call('EXISTS', a.lease_key, a.inbox_key) > 0 then
   queue_report(r)
   return -1
 end
-a.uncounted = true
+a.uncounted = true  -- nothing waits in the inbox, and nothing is pushed while this script runs
 return append_write(a)

@@ -256,26 +256,17 @@ def test_report_and_append_appends_when_the_run_is_untouched(fleet: Fleet) -> No
     assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
 
 
-def test_report_and_append_goes_ahead_of_a_lease_holder_and_waiting_messages(fleet: Fleet) -> None:
-    """A coordinator holding the lease finds its own append refused (the version moved) and reads again;
-    a signal waiting in the inbox has woken its coordinator and is recorded after these events."""
-    _start(fleet)
-    _in_flight(fleet, "w", 4, 1)
-    fleet.redis.set(fleet.store.key("w", "lease"), "someone")
-    fleet.push("w", {"k": "signal"})
-    assert _fast(fleet, allowed=((5, 1),)) == 0
-    assert fleet.store.version("w") == ("r1", 4)
-    assert [codec.decode(m) for m in _inbox(fleet)] == [{"k": "signal"}]              # left for its coordinator
-    assert fleet.redis.get(fleet.store.key("w", "lease")) == b"someone"
-    holder = fleet.store.append_call(Append("w", "r1", 3, (_ev(4),), updated_at=9.0), lease_token="someone",
-                                     inbox_used=1)
-    assert holder is not None and fleet.store._lua.run(holder) == -1                  # the holder's append: refused
-
-
-@pytest.mark.parametrize("touched", ["attempt reclaimed", "stale version", "other run"])
+@pytest.mark.parametrize("touched", ["lease held", "inbox waiting", "attempt reclaimed", "stale version",
+                                     "other run"])
 def test_report_and_append_queues_the_report_when_the_run_was_touched(fleet: Fleet, touched: str) -> None:
+    """Inputs are recorded in the order they arrived: a report behind a lease holder or waiting messages
+    joins them; so does that of an attempt reclaimed meanwhile, or of a run that moved on."""
     _start(fleet)
     _in_flight(fleet, "w", 4, 1)
+    if touched == "lease held":
+        fleet.redis.set(fleet.store.key("w", "lease"), "someone")
+    if touched == "inbox waiting":
+        fleet.push("w", {"k": "signal"})
     if touched == "attempt reclaimed":
         fleet.redis.zrem(_k(fleet, "dispatched"), _member("w", 4, 1))
     got = _fast(fleet, version=2 if touched == "stale version" else 3,
@@ -288,6 +279,8 @@ def test_report_and_append_queues_the_report_when_the_run_was_touched(fleet: Fle
     # a current attempt's failed report allows its retry; a reclaimed one's allows nothing
     assert _allowed(fleet) == ([] if touched == "attempt reclaimed" else [("w", 4, 2)])
     assert _traces(fleet, _member("w", 4, 1)) == [False] * 2
+    if touched == "lease held":
+        assert fleet.redis.get(fleet.store.key("w", "lease")) == b"someone"
 
 
 def test_report_and_append_that_closes_the_run_waits_for_messages_in_the_inbox(fleet: Fleet) -> None:

@@ -6,7 +6,7 @@
 --   a.attempts   {seq, attempt, seq, attempt, ...}: attempts allowed to run
 --   a.events     {encoded event, ...}: the events to append, ids expected_version + 1 onwards
 --   a.timers     {due, member, due, member, ...}: durable timers the events arm, in the same step
---   a.uncounted  optional: true when the caller has no use for the count of inbox messages left
+--   a.uncounted  optional: true when the caller saw the inbox empty in this same script (returns 0)
 -- Included by append.lua (the store's append) and report_and_append.lua (the fleet's fast path), after
 -- lib/events.lua.
 
