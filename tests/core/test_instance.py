@@ -6,7 +6,9 @@ Most also replay the history they built and check that the same code asks for no
 
 from __future__ import annotations
 
+import gc
 import uuid
+import weakref
 from datetime import datetime, timezone
 from typing import Any
 
@@ -638,6 +640,51 @@ def test_close_unwinds_a_parked_workflow_and_a_replay_resumes_it() -> None:
     assert new == []
     nxt = Event(len(d.history) + 1, E.SIGNAL_RECEIVED, T0 + 5, {"name": "go", "payload": "ok"})
     assert inst.activate([nxt], recording=True) == [cmds.CompleteWorkflow("ok")]
+
+
+@pytest.mark.parametrize("how", ["closed while parked", "completed"])
+def test_a_dropped_run_is_freed_by_reference_counting(how: str) -> None:
+    """No reference cycle ties a run's instance, context, channels and futures together: a run dropped
+    from memory frees them (and the buffers they hold) at once, not at the cyclic collector's next full
+    collection. A worker's cache drops thousands of runs; their garbage, piling up between full
+    collections, grew its memory (about 10 objects and 8 KB of buffers per run)."""
+
+    def wf(ctx: Any) -> Any:
+        timer = ctx.timer(60)
+        go = ctx.receive_signal("go")
+        ctx.wait_any(go, timer)
+        return go.receive(timeout=5)
+
+    d = Driver(wf)
+    if how == "completed":
+        d.signal("go", "ok")
+        assert d.instance.finished
+    inst = d.instance
+    ctx = inst._ctx
+    assert ctx is not None
+    alive = [weakref.ref(x) for x in (inst, ctx, ctx._channels["go"], ctx._rng)]
+    gc.collect()
+    gc.disable()
+    try:
+        if how != "completed":
+            inst.close()
+        del d, inst, ctx
+        assert [r() for r in alive] == [None] * len(alive)
+    finally:
+        gc.enable()
+
+
+def test_a_context_kept_past_its_run_says_so() -> None:
+    def wf(ctx: Any) -> Any:
+        return ctx.receive_signal("go").receive()
+
+    d = Driver(wf)
+    ctx = d.instance._ctx
+    d.instance.close()
+    del d
+    gc.collect()
+    with pytest.raises(WorkflowError, match="no longer in memory"):
+        ctx.now()
 
 
 # --- every command maps to its event ----------------------------------------------------------------------------
