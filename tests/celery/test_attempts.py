@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from beluga import codec, workflow
-from beluga.celery.coordinator import Coordinator
+from beluga.celery.coordinator import CARRY_MAX, Coordinator
 from beluga.celery.fleet import Fleet
 from beluga.core.definitions import Registry
 from beluga.core.records import EventType as E
@@ -195,13 +195,15 @@ def three_steps(ctx: object, _: object = None) -> str:
     return "done"
 
 
-@pytest.mark.parametrize("carried", [True, False], ids=["events carried", "events read"])
-def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fleet, carried: bool) -> None:
+@pytest.mark.parametrize(("carried", "result_size"), [(True, 1), (False, 1), (True, CARRY_MAX)],
+                         ids=["events carried", "events read", "events too large to carry"])
+def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fleet, carried: bool,
+                                                                       result_size: int) -> None:
     """Two coordinators (the two processes of a prefork pool) take a run's reports in turn: the one that
     never saw the run loads it, the one whose cached run is behind catches up with the events it missed
-    (the activity message says which version it was sent at, and carries the run's latest events: with
-    them, no read of the store; without, one); each report is recorded by the fast path, without the
-    inbox or the coordinator lease."""
+    (the activity message says which version it was sent at, and carries the run's latest events when
+    they are small: with them, no read of the store; without, one); each report is recorded by the fast
+    path, without the inbox or the coordinator lease."""
     sent: list[tuple] = []
     registry = Registry()
     registry.add_workflow(three_steps)
@@ -230,13 +232,15 @@ def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fl
     for i, process in enumerate((second, first, second), start=1):
         _, run_id, seq, attempt, _, _, options = sent[-1]
         assert (seq, attempt) == (i, 1) and options["_version"] == fleet.store.version(wid)[1]
-        ok = {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": True, "payload": i}
+        assert ("_events" in options) is (seq == 1 or result_size < CARRY_MAX)  # a large result is not carried
+        ok = {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": True, "payload": "x" * result_size}
         assert process.run(wid, (seq, 1, ok, None, False, options["_version"],
-                                 options["_events"] if carried else None))
+                                 options.get("_events") if carried else None))
         assert fleet.redis.llen(fleet.store.keys(wid)[2]) == 0
         assert fleet.redis.zscore(fleet.shard_key(wid, "dirty"), wid) == marked
     assert fast_calls == [1, 1, 1]
-    assert len(reads) == (0 if carried else 2)  # the second and third reports, each a step behind
+    # the second and third reports, each a step behind, read what they missed unless the message carried it
+    assert len(reads) == (0 if carried and result_size < CARRY_MAX else 2)
     summary = fleet.store.load_summary(wid)
     assert summary is not None and summary.status.value == "completed" and summary.result == "done"
     # the closing step (a cached run that caught up first) moved the run to its status's index too
