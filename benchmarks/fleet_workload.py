@@ -68,6 +68,12 @@ def bench_parked(ctx: workflow.WorkflowContext, _: Any = None) -> Any:
     return ctx.receive_signal("go").receive()
 
 
+@workflow.defn(name="bench_parked_step")
+def bench_parked_step(ctx: workflow.WorkflowContext, _: Any = None) -> Any:
+    """A parked run whose signal leads to one activity (part 5's second wake)."""
+    return ctx.execute_activity(bench_inc, ctx.receive_signal("go").receive())
+
+
 # --- the plain Celery baseline ----------------------------------------------------------------------
 app = get_app()
 
