@@ -153,7 +153,7 @@ class Coordinator(Batches):
         events it missed, from those the message carried (its seventh item) or else in one more round
         trip, instead of the coordinator's lease, read and reload."""
         seq, attempt, message, next_attempt, *rest = report
-        sent_at = rest[1] if len(rest) > 1 else None
+        sent_at = rest[1] if len(rest) > 1 and isinstance(rest[1], int) else None  # else a foreign message's
         carried = rest[2] if len(rest) > 2 else None
         run = self.cache.get(workflow_id)
         if run is None and sent_at is not None:
@@ -521,13 +521,18 @@ def _carry(run: drv.RunDriver, step: st.Step, encoded: Sequence[bytes] | None) -
 def _carried_since(version: int, sent_at: int, carried: list[bytes] | None) -> list[Any] | None:
     """The events past `version` from those an activity message carried (the run's latest, ending at
     `sent_at`), or None when they do not reach back that far."""
-    if not carried or sent_at - len(carried) > version:
+    if not isinstance(carried, list) or not carried or sent_at - len(carried) > version:
         return None
     try:
-        return [codec.decode_event(e) for e in carried[version - sent_at:]]
-    except (SerializationError, KeyError, TypeError, ValueError) as exc:
+        events = [codec.decode_event(e) for e in carried[version - sent_at:]]
+    except (SerializationError, KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("an activity message carried undecodable events (reading the store instead): %s", exc)
         return None
+    if [e.id for e in events] != list(range(version + 1, sent_at + 1)):
+        log.warning("an activity message carried events %s..%s for %s..%s (reading the store instead)",
+                    events[0].id if events else None, events[-1].id if events else None, version + 1, sent_at)
+        return None
+    return events
 
 
 def _allowed(step: st.Step) -> list[tuple[int, int]]:

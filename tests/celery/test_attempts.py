@@ -271,3 +271,26 @@ def test_a_message_taken_well_before_its_deadline_is_not_renewed_on_its_own(url:
     assert fleet.redis.zscore(deadlines, _member("w", 2, 1)) >= time.time() + 14
     time.sleep(0.1)
     assert fleet.redis.zscore(deadlines, _member("w", 1, 1)) == 100.0
+
+
+@pytest.mark.parametrize("carried", [[b"\x00not an event"], "not a list", [b"x"] * 0, None])
+def test_events_a_foreign_message_carries_are_not_trusted(carried: object) -> None:
+    """What an activity message carries is checked before a cached run catches up with it: undecodable
+    events, another type, or events that are not exactly the ones missed leave the run to read the store."""
+    from beluga.celery.coordinator import _carried_since
+
+    assert _carried_since(3, 4, carried) is None  # type: ignore[arg-type]
+
+
+def test_carried_events_must_be_the_ones_missed() -> None:
+    from beluga import codec
+    from beluga.celery.coordinator import _carried_since
+    from beluga.core.records import Event
+
+    def enc(*ids: int) -> list[bytes]:
+        return [codec.encode_event(Event(i, "signal_received", 1.0, {})) for i in ids]
+
+    assert [e.id for e in _carried_since(3, 5, enc(2, 3, 4, 5)) or []] == [4, 5]   # the tail past version 3
+    assert _carried_since(0, 5, enc(2, 3, 4, 5)) is None                            # does not reach back to 1
+    assert _carried_since(3, 5, enc(2, 3, 5, 4)) is None                            # not in order
+    assert _carried_since(3, 5, enc(7, 8)) is None                                  # not the run's ids
