@@ -35,28 +35,27 @@ def _park(ex: workflow.DurableExecutor, r: redis.Redis, n: int, sleep: float) ->
     return handles
 
 
-def _task_events(app) -> tuple[list[dict], threading.Event]:
-    """The task events the workers send (Flower's view), collected by a thread until the event is set."""
-    seen: list[dict] = []
-    stop = threading.Event()
+class _TaskEvents:
+    """The task events the workers send (Flower's view), collected by a thread from one subscription that
+    stays open until `stop` (a receiver that timed out and subscribed again would miss what was published
+    in between; kombu's consume loop looks at `should_stop` every second on the same subscription)."""
 
-    def capture() -> None:
+    def __init__(self, app) -> None:
+        self.seen: list[dict] = []
+        self._receiver = None
+        self._thread = threading.Thread(target=self._capture, args=(app,), daemon=True)
+        self._thread.start()
+
+    def _capture(self, app) -> None:
         with app.connection_for_read() as conn:
-            receiver = app.events.Receiver(conn, handlers={"*": seen.append})
-            receiver.should_stop = False
-            for _ in receiver.consume(limit=None, timeout=0.5, wakeup=False):
-                if stop.is_set():
-                    break
+            self._receiver = app.events.Receiver(conn, handlers={"*": self.seen.append})
+            self._receiver.should_stop = False
+            self._receiver.capture(limit=None, timeout=None, wakeup=False)
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                capture()
-            except (TimeoutError, OSError):
-                continue
-
-    threading.Thread(target=loop, daemon=True).start()
-    return seen, stop
+    def stop(self) -> None:
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+        self._thread.join(5)
 
 
 def test_a_wake_batch_runs_its_runs_next_activities_itself(private_fleet) -> None:
@@ -65,8 +64,9 @@ def test_a_wake_batch_runs_its_runs_next_activities_itself(private_fleet) -> Non
     ex = fleet.executor()
     r = redis.Redis.from_url(fleet.url)
     handles = _park(ex, r, 60, 0.0)
-    events, stop = _task_events(ex.app)
-    time.sleep(0.5)
+    captured = _TaskEvents(ex.app)
+    events = captured.seen
+    time.sleep(0.5)  # the subscription is in place
     for i, h in enumerate(handles):
         ex.signal(h.id, workflow.Signal("go", i))
     assert [h.result(timeout=60) for h in handles] == [i + 1 for i in range(len(handles))]
@@ -74,7 +74,7 @@ def test_a_wake_batch_runs_its_runs_next_activities_itself(private_fleet) -> Non
     while sum(e.get("type") == "task-succeeded" and e.get("result") is not None for e in events) < len(handles):
         assert time.monotonic() < deadline, collections.Counter(e.get("type") for e in events)
         time.sleep(0.1)
-    stop.set()
+    captured.stop()
     received = {e["uuid"]: e for e in events if e.get("type") == "task-received"}
     succeeded = [e for e in events if e.get("type") == "task-succeeded" and e["uuid"] in received]
     assert sum(received[e["uuid"]]["name"] == "activity:fleet_woken_step" for e in succeeded) == len(handles)
