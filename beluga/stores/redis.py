@@ -15,7 +15,7 @@ builders in `redis_scripts`.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -99,6 +99,14 @@ def _events_of(entries: Any, after: int) -> list[bytes]:
             if name == b"e" or int(name) > after:
                 out.append(event)
     return out
+
+
+def _split_read(got: list[Any], entries: Any, n: int, after: int) -> tuple[list[Any], list[bytes]]:
+    """What `RedisStore._queue_read` read: the `n` fields asked for, and the encoded events past `after`
+    (from the run hash while the run has at most INLINE_EVENTS, else from its stream)."""
+    version = int(got[n] or 0)
+    events = got[n + 1:n + 1 + version - after] if version <= INLINE_EVENTS else _events_of(entries, after)
+    return got[:n], [e for e in events if e is not None]
 
 
 class RedisStore(WorkflowStore):
@@ -188,15 +196,16 @@ class RedisStore(WorkflowStore):
     def _read(self, workflow_id: str, names: Sequence[str], after: int) -> tuple[list[Any], list[bytes]]:
         """The run hash's fields `names` and its encoded events past `after`, read at one instant (the
         events are in the run hash or in the run's stream, see beluga/lua/lib/events.lua)."""
-        run_key, events_key, _ = self.keys(workflow_id)
         pipe = self.redis.pipeline(transaction=True)
+        self._queue_read(pipe, workflow_id, names, after)
+        got, entries = pipe.execute()
+        return _split_read(got, entries, len(names), after)
+
+    def _queue_read(self, pipe: Any, workflow_id: str, names: Sequence[str], after: int) -> None:
+        """The two reads of `_read` (its answers: `_split_read`)."""
+        run_key, events_key, _ = self.keys(workflow_id)
         pipe.hmget(run_key, *names, "version", *_INLINE_FIELDS[after:])
         pipe.xrange(events_key, min=f"0-{after + 1}")
-        got, entries = pipe.execute()
-        n = len(names)
-        version = int(got[n] or 0)
-        events = got[n + 1:n + 1 + version - after] if version <= INLINE_EVENTS else _events_of(entries, after)
-        return got[:n], [e for e in events if e is not None]
 
     def load_many(self, workflow_ids: Sequence[str]) -> list[WorkflowState | None]:
         """`load` of several runs in one round trip (one MULTI, so each run is read at one instant, as
@@ -207,17 +216,12 @@ class RedisStore(WorkflowStore):
             return []
         pipe = self.redis.pipeline(transaction=True)
         for workflow_id in workflow_ids:
-            run_key, events_key, _ = self.keys(workflow_id)
-            pipe.hmget(run_key, *_SUMMARY_FIELDS, "version", *_INLINE_FIELDS)
-            pipe.xrange(events_key, min="0-1")
+            self._queue_read(pipe, workflow_id, _SUMMARY_FIELDS, 0)
         got = pipe.execute()
-        n = len(_SUMMARY_FIELDS)
         out = []
         for i in range(len(workflow_ids)):
-            fields, entries = got[2 * i], got[2 * i + 1]
-            version = int(fields[n] or 0)
-            events = fields[n + 1:n + 1 + version] if version <= INLINE_EVENTS else _events_of(entries, 0)
-            out.append(_state(fields[:n], tuple(codec.decode_event(e) for e in events if e is not None)))
+            fields, events = _split_read(got[2 * i], got[2 * i + 1], len(_SUMMARY_FIELDS), 0)
+            out.append(_state(fields, tuple(codec.decode_event(e) for e in events)))
         return out
 
     def version(self, workflow_id: str) -> tuple[str | None, int]:
@@ -342,7 +346,7 @@ class RedisStore(WorkflowStore):
         if closed:
             pipe = self.redis.pipeline(transaction=False)
             for c, at in closed:
-                self._restatus_into(pipe, c.workflow_id, WorkflowStatus(c.status), at, WorkflowStatus.RUNNING)
+                self._restatus_into(pipe, c.workflow_id, WorkflowStatus(c.status), at, (WorkflowStatus.RUNNING,))
             pipe.execute()
         return out
 
@@ -379,10 +383,7 @@ class RedisStore(WorkflowStore):
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self._index("all"), {workflow_id: created_at})
         pipe.zadd(self._index(f"type:{workflow_type}"), {workflow_id: created_at})
-        for s in WorkflowStatus if replaced else ():
-            if s is not status:
-                pipe.zrem(self._index(f"status:{s.value}"), workflow_id)
-        pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created_at})
+        self._restatus_into(pipe, workflow_id, status, created_at, WorkflowStatus if replaced else ())
         pipe.execute()
 
     def restatus(self, workflow_id: str, status: WorkflowStatus, created_at: float | None = None,
@@ -391,13 +392,15 @@ class RedisStore(WorkflowStore):
         index is ordered by `created_at`, read from the index when not given. `was`: the status it is
         known to leave (an append closes an open run), else it leaves whichever it is in."""
         pipe = self.redis.pipeline(transaction=False)
-        self._restatus_into(pipe, workflow_id, status, created_at, was)
+        self._restatus_into(pipe, workflow_id, status, created_at, WorkflowStatus if was is None else (was,))
         pipe.execute()
 
     def _restatus_into(self, pipe: Any, workflow_id: str, status: WorkflowStatus, created_at: float | None,
-                       was: WorkflowStatus | None = None) -> None:
+                       leaving: Iterable[WorkflowStatus]) -> None:
+        """Queue the run's move to the index of `status`, out of those of `leaving` (the statuses it may be
+        listed under now)."""
         created = created_at if created_at is not None else self.redis.zscore(self._index("all"), workflow_id) or 0.0
-        for s in WorkflowStatus if was is None else (was,):
+        for s in leaving:
             if s is not status:
                 pipe.zrem(self._index(f"status:{s.value}"), workflow_id)
         pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created})
