@@ -93,7 +93,7 @@ def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     next; then close the slot."""
     try:
         if slot is not None and slot.batch and slot.queued:
-            rt._local.slot = None  # the reports of a batch's attempts send what follows through the broker
+            rt.slot = None  # the reports of a batch's attempts send what follows through the broker
             until = time.monotonic() + WAKE_EAGER_SECONDS
             with task_events.batched():
                 while slot.queued and time.monotonic() < until:
@@ -110,7 +110,7 @@ def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
 
 def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     """No more eager attempts in this task; one still left in the slot goes through the broker."""
-    rt._local.slot = None
+    rt.slot = None
     if slot is not None and slot.next is not None:
         job, slot.next = slot.next, None
         rt.dispatch(*job)

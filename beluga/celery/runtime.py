@@ -53,6 +53,15 @@ class Runtime:
         self.holds = Holds(self.fleet)
         self._local = threading.local()  # the eager slot of the activity task running in this thread
 
+    @property
+    def slot(self) -> EagerSlot | None:
+        """The eager slot of the task running in this thread (None: every attempt goes through the broker)."""
+        return getattr(self._local, "slot", None)
+
+    @slot.setter
+    def slot(self, slot: EagerSlot | None) -> None:
+        self._local.slot = slot
+
     def wake(self, workflow_id: str, queue: str | None) -> None:
         """Have a coordinator look at the run. Without a queue the run joins its shard's wake set, and
         the shard's wake task (sent unless one is queued or running) coordinates it with the others
@@ -109,7 +118,7 @@ class Runtime:
                 slot: EagerSlot | None = EagerSlot(eager)
             else:  # each woken run's next activity may start right here, once the batch is recorded
                 slot = EagerSlot(len(workflow_ids), batch=True) if eager > 0 else None
-            self._local.slot = slot
+            self.slot = slot
             try:
                 self.coordinator.run_many(workflow_ids)
             except BaseException:
@@ -134,7 +143,7 @@ class Runtime:
         the append that dispatches it, instead of sending it through the broker (see `EagerSlot`): a first
         attempt of an activity this worker has the code for, with no queue of its own, no timeout and no
         heartbeat timeout (those are enforced per Celery task), while the slot is free and its budget lasts."""
-        slot: EagerSlot | None = getattr(self._local, "slot", None)
+        slot = self.slot
         if slot is None or not slot.free() or attempt != 1 or name not in registry.activities \
                 or options.get("queue") or options.get("timeout") or options.get("heartbeat_timeout"):
             return False
@@ -146,7 +155,7 @@ class Runtime:
         """Send an attempt through the broker (or leave it in this thread's eager slot), as the Celery task
         of its activity call (`activity_task_id`): every attempt of one call is one task in Flower, its
         retries counted, as `Task.retry` keeps a task's id."""
-        slot: EagerSlot | None = getattr(self._local, "slot", None)
+        slot = self.slot
         if eager and slot is not None and slot.batch:
             # recorded with a lease deadline, which this process renews until the attempt ends or is sent
             self.in_flight.add((workflow_id, seq, attempt))

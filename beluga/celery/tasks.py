@@ -44,7 +44,7 @@ def bind(app: Celery) -> None:
     def coordinate(self: Any, workflow_id: str) -> None:
         rt = runtime(app)
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
-        rt._local.slot = slot  # the run's first activity (or the next after a signal) may start right here
+        rt.slot = slot  # the run's first activity (or the next after a signal) may start right here
         try:
             rt.coordinator.run(workflow_id)
             _coordinating.recovered()
@@ -101,7 +101,7 @@ def bind(app: Celery) -> None:
                 return
         # An eager slot: the attempts this task's reports lead to may run right here (see EagerSlot)
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
-        rt._local.slot = slot
+        rt.slot = slot
         try:
             reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, details,
                                       heartbeat_timeout, heartbeat_timeout is not None)
