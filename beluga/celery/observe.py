@@ -18,8 +18,17 @@ _local = threading.local()
 
 
 def _is_ours(task: Any) -> bool:
-    return getattr(task, "name", None) in BELUGA_TASKS and hasattr(getattr(task.app, "conf", None),
-                                                                     "beluga_settings")
+    """Remembered on the task (one instance per app and name): reading the app's configuration costs
+    more than the rest of a hook."""
+    ours = getattr(task, "_beluga_ours", None)
+    if ours is None:
+        ours = getattr(task, "name", None) in BELUGA_TASKS and hasattr(getattr(task.app, "conf", None),
+                                                                        "beluga_settings")
+        try:
+            task._beluga_ours = ours
+        except AttributeError:  # not a Celery task instance: ask again next time
+            pass
+    return ours
 
 
 def _stack() -> list[tuple[Any, ...]]:
