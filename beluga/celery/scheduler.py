@@ -26,8 +26,12 @@ _broker_quiet = Quiet(log, "looking for undelivered attempts in the broker")
 RECOVERY_GRACE = 1.0  # seconds without reclaiming after Redis comes back (holders renew first)
 
 
-def tick(rt: Any, now: float, queued: Any = None, reclaim: bool = True) -> int:
+def tick(rt: Any, now: float, queued: Any = None, reclaim: bool = True, safety_nets: bool = True) -> int:
     """One round; returns how much it did. Separate from the loop so tests can step it.
+
+    Every round drains the due timers. With `safety_nets` it also reclaims lapsed attempts (when
+    `reclaim`) and sweeps runs whose wake-up was lost: their thresholds are seconds (a lease, the sweep's
+    grace), so the loop runs them about once a second, not every round (see `safety_interval`).
 
     `queued` is given with a Redis broker, which keeps a dead worker's messages unacknowledged for its
     visibility timeout: a lapsed attempt whose message still waits in the queue (for a free worker, or
@@ -35,21 +39,29 @@ def tick(rt: Any, now: float, queued: Any = None, reclaim: bool = True) -> int:
     worker's messages to another worker by itself (there, attempts no worker took never lapse)."""
     fleet = rt.fleet
     done, wake = fleet.drain_timers(now)
-    if reclaim:
-        try:
-            lost = fleet.lapsed(now, queued)
-            _broker_quiet.recovered()
-        except QueueUnknown as exc:  # the broker is away: the deadlines wait for it
-            _broker_quiet.error("could not look for undelivered attempts in the broker", exc=exc.__cause__)
-            lost = []
-        for item in lost:
-            if fleet.reclaim(item, _failure(rt, item)):
-                rt.wake(item.workflow_id, None)
-                done += 1
-    woken, more = fleet.sweep(now)
+    woken, more = 0, []
+    if safety_nets:
+        if reclaim:
+            done += _reclaim_lapsed(rt, now, queued)
+        woken, more = fleet.sweep(now)
     for shard in sorted({*wake, *more}):
         rt.wake_shard(shard)
     return done + woken
+
+
+def _reclaim_lapsed(rt: Any, now: float, queued: Any) -> int:
+    try:
+        lost = rt.fleet.lapsed(now, queued)
+        _broker_quiet.recovered()
+    except QueueUnknown as exc:  # the broker is away: the deadlines wait for it
+        _broker_quiet.error("could not look for undelivered attempts in the broker", exc=exc.__cause__)
+        return 0
+    done = 0
+    for item in lost:
+        if rt.fleet.reclaim(item, _failure(rt, item)):
+            rt.wake(item.workflow_id, None)
+            done += 1
+    return done
 
 
 def _failure(rt: Any, lost: Lost) -> dict[str, Any]:
@@ -81,6 +93,14 @@ def held_attempts() -> list[tuple[str, int, int]]:
     return out
 
 
+def safety_interval(lease_seconds: float, interval: float) -> float:
+    """How often the scheduler looks for lapsed attempts and lost wake-ups: once a second, and at least five
+    times per lease (a lost attempt is dispatched again within a lease and a fifth of one), never more
+    often than its rounds. Each look is a few commands per shard: 16 shards, every 0.2 s, made an idle
+    worker send about 560 commands a second."""
+    return max(interval, min(1.0, lease_seconds / 5))
+
+
 def _loop(app: Any, worker: str, interval: float) -> None:
     from beluga.celery.runtime import queued, runtime
     from beluga.core.definitions import registry
@@ -90,7 +110,8 @@ def _loop(app: Any, worker: str, interval: float) -> None:
         if rt.settings.broker_is_redis else None
     quiet = Quiet(log, "the scheduler")
     renew_every = min(1.0, rt.settings.lease_seconds / 3)
-    last_beat = 0.0
+    nets_every = safety_interval(rt.settings.lease_seconds, interval)
+    last_beat = last_nets = 0.0
     calm_until = 0.0
     announce = True  # this worker's workflow and activity names, again after each outage
     while not _stop.is_set():
@@ -102,12 +123,15 @@ def _loop(app: Any, worker: str, interval: float) -> None:
             if announce:
                 rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
                 announce = False
-            busy = tick(rt, now, waiting, reclaim=time.monotonic() >= calm_until)
+            nets = now - last_nets >= nets_every
+            busy = tick(rt, now, waiting, reclaim=time.monotonic() >= calm_until, safety_nets=nets)
+            if nets:
+                last_nets = now
             quiet.recovered()
         except Exception as exc:
             quiet.error("scheduler round failed; retrying", exc=exc)
             calm_until = time.monotonic() + RECOVERY_GRACE
-            last_beat = 0.0  # renew first thing once Redis answers
+            last_beat = last_nets = 0.0  # renew first thing once Redis answers
             announce = True
             busy = 0
         _stop.wait(0.01 if busy else interval)

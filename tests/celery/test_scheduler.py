@@ -1,0 +1,96 @@
+"""The scheduler's round (beluga/celery/scheduler.py) against a real server: what an idle round costs,
+and that the safety nets (lapsed attempts, lost wake-ups) still run when the round includes them. No
+workers are started: the round is stepped by hand."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+
+from beluga.celery import scheduler
+from beluga.celery.fleet import Fleet
+from beluga.stores.redis import SHARDS, RedisStore, shard_of
+
+LEASE = 5.0
+
+
+@dataclass
+class FakeRuntime:
+    """What `tick` uses of a worker's Runtime: its fleet and settings, and the wake-ups it sends."""
+
+    fleet: Fleet
+    woken_shards: list[int] = field(default_factory=list)
+    woken_runs: list[str] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Any:
+        return type("S", (), {"lease_seconds": LEASE})()
+
+    def wake_shard(self, shard: int) -> None:
+        self.woken_shards.append(shard)
+
+    def wake(self, workflow_id: str, queue: str | None) -> None:
+        self.woken_runs.append(workflow_id)
+
+
+@pytest.fixture
+def rt(redis_url: str) -> Iterator[FakeRuntime]:
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield FakeRuntime(Fleet(store, lease_seconds=LEASE))
+    store.close()
+
+
+def _commands(client: redis.Redis) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
+
+
+def _spent(client: redis.Redis, fn: Any) -> dict[str, int]:
+    before = _commands(client)
+    fn()
+    after = _commands(client)
+    return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0) and k != "info"}
+
+
+def test_an_idle_round_reads_one_key_per_shard(rt: FakeRuntime) -> None:
+    spent = _spent(rt.fleet.redis, lambda: scheduler.tick(rt, time.time(), safety_nets=False))
+    assert spent == {"zrangebyscore": SHARDS}           # no script runs while no timer is due
+    scheduler.tick(rt, time.time())                       # loads the scripts
+    full = _spent(rt.fleet.redis, lambda: scheduler.tick(rt, time.time()))
+    # per shard: the timers, the attempts' deadlines, and the sweep (a script reading the dirty set and
+    # whether runs wait in the wake set); 112 commands a round before the safety nets ran once a second
+    assert full == {"zrangebyscore": 3 * SHARDS, "evalsha": SHARDS, "scard": SHARDS}
+    assert rt.woken_shards == []
+
+
+def test_a_round_without_safety_nets_still_drains_due_timers(rt: FakeRuntime) -> None:
+    wid = "timer-run"
+    rt.fleet.arm(wid, time.time() - 1, {"k": "timer", "n": 1})
+    assert scheduler.tick(rt, time.time(), safety_nets=False) == 1
+    assert rt.woken_shards == [shard_of(wid)]
+    assert rt.fleet.redis.llen(rt.fleet.store.keys(wid)[2]) == 1
+
+
+def test_lapsed_attempts_are_reclaimed_only_by_a_round_with_safety_nets(rt: FakeRuntime) -> None:
+    wid = "lost-run"
+    member = f"{wid}\x001\x001"
+    rt.fleet.redis.zadd(rt.fleet.shard_key(wid, "dispatched"), {member: time.time() - 1})
+    assert scheduler.tick(rt, time.time(), safety_nets=False) == 0
+    assert rt.woken_runs == []
+    assert scheduler.tick(rt, time.time()) == 1
+    assert rt.woken_runs == [wid]                        # reclaimed: its failure waits in the run's inbox
+    assert rt.fleet.redis.zscore(rt.fleet.shard_key(wid, "dispatched"), member) is None
+
+
+@pytest.mark.parametrize(("lease", "interval", "expected"), [
+    (15.0, 0.2, 1.0),   # the default lease: once a second
+    (2.0, 0.2, 0.4),    # a short lease: five times per lease
+    (0.5, 0.2, 0.2),    # never more often than the rounds
+])
+def test_safety_interval(lease: float, interval: float, expected: float) -> None:
+    assert scheduler.safety_interval(lease, interval) == pytest.approx(expected)
