@@ -239,9 +239,9 @@ class BelugaWorkflow:
       never puts one).
     - A signal that arrives as the run closes is kept before the close when the close followed an input
       (the driver's closing step stays open for it, even after the run function returned: Temporal may
-      deliver such a signal in a later activation). A run that closes in its first workflow task or
-      straight out of a side effect closed on no Beluga input, so such a signal is in Temporal's history
-      only.
+      deliver such a signal in a later activation). Code that closes the run without ever waiting, or
+      straight out of a side effect, closed it on no Beluga input, so such a signal is in Temporal's
+      history only.
     """
 
     def __init__(self) -> None:
