@@ -2,9 +2,10 @@
 effects are due", once, for every executor. Pure: time and randomness are arguments.
 
 An executor loads a run (`load`), opens a `Step`, applies inputs to it one by one (`apply`), writes
-`step.events` in one conditional append, and then carries out `step.effects`. The in-process engine
-and the fleet coordinator keep only their I/O; what an input records, when an attempt is retried, how
-a run closes and what a stuck run does are decided here.
+`step.events` in one conditional append, and then carries out `step.effects`. The in-process engine,
+the fleet coordinator and the Temporal workflow keep only their I/O (Temporal also its own retries and
+determinism checks); what an input records, when an attempt is retried, how a run closes and what a
+stuck run does are decided here.
 
 A run whose code is missing or no longer matches its history is *stuck*: it keeps recording its inputs
 (marked `deferred`, their commands owed) and runs no code, so nothing is lost or invented; the reason
