@@ -2,9 +2,10 @@
 effects are due", once, for every executor. Pure: time and randomness are arguments.
 
 An executor loads a run (`load`), opens a `Step`, applies inputs to it one by one (`apply`), writes
-`step.events` in one conditional append, and then carries out `step.effects`. The in-process engine
-and the fleet coordinator keep only their I/O; what an input records, when an attempt is retried, how
-a run closes and what a stuck run does are decided here.
+`step.events` in one conditional append, and then carries out `step.effects`. The in-process engine,
+the fleet coordinator and the Temporal workflow keep only their I/O (Temporal also its own retries and
+determinism checks); what an input records, when an attempt is retried, how a run closes and what a
+stuck run does are decided here.
 
 A run whose code is missing or no longer matches its history is *stuck*: it keeps recording its inputs
 (marked `deferred`, their commands owed) and runs no code, so nothing is lost or invented; the reason
@@ -212,7 +213,7 @@ class RunDriver:
 
     def _outcome(self, step: s.Step, out: s.ActivityOutcome, now: float, rand: float) -> bool:
         act = self.pending.activities.get(out.seq)
-        if act is None or not act.started or act.attempt != out.attempt:
+        if act is None or not act.started or (act.attempt != out.attempt and not out.final):
             return False  # a duplicate, or a late report of an attempt that was superseded
         seq, attempt = out.seq, out.attempt
         if out.ok:
@@ -220,7 +221,8 @@ class RunDriver:
             self._record(step, E.ACTIVITY_COMPLETED, {"seq": seq, "attempt": attempt, "result": out.payload}, now)
             return True
         error = out.payload or {}
-        delay = out.retry_in if out.decided else self.policy(act.name, act.options).next_delay(attempt, error, rand)
+        delay = (None if out.final else out.retry_in if out.decided
+                 else self.policy(act.name, act.options).next_delay(attempt, error, rand))
         self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": error, "retry_in": delay},
                      now)
         if delay is None:
@@ -264,10 +266,11 @@ def _deferred(ev: Event) -> Event:
 
 # --- loading ---------------------------------------------------------------------------------------------
 def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_payload: Callable[[Any], Any],
-         now: float) -> tuple[RunDriver, s.Step]:
+         now: float, instance_type: type[WorkflowInstance] = WorkflowInstance) -> tuple[RunDriver, s.Step]:
     """Bring an open run into memory by replaying its history. The returned step records what was owed
     (the first activation's commands, or what a resumed stuck run does with the inputs it kept) and
-    the run's stuck reason when it changed; it may be empty."""
+    the run's stuck reason when it changed; it may be empty. `instance_type` runs the code (an executor
+    may answer side effects and patches through its own server)."""
     history = state.history
     summary = replace(state, history=())
     pending = pending_work(history)
@@ -275,8 +278,8 @@ def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_paylo
     stuck: dict[str, Any] | None = None
     new: list[cmds.Command] = []
     try:
-        instance = WorkflowInstance(workflows(state.workflow_type), state.workflow_id, state.run_id,
-                                    check_payload=check_payload)
+        instance = instance_type(workflows(state.workflow_type), state.workflow_id, state.run_id,
+                                 check_payload=check_payload)
         new = instance.activate(history)
     except (NonDeterminismError, ConfigurationError) as exc:
         if instance is not None:

@@ -49,7 +49,10 @@ class ActivityOutcome:
     """An attempt ended. `retry_in` is the sender's retry decision when it made one (the worker that ran
     the attempt has the activity's code); `decided=False` lets the driver decide from the policy (the
     attempt was lost with its worker). `retried_by_sender`: the sender already scheduled the next
-    attempt itself (a Celery retry), so the driver only records it."""
+    attempt itself (a Celery retry), so the driver only records it. `final`: the sender ran every
+    attempt itself, retries included (Temporal's server retries by the mapped policy), and reports only
+    the activity's last outcome, numbered by the attempt that gave it: recorded as it is, whichever
+    attempt the run last saw begin, and never retried."""
 
     seq: int
     attempt: int
@@ -58,6 +61,7 @@ class ActivityOutcome:
     retry_in: float | None = None
     decided: bool = True
     retried_by_sender: bool = False
+    final: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,14 @@
 """The worker side of the `temporal` executor: one dynamic Temporal workflow that runs any Beluga workflow
-through the pure core (`WorkflowInstance`), and one dynamic activity that runs any Beluga activity.
+through the run driver (`beluga.core.driver`), and one dynamic activity that runs any Beluga activity.
 
 The Temporal workflow keeps a Beluga history in memory, rebuilt identically on every Temporal replay: it
-feeds each outcome Temporal delivers (an activity result, a timer, a signal, a cancellation, a child's end)
-to the instance as one input event and turns the commands the instance returns into Temporal calls. Which
-code path a run takes is therefore checked twice: by the core against the in-memory history, and by
-Temporal against its own history, whose mismatches (an activity of another type, a timer where an activity
-was) fail the workflow task: the run stays open and untouched, and `describe()` reports the
-`NonDeterminismError`.
+feeds each outcome Temporal delivers (an activity's final result, a timer, a signal, a cancellation, a
+child's end) to the driver as its typed input and turns the driver's effects into Temporal calls, so what an
+input records, how a run closes and where a signal that races the close goes are decided where the other
+executors decide them. Which code path a run takes is Temporal's to check, against its own history: a
+mismatch (an activity of another type, a timer where an activity was) fails the workflow task, the run stays
+open and untouched, and `describe()` reports the `NonDeterminismError`. What Temporal owns instead of the
+driver is listed on `BelugaWorkflow`.
 
 Workflow code runs in a greenlet, switched to from Temporal's workflow coroutine. Temporal's sandbox
 re-imports modules per run, which a greenlet-based engine and user modules importing Beluga do not
@@ -41,12 +42,14 @@ from temporalio.common import RetryPolicy as TemporalRetry
 from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.core import commands as cmds
+from beluga.core import driver as drv
+from beluga.core import steps as st
 from beluga.core.context import WorkflowContext
 from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import ConfigurationError, WorkflowError
-from beluga.core.failure import failure, to_failure
+from beluga.core.failure import failure, raise_as_own, to_failure
 from beluga.core.instance import WorkflowInstance
-from beluga.core.records import Event, EventType, Signal
+from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import RetryPolicy
 from beluga.hooks import Hooks
 
@@ -202,141 +205,197 @@ def _emit(name: str, workflow_id: str, payload: Any) -> None:
         _config(workflow.info().task_queue).hooks.emit(name, workflow_id, payload)
 
 
+@dataclass(frozen=True)
+class _SideEffectDone:
+    """A side effect's local activity ended: `value` resumes the code parked on it (`_Instance.resume`)."""
+
+    seq: int
+    value: dict[str, Any]
+
+
+_Item = st.Input | _SideEffectDone
+
+
+def _policy(registry: Registry) -> drv.Policy:
+    return lambda name, options: effective_retry(options, registry.activities.get(name))
+
+
 @workflow.defn(dynamic=True, sandboxed=False)
 class BelugaWorkflow:
+    """One Beluga run, driven by `RunDriver`: what Temporal delivers is queued as the driver's typed
+    inputs and applied one step each, in the order it arrived; the effects become Temporal calls.
+
+    Kept here, outside the driver, because Temporal owns them:
+    - Retries: Temporal retries an activity by its mapped `RetryPolicy` and the workflow sees only the
+      final outcome, fed as `final`, so the driver arms no retry timer of its own.
+    - A run that no longer loads (its code is missing, or diverges) is not the driver's stuck run, which
+      records its inputs deferred: Temporal's history already holds them, and a replay that issued their
+      owed commands later than Temporal recorded them would fail Temporal's determinism check. The
+      workflow task fails instead; Temporal keeps the run open and retries the task until matching code
+      is deployed, and the executor reports the task's failure as the run's `error`.
+    - Side effects resume the code when their local activity ends, which is no Beluga input: their
+      commands are recorded through `RunDriver.commands` in a step of their own (an input that arrives
+      meanwhile stands before the side effect's marker, where the core, which runs side effects inline,
+      never puts one).
+    - A signal that arrives as the run closes is kept before the close when the close followed an input
+      (the driver's closing step stays open for it, even after the run function returned: Temporal may
+      deliver such a signal in a later activation). Code that closes the run without ever waiting, or
+      straight out of a side effect, closed it on no Beluga input, so such a signal is in Temporal's
+      history only.
+    """
+
     def __init__(self) -> None:
-        self._inbox: deque[tuple[str, dict[str, Any]]] = deque()
-        self._history: list[Event] = []
-        self._instance: _Instance | None = None
-        self._outcome: cmds.Command | None = None
-        self._late: list[Event] = []
+        self._inbox: deque[_Item] = deque()
+        self._history: list[Event] = []            # the events of the sealed steps
+        self._driver: drv.RunDriver | None = None
+        self._closing: st.Step | None = None       # the step that closed the run, open to late signals
+        self._closed: st.RunClosed | st.ContinueAsNew | None = None
+        self._done = False                          # the run function has returned
 
     # --- Temporal's entry points --------------------------------------------------------------
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> bytes:
         info = workflow.info()
-        cfg = _config(info.task_queue)
-        defn = cfg.registry.workflow(info.workflow_type)
-        value = _raw(args[0]) if args else None
-        inst = self._instance = _Instance(defn, info.workflow_id, info.run_id, check_payload=cfg.check)
+        driver, step = self._load(info, _raw(args[0]) if args else None)
         try:
-            started = {"workflow_type": defn.name, "input": value, "seed": workflow.random().getrandbits(63)}
-            if info.continued_run_id:
-                started["continued_from"] = info.continued_run_id
-            if info.parent is not None:
-                started["parent"] = {"workflow_id": info.parent.workflow_id, "run_id": info.parent.run_id}
-            # stamped with the time Temporal started the run (its WorkflowExecutionStarted event): the same
-            # in every replay, where the time of "the first task" is that of the first task the replay runs
-            self._record(E.WORKFLOW_STARTED, started, at=info.workflow_start_time.timestamp())
-            while self._outcome is None:
+            self._settle(step, workflow.now().timestamp())
+            while self._closed is None:
                 try:
                     await workflow.wait_condition(lambda: bool(self._inbox))
                 except asyncio.CancelledError:
-                    self._inbox.append((E.CANCEL_REQUESTED, {}))
-                while self._inbox and self._outcome is None:
-                    kind, attrs = self._inbox.popleft()
-                    if kind == SIDE_EFFECT:
-                        self._commands(inst.resume(attrs["seq"], attrs["value"]))
-                    else:
-                        self._record(kind, attrs)
+                    self._inbox.append(st.CancelRequested())
+                self._drain()
             return self._finish(info.workflow_id)
         finally:
-            inst.close()
+            self._done = True
+            driver.close()
 
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
         body = _raw(args[0]) if args else {}
-        attrs = {"name": name, "payload": body.get("payload"), "sender_id": body.get("sender_id")}
-        _emit("on_signal", workflow.info().workflow_id,
-             Signal(name, attrs["payload"], workflow.now().timestamp(), attrs["sender_id"]))
-        if self._outcome is not None:  # arrived as the run closed: recorded before the close
-            self._late.append(Event(0, E.SIGNAL_RECEIVED, workflow.now().timestamp(), attrs))
-        else:
-            self._inbox.append((E.SIGNAL_RECEIVED, attrs))
+        self._inbox.append(st.SignalReceived(name, body.get("payload"), body.get("sender_id")))
+        if self._done:  # a signal racing the close, delivered after the run function returned
+            self._drain()
 
     @workflow.query(dynamic=True)
     def on_query(self, name: str, args: Sequence[RawValue]) -> bytes:
         try:
             if name == HISTORY_QUERY:
-                history = self._history
-                if self._late and history:
-                    history = history[:-1] + self._late + history[-1:]
-                return codec.encode({"value": [codec.encode_event(replace(ev, id=i + 1))
-                                               for i, ev in enumerate(history)]})
-            if self._instance is None:
+                return codec.encode({"value": [codec.encode_event(ev) for ev in self._events()]})
+            instance = self._driver.instance if self._driver is not None else None
+            if instance is None:
                 raise WorkflowError("the run has not started its code yet")
             values = _raw(args[0]) if args else []
-            return codec.encode({"value": self._instance.query(name, *values)})
+            return codec.encode({"value": instance.query(name, *values)})
         except Exception as exc:
             return codec.encode({"error": to_failure(exc)})
 
-    # --- the Beluga history ---------------------------------------------------------------------
-    def _record(self, kind: str, attrs: dict[str, Any], at: float | None = None) -> None:
-        assert self._instance is not None
-        ev = Event(len(self._history) + 1, kind, workflow.now().timestamp() if at is None else at, attrs)
-        self._history.append(ev)
-        self._commands(self._instance.activate((ev,), recording=True))
+    # --- the run driver -------------------------------------------------------------------------
+    def _load(self, info: workflow.Info, value: Any) -> tuple[drv.RunDriver, st.Step]:
+        """Start the code on its start event, stamped with the time Temporal started the run (its
+        WorkflowExecutionStarted event): the same in every replay, where the time of "the first task"
+        is that of the first task the replay runs."""
+        cfg = _config(info.task_queue)
+        started: dict[str, Any] = {"workflow_type": info.workflow_type, "input": value,
+                                   "seed": workflow.random().getrandbits(63)}
+        if info.continued_run_id:
+            started["continued_from"] = info.continued_run_id
+        if info.parent is not None:
+            started["parent"] = {"workflow_id": info.parent.workflow_id, "run_id": info.parent.run_id}
+        at = info.workflow_start_time.timestamp()
+        state = WorkflowState(info.workflow_id, info.run_id, info.workflow_type, input=value, created_at=at,
+                              updated_at=at, history=(Event(1, E.WORKFLOW_STARTED, at, started),),
+                              queue=info.task_queue)
+        driver, step = drv.load(state, cfg.registry.workflow, _policy(cfg.registry), check_payload=cfg.check,
+                                now=workflow.now().timestamp(), instance_type=_Instance)
+        if driver.stuck is not None:  # fail the workflow task: Temporal keeps the run open (see the class)
+            raise_as_own(driver.stuck)
+        self._driver, self._history = driver, list(state.history)
+        return driver, step
 
-    def _commands(self, new: list[cmds.Command]) -> None:
-        inst = self._instance
-        assert inst is not None
+    def _drain(self) -> None:
+        while self._inbox:
+            self._take(self._inbox.popleft())
+
+    def _take(self, item: _Item) -> None:
+        driver = self._driver
+        assert driver is not None
+        step = self._closing or driver.begin()
         now = workflow.now().timestamp()
-        for c in new:
-            self._history.append(cmds.to_event(c, len(self._history) + 1, now))
-        closes = bool(new) and isinstance(new[-1], cmds.CLOSING_COMMANDS)
-        for c in new:
-            if isinstance(c, cmds.ScheduleActivity):
-                if not closes:  # as the core's driver: nothing runs for a run that closes in the same step
-                    self._note(E.ACTIVITY_STARTED, {"seq": c.seq, "attempt": 1})
-                    asyncio.create_task(self._activity(c))
-            elif isinstance(c, cmds.StartTimer):
-                asyncio.create_task(self._timer(c))
-            elif isinstance(c, cmds.StartChildWorkflow):
-                asyncio.create_task(self._child(c))
-            elif isinstance(c, cmds.CLOSING_COMMANDS):
-                self._outcome = c
-        for seq, fn in list(inst.side_requests.items()):
-            del inst.side_requests[seq]
-            asyncio.create_task(self._side_effect(seq, fn))
+        if isinstance(item, _SideEffectDone):
+            new = self._instance().resume(item.seq, item.value) if driver.is_open else []
+            if new:
+                driver.commands(step, new, now)
+        else:
+            driver.apply(step, item, now, workflow.random().random())
+        self._settle(step, now)
+
+    def _settle(self, step: st.Step, now: float) -> None:
+        """Seal a step into the history (a closing step stays open to late signals), carry out its
+        effects and start the side effects its code asked for."""
+        assert self._driver is not None
+        if step.closing is not None:
+            self._closing = step
+        else:
+            self._history.extend(self._driver.seal(step).events)
+        while step.effects:  # consumed: a late signal's hook goes first in a closing step's effects
+            self._effect(step.effects.pop(0), now)
+        instance = self._instance()
+        for seq in list(instance.side_requests):
+            asyncio.create_task(self._side_effect(seq, instance.side_requests.pop(seq)))
+
+    def _instance(self) -> _Instance:
+        instance = self._driver.instance if self._driver is not None else None
+        assert isinstance(instance, _Instance)
+        return instance
+
+    def _events(self) -> list[Event]:
+        """The Beluga history: the sealed steps, then the closing step (numbered here, never sealed)."""
+        tail = self._closing.events if self._closing is not None else []
+        base = len(self._history)
+        return [*self._history, *(replace(ev, id=base + i + 1) for i, ev in enumerate(tail))]
 
     def _finish(self, workflow_id: str) -> bytes:
-        c = self._outcome
-        now = workflow.now().timestamp()
-        self._late[:0] = [Event(0, kind, now, attrs) for kind, attrs in self._inbox if kind == E.SIGNAL_RECEIVED]
-        self._inbox.clear()
-        if self._late and self._history:  # late signals stand before the close
-            close = self._history.pop()
-            self._history.extend(self._late)
-            self._history = [replace(ev, id=i + 1) for i, ev in enumerate(self._history)]
-            self._late = []
-            self._history.append(close)
-        if isinstance(c, cmds.CompleteWorkflow):
-            _emit("on_workflow_complete", workflow_id, c.result)
-            return codec.encode(c.result)
-        if isinstance(c, cmds.FailWorkflow):
-            _emit("on_workflow_fail", workflow_id, c.error)
-            raise application_error({**c.error, "non_retryable": True})
-        if isinstance(c, cmds.ContinueAsNew):
-            workflow.continue_as_new(codec.encode(c.input))
+        closed = self._closed
+        if isinstance(closed, st.ContinueAsNew):
+            workflow.continue_as_new(codec.encode(closed.input))
+        assert isinstance(closed, st.RunClosed)
+        if closed.status is WorkflowStatus.COMPLETED:
+            _emit("on_workflow_complete", workflow_id, closed.result)
+            return codec.encode(closed.result)
+        if closed.error is not None:
+            _emit("on_workflow_fail", workflow_id, closed.error)
+            raise application_error({**closed.error, "non_retryable": True})
         _emit("on_workflow_fail", workflow_id, failure("WorkflowCancelled", f"workflow {workflow_id} was cancelled"))
         raise asyncio.CancelledError()
 
-    def _note(self, kind: str, attrs: dict[str, Any]) -> None:
-        """An informational event (an attempt began): no code reacts to it, but the instance counts it."""
-        assert self._instance is not None
-        ev = Event(len(self._history) + 1, kind, workflow.now().timestamp(), attrs)
-        self._history.append(ev)
-        self._instance.activate((ev,), recording=True)
+    # --- what effects become ----------------------------------------------------------------------
+    def _effect(self, effect: st.Effect, now: float) -> None:
+        if isinstance(effect, st.DispatchAttempt):
+            asyncio.create_task(self._activity(effect))
+        elif isinstance(effect, st.ArmTimer):
+            asyncio.create_task(self._timer(effect.seq, effect.due - now))
+        elif isinstance(effect, st.StartChild):
+            asyncio.create_task(self._child(effect))
+        elif isinstance(effect, (st.RunClosed, st.ContinueAsNew)):
+            self._closed = effect
+        elif isinstance(effect, st.Observed):
+            # on_activity_complete fires in the activity's thread (`run_activity`), with the other
+            # activity hooks
+            if effect.hook == "on_signal":
+                sig = effect.payload
+                _emit("on_signal", workflow.info().workflow_id, Signal(sig.name, sig.payload, now, sig.sender_id))
+        else:  # ArmRetry: outcomes are final (Temporal retried the attempts), so the driver arms none
+            raise TypeError(f"not an effect the temporal workflow carries out: {effect!r}")
 
-    # --- what commands become -------------------------------------------------------------------
-    async def _activity(self, c: cmds.ScheduleActivity) -> None:
-        defn = _config(workflow.info().task_queue).registry.activities.get(c.name)
-        policy = effective_retry(c.options, defn)
-        timeout = effective_option(c.options, defn, "timeout")
-        heartbeat = effective_option(c.options, defn, "heartbeat_timeout")
+    async def _activity(self, d: st.DispatchAttempt) -> None:
+        defn = _config(workflow.info().task_queue).registry.activities.get(d.name)
+        policy = effective_retry(d.options, defn)
+        timeout = effective_option(d.options, defn, "timeout")
+        heartbeat = effective_option(d.options, defn, "heartbeat_timeout")
         try:
             result = await workflow.execute_activity(
-                c.name, codec.encode(c.input), activity_id=str(c.seq), result_type=bytes,
+                d.name, codec.encode(d.input), activity_id=str(d.seq), result_type=bytes,
                 start_to_close_timeout=timedelta(seconds=timeout) if timeout else NO_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
                 retry_policy=retry_policy(policy))
@@ -346,33 +405,32 @@ class BelugaWorkflow:
                 # timed out by the server (the worker gives up an attempt itself, see `_bounded`)
                 text = f"no heartbeat for {heartbeat:g}s" if "heartbeat" in fail["message"] and heartbeat \
                     else f"an attempt ran past its {timeout:g}s timeout" if timeout else fail["message"]
-                fail["message"] = f"activity {c.name!r}: {text} ({fail['message']} by Temporal)"
+                fail["message"] = f"activity {d.name!r}: {text} ({fail['message']} by Temporal)"
             attempts = fail.pop("attempt", None) or (policy.max_attempts if exc.retry_state
                                                      == exceptions.RetryState.MAXIMUM_ATTEMPTS_REACHED else 1)
-            self._inbox.append((E.ACTIVITY_FAILED, {"seq": c.seq, "attempt": attempts, "error": fail,
-                                                    "retry_in": None}))
+            self._inbox.append(st.ActivityOutcome(d.seq, attempts, False, fail, final=True))
             return
         attempt, value = codec.decode(result)
-        self._inbox.append((E.ACTIVITY_COMPLETED, {"seq": c.seq, "attempt": attempt, "result": value}))
+        self._inbox.append(st.ActivityOutcome(d.seq, attempt, True, value, final=True))
 
-    async def _timer(self, c: cmds.StartTimer) -> None:
-        await asyncio.sleep(c.duration)
-        self._inbox.append((E.TIMER_FIRED, {"seq": c.seq}))
+    async def _timer(self, seq: int, delay: float) -> None:
+        await asyncio.sleep(max(delay, 0.0))
+        self._inbox.append(st.TimerFired(seq))
 
-    async def _child(self, c: cmds.StartChildWorkflow) -> None:
+    async def _child(self, c: st.StartChild) -> None:
         try:
             result = await workflow.execute_child_workflow(c.workflow_type, codec.encode(c.input),
                                                            id=c.workflow_id, result_type=bytes,
                                                            memo={PARENT_SEQ: c.seq})
         except exceptions.ChildWorkflowError as exc:
-            self._inbox.append((E.CHILD_WORKFLOW_FAILED, {"seq": c.seq, "error": failure_of(exc)}))
+            self._inbox.append(st.ChildClosed(c.seq, False, failure_of(exc)))
             return
         except Exception as exc:  # could not start it (its id is taken by a running workflow)
             kind = "WorkflowAlreadyStarted" if "already" in str(exc).lower() else type(exc).__name__
-            self._inbox.append((E.CHILD_WORKFLOW_FAILED, {"seq": c.seq, "error": failure(
-                kind, f"child workflow {c.workflow_id}: {exc}", non_retryable=True)}))
+            self._inbox.append(st.ChildClosed(c.seq, False, failure(
+                kind, f"child workflow {c.workflow_id}: {exc}", non_retryable=True)))
             return
-        self._inbox.append((E.CHILD_WORKFLOW_COMPLETED, {"seq": c.seq, "result": codec.decode(result)}))
+        self._inbox.append(st.ChildClosed(c.seq, True, codec.decode(result)))
 
     async def _side_effect(self, seq: int, fn: Callable[[], Any]) -> None:
         with _side_effect_lock:
@@ -388,7 +446,8 @@ class BelugaWorkflow:
         finally:
             with _side_effect_lock:
                 _side_effects.pop(key, None)
-        self._inbox.append((SIDE_EFFECT, {"seq": seq, "value": value}))
+        self._inbox.append(_SideEffectDone(seq, value))
+
 
 class _AttemptTimedOut(Exception):
     """An attempt given up by the worker at its timeout (or heartbeat timeout): `fail` is its failure."""

@@ -52,6 +52,24 @@ def test_a_failed_attempt_is_retried_under_the_policy_and_a_stale_outcome_is_ign
     assert d.state.status is WorkflowStatus.FAILED
 
 
+
+def test_a_final_outcome_from_a_sender_that_retried_is_recorded_at_its_attempt_and_never_retried() -> None:
+    """Temporal retries on its server and reports only an activity's last outcome: the run saw attempt 1
+    begin, the outcome is numbered by the attempt that gave it, and no retry is armed here."""
+    d = Driver(order, "o-1")
+    boom = {"type": "ValueError", "message": "boom", "traceback": "", "non_retryable": False}
+    assert d.run.apply(d.run.begin(), st.ActivityOutcome(1, 3, True, "x"), d.clock, RAND) is False  # not final
+    step = d.apply(st.ActivityOutcome(1, 3, True, "charged", final=True))
+    assert [(e.type, e.attrs["attempt"]) for e in step.events] == [(E.ACTIVITY_COMPLETED, 3)]
+    assert d.run.apply(d.run.begin(), st.ActivityOutcome(1, 3, True, "again", final=True), d.clock, RAND) is False
+    d.signal("go", "yes")
+    step = d.apply(st.ActivityOutcome(2, 4, False, boom, decided=False, final=True))
+    assert [(e.type, e.attrs["attempt"], e.attrs["retry_in"]) for e in step.events[:1]] == [
+        (E.ACTIVITY_FAILED, 4, None)]
+    assert not [e for e in step.effects if isinstance(e, st.ArmRetry)]
+    assert d.state.status is WorkflowStatus.FAILED
+    assert "after 4 attempt(s)" in d.state.error["message"]  # the workflow saw the sender's count
+
 def test_a_signal_that_arrives_as_the_run_closes_is_recorded_before_the_close_and_replays() -> None:
     d = Driver(one_signal)
     step = d.apply(st.SignalReceived("go", "first"), st.SignalReceived("go", "second"),
