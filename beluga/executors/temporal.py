@@ -16,7 +16,8 @@ import asyncio
 import concurrent.futures
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -220,13 +221,12 @@ class TemporalExecutor(DurableExecutor):
 
     # --- helpers ---------------------------------------------------------------------------------------
     async def _summary(self, workflow_id: str) -> WorkflowState:
+        with _gone_as_not_found(workflow_id):  # also when it is deleted between the calls below
+            return await self._read_summary(workflow_id)
+
+    async def _read_summary(self, workflow_id: str) -> WorkflowState:
         handle = self.client.get_workflow_handle(workflow_id)
-        try:
-            desc = await handle.describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise WorkflowNotFound(f"no workflow with id {workflow_id!r}") from None
-            raise
+        desc = await handle.describe()
         status = _STATUS.get(desc.status or tc.WorkflowExecutionStatus.RUNNING, WorkflowStatus.RUNNING)
         result: Any = None
         error: dict[str, Any] | None = None
@@ -258,14 +258,10 @@ class TemporalExecutor(DurableExecutor):
                              updated, (), desc.task_queue, parent)
 
     async def _input(self, workflow_id: str) -> Any:
-        try:
+        with _gone_as_not_found(workflow_id):  # deleted since its summary was read
             async for ev in self.client.get_workflow_handle(workflow_id).fetch_history_events():
                 payloads = ev.workflow_execution_started_event_attributes.input.payloads
                 return codec.decode(payloads[0].data) if payloads else None
-        except RPCError as exc:  # deleted since its summary was read
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise WorkflowNotFound(f"no workflow with id {workflow_id!r}") from None
-            raise
         return None
 
     async def _stuck(self, handle: tc.WorkflowHandle[Any, Any]) -> dict[str, Any] | None:
@@ -317,6 +313,18 @@ class TemporalExecutor(DurableExecutor):
             self.summary(workflow_id)  # raises WorkflowNotFound when there is no such workflow
             raise WorkflowNotRunning(f"workflow {workflow_id} is not running") from None
         raise exc
+
+
+@contextmanager
+def _gone_as_not_found(workflow_id: str) -> Iterator[None]:
+    """Temporal's NOT_FOUND as `WorkflowNotFound`: a run that is not there, or was deleted while it was
+    read (Temporal deletes in the background), is reported as one that never existed."""
+    try:
+        yield
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise WorkflowNotFound(f"no workflow with id {workflow_id!r}") from None
+        raise
 
 
 def factory(config: Config | None = None) -> TemporalExecutor:
