@@ -59,7 +59,7 @@ def make_app(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     if settings.broker_is_redis:
-        kombu_redis.patch()
+        kombu_redis.guard_qos()
     if settings.broker_is_redis and settings.broker_visibility_timeout:
         # look for messages past their visibility timeout a few times per timeout, not every 100 s
         app.conf.broker_transport_options = {
@@ -118,7 +118,7 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
     else:
         app.conf.task_routes = (ours, *(routes if isinstance(routes, (list, tuple)) else (routes,)))
     if settings.broker_is_redis:
-        kombu_redis.patch()
+        kombu_redis.guard_qos()
     app.conf.beluga_settings = settings
     app.conf.beluga_installed = True
     from beluga.celery import outcome, tasks

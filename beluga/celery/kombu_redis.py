@@ -1,6 +1,5 @@
-"""Two changes to kombu's Redis transport (seen with kombu 5.7 and redis-py 8), applied once per process
-by the Celery app when its broker is Redis: one keeps a worker alive through a broker outage, one stops
-every broker command from building a new redis-py client."""
+"""A change to kombu's Redis transport (seen with kombu 5.7), applied once per process by the Celery app
+when its broker is Redis: it keeps a worker alive through a broker outage."""
 
 from __future__ import annotations
 
@@ -8,11 +7,6 @@ import functools
 from typing import Any
 
 import redis
-
-
-def patch() -> None:
-    guard_qos()
-    reuse_clients()
 
 
 def guard_qos() -> None:
@@ -56,35 +50,3 @@ def guard_qos() -> None:
         setattr(qos, name, guarded(getattr(qos, name)))
     qos._beluga_guarded = True
 
-
-def reuse_clients() -> None:
-    """Build each channel's synchronous redis-py client once per connection pool, not once per command.
-
-    kombu's `Channel.conn_or_acquire()`, behind every publish, acknowledgement, unacked-index update and
-    event, calls `_create_client()`, which builds a new `redis.Redis`; its constructor copies about 200
-    response callbacks (`CaseInsensitiveDict`), some 100 us of CPU on a 2.5 GHz core. py-spy put it at 20%
-    of a worker main process's CPU and 8% of a pool process's (benchmarks/bench_fleet.py, part 1).
-
-    A `redis.Redis` over a pool keeps no per-command state (each command borrows a pool connection), so
-    one client serves every call on the channel, in any thread. The cached client is dropped when the
-    channel's pool changes (kombu replaces it after a connection loss). Asynchronous clients are left as
-    kombu makes them: the event loop pins a dedicated connection on each (`client.connection`)."""
-    from kombu.transport import redis as kombu_redis
-
-    channel = kombu_redis.Channel
-    if getattr(channel, "_beluga_reuses_clients", False):
-        return
-    create = channel._create_client
-
-    @functools.wraps(create)
-    def create_once(self: Any, asynchronous: bool = False) -> Any:
-        if asynchronous:
-            return create(self, asynchronous)
-        pool = self.pool
-        client = self.__dict__.get("_beluga_client")
-        if client is None or client.connection_pool is not pool:
-            client = self.__dict__["_beluga_client"] = create(self, False)
-        return client
-
-    channel._create_client = create_once
-    channel._beluga_reuses_clients = True
