@@ -25,12 +25,11 @@ from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.core import driver as drv
 from beluga.core import steps as st
-from beluga.core.definitions import Registry, effective_option, effective_retry
+from beluga.core.definitions import Registry, effective_option
 from beluga.core.errors import SerializationError
 from beluga.core.failure import child_outcome
 from beluga.core.pending import Pending
 from beluga.core.records import Append, WorkflowState, WorkflowStatus
-from beluga.core.retry import RetryPolicy
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
@@ -206,8 +205,8 @@ class Coordinator(Batches):
         state = self.store.load(workflow_id)
         if state is None or not state.status.is_open or state.run_id != run_id:
             return None
-        run, step = drv.load(state, self.registry.workflow, self._policy, check_payload=self.check_payload,
-                             now=time.time())
+        run, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
+                             check_payload=self.check_payload, now=time.time())
         if step.writes or run.stuck is not None:
             run.close()
             return None
@@ -345,13 +344,10 @@ class Coordinator(Batches):
             raise Stuck(f"workflow {workflow_id} vanished while being coordinated")
         if not state.status.is_open:
             closed = drv.RunDriver(replace(state, history=()), len(state.history), Pending(), None,
-                                   self._policy)
+                                   self.registry.retry_policy)
             return closed, closed.begin()
-        return drv.load(state, self.registry.workflow, self._policy, check_payload=self.check_payload,
+        return drv.load(state, self.registry.workflow, self.registry.retry_policy, check_payload=self.check_payload,
                         now=time.time())
-
-    def _policy(self, name: str, options: dict[str, Any]) -> RetryPolicy:
-        return effective_retry(options, self.registry.activities.get(name))
 
     def _options(self, name: str, options: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         """What the activity message carries: the call's own options plus where and how long to run

@@ -49,4 +49,3 @@ def guard_qos() -> None:
     for name in ("restore_unacked", "ack", "reject"):
         setattr(qos, name, guarded(getattr(qos, name)))
     qos._beluga_guarded = True
-

@@ -109,6 +109,11 @@ class Registry:
                                      f"pass name=... to register {_identity(defn.fn)}")
         table[defn.name] = defn
 
+    def retry_policy(self, name: str, options: dict[str, Any]) -> RetryPolicy:
+        """The retry policy of a call to the activity `name` (see `effective_retry`): what the run driver
+        asks of every executor's registry."""
+        return effective_retry(options, self.activities.get(name))
+
     def workflow(self, ref: Any) -> WorkflowDefinition:
         name = workflow_name(ref)
         found = self.workflows.get(name)

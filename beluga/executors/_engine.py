@@ -23,7 +23,7 @@ from typing import Any
 from beluga import logs, metrics
 from beluga.core import driver as drv
 from beluga.core import steps as st
-from beluga.core.definitions import Registry, effective_option, effective_retry
+from beluga.core.definitions import Registry, effective_option
 from beluga.core.errors import (
     ConfigurationError,
     NonDeterminismError,
@@ -34,7 +34,6 @@ from beluga.core.errors import (
 from beluga.core.failure import child_outcome, failure, to_failure
 from beluga.core.pending import pending_work
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
-from beluga.core.retry import RetryPolicy
 from beluga.executors._activity_pool import ActivityPool
 from beluga.executors._engine_records import (
     Activate,
@@ -341,9 +340,6 @@ class Engine:
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
             self._timers.arm(deadline, input_msg(state.workflow_id, state.run_id, st.TimedOut()))
 
-    def _policy(self, name: str, options: dict[str, Any]) -> RetryPolicy:
-        return effective_retry(options, self.registry.activities.get(name))
-
     def _materialize(self, state: WorkflowState, batch: dict[str, Pending]) -> Run:
         """Bring a run into memory by replaying its history; record what was still due."""
         run = Run(replace(state, history=()))
@@ -361,8 +357,8 @@ class Engine:
             if last.type == "workflow_continued_as_new":
                 self._continue(run, last.attrs.get("input"))
             return run
-        run.driver, step = drv.load(state, self.registry.workflow, self._policy, check_payload=self.check_payload,
-                                    now=self.clock())
+        run.driver, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
+                                    check_payload=self.check_payload, now=self.clock())
         if step.writes or step.effects:
             batch[state.workflow_id] = Pending(run, step)
         if run.driver.stuck is not None and step.error:

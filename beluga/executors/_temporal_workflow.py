@@ -216,10 +216,6 @@ class _SideEffectDone:
 _Item = st.Input | _SideEffectDone
 
 
-def _policy(registry: Registry) -> drv.Policy:
-    return lambda name, options: effective_retry(options, registry.activities.get(name))
-
-
 @workflow.defn(dynamic=True, sandboxed=False)
 class BelugaWorkflow:
     """One Beluga run, driven by `RunDriver`: what Temporal delivers is queued as the driver's typed
@@ -306,7 +302,7 @@ class BelugaWorkflow:
         state = WorkflowState(info.workflow_id, info.run_id, info.workflow_type, input=value, created_at=at,
                               updated_at=at, history=(Event(1, E.WORKFLOW_STARTED, at, started),),
                               queue=info.task_queue)
-        driver, step = drv.load(state, cfg.registry.workflow, _policy(cfg.registry), check_payload=cfg.check,
+        driver, step = drv.load(state, cfg.registry.workflow, cfg.registry.retry_policy, check_payload=cfg.check,
                                 now=workflow.now().timestamp(), instance_type=_Instance)
         if driver.stuck is not None:  # fail the workflow task: Temporal keeps the run open (see the class)
             raise_as_own(driver.stuck)
