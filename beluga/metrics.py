@@ -174,8 +174,8 @@ def serve(port: int, *, store: Any = None, addr: str = "0.0.0.0", registry: Any 
     try:
         import prometheus_client
     except ImportError:
-        log.error("metrics port %s is set but prometheus_client is not installed: pip install 'beluga-workflows[metrics]'",
-                  port)
+        log.error("metrics port %s is set but prometheus_client is not installed: "
+                  "pip install 'beluga-workflows[metrics]'", port)
         return False
     _get()
     registry = registry or prometheus_client.REGISTRY

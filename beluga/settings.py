@@ -29,7 +29,7 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
 class Settings:
     broker_url: str = "redis://localhost:6379/0"
     redis_url: str | None = None           # defaults to the broker URL when that is Redis; may be a cluster's
-    imports: tuple[str, ...] = ("workers",)
+    imports: tuple[str, ...] = ()          # the modules with workflows and activities: no default, none guessed
     max_payload_bytes: int = 2 * 1024 * 1024
     lease_seconds: float = 15.0            # how soon a lost worker's activities are dispatched again
     default_queue: str = "beluga"

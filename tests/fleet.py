@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER_IMPORTS = "workers,tests.executors.workflows,tests.celery.workflows"
+WORKER_IMPORTS = "beluga.demo,tests.executors.workflows,tests.celery.workflows"
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from beluga.settings import Settings
 def test_defaults() -> None:
     s = Settings.load(environ={}, file="/nonexistent")
     assert s.broker_url == "redis://localhost:6379/0" and s.history_url == s.broker_url
-    assert s.imports == ("workers",)
+    assert s.imports == ()      # no default: a worker is told which modules hold its code
 
 
 def test_file_then_environment(tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ try:
     from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError as exc:  # pragma: no cover - exercised by simulating the missing client
-    raise ConfigurationError("the 'kafka' store needs the confluent-kafka client: pip install 'beluga-workflows[kafka]'") from exc
+    raise ConfigurationError("the 'kafka' store needs the confluent-kafka client: "
+                             "pip install 'beluga-workflows[kafka]'") from exc
 
 from beluga import codec
 from beluga.core.errors import SerializationError, WorkflowAlreadyStarted
