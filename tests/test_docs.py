@@ -36,9 +36,11 @@ def _rel(path: Path) -> str:
 
 
 def _settings_rows() -> dict[str, tuple[str, str]]:
-    """docs/configuration.md's settings table: variable -> (meaning, default cell)."""
+    """The table of docs/configuration.md's section "Settings": variable -> (meaning, default cell)."""
+    text = CONFIGURATION.read_text()
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     rows = {}
-    for line in CONFIGURATION.read_text().splitlines():
+    for line in section.splitlines():
         m = ROW.match(line)
         if m:
             rows[m.group(1)] = (m.group("meaning").strip(), m.group("default").strip())
@@ -172,6 +174,7 @@ SEPARATORS = {"|", "||", "&&", ";", "&", "(", ")", ";;", "|&"}
 REDIRECTS = {">", ">>", "<", "2>", "2>&1", ">&", "<<"}
 PREFIXES = {"exec", "sudo", "time", "env", "then", "do", "else", "!"}
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+CELERY_VALUED = {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config", "--workdir"}
 
 
 def _commands(body: str) -> list[list[str]]:
@@ -207,12 +210,13 @@ def _beluga_argv(words: list[str]) -> list[str] | None:
         return words[1:]
     if re.search(r"(^|/)python[0-9.]*$", program) and words[1:3] == ["-m", "beluga"]:
         return words[3:]
-    if re.search(r"(^|/)celery$", program) and "beluga" in words[1:]:
-        rest = words[1:]
-        # celery [-A APP ...] beluga ARGS: the sub-command is the `beluga` that is not -A's value
-        for j, word in enumerate(rest):
-            if word == "beluga" and (j == 0 or rest[j - 1] not in ("-A", "--app")):
-                return rest[j + 1:]
+    if re.search(r"(^|/)celery$", program):
+        # celery [global options] SUBCOMMAND ...: the sub-command is the first word that is no option's value
+        rest, j = words[1:], 0
+        while j < len(rest) and rest[j].startswith("-"):
+            j += 1 if "=" in rest[j] or rest[j] not in CELERY_VALUED else 2
+        if j < len(rest) and rest[j] == "beluga":
+            return rest[j + 1:]
     return None
 
 
@@ -255,6 +259,8 @@ def test_the_command_line_check_can_fail() -> None:
     assert _beluga_argv(["python", "-m", "beluga", "show", "x"]) == ["show", "x"]
     assert _beluga_argv(["celery", "-A", "beluga", "beluga", "list"]) == ["list"]
     assert _beluga_argv(["celery", "-A", "beluga", "worker"]) is None
+    assert _beluga_argv(["celery", "-A", "beluga", "worker", "-Q", "beluga", "-c", "2"]) is None
+    assert _beluga_argv(["celery", "--app=proj", "beluga", "show", "x"]) == ["show", "x"]
     assert _beluga_argv(["python", "-m", "beluga.dev"]) is None
     with pytest.raises(AssertionError, match="refused"):
         test_beluga_command_line_parses("here", ["lsit"])

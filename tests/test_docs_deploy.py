@@ -143,11 +143,13 @@ def test_services_reach_a_workload_port() -> None:
         ports = {p["name"] for p in _container(targets[0]).get("ports", [])} | \
                 {p["containerPort"] for p in _container(targets[0]).get("ports", [])}
         for port in service["spec"]["ports"]:
-            assert port["targetPort"] in ports, f"Service {name}: targetPort {port['targetPort']} is not a port of {targets[0]}"
+            assert port["targetPort"] in ports, \
+                f"Service {name}: targetPort {port['targetPort']} is not a port of {targets[0]}"
 
 
 def test_env_names_are_settings_and_references_exist() -> None:
-    secrets = {name: set(doc.get("stringData", {})) | set(doc.get("data", {})) for name, doc in _by_kind("Secret").items()}
+    secrets = {name: set(doc.get("stringData", {})) | set(doc.get("data", {}))
+               for name, doc in _by_kind("Secret").items()}
     config_maps = {name: set(doc.get("data", {})) for name, doc in _by_kind("ConfigMap").items()}
     for names in config_maps.values():
         unknown = [n for n in names if n.startswith("BELUGA_") and n not in SETTINGS]
@@ -206,11 +208,12 @@ def test_flower_asks_for_a_password() -> None:
 def test_redis_persists_and_refuses_to_evict() -> None:
     redis = _workloads()["beluga-redis"]
     args = _container("beluga-redis")["args"]
-    options = dict(zip(args[1::2], args[2::2]))
+    options = dict(zip(args[1::2], args[2::2], strict=True))
     assert args[0] == "redis-server"
     assert options["--appendonly"] == "yes"
     assert options["--maxmemory-policy"] == "noeviction"
-    assert options.get("--maxmemory"), "a maxmemory below the container's limit, so Redis refuses writes before the OOM killer"
+    assert options.get("--maxmemory"), \
+        "a maxmemory below the container's limit, so that Redis refuses writes before the OOM killer comes"
     mounts = {m["name"]: m["mountPath"] for m in _container("beluga-redis")["volumeMounts"]}
     assert mounts.get("data") == "/data"
     assert [t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]] == ["data"]
