@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,48 @@ def test_the_command_line_check_can_fail() -> None:
         test_beluga_command_line_parses("here", ["lsit"])
     with pytest.raises(AssertionError, match="does not parse"):
         test_shell_block_parses("here", "bash", "beluga show <ID>\n")
+
+
+# --- links and code -------------------------------------------------------------------------------------
+
+LINK = re.compile(r"\]\((?!https?://|mailto:)([^)\s]+)\)")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = BLOCK.sub("", path.read_text())
+    return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+)$", text, re.M)}
+
+
+def test_links_between_the_docs_resolve() -> None:
+    broken = []
+    for path in DOCS:
+        text = BLOCK.sub("", path.read_text())
+        for target in LINK.findall(text):
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path
+            if not dest.exists():
+                broken.append(f"{_rel(path)}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                broken.append(f"{_rel(path)}: {target} (no heading #{anchor} in {_rel(dest)})")
+    assert not broken, "broken links: " + "; ".join(broken)
+
+
+def test_python_blocks_parse() -> None:
+    import ast
+
+    bad = []
+    for path in DOCS:
+        text = path.read_text()
+        for m in BLOCK.finditer(text):
+            if m.group("lang") == "python":
+                try:
+                    ast.parse(textwrap.dedent(m.group("body")))
+                except SyntaxError as exc:
+                    bad.append(f"{_rel(path)}:{text.count(chr(10), 0, m.start()) + 1 + (exc.lineno or 0)}: {exc.msg}")
+    assert not bad, "python blocks that do not parse: " + "; ".join(bad)
