@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import configparser
 import shlex
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -55,9 +56,13 @@ def test_systemd_unit_runs_a_worker_that_restarts_and_shuts_down_warm() -> None:
         assert name in SETTINGS, f"Environment={line}: {name} is not a setting (beluga.settings._ENV)"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
-    """The unit as systemd reads it (an instance of the template; the program replaced by one that exists)."""
+    """The unit as systemd reads it (an instance of the template; the program replaced by one that exists).
+    scripts/test.sh installs Debian's systemd (for systemd-analyze) when missing; in CI its absence fails."""
+    if shutil.which("systemd-analyze") is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("systemd-analyze is required in CI (scripts/test.sh installs Debian's systemd)")
+        pytest.skip("systemd-analyze is not installed (scripts/test.sh installs it as root)")
     target = tmp_path / "beluga-worker@1.service"
     target.write_text(UNIT.read_text().replace("/srv/myapp/.venv/bin/celery", shutil.which("true") or "/bin/true"))
     out = subprocess.run(["systemd-analyze", "verify", str(target)], capture_output=True, text=True)
