@@ -6,8 +6,8 @@ Redis, services that reach their pods, secrets and config maps that exist, and s
 from __future__ import annotations
 
 import configparser
-import shlex
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
