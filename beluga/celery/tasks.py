@@ -41,12 +41,14 @@ def bind(app: Celery) -> None:
     """Register the fleet's tasks on `app`."""
 
     @app.task(name="beluga.coordinate", shared=False, bind=True, acks_late=True, max_retries=None)
-    def coordinate(self: Any, workflow_id: str) -> None:
+    def coordinate(self: Any, workflow_id: str, tried: Any = None) -> None:
+        """`tried`: the versions of the run's code tried by the workers that handed it here (see roster)."""
         rt = runtime(app)
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
         rt.slot = slot  # the run's first activity (or the next after a signal) may start right here
+        tried = tuple(str(v) for v in tried) if isinstance(tried, list) else ()
         try:
-            rt.coordinator.run(workflow_id)
+            rt.coordinator.run(workflow_id, tried=tried)
             _coordinating.recovered()
         except Stuck as exc:  # the run vanished under the coordinator (deleted meanwhile)
             log.warning("%s", exc)
