@@ -182,6 +182,22 @@ class Runtime:
         except Exception as exc:
             _sending.error("could not hand workflow %s on (the sweep will wake it again)", workflow_id, exc=exc)
 
+    def hand_query_on(self, workflow_type: str, args: tuple[Any, ...], tried: tuple[str, ...]) -> bool:
+        """Send a query this process cannot answer (`args`: the query task's) to a live worker that may:
+        False when there is none (the caller replies with its error)."""
+        handoff = self.elsewhere(workflow_type, tried)
+        if handoff is None:
+            return False
+        try:
+            self.app.tasks["beluga.query"].apply_async((*args, list(handoff.tried)), queue=handoff.queue,
+                                                       kwargsrepr=attempt_kwargsrepr(args[0]))
+        except Exception as exc:
+            _sending.error("could not hand a query of workflow %s on", args[0], exc=exc)
+            return False
+        log.info("a query of workflow %s: its code is missing here or does not match its history; handed on to "
+                 "worker %s", args[0], handoff.worker)
+        return True
+
     # --- eager activities ---------------------------------------------------------------------------
     def takes_eagerly(self, name: str, attempt: int, options: dict[str, Any]) -> bool:
         """Whether the task running in this thread would run this attempt itself, right after

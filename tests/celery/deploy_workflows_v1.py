@@ -11,6 +11,7 @@ from tests.celery.workflows import fleet_step
 
 @workflow.defn(name="deploy_steps")
 def deploy_steps_v1(ctx: workflow.WorkflowContext, arg: dict[str, Any]) -> list[Any]:
+    ctx.set_query_handler("version", lambda: "v1")
     ctx.sleep(0.01)
     total = 0
     for i in range(arg["steps"]):

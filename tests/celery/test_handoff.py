@@ -63,14 +63,19 @@ def test_a_worker_without_the_code_hands_runs_on_and_none_is_stuck(private_fleet
     assert handed, bad.log()[-3000:]
     if bad_code == "missing":  # it ran some of their activities too, and handed on what they led to
         assert "activity:fleet_step" in bad.log()
+    # queries too: each is answered by a worker whose code replays the run (the version that ran it)
+    assert [ex.query(h.id, "version") for h in handles] == [r[0] for r in results]
+    queries = set(re.findall(r"a query of workflow (\S+): its code is missing here", bad.log()))
+    if bad_code == "missing":
+        assert queries, bad.log()[-3000:]
     # every activity took effect once, none ran twice
     calls = redis.Redis.from_url(fleet.url).hgetall("test:runs")
     assert len(calls) == RUNS * STEPS and set(calls.values()) == {b"1"}
     worst = max(s.history[-1].timestamp - s.created_at for s in states)
     # no run waited on a stuck backoff (STUCK_RETRY) nor on the sweep's safety net more than a few times
     assert worst < 4 * LEASE, f"worst latency {worst:.2f}s"
-    print(f"\n{bad_code}: {RUNS}/{RUNS} completed, 0 stuck ({looks} looks), {len(handed)} handed on by the bad "
-          f"worker, worst latency {worst:.2f}s")
+    print(f"\n{bad_code}: {RUNS}/{RUNS} completed, 0 stuck ({looks} looks), {len(handed)} runs and {len(queries)} "
+          f"queries handed on by the bad worker, worst latency {worst:.2f}s")
 
 
 def test_a_run_no_live_worker_can_drive_is_stuck_and_resumes_when_one_starts(private_fleet) -> None:
