@@ -29,9 +29,10 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
 class Settings:
     broker_url: str = "redis://localhost:6379/0"
     redis_url: str | None = None           # defaults to the broker URL when that is Redis; may be a cluster's
-    imports: tuple[str, ...] = ()          # the modules with workflows and activities: no default, none guessed
+    imports: tuple[str, ...] = ()          # modules with workflows and activities (no default); all must import
     max_payload_bytes: int = 2 * 1024 * 1024
-    lease_seconds: float = 15.0            # how soon a lost worker's activities are dispatched again
+    lease_seconds: float = 15.0            # how soon a lost worker's activities are dispatched again (and
+    # how long a worker's announcement of its code lives unless renewed: beluga/celery/roster.py)
     default_queue: str = "beluga"
     key_prefix: str = "beluga"
     stuck_retry_seconds: float = 5.0       # first look again at a stuck run; doubles up to 300 s
