@@ -25,9 +25,13 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "temporal_task_queue": "BELUGA_TEMPORAL_TASK_QUEUE"}
 
 
+UNCONFIGURED = ("no broker configured: set BELUGA_BROKER_URL (for example redis://localhost:6379/0; and "
+                "BELUGA_REDIS_URL when the broker is RabbitMQ), or CELERY_BROKER_URL in Django's settings")
+
+
 @dataclass(frozen=True)
 class Settings:
-    broker_url: str = "redis://localhost:6379/0"
+    broker_url: str = ""                   # no default: a fleet never falls back to a Redis it was not told of
     redis_url: str | None = None           # defaults to the broker URL when that is Redis; may be a cluster's
     imports: tuple[str, ...] = ()          # modules with workflows and activities (no default); all must import
     max_payload_bytes: int = 2 * 1024 * 1024
@@ -71,6 +75,8 @@ class Settings:
             return self.redis_url
         if self.broker_is_redis:
             return self.broker_url
+        if not self.broker_url:
+            raise ValueError(UNCONFIGURED)
         raise ValueError("BELUGA_REDIS_URL is required when the broker is not Redis")
 
     def with_overrides(self, **values: Any) -> Settings:

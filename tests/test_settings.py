@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_defaults() -> None:
     s = Settings.load(environ={}, file="/nonexistent")
-    assert s.broker_url == "redis://localhost:6379/0" and s.history_url == s.broker_url
+    assert s.broker_url == ""   # no default broker or Redis: nothing falls back to localhost silently
+    with pytest.raises(ValueError, match="no broker configured: set BELUGA_BROKER_URL"):
+        s.history_url  # noqa: B018
     assert s.imports == ()      # no default: a worker is told which modules hold its code
 
 
@@ -86,3 +88,20 @@ def test_a_settings_module_that_cannot_be_imported_is_an_error_that_names_it(tmp
     assert done.returncode != 0
     assert "DJANGO_SETTINGS_MODULE=shop.setings cannot be imported" in done.stderr
     assert "ModuleNotFoundError" in done.stderr and "PYTHONPATH" in done.stderr
+
+
+def test_a_fleet_never_falls_back_to_a_redis_it_was_not_told_of() -> None:
+    """The worker (`celery -A beluga`), the client (`workflow.new("celery")`), the CLI and the console all
+    build the app from the settings: with no broker configured, each stops with the fix."""
+    from beluga.celery.app import make_app
+    from beluga.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="no broker configured: set BELUGA_BROKER_URL"):
+        make_app(Settings.load(environ={}, file="/nonexistent"))
+
+
+def test_the_cli_names_the_missing_broker(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BELUGA_", "DJANGO_"))}
+    done = subprocess.run([sys.executable, "-m", "beluga", "--executor", "celery", "list"], cwd=tmp_path,
+                          env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "no broker configured: set BELUGA_BROKER_URL" in done.stderr, done.stderr

@@ -22,7 +22,7 @@ from beluga import codec, logs
 from beluga.celery import kombu_redis
 from beluga.celery.outages import TRANSIENT
 from beluga.logs import get_logger
-from beluga.settings import Settings, redact
+from beluga.settings import UNCONFIGURED, Settings, redact
 
 log = get_logger("beluga.celery")
 CONTENT_TYPE = "application/x-beluga"
@@ -33,6 +33,10 @@ register("beluga", codec.encode, codec.decode, content_type=CONTENT_TYPE, conten
 
 
 def make_app(settings: Settings) -> Celery:
+    if not settings.broker_url:
+        from beluga.core.errors import ConfigurationError
+
+        raise ConfigurationError(UNCONFIGURED)
     if settings.broker_url.split(":", 1)[0].endswith("+cluster"):
         from beluga.core.errors import ConfigurationError
 
@@ -204,10 +208,29 @@ class UserModules(bootsteps.Step):
                          exc_info=(type(exc), exc, exc.__traceback__))
         if failed:
             names = ", ".join(f"{name} ({type(exc).__name__}: {exc})" for name, exc in failed)
-            # on stderr as well, where a supervisor shows it even when the log goes to a file
-            print(f"beluga worker: not starting: cannot import {names} (BELUGA_IMPORTS)", file=sys.stderr,
-                  flush=True)
-            raise SystemExit(EX_CONFIG)
+            _refuse(f"cannot import {names} (BELUGA_IMPORTS)")
+        from beluga.core.definitions import registry
+
+        if not registry.workflows and not registry.activities:
+            _refuse("it has no workflows and no activities: set BELUGA_IMPORTS to the modules that define them "
+                    f"(now {','.join(settings.imports) or 'unset'}; e.g. BELUGA_IMPORTS=myapp.workflows, or "
+                    "beluga.demo for the demo's order workflow)")
+        queues = parent.app.amqp.queues
+        if getattr(parent.app.conf, "beluga_installed", False) or settings.default_queue in queues.consume_from:
+            return
+        if not registry.activities:  # the activity queues are added for the activities it has, nothing else
+            _refuse(f"it consumes none of the queues Beluga sends to: add -Q {settings.default_queue} (the "
+                    f"queue of coordinator, wake and query tasks; now -Q {','.join(queues.consume_from)})")
+        log.warning("this worker runs activities only: it does not consume %r, where coordinator, wake and query "
+                    "tasks go (add -Q %s if no other worker does)", settings.default_queue, settings.default_queue)
+
+
+def _refuse(why: str) -> None:
+    """A worker that could not do its job exits with EX_CONFIG, saying why on stderr as well, where a
+    supervisor shows it even when the log goes to a file."""
+    log.critical("not starting: %s", why)
+    print(f"beluga worker: not starting: {why}", file=sys.stderr, flush=True)
+    raise SystemExit(EX_CONFIG)
 
 
 def activity_queue(settings: Settings, name: str) -> str:

@@ -75,3 +75,18 @@ def test_install_routes_every_beluga_task_to_belugas_queue(private_fleet) -> Non
     assert [h.result(timeout=30) for h in handles] == ["woke"] * 3
     r = redis.Redis.from_url(fleet.url)
     assert r.llen("celery") == 0  # nothing of Beluga's was left where nobody looks
+
+
+def test_a_worker_with_no_code_or_no_queue_of_belugas_does_not_start(private_fleet) -> None:
+    """Loud misconfiguration: BELUGA_IMPORTS unset (there is no default module to guess), or a worker that
+    would consume none of the queues Beluga sends to (it has no activities, whose queues it would add, and
+    its -Q leaves out Beluga's queue)."""
+    fleet = private_fleet
+    worker = _failed_start(fleet, "no-imports", "")
+    assert "beluga worker: not starting: it has no workflows and no activities: set BELUGA_IMPORTS" in worker.log()
+    worker = Worker(fleet_env(fleet.url, BELUGA_IMPORTS="tests.celery.workflows_only"), "wrong-queue",
+                    fleet.log_dir, queues="celery")
+    fleet.workers.append(worker)
+    assert worker.proc.wait(90) == EX_CONFIG, worker.log()[-3000:]
+    assert "it consumes none of the queues Beluga sends to: add -Q beluga" in worker.log()
+    assert " ready." not in worker.log()
