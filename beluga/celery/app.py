@@ -324,14 +324,14 @@ def check_persistence(client: Any, url: str) -> None:
         save = client.config_get("save").get("save")
     except Exception as exc:  # CONFIG renamed, disabled or denied by an ACL (redis.ResponseError), or unreachable
         log.info("could not check the persistence of the history Redis %s (%s); make sure it runs with "
-                 "appendonly yes (see Durability in the README)", redact(url), exc)
+                 "appendonly yes (see docs/production.md)", redact(url), exc)
         return
     if aof == "no" and not save:
         log.warning("the history Redis %s persists nothing (appendonly no, save \"\"): a restart of it loses "
-                    "every workflow history; set appendonly yes (see Durability in the README)", redact(url))
+                    "every workflow history; set appendonly yes (see docs/production.md)", redact(url))
     elif aof == "no":
         log.info("the history Redis %s keeps RDB snapshots only (save %s): a crash loses the steps since the "
-                 "last one; appendonly yes loses none (see Durability in the README)", redact(url), save)
+                 "last one; appendonly yes loses none (see docs/production.md)", redact(url), save)
 
 
 @signals.task_received.connect
