@@ -196,7 +196,12 @@ class Runtime:
         if continue_from is not None:
             state = new_run_state(continue_from.workflow_type, continue_from.workflow_id, input, None, queue,
                                   now, parent=continue_from.parent, continued_from=continue_from.run_id)
-            on_primary(self.store.create, state, replace_run_id=continue_from.run_id)
+            try:
+                on_primary(self.store.create, state, replace_run_id=continue_from.run_id)
+            except WorkflowAlreadyStarted:  # its backup (or another coordinator) created it first
+                log.info("workflow %s: the run after %s exists already", continue_from.workflow_id,
+                         continue_from.run_id)
+                return
         else:
             assert c is not None and link is not None
             state = new_run_state(c.workflow_type, c.workflow_id, c.input, None, queue, now, parent=link)
