@@ -51,6 +51,7 @@ class Runtime:
         self._renewer: threading.Thread | None = None
         self.holds = Holds(self.fleet)
         self._local = threading.local()  # the eager slot of the activity task running in this thread
+        self._broker: Any = None  # a connection to a Redis broker, for its queues' lengths (the scheduler's)
 
     @property
     def slot(self) -> EagerSlot | None:
@@ -201,6 +202,19 @@ class Runtime:
         except Exception as exc:  # it waits for a worker: the scheduler sends it again past its deadline
             _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
                            workflow_id, seq, self.settings.lease_seconds, exc=exc)
+
+    def queue_length(self, queue: str) -> int | None:
+        """How many messages wait in a Redis broker's `queue` (one LLEN), None for another broker or when
+        the broker does not answer."""
+        if not self.settings.broker_is_redis:
+            return None
+        try:
+            if self._broker is None:
+                self._broker = self.app.connection_for_write()
+            return int(self._broker.default_channel.client.llen(queue))
+        except Exception as exc:  # noqa: BLE001 - only tells whether to send an untaken attempt again
+            log.debug("could not read the length of queue %s: %s", queue, exc)
+            return None
 
     def _known_activities(self) -> set[str]:
         try:

@@ -24,6 +24,7 @@ from beluga.logs import get_logger
 log = get_logger("beluga.scheduler")
 _stop = threading.Event()
 _thread: threading.Thread | None = None
+BACKLOG_LOOKS = 3  # looks at an untaken attempt whose queue has messages before it is sent again all the same
 RECOVERY_GRACE = 1.0  # seconds without reclaiming after Redis comes back (holders renew first)
 
 
@@ -49,10 +50,13 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
     """Attempts past their deadline: a lost one (its worker died, no heartbeat came) or one that waited
     for a worker past its schedule-to-start timeout is reclaimed, its failure handed to the coordinator;
     one that no worker has taken yet is not lost: it gets a later deadline, and its message is sent again
-    when a live worker consumes its queue (the message was lost, or waits behind a backlog: the claim
-    lets only one of the copies start it). No broker queue is read."""
+    when a live worker consumes its queue and the message looks lost: the queue is empty (a Redis
+    broker's queue length, one command per queue), or the attempt was looked at BACKLOG_LOOKS times
+    already (a long backlog, or a broker that cannot tell); the claim lets only one copy start it. No
+    broker queue is read."""
     done = 0
     live: set[str] | None = None
+    lengths: dict[str, int | None] = {}
     for item in rt.fleet.lapsed(now):
         waiting = item.waiting
         if waiting is None or (waiting.to_start_by is not None and now >= waiting.to_start_by):
@@ -63,6 +67,10 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         if live is None:
             live = rt.fleet.live_queues(now)
         consumed = waiting.queue in live
+        if consumed and waiting.looks < BACKLOG_LOOKS:
+            if waiting.queue not in lengths:
+                lengths[waiting.queue] = rt.queue_length(waiting.queue)
+            consumed = lengths[waiting.queue] == 0
         again = rt.fleet.requeue(item, now, resend=consumed)
         if again is None:
             continue
