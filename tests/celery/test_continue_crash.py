@@ -46,3 +46,7 @@ def test_process_dies_between_continue_as_new_and_the_next_run(private_fleet) ->
     final = ex.describe(wid)
     assert final.status is workflow.WorkflowStatus.COMPLETED
     assert final.history[0].attrs.get("continued_from") in continued
+    time.sleep(2 * 1.0 + 1.5)  # every backup has fired by now (2 x the lease after its step): each a no-op
+    assert {k.decode(): int(v) for k, v in r.hgetall("test:continued").items()} == continued
+    after = ex.describe(wid)
+    assert (after.run_id, after.status, len(after.history)) == (final.run_id, final.status, len(final.history))
