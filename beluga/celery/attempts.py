@@ -30,8 +30,7 @@ CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, 
 
 
 def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
-    """How an activity task's arguments show in Flower and in the broker's message headers, where the
-    scheduler looks for an attempt that no worker has taken yet (see `queued`)."""
+    """How an activity task's arguments show in Flower and in the broker's message headers."""
     return f"({workflow_id!r}, {run_id!r}, seq={seq}, attempt={attempt})"
 
 

@@ -30,7 +30,7 @@ from beluga.core.definitions import Registry, effective_option
 from beluga.core.errors import SerializationError
 from beluga.core.failure import child_outcome
 from beluga.core.pending import Pending
-from beluga.core.records import Append, WorkflowState, WorkflowStatus
+from beluga.core.records import Append, EventType, WorkflowState, WorkflowStatus
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
@@ -273,6 +273,9 @@ class Coordinator(Batches):
         """Apply the messages `begun` read to the run: what to append (or, when nothing is to be recorded,
         what to do instead)."""
         logs.update(run_id=run.run_id)
+        if run.is_open and run.pending.closed and self._continue_lost(run):
+            # its messages stay in the inbox, which the next run keeps (see create.lua)
+            return Plan(workflow_id, begun, run, step, None, {}, None, None)
         before = run.state  # the stored summary: the append needs not read it again
         retry_stuck: float | None = None
         for item in begun.messages:
@@ -290,7 +293,7 @@ class Coordinator(Batches):
                 self._ensure_child(run, input.seq)
             elif isinstance(input, messages.NotifyParent):
                 self._notify_parent(run)
-            elif not isinstance(input, messages.Start):
+            elif not isinstance(input, (messages.Start, messages.EnsureContinued)):
                 run.apply(step, input, time.time(), self._rand.random())
         # One durable retry chain per stuck run, started when it gets stuck: inputs wake it as well, but
         # only the chain's own message re-arms it, so a stuck run never multiplies its retries.
@@ -402,7 +405,7 @@ class Coordinator(Batches):
         merged = dict(options)
         if headers:
             merged["trace"] = headers
-        for key in ("timeout", "heartbeat_timeout", "queue"):
+        for key in ("timeout", "heartbeat_timeout", "schedule_to_start_timeout", "queue"):
             value = effective_option(options, defn, key)
             if value is not None:
                 merged[key] = value
@@ -439,6 +442,9 @@ class Coordinator(Batches):
             elif isinstance(effect, st.StartChild):  # a backup, should the child's creation be lost
                 out.append((time.time() + self.fleet.backup_delay(),
                             timer_member(wid, messages.encode(messages.EnsureChild(effect.seq), rid))))
+            elif isinstance(effect, st.ContinueAsNew):  # likewise for the next run's creation
+                out.append((time.time() + self.fleet.backup_delay(),
+                            timer_member(wid, messages.encode(messages.EnsureContinued(), rid))))
             elif isinstance(effect, st.RunClosed) and run.state.parent:  # likewise for the parent's news (in
                 # the run's own inbox: the parent's may be in another shard)
                 out.append((time.time() + self.fleet.backup_delay(),
@@ -497,6 +503,19 @@ class Coordinator(Batches):
                         child["workflow_id"])
             self.start_child(st.StartChild(seq, child["workflow_type"], child["workflow_id"], child.get("input")),
                              link, run.state.queue)
+
+    def _continue_lost(self, run: drv.RunDriver) -> bool:
+        """A run whose history ends with its continue-as-new while it is still the id's current run: the
+        process that was to create the next run died after the step (its backup, `EnsureContinued`, or any
+        other message brought this coordinator here). Create it now; False when the history ends otherwise."""
+        last = self.store.history(run.workflow_id, after=max(run.version - 1, 0))
+        if not last or last[-1].type != EventType.WORKFLOW_CONTINUED_AS_NEW:
+            return False
+        log.warning("workflow %s: run %s continued as new, but its next run was never created; creating it now",
+                    run.workflow_id, run.run_id)
+        run.state = replace(run.state, status=WorkflowStatus.COMPLETED)  # its id lives on in the next run
+        self.start_child(None, None, run.state.queue, continue_from=run.state, input=last[-1].attrs.get("input"))
+        return True
 
     def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:
         announcing = getattr(self._local, "announcing", None)

@@ -12,12 +12,16 @@ the fleet's records, kept per shard, so that every script touches one slot of a 
   moved to the heartbeat timeout by the claim of an attempt that promised heartbeats, dropped by its report
   or its reclaim (a delivery of an attempt without a deadline is stale, and skipped)
 - `<t>:running:info`: attempts that promised heartbeats -> their run id and heartbeat timeout
+- `<t>:waiting`: attempts sent through the broker that no worker has taken yet -> their message (kept
+  to send again), queue, schedule-to-start deadline and how often the scheduler looked (`Waiting`);
+  written by the sender before it publishes, dropped by the claim that starts the attempt
 - `<t>:dirty`: runs whose inbox has messages, found by the sweeper should their wake-up be lost
 - `<t>:wake`: runs whose inbox got messages from the scheduler and still need a coordinator
 
 Records of the whole fleet, each read or written on its own, share the tag `{fleet}`: the announced
-names `<p>:{fleet}:names:*`, and the live workers (`<p>:{fleet}:workers`, a set of node names, and
-`<p>:{fleet}:worker:<name>`, what each has, with a time to live; see `roster`). The scheduler looks at every
+ names `<p>:{fleet}:names:*`, the live workers (`<p>:{fleet}:workers`, a set of node names, and
+`<p>:{fleet}:worker:<name>`, what each has, with a time to live; see `roster`), and the queues that live
+workers consume `<p>:{fleet}:queues` (queue -> until when a worker said so). The scheduler looks at every
 shard. The Lua scripts that change them atomically are files in beluga/lua/, called through the builders
 in `fleet_scripts`.
 """
@@ -27,7 +31,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from beluga import codec
@@ -42,6 +46,7 @@ from beluga.celery.fleet_scripts import (
     ReleaseCall,
     ReportAndAppendCall,
     ReportCall,
+    RequeueCall,
     StartCall,
     SweepCall,
     TakeWakesCall,
@@ -72,7 +77,7 @@ class Fleet:
         self._known_at = -1e9
         self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReclaimCall,
                                          ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall, QueueCall,
-                                         WakeCall, TakeWakesCall])
+                                         WakeCall, TakeWakesCall, RequeueCall])
 
     def shard_key(self, workflow_id: str, name: str) -> str:
         """A record of the run's shard (`<t>:dispatched`, `<t>:dirty`, ...), in its keys' slot."""
@@ -218,15 +223,17 @@ class Fleet:
     # lost (`lapsed`), whatever stage it was lost in.
     def claim(self, workflow_id: str, seq: int, attempt: int, run_id: str, ttl: float | None = None
               ) -> tuple[bool, Any]:
-        """Start an attempt if it is still the allowed one: (False, None) for a stale delivery, else
+        """Start an attempt if it is still the allowed one and no worker took it before (see claim.lua; every
+        delivery claims, a first one too): (False, None) for a stale delivery or a duplicate, else
         (True, the last heartbeat details of an earlier attempt). `ttl` is its heartbeat timeout, when
         it promised heartbeats: its deadline then moves with each heartbeat, not with its holder."""
         got = self._lua.run(ClaimCall(
             dispatched_key=self.shard_key(workflow_id, "dispatched"),
             running_info_key=self.shard_key(workflow_id, "running:info"),
-            beats_key=self.store.key(workflow_id, "beats"), seq=seq, member=_running_member(workflow_id, seq, attempt),
+            beats_key=self.store.key(workflow_id, "beats"), waiting_key=self.shard_key(workflow_id, "waiting"),
+            run_key=self.store.keys(workflow_id)[0], seq=seq, member=_running_member(workflow_id, seq, attempt),
             expiry=time.time() + (ttl or self.lease_seconds),
-            info=codec.encode({"run": run_id, "heartbeat_timeout": ttl}) if ttl else None))
+            info=codec.encode({"run": run_id, "heartbeat_timeout": ttl}) if ttl else None, run_id=run_id))
         if not got:
             return False, None
         return True, (codec.decode(got[1]) if len(got) > 1 and got[1] else None)
@@ -308,10 +315,10 @@ class Fleet:
         return 2 * self.lease_seconds
 
     def dispatch_deadline(self, delay: float = 0.0) -> float:
-        """When an attempt sent now (to start after `delay`) counts as lost if no worker has taken it: a
-        lease (a message still waiting in the broker's queue is looked for first and given another, see
-        `lapsed`; a worker that took it renews it, see `runtime.Holds`), or never where undelivered
-        attempts do not lapse (an AMQP broker)."""
+        """When the scheduler first looks at an attempt sent now (to start after `delay`) that no worker
+        has taken: a lease (then it is sent again, or waits on, see `requeue`; a worker that took it
+        renews it, see `runtime.Holds`), or never where the broker redelivers by itself (an AMQP broker;
+        a schedule-to-start deadline still applies, see `note_sent`)."""
         if not self.undelivered_lapse:
             return time.time() + delay + 10 * 365 * 86400.0
         return time.time() + delay + self.lease_seconds
@@ -328,47 +335,90 @@ class Fleet:
             getattr(pipe, command)(key, *args, **kwargs)
         return list(zip(keys, pipe.execute(), strict=True))
 
-    def lapsed(self, now: float, queued: Any = None, limit: int = 100) -> list[Lost]:
-        """Attempts whose deadline passed, in every shard (at most `limit` per shard): never taken by a
-        worker, or their worker stopped renewing them (it died, or lost the message), or no heartbeat came
-        in time. With a Redis broker, `queued(workflow id, seq, attempt)` says whether the attempt's
-        message still waits in the broker's queue (waiting for a free worker, or put back after its pool
-        process died): those get a later deadline instead. Should the broker not answer, the attempts
-        found so far are returned (the rest wait)."""
+    def lapsed(self, now: float, limit: int = 100) -> list[Lost]:
+        """Attempts whose deadline passed, in every shard (at most `limit` per shard): their worker stopped
+        renewing them (it died, or lost the message), or no heartbeat came in time, or (those with a
+        `waiting` record) no worker has taken them: their message waits in a queue that no live worker
+        consumes or behind a backlog, or was lost (see `requeue`). Nothing here reads a broker queue."""
         found = [(key, members) for key, members in
                  self._each_shard("zrangebyscore", "dispatched", "-inf", now, start=0, num=limit) if members]
         if not found:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for key, members in found:
-            pipe.hmget(key.removesuffix(":dispatched") + ":running:info", members)
+            tag = key.removesuffix(":dispatched")
+            pipe.hmget(tag + ":running:info", members)
+            pipe.hmget(tag + ":waiting", members)
+        got = pipe.execute()
         out = []
-        for (key, members), infos in zip(found, pipe.execute(), strict=True):
-            for member, info in zip(members, infos, strict=True):
+        for i, (_, members) in enumerate(found):
+            for member, info, waiting in zip(members, got[2 * i], got[2 * i + 1], strict=True):
                 wid, seq, attempt = member.decode().rsplit("\x00", 2)
-                if queued is not None:
-                    try:
-                        waiting = queued(wid, int(seq), int(attempt))
-                    except Exception as exc:
-                        if out:
-                            return out
-                        raise QueueUnknown(f"could not look into the broker's queue: {exc}") from exc
-                    if waiting:
-                        self.redis.zadd(key, {member: self.dispatch_deadline()}, xx=True)
-                        continue
-                out.append(Lost(wid, int(seq), int(attempt), codec.decode(info) if info else {}, now))
+                out.append(Lost(wid, int(seq), int(attempt), codec.decode(info) if info else {}, now,
+                                Waiting.decode(waiting) if waiting else None))
         return out
+
+    # --- attempts no worker has taken ----------------------------------------------------------------
+    def note_sent(self, waiting: Waiting) -> None:
+        """Mark an attempt whose message is about to be published as waiting for a worker (the claim
+        that starts it drops the mark); its deadline comes forward to its schedule-to-start deadline."""
+        workflow_id, _, seq, attempt = waiting.args[:4]
+        member = _running_member(workflow_id, seq, attempt)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.shard_key(workflow_id, "waiting"), member, waiting.encode())
+        if waiting.to_start_by is not None:
+            pipe.zadd(self.shard_key(workflow_id, "dispatched"), {member: waiting.to_start_by}, xx=True, lt=True)
+        pipe.execute()
+
+    def requeue(self, lost: Lost, now: float, resend: bool) -> Waiting | None:
+        """An untaken attempt past its deadline (`lost.waiting`): give it its next deadline, `resend_delay`
+        after this look (never past its schedule-to-start deadline), for this caller alone. Returns its new
+        record when the caller is to act (publish its message again when `resend`), None when a worker or
+        another scheduler came first, or its run closed or moved on (then the attempt is retired)."""
+        assert lost.waiting is not None
+        waiting = lost.waiting.looked(resend)
+        deadline = now + resend_delay(self.lease_seconds, waiting.looks - 1)
+        if waiting.to_start_by is not None:
+            deadline = min(deadline, waiting.to_start_by)
+        got = self._lua.run(RequeueCall(
+            dispatched_key=self.shard_key(lost.workflow_id, "dispatched"),
+            waiting_key=self.shard_key(lost.workflow_id, "waiting"), run_key=self.store.keys(lost.workflow_id)[0],
+            member=_running_member(lost.workflow_id, lost.seq, lost.attempt), deadline=lost.deadline,
+            new_deadline=deadline, record=waiting.encode(), run_id=waiting.args[1]))
+        return waiting if int(got) == 1 else None
+
+    def waiting_attempts(self, workflow_id: str, attempts: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
+        """Of these (seq, attempt) of the run, those that no worker has taken yet -> the queue they wait in."""
+        attempts = list(attempts)
+        if not attempts:
+            return {}
+        got = self.redis.hmget(self.shard_key(workflow_id, "waiting"),
+                               [_running_member(workflow_id, seq, attempt) for seq, attempt in attempts])
+        return {a: Waiting.decode(w).queue for a, w in zip(attempts, got, strict=True) if w}
+
+    def announce_queues(self, queues: Iterable[str], ttl: float) -> None:
+        """A live worker consumes these queues, for `ttl` seconds unless it says so again."""
+        until = time.time() + ttl
+        mapping = {q: until for q in queues}
+        if mapping:
+            self.redis.zadd(self._fleet_key("queues"), mapping, gt=True)
+
+    def live_queues(self, now: float | None = None) -> set[str]:
+        """The queues some live worker consumes (it announced them within their time to live)."""
+        now = time.time() if now is None else now
+        return {q.decode() for q in self.redis.zrangebyscore(self._fleet_key("queues"), now, "+inf")}
 
     def reclaim(self, lost: Lost, failure: dict[str, Any]) -> bool:
         """Claim a lost attempt (exactly one caller gets it) and, in the same atomic step, queue its
         failure for the coordinator, which decides on a new attempt under the retry policy, and retire it
         (see reclaim.lua). False when someone, or the attempt itself, came first."""
-        message = messages.encode(ActivityOutcome(lost.seq, lost.attempt, False, failure, decided=False),
-                                  lost.info.get("run"))
+        run_id = lost.info.get("run") or (lost.waiting.args[1] if lost.waiting is not None else None)
+        message = messages.encode(ActivityOutcome(lost.seq, lost.attempt, False, failure, decided=False), run_id)
         call = ReclaimCall(
             dispatched_key=self.shard_key(lost.workflow_id, "dispatched"),
             running_info_key=self.shard_key(lost.workflow_id, "running:info"),
             inbox_key=self.store.keys(lost.workflow_id)[2], dirty_key=self.shard_key(lost.workflow_id, "dirty"),
+            waiting_key=self.shard_key(lost.workflow_id, "waiting"),
             member=_running_member(lost.workflow_id, lost.seq, lost.attempt), deadline=lost.deadline,
             report=codec.encode(message), now=time.time(), workflow_id=lost.workflow_id)
         # claimed: a lagging replica must not make this caller drop it (see on_primary)
@@ -452,19 +502,54 @@ class Fleet:
         return None if got is None else codec.decode(got[1])
 
 
-class QueueUnknown(Exception):
-    """The broker could not say whether a lapsed attempt's message still waits in its queue."""
+RESEND_MAX = 300.0  # seconds between two looks at an untaken attempt, at most
+
+
+def resend_delay(lease_seconds: float, looks: int) -> float:
+    """How long after its `looks`-th look (0: the first) an attempt that no worker has taken is looked at
+    again (and its message sent again, if its queue has a live consumer): a lease, doubling each time, up
+    to RESEND_MAX. A message lost by the broker is sent again a lease after its dispatch; one waiting
+    behind a long backlog gets a handful of duplicates, which the claim skips."""
+    return min(RESEND_MAX, max(lease_seconds, 0.1) * 2.0 ** min(looks, 30))
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """An attempt sent through the broker that no worker has taken yet: its message's arguments (to send
+    it again), its queue, when it must have started (`schedule_to_start_timeout`) and how often the
+    scheduler looked at it past its deadline, and sent it again."""
+
+    args: tuple[Any, ...]      # the activity task's (workflow id, run id, seq, attempt, name, input, options)
+    queue: str
+    sent_at: float
+    to_start_by: float | None = None
+    looks: int = 0
+    resent: int = 0
+
+    def looked(self, resend: bool) -> Waiting:
+        return replace(self, looks=self.looks + 1, resent=self.resent + (1 if resend else 0))
+
+    def encode(self) -> bytes:
+        return codec.encode({"args": list(self.args), "q": self.queue, "at": self.sent_at, "by": self.to_start_by,
+                             "looks": self.looks, "resent": self.resent})
+
+    @staticmethod
+    def decode(raw: bytes) -> Waiting:
+        d = codec.decode(raw)
+        return Waiting(tuple(d["args"]), d["q"], d["at"], d.get("by"), d.get("looks", 0), d.get("resent", 0))
 
 
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """An activity attempt that looks lost: its deadline had passed `deadline` (see `Fleet.reclaim`)."""
+    """An activity attempt whose deadline had passed `deadline`: lost (see `Fleet.reclaim`), or, with a
+    `waiting` record, not taken by any worker yet (see `Fleet.requeue`)."""
 
     workflow_id: str
     seq: int
     attempt: int
     info: dict[str, Any]
     deadline: float
+    waiting: Waiting | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,10 +72,13 @@ class ClaimCall(Call):
     dispatched_key: str = key()
     running_info_key: str = key()
     beats_key: str = key()
+    waiting_key: str = key()
+    run_key: str = key()
     seq: int = arg()
     member: str = arg()
     expiry: float = arg()
     info: bytes | None = arg()
+    run_id: str = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,11 +91,28 @@ class ReclaimCall(Call):
     running_info_key: str = key()
     inbox_key: str = key()
     dirty_key: str = key()
+    waiting_key: str = key()
     member: str = arg()
     deadline: float = arg()
     report: bytes = arg()
     now: float = arg()
     workflow_id: str = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequeueCall(Call):
+    """An untaken attempt past its deadline: a new deadline and waiting record (1), retired when its run
+    closed or moved on (-1), or 0 when a worker or another caller came first."""
+
+    SCRIPT: ClassVar[str] = "requeue.lua"
+    dispatched_key: str = key()
+    waiting_key: str = key()
+    run_key: str = key()
+    member: str = arg()
+    deadline: float = arg()
+    new_deadline: float = arg()
+    record: bytes = arg()
+    run_id: str = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,7 +38,14 @@ class NotifyParent:
     the process that was to tell it have died."""
 
 
-Control = Start | RetryStuck | EnsureChild | NotifyParent
+@dataclass(frozen=True, slots=True)
+class EnsureContinued:
+    """A backup armed with the step that records a continue-as-new: should the process that was to
+    create the next run have died, the run's coordinator creates it then (a no-op once it exists: the
+    message names the run that continued, and a newer run of the id ignores it)."""
+
+
+Control = Start | RetryStuck | EnsureChild | NotifyParent | EnsureContinued
 
 
 def encode(input: st.Input | Control, run_id: str | None = None) -> dict[str, Any]:
@@ -77,6 +84,8 @@ def _encode(x: st.Input | Control) -> dict[str, Any]:
         return {"k": "ensure_child", "seq": x.seq}
     if isinstance(x, NotifyParent):
         return {"k": "notify_parent"}
+    if isinstance(x, EnsureContinued):
+        return {"k": "ensure_continued"}
     raise TypeError(f"not an inbox message: {x!r}")
 
 
@@ -110,4 +119,6 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
         return EnsureChild(int(msg["seq"]))
     if kind == "notify_parent":
         return NotifyParent()
+    if kind == "ensure_continued":
+        return EnsureContinued()
     raise ValueError(f"unknown inbox message kind {kind!r}")

@@ -3,7 +3,6 @@ its cache, how runs are woken and attempts sent; and the renewal of the attempts
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
@@ -13,9 +12,9 @@ from celery import Celery
 from beluga.celery import messages, roster, task_events
 from beluga.celery.app import activity_queue, worker_queue
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, renewing
-from beluga.celery.coordinator import Coordinator, Stuck
+from beluga.celery.coordinator import CARRIED, Coordinator, Stuck
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
-from beluga.celery.fleet import Fleet
+from beluga.celery.fleet import Fleet, Waiting
 from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
@@ -55,6 +54,7 @@ class Runtime:
         self._renewer: threading.Thread | None = None
         self.holds = Holds(self.fleet)
         self._local = threading.local()  # the eager slot of the activity task running in this thread
+        self._broker: Any = None  # a connection to a Redis broker, for its queues' lengths (the scheduler's)
 
     @property
     def slot(self) -> EagerSlot | None:
@@ -226,22 +226,56 @@ class Runtime:
         if eager and slot is not None and slot.next is None:
             slot.next = (workflow_id, run_id, seq, attempt, name, input, options)
             return
-        timeout = options.get("timeout")
         queue = options.get("queue") or activity_queue(self.settings, name)
         if name not in self._known_activities():
             log.warning("no worker has announced activity %r: workflow %s waits in queue %s until one that "
                         "imports its module joins", name, workflow_id, queue)
+        try:  # marked waiting for a worker first: the claim that starts it drops the mark
+            self.fleet.note_sent(self.waiting(workflow_id, run_id, seq, attempt, name, input, options, queue,
+                                              countdown))
+        except Exception as exc:  # not sent: its deadline lapses unmarked, and it is dispatched again
+            _sending.error("could not send attempt %s of %s seq %s (dispatched again within %gs)", attempt,
+                           workflow_id, seq, self.settings.lease_seconds, exc=exc)
+            return
+        self.publish((workflow_id, run_id, seq, attempt, name, input, options), queue, countdown)
+
+    def waiting(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
+                options: dict[str, Any], queue: str, countdown: float | None = None) -> Waiting:
+        """The record of an attempt about to be sent (see `Fleet.note_sent`); its schedule-to-start
+        deadline counts from when it is due."""
+        now = time.time()
+        to_start = options.get("schedule_to_start_timeout")
+        kept = {k: v for k, v in options.items() if k != CARRIED}  # a resent message reads the store instead
+        return Waiting((workflow_id, run_id, seq, attempt, name, input, kept), queue, now,
+                       now + (countdown or 0.0) + to_start if to_start else None)
+
+    def publish(self, args: tuple[Any, ...], queue: str, countdown: float | None = None) -> None:
+        """Send an attempt's message: the Celery task of its activity call (`activity_task_id`)."""
+        workflow_id, run_id, seq, attempt, name, _, options = args
+        timeout = options.get("timeout")
         try:
             self.app.tasks["beluga.activity"].apply_async(
-                (workflow_id, run_id, seq, attempt, name, input, options),
-                queue=queue, shadow=f"activity:{name}",
+                args, queue=queue, shadow=f"activity:{name}",
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
                 soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
                 task_id=activity_task_id(run_id, seq), retries=attempt - 1)
             _sending.recovered()
-        except Exception as exc:  # its dispatch record has it sent again once its deadline passes
+        except Exception as exc:  # it waits for a worker: the scheduler sends it again past its deadline
             _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
                            workflow_id, seq, self.settings.lease_seconds, exc=exc)
+
+    def queue_length(self, queue: str) -> int | None:
+        """How many messages wait in a Redis broker's `queue` (one LLEN), None for another broker or when
+        the broker does not answer."""
+        if not self.settings.broker_is_redis:
+            return None
+        try:
+            if self._broker is None:
+                self._broker = self.app.connection_for_write()
+            return int(self._broker.default_channel.client.llen(queue))
+        except Exception as exc:  # noqa: BLE001 - only tells whether to send an untaken attempt again
+            log.debug("could not read the length of queue %s: %s", queue, exc)
+            return None
 
     def _known_activities(self) -> set[str]:
         try:
@@ -257,7 +291,12 @@ class Runtime:
         if continue_from is not None:
             state = new_run_state(continue_from.workflow_type, continue_from.workflow_id, input, None, queue,
                                   now, parent=continue_from.parent, continued_from=continue_from.run_id)
-            on_primary(self.store.create, state, replace_run_id=continue_from.run_id)
+            try:
+                on_primary(self.store.create, state, replace_run_id=continue_from.run_id)
+            except WorkflowAlreadyStarted:  # its backup (or another coordinator) created it first
+                log.info("workflow %s: the run after %s exists already", continue_from.workflow_id,
+                         continue_from.run_id)
+                return
         else:
             assert c is not None and link is not None
             state = new_run_state(c.workflow_type, c.workflow_id, c.input, None, queue, now, parent=link)
@@ -349,22 +388,6 @@ class Holds:
                     self._pending[:0] = batch[-10000:]
                 backoff = min(1.0, backoff * 4)
                 self._wake.set()
-
-
-def queued(rt: Runtime, queues: list[str]) -> Any:
-    """A predicate for a Redis broker: does the attempt's message still wait in one of its `queues`?"""
-    broker = rt.app.connection_for_write().default_channel.client
-
-    def waiting(workflow_id: str, seq: int, attempt: int) -> bool:
-        run_id, _ = rt.store.version(workflow_id)
-        needle = json.dumps(attempt_repr(workflow_id, run_id or "", seq, attempt))[1:-1].encode()
-        for queue in queues:
-            for start in range(0, int(broker.llen(queue)), 1000):
-                if any(needle in item for item in broker.lrange(queue, start, start + 999)):
-                    return True
-        return False
-
-    return waiting
 
 
 _runtime_lock = threading.Lock()

@@ -1,8 +1,10 @@
 """A small loop inside every worker's main process: moves due durable timers into run inboxes, wakes
 those runs, renews this worker's announcement (see roster) and the deadlines of the activity attempts
-whose messages this worker holds (waiting, scheduled for a retry or running), in one command, and
-reclaims activity attempts whose deadline passed (their worker died or lost the message, their message
-never reached a worker, or no heartbeat came).
+whose messages this worker holds (waiting, scheduled for a retry or running), in one command, announces
+the queues this worker consumes, reclaims activity attempts whose deadline passed (their worker died or
+lost the message, no heartbeat came, or no worker took them before their schedule-to-start timeout),
+and sends again, with backoff, those that no worker has taken while a live worker consumes their queue
+(a lost message, or a backlog).
 
 Several workers run it at once safely: each due timer and each lost attempt is claimed atomically.
 Through a Redis or broker outage it keeps going, logging a line every few seconds at most; once Redis
@@ -15,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from beluga.celery.fleet import Lost, QueueUnknown
+from beluga.celery.fleet import Lost
 from beluga.celery.outages import Quiet
 from beluga.core.failure import failure
 from beluga.logs import get_logger
@@ -23,49 +25,72 @@ from beluga.logs import get_logger
 log = get_logger("beluga.scheduler")
 _stop = threading.Event()
 _thread: threading.Thread | None = None
-_broker_quiet = Quiet(log, "looking for undelivered attempts in the broker")
+BACKLOG_LOOKS = 3  # looks at an untaken attempt whose queue has messages before it is sent again all the same
 RECOVERY_GRACE = 1.0  # seconds without reclaiming after Redis comes back (holders renew first)
 
 
-def tick(rt: Any, now: float, queued: Any = None, reclaim: bool = True, safety_nets: bool = True) -> int:
+def tick(rt: Any, now: float, reclaim: bool = True, safety_nets: bool = True) -> int:
     """One round; returns how much it did. Separate from the loop so tests can step it.
 
-    Every round drains the due timers. With `safety_nets` it also reclaims lapsed attempts (when
+    Every round drains the due timers. With `safety_nets` it also looks at lapsed attempts (when
     `reclaim`) and sweeps runs whose wake-up was lost: their thresholds are seconds (a lease, the sweep's
-    grace), so the loop runs them about once a second, not every round (see `safety_interval`).
-
-    `queued` is given with a Redis broker, which keeps a dead worker's messages unacknowledged for its
-    visibility timeout: a lapsed attempt whose message still waits in the queue (for a free worker, or
-    put back when its pool process died) is left to the worker that takes it. An AMQP broker hands a lost
-    worker's messages to another worker by itself (there, attempts no worker took never lapse)."""
+    grace), so the loop runs them about once a second, not every round (see `safety_interval`)."""
     fleet = rt.fleet
     done, wake = fleet.drain_timers(now)
     woken, more = 0, []
     if safety_nets:
         if reclaim:
-            done += _reclaim_lapsed(rt, now, queued)
+            done += _reclaim_lapsed(rt, now)
         woken, more = fleet.sweep(now)
     for shard in sorted({*wake, *more}):
         rt.wake_shard(shard)
     return done + woken
 
 
-def _reclaim_lapsed(rt: Any, now: float, queued: Any) -> int:
-    try:
-        lost = rt.fleet.lapsed(now, queued)
-        _broker_quiet.recovered()
-    except QueueUnknown as exc:  # the broker is away: the deadlines wait for it
-        _broker_quiet.error("could not look for undelivered attempts in the broker", exc=exc.__cause__)
-        return 0
+def _reclaim_lapsed(rt: Any, now: float) -> int:
+    """Attempts past their deadline: a lost one (its worker died, no heartbeat came) or one that waited
+    for a worker past its schedule-to-start timeout is reclaimed, its failure handed to the coordinator;
+    one that no worker has taken yet is not lost: it gets a later deadline, and its message is sent again
+    when a live worker consumes its queue and the message looks lost: the queue is empty (a Redis
+    broker's queue length, one command per queue), or the attempt was looked at BACKLOG_LOOKS times
+    already (a long backlog, or a broker that cannot tell); the claim lets only one copy start it. No
+    broker queue is read."""
     done = 0
-    for item in lost:
-        if rt.fleet.reclaim(item, _failure(rt, item)):
-            rt.wake(item.workflow_id, None)
+    live: set[str] | None = None
+    lengths: dict[str, int | None] = {}
+    for item in rt.fleet.lapsed(now):
+        waiting = item.waiting
+        if waiting is None or (waiting.to_start_by is not None and now >= waiting.to_start_by):
+            if rt.fleet.reclaim(item, _failure(rt, item)):
+                rt.wake(item.workflow_id, None)
+                done += 1
+            continue
+        if live is None:
+            live = rt.fleet.live_queues(now)
+        consumed = waiting.queue in live
+        if consumed and waiting.looks < BACKLOG_LOOKS:
+            if waiting.queue not in lengths:
+                lengths[waiting.queue] = rt.queue_length(waiting.queue)
+            consumed = lengths[waiting.queue] == 0
+        again = rt.fleet.requeue(item, now, resend=consumed)
+        if again is None:
+            continue
+        if consumed:
+            log.info("attempt %s of %s seq %s not taken by a worker within %.3gs: sending it again to queue %r",
+                     item.attempt, item.workflow_id, item.seq, now - waiting.sent_at, waiting.queue)
+            rt.publish(again.args, again.queue)
             done += 1
+        elif waiting.looks == 0:
+            log.warning("attempt %s of %s seq %s waits for a worker on queue %r, which no live worker consumes",
+                        item.attempt, item.workflow_id, item.seq, waiting.queue)
     return done
 
 
 def _failure(rt: Any, lost: Lost) -> dict[str, Any]:
+    waiting = lost.waiting
+    if waiting is not None and waiting.to_start_by is not None:  # not retried: it would wait in the same queue
+        return failure("TimeoutError", f"attempt {lost.attempt} waited {waiting.to_start_by - waiting.sent_at:.3g}s "
+                       f"for a worker on queue {waiting.queue!r} (schedule_to_start_timeout)", non_retryable=True)
     heartbeat_timeout = lost.info.get("heartbeat_timeout")
     if heartbeat_timeout:
         return failure("TimeoutError", f"attempt {lost.attempt}: no heartbeat for {heartbeat_timeout:g}s")
@@ -94,6 +119,12 @@ def held_attempts() -> list[tuple[str, int, int]]:
     return out
 
 
+def consumed_queues(app: Any) -> list[str]:
+    """The queues this worker consumes (`-Q`, and one per activity it has the code of)."""
+    queues = app.amqp.queues
+    return sorted(getattr(queues, "consume_from", None) or queues.keys())
+
+
 def safety_interval(lease_seconds: float, interval: float) -> float:
     """How often the scheduler looks for lapsed attempts and lost wake-ups: once a second, and at least five
     times per lease (a lost attempt is dispatched again within a lease and a fifth of one), never more
@@ -103,12 +134,12 @@ def safety_interval(lease_seconds: float, interval: float) -> float:
 
 
 def _loop(app: Any, worker: str, interval: float) -> None:
-    from beluga.celery.runtime import queued, runtime
+    from beluga.celery.runtime import runtime
     from beluga.core.definitions import registry
 
     rt = runtime(app)
-    waiting = queued(rt, sorted(app.amqp.queues.keys()) or [rt.settings.default_queue]) \
-        if rt.settings.broker_is_redis else None
+    queues = consumed_queues(app) or [rt.settings.default_queue]
+    queues_ttl = max(3.0, rt.settings.lease_seconds)  # a worker that stops saying so is gone after this
     quiet = Quiet(log, "the scheduler")
     renew_every = min(1.0, rt.settings.lease_seconds / 3)
     nets_every = safety_interval(rt.settings.lease_seconds, interval)
@@ -121,12 +152,13 @@ def _loop(app: Any, worker: str, interval: float) -> None:
             if now - last_beat > renew_every:
                 rt.fleet.hold(held_attempts())
                 rt.announce()  # this worker is alive, with its code (see roster)
+                rt.fleet.announce_queues(queues, queues_ttl)
                 last_beat = now
             if announce:
                 rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
                 announce = False
             nets = now - last_nets >= nets_every
-            busy = tick(rt, now, waiting, reclaim=time.monotonic() >= calm_until, safety_nets=nets)
+            busy = tick(rt, now, reclaim=time.monotonic() >= calm_until, safety_nets=nets)
             if nets:
                 last_nets = now
             quiet.recovered()

@@ -11,6 +11,7 @@ from celery import Celery
 
 from beluga import codec
 from beluga.celery import outcome
+from beluga.celery.app import activity_queue
 from beluga.celery.attempts import attempt_kwargsrepr, attempt_repr, report_attempt, reporting
 from beluga.celery.coordinator import Stuck
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
@@ -81,25 +82,21 @@ def bind(app: Celery) -> None:
                       name, workflow_id)
             raise self.retry(countdown=2)
         heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
-        redelivered = (self.request.delivery_info or {}).get("redelivered")
         budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
-        if attempt == 1 and not redelivered and not self.request.retries and heartbeat_timeout is None:
-            # The first delivery of a first attempt cannot be stale, and needs no claim: its deadline is
-            # renewed by this worker's main process while it holds the message (see Holds).
-            details = None
-        else:
-            try:
-                current, details = retry_transient(
-                    lambda: fleet.claim(workflow_id, seq, attempt, run_id, heartbeat_timeout), budget,
-                    on_error=lambda exc: reporting.error("could not start attempt %s of %s seq %s; trying "
-                                                          "again", attempt, workflow_id, seq, exc=exc))
-            except TRANSIENT as exc:  # its deadline lapses once this worker lets the message go
-                reporting.error("giving up starting attempt %s of %s seq %s: it is dispatched again", attempt,
-                                 workflow_id, seq, exc=exc)
-                return
-            if not current:
-                log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
-                return
+        # Every delivery claims, a first one too: only the current attempt of an open run, and only once
+        # (a duplicate sent by the scheduler, or a redelivery, finds it taken), may start.
+        try:
+            current, details = retry_transient(
+                lambda: fleet.claim(workflow_id, seq, attempt, run_id, heartbeat_timeout), budget,
+                on_error=lambda exc: reporting.error("could not start attempt %s of %s seq %s; trying "
+                                                      "again", attempt, workflow_id, seq, exc=exc))
+        except TRANSIENT as exc:  # its deadline lapses once this worker lets the message go
+            reporting.error("giving up starting attempt %s of %s seq %s: it is dispatched again", attempt,
+                             workflow_id, seq, exc=exc)
+            return
+        if not current:
+            log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
+            return
         # An eager slot: the attempts this task's reports lead to may run right here (see EagerSlot)
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
         rt.slot = slot
@@ -109,7 +106,10 @@ def bind(app: Celery) -> None:
             if reported is not None:
                 message, celery_retry, next_delay = reported
                 if celery_retry:  # a failed publish rejects the message; the next attempt's dispatch
-                    # record remains
+                    # record remains; it is marked waiting for a worker first, as `Runtime.dispatch` does
+                    fleet.note_sent(rt.waiting(workflow_id, run_id, seq, attempt + 1, name, input, options,
+                                               options.get("queue") or activity_queue(rt.settings, name),
+                                               next_delay))
                     raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
                                      countdown=next_delay,
                                      argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),

@@ -86,7 +86,7 @@ def cmd_list(args: argparse.Namespace, target: Target) -> int:
 # --- show -------------------------------------------------------------------------------------------------
 def cmd_show(args: argparse.Namespace, target: Target) -> int:
     state = target.load(args.workflow_id)
-    wait = waiting(state) if state.status.is_open else None
+    wait = waiting(state, untaken=target.untaken) if state.status.is_open else None
     earlier = earlier_runs(target.store, state.workflow_id)
     if args.json:
         data = summary_json(state)

@@ -136,7 +136,8 @@ def describe(ev: Event) -> str:
             parts.append(f"continues run {a['continued_from']}")
         return ", ".join(parts)
     if t == E.ACTIVITY_SCHEDULED:
-        opts = [f"{k}={a[k]:g}" for k in ("timeout", "heartbeat_timeout") if a.get(k) is not None]
+        opts = [f"{k}={a[k]:g}" for k in ("timeout", "heartbeat_timeout", "schedule_to_start_timeout")
+                if a.get(k) is not None]
         if a.get("retry"):
             opts.append(f"max_attempts={a['retry'].get('max_attempts')}")
         if a.get("queue"):

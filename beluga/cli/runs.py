@@ -75,15 +75,23 @@ class Waiting:
     code_error: str | None = None     # the code is here but cannot replay the run
 
 
-def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None) -> Waiting:
+def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None, untaken: Any = None) -> Waiting:
     """What an open run waits for: from its history alone (activities, timers, children, its deadline),
     and, when its code is registered in this process, from a read-only replay (the signals it is parked
-    on, signals received but not yet read, its query handlers). Nothing is run or recorded."""
+    on, signals received but not yet read, its query handlers). Nothing is run or recorded. `untaken`
+    (a fleet's: `Target.untaken`) tells the dispatched attempts that no worker has taken yet apart from
+    those running, and whether a live worker consumes the queue they wait in."""
     work: Pending = pending_work(state.history)
     now = time.time()
     out = Waiting(deadline=work.deadline)
+    dispatched = [(a.seq, a.attempt) for a in work.activities.values() if a.started]
+    queued = untaken(state.workflow_id, dispatched) if untaken is not None and dispatched else {}
     for act in sorted(work.activities.values(), key=lambda a: a.seq):
-        if act.started:
+        if (act.seq, act.attempt) in queued and act.started:
+            queue, consumed = queued[act.seq, act.attempt]
+            phase = (f"queued on {queue!r}, not yet taken by a worker" if consumed
+                     else f"waiting for a worker on queue {queue!r} (no live worker consumes it)")
+        elif act.started:
             phase = "running"
         elif act.not_before > now:
             phase = "backing off"

@@ -126,6 +126,20 @@ class Target:
                 self._executor = ex
         return self._executor
 
+    def untaken(self, workflow_id: str, attempts: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[str, bool]]:
+        """Of these (seq, attempt) of a fleet's run, those that no worker has taken yet -> (the queue
+        they wait in, whether a live worker consumes it). Empty for an in-process store, and on error
+        (only what `show` says of them)."""
+        if self.kind != "celery" or not attempts:
+            return {}
+        try:
+            fleet = self.executor().fleet  # type: ignore[attr-defined]
+            queues = fleet.waiting_attempts(workflow_id, attempts)
+            live = fleet.live_queues() if queues else set()
+        except Exception:  # noqa: BLE001 - never fail a page or `show` for it
+            return {}
+        return {a: (q, q in live) for a, q in queues.items()}
+
     def load(self, workflow_id: str) -> WorkflowState:
         state = self.store.load(workflow_id)
         if state is None:

@@ -252,7 +252,7 @@ class Console:
         from beluga.cli.runs import RETRYABLE, earlier_runs, is_archive, waiting
 
         state = self._load(req.query.get("id"))
-        wait = waiting(state) if state.status.is_open else None
+        wait = waiting(state, untaken=self.target.untaken) if state.status.is_open else None
         try:
             refresh = max(1, min(int(req.query.get("refresh") or 0), 60)) if req.query.get("refresh") else None
         except ValueError:

@@ -14,7 +14,7 @@ class ScheduleActivity:
     seq: int
     name: str
     input: Any = None
-    options: dict[str, Any] = field(default_factory=dict)  # retry, timeout, heartbeat_timeout, queue
+    options: dict[str, Any] = field(default_factory=dict)  # retry, the timeouts, queue
 
 
 @dataclass(frozen=True, slots=True)

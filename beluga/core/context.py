@@ -111,15 +111,18 @@ class WorkflowContext:
     # --- activities -------------------------------------------------------------------------------
     def execute_activity(self, activity: Any, input: Any = None, *, retry: RetryPolicy | None = None,
                          timeout: Duration | None = None, heartbeat_timeout: Duration | None = None,
-                         queue: str | None = None) -> Any:
+                         queue: str | None = None, schedule_to_start_timeout: Duration | None = None) -> Any:
         """Run an activity and return its result; `ActivityError` once its retries are spent."""
         return self.start_activity(activity, input, retry=retry, timeout=timeout,
-                                   heartbeat_timeout=heartbeat_timeout, queue=queue).result()
+                                   heartbeat_timeout=heartbeat_timeout, queue=queue,
+                                   schedule_to_start_timeout=schedule_to_start_timeout).result()
 
     def start_activity(self, activity: Any, input: Any = None, *, retry: RetryPolicy | None = None,
                        timeout: Duration | None = None, heartbeat_timeout: Duration | None = None,
-                       queue: str | None = None) -> Future[Any]:
-        """Schedule an activity and return its future at once (fan-out)."""
+                       queue: str | None = None, schedule_to_start_timeout: Duration | None = None) -> Future[Any]:
+        """Schedule an activity and return its future at once (fan-out). `schedule_to_start_timeout`
+        bounds how long an attempt may wait for a worker to take it (a queue that no worker consumes):
+        past it the attempt fails with `TimeoutError`, and is not retried."""
         name = activity_name(activity)
         options: dict[str, Any] = {}
         if retry is not None:
@@ -130,6 +133,8 @@ class WorkflowContext:
             options["heartbeat_timeout"] = seconds(heartbeat_timeout)
         if queue is not None:
             options["queue"] = queue
+        if schedule_to_start_timeout is not None:
+            options["schedule_to_start_timeout"] = seconds(schedule_to_start_timeout)
         inst = self._instance
         inst.check_payload(input, f"input of activity {name!r}")
         seq = inst.next_seq()

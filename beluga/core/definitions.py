@@ -34,6 +34,7 @@ class ActivityDefinition:
     retry: RetryPolicy | None = None
     timeout: float | None = None
     heartbeat_timeout: float | None = None
+    schedule_to_start_timeout: float | None = None
 
     def call(self, input: Any) -> Any:
         return self.fn(input) if self.takes_input else self.fn()
@@ -51,7 +52,8 @@ def effective_retry(options: dict[str, Any], defn: ActivityDefinition | None) ->
 
 
 def effective_option(options: dict[str, Any], defn: ActivityDefinition | None, key: str) -> Any:
-    """`timeout`, `heartbeat_timeout` or `queue` of one call: the call's own, else the registered one."""
+    """`timeout`, `heartbeat_timeout`, `schedule_to_start_timeout` or `queue` of one call: the call's own,
+    else the registered one."""
     if options.get(key) is not None:
         return options[key]
     return getattr(defn, key) if defn is not None else None
@@ -94,10 +96,11 @@ class Registry:
 
     def add_activity(self, fn: Callable[..., Any], name: str | None = None, *, queue: str | None = None,
                      retry: RetryPolicy | None = None, timeout: Duration | None = None,
-                     heartbeat_timeout: Duration | None = None) -> ActivityDefinition:
+                     heartbeat_timeout: Duration | None = None,
+                     schedule_to_start_timeout: Duration | None = None) -> ActivityDefinition:
         arity = _positional_arity(fn, "activity", (0, 1))
         defn = ActivityDefinition(name or fn.__name__, fn, arity == 1, queue, retry, seconds(timeout),
-                                  seconds(heartbeat_timeout))
+                                  seconds(heartbeat_timeout), seconds(schedule_to_start_timeout))
         self._put(self.activities, defn, "activity")
         return defn
 
@@ -173,12 +176,13 @@ def defn(fn: F | None = None, *, name: str | None = None) -> Any:
 
 def activity(fn: F | None = None, *, name: str | None = None, queue: str | None = None,
              retry: RetryPolicy | None = None, timeout: Duration | None = None,
-             heartbeat_timeout: Duration | None = None) -> Any:
+             heartbeat_timeout: Duration | None = None, schedule_to_start_timeout: Duration | None = None) -> Any:
     """Register an activity function with its default options (each call may override them)."""
 
     def wrap(f: F) -> F:
         setattr(f, _ATTR, registry.add_activity(f, name, queue=queue, retry=retry, timeout=timeout,
-                                                heartbeat_timeout=heartbeat_timeout))
+                                                heartbeat_timeout=heartbeat_timeout,
+                                                schedule_to_start_timeout=schedule_to_start_timeout))
         return f
 
     return wrap(fn) if fn is not None else wrap

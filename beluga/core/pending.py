@@ -32,7 +32,7 @@ class Pending:
     cancel_requested: bool = False
 
 
-_OPTION_KEYS = ("retry", "timeout", "heartbeat_timeout", "queue")
+_OPTION_KEYS = ("retry", "timeout", "heartbeat_timeout", "queue", "schedule_to_start_timeout")
 
 
 def pending_work(history: list[Event] | tuple[Event, ...]) -> Pending:

@@ -389,11 +389,13 @@ class BelugaWorkflow:
         policy = effective_retry(d.options, defn)
         timeout = effective_option(d.options, defn, "timeout")
         heartbeat = effective_option(d.options, defn, "heartbeat_timeout")
+        to_start = effective_option(d.options, defn, "schedule_to_start_timeout")  # Temporal's own, not retried
         try:
             result = await workflow.execute_activity(
                 d.name, codec.encode(d.input), activity_id=str(d.seq), result_type=bytes,
                 start_to_close_timeout=timedelta(seconds=timeout) if timeout else NO_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
+                schedule_to_start_timeout=timedelta(seconds=to_start) if to_start else None,
                 retry_policy=retry_policy(policy))
         except exceptions.ActivityError as exc:
             fail = failure_of(exc)

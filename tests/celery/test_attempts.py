@@ -12,7 +12,7 @@ import redis
 
 from beluga import codec, workflow
 from beluga.celery.coordinator import CARRY_MAX, Coordinator
-from beluga.celery.fleet import Fleet
+from beluga.celery.fleet import Fleet, Waiting
 from beluga.core.definitions import Registry
 from beluga.core.records import EventType as E
 from beluga.executors._runs import new_run_state
@@ -50,16 +50,19 @@ def test_a_stale_report_leaves_the_attempt_that_replaced_it_allowed(fleet: Fleet
     """Attempt 1 was reclaimed and attempt 2 allowed; attempt 1's late report must not retire attempt 2
     (whose claim would then find it stale and drop it: the run waited forever)."""
     deadlines = fleet.shard_key("w", "dispatched")
+    fleet.store.create(new_run_state("two_steps", "w", None, None, None, time.time()))
+    run_id = fleet.store.version("w")[0]
     fleet.redis.zadd(deadlines, {_member("w", 3, 2): time.time() + 60})
-    late = {"k": "activity", "run": "r", "seq": 3, "attempt": 1, "ok": True, "payload": 1}
+    fleet.note_sent(Waiting(("w", run_id, 3, 2, "a", None, {}), "q", time.time()))  # its message on its way
+    late = {"k": "activity", "run": run_id, "seq": 3, "attempt": 1, "ok": True, "payload": 1}
     fleet.report_and_begin("w", 3, 1, late, None)
     assert fleet.redis.zrange(deadlines, 0, -1) == [_member("w", 3, 2).encode()]
     fleet.report_and_begin("w", 3, 1, {**late, "ok": False}, 2)  # nor allow anything when it asked for a retry
     assert fleet.redis.zrange(deadlines, 0, -1) == [_member("w", 3, 2).encode()]
-    assert fleet.claim("w", 3, 2, "r")[0]
+    assert fleet.claim("w", 3, 2, run_id)[0]
     fleet.report_and_begin("w", 3, 2, {**late, "attempt": 2}, None)  # the current one retires it
     assert fleet.redis.zcard(deadlines) == 0
-    assert not fleet.claim("w", 3, 2, "r")[0]  # a redelivery of it is stale now
+    assert not fleet.claim("w", 3, 2, run_id)[0]  # a redelivery of it is stale now
 
 
 def test_a_deadline_lapses_unless_the_worker_still_holds_the_message(fleet: Fleet) -> None:

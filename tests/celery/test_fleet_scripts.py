@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from beluga import codec
-from beluga.celery.fleet import Fleet
+from beluga.celery.fleet import RESEND_MAX, Fleet, Waiting, resend_delay
 from beluga.core.records import Append, Event, WorkflowState, WorkflowStatus
 from beluga.stores.redis import INLINE_EVENTS, RedisStore, shard_of
 
@@ -296,9 +296,21 @@ def test_report_and_append_that_closes_the_run_waits_for_messages_in_the_inbox(f
     assert [codec.decode(m)["k"] for m in _inbox(fleet)] == ["signal", "activity"]
 
 
-# --- claim.lua, reclaim.lua, deadlines -----------------------------------------------------------------
+# --- claim.lua, reclaim.lua, requeue.lua, deadlines ---------------------------------------------------
+def _sent(fleet: Fleet, wid: str, seq: int, attempt: int, deadline: float = 1.0, run_id: str = "r1",
+          to_start_by: float | None = None, queue: str = "emails") -> Waiting:
+    """An attempt as its dispatch and its sender record it: allowed, with a deadline, and waiting for a
+    worker on `queue` (its run `run_id` created first, unless it exists)."""
+    if fleet.store.version(wid)[0] is None:
+        _start(fleet, wid, run_id=run_id)
+    fleet.redis.zadd(_k(fleet, "dispatched", wid), {_member(wid, seq, attempt): deadline})
+    waiting = Waiting((wid, run_id, seq, attempt, "send", {"to": "a"}, {"queue": queue}), queue, 0.5, to_start_by)
+    fleet.note_sent(waiting)
+    return waiting
+
+
 def test_claim_starts_the_allowed_attempt_with_the_last_heartbeat(fleet: Fleet) -> None:
-    _in_flight(fleet, "w", 4, 2)
+    _sent(fleet, "w", 4, 2)
     fleet.redis.hset(fleet.store.key("w", "beats"), "4", codec.encode({"done": 7}))
     before = time.time()
     assert fleet.claim("w", 4, 2, "r1", ttl=20.0) == (True, {"done": 7})
@@ -311,21 +323,50 @@ def test_claim_starts_the_allowed_attempt_with_the_last_heartbeat(fleet: Fleet) 
 
 
 def test_claim_without_heartbeat_details(fleet: Fleet) -> None:
-    _in_flight(fleet, "w", 4, 1)
+    _sent(fleet, "w", 4, 1)
     before = time.time()
     assert fleet.claim("w", 4, 1, "r1") == (True, None)
     m = _member("w", 4, 1)
     assert before + LEASE <= fleet.redis.zscore(_k(fleet, "dispatched"), m) <= time.time() + LEASE
     assert _traces(fleet, m) == [True, False]  # no info: it promised no heartbeats
+    assert fleet.waiting_attempts("w", [(4, 1)]) == {}  # taken
+
+
+def test_claim_starts_an_attempt_once_a_duplicate_or_redelivery_is_skipped(fleet: Fleet) -> None:
+    _sent(fleet, "w", 4, 1)
+    assert fleet.claim("w", 4, 1, "r1") == (True, None)
+    deadline = fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 1))
+    assert fleet.claim("w", 4, 1, "r1") == (False, None)   # a second copy of the message
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 1)) == deadline  # untouched: still running
 
 
 @pytest.mark.parametrize("allowed", [2, None])
 def test_claim_refuses_a_stale_attempt(fleet: Fleet, allowed: int | None) -> None:
+    _start(fleet)
     if allowed is not None:  # attempt 1 was reclaimed, attempt 2 allowed
-        _in_flight(fleet, "w", 4, allowed)
+        _sent(fleet, "w", 4, allowed)
     assert fleet.claim("w", 4, 1, "r1", ttl=20.0) == (False, None)
     assert _traces(fleet, _member("w", 4, 1)) == [False] * 2   # not started, nothing written
     assert _allowed(fleet) == ([] if allowed is None else [("w", 4, 2)])
+
+
+@pytest.mark.parametrize("run", ["closed", "replaced"])
+def test_claim_refuses_and_retires_an_attempt_of_a_run_that_closed_or_moved_on(fleet: Fleet, run: str) -> None:
+    _sent(fleet, "w", 4, 1)
+    if run == "closed":
+        fleet.redis.hset(fleet.store.keys("w")[0], "status", "failed")
+    else:  # the id's next run (continue-as-new, or a new start after the close)
+        fleet.redis.hset(fleet.store.keys("w")[0], "run_id", "r2")
+    assert fleet.claim("w", 4, 1, "r1") == (False, None)
+    assert _allowed(fleet) == [] and fleet.waiting_attempts("w", [(4, 1)]) == {}
+
+
+def test_note_sent_brings_the_deadline_forward_to_the_schedule_to_start_deadline(fleet: Fleet) -> None:
+    _sent(fleet, "w", 4, 1, deadline=50.0, to_start_by=20.0)
+    _sent(fleet, "w", 5, 1, deadline=10.0, to_start_by=20.0)
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 1)) == 20.0
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 5, 1)) == 10.0   # never later
+    assert fleet.waiting_attempts("w", [(4, 1), (5, 1), (6, 1)]) == {(4, 1): "emails", (5, 1): "emails"}
 
 
 def test_hold_renews_only_attempts_still_in_flight(fleet: Fleet) -> None:
@@ -337,17 +378,61 @@ def test_hold_renews_only_attempts_still_in_flight(fleet: Fleet) -> None:
     assert fleet.redis.zscore(_k(fleet, "dispatched"), reported) is None   # not brought back
 
 
-def test_lapsed_finds_attempts_past_their_deadline_unless_their_message_still_waits(fleet: Fleet) -> None:
-    for seq in (1, 2, 3):
+def test_lapsed_finds_attempts_past_their_deadline_and_tells_those_no_worker_took(fleet: Fleet) -> None:
+    for seq in (1, 2):
         fleet.redis.zadd(_k(fleet, "dispatched"), {_member("w", seq, 1): 10.0 + seq})
     fleet.redis.hset(_k(fleet, "running:info"), _member("w", 2, 1), codec.encode({"run": "r1", "heartbeat_timeout": 3}))
-    lost = fleet.lapsed(12.5, queued=lambda wid, seq, attempt: False)
-    assert [(x.seq, x.attempt, x.info, x.deadline) for x in lost] == [
-        (1, 1, {}, 12.5), (2, 1, {"run": "r1", "heartbeat_timeout": 3}, 12.5)]
+    sent = _sent(fleet, "w", 3, 1, deadline=12.0)
+    _sent(fleet, "w", 4, 1, deadline=13.0)   # not yet
+    lost = fleet.lapsed(12.5)
+    assert [(x.seq, x.attempt, x.info, x.deadline, x.waiting) for x in lost] == [
+        (1, 1, {}, 12.5, None), (2, 1, {"run": "r1", "heartbeat_timeout": 3}, 12.5, None), (3, 1, {}, 12.5, sent)]
+
+
+def test_requeue_gives_an_untaken_attempt_a_later_deadline_with_backoff_for_one_caller(fleet: Fleet) -> None:
+    _sent(fleet, "w", 4, 1, deadline=10.0)
+    [found] = fleet.lapsed(10.5)
     before = time.time()
-    assert fleet.lapsed(12.5, queued=lambda wid, seq, attempt: seq == 1) == [lost[1]]
-    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 1, 1)) >= before + LEASE  # waits on
-    assert [x.seq for x in fleet.lapsed(12.5)] == [2]   # no broker to look into: lapsed is lost
+    again = fleet.requeue(found, before, resend=True)
+    assert again is not None and (again.looks, again.resent) == (1, 1) and again.args == found.waiting.args
+    deadline = fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 1))
+    assert before + LEASE <= deadline <= time.time() + LEASE
+    assert fleet.requeue(found, before, resend=True) is None   # another scheduler came first
+    [later] = fleet.lapsed(deadline + 0.1)
+    assert later.waiting == again
+    third = fleet.requeue(later, deadline + 0.1, resend=False)   # no live consumer: it waits on, not resent
+    assert third is not None and (third.looks, third.resent) == (2, 1)
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 1)) == pytest.approx(deadline + 0.1 + 2 * LEASE)
+    assert resend_delay(LEASE, 40) == RESEND_MAX
+
+
+def test_requeue_never_passes_the_schedule_to_start_deadline_and_retires_attempts_of_closed_runs(
+        fleet: Fleet) -> None:
+    _sent(fleet, "w", 4, 1, deadline=10.0, to_start_by=10.0 + LEASE / 2)
+    [found] = fleet.lapsed(10.0)
+    assert fleet.requeue(found, 10.0, resend=True) is not None
+    assert fleet.redis.zscore(_k(fleet, "dispatched"), _member("w", 4, 1)) == 10.0 + LEASE / 2
+    fleet.redis.hset(fleet.store.keys("w")[0], "status", "completed")
+    [found] = fleet.lapsed(11.0 + LEASE)
+    assert fleet.requeue(found, 11.0 + LEASE, resend=True) is None
+    assert _allowed(fleet) == [] and fleet.waiting_attempts("w", [(4, 1)]) == {}
+
+
+def test_reclaim_drops_the_waiting_mark(fleet: Fleet) -> None:
+    _sent(fleet, "w", 4, 1, deadline=10.0, to_start_by=10.0)
+    [found] = fleet.lapsed(10.5)
+    assert fleet.reclaim(found, {"type": "TimeoutError", "message": "m", "traceback": "", "non_retryable": True})
+    assert fleet.waiting_attempts("w", [(4, 1)]) == {} and _allowed(fleet) == []
+    assert codec.decode(_inbox(fleet)[-1])["run"] == "r1"   # named by the waiting record
+    assert fleet.claim("w", 4, 1, "r1") == (False, None)   # its message, delivered later, does not run
+
+
+def test_live_queues_are_those_announced_within_their_time_to_live(fleet: Fleet) -> None:
+    fleet.announce_queues(["beluga", "emails"], ttl=30.0)
+    fleet.announce_queues(["emails"], ttl=1.0)   # never shortens what another worker announced
+    fleet.announce_queues(["sms"], ttl=-1.0)
+    assert fleet.live_queues() == {"beluga", "emails"}
+    assert fleet.live_queues(time.time() + 60) == set()
 
 
 def test_reclaim_leaves_an_attempt_renewed_since_it_was_found(fleet: Fleet) -> None:

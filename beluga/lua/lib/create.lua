@@ -5,12 +5,14 @@
 -- Included by create.lua (the store's create) and start.lua (the fleet client's start), after
 -- lib/events.lua.
 
--- Creates the run, replacing a closed one or the open run replace_run_id. Returns '' when the id had
+-- Creates the run, replacing a closed one or the open run replace_run_id (given: only that run). Returns '' when the id had
 -- no run, '+' when the new run replaced one (the caller's listing indexes then drop its old status),
 -- else the id of the open run that blocks it. The inbox is kept when the new run continues the run
 -- replace_run_id (continue-as-new: what waits there is for the new run), else cleared.
 local function create_run(c)
   local cur = redis.call('HMGET', c.run_key, 'run_id', 'status')
+  -- a continuation replaces only the run it continues (it may have been created already, by its backup)
+  if cur[1] and c.replace_run_id ~= '' and cur[1] ~= c.replace_run_id then return cur[1] end
   if cur[1] and cur[2] == 'running' and cur[1] ~= c.replace_run_id then return cur[1] end
   if not (cur[1] and cur[1] == c.replace_run_id) then redis.call('DEL', c.inbox_key) end
   if cur[1] then
