@@ -29,7 +29,7 @@ from beluga.core.definitions import Registry, effective_option
 from beluga.core.errors import SerializationError
 from beluga.core.failure import child_outcome
 from beluga.core.pending import Pending
-from beluga.core.records import Append, WorkflowState, WorkflowStatus
+from beluga.core.records import Append, WorkflowState
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
@@ -190,10 +190,7 @@ class Coordinator(Batches):
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             metrics.coordinator_retry("celery")
             return False
-        self._carry_out(run, step, eager, deadline, call.events)
-        if step.status is not None:
-            _after_one(lambda: self.store.restatus(workflow_id, step.status, run.state.created_at,
-                                                   was=WorkflowStatus.RUNNING))
+        self._carry_out(run, step, eager, deadline, call.events)  # a close was listed by the append itself
         self._keep_or_drop(run)
         return True
 

@@ -51,10 +51,9 @@ class CeleryExecutor(StoreBackedExecutor):
             now = time.time()
             state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
                                   headers=options.headers)
-            run_id = self.fleet.start_run(state, request_id)  # its start message is queued with it
-            if timeout is not None:  # the same member each retry: armed once
-                self.fleet.arm(workflow_id, now + timeout, messages.encode(TimedOut(), run_id))
-            return run_id
+            # listed, its start message queued and its timeout armed with it (the same timer each retry)
+            return self.fleet.start_run(state, request_id, None if timeout is None else
+                                        (now + timeout, messages.encode(TimedOut(), state.run_id)))
 
         run_id = self._retrying(f"starting workflow {workflow_id}", start, request_id)
         if name in registry.workflows:  # this process has the code: take the first step here (eager start)
