@@ -46,6 +46,7 @@ from beluga.celery.fleet_scripts import (
     TakeWakesCall,
     WakeCall,
 )
+from beluga.celery.outages import TRANSIENT
 from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import WorkflowState
 from beluga.core.steps import ActivityOutcome
@@ -425,9 +426,22 @@ class Fleet:
         pipe.expire(key, 60)
         pipe.execute()
 
-    def wait_reply(self, key: str, timeout: float) -> dict[str, Any] | None:
-        got = self.redis.blpop([key], timeout=max(1, int(timeout + 0.999)))
-        return None if got is None else codec.decode(got[1])
+    def wait_reply(self, key: str, timeout: float, slice: float = 1.0) -> dict[str, Any] | None:
+        """The reply pushed to `key` within `timeout` seconds, else None. Waits in BLPOPs of at most
+        `slice` seconds (each must end within the client's socket timeout) and through errors (a Redis
+        restarted, frozen), so that it ends in about `timeout` whatever Redis does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                got = self.redis.blpop([key], timeout=max(0.01, round(min(slice, remaining), 2)))
+            except TRANSIENT:
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                continue
+            if got is not None:
+                return codec.decode(got[1])
 
 
 class QueueUnknown(Exception):

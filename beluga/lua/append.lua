@@ -1,3 +1,4 @@
+#!lua
 -- append.lua: the store's conditional append of one run's events (RedisStore.append_one). For the
 -- fleet, in the same atomic step: consume inbox messages, allow activity attempts, release the lease.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- claim.lua: a worker starts an activity attempt if it is still allowed, i.e. still has a deadline
 -- (Fleet.claim): the append that dispatched it set one, and a report or a reclaim drops it. The deadline
 -- moves to `expiry`: the lease that the worker holding the message renews, or the heartbeat timeout.

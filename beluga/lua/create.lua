@@ -1,3 +1,4 @@
+#!lua
 -- create.lua: starts a run (RedisStore.create), replacing a closed one or the open run replace_run_id.
 --
 -- KEYS

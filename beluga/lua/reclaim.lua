@@ -1,3 +1,4 @@
+#!lua
 -- reclaim.lua: the scheduler claims an activity attempt that looks lost (its deadline passed: its
 -- message never reached a worker, or the worker that held it stopped renewing it, or no heartbeat came)
 -- for this caller alone and, in the same atomic step, retires it (drops its deadline) and queues its

@@ -1,3 +1,4 @@
+#!lua
 -- report_and_append.lua: the fast path of an activity attempt's report (Fleet.report_and_append), one
 -- round trip, for a worker that has the run cached at its current version: retires the finished
 -- attempt, then appends the events the report leads to only if the attempt was still the current one,

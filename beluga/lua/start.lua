@@ -1,3 +1,4 @@
+#!lua
 -- start.lua: the fleet client starts a run (CeleryExecutor.execute): create it, list it, arm its
 -- execution timeout and queue its start message in the same atomic step, so that the run is listed and
 -- woken (by the sweeper, should the broker's wake be lost) even if the client dies right after, or Redis
