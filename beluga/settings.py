@@ -22,7 +22,8 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT", "metrics_port": "BELUGA_METRICS_PORT",
         "console_token": "BELUGA_CONSOLE_TOKEN", "eager_activities": "BELUGA_EAGER_ACTIVITIES",
         "temporal_target": "BELUGA_TEMPORAL_TARGET", "temporal_namespace": "BELUGA_TEMPORAL_NAMESPACE",
-        "temporal_task_queue": "BELUGA_TEMPORAL_TASK_QUEUE"}
+        "temporal_task_queue": "BELUGA_TEMPORAL_TASK_QUEUE", "redis_socket_timeout": "BELUGA_REDIS_SOCKET_TIMEOUT",
+        "redis_connect_timeout": "BELUGA_REDIS_CONNECT_TIMEOUT"}
 
 
 UNCONFIGURED = ("no broker configured: set BELUGA_BROKER_URL (for example redis://localhost:6379/0; and "
@@ -41,6 +42,11 @@ class Settings:
     key_prefix: str = "beluga"
     stuck_retry_seconds: float = 5.0       # first look again at a stuck run; doubles up to 300 s
     client_retry_seconds: float = 10.0     # how long client calls retry while Redis cannot be reached
+    # Every Redis connection (histories, fleet, clients, a Redis broker): how long a command may wait for its
+    # reply, and a connection for its set-up, before it counts as lost (a frozen or blackholed Redis would
+    # otherwise hold a call until TCP gives up, ~15 min). Blocking reads wait in slices shorter than it.
+    redis_socket_timeout: float = 5.0
+    redis_connect_timeout: float = 3.0
     append_replicas: int = 0               # replicas that must confirm a history write before it counts
     append_replicas_timeout: float = 1.0   # how long a write waits for them (seconds)
     # Redis broker only: seconds before a message taken but not acknowledged is delivered again (Celery's
@@ -114,7 +120,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "console_token":
         return str(value) or None
     if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds", "append_replicas_timeout",
-                "broker_visibility_timeout"):
+                "broker_visibility_timeout", "redis_socket_timeout", "redis_connect_timeout"):
         return float(value)
     return value
 

@@ -36,6 +36,8 @@ def header(name: str) -> tuple[list[str], list[str]]:
     lists: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in resources.files("beluga.lua").joinpath(name).read_text().splitlines():
+        if line.startswith("#!"):  # a script's flags (`#!lua flags=no-writes`) come before its header
+            continue
         if not line.startswith("--"):
             break
         if line.rstrip() in ("-- KEYS", "-- ARGV"):
@@ -167,7 +169,7 @@ def test_a_server_that_lost_its_scripts_gets_them_again(redis_url: str) -> None:
                       attempts_key=f"{p}:attempts", lease_key=f"{p}:lease", dispatched_key=f"{p}:dispatched",
                       timers_key=f"{p}:timers",
                       run_id="r", expected_version=0, inbox_used=0, status=None, summary=None, updated=None,
-                      lease_token=None, dispatch_deadline=0.0, workflow_id="w")
+                      lease_token=None, dispatch_deadline=0.0, workflow_id="w", index_prefix="")
     assert scripts.run(call) == -1          # no such run: refused
     client.script_flush()
     assert scripts.run(call) == -1

@@ -66,9 +66,11 @@ def make_app(settings: Settings) -> Celery:
     )
     if settings.broker_is_redis:
         kombu_redis.guard_qos()
+        kombu_redis.configure(app, settings)
     if settings.broker_is_redis and settings.broker_visibility_timeout:
         # look for messages past their visibility timeout a few times per timeout, not every 100 s
         app.conf.broker_transport_options = {
+            **app.conf.broker_transport_options,
             "visibility_timeout": settings.broker_visibility_timeout,
             "unacked_restore_interval": max(1.0, settings.broker_visibility_timeout / 2),
             "unacked_restore_throttle": 1}
@@ -128,6 +130,7 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
         app.conf.task_routes = (ours, *(routes if isinstance(routes, (list, tuple)) else (routes,)))
     if settings.broker_is_redis:
         kombu_redis.guard_qos()
+        kombu_redis.configure(app, settings)
     app.conf.beluga_settings = settings
     app.conf.beluga_installed = True
     app.steps["worker"].add(UserModules)

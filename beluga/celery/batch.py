@@ -100,7 +100,7 @@ class Batches:
         try:
             left = self.fleet.release_many([(p.workflow_id, p.begun.token) for p in quiet])
             calls = [self.store.append_call(p.append, **p.options) for p in writes]  # type: ignore[arg-type]
-            waiting = self.store.append_many(calls, [p.run.state.created_at for p in writes])  # type: ignore[arg-type]
+            waiting = self.store.append_many(calls)  # type: ignore[arg-type]
         except BaseException:
             for p in writes:
                 self._drop(p.workflow_id)

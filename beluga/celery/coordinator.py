@@ -229,10 +229,7 @@ class Coordinator(Batches):
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             metrics.coordinator_retry("celery")
             return False
-        self._carry_out(run, step, eager, deadline, call.events)
-        if step.status is not None:
-            _after_one(lambda: self.store.restatus(workflow_id, step.status, run.state.created_at,
-                                                   was=WorkflowStatus.RUNNING))
+        self._carry_out(run, step, eager, deadline, call.events)  # a close was listed by the append itself
         self._keep_or_drop(run)
         return True
 

@@ -52,6 +52,7 @@ from beluga.celery.fleet_scripts import (
     TakeWakesCall,
     WakeCall,
 )
+from beluga.celery.outages import TRANSIENT
 from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import WorkflowState
 from beluga.core.steps import ActivityOutcome
@@ -118,29 +119,33 @@ class Fleet:
         return int(self.store.replicated(lambda client: self._lua.run(call, client=client),
                                          f"a {message.get('k')} message to workflow {workflow_id}", run_key))
 
-    def start_run(self, state: WorkflowState, request_id: str | None = None) -> str:
-        """Create the run with its start message queued (see start.lua). Returns the run id: the new one,
-        or the one this request created before. Raises `WorkflowAlreadyStarted` for another open run."""
+    def start_run(self, state: WorkflowState, request_id: str | None = None,
+                  timeout: tuple[float, dict[str, Any]] | None = None) -> str:
+        """Create the run, listed, with its start message queued and its execution timeout `timeout` (due
+        time, message) armed, in one atomic step (see start.lua). Returns the run id: the new one, or the
+        one this request created before. Raises `WorkflowAlreadyStarted` for another open run."""
         run_key, events_key, inbox_key = self.store.keys(state.workflow_id)
         call = StartCall(
             run_key=run_key, events_key=events_key, inbox_key=inbox_key,
             dirty_key=self.shard_key(state.workflow_id, "dirty"),
+            timers_key=self.shard_key(state.workflow_id, "timers"),
             run_id=state.run_id, status=state.status.value, summary=codec.encode_state(state),
             workflow_type=state.workflow_type, created=state.created_at, updated=state.updated_at,
             request_id=request_id, workflow_id=state.workflow_id, start_message=codec.encode({"k": "start"}),
+            index_prefix=self.store.index_prefix(state.workflow_id),
+            timeout_due=timeout[0] if timeout else None,
+            timeout_member=timer_member(state.workflow_id, timeout[1]) if timeout else None,
             events=tuple(codec.encode_event(e) for e in state.history))
         unconfirmed: ReplicationError | None = None
         try:
             got = self.store.replicated(lambda client: self._lua.run(call, client=client).decode(),
                                         f"the start of workflow {state.workflow_id}", run_key)
-        except ReplicationError as exc:  # on the primary all the same: index it, then say so
+        except ReplicationError as exc:  # on the primary all the same: say so
             got, unconfirmed = exc.result, exc
         if got.startswith("="):
             return got[1:]
         if got not in ("", "+"):
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
-        self.store.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status,
-                           replaced=got == "+")
         if unconfirmed is not None:
             raise unconfirmed
         return state.run_id
@@ -194,9 +199,11 @@ class Fleet:
                                      f"attempt {attempt} of workflow {workflow_id} seq {seq}", append_call.run_key)
 
     def read(self, workflow_id: str, token: str, limit: int = 100) -> Begun:
-        """Re-read the run while holding its lease (after losing an append race)."""
+        """Re-read the run while holding its lease (after losing an append race). No transaction (which a
+        Redis out of memory refuses): while the lease is held nobody else appends, and the inbox only grows
+        at its tail."""
         run_key, _, inbox_key = self.store.keys(workflow_id)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hmget(run_key, "run_id", "version")
         pipe.lrange(inbox_key, 0, limit - 1)
         (run_id, version), items = pipe.execute()
@@ -497,9 +504,22 @@ class Fleet:
         pipe.expire(key, 60)
         pipe.execute()
 
-    def wait_reply(self, key: str, timeout: float) -> dict[str, Any] | None:
-        got = self.redis.blpop([key], timeout=max(1, int(timeout + 0.999)))
-        return None if got is None else codec.decode(got[1])
+    def wait_reply(self, key: str, timeout: float, slice: float = 1.0) -> dict[str, Any] | None:
+        """The reply pushed to `key` within `timeout` seconds, else None. Waits in BLPOPs of at most
+        `slice` seconds (each must end within the client's socket timeout) and through errors (a Redis
+        restarted, frozen), so that it ends in about `timeout` whatever Redis does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                got = self.redis.blpop([key], timeout=max(0.01, round(min(slice, remaining), 2)))
+            except TRANSIENT:
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                continue
+            if got is not None:
+                return codec.decode(got[1])
 
 
 RESEND_MAX = 300.0  # seconds between two looks at an untaken attempt, at most

@@ -166,6 +166,7 @@ class StartCall(Call):
     events_key: str = key()
     inbox_key: str = key()
     dirty_key: str = key()
+    timers_key: str = key()
     run_id: str = arg()
     status: str = arg()
     summary: bytes = arg()
@@ -175,6 +176,9 @@ class StartCall(Call):
     request_id: str | None = arg()
     workflow_id: str = arg()
     start_message: bytes = arg()
+    index_prefix: str = arg()
+    timeout_due: float | None = arg()
+    timeout_member: bytes | None = arg()
     events: Sequence[bytes] = tail()
 
 

@@ -15,10 +15,22 @@ from kombu.exceptions import OperationalError
 
 T = TypeVar("T")
 
-# What an unreachable, restarting or loading Redis or broker raises (redis-py's BusyLoadingError, the
-# append-only file still loading, is a ConnectionError).
+# What an unreachable, restarting, loading, frozen or full Redis or broker raises (redis-py's
+# BusyLoadingError, the append-only file still loading, is a ConnectionError; OutOfMemoryError is the
+# error reply of a Redis at `maxmemory` with `noeviction`, which refuses writes until memory is freed:
+# an outage of writes, waited out like any other).
 TRANSIENT: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OperationalError,
-                                             ConnectionError, TimeoutError)
+                                             ConnectionError, TimeoutError, redis.exceptions.OutOfMemoryError)
+
+
+def may_have_taken_effect(exc: BaseException) -> bool:
+    """Whether a call to Redis that failed with `exc` may have taken effect: not when the connection was
+    refused (nothing was sent), nor when Redis refused the command for lack of memory (Redis refuses a
+    script before its first write, and a refused one writes nothing); any other failure (a timeout, a
+    connection lost mid-reply) may have reached Redis."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return False
+    return not (isinstance(exc, redis.ConnectionError) and "Connection refused" in str(exc))
 
 
 class _Budget:

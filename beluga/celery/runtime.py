@@ -40,7 +40,12 @@ class Runtime:
         self.settings = settings
         self.store = RedisStore(settings.history_url, prefix=settings.key_prefix,
                                 append_replicas=settings.append_replicas,
-                                append_replicas_timeout=settings.append_replicas_timeout)
+                                append_replicas_timeout=settings.append_replicas_timeout,
+                                # a WAIT for replicas is one reply that may take append_replicas_timeout
+                                socket_timeout=max(settings.redis_socket_timeout,
+                                                   settings.append_replicas_timeout + 1.0
+                                                   if settings.append_replicas else 0.0),
+                                connect_timeout=settings.redis_connect_timeout)
         self.fleet = Fleet(self.store, settings.lease_seconds, undelivered_lapse=settings.broker_is_redis)
         self.check = payload_checker(settings.max_payload_bytes)
         self.coordinator = Coordinator(self.fleet, registry, dispatch=self.dispatch, wake=self.wake,

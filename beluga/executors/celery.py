@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import redis
 
 from beluga.celery import messages
-from beluga.celery.outages import TRANSIENT
+from beluga.celery.outages import TRANSIENT, may_have_taken_effect
 from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, ServiceUnavailable, WorkflowNotFound, WorkflowNotRunning
 from beluga.core.failure import raise_as_own
@@ -22,7 +22,7 @@ from beluga.executors._runs import new_run_state
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.logs import get_logger
 from beluga.settings import Settings
-from beluga.stores.redis import shard_of
+from beluga.stores.redis import RedisStore, shard_of
 
 log = get_logger("beluga.client")
 T = TypeVar("T")
@@ -38,54 +38,65 @@ class CeleryExecutor(StoreBackedExecutor):
         self.store = self._rt.store
         self.fleet = self._rt.fleet
         self.query_timeout = query_timeout
+        self._waits: RedisStore | None = None
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         options = options or WorkflowOptions()
-        name = self._workflow_type(workflow)
         self._rt.check(options.input)
         timeout = seconds(options.timeout)
         request_id = options.request_id or uuid.uuid4().hex
         workflow_id = options.id or str(uuid.uuid4())
+        name, writing = "", False
 
         def start() -> str:
+            nonlocal name, writing
+            name = name or self._workflow_type(workflow)  # a bare name is checked against Redis: retried too
+            writing = True
             now = time.time()
             state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
                                   headers=options.headers)
-            run_id = self.fleet.start_run(state, request_id)  # its start message is queued with it
-            if timeout is not None:  # the same member each retry: armed once
-                self.fleet.arm(workflow_id, now + timeout, messages.encode(TimedOut(), run_id))
-            return run_id
+            # listed, its start message queued and its timeout armed with it (the same timer each retry)
+            return self.fleet.start_run(state, request_id, None if timeout is None else
+                                        (now + timeout, messages.encode(TimedOut(), state.run_id)))
 
-        run_id = self._retrying(f"starting workflow {workflow_id}", start, request_id)
+        run_id = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
         if name in registry.workflows:  # this process has the code: take the first step here (eager start)
             self._best_effort(lambda: self._rt.coordinate_here(workflow_id), workflow_id)
         else:
             self._wake(workflow_id, options.queue)
         return WorkflowHandle(self, workflow_id, run_id)
 
-    def _retrying(self, what: str, call: Callable[[], T], request_id: str | None) -> T:
-        """Run `call`, retrying while Redis cannot be reached, for `client_retry_seconds`. Every retry
-        carries the same request id, so a call that took effect before its answer was lost takes effect
-        once. What finally fails says whether it may have taken effect."""
-        deadline = time.monotonic() + self._rt.settings.client_retry_seconds
+    def _retrying(self, what: str, call: Callable[[], T], request_id: str | None, *, writes: bool = True,
+                  wrote: Callable[[], bool] = lambda: True) -> T:
+        """Run `call`, retrying while Redis cannot be reached, does not answer (a frozen Redis: each try
+        ends within BELUGA_REDIS_SOCKET_TIMEOUT) or refuses writes for lack of memory, for
+        `client_retry_seconds`; then `ServiceUnavailable`. Every retry carries the same request id, so a
+        call that took effect before its answer was lost takes effect once. What finally fails says
+        whether it may have taken effect (never, for a read: `writes` False; nor when a try failed before
+        its write: `wrote` says whether it got that far)."""
+        budget = self._rt.settings.client_retry_seconds
+        deadline = time.monotonic() + budget
         delay, sent = 0.05, False
         while True:
             try:
                 return call()
             except TRANSIENT as exc:
-                # A refused connection sent nothing; any other failure may have reached Redis.
-                sent = sent or not isinstance(exc, redis.ConnectionError) or "Connection refused" not in str(exc)
+                sent = sent or (writes and wrote() and may_have_taken_effect(exc))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ServiceUnavailable(
-                        f"{what}: Redis could not be reached for {self._rt.settings.client_retry_seconds:g}s "
-                        f"({exc}); " + ("it may have taken effect: repeat it with request_id "
-                                        f"{request_id!r} to make sure, it takes effect once" if sent else
-                                        "it did not take effect"),
-                        may_have_taken_effect=sent, request_id=request_id) from exc
+                    raise ServiceUnavailable(_unavailable(what, budget, exc, writes, sent, request_id),
+                                             may_have_taken_effect=sent, request_id=request_id) from exc
                 log.warning("%s: %s; retrying in %.2fs", what, exc, min(delay, remaining))
                 time.sleep(min(delay, remaining))
                 delay = min(delay * 2, 1.0)
+
+    def describe(self, workflow_id: str) -> WorkflowState:
+        return self._retrying(f"reading workflow {workflow_id}", lambda: super(CeleryExecutor, self).describe(
+            workflow_id), None, writes=False)
+
+    def summary(self, workflow_id: str) -> WorkflowState:
+        return self._retrying(f"reading workflow {workflow_id}", lambda: super(CeleryExecutor, self).summary(
+            workflow_id), None, writes=False)
 
     def _wake(self, workflow_id: str, queue: str | None) -> None:
         self._best_effort(lambda: self._rt.wake(workflow_id, queue), workflow_id)
@@ -142,14 +153,15 @@ class CeleryExecutor(StoreBackedExecutor):
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         if query_type in BUILTIN_QUERIES:
             return self.builtin_query(workflow_id, query_type)
-        state = self.describe(workflow_id)
+        state = self.summary(workflow_id)
         reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
         from beluga.celery.attempts import attempt_kwargsrepr
 
-        self.app.tasks["beluga.query"].apply_async((workflow_id, query_type, list(args), reply_to),
-                                                   queue=state.queue or None,
-                                                   kwargsrepr=attempt_kwargsrepr(workflow_id))
-        answer = self.fleet.wait_reply(reply_to, self.query_timeout)
+        # each try without Celery's own publish retries, so that the call keeps to its retry time
+        self._retrying(f"querying workflow {workflow_id}", lambda: self.app.tasks["beluga.query"].apply_async(
+            (workflow_id, query_type, list(args), reply_to), queue=state.queue or None, retry=False,
+            kwargsrepr=attempt_kwargsrepr(workflow_id)), None, writes=False)
+        answer = self.fleet.wait_reply(reply_to, self.query_timeout, self._blocking_slice())
         if answer is None:
             raise TimeoutError(f"no worker answered query {query_type!r} for {workflow_id} within "
                                f"{self.query_timeout:g}s")
@@ -159,34 +171,73 @@ class CeleryExecutor(StoreBackedExecutor):
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         """Wait for the coordinator's announcement that the run closed, re-reading the status on each
-        announcement and at least once a second (an announcement is not stored: it may be missed)."""
+        announcement and at least once a second (an announcement is not stored: it may be missed). Through
+        an outage (Redis restarted, frozen, full) it keeps waiting; with a `timeout` it raises TimeoutError
+        within about a second of it even while Redis is frozen: its reads go through a client whose socket
+        timeout is at most a second (`_wait_store`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        store = self._wait_store()
         pubsub = None
         try:
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 try:  # through a Redis restart: subscribe again and keep waiting
                     if pubsub is None:
-                        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+                        pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
                         pubsub.subscribe(self.fleet.closed_channel(workflow_id))
-                    state = self.summary(workflow_id)
+                    state = store.load_summary(workflow_id)
+                    if state is None:
+                        raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
                     if not state.status.is_open:
                         return state
+                    remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is None or remaining > 0:
                         pubsub.get_message(timeout=1.0 if remaining is None else min(1.0, remaining))
                 except TRANSIENT:
                     if pubsub is not None:
-                        pubsub.close()
+                        pubsub.reset()  # closes its connection, which may hold an unread reply
                         pubsub = None
+                    remaining = None if deadline is None else deadline - time.monotonic()
                     time.sleep(0.2 if remaining is None else min(0.2, max(0.0, remaining)))
-                if remaining is not None and remaining <= 0:
+                if deadline is not None and deadline - time.monotonic() <= 0:
                     raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
         finally:
             if pubsub is not None:
-                pubsub.close()
+                pubsub.reset()
+
+    def _wait_store(self) -> RedisStore:
+        """The history store again, through a client whose socket timeout is at most the slice a result
+        wait checks its deadline in (a second), so that a frozen Redis cannot hold `result(timeout=t)`
+        much past t (the main client's timeout, BELUGA_REDIS_SOCKET_TIMEOUT, may be several seconds)."""
+        if self._waits is None:
+            s = self._rt.settings
+            self._waits = RedisStore(s.history_url, prefix=s.key_prefix, socket_timeout=self._blocking_slice(),
+                                     connect_timeout=min(1.0, s.redis_connect_timeout))
+        return self._waits
+
+    def _blocking_slice(self) -> float:
+        """How long one blocking wait (a pub/sub read, a BLPOP) may last: at most a second, and well within
+        the socket timeout."""
+        return min(1.0, self._rt.settings.redis_socket_timeout / 2)
 
     def close(self) -> None:
-        """Nothing to release: connections belong to the process's app, shared by its executors."""
+        """The result waits' client; the other connections belong to the process's app, shared by its
+        executors."""
+        if self._waits is not None:
+            self._waits.close()
+            self._waits = None
+
+
+def _unavailable(what: str, budget: float, exc: BaseException, writes: bool, sent: bool,
+                 request_id: str | None) -> str:
+    """What `ServiceUnavailable` says: why, and what the caller can do."""
+    why = (f"Redis refused writes for {budget:g}s: it is out of memory (maxmemory reached with noeviction); "
+           f"free memory or raise maxmemory ({exc})" if isinstance(exc, redis.exceptions.OutOfMemoryError)
+           else f"Redis could not be reached or did not answer for {budget:g}s ({exc})")
+    if not writes:
+        return f"{what}: {why}; a read, safe to repeat"
+    return f"{what}: {why}; " + (f"it may have taken effect: repeat it with request_id {request_id!r} to make "
+                                 "sure, it takes effect once" if sent else "it did not take effect")
 
 
 def factory(config: Config | None = None) -> CeleryExecutor:

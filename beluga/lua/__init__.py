@@ -27,6 +27,13 @@ only defines `local function`s that take every key and argument as a parameter, 
 with named fields; it never reads KEYS or ARGV and includes nothing itself. The loader refuses one
 that breaks these rules, and marks where each included file starts and ends (Redis reports errors by
 line of the expanded text).
+
+Why every script starts with `#!lua` (Redis 7's script flags): a script with flags that does not
+declare `allow-oom` is refused whole, before it runs, while Redis is out of memory (`maxmemory` with
+`noeviction`): a refusal that says nothing was written. A script without flags was refused only at its
+first command that may grow memory, and not at all when a command that frees memory (DEL, LTRIM) came
+first: then it ran to its end past `maxmemory`, so whether a step went through depended on its code.
+read.lua declares `no-writes`: Redis runs it out of memory, and on a replica.
 """
 
 from __future__ import annotations

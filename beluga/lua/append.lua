@@ -1,3 +1,4 @@
+#!lua
 -- append.lua: the store's conditional append of one run's events (RedisStore.append_one). For the
 -- fleet, in the same atomic step: consume inbox messages, allow activity attempts, release the lease.
 --
@@ -19,6 +20,7 @@
 --   lease_token        the lease to release if still held with this token, or ''
 --   dispatch_deadline  until when the allowed attempts count as dispatched
 --   workflow_id        the run's workflow id
+--   index_prefix       <t>:index:, the shard's listing indexes: a closing append relists the run (lib/index.lua)
 --   #attempts          how many (seq, attempt) pairs follow
 --   #events            how many events follow them
 --   #timers            how many (due, member) pairs follow them
@@ -29,6 +31,7 @@
 -- left in the inbox.
 
 -- #include "lib/events.lua"
+-- #include "lib/index.lua"
 -- #include "lib/append.lua"
 
 local a = {
@@ -36,12 +39,12 @@ local a = {
   dispatched_key = KEYS[6], timers_key = KEYS[7],
   run_id = ARGV[1], expected_version = tonumber(ARGV[2]), inbox_used = tonumber(ARGV[3]), status = ARGV[4],
   summary = ARGV[5], updated = ARGV[6], lease_token = ARGV[7], dispatch_deadline = ARGV[8], workflow_id = ARGV[9],
-  attempts = {}, events = {}, timers = {},
+  index_prefix = ARGV[10], attempts = {}, events = {}, timers = {},
 }
-local n_attempts, n_events, n_timers = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[12 + i] end
-for i = 1, n_events do a.events[i] = ARGV[12 + 2 * n_attempts + i] end
-for i = 1, 2 * n_timers do a.timers[i] = ARGV[12 + 2 * n_attempts + n_events + i] end
+local n_attempts, n_events, n_timers = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[13 + i] end
+for i = 1, n_events do a.events[i] = ARGV[13 + 2 * n_attempts + i] end
+for i = 1, 2 * n_timers do a.timers[i] = ARGV[13 + 2 * n_attempts + n_events + i] end
 
 if not append_allowed(a) then return -1 end
 return append_write(a)

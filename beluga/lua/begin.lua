@@ -1,3 +1,4 @@
+#!lua
 -- begin.lua: a coordinator takes a run's lease and reads the run, in one round trip (Fleet.begin).
 --
 -- KEYS

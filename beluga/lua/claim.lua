@@ -1,3 +1,4 @@
+#!lua
 -- claim.lua: a worker starts an activity attempt if it is still allowed and no worker took it before
 -- (Fleet.claim): it has a deadline (the append that dispatched it set one; a report or a reclaim drops
 -- it), its message's sender marked it waiting for a worker (`waiting_key`: this claim drops the mark, so

@@ -1,3 +1,4 @@
+#!lua
 -- create.lua: starts a run (RedisStore.create), replacing a closed one or the open run replace_run_id.
 --
 -- KEYS
@@ -12,6 +13,8 @@
 --   created         its creation time
 --   replace_run_id  the open run it may replace, or ''
 --   updated         its update time
+--   workflow_id     the run's workflow id
+--   index_prefix    <t>:index:, the run's shard's listing indexes (lib/index.lua), written in this step
 --   #events         how many events follow
 --   events...       its first events, ids 1, 2, ...
 -- Returns '' when created (the id had no run), '+' when created in place of an earlier run, else the id
@@ -19,14 +22,15 @@
 -- (continue-as-new: what waits there is for the new run), else cleared.
 
 -- #include "lib/events.lua"
+-- #include "lib/index.lua"
 -- #include "lib/create.lua"
 
 local c = {
   run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3],
   run_id = ARGV[1], status = ARGV[2], summary = ARGV[3], workflow_type = ARGV[4], created = ARGV[5],
-  replace_run_id = ARGV[6], updated = ARGV[7], events = {},
+  replace_run_id = ARGV[6], updated = ARGV[7], workflow_id = ARGV[8], index_prefix = ARGV[9], events = {},
 }
-local n_events = tonumber(ARGV[8])
-for v = 1, n_events do c.events[v] = ARGV[8 + v] end
+local n_events = tonumber(ARGV[10])
+for v = 1, n_events do c.events[v] = ARGV[10 + v] end
 
 return create_run(c)

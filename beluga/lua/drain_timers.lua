@@ -1,3 +1,4 @@
+#!lua
 -- drain_timers.lua: the scheduler moves a shard's due timer messages into their runs' inboxes
 -- (Fleet.drain_timers). Each run that got one is marked dirty and added to the shard's wake set.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- push.lua: a client's input for a run (signal, cancel, terminate): queued in the run's inbox only while
 -- the run is open, so an input is either recorded by the run or refused; never accepted and lost. A
 -- retry with the same request id is recognised and queued no second time. A queued input adds the run to

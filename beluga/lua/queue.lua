@@ -1,3 +1,4 @@
+#!lua
 -- queue.lua: the fleet queues a message of its own for a run (Fleet.push): an activity's report, a
 -- child's outcome, a lost attempt. Marks the run dirty until its inbox is empty, so that the sweeper
 -- finds a message whose wake-up was lost. A script rather than MULTI, so that WAIT can follow it on

@@ -1,3 +1,4 @@
+#!lua
 -- reclaim.lua: the scheduler claims an activity attempt that looks lost (its deadline passed: its
 -- worker stopped renewing it, or no heartbeat came, or it waited for a worker past its
 -- schedule_to_start_timeout)

@@ -1,3 +1,4 @@
+#!lua
 -- release.lua: a coordinator gives a run's lease back (Fleet.release).
 --
 -- KEYS

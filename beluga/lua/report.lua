@@ -1,3 +1,4 @@
+#!lua
 -- report.lua: an activity attempt's outcome, then begin.lua, in one round trip (Fleet.report_and_begin).
 -- Retires the finished attempt and queues its report in the inbox; then, if the lease is free, takes it
 -- and reads the run like begin.lua (the report is the inbox's last message); else the lease holder sees

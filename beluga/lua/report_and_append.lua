@@ -1,3 +1,4 @@
+#!lua
 -- report_and_append.lua: the fast path of an activity attempt's report (Fleet.report_and_append), one
 -- round trip, for a worker that has the run cached at its current version: retires the finished
 -- attempt, then appends the events the report leads to only if the attempt was still the current one,
@@ -12,7 +13,7 @@
 --   dirty_key          <t>:dirty, sorted set: workflow id -> when its inbox got a message
 -- ARGV
 --   run_id, expected_version, inbox_used, status, summary, updated, lease_token, dispatch_deadline,
---   workflow_id
+--   workflow_id, index_prefix
 --                      as in append.lua
 --   report             the encoded report message
 --   seq                the activity's seq
@@ -26,6 +27,7 @@
 -- Returns -1 when the report was queued for the coordinator, else 0 (the messages left in the inbox).
 
 -- #include "lib/events.lua"
+-- #include "lib/index.lua"
 -- #include "lib/append.lua"
 -- #include "lib/attempt.lua"
 
@@ -34,17 +36,17 @@ local a = {
   dispatched_key = KEYS[6], timers_key = KEYS[7],
   run_id = ARGV[1], expected_version = tonumber(ARGV[2]), inbox_used = tonumber(ARGV[3]), status = ARGV[4],
   summary = ARGV[5], updated = ARGV[6], lease_token = ARGV[7], dispatch_deadline = ARGV[8], workflow_id = ARGV[9],
-  attempts = {}, events = {}, timers = {},
+  index_prefix = ARGV[10], attempts = {}, events = {}, timers = {},
 }
 local r = {
   inbox_key = KEYS[3], dispatched_key = KEYS[6], running_info_key = KEYS[8], dirty_key = KEYS[9],
-  workflow_id = ARGV[9], report = ARGV[10], seq = ARGV[11], member = ARGV[12], next_attempt = ARGV[13],
-  now = ARGV[14], next_deadline = ARGV[15], heartbeat = ARGV[16],
+  workflow_id = ARGV[9], report = ARGV[11], seq = ARGV[12], member = ARGV[13], next_attempt = ARGV[14],
+  now = ARGV[15], next_deadline = ARGV[16], heartbeat = ARGV[17],
 }
-local n_attempts, n_events, n_timers = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
-for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[19 + i] end
-for i = 1, n_events do a.events[i] = ARGV[19 + 2 * n_attempts + i] end
-for i = 1, 2 * n_timers do a.timers[i] = ARGV[19 + 2 * n_attempts + n_events + i] end
+local n_attempts, n_events, n_timers = tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
+for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[20 + i] end
+for i = 1, n_events do a.events[i] = ARGV[20 + 2 * n_attempts + i] end
+for i = 1, 2 * n_timers do a.timers[i] = ARGV[20 + 2 * n_attempts + n_events + i] end
 
 -- Inputs are recorded in the order they arrived: while a coordinator holds the lease (it may be about
 -- to record messages it read) or messages wait in the inbox (a signal, a cancel request), the report

@@ -1,3 +1,4 @@
+#!lua
 -- sweep.lua: the scheduler finds a shard's runs whose inbox has waited since before `cutoff` with no
 -- coordinator holding their lease (a worker died mid-coordination, or a wake-up was lost) and adds them to
 -- the shard's wake set (Fleet.sweep). Runs whose inbox is empty are forgotten; the others are marked dirty

@@ -1,3 +1,4 @@
+#!lua
 -- take_wakes.lua: the shard's wake task takes the next runs to coordinate (Fleet.take_wakes). While it
 -- finds some it keeps the shard's waking lease; once the set is empty it lets go in the same step, so a
 -- run added after that sends a new task (wake.lua), and one added before is taken here. A task that

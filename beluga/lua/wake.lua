@@ -1,3 +1,4 @@
+#!lua
 -- wake.lua: runs need a coordinator (Fleet.wake): adds them to their shard's wake set and says whether
 -- the caller must send the shard's wake task.
 --

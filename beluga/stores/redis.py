@@ -8,18 +8,23 @@ named by the event's id, in order; streams written by earlier versions hold entr
 `e`, read alike. Before that the events are fields `e:<i>` of the run hash, so a short or parked run
 costs one key), where `<t>` is `<p>:{s<shard>}`. The fleet keeps its
 per-shard records (timers, attempts, wake-ups) under the same tag, so each of its scripts touches one
-slot of a Redis Cluster. The listing indexes (`<p>:index:*`, sorted sets by creation time) are derived
-data, updated after each write. The scripts are beluga/lua/append.lua and create.lua, called through the
-builders in `redis_scripts`.
+slot of a Redis Cluster. So do the listing indexes (`<t>:index:all`, `:index:type:<type>`,
+`:index:status:<status>`, sorted sets by creation time), written by the step that creates or closes a run
+(beluga/lua/lib/index.lua): a run that exists is listed; a listing merges the shards' indexes. The
+scripts are beluga/lua/append.lua, create.lua and read.lua, called through the builders in `redis_scripts`.
 """
 from __future__ import annotations
 
+import heapq
+import socket
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from beluga import codec
 from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
@@ -28,12 +33,11 @@ from beluga.logs import get_logger
 from beluga.lua import Scripts
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
-from beluga.stores.redis_scripts import AppendCall, CreateCall
+from beluga.stores.redis_scripts import AppendCall, CreateCall, ReadCall
 
 _SUMMARY_FIELDS = ("summary", "status", "updated")
 SHARDS = 16          # part of the key layout: every process must agree, and runs stay where they were put
 INLINE_EVENTS = 8    # a run's first events live in its run hash (beluga/lua/lib/events.lua says the same)
-_INLINE_FIELDS = tuple(f"e:{i}" for i in range(1, INLINE_EVENTS + 1))
 log = get_logger("beluga.stores.redis")
 T = TypeVar("T")
 
@@ -68,16 +72,44 @@ def shard_of(workflow_id: str) -> int:
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
-def connect(url: str) -> Any:
+SOCKET_TIMEOUT = 5.0    # the defaults of BELUGA_REDIS_SOCKET_TIMEOUT and BELUGA_REDIS_CONNECT_TIMEOUT
+CONNECT_TIMEOUT = 3.0
+# TCP keepalive on every connection: an idle connection (a pub/sub wait, a pooled client) to a host that
+# vanished is dropped after about a minute (30 s idle, then 3 probes 10 s apart), not after hours.
+_KEEPALIVE = {name: value for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+              if hasattr(socket, name)}
+
+
+def socket_options(socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
+    """The connection options of every Redis connection Beluga makes (redis-py's names, which kombu's
+    Redis transport takes too): no call waits for a frozen or unreachable Redis longer than the timeouts,
+    and idle connections are probed (keepalive)."""
+    for name, value in (("BELUGA_REDIS_SOCKET_TIMEOUT", socket_timeout),
+                        ("BELUGA_REDIS_CONNECT_TIMEOUT", connect_timeout)):
+        if not value > 0:
+            raise ValueError(f"{name} must be a number of seconds above 0, not {value!r}")
+    return {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout, "socket_keepalive": True,
+            "socket_keepalive_options": {getattr(socket, name): v for name, v in _KEEPALIVE.items()}}
+
+
+def connect(url: str, socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT) -> Any:
     """A client for `url`: `redis://`, `rediss://` (TLS), `unix://` give a `redis.Redis`;
     `redis+cluster://host:port` (`rediss+cluster://` for TLS) a `redis.cluster.RedisCluster` that finds
-    the other nodes from that one."""
+    the other nodes from that one. Its connections have `socket_options` (options in the URL's query,
+    `?socket_timeout=...`, win). A command is retried once, at once, only when its connection was found
+    closed (a pooled connection to a Redis that restarted): redis-py 6 and later would otherwise retry
+    timeouts too, three times with backoff of up to 10 s, so one call to a frozen Redis took a minute;
+    Beluga's callers retry within their own budgets (`BELUGA_CLIENT_RETRY_SECONDS`, the lease)."""
+    options = socket_options(socket_timeout, connect_timeout)
     scheme, sep, rest = url.partition("://")
     if sep and scheme in CLUSTER_SCHEMES:
         from redis.cluster import RedisCluster
 
-        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}")
-    return redis.Redis.from_url(url)
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **options)
+    if scheme == "unix":  # no TCP: no keepalive
+        options = {k: v for k, v in options.items() if not k.startswith("socket_keepalive")}
+    return redis.Redis.from_url(url, **options, retry_on_error=[redis.ConnectionError],
+                                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
 
 
 def is_cluster(client: Any) -> bool:
@@ -86,44 +118,28 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def _events_of(entries: Any, after: int) -> list[bytes]:
-    """The encoded events past `after` in the stream entries that XRANGE from `0-<after + 1>` read (the
-    first entry may also hold events up to `after`). An entry's fields are its events, each named by its
-    id; an entry of an earlier version is one field `e`, the event whose id is the entry's. redis-py
-    parses an entry's fields into a dict, but a cluster pipeline hands back the raw [field, value, ...]
-    list."""
-    out: list[bytes] = []
-    for _, fields in entries:
-        pairs = fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
-        for name, event in pairs:
-            if name == b"e" or int(name) > after:
-                out.append(event)
-    return out
-
-
-def _split_read(got: list[Any], entries: Any, n: int, after: int) -> tuple[list[Any], list[bytes]]:
-    """What `RedisStore._queue_read` read: the `n` fields asked for, and the encoded events past `after`
-    (from the run hash while the run has at most INLINE_EVENTS, else from its stream)."""
-    version = int(got[n] or 0)
-    events = got[n + 1:n + 1 + version - after] if version <= INLINE_EVENTS else _events_of(entries, after)
-    return got[:n], [e for e in events if e is not None]
+def _split_read(got: list[Any], n: int) -> tuple[list[Any], list[bytes]]:
+    """What read.lua answered: the `n` fields asked for, and the encoded events (after its version)."""
+    return got[:n], [e for e in got[n + 1:] if e is not None]
 
 
 class RedisStore(WorkflowStore):
     """`url` is any redis-py URL (`redis://`, `rediss://` for TLS, with a password) or a Redis Cluster's
     (`redis+cluster://`, `rediss+cluster://`, see `connect`); or pass `client`.
     With `append_replicas` > 0, each write of a run (creation, append, inbox message) counts only once
-    that many replicas confirmed it within `append_replicas_timeout` seconds (see `replicated`)."""
+    that many replicas confirmed it within `append_replicas_timeout` seconds (see `replicated`).
+    `socket_timeout` and `connect_timeout`: see `connect`."""
 
     def __init__(self, url: str = "redis://localhost:6379/0", *, prefix: str = "beluga",
                  client: redis.Redis | None = None, append_replicas: int = 0,
-                 append_replicas_timeout: float = 1.0) -> None:
-        self.redis = client if client is not None else connect(url)
+                 append_replicas_timeout: float = 1.0, socket_timeout: float = SOCKET_TIMEOUT,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.redis = client if client is not None else connect(url, socket_timeout, connect_timeout)
         self.cluster = is_cluster(self.redis)
         self.prefix = prefix
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
-        self._lua = Scripts(self.redis, [AppendCall, CreateCall])
+        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall])
 
     # --- key layout ---------------------------------------------------------------------------------
     def shard_tag(self, shard: int) -> str:
@@ -141,8 +157,13 @@ class RedisStore(WorkflowStore):
     def key(self, workflow_id: str, name: str) -> str:
         return f"{self.tag(workflow_id)}:{workflow_id}:{name}"
 
-    def _index(self, name: str) -> str:
-        return f"{self.prefix}:index:{name}"
+    def index_prefix(self, workflow_id: str) -> str:
+        """`<t>:index:`: the listing indexes of the run's shard (beluga/lua/lib/index.lua)."""
+        return f"{self.tag(workflow_id)}:index:"
+
+    def _indexes(self, name: str) -> list[str]:
+        """The index `name` ("all", "type:<type>", "status:<status>") of every shard."""
+        return [f"{self.shard_tag(shard)}:index:{name}" for shard in range(SHARDS)]
 
     # --- replication --------------------------------------------------------------------------------
     def replicated(self, write: Callable[[Any], T], what: str, key: str | None = None) -> T:
@@ -195,32 +216,21 @@ class RedisStore(WorkflowStore):
 
     def _read(self, workflow_id: str, names: Sequence[str], after: int) -> tuple[list[Any], list[bytes]]:
         """The run hash's fields `names` and its encoded events past `after`, read at one instant (the
-        events are in the run hash or in the run's stream, see beluga/lua/lib/events.lua)."""
-        pipe = self.redis.pipeline(transaction=True)
-        self._queue_read(pipe, workflow_id, names, after)
-        got, entries = pipe.execute()
-        return _split_read(got, entries, len(names), after)
+        events are in the run hash or in the run's stream, see beluga/lua/lib/events.lua) by a script
+        flagged no-writes, which a Redis out of memory still runs (it refuses a MULTI's reads)."""
+        return _split_read(self._lua.run(self._read_call(workflow_id, names, after)), len(names))
 
-    def _queue_read(self, pipe: Any, workflow_id: str, names: Sequence[str], after: int) -> None:
-        """The two reads of `_read` (its answers: `_split_read`)."""
+    def _read_call(self, workflow_id: str, names: Sequence[str], after: int) -> ReadCall:
         run_key, events_key, _ = self.keys(workflow_id)
-        pipe.hmget(run_key, *names, "version", *_INLINE_FIELDS[after:])
-        pipe.xrange(events_key, min=f"0-{after + 1}")
+        return ReadCall(run_key=run_key, events_key=events_key, after=after, fields=tuple(names))
 
     def load_many(self, workflow_ids: Sequence[str]) -> list[WorkflowState | None]:
-        """`load` of several runs in one round trip (one MULTI, so each run is read at one instant, as
-        `load` reads it). Not on a Redis Cluster, whose runs live on several nodes: load them one by one."""
-        if self.cluster:
-            return [self.load(w) for w in workflow_ids]
-        if not workflow_ids:
-            return []
-        pipe = self.redis.pipeline(transaction=True)
-        for workflow_id in workflow_ids:
-            self._queue_read(pipe, workflow_id, _SUMMARY_FIELDS, 0)
-        got = pipe.execute()
+        """`load` of several runs in one round trip (a pipeline of read scripts: each run is read at one
+        instant, as `load` reads it; one by one on a Redis Cluster, whose runs live on several nodes)."""
+        got = self._lua.run_all([self._read_call(w, _SUMMARY_FIELDS, 0) for w in workflow_ids])
         out = []
-        for i in range(len(workflow_ids)):
-            fields, events = _split_read(got[2 * i], got[2 * i + 1], len(_SUMMARY_FIELDS), 0)
+        for read in got:
+            fields, events = _split_read(read, len(_SUMMARY_FIELDS))
             out.append(_state(fields, tuple(codec.decode_event(e) for e in events)))
         return out
 
@@ -231,39 +241,58 @@ class RedisStore(WorkflowStore):
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
         f = filter or DEFAULT_FILTER
         if f.status is not None:
-            index = self._index(f"status:{WorkflowStatus(f.status).value}")
+            name = f"status:{WorkflowStatus(f.status).value}"
         elif f.workflow_type is not None:
-            index = self._index(f"type:{f.workflow_type}")
+            name = f"type:{f.workflow_type}"
         else:
-            index = self._index("all")
+            name = "all"
         out: list[WorkflowState] = []
-        start, page = 0, max(f.limit, 100)
-        while len(out) < f.limit:
-            ids = self.redis.zrevrange(index, start, start + page - 1)
-            if not ids:
+        for workflow_id in self._newest_first(self._indexes(name), max(f.limit, 100)):
+            state = self.load(workflow_id)
+            if state is None or (f.status is not None and state.status != f.status):
+                continue
+            if f.workflow_type is not None and state.workflow_type != f.workflow_type:
+                continue
+            out.append(state)
+            if len(out) >= f.limit:
                 break
-            start += page
-            for raw in ids:
-                state = self.load(raw.decode())
-                if state is None or (f.status is not None and state.status != f.status):
-                    continue
-                if f.workflow_type is not None and state.workflow_type != f.workflow_type:
-                    continue
-                out.append(state)
-                if len(out) >= f.limit:
-                    break
         return out
 
+    def _newest_first(self, indexes: Sequence[str], page: int) -> Iterator[str]:
+        """The ids in the shards' `indexes`, newest first (the highest creation time across all of them),
+        read `page` at a time from each index as the merge reaches its end; the first pages in one
+        pipeline."""
+        pipe = self.redis.pipeline(transaction=False)
+        for index in indexes:
+            pipe.zrevrange(index, 0, page - 1, withscores=True)
+
+        def entries(index: str, first: list[tuple[bytes, float]]) -> Iterator[tuple[float, str]]:
+            got, start = first, 0
+            while got:
+                for member, score in got:
+                    yield -score, member.decode()
+                if len(got) < page:
+                    return
+                start += page
+                got = self.redis.zrevrange(index, start, start + page - 1, withscores=True)
+
+        streams = [entries(index, first) for index, first in zip(indexes, pipe.execute(), strict=True)]
+        for _, workflow_id in heapq.merge(*streams):
+            yield workflow_id
+
     def counts(self, workflow_type: str | None = None) -> dict[str, int]:
-        """From the listing indexes (derived data, updated just after each write)."""
+        """From the listing indexes of every shard (written by the steps that create and close runs)."""
         pipe = self.redis.pipeline(transaction=False)
         for status in WorkflowStatus:
-            if workflow_type is None:
-                pipe.zcard(self._index(f"status:{status.value}"))
-            else:
-                pipe.execute_command("ZINTERCARD", 2, self._index(f"status:{status.value}"),
-                                     self._index(f"type:{workflow_type}"))
-        return {status.value: int(n) for status, n in zip(WorkflowStatus, pipe.execute(), strict=True)}
+            for index, of_type in zip(self._indexes(f"status:{status.value}"),
+                                      self._indexes(f"type:{workflow_type}"), strict=True):
+                if workflow_type is None:
+                    pipe.zcard(index)
+                else:
+                    pipe.execute_command("ZINTERCARD", 2, index, of_type)
+        got = pipe.execute()
+        return {status.value: sum(int(n) for n in got[i * SHARDS:(i + 1) * SHARDS])
+                for i, status in enumerate(WorkflowStatus)}
 
     # --- writes -------------------------------------------------------------------------------------
     def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
@@ -273,15 +302,14 @@ class RedisStore(WorkflowStore):
             run_key=run_key, events_key=events_key, inbox_key=inbox_key, run_id=state.run_id,
             status=state.status.value, summary=codec.encode_state(state), workflow_type=state.workflow_type,
             created=state.created_at, replace_run_id=replace_run_id, updated=state.updated_at,
+            workflow_id=state.workflow_id, index_prefix=self.index_prefix(state.workflow_id),
             events=tuple(codec.encode_event(e) for e in state.history))
 
         def write(client: redis.Redis) -> None:
-            created = self._lua.run(call, client=client)
+            created = self._lua.run(call, client=client)  # listed in the same step
             if created not in (b"", b"+"):
                 check_create(state.workflow_id, created.decode(), WorkflowStatus.RUNNING, replace_run_id)
                 raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
-            self.reindex(state.workflow_id, state.workflow_type, state.created_at, state.status,
-                         replaced=created == b"+")
 
         self.replicated(write, f"the start of workflow {state.workflow_id}", run_key)
 
@@ -293,11 +321,12 @@ class RedisStore(WorkflowStore):
         state = self.load_summary(workflow_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(*self.keys(workflow_id), self.key(workflow_id, "lease"), self.key(workflow_id, "attempts"))
-        pipe.zrem(self._index("all"), workflow_id)
+        indexes = self.index_prefix(workflow_id)
+        pipe.zrem(f"{indexes}all", workflow_id)
         for status in WorkflowStatus:
-            pipe.zrem(self._index(f"status:{status.value}"), workflow_id)
+            pipe.zrem(f"{indexes}status:{status.value}", workflow_id)
         if state is not None:
-            pipe.zrem(self._index(f"type:{state.workflow_type}"), workflow_id)
+            pipe.zrem(f"{indexes}type:{state.workflow_type}", workflow_id)
         pipe.execute()
 
     def append(self, appends: Sequence[Append]) -> list[str]:
@@ -322,33 +351,19 @@ class RedisStore(WorkflowStore):
             return None
 
         def write(client: redis.Redis) -> int | None:
-            left = self._lua.run(call, client=client)
-            if left < 0:
-                return None
-            if a.status is not None:
-                self.restatus(a.workflow_id, a.status, summary.created_at if summary is not None else None,
-                              was=WorkflowStatus.RUNNING)
-            return int(left)
+            left = self._lua.run(call, client=client)  # a closed run is relisted in the same step
+            return None if left < 0 else int(left)
 
         return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
 
-    def append_many(self, calls: Sequence[AppendCall], created: Sequence[float | None]) -> list[int | None]:
-        """Several `append_call`s (of different runs) in one pipeline, each atomic on its own, then the
-        listing indexes of the runs they closed in another: for each, None when refused, else the messages
-        left in its inbox (as `append_one`). `created`: each run's creation time (its index order). Writes
-        that replicas must confirm go one by one (`append_one`): a WAIT counts its own connection's writes."""
+    def append_many(self, calls: Sequence[AppendCall]) -> list[int | None]:
+        """Several `append_call`s (of different runs) in one pipeline, each atomic on its own (a closed run
+        relisted in it): for each, None when refused, else the messages left in its inbox (as
+        `append_one`). Writes that replicas must confirm go one by one (`append_one`): a WAIT counts its own
+        connection's writes."""
         if not calls:
             return []
-        got = self._lua.run_all(calls)
-        out: list[int | None] = [None if int(left) < 0 else int(left) for left in got]
-        closed = [(c, at) for c, at, left in zip(calls, created, out, strict=True)
-                  if left is not None and c.status]
-        if closed:
-            pipe = self.redis.pipeline(transaction=False)
-            for c, at in closed:
-                self._restatus_into(pipe, c.workflow_id, WorkflowStatus(c.status), at, (WorkflowStatus.RUNNING,))
-            pipe.execute()
-        return out
+        return [None if int(left) < 0 else int(left) for left in self._lua.run_all(calls)]
 
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,
@@ -374,36 +389,8 @@ class RedisStore(WorkflowStore):
             run_id=a.run_id, expected_version=a.expected_version, inbox_used=inbox_used,
             status=a.status.value if a.status else None, summary=blob, updated=a.updated_at or None,
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
-            attempts=tuple(attempts), events=tuple(codec.encode_event(e) for e in a.events), timers=tuple(timers))
-
-    def reindex(self, workflow_id: str, workflow_type: str, created_at: float, status: WorkflowStatus,
-                replaced: bool = True) -> None:
-        """List the run under its id, type and status (`replaced`: an earlier run of the id may be listed
-        under another status; a new id is listed nowhere yet)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(self._index("all"), {workflow_id: created_at})
-        pipe.zadd(self._index(f"type:{workflow_type}"), {workflow_id: created_at})
-        self._restatus_into(pipe, workflow_id, status, created_at, WorkflowStatus if replaced else ())
-        pipe.execute()
-
-    def restatus(self, workflow_id: str, status: WorkflowStatus, created_at: float | None = None,
-                 was: WorkflowStatus | None = None) -> None:
-        """Move the run to the index of its new status (derived data, updated after the write); the
-        index is ordered by `created_at`, read from the index when not given. `was`: the status it is
-        known to leave (an append closes an open run), else it leaves whichever it is in."""
-        pipe = self.redis.pipeline(transaction=False)
-        self._restatus_into(pipe, workflow_id, status, created_at, WorkflowStatus if was is None else (was,))
-        pipe.execute()
-
-    def _restatus_into(self, pipe: Any, workflow_id: str, status: WorkflowStatus, created_at: float | None,
-                       leaving: Iterable[WorkflowStatus]) -> None:
-        """Queue the run's move to the index of `status`, out of those of `leaving` (the statuses it may be
-        listed under now)."""
-        created = created_at if created_at is not None else self.redis.zscore(self._index("all"), workflow_id) or 0.0
-        for s in leaving:
-            if s is not status:
-                pipe.zrem(self._index(f"status:{s.value}"), workflow_id)
-        pipe.zadd(self._index(f"status:{status.value}"), {workflow_id: created})
+            index_prefix=self.index_prefix(a.workflow_id), attempts=tuple(attempts),
+            events=tuple(codec.encode_event(e) for e in a.events), timers=tuple(timers))
 
     def close(self) -> None:
         self.redis.close()

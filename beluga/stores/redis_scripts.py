@@ -1,4 +1,4 @@
-"""The builders of the Redis store's scripts (beluga/lua/append.lua, create.lua): each names its KEYS
+"""The builders of the Redis store's scripts (beluga/lua/append.lua, create.lua, read.lua): each names its KEYS
 and ARGV in the order of the script's header, so callers pass them by keyword (see beluga.lua)."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class AppendCall(Call):
     lease_token: str | None = arg()
     dispatch_deadline: float = arg()
     workflow_id: str = arg()
+    index_prefix: str = arg()
     attempts: Sequence[tuple[int, int]] = tail()
     events: Sequence[bytes] = tail()
     timers: Sequence[tuple[float, bytes]] = tail()
@@ -51,4 +52,18 @@ class CreateCall(Call):
     created: float = arg()
     replace_run_id: str | None = arg()
     updated: float = arg()
+    workflow_id: str = arg()
+    index_prefix: str = arg()
     events: Sequence[bytes] = tail()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadCall(Call):
+    """A run's hash `fields`, its version and its encoded events after `after`, at one instant; runs on a
+    Redis out of memory (flagged no-writes)."""
+
+    SCRIPT: ClassVar[str] = "read.lua"
+    run_key: str = key()
+    events_key: str = key()
+    after: int = arg()
+    fields: Sequence[str] = tail()

@@ -204,8 +204,8 @@ def test_a_batch_steps_each_run_and_leaves_what_it_cannot_finish_to_the_one_by_o
                                        updated_at=time.time())) is not None
         return got
 
-    def noting_append_many(calls: list, created: list) -> list:
-        got = append_many(calls, created)
+    def noting_append_many(calls: list) -> list:
+        got = append_many(calls)
         refused.extend(c.workflow_id for c, left in zip(calls, got, strict=True) if left is None)
         return got
 

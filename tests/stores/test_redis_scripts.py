@@ -48,14 +48,15 @@ class Run:
             run_key=self.key("run"), events_key=self.key("events"), inbox_key=self.key("inbox"),
             attempts_key=self.key("attempts"), lease_key=self.key("lease"), dispatched_key=self.key("dispatched"),
             timers_key=self.key("timers"), run_id="r1", expected_version=2, inbox_used=0, status=None,
-            summary=None, updated=None, lease_token=None, dispatch_deadline=0.0, workflow_id=self.wid)
+            summary=None, updated=None, lease_token=None, dispatch_deadline=0.0, workflow_id=self.wid,
+            index_prefix=self.key("index:"))
         return self.lua.run(AppendCall(**{**args, **kw}))
 
     def create(self, **kw: Any) -> bytes:
         args: dict[str, Any] = dict(
             run_key=self.key("run"), events_key=self.key("events"), inbox_key=self.key("inbox"), run_id="r1",
             status="running", summary=b"S", workflow_type="order", created=10.0, replace_run_id=None,
-            updated=11.0, events=[b"e1", b"e2"])
+            updated=11.0, workflow_id=self.wid, index_prefix=self.key("index:"), events=[b"e1", b"e2"])
         return self.lua.run(CreateCall(**{**args, **kw}))
 
     def run_hash(self) -> dict[str, str]:
@@ -325,12 +326,12 @@ def test_append_many_appends_each_on_its_own_and_indexes_the_runs_it_closed(redi
              store.append_call(Append("b", "r0", 1, step), summary=states["b"]),          # stale: refused
              store.append_call(Append("c", "r1", 1, closing, status=WorkflowStatus.COMPLETED, result=7),
                                summary=states["c"])]
-    assert store.append_many(calls, [10.0, 20.0, 30.0]) == [1, None, 0]   # messages left in each inbox
+    assert store.append_many(calls) == [1, None, 0]   # messages left in each inbox
     assert [store.version(w)[1] for w in "abc"] == [2, 1, 2]
     assert [s.workflow_id for s in store.list(WorkflowFilter(status=WorkflowStatus.COMPLETED))] == ["c"]
     assert sorted(s.workflow_id for s in store.list(WorkflowFilter(status=WorkflowStatus.RUNNING))) == ["a", "b"]
     assert store.load_summary("c").result == 7
-    assert store.append_many([], []) == []
+    assert store.append_many([]) == []
     store.close()
 
 
@@ -388,14 +389,3 @@ def test_a_stream_written_by_an_earlier_version_keeps_replaying(redis_url: str) 
     assert [eid for eid, _ in store.redis.xrange(events_key)] == [
         *(f"0-{v}".encode() for v in range(1, n + 1)), f"0-{n + 1}".encode(), f"0-{n + 4}".encode()]
     store.close()
-
-
-def test_stream_entries_read_as_a_dict_or_as_a_cluster_pipelines_raw_list() -> None:
-    from beluga.stores.redis import _events_of
-
-    raw = [(b"0-6", [b"4", b"d", b"5", b"e", b"6", b"f"]), (b"0-7", [b"e", b"g"])]   # a new entry, an old one
-    parsed = [(eid, dict(zip(f[::2], f[1::2], strict=True))) for eid, f in raw]
-    for entries in (raw, parsed):
-        assert _events_of(entries, 3) == [b"d", b"e", b"f", b"g"]
-        assert _events_of(entries, 4) == [b"e", b"f", b"g"]
-        assert _events_of(entries, 5) == [b"f", b"g"]
