@@ -177,3 +177,13 @@ def test_a_server_that_lost_its_scripts_gets_them_again(redis_url: str) -> None:
     pipe = client.pipeline(transaction=False)
     scripts.run(call, client=pipe)
     assert pipe.execute() == [-1]
+
+
+def test_every_script_carries_redis_7_flags() -> None:
+    """A script without a `#!lua` line runs under Redis's compatibility rules, which refuse it for lack of
+    memory only at its first command that grows memory: one that starts with a DEL or HDEL would write
+    half a step past `maxmemory`. With the flags, a full Redis refuses a writing script whole, before it
+    runs; only scripts flagged `no-writes` run then."""
+    unflagged = sorted(name for name in _script_files()
+                       if not resources.files("beluga.lua").joinpath(name).read_text().startswith("#!lua"))
+    assert not unflagged, f"scripts without a '#!lua' line: {unflagged}"

@@ -1,3 +1,4 @@
+#!lua
 -- requeue.lua: the scheduler found an attempt past its deadline that no worker has taken (its message
 -- waits in a queue that no live worker consumes, or behind a backlog, or was lost): for this caller
 -- alone, give it a new deadline and its new waiting record (the caller then sends its message again,
