@@ -314,6 +314,10 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
         check_persistence(runtime(app).store.redis, settings.history_url)
+        try:  # runs that Beluga 0.1.0 listed in its global index stay listed (see RedisStore.adopt_listing)
+            runtime(app).store.adopt_listing()
+        except TRANSIENT as exc:
+            log.warning("could not look for runs listed by Beluga 0.1.0 (the next start will): %s", exc)
         start_scheduler(app, sender.hostname)
 
 

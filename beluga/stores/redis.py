@@ -33,7 +33,7 @@ from beluga.logs import get_logger
 from beluga.lua import Scripts
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
-from beluga.stores.redis_scripts import AppendCall, CreateCall, ReadCall
+from beluga.stores.redis_scripts import AppendCall, CreateCall, ReadCall, RelistCall
 
 _SUMMARY_FIELDS = ("summary", "status", "updated")
 SHARDS = 16          # part of the key layout: every process must agree, and runs stay where they were put
@@ -139,7 +139,7 @@ class RedisStore(WorkflowStore):
         self.prefix = prefix
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
-        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall])
+        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall])
 
     # --- key layout ---------------------------------------------------------------------------------
     def shard_tag(self, shard: int) -> str:
@@ -391,6 +391,34 @@ class RedisStore(WorkflowStore):
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
             index_prefix=self.index_prefix(a.workflow_id), attempts=tuple(attempts),
             events=tuple(codec.encode_event(e) for e in a.events), timers=tuple(timers))
+
+    def adopt_listing(self, batch: int = 500) -> int:
+        """List the runs that Beluga 0.1.0 listed in one global index (`<p>:index:all`, `:status:*`,
+        `:type:*`) in their shards' indexes, where this version lists and counts, then drop the old
+        index: a run written before an upgrade stays listed. Each run is listed under what its hash says
+        at that instant (relist.lua), so a run closing meanwhile is listed once. Cheap when there is
+        nothing to adopt (one EXISTS); safe to run from several workers at once. Returns the runs listed."""
+        old = f"{self.prefix}:index:"
+        if not self.redis.exists(old + "all"):
+            return 0
+        listed, types = 0, set()
+        entries = list(self.redis.zscan_iter(old + "all", count=batch))
+        for start in range(0, len(entries), batch):
+            chunk = [(wid.decode() if isinstance(wid, bytes) else wid, created)
+                     for wid, created in entries[start:start + batch]]
+            pipe = self.redis.pipeline(transaction=False)
+            for workflow_id, _ in chunk:
+                pipe.hget(self.keys(workflow_id)[0], "type")
+            types.update(t.decode() for t in pipe.execute() if t)
+            for workflow_id, created in chunk:
+                listed += int(self._lua.run(RelistCall(
+                    run_key=self.keys(workflow_id)[0], workflow_id=workflow_id,
+                    index_prefix=self.index_prefix(workflow_id), created=created)))
+        stale = [old + "all", *(old + f"status:{s.value}" for s in WorkflowStatus), *(old + f"type:{t}" for t in types)]
+        for name in stale:  # one key per command: on a Redis Cluster they live in different slots
+            self.redis.delete(name)
+        log.info("listed %d runs of Beluga 0.1.0's global index in their shards' indexes", listed)
+        return listed
 
     def close(self) -> None:
         self.redis.close()

@@ -67,3 +67,14 @@ class ReadCall(Call):
     events_key: str = key()
     after: int = arg()
     fields: Sequence[str] = tail()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelistCall(Call):
+    """List a run that only 0.1.0's global index lists in its shard's indexes: 1, or 0 when it is gone."""
+
+    SCRIPT: ClassVar[str] = "relist.lua"
+    run_key: str = key()
+    workflow_id: str = arg()
+    index_prefix: str = arg()
+    created: float = arg()
