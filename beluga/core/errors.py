@@ -145,6 +145,8 @@ class UnreadableRun(WorkflowError):
     The run is held stuck (never replayed, never extended) and `describe().error` says why; the runs
     beside it carry on."""
 
+    workflow_type = ""  # the run's, when the raiser knew it (for logs and metrics)
+
 
 class HistoryLost(UnreadableRun):
     """Events of a run's stored history are missing (a Redis that evicted keys: see `maxmemory-policy`,

@@ -31,11 +31,12 @@ T = TypeVar("T")
 
 class CeleryExecutor(StoreBackedExecutor):
     def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0) -> None:
-        from beluga.celery.app import get_app
+        from beluga.celery.app import check_history_redis, get_app
         from beluga.celery.runtime import runtime
 
         self.app = get_app(settings)
         self._rt = runtime(self.app)
+        check_history_redis(self._rt.store.redis, self._rt.settings.history_url, worker=False)
         self.store = self._rt.store
         self.fleet = self._rt.fleet
         self.query_timeout = query_timeout

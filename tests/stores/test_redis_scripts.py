@@ -396,6 +396,6 @@ def test_stream_entries_read_as_a_dict_or_as_a_cluster_pipelines_raw_list() -> N
     raw = [(b"0-6", [b"4", b"d", b"5", b"e", b"6", b"f"]), (b"0-7", [b"e", b"g"])]   # a new entry, an old one
     parsed = [(eid, dict(zip(f[::2], f[1::2], strict=True))) for eid, f in raw]
     for entries in (raw, parsed):
-        assert _events_of(entries, 3) == [b"d", b"e", b"f", b"g"]
-        assert _events_of(entries, 4) == [b"e", b"f", b"g"]
-        assert _events_of(entries, 5) == [b"f", b"g"]
+        assert _events_of(entries, 3) == [(4, b"d"), (5, b"e"), (6, b"f"), (7, b"g")]
+        assert _events_of(entries, 4) == [(5, b"e"), (6, b"f"), (7, b"g")]
+        assert _events_of(entries, 5) == [(6, b"f"), (7, b"g")]
