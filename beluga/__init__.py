@@ -6,7 +6,7 @@ built on first access, so that `celery -A beluga worker` works and importing Bel
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> Any:

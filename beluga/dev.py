@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from beluga.settings import redact
+from beluga.settings import Settings, redact
 
 ROOT = Path(__file__).resolve().parent.parent       # the source checkout, which holds examples/
 
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         broker_url = broker_url or redis_url
         redis_url = redis_url or broker_url
         children.env.update(BELUGA_BROKER_URL=str(broker_url), BELUGA_REDIS_URL=str(redis_url))
+        if not Settings.load().imports:  # nothing configured: the demo's order workflow, which the web app starts
+            children.env["BELUGA_IMPORTS"] = "beluga.demo"
         children.start("worker", "celery", "-A", "beluga", "worker", "-c", str(args.concurrency), "-l", "info",
                        "-n", "dev@%h")
         lines = [f"  broker   {redact(str(broker_url))}" + ("  (embedded valkey)" if embedded else ""),

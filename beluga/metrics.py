@@ -1,4 +1,4 @@
-"""Prometheus metrics of the executors (needs `prometheus_client`: `pip install 'beluga[metrics]'`).
+"""Prometheus metrics of the executors (needs `prometheus_client`: `pip install 'beluga-workflows[metrics]'`).
 
 Both executors count into `prometheus_client`'s default registry as they work (nothing is recorded when
 the package is missing). `BELUGA_METRICS_PORT` serves them over HTTP:
@@ -192,8 +192,8 @@ def serve(port: int, *, store: Any = None, addr: str = "0.0.0.0", registry: Any 
     try:
         import prometheus_client
     except ImportError:
-        log.error("metrics port %s is set but prometheus_client is not installed: pip install 'beluga[metrics]'",
-                  port)
+        log.error("metrics port %s is set but prometheus_client is not installed: "
+                  "pip install 'beluga-workflows[metrics]'", port)
         return False
     _get()
     registry = registry or prometheus_client.REGISTRY
@@ -223,7 +223,7 @@ def serve_worker(port: int, store: Any) -> bool:
         from prometheus_client import multiprocess, values
     except ImportError:
         log.error("BELUGA_METRICS_PORT is set but prometheus_client is not installed: pip install "
-                  "'beluga[metrics]'")
+                  "'beluga-workflows[metrics]'")
         return False
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:

@@ -29,9 +29,10 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
 class Settings:
     broker_url: str = "redis://localhost:6379/0"
     redis_url: str | None = None           # defaults to the broker URL when that is Redis; may be a cluster's
-    imports: tuple[str, ...] = ("workers",)
+    imports: tuple[str, ...] = ()          # modules with workflows and activities (no default); all must import
     max_payload_bytes: int = 2 * 1024 * 1024
-    lease_seconds: float = 15.0            # how soon a lost worker's activities are dispatched again
+    lease_seconds: float = 15.0            # how soon a lost worker's activities are dispatched again (and
+    # how long a worker's announcement of its code lives unless renewed: beluga/celery/roster.py)
     default_queue: str = "beluga"
     key_prefix: str = "beluga"
     stuck_retry_seconds: float = 5.0       # first look again at a stuck run; doubles up to 300 s
@@ -135,19 +136,33 @@ def _django_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         return {}
     try:
         from django.conf import settings as dj  # type: ignore[import-not-found]
-
+    except ImportError:  # Django is not installed
+        if env.get("DJANGO_SETTINGS_MODULE"):
+            raise ValueError(f"DJANGO_SETTINGS_MODULE={env.get('DJANGO_SETTINGS_MODULE')} is set but Django is not "
+                             f"installed here: pip install 'beluga-workflows[django]', or unset it") from None
+        return {}
+    try:
         if not dj.configured:
             if not env.get("DJANGO_SETTINGS_MODULE"):
                 return {}
+            _importable_cwd()
             dj.INSTALLED_APPS  # noqa: B018 - the first attribute read imports the settings module
-    except ImportError:  # Django is not installed
-        return {}
-    except Exception as exc:  # a settings module that does not import is the project's error to see
-        raise ValueError(f"DJANGO_SETTINGS_MODULE={env.get('DJANGO_SETTINGS_MODULE')}: {exc}") from exc
+    except Exception as exc:  # a settings module that does not import (ModuleNotFoundError too) is the project's
+        raise ValueError(f"DJANGO_SETTINGS_MODULE={env.get('DJANGO_SETTINGS_MODULE')} cannot be imported: "
+                         f"{type(exc).__name__}: {exc} (start the process from the directory that holds the "
+                         f"project, or put that directory on PYTHONPATH)") from exc
     out = {key: getattr(dj, var) for key, var in _ENV.items() if hasattr(dj, var)}
     if "broker_url" not in out and hasattr(dj, "CELERY_BROKER_URL"):
         out["broker_url"] = dj.CELERY_BROKER_URL
     return out
+
+
+def _importable_cwd() -> None:
+    """The directory a process was started from is importable, as `celery -A` and `manage.py` make it:
+    a project's settings module and workflows are found from there."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
 
 
 def setup_django() -> None:

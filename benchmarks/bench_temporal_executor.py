@@ -33,9 +33,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from beluga import workflow
+from beluga.demo.orders import order_workflow
 from benchmarks._machine import describe
 from tests.servers import TemporalServer
-from workers.orders import order_workflow
 
 
 @activity.defn(name="native_inc")
@@ -69,7 +69,7 @@ def native_process_order(validated: dict) -> str:
 
 @tw.defn(name="NativeOrder", sandboxed=False)
 class NativeOrder:
-    """`workers.orders.order_workflow`, written natively: the same steps, policy (Beluga's default retry
+    """`beluga.demo.orders.order_workflow`, written natively: the same steps, policy (Beluga's default retry
     policy: 3 attempts from 0.1 s, doubling, at most 10 s), timeout and query."""
 
     def __init__(self) -> None:

@@ -35,7 +35,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from beluga import console, workflow
 
-WORKFLOW = "order_workflow"             # registered by workers.orders, which this app does not import
+WORKFLOW = "order_workflow"             # registered by beluga.demo.orders, which this app does not import
 ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 ERROR_STATUS: list[tuple[type[Exception], int]] = [

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER_IMPORTS = "workers,tests.executors.workflows,tests.celery.workflows"
+WORKER_IMPORTS = "beluga.demo,tests.executors.workflows,tests.celery.workflows"
 
 
 @contextmanager
@@ -336,11 +336,13 @@ class Worker:
 
     def __init__(self, env: dict[str, str], name: str, log_dir: Path, concurrency: int = 2,
                  queues: str | None = "beluga", loglevel: str = "info", app: str = "beluga",
-                 cwd: Path = ROOT) -> None:
+                 cwd: Path = ROOT, program: tuple[str, ...] = (sys.executable, "-m", "celery")) -> None:
+        """`program`: how Celery is started (`python -m celery` puts the current directory on the path;
+        the `celery` script does not)."""
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w")
-        self.cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-c", str(concurrency), "-P", "prefork",
+        self.cmd = [*program, "-A", app, "worker", "-c", str(concurrency), "-P", "prefork",
                     *(["-Q", queues] if queues else []), "-n", f"{name}@%h", "-l", loglevel, "--without-mingle",
                     "--without-gossip"]
         self.proc = subprocess.Popen(self.cmd, env=env, cwd=str(cwd), stdout=self._log, stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"redis", "worker-1", "worker-2", "flower", "web"}
-FLEET_ENV = {"BELUGA_BROKER_URL": "redis://redis:6379/0", "BELUGA_IMPORTS": "workers"}
+FLEET_ENV = {"BELUGA_BROKER_URL": "redis://redis:6379/0", "BELUGA_IMPORTS": "beluga.demo"}
 
 
 def _procfile() -> dict[str, str]:

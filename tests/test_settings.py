@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -10,11 +12,13 @@ import pytest
 
 from beluga.settings import Settings
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def test_defaults() -> None:
     s = Settings.load(environ={}, file="/nonexistent")
     assert s.broker_url == "redis://localhost:6379/0" and s.history_url == s.broker_url
-    assert s.imports == ("workers",)
+    assert s.imports == ()      # no default: a worker is told which modules hold its code
 
 
 def test_file_then_environment(tmp_path: Path) -> None:
@@ -58,3 +62,27 @@ def test_metrics_port_and_console_token() -> None:
     assert "hush" not in repr(s) and "console_token='***'" in repr(s)
     blank = Settings.load({"BELUGA_METRICS_PORT": "", "BELUGA_CONSOLE_TOKEN": ""}, file="/nonexistent")
     assert blank.metrics_port is None and blank.console_token is None
+
+
+def _load_in(cwd: Path, tmp_path: Path, settings_module: str) -> subprocess.CompletedProcess:
+    """Settings.load() in a fresh process started from `cwd`, the way `celery` and `beluga` start: the
+    script's own directory, not the current one, is first on sys.path."""
+    script = tmp_path / "load_settings.py"
+    script.write_text("from beluga.settings import Settings\ns = Settings.load()\nprint(s.imports, s.redis_url)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BELUGA_", "DJANGO_"))}
+    env.update(DJANGO_SETTINGS_MODULE=settings_module, SHOP_REDIS_URL="redis://shop:6379/5",
+               PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_django_project_is_read_from_the_directory_it_is_started_in(tmp_path: Path) -> None:
+    done = _load_in(ROOT / "examples" / "django_project", tmp_path, "shop.settings")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["('shop.workflows',)", "redis://shop:6379/5"]
+
+
+def test_a_settings_module_that_cannot_be_imported_is_an_error_that_names_it(tmp_path: Path) -> None:
+    done = _load_in(ROOT / "examples" / "django_project", tmp_path, "shop.setings")
+    assert done.returncode != 0
+    assert "DJANGO_SETTINGS_MODULE=shop.setings cannot be imported" in done.stderr
+    assert "ModuleNotFoundError" in done.stderr and "PYTHONPATH" in done.stderr

@@ -6,12 +6,14 @@ and nothing else is accepted, so no pickle ever reaches a worker."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 import time
 import warnings
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 from celery.exceptions import CPendingDeprecationWarning
 from celery.worker.consumer import Consumer
 from kombu.serialization import register
@@ -67,6 +69,7 @@ def make_app(settings: Settings) -> Celery:
             "unacked_restore_interval": max(1.0, settings.broker_visibility_timeout / 2),
             "unacked_restore_throttle": 1}
     app.conf.beluga_settings = settings
+    app.steps["worker"].add(UserModules)
     from beluga.celery import outcome, tasks
 
     tasks.bind(app)
@@ -74,7 +77,8 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-BELUGA_TASKS = ("beluga.coordinate", "beluga.activity", "beluga.query")
+BELUGA_TASKS = ("beluga.coordinate", "beluga.wake", "beluga.activity", "beluga.query")
+ROUTED = ("beluga.coordinate", "beluga.wake", "beluga.query")  # to BELUGA_DEFAULT_QUEUE (activities: their own)
 _installed: list[Celery] = []   # the app `install` put Beluga on, in this process
 
 
@@ -89,9 +93,10 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
     What it does: Beluga's settings come from `settings` (default: `Settings.load()`, which reads Django's
     settings too), except that the app's own broker carries Beluga's tasks; Beluga's tasks are registered
     on the app, with Beluga's msgpack serializer (added to `accept_content`, nothing else of yours
-    changes), no results, and routes for the coordinator and query tasks to `BELUGA_DEFAULT_QUEUE`;
+    changes), no results, and routes for the coordinator, wake and query tasks to `BELUGA_DEFAULT_QUEUE`;
     a worker of the app consumes that queue and one queue per activity it has the code of (the modules
-    of `BELUGA_IMPORTS`), in addition to the queues you give it, and runs the timer scheduler. Clients
+    of `BELUGA_IMPORTS`, which must all import or the worker does not start), and a queue of its own, in
+    addition to the queues you give it, and runs the timer scheduler. Clients
     in the same process (`workflow.new("celery")`) send through this app. Recommended for the workers:
     `worker_prefetch_multiplier = 1` (Beluga's own app sets it), `-E` or `worker_send_task_events` for
     Flower. Returns `app`."""
@@ -110,7 +115,7 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
     if "beluga" not in accept and CONTENT_TYPE not in accept:
         app.conf.accept_content = [*accept, "beluga"]
     routes = app.conf.task_routes
-    ours = {name: {"queue": settings.default_queue} for name in ("beluga.coordinate", "beluga.query")}
+    ours = {name: {"queue": settings.default_queue} for name in ROUTED}
     if routes is None:
         app.conf.task_routes = ours
     elif isinstance(routes, dict):
@@ -121,6 +126,7 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
         kombu_redis.guard_qos()
     app.conf.beluga_settings = settings
     app.conf.beluga_installed = True
+    app.steps["worker"].add(UserModules)
     from beluga.celery import outcome, tasks
 
     tasks.bind(app)
@@ -156,21 +162,64 @@ def get_app(settings: Settings | None = None) -> Celery:
         return app
 
 
-def import_user_modules(settings: Settings) -> None:
+def import_user_modules(settings: Settings) -> list[tuple[str, BaseException]]:
+    """Import the modules of `BELUGA_IMPORTS`, every one of them: [(module, what its import raised)] for
+    those that failed, whatever they raised. The current directory is importable, as `celery -A` makes
+    it only while it looks for the app, so `BELUGA_IMPORTS=workflows celery -A beluga worker` run in the
+    directory of `workflows.py` finds it."""
     from beluga.settings import setup_django
 
+    if settings.imports and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     setup_django()  # a Django project's activities may use its models
+    failed: list[tuple[str, BaseException]] = []
     for name in settings.imports:
         try:
             importlib.import_module(name)
-        except ImportError:
-            log.exception("could not import %s (BELUGA_IMPORTS); its workflows and activities are missing", name)
+        except Exception as exc:  # whatever a module raises, the worker must not start without it
+            failed.append((name, exc))
+    return failed
+
+
+EX_CONFIG = 78  # sysexits.h: a configuration error (the worker's modules do not import)
+
+
+class UserModules(bootsteps.Step):
+    """A worker bootstep: imports `BELUGA_IMPORTS` as the worker is built, after Celery set up its logging
+    and before it starts its pool or consumes a message. A module that fails to import (any exception)
+    stops the worker with exit status 78 (EX_CONFIG) and a log line naming the module and the error: a
+    worker without some of its code would take work it cannot do (wake tasks of workflows it lacks). Not
+    a signal receiver: Celery only logs what those raise."""
+
+    name = "beluga.imports"
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        settings = getattr(getattr(getattr(parent, "app", None), "conf", None), "beluga_settings", None)
+        if not isinstance(settings, Settings):
+            return
+        failed = import_user_modules(settings)
+        for name, exc in failed:
+            log.critical("cannot import %s (BELUGA_IMPORTS): %s: %s", name, type(exc).__name__, exc,
+                         exc_info=(type(exc), exc, exc.__traceback__))
+        if failed:
+            names = ", ".join(f"{name} ({type(exc).__name__}: {exc})" for name, exc in failed)
+            # on stderr as well, where a supervisor shows it even when the log goes to a file
+            print(f"beluga worker: not starting: cannot import {names} (BELUGA_IMPORTS)", file=sys.stderr,
+                  flush=True)
+            raise SystemExit(EX_CONFIG)
 
 
 def activity_queue(settings: Settings, name: str) -> str:
     """Each activity has a queue of its own, consumed only by workers that have its code, so a message
     for code no worker has waits there until a worker that has it joins the fleet."""
     return f"{settings.default_queue}.activity.{name}"
+
+
+def worker_queue(settings: Settings, worker: str) -> str:
+    """A queue each worker consumes alone (`worker` is its Celery node name): a run handed on to this
+    worker, because the one that took it lacks its code, comes here (see `roster`)."""
+    return f"{settings.default_queue}.worker.{worker}"
 
 
 class BelugaConsumer(Consumer):
@@ -205,7 +254,6 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
     settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
     if not isinstance(settings, Settings):
         return
-    import_user_modules(settings)
     from beluga.celery.runtime import runtime
     from beluga.core.definitions import registry
     from beluga.core.errors import ConfigurationError
@@ -220,8 +268,12 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
         app.amqp.queues.select_add(settings.default_queue)
     for name in sorted(registry.activities):
         app.amqp.queues.select_add(activity_queue(settings, name))
+    rt = runtime(app)
+    rt.worker = str(sender)  # the node name: its own queue, and how the roster knows it
+    app.amqp.queues.select_add(worker_queue(settings, rt.worker))
     try:
-        runtime(app).fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+        rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+        rt.announce()  # before the worker takes anything: a worker lacking some code hands runs here
     except TRANSIENT as exc:  # the scheduler announces them once Redis answers
         log.warning("could not announce this worker's workflows and activities yet: %s", exc)
 
@@ -323,6 +375,11 @@ def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     from beluga.celery.scheduler import stop_scheduler
 
     stop_scheduler()
+    app = getattr(sender, "app", None)
+    if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
+        from beluga.celery.runtime import runtime
+
+        runtime(app).withdraw()
     metrics.worker_shutdown()
 
 

@@ -82,6 +82,8 @@ class Batches:
             try:
                 run, step = got if got is not None else self._from_state(wid, states[wid])
                 plans.append(self._plan(wid, b, run, step))
+            except _coordinator.HandOn as exc:  # nothing of it was taken in: another worker takes it
+                self._handed_on(wid, b.token, exc.handoff)
             except TRANSIENT:  # what the worked-out steps took in was not recorded: forget them
                 for p in plans:
                     self._drop(p.workflow_id)

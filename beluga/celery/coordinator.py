@@ -23,6 +23,7 @@ from beluga.celery import messages
 from beluga.celery.batch import Batches, Plan
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.outages import TRANSIENT, retry_transient
+from beluga.celery.roster import Handoff
 from beluga.core import driver as drv
 from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option
@@ -51,11 +52,22 @@ class Stuck(Exception):
     """The run cannot be driven by this process (it vanished while being coordinated)."""
 
 
+class HandOn(Exception):  # noqa: N818 - an outcome, not an error
+    """This process cannot drive the run (its code is missing here or does not match), and a live worker
+    with another version of it may: the run goes there untouched (see `roster`)."""
+
+    def __init__(self, handoff: Handoff) -> None:
+        super().__init__(f"handed on to {handoff.worker}")
+        self.handoff = handoff
+
+
 class Coordinator(Batches):
     def __init__(self, fleet: Fleet, registry: Registry, *, dispatch: Callable[..., None],
                  wake: Callable[[str, str | None], None], start_child: Callable[..., None],
                  check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0,
-                 eager: Callable[[str, int, dict[str, Any]], bool] | None = None) -> None:
+                 eager: Callable[[str, int, dict[str, Any]], bool] | None = None,
+                 elsewhere: Callable[[str, tuple[str, ...]], Handoff | None] | None = None,
+                 hand_on: Callable[[str, Handoff], None] | None = None) -> None:
         self.fleet = fleet
         self.store = fleet.store
         self.registry = registry
@@ -69,6 +81,10 @@ class Coordinator(Batches):
         # whether the caller would run an attempt (name, attempt, options) itself, right after the append
         # that dispatches it, instead of having it sent (see runtime.Runtime.takes_eagerly)
         self.eager = eager
+        # a live worker that may drive a run this process cannot (workflow type, versions tried), and how
+        # to send the run there (see roster); None: a stuck run is stuck here
+        self.elsewhere = elsewhere
+        self.hand_on = hand_on
         self._rand = random.Random()
         # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis
         # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
@@ -77,11 +93,19 @@ class Coordinator(Batches):
         self._reported: OrderedDict[str, None] = OrderedDict()  # see `_first_report`
         self._reported_lock = threading.Lock()
 
-    def run(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> bool:
+    def run(self, workflow_id: str, report: tuple[Any, ...] | None = None, tried: tuple[str, ...] = ()) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
         looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
         attempt's (seq, attempt, message, next attempt[, whether it promised heartbeats[, the run's
-        version when it was sent[, the events its message carried]]]), handed over by the task that ran it."""
+        version when it was sent[, the events its message carried]]]), handed over by the task that ran it.
+        `tried`: the versions of the run's code that workers tried before handing it here (see roster)."""
+        self._local.tried = tried
+        try:
+            return self._run(workflow_id, report)
+        finally:
+            self._local.tried = ()
+
+    def _run(self, workflow_id: str, report: tuple[Any, ...] | None) -> bool:
         metrics.begin_step()
         worked = False
         if report is not None:
@@ -122,11 +146,26 @@ class Coordinator(Batches):
             while waiting is None:  # lost an append race while holding the lease: re-read
                 metrics.coordinator_retry("celery")
                 waiting = self._step(workflow_id, self.fleet.read(workflow_id, begun.token, INBOX_BATCH))
+        except HandOn as exc:
+            self._handed_on(workflow_id, begun.token, exc.handoff)
+            return 0
         except BaseException:
             self._drop(workflow_id)  # its cached instance may have taken inputs that were not recorded
             retry_transient(lambda token=begun.token: self.fleet.release(workflow_id, token), 2.0)  # Redis back?
             raise
         return waiting
+
+    def _handed_on(self, workflow_id: str, token: str, handoff: Handoff) -> None:
+        """The run goes to a worker that may drive it: its lease given back first (else that worker finds
+        it taken and leaves the run to us), its inbox untouched (the messages are the other worker's to
+        record). Never raises. Should the message be lost, the run stays dirty and the sweep wakes it again."""
+        self._drop(workflow_id)
+        try:
+            retry_transient(lambda: self.fleet.release(workflow_id, token), 2.0)
+        except TRANSIENT as exc:  # the lease lapses within its ttl; then the sweep wakes the run anyway
+            log.warning("could not give back the lease of workflow %s before handing it on: %s", workflow_id, exc)
+        if self.hand_on is not None:
+            self.hand_on(workflow_id, handoff)
 
     def run_many(self, workflow_ids: list[str]) -> None:
         """Coordinate these runs (a shard's wake task). A run that fails is logged and left to the sweep
@@ -403,8 +442,14 @@ class Coordinator(Batches):
             closed = drv.RunDriver(replace(state, history=()), len(state.history), Pending(), None,
                                    self.registry.retry_policy)
             return closed, closed.begin()
-        return drv.load(state, self.registry.workflow, self.registry.retry_policy, check_payload=self.check_payload,
-                        now=time.time())
+        run, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
+                             check_payload=self.check_payload, now=time.time())
+        if run.stuck is not None and self.elsewhere is not None:
+            handoff = self.elsewhere(state.workflow_type, getattr(self._local, "tried", ()))
+            if handoff is not None:  # never marked stuck here: a live worker may have its code
+                run.close()
+                raise HandOn(handoff)
+        return run, step
 
     def _options(self, name: str, options: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         """What the activity message carries: the call's own options plus where and how long to run

@@ -16,7 +16,8 @@ the fleet's records, kept per shard, so that every script touches one slot of a 
 - `<t>:wake`: runs whose inbox got messages from the scheduler and still need a coordinator
 
 Records of the whole fleet, each read or written on its own, share the tag `{fleet}`: the announced
-names `<p>:{fleet}:names:*`. The scheduler looks at every
+names `<p>:{fleet}:names:*`, and the live workers (`<p>:{fleet}:workers`, a set of node names, and
+`<p>:{fleet}:worker:<name>`, what each has, with a time to live; see `roster`). The scheduler looks at every
 shard. The Lua scripts that change them atomically are files in beluga/lua/, called through the builders
 in `fleet_scripts`.
 """
@@ -262,6 +263,33 @@ class Fleet:
         if activities:
             pipe.sadd(self._fleet_key("names:activities"), *activities)
         pipe.execute()
+
+    def announce_worker(self, worker: str, record: bytes, ttl: float) -> None:
+        """This worker is alive and has `record` (see `roster`) for the next `ttl` seconds: Redis expires
+        it, so no process's clock is involved."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self._fleet_key(f"worker:{worker}"), record, px=max(1, int(ttl * 1000)))
+        pipe.sadd(self._fleet_key("workers"), worker)
+        pipe.execute()
+
+    def withdraw_worker(self, worker: str) -> None:
+        """A worker that stops cleanly is no longer live at once."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(self._fleet_key(f"worker:{worker}"))
+        pipe.srem(self._fleet_key("workers"), worker)
+        pipe.execute()
+
+    def live_workers(self) -> list[tuple[str, bytes]]:
+        """(node name, record) of every worker whose announcement has not expired; the names of those
+        that expired are dropped from the set (a live one adds itself again at its next renewal)."""
+        names = sorted(n.decode() for n in self.redis.smembers(self._fleet_key("workers")))
+        if not names:
+            return []
+        got = self.redis.mget([self._fleet_key(f"worker:{name}") for name in names])
+        gone = [name for name, record in zip(names, got, strict=True) if record is None]
+        if gone:
+            self.redis.srem(self._fleet_key("workers"), *gone)
+        return [(name, record) for name, record in zip(names, got, strict=True) if record is not None]
 
     def known_workflows(self) -> set[str]:
         return {n.decode() for n in self.redis.smembers(self._fleet_key("names:workflows"))}

@@ -10,8 +10,8 @@ from typing import Any
 
 from celery import Celery
 
-from beluga.celery import messages, task_events
-from beluga.celery.app import activity_queue
+from beluga.celery import messages, roster, task_events
+from beluga.celery.app import activity_queue, worker_queue
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, renewing
 from beluga.celery.coordinator import Coordinator, Stuck
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
@@ -46,7 +46,10 @@ class Runtime:
         self.check = payload_checker(settings.max_payload_bytes)
         self.coordinator = Coordinator(self.fleet, registry, dispatch=self.dispatch, wake=self.wake,
                                        start_child=self.start_child, check_payload=self.check,
-                                       stuck_retry=settings.stuck_retry_seconds, eager=self.takes_eagerly)
+                                       stuck_retry=settings.stuck_retry_seconds, eager=self.takes_eagerly,
+                                       elsewhere=self.elsewhere, hand_on=self.hand_on)
+        self.worker: str | None = None  # this worker's Celery node name, once it is set up (None: a client)
+        self._versions: dict[str, str] | None = None
         # attempts this process runs eagerly (no message: no worker main process renews their deadlines)
         self.in_flight: set[tuple[str, int, int]] = set()
         self._renewer: threading.Thread | None = None
@@ -136,6 +139,64 @@ class Runtime:
             self.coordinator.run(workflow_id, report)
         except Stuck:  # the report is queued already; the coordinate task takes it from here
             self.wake(workflow_id, None)
+
+    # --- which worker has which code (see roster) -----------------------------------------------------
+    def versions(self) -> dict[str, str]:
+        """The code digest of each workflow this process has (its imports are done before it is asked)."""
+        if self._versions is None:
+            self._versions = roster.versions(registry.workflows)
+        return self._versions
+
+    def announce(self) -> None:
+        """Say that this worker is alive, with its queue and its workflows' versions, for a lease (the
+        scheduler renews it; a worker that dies is forgotten a lease later)."""
+        if self.worker is not None:
+            record = roster.encode(roster.Announcement(self.worker, worker_queue(self.settings, self.worker),
+                                                       self.versions()))
+            self.fleet.announce_worker(self.worker, record, self.settings.lease_seconds)
+
+    def withdraw(self) -> None:
+        """A clean shutdown: no run is handed on to this worker any more (best effort)."""
+        if self.worker is not None:
+            try:
+                self.fleet.withdraw_worker(self.worker)
+            except Exception as exc:  # noqa: BLE001 - its announcement expires within a lease anyway
+                log.debug("could not withdraw worker %s: %s", self.worker, exc)
+
+    def elsewhere(self, workflow_type: str, tried: tuple[str, ...]) -> roster.Handoff | None:
+        """A live worker that may drive a run of `workflow_type` this process cannot (see `roster.pick`)."""
+        live = [a for name, raw in self.fleet.live_workers() if (a := roster.decode(name, raw)) is not None]
+        return roster.pick(workflow_type, self.versions().get(workflow_type, roster.MISSING), tried, live,
+                           self.worker)
+
+    def hand_on(self, workflow_id: str, handoff: roster.Handoff) -> None:
+        """Send the run's coordinate task to `handoff`'s worker. Never raises: should it be lost, the run
+        stays dirty and the sweep wakes it again."""
+        log.info("workflow %s: its code is missing here or does not match its history; handed on to worker %s "
+                 "(versions tried: %s)", workflow_id, handoff.worker, ", ".join(v or "none" for v in handoff.tried))
+        try:
+            self.app.tasks["beluga.coordinate"].apply_async((workflow_id, list(handoff.tried)), queue=handoff.queue,
+                                                           shadow="coordinate", argsrepr=repr((workflow_id,)),
+                                                           kwargsrepr=attempt_kwargsrepr(workflow_id))
+            _sending.recovered()
+        except Exception as exc:
+            _sending.error("could not hand workflow %s on (the sweep will wake it again)", workflow_id, exc=exc)
+
+    def hand_query_on(self, workflow_type: str, args: tuple[Any, ...], tried: tuple[str, ...]) -> bool:
+        """Send a query this process cannot answer (`args`: the query task's) to a live worker that may:
+        False when there is none (the caller replies with its error)."""
+        handoff = self.elsewhere(workflow_type, tried)
+        if handoff is None:
+            return False
+        try:
+            self.app.tasks["beluga.query"].apply_async((*args, list(handoff.tried)), queue=handoff.queue,
+                                                       kwargsrepr=attempt_kwargsrepr(args[0]))
+        except Exception as exc:
+            _sending.error("could not hand a query of workflow %s on", args[0], exc=exc)
+            return False
+        log.info("a query of workflow %s: its code is missing here or does not match its history; handed on to "
+                 "worker %s", args[0], handoff.worker)
+        return True
 
     # --- eager activities ---------------------------------------------------------------------------
     def takes_eagerly(self, name: str, attempt: int, options: dict[str, Any]) -> bool:

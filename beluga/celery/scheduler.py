@@ -1,7 +1,8 @@
 """A small loop inside every worker's main process: moves due durable timers into run inboxes, wakes
-those runs, renews the deadlines of the activity attempts whose messages this worker holds (waiting,
-scheduled for a retry or running), in one command, and reclaims activity attempts whose deadline passed
-(their worker died or lost the message, their message never reached a worker, or no heartbeat came).
+those runs, renews this worker's announcement (see roster) and the deadlines of the activity attempts
+whose messages this worker holds (waiting, scheduled for a retry or running), in one command, and
+reclaims activity attempts whose deadline passed (their worker died or lost the message, their message
+never reached a worker, or no heartbeat came).
 
 Several workers run it at once safely: each due timer and each lost attempt is claimed atomically.
 Through a Redis or broker outage it keeps going, logging a line every few seconds at most; once Redis
@@ -119,6 +120,7 @@ def _loop(app: Any, worker: str, interval: float) -> None:
             now = time.time()
             if now - last_beat > renew_every:
                 rt.fleet.hold(held_attempts())
+                rt.announce()  # this worker is alive, with its code (see roster)
                 last_beat = now
             if announce:
                 rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))

@@ -18,7 +18,7 @@ from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.runtime import runtime
 from beluga.core.definitions import effective_option, registry
 from beluga.core.driver import read_only
-from beluga.core.errors import ConfigurationError
+from beluga.core.errors import ConfigurationError, NonDeterminismError
 from beluga.core.failure import to_failure
 from beluga.logs import get_logger
 
@@ -41,12 +41,13 @@ def bind(app: Celery) -> None:
     """Register the fleet's tasks on `app`."""
 
     @app.task(name="beluga.coordinate", shared=False, bind=True, acks_late=True, max_retries=None)
-    def coordinate(self: Any, workflow_id: str) -> None:
+    def coordinate(self: Any, workflow_id: str, tried: Any = None) -> None:
+        """`tried`: the versions of the run's code tried by the workers that handed it here (see roster)."""
         rt = runtime(app)
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
         rt.slot = slot  # the run's first activity (or the next after a signal) may start right here
         try:
-            rt.coordinator.run(workflow_id)
+            rt.coordinator.run(workflow_id, tried=_tried(tried))
             _coordinating.recovered()
         except Stuck as exc:  # the run vanished under the coordinator (deleted meanwhile)
             log.warning("%s", exc)
@@ -127,8 +128,11 @@ def bind(app: Celery) -> None:
         return outcome.settle(message, next_delay)  # the task's state says what the attempt did (Flower)
 
     @app.task(name="beluga.query", shared=False, bind=True)
-    def query(self: Any, workflow_id: str, name: str, args: list[Any], reply_to: str) -> None:
+    def query(self: Any, workflow_id: str, name: str, args: list[Any], reply_to: str, tried: Any = None) -> None:
+        """Answered by replaying the run here; a run whose code is missing here or does not replay goes
+        to a live worker with another version, as coordination does (see roster)."""
         rt = runtime(app)
+        state = None
         try:
             state = rt.store.load(workflow_id)
             if state is None:
@@ -137,8 +141,17 @@ def bind(app: Celery) -> None:
             value = instance.query(name, *args)
             rt.check(value)
             rt.fleet.reply(reply_to, {"ok": True, "value": value})
+        except (ConfigurationError, NonDeterminismError) as exc:
+            if state is None or not rt.hand_query_on(state.workflow_type, (workflow_id, name, args, reply_to),
+                                                     _tried(tried)):
+                rt.fleet.reply(reply_to, {"ok": False, "error": to_failure(exc)})
         except Exception as exc:
             rt.fleet.reply(reply_to, {"ok": False, "error": to_failure(exc)})
+
+
+def _tried(value: Any) -> tuple[str, ...]:
+    """The code versions a handed-on message says were tried (a foreign message's: none)."""
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 __all__ = ["bind", "runtime", "codec"]

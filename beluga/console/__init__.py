@@ -187,7 +187,8 @@ class Console:
             if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode()):
                 return
             raise HTTPError(403, "wrong token in the Authorization header: nothing was changed")
-        if self.logged_in(req) and hmac.compare_digest(str(req.form.get("csrf", "")), self._sign("csrf")):
+        if self.logged_in(req) and hmac.compare_digest(str(req.form.get("csrf", "")).encode(),
+                                                       self._sign("csrf").encode()):
             return
         raise HTTPError(403, "this action needs the console's token: log in, or send 'Authorization: Bearer "
                              "<token>'. Nothing was changed")
@@ -374,8 +375,9 @@ def _text(status: int, body: str) -> Response:
 
 
 def _local(url: str | None, default: str) -> str:
-    """A redirect target on this site only (no scheme, no host, no `//`)."""
-    if not url:
+    """A redirect target on this site only: a path (no scheme, no host, no `//`) of printable ASCII, so
+    that nothing in it can end the `Location` header and start another (`%0D%0A` arrives decoded)."""
+    if not url or not all("!" <= c <= "~" for c in url):
         return default
     parts = urlsplit(url)
     if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//") or "\\" in url:

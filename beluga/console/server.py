@@ -16,9 +16,19 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _Handler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # one line per request that went wrong
-        if len(args) >= 2 and str(args[1])[:1] in ("4", "5"):
-            sys.stderr.write(f"beluga console: {self.address_string()} {format % args}\n")
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """One line per request that went wrong, naming its method and path only: a query string (or a
+        form) may carry a token, and no token is ever written to a log."""
+        if str(code)[:1] in ("4", "5"):
+            path = str(getattr(self, "path", "") or "").split("?", 1)[0]
+            self.log_message("%s %s %s", getattr(self, "command", None) or "-", path or "-", code)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """A request that could not be parsed: its raw line (which may hold a token) stays out of the log;
+        `log_request` then names its status."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(f"beluga console: {self.address_string()} {format % args}\n")
 
 
 def serve(app: Any, host: str, port: int, *, banner: str = "") -> None:

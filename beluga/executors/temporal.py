@@ -7,7 +7,7 @@ A Beluga workflow runs as a Temporal workflow whose type is the Beluga workflow'
 as a Temporal activity of the activity's name (`_temporal_workflow`). Temporal holds the history, retries
 the activities, fires the timers and delivers signals; workers run `beluga temporal-worker --imports
 workers` (or `run_worker`). With `extra={"worker": True}` the executor also runs a worker in this process,
-on a background thread (tests, scripts, a single process). Requires `pip install 'beluga[temporal]'`.
+on a background thread (tests, scripts, a single process). Requires `pip install 'beluga-workflows[temporal]'`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ try:
     from temporalio.worker import Worker
 except ImportError as exc:  # pragma: no cover - exercised by simulating the missing client
     raise ConfigurationError("the 'temporal' executor needs the temporalio SDK: "
-                             "pip install 'beluga[temporal]'") from exc
+                             "pip install 'beluga-workflows[temporal]'") from exc
 
 from beluga import codec
 from beluga.core.definitions import Registry, workflow_name

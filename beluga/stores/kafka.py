@@ -24,7 +24,7 @@ take-over (a new producer, an `init_transactions`, a catch-up) whenever writers 
 are decided on a view caught up to the topic's end. A batch of appends is one transaction: the group
 commit the in-process engine relies on.
 
-Requires the `kafka` extra: `pip install 'beluga[kafka]'`. Tested against noida-db's Kafka-protocol
+Requires the `kafka` extra: `pip install 'beluga-workflows[kafka]'`. Tested against noida-db's Kafka-protocol
 broker (not Apache Kafka); any broker with transactions and compaction should do.
 """
 
@@ -47,7 +47,8 @@ try:
     from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError as exc:  # pragma: no cover - exercised by simulating the missing client
-    raise ConfigurationError("the 'kafka' store needs the confluent-kafka client: pip install 'beluga[kafka]'") from exc
+    raise ConfigurationError("the 'kafka' store needs the confluent-kafka client: "
+                             "pip install 'beluga-workflows[kafka]'") from exc
 
 from beluga import codec
 from beluga.core.errors import SerializationError, WorkflowAlreadyStarted

@@ -18,7 +18,7 @@ returns. Delete purges the record and every chunk of the workflow id.
 
 JetStream acknowledges a write once its leader stored it (file storage, `sync_interval` governs when it
 reaches the disk: set `sync_interval: always` in the server's config to fsync each write). Requires the
-`nats` extra: `pip install 'beluga[nats]'`.
+`nats` extra: `pip install 'beluga-workflows[nats]'`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ try:
     from nats.js import api as js_api
     from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 except ImportError as exc:  # pragma: no cover - exercised by simulating the missing client
-    raise ConfigurationError("the 'nats' store needs the nats-py client: pip install 'beluga[nats]'") from exc
+    raise ConfigurationError("the 'nats' store needs the nats-py client: pip install 'beluga-workflows[nats]'") from exc
 
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
 from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, matches, newest_first

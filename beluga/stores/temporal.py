@@ -16,7 +16,7 @@ Temporal owns the histories of the runs it executes, so this store is read-and-d
 - `save`, `create`, `append`: refused with `ConfigurationError`. Runs are written by executing them on the
   `temporal` executor; a history cannot be imported into Temporal through this store.
 
-Requires the `temporal` extra: `pip install 'beluga[temporal]'`.
+Requires the `temporal` extra: `pip install 'beluga-workflows[temporal]'`.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def test_start_list_show_query_signal_on_the_fleet(fleet: Any, tmp_path: Path) -
 
     path = tmp_path / "run.json"
     assert celery_cli(fleet, "export", wid, "-o", str(path)).code == 0
-    r = beluga("replay", str(path), "--imports", "workers")
+    r = beluga("replay", str(path), "--imports", "beluga.demo")
     assert r.code == 0 and r.out.splitlines()[-1] == "1 of 1 histories match the code", r.out + r.err
 
 

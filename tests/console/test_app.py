@@ -209,3 +209,81 @@ def test_console_command_errors_are_one_line(tmp_path, capsys) -> None:
         taken.listen()
         assert main(["--store", store, "console", "--port", str(taken.getsockname()[1])]) == 1
     assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("evil", ["/ok\r\nX-Injected: 1", "/ok\nSet-Cookie: x=1", "/ok\x00", "/ok\t", "/\u00e9t\u00e9",
+                                  "/ok\x7f", " /ok"])
+def test_next_is_a_plain_local_path(ex, evil: str) -> None:
+    client = Client(console.create_app(ex, token=TOKEN))
+    resp = client.post("/login", data={"token": TOKEN, "next": evil})
+    assert resp.status_code == 303 and resp.headers["Location"] == "/"
+    assert "X-Injected" not in resp.headers and "x=1" not in resp.headers.get("Set-Cookie", "")
+    assert client.post("/login", data={"token": TOKEN, "next": "/run?id=c-1"}).headers["Location"] == "/run?id=c-1"
+
+
+@pytest.mark.parametrize("body, kind", [
+    ({"id": "c-1", "csrf": "\u00e9\u00e9"}, None),                         # a non-ASCII CSRF field
+    ({"id": "c-1", "csrf": "x" * 5000}, None),
+    (b"id=c-1&csrf=%ff%fe", "application/x-www-form-urlencoded"),         # not UTF-8
+    (b'{"id": ["c-1"], "csrf": {"a": 1}}', "application/json"),           # JSON of the wrong shapes
+    (b"[1, 2", "application/json"),
+    (b"\xff\xfe", "application/json"),
+])
+def test_malformed_forms_are_4xx_never_500(ex, body: Any, kind: str | None) -> None:
+    _parked(ex)
+    app = console.create_app(ex, token=TOKEN)
+    client = Client(app)
+    _login(client)
+    for path in ("/run/cancel", "/run/signal", "/run/terminate", "/logout"):
+        resp = client.post(path, data=body, content_type=kind) if kind else client.post(path, data=body)
+        assert 400 <= resp.status_code < 500, (path, resp.status_code, resp.get_data(as_text=True))
+    assert ex.describe("c-1").status == workflow.WorkflowStatus.RUNNING      # nothing was changed by any of them
+    assert ex.query("c-1", "progress")["step"] == "waiting"
+
+
+def test_malformed_queries_are_4xx_never_500(ex) -> None:
+    _parked(ex)
+    client = Client(console.create_app(ex, token=TOKEN))
+    for query in ("id=%00", "id=c-1%00", "id=\u00e9", "limit=-1e999", "limit=%ff", "status=%00", "refresh=x",
+                  "type=%ff%fe", "id=" + "x" * 20000):
+        for path in ("/", "/run", "/run/export"):
+            resp = client.get(f"{path}?{query}")
+            assert resp.status_code < 500, (path, query, resp.status_code)
+
+
+def test_the_console_server_never_logs_a_token(ex, capfd) -> None:
+    """`beluga console`'s own server logs one line per 4xx/5xx: the method and path, never the query
+    string, nor the raw line of a request it could not parse."""
+    import socket
+    import threading
+    import urllib.error
+    import urllib.request
+    from wsgiref.simple_server import make_server
+
+    from beluga.console import server
+
+    httpd = make_server("127.0.0.1", 0, console.create_app(ex, token=TOKEN), server_class=server._Server,
+                        handler_class=server._Handler)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    port = httpd.server_port
+    try:
+        for url in (f"/nowhere?token={TOKEN}", f"/run?id=nope&token={TOKEN}", f"/login?next=/&token={TOKEN}x"):
+            with pytest.raises(urllib.error.HTTPError) if "login" not in url else _nothing():
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{url}", timeout=10).read()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:   # a line it cannot parse
+            s.sendall(f"GET /?token={TOKEN} HTTP/9 x\r\n\r\n".encode())
+            assert b"400" in s.recv(4000)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    err = capfd.readouterr().err
+    assert "GET /nowhere 404" in err and "GET /run 404" in err      # the failures are logged ...
+    assert TOKEN not in err                                          # ... without the token
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None

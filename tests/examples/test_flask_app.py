@@ -173,8 +173,8 @@ def test_workflow_is_started_by_name_only() -> None:
     import examples.flask_app as module
 
     assert module.WORKFLOW == "order_workflow"
-    assert "workers" not in (module.__dict__.keys())
-    assert not any(line.startswith(("import workers", "from workers"))
+    assert "demo" not in (module.__dict__.keys())
+    assert not any(line.startswith(("import beluga.demo", "from beluga.demo"))
                    for line in open(module.__file__).read().splitlines())
 
 

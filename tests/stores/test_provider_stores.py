@@ -39,8 +39,8 @@ def test_new_store_builds_each_by_name(nats_url: str, kafka_bootstrap: str, dapr
 
 
 @pytest.mark.parametrize("name, client_modules, extra", [
-    ("nats", ["nats", "nats.js", "nats.js.api", "nats.js.errors"], "beluga[nats]"),
-    ("kafka", ["confluent_kafka", "confluent_kafka.admin"], "beluga[kafka]"),
+    ("nats", ["nats", "nats.js", "nats.js.api", "nats.js.errors"], "beluga-workflows[nats]"),
+    ("kafka", ["confluent_kafka", "confluent_kafka.admin"], "beluga-workflows[kafka]"),
 ])
 def test_a_missing_client_names_the_extra(monkeypatch: pytest.MonkeyPatch, name: str, client_modules: list[str],
                                           extra: str) -> None:

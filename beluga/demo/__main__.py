@@ -1,6 +1,6 @@
 """The main job: the order workflow end to end on the in-process executor with the SQLite store.
 
-    python -m workers.demo [--db beluga-demo.db]
+    python -m beluga.demo [--db beluga-demo.db]
 
 It starts an order, shows that it parks waiting for approval (no thread held), approves it with a
 signal, waits for the result and prints the run's event history."""
@@ -12,8 +12,8 @@ import time
 import uuid
 
 from beluga import workflow
+from beluga.demo.orders import order_workflow
 from beluga.stores import SQLiteStore
-from workers.orders import order_workflow
 
 
 def main() -> None:
