@@ -23,7 +23,8 @@ import msgpack
 from beluga.core.errors import SerializationError
 from beluga.core.records import SCHEMA_VERSION, Event, WorkflowState, WorkflowStatus
 
-__all__ = ["encode", "decode", "encode_event", "decode_event", "encode_state", "decode_state"]
+__all__ = ["encode", "decode", "check", "encode_event", "decode_event", "encode_state", "decode_state",
+           "MAX_NESTING"]
 
 EXT_TUPLE = 1
 EXT_SET = 2
@@ -38,6 +39,10 @@ EXT_DECIMAL = 10
 EXT_DATACLASS = 11
 
 _MAX_DEPTH = 256  # below msgpack's own nesting limit, so a cycle is reported as one
+# How deeply a payload (an input, a signal payload, a result, a query argument) may nest lists, dicts,
+# tuples, sets and dataclasses: checked at the call (`check`), like protobuf's default recursion limit.
+# Deeper values are refused there rather than failing a worker's replay with RecursionError.
+MAX_NESTING = 100
 
 
 def _packb(value: Any) -> bytes:
@@ -231,6 +236,79 @@ def encode(value: Any, *, label: str = "value") -> bytes:
         return _pack(value)
     except Exception as exc:
         raise _failure(exc, [(label, value)]) from exc
+
+
+def check(value: Any, *, label: str = "value") -> bytes:
+    """What a call accepts, every process can read: `value` encoded, after proving that it decodes again.
+    Refuses (`SerializationError`, naming where) what the codec would not produce itself: raw
+    `msgpack.ExtType` and `msgpack.Timestamp` values (a worker cannot read an ext type it does not know),
+    nesting deeper than `MAX_NESTING`, anything that does not encode, and anything whose encoding would
+    not decode. For the values a caller hands over (run inputs, signal payloads, results, query
+    arguments); what Beluga writes itself needs only `encode`."""
+    problem = _foreign(value)
+    if problem is not None:
+        where = _locate_foreign(value, label, 1)
+        raise SerializationError(f"cannot accept {where or label}: {problem}")
+    data = encode(value, label=label)
+    try:
+        decode(data)
+    except SerializationError as exc:
+        raise SerializationError(f"{label} would not decode again ({exc}); pass plain data") from None
+    return data
+
+
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+_RAW_MSGPACK = (msgpack.ExtType, msgpack.Timestamp)
+
+
+def _members(obj: Any) -> Any:
+    """What the encoder descends into (None for a leaf): a container's items, a dataclass's fields, an
+    enum's value."""
+    if isinstance(obj, dict):
+        return [x for kv in obj.items() for x in kv]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return (obj.value,)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+    return None
+
+
+def _foreign(value: Any) -> str | None:
+    """Why `value` is not a payload the codec produces (None when it is), without building paths: one
+    pass over the value, with no recursion (a deep value is the point)."""
+    stack = [(value, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        if type(obj) in _PLAIN:
+            continue
+        if isinstance(obj, _RAW_MSGPACK):
+            return (f"a raw {type(obj).__module__}.{type(obj).__qualname__} is msgpack's own encoding, which "
+                    "workers may not read (unknown ext types); pass the value itself")
+        members = _members(obj)
+        if members is None:
+            continue
+        if depth > MAX_NESTING:
+            return (f"nested more than {MAX_NESTING} levels deep (beluga.codec.MAX_NESTING); flatten it, or "
+                    "store it elsewhere and pass a reference")
+        stack.extend((m, depth + 1) for m in members)
+    return None
+
+
+def _locate_foreign(value: Any, path: str, depth: int) -> str | None:
+    """The path to what `_foreign` refused (searched only after it did), cut short past a few levels."""
+    if isinstance(value, _RAW_MSGPACK):
+        return path
+    if _members(value) is None:
+        return None
+    if depth > MAX_NESTING:
+        return f"{path[:60]}... (level {depth})"
+    for suffix, child in _children(value) if not isinstance(value, enum.Enum) else [(".value", value.value)]:
+        found = _locate_foreign(child, path + suffix, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def decode(data: bytes) -> Any:

@@ -15,7 +15,8 @@ started, completed, failed (and timed out), canceled and stuck (counters by work
 status in the store (a gauge read when scraped); activity attempts and failures (counters by activity),
 attempt duration and queue-to-start latency (histograms by activity); step latency (a histogram by
 executor: from taking up a run's inputs to the resulting events being recorded and acted on); and
-coordinator retries (steps redone because another writer changed the run first).
+coordinator retries (steps redone because another writer changed the run first); runs found vanished
+(their summary gone while messages for them waited).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class _Metrics:
                                          "(or falling due) to it starting", ["activity"], buckets=LATENCY_BUCKETS)
         self.step_seconds = p.Histogram("beluga_step_seconds", "From taking up a run's inputs to the resulting "
                                         "events being recorded and acted on", ["executor"], buckets=LATENCY_BUCKETS)
+        self.runs_vanished = p.Counter("beluga_runs_vanished_total", "Runs found gone (their summary missing) "
+                                       "while messages for them waited: evicted or deleted")
         self.coordinator_retries = p.Counter("beluga_coordinator_retries_total", "Steps redone because another "
                                              "writer changed the run first", ["executor"])
 
@@ -110,6 +113,21 @@ def observe_step(executor: str, workflow_type: str, step: Any) -> None:
         m.runs_failed.labels(workflow_type, status).inc()
     elif status == "canceled":
         m.runs_canceled.labels(workflow_type).inc()
+
+
+def run_unreadable(workflow_type: str, reason: str) -> None:
+    """A run found that cannot be read whole (events lost, data undecodable): counted as stuck, by reason
+    (`HistoryLost`, `UnreadableRun`)."""
+    m = _get()
+    if m is not None:
+        m.runs_stuck.labels(workflow_type, reason).inc()
+
+
+def run_vanished() -> None:
+    """A run whose summary is gone while messages for it waited (see `runs_vanished`)."""
+    m = _get()
+    if m is not None:
+        m.runs_vanished.inc()
 
 
 def coordinator_retry(executor: str) -> None:

@@ -252,3 +252,65 @@ def test_encode_is_safe_across_threads() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+# --- codec.check: what a call accepts, every process can read ----------------------------------------
+def _nested(levels: int, leaf: Any = 1) -> Any:
+    for i in range(levels):
+        leaf = [leaf] if i % 3 == 0 else {"k": leaf} if i % 3 == 1 else (leaf,)
+    return leaf
+
+
+@pytest.mark.parametrize("value", list(ROUND_TRIPS.values()), ids=list(ROUND_TRIPS))
+def test_check_accepts_what_round_trips(value: Any) -> None:
+    assert same(codec.decode(codec.check(value)), value)
+
+
+def test_check_accepts_nan_and_tuple_keys() -> None:
+    value = {"nan": math.nan, (1, ("a", None)): [math.nan], frozenset({(1, 2)}): -0.0}
+    back = codec.decode(codec.check(value, label="input"))
+    assert repr(back) == repr(value)
+
+
+class Wrapped(enum.Enum):
+    BAD = {"x": msgpack.ExtType(7, b"")}
+
+
+@pytest.mark.parametrize(("value", "where"), [
+    (msgpack.ExtType(42, b"x"), "input"),
+    ({"a": [1, msgpack.ExtType(1, b"\xc1")]}, "input['a'][1]"),
+    ({msgpack.ExtType(3, b""): 1}, "input[<key ExtType(code=3, data=b'')>]"),
+    (Point(1, {"t": msgpack.Timestamp(5, 0)}), "input.y['t']"),
+    ((1, {2, 3}, [msgpack.Timestamp(0, 1)]), "input[2][0]"),
+    (Wrapped.BAD, "input.value['x']"),
+], ids=["ext", "ext-nested", "ext-key", "timestamp-in-dataclass", "timestamp-in-tuple", "ext-in-enum"])
+def test_check_refuses_raw_msgpack_values_and_names_where(value: Any, where: str) -> None:
+    with pytest.raises(SerializationError, match="msgpack") as info:
+        codec.check(value, label="input")
+    assert f"cannot accept {where}:" in str(info.value)
+    codec.encode(value)  # encode alone lets them through: a worker could then not read them back
+
+
+def test_check_limits_nesting_to_the_documented_depth() -> None:
+    assert codec.decode(codec.check(_nested(codec.MAX_NESTING))) == _nested(codec.MAX_NESTING)
+    for value in (_nested(codec.MAX_NESTING + 1), _nested(600), Point(_nested(codec.MAX_NESTING))):
+        with pytest.raises(SerializationError, match=f"nested more than {codec.MAX_NESTING} levels"):
+            codec.check(value, label="input")
+    # a wide value is not a deep one
+    codec.check([[i] for i in range(10_000)])
+
+
+def test_check_refuses_what_would_not_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anything whose encoding this very process could not read back is refused at the call."""
+    @dataclasses.dataclass(frozen=True)
+    class Key:
+        n: int
+
+    monkeypatch.setattr(codec, "_rebuild", lambda name, values: values)  # as in a process without the class
+    with pytest.raises(SerializationError, match="would not decode again"):
+        codec.check({Key(1): "x"}, label="input")  # the key would come back as a dict: unhashable
+
+
+def test_check_refuses_unencodable_values_as_encode_does() -> None:
+    with pytest.raises(SerializationError, match="cannot encode a builtins.object at input\\['x'\\]"):
+        codec.check({"x": object()}, label="input")

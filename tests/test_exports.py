@@ -35,6 +35,7 @@ EXPORTS = API_NAMES | {
     "ActivityInfo", "ChildWorkflowError", "ConfigurationError", "Event", "EventType", "HumanActivity",
     "HumanManager", "HumanRequest", "HumanResponse", "InMemoryHumanManager", "Registry", "RemoteError",
     "ReplicationError", "SignalChannel", "register_store", "registry", "ServiceUnavailable",
+    "HistoryLost", "InvalidName", "UnreadableRun",
 }
 
 

@@ -282,6 +282,13 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
         return
     from beluga.celery.runtime import runtime
     from beluga.core.definitions import registry
+    from beluga.core.errors import ConfigurationError
+
+    try:  # before the worker takes any message; SystemExit is what Celery's start-up lets through
+        check_history_redis(runtime(app).store.redis, settings.history_url)
+    except ConfigurationError as exc:
+        log.critical("refusing to start: %s", exc)
+        raise SystemExit(1) from None
 
     if getattr(app.conf, "beluga_installed", False):  # a team's own app: consume Beluga's queue as well
         app.amqp.queues.select_add(settings.default_queue)
@@ -301,7 +308,6 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
-        from beluga.celery.runtime import runtime
         from beluga.celery.scheduler import start_scheduler
         from beluga.core.definitions import registry
 
@@ -313,7 +319,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         log.info("beluga worker %s: broker %s, histories in %s, imports %s, activities %s", sender.hostname,
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
-        check_persistence(runtime(app).store.redis, settings.history_url)
         try:  # runs that Beluga 0.1.0 listed in its global index stay listed (see RedisStore.adopt_listing)
             runtime(app).store.adopt_listing()
         except TRANSIENT as exc:
@@ -321,24 +326,56 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         start_scheduler(app, sender.hostname)
 
 
-def check_persistence(client: Any, url: str) -> None:
-    """Say once, as a worker starts, when the history Redis would forget everything on a restart: its
-    histories are the only record of each run, so without AOF (or at least snapshots) a restart undoes
-    every acknowledged step. Managed Redis services often disable or rename CONFIG; then this says only
-    that it could not check. Never raises: a worker must start whatever this finds."""
+SAFE_POLICY = "noeviction"
+_unchecked: set[str] = set()  # history URLs this process could not check (said once)
+
+
+def check_history_redis(client: Any, url: str, *, worker: bool = True) -> None:
+    """Check the history Redis as a worker or client starts. Its histories are the only record of each
+    run, so a Redis that may evict keys (`maxmemory-policy` other than `noeviction`: allkeys-lru is a
+    common managed default) would lose whole runs or parts of their histories under memory pressure:
+    refused with `ConfigurationError` naming the setting. (volatile-* policies are refused too: they evict
+    the keys Beluga gives a time to live, a signal's request ids among them, whose loss records a retried
+    signal twice; and a later CONFIG SET maxmemory would start the eviction without a word.) A worker
+    also says once when the Redis would forget everything on a restart (no AOF, no snapshots).
+    Managed Redis services often disable or rename CONFIG: then this says once, at INFO, that it could
+    not check, and lets the process start."""
     try:
-        aof = client.config_get("appendonly").get("appendonly")
-        save = client.config_get("save").get("save")
+        policies = _config_values(client, "maxmemory-policy")
+        aof = _config_values(client, "appendonly") if worker else []
+        save = _config_values(client, "save") if worker else []
     except Exception as exc:  # CONFIG renamed, disabled or denied by an ACL (redis.ResponseError), or unreachable
-        log.info("could not check the persistence of the history Redis %s (%s); make sure it runs with "
-                 "appendonly yes (see docs/production.md)", redact(url), exc)
+        if url not in _unchecked:
+            _unchecked.add(url)
+            log.info("could not check the eviction policy and persistence of the history Redis %s (%s); make "
+                     "sure it runs with maxmemory-policy noeviction and appendonly yes (see Durability in the "
+                     "docs/production.md)", redact(url), exc)
         return
-    if aof == "no" and not save:
+    evicting = sorted({p for p in policies if p != SAFE_POLICY})
+    if evicting:
+        from beluga.core.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"the history Redis {redact(url)} runs with maxmemory-policy {', '.join(evicting)}: under memory "
+            "pressure it would evict keys, losing whole workflow runs or parts of their histories. Set "
+            "maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, or the managed service's "
+            "parameter group); a full Redis then refuses writes, which Beluga retries, instead of losing data")
+    if worker and "no" in aof and not any(save):
         log.warning("the history Redis %s persists nothing (appendonly no, save \"\"): a restart of it loses "
                     "every workflow history; set appendonly yes (see docs/production.md)", redact(url))
-    elif aof == "no":
+    elif worker and "no" in aof:
         log.info("the history Redis %s keeps RDB snapshots only (save %s): a crash loses the steps since the "
-                 "last one; appendonly yes loses none (see docs/production.md)", redact(url), save)
+                 "last one; appendonly yes loses none (see docs/production.md)", redact(url),
+                 ", ".join(s for s in save if s))
+
+
+def _config_values(client: Any, name: str) -> list[str]:
+    """CONFIG GET `name` on every node that answers for `client`: a Redis Cluster's client gives one
+    answer per node."""
+    got = client.config_get(name)
+    if got and all(isinstance(v, dict) for v in got.values()):
+        return [str(v.get(name, "")) for v in got.values()]
+    return [str(got.get(name, ""))] if name in got else []
 
 
 @signals.task_received.connect

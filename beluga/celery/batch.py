@@ -18,6 +18,7 @@ from beluga.celery.fleet import Begun
 from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.core import driver as drv
 from beluga.core import steps as st
+from beluga.core.errors import UnreadableRun
 from beluga.core.records import Append
 from beluga.logs import get_logger
 
@@ -89,6 +90,8 @@ class Batches:
                 self._drop(wid)
                 self._release_all([(w, bb) for w, bb, _ in live[i:]] + [(p.workflow_id, p.begun) for p in plans])
                 raise
+            except UnreadableRun as exc:  # held stuck on its own: the batch's other runs carry on
+                self._unreadable(wid, b, exc)
             except Exception as exc:
                 self._drop(wid)
                 retry_transient(lambda wid=wid, token=b.token: self.fleet.release(wid, token), 2.0)

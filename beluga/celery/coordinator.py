@@ -27,8 +27,8 @@ from beluga.celery.roster import Handoff
 from beluga.core import driver as drv
 from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option
-from beluga.core.errors import SerializationError
-from beluga.core.failure import child_outcome
+from beluga.core.errors import HistoryLost, SerializationError, UnreadableRun
+from beluga.core.failure import child_outcome, unreadable
 from beluga.core.pending import Pending
 from beluga.core.records import Append, EventType, WorkflowState, WorkflowStatus
 from beluga.logs import get_logger
@@ -45,6 +45,7 @@ UNTIL = "_until"  # the attempt's deadline as that append recorded it (see Holds
 # before it needs no renewal of its own)
 CARRY_MAX = 2048  # bytes of encoded events an activity message carries at most
 STUCK_RETRY_MAX = 300.0
+REPORTED_MAX = 10_000  # runs a process remembers having reported unreadable or vanished (each said once)
 
 
 class Stuck(Exception):
@@ -89,6 +90,8 @@ class Coordinator(Batches):
         # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
         self.batches = not self.store.cluster and self.store.append_replicas <= 0
         self._local = threading.local()  # a batch's closed runs, announced together (see Batches)
+        self._reported: OrderedDict[str, None] = OrderedDict()  # see `_first_report`
+        self._reported_lock = threading.Lock()
 
     def run(self, workflow_id: str, report: tuple[Any, ...] | None = None, tried: tuple[str, ...] = ()) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
@@ -204,7 +207,11 @@ class Coordinator(Batches):
                 return None
             missed = _carried_since(run.version, sent_at, carried)
             if missed is None:
-                missed, carried = self.store.history(workflow_id, after=run.version), []
+                try:
+                    missed, carried = self.store.history(workflow_id, after=run.version), []
+                except UnreadableRun:  # the coordinator finds it too, and holds the run stuck
+                    self._drop(workflow_id)
+                    return None
             if len(missed) < sent_at - run.version or not run.catch_up(missed):
                 self._drop(workflow_id)
                 return None
@@ -239,7 +246,7 @@ class Coordinator(Batches):
         when the run is not in a state to take the report directly (closed, another run, stuck, or its
         replay owes writes): the coordinator takes the report then."""
         state = self.store.load(workflow_id)
-        if state is None or not state.status.is_open or state.run_id != run_id:
+        if state is None or not state.status.is_open or state.run_id != run_id or unreadable(state) is not None:
             return None
         run, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
                              check_payload=self.check_payload, now=time.time())
@@ -257,14 +264,56 @@ class Coordinator(Batches):
         logs.update(run_id=run_id)
         if run_id is None:
             if raw:
-                log.warning("messages for unknown workflow %s: dropping its inbox", workflow_id)
-                self.fleet.redis.delete(self.store.keys(workflow_id)[2])
+                self._vanished(workflow_id, len(raw))
             return self.fleet.release(workflow_id, begun.token)
-        plan = self._plan(workflow_id, begun, *self._live(workflow_id, run_id, version, begun.newer))
-        if plan.append is None:
-            return self._quiet(plan)
-        waiting = on_primary(self.store.append_one, plan.append, **plan.options)
+        try:
+            plan = self._plan(workflow_id, begun, *self._live(workflow_id, run_id, version, begun.newer))
+            if plan.append is None:
+                return self._quiet(plan)
+            waiting = on_primary(self.store.append_one, plan.append, **plan.options)
+        except UnreadableRun as exc:
+            return self._unreadable(workflow_id, begun, exc)
         return self._recorded(plan, waiting)
+
+    def _unreadable(self, workflow_id: str, begun: Begun, exc: UnreadableRun) -> int:
+        """A run whose stored data cannot be read whole (events of its history lost, say to an evicting
+        Redis; or data this Beluga cannot decode) is held stuck: never replayed and never extended (its
+        cached instance is dropped: nothing is appended past a hole, and it never completes). Its inputs
+        stay in its inbox; it leaves the sweep's dirty set, so it is looked at again only when a new
+        input comes, not every few seconds. Said once per process at ERROR and counted as stuck; lost
+        events are also marked on the run, so that a summary read (`load_summary`) says so. Returns 0:
+        nothing for the caller to coordinate."""
+        self._drop(workflow_id)
+        if isinstance(exc, HistoryLost) and begun.run_id:
+            self.store.mark_lost(workflow_id, begun.run_id, str(exc))
+        if self._first_report(workflow_id):
+            log.error("workflow %s is held stuck, its stored run cannot be read whole (it never completes; its "
+                      "inputs are kept): %s", workflow_id, exc)
+            metrics.run_unreadable(exc.workflow_type or "unknown", type(exc).__name__)
+        self.fleet.forget_dirty(workflow_id)
+        self.fleet.release(workflow_id, begun.token)
+        return 0
+
+    def _vanished(self, workflow_id: str, messages: int) -> None:
+        """Messages wait for a run whose summary is gone (evicted or deleted, while its inbox, attempts or
+        timers remained): reported once per process at ERROR and counted, and the inbox dropped, so that
+        nothing retries it forever."""
+        if self._first_report(workflow_id):
+            log.error("workflow %s has %d messages waiting but no run: its summary is gone (evicted? the history "
+                      "Redis needs maxmemory-policy noeviction; or deleted). Dropping its inbox", workflow_id, messages)
+            metrics.run_vanished()
+        self.fleet.redis.delete(self.store.keys(workflow_id)[2])
+
+    def _first_report(self, workflow_id: str) -> bool:
+        """Whether this process has not yet reported the run as unreadable or vanished (it remembers the
+        last REPORTED_MAX)."""
+        with self._reported_lock:
+            if workflow_id in self._reported:
+                return False
+            self._reported[workflow_id] = None
+            if len(self._reported) > REPORTED_MAX:
+                self._reported.popitem(last=False)
+            return True
 
     def _plan(self, workflow_id: str, begun: Begun, run: drv.RunDriver, step: st.Step) -> Plan:
         """Apply the messages `begun` read to the run: what to append (or, when nothing is to be recorded,
@@ -369,9 +418,13 @@ class Coordinator(Batches):
             if run.version == version:
                 return run, run.begin()
             read = len(newer) == version - run.version
-            events = [codec.decode_event(e) for e in newer] if read else self.store.history(workflow_id,
-                                                                                             after=run.version)
-            if run.catch_up(events):  # another process advanced the run: apply just the new events
+            try:
+                events = [codec.decode_event(e) for e in newer] if read else self.store.history(
+                    workflow_id, after=run.version)
+            except (UnreadableRun, SerializationError):  # the load that follows finds it: held stuck
+                events = None
+            # another process advanced the run: apply just the new events
+            if events is not None and run.catch_up(events):
                 run.tail = (run.version, list(newer) if read else [])
                 return run, run.begin()
         self._drop(workflow_id)
@@ -381,6 +434,10 @@ class Coordinator(Batches):
         """The run replayed from its stored state."""
         if state is None:
             raise Stuck(f"workflow {workflow_id} vanished while being coordinated")
+        damaged = unreadable(state)
+        if damaged is not None:
+            damaged.workflow_type = state.workflow_type
+            raise damaged
         if not state.status.is_open:
             closed = drv.RunDriver(replace(state, history=()), len(state.history), Pending(), None,
                                    self.registry.retry_policy)

@@ -459,6 +459,11 @@ class Fleet:
             tag=self.store.shard_tag(shard), limit=limit, ttl_ms=self._waking_ttl_ms) for shard in range(SHARDS)])
         return sum(int(n) for n, _ in got), [shard for shard, (_, send) in enumerate(got) if send]
 
+    def forget_dirty(self, workflow_id: str) -> None:
+        """The sweep stops waking the run (held stuck, see `Coordinator._unreadable`): its inbox keeps its
+        messages, and a new one marks it dirty again."""
+        self.redis.zrem(self.shard_key(workflow_id, "dirty"), workflow_id)
+
     # --- wake-ups -----------------------------------------------------------------------------------
     def wake(self, workflow_ids: Iterable[str]) -> list[int]:
         """These runs need a coordinator: added to their shards' wake sets. Returns the shards whose wake

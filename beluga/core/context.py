@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from beluga.core import commands as cmds
 from beluga.core.definitions import activity_name, workflow_name
 from beluga.core.errors import WorkflowError
+from beluga.core.names import check_name
 from beluga.core.retry import Duration, RetryPolicy, seconds
 
 if TYPE_CHECKING:
@@ -230,7 +231,7 @@ class WorkflowContext:
         name = workflow_name(workflow)
         inst.check_payload(input, f"input of child workflow {name!r}")
         seq = inst.next_seq()
-        child_id = id or f"{self.workflow_id}/child-{seq}"
+        child_id = check_name(id, "child workflow id") if id is not None else f"{self.workflow_id}/child-{seq}"
         return inst.issue(cmds.StartChildWorkflow(seq, name, child_id, input), Future(self))
 
     def continue_as_new(self, input: Any = None) -> None:

@@ -22,7 +22,7 @@ from beluga.core import commands as cmds
 from beluga.core import steps as s
 from beluga.core.definitions import WorkflowDefinition
 from beluga.core.errors import ConfigurationError, NonDeterminismError
-from beluga.core.failure import failure, to_failure
+from beluga.core.failure import failure, to_failure, unreadable
 from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
@@ -269,8 +269,13 @@ def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_paylo
          now: float, instance_type: type[WorkflowInstance] = WorkflowInstance) -> tuple[RunDriver, s.Step]:
     """Bring an open run into memory by replaying its history. The returned step records what was owed
     (the first activation's commands, or what a resumed stuck run does with the inputs it kept) and
-    the run's stuck reason when it changed; it may be empty. `instance_type` runs the code (an executor
-    may answer side effects and patches through its own server)."""
+    the run's stuck reason when it changed; it may be empty. A run its store could not read whole
+    (`failure.unreadable`) raises `UnreadableRun` (`HistoryLost`): the adapter holds it stuck.
+    `instance_type` runs the code (an executor may answer side effects and patches through its own
+    server)."""
+    damaged = unreadable(state)
+    if damaged is not None:  # a store said its history is not whole: never replayed, never extended
+        raise damaged
     history = state.history
     summary = replace(state, history=())
     pending = pending_work(history)
@@ -306,7 +311,11 @@ def _same_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 
 def read_only(state: WorkflowState, workflows: Lookup, *, check_payload: Callable[[Any], Any]) -> WorkflowInstance:
     """An instance that replays a run (open or closed) only to answer its query handlers: a side effect
-    not yet recorded is never run, and nothing it asks for is recorded."""
+    not yet recorded is never run, and nothing it asks for is recorded. A run its store could not read
+    whole raises `UnreadableRun`, as `load` does."""
+    damaged = unreadable(state)
+    if damaged is not None:
+        raise damaged
     instance = WorkflowInstance(workflows(state.workflow_type), state.workflow_id, state.run_id,
                                 check_payload=check_payload, read_only=True)
     instance.activate([ev for ev in state.history if ev.type != E.WORKFLOW_TIMED_OUT], recording=True)

@@ -132,3 +132,23 @@ class RemoteError(ApplicationError):
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}"
+
+
+class InvalidName(WorkflowError, ValueError):
+    """A workflow id, signal name or query name that cannot name anything: not a string, or holding a
+    NUL or another control character (the fleet's records join ids with separators). Refused at the
+    call, before anything is stored."""
+
+
+class UnreadableRun(WorkflowError):
+    """A stored run that cannot be read whole: its data was written by a newer Beluga, or is damaged.
+    The run is held stuck (never replayed, never extended) and `describe().error` says why; the runs
+    beside it carry on."""
+
+    workflow_type = ""  # the run's, when the raiser knew it (for logs and metrics)
+
+
+class HistoryLost(UnreadableRun):
+    """Events of a run's stored history are missing (a Redis that evicted keys: see `maxmemory-policy`,
+    or data deleted by hand). The run cannot be replayed or extended, so it never completes: it is held
+    stuck with this reason in `describe().error`."""

@@ -10,9 +10,11 @@ from typing import Any, NoReturn
 from beluga.core.errors import (
     ActivityError,
     ApplicationError,
+    HistoryLost,
     NonDeterminismError,
     RemoteError,
     SerializationError,
+    UnreadableRun,
     WorkflowCancelled,
     WorkflowError,
 )
@@ -45,6 +47,19 @@ def failure(type: str, message: str, *, non_retryable: bool = False, traceback: 
     return {"type": type, "message": message, "traceback": traceback, "non_retryable": non_retryable}
 
 
+UNREADABLE = ("HistoryLost", "UnreadableRun")  # the failure types of a stored run that cannot be read whole
+
+
+def unreadable(state: WorkflowState) -> UnreadableRun | None:
+    """Why a stored run cannot be read whole (its store said so in its `error`: events of its history are
+    missing, or its data does not decode), as the error to raise instead of replaying it; else None."""
+    error = state.error
+    if not error or error.get("type") not in UNREADABLE:
+        return None
+    cls = HistoryLost if error["type"] == "HistoryLost" else UnreadableRun
+    return cls(str(error.get("message", "")))
+
+
 def from_failure(failure: dict[str, Any]) -> WorkflowError:
     """Rebuild a recorded failure; Beluga's own cancellation stays catchable as `WorkflowCancelled`."""
     if failure.get("type") == "WorkflowCancelled":
@@ -71,7 +86,8 @@ def raise_as_own(failure: dict[str, Any]) -> NoReturn:
 
 
 _OWN_ERRORS = frozenset({"NonDeterminismError", "QueryNotFound", "WorkflowNotFound", "WorkflowNotRunning",
-                         "ConfigurationError", "SerializationError", "WorkflowAlreadyStarted"})
+                         "ConfigurationError", "SerializationError", "WorkflowAlreadyStarted",
+                         "UnreadableRun", "HistoryLost", "InvalidName"})
 
 
 def _safe_str(exc: BaseException) -> str:

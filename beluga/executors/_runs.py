@@ -14,10 +14,12 @@ DEFAULT_MAX_PAYLOAD = 2 * 1024 * 1024
 
 
 def payload_checker(limit: int) -> Any:
-    """Encode once to prove a value can be stored and is not oversized; raises `SerializationError`."""
+    """Encode once to prove a value can be stored, read back by every process (`codec.check`: no raw
+    msgpack ext types, no nesting past `codec.MAX_NESTING`) and is not oversized; raises
+    `SerializationError`."""
 
     def check(value: Any) -> None:
-        size = len(codec.encode(value))
+        size = len(codec.check(value))
         if size > limit:
             raise SerializationError(f"payload of {size} bytes exceeds the {limit}-byte limit "
                                      "(max_payload_bytes); store large data elsewhere and pass a reference")

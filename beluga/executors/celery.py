@@ -15,6 +15,7 @@ from beluga.celery.outages import TRANSIENT, may_have_taken_effect
 from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, ServiceUnavailable, WorkflowNotFound, WorkflowNotRunning
 from beluga.core.failure import raise_as_own
+from beluga.core.names import check_name
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut
@@ -30,11 +31,12 @@ T = TypeVar("T")
 
 class CeleryExecutor(StoreBackedExecutor):
     def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0) -> None:
-        from beluga.celery.app import get_app
+        from beluga.celery.app import check_history_redis, get_app
         from beluga.celery.runtime import runtime
 
         self.app = get_app(settings)
         self._rt = runtime(self.app)
+        check_history_redis(self._rt.store.redis, self._rt.settings.history_url, worker=False)
         self.store = self._rt.store
         self.fleet = self._rt.fleet
         self.query_timeout = query_timeout
@@ -42,6 +44,8 @@ class CeleryExecutor(StoreBackedExecutor):
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         options = options or WorkflowOptions()
+        if options.id is not None:
+            check_name(options.id, "workflow id")
         self._rt.check(options.input)
         timeout = seconds(options.timeout)
         request_id = options.request_id or uuid.uuid4().hex
@@ -140,6 +144,8 @@ class CeleryExecutor(StoreBackedExecutor):
             self._wake(workflow_id, None)
 
     def signal(self, workflow_id: str, signal: Signal) -> None:
+        check_name(workflow_id, "workflow id")
+        check_name(signal.name, "signal name")
         self._rt.check(signal.payload)
         self._send(workflow_id, SignalReceived(signal.name, signal.payload, signal.sender_id), signal.request_id,
                    f"signalling {signal.name!r} to")
@@ -151,8 +157,11 @@ class CeleryExecutor(StoreBackedExecutor):
         self._send(workflow_id, Terminate(reason), None, "terminating")
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        check_name(workflow_id, "workflow id")
+        check_name(query_type, "query name")
         if query_type in BUILTIN_QUERIES:
             return self.builtin_query(workflow_id, query_type)
+        self._rt.check(list(args))
         state = self.summary(workflow_id)
         reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
         from beluga.celery.attempts import attempt_kwargsrepr

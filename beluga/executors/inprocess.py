@@ -13,6 +13,7 @@ from typing import Any
 
 from beluga.core.definitions import Registry
 from beluga.core.definitions import registry as default_registry
+from beluga.core.names import check_name
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate
@@ -66,6 +67,8 @@ class InProcessExecutor(StoreBackedExecutor):
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         options = options or WorkflowOptions()
         defn = self.registry.workflow(workflow)
+        if options.id is not None:
+            check_name(options.id, "workflow id")
         self._check(options.input)
         state = new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input,
                               seconds(options.timeout), options.queue, self.clock(), headers=options.headers)
@@ -76,6 +79,8 @@ class InProcessExecutor(StoreBackedExecutor):
         return WorkflowHandle(self, state.workflow_id, state.run_id)
 
     def signal(self, workflow_id: str, signal: Signal) -> None:
+        check_name(workflow_id, "workflow id")
+        check_name(signal.name, "signal name")
         self._check(signal.payload)
         if signal.sent_at is None:
             signal = Signal(signal.name, signal.payload, self.clock(), signal.sender_id)
@@ -88,8 +93,11 @@ class InProcessExecutor(StoreBackedExecutor):
         self._engine.call(input_msg(workflow_id, None, Terminate(reason)))
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        check_name(workflow_id, "workflow id")
+        check_name(query_type, "query name")
         if query_type in BUILTIN_QUERIES:
             return self.builtin_query(workflow_id, query_type)
+        self._check(list(args))
         return self._engine.call(Msg(workflow_id, None, Query(query_type, args)))
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:

@@ -42,6 +42,7 @@ from beluga.core.errors import (
     WorkflowNotRunning,
 )
 from beluga.core.failure import failure, raise_as_own
+from beluga.core.names import check_name
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
 from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, payload_checker
@@ -128,6 +129,8 @@ class TemporalExecutor(DurableExecutor):
             name = workflow_name(workflow)
         else:
             name = self.registry.workflow(workflow).name
+        if options.id is not None:
+            check_name(options.id, "workflow id")
         self._check(options.input)
         wid = options.id or str(uuid.uuid4())
         timeout = seconds(options.timeout)
@@ -142,6 +145,8 @@ class TemporalExecutor(DurableExecutor):
         return WorkflowHandle(self, wid, handle.first_execution_run_id or handle.result_run_id or "")
 
     def signal(self, workflow_id: str, signal: Signal) -> None:
+        check_name(workflow_id, "workflow id")
+        check_name(signal.name, "signal name")
         self._check(signal.payload)
         body = codec.encode({"payload": signal.payload, "sender_id": signal.sender_id})
         self._call(workflow_id, lambda h: h.signal(signal.name, body))
@@ -155,11 +160,14 @@ class TemporalExecutor(DurableExecutor):
         self._call(workflow_id, lambda h: h.terminate(reason=reason or "no reason given"))
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
+        check_name(workflow_id, "workflow id")
+        check_name(query_type, "query name")
         if query_type in BUILTIN_QUERIES:
             state = self.summary(workflow_id)
             if query_type == "status":
                 return state.status
             return state.result if state.status is WorkflowStatus.COMPLETED else None
+        self._check(list(args))
         answer = self._query(workflow_id, query_type, list(args))
         if "error" in answer:
             raise_as_own(answer["error"])

@@ -27,8 +27,8 @@
 --   attempts...        (seq, attempt) pairs allowed to run
 --   events...          the encoded events
 --   timers...          (due, member) pairs: durable timers armed in the same step
--- Returns -1 when refused (the run is not at run_id and expected_version), else how many messages are
--- left in the inbox.
+-- Returns -1 when refused (the run is not at run_id and expected_version), -2 when its history is not
+-- whole (events lost: nothing is appended past the hole), else how many messages are left in the inbox.
 
 -- #include "lib/events.lua"
 -- #include "lib/index.lua"
@@ -46,5 +46,7 @@ for i = 1, 2 * n_attempts do a.attempts[i] = ARGV[13 + i] end
 for i = 1, n_events do a.events[i] = ARGV[13 + 2 * n_attempts + i] end
 for i = 1, 2 * n_timers do a.timers[i] = ARGV[13 + 2 * n_attempts + n_events + i] end
 
-if not append_allowed(a) then return -1 end
+local result = {append_allowed(a)}  -- allowed, and 'lost' when the history is not whole
+if result[2] == 'lost' then return -2 end
+if not result[1] then return -1 end
 return append_write(a)

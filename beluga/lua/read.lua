@@ -10,8 +10,9 @@
 --   after           the events wanted come after this id
 --   #fields         how many field names follow
 --   fields...       the run hash's fields wanted
--- Returns the fields' values (false where missing), then the run's version, then its encoded events
--- after `after`, in order.
+-- Returns the fields' values (false where missing), then the run's version, then 1 when its history
+-- looks whole (its first and last events where the version says: lib/events.lua's events_whole) else 0,
+-- then its encoded events after `after`, in order (false for an inline one that is missing).
 
 -- #include "lib/events.lua"
 
@@ -23,5 +24,6 @@ fields[n_fields + 1] = 'version'
 local out = redis.call('HMGET', run_key, unpack(fields))
 local version = tonumber(out[n_fields + 1]) or 0
 out[n_fields + 1] = version
+out[n_fields + 2] = events_whole(run_key, events_key, version) and 1 or 0
 for _, event in ipairs(events_read(run_key, events_key, version, after)) do out[#out + 1] = event end
 return out

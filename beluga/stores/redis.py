@@ -27,7 +27,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from beluga import codec
-from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
+from beluga.core.errors import HistoryLost, ReplicationError, SerializationError, WorkflowAlreadyStarted
+from beluga.core.failure import failure
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.logs import get_logger
 from beluga.lua import Scripts
@@ -35,21 +36,75 @@ from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, ch
 from beluga.stores.base import WorkflowStore
 from beluga.stores.redis_scripts import AppendCall, CreateCall, ReadCall, RelistCall
 
-_SUMMARY_FIELDS = ("summary", "status", "updated")
+# the summary blob, the fields appends keep apart from it, the mark of a history found not whole, and
+# what names the run should its summary not decode
+_SUMMARY_FIELDS = ("summary", "status", "updated", "lost", "run_id", "type", "created")
 SHARDS = 16          # part of the key layout: every process must agree, and runs stay where they were put
 INLINE_EVENTS = 8    # a run's first events live in its run hash (beluga/lua/lib/events.lua says the same)
 log = get_logger("beluga.stores.redis")
 T = TypeVar("T")
 
 
-def _state(fields: list[bytes | None], history: tuple[Event, ...]) -> WorkflowState | None:
-    """The summary blob, with the status and update time that appends keep in fields of their own."""
-    summary, status, updated = fields
+def _state(workflow_id: str, fields: list[bytes | None], history: tuple[Event, ...],
+           problem: dict[str, Any] | None = None) -> WorkflowState | None:
+    """The summary blob, with the status and update time that appends keep in fields of their own. A run
+    whose history is not whole (`problem`, or the `lost` mark a coordinator left) or whose summary does not
+    decode is still a state, its reason in `error` (see `failure.unreadable`): one unreadable run never
+    stops a listing, a batch or a console page."""
+    summary, status, updated, lost, run_id, workflow_type, created = fields
     if summary is None:
         return None
-    state = codec.decode_state(summary, history)
-    return replace(state, status=WorkflowStatus(status.decode()) if status else state.status,
-                   updated_at=float(updated) if updated else state.updated_at)
+    try:
+        state = codec.decode_state(summary, history)
+    except SerializationError as exc:
+        return WorkflowState(
+            workflow_id, _text(run_id), _text(workflow_type), _status(status), None, None,
+            failure("UnreadableRun", f"the stored summary of workflow {workflow_id} cannot be read by this "
+                    f"Beluga ({exc}); it is held stuck: upgrade the workers if a newer Beluga wrote it",
+                    non_retryable=True),
+            float(created or 0.0), float(updated or 0.0), ())
+    if problem is None and lost is not None:
+        problem = _lost_mark(lost, state.run_id)
+    state = replace(state, status=WorkflowStatus(status.decode()) if status else state.status,
+                    updated_at=float(updated) if updated else state.updated_at)
+    return replace(state, error=problem) if problem is not None and state.status.is_open else state
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode(errors="replace") if raw else ""
+
+
+def _status(raw: bytes | None) -> WorkflowStatus:
+    try:
+        return WorkflowStatus(raw.decode()) if raw else WorkflowStatus.RUNNING
+    except ValueError:
+        return WorkflowStatus.RUNNING
+
+
+def _lost_mark(raw: bytes, run_id: str) -> dict[str, Any] | None:
+    """The failure a coordinator recorded when it found the run's history not whole (`mark_lost`), if it
+    is this run's."""
+    try:
+        mark = codec.decode(raw)
+    except SerializationError:
+        return None
+    if not isinstance(mark, dict) or mark.get("run") != run_id:
+        return None
+    return failure("HistoryLost", str(mark.get("message", "")), non_retryable=True)
+
+
+def _gap(workflow_id: str, version: int, after: int, whole: bool, events: list[bytes | None]) -> str | None:
+    """Why the `events` read are not exactly the history past `after` up to `version`, or None when they
+    are: every load checks that the history is whole, and never replays a partial one. `whole`: the
+    history's first and last events are where the version says (lib/events.lua's `events_whole`); with
+    that, one event for each id past `after` means every one of them is there."""
+    found = sum(e is not None for e in events)
+    if whole and found == len(events) == version - after:
+        return None
+    return (f"events of workflow {workflow_id}'s history are missing in Redis: it is at event {version}, but of "
+            f"events {after + 1}-{version} {found} were found{'' if whole else ', its first or last missing'}. "
+            "Was a key evicted (maxmemory-policy must be noeviction) or deleted? The run cannot be replayed or "
+            "extended: it is held stuck and never completes")
 
 
 def on_primary(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -118,9 +173,27 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def _split_read(got: list[Any], n: int) -> tuple[list[Any], list[bytes]]:
-    """What read.lua answered: the `n` fields asked for, and the encoded events (after its version)."""
-    return got[:n], [e for e in got[n + 1:] if e is not None]
+def _split_read(got: list[Any], n: int) -> tuple[list[Any], int, bool, list[bytes | None]]:
+    """What read.lua answered: the `n` fields asked for, the run's version, whether its history looked
+    whole (lib/events.lua's `events_whole`), and the encoded events it read past `after` (None where an
+    event the version promises is missing)."""
+    return got[:n], int(got[n] or 0), bool(got[n + 1]), list(got[n + 2:])
+
+
+def _loaded(workflow_id: str, fields: list[Any], version: int, whole: bool, events: list[bytes | None]
+            ) -> WorkflowState | None:
+    """The run `load` read. A history that is not whole, or an event that does not decode, makes a state
+    all the same, its reason in `error` (see `_state`)."""
+    gap = _gap(workflow_id, version, 0, whole, events)
+    problem = None if gap is None else failure("HistoryLost", gap, non_retryable=True)
+    try:
+        history = tuple(codec.decode_event(e) for e in events if e is not None) if gap is None else ()
+    except SerializationError as exc:
+        history = ()
+        problem = problem or failure(
+            "UnreadableRun", f"an event of workflow {workflow_id} cannot be read by this Beluga ({exc}); it is "
+            "held stuck: upgrade the workers if a newer Beluga wrote it", non_retryable=True)
+    return _state(workflow_id, fields, history, problem)
 
 
 class RedisStore(WorkflowStore):
@@ -204,21 +277,34 @@ class RedisStore(WorkflowStore):
 
     # --- reads --------------------------------------------------------------------------------------
     def load(self, workflow_id: str) -> WorkflowState | None:
-        fields, events = self._read(workflow_id, _SUMMARY_FIELDS, 0)
-        return _state(fields, tuple(codec.decode_event(e) for e in events))
+        """The run, its history checked whole (else held stuck: its reason in `error`)."""
+        return _loaded(workflow_id, *self._read(workflow_id, _SUMMARY_FIELDS, 0))
 
     def load_summary(self, workflow_id: str) -> WorkflowState | None:
         """The run without its history: cheap, for status checks and result waits."""
-        return _state(self.redis.hmget(self.keys(workflow_id)[0], *_SUMMARY_FIELDS), ())
+        return _state(workflow_id, self.redis.hmget(self.keys(workflow_id)[0], *_SUMMARY_FIELDS), ())
 
     def history(self, workflow_id: str, after: int = 0) -> list[Event]:
-        return [codec.decode_event(e) for e in self._read(workflow_id, (), after)[1]]
+        """The events past `after`; `HistoryLost` when they are not all there."""
+        _, version, whole, events = self._read(workflow_id, (), after)
+        gap = _gap(workflow_id, version, after, whole, events)
+        if gap is not None:
+            raise HistoryLost(gap)
+        return [codec.decode_event(e) for e in events if e is not None]
 
-    def _read(self, workflow_id: str, names: Sequence[str], after: int) -> tuple[list[Any], list[bytes]]:
-        """The run hash's fields `names` and its encoded events past `after`, read at one instant (the
-        events are in the run hash or in the run's stream, see beluga/lua/lib/events.lua) by a script
-        flagged no-writes, which a Redis out of memory still runs (it refuses a MULTI's reads)."""
+    def _read(self, workflow_id: str, names: Sequence[str], after: int
+              ) -> tuple[list[Any], int, bool, list[bytes | None]]:
+        """The run hash's fields `names`, its version, whether its history looks whole, and its encoded
+        events past `after`, read at one instant (the events are in the run hash or in the run's stream,
+        see beluga/lua/lib/events.lua) by a script flagged no-writes, which a Redis out of memory still
+        runs (it refuses a MULTI's reads)."""
         return _split_read(self._lua.run(self._read_call(workflow_id, names, after)), len(names))
+
+    def mark_lost(self, workflow_id: str, run_id: str, message: str) -> None:
+        """Note on the run that its history was found not whole, so that even a summary read
+        (`load_summary`: status checks, result waits) says so. Names the run: a new run of the id
+        (whose creation drops the mark) is never taken for it."""
+        self.redis.hset(self.keys(workflow_id)[0], "lost", codec.encode({"run": run_id, "message": message}))
 
     def _read_call(self, workflow_id: str, names: Sequence[str], after: int) -> ReadCall:
         run_key, events_key, _ = self.keys(workflow_id)
@@ -226,13 +312,12 @@ class RedisStore(WorkflowStore):
 
     def load_many(self, workflow_ids: Sequence[str]) -> list[WorkflowState | None]:
         """`load` of several runs in one round trip (a pipeline of read scripts: each run is read at one
-        instant, as `load` reads it; one by one on a Redis Cluster, whose runs live on several nodes)."""
+        instant, as `load` reads it; one by one on a Redis Cluster, whose runs live on several nodes). Each
+        run on its own: one that cannot be read whole is a state with its reason (see `_loaded`), never an
+        error that would stop the batch."""
         got = self._lua.run_all([self._read_call(w, _SUMMARY_FIELDS, 0) for w in workflow_ids])
-        out = []
-        for read in got:
-            fields, events = _split_read(read, len(_SUMMARY_FIELDS))
-            out.append(_state(fields, tuple(codec.decode_event(e) for e in events)))
-        return out
+        return [_loaded(wid, *_split_read(read, len(_SUMMARY_FIELDS))) for wid, read in zip(workflow_ids, got,
+                                                                                              strict=True)]
 
     def version(self, workflow_id: str) -> tuple[str | None, int]:
         run_id, version = self.redis.hmget(self.keys(workflow_id)[0], "run_id", "version")
@@ -344,7 +429,8 @@ class RedisStore(WorkflowStore):
         are recorded), `attempts` allows activity attempts (seq, attempt) to run before their tasks are
         sent (noted as dispatched until `dispatch_deadline`), `timers` arms durable timers, and
         `lease_token` releases the coordinator's lease. `summary` is the run's current summary when the
-        caller has it. Returns the messages left."""
+        caller has it. Returns the messages left; raises `HistoryLost` when the run's history is not
+        whole (events lost), which nothing is ever appended to."""
         call = self.append_call(a, inbox_used=inbox_used, attempts=attempts, lease_token=lease_token,
                                 dispatch_deadline=dispatch_deadline, summary=summary, timers=timers)
         if call is None:
@@ -352,6 +438,9 @@ class RedisStore(WorkflowStore):
 
         def write(client: redis.Redis) -> int | None:
             left = self._lua.run(call, client=client)  # a closed run is relisted in the same step
+            if left == -2:
+                raise HistoryLost(f"workflow {a.workflow_id}: its history in Redis is not whole (events lost: was a "
+                                  "key evicted?); nothing was appended past the hole")
             return None if left < 0 else int(left)
 
         return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
@@ -359,8 +448,9 @@ class RedisStore(WorkflowStore):
     def append_many(self, calls: Sequence[AppendCall]) -> list[int | None]:
         """Several `append_call`s (of different runs) in one pipeline, each atomic on its own (a closed run
         relisted in it): for each, None when refused, else the messages left in its inbox (as
-        `append_one`). Writes that replicas must confirm go one by one (`append_one`): a WAIT counts its own
-        connection's writes."""
+        `append_one`; a history found not whole is a refusal here, which the caller's re-read then finds).
+        Writes that replicas must confirm go one by one (`append_one`): a WAIT counts its own connection's
+        writes."""
         if not calls:
             return []
         return [None if int(left) < 0 else int(left) for left in self._lua.run_all(calls)]

@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from beluga import workflow
-from beluga.celery.app import check_persistence
+from beluga.celery.app import check_history_redis
 from beluga.celery.coordinator import Coordinator
 from beluga.celery.fleet import Fleet
 from beluga.core.definitions import Registry
@@ -65,12 +65,13 @@ def test_persistence_that_cannot_be_checked_is_said_at_info(lone_server: str,
     admin.execute_command("ACL", "SETUSER", "noconfig", "on", "nopass", "~*", "+@all", "-config")
     denied = redis.Redis.from_url(lone_server, username="noconfig", password="")
     with caplog.at_level(logging.INFO, logger="beluga.celery"):
-        check_persistence(denied, lone_server)
+        check_history_redis(denied, lone_server)
     [record] = [r for r in caplog.records if r.name == "beluga.celery"]
-    assert record.levelno == logging.INFO and "could not check the persistence" in record.getMessage()
+    assert record.levelno == logging.INFO
+    assert "could not check the eviction policy and persistence" in record.getMessage()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="beluga.celery"):
-        check_persistence(redis.Redis(port=1, retry=Retry(NoBackoff(), 0)), "redis://127.0.0.1:1/0")  # unreachable
+        check_history_redis(redis.Redis(port=1, retry=Retry(NoBackoff(), 0)), "redis://127.0.0.1:1/0")  # unreachable
     assert "could not check" in caplog.text
 
 

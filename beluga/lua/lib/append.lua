@@ -12,12 +12,14 @@
 -- Included by append.lua (the store's append) and report_and_append.lua (the fleet's fast path), after
 -- lib/events.lua and lib/index.lua.
 
--- Whether the run is still the writer's: the same run id, at the version the writer read. An append
--- that closes the run is also refused while messages it did not read wait in the inbox (a signal sent
--- as the run closed): the writer reads again and records them before the close.
+-- Whether the run is still the writer's: the same run id, at the version the writer read, with its
+-- history whole (else false, 'lost': nothing is ever appended past a hole). An append that closes the
+-- run is also refused while messages it did not read wait in the inbox (a signal sent as the run
+-- closed): the writer reads again and records them before the close.
 local function append_allowed(a)
   local cur = redis.call('HMGET', a.run_key, 'run_id', 'version')
   if cur[1] ~= a.run_id or tonumber(cur[2]) ~= a.expected_version then return false end
+  if not events_whole(a.run_key, a.events_key, a.expected_version) then return false, 'lost' end
   if a.status ~= '' and a.status ~= 'running' and redis.call('LLEN', a.inbox_key) > a.inbox_used then
     return false
   end

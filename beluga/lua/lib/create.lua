@@ -16,10 +16,9 @@ local function create_run(c)
   if cur[1] and c.replace_run_id ~= '' and cur[1] ~= c.replace_run_id then return cur[1] end
   if cur[1] and cur[2] == 'running' and cur[1] ~= c.replace_run_id then return cur[1] end
   if not (cur[1] and cur[1] == c.replace_run_id) then redis.call('DEL', c.inbox_key) end
-  if cur[1] then
-    events_clear(c.run_key, c.events_key)
-    redis.call('HDEL', c.run_key, 'request')
-  end
+  -- a new id's events too: a stream left by a run whose hash was lost must not hold the new run's
+  events_clear(c.run_key, c.events_key)
+  if cur[1] then redis.call('HDEL', c.run_key, 'request', 'lost') end
   events_append(c.run_key, c.events_key, 0, c.events, {'run_id', c.run_id, 'status', c.status, 'summary',
                 c.summary, 'type', c.workflow_type, 'created', c.created, 'updated', c.updated, 'version', #c.events})
   if cur[1] then

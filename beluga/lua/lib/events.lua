@@ -35,6 +35,19 @@ local function events_read(run_key, events_key, version, after)
   return out
 end
 
+-- Whether the history of a run at `version` is whole, cheaply: its last event is where the version says
+-- (the last inline field, or the stream's last entry 0-<version>) and, in the stream, the first entry
+-- begins with event 1. A Redis that evicts keys (or a hand that deletes them) can take the stream alone;
+-- an append past such a hole would record a history that no replay can follow.
+local function events_whole(run_key, events_key, version)
+  if version == 0 then return true end
+  if version <= events_inline_max() then return redis.call('HEXISTS', run_key, 'e:' .. version) == 1 end
+  local last = redis.call('XREVRANGE', events_key, '+', '-', 'COUNT', 1)
+  if #last == 0 or last[1][1] ~= '0-' .. version then return false end
+  local first = redis.call('XRANGE', events_key, '-', '+', 'COUNT', 1)[1]
+  return first[2][1] == '1' or (first[2][1] == 'e' and first[1] == '0-1')
+end
+
 -- Appends `events` (encoded) to a run that has `version` events, moving them all to the stream when the
 -- run outgrows its hash: one XADD for the append (with the inline events it moves, if any), one per
 -- 1000 events for a larger one (Lua's unpack has a limit). `fields` ({name, value, ...}) are written to
