@@ -308,6 +308,7 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
+        from beluga.celery.runtime import runtime
         from beluga.celery.scheduler import start_scheduler
         from beluga.core.definitions import registry
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from beluga import workflow
+from beluga.demo import orders
 from tests.executors import workflows as W  # noqa: F401  (the new executor runs these)
 from tests.executors.helpers import park_then_kill
-from workers import orders
 
 
 @pytest.fixture(params=["nats", "kafka", "dapr"])
