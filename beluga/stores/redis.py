@@ -99,7 +99,7 @@ def _gap(workflow_id: str, version: int, after: int, whole: bool, events: list[b
     history's first and last events are where the version says (lib/events.lua's `events_whole`); with
     that, one event for each id past `after` means every one of them is there."""
     found = sum(e is not None for e in events)
-    if whole and found == len(events) == version - after:
+    if whole and found == len(events) == max(version - after, 0):
         return None
     return (f"events of workflow {workflow_id}'s history are missing in Redis: it is at event {version}, but of "
             f"events {after + 1}-{version} {found} were found{'' if whole else ', its first or last missing'}. "

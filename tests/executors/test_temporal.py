@@ -114,6 +114,6 @@ def test_without_temporalio_the_error_names_the_extra(monkeypatch: pytest.Monkey
         monkeypatch.setitem(sys.modules, module, None)
     for module in ("beluga.executors.temporal", "beluga.executors._temporal_workflow"):
         monkeypatch.delitem(sys.modules, module, raising=False)
-    with pytest.raises(workflow.ConfigurationError, match=r"pip install 'beluga\[temporal\]'"):
+    with pytest.raises(workflow.ConfigurationError, match=r"pip install 'beluga-workflows\[temporal\]'"):
         workflow.new("temporal")
     assert "temporal" in workflow.list_providers()

@@ -117,5 +117,5 @@ def test_without_temporalio_the_error_names_the_extra(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "temporalio", None)
     for module in ("beluga.stores.temporal", "beluga.executors.temporal", "beluga.executors._temporal_workflow"):
         monkeypatch.delitem(sys.modules, module, raising=False)
-    with pytest.raises(workflow.ConfigurationError, match=r"pip install 'beluga\[temporal\]'"):
+    with pytest.raises(workflow.ConfigurationError, match=r"pip install 'beluga-workflows\[temporal\]'"):
         workflow.new_store("temporal")
