@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis
@@ -18,7 +19,7 @@ from redis.retry import Retry
 from beluga import workflow
 from beluga.celery.app import check_history_redis
 from beluga.celery.coordinator import Coordinator
-from beluga.celery.fleet import Fleet
+from beluga.celery.fleet import Fleet, Waiting
 from beluga.core.definitions import Registry
 from beluga.core.records import Append
 from beluga.core.records import EventType as E
@@ -39,7 +40,13 @@ def _coordinator(store: RedisStore, sent: list[tuple]) -> Coordinator:
     registry = Registry()
     registry.add_workflow(_steps, "steps")
     registry.add_activity(lambda i: i + 1, "step")
-    return Coordinator(Fleet(store), registry, dispatch=lambda *a: sent.append(a), wake=lambda *a: None,
+    fleet = Fleet(store)
+
+    def dispatch(*a: Any) -> None:  # as the runtime sends one: marked waiting for a worker, whose claim takes it
+        sent.append(a)
+        fleet.note_sent(Waiting(tuple(a[:7]), "beluga", time.time()))
+
+    return Coordinator(fleet, registry, dispatch=dispatch, wake=lambda *a: None,
                        start_child=lambda *a, **k: None, check_payload=lambda v: v)
 
 

@@ -117,7 +117,7 @@ def test_activity_without_a_capable_worker_waits_then_continues(fleet) -> None:
     assert handle.status() is workflow.WorkflowStatus.RUNNING
     assert any("no worker has announced activity 'fleet_not_everywhere'" in w.log() for w in fleet.workers)
     capable = fleet.start_worker(f"capable-{uuid.uuid4().hex[:4]}",
-                                 BELUGA_IMPORTS="workers,tests.celery.workflows,tests.celery.extra_activities")
+                                 BELUGA_IMPORTS="beluga.demo,tests.celery.workflows,tests.celery.extra_activities")
     capable.wait_ready()
     try:
         assert handle.result(timeout=30) == "done x"

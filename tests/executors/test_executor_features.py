@@ -123,10 +123,9 @@ def _executor_and_recorder(backend: Backend) -> tuple[workflow.DurableExecutor, 
 def test_activity_timeout_then_retry_succeeds(executor_factory: Backend, new_id: Ids) -> None:
     executor, rec = _executor_and_recorder(executor_factory)
     wid = new_id()
-    spec = {"key": wid, "seconds": 1.0, "slow_attempts": [1], "timeout": 0.1, "max_attempts": 3}
-    start = time.monotonic()
+    # the slow attempt takes 6 s, the result is awaited 5: it comes from attempt 2, not from waiting
+    spec = {"key": wid, "seconds": 6.0, "slow_attempts": [1], "timeout": 0.1, "max_attempts": 3}
     assert executor.execute(W.wf_activity_timeout, WorkflowOptions(id=wid, input=spec)).result(timeout=5) == 2
-    assert time.monotonic() - start < 0.9  # did not wait for the slow attempt
     (failed,) = _attempt_failures(executor_factory, executor, rec, wid)
     assert failed["type"] == "TimeoutError" and "timeout" in failed["message"]
 
@@ -142,11 +141,10 @@ def test_activity_timeout_every_attempt(executor: workflow.DurableExecutor, new_
 def test_heartbeat_timeout_and_details_reach_the_next_attempt(executor_factory: Backend, new_id: Ids) -> None:
     executor, rec = _executor_and_recorder(executor_factory)
     wid = new_id()
-    spec = {"key": wid, "hang": 1.0, "heartbeat_timeout": 0.2}
-    start = time.monotonic()
+    # the silent attempt hangs 6 s, the result is awaited 5: it was given up, not waited for
+    spec = {"key": wid, "hang": 6.0, "heartbeat_timeout": 0.2}
     result = executor.execute(W.wf_heartbeat, WorkflowOptions(id=wid, input=spec)).result(timeout=5)
     assert result == {"attempt": 2, "details": {"done": 2}}
-    assert time.monotonic() - start < 0.9  # the silent attempt was given up, not waited for
     seen = W.calls(wid)
     assert [(c["attempt"], c["details"]) for c in seen] == [(1, None), (2, {"done": 2})]
     (failed,) = _attempt_failures(executor_factory, executor, rec, wid)
@@ -166,7 +164,7 @@ def test_durable_sleep(executor: workflow.DurableExecutor, new_id: Ids) -> None:
     wid = new_id()
     start = time.monotonic()
     assert executor.execute(W.wf_sleep, WorkflowOptions(id=wid, input=0.2)).result(timeout=5) == "woke"
-    assert 0.2 <= time.monotonic() - start < 1.5
+    assert 0.2 <= time.monotonic() - start  # never early; how late is the recorded events' business below
     history = executor.describe(wid).history
     (started,) = [ev for ev in history if ev.type == "timer_started"]
     (fired,) = [ev for ev in history if ev.type == "timer_fired"]
