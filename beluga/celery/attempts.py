@@ -4,6 +4,7 @@ activity task, an eager attempt, a wake batch's), and how an attempt is named in
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ log = get_logger("beluga.tasks")
 reporting = Quiet(log, "reporting activity attempts")
 renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
+DUE = "_due"  # in a Celery retry's options: when the attempt may start, on the fleet's clock
 
 
 def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
@@ -44,6 +46,20 @@ def attempt_kwargsrepr(workflow_id: str) -> str:
     """How a task's keyword arguments show in Flower: its workflow id, so that the search
     `kwargs:workflow_id=<id>` finds exactly that run's tasks (the tasks take no keyword arguments)."""
     return repr({"workflow_id": workflow_id})
+
+
+def wait_until_due(rt: Runtime, options: dict[str, Any]) -> None:
+    """Hold back an attempt delivered before its due time (a Celery retry, `DUE`): the worker's consumer
+    releases a message at its ETA by the worker's own wall clock, which may run ahead of the fleet's.
+    The wait is at most the retry's delay (CELERY_RETRY_LIMIT), and only on a worker whose clock is
+    ahead; its message is held meanwhile, so its deadline is renewed. (A worker whose clock is behind
+    releases such a message late, by as much as its clock is behind: late, never early.)"""
+    due = options.get(DUE)
+    if isinstance(due, (int, float)):
+        early = min(float(due) - rt.fleet.clock.now(), CELERY_RETRY_LIMIT)
+        if early > 0:
+            log.info("attempt due in %.3fs by the fleet's clock (this worker's clock is ahead): waiting", early)
+            time.sleep(early)
 
 
 def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,

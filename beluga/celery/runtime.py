@@ -16,6 +16,7 @@ from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt
 from beluga.celery.coordinator import Coordinator, Stuck
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.fleet import Fleet
+from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
@@ -173,7 +174,7 @@ class Runtime:
         try:
             self.app.tasks["beluga.activity"].apply_async(
                 (workflow_id, run_id, seq, attempt, name, input, options),
-                queue=queue, shadow=f"activity:{name}",
+                queue=queue, shadow=f"activity:{name}", headers={SENT_HEADER: self.fleet.clock.now()},
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
                 soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
                 task_id=activity_task_id(run_id, seq), retries=attempt - 1)
@@ -192,7 +193,7 @@ class Runtime:
                     *, continue_from: Any = None, input: Any = None) -> None:
         from beluga.core.errors import WorkflowAlreadyStarted
 
-        now = time.time()
+        now = self.fleet.clock.now()
         if continue_from is not None:
             state = new_run_state(continue_from.workflow_type, continue_from.workflow_id, input, None, queue,
                                   now, parent=continue_from.parent, continued_from=continue_from.run_id)
@@ -257,7 +258,10 @@ class Holds:
         self._thread: threading.Thread | None = None
 
     def note(self, attempt: tuple[str, int, int], until: float | None = None) -> None:
-        if until is not None and until - time.time() > self._margin:
+        """`until`: the attempt's deadline, on the fleet's clock. The consumer loop calls this: it reads
+        the clock's last measurement, never waiting on Redis (none yet: the attempt is renewed)."""
+        now = self._fleet.clock.cached()
+        if until is not None and now is not None and until - now > self._margin:
             return
         with self._lock:
             self._pending.append(attempt)

@@ -5,15 +5,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from celery import Celery
 
 from beluga import codec
 from beluga.celery import outcome
-from beluga.celery.attempts import attempt_kwargsrepr, attempt_repr, report_attempt, reporting
+from beluga.celery.attempts import DUE, attempt_kwargsrepr, attempt_repr, report_attempt, reporting, wait_until_due
 from beluga.celery.coordinator import Stuck
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
+from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.runtime import runtime
 from beluga.core.definitions import effective_option, registry
@@ -80,6 +82,7 @@ def bind(app: Celery) -> None:
                       name, workflow_id)
             raise self.retry(countdown=2)
         heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
+        wait_until_due(rt, options)
         redelivered = (self.request.delivery_info or {}).get("redelivered")
         budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
         if attempt == 1 and not redelivered and not self.request.retries and heartbeat_timeout is None:
@@ -108,9 +111,11 @@ def bind(app: Celery) -> None:
             if reported is not None:
                 message, celery_retry, next_delay = reported
                 if celery_retry:  # a failed publish rejects the message; the next attempt's dispatch
-                    # record remains
-                    raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
-                                     countdown=next_delay,
+                    # record remains. Its ETA and its due time are on the fleet's clock (see wait_until_due).
+                    due = fleet.clock.now() + (next_delay or 0.0)
+                    raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, {**options, DUE: due}),
+                                     eta=datetime.fromtimestamp(due, timezone.utc),
+                                     headers={SENT_HEADER: fleet.clock.now()},
                                      argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
                                      kwargsrepr=attempt_kwargsrepr(workflow_id),
                                      exc=outcome.take_failure(message.get("payload")))

@@ -48,7 +48,7 @@ class CeleryExecutor(StoreBackedExecutor):
         workflow_id = options.id or str(uuid.uuid4())
 
         def start() -> str:
-            now = time.time()
+            now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
             state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
                                   headers=options.headers)
             run_id = self.fleet.start_run(state, request_id)  # its start message is queued with it
