@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -21,6 +22,7 @@ from beluga.core.steps import ActivityOutcome
 from beluga.logs import get_logger
 
 if TYPE_CHECKING:
+    from beluga.celery.clock import FleetClock
     from beluga.celery.runtime import Runtime
 
 log = get_logger("beluga.tasks")
@@ -29,6 +31,7 @@ reporting = Quiet(log, "reporting activity attempts")
 renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
 DUE = "_due"  # in a Celery retry's options: when the attempt may start, on the fleet's clock
+ETA_TOLERANCE = 0.1  # seconds a worker's wall clock may be off the fleet's before a retry's ETA is moved
 
 
 def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
@@ -48,12 +51,29 @@ def attempt_kwargsrepr(workflow_id: str) -> str:
     return repr({"workflow_id": workflow_id})
 
 
+def eta_on_local_clock(request: Any, clock: FleetClock) -> None:
+    """A Celery retry's ETA is given on the fleet's clock (its `DUE`), but the worker's consumer releases
+    the message when the worker's own wall clock reaches it: a worker whose clock is 120 s behind would
+    start the retry 120 s late, one 120 s ahead at once. Called as the consumer takes the message (it
+    never waits on Redis: the clock's last measurement, which the scheduler keeps fresh), this moves the
+    ETA by how far this worker's wall clock is off the fleet's. It sets Celery's request `_eta` (read
+    by the consumer right after the `task_received` signal); should a Celery version lack it, the
+    message is released by the worker's own clock, and `wait_until_due` still keeps it from starting
+    early."""
+    now = clock.cached()
+    eta = getattr(request, "_eta", None)
+    if now is None or not isinstance(eta, datetime):
+        return
+    off = time.time() - now  # this worker's wall clock minus the fleet's
+    if abs(off) > ETA_TOLERANCE:
+        request._eta = eta + timedelta(seconds=off)
+
+
 def wait_until_due(rt: Runtime, options: dict[str, Any]) -> None:
-    """Hold back an attempt delivered before its due time (a Celery retry, `DUE`): the worker's consumer
-    releases a message at its ETA by the worker's own wall clock, which may run ahead of the fleet's.
-    The wait is at most the retry's delay (CELERY_RETRY_LIMIT), and only on a worker whose clock is
-    ahead; its message is held meanwhile, so its deadline is renewed. (A worker whose clock is behind
-    releases such a message late, by as much as its clock is behind: late, never early.)"""
+    """Hold back an attempt delivered before its due time (a Celery retry, `DUE`), should its ETA not have
+    been put on this worker's clock (see `eta_on_local_clock`), or that clock have moved since. The wait
+    is at most the retry's delay (CELERY_RETRY_LIMIT); its message is held meanwhile, so its deadline is
+    renewed."""
     due = options.get(DUE)
     if isinstance(due, (int, float)):
         early = min(float(due) - rt.fleet.clock.now(), CELERY_RETRY_LIMIT)
