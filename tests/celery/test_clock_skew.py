@@ -25,6 +25,7 @@ from tests.fleet import ROOT, WORKER_IMPORTS
 RUNS = 40
 STEPS = 3          # activities before the sleep (one more after it)
 NAP = 3.0          # the durable sleep of each run, in seconds
+ACTIVITY_SECONDS = 0.25  # long enough for attempts to be in flight when a scheduler looks
 LATE = 20.0        # how late a timer may fire on a loaded 2-core machine (the skew would be 120 s)
 IMPORTS = f"{WORKER_IMPORTS},tests.celery.clock_workflows"
 
@@ -55,7 +56,7 @@ def test_a_worker_with_a_skewed_clock_changes_nothing(private_fleet, skew: int, 
     skewed_pool = set(skewed.pool_pids())
     ex = fleet.executor()
     handles = [ex.execute("clock_steps", workflow.WorkflowOptions(
-        id=f"skew-{i}-{uuid.uuid4().hex[:6]}", input={"steps": STEPS, "sleep": 0.05, "nap": NAP,
+        id=f"skew-{i}-{uuid.uuid4().hex[:6]}", input={"steps": STEPS, "sleep": ACTIVITY_SECONDS, "nap": NAP,
                                                       "flaky": i % 4 == 0})) for i in range(RUNS)]
     results, unfinished = {}, []
     deadline = time.monotonic() + 90
