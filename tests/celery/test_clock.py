@@ -166,3 +166,48 @@ def test_a_cluster_fleet_reads_one_node_time(cluster_url: str) -> None:
         assert abs(got - redis_time(conn.time())) < 1.0
     finally:
         store.close()
+
+
+# --- a Celery retry's ETA and due time (beluga/celery/attempts.py) ----------------------------------
+def _clock_at(fleet_now: float) -> FleetClock:
+    mono = Mono()
+    clock = FleetClock(lambda: mono.t + (fleet_now - 1000.0), monotonic=mono)
+    clock.now()
+    return clock
+
+
+@pytest.mark.parametrize("skew", [120.0, -120.0])
+def test_a_retry_eta_on_the_fleet_clock_is_moved_onto_the_worker_clock(monkeypatch: pytest.MonkeyPatch,
+                                                                        skew: float) -> None:
+    """The consumer releases the message when the worker's wall clock reaches the ETA: so the ETA moves
+    by as much as that clock is off the fleet's."""
+    from datetime import datetime, timedelta, timezone
+
+    from beluga.celery.attempts import eta_on_local_clock
+
+    fleet_now = 1_700_000_000.0
+    monkeypatch.setattr(time, "time", lambda: fleet_now + skew)
+    eta = datetime.fromtimestamp(fleet_now + 2.0, timezone.utc)
+    request = type("Request", (), {"_eta": eta})()
+    eta_on_local_clock(request, _clock_at(fleet_now))
+    assert request._eta == eta + timedelta(seconds=skew)
+    unchanged = type("Request", (), {"_eta": eta})()
+    monkeypatch.setattr(time, "time", lambda: fleet_now + 0.01)   # a clock within the tolerance
+    eta_on_local_clock(unchanged, _clock_at(fleet_now))
+    assert unchanged._eta == eta
+    eta_on_local_clock(unchanged, FleetClock(lambda: 0.0))         # never measured: left alone
+    assert unchanged._eta == eta
+
+
+def test_an_attempt_delivered_before_its_due_time_waits_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from beluga.celery import attempts
+
+    slept: list[float] = []
+    monkeypatch.setattr(attempts.time, "sleep", slept.append)
+    clock = _clock_at(5000.0)
+    rt = type("Rt", (), {"fleet": type("F", (), {"clock": clock})()})()
+    attempts.wait_until_due(rt, {attempts.DUE: clock.cached() + 1.5})
+    assert slept and slept[0] == pytest.approx(1.5, abs=1e-3)
+    attempts.wait_until_due(rt, {attempts.DUE: clock.cached() - 1.0})   # due already: no wait
+    attempts.wait_until_due(rt, {})                                      # no due time: a first attempt
+    assert len(slept) == 1
