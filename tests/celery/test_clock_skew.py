@@ -5,7 +5,9 @@ around its broken `time.sleep`, see tests/celery/faketime/); the Redis server, t
 client keep the true time. Every deadline, lease, timer and event time comes
 from the history Redis's clock (beluga/celery/clock.py), so: no live attempt is taken for lost, every
 activity runs once, no timer and no retry fires early, and `ctx.now()` measures a sleep right across
-workers. Before that clock, one such worker gave 157 executions for 80 calls and 60 s sleeps done in 2 s."""
+workers. Before that clock, this test saw 15-30 live attempts reclaimed as WorkerLost (runs failed), 174-196
+executions for 160 calls, 15-25 of 40 timers early, retries early or 120 s late, and `ctx.now()` measure
+a 3 s sleep as -117 s or +121 s."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ RUNS = 40
 STEPS = 3          # activities before the sleep (one more after it)
 NAP = 3.0          # the durable sleep of each run, in seconds
 ACTIVITY_SECONDS = 0.25  # long enough for attempts to be in flight when a scheduler looks
+EPSILON = 0.05     # how far two processes' readings of the fleet's clock may differ (half a round trip each)
 LATE = 20.0        # how late a timer may fire on a loaded 2-core machine (the skew would be 120 s)
 IMPORTS = f"{WORKER_IMPORTS},tests.celery.clock_workflows"
 
@@ -84,7 +87,7 @@ def test_a_worker_with_a_skewed_clock_changes_nothing(private_fleet, skew: int, 
             if e.type == E.ACTIVITY_FAILED and e.attrs["error"]["type"] == "RuntimeError":
                 key = f"{s.workflow_id}:{s.run_id}:{e.attrs['seq']}:{e.attrs['attempt'] + 1}"
                 due = e.timestamp + e.attrs["retry_in"]
-                if key in started and started[key] < due - 0.05:
+                if key in started and started[key] < due - EPSILON:
                     early_retries.append((key, due - started[key]))
                 if key in started and started[key] > due + LATE:
                     late_retries.append((key, started[key] - due))
@@ -93,7 +96,7 @@ def test_a_worker_with_a_skewed_clock_changes_nothing(private_fleet, skew: int, 
     slept = [res["slept"] for res in results.values()]
     print(f"\nskew {skew:+d}s, eager {eager}: {sum(runs.values())} executions for {len(runs)} calls "
           f"({RUNS * (STEPS + 1)} + {RUNS // 4} retried), {len(lost)} attempts reclaimed, "
-          f"{sum(1 for a, f, d in timers if f - a < d)}/{len(timers)} timers early, "
+          f"{sum(1 for a, f, d in timers if f - a < d - EPSILON)}/{len(timers)} timers early, "
           f"{len(early_retries)} retries early and {len(late_retries)} late, ctx.now() measured a {NAP:g}s sleep as "
           f"{min(slept, default=0):.2f}..{max(slept, default=0):.2f}s, {len(unfinished)} unfinished, "
           f"{len(on_skewed)}/{len(ran)} executions on the skewed worker")
@@ -123,12 +126,12 @@ def test_a_worker_with_a_skewed_clock_changes_nothing(private_fleet, skew: int, 
     assert sum(expected.values()) == RUNS * (STEPS + 1) + RUNS // 4
     # no timer fired early, nor much late, on the recorded clock; no retry started before its delay
     assert len(timers) == RUNS
-    assert all(d <= f - a <= d + LATE for a, f, d in timers), [(f - a, d) for a, f, d in timers]
+    assert all(d - EPSILON <= f - a <= d + LATE for a, f, d in timers), [(f - a, d) for a, f, d in timers]
     assert not early_retries, early_retries
     assert not late_retries, late_retries
     assert sum(1 for k in started if k.endswith(":2")) == RUNS // 4
     # ctx.now() across steps run by either worker: never backwards, and a sleep measured right
     for res in results.values():
         nows = res["nows"]
-        assert all(b >= a for a, b in zip(nows, nows[1:], strict=False)), nows
-        assert NAP <= res["slept"] <= NAP + LATE, res["slept"]
+        assert all(b >= a - EPSILON for a, b in zip(nows, nows[1:], strict=False)), nows
+        assert NAP - EPSILON <= res["slept"] <= NAP + LATE, res["slept"]
