@@ -382,12 +382,14 @@ def _config_values(client: Any, name: str) -> list[str]:
 @signals.task_received.connect
 def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     """Renew the deadline of an activity attempt whose message this worker just took, unless it is far
-    enough ahead (see `Holds`), so that a worker that dies holding it is noticed within the lease."""
+    enough ahead (see `Holds`), so that a worker that dies holding it is noticed within the lease; and
+    put a Celery retry's ETA, given on the fleet's clock, on this worker's (see `eta_on_local_clock`)."""
     if request is None or request.type != "beluga.activity":  # .name is the Flower shadow name
         return
     app = getattr(sender, "app", None)
     if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         return
+    from beluga.celery.attempts import DUE, eta_on_local_clock
     from beluga.celery.coordinator import UNTIL
     from beluga.celery.runtime import runtime
 
@@ -395,9 +397,13 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
     try:
         attempt = (args[0], int(args[2]), int(args[3]))
         until = (args[6] or {}).get(UNTIL)
+        due = (args[6] or {}).get(DUE)
     except Exception:  # a malformed message is rejected by the task itself; never break the consumer
         return
-    runtime(app).holds.note(attempt, until if isinstance(until, float) else None)
+    rt = runtime(app)
+    rt.holds.note(attempt, until if isinstance(until, float) else None)
+    if due is not None:
+        eta_on_local_clock(request, rt.fleet.clock)
 
 
 @signals.worker_shutdown.connect

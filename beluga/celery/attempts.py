@@ -4,7 +4,9 @@ activity task, an eager attempt, a wake batch's), and how an attempt is named in
 from __future__ import annotations
 
 import random
+import time
 import uuid
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -20,6 +22,7 @@ from beluga.core.steps import ActivityOutcome
 from beluga.logs import get_logger
 
 if TYPE_CHECKING:
+    from beluga.celery.clock import FleetClock
     from beluga.celery.runtime import Runtime
 
 log = get_logger("beluga.tasks")
@@ -27,6 +30,8 @@ log = get_logger("beluga.tasks")
 reporting = Quiet(log, "reporting activity attempts")
 renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
+DUE = "_due"  # in a Celery retry's options: when the attempt may start, on the fleet's clock
+ETA_TOLERANCE = 0.1  # seconds a worker's wall clock may be off the fleet's before a retry's ETA is moved
 
 
 def attempt_repr(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
@@ -43,6 +48,37 @@ def attempt_kwargsrepr(workflow_id: str) -> str:
     """How a task's keyword arguments show in Flower: its workflow id, so that the search
     `kwargs:workflow_id=<id>` finds exactly that run's tasks (the tasks take no keyword arguments)."""
     return repr({"workflow_id": workflow_id})
+
+
+def eta_on_local_clock(request: Any, clock: FleetClock) -> None:
+    """A Celery retry's ETA is given on the fleet's clock (its `DUE`), but the worker's consumer releases
+    the message when the worker's own wall clock reaches it: a worker whose clock is 120 s behind would
+    start the retry 120 s late, one 120 s ahead at once. Called as the consumer takes the message (it
+    never waits on Redis: the clock's last measurement, which the scheduler keeps fresh), this moves the
+    ETA by how far this worker's wall clock is off the fleet's. It sets Celery's request `_eta` (read
+    by the consumer right after the `task_received` signal); should a Celery version lack it, the
+    message is released by the worker's own clock, and `wait_until_due` still keeps it from starting
+    early."""
+    now = clock.cached()
+    eta = getattr(request, "_eta", None)
+    if now is None or not isinstance(eta, datetime):
+        return
+    off = time.time() - now  # this worker's wall clock minus the fleet's
+    if abs(off) > ETA_TOLERANCE:
+        request._eta = eta + timedelta(seconds=off)
+
+
+def wait_until_due(rt: Runtime, options: dict[str, Any]) -> None:
+    """Hold back an attempt delivered before its due time (a Celery retry, `DUE`), should its ETA not have
+    been put on this worker's clock (see `eta_on_local_clock`), or that clock have moved since. The wait
+    is at most the retry's delay (CELERY_RETRY_LIMIT); its message is held meanwhile, so its deadline is
+    renewed."""
+    due = options.get(DUE)
+    if isinstance(due, (int, float)):
+        early = min(float(due) - rt.fleet.clock.now(), CELERY_RETRY_LIMIT)
+        if early > 0:
+            log.info("attempt due in %.3fs by the fleet's clock (this worker's clock is ahead): waiting", early)
+            time.sleep(early)
 
 
 def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -218,12 +217,12 @@ class Coordinator(Batches):
             run.tail = (run.version, list(carried or ()))
             before = None  # the cached summary may be behind: the append reads the store's if the step closes the run
         step = run.begin()
-        run.apply(step, messages.decode(message), time.time(), self._rand.random())  # type: ignore[arg-type]
+        run.apply(step, messages.decode(message), self.fleet.clock.now(), self._rand.random())  # type: ignore[arg-type]
         if not step.events:  # stale for this cached state: let the coordinator sort it out
             return None
         run.seal(step)
         append = Append(workflow_id, run.run_id, step.expected, tuple(step.events), step.status, step.result,
-                        step.error, time.time())
+                        step.error, self.fleet.clock.now())
         eager = self._eager_pick(step)
         deadline = self._deadline(eager)
         call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=deadline,
@@ -249,7 +248,7 @@ class Coordinator(Batches):
         if state is None or not state.status.is_open or state.run_id != run_id or unreadable(state) is not None:
             return None
         run, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
-                             check_payload=self.check_payload, now=time.time())
+                             check_payload=self.check_payload, now=self.fleet.clock.now())
         if step.writes or run.stuck is not None:
             run.close()
             return None
@@ -340,7 +339,7 @@ class Coordinator(Batches):
             elif isinstance(input, messages.NotifyParent):
                 self._notify_parent(run)
             elif not isinstance(input, (messages.Start, messages.EnsureContinued)):
-                run.apply(step, input, time.time(), self._rand.random())
+                run.apply(step, input, self.fleet.clock.now(), self._rand.random())
         # One durable retry chain per stuck run, started when it gets stuck: inputs wake it as well, but
         # only the chain's own message re-arms it, so a stuck run never multiplies its retries.
         again: float | None = None
@@ -353,7 +352,7 @@ class Coordinator(Batches):
             return Plan(workflow_id, begun, run, step, None, {}, None, again)
         run.seal(step)
         append = Append(workflow_id, run.run_id, begun.version, tuple(step.events), step.status, step.result,
-                        step.error, time.time())
+                        step.error, self.fleet.clock.now())
         eager = self._eager_pick(step)
         options = dict(inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
                        dispatch_deadline=self._deadline(eager), summary=before, timers=self._timers(run, step, again))
@@ -363,7 +362,7 @@ class Coordinator(Batches):
         """A step that records nothing: its effects (a stuck run's retry), then the lease back."""
         run = plan.run
         if plan.again is not None:
-            self.fleet.arm(plan.workflow_id, time.time() + plan.again,
+            self.fleet.arm(plan.workflow_id, self.fleet.clock.now() + plan.again,
                            messages.encode(messages.RetryStuck(plan.again), run.run_id))
         self._carry_out(run, plan.step)
         self._keep_or_drop(run)
@@ -443,7 +442,7 @@ class Coordinator(Batches):
                                    self.registry.retry_policy)
             return closed, closed.begin()
         run, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
-                             check_payload=self.check_payload, now=time.time())
+                             check_payload=self.check_payload, now=self.fleet.clock.now())
         if run.stuck is not None and self.elsewhere is not None:
             handoff = self.elsewhere(state.workflow_type, getattr(self._local, "tried", ()))
             if handoff is not None:  # never marked stuck here: a live worker may have its code
@@ -486,6 +485,7 @@ class Coordinator(Batches):
         """The durable timers the step arms, written in its own append: a process that dies right after
         the append cannot lose one."""
         wid, rid = run.workflow_id, run.run_id
+        now = self.fleet.clock.now()
         out = []
         for effect in step.effects:
             if isinstance(effect, st.ArmTimer):
@@ -494,17 +494,17 @@ class Coordinator(Batches):
                 out.append((effect.due, timer_member(wid, messages.encode(st.AttemptDue(effect.seq, effect.attempt),
                                                                           rid))))
             elif isinstance(effect, st.StartChild):  # a backup, should the child's creation be lost
-                out.append((time.time() + self.fleet.backup_delay(),
+                out.append((now + self.fleet.backup_delay(),
                             timer_member(wid, messages.encode(messages.EnsureChild(effect.seq), rid))))
             elif isinstance(effect, st.ContinueAsNew):  # likewise for the next run's creation
-                out.append((time.time() + self.fleet.backup_delay(),
+                out.append((now + self.fleet.backup_delay(),
                             timer_member(wid, messages.encode(messages.EnsureContinued(), rid))))
             elif isinstance(effect, st.RunClosed) and run.state.parent:  # likewise for the parent's news (in
                 # the run's own inbox: the parent's may be in another shard)
-                out.append((time.time() + self.fleet.backup_delay(),
+                out.append((now + self.fleet.backup_delay(),
                             timer_member(wid, messages.encode(messages.NotifyParent(), rid))))
         if stuck_retry is not None:
-            out.append((time.time() + stuck_retry, timer_member(wid, messages.encode(messages.RetryStuck(stuck_retry),
+            out.append((now + stuck_retry, timer_member(wid, messages.encode(messages.RetryStuck(stuck_retry),
                                                                                      rid))))
         return out
 

@@ -60,7 +60,8 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
     events = EagerTaskEvents(rt.app, name, activity_task_id(run_id, seq),
                              attempt_repr(workflow_id, run_id, seq, attempt), attempt_kwargsrepr(workflow_id))
     events.received_and_started()
-    observe.attempt_began(events.task_id, workflow_id, run_id, seq, attempt, name, options, time.time())
+    now = rt.fleet.clock.now()
+    observe.attempt_began(events.task_id, workflow_id, run_id, seq, attempt, name, options, now, now)
     reported = None
     try:
         # its retry waits in a durable timer, not in a Celery countdown message: that message would reach

@@ -24,6 +24,9 @@ Records of the whole fleet, each read or written on its own, share the tag `{fle
 workers consume `<p>:{fleet}:queues` (queue -> until when a worker said so). The scheduler looks at every
 shard. The Lua scripts that change them atomically are files in beluga/lua/, called through the builders
 in `fleet_scripts`.
+
+Every time written here or compared with one (deadlines, timer due times, dirty marks) is on the fleet's
+one clock, the history Redis's (`self.clock`, see beluga/celery/clock.py), never the process's own.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from typing import Any
 
 from beluga import codec
 from beluga.celery import messages
+from beluga.celery.clock import FleetClock, redis_time
 from beluga.celery.fleet_scripts import (
     BeginCall,
     ClaimCall,
@@ -76,9 +80,19 @@ class Fleet:
         self._waking_ttl_ms = int(lease_seconds * 1000)
         self._known: set[str] = set()
         self._known_at = -1e9
+        self.clock = FleetClock(self._server_time)
         self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReclaimCall,
                                          ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall, QueueCall,
                                          WakeCall, TakeWakesCall, RequeueCall])
+
+    def _server_time(self) -> float:
+        """The history Redis's `TIME`. On a Redis Cluster, always the node that serves the `{fleet}` slot:
+        one clock for every shard, since a scheduler round compares one `now` with the deadlines of every
+        shard, and the deadlines a worker renews in one command per shard were all taken from one `now`
+        (a lease's TTL, kept by each node itself, needs no clock of ours)."""
+        if self.store.cluster:
+            return redis_time(self.redis.time(target_nodes=self.redis.get_node_from_key(self._fleet_key("clock"))))
+        return redis_time(self.redis.time())
 
     def shard_key(self, workflow_id: str, name: str) -> str:
         """A record of the run's shard (`<t>:dispatched`, `<t>:dirty`, ...), in its keys' slot."""
@@ -102,7 +116,7 @@ class Fleet:
         """Queue a message for the run's coordinator; the run is marked dirty until its inbox is empty,
         so a message whose wake-up got lost is still found by the sweeper."""
         call = QueueCall(inbox_key=self.store.keys(workflow_id)[2], dirty_key=self.shard_key(workflow_id, "dirty"),
-                         message=codec.encode(message), now=time.time(), workflow_id=workflow_id)
+                         message=codec.encode(message), now=self.clock.now(), workflow_id=workflow_id)
         self.store.replicated(lambda client: self._lua.run(call, client=client),
                               f"a {message.get('k')} message to workflow {workflow_id}", call.inbox_key)
 
@@ -115,7 +129,7 @@ class Fleet:
         call = PushCall(
             run_key=run_key, inbox_key=inbox_key, requests_key=self.store.key(workflow_id, "requests"),
             dirty_key=f"{t}:dirty", wake_key=f"{t}:wake", waking_key=f"{t}:waking", message=codec.encode(message),
-            request_id=request_id, workflow_id=workflow_id, now=time.time(), ttl_ms=self._waking_ttl_ms)
+            request_id=request_id, workflow_id=workflow_id, now=self.clock.now(), ttl_ms=self._waking_ttl_ms)
         return int(self.store.replicated(lambda client: self._lua.run(call, client=client),
                                          f"a {message.get('k')} message to workflow {workflow_id}", run_key))
 
@@ -177,7 +191,7 @@ class Fleet:
             begin=self._begin_call(workflow_id, token, limit, known_version, ttl),
             running_info_key=f"{t}:running:info", dirty_key=f"{t}:dirty", dispatched_key=f"{t}:dispatched",
             report=codec.encode(message), seq=seq, member=_running_member(workflow_id, seq, attempt),
-            next_attempt=next_attempt, now=time.time(), workflow_id=workflow_id,
+            next_attempt=next_attempt, now=self.clock.now(), workflow_id=workflow_id,
             next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0),
             heartbeat="1" if heartbeat else ""))
         return _begun(token, got)
@@ -192,7 +206,7 @@ class Fleet:
         call = ReportAndAppendCall(
             append=append_call, running_info_key=f"{t}:running:info", dirty_key=f"{t}:dirty",
             report=codec.encode(message), seq=seq, member=_running_member(append_call.workflow_id, seq, attempt),
-            next_attempt=next_attempt, now=time.time(),
+            next_attempt=next_attempt, now=self.clock.now(),
             next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0),
             heartbeat="1" if heartbeat else "")
         return self.store.replicated(lambda client: int(self._lua.run(call, client=client)),
@@ -239,7 +253,7 @@ class Fleet:
             running_info_key=self.shard_key(workflow_id, "running:info"),
             beats_key=self.store.key(workflow_id, "beats"), waiting_key=self.shard_key(workflow_id, "waiting"),
             run_key=self.store.keys(workflow_id)[0], seq=seq, member=_running_member(workflow_id, seq, attempt),
-            expiry=time.time() + (ttl or self.lease_seconds),
+            expiry=self.clock.now() + (ttl or self.lease_seconds),
             info=codec.encode({"run": run_id, "heartbeat_timeout": ttl}) if ttl else None, run_id=run_id))
         if not got:
             return False, None
@@ -252,7 +266,7 @@ class Fleet:
         pipe = self.redis.pipeline(transaction=False)
         if ttl:
             pipe.zadd(self.shard_key(workflow_id, "dispatched"),
-                      {_running_member(workflow_id, seq, attempt): time.time() + ttl}, xx=True)
+                      {_running_member(workflow_id, seq, attempt): self.clock.now() + ttl}, xx=True)
         pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
         pipe.execute()
 
@@ -261,7 +275,7 @@ class Fleet:
         to `until`), one command per shard in one pipeline: a deadline nobody renews lapses, and its
         attempt is dispatched again. Attempts reported or reclaimed meanwhile are left out (XX)."""
         if held:
-            until = time.time() + self.lease_seconds if until is None else until
+            until = self.clock.now() + self.lease_seconds if until is None else until
             pipe = self.redis.pipeline(transaction=False)
             for shard, mine in _by_shard(held).items():
                 pipe.zadd(self._shard_key(shard, "dispatched"), {_running_member(*m): until for m in mine}, xx=True)
@@ -327,12 +341,12 @@ class Fleet:
         renews it, see `runtime.Holds`), or never where the broker redelivers by itself (an AMQP broker;
         a schedule-to-start deadline still applies, see `note_sent`)."""
         if not self.undelivered_lapse:
-            return time.time() + delay + 10 * 365 * 86400.0
-        return time.time() + delay + self.lease_seconds
+            return self.clock.now() + delay + 10 * 365 * 86400.0
+        return self.clock.now() + delay + self.lease_seconds
 
     def lease_deadline(self) -> float:
         """The deadline of an attempt that starts now in a process that renews it (an eager attempt)."""
-        return time.time() + self.lease_seconds
+        return self.clock.now() + self.lease_seconds
 
     def _each_shard(self, command: str, name: str, *args: Any, **kwargs: Any) -> list[tuple[str, Any]]:
         """One command on the record `name` of every shard, in one pipeline: [(key, reply), ...]."""
@@ -405,14 +419,14 @@ class Fleet:
 
     def announce_queues(self, queues: Iterable[str], ttl: float) -> None:
         """A live worker consumes these queues, for `ttl` seconds unless it says so again."""
-        until = time.time() + ttl
+        until = self.clock.now() + ttl
         mapping = {q: until for q in queues}
         if mapping:
             self.redis.zadd(self._fleet_key("queues"), mapping, gt=True)
 
     def live_queues(self, now: float | None = None) -> set[str]:
         """The queues some live worker consumes (it announced them within their time to live)."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         return {q.decode() for q in self.redis.zrangebyscore(self._fleet_key("queues"), now, "+inf")}
 
     def reclaim(self, lost: Lost, failure: dict[str, Any]) -> bool:
@@ -427,7 +441,7 @@ class Fleet:
             inbox_key=self.store.keys(lost.workflow_id)[2], dirty_key=self.shard_key(lost.workflow_id, "dirty"),
             waiting_key=self.shard_key(lost.workflow_id, "waiting"),
             member=_running_member(lost.workflow_id, lost.seq, lost.attempt), deadline=lost.deadline,
-            report=codec.encode(message), now=time.time(), workflow_id=lost.workflow_id)
+            report=codec.encode(message), now=self.clock.now(), workflow_id=lost.workflow_id)
         # claimed: a lagging replica must not make this caller drop it (see on_primary)
         return bool(on_primary(self.store.replicated, lambda client: self._lua.run(call, client=client),
                                f"a lost attempt of workflow {lost.workflow_id}", call.inbox_key))

@@ -14,6 +14,7 @@ from celery import signals
 from beluga import logs, metrics, propagation
 
 BELUGA_TASKS = frozenset({"beluga.activity", "beluga.coordinate", "beluga.query"})
+SENT_HEADER = "beluga_sent"  # an activity message's header: when it was sent, on the fleet's clock
 _local = threading.local()
 
 
@@ -50,7 +51,10 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
     except (IndexError, TypeError):
         return
     if task.name == "beluga.activity" and len(args) >= 7:
-        attempt_began(task_id, workflow_id, *args[1:5], args[6], _queued_at(task.request))
+        from beluga.celery.runtime import runtime
+
+        now = runtime(task.app).fleet.clock.now()  # the fleet's clock, which stamped the message
+        attempt_began(task_id, workflow_id, *args[1:5], args[6], _queued_at(task.request), now)
     else:
         _stack().append((task_id, logs.bind(workflow_id=workflow_id), None, time.perf_counter()))
 
@@ -66,11 +70,11 @@ def _on_postrun(sender: Any = None, task_id: str | None = None, task: Any = None
 
 
 def attempt_began(task_id: str | None, workflow_id: str, run_id: str, seq: int, attempt: int, name: str,
-                  options: Any, queued_at: float | None) -> None:
+                  options: Any, queued_at: float | None, now: float) -> None:
     """An activity attempt starts in this thread: its log records name the run, its span opens in the trace
-    of the client's `execute`, its metrics count it."""
+    of the client's `execute`, its metrics count it (`queued_at` and `now` on the fleet's clock)."""
     token = logs.bind(workflow_id=workflow_id, run_id=run_id, activity=name, seq=seq, attempt=attempt)
-    metrics.activity_started(name, queued_at, time.time())
+    metrics.activity_started(name, queued_at, now)
     headers = options.get("trace") if isinstance(options, dict) else None
     span = propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
     _stack().append((task_id, token, span, time.perf_counter()))
@@ -106,8 +110,8 @@ def _on_failure(sender: Any = None, exception: BaseException | None = None, **_:
 
 def _queued_at(request: Any) -> float | None:
     """When the attempt's message became due: sent (header `beluga_sent`, see `mark_sent`), or its ETA
-    for a Celery retry's countdown, whichever is later."""
-    sent = _header(request, "beluga_sent")
+    for a Celery retry's delay, whichever is later (both on the fleet's clock, as their senders stamp them)."""
+    sent = _header(request, SENT_HEADER)
     try:
         sent = float(sent) if sent is not None else None
     except (TypeError, ValueError):
@@ -133,6 +137,7 @@ def _header(request: Any, name: str) -> Any:
 
 @signals.before_task_publish.connect
 def mark_sent(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """Stamp an activity message with the time it is sent, for the queue-to-start latency."""
+    """Stamp an activity message with the time it is sent, for the queue-to-start latency: Beluga's own
+    senders stamp it on the fleet's clock (`SENT_HEADER`); any other sender gets its process's clock."""
     if sender == "beluga.activity" and headers is not None:
-        headers["beluga_sent"] = time.time()
+        headers.setdefault(SENT_HEADER, time.time())

@@ -15,6 +15,7 @@ from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt
 from beluga.celery.coordinator import CARRIED, Coordinator, Stuck
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.fleet import Fleet, Waiting
+from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
@@ -248,7 +249,7 @@ class Runtime:
                 options: dict[str, Any], queue: str, countdown: float | None = None) -> Waiting:
         """The record of an attempt about to be sent (see `Fleet.note_sent`); its schedule-to-start
         deadline counts from when it is due."""
-        now = time.time()
+        now = self.fleet.clock.now()
         to_start = options.get("schedule_to_start_timeout")
         kept = {k: v for k, v in options.items() if k != CARRIED}  # a resent message reads the store instead
         return Waiting((workflow_id, run_id, seq, attempt, name, input, kept), queue, now,
@@ -260,7 +261,7 @@ class Runtime:
         timeout = options.get("timeout")
         try:
             self.app.tasks["beluga.activity"].apply_async(
-                args, queue=queue, shadow=f"activity:{name}",
+                args, queue=queue, shadow=f"activity:{name}", headers={SENT_HEADER: self.fleet.clock.now()},
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
                 soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
                 task_id=activity_task_id(run_id, seq), retries=attempt - 1)
@@ -292,7 +293,7 @@ class Runtime:
                     *, continue_from: Any = None, input: Any = None) -> None:
         from beluga.core.errors import WorkflowAlreadyStarted
 
-        now = time.time()
+        now = self.fleet.clock.now()
         if continue_from is not None:
             state = new_run_state(continue_from.workflow_type, continue_from.workflow_id, input, None, queue,
                                   now, parent=continue_from.parent, continued_from=continue_from.run_id)
@@ -362,7 +363,10 @@ class Holds:
         self._thread: threading.Thread | None = None
 
     def note(self, attempt: tuple[str, int, int], until: float | None = None) -> None:
-        if until is not None and until - time.time() > self._margin:
+        """`until`: the attempt's deadline, on the fleet's clock. The consumer loop calls this: it reads
+        the clock's last measurement, never waiting on Redis (none yet: the attempt is renewed)."""
+        now = self._fleet.clock.cached()
+        if until is not None and now is not None and until - now > self._margin:
             return
         with self._lock:
             self._pending.append(attempt)

@@ -148,7 +148,7 @@ def _loop(app: Any, worker: str, interval: float) -> None:
     announce = True  # this worker's workflow and activity names, again after each outage
     while not _stop.is_set():
         try:
-            now = time.time()
+            now = rt.fleet.clock.now()  # the history Redis's clock (one TIME every few seconds)
             if now - last_beat > renew_every:
                 rt.fleet.hold(held_attempts())
                 rt.announce()  # this worker is alive, with its code (see roster)

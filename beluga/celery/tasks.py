@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from celery import Celery
@@ -12,9 +13,10 @@ from celery import Celery
 from beluga import codec
 from beluga.celery import outcome
 from beluga.celery.app import activity_queue
-from beluga.celery.attempts import attempt_kwargsrepr, attempt_repr, report_attempt, reporting
+from beluga.celery.attempts import DUE, attempt_kwargsrepr, attempt_repr, report_attempt, reporting, wait_until_due
 from beluga.celery.coordinator import Stuck
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
+from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.runtime import runtime
 from beluga.core.definitions import effective_option, registry
@@ -82,6 +84,7 @@ def bind(app: Celery) -> None:
                       name, workflow_id)
             raise self.retry(countdown=2)
         heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
+        wait_until_due(rt, options)
         budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
         # Every delivery claims, a first one too: only the current attempt of an open run, and only once
         # (a duplicate sent by the scheduler, or a redelivery, finds it taken), may start.
@@ -106,12 +109,16 @@ def bind(app: Celery) -> None:
             if reported is not None:
                 message, celery_retry, next_delay = reported
                 if celery_retry:  # a failed publish rejects the message; the next attempt's dispatch
-                    # record remains; it is marked waiting for a worker first, as `Runtime.dispatch` does
-                    fleet.note_sent(rt.waiting(workflow_id, run_id, seq, attempt + 1, name, input, options,
+                    # record remains; it is marked waiting for a worker first, as `Runtime.dispatch` does. Its
+                    # ETA and its due time are on the fleet's clock (see wait_until_due).
+                    due = fleet.clock.now() + (next_delay or 0.0)
+                    retried = {**options, DUE: due}
+                    fleet.note_sent(rt.waiting(workflow_id, run_id, seq, attempt + 1, name, input, retried,
                                                options.get("queue") or activity_queue(rt.settings, name),
                                                next_delay))
-                    raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, options),
-                                     countdown=next_delay,
+                    raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, retried),
+                                     eta=datetime.fromtimestamp(due, timezone.utc),
+                                     headers={SENT_HEADER: fleet.clock.now()},
                                      argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
                                      kwargsrepr=attempt_kwargsrepr(workflow_id),
                                      exc=outcome.take_failure(message.get("payload")))

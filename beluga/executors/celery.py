@@ -56,7 +56,7 @@ class CeleryExecutor(StoreBackedExecutor):
             nonlocal name, writing
             name = name or self._workflow_type(workflow)  # a bare name is checked against Redis: retried too
             writing = True
-            now = time.time()
+            now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
             state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
                                   headers=options.headers)
             # listed, its start message queued and its timeout armed with it (the same timer each retry)

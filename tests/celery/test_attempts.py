@@ -265,13 +265,14 @@ def test_a_message_taken_well_before_its_deadline_is_not_renewed_on_its_own(url:
     deadlines = fleet.shard_key("w", "dispatched")
     fleet.redis.zadd(deadlines, {_member("w", 1, 1): 100.0, _member("w", 2, 1): 200.0})
     holds = Holds(fleet)
-    holds.note(("w", 1, 1), until=time.time() + 15.0)   # sent just now: a lease ahead
-    holds.note(("w", 2, 1), until=time.time() + 1.0)    # waited in the queue: its deadline is near
+    now = fleet.clock.now()  # deadlines are on the fleet's clock, which a worker's scheduler reads at once
+    holds.note(("w", 1, 1), until=now + 15.0)   # sent just now: a lease ahead
+    holds.note(("w", 2, 1), until=now + 1.0)    # waited in the queue: its deadline is near
     deadline = time.monotonic() + 5
     while fleet.redis.zscore(deadlines, _member("w", 2, 1)) == 200.0:
         assert time.monotonic() < deadline, "the near deadline was not renewed"
         time.sleep(0.01)
-    assert fleet.redis.zscore(deadlines, _member("w", 2, 1)) >= time.time() + 14
+    assert fleet.redis.zscore(deadlines, _member("w", 2, 1)) >= fleet.clock.now() + 14
     time.sleep(0.1)
     assert fleet.redis.zscore(deadlines, _member("w", 1, 1)) == 100.0
 

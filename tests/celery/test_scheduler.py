@@ -63,7 +63,8 @@ def test_an_idle_round_reads_one_key_per_shard(rt: FakeRuntime) -> None:
     scheduler.tick(rt, time.time())                       # loads the scripts
     full = _spent(rt.fleet.redis, lambda: scheduler.tick(rt, time.time()))
     # per shard: the timers, the attempts' deadlines, and the sweep (a script reading the dirty set and
-    # whether runs wait in the wake set); 112 commands a round before the safety nets ran once a second
+    # whether runs wait in the wake set); 112 commands a round before the safety nets ran once a second.
+    # The loop's `now` (the fleet's clock) adds one TIME per refresh interval, not per round: see below
     assert full == {"zrangebyscore": 3 * SHARDS, "evalsha": SHARDS, "scard": SHARDS}
     assert rt.woken_shards == []
 
@@ -85,6 +86,16 @@ def test_lapsed_attempts_are_reclaimed_only_by_a_round_with_safety_nets(rt: Fake
     assert scheduler.tick(rt, time.time()) == 1
     assert rt.woken_runs == [wid]                        # reclaimed: its failure waits in the run's inbox
     assert rt.fleet.redis.zscore(rt.fleet.shard_key(wid, "dispatched"), member) is None
+
+
+def test_the_loop_clock_costs_one_time_command_per_refresh_interval(rt: FakeRuntime) -> None:
+    """The loop takes each round's `now` from the fleet's clock (the history Redis's TIME): a round
+    costs no TIME of its own; the clock asks once per `refresh_seconds` (5 s: 0.2 commands a second)."""
+    rt.fleet.clock.now()
+    spent = _spent(rt.fleet.redis, lambda: [scheduler.tick(rt, rt.fleet.clock.now(), safety_nets=False)
+                                            for _ in range(5)])
+    assert spent == {"zrangebyscore": 5 * SHARDS}
+    assert rt.fleet.clock.refresh_seconds == 5.0
 
 
 @pytest.mark.parametrize(("lease", "interval", "expected"), [
