@@ -14,8 +14,8 @@ from beluga.stores.base import WorkflowStore
 ExecutorFactory = Callable[[Config], DurableExecutor]
 
 _BUILTIN_EXECUTORS = {
-    "default": "beluga.executors.inprocess:factory",
-    "celery": "beluga.executors.celery:factory",
+    "default": "beluga.inprocess.executor:factory",
+    "celery": "beluga.celery.client:factory",
 }
 _BUILTIN_STORES = {
     "memory": "beluga.stores.memory:InMemoryStore",
@@ -79,6 +79,6 @@ def new_store(name: str, **settings: Any) -> WorkflowStore:
 
 def new_executor(store: WorkflowStore | None = None, hooks: Any = None, **settings: Any) -> DurableExecutor:
     """The default, in-process executor."""
-    from beluga.executors.inprocess import InProcessExecutor
+    from beluga.inprocess.executor import InProcessExecutor
 
     return InProcessExecutor(store, hooks, **settings)

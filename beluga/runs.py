@@ -1,4 +1,5 @@
-"""How a run begins, and the payload check every executor applies before anything is stored."""
+"""How a run begins in every executor: a fresh run id and seed for the core's first state
+(`beluga.core.start`), and the payload check every executor applies before anything is stored."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 from beluga import codec
 from beluga.core.errors import SerializationError
-from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
+from beluga.core.records import WorkflowState
+from beluga.core.start import first_state
 
 DEFAULT_MAX_PAYLOAD = 2 * 1024 * 1024
 
@@ -30,21 +32,7 @@ def payload_checker(limit: int) -> Any:
 def new_run_state(workflow_type: str, workflow_id: str, input: Any, timeout: float | None,
                   queue: str | None, now: float, *, parent: dict[str, Any] | None = None,
                   continued_from: str | None = None, headers: dict[str, str] | None = None) -> WorkflowState:
-    """A new run with its `workflow_started` event: its seed makes `ctx.random()` replayable; `headers`
-    (trace context) travel with the run to its activities."""
-    run_id = str(uuid.uuid4())
-    attrs: dict[str, Any] = {"workflow_type": workflow_type, "input": input,
-                             "seed": int.from_bytes(os.urandom(8), "big") >> 1}
-    if timeout is not None:
-        attrs["deadline"] = now + timeout
-    if queue is not None:
-        attrs["queue"] = queue
-    if parent is not None:
-        attrs["parent"] = parent
-    if continued_from is not None:
-        attrs["continued_from"] = continued_from
-    if headers:
-        attrs["headers"] = {str(k): str(v) for k, v in headers.items()}
-    started = Event(1, EventType.WORKFLOW_STARTED, now, attrs)
-    return WorkflowState(workflow_id, run_id, workflow_type, WorkflowStatus.RUNNING, input, None, None, now,
-                         now, (started,), queue, parent)
+    """The core's first state of a new run (`first_state`), under a random run id and seed."""
+    return first_state(workflow_type, workflow_id, input, timeout, queue, now, run_id=str(uuid.uuid4()),
+                       seed=int.from_bytes(os.urandom(8), "big") >> 1, parent=parent,
+                       continued_from=continued_from, headers=headers)

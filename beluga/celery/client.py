@@ -19,9 +19,9 @@ from beluga.core.names import check_name
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut
-from beluga.executors._runs import new_run_state
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.logs import get_logger
+from beluga.runs import new_run_state
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore, shard_of
 

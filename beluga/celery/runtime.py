@@ -20,8 +20,8 @@ from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
 from beluga.core.steps import ChildClosed, StartChild
-from beluga.executors._runs import new_run_state, payload_checker
 from beluga.logs import get_logger
+from beluga.runs import new_run_state, payload_checker
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore, on_primary
 

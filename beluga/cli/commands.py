@@ -322,7 +322,7 @@ def cmd_temporal_worker(args: argparse.Namespace, imports: str | None, settings:
 
     settings = settings or Settings.load()
     modules = import_modules(imports if imports else list(settings.imports))
-    from beluga.executors.temporal import run_worker
+    from beluga.temporal.executor import run_worker
 
     target = args.target or settings.temporal_target
     namespace = args.namespace or settings.temporal_namespace

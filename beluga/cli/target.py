@@ -74,7 +74,7 @@ class Target:
     def for_executor(cls, executor: DurableExecutor) -> Target:
         """A target on an executor the caller made (and closes): the web console mounted in an app that
         has one. Its kind is "celery" for the fleet's client, "store" for an in-process executor."""
-        from beluga.executors.celery import CeleryExecutor
+        from beluga.celery.client import CeleryExecutor
 
         inner: Any = executor
         while hasattr(inner, "inner"):   # middleware (with_tracing, with_hooks) wraps the executor
@@ -114,11 +114,11 @@ class Target:
     def _make_executor(self) -> DurableExecutor:
         if self._executor is None:
             if self.kind == "celery":
-                from beluga.executors.celery import CeleryExecutor
+                from beluga.celery.client import CeleryExecutor
 
                 self._executor = CeleryExecutor(self.settings)
             else:
-                from beluga.executors.inprocess import InProcessExecutor
+                from beluga.inprocess.executor import InProcessExecutor
 
                 # recover=False: this short-lived process drives only the runs it is told to act on
                 ex = InProcessExecutor(self.store, recover=False, workers=4)
@@ -167,7 +167,7 @@ class Target:
         do here: no activity attempt running and nothing due within a few seconds. True when settled."""
         if self.kind == "celery" or self._executor is None:
             return True
-        from beluga.executors._engine_records import Msg, Nudge
+        from beluga.inprocess.records import Msg, Nudge
 
         engine = self._executor._engine  # type: ignore[attr-defined]
         engine.call(Msg("", None, Nudge()))    # everything this command posted has been handled ...

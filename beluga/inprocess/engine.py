@@ -34,8 +34,9 @@ from beluga.core.errors import (
 from beluga.core.failure import child_outcome, failure, to_failure
 from beluga.core.pending import pending_work
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
-from beluga.executors._activity_pool import ActivityPool
-from beluga.executors._engine_records import (
+from beluga.hooks import Hooks
+from beluga.inprocess.pool import ActivityPool
+from beluga.inprocess.records import (
     Activate,
     AttemptDeadline,
     AttemptFinished,
@@ -49,10 +50,9 @@ from beluga.executors._engine_records import (
     StartRun,
     input_msg,
 )
-from beluga.executors._runs import new_run_state
-from beluga.executors._timers import TimerHeap
-from beluga.hooks import Hooks
+from beluga.inprocess.timers import TimerHeap
 from beluga.logs import get_logger
+from beluga.runs import new_run_state
 from beluga.stores.base import WorkflowStore
 
 log = get_logger("beluga.engine")

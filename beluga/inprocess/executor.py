@@ -17,11 +17,11 @@ from beluga.core.names import check_name
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate
-from beluga.executors._engine import Engine
-from beluga.executors._engine_records import Msg, Query, Recover, StartRun, input_msg
-from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
+from beluga.inprocess.engine import Engine
+from beluga.inprocess.records import Msg, Query, Recover, StartRun, input_msg
+from beluga.runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.stores.base import WorkflowStore
 
 

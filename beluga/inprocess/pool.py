@@ -15,8 +15,8 @@ from beluga.activity import ActivityInfo, run_with_info
 from beluga.core.definitions import Registry
 from beluga.core.errors import ConfigurationError
 from beluga.core.failure import to_failure
-from beluga.executors._engine_records import AttemptFinished, Msg
 from beluga.hooks import Hooks
+from beluga.inprocess.records import AttemptFinished, Msg
 
 
 class ActivityPool:

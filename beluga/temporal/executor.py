@@ -4,10 +4,11 @@
                                                                 "namespace": "default", "task_queue": "beluga"}))
 
 A Beluga workflow runs as a Temporal workflow whose type is the Beluga workflow's name, and each activity
-as a Temporal activity of the activity's name (`_temporal_workflow`). Temporal holds the history, retries
-the activities, fires the timers and delivers signals; workers run `beluga temporal-worker --imports
-workers` (or `run_worker`). With `extra={"worker": True}` the executor also runs a worker in this process,
-on a background thread (tests, scripts, a single process). Requires `pip install 'beluga-workflows[temporal]'`.
+as a Temporal activity of the activity's name (`beluga.temporal.workflow`, `beluga.temporal.activities`).
+Temporal holds the history, retries the activities, fires the timers and delivers signals; workers run
+`beluga temporal-worker --imports workers` (or `run_worker`). With `extra={"worker": True}` the executor
+also runs a worker in this process, on a background thread (tests, scripts, a single process). Requires
+`pip install 'beluga-workflows[temporal]'`.
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ from beluga.core.failure import failure, raise_as_own
 from beluga.core.names import check_name
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
-from beluga.executors._runs import DEFAULT_MAX_PAYLOAD, payload_checker
-from beluga.executors._temporal_workflow import HISTORY_QUERY, PARENT_SEQ, build, failure_of, set_hooks
 from beluga.executors.base import BUILTIN_QUERIES, Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
+from beluga.runs import DEFAULT_MAX_PAYLOAD, payload_checker
 from beluga.stores._loop import LoopThread
+from beluga.temporal.activities import set_hooks
+from beluga.temporal.failures import failure_of
+from beluga.temporal.workflow import HISTORY_QUERY, PARENT_SEQ, build
 
 T = TypeVar("T")
 _STATUS = {

@@ -27,8 +27,8 @@ from typing import Any
 
 from beluga.core.errors import ConfigurationError, WorkflowNotFound
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
-from beluga.executors.temporal import _STATUS, TemporalExecutor  # raises the extra's error without temporalio
 from beluga.stores.base import WorkflowStore
+from beluga.temporal.executor import _STATUS, TemporalExecutor  # raises the extra's error without temporalio
 
 _VISIBILITY = {WorkflowStatus.RUNNING: ("Running",), WorkflowStatus.COMPLETED: ("Completed",),
                WorkflowStatus.FAILED: ("Failed",), WorkflowStatus.CANCELED: ("Canceled", "Terminated"),

@@ -24,10 +24,6 @@ payloads), never pickle.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import itertools
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -35,73 +31,37 @@ from datetime import timedelta
 from typing import Any
 
 import greenlet
-from temporalio import activity, exceptions, workflow
+from temporalio import exceptions, workflow
 from temporalio.common import RawValue
 from temporalio.common import RetryPolicy as TemporalRetry
 
 from beluga import codec
-from beluga.activity import ActivityInfo, run_with_info
 from beluga.core import commands as cmds
 from beluga.core import driver as drv
 from beluga.core import steps as st
 from beluga.core.context import WorkflowContext
 from beluga.core.definitions import Registry, effective_option, effective_retry
-from beluga.core.errors import ConfigurationError, WorkflowError
+from beluga.core.errors import WorkflowError
 from beluga.core.failure import failure, raise_as_own, to_failure
 from beluga.core.instance import WorkflowInstance
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
-from beluga.core.retry import RetryPolicy
 from beluga.hooks import Hooks
+from beluga.temporal.activities import (
+    NO_TIMEOUT,
+    SIDE_EFFECT,
+    configure,
+    drop_side_effect,
+    hold_side_effect,
+    raw_value,
+    run_activity,
+    run_side_effect,
+    worker_config,
+)
+from beluga.temporal.failures import application_error, failure_of, retry_policy
 
 E = EventType
 HISTORY_QUERY = "__beluga_history"
-SIDE_EFFECT = "__beluga_side_effect"
 PARENT_SEQ = "beluga_parent_seq"   # memo of a child run: the seq of the parent's call that started it
-NO_TIMEOUT = timedelta(days=3650)   # Temporal needs an attempt timeout; a Beluga call without one has none
-
-_side_effects: dict[str, Callable[[], Any]] = {}
-_side_effect_ids = itertools.count()
-_side_effect_lock = threading.Lock()
-
-
-def _raw(value: RawValue) -> Any:
-    return codec.decode(bytes(value.payload.data))
-
-
-def retry_policy(policy: RetryPolicy) -> TemporalRetry:
-    """Beluga's policy as Temporal's: the same attempts, intervals and non-retryable error types (by class
-    name). Temporal adds no jitter to the interval."""
-    return TemporalRetry(initial_interval=timedelta(seconds=policy.initial_interval),
-                         backoff_coefficient=policy.backoff_coefficient,
-                         maximum_interval=timedelta(seconds=max(policy.max_interval, policy.initial_interval)),
-                         maximum_attempts=policy.max_attempts,
-                         non_retryable_error_types=[t if isinstance(t, str) else t.__name__
-                                                    for t in policy.non_retryable])
-
-
-def failure_of(exc: BaseException) -> dict[str, Any]:
-    """The Beluga failure record a Temporal error carries (Beluga's own errors travel as the first detail
-    of an `ApplicationError`), else one made from what Temporal says."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, exceptions.ApplicationError) and seen.details:
-            raw = seen.details[0]
-            if isinstance(raw, (bytes, bytearray)):
-                return dict(codec.decode(bytes(raw)))
-        if isinstance(seen, exceptions.TimeoutError):
-            return failure("TimeoutError", f"timed out ({seen.type.name.lower() if seen.type else 'timeout'})")
-        if isinstance(seen, exceptions.TerminatedError):
-            return failure("Terminated", str(seen), non_retryable=True)
-        if isinstance(seen, exceptions.CancelledError):
-            return failure("WorkflowCancelled", str(seen) or "cancelled", non_retryable=True)
-        seen = seen.__cause__ or getattr(seen, "cause", None)
-    return failure(type(exc).__name__, str(exc), non_retryable=True)
-
-
-def application_error(fail: dict[str, Any]) -> exceptions.ApplicationError:
-    return exceptions.ApplicationError(str(fail.get("message", "")), codec.encode(fail),
-                                       type=str(fail.get("type", "Exception")),
-                                       non_retryable=bool(fail.get("non_retryable", False)))
 
 
 class _Context(WorkflowContext):
@@ -167,42 +127,16 @@ class _Instance(WorkflowInstance):
         return use
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    registry: Registry
-    hooks: Hooks
-    check: Callable[[Any], Any]
-
-
-# What the workers of this process run, by task queue. Temporal instantiates the workflow class itself (and
-# refuses local classes), so the class finds its worker's registry and hooks here; one configuration per
-# task queue per process.
-_configs: dict[str, WorkerConfig] = {}
-
-
 def build(task_queue: str, registry: Registry, hooks: Hooks, check: Callable[[Any], Any]
           ) -> tuple[type, list[Callable[..., Any]]]:
     """The workflow class and activities a worker on `task_queue` runs, bound to `registry` and `hooks`."""
-    _configs[task_queue] = WorkerConfig(registry, hooks, check)
+    configure(task_queue, registry, hooks, check)
     return BelugaWorkflow, [run_activity, run_side_effect]
-
-
-def set_hooks(task_queue: str, hooks: Hooks) -> None:
-    cfg = _configs.get(task_queue)
-    if cfg is not None:
-        _configs[task_queue] = WorkerConfig(cfg.registry, hooks, cfg.check)
-
-
-def _config(task_queue: str) -> WorkerConfig:
-    cfg = _configs.get(task_queue)
-    if cfg is None:
-        raise ConfigurationError(f"no Beluga worker configured for task queue {task_queue!r} in this process")
-    return cfg
 
 
 def _emit(name: str, workflow_id: str, payload: Any) -> None:
     if not workflow.unsafe.is_replaying():
-        _config(workflow.info().task_queue).hooks.emit(name, workflow_id, payload)
+        worker_config(workflow.info().task_queue).hooks.emit(name, workflow_id, payload)
 
 
 @dataclass(frozen=True)
@@ -252,7 +186,7 @@ class BelugaWorkflow:
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> bytes:
         info = workflow.info()
-        driver, step = self._load(info, _raw(args[0]) if args else None)
+        driver, step = self._load(info, raw_value(args[0]) if args else None)
         try:
             self._settle(step, workflow.now().timestamp())
             while self._closed is None:
@@ -268,7 +202,7 @@ class BelugaWorkflow:
 
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
-        body = _raw(args[0]) if args else {}
+        body = raw_value(args[0]) if args else {}
         self._inbox.append(st.SignalReceived(name, body.get("payload"), body.get("sender_id")))
         if self._done:  # a signal racing the close, delivered after the run function returned
             self._drain()
@@ -281,7 +215,7 @@ class BelugaWorkflow:
             instance = self._driver.instance if self._driver is not None else None
             if instance is None:
                 raise WorkflowError("the run has not started its code yet")
-            values = _raw(args[0]) if args else []
+            values = raw_value(args[0]) if args else []
             return codec.encode({"value": instance.query(name, *values)})
         except Exception as exc:
             return codec.encode({"error": to_failure(exc)})
@@ -291,7 +225,7 @@ class BelugaWorkflow:
         """Start the code on its start event, stamped with the time Temporal started the run (its
         WorkflowExecutionStarted event): the same in every replay, where the time of "the first task"
         is that of the first task the replay runs."""
-        cfg = _config(info.task_queue)
+        cfg = worker_config(info.task_queue)
         started: dict[str, Any] = {"workflow_type": info.workflow_type, "input": value,
                                    "seed": workflow.random().getrandbits(63)}
         if info.continued_run_id:
@@ -385,7 +319,7 @@ class BelugaWorkflow:
             raise TypeError(f"not an effect the temporal workflow carries out: {effect!r}")
 
     async def _activity(self, d: st.DispatchAttempt) -> None:
-        defn = _config(workflow.info().task_queue).registry.activities.get(d.name)
+        defn = worker_config(workflow.info().task_queue).registry.activities.get(d.name)
         policy = effective_retry(d.options, defn)
         timeout = effective_option(d.options, defn, "timeout")
         heartbeat = effective_option(d.options, defn, "heartbeat_timeout")
@@ -431,9 +365,7 @@ class BelugaWorkflow:
         self._inbox.append(st.ChildClosed(c.seq, True, codec.decode(result)))
 
     async def _side_effect(self, seq: int, fn: Callable[[], Any]) -> None:
-        with _side_effect_lock:
-            key = f"{next(_side_effect_ids)}"
-            _side_effects[key] = fn
+        key = hold_side_effect(fn)
         try:
             raw = await workflow.execute_local_activity(
                 SIDE_EFFECT, key, result_type=bytes, start_to_close_timeout=timedelta(minutes=10),
@@ -442,110 +374,5 @@ class BelugaWorkflow:
         except exceptions.ActivityError as exc:
             value = {"error": failure_of(exc)}
         finally:
-            with _side_effect_lock:
-                _side_effects.pop(key, None)
+            drop_side_effect(key)
         self._inbox.append(_SideEffectDone(seq, value))
-
-
-class _AttemptTimedOut(Exception):
-    """An attempt given up by the worker at its timeout (or heartbeat timeout): `fail` is its failure."""
-
-    def __init__(self, fail: dict[str, Any]) -> None:
-        super().__init__(fail["message"])
-        self.fail = fail
-
-
-def _bounded(name: str, attempt: int, call: Callable[[], Any], timeout: float | None,
-             heartbeat_timeout: float | None, beats: list[float]) -> Any:
-    """`call()` given up at the attempt's timeout, or when `beats[0]` (the last heartbeat) is older than
-    the heartbeat timeout, as the other executors do: the code keeps running on its own thread and what it
-    returns late is dropped. Temporal's server times attempts out too, but its timers fire up to
-    `history.timerProcessorMaxTimeShift` (1 s by default) late, and it accepts a result that arrives before
-    its timer fires: without this check a slow attempt's late result would count."""
-    if not timeout and not heartbeat_timeout:
-        return call()
-    done = threading.Event()
-    outcome: list[Any] = []
-    context = contextvars.copy_context()  # Temporal's activity context (heartbeats) and Beluga's
-
-    def body() -> None:
-        try:
-            outcome.append((True, context.run(call)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-            outcome.append((False, exc))
-        finally:
-            done.set()
-
-    start = beats[0] = time.monotonic()
-    threading.Thread(target=body, name=f"beluga-activity-{name}", daemon=True).start()
-    while True:
-        now = time.monotonic()
-        waits = []
-        if timeout:
-            waits.append(start + timeout - now)
-        if heartbeat_timeout:
-            waits.append(beats[0] + heartbeat_timeout - now)
-        wait = min(waits)
-        if wait <= 0 and not done.is_set():
-            beats.append(-1.0)  # given up: later heartbeats are dropped
-            text = (f"attempt {attempt} ran past its {timeout:g}s timeout"
-                    if timeout and now - start >= timeout else f"no heartbeat for {heartbeat_timeout:g}s")
-            raise _AttemptTimedOut(failure("TimeoutError", f"activity {name!r}: {text}"))
-        if done.wait(max(wait, 0)):
-            ok, value = outcome[0]
-            if ok:
-                return value
-            raise value
-
-
-def _limit(value: timedelta | None) -> float | None:
-    return value.total_seconds() if value is not None and value < NO_TIMEOUT else None
-
-
-@activity.defn(dynamic=True)
-def run_activity(args: Sequence[RawValue]) -> bytes:
-    info = activity.info()
-    name = info.activity_type
-    cfg = _config(info.task_queue)
-    hooks = cfg.hooks
-    value = _raw(args[0]) if args else None
-    details = info.heartbeat_details
-    last = codec.decode(bytes(details[0])) if details and isinstance(details[0], (bytes, bytearray)) else None
-    beats = [time.monotonic()]
-
-    def heartbeat(d: Any) -> None:
-        if len(beats) == 1:  # not given up
-            beats[0] = time.monotonic()
-            activity.heartbeat(codec.encode(d))
-
-    binfo = ActivityInfo(info.workflow_id or "", info.workflow_run_id or "", name, int(info.activity_id),
-                         info.attempt, last, heartbeat)
-    hooks.emit("on_activity_start", binfo.workflow_id, value)
-    try:
-        defn = cfg.registry.activity(name)
-        result = _bounded(name, info.attempt, lambda: run_with_info(binfo, lambda: defn.call(value)),
-                          _limit(info.start_to_close_timeout), _limit(info.heartbeat_timeout), beats)
-        cfg.check(result)
-        encoded = codec.encode((info.attempt, result))
-    except Exception as exc:
-        fail = exc.fail if isinstance(exc, _AttemptTimedOut) else to_failure(exc)
-        if isinstance(exc, ConfigurationError):
-            fail["non_retryable"] = True
-        policy = info.retry_policy
-        limit = policy.maximum_attempts if policy is not None else 0
-        non_retryable = (policy.non_retryable_error_types or ()) if policy is not None else ()
-        last_try = bool(fail["non_retryable"]) or bool(limit and info.attempt >= limit) or fail["type"] in non_retryable
-        if not last_try:
-            hooks.emit("on_retry", binfo.workflow_id, fail)
-        raise application_error({**fail, "attempt": info.attempt}) from None
-    hooks.emit("on_activity_complete", binfo.workflow_id, result)
-    return encoded
-
-
-@activity.defn(name=SIDE_EFFECT)
-def run_side_effect(key: str) -> bytes:
-    fn = _side_effects.get(key)
-    if fn is None:
-        raise exceptions.ApplicationError("side effect no longer known to this worker", non_retryable=True)
-    return codec.encode(fn())
-

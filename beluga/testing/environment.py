@@ -25,10 +25,10 @@ from typing import Any
 
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import Duration, seconds
-from beluga.executors._engine_records import Msg, Nudge
 from beluga.executors.base import WorkflowHandle, WorkflowOptions
-from beluga.executors.inprocess import InProcessExecutor
 from beluga.hooks import Hooks
+from beluga.inprocess.executor import InProcessExecutor
+from beluga.inprocess.records import Msg, Nudge
 from beluga.stores.base import WorkflowStore
 from beluga.stores.memory import InMemoryStore
 from beluga.testing.replayer import import_modules

@@ -15,7 +15,7 @@ from beluga.celery.coordinator import CARRY_MAX, Coordinator
 from beluga.celery.fleet import Fleet, Waiting
 from beluga.core.definitions import Registry
 from beluga.core.records import EventType as E
-from beluga.executors._runs import new_run_state
+from beluga.runs import new_run_state
 from beluga.stores.redis import RedisStore
 from tests.fleet import redis_server
 

@@ -16,7 +16,7 @@ import pytest
 from beluga import workflow
 from beluga.core.records import Append
 from beluga.core.records import EventType as E
-from beluga.executors._runs import new_run_state
+from beluga.runs import new_run_state
 from beluga.stores.redis import SHARDS, RedisStore, connect, shard_of
 from tests.conftest import Fleet
 from tests.fleet import redis_cluster_processes, redis_server

@@ -23,7 +23,7 @@ from beluga.celery.fleet import Fleet, Waiting
 from beluga.core.definitions import Registry
 from beluga.core.records import Append
 from beluga.core.records import EventType as E
-from beluga.executors._runs import new_run_state
+from beluga.runs import new_run_state
 from beluga.stores.redis import RedisStore
 from tests.celery.test_faults import _check_history, _diagnose
 from tests.fleet import ServerProcess, Worker, fleet_env, free_port, redis_server

@@ -19,7 +19,7 @@ import redis
 from werkzeug.test import Client
 
 from beluga import console, workflow
-from beluga.executors._runs import new_run_state
+from beluga.runs import new_run_state
 from beluga.stores.redis import RedisStore, shard_of
 from beluga.workflow import Signal, WorkflowOptions, WorkflowStatus
 from tests.conftest import Fleet

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from beluga import workflow
 from beluga.core.definitions import registry
-from beluga.executors._runs import new_run_state
+from beluga.runs import new_run_state
 from tests.executors.helpers import eventually
 from tests.fleet import WORKER_IMPORTS, Worker, fleet_env, free_port, redis_server
 

@@ -155,7 +155,7 @@ def _coordinator(redis_url: str, sent: list | None = None, woken: list | None = 
     from beluga.celery.coordinator import Coordinator
     from beluga.celery.fleet import Fleet
     from beluga.core.definitions import Registry
-    from beluga.executors._runs import payload_checker
+    from beluga.runs import payload_checker
     from beluga.stores.redis import RedisStore
 
     registry = Registry()
@@ -177,7 +177,7 @@ def test_a_batch_steps_each_run_and_leaves_what_it_cannot_finish_to_the_one_by_o
     from beluga.celery import messages
     from beluga.core.records import Append, Event
     from beluga.core.steps import SignalReceived
-    from beluga.executors._runs import new_run_state
+    from beluga.runs import new_run_state
 
     coordinator = _coordinator(redis_url)
     fleet, store = coordinator.fleet, coordinator.store
@@ -232,7 +232,7 @@ def test_a_batch_larger_than_the_cache_leaves_no_closed_instance_in_it(redis_url
     from beluga.celery import messages
     from beluga.celery.coordinator import SENT_AT
     from beluga.core.steps import ActivityOutcome, SignalReceived
-    from beluga.executors._runs import new_run_state
+    from beluga.runs import new_run_state
 
     sent: list[tuple] = []
     coordinator = _coordinator(redis_url, sent=sent, cache_size=3)

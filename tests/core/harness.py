@@ -22,7 +22,7 @@ from beluga.core.failure import failure as failure_record
 from beluga.core.instance import WorkflowInstance
 from beluga.core.records import Event, EventType
 from beluga.core.retry import RetryPolicy
-from beluga.executors._runs import new_run_state
+from beluga.runs import new_run_state
 
 E = EventType
 T0 = 1_000_000.0  # the epoch second a run starts at

@@ -61,7 +61,7 @@ def test_recover_starts_runs_that_never_took_a_step(make: Any) -> None:
     store = InMemoryStore()
     ex = make(store, recover=False)
     ex.close()  # the executor is gone before its coordinator ran the new run
-    from beluga.executors.inprocess import new_run_state
+    from beluga.inprocess.executor import new_run_state
 
     store.create(new_run_state("wf_echo", "never-stepped", "hello", None, None, 1.0))
     again = make(store)

@@ -112,7 +112,7 @@ def test_temporal_worker_command_runs_the_imported_workflows(make: Any, temporal
 def test_without_temporalio_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in ("temporalio", "temporalio.client", "temporalio.worker"):
         monkeypatch.setitem(sys.modules, module, None)
-    for module in ("beluga.executors.temporal", "beluga.executors._temporal_workflow"):
+    for module in ("beluga.temporal.executor", "beluga.temporal.workflow"):
         monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(workflow.ConfigurationError, match=r"pip install 'beluga-workflows\[temporal\]'"):
         workflow.new("temporal")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from beluga import workflow
-from beluga.stores.temporal import visibility_query
+from beluga.temporal.store import visibility_query
 from tests.executors import workflows as W
 from tests.executors.helpers import eventually
 
@@ -115,7 +115,7 @@ def test_visibility_query(status: Any, type: Any, expected: str) -> None:
 
 def test_without_temporalio_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "temporalio", None)
-    for module in ("beluga.stores.temporal", "beluga.executors.temporal", "beluga.executors._temporal_workflow"):
+    for module in ("beluga.temporal.store", "beluga.temporal.executor", "beluga.temporal.workflow"):
         monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(workflow.ConfigurationError, match=r"pip install 'beluga-workflows\[temporal\]'"):
         workflow.new_store("temporal")

@@ -1,0 +1,31 @@
+"""How a run begins: its first state, with the `workflow_started` event every executor records.
+
+Pure: the run's id and seed are drawn by the caller (`beluga.runs.new_run_state` draws them), as the core
+reads no clock and makes no random ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
+
+
+def first_state(workflow_type: str, workflow_id: str, input: Any, timeout: float | None, queue: str | None,
+                now: float, *, run_id: str, seed: int, parent: dict[str, Any] | None = None,
+                continued_from: str | None = None, headers: dict[str, str] | None = None) -> WorkflowState:
+    """A new run with its `workflow_started` event: its `seed` makes `ctx.random()` replayable; `headers`
+    (trace context) travel with the run to its activities."""
+    attrs: dict[str, Any] = {"workflow_type": workflow_type, "input": input, "seed": seed}
+    if timeout is not None:
+        attrs["deadline"] = now + timeout
+    if queue is not None:
+        attrs["queue"] = queue
+    if parent is not None:
+        attrs["parent"] = parent
+    if continued_from is not None:
+        attrs["continued_from"] = continued_from
+    if headers:
+        attrs["headers"] = {str(k): str(v) for k, v in headers.items()}
+    started = Event(1, EventType.WORKFLOW_STARTED, now, attrs)
+    return WorkflowState(workflow_id, run_id, workflow_type, WorkflowStatus.RUNNING, input, None, None, now,
+                         now, (started,), queue, parent)
