@@ -18,6 +18,9 @@ terminate and retry them, export their histories and replay histories against th
 EPILOG = """where the runs are:
   --store sqlite:///beluga.db     the in-process executor's SQLite file (relative; //// for absolute)
   --store redis://host:6379/0     an in-process RedisStore (?prefix=... for another key prefix)
+  --store nats://host:4222        a NATS JetStream store (?prefix=...); pip install 'beluga-workflows[nats]'
+  --store kafka://host:9092       a Kafka store (?prefix=...&topic=...); pip install 'beluga-workflows[kafka]'
+  --store dapr://host:3500        a Dapr state store (?store=statestore&prefix=...; dapr+https:// for TLS)
   --executor celery               the Celery fleet, settings from BELUGA_* / config/beluga.env
   BELUGA_STORE=URL                the default for --store
 

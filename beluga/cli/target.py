@@ -21,11 +21,15 @@ if TYPE_CHECKING:
     from beluga.stores.base import WorkflowStore
 
 STORE_HELP = ("sqlite:///relative.db, sqlite:////absolute.db, redis://[:password@]host:port/db (or rediss://), "
-              "redis+cluster://host:port (or rediss+cluster://)")
+              "redis+cluster://host:port (or rediss+cluster://), nats://host:4222[?prefix=P], "
+              "kafka://host:9092[?prefix=P&topic=T], dapr://host:3500[?store=statestore&prefix=P] (or dapr+https://)")
+# the provider stores by URL scheme: (store name, what the URL's host and query become)
+_PROVIDER_SCHEMES = {"nats": "nats", "tls": "nats", "kafka": "kafka", "dapr": "dapr", "dapr+http": "dapr",
+                     "dapr+https": "dapr"}
 
 
 class Target:
-    """`kind` is "sqlite", "redis" (an in-process store) or "celery" (the fleet)."""
+    """`kind` is "sqlite", "redis", "nats", "kafka", "dapr" (an in-process store) or "celery" (the fleet)."""
 
     def __init__(self, *, store_url: str | None, executor: str | None, imports: str | None,
                  settings: Settings | None = None, may_create: bool = False) -> None:
@@ -217,4 +221,38 @@ def _open_store(url: str, may_create: bool, settings: Settings) -> tuple[str, An
         except ValueError as exc:
             raise CLIError(f"bad Redis URL {redact(url)}: {exc}") from None
         return "redis", store, redact(url)
+    if scheme in _PROVIDER_SCHEMES:
+        return _open_provider_store(_PROVIDER_SCHEMES[scheme], scheme, url)
     raise CLIError(f"unknown store URL {redact(url)!r}; use {STORE_HELP}")
+
+
+def _open_provider_store(name: str, scheme: str, url: str) -> tuple[str, Any, str]:
+    """A NATS, Kafka or Dapr store from its URL: the host (and port) is the server, the query its options
+    (`prefix`, Kafka's `topic`, Dapr's `store`). The store's client library must be installed: the error
+    names the extra otherwise."""
+    from beluga.core.errors import ConfigurationError
+    from beluga.providers import new_store
+
+    parts = urlsplit(url)
+    options: dict[str, Any] = dict(parse_qsl(parts.query))
+    if not parts.netloc:
+        raise CLIError(f"bad {name} store URL {redact(url)!r}: it names no host; use {STORE_HELP}")
+    if name == "nats":
+        options["url"] = urlunsplit(parts._replace(query=""))
+    elif name == "kafka":
+        options["bootstrap_servers"] = parts.netloc
+    else:
+        http = "https" if scheme == "dapr+https" else "http"
+        options["url"] = urlunsplit((http, parts.netloc, parts.path, "", ""))
+    allowed = {"nats": {"url", "prefix"}, "kafka": {"bootstrap_servers", "prefix", "topic"},
+               "dapr": {"url", "prefix", "store"}}[name]
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise CLIError(f"the {name} store URL takes {', '.join(sorted(allowed - {'url', 'bootstrap_servers'}))} "
+                       f"in its query, not {', '.join(unknown)}")
+    try:
+        return name, new_store(name, **options), redact(url)
+    except ConfigurationError as exc:
+        raise CLIError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the server did not answer, or refused: one line, not a traceback
+        raise CLIError(f"cannot open the {name} store at {redact(url)}: {type(exc).__name__}: {exc}") from None
