@@ -42,21 +42,39 @@ def call(url: str, body: Any = None) -> tuple[int, Any]:
         return err.code, err.read()
 
 
-def main() -> int:
-    web, flower = free_port(), free_port()
-    base = f"http://127.0.0.1:{web}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BELUGA_")}    # so it embeds valkey
-    log = Path(tempfile.mkstemp(prefix="beluga-dev-", suffix=".log")[1])
-    with open(log, "w") as out:
-        dev = subprocess.Popen([sys.executable, "-m", "beluga.dev", "--flower", "--web", "--web-port", str(web),
-                                "--flower-port", str(flower), "--concurrency", "1", "--grace", "8"],
-                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+class DevFleet:
+    """`python -m beluga.dev ARGS` run by this interpreter with no BELUGA_* settings (so it embeds valkey),
+    its output in a log file; a context that kills it and drops the log on the way out. Shared with
+    scripts/smoke_wheel.py, which runs it from an installed wheel."""
 
-    def until(what: str, check: Any, timeout: float) -> Any:
+    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BELUGA_")}
+        self.log = Path(tempfile.mkstemp(prefix="beluga-dev-", suffix=".log")[1])
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "beluga.dev", *args], cwd=cwd, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def __enter__(self) -> DevFleet:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        self.log.unlink(missing_ok=True)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def until(self, what: str, check: Any, timeout: float) -> Any:
+        """The first true value `check()` gives within `timeout` seconds (an OSError counts as none)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if dev.poll() is not None:
-                raise RuntimeError(f"beluga.dev exited ({dev.returncode}) while waiting for {what}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"beluga.dev exited ({self.proc.returncode}) while waiting for {what}")
             try:
                 value = check()
             except OSError:
@@ -66,42 +84,47 @@ def main() -> int:
             time.sleep(0.2)
         raise RuntimeError(f"timed out waiting for {what}")
 
-    try:
-        until("the fleet", lambda: "the fleet is up" in log.read_text(), 60)
-        print("smoke: the fleet is up", flush=True)
-        status, page = call(f"{base}/")
-        assert status == 200 and b"<form" in page, (status, page[:200])
-        status, body = call(f"{base}/orders", {"order_id": "SMOKE-1"})
-        assert status == 201, (status, body)
-        wid = body["workflow_id"]
-        until("the order to await approval", lambda: call(f"{base}/orders/{wid}")[1]["progress"] == "awaiting approval",
-              30)
-        assert call(f"{base}/orders/{wid}/approve", {"decision": "approved"})[0] == 202
-        done = until("the order to complete", lambda: (b := call(f"{base}/orders/{wid}")[1])["status"] != "running"
-                     and b, 30)
-        assert done["status"] == "completed" and done["result"] == "order SMOKE-1 processed", done
-        print(f"smoke: order {wid} completed over HTTP: {done['result']}", flush=True)
-        with urllib.request.urlopen(f"http://127.0.0.1:{flower}/", timeout=10) as resp:
-            assert resp.status == 200
-        print("smoke: flower answers", flush=True)
-        dev.send_signal(signal.SIGTERM)
-        code = dev.wait(30)
+    def up(self) -> None:
+        self.until("the fleet", lambda: "the fleet is up" in self.output(), 60)
+
+    def stop_cleanly(self) -> None:
+        """SIGTERM, as Ctrl-C or a supervisor would: it must exit 0 with no traceback in its output."""
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
         assert code == 0, f"beluga.dev exited with {code}"
-        text = log.read_text()
+        text = self.output()
         assert "beluga.dev: stopped" in text and "Traceback" not in text, text[-3000:]
-        print("smoke: stopped cleanly", flush=True)
-        return 0
-    except Exception as exc:  # noqa: BLE001 - report, with the fleet's output, and fail
-        print(f"smoke: FAILED: {exc}\n--- beluga.dev output ---\n{log.read_text()[-6000:]}", file=sys.stderr)
-        return 1
-    finally:
-        if dev.poll() is None:
-            try:
-                os.killpg(dev.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            dev.wait(10)
-        log.unlink(missing_ok=True)
+
+
+def main() -> int:
+    web, flower = free_port(), free_port()
+    base = f"http://127.0.0.1:{web}"
+    with DevFleet("--flower", "--web", "--web-port", str(web), "--flower-port", str(flower), "--concurrency", "1",
+                  "--grace", "8", cwd=ROOT) as dev:
+        try:
+            dev.up()
+            print("smoke: the fleet is up", flush=True)
+            status, page = call(f"{base}/")
+            assert status == 200 and b"<form" in page, (status, page[:200])
+            status, body = call(f"{base}/orders", {"order_id": "SMOKE-1"})
+            assert status == 201, (status, body)
+            wid = body["workflow_id"]
+            dev.until("the order to await approval",
+                      lambda: call(f"{base}/orders/{wid}")[1]["progress"] == "awaiting approval", 30)
+            assert call(f"{base}/orders/{wid}/approve", {"decision": "approved"})[0] == 202
+            done = dev.until("the order to complete",
+                             lambda: (b := call(f"{base}/orders/{wid}")[1])["status"] != "running" and b, 30)
+            assert done["status"] == "completed" and done["result"] == "order SMOKE-1 processed", done
+            print(f"smoke: order {wid} completed over HTTP: {done['result']}", flush=True)
+            with urllib.request.urlopen(f"http://127.0.0.1:{flower}/", timeout=10) as resp:
+                assert resp.status == 200
+            print("smoke: flower answers", flush=True)
+            dev.stop_cleanly()
+            print("smoke: stopped cleanly", flush=True)
+            return 0
+        except Exception as exc:  # noqa: BLE001 - report, with the fleet's output, and fail
+            print(f"smoke: FAILED: {exc}\n--- beluga.dev output ---\n{dev.output()[-6000:]}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":
