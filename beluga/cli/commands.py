@@ -175,7 +175,7 @@ def cmd_signal(args: argparse.Namespace, target: Target) -> int:
 def cmd_query(args: argparse.Namespace, target: Target) -> int:
     parsed = parse_json(args.args, "--args")
     query_args = [] if parsed is None else parsed if isinstance(parsed, list) else [parsed]
-    if target.kind == "celery":
+    if target.remote:
         result = target.executor().query(args.workflow_id, args.name, *query_args)
     else:
         state = target.load(args.workflow_id)
@@ -214,7 +214,7 @@ def cmd_terminate(args: argparse.Namespace, target: Target) -> int:
 
 def _settle(target: Target, workflow_id: str, args: argparse.Namespace) -> None:
     """In-process: carry the run forward here until it parks, then say what it waits on."""
-    if target.kind == "celery":
+    if target.remote:
         return
     settled = target.settle(args.wait_timeout)
     state = target.store.load(workflow_id)

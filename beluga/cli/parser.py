@@ -22,6 +22,7 @@ EPILOG = """where the runs are:
   --store kafka://host:9092       a Kafka store (?prefix=...&topic=...); pip install 'beluga-workflows[kafka]'
   --store dapr://host:3500        a Dapr state store (?store=statestore&prefix=...; dapr+https:// for TLS)
   --executor celery               the Celery fleet, settings from BELUGA_* / config/beluga.env
+  --executor temporal             a Temporal server (BELUGA_TEMPORAL_TARGET, _NAMESPACE, _TASK_QUEUE)
   BELUGA_STORE=URL                the default for --store
 
 With --store, start/signal/cancel/retry run the workflow's code in this process (--imports names its
@@ -40,8 +41,9 @@ class Parser(argparse.ArgumentParser):
 def _target_options(p: argparse.ArgumentParser, top: bool) -> None:
     default = None if top else argparse.SUPPRESS  # a subcommand's copy must not hide the top-level value
     p.add_argument("--store", metavar="URL", default=default, help="an in-process store (see below)")
-    p.add_argument("--executor", choices=["default", "celery"], default=default,
-                   help="celery: the fleet's client; default: the in-process executor on --store")
+    p.add_argument("--executor", choices=["default", "celery", "temporal"], default=default,
+                   help="celery: the fleet's client; temporal: a Temporal server's client (BELUGA_TEMPORAL_*); "
+                        "default: the in-process executor on --store")
     p.add_argument("--imports", metavar="MOD[,MOD]", default=default,
                    help="modules that define the workflows (default: BELUGA_IMPORTS)")
 

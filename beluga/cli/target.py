@@ -34,12 +34,13 @@ class Target:
     def __init__(self, *, store_url: str | None, executor: str | None, imports: str | None,
                  settings: Settings | None = None, may_create: bool = False) -> None:
         executor = executor or ("default" if store_url else None)
-        if executor not in (None, "default", "celery"):
-            raise CLIError(f"unknown executor {executor!r}; use --executor celery, or --store URL for the "
-                           "in-process executor")
-        if executor == "celery" and store_url:
-            raise CLIError("--store names an in-process store; --executor celery finds histories through "
-                           "BELUGA_REDIS_URL (drop one of the two)")
+        if executor not in (None, "default", "celery", "temporal"):
+            raise CLIError(f"unknown executor {executor!r}; use --executor celery or temporal, or --store URL for "
+                           "the in-process executor")
+        if executor in REMOTE and store_url:
+            raise CLIError(f"--store names an in-process store; --executor {executor} finds its runs through its "
+                           f"own settings ({'BELUGA_REDIS_URL' if executor == 'celery' else 'BELUGA_TEMPORAL_*'}; "
+                           "drop one of the two)")
         if executor is None:
             raise CLIError("say where the runs are: --store URL (" + STORE_HELP + ") or --executor celery "
                            "(or set BELUGA_STORE)")
@@ -56,6 +57,11 @@ class Target:
             self.settings = settings or Settings.load()
             self.url = redact(self.settings.history_url if self._redis_histories() else self.settings.broker_url)
             self._store: WorkflowStore | None = None
+        elif executor == "temporal":
+            self.kind = "temporal"
+            self.settings = settings or Settings.load()
+            self.url = f"{self.settings.temporal_target} (namespace {self.settings.temporal_namespace})"
+            self._store = None
         else:
             self.settings = settings or Settings.load()
             self.kind, self._store, self.url = _open_store(str(store_url), may_create, self.settings)
@@ -106,9 +112,21 @@ class Target:
 
     # --- the store and the executor ---------------------------------------------------------------------
     @property
+    def remote(self) -> bool:
+        """The runs are driven elsewhere (the fleet's workers, Temporal's): commands need no workflow code
+        here and carry nothing forward in this process."""
+        return self.kind in REMOTE
+
+    @property
     def store(self) -> WorkflowStore:
         if self._store is None:
-            self._store = self.executor().store  # type: ignore[attr-defined]
+            if self.kind == "temporal":  # Temporal's visibility, read through its own client
+                from beluga.temporal.store import TemporalStore
+
+                self._store = TemporalStore(self.settings.temporal_target,
+                                            namespace=self.settings.temporal_namespace)
+            else:
+                self._store = self.executor().store  # type: ignore[attr-defined]
         return self._store
 
     def executor(self) -> DurableExecutor:
@@ -121,6 +139,16 @@ class Target:
                 from beluga.celery.client import CeleryExecutor
 
                 self._executor = CeleryExecutor(self.settings)
+            elif self.kind == "temporal":  # a client only: `beluga temporal-worker` processes run the code
+                from beluga.core.errors import ConfigurationError
+                from beluga.temporal.executor import TemporalExecutor
+
+                try:
+                    self._executor = TemporalExecutor(target=self.settings.temporal_target,
+                                                      namespace=self.settings.temporal_namespace,
+                                                      task_queue=self.settings.temporal_task_queue)
+                except ConfigurationError as exc:
+                    raise CLIError(str(exc)) from None
             else:
                 from beluga.inprocess.executor import InProcessExecutor
 
@@ -152,7 +180,7 @@ class Target:
 
     def need_code(self, workflow_type: str, what: str) -> None:
         """The in-process executor runs the workflow's code here: it must be imported."""
-        if self.kind != "celery" and workflow_type not in registry.workflows:
+        if not self.remote and workflow_type not in registry.workflows:
             hint = (f"imported {', '.join(self.imports)}, which do not define it" if self.imports
                     else "pass --imports MODULE (or set BELUGA_IMPORTS)")
             if self.import_problems:
@@ -169,7 +197,7 @@ class Target:
     def settle(self, timeout: float) -> bool:
         """With the in-process executor, wait until the runs this command set going have nothing left to
         do here: no activity attempt running and nothing due within a few seconds. True when settled."""
-        if self.kind == "celery" or self._executor is None:
+        if self.remote or self._executor is None:
             return True
         from beluga.inprocess.records import Msg, Nudge
 
@@ -188,10 +216,13 @@ class Target:
             return
         if self._executor is not None and self.kind != "celery":
             self._executor.close()
-        if self._store is not None and self.kind != "celery":
+        if self._store is not None and self.kind != "celery" and (self._executor is None
+                                                                 or self._store is not getattr(self._executor,
+                                                                                               "store", None)):
             self._store.close()
 
 
+REMOTE = ("celery", "temporal")  # executors whose runs are driven elsewhere
 SETTLE_HORIZON = 3.0  # seconds: a timer or retry due sooner than this is waited for before exiting
 
 

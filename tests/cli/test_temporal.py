@@ -1,0 +1,66 @@
+"""`beluga --executor temporal`: the command as a client of a real Temporal dev server, whose worker (here
+one in the test's process, as `beluga temporal-worker` would be) runs the code; the command itself
+imports none. start, list, show, signal, query, terminate and export."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beluga import workflow
+from tests.cli import workflows as _code  # noqa: F401  (the worker below runs cli_order)
+from tests.cli.helpers import beluga, clean_env
+from tests.executors.helpers import eventually
+
+
+@pytest.fixture
+def temporal(temporal_server: Any) -> Iterator[dict[str, str]]:
+    queue = f"beluga-cli-{uuid.uuid4().hex[:10]}"
+    worker = workflow.new("temporal", workflow.Config(extra={"target": temporal_server.target, "worker": True,
+                                                             "task_queue": queue}))
+    try:
+        yield clean_env(BELUGA_TEMPORAL_TARGET=temporal_server.target, BELUGA_TEMPORAL_TASK_QUEUE=queue)
+    finally:
+        worker.close()
+
+
+def test_the_command_drives_runs_on_temporal(temporal: dict[str, str], tmp_path: Path) -> None:
+    def cli(*args: str) -> Any:
+        return beluga("--executor", "temporal", *args, env=temporal, timeout=120)
+
+    tag = uuid.uuid4().hex[:8]
+    wid, other = f"t-{tag}", f"t2-{tag}"
+    arg = json.dumps({"dir": str(tmp_path), "order": wid})
+    r = cli("start", "cli_order", "--input", arg, "--id", wid, "--json")
+    assert r.code == 0, r.err
+    assert r.json()["workflow_id"] == wid
+    assert cli("start", "cli_order", "--input", json.dumps({"dir": str(tmp_path), "order": other}),
+               "--id", other).code == 0
+    eventually(lambda: json.loads(cli("query", wid, "progress").out or "null") == "awaiting approval", timeout=60)
+    listed = eventually(lambda: {row["workflow_id"]: row["status"] for row in cli("list", "--json").json()
+                                 if tag in row["workflow_id"]} == {wid: "running", other: "running"}, timeout=60)
+    assert listed
+    shown = cli("show", wid, "--json").json()
+    assert shown["status"] == "running" and shown["workflow_type"] == "cli_order"
+    r = cli("signal", wid, "approve", "--payload", '"approved"')
+    assert r.code == 0 and r.out.strip() == f"signalled {wid}: approve", r.err
+    eventually(lambda: cli("show", wid, "--json").json()["status"] == "completed", timeout=60)
+    assert cli("show", wid, "--json").json()["result"] == f"order {wid} approved"
+    assert (tmp_path / f"shipped.{wid}").exists()          # Temporal's worker ran the activity
+    r = cli("terminate", other, "--reason", "not needed")
+    assert r.code == 0, r.err
+    eventually(lambda: cli("show", other, "--json").json()["status"] == "canceled", timeout=60)
+    r = cli("export", wid, "-o", str(tmp_path / "t.json"))
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "t.json").read_text())["workflow_id"] == wid
+
+
+def test_a_temporal_server_that_does_not_answer_is_a_one_line_error() -> None:
+    line = beluga("--executor", "temporal", "show", "x",
+                  env=clean_env(BELUGA_TEMPORAL_TARGET="127.0.0.1:1")).one_error_line()
+    assert "cannot reach Temporal at 127.0.0.1:1" in line, line
