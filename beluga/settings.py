@@ -23,7 +23,10 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "console_token": "BELUGA_CONSOLE_TOKEN", "eager_activities": "BELUGA_EAGER_ACTIVITIES",
         "temporal_target": "BELUGA_TEMPORAL_TARGET", "temporal_namespace": "BELUGA_TEMPORAL_NAMESPACE",
         "temporal_task_queue": "BELUGA_TEMPORAL_TASK_QUEUE", "redis_socket_timeout": "BELUGA_REDIS_SOCKET_TIMEOUT",
-        "redis_connect_timeout": "BELUGA_REDIS_CONNECT_TIMEOUT"}
+        "redis_connect_timeout": "BELUGA_REDIS_CONNECT_TIMEOUT", "temporal_tls": "BELUGA_TEMPORAL_TLS",
+        "temporal_tls_ca": "BELUGA_TEMPORAL_TLS_CA", "temporal_tls_cert": "BELUGA_TEMPORAL_TLS_CERT",
+        "temporal_tls_key": "BELUGA_TEMPORAL_TLS_KEY", "temporal_tls_server_name": "BELUGA_TEMPORAL_TLS_SERVER_NAME",
+        "temporal_api_key": "BELUGA_TEMPORAL_API_KEY"}
 
 
 UNCONFIGURED = ("no broker configured: set BELUGA_BROKER_URL (for example redis://localhost:6379/0; and "
@@ -62,13 +65,23 @@ class Settings:
     temporal_target: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "beluga"
+    # Reaching a secured Temporal (Temporal Cloud, a cluster with TLS): TLS with the system's CAs, or the
+    # server's CA file; a client certificate and key (PEM files) for mutual TLS; the name the server's
+    # certificate carries when it is not the target's host; an API key (sent as a bearer token).
+    temporal_tls: bool = False
+    temporal_tls_ca: str | None = None
+    temporal_tls_cert: str | None = None
+    temporal_tls_key: str | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: str | None = None
 
     def __repr__(self) -> str:
         """Passwords in the URLs masked: settings get logged, and `celery inspect conf` and Flower show them."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown.update({k: redact(v) for k, v in shown.items() if k.endswith("_url") and isinstance(v, str)})
-        if shown.get("console_token"):
-            shown["console_token"] = "***"
+        for secret in ("console_token", "temporal_api_key"):
+            if shown.get(secret):
+                shown[secret] = "***"
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
@@ -117,8 +130,11 @@ def _coerce(name: str, value: Any) -> Any:
         return int(value)
     if name == "metrics_port":
         return int(value) if str(value).strip() else None
-    if name == "console_token":
+    if name in ("console_token", "temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key",
+                "temporal_tls_server_name", "temporal_api_key"):
         return str(value) or None
+    if name == "temporal_tls":
+        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
     if name in ("lease_seconds", "stuck_retry_seconds", "client_retry_seconds", "append_replicas_timeout",
                 "broker_visibility_timeout", "redis_socket_timeout", "redis_connect_timeout"):
         return float(value)

@@ -322,13 +322,13 @@ def cmd_temporal_worker(args: argparse.Namespace, imports: str | None, settings:
 
     settings = settings or Settings.load()
     modules = import_modules(imports if imports else list(settings.imports))
-    from beluga.temporal.executor import run_worker
+    from beluga.temporal.executor import Connection, run_worker
 
-    target = args.target or settings.temporal_target
-    namespace = args.namespace or settings.temporal_namespace
+    connection = Connection.from_settings(settings, target=args.target, namespace=args.namespace)
     queue = args.task_queue or settings.temporal_task_queue
-    out(f"beluga temporal-worker: {target} namespace {namespace!r} task queue {queue!r}, "
-        f"modules {', '.join(modules) or '(none)'}")
+    secured = " (TLS)" if connection.tls or connection.tls_ca or connection.tls_cert else ""
+    out(f"beluga temporal-worker: {connection.target}{secured} namespace {connection.namespace!r} task queue "
+        f"{queue!r}, modules {', '.join(modules) or '(none)'}")
     sys.stdout.flush()
-    asyncio.run(run_worker(target, namespace, queue, activity_threads=args.activity_threads))
+    asyncio.run(run_worker(connection, queue, activity_threads=args.activity_threads))
     return 0

@@ -121,10 +121,10 @@ class Target:
     def store(self) -> WorkflowStore:
         if self._store is None:
             if self.kind == "temporal":  # Temporal's visibility, read through its own client
+                from beluga.temporal.executor import Connection
                 from beluga.temporal.store import TemporalStore
 
-                self._store = TemporalStore(self.settings.temporal_target,
-                                            namespace=self.settings.temporal_namespace)
+                self._store = TemporalStore(connection=Connection.from_settings(self.settings))
             else:
                 self._store = self.executor().store  # type: ignore[attr-defined]
         return self._store
@@ -141,11 +141,10 @@ class Target:
                 self._executor = CeleryExecutor(self.settings)
             elif self.kind == "temporal":  # a client only: `beluga temporal-worker` processes run the code
                 from beluga.core.errors import ConfigurationError
-                from beluga.temporal.executor import TemporalExecutor
+                from beluga.temporal.executor import Connection, TemporalExecutor
 
                 try:
-                    self._executor = TemporalExecutor(target=self.settings.temporal_target,
-                                                      namespace=self.settings.temporal_namespace,
+                    self._executor = TemporalExecutor(connection=Connection.from_settings(self.settings),
                                                       task_queue=self.settings.temporal_task_queue)
                 except ConfigurationError as exc:
                     raise CLIError(str(exc)) from None

@@ -19,7 +19,9 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from beluga.core.errors import ConfigurationError
@@ -28,7 +30,7 @@ try:
     from temporalio import client as tc
     from temporalio import exceptions
     from temporalio.api.enums.v1 import WorkflowTaskFailedCause
-    from temporalio.service import RPCError, RPCStatusCode
+    from temporalio.service import RPCError, RPCStatusCode, TLSConfig
     from temporalio.worker import Worker
 except ImportError as exc:  # pragma: no cover - exercised by simulating the missing client
     raise ConfigurationError("the 'temporal' executor needs the temporalio SDK: "
@@ -81,9 +83,58 @@ def new_worker(client: tc.Client, task_queue: str, *, registry: Registry | None 
                   max_concurrent_activities=activity_threads)
 
 
-async def run_worker(target: str, namespace: str, task_queue: str, **options: Any) -> None:
+@dataclass(frozen=True)
+class Connection:
+    """How to reach a Temporal server: its `target` (host:port) and `namespace`; TLS (`tls=True` for the
+    system's CAs, or `tls_ca`, a PEM file of the server's CA), mutual TLS (`tls_cert` and `tls_key`, PEM
+    files of this client's certificate and key), `tls_server_name` (when the certificate names another
+    host), and `api_key` (Temporal Cloud's, sent as a bearer token). From the settings
+    `BELUGA_TEMPORAL_*` (see `from_settings`). Never logged: `__repr__` hides the key."""
+
+    target: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_server_name: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> Connection:
+        values = {name: getattr(settings, f"temporal_{name}") for name in
+                  ("target", "namespace", "tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "api_key")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of `temporalio.client.Client.connect` beside the target."""
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigurationError("mutual TLS to Temporal needs both a client certificate and its key "
+                                     "(BELUGA_TEMPORAL_TLS_CERT and BELUGA_TEMPORAL_TLS_KEY)")
+        tls: bool | TLSConfig = self.tls
+        if self.tls_ca or self.tls_cert or self.tls_server_name:
+            try:
+                tls = TLSConfig(server_root_ca_cert=_read(self.tls_ca), client_cert=_read(self.tls_cert),
+                                client_private_key=_read(self.tls_key), domain=self.tls_server_name)
+            except OSError as exc:
+                raise ConfigurationError(f"cannot read a TLS file for Temporal: {exc}") from None
+        options: dict[str, Any] = {"namespace": self.namespace, "tls": tls}
+        if self.api_key:
+            options["api_key"] = self.api_key
+        return options
+
+    async def connect(self) -> tc.Client:
+        return await tc.Client.connect(self.target, **self.options())
+
+
+def _read(path: str | None) -> bytes | None:
+    return None if not path else Path(path).read_bytes()
+
+
+async def run_worker(connection: Connection, task_queue: str, **options: Any) -> None:
     """Connect and run a worker until cancelled (what `beluga temporal-worker` runs)."""
-    client = await tc.Client.connect(target, namespace=namespace)
+    client = await connection.connect()
     await new_worker(client, task_queue, **options).run()
 
 
@@ -93,7 +144,10 @@ class TemporalExecutor(DurableExecutor):
     def __init__(self, hooks: Hooks | None = None, *, target: str = "127.0.0.1:7233", namespace: str = "default",
                  task_queue: str = "beluga", worker: bool = False, registry: Registry | None = None,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, activity_threads: int = 16,
-                 query_timeout: float = 10.0) -> None:
+                 query_timeout: float = 10.0, connection: Connection | None = None,
+                 client: tc.Client | None = None) -> None:
+        """`connection` (TLS, mutual TLS, an API key) wins over `target` and `namespace`; `client` is a
+        ready `temporalio` client of your own (made with any options temporalio has), used as it is."""
         self.hooks = hooks or Hooks()
         self.registry = registry or default_registry
         self.task_queue = task_queue
@@ -102,11 +156,19 @@ class TemporalExecutor(DurableExecutor):
         self._loop = LoopThread("beluga-temporal")
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
-        try:
-            self.client: tc.Client = self._run(tc.Client.connect(target, namespace=namespace), 30)
-        except Exception as exc:
-            self._loop.stop()
-            raise ConfigurationError(f"cannot reach Temporal at {target} (namespace {namespace!r}): {exc}") from exc
+        connection = connection or Connection(target, namespace)
+        if client is not None:
+            self.client: tc.Client = client
+        else:
+            try:
+                self.client = self._run(connection.connect(), 30)
+            except ConfigurationError:
+                self._loop.stop()
+                raise
+            except Exception as exc:
+                self._loop.stop()
+                raise ConfigurationError(f"cannot reach Temporal at {connection.target} (namespace "
+                                         f"{connection.namespace!r}): {exc}") from exc
         if worker:
             self._run(self._start_worker(max_payload_bytes, activity_threads))
 
@@ -341,13 +403,18 @@ def _gone_as_not_found(workflow_id: str) -> Iterator[None]:
 def factory(config: Config | None = None) -> TemporalExecutor:
     """`workflow.new("temporal", Config(extra={...}))`: `target`, `namespace`, `task_queue` (defaults from
     the settings `BELUGA_TEMPORAL_TARGET`, `BELUGA_TEMPORAL_NAMESPACE`, `BELUGA_TEMPORAL_TASK_QUEUE`),
-    `worker` (also run a worker in this process), `registry`, `max_payload_bytes`, `query_timeout`."""
+    `worker` (also run a worker in this process), `registry`, `max_payload_bytes`, `query_timeout`; TLS and
+    keys as `Connection` names them (`tls`, `tls_ca`, `tls_cert`, `tls_key`, `tls_server_name`, `api_key`,
+    defaults from `BELUGA_TEMPORAL_*`), or a ready `temporalio` `client`."""
     config = config or Config()
     extra = dict(config.extra)
     from beluga.settings import Settings
 
     settings = Settings.load()
-    extra.setdefault("target", settings.temporal_target)
-    extra.setdefault("namespace", settings.temporal_namespace)
+    if "client" not in extra and "connection" not in extra:
+        extra["connection"] = Connection.from_settings(
+            settings, target=extra.pop("target", None), namespace=extra.pop("namespace", None),
+            **{k: extra.pop(k) for k in ("tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "api_key")
+               if k in extra})
     extra.setdefault("task_queue", settings.temporal_task_queue)
     return TemporalExecutor(config.hooks, **extra)

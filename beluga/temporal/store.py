@@ -28,7 +28,9 @@ from typing import Any
 from beluga.core.errors import ConfigurationError, WorkflowNotFound
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.stores.base import WorkflowStore
-from beluga.temporal.executor import _STATUS, TemporalExecutor  # raises the extra's error without temporalio
+
+# raises the extra's error without temporalio
+from beluga.temporal.executor import _STATUS, Connection, TemporalExecutor
 
 _VISIBILITY = {WorkflowStatus.RUNNING: ("Running",), WorkflowStatus.COMPLETED: ("Completed",),
                WorkflowStatus.FAILED: ("Failed",), WorkflowStatus.CANCELED: ("Canceled", "Terminated"),
@@ -51,12 +53,14 @@ def _quote(value: str) -> str:
 
 
 class TemporalStore(WorkflowStore):
-    """Store `"temporal"`: `target`, `namespace` (a client only; it runs no worker)."""
+    """Store `"temporal"`: `target`, `namespace`, or a `connection` (TLS, keys: see `Connection`) (a client
+    only; it runs no worker)."""
 
     def __init__(self, target: str = "127.0.0.1:7233", namespace: str = "default", *,
-                 query_timeout: float = 10.0) -> None:
-        self.namespace = namespace
-        self._client = TemporalExecutor(target=target, namespace=namespace, query_timeout=query_timeout)
+                 query_timeout: float = 10.0, connection: Connection | None = None) -> None:
+        connection = connection or Connection(target, namespace)
+        self.namespace = connection.namespace
+        self._client = TemporalExecutor(connection=connection, query_timeout=query_timeout)
 
     def load(self, workflow_id: str) -> WorkflowState | None:
         try:
