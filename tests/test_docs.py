@@ -93,7 +93,9 @@ def test_literal_defaults_match_settings() -> None:
         if literal is None or var not in by_var:
             continue
         default = defaults[by_var[var]]
-        if isinstance(default, bool) or not isinstance(default, (int, float)):
+        if isinstance(default, bool):
+            ok = literal.lower() == str(default).lower()
+        elif not isinstance(default, (int, float)):
             ok = literal == (",".join(default) if isinstance(default, tuple) else str(default))
         else:
             try:
