@@ -58,3 +58,22 @@ def test_a_run_on_a_provider_store_from_start_to_completion(kind: str, request: 
 def test_bad_provider_store_urls_are_one_line_errors(url: str, says: str) -> None:
     line = beluga("--store", url, "list").one_error_line()
     assert says in line, line
+
+
+def test_the_console_on_a_provider_store(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from werkzeug.test import Client
+
+    from beluga import console
+
+    store = _url("nats", request)
+    arg = json.dumps({"dir": str(tmp_path), "order": "c-1"})
+    assert beluga("--store", store, "--imports", IMPORTS, "start", "cli_order", "--input", arg, "--id", "c-1",
+                  timeout=120).code == 0
+    app = console.create_app(store, read_only=True, imports=IMPORTS)
+    try:
+        page = Client(app).get("/").get_data(as_text=True)
+        assert "c-1" in page and "cli_order" in page
+        run = Client(app).get("/run?id=c-1").get_data(as_text=True)
+        assert "approve" in run               # what it waits on
+    finally:
+        app.target.close()
