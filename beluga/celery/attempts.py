@@ -18,6 +18,7 @@ from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.core.definitions import effective_retry
 from beluga.core.errors import ConfigurationError, SerializationError
 from beluga.core.failure import to_failure
+from beluga.core.retry import Retry, decide_retry, retry_delay
 from beluga.core.steps import ActivityOutcome
 from beluga.logs import get_logger
 
@@ -110,8 +111,10 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
         if isinstance(exc, (ConfigurationError, SerializationError)):
             failure["non_retryable"] = True
-        delay = effective_retry(options, defn).next_delay(attempt, failure, random.random())
-        by_celery = celery_retries and delay is not None and delay <= CELERY_RETRY_LIMIT
+        decision = decide_retry(effective_retry(options, defn), failure, attempt, random.random(),
+                                sender_limit=CELERY_RETRY_LIMIT if celery_retries else None)
+        delay = retry_delay(decision)
+        by_celery = isinstance(decision, Retry) and decision.by_sender
         return messages.encode(ActivityOutcome(seq, attempt, False, failure, delay, retried_by_sender=by_celery),
                                run_id), delay
 

@@ -26,7 +26,7 @@ from beluga.core.failure import failure, to_failure, unreadable
 from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
-from beluga.core.retry import RetryPolicy
+from beluga.core.retry import RetryPolicy, decide_retry, retry_delay
 
 E = EventType
 _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
@@ -222,7 +222,7 @@ class RunDriver:
             return True
         error = out.payload or {}
         delay = (None if out.final else out.retry_in if out.decided
-                 else self.policy(act.name, act.options).next_delay(attempt, error, rand))
+                 else retry_delay(decide_retry(self.policy(act.name, act.options), error, attempt, rand)))
         self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": error, "retry_in": delay},
                      now)
         if delay is None:

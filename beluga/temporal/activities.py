@@ -21,8 +21,9 @@ from beluga.activity import ActivityInfo, run_with_info
 from beluga.core.definitions import Registry
 from beluga.core.errors import ConfigurationError
 from beluga.core.failure import failure, to_failure
+from beluga.core.retry import Retry, decide_retry
 from beluga.hooks import Hooks
-from beluga.temporal.failures import application_error
+from beluga.temporal.failures import application_error, policy_of
 
 SIDE_EFFECT = "__beluga_side_effect"
 NO_TIMEOUT = timedelta(days=3650)   # Temporal needs an attempt timeout; a Beluga call without one has none
@@ -164,11 +165,8 @@ def run_activity(args: Sequence[RawValue]) -> bytes:
         fail = exc.fail if isinstance(exc, _AttemptTimedOut) else to_failure(exc)
         if isinstance(exc, ConfigurationError):
             fail["non_retryable"] = True
-        policy = info.retry_policy
-        limit = policy.maximum_attempts if policy is not None else 0
-        non_retryable = (policy.non_retryable_error_types or ()) if policy is not None else ()
-        last_try = bool(fail["non_retryable"]) or bool(limit and info.attempt >= limit) or fail["type"] in non_retryable
-        if not last_try:
+        # Temporal's server runs the retries; the core's decision says whether there is one
+        if isinstance(decide_retry(policy_of(info.retry_policy), fail, info.attempt, 0.0), Retry):
             hooks.emit("on_retry", binfo.workflow_id, fail)
         raise application_error({**fail, "attempt": info.attempt}) from None
     hooks.emit("on_activity_complete", binfo.workflow_id, result)

@@ -25,6 +25,18 @@ def retry_policy(policy: RetryPolicy) -> TemporalRetry:
                                                     for t in policy.non_retryable])
 
 
+def policy_of(policy: TemporalRetry | None) -> RetryPolicy:
+    """Temporal's policy of an attempt as Beluga's, for the core's retry decision (`decide_retry`): its
+    attempts and non-retryable error types (no policy: Temporal retries without end)."""
+    if policy is None:
+        return RetryPolicy(max_attempts=0)
+    initial = policy.initial_interval.total_seconds() if policy.initial_interval else 1.0
+    maximum = policy.maximum_interval.total_seconds() if policy.maximum_interval else 100 * initial
+    return RetryPolicy(max_attempts=max(policy.maximum_attempts or 0, 0), initial_interval=initial,
+                       backoff_coefficient=max(policy.backoff_coefficient or 2.0, 1.0), max_interval=maximum,
+                       non_retryable=tuple(policy.non_retryable_error_types or ()))
+
+
 def failure_of(exc: BaseException) -> dict[str, Any]:
     """The Beluga failure record a Temporal error carries (Beluga's own errors travel as the first detail
     of an `ApplicationError`), else one made from what Temporal says."""
