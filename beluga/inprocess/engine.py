@@ -31,7 +31,7 @@ from beluga.core.errors import (
     WorkflowNotFound,
     WorkflowNotRunning,
 )
-from beluga.core.failure import child_outcome, failure, to_failure
+from beluga.core.failure import attempt_timed_out, child_outcome, no_heartbeat, process_lost, to_failure
 from beluga.core.pending import pending_work
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.hooks import Hooks
@@ -141,8 +141,7 @@ class Engine:
                 self._timers.arm(fire_at, input_msg(wid, rid, st.TimerFired(seq)))
             for seq, act in work.activities.items():
                 if act.started:  # the process died during this attempt: it failed, the policy decides
-                    lost = failure("ProcessLost", f"attempt {act.attempt} was interrupted: the process "
-                                   "running it stopped")
+                    lost = process_lost(act.attempt)
                     self.post(input_msg(wid, rid, st.ActivityOutcome(seq, act.attempt, False, lost, decided=False)))
                 else:
                     self._timers.arm(act.not_before, input_msg(wid, rid, st.AttemptDue(seq, act.attempt)))
@@ -286,11 +285,9 @@ class Engine:
                 if beat is not None and self.clock() - beat[0] < heartbeat_timeout:
                     self._timers.arm(beat[0] + heartbeat_timeout, msg)
                     return None
-                text = f"no heartbeat for {heartbeat_timeout:g}s"
+                timed_out = no_heartbeat(act.name, body.attempt, heartbeat_timeout)
             else:
-                limit = effective_option(act.options, defn, "timeout")
-                text = f"attempt {body.attempt} ran past its {limit:g}s timeout"
-            timed_out = failure("TimeoutError", f"activity {act.name!r}: {text}")
+                timed_out = attempt_timed_out(act.name, body.attempt, effective_option(act.options, defn, "timeout"))
             outcome = st.ActivityOutcome(body.seq, body.attempt, False, timed_out, decided=False)
         if self._beats.pop(key, None) is not None:  # the next attempt starts from the last details
             run.details[body.seq] = beat[1]  # type: ignore[index]

@@ -10,7 +10,7 @@ from temporalio import exceptions
 from temporalio.common import RetryPolicy as TemporalRetry
 
 from beluga import codec
-from beluga.core.failure import failure
+from beluga.core.failure import cancelled, failure
 from beluga.core.retry import RetryPolicy
 
 
@@ -49,9 +49,9 @@ def failure_of(exc: BaseException) -> dict[str, Any]:
         if isinstance(seen, exceptions.TimeoutError):
             return failure("TimeoutError", f"timed out ({seen.type.name.lower() if seen.type else 'timeout'})")
         if isinstance(seen, exceptions.TerminatedError):
-            return failure("Terminated", str(seen), non_retryable=True)
+            return failure("Terminated", str(seen), non_retryable=True)  # Temporal's text: no run id here
         if isinstance(seen, exceptions.CancelledError):
-            return failure("WorkflowCancelled", str(seen) or "cancelled", non_retryable=True)
+            return cancelled(str(seen))
         seen = seen.__cause__ or getattr(seen, "cause", None)
     return failure(type(exc).__name__, str(exc), non_retryable=True)
 
