@@ -107,6 +107,11 @@ def nondeterminism(message: str, *, non_retryable: bool = True) -> dict[str, Any
     return failure("NonDeterminismError", message, non_retryable=non_retryable)
 
 
+def child_not_started(workflow_id: str, kind: str, reason: str) -> dict[str, Any]:
+    """A child run that could not be started (its id taken by a running run: `WorkflowAlreadyStarted`)."""
+    return failure(kind, f"child workflow {workflow_id}: {reason}", non_retryable=True)
+
+
 def history_lost(message: str) -> dict[str, Any]:
     """Events of a stored run's history are missing: the run cannot be replayed."""
     return failure("HistoryLost", message, non_retryable=True)

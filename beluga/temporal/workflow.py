@@ -42,7 +42,14 @@ from beluga.core import steps as st
 from beluga.core.context import WorkflowContext
 from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import WorkflowError
-from beluga.core.failure import attempt_timed_out, cancelled, failure, no_heartbeat, raise_as_own, to_failure
+from beluga.core.failure import (
+    attempt_timed_out,
+    cancelled,
+    child_not_started,
+    no_heartbeat,
+    raise_as_own,
+    to_failure,
+)
 from beluga.core.instance import WorkflowInstance
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.hooks import Hooks
@@ -360,8 +367,7 @@ class BelugaWorkflow:
             return
         except Exception as exc:  # could not start it (its id is taken by a running workflow)
             kind = "WorkflowAlreadyStarted" if "already" in str(exc).lower() else type(exc).__name__
-            self._inbox.append(st.ChildClosed(c.seq, False, failure(
-                kind, f"child workflow {c.workflow_id}: {exc}", non_retryable=True)))
+            self._inbox.append(st.ChildClosed(c.seq, False, child_not_started(c.workflow_id, kind, str(exc))))
             return
         self._inbox.append(st.ChildClosed(c.seq, True, codec.decode(result)))
 

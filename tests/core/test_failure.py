@@ -19,6 +19,7 @@ from beluga.core.failure import (
     NEVER_RETRIED,
     attempt_timed_out,
     cancelled,
+    child_not_started,
     from_failure,
     history_lost,
     no_heartbeat,
@@ -110,6 +111,8 @@ def test_errors_no_retry_can_fix_are_recorded_non_retryable(exc: Exception) -> N
     (terminated("w1", ""), "Terminated", "workflow w1 was terminated: no reason given", True),
     (workflow_timed_out("w1"), "TimeoutError", "workflow w1 ran past its timeout", True),
     (cancelled(""), "WorkflowCancelled", "cancelled", True),
+    (child_not_started("c1", "WorkflowAlreadyStarted", "taken"), "WorkflowAlreadyStarted", "child workflow c1: taken",
+     True),
     (history_lost("gap"), "HistoryLost", "gap", True),
     (unreadable_run("newer"), "UnreadableRun", "newer", True),
 ])
