@@ -30,7 +30,7 @@ from beluga.core.errors import HistoryLost, SerializationError, UnreadableRun
 from beluga.core.failure import child_outcome, unreadable
 from beluga.core.pending import Pending
 from beluga.core.records import Append, WorkflowState, WorkflowStatus
-from beluga.core.recovery import continuation_owed
+from beluga.core.recovery import ChildToCheck, ContinuationOwed, backups_owed, continuation_owed
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
@@ -494,16 +494,12 @@ class Coordinator(Batches):
             elif isinstance(effect, st.ArmRetry):
                 out.append((effect.due, timer_member(wid, messages.encode(st.AttemptDue(effect.seq, effect.attempt),
                                                                           rid))))
-            elif isinstance(effect, st.StartChild):  # a backup, should the child's creation be lost
-                out.append((now + self.fleet.backup_delay(),
-                            timer_member(wid, messages.encode(messages.EnsureChild(effect.seq), rid))))
-            elif isinstance(effect, st.ContinueAsNew):  # likewise for the next run's creation
-                out.append((now + self.fleet.backup_delay(),
-                            timer_member(wid, messages.encode(messages.EnsureContinued(), rid))))
-            elif isinstance(effect, st.RunClosed) and run.state.parent:  # likewise for the parent's news (in
-                # the run's own inbox: the parent's may be in another shard)
-                out.append((now + self.fleet.backup_delay(),
-                            timer_member(wid, messages.encode(messages.NotifyParent(), rid))))
+        # a backup for each of what the step owes, should the process die before carrying it out (the
+        # parent's news in the run's own inbox: the parent's may be in another shard)
+        for owed in backups_owed(step.effects, bool(run.state.parent)):
+            backup = (messages.EnsureChild(owed.seq) if isinstance(owed, ChildToCheck) else
+                      messages.EnsureContinued() if isinstance(owed, ContinuationOwed) else messages.NotifyParent())
+            out.append((now + self.fleet.backup_delay(), timer_member(wid, messages.encode(backup, rid))))
         if stuck_retry is not None:
             out.append((now + stuck_retry, timer_member(wid, messages.encode(messages.RetryStuck(stuck_retry),
                                                                                      rid))))

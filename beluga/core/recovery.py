@@ -1,17 +1,20 @@
 """What a reloaded run is owed, read from its history alone: after a crash, any process that picks a run
 up must re-arm its deadline, timers and retries, fail the attempts that were running in the process that
-died, look after its children and finish a continue-as-new it recorded. Computed here once, as typed
-obligations; each executor carries them out with its own I/O (the in-process engine after a restart, the
-fleet when a run's history ends with its continue-as-new)."""
+died, look after its children and finish a continue-as-new it recorded; and what a step would owe should
+its process stop right after recording it. Computed here once, as typed obligations; each executor carries
+them out with its own I/O (the in-process engine after a restart; the fleet arms durable backups for a
+step's, and finishes a continue-as-new its history ends with)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from beluga.core.failure import process_lost
 from beluga.core.pending import Pending, pending_work
 from beluga.core.records import Event, EventType, WorkflowState
+from beluga.core.steps import ContinueAsNew, Effect, RunClosed, StartChild
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,13 @@ class ContinuationOwed:
     input: Any
 
 
-Obligation = ArmDeadline | TakeStep | RearmTimer | RetryDue | AttemptInterrupted | ChildToCheck | ContinuationOwed
+@dataclass(frozen=True, slots=True)
+class ParentToNotify:
+    """The closed child run owes its parent the news of its end."""
+
+
+Obligation = (ArmDeadline | TakeStep | RearmTimer | RetryDue | AttemptInterrupted | ChildToCheck | ContinuationOwed
+              | ParentToNotify)
 
 
 def owed(state: WorkflowState, work: Pending | None = None) -> list[Obligation]:
@@ -91,6 +100,23 @@ def owed(state: WorkflowState, work: Pending | None = None) -> list[Obligation]:
         else:
             out.append(RetryDue(seq, act.attempt, act.not_before))
     out.extend(ChildToCheck(seq, child) for seq, child in work.children.items())
+    return out
+
+
+def backups_owed(effects: Sequence[Effect], has_parent: bool) -> list[Obligation]:
+    """What a step's effects would owe the run should the process carrying them out stop right after the
+    step was recorded: the child it starts, the next run of its continue-as-new, the news to its parent
+    when it closed. An executor whose processes can stop one by one (the fleet) arms a durable backup for
+    each, so that another process carries it out (each is harmless when it was done already)."""
+    out: list[Obligation] = []
+    for effect in effects:
+        if isinstance(effect, StartChild):
+            out.append(ChildToCheck(effect.seq, {"seq": effect.seq, "workflow_type": effect.workflow_type,
+                                                 "workflow_id": effect.workflow_id}))
+        elif isinstance(effect, ContinueAsNew):
+            out.append(ContinuationOwed(effect.input))
+        elif isinstance(effect, RunClosed) and has_parent:
+            out.append(ParentToNotify())
     return out
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from beluga.core import steps as st
 from beluga.core.failure import process_lost
-from beluga.core.records import Event, EventType, WorkflowState
+from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
 from beluga.core.recovery import (
     ArmDeadline,
     AttemptInterrupted,
     ChildToCheck,
     ContinuationOwed,
+    ParentToNotify,
     RearmTimer,
     RetryDue,
     TakeStep,
+    backups_owed,
     continuation_owed,
     owed,
 )
@@ -62,3 +65,11 @@ def test_a_recorded_continue_as_new_owes_the_next_run_and_nothing_else() -> None
     assert continuation_owed(False, state.history[-1]) is None
     assert continuation_owed(True, state.history[0]) is None
     assert continuation_owed(True, None) is None
+
+
+def test_a_step_owes_backups_for_its_child_its_next_run_and_its_parents_news() -> None:
+    effects = [st.ArmTimer(1, 10.0), st.StartChild(2, "wf", "c", None), st.ContinueAsNew(5),
+               st.RunClosed(WorkflowStatus.COMPLETED, 1)]
+    child = ChildToCheck(2, {"seq": 2, "workflow_type": "wf", "workflow_id": "c"})
+    assert backups_owed(effects, has_parent=True) == [child, ContinuationOwed(5), ParentToNotify()]
+    assert backups_owed(effects, has_parent=False) == [child, ContinuationOwed(5)]
