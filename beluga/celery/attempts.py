@@ -17,7 +17,7 @@ from beluga.celery.coordinator import CARRIED, SENT_AT
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.core.definitions import effective_retry
 from beluga.core.failure import attempt_timed_out, to_failure
-from beluga.core.retry import Retry, decide_retry, retry_delay
+from beluga.core.retry import decide_retry, retry_delay
 from beluga.core.steps import ActivityOutcome
 from beluga.logs import get_logger
 
@@ -109,10 +109,7 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
         decision = decide_retry(effective_retry(options, defn), failure, attempt, random.random(),
                                 sender_limit=CELERY_RETRY_LIMIT if celery_retries else None)
-        delay = retry_delay(decision)
-        by_celery = isinstance(decision, Retry) and decision.by_sender
-        return messages.encode(ActivityOutcome(seq, attempt, False, failure, delay, retried_by_sender=by_celery),
-                               run_id), delay
+        return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)
 
 
 def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,

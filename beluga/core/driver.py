@@ -26,7 +26,7 @@ from beluga.core.failure import terminated, to_failure, unreadable, workflow_tim
 from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
-from beluga.core.retry import RetryPolicy, decide_retry, retry_delay
+from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, retry_delay
 
 E = EventType
 _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
@@ -218,13 +218,14 @@ class RunDriver:
             self._record(step, E.ACTIVITY_COMPLETED, {"seq": seq, "attempt": attempt, "result": out.payload}, now)
             return True
         error = out.payload or {}
-        delay = (None if out.final else out.retry_in if out.decided
-                 else retry_delay(decide_retry(self.policy(act.name, act.options), error, attempt, rand)))
+        decision = (GiveUp("the sender ran every attempt") if out.final else out.decision if out.decision is not None
+                    else decide_retry(self.policy(act.name, act.options), error, attempt, rand))
+        delay = retry_delay(decision)
         self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": error, "retry_in": delay},
                      now)
         if delay is None:
             return True
-        if out.retried_by_sender:
+        if isinstance(decision, Retry) and decision.by_sender:
             self._note(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt + 1}, now)
         else:
             step.effects.append(s.ArmRetry(seq, attempt + 1, now + delay, error))

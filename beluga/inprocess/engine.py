@@ -156,7 +156,7 @@ class Engine:
             self._timers.arm(obligation.due, input_msg(wid, rid, st.AttemptDue(obligation.seq, obligation.attempt)))
         elif isinstance(obligation, AttemptInterrupted):  # it failed; the policy decides
             self.post(input_msg(wid, rid, st.ActivityOutcome(obligation.seq, obligation.attempt, False,
-                                                             obligation.failure, decided=False)))
+                                                             obligation.failure)))
         elif isinstance(obligation, ChildToCheck):
             self.post(Msg(wid, rid, CheckChild(obligation.seq, obligation.child)))
 
@@ -288,7 +288,7 @@ class Engine:
         key = (run.run_id, body.seq, body.attempt)
         beat = self._beats.get(key)
         if isinstance(body, AttemptFinished):
-            outcome = st.ActivityOutcome(body.seq, body.attempt, body.ok, body.payload, decided=False)
+            outcome = st.ActivityOutcome(body.seq, body.attempt, body.ok, body.payload)
         else:
             defn = self.registry.activities.get(act.name)
             if body.heartbeat:
@@ -299,7 +299,7 @@ class Engine:
                 timed_out = no_heartbeat(act.name, body.attempt, heartbeat_timeout)
             else:
                 timed_out = attempt_timed_out(act.name, body.attempt, effective_option(act.options, defn, "timeout"))
-            outcome = st.ActivityOutcome(body.seq, body.attempt, False, timed_out, decided=False)
+            outcome = st.ActivityOutcome(body.seq, body.attempt, False, timed_out)
         if self._beats.pop(key, None) is not None:  # the next attempt starts from the last details
             run.details[body.seq] = beat[1]  # type: ignore[index]
         return outcome
