@@ -16,8 +16,8 @@ from beluga.celery import messages, outcome
 from beluga.celery.coordinator import CARRIED, SENT_AT
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.core.definitions import effective_retry
-from beluga.core.errors import ConfigurationError, SerializationError
-from beluga.core.failure import to_failure
+from beluga.core.failure import attempt_timed_out, to_failure
+from beluga.core.retry import decide_retry, retry_delay
 from beluga.core.steps import ActivityOutcome
 from beluga.logs import get_logger
 
@@ -104,16 +104,12 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         return messages.encode(ActivityOutcome(seq, attempt, True, result), run_id), None
     except BaseException as exc:
         if isinstance(exc, SoftTimeLimitExceeded):
-            exc = TimeoutError(f"activity {defn.name!r} attempt {attempt} ran past its "
-                               f"{options.get('timeout')}s timeout")
+            exc = TimeoutError(attempt_timed_out(defn.name, attempt, options.get("timeout"))["message"])
         failure = to_failure(exc)
         outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
-        if isinstance(exc, (ConfigurationError, SerializationError)):
-            failure["non_retryable"] = True
-        delay = effective_retry(options, defn).next_delay(attempt, failure, random.random())
-        by_celery = celery_retries and delay is not None and delay <= CELERY_RETRY_LIMIT
-        return messages.encode(ActivityOutcome(seq, attempt, False, failure, delay, retried_by_sender=by_celery),
-                               run_id), delay
+        decision = decide_retry(effective_retry(options, defn), failure, attempt, random.random(),
+                                sender_limit=CELERY_RETRY_LIMIT if celery_retries else None)
+        return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)
 
 
 def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,

@@ -29,7 +29,8 @@ from beluga.core.definitions import Registry, effective_option
 from beluga.core.errors import HistoryLost, SerializationError, UnreadableRun
 from beluga.core.failure import child_outcome, unreadable
 from beluga.core.pending import Pending
-from beluga.core.records import Append, EventType, WorkflowState, WorkflowStatus
+from beluga.core.records import Append, WorkflowState, WorkflowStatus
+from beluga.core.recovery import ChildToCheck, ContinuationOwed, backups_owed, continuation_owed
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
@@ -493,16 +494,12 @@ class Coordinator(Batches):
             elif isinstance(effect, st.ArmRetry):
                 out.append((effect.due, timer_member(wid, messages.encode(st.AttemptDue(effect.seq, effect.attempt),
                                                                           rid))))
-            elif isinstance(effect, st.StartChild):  # a backup, should the child's creation be lost
-                out.append((now + self.fleet.backup_delay(),
-                            timer_member(wid, messages.encode(messages.EnsureChild(effect.seq), rid))))
-            elif isinstance(effect, st.ContinueAsNew):  # likewise for the next run's creation
-                out.append((now + self.fleet.backup_delay(),
-                            timer_member(wid, messages.encode(messages.EnsureContinued(), rid))))
-            elif isinstance(effect, st.RunClosed) and run.state.parent:  # likewise for the parent's news (in
-                # the run's own inbox: the parent's may be in another shard)
-                out.append((now + self.fleet.backup_delay(),
-                            timer_member(wid, messages.encode(messages.NotifyParent(), rid))))
+        # a backup for each of what the step owes, should the process die before carrying it out (the
+        # parent's news in the run's own inbox: the parent's may be in another shard)
+        for owed in backups_owed(step.effects, bool(run.state.parent)):
+            backup = (messages.EnsureChild(owed.seq) if isinstance(owed, ChildToCheck) else
+                      messages.EnsureContinued() if isinstance(owed, ContinuationOwed) else messages.NotifyParent())
+            out.append((now + self.fleet.backup_delay(), timer_member(wid, messages.encode(backup, rid))))
         if stuck_retry is not None:
             out.append((now + stuck_retry, timer_member(wid, messages.encode(messages.RetryStuck(stuck_retry),
                                                                                      rid))))
@@ -563,12 +560,13 @@ class Coordinator(Batches):
         process that was to create the next run died after the step (its backup, `EnsureContinued`, or any
         other message brought this coordinator here). Create it now; False when the history ends otherwise."""
         last = self.store.history(run.workflow_id, after=max(run.version - 1, 0))
-        if not last or last[-1].type != EventType.WORKFLOW_CONTINUED_AS_NEW:
+        owed = continuation_owed(run.pending.closed, last[-1] if last else None)
+        if owed is None:
             return False
         log.warning("workflow %s: run %s continued as new, but its next run was never created; creating it now",
                     run.workflow_id, run.run_id)
         run.state = replace(run.state, status=WorkflowStatus.COMPLETED)  # its id lives on in the next run
-        self.start_child(None, None, run.state.queue, continue_from=run.state, input=last[-1].attrs.get("input"))
+        self.start_child(None, None, run.state.queue, continue_from=run.state, input=owed.input)
         return True
 
     def _closed(self, run: drv.RunDriver, closed: st.RunClosed) -> None:

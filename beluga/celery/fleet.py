@@ -434,7 +434,7 @@ class Fleet:
         failure for the coordinator, which decides on a new attempt under the retry policy, and retire it
         (see reclaim.lua). False when someone, or the attempt itself, came first."""
         run_id = lost.info.get("run") or (lost.waiting.args[1] if lost.waiting is not None else None)
-        message = messages.encode(ActivityOutcome(lost.seq, lost.attempt, False, failure, decided=False), run_id)
+        message = messages.encode(ActivityOutcome(lost.seq, lost.attempt, False, failure), run_id)
         call = ReclaimCall(
             dispatched_key=self.shard_key(lost.workflow_id, "dispatched"),
             running_info_key=self.shard_key(lost.workflow_id, "running:info"),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beluga.core import steps as st
+from beluga.core.retry import GiveUp, Retry, retry_delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +69,9 @@ def _encode(x: st.Input | Control) -> dict[str, Any]:
         return {"k": "child_done", "seq": x.seq, "ok": x.ok, "payload": x.payload}
     if isinstance(x, st.ActivityOutcome):
         msg = {"k": "activity", "seq": x.seq, "attempt": x.attempt, "ok": x.ok, "payload": x.payload}
-        if x.decided:
-            msg["retry_in"] = x.retry_in
-            msg["celery_retry"] = x.retried_by_sender
+        if x.decision is not None or x.ok:  # (a success, with nothing to decide, kept its fields as before)
+            msg["retry_in"] = None if x.decision is None else retry_delay(x.decision)
+            msg["celery_retry"] = isinstance(x.decision, Retry) and x.decision.by_sender
         return msg
     if isinstance(x, st.AttemptDue):
         return {"k": "dispatch", "seq": x.seq, "attempt": x.attempt}
@@ -103,10 +104,11 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
     if kind == "child_done":
         return st.ChildClosed(int(msg["seq"]), bool(msg.get("ok")), msg.get("payload"))
     if kind == "activity":
-        decided = "retry_in" in msg
+        delay = msg.get("retry_in")
+        decision = (None if "retry_in" not in msg else GiveUp("decided by the sender") if delay is None
+                    else Retry(float(delay), bool(msg.get("celery_retry"))))
         return st.ActivityOutcome(int(msg["seq"]), int(msg["attempt"]), bool(msg.get("ok")), msg.get("payload"),
-                                  msg.get("retry_in") if decided else None, decided,
-                                  bool(msg.get("celery_retry")))
+                                  decision)
     if kind == "dispatch":
         return st.AttemptDue(int(msg["seq"]), int(msg["attempt"]))
     if kind == "terminate":

@@ -19,7 +19,7 @@ from typing import Any
 
 from beluga.celery.fleet import Lost
 from beluga.celery.outages import Quiet
-from beluga.core.failure import failure
+from beluga.core.failure import no_heartbeat, not_started_in_time, worker_lost
 from beluga.logs import get_logger
 
 log = get_logger("beluga.scheduler")
@@ -89,13 +89,11 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
 def _failure(rt: Any, lost: Lost) -> dict[str, Any]:
     waiting = lost.waiting
     if waiting is not None and waiting.to_start_by is not None:  # not retried: it would wait in the same queue
-        return failure("TimeoutError", f"attempt {lost.attempt} waited {waiting.to_start_by - waiting.sent_at:.3g}s "
-                       f"for a worker on queue {waiting.queue!r} (schedule_to_start_timeout)", non_retryable=True)
+        return not_started_in_time(lost.attempt, waiting.to_start_by - waiting.sent_at, waiting.queue)
     heartbeat_timeout = lost.info.get("heartbeat_timeout")
     if heartbeat_timeout:
-        return failure("TimeoutError", f"attempt {lost.attempt}: no heartbeat for {heartbeat_timeout:g}s")
-    return failure("WorkerLost", f"attempt {lost.attempt} lost its worker (no lease renewal for "
-                   f"{rt.settings.lease_seconds:g}s)")
+        return no_heartbeat(None, lost.attempt, heartbeat_timeout)
+    return worker_lost(lost.attempt, rt.settings.lease_seconds)
 
 
 def held_attempts() -> list[tuple[str, int, int]]:

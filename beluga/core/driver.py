@@ -22,11 +22,11 @@ from beluga.core import commands as cmds
 from beluga.core import steps as s
 from beluga.core.definitions import WorkflowDefinition
 from beluga.core.errors import ConfigurationError, NonDeterminismError
-from beluga.core.failure import failure, to_failure, unreadable
+from beluga.core.failure import terminated, to_failure, unreadable, workflow_timed_out
 from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
-from beluga.core.retry import RetryPolicy
+from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, retry_delay
 
 E = EventType
 _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
@@ -97,17 +97,14 @@ class RunDriver:
                 self._record(step, E.CANCEL_REQUESTED, {}, now)
         elif isinstance(input, s.Terminate):
             self._note(step, E.WORKFLOW_TERMINATED, {"reason": input.reason}, now)
-            self._close(step, WorkflowStatus.CANCELED, None, failure(
-                "Terminated", f"workflow {self.workflow_id} was terminated: {input.reason or 'no reason given'}",
-                non_retryable=True))
+            self._close(step, WorkflowStatus.CANCELED, None, terminated(self.workflow_id, input.reason))
         elif isinstance(input, s.TimerFired):
             if input.seq not in p.timers:
                 return False  # fired already (re-armed after a recovery)
             self._record(step, E.TIMER_FIRED, {"seq": input.seq}, now)
         elif isinstance(input, s.TimedOut):
             self._note(step, E.WORKFLOW_TIMED_OUT, {}, now)
-            self._close(step, WorkflowStatus.TIMED_OUT, None, failure(
-                "TimeoutError", f"workflow {self.workflow_id} ran past its timeout", non_retryable=True))
+            self._close(step, WorkflowStatus.TIMED_OUT, None, workflow_timed_out(self.workflow_id))
         elif isinstance(input, s.ChildClosed):
             if input.seq not in p.children:
                 return False
@@ -221,13 +218,14 @@ class RunDriver:
             self._record(step, E.ACTIVITY_COMPLETED, {"seq": seq, "attempt": attempt, "result": out.payload}, now)
             return True
         error = out.payload or {}
-        delay = (None if out.final else out.retry_in if out.decided
-                 else self.policy(act.name, act.options).next_delay(attempt, error, rand))
+        decision = (GiveUp("the sender ran every attempt") if out.final else out.decision if out.decision is not None
+                    else decide_retry(self.policy(act.name, act.options), error, attempt, rand))
+        delay = retry_delay(decision)
         self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": error, "retry_in": delay},
                      now)
         if delay is None:
             return True
-        if out.retried_by_sender:
+        if isinstance(decision, Retry) and decision.by_sender:
             self._note(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt + 1}, now)
         else:
             step.effects.append(s.ArmRetry(seq, attempt + 1, now + delay, error))

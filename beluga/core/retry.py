@@ -71,3 +71,40 @@ class RetryPolicy:
 def default_retry_policy() -> RetryPolicy:
     """3 attempts, 0.1 s initial interval, x2 backoff, 10 s maximum interval."""
     return RetryPolicy(max_attempts=3, initial_interval=0.1, backoff_coefficient=2.0, max_interval=10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Run the next attempt after `delay` seconds. `by_sender`: the adapter that ran the failed attempt
+    sends the next one itself (a Celery retry with a countdown), so the run only records that it began;
+    else the run arms a retry timer (`ArmRetry`)."""
+
+    delay: float
+    by_sender: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """The activity has failed for good: `reason` says why ("non-retryable" or "attempts spent")."""
+
+    reason: str
+
+
+RetryDecision = Retry | GiveUp
+
+
+def decide_retry(policy: RetryPolicy, failure: dict[str, Any], attempt: int, rand: float, *,
+                 sender_limit: float | None = None) -> RetryDecision:
+    """The one retry decision every executor carries out, after failed attempt `attempt` (1-based).
+    `rand` is uniform in [0, 1) (the jitter). `sender_limit`: the longest backoff the sender can schedule
+    itself (Celery retries up to `CELERY_RETRY_LIMIT`); None when it schedules none."""
+    delay = policy.next_delay(attempt, failure, rand)
+    if delay is None:
+        spent = not (failure.get("non_retryable") or failure.get("type") in policy.non_retryable)
+        return GiveUp("attempts spent" if spent else "non-retryable")
+    return Retry(delay, by_sender=sender_limit is not None and delay <= sender_limit)
+
+
+def retry_delay(decision: RetryDecision) -> float | None:
+    """The decision as the `retry_in` a failed attempt's event records: the delay, or None for `GiveUp`."""
+    return decision.delay if isinstance(decision, Retry) else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beluga.core.records import Event, WorkflowStatus
+from beluga.core.retry import RetryDecision
 
 
 # --- inputs ------------------------------------------------------------------------------------------
@@ -46,11 +47,11 @@ class ChildClosed:
 
 @dataclass(frozen=True, slots=True)
 class ActivityOutcome:
-    """An attempt ended. `retry_in` is the sender's retry decision when it made one (the worker that ran
-    the attempt has the activity's code); `decided=False` lets the driver decide from the policy (the
-    attempt was lost with its worker). `retried_by_sender`: the sender already scheduled the next
-    attempt itself (a Celery retry), so the driver only records it. `final`: the sender ran every
-    attempt itself, retries included (Temporal's server retries by the mapped policy), and reports only
+    """An attempt ended. `decision` is the sender's retry decision (`core.retry.decide_retry`) when it made
+    one (the worker that ran the attempt has the activity's code); None lets the driver decide from the
+    policy (the attempt was lost with its worker). `Retry(delay, by_sender=True)`: the sender already
+    scheduled the next attempt itself (a Celery retry), so the driver only records it. `final`: the
+    sender ran every attempt itself, retries included (Temporal's server retries by the mapped policy), and reports only
     the activity's last outcome, numbered by the attempt that gave it: recorded as it is, whichever
     attempt the run last saw begin, and never retried."""
 
@@ -58,9 +59,7 @@ class ActivityOutcome:
     attempt: int
     ok: bool
     payload: Any = None
-    retry_in: float | None = None
-    decided: bool = True
-    retried_by_sender: bool = False
+    decision: RetryDecision | None = None
     final: bool = False
 
 

@@ -31,9 +31,20 @@ from beluga.core.errors import (
     WorkflowNotFound,
     WorkflowNotRunning,
 )
-from beluga.core.failure import child_outcome, failure, to_failure
+from beluga.core.failure import attempt_timed_out, child_outcome, no_heartbeat, to_failure
 from beluga.core.pending import pending_work
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.core.recovery import (
+    ArmDeadline,
+    AttemptInterrupted,
+    ChildToCheck,
+    Obligation,
+    RearmTimer,
+    RetryDue,
+    TakeStep,
+    continuation_owed,
+    owed,
+)
 from beluga.hooks import Hooks
 from beluga.inprocess.pool import ActivityPool
 from beluga.inprocess.records import (
@@ -129,26 +140,25 @@ class Engine:
         count = 0
         for state in self.store.list(WorkflowFilter(status=WorkflowStatus.RUNNING, limit=2**62)):
             count += 1
-            wid, rid = state.workflow_id, state.run_id
-            work = pending_work(state.history)
-            if work.deadline is not None:
-                self._timers.arm(work.deadline, input_msg(wid, rid, st.TimedOut()))
-            if len(state.history) == 1 or work.closed or state.error is not None:
-                self.post(Msg(wid, rid, Activate()))  # owes its first step, or was stuck under earlier code
-                if work.closed:
-                    continue
-            for seq, fire_at in work.timers.items():
-                self._timers.arm(fire_at, input_msg(wid, rid, st.TimerFired(seq)))
-            for seq, act in work.activities.items():
-                if act.started:  # the process died during this attempt: it failed, the policy decides
-                    lost = failure("ProcessLost", f"attempt {act.attempt} was interrupted: the process "
-                                   "running it stopped")
-                    self.post(input_msg(wid, rid, st.ActivityOutcome(seq, act.attempt, False, lost, decided=False)))
-                else:
-                    self._timers.arm(act.not_before, input_msg(wid, rid, st.AttemptDue(seq, act.attempt)))
-            for seq, child in work.children.items():
-                self.post(Msg(wid, rid, CheckChild(seq, child)))
+            for obligation in owed(state):
+                self._carry_out_owed(state.workflow_id, state.run_id, obligation)
         return count
+
+    def _carry_out_owed(self, wid: str, rid: str, obligation: Obligation) -> None:
+        """One thing a reloaded run is owed (see `core.recovery.owed`), as the engine's own messages."""
+        if isinstance(obligation, ArmDeadline):
+            self._timers.arm(obligation.due, input_msg(wid, rid, st.TimedOut()))
+        elif isinstance(obligation, TakeStep):  # loading it takes the step (see `_materialize`)
+            self.post(Msg(wid, rid, Activate()))
+        elif isinstance(obligation, RearmTimer):
+            self._timers.arm(obligation.due, input_msg(wid, rid, st.TimerFired(obligation.seq)))
+        elif isinstance(obligation, RetryDue):
+            self._timers.arm(obligation.due, input_msg(wid, rid, st.AttemptDue(obligation.seq, obligation.attempt)))
+        elif isinstance(obligation, AttemptInterrupted):  # it failed; the policy decides
+            self.post(input_msg(wid, rid, st.ActivityOutcome(obligation.seq, obligation.attempt, False,
+                                                             obligation.failure)))
+        elif isinstance(obligation, ChildToCheck):
+            self.post(Msg(wid, rid, CheckChild(obligation.seq, obligation.child)))
 
     # --- the coordinator loop ---------------------------------------------------------------------
     def _loop(self) -> None:
@@ -278,7 +288,7 @@ class Engine:
         key = (run.run_id, body.seq, body.attempt)
         beat = self._beats.get(key)
         if isinstance(body, AttemptFinished):
-            outcome = st.ActivityOutcome(body.seq, body.attempt, body.ok, body.payload, decided=False)
+            outcome = st.ActivityOutcome(body.seq, body.attempt, body.ok, body.payload)
         else:
             defn = self.registry.activities.get(act.name)
             if body.heartbeat:
@@ -286,12 +296,10 @@ class Engine:
                 if beat is not None and self.clock() - beat[0] < heartbeat_timeout:
                     self._timers.arm(beat[0] + heartbeat_timeout, msg)
                     return None
-                text = f"no heartbeat for {heartbeat_timeout:g}s"
+                timed_out = no_heartbeat(act.name, body.attempt, heartbeat_timeout)
             else:
-                limit = effective_option(act.options, defn, "timeout")
-                text = f"attempt {body.attempt} ran past its {limit:g}s timeout"
-            timed_out = failure("TimeoutError", f"activity {act.name!r}: {text}")
-            outcome = st.ActivityOutcome(body.seq, body.attempt, False, timed_out, decided=False)
+                timed_out = attempt_timed_out(act.name, body.attempt, effective_option(act.options, defn, "timeout"))
+            outcome = st.ActivityOutcome(body.seq, body.attempt, False, timed_out)
         if self._beats.pop(key, None) is not None:  # the next attempt starts from the last details
             run.details[body.seq] = beat[1]  # type: ignore[index]
         return outcome
@@ -351,11 +359,11 @@ class Engine:
                 log.info("closed workflow %s cannot be replayed for queries: %s", state.workflow_id, exc)
             return run
         work = pending_work(state.history)
-        if work.closed:  # continue-as-new was recorded but the next run was never created
+        if work.closed:  # its close was recorded: a continue-as-new may still owe the next run
             run.state = replace(run.state, status=WorkflowStatus.COMPLETED)
-            last = state.history[-1]
-            if last.type == "workflow_continued_as_new":
-                self._continue(run, last.attrs.get("input"))
+            continuation = continuation_owed(work.closed, state.history[-1])
+            if continuation is not None:
+                self._continue(run, continuation.input)
             return run
         run.driver, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
                                     check_payload=self.check_payload, now=self.clock())

@@ -13,7 +13,6 @@ from typing import Any
 from beluga import metrics, propagation
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.core.definitions import Registry
-from beluga.core.errors import ConfigurationError
 from beluga.core.failure import to_failure
 from beluga.hooks import Hooks
 from beluga.inprocess.records import AttemptFinished, Msg
@@ -70,9 +69,7 @@ class ActivityPool:
                 payload = run_with_info(info, partial(defn.call, input))
                 self._check(payload)
             except BaseException as exc:
-                ok, payload, error = False, to_failure(exc), exc
-                if isinstance(exc, ConfigurationError):
-                    payload["non_retryable"] = True
+                ok, payload, error = False, to_failure(exc), exc  # NEVER_RETRIED errors marked non-retryable
             propagation.end(span, error)
             metrics.activity_finished(name, "ok" if ok else "failed", time.perf_counter() - began)
             self._post(Msg(workflow_id, run_id, AttemptFinished(seq, attempt, ok, payload)))

@@ -28,7 +28,7 @@ from redis.retry import Retry
 
 from beluga import codec
 from beluga.core.errors import HistoryLost, ReplicationError, SerializationError, WorkflowAlreadyStarted
-from beluga.core.failure import failure
+from beluga.core.failure import history_lost, unreadable_run
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.logs import get_logger
 from beluga.lua import Scripts
@@ -59,9 +59,8 @@ def _state(workflow_id: str, fields: list[bytes | None], history: tuple[Event, .
     except SerializationError as exc:
         return WorkflowState(
             workflow_id, _text(run_id), _text(workflow_type), _status(status), None, None,
-            failure("UnreadableRun", f"the stored summary of workflow {workflow_id} cannot be read by this "
-                    f"Beluga ({exc}); it is held stuck: upgrade the workers if a newer Beluga wrote it",
-                    non_retryable=True),
+            unreadable_run(f"the stored summary of workflow {workflow_id} cannot be read by this "
+                           f"Beluga ({exc}); it is held stuck: upgrade the workers if a newer Beluga wrote it"),
             float(created or 0.0), float(updated or 0.0), ())
     if problem is None and lost is not None:
         problem = _lost_mark(lost, state.run_id)
@@ -90,7 +89,7 @@ def _lost_mark(raw: bytes, run_id: str) -> dict[str, Any] | None:
         return None
     if not isinstance(mark, dict) or mark.get("run") != run_id:
         return None
-    return failure("HistoryLost", str(mark.get("message", "")), non_retryable=True)
+    return history_lost(str(mark.get("message", "")))
 
 
 def _gap(workflow_id: str, version: int, after: int, whole: bool, events: list[bytes | None]) -> str | None:
@@ -185,14 +184,14 @@ def _loaded(workflow_id: str, fields: list[Any], version: int, whole: bool, even
     """The run `load` read. A history that is not whole, or an event that does not decode, makes a state
     all the same, its reason in `error` (see `_state`)."""
     gap = _gap(workflow_id, version, 0, whole, events)
-    problem = None if gap is None else failure("HistoryLost", gap, non_retryable=True)
+    problem = None if gap is None else history_lost(gap)
     try:
         history = tuple(codec.decode_event(e) for e in events if e is not None) if gap is None else ()
     except SerializationError as exc:
         history = ()
-        problem = problem or failure(
-            "UnreadableRun", f"an event of workflow {workflow_id} cannot be read by this Beluga ({exc}); it is "
-            "held stuck: upgrade the workers if a newer Beluga wrote it", non_retryable=True)
+        problem = problem or unreadable_run(
+            f"an event of workflow {workflow_id} cannot be read by this Beluga ({exc}); it is "
+            "held stuck: upgrade the workers if a newer Beluga wrote it")
     return _state(workflow_id, fields, history, problem)
 
 

@@ -20,9 +20,10 @@ from beluga import codec
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.core.definitions import Registry
 from beluga.core.errors import ConfigurationError
-from beluga.core.failure import failure, to_failure
+from beluga.core.failure import attempt_timed_out, no_heartbeat, to_failure
+from beluga.core.retry import Retry, decide_retry
 from beluga.hooks import Hooks
-from beluga.temporal.failures import application_error
+from beluga.temporal.failures import application_error, policy_of
 
 SIDE_EFFECT = "__beluga_side_effect"
 NO_TIMEOUT = timedelta(days=3650)   # Temporal needs an attempt timeout; a Beluga call without one has none
@@ -121,9 +122,8 @@ def _bounded(name: str, attempt: int, call: Callable[[], Any], timeout: float | 
         wait = min(waits)
         if wait <= 0 and not done.is_set():
             beats.append(-1.0)  # given up: later heartbeats are dropped
-            text = (f"attempt {attempt} ran past its {timeout:g}s timeout"
-                    if timeout and now - start >= timeout else f"no heartbeat for {heartbeat_timeout:g}s")
-            raise _AttemptTimedOut(failure("TimeoutError", f"activity {name!r}: {text}"))
+            raise _AttemptTimedOut(attempt_timed_out(name, attempt, timeout) if timeout and now - start >= timeout
+                                   else no_heartbeat(name, attempt, heartbeat_timeout))
         if done.wait(max(wait, 0)):
             ok, value = outcome[0]
             if ok:
@@ -162,13 +162,8 @@ def run_activity(args: Sequence[RawValue]) -> bytes:
         encoded = codec.encode((info.attempt, result))
     except Exception as exc:
         fail = exc.fail if isinstance(exc, _AttemptTimedOut) else to_failure(exc)
-        if isinstance(exc, ConfigurationError):
-            fail["non_retryable"] = True
-        policy = info.retry_policy
-        limit = policy.maximum_attempts if policy is not None else 0
-        non_retryable = (policy.non_retryable_error_types or ()) if policy is not None else ()
-        last_try = bool(fail["non_retryable"]) or bool(limit and info.attempt >= limit) or fail["type"] in non_retryable
-        if not last_try:
+        # Temporal's server runs the retries; the core's decision says whether there is one
+        if isinstance(decide_retry(policy_of(info.retry_policy), fail, info.attempt, 0.0), Retry):
             hooks.emit("on_retry", binfo.workflow_id, fail)
         raise application_error({**fail, "attempt": info.attempt}) from None
     hooks.emit("on_activity_complete", binfo.workflow_id, result)

@@ -44,7 +44,7 @@ from beluga.core.errors import (
     WorkflowNotFound,
     WorkflowNotRunning,
 )
-from beluga.core.failure import failure, raise_as_own
+from beluga.core.failure import failure, nondeterminism, raise_as_own, terminated, workflow_timed_out
 from beluga.core.names import check_name
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
@@ -314,11 +314,9 @@ class TemporalExecutor(DurableExecutor):
                 if desc.status != tc.WorkflowExecutionStatus.CANCELED:
                     error = failure_of(exc)
                     if desc.status == tc.WorkflowExecutionStatus.TERMINATED:
-                        error = failure("Terminated", f"workflow {workflow_id} was terminated: "
-                                        f"{getattr(exc.cause, 'message', '') or exc.cause}", non_retryable=True)
+                        error = terminated(workflow_id, f"{getattr(exc.cause, 'message', '') or exc.cause}")
                     elif desc.status == tc.WorkflowExecutionStatus.TIMED_OUT:
-                        error = failure("TimeoutError", f"workflow {workflow_id} ran past its timeout",
-                                        non_retryable=True)
+                        error = workflow_timed_out(workflow_id)
         elif desc.raw_description.pending_workflow_task.attempt > 1:
             error = await self._stuck(handle)
         parent = None
@@ -347,7 +345,7 @@ class TemporalExecutor(DurableExecutor):
                 message = attrs.failure.message
                 if attrs.cause == _NON_DETERMINISTIC or "NonDeterminismError" in message \
                         or "nondetermin" in message.lower():
-                    found = failure("NonDeterminismError", message, non_retryable=True)
+                    found = nondeterminism(message)
                 else:
                     found = failure(attrs.failure.application_failure_info.type or "WorkflowError", message)
             elif ev.HasField("workflow_task_completed_event_attributes"):
@@ -364,7 +362,7 @@ class TemporalExecutor(DurableExecutor):
         except tc.WorkflowQueryFailedError as exc:
             msg = str(exc)
             if "NonDeterminism" in msg or "nondetermin" in msg.lower():
-                raise_as_own(failure("NonDeterminismError", msg))
+                raise_as_own(nondeterminism(msg, non_retryable=False))
             raise_as_own(failure("WorkflowError", msg))
         except RPCError as exc:
             self._raise(workflow_id, exc)

@@ -10,7 +10,7 @@ from temporalio import exceptions
 from temporalio.common import RetryPolicy as TemporalRetry
 
 from beluga import codec
-from beluga.core.failure import failure
+from beluga.core.failure import cancelled, failure
 from beluga.core.retry import RetryPolicy
 
 
@@ -25,6 +25,18 @@ def retry_policy(policy: RetryPolicy) -> TemporalRetry:
                                                     for t in policy.non_retryable])
 
 
+def policy_of(policy: TemporalRetry | None) -> RetryPolicy:
+    """Temporal's policy of an attempt as Beluga's, for the core's retry decision (`decide_retry`): its
+    attempts and non-retryable error types (no policy: Temporal retries without end)."""
+    if policy is None:
+        return RetryPolicy(max_attempts=0)
+    initial = policy.initial_interval.total_seconds() if policy.initial_interval else 1.0
+    maximum = policy.maximum_interval.total_seconds() if policy.maximum_interval else 100 * initial
+    return RetryPolicy(max_attempts=max(policy.maximum_attempts or 0, 0), initial_interval=initial,
+                       backoff_coefficient=max(policy.backoff_coefficient or 2.0, 1.0), max_interval=maximum,
+                       non_retryable=tuple(policy.non_retryable_error_types or ()))
+
+
 def failure_of(exc: BaseException) -> dict[str, Any]:
     """The Beluga failure record a Temporal error carries (Beluga's own errors travel as the first detail
     of an `ApplicationError`), else one made from what Temporal says."""
@@ -37,9 +49,9 @@ def failure_of(exc: BaseException) -> dict[str, Any]:
         if isinstance(seen, exceptions.TimeoutError):
             return failure("TimeoutError", f"timed out ({seen.type.name.lower() if seen.type else 'timeout'})")
         if isinstance(seen, exceptions.TerminatedError):
-            return failure("Terminated", str(seen), non_retryable=True)
+            return failure("Terminated", str(seen), non_retryable=True)  # Temporal's text: no run id here
         if isinstance(seen, exceptions.CancelledError):
-            return failure("WorkflowCancelled", str(seen) or "cancelled", non_retryable=True)
+            return cancelled(str(seen))
         seen = seen.__cause__ or getattr(seen, "cause", None)
     return failure(type(exc).__name__, str(exc), non_retryable=True)
 

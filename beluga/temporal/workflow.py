@@ -42,7 +42,14 @@ from beluga.core import steps as st
 from beluga.core.context import WorkflowContext
 from beluga.core.definitions import Registry, effective_option, effective_retry
 from beluga.core.errors import WorkflowError
-from beluga.core.failure import failure, raise_as_own, to_failure
+from beluga.core.failure import (
+    attempt_timed_out,
+    cancelled,
+    child_not_started,
+    no_heartbeat,
+    raise_as_own,
+    to_failure,
+)
 from beluga.core.instance import WorkflowInstance
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.hooks import Hooks
@@ -296,7 +303,7 @@ class BelugaWorkflow:
         if closed.error is not None:
             _emit("on_workflow_fail", workflow_id, closed.error)
             raise application_error({**closed.error, "non_retryable": True})
-        _emit("on_workflow_fail", workflow_id, failure("WorkflowCancelled", f"workflow {workflow_id} was cancelled"))
+        _emit("on_workflow_fail", workflow_id, cancelled(f"workflow {workflow_id} was cancelled"))
         raise asyncio.CancelledError()
 
     # --- what effects become ----------------------------------------------------------------------
@@ -335,9 +342,10 @@ class BelugaWorkflow:
             fail = failure_of(exc)
             if fail.get("type") == "TimeoutError" and not str(fail.get("message", "")).startswith("activity "):
                 # timed out by the server (the worker gives up an attempt itself, see `_bounded`)
-                text = f"no heartbeat for {heartbeat:g}s" if "heartbeat" in fail["message"] and heartbeat \
-                    else f"an attempt ran past its {timeout:g}s timeout" if timeout else fail["message"]
-                fail["message"] = f"activity {d.name!r}: {text} ({fail['message']} by Temporal)"
+                named = (no_heartbeat(d.name, None, heartbeat) if "heartbeat" in fail["message"] and heartbeat
+                         else attempt_timed_out(d.name, None, timeout) if timeout else None)
+                text = named["message"] if named else f"activity {d.name!r}: {fail['message']}"
+                fail["message"] = f"{text} ({fail['message']} by Temporal)"
             attempts = fail.pop("attempt", None) or (policy.max_attempts if exc.retry_state
                                                      == exceptions.RetryState.MAXIMUM_ATTEMPTS_REACHED else 1)
             self._inbox.append(st.ActivityOutcome(d.seq, attempts, False, fail, final=True))
@@ -359,8 +367,7 @@ class BelugaWorkflow:
             return
         except Exception as exc:  # could not start it (its id is taken by a running workflow)
             kind = "WorkflowAlreadyStarted" if "already" in str(exc).lower() else type(exc).__name__
-            self._inbox.append(st.ChildClosed(c.seq, False, failure(
-                kind, f"child workflow {c.workflow_id}: {exc}", non_retryable=True)))
+            self._inbox.append(st.ChildClosed(c.seq, False, child_not_started(c.workflow_id, kind, str(exc))))
             return
         self._inbox.append(st.ChildClosed(c.seq, True, codec.decode(result)))
 

@@ -21,7 +21,7 @@ from beluga.core.definitions import Registry, effective_retry
 from beluga.core.failure import failure as failure_record
 from beluga.core.instance import WorkflowInstance
 from beluga.core.records import Event, EventType
-from beluga.core.retry import RetryPolicy
+from beluga.core.retry import GiveUp, Retry, RetryPolicy
 from beluga.runs import new_run_state
 
 E = EventType
@@ -131,7 +131,8 @@ class Driver:
              dt: float = 1.0) -> list[Command]:
         """Attempt `attempt` failed; the worker decided to retry it in `retry_in` seconds (None: never)."""
         self._due(seq, attempt)
-        return self.deliver(st.ActivityOutcome(seq, attempt, False, error, retry_in=retry_in), dt=dt)
+        return self.deliver(st.ActivityOutcome(
+            seq, attempt, False, error, GiveUp("never") if retry_in is None else Retry(retry_in)), dt=dt)
 
     def _due(self, seq: int, attempt: int) -> None:
         """An outcome of a retry: first its backoff runs out, and the executor's timer says so."""

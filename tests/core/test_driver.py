@@ -29,12 +29,12 @@ def one_signal(ctx: Any) -> Any:
 def test_inputs_record_events_and_effects() -> None:
     d = Driver(order, "o-1")
     assert d.types() == [E.WORKFLOW_STARTED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
-    step = d.apply(st.ActivityOutcome(1, 1, True, "charged", decided=False))
+    step = d.apply(st.ActivityOutcome(1, 1, True, "charged"))
     assert [type(e) for e in step.effects] == [st.Observed]
     step = d.apply(st.SignalReceived("go", "yes"))
     assert [e.type for e in step.events] == [E.SIGNAL_RECEIVED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
     assert step.effects[-1] == st.DispatchAttempt(2, 1, "ship", ["charged", "yes"], {})
-    step = d.apply(st.ActivityOutcome(2, 1, True, "shipped", decided=False))
+    step = d.apply(st.ActivityOutcome(2, 1, True, "shipped"))
     assert step.status is WorkflowStatus.COMPLETED and step.result == "shipped"
     assert st.RunClosed(WorkflowStatus.COMPLETED, "shipped") in step.effects
 
@@ -42,13 +42,13 @@ def test_inputs_record_events_and_effects() -> None:
 def test_a_failed_attempt_is_retried_under_the_policy_and_a_stale_outcome_is_ignored() -> None:
     d = Driver(order, "o-1")
     boom = {"type": "ValueError", "message": "boom", "traceback": "", "non_retryable": False}
-    step = d.apply(st.ActivityOutcome(1, 1, False, boom, decided=False), dt=10)
+    step = d.apply(st.ActivityOutcome(1, 1, False, boom), dt=10)
     (retry,) = [e for e in step.effects if isinstance(e, st.ArmRetry)]
     assert retry.seq == 1 and retry.attempt == 2 and retry.due == pytest.approx(T0 + 10 + 0.1)
     assert d.run.apply(d.run.begin(), st.ActivityOutcome(1, 1, True, "late"), d.clock, RAND) is False
     step = d.apply(st.AttemptDue(1, 2))
     assert step.effects == [st.DispatchAttempt(1, 2, "charge", "o-1", {})]
-    step = d.apply(st.ActivityOutcome(1, 2, False, {**boom, "non_retryable": True}, decided=False))
+    step = d.apply(st.ActivityOutcome(1, 2, False, {**boom, "non_retryable": True}))
     assert d.state.status is WorkflowStatus.FAILED
 
 
@@ -63,7 +63,7 @@ def test_a_final_outcome_from_a_sender_that_retried_is_recorded_at_its_attempt_a
     assert [(e.type, e.attrs["attempt"]) for e in step.events] == [(E.ACTIVITY_COMPLETED, 3)]
     assert d.run.apply(d.run.begin(), st.ActivityOutcome(1, 3, True, "again", final=True), d.clock, RAND) is False
     d.signal("go", "yes")
-    step = d.apply(st.ActivityOutcome(2, 4, False, boom, decided=False, final=True))
+    step = d.apply(st.ActivityOutcome(2, 4, False, boom, final=True))
     assert [(e.type, e.attrs["attempt"], e.attrs["retry_in"]) for e in step.events[:1]] == [
         (E.ACTIVITY_FAILED, 4, None)]
     assert not [e for e in step.effects if isinstance(e, st.ArmRetry)]

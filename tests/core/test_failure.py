@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from beluga.core.errors import (
     ActivityError,
     ApplicationError,
+    ConfigurationError,
     NonDeterminismError,
     RemoteError,
     SerializationError,
     WorkflowCancelled,
 )
-from beluga.core.failure import from_failure, to_failure
+from beluga.core.failure import (
+    NEVER_RETRIED,
+    attempt_timed_out,
+    cancelled,
+    child_not_started,
+    from_failure,
+    history_lost,
+    no_heartbeat,
+    not_started_in_time,
+    process_lost,
+    terminated,
+    to_failure,
+    unreadable_run,
+    worker_lost,
+    workflow_timed_out,
+)
 
 
 class Unprintable(Exception):
@@ -70,3 +88,33 @@ def test_cancellation_stays_catchable() -> None:
 def test_from_failure_tolerates_missing_fields() -> None:
     err = from_failure({})
     assert isinstance(err, RemoteError) and err.type == "Exception" and err.message == ""
+
+
+@pytest.mark.parametrize("exc", [ConfigurationError("no activity 'x' here"), SerializationError("bad bytes"),
+                                 NonDeterminismError("history differs")])
+def test_errors_no_retry_can_fix_are_recorded_non_retryable(exc: Exception) -> None:
+    assert isinstance(exc, NEVER_RETRIED)
+    assert to_failure(exc)["non_retryable"] is True
+    assert to_failure(ValueError("try again"))["non_retryable"] is False
+
+
+@pytest.mark.parametrize(("built", "kind", "text", "final"), [
+    (attempt_timed_out("charge", 2, 1.5), "TimeoutError", "activity 'charge': attempt 2 ran past its 1.5s timeout",
+     False),
+    (attempt_timed_out("charge", 2, None), "TimeoutError", "activity 'charge': attempt 2 ran past its timeout", False),
+    (no_heartbeat(None, 3, 2.0), "TimeoutError", "attempt 3: no heartbeat for 2s", False),
+    (no_heartbeat("charge", 3, 2.0), "TimeoutError", "activity 'charge': attempt 3: no heartbeat for 2s", False),
+    (not_started_in_time(1, 0.5, "gpu"), "TimeoutError",
+     "attempt 1 waited 0.5s for a worker on queue 'gpu' (schedule_to_start_timeout)", True),
+    (worker_lost(4, 30.0), "WorkerLost", "attempt 4 lost its worker (no lease renewal for 30s)", False),
+    (process_lost(1), "ProcessLost", "attempt 1 was interrupted: the process running it stopped", False),
+    (terminated("w1", ""), "Terminated", "workflow w1 was terminated: no reason given", True),
+    (workflow_timed_out("w1"), "TimeoutError", "workflow w1 ran past its timeout", True),
+    (cancelled(""), "WorkflowCancelled", "cancelled", True),
+    (child_not_started("c1", "WorkflowAlreadyStarted", "taken"), "WorkflowAlreadyStarted", "child workflow c1: taken",
+     True),
+    (history_lost("gap"), "HistoryLost", "gap", True),
+    (unreadable_run("newer"), "UnreadableRun", "newer", True),
+])
+def test_named_failure_builders(built: dict[str, Any], kind: str, text: str, final: bool) -> None:
+    assert built == {"type": kind, "message": text, "traceback": "", "non_retryable": final}

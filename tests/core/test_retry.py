@@ -9,7 +9,7 @@ import pytest
 
 from beluga.core.errors import ApplicationError, SerializationError
 from beluga.core.failure import to_failure
-from beluga.core.retry import RetryPolicy, default_retry_policy, seconds
+from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, default_retry_policy, retry_delay, seconds
 
 ERR = {"type": "ValueError", "message": "boom", "traceback": "", "non_retryable": False}
 P = RetryPolicy(max_attempts=10, initial_interval=1.0, backoff_coefficient=2.0, max_interval=10.0)
@@ -104,3 +104,18 @@ def test_seconds(value: Any, expected: float | None) -> None:
 def test_seconds_refuses(value: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         seconds(value)
+
+
+@pytest.mark.parametrize(("error", "attempt", "limit", "decision"), [
+    (ERR, 1, None, Retry(0.5)),                                  # the run arms a retry timer
+    (ERR, 1, 300.0, Retry(0.5, by_sender=True)),                 # short enough for the sender to send it
+    (ERR, 4, 3.0, Retry(4.0)),                                   # too long for the sender: a durable timer
+    (ERR, 10, 300.0, GiveUp("attempts spent")),
+    ({**ERR, "non_retryable": True}, 1, 300.0, GiveUp("non-retryable")),
+    ({**ERR, "type": "KeyError"}, 1, None, GiveUp("non-retryable")),  # named by the policy
+])
+def test_decide_retry_table(error: dict[str, Any], attempt: int, limit: float | None, decision: Any) -> None:
+    policy = RetryPolicy(max_attempts=10, initial_interval=1.0, backoff_coefficient=2.0, max_interval=10.0,
+                         non_retryable=("KeyError",))
+    assert decide_retry(policy, error, attempt, 0.0, sender_limit=limit) == decision
+    assert retry_delay(decision) == (decision.delay if isinstance(decision, Retry) else None)
