@@ -390,7 +390,7 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
     if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         return
     from beluga.celery.attempts import DUE, eta_on_local_clock
-    from beluga.celery.coordinator import UNTIL
+    from beluga.celery.report import UNTIL
     from beluga.celery.runtime import runtime
 
     args = request.args

@@ -13,8 +13,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.celery import messages, outcome
-from beluga.celery.coordinator import CARRIED, SENT_AT
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
+from beluga.celery.report import AttemptReport
 from beluga.core.definitions import effective_retry
 from beluga.core.errors import ConfigurationError, SerializationError
 from beluga.core.failure import to_failure
@@ -128,8 +128,7 @@ def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: i
         message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
                                           details, heartbeat_timeout, celery_retries)
         celery_retry = message.get("celery_retry", False)
-        report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options.get(SENT_AT),
-                  options.get(CARRIED))
+        report = AttemptReport.of(seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options)
         # Redis away: keep trying (the attempt's deadline is renewed meanwhile); reporting twice is
         # harmless, a stale report is ignored. Past the budget the attempt is given up: its deadline
         # lapses and any live worker's scheduler dispatches a new attempt.

@@ -12,11 +12,12 @@ from celery import Celery
 from beluga.celery import messages, roster, task_events
 from beluga.celery.app import activity_queue, worker_queue
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, renewing
-from beluga.celery.coordinator import CARRIED, Coordinator, Stuck
+from beluga.celery.coordinator import Coordinator, Stuck
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.fleet import Fleet, Waiting
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet
+from beluga.celery.report import CARRIED, AttemptReport
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
 from beluga.core.steps import ChildClosed, StartChild
@@ -136,7 +137,7 @@ class Runtime:
             run_eager_slot(self, slot)
         self.wake_shard(shard)
 
-    def coordinate_here(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> None:
+    def coordinate_here(self, workflow_id: str, report: AttemptReport | None = None) -> None:
         """Run the coordinator right here, saving a task hop: after an activity attempt (handing over
         its outcome), or at the start of a run by a client that has the code. If the run cannot be
         driven in this process, the coordinate task, which waits for a worker that can, takes over
