@@ -23,7 +23,8 @@ from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, 
 from beluga.logs import get_logger
 from beluga.runs import new_run_state
 from beluga.settings import Settings
-from beluga.stores.redis import RedisStore, shard_of
+from beluga.stores.redis import RedisStore
+from beluga.stores.redis_keys import shard_of
 
 log = get_logger("beluga.client")
 T = TypeVar("T")
@@ -163,7 +164,7 @@ class CeleryExecutor(StoreBackedExecutor):
             return self.builtin_query(workflow_id, query_type)
         self._rt.check(list(args))
         state = self.summary(workflow_id)
-        reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
+        reply_to = self.store.names.reply_channel(uuid.uuid4().hex)
         from beluga.celery.attempts import attempt_kwargsrepr
 
         # each try without Celery's own publish retries, so that the call keeps to its retry time

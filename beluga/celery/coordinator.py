@@ -292,7 +292,7 @@ class Coordinator(Batches):
             log.error("workflow %s has %d messages waiting but no run: its summary is gone (evicted? the history "
                       "Redis needs maxmemory-policy noeviction; or deleted). Dropping its inbox", workflow_id, messages)
             metrics.run_vanished()
-        self.fleet.redis.delete(self.store.keys(workflow_id)[2])
+        self.fleet.redis.delete(self.store.names.run(workflow_id).inbox)
 
     def _first_report(self, workflow_id: str) -> bool:
         """Whether this process has not yet reported the run as unreadable or vanished (it remembers the
