@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import redis
 
 from beluga.celery import messages
+from beluga.celery.fleet_scripts import PushReply
 from beluga.celery.outages import TRANSIENT, may_have_taken_effect
 from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, ServiceUnavailable, WorkflowNotFound, WorkflowNotRunning
@@ -133,15 +134,15 @@ class CeleryExecutor(StoreBackedExecutor):
         message = messages.encode(input)
         got = self._retrying(f"{what} workflow {workflow_id}",
                              lambda: self.fleet.push_input(workflow_id, message, request_id), request_id)
-        if got == -1:
+        if got == PushReply.NO_RUN:
             raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
-        if got == -2:
+        if got == PushReply.CLOSED:
             state = self.summary(workflow_id)
             raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
                                      "signalled or cancelled")
-        if got == 2:  # the run joined its shard's wake set, and no wake task is on its way: send it
+        if got == PushReply.QUEUED_WAKE:  # in its shard's wake set, and no wake task on its way: send it
             self._best_effort(lambda: self._rt.wake_shard(shard_of(workflow_id)), workflow_id)
-        elif got == 1:  # queued by an earlier try of this request, which may not have woken the run
+        elif got == PushReply.QUEUED_BEFORE:  # by an earlier try of this request, which may not have woken the run
             self._wake(workflow_id, None)
 
     def signal(self, workflow_id: str, signal: Signal) -> None:

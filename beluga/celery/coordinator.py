@@ -21,6 +21,7 @@ from beluga import codec, logs, metrics
 from beluga.celery import messages
 from beluga.celery.batch import Batches, Plan
 from beluga.celery.fleet import Begun, Fleet, timer_member
+from beluga.celery.fleet_scripts import REPORT_QUEUED
 from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.celery.report import CARRIED, SENT_AT, UNTIL, AttemptReport
 from beluga.celery.roster import Handoff
@@ -222,7 +223,7 @@ class Coordinator(Batches):
             self._drop(workflow_id)
             return None
         if on_primary(self.fleet.report_and_append, call, report.seq, report.attempt, message,
-                      report.next_attempt, report.heartbeat) < 0:
+                      report.next_attempt, report.heartbeat) == REPORT_QUEUED:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             metrics.coordinator_retry("celery")
             return False

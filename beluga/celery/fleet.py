@@ -45,12 +45,14 @@ from beluga.celery.fleet_scripts import (
     ClaimCall,
     DrainTimersCall,
     PushCall,
+    PushReply,
     QueueCall,
     ReclaimCall,
     ReleaseCall,
     ReportAndAppendCall,
     ReportCall,
     RequeueCall,
+    RequeueReply,
     StartCall,
     SweepCall,
     TakeWakesCall,
@@ -63,7 +65,7 @@ from beluga.core.steps import ActivityOutcome
 from beluga.lua import Scripts
 from beluga.stores.redis import RedisStore, on_primary
 from beluga.stores.redis_keys import SHARDS, shard_of
-from beluga.stores.redis_scripts import AppendCall
+from beluga.stores.redis_scripts import STARTED_BEFORE, AppendCall, was_created
 
 
 class Fleet:
@@ -116,18 +118,17 @@ class Fleet:
         self.store.replicated(lambda client: self._lua.run(call, client=client),
                               f"a {message.get('k')} message to workflow {workflow_id}", call.inbox_key)
 
-    def push_input(self, workflow_id: str, message: dict[str, Any], request_id: str | None = None) -> int:
-        """A client's input, queued only while the run is open (see push.lua): 0 queued (the run is added
-        to its shard's wake set), 2 the same and the caller must send the shard's wake task, 1 queued
-        before by the same request, -1 no such run, -2 the run is closed."""
+    def push_input(self, workflow_id: str, message: dict[str, Any], request_id: str | None = None) -> PushReply:
+        """A client's input, queued only while the run is open (see push.lua and PushReply)."""
         k = self.names.run(workflow_id)
         run_key = k.run
         call = PushCall(
             run_key=k.run, inbox_key=k.inbox, requests_key=k.requests,
             dirty_key=k.shard.dirty, wake_key=k.shard.wake, waking_key=k.shard.waking, message=codec.encode(message),
             request_id=request_id, workflow_id=workflow_id, now=self.clock.now(), ttl_ms=self._waking_ttl_ms)
-        return int(self.store.replicated(lambda client: self._lua.run(call, client=client),
-                                         f"a {message.get('k')} message to workflow {workflow_id}", run_key))
+        return PushReply(int(self.store.replicated(lambda client: self._lua.run(call, client=client),
+                                                   f"a {message.get('k')} message to workflow {workflow_id}",
+                                                   run_key)))
 
     def start_run(self, state: WorkflowState, request_id: str | None = None,
                   timeout: tuple[float, dict[str, Any]] | None = None) -> str:
@@ -152,9 +153,9 @@ class Fleet:
                                         f"the start of workflow {state.workflow_id}", run_key)
         except ReplicationError as exc:  # on the primary all the same: say so
             got, unconfirmed = exc.result, exc
-        if got.startswith("="):
-            return got[1:]
-        if got not in ("", "+"):
+        if got.startswith(STARTED_BEFORE):
+            return got[len(STARTED_BEFORE):]
+        if not was_created(got):
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
         if unconfirmed is not None:
             raise unconfirmed
@@ -196,7 +197,7 @@ class Fleet:
                           next_attempt: int | None, heartbeat: bool = False) -> int:
         """An attempt's outcome and the events it leads to, in one round trip: `append_call` is the
         store's `append_call`, applied only if nobody touched the run (beluga/lua/report_and_append.lua).
-        The messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
+        The messages left in the inbox, or REPORT_QUEUED when the report was queued for the coordinator."""
         workflow_id = append_call.workflow_id
         t = self.names.shard_of(workflow_id)
         call = ReportAndAppendCall(
@@ -245,11 +246,10 @@ class Fleet:
         delivery claims, a first one too): (False, None) for a stale delivery or a duplicate, else
         (True, the last heartbeat details of an earlier attempt). `ttl` is its heartbeat timeout, when
         it promised heartbeats: its deadline then moves with each heartbeat, not with its holder."""
+        k = self.names.run(workflow_id)
         got = self._lua.run(ClaimCall(
-            dispatched_key=self.names.shard_of(workflow_id).dispatched,
-            running_info_key=self.names.shard_of(workflow_id).running_info,
-            beats_key=self.names.run(workflow_id).beats, waiting_key=self.names.shard_of(workflow_id).waiting,
-            run_key=self.names.run(workflow_id).run, seq=seq, member=_running_member(workflow_id, seq, attempt),
+            dispatched_key=k.shard.dispatched, running_info_key=k.shard.running_info, beats_key=k.beats,
+            waiting_key=k.shard.waiting, run_key=k.run, seq=seq, member=_running_member(workflow_id, seq, attempt),
             expiry=self.clock.now() + (ttl or self.lease_seconds),
             info=codec.encode({"run": run_id, "heartbeat_timeout": ttl}) if ttl else None, run_id=run_id))
         if not got:
@@ -403,7 +403,7 @@ class Fleet:
             waiting_key=self.names.shard_of(lost.workflow_id).waiting, run_key=self.names.run(lost.workflow_id).run,
             member=_running_member(lost.workflow_id, lost.seq, lost.attempt), deadline=lost.deadline,
             new_deadline=deadline, record=waiting.encode(), run_id=waiting.args[1]))
-        return waiting if int(got) == 1 else None
+        return waiting if int(got) == RequeueReply.REQUEUED else None
 
     def waiting_attempts(self, workflow_id: str, attempts: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
         """Of these (seq, attempt) of the run, those that no worker has taken yet -> the queue they wait in."""

@@ -34,7 +34,15 @@ from beluga.lua import Scripts
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
 from beluga.stores.redis_keys import SHARDS, KeyLayout, RunKeys, shard_of  # noqa: F401 - shard_of re-exported
-from beluga.stores.redis_scripts import AppendCall, CreateCall, ReadCall, RelistCall
+from beluga.stores.redis_scripts import (
+    APPEND_HISTORY_LOST,
+    APPEND_REFUSED,
+    AppendCall,
+    CreateCall,
+    ReadCall,
+    RelistCall,
+    was_created,
+)
 
 # the summary blob, the fields appends keep apart from it, the mark of a history found not whole, and
 # what names the run should its summary not decode
@@ -389,9 +397,9 @@ class RedisStore(WorkflowStore):
             events=tuple(codec.encode_event(e) for e in state.history))
 
         def write(client: redis.Redis) -> None:
-            created = self._lua.run(call, client=client)  # listed in the same step
-            if created not in (b"", b"+"):
-                check_create(state.workflow_id, created.decode(), WorkflowStatus.RUNNING, replace_run_id)
+            got = self._lua.run(call, client=client)  # listed in the same step
+            if not was_created(reply := got.decode()):
+                check_create(state.workflow_id, reply, WorkflowStatus.RUNNING, replace_run_id)
                 raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
 
         self.replicated(write, f"the start of workflow {state.workflow_id}", k.run)
@@ -437,10 +445,10 @@ class RedisStore(WorkflowStore):
 
         def write(client: redis.Redis) -> int | None:
             left = self._lua.run(call, client=client)  # a closed run is relisted in the same step
-            if left == -2:
+            if left == APPEND_HISTORY_LOST:
                 raise HistoryLost(f"workflow {a.workflow_id}: its history in Redis is not whole (events lost: was a "
                                   "key evicted?); nothing was appended past the hole")
-            return None if left < 0 else int(left)
+            return None if left == APPEND_REFUSED else int(left)
 
         return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
 
@@ -452,7 +460,8 @@ class RedisStore(WorkflowStore):
         writes."""
         if not calls:
             return []
-        return [None if int(left) < 0 else int(left) for left in self._lua.run_all(calls)]
+        return [None if int(left) in (APPEND_REFUSED, APPEND_HISTORY_LOST) else int(left)
+                for left in self._lua.run_all(calls)]
 
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,
