@@ -479,7 +479,7 @@ class RedisStore(WorkflowStore):
             blob = codec.encode_state(summarize(current, a))
         k = self.names.run(a.workflow_id)
         return AppendCall(
-            run_key=k.run, events_key=k.events, inbox_key=k.inbox, attempts_key=k.attempts, lease_key=k.lease,
+            run_key=k.run, events_key=k.events, inbox_key=k.inbox, lease_key=k.lease,
             # the fleet's dispatch record and timer set of the run's shard (a plain append writes neither)
             dispatched_key=k.shard.dispatched, timers_key=k.shard.timers,
             run_id=a.run_id, expected_version=a.expected_version, inbox_used=inbox_used,

@@ -32,7 +32,6 @@ class AppendCall(Call):
     run_key: str = key()
     events_key: str = key()
     inbox_key: str = key()
-    attempts_key: str = key()
     lease_key: str = key()
     dispatched_key: str = key()
     timers_key: str = key()
