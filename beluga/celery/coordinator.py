@@ -42,8 +42,9 @@ STUCK_RETRY_MAX = 300.0
 REPORTED_MAX = 10_000  # runs a process remembers having reported unreadable or vanished (each said once)
 
 
-class Stuck(Exception):
-    """The run cannot be driven by this process (it vanished while being coordinated)."""
+class RunVanished(Exception):  # noqa: N818 - an outcome, not an error
+    """The run vanished (was deleted) while being coordinated: nothing is left to drive. Not a stuck run
+    (`RunDriver.stuck`: code that no longer matches its history), which stays and is retried."""
 
 
 class HandOn(Exception):  # noqa: N818 - an outcome, not an error
@@ -424,7 +425,7 @@ class Coordinator(Batches):
     def _from_state(self, workflow_id: str, state: WorkflowState | None) -> tuple[drv.RunDriver, st.Step]:
         """The run replayed from its stored state."""
         if state is None:
-            raise Stuck(f"workflow {workflow_id} vanished while being coordinated")
+            raise RunVanished(f"workflow {workflow_id} vanished while being coordinated")
         damaged = unreadable(state)
         if damaged is not None:
             damaged.workflow_type = state.workflow_type
@@ -586,7 +587,7 @@ class Coordinator(Batches):
 def left_to_sweep(workflow_id: str, exc: Exception) -> None:
     """Log why a run of a batch could not be coordinated (called handling `exc`): its inbox keeps its
     messages and the sweep wakes it again. A run that vanished is a warning, anything else an error."""
-    if isinstance(exc, Stuck):
+    if isinstance(exc, RunVanished):
         log.warning("%s", exc)
     else:
         log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)

@@ -12,7 +12,7 @@ from celery import Celery
 from beluga.celery import messages, roster, task_events
 from beluga.celery.app import activity_queue, worker_queue
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, renewing
-from beluga.celery.coordinator import Coordinator, Stuck
+from beluga.celery.coordinator import Coordinator, RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.fleet import Fleet, Waiting
 from beluga.celery.observe import SENT_HEADER
@@ -144,7 +144,7 @@ class Runtime:
         (an attempt's outcome is queued already)."""
         try:
             self.coordinator.run(workflow_id, report)
-        except Stuck:  # the report is queued already; the coordinate task takes it from here
+        except RunVanished:  # the report is queued already; the coordinate task takes it from here
             self.wake(workflow_id, None)
 
     # --- which worker has which code (see roster) -----------------------------------------------------

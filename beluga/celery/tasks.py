@@ -14,7 +14,7 @@ from beluga import codec
 from beluga.celery import outcome
 from beluga.celery.app import activity_queue
 from beluga.celery.attempts import DUE, attempt_kwargsrepr, attempt_repr, report_attempt, reporting, wait_until_due
-from beluga.celery.coordinator import Stuck
+from beluga.celery.coordinator import RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
@@ -52,7 +52,7 @@ def bind(app: Celery) -> None:
         try:
             rt.coordinator.run(workflow_id, tried=_tried(tried))
             _coordinating.recovered()
-        except Stuck as exc:  # the run vanished under the coordinator (deleted meanwhile)
+        except RunVanished as exc:  # the run vanished under the coordinator (deleted meanwhile)
             log.warning("%s", exc)
         except TRANSIENT as exc:  # its inbox keeps the messages; the sweep wakes the run again
             _coordinating.error("could not coordinate workflow %s (the sweep will wake it again)", workflow_id,
