@@ -10,14 +10,15 @@ from typing import Any
 from celery import Celery
 
 from beluga.celery import messages, roster, task_events
-from beluga.celery.app import activity_queue, worker_queue
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, renewing
 from beluga.celery.coordinator import Coordinator, RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.fleet import Fleet, Waiting
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet
+from beluga.celery.queues import activity_queue, worker_queue
 from beluga.celery.report import CARRIED, AttemptReport
+from beluga.celery.scheduler import Scheduler
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
 from beluga.core.steps import ChildClosed, StartChild
@@ -62,6 +63,7 @@ class Runtime:
         self.holds = Holds(self.fleet)
         self._local = threading.local()  # the eager slot of the activity task running in this thread
         self._broker: Any = None  # a connection to a Redis broker, for its queues' lengths (the scheduler's)
+        self.scheduler = Scheduler(self, app)  # started in a worker's main process once it is ready
 
     @property
     def slot(self) -> EagerSlot | None:

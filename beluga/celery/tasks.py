@@ -12,12 +12,12 @@ from celery import Celery
 
 from beluga import codec
 from beluga.celery import outcome
-from beluga.celery.app import activity_queue
 from beluga.celery.attempts import DUE, attempt_kwargsrepr, attempt_repr, report_attempt, reporting, wait_until_due
 from beluga.celery.coordinator import RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
+from beluga.celery.queues import activity_queue
 from beluga.celery.runtime import runtime
 from beluga.core.definitions import effective_option, registry
 from beluga.core.driver import read_only
