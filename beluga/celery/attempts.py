@@ -13,6 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.celery import messages, outcome
+from beluga.celery.holds import renewing
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.report import AttemptReport
 from beluga.core.definitions import effective_retry
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 log = get_logger("beluga.tasks")
 # Through an outage each process logs a topic's first error, then a line every ten seconds at most.
 reporting = Quiet(log, "reporting activity attempts")
-renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
 DUE = "_due"  # in a Celery retry's options: when the attempt may start, on the fleet's clock
 ETA_TOLERANCE = 0.1  # seconds a worker's wall clock may be off the fleet's before a retry's ETA is moved

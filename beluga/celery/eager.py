@@ -54,8 +54,7 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
     dispatches the attempt again within the lease, as for any lost attempt."""
     defn = registry.activities[name]
     key = (workflow_id, seq, attempt)
-    rt.in_flight.add(key)
-    rt.ensure_renewer()
+    rt.eager_holds.add(key)
     # observers see it as they see any attempt: Flower's task events, logs, span and metrics
     events = EagerTaskEvents(rt.app, name, activity_task_id(run_id, seq),
                              attempt_repr(workflow_id, run_id, seq, attempt), attempt_kwargsrepr(workflow_id))
@@ -69,7 +68,7 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
         reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, None, None, False,
                                   celery_retries=False)
     finally:
-        rt.in_flight.discard(key)
+        rt.eager_holds.discard(key)
         _observe_eager_end(events, name, reported)
 
 
@@ -118,7 +117,7 @@ def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     if slot is not None and slot.queued:
         jobs, slot.queued = slot.queued, []
         held = [(wid, seq, attempt) for wid, _, seq, attempt, *_ in jobs]
-        rt.in_flight.difference_update(held)
+        rt.eager_holds.discard(*held)
         try:  # no longer renewed here: the time allowed for a worker to take the message, as when sent
             rt.fleet.hold(held, until=rt.fleet.dispatch_deadline())
         except Exception as exc:  # noqa: BLE001 - Redis away: sent all the same (the broker queue is looked into)

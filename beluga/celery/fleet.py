@@ -335,7 +335,7 @@ class Fleet:
     def dispatch_deadline(self, delay: float = 0.0) -> float:
         """When the scheduler first looks at an attempt sent now (to start after `delay`) that no worker
         has taken: a lease (then it is sent again, or waits on, see `requeue`; a worker that took it
-        renews it, see `runtime.Holds`), or never where the broker redelivers by itself (an AMQP broker;
+        renews it, see `holds.Holds`), or never where the broker redelivers by itself (an AMQP broker;
         a schedule-to-start deadline still applies, see `note_sent`)."""
         if not self.undelivered_lapse:
             return self.clock.now() + delay + 10 * 365 * 86400.0

@@ -9,11 +9,12 @@ from typing import Any
 
 from celery import Celery
 
-from beluga.celery import messages, roster, task_events
-from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, renewing
+from beluga.celery import messages, roster
+from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr
 from beluga.celery.coordinator import Coordinator, RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.fleet import Fleet, Waiting
+from beluga.celery.holds import EagerHolds, Holds
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.celery.queues import activity_queue, worker_queue
@@ -57,10 +58,10 @@ class Runtime:
                                        elsewhere=self.elsewhere, hand_on=self.hand_on)
         self.worker: str | None = None  # this worker's Celery node name, once it is set up (None: a client)
         self._versions: dict[str, str] | None = None
-        # attempts this process runs eagerly (no message: no worker main process renews their deadlines)
-        self.in_flight: set[tuple[str, int, int]] = set()
-        self._renewer: threading.Thread | None = None
+        # what this worker holds: the attempts whose messages its consumer took (`holds`) and those this
+        # process runs eagerly, which no message carries (`eager_holds`)
         self.holds = Holds(self.fleet)
+        self.eager_holds = EagerHolds(self.fleet)
         self._local = threading.local()  # the eager slot of the activity task running in this thread
         self._broker: Any = None  # a connection to a Redis broker, for its queues' lengths (the scheduler's)
         self.scheduler = Scheduler(self, app)  # started in a worker's main process once it is ready
@@ -228,8 +229,7 @@ class Runtime:
         slot = self.slot
         if eager and slot is not None and slot.batch:
             # recorded with a lease deadline, which this process renews until the attempt ends or is sent
-            self.in_flight.add((workflow_id, seq, attempt))
-            self.ensure_renewer()
+            self.eager_holds.add((workflow_id, seq, attempt))
             slot.queued.append((workflow_id, run_id, seq, attempt, name, input, options))
             return
         if eager and slot is not None and slot.next is None:
@@ -324,82 +324,6 @@ class Runtime:
         # found by the sweeper should the wake be lost
         self.fleet.push(state.workflow_id, messages.encode(messages.Start()))
         self.wake(state.workflow_id, queue)
-
-    def renew_forever(self) -> None:
-        """Renew the deadlines of the attempts this process runs eagerly (a worker's main process renews
-        those whose messages it holds)."""
-        ok = True
-        while True:  # after a failure, try again soon: the lease may be about to lapse
-            time.sleep(max(0.5, self.settings.lease_seconds / 3) if ok else 0.25)
-            task_events.flush()  # the start of an eager attempt still running shows in Flower
-            try:
-                self.fleet.hold(list(self.in_flight))
-                ok = True
-                renewing.recovered()
-            except Exception as exc:
-                ok = False
-                renewing.error("could not renew activity leases", exc=exc)
-
-    def ensure_renewer(self) -> None:
-        if self._renewer is None or not self._renewer.is_alive():
-            self._renewer = threading.Thread(target=self.renew_forever, name="beluga-lease", daemon=True)
-            self._renewer.start()
-
-
-class Holds:
-    """The attempts whose messages the worker's consumer just took: their deadlines are renewed (moved
-    to a lease from now) from a thread of their own, in batches of one command, so the consumer loop
-    never waits on Redis and a worker that dies holding a message is noticed within the lease. The
-    scheduler renews everything the worker still holds, every second or so (`held_attempts`); so a
-    message whose deadline (as its dispatch recorded it, `until`) is further ahead than two of those
-    rounds, the common case of a message taken soon after it was sent, needs no renewal of its own:
-    its deadline is already at most a lease from its dispatch."""
-
-    def __init__(self, fleet: Fleet, interval: float = 0.02) -> None:
-        self._fleet = fleet
-        self._interval = interval
-        self._margin = 2 * min(1.0, fleet.lease_seconds / 3) + 0.5  # the scheduler's round, twice, and some
-        self._quiet = Quiet(log, "renewing activity deadlines")
-        self._pending: list[tuple[str, int, int]] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def note(self, attempt: tuple[str, int, int], until: float | None = None) -> None:
-        """`until`: the attempt's deadline, on the fleet's clock. The consumer loop calls this: it reads
-        the clock's last measurement, never waiting on Redis (none yet: the attempt is renewed)."""
-        now = self._fleet.clock.cached()
-        if until is not None and now is not None and until - now > self._margin:
-            return
-        with self._lock:
-            self._pending.append(attempt)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._flush_forever, name="beluga-holds", daemon=True)
-                self._thread.start()
-        self._wake.set()
-
-    def _flush_forever(self) -> None:
-        backoff = self._interval
-        while True:
-            self._wake.wait()
-            time.sleep(backoff)  # let a burst of messages share one round trip
-            self._wake.clear()
-            with self._lock:
-                batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            try:
-                self._fleet.hold(batch)
-                backoff = self._interval
-                self._quiet.recovered()
-            except Exception as exc:
-                # Kept and tried again (renewing twice is harmless); meanwhile the scheduler renews what
-                # the worker holds, and the dispatch deadlines still stand.
-                self._quiet.error("could not renew %d activity deadlines", len(batch), exc=exc)
-                with self._lock:
-                    self._pending[:0] = batch[-10000:]
-                backoff = min(1.0, backoff * 4)
-                self._wake.set()
 
 
 _runtime_lock = threading.Lock()

@@ -261,7 +261,7 @@ def test_a_message_taken_well_before_its_deadline_is_not_renewed_on_its_own(url:
     """The worker's consumer renews the deadline of an attempt whose message it took only when that
     deadline is near (its message waited in the queue): the scheduler's round renews everything the
     worker holds long before a fresh message's deadline, so a fresh one costs no command of its own."""
-    from beluga.celery.runtime import Holds
+    from beluga.celery.holds import Holds
 
     fleet = Fleet(RedisStore(url, prefix=f"t{uuid.uuid4().hex[:8]}"), lease_seconds=15.0)
     deadlines = fleet.shard_key("w", "dispatched")
