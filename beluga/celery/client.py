@@ -105,7 +105,7 @@ class CeleryExecutor(StoreBackedExecutor):
             workflow_id), None, writes=False)
 
     def _wake(self, workflow_id: str, queue: str | None) -> None:
-        self._best_effort(lambda: self._rt.wake(workflow_id, queue), workflow_id)
+        self._best_effort(lambda: self._rt.sender.wake(workflow_id, queue), workflow_id)
 
     def _best_effort(self, call: Callable[[], Any], workflow_id: str) -> None:
         """What follows a durable write only speeds the run up: should the broker (or Redis) fail here,
@@ -141,7 +141,7 @@ class CeleryExecutor(StoreBackedExecutor):
             raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
                                      "signalled or cancelled")
         if got == PushReply.QUEUED_WAKE:  # in its shard's wake set, and no wake task on its way: send it
-            self._best_effort(lambda: self._rt.wake_shard(shard_of(workflow_id)), workflow_id)
+            self._best_effort(lambda: self._rt.sender.wake_shard(shard_of(workflow_id)), workflow_id)
         elif got == PushReply.QUEUED_BEFORE:  # by an earlier try of this request, which may not have woken the run
             self._wake(workflow_id, None)
 

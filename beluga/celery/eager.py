@@ -113,7 +113,7 @@ def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     rt.slot = None
     if slot is not None and slot.next is not None:
         job, slot.next = slot.next, None
-        rt.dispatch(*job)
+        rt.sender.dispatch(*job)
     if slot is not None and slot.queued:
         jobs, slot.queued = slot.queued, []
         held = [(wid, seq, attempt) for wid, _, seq, attempt, *_ in jobs]
@@ -123,5 +123,5 @@ def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
         except Exception as exc:  # noqa: BLE001 - Redis away: sent all the same (the broker queue is looked into)
             log.debug("could not move the deadlines of attempts sent after a wake batch: %s", exc)
         for job in jobs:
-            rt.dispatch(*job)
+            rt.sender.dispatch(*job)
 

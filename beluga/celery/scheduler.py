@@ -41,7 +41,7 @@ def tick(rt: Any, now: float, reclaim: bool = True, safety_nets: bool = True) ->
             done += _reclaim_lapsed(rt, now)
         woken, more = fleet.sweep(now)
     for shard in sorted({*wake, *more}):
-        rt.wake_shard(shard)
+        rt.sender.wake_shard(shard)
     return done + woken
 
 
@@ -60,7 +60,7 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         waiting = item.waiting
         if waiting is None or (waiting.to_start_by is not None and now >= waiting.to_start_by):
             if rt.fleet.reclaim(item, _failure(rt, item)):
-                rt.wake(item.workflow_id, None)
+                rt.sender.wake(item.workflow_id, None)
                 done += 1
             continue
         if live is None:
@@ -68,7 +68,7 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         consumed = waiting.queue in live
         if consumed and waiting.looks < BACKLOG_LOOKS:
             if waiting.queue not in lengths:
-                lengths[waiting.queue] = rt.queue_length(waiting.queue)
+                lengths[waiting.queue] = rt.sender.queue_length(waiting.queue)
             consumed = lengths[waiting.queue] == 0
         again = rt.fleet.requeue(item, now, resend=consumed)
         if again is None:
@@ -76,7 +76,7 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         if consumed:
             log.info("attempt %s of %s seq %s not taken by a worker within %.3gs: sending it again to queue %r",
                      item.attempt, item.workflow_id, item.seq, now - waiting.sent_at, waiting.queue)
-            rt.publish(again.args, again.queue)
+            rt.sender.publish(again.args, again.queue)
             done += 1
         elif waiting.looks == 0:
             log.warning("attempt %s of %s seq %s waits for a worker on queue %r, which no live worker consumes",

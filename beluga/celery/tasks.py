@@ -113,7 +113,7 @@ def bind(app: Celery) -> None:
                     # ETA and its due time are on the fleet's clock (see wait_until_due).
                     due = fleet.clock.now() + (next_delay or 0.0)
                     retried = {**options, DUE: due}
-                    fleet.note_sent(rt.waiting(workflow_id, run_id, seq, attempt + 1, name, input, retried,
+                    fleet.note_sent(rt.sender.waiting(workflow_id, run_id, seq, attempt + 1, name, input, retried,
                                                options.get("queue") or activity_queue(rt.settings, name),
                                                next_delay))
                     raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, retried),
