@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from beluga.celery import observe, outcome, task_events
+from beluga.celery import observe, outcome
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, report_attempt
 from beluga.celery.task_events import EagerTaskEvents
 from beluga.core.definitions import registry
@@ -56,7 +56,7 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
     key = (workflow_id, seq, attempt)
     rt.eager_holds.add(key)
     # observers see it as they see any attempt: Flower's task events, logs, span and metrics
-    events = EagerTaskEvents(rt.app, name, activity_task_id(run_id, seq),
+    events = EagerTaskEvents(rt.task_events, rt.app, name, activity_task_id(run_id, seq),
                              attempt_repr(workflow_id, run_id, seq, attempt), attempt_kwargsrepr(workflow_id))
     events.received_and_started()
     now = rt.fleet.clock.now()
@@ -95,7 +95,7 @@ def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
         if slot is not None and slot.batch and slot.queued:
             rt.slot = None  # the reports of a batch's attempts send what follows through the broker
             until = time.monotonic() + WAKE_EAGER_SECONDS
-            with task_events.batched():
+            with rt.task_events.batched():
                 while slot.queued and time.monotonic() < until:
                     job = slot.queued.pop(0)
                     slot.used += 1

@@ -8,9 +8,9 @@ from __future__ import annotations
 import threading
 import time
 
-from beluga.celery import task_events
 from beluga.celery.fleet import Fleet
 from beluga.celery.outages import Quiet
+from beluga.celery.task_events import TaskEventOutbox
 from beluga.logs import get_logger
 
 log = get_logger("beluga.tasks")
@@ -22,8 +22,9 @@ class EagerHolds:
     """The attempts this process runs eagerly (no message: no worker main process renews their
     deadlines), renewed from a thread of their own while they run."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, task_events: TaskEventOutbox) -> None:
         self._fleet = fleet
+        self._task_events = task_events
         self.in_flight: set[tuple[str, int, int]] = set()
         self._renewer: threading.Thread | None = None
 
@@ -41,7 +42,7 @@ class EagerHolds:
         ok = True
         while True:  # after a failure, try again soon: the lease may be about to lapse
             time.sleep(max(0.5, self._fleet.lease_seconds / 3) if ok else 0.25)
-            task_events.flush()  # the start of an eager attempt still running shows in Flower
+            self._task_events.flush()  # the start of an eager attempt still running shows in Flower
             try:
                 self._fleet.hold(list(self.in_flight))
                 ok = True

@@ -20,6 +20,7 @@ from beluga.celery.queues import worker_queue
 from beluga.celery.report import AttemptReport
 from beluga.celery.scheduler import Scheduler
 from beluga.celery.sender import Sender, sending
+from beluga.celery.task_events import TaskEventOutbox
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
 from beluga.core.steps import ChildClosed, StartChild
@@ -53,7 +54,8 @@ class Runtime:
         # what this worker holds: the attempts whose messages its consumer took (`holds`) and those this
         # process runs eagerly, which no message carries (`eager_holds`)
         self.holds = Holds(self.fleet)
-        self.eager_holds = EagerHolds(self.fleet)
+        self.task_events = TaskEventOutbox()  # the Celery task events of the attempts it runs eagerly
+        self.eager_holds = EagerHolds(self.fleet, self.task_events)
         self._local = threading.local()  # the eager slot of the activity task running in this thread
         self.sender = Sender(app, settings, self.fleet, self.eager_holds, lambda: self.slot)
         self.coordinator = Coordinator(self.fleet, registry, dispatch=self.sender.dispatch, wake=self.sender.wake,
