@@ -217,10 +217,7 @@ class RedisStore(WorkflowStore):
         self.append_replicas_timeout = append_replicas_timeout
         self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall])
 
-    # --- key layout (beluga/stores/redis_keys.py) ------------------------------------------------------
-    def run_keys(self, workflow_id: str) -> RunKeys:
-        return self.names.run(workflow_id)
-
+    # --- key layout: `names` (beluga/stores/redis_keys.py); these read it for tests and tools ----------
     def shard_tag(self, shard: int) -> str:
         """`<p>:{s<shard>}`: the hash tag of a shard's keys, its runs' and the fleet's records about them."""
         return self.names.shard(shard).tag
