@@ -93,8 +93,8 @@ def test_every_script_file_has_one_builder() -> None:
 
 def test_header_parser_reads_grouped_and_variadic_entries() -> None:
     keys, argv = header("report_and_append.lua")
-    assert keys[:8] == ["run_key", "events_key", "inbox_key", "attempts_key", "lease_key", "dispatched_key",
-                        "timers_key", "running_info_key"]
+    assert keys[:7] == ["run_key", "events_key", "inbox_key", "lease_key", "dispatched_key", "timers_key",
+                        "running_info_key"]
     assert argv[-6:] == ["#attempts", "#events", "#timers", "attempts...", "events...", "timers..."]
 
 
@@ -166,7 +166,7 @@ def test_a_server_that_lost_its_scripts_gets_them_again(redis_url: str) -> None:
     scripts = Scripts(client, [AppendCall])
     p = f"t{uuid.uuid4().hex[:8]}"
     call = AppendCall(run_key=f"{p}:run", events_key=f"{p}:events", inbox_key=f"{p}:inbox",
-                      attempts_key=f"{p}:attempts", lease_key=f"{p}:lease", dispatched_key=f"{p}:dispatched",
+                      lease_key=f"{p}:lease", dispatched_key=f"{p}:dispatched",
                       timers_key=f"{p}:timers",
                       run_id="r", expected_version=0, inbox_used=0, status=None, summary=None, updated=None,
                       lease_token=None, dispatch_deadline=0.0, workflow_id="w", index_prefix="")

@@ -21,6 +21,7 @@ from kombu.serialization import register
 from beluga import codec, logs
 from beluga.celery import kombu_redis
 from beluga.celery.outages import TRANSIENT
+from beluga.celery.queues import activity_queue, worker_queue
 from beluga.logs import get_logger
 from beluga.settings import UNCONFIGURED, Settings, redact
 
@@ -236,18 +237,6 @@ def _refuse(why: str) -> None:
     raise SystemExit(EX_CONFIG)
 
 
-def activity_queue(settings: Settings, name: str) -> str:
-    """Each activity has a queue of its own, consumed only by workers that have its code, so a message
-    for code no worker has waits there until a worker that has it joins the fleet."""
-    return f"{settings.default_queue}.activity.{name}"
-
-
-def worker_queue(settings: Settings, worker: str) -> str:
-    """A queue each worker consumes alone (`worker` is its Celery node name): a run handed on to this
-    worker, because the one that took it lacks its code, comes here (see `roster`)."""
-    return f"{settings.default_queue}.worker.{worker}"
-
-
 class BelugaConsumer(Consumer):
     """Celery's consumer, reconnecting to a lost broker every 0.5-2 s (Celery's default backs off 2, 4,
     6, ... up to 30 s, so a worker could sit idle for half a minute after the broker is back), logging
@@ -309,7 +298,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         from beluga.celery.runtime import runtime
-        from beluga.celery.scheduler import start_scheduler
         from beluga.core.definitions import registry
 
         settings = app.conf.beluga_settings
@@ -320,11 +308,12 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         log.info("beluga worker %s: broker %s, histories in %s, imports %s, activities %s", sender.hostname,
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
+        rt = runtime(app)
         try:  # runs that Beluga 0.1.0 listed in its global index stay listed (see RedisStore.adopt_listing)
-            runtime(app).store.adopt_listing()
+            rt.store.adopt_listing()
         except TRANSIENT as exc:
             log.warning("could not look for runs listed by Beluga 0.1.0 (the next start will): %s", exc)
-        start_scheduler(app, sender.hostname)
+        rt.scheduler.start()
 
 
 SAFE_POLICY = "noeviction"
@@ -390,7 +379,7 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
     if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         return
     from beluga.celery.attempts import DUE, eta_on_local_clock
-    from beluga.celery.coordinator import UNTIL
+    from beluga.celery.report import UNTIL
     from beluga.celery.runtime import runtime
 
     args = request.args
@@ -409,14 +398,14 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     from beluga import metrics
-    from beluga.celery.scheduler import stop_scheduler
 
-    stop_scheduler()
     app = getattr(sender, "app", None)
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
         from beluga.celery.runtime import runtime
 
-        runtime(app).withdraw()
+        rt = runtime(app)
+        rt.scheduler.stop()
+        rt.withdraw()
     metrics.worker_shutdown()
 
 

@@ -13,8 +13,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from beluga.activity import ActivityInfo, run_with_info
 from beluga.celery import messages, outcome
-from beluga.celery.coordinator import CARRIED, SENT_AT
+from beluga.celery.holds import renewing
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
+from beluga.celery.report import AttemptReport
 from beluga.core.definitions import effective_retry
 from beluga.core.failure import attempt_timed_out, to_failure
 from beluga.core.retry import decide_retry, retry_delay
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 log = get_logger("beluga.tasks")
 # Through an outage each process logs a topic's first error, then a line every ten seconds at most.
 reporting = Quiet(log, "reporting activity attempts")
-renewing = Quiet(log, "renewing activity leases")
 CELERY_RETRY_LIMIT = 300.0  # longer backoffs go through the durable timer set, not broker countdowns
 DUE = "_due"  # in a Celery retry's options: when the attempt may start, on the fleet's clock
 ETA_TOLERANCE = 0.1  # seconds a worker's wall clock may be off the fleet's before a retry's ETA is moved
@@ -124,8 +124,7 @@ def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: i
         message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
                                           details, heartbeat_timeout, celery_retries)
         celery_retry = message.get("celery_retry", False)
-        report = (seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options.get(SENT_AT),
-                  options.get(CARRIED))
+        report = AttemptReport.of(seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options)
         # Redis away: keep trying (the attempt's deadline is renewed meanwhile); reporting twice is
         # harmless, a stale report is ignored. Past the budget the attempt is given up: its deadline
         # lapses and any live worker's scheduler dispatches a new attempt.

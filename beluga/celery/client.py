@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import redis
 
 from beluga.celery import messages
+from beluga.celery.fleet_scripts import PushReply
 from beluga.celery.outages import TRANSIENT, may_have_taken_effect
 from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, ServiceUnavailable, WorkflowNotFound, WorkflowNotRunning
@@ -23,7 +24,8 @@ from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, 
 from beluga.logs import get_logger
 from beluga.runs import new_run_state
 from beluga.settings import Settings
-from beluga.stores.redis import RedisStore, shard_of
+from beluga.stores.redis import RedisStore
+from beluga.stores.redis_keys import shard_of
 
 log = get_logger("beluga.client")
 T = TypeVar("T")
@@ -103,7 +105,7 @@ class CeleryExecutor(StoreBackedExecutor):
             workflow_id), None, writes=False)
 
     def _wake(self, workflow_id: str, queue: str | None) -> None:
-        self._best_effort(lambda: self._rt.wake(workflow_id, queue), workflow_id)
+        self._best_effort(lambda: self._rt.sender.wake(workflow_id, queue), workflow_id)
 
     def _best_effort(self, call: Callable[[], Any], workflow_id: str) -> None:
         """What follows a durable write only speeds the run up: should the broker (or Redis) fail here,
@@ -132,15 +134,15 @@ class CeleryExecutor(StoreBackedExecutor):
         message = messages.encode(input)
         got = self._retrying(f"{what} workflow {workflow_id}",
                              lambda: self.fleet.push_input(workflow_id, message, request_id), request_id)
-        if got == -1:
+        if got == PushReply.NO_RUN:
             raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
-        if got == -2:
+        if got == PushReply.CLOSED:
             state = self.summary(workflow_id)
             raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
                                      "signalled or cancelled")
-        if got == 2:  # the run joined its shard's wake set, and no wake task is on its way: send it
-            self._best_effort(lambda: self._rt.wake_shard(shard_of(workflow_id)), workflow_id)
-        elif got == 1:  # queued by an earlier try of this request, which may not have woken the run
+        if got == PushReply.QUEUED_WAKE:  # in its shard's wake set, and no wake task on its way: send it
+            self._best_effort(lambda: self._rt.sender.wake_shard(shard_of(workflow_id)), workflow_id)
+        elif got == PushReply.QUEUED_BEFORE:  # by an earlier try of this request, which may not have woken the run
             self._wake(workflow_id, None)
 
     def signal(self, workflow_id: str, signal: Signal) -> None:
@@ -163,7 +165,7 @@ class CeleryExecutor(StoreBackedExecutor):
             return self.builtin_query(workflow_id, query_type)
         self._rt.check(list(args))
         state = self.summary(workflow_id)
-        reply_to = f"{self.store.prefix}:reply:{uuid.uuid4().hex}"
+        reply_to = self.store.names.reply_channel(uuid.uuid4().hex)
         from beluga.celery.attempts import attempt_kwargsrepr
 
         # each try without Celery's own publish retries, so that the call keeps to its retry time

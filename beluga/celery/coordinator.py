@@ -21,7 +21,9 @@ from beluga import codec, logs, metrics
 from beluga.celery import messages
 from beluga.celery.batch import Batches, Plan
 from beluga.celery.fleet import Begun, Fleet, timer_member
+from beluga.celery.fleet_scripts import REPORT_QUEUED
 from beluga.celery.outages import TRANSIENT, retry_transient
+from beluga.celery.report import CARRIED, SENT_AT, UNTIL, AttemptReport
 from beluga.celery.roster import Handoff
 from beluga.core import driver as drv
 from beluga.core import steps as st
@@ -36,20 +38,14 @@ from beluga.stores.redis import on_primary
 
 log = get_logger("beluga.coordinator")
 INBOX_BATCH = 100
-# In an activity message's options, beside the call's own:
-SENT_AT = "_version"  # the run's version after the append that sent it
-CARRIED = "_events"  # the run's latest encoded events, ending there (see `_carry`): a process whose cached
-# run is behind catches up from the message instead of reading the store (a run's steps go to either
-# process of a pool)
-UNTIL = "_until"  # the attempt's deadline as that append recorded it (see Holds: a message taken long
-# before it needs no renewal of its own)
 CARRY_MAX = 2048  # bytes of encoded events an activity message carries at most
 STUCK_RETRY_MAX = 300.0
 REPORTED_MAX = 10_000  # runs a process remembers having reported unreadable or vanished (each said once)
 
 
-class Stuck(Exception):
-    """The run cannot be driven by this process (it vanished while being coordinated)."""
+class RunVanished(Exception):  # noqa: N818 - an outcome, not an error
+    """The run vanished (was deleted) while being coordinated: nothing is left to drive. Not a stuck run
+    (`RunDriver.stuck`: code that no longer matches its history), which stays and is retried."""
 
 
 class HandOn(Exception):  # noqa: N818 - an outcome, not an error
@@ -93,11 +89,10 @@ class Coordinator(Batches):
         self._reported: OrderedDict[str, None] = OrderedDict()  # see `_first_report`
         self._reported_lock = threading.Lock()
 
-    def run(self, workflow_id: str, report: tuple[Any, ...] | None = None, tried: tuple[str, ...] = ()) -> bool:
+    def run(self, workflow_id: str, report: AttemptReport | None = None, tried: tuple[str, ...] = ()) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it
         looks at the inbox again as it lets go, so nothing waits unseen. `report` is an activity
-        attempt's (seq, attempt, message, next attempt[, whether it promised heartbeats[, the run's
-        version when it was sent[, the events its message carried]]]), handed over by the task that ran it.
+        attempt's, handed over by the task that ran it.
         `tried`: the versions of the run's code that workers tried before handing it here (see roster)."""
         self._local.tried = tried
         try:
@@ -105,7 +100,7 @@ class Coordinator(Batches):
         finally:
             self._local.tried = ()
 
-    def _run(self, workflow_id: str, report: tuple[Any, ...] | None) -> bool:
+    def _run(self, workflow_id: str, report: AttemptReport | None) -> bool:
         metrics.begin_step()
         worked = False
         if report is not None:
@@ -122,10 +117,10 @@ class Coordinator(Batches):
             cached = self.cache.get(workflow_id)
             known = cached.version if cached else 0
             if report is not None:
-                seq, attempt, message, next_attempt, *rest = report
+                begun = self.fleet.report_and_begin(workflow_id, report.seq, report.attempt, report.message,
+                                                    report.next_attempt, INBOX_BATCH, known,
+                                                    heartbeat=report.heartbeat)
                 report = None
-                begun = self.fleet.report_and_begin(workflow_id, seq, attempt, message, next_attempt,
-                                                    INBOX_BATCH, known, heartbeat=bool(rest and rest[0]))
             else:
                 begun = self.fleet.begin(workflow_id, INBOX_BATCH, known)
             if begun is None:
@@ -184,18 +179,16 @@ class Coordinator(Batches):
             except Exception as exc:
                 left_to_sweep(workflow_id, exc)
 
-    def _report_fast(self, workflow_id: str, report: tuple[Any, ...]) -> bool | None:
+    def _report_fast(self, workflow_id: str, report: AttemptReport) -> bool | None:
         """The common case in one round trip: this process has the run cached, so it applies the report
         and appends the result at once, conditional on nobody having touched the run meanwhile. True
         when done; False when the script queued the report instead; None when not tried.
 
-        `report` may say (its sixth item) which version the run had when the attempt was sent: a cached
-        run behind it (another process of the pool took the step before) first catches up with the
-        events it missed, from those the message carried (its seventh item) or else in one more round
-        trip, instead of the coordinator's lease, read and reload."""
-        seq, attempt, message, next_attempt, *rest = report
-        sent_at = rest[1] if len(rest) > 1 and isinstance(rest[1], int) else None  # else a foreign message's
-        carried = rest[2] if len(rest) > 2 else None
+        `report` may say (`sent_at`) which version the run had when the attempt was sent: a cached run
+        behind it (another process of the pool took the step before) first catches up with the events
+        it missed, from those the message carried (`carried`) or else in one more round trip, instead of
+        the coordinator's lease, read and reload."""
+        message, sent_at, carried = report.message, report.sent_at, report.carried
         run = self.cache.get(workflow_id)
         if run is None and sent_at is not None:
             run = self._load_for_report(workflow_id, message.get("run"))
@@ -231,8 +224,8 @@ class Coordinator(Batches):
         if call is None:  # the run vanished meanwhile: the coordinator sorts it out
             self._drop(workflow_id)
             return None
-        if on_primary(self.fleet.report_and_append, call, seq, attempt, message, next_attempt,
-                      bool(rest and rest[0])) < 0:
+        if on_primary(self.fleet.report_and_append, call, report.seq, report.attempt, message,
+                      report.next_attempt, report.heartbeat) == REPORT_QUEUED:
             self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
             metrics.coordinator_retry("celery")
             return False
@@ -302,7 +295,7 @@ class Coordinator(Batches):
             log.error("workflow %s has %d messages waiting but no run: its summary is gone (evicted? the history "
                       "Redis needs maxmemory-policy noeviction; or deleted). Dropping its inbox", workflow_id, messages)
             metrics.run_vanished()
-        self.fleet.redis.delete(self.store.keys(workflow_id)[2])
+        self.fleet.redis.delete(self.store.names.run(workflow_id).inbox)
 
     def _first_report(self, workflow_id: str) -> bool:
         """Whether this process has not yet reported the run as unreadable or vanished (it remembers the
@@ -433,7 +426,7 @@ class Coordinator(Batches):
     def _from_state(self, workflow_id: str, state: WorkflowState | None) -> tuple[drv.RunDriver, st.Step]:
         """The run replayed from its stored state."""
         if state is None:
-            raise Stuck(f"workflow {workflow_id} vanished while being coordinated")
+            raise RunVanished(f"workflow {workflow_id} vanished while being coordinated")
         damaged = unreadable(state)
         if damaged is not None:
             damaged.workflow_type = state.workflow_type
@@ -592,7 +585,7 @@ class Coordinator(Batches):
 def left_to_sweep(workflow_id: str, exc: Exception) -> None:
     """Log why a run of a batch could not be coordinated (called handling `exc`): its inbox keeps its
     messages and the sweep wakes it again. A run that vanished is a warning, anything else an error."""
-    if isinstance(exc, Stuck):
+    if isinstance(exc, RunVanished):
         log.warning("%s", exc)
     else:
         log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)

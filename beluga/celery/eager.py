@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from beluga.celery import observe, outcome, task_events
+from beluga.celery import observe, outcome
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, report_attempt
 from beluga.celery.task_events import EagerTaskEvents
 from beluga.core.definitions import registry
@@ -54,10 +54,9 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
     dispatches the attempt again within the lease, as for any lost attempt."""
     defn = registry.activities[name]
     key = (workflow_id, seq, attempt)
-    rt.in_flight.add(key)
-    rt.ensure_renewer()
+    rt.eager_holds.add(key)
     # observers see it as they see any attempt: Flower's task events, logs, span and metrics
-    events = EagerTaskEvents(rt.app, name, activity_task_id(run_id, seq),
+    events = EagerTaskEvents(rt.task_events, rt.app, name, activity_task_id(run_id, seq),
                              attempt_repr(workflow_id, run_id, seq, attempt), attempt_kwargsrepr(workflow_id))
     events.received_and_started()
     now = rt.fleet.clock.now()
@@ -69,7 +68,7 @@ def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: i
         reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, None, None, False,
                                   celery_retries=False)
     finally:
-        rt.in_flight.discard(key)
+        rt.eager_holds.discard(key)
         _observe_eager_end(events, name, reported)
 
 
@@ -96,7 +95,7 @@ def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
         if slot is not None and slot.batch and slot.queued:
             rt.slot = None  # the reports of a batch's attempts send what follows through the broker
             until = time.monotonic() + WAKE_EAGER_SECONDS
-            with task_events.batched():
+            with rt.task_events.batched():
                 while slot.queued and time.monotonic() < until:
                     job = slot.queued.pop(0)
                     slot.used += 1
@@ -114,15 +113,15 @@ def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
     rt.slot = None
     if slot is not None and slot.next is not None:
         job, slot.next = slot.next, None
-        rt.dispatch(*job)
+        rt.sender.dispatch(*job)
     if slot is not None and slot.queued:
         jobs, slot.queued = slot.queued, []
         held = [(wid, seq, attempt) for wid, _, seq, attempt, *_ in jobs]
-        rt.in_flight.difference_update(held)
+        rt.eager_holds.discard(*held)
         try:  # no longer renewed here: the time allowed for a worker to take the message, as when sent
             rt.fleet.hold(held, until=rt.fleet.dispatch_deadline())
         except Exception as exc:  # noqa: BLE001 - Redis away: sent all the same (the broker queue is looked into)
             log.debug("could not move the deadlines of attempts sent after a wake batch: %s", exc)
         for job in jobs:
-            rt.dispatch(*job)
+            rt.sender.dispatch(*job)
 

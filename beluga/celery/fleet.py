@@ -45,12 +45,14 @@ from beluga.celery.fleet_scripts import (
     ClaimCall,
     DrainTimersCall,
     PushCall,
+    PushReply,
     QueueCall,
     ReclaimCall,
     ReleaseCall,
     ReportAndAppendCall,
     ReportCall,
     RequeueCall,
+    RequeueReply,
     StartCall,
     SweepCall,
     TakeWakesCall,
@@ -61,8 +63,9 @@ from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import WorkflowState
 from beluga.core.steps import ActivityOutcome
 from beluga.lua import Scripts
-from beluga.stores.redis import SHARDS, RedisStore, on_primary, shard_of
-from beluga.stores.redis_scripts import AppendCall
+from beluga.stores.redis import RedisStore, on_primary
+from beluga.stores.redis_keys import SHARDS, shard_of
+from beluga.stores.redis_scripts import STARTED_BEFORE, AppendCall, was_created
 
 
 class Fleet:
@@ -74,6 +77,7 @@ class Fleet:
         self.store = store
         self.redis = store.redis
         self.prefix = store.prefix
+        self.names = store.names  # every key name (beluga/stores/redis_keys.py)
         self.lease_seconds = lease_seconds
         self.undelivered_lapse = undelivered_lapse
         # a shard's wake task queued this long (a lost message, a dead worker) is sent again
@@ -91,62 +95,55 @@ class Fleet:
         shard, and the deadlines a worker renews in one command per shard were all taken from one `now`
         (a lease's TTL, kept by each node itself, needs no clock of ours)."""
         if self.store.cluster:
-            return redis_time(self.redis.time(target_nodes=self.redis.get_node_from_key(self._fleet_key("clock"))))
+            return redis_time(self.redis.time(target_nodes=self.redis.get_node_from_key(self.names.fleet("clock"))))
         return redis_time(self.redis.time())
 
     def shard_key(self, workflow_id: str, name: str) -> str:
         """A record of the run's shard (`<t>:dispatched`, `<t>:dirty`, ...), in its keys' slot."""
-        return f"{self.store.tag(workflow_id)}:{name}"
-
-    def _shard_key(self, shard: int, name: str) -> str:
-        return f"{self.store.shard_tag(shard)}:{name}"
-
-    def _fleet_key(self, name: str) -> str:
-        """A record of the whole fleet (`<p>:{fleet}:names:*`, ...), read or written on its own."""
-        return f"{self.prefix}:{{fleet}}:{name}"
+        return self.names.shard_of(workflow_id).key(name)
 
     def _begin_call(self, workflow_id: str, token: str, limit: int, known_version: int, ttl: float) -> BeginCall:
-        run_key, events_key, inbox_key = self.store.keys(workflow_id)
-        return BeginCall(lease_key=self.store.key(workflow_id, "lease"), run_key=run_key, inbox_key=inbox_key,
-                         events_key=events_key, token=token, ttl_ms=int(ttl * 1000), limit=limit,
+        k = self.names.run(workflow_id)
+        return BeginCall(lease_key=k.lease, run_key=k.run, inbox_key=k.inbox, events_key=k.events, token=token,
+                         ttl_ms=int(ttl * 1000), limit=limit,
                          known_version=known_version)
 
     # --- inbox --------------------------------------------------------------------------------------
     def push(self, workflow_id: str, message: dict[str, Any]) -> None:
         """Queue a message for the run's coordinator; the run is marked dirty until its inbox is empty,
         so a message whose wake-up got lost is still found by the sweeper."""
-        call = QueueCall(inbox_key=self.store.keys(workflow_id)[2], dirty_key=self.shard_key(workflow_id, "dirty"),
+        k = self.names.run(workflow_id)
+        call = QueueCall(inbox_key=k.inbox, dirty_key=k.shard.dirty,
                          message=codec.encode(message), now=self.clock.now(), workflow_id=workflow_id)
         self.store.replicated(lambda client: self._lua.run(call, client=client),
                               f"a {message.get('k')} message to workflow {workflow_id}", call.inbox_key)
 
-    def push_input(self, workflow_id: str, message: dict[str, Any], request_id: str | None = None) -> int:
-        """A client's input, queued only while the run is open (see push.lua): 0 queued (the run is added
-        to its shard's wake set), 2 the same and the caller must send the shard's wake task, 1 queued
-        before by the same request, -1 no such run, -2 the run is closed."""
-        run_key, _, inbox_key = self.store.keys(workflow_id)
-        t = self.store.tag(workflow_id)
+    def push_input(self, workflow_id: str, message: dict[str, Any], request_id: str | None = None) -> PushReply:
+        """A client's input, queued only while the run is open (see push.lua and PushReply)."""
+        k = self.names.run(workflow_id)
+        run_key = k.run
         call = PushCall(
-            run_key=run_key, inbox_key=inbox_key, requests_key=self.store.key(workflow_id, "requests"),
-            dirty_key=f"{t}:dirty", wake_key=f"{t}:wake", waking_key=f"{t}:waking", message=codec.encode(message),
+            run_key=k.run, inbox_key=k.inbox, requests_key=k.requests,
+            dirty_key=k.shard.dirty, wake_key=k.shard.wake, waking_key=k.shard.waking, message=codec.encode(message),
             request_id=request_id, workflow_id=workflow_id, now=self.clock.now(), ttl_ms=self._waking_ttl_ms)
-        return int(self.store.replicated(lambda client: self._lua.run(call, client=client),
-                                         f"a {message.get('k')} message to workflow {workflow_id}", run_key))
+        return PushReply(int(self.store.replicated(lambda client: self._lua.run(call, client=client),
+                                                   f"a {message.get('k')} message to workflow {workflow_id}",
+                                                   run_key)))
 
     def start_run(self, state: WorkflowState, request_id: str | None = None,
                   timeout: tuple[float, dict[str, Any]] | None = None) -> str:
         """Create the run, listed, with its start message queued and its execution timeout `timeout` (due
         time, message) armed, in one atomic step (see start.lua). Returns the run id: the new one, or the
         one this request created before. Raises `WorkflowAlreadyStarted` for another open run."""
-        run_key, events_key, inbox_key = self.store.keys(state.workflow_id)
+        k = self.names.run(state.workflow_id)
+        run_key = k.run
         call = StartCall(
-            run_key=run_key, events_key=events_key, inbox_key=inbox_key,
-            dirty_key=self.shard_key(state.workflow_id, "dirty"),
-            timers_key=self.shard_key(state.workflow_id, "timers"),
+            run_key=k.run, events_key=k.events, inbox_key=k.inbox, dirty_key=k.shard.dirty,
+            timers_key=k.shard.timers,
             run_id=state.run_id, status=state.status.value, summary=codec.encode_state(state),
             workflow_type=state.workflow_type, created=state.created_at, updated=state.updated_at,
             request_id=request_id, workflow_id=state.workflow_id, start_message=codec.encode({"k": "start"}),
-            index_prefix=self.store.index_prefix(state.workflow_id),
+            index_prefix=k.shard.index_prefix,
             timeout_due=timeout[0] if timeout else None,
             timeout_member=timer_member(state.workflow_id, timeout[1]) if timeout else None,
             events=tuple(codec.encode_event(e) for e in state.history))
@@ -156,9 +153,9 @@ class Fleet:
                                         f"the start of workflow {state.workflow_id}", run_key)
         except ReplicationError as exc:  # on the primary all the same: say so
             got, unconfirmed = exc.result, exc
-        if got.startswith("="):
-            return got[1:]
-        if got not in ("", "+"):
+        if got.startswith(STARTED_BEFORE):
+            return got[len(STARTED_BEFORE):]
+        if not was_created(got):
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
         if unconfirmed is not None:
             raise unconfirmed
@@ -186,10 +183,10 @@ class Fleet:
         either take the lease (the report is queued after the messages already waiting, for the caller
         to record) or leave the report to the coordinator that holds the lease (None)."""
         token = uuid.uuid4().hex
-        t = self.store.tag(workflow_id)
+        t = self.names.shard_of(workflow_id)
         got = self._lua.run(ReportCall(
             begin=self._begin_call(workflow_id, token, limit, known_version, ttl),
-            running_info_key=f"{t}:running:info", dirty_key=f"{t}:dirty", dispatched_key=f"{t}:dispatched",
+            running_info_key=t.running_info, dirty_key=t.dirty, dispatched_key=t.dispatched,
             report=codec.encode(message), seq=seq, member=_running_member(workflow_id, seq, attempt),
             next_attempt=next_attempt, now=self.clock.now(), workflow_id=workflow_id,
             next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0),
@@ -200,11 +197,11 @@ class Fleet:
                           next_attempt: int | None, heartbeat: bool = False) -> int:
         """An attempt's outcome and the events it leads to, in one round trip: `append_call` is the
         store's `append_call`, applied only if nobody touched the run (beluga/lua/report_and_append.lua).
-        The messages left in the inbox, or -1 when the report was queued for the coordinator instead."""
+        The messages left in the inbox, or REPORT_QUEUED when the report was queued for the coordinator."""
         workflow_id = append_call.workflow_id
-        t = self.store.tag(workflow_id)
+        t = self.names.shard_of(workflow_id)
         call = ReportAndAppendCall(
-            append=append_call, running_info_key=f"{t}:running:info", dirty_key=f"{t}:dirty",
+            append=append_call, running_info_key=t.running_info, dirty_key=t.dirty,
             report=codec.encode(message), seq=seq, member=_running_member(append_call.workflow_id, seq, attempt),
             next_attempt=next_attempt, now=self.clock.now(),
             next_deadline=self.dispatch_deadline(message.get("retry_in") or 0.0),
@@ -216,7 +213,8 @@ class Fleet:
         """Re-read the run while holding its lease (after losing an append race). No transaction (which a
         Redis out of memory refuses): while the lease is held nobody else appends, and the inbox only grows
         at its tail."""
-        run_key, _, inbox_key = self.store.keys(workflow_id)
+        k = self.names.run(workflow_id)
+        run_key, inbox_key = k.run, k.inbox
         pipe = self.redis.pipeline(transaction=False)
         pipe.hmget(run_key, "run_id", "version")
         pipe.lrange(inbox_key, 0, limit - 1)
@@ -232,8 +230,8 @@ class Fleet:
         return [int(n) for n in self._lua.run_all([self._release_call(wid, token) for wid, token in leases])]
 
     def _release_call(self, workflow_id: str, token: str) -> ReleaseCall:
-        return ReleaseCall(lease_key=self.store.key(workflow_id, "lease"), inbox_key=self.store.keys(workflow_id)[2],
-                           token=token)
+        k = self.names.run(workflow_id)
+        return ReleaseCall(lease_key=k.lease, inbox_key=k.inbox, token=token)
 
     # --- activity attempts --------------------------------------------------------------------------
     # An attempt in flight has one record: its deadline in its shard's <t>:dispatched, first set by the append that
@@ -248,11 +246,10 @@ class Fleet:
         delivery claims, a first one too): (False, None) for a stale delivery or a duplicate, else
         (True, the last heartbeat details of an earlier attempt). `ttl` is its heartbeat timeout, when
         it promised heartbeats: its deadline then moves with each heartbeat, not with its holder."""
+        k = self.names.run(workflow_id)
         got = self._lua.run(ClaimCall(
-            dispatched_key=self.shard_key(workflow_id, "dispatched"),
-            running_info_key=self.shard_key(workflow_id, "running:info"),
-            beats_key=self.store.key(workflow_id, "beats"), waiting_key=self.shard_key(workflow_id, "waiting"),
-            run_key=self.store.keys(workflow_id)[0], seq=seq, member=_running_member(workflow_id, seq, attempt),
+            dispatched_key=k.shard.dispatched, running_info_key=k.shard.running_info, beats_key=k.beats,
+            waiting_key=k.shard.waiting, run_key=k.run, seq=seq, member=_running_member(workflow_id, seq, attempt),
             expiry=self.clock.now() + (ttl or self.lease_seconds),
             info=codec.encode({"run": run_id, "heartbeat_timeout": ttl}) if ttl else None, run_id=run_id))
         if not got:
@@ -265,9 +262,9 @@ class Fleet:
         meanwhile)."""
         pipe = self.redis.pipeline(transaction=False)
         if ttl:
-            pipe.zadd(self.shard_key(workflow_id, "dispatched"),
+            pipe.zadd(self.names.shard_of(workflow_id).dispatched,
                       {_running_member(workflow_id, seq, attempt): self.clock.now() + ttl}, xx=True)
-        pipe.hset(self.store.key(workflow_id, "beats"), str(seq), codec.encode(details))
+        pipe.hset(self.names.run(workflow_id).beats, str(seq), codec.encode(details))
         pipe.execute()
 
     def hold(self, held: list[tuple[str, int, int]], until: float | None = None) -> None:
@@ -278,7 +275,7 @@ class Fleet:
             until = self.clock.now() + self.lease_seconds if until is None else until
             pipe = self.redis.pipeline(transaction=False)
             for shard, mine in _by_shard(held).items():
-                pipe.zadd(self._shard_key(shard, "dispatched"), {_running_member(*m): until for m in mine}, xx=True)
+                pipe.zadd(self.names.shard(shard).dispatched, {_running_member(*m): until for m in mine}, xx=True)
             pipe.execute()
 
     # --- what the workers can run -------------------------------------------------------------------
@@ -287,46 +284,46 @@ class Fleet:
         without the code can refuse a misspelt name at the call instead of starting a run that waits."""
         pipe = self.redis.pipeline(transaction=False)
         if workflows:
-            pipe.sadd(self._fleet_key("names:workflows"), *workflows)
+            pipe.sadd(self.names.fleet("names:workflows"), *workflows)
         if activities:
-            pipe.sadd(self._fleet_key("names:activities"), *activities)
+            pipe.sadd(self.names.fleet("names:activities"), *activities)
         pipe.execute()
 
     def announce_worker(self, worker: str, record: bytes, ttl: float) -> None:
         """This worker is alive and has `record` (see `roster`) for the next `ttl` seconds: Redis expires
         it, so no process's clock is involved."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self._fleet_key(f"worker:{worker}"), record, px=max(1, int(ttl * 1000)))
-        pipe.sadd(self._fleet_key("workers"), worker)
+        pipe.set(self.names.fleet(f"worker:{worker}"), record, px=max(1, int(ttl * 1000)))
+        pipe.sadd(self.names.fleet("workers"), worker)
         pipe.execute()
 
     def withdraw_worker(self, worker: str) -> None:
         """A worker that stops cleanly is no longer live at once."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.delete(self._fleet_key(f"worker:{worker}"))
-        pipe.srem(self._fleet_key("workers"), worker)
+        pipe.delete(self.names.fleet(f"worker:{worker}"))
+        pipe.srem(self.names.fleet("workers"), worker)
         pipe.execute()
 
     def live_workers(self) -> list[tuple[str, bytes]]:
         """(node name, record) of every worker whose announcement has not expired; the names of those
         that expired are dropped from the set (a live one adds itself again at its next renewal)."""
-        names = sorted(n.decode() for n in self.redis.smembers(self._fleet_key("workers")))
+        names = sorted(n.decode() for n in self.redis.smembers(self.names.fleet("workers")))
         if not names:
             return []
-        got = self.redis.mget([self._fleet_key(f"worker:{name}") for name in names])
+        got = self.redis.mget([self.names.fleet(f"worker:{name}") for name in names])
         gone = [name for name, record in zip(names, got, strict=True) if record is None]
         if gone:
-            self.redis.srem(self._fleet_key("workers"), *gone)
+            self.redis.srem(self.names.fleet("workers"), *gone)
         return [(name, record) for name, record in zip(names, got, strict=True) if record is not None]
 
     def known_workflows(self) -> set[str]:
-        return {n.decode() for n in self.redis.smembers(self._fleet_key("names:workflows"))}
+        return {n.decode() for n in self.redis.smembers(self.names.fleet("names:workflows"))}
 
     def known_activities(self) -> set[str]:
         """Activity names some worker announced; cached for a few seconds (asked on every dispatch)."""
         now = time.monotonic()
         if now - self._known_at > 5.0:
-            self._known = {n.decode() for n in self.redis.smembers(self._fleet_key("names:activities"))}
+            self._known = {n.decode() for n in self.redis.smembers(self.names.fleet("names:activities"))}
             self._known_at = now
         return self._known
 
@@ -338,7 +335,7 @@ class Fleet:
     def dispatch_deadline(self, delay: float = 0.0) -> float:
         """When the scheduler first looks at an attempt sent now (to start after `delay`) that no worker
         has taken: a lease (then it is sent again, or waits on, see `requeue`; a worker that took it
-        renews it, see `runtime.Holds`), or never where the broker redelivers by itself (an AMQP broker;
+        renews it, see `holds.Holds`), or never where the broker redelivers by itself (an AMQP broker;
         a schedule-to-start deadline still applies, see `note_sent`)."""
         if not self.undelivered_lapse:
             return self.clock.now() + delay + 10 * 365 * 86400.0
@@ -350,7 +347,7 @@ class Fleet:
 
     def _each_shard(self, command: str, name: str, *args: Any, **kwargs: Any) -> list[tuple[str, Any]]:
         """One command on the record `name` of every shard, in one pipeline: [(key, reply), ...]."""
-        keys = [self._shard_key(shard, name) for shard in range(SHARDS)]
+        keys = [self.names.shard(shard).key(name) for shard in range(SHARDS)]
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             getattr(pipe, command)(key, *args, **kwargs)
@@ -386,9 +383,9 @@ class Fleet:
         workflow_id, _, seq, attempt = waiting.args[:4]
         member = _running_member(workflow_id, seq, attempt)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self.shard_key(workflow_id, "waiting"), member, waiting.encode())
+        pipe.hset(self.names.shard_of(workflow_id).waiting, member, waiting.encode())
         if waiting.to_start_by is not None:
-            pipe.zadd(self.shard_key(workflow_id, "dispatched"), {member: waiting.to_start_by}, xx=True, lt=True)
+            pipe.zadd(self.names.shard_of(workflow_id).dispatched, {member: waiting.to_start_by}, xx=True, lt=True)
         pipe.execute()
 
     def requeue(self, lost: Lost, now: float, resend: bool) -> Waiting | None:
@@ -402,18 +399,18 @@ class Fleet:
         if waiting.to_start_by is not None:
             deadline = min(deadline, waiting.to_start_by)
         got = self._lua.run(RequeueCall(
-            dispatched_key=self.shard_key(lost.workflow_id, "dispatched"),
-            waiting_key=self.shard_key(lost.workflow_id, "waiting"), run_key=self.store.keys(lost.workflow_id)[0],
+            dispatched_key=self.names.shard_of(lost.workflow_id).dispatched,
+            waiting_key=self.names.shard_of(lost.workflow_id).waiting, run_key=self.names.run(lost.workflow_id).run,
             member=_running_member(lost.workflow_id, lost.seq, lost.attempt), deadline=lost.deadline,
             new_deadline=deadline, record=waiting.encode(), run_id=waiting.args[1]))
-        return waiting if int(got) == 1 else None
+        return waiting if int(got) == RequeueReply.REQUEUED else None
 
     def waiting_attempts(self, workflow_id: str, attempts: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
         """Of these (seq, attempt) of the run, those that no worker has taken yet -> the queue they wait in."""
         attempts = list(attempts)
         if not attempts:
             return {}
-        got = self.redis.hmget(self.shard_key(workflow_id, "waiting"),
+        got = self.redis.hmget(self.names.shard_of(workflow_id).waiting,
                                [_running_member(workflow_id, seq, attempt) for seq, attempt in attempts])
         return {a: Waiting.decode(w).queue for a, w in zip(attempts, got, strict=True) if w}
 
@@ -422,12 +419,12 @@ class Fleet:
         until = self.clock.now() + ttl
         mapping = {q: until for q in queues}
         if mapping:
-            self.redis.zadd(self._fleet_key("queues"), mapping, gt=True)
+            self.redis.zadd(self.names.fleet("queues"), mapping, gt=True)
 
     def live_queues(self, now: float | None = None) -> set[str]:
         """The queues some live worker consumes (it announced them within their time to live)."""
         now = self.clock.now() if now is None else now
-        return {q.decode() for q in self.redis.zrangebyscore(self._fleet_key("queues"), now, "+inf")}
+        return {q.decode() for q in self.redis.zrangebyscore(self.names.fleet("queues"), now, "+inf")}
 
     def reclaim(self, lost: Lost, failure: dict[str, Any]) -> bool:
         """Claim a lost attempt (exactly one caller gets it) and, in the same atomic step, queue its
@@ -436,10 +433,10 @@ class Fleet:
         run_id = lost.info.get("run") or (lost.waiting.args[1] if lost.waiting is not None else None)
         message = messages.encode(ActivityOutcome(lost.seq, lost.attempt, False, failure), run_id)
         call = ReclaimCall(
-            dispatched_key=self.shard_key(lost.workflow_id, "dispatched"),
-            running_info_key=self.shard_key(lost.workflow_id, "running:info"),
-            inbox_key=self.store.keys(lost.workflow_id)[2], dirty_key=self.shard_key(lost.workflow_id, "dirty"),
-            waiting_key=self.shard_key(lost.workflow_id, "waiting"),
+            dispatched_key=self.names.shard_of(lost.workflow_id).dispatched,
+            running_info_key=self.names.shard_of(lost.workflow_id).running_info,
+            inbox_key=self.names.run(lost.workflow_id).inbox, dirty_key=self.names.shard_of(lost.workflow_id).dirty,
+            waiting_key=self.names.shard_of(lost.workflow_id).waiting,
             member=_running_member(lost.workflow_id, lost.seq, lost.attempt), deadline=lost.deadline,
             report=codec.encode(message), now=self.clock.now(), workflow_id=lost.workflow_id)
         # claimed: a lagging replica must not make this caller drop it (see on_primary)
@@ -448,7 +445,7 @@ class Fleet:
 
     # --- timers -------------------------------------------------------------------------------------
     def arm(self, workflow_id: str, due: float, message: dict[str, Any]) -> None:
-        self.redis.zadd(self.shard_key(workflow_id, "timers"), {timer_member(workflow_id, message): due})
+        self.redis.zadd(self.names.shard_of(workflow_id).timers, {timer_member(workflow_id, message): due})
 
     def drain_timers(self, now: float, limit: int = 500) -> tuple[int, list[int]]:
         """Move the timer messages due by `now` into their runs' inboxes (at most `limit` per shard) and
@@ -458,8 +455,8 @@ class Fleet:
         due = [shard for shard, (_, first) in enumerate(
             self._each_shard("zrangebyscore", "timers", "-inf", now, start=0, num=1)) if first]
         got = self._lua.run_all([DrainTimersCall(
-            timers_key=self._shard_key(shard, "timers"), wake_key=self._shard_key(shard, "wake"),
-            waking_key=self._shard_key(shard, "waking"), dirty_key=self._shard_key(shard, "dirty"), now=now,
+            timers_key=self.names.shard(shard).timers, wake_key=self.names.shard(shard).wake,
+            waking_key=self.names.shard(shard).waking, dirty_key=self.names.shard(shard).dirty, now=now,
             limit=limit, tag=self.store.shard_tag(shard), ttl_ms=self._waking_ttl_ms) for shard in due])
         return sum(int(n) for n, _ in got), [shard for shard, (_, send) in zip(due, got, strict=True) if send]
 
@@ -468,22 +465,22 @@ class Fleet:
         sets: how many, and the shards whose wake task the caller must send (also those whose task was
         lost)."""
         got = self._lua.run_all([SweepCall(
-            dirty_key=self._shard_key(shard, "dirty"), wake_key=self._shard_key(shard, "wake"),
-            waking_key=self._shard_key(shard, "waking"), cutoff=now - grace, now=now,
+            dirty_key=self.names.shard(shard).dirty, wake_key=self.names.shard(shard).wake,
+            waking_key=self.names.shard(shard).waking, cutoff=now - grace, now=now,
             tag=self.store.shard_tag(shard), limit=limit, ttl_ms=self._waking_ttl_ms) for shard in range(SHARDS)])
         return sum(int(n) for n, _ in got), [shard for shard, (_, send) in enumerate(got) if send]
 
     def forget_dirty(self, workflow_id: str) -> None:
         """The sweep stops waking the run (held stuck, see `Coordinator._unreadable`): its inbox keeps its
         messages, and a new one marks it dirty again."""
-        self.redis.zrem(self.shard_key(workflow_id, "dirty"), workflow_id)
+        self.redis.zrem(self.names.shard_of(workflow_id).dirty, workflow_id)
 
     # --- wake-ups -----------------------------------------------------------------------------------
     def wake(self, workflow_ids: Iterable[str]) -> list[int]:
         """These runs need a coordinator: added to their shards' wake sets. Returns the shards whose wake
         task the caller must send (none is queued or running yet)."""
         groups = _by_shard((wid,) for wid in workflow_ids)
-        calls = [WakeCall(wake_key=self._shard_key(shard, "wake"), waking_key=self._shard_key(shard, "waking"),
+        calls = [WakeCall(wake_key=self.names.shard(shard).wake, waking_key=self.names.shard(shard).waking,
                           ttl_ms=self._waking_ttl_ms, workflow_ids=tuple(w for (w,) in wids))
                  for shard, wids in groups.items()]
         got = self._lua.run_all(calls) if len(calls) > 1 else [self._lua.run(c) for c in calls]
@@ -493,14 +490,14 @@ class Fleet:
         """The next runs the shard's wake task coordinates; none once its wake set is empty, and then the
         task is done (a run woken after that sends a new one) unless `keep`: then the task keeps the
         shard's waking lease and must look again."""
-        got = self._lua.run(TakeWakesCall(wake_key=self._shard_key(shard, "wake"),
-                                          waking_key=self._shard_key(shard, "waking"), limit=limit,
+        got = self._lua.run(TakeWakesCall(wake_key=self.names.shard(shard).wake,
+                                          waking_key=self.names.shard(shard).waking, limit=limit,
                                           ttl_ms=self._waking_ttl_ms, keep="1" if keep else ""))
         return [w.decode() for w in got]
 
     # --- closing -------------------------------------------------------------------------------------
     def closed_channel(self, workflow_id: str) -> str:
-        return f"{self.prefix}:closed:{{{workflow_id}}}"
+        return self.names.closed_channel(workflow_id)
 
     def announce_closed(self, workflow_id: str, status: str) -> None:
         """Wake the clients waiting on `handle.result()` at once, instead of at their next poll."""

@@ -5,10 +5,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import ClassVar
 
 from beluga.lua import Call, arg, key, part, tail
 from beluga.stores.redis_scripts import AppendCall
+
+
+class PushReply(IntEnum):
+    """What push.lua answers (PushCall)."""
+
+    QUEUED = 0  # and the shard's wake task is on its way
+    QUEUED_BEFORE = 1  # by an earlier try of this request, which may not have woken the run
+    QUEUED_WAKE = 2  # and the caller must send the shard's wake task
+    NO_RUN = -1
+    CLOSED = -2
+
+
+class RequeueReply(IntEnum):
+    """What requeue.lua answers (RequeueCall)."""
+
+    TAKEN = 0  # a worker, or another caller, came first
+    REQUEUED = 1  # given its new deadline and waiting record
+    RETIRED = -1  # its run closed or moved on
+
+
+REPORT_QUEUED = -1  # report_and_append.lua: the report was queued for the coordinator (else the append's reply)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

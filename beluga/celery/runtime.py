@@ -1,5 +1,6 @@
-"""The per-process state of a worker or client (`Runtime`): Redis connections, the coordinator and
-its cache, how runs are woken and attempts sent; and the renewal of the attempts a worker holds."""
+"""The per-process state of a worker or client (`Runtime`), made of its parts: Redis connections
+(`store`, `fleet`), what it sends (`sender`), what it holds (`holds`, `eager_holds`), the coordinator
+and its cache, and a worker's scheduler; with what joins them (wake batches, children, the roster)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ from typing import Any
 
 from celery import Celery
 
-from beluga.celery import messages, roster, task_events
-from beluga.celery.app import activity_queue, worker_queue
-from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr, renewing
-from beluga.celery.coordinator import CARRIED, Coordinator, Stuck
+from beluga.celery import messages, roster
+from beluga.celery.attempts import attempt_kwargsrepr
+from beluga.celery.coordinator import Coordinator, RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
-from beluga.celery.fleet import Fleet, Waiting
-from beluga.celery.observe import SENT_HEADER
-from beluga.celery.outages import TRANSIENT, Quiet
+from beluga.celery.fleet import Fleet
+from beluga.celery.holds import EagerHolds, Holds
+from beluga.celery.queues import worker_queue
+from beluga.celery.report import AttemptReport
+from beluga.celery.scheduler import Scheduler
+from beluga.celery.sender import Sender, sending
+from beluga.celery.task_events import TaskEventOutbox
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
 from beluga.core.steps import ChildClosed, StartChild
@@ -26,8 +30,6 @@ from beluga.settings import Settings
 from beluga.stores.redis import RedisStore, on_primary
 
 log = get_logger("beluga.tasks")
-# Through an outage each process logs a topic's first error, then a line every ten seconds at most.
-_sending = Quiet(log, "sending tasks to the broker")
 WAKE_BATCH = 100  # runs a wake task takes from its shard's wake set at a time
 WAKE_LINGER = 0.002  # a wake task that found its shard's wake set empty looks once more after this long
 # (short: a run woken meanwhile waits for it, as a signal's next activity does)
@@ -49,18 +51,20 @@ class Runtime:
                                 connect_timeout=settings.redis_connect_timeout)
         self.fleet = Fleet(self.store, settings.lease_seconds, undelivered_lapse=settings.broker_is_redis)
         self.check = payload_checker(settings.max_payload_bytes)
-        self.coordinator = Coordinator(self.fleet, registry, dispatch=self.dispatch, wake=self.wake,
+        # what this worker holds: the attempts whose messages its consumer took (`holds`) and those this
+        # process runs eagerly, which no message carries (`eager_holds`)
+        self.holds = Holds(self.fleet)
+        self.task_events = TaskEventOutbox()  # the Celery task events of the attempts it runs eagerly
+        self.eager_holds = EagerHolds(self.fleet, self.task_events)
+        self._local = threading.local()  # the eager slot of the activity task running in this thread
+        self.sender = Sender(app, settings, self.fleet, self.eager_holds, lambda: self.slot)
+        self.coordinator = Coordinator(self.fleet, registry, dispatch=self.sender.dispatch, wake=self.sender.wake,
                                        start_child=self.start_child, check_payload=self.check,
                                        stuck_retry=settings.stuck_retry_seconds, eager=self.takes_eagerly,
-                                       elsewhere=self.elsewhere, hand_on=self.hand_on)
+                                       elsewhere=self.elsewhere, hand_on=self.sender.hand_on)
         self.worker: str | None = None  # this worker's Celery node name, once it is set up (None: a client)
         self._versions: dict[str, str] | None = None
-        # attempts this process runs eagerly (no message: no worker main process renews their deadlines)
-        self.in_flight: set[tuple[str, int, int]] = set()
-        self._renewer: threading.Thread | None = None
-        self.holds = Holds(self.fleet)
-        self._local = threading.local()  # the eager slot of the activity task running in this thread
-        self._broker: Any = None  # a connection to a Redis broker, for its queues' lengths (the scheduler's)
+        self.scheduler = Scheduler(self, app)  # started in a worker's main process once it is ready
 
     @property
     def slot(self) -> EagerSlot | None:
@@ -70,40 +74,6 @@ class Runtime:
     @slot.setter
     def slot(self, slot: EagerSlot | None) -> None:
         self._local.slot = slot
-
-    def wake(self, workflow_id: str, queue: str | None) -> None:
-        """Have a coordinator look at the run. Without a queue the run joins its shard's wake set, and
-        the shard's wake task (sent unless one is queued or running) coordinates it with the others
-        there; with a queue (a run whose code only some workers have), a coordinate task of its own goes
-        to that queue. Never raises: a wake is only ever sent for a run with messages in its inbox, and
-        the scheduler's sweep wakes such runs again should this one be lost."""
-        if queue is None:
-            try:
-                shards = self.fleet.wake([workflow_id])
-            except Exception as exc:  # noqa: BLE001 - Redis away: a task of its own, as with a queue
-                log.debug("could not add workflow %s to its wake set: %s", workflow_id, exc)
-            else:
-                for shard in shards:
-                    self.wake_shard(shard)
-                return
-        try:
-            self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
-                                                           shadow="coordinate",  # per-name counters: no ids
-                                                           argsrepr=repr((workflow_id,)),
-                                                           kwargsrepr=attempt_kwargsrepr(workflow_id))
-            _sending.recovered()
-        except Exception as exc:
-            _sending.error("could not wake workflow %s (the sweep will)", workflow_id, exc=exc)
-
-    def wake_shard(self, shard: int) -> None:
-        """Send the shard's wake task (its waking lease is ours). Never raises: should it be lost, the
-        lease lapses and the scheduler's sweep sends the task again."""
-        try:
-            self.app.tasks["beluga.wake"].apply_async((shard,), shadow="wake", argsrepr=repr((shard,)),
-                                                      kwargsrepr="{}")
-            _sending.recovered()
-        except Exception as exc:
-            _sending.error("could not send the wake task of shard %s (the sweep will)", shard, exc=exc)
 
     def wake_batch(self, shard: int, rounds: int = 10, eager: int = 0) -> None:
         """The shard's wake task: coordinate the runs in its wake set, WAKE_BATCH at a time, until the
@@ -134,17 +104,17 @@ class Runtime:
                 close_eager_slot(self, slot)
                 raise
             run_eager_slot(self, slot)
-        self.wake_shard(shard)
+        self.sender.wake_shard(shard)
 
-    def coordinate_here(self, workflow_id: str, report: tuple[Any, ...] | None = None) -> None:
+    def coordinate_here(self, workflow_id: str, report: AttemptReport | None = None) -> None:
         """Run the coordinator right here, saving a task hop: after an activity attempt (handing over
         its outcome), or at the start of a run by a client that has the code. If the run cannot be
         driven in this process, the coordinate task, which waits for a worker that can, takes over
         (an attempt's outcome is queued already)."""
         try:
             self.coordinator.run(workflow_id, report)
-        except Stuck:  # the report is queued already; the coordinate task takes it from here
-            self.wake(workflow_id, None)
+        except RunVanished:  # the report is queued already; the coordinate task takes it from here
+            self.sender.wake(workflow_id, None)
 
     # --- which worker has which code (see roster) -----------------------------------------------------
     def versions(self) -> dict[str, str]:
@@ -175,19 +145,6 @@ class Runtime:
         return roster.pick(workflow_type, self.versions().get(workflow_type, roster.MISSING), tried, live,
                            self.worker)
 
-    def hand_on(self, workflow_id: str, handoff: roster.Handoff) -> None:
-        """Send the run's coordinate task to `handoff`'s worker. Never raises: should it be lost, the run
-        stays dirty and the sweep wakes it again."""
-        log.info("workflow %s: its code is missing here or does not match its history; handed on to worker %s "
-                 "(versions tried: %s)", workflow_id, handoff.worker, ", ".join(v or "none" for v in handoff.tried))
-        try:
-            self.app.tasks["beluga.coordinate"].apply_async((workflow_id, list(handoff.tried)), queue=handoff.queue,
-                                                           shadow="coordinate", argsrepr=repr((workflow_id,)),
-                                                           kwargsrepr=attempt_kwargsrepr(workflow_id))
-            _sending.recovered()
-        except Exception as exc:
-            _sending.error("could not hand workflow %s on (the sweep will wake it again)", workflow_id, exc=exc)
-
     def hand_query_on(self, workflow_type: str, args: tuple[Any, ...], tried: tuple[str, ...]) -> bool:
         """Send a query this process cannot answer (`args`: the query task's) to a live worker that may:
         False when there is none (the caller replies with its error)."""
@@ -198,7 +155,7 @@ class Runtime:
             self.app.tasks["beluga.query"].apply_async((*args, list(handoff.tried)), queue=handoff.queue,
                                                        kwargsrepr=attempt_kwargsrepr(args[0]))
         except Exception as exc:
-            _sending.error("could not hand a query of workflow %s on", args[0], exc=exc)
+            sending.error("could not hand a query of workflow %s on", args[0], exc=exc)
             return False
         log.info("a query of workflow %s: its code is missing here or does not match its history; handed on to "
                  "worker %s", args[0], handoff.worker)
@@ -216,78 +173,6 @@ class Runtime:
             return False
         slot.picked += 1  # a batch's plans pick before any of them is recorded
         return True
-
-    def dispatch(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
-                 options: dict[str, Any], eager: bool = False, countdown: float | None = None) -> None:
-        """Send an attempt through the broker (or leave it in this thread's eager slot), as the Celery task
-        of its activity call (`activity_task_id`): every attempt of one call is one task in Flower, its
-        retries counted, as `Task.retry` keeps a task's id."""
-        slot = self.slot
-        if eager and slot is not None and slot.batch:
-            # recorded with a lease deadline, which this process renews until the attempt ends or is sent
-            self.in_flight.add((workflow_id, seq, attempt))
-            self.ensure_renewer()
-            slot.queued.append((workflow_id, run_id, seq, attempt, name, input, options))
-            return
-        if eager and slot is not None and slot.next is None:
-            slot.next = (workflow_id, run_id, seq, attempt, name, input, options)
-            return
-        queue = options.get("queue") or activity_queue(self.settings, name)
-        if name not in self._known_activities():
-            log.warning("no worker has announced activity %r: workflow %s waits in queue %s until one that "
-                        "imports its module joins", name, workflow_id, queue)
-        try:  # marked waiting for a worker first: the claim that starts it drops the mark
-            self.fleet.note_sent(self.waiting(workflow_id, run_id, seq, attempt, name, input, options, queue,
-                                              countdown))
-        except Exception as exc:  # not sent: its deadline lapses unmarked, and it is dispatched again
-            _sending.error("could not send attempt %s of %s seq %s (dispatched again within %gs)", attempt,
-                           workflow_id, seq, self.settings.lease_seconds, exc=exc)
-            return
-        self.publish((workflow_id, run_id, seq, attempt, name, input, options), queue, countdown)
-
-    def waiting(self, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
-                options: dict[str, Any], queue: str, countdown: float | None = None) -> Waiting:
-        """The record of an attempt about to be sent (see `Fleet.note_sent`); its schedule-to-start
-        deadline counts from when it is due."""
-        now = self.fleet.clock.now()
-        to_start = options.get("schedule_to_start_timeout")
-        kept = {k: v for k, v in options.items() if k != CARRIED}  # a resent message reads the store instead
-        return Waiting((workflow_id, run_id, seq, attempt, name, input, kept), queue, now,
-                       now + (countdown or 0.0) + to_start if to_start else None)
-
-    def publish(self, args: tuple[Any, ...], queue: str, countdown: float | None = None) -> None:
-        """Send an attempt's message: the Celery task of its activity call (`activity_task_id`)."""
-        workflow_id, run_id, seq, attempt, name, _, options = args
-        timeout = options.get("timeout")
-        try:
-            self.app.tasks["beluga.activity"].apply_async(
-                args, queue=queue, shadow=f"activity:{name}", headers={SENT_HEADER: self.fleet.clock.now()},
-                argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
-                soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
-                task_id=activity_task_id(run_id, seq), retries=attempt - 1)
-            _sending.recovered()
-        except Exception as exc:  # it waits for a worker: the scheduler sends it again past its deadline
-            _sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
-                           workflow_id, seq, self.settings.lease_seconds, exc=exc)
-
-    def queue_length(self, queue: str) -> int | None:
-        """How many messages wait in a Redis broker's `queue` (one LLEN), None for another broker or when
-        the broker does not answer."""
-        if not self.settings.broker_is_redis:
-            return None
-        try:
-            if self._broker is None:
-                self._broker = self.app.connection_for_write()
-            return int(self._broker.default_channel.client.llen(queue))
-        except Exception as exc:  # noqa: BLE001 - only tells whether to send an untaken attempt again
-            log.debug("could not read the length of queue %s: %s", queue, exc)
-            return None
-
-    def _known_activities(self) -> set[str]:
-        try:
-            return self.fleet.known_activities()
-        except TRANSIENT:
-            return {*registry.activities}  # only for a warning: do not let it stop the dispatch
 
     def start_child(self, c: StartChild | None, link: dict[str, Any] | None, queue: str | None,
                     *, continue_from: Any = None, input: Any = None) -> None:
@@ -312,91 +197,15 @@ class Runtime:
                 existing = self.store.load_summary(c.workflow_id)
                 if existing is not None and existing.parent == link:  # created by an earlier try of this
                     self.fleet.push(c.workflow_id, messages.encode(messages.Start()))
-                    self.wake(c.workflow_id, queue)
+                    self.sender.wake(c.workflow_id, queue)
                     return
                 self.fleet.push(link["workflow_id"], messages.encode(
                     ChildClosed(c.seq, False, to_failure(exc)), link["run_id"]))
-                self.wake(link["workflow_id"], queue)
+                self.sender.wake(link["workflow_id"], queue)
                 return
         # found by the sweeper should the wake be lost
         self.fleet.push(state.workflow_id, messages.encode(messages.Start()))
-        self.wake(state.workflow_id, queue)
-
-    def renew_forever(self) -> None:
-        """Renew the deadlines of the attempts this process runs eagerly (a worker's main process renews
-        those whose messages it holds)."""
-        ok = True
-        while True:  # after a failure, try again soon: the lease may be about to lapse
-            time.sleep(max(0.5, self.settings.lease_seconds / 3) if ok else 0.25)
-            task_events.flush()  # the start of an eager attempt still running shows in Flower
-            try:
-                self.fleet.hold(list(self.in_flight))
-                ok = True
-                renewing.recovered()
-            except Exception as exc:
-                ok = False
-                renewing.error("could not renew activity leases", exc=exc)
-
-    def ensure_renewer(self) -> None:
-        if self._renewer is None or not self._renewer.is_alive():
-            self._renewer = threading.Thread(target=self.renew_forever, name="beluga-lease", daemon=True)
-            self._renewer.start()
-
-
-class Holds:
-    """The attempts whose messages the worker's consumer just took: their deadlines are renewed (moved
-    to a lease from now) from a thread of their own, in batches of one command, so the consumer loop
-    never waits on Redis and a worker that dies holding a message is noticed within the lease. The
-    scheduler renews everything the worker still holds, every second or so (`held_attempts`); so a
-    message whose deadline (as its dispatch recorded it, `until`) is further ahead than two of those
-    rounds, the common case of a message taken soon after it was sent, needs no renewal of its own:
-    its deadline is already at most a lease from its dispatch."""
-
-    def __init__(self, fleet: Fleet, interval: float = 0.02) -> None:
-        self._fleet = fleet
-        self._interval = interval
-        self._margin = 2 * min(1.0, fleet.lease_seconds / 3) + 0.5  # the scheduler's round, twice, and some
-        self._quiet = Quiet(log, "renewing activity deadlines")
-        self._pending: list[tuple[str, int, int]] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def note(self, attempt: tuple[str, int, int], until: float | None = None) -> None:
-        """`until`: the attempt's deadline, on the fleet's clock. The consumer loop calls this: it reads
-        the clock's last measurement, never waiting on Redis (none yet: the attempt is renewed)."""
-        now = self._fleet.clock.cached()
-        if until is not None and now is not None and until - now > self._margin:
-            return
-        with self._lock:
-            self._pending.append(attempt)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._flush_forever, name="beluga-holds", daemon=True)
-                self._thread.start()
-        self._wake.set()
-
-    def _flush_forever(self) -> None:
-        backoff = self._interval
-        while True:
-            self._wake.wait()
-            time.sleep(backoff)  # let a burst of messages share one round trip
-            self._wake.clear()
-            with self._lock:
-                batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            try:
-                self._fleet.hold(batch)
-                backoff = self._interval
-                self._quiet.recovered()
-            except Exception as exc:
-                # Kept and tried again (renewing twice is harmless); meanwhile the scheduler renews what
-                # the worker holds, and the dispatch deadlines still stand.
-                self._quiet.error("could not renew %d activity deadlines", len(batch), exc=exc)
-                with self._lock:
-                    self._pending[:0] = batch[-10000:]
-                backoff = min(1.0, backoff * 4)
-                self._wake.set()
+        self.sender.wake(state.workflow_id, queue)
 
 
 _runtime_lock = threading.Lock()

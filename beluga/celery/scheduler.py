@@ -23,8 +23,6 @@ from beluga.core.failure import no_heartbeat, not_started_in_time, worker_lost
 from beluga.logs import get_logger
 
 log = get_logger("beluga.scheduler")
-_stop = threading.Event()
-_thread: threading.Thread | None = None
 BACKLOG_LOOKS = 3  # looks at an untaken attempt whose queue has messages before it is sent again all the same
 RECOVERY_GRACE = 1.0  # seconds without reclaiming after Redis comes back (holders renew first)
 
@@ -43,7 +41,7 @@ def tick(rt: Any, now: float, reclaim: bool = True, safety_nets: bool = True) ->
             done += _reclaim_lapsed(rt, now)
         woken, more = fleet.sweep(now)
     for shard in sorted({*wake, *more}):
-        rt.wake_shard(shard)
+        rt.sender.wake_shard(shard)
     return done + woken
 
 
@@ -62,7 +60,7 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         waiting = item.waiting
         if waiting is None or (waiting.to_start_by is not None and now >= waiting.to_start_by):
             if rt.fleet.reclaim(item, _failure(rt, item)):
-                rt.wake(item.workflow_id, None)
+                rt.sender.wake(item.workflow_id, None)
                 done += 1
             continue
         if live is None:
@@ -70,7 +68,7 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         consumed = waiting.queue in live
         if consumed and waiting.looks < BACKLOG_LOOKS:
             if waiting.queue not in lengths:
-                lengths[waiting.queue] = rt.queue_length(waiting.queue)
+                lengths[waiting.queue] = rt.sender.queue_length(waiting.queue)
             consumed = lengths[waiting.queue] == 0
         again = rt.fleet.requeue(item, now, resend=consumed)
         if again is None:
@@ -78,7 +76,7 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         if consumed:
             log.info("attempt %s of %s seq %s not taken by a worker within %.3gs: sending it again to queue %r",
                      item.attempt, item.workflow_id, item.seq, now - waiting.sent_at, waiting.queue)
-            rt.publish(again.args, again.queue)
+            rt.sender.publish(again.args, again.queue)
             done += 1
         elif waiting.looks == 0:
             log.warning("attempt %s of %s seq %s waits for a worker on queue %r, which no live worker consumes",
@@ -131,53 +129,58 @@ def safety_interval(lease_seconds: float, interval: float) -> float:
     return max(interval, min(1.0, lease_seconds / 5))
 
 
-def _loop(app: Any, worker: str, interval: float) -> None:
-    from beluga.celery.runtime import runtime
-    from beluga.core.definitions import registry
+class Scheduler:
+    """The loop of one worker's main process (see the module's docstring), built with the worker's
+    runtime (`rt`) and the Celery app whose queues it consumes; `start` once the worker is ready."""
 
-    rt = runtime(app)
-    queues = consumed_queues(app) or [rt.settings.default_queue]
-    queues_ttl = max(3.0, rt.settings.lease_seconds)  # a worker that stops saying so is gone after this
-    quiet = Quiet(log, "the scheduler")
-    renew_every = min(1.0, rt.settings.lease_seconds / 3)
-    nets_every = safety_interval(rt.settings.lease_seconds, interval)
-    last_beat = last_nets = 0.0
-    calm_until = 0.0
-    announce = True  # this worker's workflow and activity names, again after each outage
-    while not _stop.is_set():
-        try:
-            now = rt.fleet.clock.now()  # the history Redis's clock (one TIME every few seconds)
-            if now - last_beat > renew_every:
-                rt.fleet.hold(held_attempts())
-                rt.announce()  # this worker is alive, with its code (see roster)
-                rt.fleet.announce_queues(queues, queues_ttl)
-                last_beat = now
-            if announce:
-                rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
-                announce = False
-            nets = now - last_nets >= nets_every
-            busy = tick(rt, now, reclaim=time.monotonic() >= calm_until, safety_nets=nets)
-            if nets:
-                last_nets = now
-            quiet.recovered()
-        except Exception as exc:
-            quiet.error("scheduler round failed; retrying", exc=exc)
-            calm_until = time.monotonic() + RECOVERY_GRACE
-            last_beat = last_nets = 0.0  # renew first thing once Redis answers
-            announce = True
-            busy = 0
-        _stop.wait(0.01 if busy else interval)
+    def __init__(self, rt: Any, app: Any, interval: float = 0.2) -> None:
+        self.rt, self.app, self.interval = rt, app, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
+    def start(self) -> None:
+        """Start the loop; it also renews the deadlines of the attempts this worker holds."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="beluga-scheduler", daemon=True)
+        self._thread.start()
 
-def start_scheduler(app: Any, worker: str, interval: float = 0.2) -> None:
-    """Start the loop; it also renews the deadlines of the attempts this worker holds."""
-    global _thread
-    if _thread is not None and _thread.is_alive():
-        return
-    _stop.clear()
-    _thread = threading.Thread(target=_loop, args=(app, worker, interval), name="beluga-scheduler", daemon=True)
-    _thread.start()
+    def stop(self) -> None:
+        self._stop.set()
 
+    def _loop(self) -> None:
+        from beluga.core.definitions import registry
 
-def stop_scheduler() -> None:
-    _stop.set()
+        rt, interval = self.rt, self.interval
+        queues = consumed_queues(self.app) or [rt.settings.default_queue]
+        queues_ttl = max(3.0, rt.settings.lease_seconds)  # a worker that stops saying so is gone after this
+        quiet = Quiet(log, "the scheduler")
+        renew_every = min(1.0, rt.settings.lease_seconds / 3)
+        nets_every = safety_interval(rt.settings.lease_seconds, interval)
+        last_beat = last_nets = 0.0
+        calm_until = 0.0
+        announce = True  # this worker's workflow and activity names, again after each outage
+        while not self._stop.is_set():
+            try:
+                now = rt.fleet.clock.now()  # the history Redis's clock (one TIME every few seconds)
+                if now - last_beat > renew_every:
+                    rt.fleet.hold(held_attempts())
+                    rt.announce()  # this worker is alive, with its code (see roster)
+                    rt.fleet.announce_queues(queues, queues_ttl)
+                    last_beat = now
+                if announce:
+                    rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
+                    announce = False
+                nets = now - last_nets >= nets_every
+                busy = tick(rt, now, reclaim=time.monotonic() >= calm_until, safety_nets=nets)
+                if nets:
+                    last_nets = now
+                quiet.recovered()
+            except Exception as exc:
+                quiet.error("scheduler round failed; retrying", exc=exc)
+                calm_until = time.monotonic() + RECOVERY_GRACE
+                last_beat = last_nets = 0.0  # renew first thing once Redis answers
+                announce = True
+                busy = 0
+            self._stop.wait(0.01 if busy else interval)

@@ -30,72 +30,73 @@ _events = Quiet(log, "sending task events for eager attempts")
 trace_log = logging.getLogger("celery.app.trace")  # where Celery logs a task's end
 
 
-_lock = threading.Lock()
-_dispatcher: Any = None      # this process's, made on first use
-_local = threading.local()   # whether this thread runs a wake batch's attempts (see `batched`)
+class TaskEventOutbox:
+    """A process's task events for its eager attempts: buffered in one dispatcher (one connection),
+    published as one `task.multi` message per flush (Flower and Celery's event receivers take lists of
+    events). One per Runtime; a forked pool process makes a dispatcher (and a connection) of its own."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dispatcher: Any = None  # made on first use, in the process that uses it
+        self._pid = os.getpid()
+        self._local = threading.local()  # whether this thread runs a wake batch's attempts (see `batched`)
 
-def _forget() -> None:
-    """A forked pool process makes a dispatcher (and a connection) of its own."""
-    global _dispatcher
-    _dispatcher = None
-
-
-os.register_at_fork(after_in_child=_forget)
-
-
-@contextmanager
-def batched() -> Iterator[None]:
-    """The eager attempts of a wake batch hold their events until the block ends, then publish them
-    together, as a worker buffers its own task events: a message per attempt costs more than the attempt."""
-    _local.batched = True
-    try:
-        yield
-    finally:
-        _local.batched = False
-        flush()
-
-
-def _hold(app: Celery, hostname: str, task_id: str, events: tuple[tuple[str, dict[str, Any]], ...]) -> None:
-    """Buffer events in this process's dispatcher: one connection, task events published as one
-    `task.multi` message per flush (Flower and Celery's event receivers take lists of events)."""
-    global _dispatcher
-    with _lock:
-        if _dispatcher is None:
-            _dispatcher = app.events.Dispatcher(app.connection_for_write(), hostname=hostname, enabled=True,
-                                                buffer_while_offline=False, buffer_group=["task"],
-                                                buffer_limit=1000)
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """The eager attempts of a wake batch hold their events until the block ends, then publish them
+        together, as a worker buffers its own task events: a message per attempt costs more than the
+        attempt."""
+        self._local.batched = True
         try:
-            for kind, fields in events:
-                _dispatcher.send(kind, uuid=task_id, **fields)  # past buffer_limit, it publishes
-        except Exception as exc:
-            _drop(exc)
+            yield
+        finally:
+            self._local.batched = False
+            self.flush()
 
+    def send(self, app: Celery, hostname: str, task_id: str, *events: tuple[str, dict[str, Any]],
+             now: bool = True) -> None:
+        """Buffer `events`; publish them at once when `now` (unless a wake batch holds them)."""
+        self._hold(app, hostname, task_id, events)
+        if now and not getattr(self._local, "batched", False):
+            self.flush()
 
-def flush() -> None:
-    """Publish the events held by this process (the start of an eager attempt still running): called
-    at each attempt's end and by the thread that renews the eager attempts' deadlines."""
-    with _lock:
-        if _dispatcher is None:
-            return
+    def _hold(self, app: Celery, hostname: str, task_id: str, events: tuple[tuple[str, dict[str, Any]], ...]
+              ) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's dispatcher and connection are not ours
+                self._dispatcher, self._pid = None, os.getpid()
+            if self._dispatcher is None:
+                self._dispatcher = app.events.Dispatcher(app.connection_for_write(), hostname=hostname,
+                                                         enabled=True, buffer_while_offline=False,
+                                                         buffer_group=["task"], buffer_limit=1000)
+            try:
+                for kind, fields in events:
+                    self._dispatcher.send(kind, uuid=task_id, **fields)  # past buffer_limit, it publishes
+            except Exception as exc:
+                self._drop(exc)
+
+    def flush(self) -> None:
+        """Publish the events held by this process (the start of an eager attempt still running): called
+        at each attempt's end and by the thread that renews the eager attempts' deadlines."""
+        with self._lock:
+            if self._dispatcher is None or self._pid != os.getpid():
+                return
+            try:
+                self._dispatcher.flush()
+                _events.recovered()
+            except Exception as exc:
+                self._drop(exc)
+
+    def _drop(self, exc: Exception) -> None:
+        """The dispatcher failed to publish (the broker away): the events it held are dropped with it, the
+        next ones get a new one. Called holding `_lock`."""
+        d, self._dispatcher = self._dispatcher, None
         try:
-            _dispatcher.flush()
-            _events.recovered()
-        except Exception as exc:
-            _drop(exc)
-
-
-def _drop(exc: Exception) -> None:
-    """The dispatcher failed to publish (the broker away): the events it held are dropped with it, the
-    next ones get a new one. Called holding `_lock`."""
-    global _dispatcher
-    d, _dispatcher = _dispatcher, None
-    try:
-        d.close()
-        d.connection.release()
-    except Exception:  # noqa: BLE001 - it is being dropped anyway
-        pass
-    _events.error("could not send the task events of eager attempts", exc=exc)
+            d.close()
+            d.connection.release()
+        except Exception:  # noqa: BLE001 - it is being dropped anyway
+            pass
+        _events.error("could not send the task events of eager attempts", exc=exc)
 
 
 class EagerTaskEvents:
@@ -103,7 +104,9 @@ class EagerTaskEvents:
     attempts, sent through the broker, take it too), sent only when the
     worker sends task events at all (`worker_send_task_events`, Beluga's default, or `-E`)."""
 
-    def __init__(self, app: Celery, activity: str, task_id: str, args_repr: str, kwargs_repr: str) -> None:
+    def __init__(self, outbox: TaskEventOutbox, app: Celery, activity: str, task_id: str, args_repr: str,
+                 kwargs_repr: str) -> None:
+        self.outbox = outbox
         self.app = app
         self.name = f"activity:{activity}"  # as the activity's tasks show (`shadow`)
         self.task_id = task_id
@@ -139,6 +142,4 @@ class EagerTaskEvents:
         if not self.enabled:
             return
         assert self.hostname is not None
-        _hold(self.app, self.hostname, self.task_id, events)
-        if now and not getattr(_local, "batched", False):
-            flush()
+        self.outbox.send(self.app, self.hostname, self.task_id, *events, now=now)

@@ -12,12 +12,12 @@ from celery import Celery
 
 from beluga import codec
 from beluga.celery import outcome
-from beluga.celery.app import activity_queue
 from beluga.celery.attempts import DUE, attempt_kwargsrepr, attempt_repr, report_attempt, reporting, wait_until_due
-from beluga.celery.coordinator import Stuck
+from beluga.celery.coordinator import RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
+from beluga.celery.queues import activity_queue
 from beluga.celery.runtime import runtime
 from beluga.core.definitions import effective_option, registry
 from beluga.core.driver import read_only
@@ -52,7 +52,7 @@ def bind(app: Celery) -> None:
         try:
             rt.coordinator.run(workflow_id, tried=_tried(tried))
             _coordinating.recovered()
-        except Stuck as exc:  # the run vanished under the coordinator (deleted meanwhile)
+        except RunVanished as exc:  # the run vanished under the coordinator (deleted meanwhile)
             log.warning("%s", exc)
         except TRANSIENT as exc:  # its inbox keeps the messages; the sweep wakes the run again
             _coordinating.error("could not coordinate workflow %s (the sweep will wake it again)", workflow_id,
@@ -113,7 +113,7 @@ def bind(app: Celery) -> None:
                     # ETA and its due time are on the fleet's clock (see wait_until_due).
                     due = fleet.clock.now() + (next_delay or 0.0)
                     retried = {**options, DUE: due}
-                    fleet.note_sent(rt.waiting(workflow_id, run_id, seq, attempt + 1, name, input, retried,
+                    fleet.note_sent(rt.sender.waiting(workflow_id, run_id, seq, attempt + 1, name, input, retried,
                                                options.get("queue") or activity_queue(rt.settings, name),
                                                next_delay))
                     raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, retried),

@@ -74,7 +74,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def waiting_lines(w: Any) -> list[str]:
-    """What a run waits on (a `beluga.cli.runs.Waiting`), one line each, indented by two spaces."""
+    """What a run waits on (a `beluga.cli.runs.RunWaits`), one line each, indented by two spaces."""
     import time
 
     now = time.time()

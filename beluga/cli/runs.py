@@ -66,7 +66,7 @@ def archive(store: WorkflowStore, state: WorkflowState) -> str:
 
 # --- what a run waits on -----------------------------------------------------------------------------
 @dataclass
-class Waiting:
+class RunWaits:
     activities: list[dict[str, Any]] = field(default_factory=list)
     timers: list[dict[str, Any]] = field(default_factory=list)
     children: list[dict[str, Any]] = field(default_factory=list)
@@ -75,7 +75,7 @@ class Waiting:
     code_error: str | None = None     # the code is here but cannot replay the run
 
 
-def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None, untaken: Any = None) -> Waiting:
+def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None, untaken: Any = None) -> RunWaits:
     """What an open run waits for: from its history alone (activities, timers, children, its deadline),
     and, when its code is registered in this process, from a read-only replay (the signals it is parked
     on, signals received but not yet read, its query handlers). Nothing is run or recorded. `untaken`
@@ -83,7 +83,7 @@ def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None, untake
     those running, and whether a live worker consumes the queue they wait in."""
     work: Pending = pending_work(state.history)
     now = time.time()
-    out = Waiting(deadline=work.deadline)
+    out = RunWaits(deadline=work.deadline)
     dispatched = [(a.seq, a.attempt) for a in work.activities.values() if a.started]
     queued = untaken(state.workflow_id, dispatched) if untaken is not None and dispatched else {}
     for act in sorted(work.activities.values(), key=lambda a: a.seq):

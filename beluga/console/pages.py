@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from beluga.cli import render
-from beluga.cli.runs import Waiting
+from beluga.cli.runs import RunWaits
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
 from beluga.history_json import to_jsonable
 
@@ -167,7 +167,7 @@ def runs_page(page: Page, runs: Sequence[WorkflowState], counts: dict[str, int],
 
 
 # --- one run ------------------------------------------------------------------------------------------
-def run_page(page: Page, state: WorkflowState, wait: Waiting | None, earlier: Sequence[WorkflowState], *,
+def run_page(page: Page, state: WorkflowState, wait: RunWaits | None, earlier: Sequence[WorkflowState], *,
              flash: str | None, refresh: int | None, retryable: bool) -> str:
     facts = [("workflow id", f'<span class="mono" id="workflow-id">{esc(state.workflow_id)}</span>'),
              ("type", esc(state.workflow_type)), ("run", f'<span class="mono">{esc(state.run_id)}</span>'),
@@ -206,7 +206,7 @@ def run_page(page: Page, state: WorkflowState, wait: Waiting | None, earlier: Se
     return page.layout(f"Run {state.workflow_id}", "".join(body), refresh=refresh)
 
 
-def actions(page: Page, state: WorkflowState, wait: Waiting | None, retryable: bool) -> str:
+def actions(page: Page, state: WorkflowState, wait: RunWaits | None, retryable: bool) -> str:
     if not state.status.is_open and not retryable:
         return f'<p class="note">The run is {esc(state.status.value)}: nothing to do.</p>'
     if page.writes == "read-only":

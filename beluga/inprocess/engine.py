@@ -51,10 +51,10 @@ from beluga.inprocess.records import (
     Activate,
     AttemptDeadline,
     AttemptFinished,
+    BatchedStep,
     CheckChild,
     Msg,
     Nudge,
-    Pending,
     Query,
     Recover,
     Run,
@@ -187,7 +187,7 @@ class Engine:
                     self._runs.clear()
 
     def _process(self, items: list[Msg]) -> None:
-        batch: dict[str, Pending] = {}
+        batch: dict[str, BatchedStep] = {}
         metrics.begin_step()
         for msg in items:
             try:
@@ -228,7 +228,7 @@ class Engine:
         self._evict()
 
     # --- message handling -------------------------------------------------------------------------
-    def _handle(self, msg: Msg, batch: dict[str, Pending]) -> None:
+    def _handle(self, msg: Msg, batch: dict[str, BatchedStep]) -> None:
         body = msg.body
         if isinstance(body, Nudge):
             if msg.reply is not None:  # a caller waiting until everything posted before it was handled
@@ -258,7 +258,7 @@ class Engine:
                                          "longer be signalled or cancelled")
             return
         if p is None:
-            p = batch[run.workflow_id] = Pending(run, run.driver.begin())
+            p = batch[run.workflow_id] = BatchedStep(run, run.driver.begin())
         p.msgs.append(msg)
         if isinstance(body, CheckChild):
             self._child_check(run, body, p)
@@ -304,7 +304,7 @@ class Engine:
             run.details[body.seq] = beat[1]  # type: ignore[index]
         return outcome
 
-    def _child_check(self, run: Run, check: CheckChild, p: Pending) -> None:
+    def _child_check(self, run: Run, check: CheckChild, p: BatchedStep) -> None:
         child = check.child
         state = self.store.load(child["workflow_id"])
         link = {"workflow_id": run.workflow_id, "run_id": run.run_id, "seq": check.seq}
@@ -332,7 +332,7 @@ class Engine:
         msg.reply.set_result(value)
 
     # --- runs in memory ---------------------------------------------------------------------------
-    def _get(self, workflow_id: str, batch: dict[str, Pending]) -> Run:
+    def _get(self, workflow_id: str, batch: dict[str, BatchedStep]) -> Run:
         run = self._runs.get(workflow_id)
         if run is not None:
             self._runs.move_to_end(workflow_id)
@@ -342,13 +342,13 @@ class Engine:
             raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
         return self._materialize(state, batch)
 
-    def _start(self, state: WorkflowState, batch: dict[str, Pending]) -> None:
+    def _start(self, state: WorkflowState, batch: dict[str, BatchedStep]) -> None:
         self._materialize(state, batch)
         deadline = state.history[0].attrs.get("deadline") if state.history else None
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
             self._timers.arm(deadline, input_msg(state.workflow_id, state.run_id, st.TimedOut()))
 
-    def _materialize(self, state: WorkflowState, batch: dict[str, Pending]) -> Run:
+    def _materialize(self, state: WorkflowState, batch: dict[str, BatchedStep]) -> Run:
         """Bring a run into memory by replaying its history; record what was still due."""
         run = Run(replace(state, history=()))
         self._runs[state.workflow_id] = run
@@ -368,7 +368,7 @@ class Engine:
         run.driver, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
                                     check_payload=self.check_payload, now=self.clock())
         if step.writes or step.effects:
-            batch[state.workflow_id] = Pending(run, step)
+            batch[state.workflow_id] = BatchedStep(run, step)
         if run.driver.stuck is not None and step.error:
             reason = run.driver.stuck
             log.error("workflow %s is stuck: %s", state.workflow_id, reason["message"])
@@ -386,7 +386,7 @@ class Engine:
                 run.driver.close()
 
     # --- effects, once the step is durable ---------------------------------------------------------
-    def _carry_out(self, p: Pending) -> None:
+    def _carry_out(self, p: BatchedStep) -> None:
         run = p.run
         wid, rid = run.workflow_id, run.run_id
         metrics.observe_step("default", run.state.workflow_type, p.step)

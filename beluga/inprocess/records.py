@@ -110,7 +110,7 @@ class Run:
 
 
 @dataclass(slots=True)
-class Pending:
+class BatchedStep:
     """What one batch will write for one run, and what to do once it is durable."""
 
     run: Run

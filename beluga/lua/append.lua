@@ -6,7 +6,6 @@
 --   run_key            <t>:<id>:run, hash: run_id, version, status, summary, updated, ...
 --   events_key         <t>:<id>:events, stream of the events once more than 8, an entry per append (lib/events.lua)
 --   inbox_key          <t>:<id>:inbox, list of messages for the coordinator
---   attempts_key       unused (an attempt is allowed while it has a deadline in dispatched_key)
 --   lease_key          <t>:<id>:lease, the coordinator's lease token
 --   dispatched_key     sorted set: "<id>\0<seq>\0<attempt>" -> deadline, for each attempt allowed to run
 --   timers_key         sorted set: "<id>\0<message>" -> due time (the fleet's durable timers)
@@ -35,8 +34,8 @@
 -- #include "lib/append.lua"
 
 local a = {
-  run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3], attempts_key = KEYS[4], lease_key = KEYS[5],
-  dispatched_key = KEYS[6], timers_key = KEYS[7],
+  run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3], lease_key = KEYS[4],
+  dispatched_key = KEYS[5], timers_key = KEYS[6],
   run_id = ARGV[1], expected_version = tonumber(ARGV[2]), inbox_used = tonumber(ARGV[3]), status = ARGV[4],
   summary = ARGV[5], updated = ARGV[6], lease_token = ARGV[7], dispatch_deadline = ARGV[8], workflow_id = ARGV[9],
   index_prefix = ARGV[10], attempts = {}, events = {}, timers = {},

@@ -6,7 +6,7 @@
 -- queues the report for the coordinator, as report.lua does, and appends nothing.
 --
 -- KEYS
---   run_key, events_key, inbox_key, attempts_key, lease_key, dispatched_key, timers_key
+--   run_key, events_key, inbox_key, lease_key, dispatched_key, timers_key
 --                      as in append.lua (dispatched_key is the shard's <t>:dispatched: attempt member
 --                      -> deadline, the one record of an attempt in flight; timers_key its <t>:timers)
 --   running_info_key   <t>:running:info, hash: attempt member -> encoded info (heartbeat attempts only)
@@ -32,14 +32,14 @@
 -- #include "lib/attempt.lua"
 
 local a = {
-  run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3], attempts_key = KEYS[4], lease_key = KEYS[5],
-  dispatched_key = KEYS[6], timers_key = KEYS[7],
+  run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3], lease_key = KEYS[4],
+  dispatched_key = KEYS[5], timers_key = KEYS[6],
   run_id = ARGV[1], expected_version = tonumber(ARGV[2]), inbox_used = tonumber(ARGV[3]), status = ARGV[4],
   summary = ARGV[5], updated = ARGV[6], lease_token = ARGV[7], dispatch_deadline = ARGV[8], workflow_id = ARGV[9],
   index_prefix = ARGV[10], attempts = {}, events = {}, timers = {},
 }
 local r = {
-  inbox_key = KEYS[3], dispatched_key = KEYS[6], running_info_key = KEYS[8], dirty_key = KEYS[9],
+  inbox_key = KEYS[3], dispatched_key = KEYS[5], running_info_key = KEYS[7], dirty_key = KEYS[8],
   workflow_id = ARGV[9], report = ARGV[11], seq = ARGV[12], member = ARGV[13], next_attempt = ARGV[14],
   now = ARGV[15], next_deadline = ARGV[16], heartbeat = ARGV[17],
 }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 import socket
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -34,12 +33,20 @@ from beluga.logs import get_logger
 from beluga.lua import Scripts
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
-from beluga.stores.redis_scripts import AppendCall, CreateCall, ReadCall, RelistCall
+from beluga.stores.redis_keys import SHARDS, KeyLayout, RunKeys, shard_of  # noqa: F401 - shard_of re-exported
+from beluga.stores.redis_scripts import (
+    APPEND_HISTORY_LOST,
+    APPEND_REFUSED,
+    AppendCall,
+    CreateCall,
+    ReadCall,
+    RelistCall,
+    was_created,
+)
 
 # the summary blob, the fields appends keep apart from it, the mark of a history found not whole, and
 # what names the run should its summary not decode
 _SUMMARY_FIELDS = ("summary", "status", "updated", "lost", "run_id", "type", "created")
-SHARDS = 16          # part of the key layout: every process must agree, and runs stay where they were put
 INLINE_EVENTS = 8    # a run's first events live in its run hash (beluga/lua/lib/events.lua says the same)
 log = get_logger("beluga.stores.redis")
 T = TypeVar("T")
@@ -116,11 +123,6 @@ def on_primary(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return write(*args, **kwargs)
     except ReplicationError as exc:
         return exc.result
-
-
-def shard_of(workflow_id: str) -> int:
-    """The shard of a workflow id: where its run's keys and the fleet's records about it live."""
-    return zlib.crc32(workflow_id.encode()) % SHARDS
 
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -209,33 +211,34 @@ class RedisStore(WorkflowStore):
         self.redis = client if client is not None else connect(url, socket_timeout, connect_timeout)
         self.cluster = is_cluster(self.redis)
         self.prefix = prefix
+        self.names = KeyLayout(prefix)  # every key name (beluga/stores/redis_keys.py)
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
         self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall])
 
-    # --- key layout ---------------------------------------------------------------------------------
+    # --- key layout: `names` (beluga/stores/redis_keys.py); these read it for tests and tools ----------
     def shard_tag(self, shard: int) -> str:
         """`<p>:{s<shard>}`: the hash tag of a shard's keys, its runs' and the fleet's records about them."""
-        return f"{self.prefix}:{{s{shard}}}"
+        return self.names.shard(shard).tag
 
     def tag(self, workflow_id: str) -> str:
-        return self.shard_tag(shard_of(workflow_id))
+        return self.names.shard_of(workflow_id).tag
 
     def keys(self, workflow_id: str) -> tuple[str, str, str]:
         """The run's hash, events stream and inbox."""
-        run = f"{self.tag(workflow_id)}:{workflow_id}"
-        return f"{run}:run", f"{run}:events", f"{run}:inbox"
+        k = self.names.run(workflow_id)
+        return k.run, k.events, k.inbox
 
     def key(self, workflow_id: str, name: str) -> str:
-        return f"{self.tag(workflow_id)}:{workflow_id}:{name}"
+        return self.names.run(workflow_id).key(name)
 
     def index_prefix(self, workflow_id: str) -> str:
         """`<t>:index:`: the listing indexes of the run's shard (beluga/lua/lib/index.lua)."""
-        return f"{self.tag(workflow_id)}:index:"
+        return self.names.shard_of(workflow_id).index_prefix
 
     def _indexes(self, name: str) -> list[str]:
         """The index `name` ("all", "type:<type>", "status:<status>") of every shard."""
-        return [f"{self.shard_tag(shard)}:index:{name}" for shard in range(SHARDS)]
+        return [f"{self.names.shard(shard).index_prefix}{name}" for shard in range(SHARDS)]
 
     # --- replication --------------------------------------------------------------------------------
     def replicated(self, write: Callable[[Any], T], what: str, key: str | None = None) -> T:
@@ -281,7 +284,7 @@ class RedisStore(WorkflowStore):
 
     def load_summary(self, workflow_id: str) -> WorkflowState | None:
         """The run without its history: cheap, for status checks and result waits."""
-        return _state(workflow_id, self.redis.hmget(self.keys(workflow_id)[0], *_SUMMARY_FIELDS), ())
+        return _state(workflow_id, self.redis.hmget(self.names.run(workflow_id).run, *_SUMMARY_FIELDS), ())
 
     def history(self, workflow_id: str, after: int = 0) -> list[Event]:
         """The events past `after`; `HistoryLost` when they are not all there."""
@@ -303,11 +306,11 @@ class RedisStore(WorkflowStore):
         """Note on the run that its history was found not whole, so that even a summary read
         (`load_summary`: status checks, result waits) says so. Names the run: a new run of the id
         (whose creation drops the mark) is never taken for it."""
-        self.redis.hset(self.keys(workflow_id)[0], "lost", codec.encode({"run": run_id, "message": message}))
+        self.redis.hset(self.names.run(workflow_id).run, "lost", codec.encode({"run": run_id, "message": message}))
 
     def _read_call(self, workflow_id: str, names: Sequence[str], after: int) -> ReadCall:
-        run_key, events_key, _ = self.keys(workflow_id)
-        return ReadCall(run_key=run_key, events_key=events_key, after=after, fields=tuple(names))
+        k = self.names.run(workflow_id)
+        return ReadCall(run_key=k.run, events_key=k.events, after=after, fields=tuple(names))
 
     def load_many(self, workflow_ids: Sequence[str]) -> list[WorkflowState | None]:
         """`load` of several runs in one round trip (a pipeline of read scripts: each run is read at one
@@ -319,7 +322,7 @@ class RedisStore(WorkflowStore):
                                                                                               strict=True)]
 
     def version(self, workflow_id: str) -> tuple[str | None, int]:
-        run_id, version = self.redis.hmget(self.keys(workflow_id)[0], "run_id", "version")
+        run_id, version = self.redis.hmget(self.names.run(workflow_id).run, "run_id", "version")
         return (run_id.decode() if run_id else None), int(version or 0)
 
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
@@ -381,21 +384,21 @@ class RedisStore(WorkflowStore):
     # --- writes -------------------------------------------------------------------------------------
     def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
         check_events(state.history, 0, state.workflow_id)
-        run_key, events_key, inbox_key = self.keys(state.workflow_id)
+        k = self.names.run(state.workflow_id)
         call = CreateCall(
-            run_key=run_key, events_key=events_key, inbox_key=inbox_key, run_id=state.run_id,
+            run_key=k.run, events_key=k.events, inbox_key=k.inbox, run_id=state.run_id,
             status=state.status.value, summary=codec.encode_state(state), workflow_type=state.workflow_type,
             created=state.created_at, replace_run_id=replace_run_id, updated=state.updated_at,
-            workflow_id=state.workflow_id, index_prefix=self.index_prefix(state.workflow_id),
+            workflow_id=state.workflow_id, index_prefix=k.shard.index_prefix,
             events=tuple(codec.encode_event(e) for e in state.history))
 
         def write(client: redis.Redis) -> None:
-            created = self._lua.run(call, client=client)  # listed in the same step
-            if created not in (b"", b"+"):
-                check_create(state.workflow_id, created.decode(), WorkflowStatus.RUNNING, replace_run_id)
+            got = self._lua.run(call, client=client)  # listed in the same step
+            if not was_created(reply := got.decode()):
+                check_create(state.workflow_id, reply, WorkflowStatus.RUNNING, replace_run_id)
                 raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
 
-        self.replicated(write, f"the start of workflow {state.workflow_id}", run_key)
+        self.replicated(write, f"the start of workflow {state.workflow_id}", k.run)
 
     def save(self, state: WorkflowState) -> None:
         self.delete(state.workflow_id)
@@ -404,8 +407,9 @@ class RedisStore(WorkflowStore):
     def delete(self, workflow_id: str) -> None:
         state = self.load_summary(workflow_id)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.delete(*self.keys(workflow_id), self.key(workflow_id, "lease"), self.key(workflow_id, "attempts"))
-        indexes = self.index_prefix(workflow_id)
+        k = self.names.run(workflow_id)
+        pipe.delete(k.run, k.events, k.inbox, k.lease, k.attempts)
+        indexes = k.shard.index_prefix
         pipe.zrem(f"{indexes}all", workflow_id)
         for status in WorkflowStatus:
             pipe.zrem(f"{indexes}status:{status.value}", workflow_id)
@@ -437,10 +441,10 @@ class RedisStore(WorkflowStore):
 
         def write(client: redis.Redis) -> int | None:
             left = self._lua.run(call, client=client)  # a closed run is relisted in the same step
-            if left == -2:
+            if left == APPEND_HISTORY_LOST:
                 raise HistoryLost(f"workflow {a.workflow_id}: its history in Redis is not whole (events lost: was a "
                                   "key evicted?); nothing was appended past the hole")
-            return None if left < 0 else int(left)
+            return None if left == APPEND_REFUSED else int(left)
 
         return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
 
@@ -452,7 +456,8 @@ class RedisStore(WorkflowStore):
         writes."""
         if not calls:
             return []
-        return [None if int(left) < 0 else int(left) for left in self._lua.run_all(calls)]
+        return [None if int(left) in (APPEND_REFUSED, APPEND_HISTORY_LOST) else int(left)
+                for left in self._lua.run_all(calls)]
 
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,
@@ -468,17 +473,15 @@ class RedisStore(WorkflowStore):
             if current is None:
                 return None
             blob = codec.encode_state(summarize(current, a))
-        run_key, events_key, inbox_key = self.keys(a.workflow_id)
+        k = self.names.run(a.workflow_id)
         return AppendCall(
-            run_key=run_key, events_key=events_key, inbox_key=inbox_key,
-            attempts_key=self.key(a.workflow_id, "attempts"), lease_key=self.key(a.workflow_id, "lease"),
+            run_key=k.run, events_key=k.events, inbox_key=k.inbox, lease_key=k.lease,
             # the fleet's dispatch record and timer set of the run's shard (a plain append writes neither)
-            dispatched_key=f"{self.tag(a.workflow_id)}:dispatched",
-            timers_key=f"{self.tag(a.workflow_id)}:timers",
+            dispatched_key=k.shard.dispatched, timers_key=k.shard.timers,
             run_id=a.run_id, expected_version=a.expected_version, inbox_used=inbox_used,
             status=a.status.value if a.status else None, summary=blob, updated=a.updated_at or None,
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
-            index_prefix=self.index_prefix(a.workflow_id), attempts=tuple(attempts),
+            index_prefix=k.shard.index_prefix, attempts=tuple(attempts),
             events=tuple(codec.encode_event(e) for e in a.events), timers=tuple(timers))
 
     def adopt_listing(self, batch: int = 500) -> int:
@@ -487,7 +490,7 @@ class RedisStore(WorkflowStore):
         index: a run written before an upgrade stays listed. Each run is listed under what its hash says
         at that instant (relist.lua), so a run closing meanwhile is listed once. Cheap when there is
         nothing to adopt (one EXISTS); safe to run from several workers at once. Returns the runs listed."""
-        old = f"{self.prefix}:index:"
+        old = self.names.old_index_prefix
         if not self.redis.exists(old + "all"):
             return 0
         listed, types = 0, set()
@@ -497,12 +500,12 @@ class RedisStore(WorkflowStore):
                      for wid, created in entries[start:start + batch]]
             pipe = self.redis.pipeline(transaction=False)
             for workflow_id, _ in chunk:
-                pipe.hget(self.keys(workflow_id)[0], "type")
+                pipe.hget(self.names.run(workflow_id).run, "type")
             types.update(t.decode() for t in pipe.execute() if t)
             for workflow_id, created in chunk:
                 listed += int(self._lua.run(RelistCall(
-                    run_key=self.keys(workflow_id)[0], workflow_id=workflow_id,
-                    index_prefix=self.index_prefix(workflow_id), created=created)))
+                    run_key=self.names.run(workflow_id).run, workflow_id=workflow_id,
+                    index_prefix=self.names.shard_of(workflow_id).index_prefix, created=created)))
         stale = [old + "all", *(old + f"status:{s.value}" for s in WorkflowStatus), *(old + f"type:{t}" for t in types)]
         for name in stale:  # one key per command: on a Redis Cluster they live in different slots
             self.redis.delete(name)

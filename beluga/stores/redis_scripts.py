@@ -9,6 +9,20 @@ from typing import ClassVar
 
 from beluga.lua import Call, arg, key, tail
 
+# What append.lua (and the append of report_and_append.lua) answers besides the messages left (>= 0):
+APPEND_REFUSED = -1  # the run is not at the run id and version the writer read
+APPEND_HISTORY_LOST = -2  # the run's history is not whole: nothing is appended past the hole
+# What create.lua and start.lua answer when they created the run; anything else names the open run that
+# blocks it (start.lua: or '=' and the run id this same request created before, see STARTED_BEFORE)
+CREATED = ""  # the id had no run
+CREATED_IN_PLACE = "+"  # in place of an earlier, closed run
+STARTED_BEFORE = "="
+
+
+def was_created(reply: str) -> bool:
+    """Whether create.lua's or start.lua's reply says the run was created by this call."""
+    return reply in (CREATED, CREATED_IN_PLACE)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendCall(Call):
@@ -18,7 +32,6 @@ class AppendCall(Call):
     run_key: str = key()
     events_key: str = key()
     inbox_key: str = key()
-    attempts_key: str = key()
     lease_key: str = key()
     dispatched_key: str = key()
     timers_key: str = key()

@@ -13,6 +13,7 @@ import redis
 from beluga import codec, workflow
 from beluga.celery.coordinator import CARRY_MAX, Coordinator
 from beluga.celery.fleet import Fleet, Waiting
+from beluga.celery.report import AttemptReport
 from beluga.core.definitions import Registry
 from beluga.core.records import EventType as E
 from beluga.runs import new_run_state
@@ -109,7 +110,8 @@ def test_a_report_that_failed_in_the_fast_path_is_recorded_when_tried_again(flee
         return append(*args, **kwargs)
 
     fleet.report_and_append = fails_once  # type: ignore[method-assign]
-    report = (1, 1, {"k": "activity", "run": state.run_id, "seq": 1, "attempt": 1, "ok": True, "payload": 1}, None)
+    report = AttemptReport(1, 1, {"k": "activity", "run": state.run_id, "seq": 1, "attempt": 1, "ok": True,
+                                  "payload": 1})
     with pytest.raises(redis.ConnectionError):
         coordinator.run(wid, report)
     coordinator.run(wid, report)
@@ -237,8 +239,8 @@ def test_reports_alternating_between_pool_processes_take_the_fast_path(fleet: Fl
         assert (seq, attempt) == (i, 1) and options["_version"] == fleet.store.version(wid)[1]
         assert ("_events" in options) is (seq == 1 or result_size < CARRY_MAX)  # a large result is not carried
         ok = {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": True, "payload": "x" * result_size}
-        assert process.run(wid, (seq, 1, ok, None, False, options["_version"],
-                                 options.get("_events") if carried else None))
+        assert process.run(wid, AttemptReport(seq, 1, ok, None, False, options["_version"],
+                                              options.get("_events") if carried else None))
         assert fleet.redis.llen(fleet.store.keys(wid)[2]) == 0
         assert fleet.redis.zscore(fleet.shard_key(wid, "dirty"), wid) == marked
     assert fast_calls == [1, 1, 1]
@@ -259,7 +261,7 @@ def test_a_message_taken_well_before_its_deadline_is_not_renewed_on_its_own(url:
     """The worker's consumer renews the deadline of an attempt whose message it took only when that
     deadline is near (its message waited in the queue): the scheduler's round renews everything the
     worker holds long before a fresh message's deadline, so a fresh one costs no command of its own."""
-    from beluga.celery.runtime import Holds
+    from beluga.celery.holds import Holds
 
     fleet = Fleet(RedisStore(url, prefix=f"t{uuid.uuid4().hex[:8]}"), lease_seconds=15.0)
     deadlines = fleet.shard_key("w", "dispatched")

@@ -20,6 +20,7 @@ from beluga import workflow
 from beluga.celery.app import check_history_redis
 from beluga.celery.coordinator import Coordinator
 from beluga.celery.fleet import Fleet, Waiting
+from beluga.celery.report import AttemptReport
 from beluga.core.definitions import Registry
 from beluga.core.records import Append
 from beluga.core.records import EventType as E
@@ -136,8 +137,8 @@ def test_a_step_whose_write_failed_leaves_no_trace_in_the_cache(lone_server: str
     store.create(new_run_state("steps", wid, 2, None, None, time.time()))
     coordinator.run(wid)
     [(_, run_id, seq, attempt, *_)] = sent
-    report = (seq, attempt, {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt, "ok": True,
-                             "payload": 1}, None)
+    report = AttemptReport(seq, attempt, {"k": "activity", "run": run_id, "seq": seq, "attempt": attempt,
+                                          "ok": True, "payload": 1})
     real = fleet.report_and_append
 
     def unreachable(*args: object, **kwargs: object) -> int:
@@ -175,9 +176,9 @@ def test_a_late_report_of_a_superseded_attempt_does_not_revoke_its_successor(lon
     coordinator.run(wid)
     assert [a[3] for a in sent] == [1, 2]
     late = {"k": "activity", "run": run_id, "seq": seq, "attempt": 1, "ok": True, "payload": 1}
-    coordinator.run(wid, (seq, 1, late, None))
+    coordinator.run(wid, AttemptReport(seq, 1, late))
     assert fleet.claim(wid, seq, 2, run_id)[0], "attempt 2 was revoked by the late report of attempt 1"
-    coordinator.run(wid, (seq, 2, {**late, "attempt": 2}, None))
+    coordinator.run(wid, AttemptReport(seq, 2, {**late, "attempt": 2}))
     assert store.load_summary(wid).status == workflow.WorkflowStatus.COMPLETED
 
 

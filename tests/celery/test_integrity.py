@@ -163,7 +163,7 @@ def test_a_run_with_an_unreadable_input_stops_neither_its_shard_nor_a_listing(pr
     assert r.smembers(wake_set) == {w.encode() for w in [*good, bad]}
     r.delete(waking)
     assert fleet.wake([bad]) == [shard]  # the shard's wake task is ours to send: it takes all nine at once
-    ex._rt.wake_shard(shard)
+    ex._rt.sender.wake_shard(shard)
 
     results = [h.result(timeout=60) for h in handles]
     assert results[0] == "got nan" and all(str(i) in got for i, got in enumerate(results) if i), results
@@ -203,7 +203,7 @@ def test_a_vanished_run_with_waiting_messages_is_reported_once(private_fleet: Fl
     r.delete(store.keys(wid)[0])  # the run hash evicted (its inbox may hold the signal still)
     ex.fleet.push(wid, {"k": "start"})  # a message for it, as a late report would be
     for s in ex.fleet.wake([wid]):
-        ex._rt.wake_shard(s)
+        ex._rt.sender.wake_shard(s)
     _wait(lambda: not r.exists(store.keys(wid)[2]), 30, "the inbox dropped")
     log = f.workers[0].log()
     lines = [line for line in log.splitlines() if "no run: its summary is gone" in line and wid in line]

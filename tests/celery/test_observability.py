@@ -133,7 +133,7 @@ def test_metrics_count_what_the_pool_processes_did(observed: Observed) -> None:
         ex.execute("fleet_refusing", workflow.WorkflowOptions(input={"order": "x", "attempts": 1})).result(timeout=30)
     stuck = f"stuck-{uuid.uuid4().hex[:8]}"   # a run whose workflow type no worker has: it gets stuck
     ex.fleet.start_run(new_run_state("no_such_workflow", stuck, None, None, None, time.time()))
-    ex._rt.wake(stuck, None)
+    ex._rt.sender.wake(stuck, None)
     _wait("the stuck run", lambda: ex.summary(stuck).error)
     ex.terminate(stuck, "test over")
     _wait("the terminated run", lambda: not ex.summary(stuck).status.is_open)

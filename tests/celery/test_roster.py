@@ -90,4 +90,4 @@ def test_an_announcement_lives_for_its_ttl_and_a_clean_stop_withdraws_it(redis_u
     assert fleet.live_workers() == [("a@h", b"A")]
     time.sleep(0.4)  # a worker that died: Redis expires its announcement, and readers forget its name
     assert fleet.live_workers() == []
-    assert fleet.redis.scard(fleet._fleet_key("workers")) == 0
+    assert fleet.redis.scard(fleet.names.fleet("workers")) == 0

@@ -22,7 +22,7 @@ LEASE = 5.0
 
 @dataclass
 class FakeRuntime:
-    """What `tick` uses of a worker's Runtime: its fleet and settings, and the wake-ups it sends."""
+    """What `tick` uses of a worker's Runtime: its fleet and settings, and the wake-ups its sender sends."""
 
     fleet: Fleet
     woken_shards: list[int] = field(default_factory=list)
@@ -31,6 +31,10 @@ class FakeRuntime:
     @property
     def settings(self) -> Any:
         return type("S", (), {"lease_seconds": LEASE})()
+
+    @property
+    def sender(self) -> FakeRuntime:  # the wake-ups it sends, recorded here
+        return self
 
     def wake_shard(self, shard: int) -> None:
         self.woken_shards.append(shard)

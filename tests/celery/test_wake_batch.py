@@ -230,7 +230,7 @@ def test_a_batch_larger_than_the_cache_leaves_no_closed_instance_in_it(redis_url
     evict (and close) a run of the same batch that is then put back closed: its activity's report would
     find a dead instance, record the outcome and nothing after it, and the run would never close."""
     from beluga.celery import messages
-    from beluga.celery.coordinator import SENT_AT
+    from beluga.celery.report import AttemptReport
     from beluga.core.steps import ActivityOutcome, SignalReceived
     from beluga.runs import new_run_state
 
@@ -249,7 +249,7 @@ def test_a_batch_larger_than_the_cache_leaves_no_closed_instance_in_it(redis_url
         assert run.instance is not None and run.instance._greenlet is not None  # not closed
     for wid, run_id, seq, attempt, _name, arg, options in sent:   # each attempt's report, as its worker sends it
         message = messages.encode(ActivityOutcome(seq, attempt, True, arg["i"] + 1), run_id)
-        coordinator.run(wid, (seq, attempt, message, None, False, options[SENT_AT]))
+        coordinator.run(wid, AttemptReport.of(seq, attempt, message, None, False, options))
     for i, wid in enumerate(wids):
         state = store.load(wid)
         assert state is not None and state.result == i + 1, (wid, [e.type for e in state.history] if state else None)

@@ -46,7 +46,7 @@ class Run:
     def append(self, **kw: Any) -> int:
         args: dict[str, Any] = dict(
             run_key=self.key("run"), events_key=self.key("events"), inbox_key=self.key("inbox"),
-            attempts_key=self.key("attempts"), lease_key=self.key("lease"), dispatched_key=self.key("dispatched"),
+            lease_key=self.key("lease"), dispatched_key=self.key("dispatched"),
             timers_key=self.key("timers"), run_id="r1", expected_version=2, inbox_used=0, status=None,
             summary=None, updated=None, lease_token=None, dispatch_deadline=0.0, workflow_id=self.wid,
             index_prefix=self.key("index:"))

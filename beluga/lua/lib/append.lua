@@ -1,6 +1,5 @@
 -- lib/append.lua: the store's compare-and-append of one run, as two functions over one table `a`:
 --   a.run_key, a.events_key, a.inbox_key, a.lease_key, a.dispatched_key, a.timers_key  keys
---                (a.attempts_key: unused)
 --   a.run_id, a.expected_version (number), a.inbox_used (number), a.status, a.summary, a.updated,
 --   a.lease_token, a.dispatch_deadline, a.workflow_id     ('' where not given)
 --   a.index_prefix  '<t>:index:', the shard's listing indexes (lib/index.lua): a closing append moves the
