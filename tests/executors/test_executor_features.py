@@ -123,9 +123,11 @@ def _executor_and_recorder(backend: Backend) -> tuple[workflow.DurableExecutor, 
 def test_activity_timeout_then_retry_succeeds(executor_factory: Backend, new_id: Ids) -> None:
     executor, rec = _executor_and_recorder(executor_factory)
     wid = new_id()
-    # the slow attempt takes 6 s, the result is awaited 5: it comes from attempt 2, not from waiting
-    spec = {"key": wid, "seconds": 6.0, "slow_attempts": [1], "timeout": 0.1, "max_attempts": 3}
-    assert executor.execute(W.wf_activity_timeout, WorkflowOptions(id=wid, input=spec)).result(timeout=5) == 2
+    # the slow attempt takes 10 s, the result is awaited 8: it comes from attempt 2, not from waiting. The
+    # 1 s timeout is what a quick attempt needs on a loaded machine (on Temporal it counts the task's
+    # delivery too: with 0.1 s, attempt 2 timed out as well under load)
+    spec = {"key": wid, "seconds": 10.0, "slow_attempts": [1], "timeout": 1.0, "max_attempts": 3}
+    assert executor.execute(W.wf_activity_timeout, WorkflowOptions(id=wid, input=spec)).result(timeout=8) == 2
     (failed,) = _attempt_failures(executor_factory, executor, rec, wid)
     assert failed["type"] == "TimeoutError" and "timeout" in failed["message"]
 
@@ -141,9 +143,11 @@ def test_activity_timeout_every_attempt(executor: workflow.DurableExecutor, new_
 def test_heartbeat_timeout_and_details_reach_the_next_attempt(executor_factory: Backend, new_id: Ids) -> None:
     executor, rec = _executor_and_recorder(executor_factory)
     wid = new_id()
-    # the silent attempt hangs 6 s, the result is awaited 5: it was given up, not waited for
-    spec = {"key": wid, "hang": 6.0, "heartbeat_timeout": 0.2}
-    result = executor.execute(W.wf_heartbeat, WorkflowOptions(id=wid, input=spec)).result(timeout=5)
+    # the silent attempt hangs 10 s, the result is awaited 8: it was given up, not waited for. The 1 s
+    # heartbeat timeout leaves a loaded machine time for attempt 1's second heartbeat (0.05 s after its
+    # first) and for attempt 2 to return (on Temporal the timeout runs from the start of every attempt)
+    spec = {"key": wid, "hang": 10.0, "heartbeat_timeout": 1.0}
+    result = executor.execute(W.wf_heartbeat, WorkflowOptions(id=wid, input=spec)).result(timeout=8)
     assert result == {"attempt": 2, "details": {"done": 2}}
     seen = W.calls(wid)
     assert [(c["attempt"], c["details"]) for c in seen] == [(1, None), (2, {"done": 2})]
