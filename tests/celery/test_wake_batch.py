@@ -95,7 +95,7 @@ def test_a_worker_killed_in_the_middle_of_a_wake_batch(private_fleet) -> None:
     doomed = fleet.start_worker("doomed", concurrency=1).wait_ready()
     ex = fleet.executor()
     r = redis.Redis.from_url(fleet.url)
-    handles = _park(ex, r, 40, 0.1)
+    handles = _park(ex, r, 40, 0.4)  # long enough that the kill, right after the check below, lands mid-attempt
     for i, h in enumerate(handles):
         ex.signal(h.id, workflow.Signal("go", i))
     deadline = time.monotonic() + 30
