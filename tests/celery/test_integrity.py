@@ -23,6 +23,7 @@ from beluga.runs import new_run_state
 from beluga.stores.redis import RedisStore, shard_of
 from beluga.workflow import Signal, WorkflowOptions, WorkflowStatus
 from tests.conftest import Fleet
+from tests.executors.helpers import eventually
 from tests.fleet import ROOT, ServerProcess, redis_server
 
 STEPS = 12
@@ -30,13 +31,7 @@ RESULT = sum(i + 1 for i in range(STEPS))  # fleet_steps adds up its steps' i + 
 
 
 def _wait(check, timeout: float, what: str):  # noqa: ANN001, ANN202 - a test helper
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout}s: {what}")
+    return eventually(check, timeout, interval=0.02, what=what)
 
 
 def _started(f: Fleet, *names: str) -> None:
