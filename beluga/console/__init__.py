@@ -144,7 +144,7 @@ class Console:
             ("GET", "/login"): self.login_form, ("POST", "/login"): self.login, ("POST", "/logout"): self.logout,
             ("POST", "/run/signal"): self.signal, ("POST", "/run/cancel"): self.cancel,
             ("POST", "/run/terminate"): self.terminate, ("POST", "/run/retry"): self.retry,
-            ("GET", "/healthz"): lambda r: _text(200, "ok\n")}
+            ("GET", "/healthz"): self.healthz}
         method = "GET" if req.method == "HEAD" else req.method
         handler = routes.get((method, req.path))
         if handler is None:
@@ -215,6 +215,15 @@ class Console:
             self.authorize(req)  # the CSRF field: another site cannot log an operator out either
         cookie = f"{COOKIE}=; Path={req.root or '/'}; Max-Age=0; HttpOnly; SameSite=Strict"
         return "303 See Other", [("Location", page.url("/")), ("Set-Cookie", cookie)], b""
+
+    def healthz(self, req: Request) -> Response:
+        """`ok` only while the runs can be read: one cheap read of the store (a run that does not exist),
+        so a probe sees a Redis (or any store) that is down, frozen past its socket timeout, or refusing."""
+        try:
+            self.target.store.load_summary("beluga-healthz")
+        except Exception as exc:  # noqa: BLE001 - any failure to read is "not healthy", said in one line
+            return _text(503, f"cannot read the runs in {self.target.url}: {type(exc).__name__}: {exc}\n")
+        return _text(200, "ok\n")
 
     # --- reading -------------------------------------------------------------------------------------
     def runs(self, req: Request) -> Response:

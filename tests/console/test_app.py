@@ -287,3 +287,19 @@ class _nothing:
 
     def __exit__(self, *exc: Any) -> None:
         return None
+
+
+def test_healthz_reflects_the_store(tmp_path) -> None:
+    """A console on a Redis store answers 503 once that Redis is gone (a probe then takes it out of
+    service), not `ok` as it did whatever the store's state."""
+    from tests.fleet import ServerProcess
+
+    server = ServerProcess(tmp_path)
+    try:
+        client = Client(console.create_app(f"{server.url}?prefix=hz", read_only=True))
+        assert client.get("/healthz").get_data() == b"ok\n"
+        server.kill9()
+        resp = client.get("/healthz")
+        assert resp.status_code == 503 and b"cannot read the runs" in resp.get_data(), resp.get_data()
+    finally:
+        server.stop()
