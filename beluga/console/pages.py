@@ -191,6 +191,16 @@ def run_page(page: Page, state: WorkflowState, wait: RunWaits | None, earlier: S
     if wait is not None:
         items = "".join(f"<li>{esc(line.strip())}</li>" for line in render.waiting_lines(wait))
         left.append(f'<h2>Waiting on</h2><div class="card"><ul class="waiting" id="waiting">{items}</ul></div>')
+    if state.parent:
+        parent = str(state.parent.get("workflow_id", ""))
+        left.append(f'<h2>Parent</h2><div class="card" id="parent"><a href="{esc(page.run_url(parent))}">'
+                    f"{esc(parent)}</a> (child seq {esc(state.parent.get('seq'))})</div>")
+    children = [(e.attrs.get("workflow_id"), e.attrs.get("workflow_type"), e.attrs.get("seq")) for e in state.history
+                if e.type == EventType.CHILD_WORKFLOW_STARTED]
+    if children:
+        items = "".join(f'<li><a href="{esc(page.run_url(str(wid)))}">{esc(wid)}</a> {esc(kind)} (seq {esc(seq)})</li>'
+                        for wid, kind, seq in children)
+        left.append(f'<h2>Children</h2><div class="card"><ul id="children">{items}</ul></div>')
     if earlier:
         items = "".join(f'<li><a href="{esc(page.run_url(s.workflow_id))}">{esc(s.workflow_id)}</a> '
                         f"{status_badge(s)} run {esc(s.run_id)}, started {esc(render.when(s.created_at))}</li>"

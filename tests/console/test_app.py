@@ -303,3 +303,12 @@ def test_healthz_reflects_the_store(tmp_path) -> None:
         assert resp.status_code == 503 and b"cannot read the runs" in resp.get_data(), resp.get_data()
     finally:
         server.stop()
+
+
+def test_a_parents_page_lists_its_children_and_a_child_links_its_parent(ex) -> None:
+    ex.execute(W.wf_parent, workflow.WorkflowOptions(id="fam", input={"value": "hi"})).result(timeout=10)
+    client = Client(console.create_app(ex, token=TOKEN))
+    page = client.get("/run?id=fam").get_data(as_text=True)
+    assert re.search(r'<ul id="children"><li><a href="/run\?id=fam%2Fchild-1">fam/child-1</a> wf_echo', page), page
+    child = client.get("/run?id=fam%2Fchild-1").get_data(as_text=True)
+    assert '<div class="card" id="parent"><a href="/run?id=fam">fam</a>' in child
