@@ -150,13 +150,14 @@ def runs_page(page: Page, runs: Sequence[WorkflowState], counts: dict[str, int],
                f'kept copies of retried runs</label><button type="submit" class="secondary">filter</button></form>')
     rows = []
     for s in runs:
-        error = (render.error_line(s.error) or "")[:90]
+        full = render.error_line(s.error) or ""
+        error = full if len(full) <= 90 else full[:89] + "\u2026"  # the whole line on hover, and on the run's page
         rows.append(f'<tr data-workflow-id="{esc(s.workflow_id)}">'
                     f'<td class="nw"><a href="{esc(page.run_url(s.workflow_id))}" class="mono">'
                     f'{esc(s.workflow_id)}</a></td><td>{esc(s.workflow_type)}</td><td class="nw">{status_badge(s)}</td>'
                     f'<td class="nw">{esc(render.when(s.created_at))}</td>'
                     f'<td class="nw">{esc(render.when(s.updated_at))}</td>'
-                    f'<td class="num">{len(s.history)}</td><td>{esc(error)}</td></tr>')
+                    f'<td class="num">{len(s.history)}</td><td title="{esc(full)}">{esc(error)}</td></tr>')
     table = ('<table id="runs"><thead><tr><th>workflow id</th><th>type</th><th>status</th><th>started (UTC)</th>'
              '<th>updated (UTC)</th><th class="num">events</th><th>error</th></tr></thead><tbody>'
              + ("".join(rows) or '<tr><td colspan="7" class="note">no runs match</td></tr>') + "</tbody></table>")

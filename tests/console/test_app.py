@@ -312,3 +312,14 @@ def test_a_parents_page_lists_its_children_and_a_child_links_its_parent(ex) -> N
     assert re.search(r'<ul id="children"><li><a href="/run\?id=fam%2Fchild-1">fam/child-1</a> wf_echo', page), page
     child = client.get("/run?id=fam%2Fchild-1").get_data(as_text=True)
     assert '<div class="card" id="parent"><a href="/run?id=fam">fam</a>' in child
+
+
+def test_a_long_error_is_cut_in_the_list_and_whole_on_hover_and_on_its_page(ex) -> None:
+    reason = "order rejected because " + "the warehouse said no " * 10
+    with pytest.raises(workflow.WorkflowFailed):
+        ex.execute(W.wf_fail, workflow.WorkflowOptions(id="long-err", input=reason)).result(timeout=5)
+    client = Client(console.create_app(ex, token=TOKEN))
+    listing = client.get("/").get_data(as_text=True)
+    row = re.search(r'<tr data-workflow-id="long-err">.*?</tr>', listing).group(0)
+    assert f'title="ApplicationError: {reason.strip()}' in row and "\u2026</td>" in row
+    assert reason.strip() in client.get("/run?id=long-err").get_data(as_text=True)
