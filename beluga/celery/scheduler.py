@@ -24,7 +24,6 @@ from beluga.logs import get_logger
 
 log = get_logger("beluga.scheduler")
 BACKLOG_LOOKS = 3  # looks at an untaken attempt whose queue has messages before it is sent again all the same
-LOST_RESENDS = 3   # copies sent into an empty, consumed queue that no worker took: the attempt is then lost
 RECOVERY_GRACE = 1.0  # seconds without reclaiming after Redis comes back (holders renew first)
 
 
@@ -67,24 +66,10 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         if live is None:
             live = rt.fleet.live_queues(now)
         consumed = waiting.queue in live
-        if consumed and (waiting.looks < BACKLOG_LOOKS or waiting.resent >= LOST_RESENDS):
+        if consumed and waiting.looks < BACKLOG_LOOKS:
             if waiting.queue not in lengths:
                 lengths[waiting.queue] = rt.sender.queue_length(waiting.queue)
-            empty = lengths[waiting.queue] == 0
-            consumed = empty or waiting.looks >= BACKLOG_LOOKS
-        else:
-            empty = False
-        if consumed and empty and waiting.resent >= LOST_RESENDS:
-            # Copies went into a queue that live workers consume, and none was taken: whatever swallows
-            # them (seen once, under load, after a worker's kill -9), the attempt is lost, not waiting.
-            # Reclaimed as WorkerLost, as before untaken attempts were told apart: the coordinator
-            # dispatches a new attempt under the retry policy, so the run never waits for ever.
-            if rt.fleet.reclaim(item, _failure(rt, item)):
-                log.warning("attempt %s of %s seq %s: %d copies sent to queue %r were taken by no worker; it "
-                            "counts as lost", item.attempt, item.workflow_id, item.seq, waiting.resent, waiting.queue)
-                rt.sender.wake(item.workflow_id, None)
-                done += 1
-            continue
+            consumed = lengths[waiting.queue] == 0
         again = rt.fleet.requeue(item, now, resend=consumed)
         if again is None:
             continue
