@@ -106,3 +106,18 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object
         yield server
     finally:
         server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Workers and servers a test left running are named (see tests/leaks.py) and killed."""
+    from tests import leaks
+
+    lines = leaks.reap()
+    if lines:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "processes left running by tests (killed now):\n  " + "\n  ".join(lines)
+        if reporter is not None:
+            reporter.write_sep("=", "leaked processes")
+            reporter.write_line(text)
+        else:
+            print(text)

@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from tests import leaks
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_IMPORTS = "beluga.demo,tests.executors.workflows,tests.celery.workflows"
 
@@ -354,6 +356,7 @@ class Worker:
                     "--without-gossip"]
         self.proc = subprocess.Popen(self.cmd, env=env, cwd=str(cwd), stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        leaks.started(self.proc.pid)
 
     def wait_ready(self, timeout: float = 60.0) -> Worker:
         deadline = time.monotonic() + timeout
