@@ -129,6 +129,17 @@ class RunClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityClosed:
+    """Activity `name` got its outcome for good (completed, or failed with no attempt to follow), `seconds`
+    after it was scheduled: what executors measure its schedule-to-close latency from (`queue`: its
+    call's queue option, if any)."""
+
+    name: str
+    queue: str | None
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Observed:
     """Something hooks may want to see (`on_signal`, `on_activity_complete`), in the order it happened."""
 
@@ -136,7 +147,7 @@ class Observed:
     payload: Any
 
 
-Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | Observed)
+Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | Observed | ActivityClosed)
 
 
 @dataclass(slots=True)
