@@ -10,13 +10,20 @@ the package is missing). `BELUGA_METRICS_PORT` serves them over HTTP:
   (also `Config(extra={"metrics_port": P})`);
 - anywhere else, `beluga.metrics.serve(port, store=...)`, or mount prometheus_client's own WSGI app.
 
-The metrics (all prefixed `beluga_`; the table with their labels is in docs/observability.md): runs
-started, completed, failed (and timed out), canceled and stuck (counters by workflow type); `runs` by
-status in the store (a gauge read when scraped); activity attempts and failures (counters by activity),
-attempt duration and queue-to-start latency (histograms by activity); step latency (a histogram by
-executor: from taking up a run's inputs to the resulting events being recorded and acted on); and
-coordinator retries (steps redone because another writer changed the run first); runs found vanished
-(their summary gone while messages for them waited).
+The metrics (all prefixed `beluga_`; the table with their labels is in docs/observability.md, a Grafana
+dashboard over them in docs/grafana-dashboard.json): runs started, completed, failed (by failure type),
+canceled and stuck (counters by workflow type); each run's end-to-end latency (by type and outcome) and
+its replay latency; `runs` by status in the store (a gauge read when scraped); activity attempts and
+failures, attempt duration, schedule-to-start and schedule-to-close latency (by activity and queue); the
+worker's task slots used and free (gauges); step latency; coordinator retries; runs found vanished.
+
+Where a run is counted started, once (so that the served metrics add up to the runs that ran): the
+in-process executor counts it where it creates it (`execute`, a child, a continue-as-new); on the fleet,
+the process whose recorded step consumes the run's start message counts it, whatever that step did
+(even nothing, for a run that parks at once). That is a worker, or a client that has the code and takes
+the first step itself, which it does only while its own metrics are served (`shown_here`).
+
+Everything is observed from what the executors have at hand: no metric costs a Redis round trip.
 """
 
 from __future__ import annotations
