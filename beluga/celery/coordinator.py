@@ -535,7 +535,7 @@ class Coordinator(Batches):
                 sent[CARRIED] = carried
         for effect in step.effects:
             if isinstance(effect, st.ActivityClosed):
-                queue = effect.queue or effective_option({}, self.registry.activities.get(effect.name), "queue")
+                queue = self.registry.queue_of(effect.name, effect.options)
                 metrics.activity_closed(effect.name, queue, effect.seconds)
             elif not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
                 _after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))

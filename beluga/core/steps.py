@@ -130,12 +130,11 @@ class RunClosed:
 
 @dataclass(frozen=True, slots=True)
 class ActivityClosed:
-    """Activity `name` got its outcome for good (completed, or failed with no attempt to follow), `seconds`
-    after it was scheduled: what executors measure its schedule-to-close latency from (`queue`: its
-    call's queue option, if any)."""
+    """Activity `name` (called with `options`) got its outcome for good (completed, or failed with no
+    attempt to follow), `seconds` after it was scheduled: its schedule-to-close latency, for metrics."""
 
     name: str
-    queue: str | None
+    options: dict[str, Any]
     seconds: float
 
 

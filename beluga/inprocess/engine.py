@@ -408,7 +408,7 @@ class Engine:
             elif isinstance(effect, st.RunClosed):
                 self._finish(run, effect)
             elif isinstance(effect, st.ActivityClosed):
-                queue = effect.queue or effective_option({}, self.registry.activities.get(effect.name), "queue")
+                queue = self.registry.queue_of(effect.name, effect.options)
                 metrics.activity_closed(effect.name, queue, effect.seconds)
             elif isinstance(effect, st.Observed):
                 payload = effect.payload

@@ -31,7 +31,7 @@ def test_inputs_record_events_and_effects() -> None:
     assert d.types() == [E.WORKFLOW_STARTED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
     step = d.apply(st.ActivityOutcome(1, 1, True, "charged"), dt=7)
     assert [type(e) for e in step.effects] == [st.Observed, st.ActivityClosed]
-    assert step.effects[1] == st.ActivityClosed("charge", None, pytest.approx(7))  # its schedule-to-close
+    assert step.effects[1] == st.ActivityClosed("charge", {}, pytest.approx(7))  # its schedule-to-close
     step = d.apply(st.SignalReceived("go", "yes"))
     assert [e.type for e in step.events] == [E.SIGNAL_RECEIVED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
     assert step.effects[-1] == st.DispatchAttempt(2, 1, "ship", ["charged", "yes"], {})
