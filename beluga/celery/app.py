@@ -421,14 +421,16 @@ def _on_logging_set_up(sender: Any = None, logger: Any = None, format: str | Non
 
 @signals.worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    """In the worker's main process, before its pool starts: serve metrics when BELUGA_METRICS_PORT is set."""
+    """In the worker's main process, before its pool starts: serve metrics when BELUGA_METRICS_PORT is set
+    (the pool's size is the worker's free task slots until its tasks take them, see `observe`)."""
     app = getattr(sender, "app", None)
     settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
     if isinstance(settings, Settings) and settings.metrics_port:
         from beluga import metrics
         from beluga.celery.runtime import runtime
 
-        metrics.serve_worker(settings.metrics_port, runtime(app).store)
+        if metrics.serve_worker(settings.metrics_port, runtime(app).store):
+            metrics.slots(int(getattr(sender, "concurrency", None) or 1))  # the pool's; its tasks take them
 
 
 from beluga.celery import observe  # noqa: E402,F401  (connects the tasks' log, trace and metric signals)

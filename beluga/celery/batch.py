@@ -41,6 +41,7 @@ class Plan:
     options: dict[str, Any]
     eager: st.DispatchAttempt | None
     again: float | None
+    started: bool = False  # it consumes the run's start message (see `metrics.run_started`)
 
 
 class Batches:

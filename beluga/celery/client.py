@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from beluga import metrics
 from beluga.celery import messages
 from beluga.celery.fleet_scripts import PushReply
 from beluga.celery.outages import TRANSIENT, may_have_taken_effect
@@ -66,7 +67,9 @@ class CeleryExecutor(StoreBackedExecutor):
                                         (now + timeout, messages.encode(TimedOut(), state.run_id)))
 
         run_id = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
-        if name in registry.workflows:  # this process has the code: take the first step here (eager start)
+        if name in registry.workflows and metrics.shown_here():
+            # this process has the code, and what it counts is seen: take the first step here (an eager
+            # start; else a worker takes it, and the run is counted where the fleet's metrics are served)
             self._best_effort(lambda: self._rt.coordinate_here(workflow_id), workflow_id)
         else:
             self._wake(workflow_id, options.queue)

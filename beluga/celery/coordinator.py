@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -205,7 +206,7 @@ class Coordinator(Batches):
                 except UnreadableRun:  # the coordinator finds it too, and holds the run stuck
                     self._drop(workflow_id)
                     return None
-            if len(missed) < sent_at - run.version or not run.catch_up(missed):
+            if len(missed) < sent_at - run.version or not self._catch_up(run, missed):
                 self._drop(workflow_id)
                 return None
             run.tail = (run.version, list(carried or ()))
@@ -241,8 +242,7 @@ class Coordinator(Batches):
         state = self.store.load(workflow_id)
         if state is None or not state.status.is_open or state.run_id != run_id or unreadable(state) is not None:
             return None
-        run, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
-                             check_payload=self.check_payload, now=self.fleet.clock.now())
+        run, step = self._replay(state)
         if step.writes or run.stuck is not None:
             run.close()
             return None
@@ -317,6 +317,7 @@ class Coordinator(Batches):
             return Plan(workflow_id, begun, run, step, None, {}, None, None)
         before = run.state  # the stored summary: the append needs not read it again
         retry_stuck: float | None = None
+        started = False
         for item in begun.messages:
             msg = _decode(item, workflow_id)
             if msg is None or msg.get("run") not in (None, run.run_id):
@@ -332,7 +333,9 @@ class Coordinator(Batches):
                 self._ensure_child(run, input.seq)
             elif isinstance(input, messages.NotifyParent):
                 self._notify_parent(run)
-            elif not isinstance(input, (messages.Start, messages.EnsureContinued)):
+            elif isinstance(input, messages.Start):
+                started = True
+            elif not isinstance(input, messages.EnsureContinued):
                 run.apply(step, input, self.fleet.clock.now(), self._rand.random())
         # One durable retry chain per stuck run, started when it gets stuck: inputs wake it as well, but
         # only the chain's own message re-arms it, so a stuck run never multiplies its retries.
@@ -350,7 +353,7 @@ class Coordinator(Batches):
         eager = self._eager_pick(step)
         options = dict(inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
                        dispatch_deadline=self._deadline(eager), summary=before, timers=self._timers(run, step, again))
-        return Plan(workflow_id, begun, run, step, append, options, eager, again)
+        return Plan(workflow_id, begun, run, step, append, options, eager, again, started)
 
     def _quiet(self, plan: Plan, release: bool = True) -> int:
         """A step that records nothing: its effects (a stuck run's retry), then the lease back."""
@@ -367,6 +370,8 @@ class Coordinator(Batches):
         if waiting is None:
             self._drop(plan.workflow_id)
             return None
+        if plan.started:  # the append consumed the run's start message: it is counted here, once
+            metrics.run_started(plan.run.state.workflow_type)
         self._carry_out(plan.run, plan.step, plan.eager, plan.options["dispatch_deadline"])
         self._keep_or_drop(plan.run)
         return waiting
@@ -417,7 +422,7 @@ class Coordinator(Batches):
             except (UnreadableRun, SerializationError):  # the load that follows finds it: held stuck
                 events = None
             # another process advanced the run: apply just the new events
-            if events is not None and run.catch_up(events):
+            if events is not None and self._catch_up(run, events):
                 run.tail = (run.version, list(newer) if read else [])
                 return run, run.begin()
         self._drop(workflow_id)
@@ -435,14 +440,28 @@ class Coordinator(Batches):
             closed = drv.RunDriver(replace(state, history=()), len(state.history), Pending(), None,
                                    self.registry.retry_policy)
             return closed, closed.begin()
-        run, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
-                             check_payload=self.check_payload, now=self.fleet.clock.now())
+        run, step = self._replay(state)
         if run.stuck is not None and self.elsewhere is not None:
             handoff = self.elsewhere(state.workflow_type, getattr(self._local, "tried", ()))
             if handoff is not None:  # never marked stuck here: a live worker may have its code
                 run.close()
                 raise HandOn(handoff)
         return run, step
+
+    def _replay(self, state: WorkflowState) -> tuple[drv.RunDriver, st.Step]:
+        """The open run replayed from its stored history (timed: `beluga_workflow_replay_latency_seconds`)."""
+        began = time.perf_counter()
+        got = drv.load(state, self.registry.workflow, self.registry.retry_policy, check_payload=self.check_payload,
+                       now=self.fleet.clock.now())
+        metrics.replayed(state.workflow_type, time.perf_counter() - began)
+        return got
+
+    def _catch_up(self, run: drv.RunDriver, events: Sequence[Any]) -> bool:
+        """A cached run brought up to date with the events another process appended (timed as a replay)."""
+        began = time.perf_counter()
+        ok = run.catch_up(events)
+        metrics.replayed(run.state.workflow_type, time.perf_counter() - began)
+        return ok
 
     def _options(self, name: str, options: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         """What the activity message carries: the call's own options plus where and how long to run
@@ -505,7 +524,8 @@ class Coordinator(Batches):
         carries on from what the primary holds (see `on_primary`): a run must not stall while a replica
         lags. Timers were armed by the append itself. `eager`: the attempt the caller runs itself;
         `deadline`: the one the append gave the attempts it dispatched; `encoded`: its events, encoded."""
-        metrics.observe_step("celery", run.state.workflow_type, step)
+        metrics.observe_step("celery", run.state.workflow_type, step,
+                             self.fleet.clock.now() - run.state.created_at if step.status else None)
         sent: dict[str, Any] = {SENT_AT: run.version}
         if deadline is not None:
             sent[UNTIL] = deadline
@@ -514,7 +534,10 @@ class Coordinator(Batches):
             if carried:
                 sent[CARRIED] = carried
         for effect in step.effects:
-            if not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
+            if isinstance(effect, st.ActivityClosed):
+                queue = self.registry.queue_of(effect.name, effect.options)
+                metrics.activity_closed(effect.name, queue, effect.seconds)
+            elif not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
                 _after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))
 
     def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False,

@@ -43,6 +43,7 @@ def _stack() -> list[tuple[Any, ...]]:
 def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, args: Any = None,
                **_: Any) -> None:
     task = task or sender
+    metrics.slot_taken()  # any task of the worker takes one of its slots
     if not _is_ours(task):
         return
     try:
@@ -56,13 +57,14 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
         now = runtime(task.app).fleet.clock.now()  # the fleet's clock, which stamped the message
         attempt_began(task_id, workflow_id, *args[1:5], args[6], _queued_at(task.request), now)
     else:
-        _stack().append((task_id, logs.bind(workflow_id=workflow_id), None, time.perf_counter()))
+        _stack().append((task_id, logs.bind(workflow_id=workflow_id), None, time.perf_counter(), None))
 
 
 @signals.task_postrun.connect
 def _on_postrun(sender: Any = None, task_id: str | None = None, task: Any = None, args: Any = None,
                 state: str | None = None, **_: Any) -> None:
     task = task or sender
+    metrics.slot_freed()
     if not _is_ours(task):
         return
     name = str(list(args or ())[4]) if task.name == "beluga.activity" and args and len(args) > 4 else None
@@ -74,10 +76,11 @@ def attempt_began(task_id: str | None, workflow_id: str, run_id: str, seq: int, 
     """An activity attempt starts in this thread: its log records name the run, its span opens in the trace
     of the client's `execute`, its metrics count it (`queued_at` and `now` on the fleet's clock)."""
     token = logs.bind(workflow_id=workflow_id, run_id=run_id, activity=name, seq=seq, attempt=attempt)
-    metrics.activity_started(name, queued_at, now)
+    queue = options.get("queue") if isinstance(options, dict) else None
+    metrics.activity_started(name, queue, queued_at, now)
     headers = options.get("trace") if isinstance(options, dict) else None
     span = propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
-    _stack().append((task_id, token, span, time.perf_counter()))
+    _stack().append((task_id, token, span, time.perf_counter(), queue))
 
 
 def attempt_ended(task_id: str | None, name: str | None, state: str, error: BaseException | None = None) -> None:
@@ -85,10 +88,11 @@ def attempt_ended(task_id: str | None, name: str | None, state: str, error: Base
     stack = _stack()
     if not stack or stack[-1][0] != task_id:
         return
-    _, token, span, began = stack.pop()
+    _, token, span, began, queue = stack.pop()
     if name is not None:
-        metrics.activity_finished(name, state, time.perf_counter() - began)
-        propagation.end(span, error or getattr(_local, "error", None), failed=state in ("RETRY", "FAILURE"))
+        error = error or getattr(_local, "error", None)
+        metrics.activity_finished(name, queue, state, time.perf_counter() - began, metrics.error_type(error))
+        propagation.end(span, error, failed=state in ("RETRY", "FAILURE"))
     _local.error = None
     try:
         logs.unbind(token)

@@ -117,6 +117,10 @@ class Registry:
         asks of every executor's registry."""
         return effective_retry(options, self.activities.get(name))
 
+    def queue_of(self, name: str, options: dict[str, Any]) -> str | None:
+        """The queue a call of activity `name` with `options` goes to: its own, else the registered one."""
+        return effective_option(options, self.activities.get(name), "queue")
+
     def workflow(self, ref: Any) -> WorkflowDefinition:
         name = workflow_name(ref)
         found = self.workflows.get(name)

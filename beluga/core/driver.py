@@ -216,6 +216,7 @@ class RunDriver:
         if out.ok:
             step.effects.append(s.Observed("on_activity_complete", out.payload))
             self._record(step, E.ACTIVITY_COMPLETED, {"seq": seq, "attempt": attempt, "result": out.payload}, now)
+            step.effects.append(s.ActivityClosed(act.name, act.options, now - act.scheduled))
             return True
         error = out.payload or {}
         decision = (GiveUp("the sender ran every attempt") if out.final else out.decision if out.decision is not None
@@ -224,6 +225,7 @@ class RunDriver:
         self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": error, "retry_in": delay},
                      now)
         if delay is None:
+            step.effects.append(s.ActivityClosed(act.name, act.options, now - act.scheduled))
             return True
         if isinstance(decision, Retry) and decision.by_sender:
             self._note(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt + 1}, now)

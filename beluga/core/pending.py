@@ -20,6 +20,7 @@ class PendingActivity:
     attempt: int = 1          # the attempt to run next
     not_before: float = 0.0   # epoch seconds; a retry backoff that is still running
     started: bool = False     # whether `attempt` had started (and so was interrupted)
+    scheduled: float = 0.0    # epoch seconds; when the activity was scheduled (its schedule-to-close from here)
 
 
 @dataclass(slots=True)
@@ -51,7 +52,7 @@ def fold(out: Pending, ev: Event) -> None:
     elif t == E.ACTIVITY_SCHEDULED:
         options = {k: a[k] for k in _OPTION_KEYS if a.get(k) is not None}
         out.activities[a["seq"]] = PendingActivity(a["seq"], a["name"], a.get("input"), options,
-                                                   not_before=ev.timestamp)
+                                                   not_before=ev.timestamp, scheduled=ev.timestamp)
     elif t == E.ACTIVITY_STARTED:
         act = out.activities.get(a["seq"])
         if act is not None:

@@ -129,6 +129,16 @@ class RunClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityClosed:
+    """Activity `name` (called with `options`) got its outcome for good (completed, or failed with no
+    attempt to follow), `seconds` after it was scheduled: its schedule-to-close latency, for metrics."""
+
+    name: str
+    options: dict[str, Any]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Observed:
     """Something hooks may want to see (`on_signal`, `on_activity_complete`), in the order it happened."""
 
@@ -136,7 +146,7 @@ class Observed:
     payload: Any
 
 
-Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | Observed)
+Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | Observed | ActivityClosed)
 
 
 @dataclass(slots=True)

@@ -365,8 +365,10 @@ class Engine:
             if continuation is not None:
                 self._continue(run, continuation.input)
             return run
+        began = time.perf_counter()
         run.driver, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
                                     check_payload=self.check_payload, now=self.clock())
+        metrics.replayed(state.workflow_type, time.perf_counter() - began)
         if step.writes or step.effects:
             batch[state.workflow_id] = BatchedStep(run, step)
         if run.driver.stuck is not None and step.error:
@@ -389,7 +391,8 @@ class Engine:
     def _carry_out(self, p: BatchedStep) -> None:
         run = p.run
         wid, rid = run.workflow_id, run.run_id
-        metrics.observe_step("default", run.state.workflow_type, p.step)
+        metrics.observe_step("default", run.state.workflow_type, p.step,
+                             self.clock() - run.state.created_at if p.step.status else None)
         for effect in p.step.effects:
             if isinstance(effect, st.DispatchAttempt):
                 self._dispatch(run, effect)
@@ -404,6 +407,9 @@ class Engine:
                 self._continue(run, effect.input)
             elif isinstance(effect, st.RunClosed):
                 self._finish(run, effect)
+            elif isinstance(effect, st.ActivityClosed):
+                queue = self.registry.queue_of(effect.name, effect.options)
+                metrics.activity_closed(effect.name, queue, effect.seconds)
             elif isinstance(effect, st.Observed):
                 payload = effect.payload
                 if isinstance(payload, st.SignalReceived):
@@ -414,9 +420,9 @@ class Engine:
 
     def _dispatch(self, run: Run, d: st.DispatchAttempt) -> None:
         headers = run.driver.headers if run.driver is not None else None
-        self._pool.submit((run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq),
-                           headers, time.time()))
         defn = self.registry.activities.get(d.name)
+        self._pool.submit((run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq),
+                           headers, time.time(), effective_option(d.options, defn, "queue")))
         now = self.clock()
         for kind in ("timeout", "heartbeat_timeout"):
             limit = effective_option(d.options, defn, kind)
@@ -451,6 +457,12 @@ class Engine:
         except (WorkflowAlreadyStarted, ConfigurationError) as exc:
             self.post(input_msg(parent.workflow_id, parent.run_id, st.ChildClosed(c.seq, False, to_failure(exc))))
             return
+        self.created(state)
+
+    def created(self, state: WorkflowState) -> None:
+        """A run was just created in the store (by `execute`, as a child, or continued as new): counted
+        started here, once, whatever its first step does; then taken up by the coordinator."""
+        metrics.run_started(state.workflow_type)
         self.post(Msg(state.workflow_id, state.run_id, StartRun(state)))
 
     def _child_closed(self, child: WorkflowState) -> None:
@@ -471,4 +483,4 @@ class Engine:
         except WorkflowAlreadyStarted:
             log.warning("workflow %s was continued as new by another process", run.workflow_id)
             return
-        self.post(Msg(state.workflow_id, state.run_id, StartRun(state)))
+        self.created(state)

@@ -20,7 +20,7 @@ from beluga.core.steps import CancelRequested, SignalReceived, Terminate
 from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks
 from beluga.inprocess.engine import Engine
-from beluga.inprocess.records import Msg, Query, Recover, StartRun, input_msg
+from beluga.inprocess.records import Msg, Query, Recover, input_msg
 from beluga.runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.stores.base import WorkflowStore
 
@@ -75,7 +75,7 @@ class InProcessExecutor(StoreBackedExecutor):
         self.store.create(state)
         self._engine.forget(state.workflow_id)
         self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
-        self._engine.post(Msg(state.workflow_id, state.run_id, StartRun(state)))
+        self._engine.created(state)
         return WorkflowHandle(self, state.workflow_id, state.run_id)
 
     def signal(self, workflow_id: str, signal: Signal) -> None:

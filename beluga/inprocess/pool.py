@@ -34,10 +34,12 @@ class ActivityPool:
                          for i in range(size)]
 
     def start(self) -> None:
+        metrics.slots(len(self._threads))
         for t in self._threads:
             t.start()
 
     def stop(self) -> None:
+        metrics.slots(-len(self._threads))
         for _ in self._threads:
             self._work.put(None)
 
@@ -55,10 +57,11 @@ class ActivityPool:
             item = self._work.get()
             if item is None:
                 return
-            workflow_id, run_id, seq, attempt, name, input, details, headers, queued_at = item
+            workflow_id, run_id, seq, attempt, name, input, details, headers, queued_at, queue = item
             ok, payload = True, None
             began = time.perf_counter()
-            metrics.activity_started(name, queued_at, time.time())
+            metrics.slot_taken()
+            metrics.activity_started(name, queue, queued_at, time.time())
             span = propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
             error: BaseException | None = None
             try:
@@ -71,7 +74,9 @@ class ActivityPool:
             except BaseException as exc:
                 ok, payload, error = False, to_failure(exc), exc  # NEVER_RETRIED errors marked non-retryable
             propagation.end(span, error)
-            metrics.activity_finished(name, "ok" if ok else "failed", time.perf_counter() - began)
+            metrics.activity_finished(name, queue, "ok" if ok else "failed", time.perf_counter() - began,
+                                      "" if ok else metrics.failure_type(payload))
+            metrics.slot_freed()
             self._post(Msg(workflow_id, run_id, AttemptFinished(seq, attempt, ok, payload)))
             with self._count_lock:  # after the post, so that idle() implies the outcome is queued
                 self._outstanding -= 1

@@ -322,6 +322,8 @@ class BelugaWorkflow:
             if effect.hook == "on_signal":
                 sig = effect.payload
                 _emit("on_signal", workflow.info().workflow_id, Signal(sig.name, sig.payload, now, sig.sender_id))
+        elif isinstance(effect, st.ActivityClosed):
+            pass  # Temporal's own SDK metrics measure an activity's schedule-to-close
         else:  # ArmRetry: outcomes are final (Temporal retried the attempts), so the driver arms none
             raise TypeError(f"not an effect the temporal workflow carries out: {effect!r}")
 

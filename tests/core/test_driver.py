@@ -29,8 +29,9 @@ def one_signal(ctx: Any) -> Any:
 def test_inputs_record_events_and_effects() -> None:
     d = Driver(order, "o-1")
     assert d.types() == [E.WORKFLOW_STARTED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
-    step = d.apply(st.ActivityOutcome(1, 1, True, "charged"))
-    assert [type(e) for e in step.effects] == [st.Observed]
+    step = d.apply(st.ActivityOutcome(1, 1, True, "charged"), dt=7)
+    assert [type(e) for e in step.effects] == [st.Observed, st.ActivityClosed]
+    assert step.effects[1] == st.ActivityClosed("charge", {}, pytest.approx(7))  # its schedule-to-close
     step = d.apply(st.SignalReceived("go", "yes"))
     assert [e.type for e in step.events] == [E.SIGNAL_RECEIVED, E.ACTIVITY_SCHEDULED, E.ACTIVITY_STARTED]
     assert step.effects[-1] == st.DispatchAttempt(2, 1, "ship", ["charged", "yes"], {})
@@ -48,8 +49,11 @@ def test_a_failed_attempt_is_retried_under_the_policy_and_a_stale_outcome_is_ign
     assert d.run.apply(d.run.begin(), st.ActivityOutcome(1, 1, True, "late"), d.clock, RAND) is False
     step = d.apply(st.AttemptDue(1, 2))
     assert step.effects == [st.DispatchAttempt(1, 2, "charge", "o-1", {})]
+    assert not [e for e in step.effects if isinstance(e, st.ActivityClosed)]  # not while it is retried
     step = d.apply(st.ActivityOutcome(1, 2, False, {**boom, "non_retryable": True}))
     assert d.state.status is WorkflowStatus.FAILED
+    assert [(e.name, e.seconds) for e in step.effects if isinstance(e, st.ActivityClosed)] == [
+        ("charge", pytest.approx(d.clock - T0))]  # closed for good, across both attempts
 
 
 
