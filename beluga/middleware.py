@@ -31,17 +31,17 @@ class DelegatingExecutor(DurableExecutor):
         handle = self.inner.execute(workflow, options)
         return WorkflowHandle(self, handle.id, handle.run_id)
 
-    def signal(self, workflow_id: str, signal: Signal) -> None:
-        self.inner.signal(workflow_id, signal)
+    def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
+        self.inner.signal(workflow_id, signal, identity=identity)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         return self.inner.query(workflow_id, query_type, *args)
 
-    def cancel(self, workflow_id: str) -> None:
-        self.inner.cancel(workflow_id)
+    def cancel(self, workflow_id: str, *, identity: str | None = None) -> None:
+        self.inner.cancel(workflow_id, identity=identity)
 
-    def terminate(self, workflow_id: str, reason: str = "") -> None:
-        self.inner.terminate(workflow_id, reason)
+    def terminate(self, workflow_id: str, reason: str = "", *, identity: str | None = None) -> None:
+        self.inner.terminate(workflow_id, reason, identity=identity)
 
     def describe(self, workflow_id: str) -> WorkflowState:
         return self.inner.describe(workflow_id)

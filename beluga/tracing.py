@@ -44,17 +44,17 @@ class TracingExecutor(DelegatingExecutor):
             span.set_attribute("workflow.id", handle.id)
             return handle
 
-    def signal(self, workflow_id: str, signal: Signal) -> None:
+    def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         with self._span("workflow.signal", workflow_id, **{"workflow.signal": signal.name}):
-            super().signal(workflow_id, signal)
+            super().signal(workflow_id, signal, identity=identity)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         with self._span("workflow.query", workflow_id, **{"workflow.query": query_type}):
             return super().query(workflow_id, query_type, *args)
 
-    def cancel(self, workflow_id: str) -> None:
+    def cancel(self, workflow_id: str, *, identity: str | None = None) -> None:
         with self._span("workflow.cancel", workflow_id):
-            super().cancel(workflow_id)
+            super().cancel(workflow_id, identity=identity)
 
 
 def with_tracing(tracer: Any = None) -> Middleware:

@@ -34,7 +34,15 @@ from beluga.core.errors import (
     WorkflowNotFound,
     WorkflowNotRunning,
 )
-from beluga.core.records import Event, EventType, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.core.records import (
+    Event,
+    EventType,
+    ParentClosePolicy,
+    Signal,
+    WorkflowFilter,
+    WorkflowState,
+    WorkflowStatus,
+)
 from beluga.core.retry import RetryPolicy, default_retry_policy
 from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks, compose_hooks
@@ -47,7 +55,8 @@ __all__ = [
     "ActivityError", "ActivityInfo", "ApplicationError", "ChildWorkflowError", "Config",
     "ConfigurationError", "DurableExecutor", "Event", "EventType", "Future", "Hooks", "HistoryLost", "HumanActivity",
     "HumanManager", "HumanRequest", "HumanResponse", "InMemoryHumanManager", "InvalidName", "Middleware",
-    "NonDeterminismError", "QueryNotFound", "Registry", "RemoteError", "ReplicationError", "RetryPolicy",
+    "NonDeterminismError", "ParentClosePolicy", "QueryNotFound", "Registry", "RemoteError", "ReplicationError",
+    "RetryPolicy",
     "SerializationError", "ServiceUnavailable", "Signal", "SignalChannel", "UnreadableRun", "WorkflowAlreadyStarted",
     "WorkflowCancelled", "WorkflowContext",
     "WorkflowError", "WorkflowFailed", "WorkflowFilter", "WorkflowHandle", "WorkflowNotFound",

@@ -15,7 +15,7 @@ API_NAMES = {
     "activity", "defn", "WorkflowContext", "Future", "activity_info", "heartbeat",
     # executors
     "new", "register", "list_providers", "new_executor", "Config", "DurableExecutor", "WorkflowHandle",
-    "WorkflowOptions", "Signal", "WorkflowStatus",
+    "WorkflowOptions", "Signal", "WorkflowStatus", "ParentClosePolicy",
     # retry
     "RetryPolicy", "default_retry_policy",
     # errors
@@ -109,7 +109,8 @@ E = inspect.Parameter.empty
                                 ("timeout", "POSITIONAL_OR_KEYWORD", None),
                                 ("queue", "POSITIONAL_OR_KEYWORD", None),
                                 ("request_id", "POSITIONAL_OR_KEYWORD", None),
-                                ("headers", "POSITIONAL_OR_KEYWORD", None)]),
+                                ("headers", "POSITIONAL_OR_KEYWORD", None),
+                                ("identity", "POSITIONAL_OR_KEYWORD", None)]),
     (workflow.Signal, [("name", "POSITIONAL_OR_KEYWORD", E), ("payload", "POSITIONAL_OR_KEYWORD", None),
                        ("sent_at", "POSITIONAL_OR_KEYWORD", None), ("sender_id", "POSITIONAL_OR_KEYWORD", None),
                        ("request_id", "POSITIONAL_OR_KEYWORD", None)]),
@@ -123,7 +124,8 @@ E = inspect.Parameter.empty
       ("schedule_to_start_timeout", "KEYWORD_ONLY", None)]),
     (workflow.WorkflowContext.execute_child_workflow,
      [("self", "POSITIONAL_OR_KEYWORD", E), ("workflow", "POSITIONAL_OR_KEYWORD", E),
-      ("input", "POSITIONAL_OR_KEYWORD", None), ("id", "KEYWORD_ONLY", None)]),
+      ("input", "POSITIONAL_OR_KEYWORD", None), ("id", "KEYWORD_ONLY", None),
+      ("parent_close_policy", "KEYWORD_ONLY", workflow.ParentClosePolicy.TERMINATE)]),
     (workflow.heartbeat, [("details", "POSITIONAL_OR_KEYWORD", None)]),
     (workflow.new, [("name", "POSITIONAL_OR_KEYWORD", E), ("config", "POSITIONAL_OR_KEYWORD", None)]),
 ])

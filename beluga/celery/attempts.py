@@ -107,6 +107,7 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
             exc = TimeoutError(attempt_timed_out(defn.name, attempt, options.get("timeout"))["message"])
         failure = to_failure(exc)
         outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
+        outcome.note_earlier(rt.store, workflow_id, run_id, seq, attempt)  # for its task event
         decision = decide_retry(effective_retry(options, defn), failure, attempt, random.random(),
                                 sender_limit=CELERY_RETRY_LIMIT if celery_retries else None)
         return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)

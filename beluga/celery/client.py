@@ -21,7 +21,14 @@ from beluga.core.names import check_name
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut
-from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
+from beluga.executors.base import (
+    BUILTIN_QUERIES,
+    Config,
+    StoreBackedExecutor,
+    WorkflowHandle,
+    WorkflowOptions,
+    log_write,
+)
 from beluga.logs import get_logger
 from beluga.runs import new_run_state
 from beluga.settings import Settings
@@ -61,7 +68,7 @@ class CeleryExecutor(StoreBackedExecutor):
             writing = True
             now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
             state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
-                                  headers=options.headers)
+                                  headers=options.headers, identity=options.identity)
             # listed, its start message queued and its timeout armed with it (the same timer each retry)
             return self.fleet.start_run(state, request_id, None if timeout is None else
                                         (now + timeout, messages.encode(TimedOut(), state.run_id)))
@@ -148,18 +155,21 @@ class CeleryExecutor(StoreBackedExecutor):
         elif got == PushReply.QUEUED_BEFORE:  # by an earlier try of this request, which may not have woken the run
             self._wake(workflow_id, None)
 
-    def signal(self, workflow_id: str, signal: Signal) -> None:
+    def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         check_name(workflow_id, "workflow id")
         check_name(signal.name, "signal name")
         self._rt.check(signal.payload)
-        self._send(workflow_id, SignalReceived(signal.name, signal.payload, signal.sender_id), signal.request_id,
-                   f"signalling {signal.name!r} to")
+        self._send(workflow_id, SignalReceived(signal.name, signal.payload, signal.sender_id, identity),
+                   signal.request_id, f"signalling {signal.name!r} to")
+        log_write("signalled", workflow_id, identity, repr(signal.name))
 
-    def cancel(self, workflow_id: str) -> None:
-        self._send(workflow_id, CancelRequested(), None, "cancelling")
+    def cancel(self, workflow_id: str, *, identity: str | None = None) -> None:
+        self._send(workflow_id, CancelRequested(identity), None, "cancelling")
+        log_write("cancel requested for", workflow_id, identity)
 
-    def terminate(self, workflow_id: str, reason: str = "") -> None:
-        self._send(workflow_id, Terminate(reason), None, "terminating")
+    def terminate(self, workflow_id: str, reason: str = "", *, identity: str | None = None) -> None:
+        self._send(workflow_id, Terminate(reason, identity), None, "terminating")
+        log_write("terminated", workflow_id, identity, reason)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         check_name(workflow_id, "workflow id")

@@ -33,7 +33,14 @@ from beluga.core.errors import HistoryLost, SerializationError, UnreadableRun
 from beluga.core.failure import child_outcome, unreadable
 from beluga.core.pending import Pending
 from beluga.core.records import Append, WorkflowState, WorkflowStatus
-from beluga.core.recovery import ChildToCheck, ContinuationOwed, backups_owed, continuation_owed
+from beluga.core.recovery import (
+    ChildrenToClose,
+    ChildToCheck,
+    ContinuationOwed,
+    backups_owed,
+    continuation_owed,
+    policy_input,
+)
 from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
@@ -335,6 +342,11 @@ class Coordinator(Batches):
                 self._notify_parent(run)
             elif isinstance(input, messages.Start):
                 started = True
+            elif isinstance(input, messages.CloseChildren):
+                self._close_children(run.workflow_id, input.close)
+            elif isinstance(input, messages.ParentClosed):
+                if run.state.parent == input.parent:  # still that parent's child: the policy applies
+                    run.apply(step, input.input, self.fleet.clock.now(), self._rand.random())
             elif not isinstance(input, messages.EnsureContinued):
                 run.apply(step, input, self.fleet.clock.now(), self._rand.random())
         # One durable retry chain per stuck run, started when it gets stuck: inputs wake it as well, but
@@ -510,8 +522,12 @@ class Coordinator(Batches):
         # parent's news in the run's own inbox: the parent's may be in another shard)
         for owed in backups_owed(step.effects, bool(run.state.parent)):
             backup = (messages.EnsureChild(owed.seq) if isinstance(owed, ChildToCheck) else
-                      messages.EnsureContinued() if isinstance(owed, ContinuationOwed) else messages.NotifyParent())
-            out.append((now + self.fleet.backup_delay(), timer_member(wid, messages.encode(backup, rid))))
+                      messages.EnsureContinued() if isinstance(owed, ContinuationOwed) else
+                      messages.CloseChildren(owed.close) if isinstance(owed, ChildrenToClose) else
+                      messages.NotifyParent())
+            # the children's policy names the run that closed: whichever run of the id is current applies it
+            for_run = None if isinstance(backup, messages.CloseChildren) else rid
+            out.append((now + self.fleet.backup_delay(), timer_member(wid, messages.encode(backup, for_run))))
         if stuck_retry is not None:
             out.append((now + stuck_retry, timer_member(wid, messages.encode(messages.RetryStuck(stuck_retry),
                                                                                      rid))))
@@ -556,6 +572,19 @@ class Coordinator(Batches):
             self.start_child(None, None, run.state.queue, continue_from=run.state, input=effect.input)
         elif isinstance(effect, st.RunClosed):
             self._closed(run, effect)
+        elif isinstance(effect, st.CloseChildren):
+            self._close_children(wid, effect)
+
+    def _close_children(self, parent_id: str, close: st.CloseChildren) -> None:
+        """Send each open child its parent-close policy, through its inbox (as a client's terminate or
+        cancel travels); the closing append armed a backup that sends them again (`messages.CloseChildren`),
+        and a child applies one only while it is still this parent's child, once (a closed run refuses a
+        terminate, a second cancel request records nothing)."""
+        for child in close.children:
+            link = {"workflow_id": parent_id, "run_id": close.parent_run_id, "seq": child.seq}
+            self.fleet.push(child.workflow_id, messages.encode(messages.ParentClosed(
+                link, policy_input(child, close.reason))))
+            self.wake(child.workflow_id, None)
 
     def _ensure_child(self, run: drv.RunDriver, seq: int) -> None:
         """Create the child recorded at `seq` if its creation was lost (it is still pending, and no run of

@@ -46,7 +46,25 @@ class EnsureContinued:
     message names the run that continued, and a newer run of the id ignores it)."""
 
 
-Control = Start | RetryStuck | EnsureChild | NotifyParent | EnsureContinued
+@dataclass(frozen=True, slots=True)
+class CloseChildren:
+    """A backup armed with the step that closes a parent with open children: apply their parent-close
+    policy again, should the process that was to apply it have died (harmless when it was applied)."""
+
+    close: st.CloseChildren
+
+
+@dataclass(frozen=True, slots=True)
+class ParentClosed:
+    """A parent-close policy in a child's inbox: `input` (a terminate or a cancel request), applied only
+    while the run is still the child of `parent` ({"workflow_id", "run_id", "seq"}), not an unrelated run
+    that took the id since."""
+
+    parent: dict[str, Any]
+    input: st.Input
+
+
+Control = Start | RetryStuck | EnsureChild | NotifyParent | EnsureContinued | CloseChildren | ParentClosed
 
 
 def encode(input: st.Input | Control, run_id: str | None = None) -> dict[str, Any]:
@@ -58,9 +76,9 @@ def encode(input: st.Input | Control, run_id: str | None = None) -> dict[str, An
 
 def _encode(x: st.Input | Control) -> dict[str, Any]:
     if isinstance(x, st.SignalReceived):
-        return {"k": "signal", "name": x.name, "payload": x.payload, "sender_id": x.sender_id}
+        return _who({"k": "signal", "name": x.name, "payload": x.payload, "sender_id": x.sender_id}, x.identity)
     if isinstance(x, st.CancelRequested):
-        return {"k": "cancel"}
+        return _who({"k": "cancel"}, x.identity)
     if isinstance(x, st.TimerFired):
         return {"k": "timer", "seq": x.seq}
     if isinstance(x, st.TimedOut):
@@ -76,7 +94,7 @@ def _encode(x: st.Input | Control) -> dict[str, Any]:
     if isinstance(x, st.AttemptDue):
         return {"k": "dispatch", "seq": x.seq, "attempt": x.attempt}
     if isinstance(x, st.Terminate):
-        return {"k": "terminate", "reason": x.reason}
+        return _who({"k": "terminate", "reason": x.reason}, x.identity)
     if isinstance(x, Start):
         return {"k": "start"}
     if isinstance(x, RetryStuck):
@@ -87,6 +105,12 @@ def _encode(x: st.Input | Control) -> dict[str, Any]:
         return {"k": "notify_parent"}
     if isinstance(x, EnsureContinued):
         return {"k": "ensure_continued"}
+    if isinstance(x, CloseChildren):
+        c = x.close
+        return {"k": "close_children", "run_id": c.parent_run_id, "reason": c.reason,
+                "children": [[ch.seq, ch.workflow_id, ch.policy] for ch in c.children]}
+    if isinstance(x, ParentClosed):
+        return {"k": "parent_closed", "parent": x.parent, "input": _encode(x.input)}
     raise TypeError(f"not an inbox message: {x!r}")
 
 
@@ -94,9 +118,9 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
     """The input a message carries; `ValueError` (or `KeyError`/`TypeError`) for a malformed one."""
     kind = msg["k"]
     if kind == "signal":
-        return st.SignalReceived(str(msg["name"]), msg.get("payload"), msg.get("sender_id"))
+        return st.SignalReceived(str(msg["name"]), msg.get("payload"), msg.get("sender_id"), _identity(msg))
     if kind == "cancel":
-        return st.CancelRequested()
+        return st.CancelRequested(_identity(msg))
     if kind == "timer":
         return st.TimerFired(int(msg["seq"]))
     if kind == "timeout":
@@ -112,7 +136,7 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
     if kind == "dispatch":
         return st.AttemptDue(int(msg["seq"]), int(msg["attempt"]))
     if kind == "terminate":
-        return st.Terminate(str(msg.get("reason") or ""))
+        return st.Terminate(str(msg.get("reason") or ""), _identity(msg))
     if kind == "start":
         return Start()
     if kind == "wake":
@@ -123,4 +147,23 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
         return NotifyParent()
     if kind == "ensure_continued":
         return EnsureContinued()
+    if kind == "close_children":
+        children = tuple(st.ChildToClose(int(seq), str(wid), str(policy)) for seq, wid, policy in msg["children"])
+        return CloseChildren(st.CloseChildren(str(msg["run_id"]), str(msg.get("reason") or ""), children))
+    if kind == "parent_closed":
+        parent, input = msg["parent"], decode(msg["input"])
+        if not isinstance(parent, dict) or not isinstance(input, (st.Terminate, st.CancelRequested)):
+            raise ValueError(f"a parent_closed message carries {input!r} for {parent!r}")
+        return ParentClosed(parent, input)
     raise ValueError(f"unknown inbox message kind {kind!r}")
+
+
+def _who(msg: dict[str, Any], identity: str | None) -> dict[str, Any]:
+    if identity is not None:
+        msg["identity"] = identity
+    return msg
+
+
+def _identity(msg: dict[str, Any]) -> str | None:
+    identity = msg.get("identity")
+    return None if identity is None else str(identity)

@@ -23,6 +23,7 @@ from celery import Celery, current_task
 from celery.utils.saferepr import saferepr
 
 from beluga.celery.outages import Quiet
+from beluga.celery.outcome import shown_exception
 from beluga.logs import get_logger
 
 log = get_logger(__name__)
@@ -130,7 +131,7 @@ class EagerTaskEvents:
         self._send(("task-succeeded", {"result": shown, "runtime": runtime}))
 
     def failed(self, failure: dict[str, Any], retried: bool) -> None:
-        exception = f"{failure.get('type', 'Exception')}({saferepr(failure.get('message', ''), maxlen=1024)})"
+        exception = shown_exception(failure)
         if retried:
             trace_log.info("Task %s[%s] retry: %s", self.name, self.task_id, exception)
         else:

@@ -17,7 +17,7 @@ from typing import Any
 from beluga import history_json
 from beluga.cli import render
 from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
-from beluga.cli.runs import earlier_runs, list_runs, open_run, retry_run, waiting
+from beluga.cli.runs import earlier_runs, list_runs, open_run, operator, retry_run, waiting
 from beluga.cli.target import Target
 from beluga.core import driver as drv
 from beluga.core.definitions import registry
@@ -166,7 +166,8 @@ def cmd_signal(args: argparse.Namespace, target: Target) -> int:
     payload = parse_json(args.payload, "--payload")
     state = open_run(target, args.workflow_id, "signal")
     target.need_code(state.workflow_type, "signal")
-    target.executor().signal(args.workflow_id, Signal(args.name, payload, sender_id="beluga-cli"))
+    target.executor().signal(args.workflow_id, Signal(args.name, payload, sender_id="beluga-cli"),
+                             identity=operator())
     _settle(target, args.workflow_id, args)
     out(f"signalled {args.workflow_id}: {args.name}")
     return 0
@@ -199,7 +200,7 @@ def cmd_query(args: argparse.Namespace, target: Target) -> int:
 def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
     state = open_run(target, args.workflow_id, "cancel")
     target.need_code(state.workflow_type, "cancel (the workflow's cleanup runs here)")
-    target.executor().cancel(args.workflow_id)
+    target.executor().cancel(args.workflow_id, identity=operator())
     _settle(target, args.workflow_id, args)
     out(f"cancel requested for {args.workflow_id}")
     return 0
@@ -207,7 +208,7 @@ def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_terminate(args: argparse.Namespace, target: Target) -> int:
     open_run(target, args.workflow_id, "terminate")
-    target.executor().terminate(args.workflow_id, args.reason or "")
+    target.executor().terminate(args.workflow_id, args.reason or "", identity=operator())
     out(f"terminated {args.workflow_id}" + (f": {args.reason}" if args.reason else ""))
     return 0
 
@@ -233,7 +234,7 @@ def _settle(target: Target, workflow_id: str, args: argparse.Namespace) -> None:
 
 # --- retry ------------------------------------------------------------------------------------------------
 def cmd_retry(args: argparse.Namespace, target: Target) -> int:
-    retried = retry_run(target, args.workflow_id)
+    retried = retry_run(target, args.workflow_id, operator())
     _settle(target, retried.handle.id, args)
     if args.json:
         emit_json({"workflow_id": retried.handle.id, "run_id": retried.handle.run_id,

@@ -123,6 +123,15 @@ def timeline(events: Sequence[Event]) -> list[str]:
 
 
 def describe(ev: Event) -> str:
+    """What an event says, and who asked for it when an operator did (`by alice@ops-1`)."""
+    text = _what(ev)
+    who = ev.attrs.get("identity")
+    if who and ev.type != E.CANCEL_REQUESTED:
+        return f"{text}  by {who}" if text else f"by {who}"
+    return f"by {who}" if who else text
+
+
+def _what(ev: Event) -> str:
     a = ev.attrs
     t = ev.type
     seq = f"seq {a.get('seq')}"
@@ -162,7 +171,9 @@ def describe(ev: Event) -> str:
             return f"patch {v.get('id')!r}" + (" (deprecated)" if v.get("deprecated") else "")
         return f"{a.get('kind')} ({seq}) value={value(a.get('value'), 60)}"
     if t == E.CHILD_WORKFLOW_STARTED:
-        return f"{a.get('workflow_type')} id={a.get('workflow_id')} ({seq}) input={value(a.get('input'), 40)}"
+        policy = a.get("parent_close_policy")
+        return (f"{a.get('workflow_type')} id={a.get('workflow_id')} ({seq}) input={value(a.get('input'), 40)}"
+                + (f" parent_close_policy={policy}" if policy and policy != "terminate" else ""))
     if t == E.CHILD_WORKFLOW_COMPLETED:
         return f"{seq} result={value(a.get('result'), 60)}"
     if t == E.CHILD_WORKFLOW_FAILED:

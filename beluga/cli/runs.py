@@ -11,7 +11,10 @@ copies unless asked (`--all`). Nothing drives a copy: it is closed, and signals 
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
+import socket
 import time
 from dataclasses import dataclass, field, replace
 from itertools import count
@@ -154,10 +157,21 @@ class Retried:
     previous: WorkflowState
 
 
-def retry_run(target: Target, workflow_id: str) -> Retried:
+def operator() -> str:
+    """Who the `beluga` command acts as: `user@host` (recorded with its signals, cancels, terminations
+    and retries, and logged)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's bare uid)
+        user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def retry_run(target: Target, workflow_id: str, identity: str | None = None) -> Retried:
     """Start a failed, timed-out or canceled run again from the start, under the same id with the same
-    input (and timeout and queue), after keeping the old run as `<id>/runs/<n>`."""
-    from beluga.executors.base import WorkflowOptions
+    input (and timeout and queue), after keeping the old run as `<id>/runs/<n>`. `identity`: who retries
+    it, recorded in the new run's `workflow_started` event and logged."""
+    from beluga.executors.base import WorkflowOptions, log_write
 
     state = target.load(workflow_id)
     if state.status not in RETRYABLE:
@@ -173,5 +187,6 @@ def retry_run(target: Target, workflow_id: str) -> Retried:
     timeout = (started["deadline"] - state.history[0].timestamp) if started.get("deadline") is not None else None
     kept = archive(target.store, state)
     handle = target.executor().execute(state.workflow_type, WorkflowOptions(
-        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue))
+        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue, identity=identity))
+    log_write("retried", state.workflow_id, identity, f"new run {handle.run_id}, the old one kept as {kept}")
     return Retried(handle, kept, state)

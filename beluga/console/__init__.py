@@ -292,8 +292,7 @@ class Console:
         workflow_id = str(req.form.get("id") or "")
         if not workflow_id:
             raise HTTPError(400, f"which run to {what}? the form has no workflow id")
-        done = act(workflow_id)
-        log.info("console: %s (%s)", done, req.environ.get("REMOTE_ADDR", "?"))
+        done = act(workflow_id)  # the executor logs the write, naming `identity(req)`
         if req.wants_html():
             page = self._page(req)
             return "303 See Other", [("Location", page.url("/run", id=workflow_id, done=done))], b""
@@ -312,7 +311,8 @@ class Console:
             payload = parse_json(text, "the payload") if text else None
             state = open_run(self.target, workflow_id, "signal")
             self.target.need_code(state.workflow_type, "signal")
-            self.target.executor().signal(workflow_id, Signal(name, payload, sender_id="beluga-console"))
+            self.target.executor().signal(workflow_id, Signal(name, payload, sender_id="beluga-console"),
+                                          identity=identity(req))
             return f"signal {name!r} sent to {workflow_id}"
 
         return self._act(req, "signal", act)
@@ -323,7 +323,7 @@ class Console:
         def act(workflow_id: str) -> str:
             state = open_run(self.target, workflow_id, "cancel")
             self.target.need_code(state.workflow_type, "cancel (the workflow's cleanup runs here)")
-            self.target.executor().cancel(workflow_id)
+            self.target.executor().cancel(workflow_id, identity=identity(req))
             return f"cancellation requested for {workflow_id}"
 
         return self._act(req, "cancel", act)
@@ -334,7 +334,7 @@ class Console:
         def act(workflow_id: str) -> str:
             reason = str(req.form.get("reason") or "").strip() or "terminated from the console"
             open_run(self.target, workflow_id, "terminate")
-            self.target.executor().terminate(workflow_id, reason)
+            self.target.executor().terminate(workflow_id, reason, identity=identity(req))
             return f"terminated {workflow_id}: {reason}"
 
         return self._act(req, "terminate", act)
@@ -343,7 +343,7 @@ class Console:
         from beluga.cli.runs import retry_run
 
         def act(workflow_id: str) -> str:
-            retried = retry_run(self.target, workflow_id)
+            retried = retry_run(self.target, workflow_id, identity(req))
             return (f"retried {workflow_id}: new run {retried.handle.run_id}; the old run is kept as "
                     f"{retried.kept}")
 
@@ -373,6 +373,14 @@ class Console:
         if req.wants_html():
             return _html(status, pages.error_page(self._page(req), status, message))
         return _text(status, f"{status} {_REASONS.get(status, 'Error')}: {message}\n")
+
+
+def identity(req: Request) -> str:
+    """Who a console write is recorded as: the user the web server or the app authenticated (WSGI's
+    `REMOTE_USER`: set by the Django view from its logged-in user, or by a proxy's authentication in front
+    of `beluga console`; a client cannot set it with a header), else `console@<client address>`."""
+    user = str(req.environ.get("REMOTE_USER") or "").strip()
+    return user if user else f"console@{req.environ.get('REMOTE_ADDR') or 'unknown'}"
 
 
 def _html(status: int, body: str) -> Response:

@@ -36,6 +36,7 @@ class StartChildWorkflow:
     workflow_type: str
     workflow_id: str
     input: Any = None
+    parent_close_policy: str = "terminate"  # a `ParentClosePolicy` value
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ def to_event(cmd: Command, event_id: int, timestamp: float) -> Event:
     if isinstance(cmd, StartChildWorkflow):
         return Event(event_id, EventType.CHILD_WORKFLOW_STARTED, timestamp,
                      {"seq": cmd.seq, "workflow_type": cmd.workflow_type, "workflow_id": cmd.workflow_id,
-                      "input": cmd.input})
+                      "input": cmd.input, "parent_close_policy": cmd.parent_close_policy})
     if isinstance(cmd, CompleteWorkflow):
         return Event(event_id, EventType.WORKFLOW_COMPLETED, timestamp, {"result": cmd.result})
     if isinstance(cmd, FailWorkflow):

@@ -23,6 +23,7 @@ from beluga.core import commands as cmds
 from beluga.core.definitions import activity_name, workflow_name
 from beluga.core.errors import WorkflowError
 from beluga.core.names import check_name
+from beluga.core.records import ParentClosePolicy
 from beluga.core.retry import Duration, RetryPolicy, seconds
 
 if TYPE_CHECKING:
@@ -223,16 +224,26 @@ class WorkflowContext:
             raise WorkflowError(f"query type {name!r} is built in; pick another name")
         self._query_handlers[name] = handler
 
-    def execute_child_workflow(self, workflow: Any, input: Any = None, *, id: str | None = None) -> Any:
-        return self.start_child_workflow(workflow, input, id=id).result()
+    def execute_child_workflow(self, workflow: Any, input: Any = None, *, id: str | None = None,
+                               parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE) -> Any:
+        return self.start_child_workflow(workflow, input, id=id, parent_close_policy=parent_close_policy).result()
 
-    def start_child_workflow(self, workflow: Any, input: Any = None, *, id: str | None = None) -> Future[Any]:
+    def start_child_workflow(self, workflow: Any, input: Any = None, *, id: str | None = None,
+                             parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE
+                             ) -> Future[Any]:
+        """Start a child run; its `Future` holds the child's result. `parent_close_policy`: what happens to
+        the child should this run close while the child is still open (`ParentClosePolicy`)."""
         inst = self._instance
         name = workflow_name(workflow)
+        try:
+            policy = ParentClosePolicy(parent_close_policy).value
+        except ValueError:
+            raise WorkflowError(f"unknown parent_close_policy {parent_close_policy!r}; one of "
+                                f"{', '.join(p.value for p in ParentClosePolicy)}") from None
         inst.check_payload(input, f"input of child workflow {name!r}")
         seq = inst.next_seq()
         child_id = check_name(id, "child workflow id") if id is not None else f"{self.workflow_id}/child-{seq}"
-        return inst.issue(cmds.StartChildWorkflow(seq, name, child_id, input), Future(self))
+        return inst.issue(cmds.StartChildWorkflow(seq, name, child_id, input, policy), Future(self))
 
     def continue_as_new(self, input: Any = None) -> None:
         """End this run and start a fresh one (new run id, empty history) of the same workflow id."""

@@ -25,7 +25,7 @@ from beluga.core.errors import ConfigurationError, NonDeterminismError
 from beluga.core.failure import terminated, to_failure, unreadable, workflow_timed_out
 from beluga.core.instance import WorkflowInstance
 from beluga.core.pending import Pending, fold, pending_work
-from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
+from beluga.core.records import Event, EventType, ParentClosePolicy, WorkflowState, WorkflowStatus
 from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, retry_delay
 
 E = EventType
@@ -84,19 +84,18 @@ class RunDriver:
         p = self.pending
         if isinstance(input, s.SignalReceived):
             step.effects.append(s.Observed("on_signal", input))
-            self._record(step, E.SIGNAL_RECEIVED, {"name": input.name, "payload": input.payload,
-                                                   "sender_id": input.sender_id}, now)
+            self._record(step, E.SIGNAL_RECEIVED, _signal_attrs(input), now)
         elif isinstance(input, s.CancelRequested):
             if p.cancel_requested:
                 return True
             if self._never_ran():  # its code is unknown and it never ran: no cleanup can be owed
-                self._note(step, E.CANCEL_REQUESTED, {}, now)
+                self._note(step, E.CANCEL_REQUESTED, _who(input.identity), now)
                 self._note(step, E.WORKFLOW_CANCELED, {}, now)
                 self._close(step, WorkflowStatus.CANCELED, None, None)
             else:
-                self._record(step, E.CANCEL_REQUESTED, {}, now)
+                self._record(step, E.CANCEL_REQUESTED, _who(input.identity), now)
         elif isinstance(input, s.Terminate):
-            self._note(step, E.WORKFLOW_TERMINATED, {"reason": input.reason}, now)
+            self._note(step, E.WORKFLOW_TERMINATED, {"reason": input.reason, **_who(input.identity)}, now)
             self._close(step, WorkflowStatus.CANCELED, None, terminated(self.workflow_id, input.reason))
         elif isinstance(input, s.TimerFired):
             if input.seq not in p.timers:
@@ -193,10 +192,12 @@ class RunDriver:
             elif isinstance(c, cmds.StartTimer):
                 step.effects.append(s.ArmTimer(c.seq, now + c.duration))
             elif isinstance(c, cmds.StartChildWorkflow):
-                step.effects.append(s.StartChild(c.seq, c.workflow_type, c.workflow_id, c.input))
+                step.effects.append(s.StartChild(c.seq, c.workflow_type, c.workflow_id, c.input,
+                                                 c.parent_close_policy))
             elif isinstance(c, cmds.ContinueAsNew):
                 self.state = replace(self.state, status=WorkflowStatus.COMPLETED)  # its id lives on
                 step.effects.append(s.ContinueAsNew(c.input))
+                self._close_children(step, "continued as new")
                 step.closing = input_at if input_at >= 0 else None
             elif type(c) in _CLOSE_STATUS:
                 result = c.result if isinstance(c, cmds.CompleteWorkflow) else None
@@ -244,6 +245,15 @@ class RunDriver:
         if error is not None:
             step.error = error
         step.effects.append(s.RunClosed(status, result, error))
+        self._close_children(step, status.value)
+
+    def _close_children(self, step: s.Step, how: str) -> None:
+        """The run closed: its children still open get their parent-close policy (see `s.CloseChildren`).
+        Temporal applies the policy on a continue-as-new too, and so does every executor: the next run
+        does not own the children of this one."""
+        children = children_to_close(self.pending)
+        if children:
+            step.effects.append(s.CloseChildren(self.run_id, f"parent workflow {self.workflow_id} {how}", children))
 
     def _late_signal(self, step: s.Step, sig: s.SignalReceived, now: float) -> None:
         """A signal that arrived while the run was closing is recorded before the close, as Temporal does:
@@ -253,11 +263,31 @@ class RunDriver:
         step.events[at] = _deferred(step.events[at])
         for i in range(at + 1, at + 1 + step.late):
             step.events[i] = _deferred(step.events[i])
-        ev = Event(0, E.SIGNAL_RECEIVED, now, {"name": sig.name, "payload": sig.payload,
-                                              "sender_id": sig.sender_id, "deferred": True})
+        ev = Event(0, E.SIGNAL_RECEIVED, now, {**_signal_attrs(sig), "deferred": True})
         step.events.insert(at + 1 + step.late, ev)
         step.late += 1
         step.effects.insert(0, s.Observed("on_signal", sig))
+
+
+def _who(identity: str | None) -> dict[str, Any]:
+    """The `identity` attribute of an operator's input: recorded only when the caller named one."""
+    return {} if identity is None else {"identity": identity}
+
+
+def _signal_attrs(sig: s.SignalReceived) -> dict[str, Any]:
+    return {"name": sig.name, "payload": sig.payload, "sender_id": sig.sender_id, **_who(sig.identity)}
+
+
+def children_to_close(pending: Pending) -> tuple[s.ChildToClose, ...]:
+    """The open children of a run and their parent-close policies, abandoned ones left out. A child
+    recorded without a policy was started before parent-close policies existed: it is left running, as
+    it was promised then."""
+    out = []
+    for seq, child in sorted(pending.children.items()):
+        policy = child.get("parent_close_policy") or ParentClosePolicy.ABANDON.value
+        if policy != ParentClosePolicy.ABANDON.value:
+            out.append(s.ChildToClose(seq, str(child.get("workflow_id")), policy))
+    return tuple(out)
 
 
 def _deferred(ev: Event) -> Event:

@@ -76,6 +76,19 @@ CLOSING_EVENTS = frozenset({
 })
 
 
+class ParentClosePolicy(str, enum.Enum):
+    """What happens to a child workflow still open when its parent's run closes (completes, fails, is
+    cancelled, terminated, times out or continues as new), as in Temporal: `TERMINATE` (the default) closes
+    it at once, `REQUEST_CANCEL` asks it to cancel (its cleanup runs), `ABANDON` leaves it running."""
+
+    TERMINATE = "terminate"
+    REQUEST_CANCEL = "request_cancel"
+    ABANDON = "abandon"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a run's history. `id` is its 1-based position; `timestamp` is epoch seconds, set by

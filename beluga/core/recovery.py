@@ -13,8 +13,18 @@ from typing import Any
 
 from beluga.core.failure import process_lost
 from beluga.core.pending import Pending, pending_work
-from beluga.core.records import Event, EventType, WorkflowState
-from beluga.core.steps import ContinueAsNew, Effect, RunClosed, StartChild
+from beluga.core.records import Event, EventType, ParentClosePolicy, WorkflowState
+from beluga.core.steps import (
+    CancelRequested,
+    ChildToClose,
+    CloseChildren,
+    ContinueAsNew,
+    Effect,
+    Input,
+    RunClosed,
+    StartChild,
+    Terminate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +87,15 @@ class ParentToNotify:
     """The closed child run owes its parent the news of its end."""
 
 
+@dataclass(frozen=True, slots=True)
+class ChildrenToClose:
+    """The closed run owes its open children their parent-close policy (`CloseChildren`)."""
+
+    close: CloseChildren
+
+
 Obligation = (ArmDeadline | TakeStep | RearmTimer | RetryDue | AttemptInterrupted | ChildToCheck | ContinuationOwed
-              | ParentToNotify)
+              | ParentToNotify | ChildrenToClose)
 
 
 def owed(state: WorkflowState, work: Pending | None = None) -> list[Obligation]:
@@ -117,7 +134,34 @@ def backups_owed(effects: Sequence[Effect], has_parent: bool) -> list[Obligation
             out.append(ContinuationOwed(effect.input))
         elif isinstance(effect, RunClosed) and has_parent:
             out.append(ParentToNotify())
+        elif isinstance(effect, CloseChildren):
+            out.append(ChildrenToClose(effect))
     return out
+
+
+def policy_input(child: ChildToClose, reason: str) -> Input:
+    """What a child's parent-close policy sends it: a terminate naming the parent, or a cancel request."""
+    if child.policy == ParentClosePolicy.REQUEST_CANCEL.value:
+        return CancelRequested()
+    return Terminate(reason)
+
+
+def orphan_owed(child: WorkflowState, parent: WorkflowState | None) -> CloseChildren | None:
+    """An open child run whose parent's run is closed, though its policy may never have been applied (the
+    process that closed the parent stopped first): what it is owed, read from the parent's history. None
+    while the parent's run is open, and when the parent's run is gone from the store (replaced by its
+    next run or a retry: its history, and the policy with it, are not there to read)."""
+    link = child.parent
+    if not link or parent is None or parent.run_id != link.get("run_id") or parent.status.is_open:
+        return None
+    for ev in parent.history:
+        if ev.type == EventType.CHILD_WORKFLOW_STARTED and ev.attrs.get("seq") == link.get("seq"):
+            policy = ev.attrs.get("parent_close_policy") or ParentClosePolicy.ABANDON.value
+            if policy == ParentClosePolicy.ABANDON.value or ev.attrs.get("workflow_id") != child.workflow_id:
+                return None
+            return CloseChildren(parent.run_id, f"parent workflow {parent.workflow_id} {parent.status.value}",
+                                 (ChildToClose(int(link["seq"]), child.workflow_id, policy),))
+    return None
 
 
 def continuation_owed(closed: bool, last: Event | None) -> ContinuationOwed | None:

@@ -12,9 +12,10 @@ from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
 
 def first_state(workflow_type: str, workflow_id: str, input: Any, timeout: float | None, queue: str | None,
                 now: float, *, run_id: str, seed: int, parent: dict[str, Any] | None = None,
-                continued_from: str | None = None, headers: dict[str, str] | None = None) -> WorkflowState:
+                continued_from: str | None = None, headers: dict[str, str] | None = None,
+                identity: str | None = None) -> WorkflowState:
     """A new run with its `workflow_started` event: its `seed` makes `ctx.random()` replayable; `headers`
-    (trace context) travel with the run to its activities."""
+    (trace context) travel with the run to its activities; `identity` names who started it."""
     attrs: dict[str, Any] = {"workflow_type": workflow_type, "input": input, "seed": seed}
     if timeout is not None:
         attrs["deadline"] = now + timeout
@@ -24,6 +25,8 @@ def first_state(workflow_type: str, workflow_id: str, input: Any, timeout: float
         attrs["parent"] = parent
     if continued_from is not None:
         attrs["continued_from"] = continued_from
+    if identity is not None:
+        attrs["identity"] = identity
     if headers:
         attrs["headers"] = {str(k): str(v) for k, v in headers.items()}
     started = Event(1, EventType.WORKFLOW_STARTED, now, attrs)

@@ -21,11 +21,12 @@ class SignalReceived:
     name: str
     payload: Any = None
     sender_id: str | None = None
+    identity: str | None = None   # who sent it (an operator, `user@host`), recorded with the event
 
 
 @dataclass(frozen=True, slots=True)
 class CancelRequested:
-    pass
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class Terminate:
     """Close the run at once, canceled with `reason`; no workflow code runs (it may have none)."""
 
     reason: str = ""
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,27 @@ class StartChild:
     workflow_type: str
     workflow_id: str
     input: Any
+    parent_close_policy: str = "terminate"
+
+
+@dataclass(frozen=True, slots=True)
+class ChildToClose:
+    """An open child of a run that closed, and what its parent-close policy asks of it."""
+
+    seq: int
+    workflow_id: str
+    policy: str  # "terminate" or "request_cancel" (an abandoned child is never listed)
+
+
+@dataclass(frozen=True, slots=True)
+class CloseChildren:
+    """The run closed (or continued as new) with children still open: terminate or cancel each as its
+    parent-close policy says. Each is harmless when done twice (a closed child refuses it, a second cancel
+    records nothing), so an executor may repeat it from a durable backup."""
+
+    parent_run_id: str
+    reason: str  # what the children's terminations say: "parent workflow <id> <how it closed>"
+    children: tuple[ChildToClose, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +169,8 @@ class Observed:
     payload: Any
 
 
-Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | Observed | ActivityClosed)
+Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | CloseChildren | Observed
+          | ActivityClosed)
 
 
 @dataclass(slots=True)

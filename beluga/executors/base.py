@@ -11,6 +11,7 @@ from beluga.core.errors import WorkflowCancelled, WorkflowFailed, WorkflowNotFou
 from beluga.core.failure import from_failure
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import Duration, seconds
+from beluga.logs import get_logger
 
 if TYPE_CHECKING:
     from beluga.hooks import Hooks
@@ -29,6 +30,9 @@ class WorkflowOptions:
     # Context to propagate, recorded with the run and handed to every activity attempt: W3C trace context
     # (`traceparent`, `tracestate`), as `with_tracing()` fills it in. Plain strings.
     headers: dict[str, str] | None = None
+    # Who starts the run (an operator, `user@host`; `beluga retry` passes its caller): recorded in the
+    # run's `workflow_started` event. None records nothing.
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +48,19 @@ class DurableExecutor(ABC):
         """Start a run of `workflow` (a function or its registered name)."""
 
     @abstractmethod
-    def signal(self, workflow_id: str, signal: Signal) -> None:
-        """Durably deliver `signal` to the open run of `workflow_id`."""
+    def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
+        """Durably deliver `signal` to the open run of `workflow_id`. `identity` (here and on `cancel`,
+        `terminate`): who asks, recorded with the event and logged; None records nothing."""
 
     @abstractmethod
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         """Answer a query: built-in `"status"` and `"result"`, or a handler the workflow set."""
 
     @abstractmethod
-    def cancel(self, workflow_id: str) -> None:
+    def cancel(self, workflow_id: str, *, identity: str | None = None) -> None:
         """Request cancellation; the workflow sees `WorkflowCancelled` at its next blocking call."""
 
-    def terminate(self, workflow_id: str, reason: str = "") -> None:
+    def terminate(self, workflow_id: str, reason: str = "", *, identity: str | None = None) -> None:
         """Close the open run at once, `canceled` with a `Terminated` error naming `reason`. No workflow
         code runs (no cleanup), so it also closes a run whose code is gone or no longer matches."""
         raise NotImplementedError(f"{type(self).__name__} cannot terminate runs")
@@ -122,6 +127,14 @@ class StoreBackedExecutor(DurableExecutor):
 
 
 BUILTIN_QUERIES = ("status", "result")
+_audit = get_logger("beluga.audit")
+
+
+def log_write(action: str, workflow_id: str, identity: str | None, detail: str = "") -> None:
+    """The one INFO line an operator's write to a run leaves (signal, cancel, terminate, retry): the run,
+    the action and who asked. `detail` names what was sent (a signal's name, a reason), never a payload."""
+    _audit.info("%s workflow %s by %s%s", action, workflow_id, identity or "an unnamed caller",
+                f": {detail}" if detail else "")
 
 
 class WorkflowHandle:

@@ -43,7 +43,9 @@ from beluga.core.recovery import (
     RetryDue,
     TakeStep,
     continuation_owed,
+    orphan_owed,
     owed,
+    policy_input,
 )
 from beluga.hooks import Hooks
 from beluga.inprocess.pool import ActivityPool
@@ -55,6 +57,7 @@ from beluga.inprocess.records import (
     CheckChild,
     Msg,
     Nudge,
+    ParentClosed,
     Query,
     Recover,
     Run,
@@ -142,6 +145,10 @@ class Engine:
             count += 1
             for obligation in owed(state):
                 self._carry_out_owed(state.workflow_id, state.run_id, obligation)
+            if state.parent:  # a parent that closed while this process was stopping may owe it its policy
+                orphan = orphan_owed(state, self.store.load(state.parent["workflow_id"]))
+                if orphan is not None:
+                    self._close_children(state.parent["workflow_id"], orphan)
         return count
 
     def _carry_out_owed(self, wid: str, rid: str, obligation: Obligation) -> None:
@@ -262,6 +269,10 @@ class Engine:
         p.msgs.append(msg)
         if isinstance(body, CheckChild):
             self._child_check(run, body, p)
+            return
+        if isinstance(body, ParentClosed):
+            if run.state.parent == body.link:
+                run.driver.apply(p.step, body.input, self.clock(), self._rand.random())
             return
         input = self._input(run, msg)
         if input is None:
@@ -410,6 +421,8 @@ class Engine:
             elif isinstance(effect, st.ActivityClosed):
                 queue = self.registry.queue_of(effect.name, effect.options)
                 metrics.activity_closed(effect.name, queue, effect.seconds)
+            elif isinstance(effect, st.CloseChildren):
+                self._close_children(wid, effect)
             elif isinstance(effect, st.Observed):
                 payload = effect.payload
                 if isinstance(payload, st.SignalReceived):
@@ -464,6 +477,12 @@ class Engine:
         started here, once, whatever its first step does; then taken up by the coordinator."""
         metrics.run_started(state.workflow_type)
         self.post(Msg(state.workflow_id, state.run_id, StartRun(state)))
+
+    def _close_children(self, parent_id: str, close: st.CloseChildren) -> None:
+        """Apply the closed parent's policy to each of its open children (see `st.CloseChildren`)."""
+        for child in close.children:
+            link = {"workflow_id": parent_id, "run_id": close.parent_run_id, "seq": child.seq}
+            self.post(Msg(child.workflow_id, None, ParentClosed(link, policy_input(child, close.reason))))
 
     def _child_closed(self, child: WorkflowState) -> None:
         link = child.parent

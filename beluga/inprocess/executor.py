@@ -17,7 +17,14 @@ from beluga.core.names import check_name
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate
-from beluga.executors.base import BUILTIN_QUERIES, Config, StoreBackedExecutor, WorkflowHandle, WorkflowOptions
+from beluga.executors.base import (
+    BUILTIN_QUERIES,
+    Config,
+    StoreBackedExecutor,
+    WorkflowHandle,
+    WorkflowOptions,
+    log_write,
+)
 from beluga.hooks import Hooks
 from beluga.inprocess.engine import Engine
 from beluga.inprocess.records import Msg, Query, Recover, input_msg
@@ -71,26 +78,29 @@ class InProcessExecutor(StoreBackedExecutor):
             check_name(options.id, "workflow id")
         self._check(options.input)
         state = new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input,
-                              seconds(options.timeout), options.queue, self.clock(), headers=options.headers)
+                              seconds(options.timeout), options.queue, self.clock(), headers=options.headers,
+                              identity=options.identity)
         self.store.create(state)
         self._engine.forget(state.workflow_id)
         self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
         self._engine.created(state)
         return WorkflowHandle(self, state.workflow_id, state.run_id)
 
-    def signal(self, workflow_id: str, signal: Signal) -> None:
+    def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         check_name(workflow_id, "workflow id")
         check_name(signal.name, "signal name")
         self._check(signal.payload)
-        if signal.sent_at is None:
-            signal = Signal(signal.name, signal.payload, self.clock(), signal.sender_id)
-        self._engine.call(input_msg(workflow_id, None, SignalReceived(signal.name, signal.payload, signal.sender_id)))
+        self._engine.call(input_msg(workflow_id, None, SignalReceived(signal.name, signal.payload, signal.sender_id,
+                                                                      identity)))
+        log_write("signalled", workflow_id, identity, repr(signal.name))
 
-    def cancel(self, workflow_id: str) -> None:
-        self._engine.call(input_msg(workflow_id, None, CancelRequested()))
+    def cancel(self, workflow_id: str, *, identity: str | None = None) -> None:
+        self._engine.call(input_msg(workflow_id, None, CancelRequested(identity)))
+        log_write("cancel requested for", workflow_id, identity)
 
-    def terminate(self, workflow_id: str, reason: str = "") -> None:
-        self._engine.call(input_msg(workflow_id, None, Terminate(reason)))
+    def terminate(self, workflow_id: str, reason: str = "", *, identity: str | None = None) -> None:
+        self._engine.call(input_msg(workflow_id, None, Terminate(reason, identity)))
+        log_write("terminated", workflow_id, identity, reason)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         check_name(workflow_id, "workflow id")

@@ -46,6 +46,15 @@ class CheckChild:
 
 
 @dataclass(frozen=True, slots=True)
+class ParentClosed:
+    """The parent `link` closed: apply `input` (its parent-close policy) if the run is still that
+    parent's child (an id reused since by another run is left alone)."""
+
+    link: dict[str, Any]
+    input: Input
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptFinished:
     """An attempt's outcome, from the activity pool."""
 
@@ -69,7 +78,8 @@ class Nudge:
     """Nothing to do: wakes the coordinator (and answers once everything posted before it was handled)."""
 
 
-Control = StartRun | Recover | Activate | Query | CheckChild | AttemptFinished | AttemptDeadline | Nudge
+Control = (StartRun | Recover | Activate | Query | CheckChild | ParentClosed | AttemptFinished | AttemptDeadline
+           | Nudge)
 
 
 @dataclass(slots=True)

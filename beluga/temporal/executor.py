@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +29,9 @@ from beluga.core.errors import ConfigurationError
 try:
     from temporalio import client as tc
     from temporalio import exceptions
+    from temporalio.api.common import v1 as cmn
     from temporalio.api.enums.v1 import WorkflowTaskFailedCause
+    from temporalio.api.workflowservice import v1 as wsv
     from temporalio.service import RPCError, RPCStatusCode, TLSConfig
     from temporalio.worker import Worker
 except ImportError as exc:  # pragma: no cover - exercised by simulating the missing client
@@ -48,13 +50,20 @@ from beluga.core.failure import failure, nondeterminism, raise_as_own, terminate
 from beluga.core.names import check_name
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import seconds
-from beluga.executors.base import BUILTIN_QUERIES, Config, DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.executors.base import (
+    BUILTIN_QUERIES,
+    Config,
+    DurableExecutor,
+    WorkflowHandle,
+    WorkflowOptions,
+    log_write,
+)
 from beluga.hooks import Hooks
 from beluga.runs import DEFAULT_MAX_PAYLOAD, payload_checker
 from beluga.stores._loop import LoopThread
 from beluga.temporal.activities import set_hooks
 from beluga.temporal.failures import failure_of
-from beluga.temporal.workflow import HISTORY_QUERY, PARENT_SEQ, build
+from beluga.temporal.workflow import HISTORY_QUERY, PARENT_SEQ, STARTED_BY, build
 
 T = TypeVar("T")
 _STATUS = {
@@ -126,6 +135,14 @@ class Connection:
 
     async def connect(self) -> tc.Client:
         return await tc.Client.connect(self.target, **self.options())
+
+
+def _memo(options: WorkflowOptions) -> dict[str, Any] | None:
+    """A run's memo: its trace headers, and who started it (read by the worker into `workflow_started`)."""
+    memo: dict[str, Any] = dict(options.headers or {})
+    if options.identity is not None:
+        memo[STARTED_BY] = options.identity
+    return memo or None
 
 
 def _read(path: str | None) -> bytes | None:
@@ -203,26 +220,49 @@ class TemporalExecutor(DurableExecutor):
             handle = self._run(self.client.start_workflow(
                 name, codec.encode(options.input), id=wid, task_queue=options.queue or self.task_queue,
                 execution_timeout=timedelta(seconds=timeout) if timeout else None,
-                memo=dict(options.headers) if options.headers else None))
+                memo=_memo(options)))
         except exceptions.WorkflowAlreadyStartedError:
             raise WorkflowAlreadyStarted(f"workflow {wid} is already running") from None
         self.hooks.emit("on_workflow_start", wid, options.input)
         return WorkflowHandle(self, wid, handle.first_execution_run_id or handle.result_run_id or "")
 
-    def signal(self, workflow_id: str, signal: Signal) -> None:
+    def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         check_name(workflow_id, "workflow id")
         check_name(signal.name, "signal name")
         self._check(signal.payload)
-        body = codec.encode({"payload": signal.payload, "sender_id": signal.sender_id})
-        self._call(workflow_id, lambda h: h.signal(signal.name, body))
+        body: dict[str, Any] = {"payload": signal.payload, "sender_id": signal.sender_id}
+        if identity is not None:  # for the Beluga history; Temporal's own records it as the request's identity
+            body["identity"] = identity
 
-    def cancel(self, workflow_id: str) -> None:
+        async def send() -> None:
+            payloads = await self.client.data_converter.encode([codec.encode(body)])
+            await self.client.workflow_service.signal_workflow_execution(wsv.SignalWorkflowExecutionRequest(
+                namespace=self.client.namespace, workflow_execution=cmn.WorkflowExecution(workflow_id=workflow_id),
+                signal_name=signal.name, input=cmn.Payloads(payloads=payloads), identity=self._identity(identity),
+                request_id=str(uuid.uuid4())))
+        self._call(workflow_id, send)
+        log_write("signalled", workflow_id, identity, repr(signal.name))
+
+    def cancel(self, workflow_id: str, *, identity: str | None = None) -> None:
         self._open(workflow_id)  # Temporal accepts a cancel of a closed run and ignores it
-        self._call(workflow_id, lambda h: h.cancel())
+        self._call(workflow_id, lambda: self.client.workflow_service.request_cancel_workflow_execution(
+            wsv.RequestCancelWorkflowExecutionRequest(
+                namespace=self.client.namespace, workflow_execution=cmn.WorkflowExecution(workflow_id=workflow_id),
+                identity=self._identity(identity), request_id=str(uuid.uuid4()))))
+        log_write("cancel requested for", workflow_id, identity)
 
-    def terminate(self, workflow_id: str, reason: str = "") -> None:
+    def terminate(self, workflow_id: str, reason: str = "", *, identity: str | None = None) -> None:
         self._open(workflow_id)
-        self._call(workflow_id, lambda h: h.terminate(reason=reason or "no reason given"))
+        self._call(workflow_id, lambda: self.client.workflow_service.terminate_workflow_execution(
+            wsv.TerminateWorkflowExecutionRequest(
+                namespace=self.client.namespace, workflow_execution=cmn.WorkflowExecution(workflow_id=workflow_id),
+                reason=reason or "no reason given", identity=self._identity(identity))))
+        log_write("terminated", workflow_id, identity, reason)
+
+    def _identity(self, identity: str | None) -> str:
+        """Who a request names in Temporal's history: the caller's identity, else the client's own
+        (temporalio's default, `<pid>@<host>`)."""
+        return identity if identity is not None else self.client.identity
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         check_name(workflow_id, "workflow id")
@@ -252,8 +292,14 @@ class TemporalExecutor(DurableExecutor):
         close = {"Terminated": EventType.WORKFLOW_TERMINATED}.get(str((state.error or {}).get("type")))
         if state.status is WorkflowStatus.TIMED_OUT:
             close = EventType.WORKFLOW_TIMED_OUT
+        asked = self._run(self._operators(workflow_id)) if close or any(
+            ev.type == EventType.CANCEL_REQUESTED for ev in history) else {}
+        if asked:  # who cancelled or terminated it: Temporal's history holds the requests' identities
+            history = tuple(replace(ev, attrs={**ev.attrs, "identity": asked[ev.type]})
+                            if ev.type in asked and "identity" not in ev.attrs else ev for ev in history)
         if close is not None and history:
-            history = (*history, Event(len(history) + 1, close, state.updated_at, {}))
+            attrs = {"identity": asked[close]} if close in asked else {}
+            history = (*history, Event(len(history) + 1, close, state.updated_at, attrs))
         input = history[0].attrs.get("input") if history else state.input
         return WorkflowState(state.workflow_id, state.run_id, state.workflow_type, state.status, input,
                              state.result, state.error, state.created_at, state.updated_at, history, state.queue,
@@ -328,6 +374,18 @@ class TemporalExecutor(DurableExecutor):
         return WorkflowState(workflow_id, desc.run_id, desc.workflow_type, status, None, result, error, created,
                              updated, (), desc.task_queue, parent)
 
+    async def _operators(self, workflow_id: str) -> dict[str, str]:
+        """The identities Temporal recorded on the current run's cancel request and termination, by the
+        Beluga event type each stands for."""
+        found: dict[str, str] = {}
+        with _gone_as_not_found(workflow_id):
+            async for ev in self.client.get_workflow_handle(workflow_id).fetch_history_events():
+                if ev.HasField("workflow_execution_cancel_requested_event_attributes"):
+                    found[EventType.CANCEL_REQUESTED] = ev.workflow_execution_cancel_requested_event_attributes.identity
+                elif ev.HasField("workflow_execution_terminated_event_attributes"):
+                    found[EventType.WORKFLOW_TERMINATED] = ev.workflow_execution_terminated_event_attributes.identity
+        return {k: v for k, v in found.items() if v}
+
     async def _input(self, workflow_id: str) -> Any:
         with _gone_as_not_found(workflow_id):  # deleted since its summary was read
             async for ev in self.client.get_workflow_handle(workflow_id).fetch_history_events():
@@ -368,10 +426,9 @@ class TemporalExecutor(DurableExecutor):
             self._raise(workflow_id, exc)
         return dict(codec.decode(raw))
 
-    def _call(self, workflow_id: str, action: Callable[[tc.WorkflowHandle[Any, Any]], Coroutine[Any, Any, Any]]
-              ) -> None:
+    def _call(self, workflow_id: str, action: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         try:
-            self._run(action(self.client.get_workflow_handle(workflow_id)))
+            self._run(action())
         except RPCError as exc:
             self._raise(workflow_id, exc)
 

@@ -51,7 +51,7 @@ from beluga.core.failure import (
     to_failure,
 )
 from beluga.core.instance import WorkflowInstance
-from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
+from beluga.core.records import Event, EventType, ParentClosePolicy, Signal, WorkflowState, WorkflowStatus
 from beluga.hooks import Hooks
 from beluga.temporal.activities import (
     NO_TIMEOUT,
@@ -69,6 +69,10 @@ from beluga.temporal.failures import application_error, failure_of, retry_policy
 E = EventType
 HISTORY_QUERY = "__beluga_history"
 PARENT_SEQ = "beluga_parent_seq"   # memo of a child run: the seq of the parent's call that started it
+STARTED_BY = "beluga_identity"     # memo of a run: who started it (`WorkflowOptions.identity`)
+_PARENT_CLOSE = {ParentClosePolicy.TERMINATE.value: workflow.ParentClosePolicy.TERMINATE,
+                 ParentClosePolicy.REQUEST_CANCEL.value: workflow.ParentClosePolicy.REQUEST_CANCEL,
+                 ParentClosePolicy.ABANDON.value: workflow.ParentClosePolicy.ABANDON}
 
 
 class _Context(WorkflowContext):
@@ -210,7 +214,7 @@ class BelugaWorkflow:
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
         body = raw_value(args[0]) if args else {}
-        self._inbox.append(st.SignalReceived(name, body.get("payload"), body.get("sender_id")))
+        self._inbox.append(st.SignalReceived(name, body.get("payload"), body.get("sender_id"), body.get("identity")))
         if self._done:  # a signal racing the close, delivered after the run function returned
             self._drain()
 
@@ -239,6 +243,9 @@ class BelugaWorkflow:
             started["continued_from"] = info.continued_run_id
         if info.parent is not None:
             started["parent"] = {"workflow_id": info.parent.workflow_id, "run_id": info.parent.run_id}
+        identity = workflow.memo_value(STARTED_BY, None)
+        if identity is not None:
+            started["identity"] = str(identity)
         at = info.workflow_start_time.timestamp()
         state = WorkflowState(info.workflow_id, info.run_id, info.workflow_type, input=value, created_at=at,
                               updated_at=at, history=(Event(1, E.WORKFLOW_STARTED, at, started),),
@@ -316,6 +323,8 @@ class BelugaWorkflow:
             asyncio.create_task(self._child(effect))
         elif isinstance(effect, (st.RunClosed, st.ContinueAsNew)):
             self._closed = effect
+        elif isinstance(effect, st.CloseChildren):
+            pass  # Temporal's server applies each child's ParentClosePolicy (given when it started, `_child`)
         elif isinstance(effect, st.Observed):
             # on_activity_complete fires in the activity's thread (`run_activity`), with the other
             # activity hooks
@@ -363,7 +372,8 @@ class BelugaWorkflow:
         try:
             result = await workflow.execute_child_workflow(c.workflow_type, codec.encode(c.input),
                                                            id=c.workflow_id, result_type=bytes,
-                                                           memo={PARENT_SEQ: c.seq})
+                                                           memo={PARENT_SEQ: c.seq},
+                                                           parent_close_policy=_PARENT_CLOSE[c.parent_close_policy])
         except exceptions.ChildWorkflowError as exc:
             self._inbox.append(st.ChildClosed(c.seq, False, failure_of(exc)))
             return

@@ -89,7 +89,8 @@ def _by_name(tasks: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 def test_successful_and_retried_attempts(fleet, flower: Flower) -> None:
     """fleet_flaky fails twice, then returns 3: the task (Celery retries keep its id) was retried twice
-    with the activity's exception and ended SUCCESS with the activity's result."""
+    with the activity's exception and ended SUCCESS with the activity's result, its traceback still
+    telling both failed attempts (not Beluga's internal `Retry`)."""
     wid = f"flower-ok-{uuid.uuid4().hex[:8]}"
     assert fleet.executor().execute("fleet_retrying", workflow.WorkflowOptions(id=wid)).result(timeout=30) == 3
     tasks = flower.wait_tasks(wid, lambda ts: any(t["state"] == "SUCCESS" and t["name"] == "activity:fleet_flaky"
@@ -99,6 +100,11 @@ def test_successful_and_retried_attempts(fleet, flower: Flower) -> None:
     assert flaky["retries"] == 2
     assert "RuntimeError('flaky attempt 2')" in (flaky["exception"] or ""), flaky   # the last retry's reason
     assert wid in flaky["args"] and "attempt=3" in flaky["args"]
+    trace = flaky["traceback"] or ""
+    assert "celery.exceptions.Retry" not in trace, trace
+    first, second = trace.index("Attempt 1 failed:"), trace.index("Attempt 2 failed:")
+    assert first < trace.index("RuntimeError: flaky attempt 1") < second < trace.index("RuntimeError: flaky attempt 2")
+    assert trace.count("in fleet_flaky") == 2  # each attempt's own frames
     assert all(wid in t["args"] for t in tasks), tasks
 
 
@@ -114,6 +120,10 @@ def test_last_failed_attempt_is_failure_with_its_exception(fleet, flower: Flower
     assert refused["retries"] == 1                                   # attempt 1 was retried
     assert refused["exception"] == f"ValueError('card declined for {wid}')"
     assert "in fleet_refuse" in refused["traceback"] and "ValueError: card declined" in refused["traceback"]
+    # both attempts, oldest first, each with its own traceback
+    trace = refused["traceback"]
+    assert trace.index("Attempt 1 failed:") < trace.index("Attempt 2 failed:"), trace
+    assert trace.count(f"ValueError: card declined for {wid}") == 2 and "Retry" not in trace
 
 
 @pytest.mark.parametrize("interval", [30.0, 700.0], ids=["celery-countdown", "durable-timer"])
@@ -129,6 +139,10 @@ def test_attempt_waiting_for_its_retry_is_retry(fleet, flower: Flower, interval:
         [refused] = _by_name(tasks, "activity:fleet_refuse")
         assert refused["state"] == "RETRY", refused
         assert refused["exception"] == f"ValueError('card declined for {wid}')"
+        # the attempt's own traceback, not that of the `Retry` Beluga raised to say so
+        trace = refused["traceback"] or ""
+        assert "in fleet_refuse" in trace and trace.rstrip().endswith(f"ValueError: card declined for {wid}")
+        assert "Retry" not in trace, trace
     finally:
         ex.terminate(wid, "test over")
 

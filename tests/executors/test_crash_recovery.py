@@ -81,3 +81,35 @@ def test_killed_while_parked_on_a_durable_timer(db: Path, executors: list[Any]) 
     assert woke_at >= fire_at  # not before the original deadline
     assert done >= fire_at
     assert done < fire_at + 0.5, "the new executor waited the full duration again"
+
+
+def test_killed_between_a_parents_close_and_its_childrens_policy(db: Path, tmp_path: Path,
+                                                                 executors: list[Any]) -> None:
+    """The process dies after the parent's close is stored and before its children are told their
+    parent-close policy (they are terminated in memory, by messages the crash loses). The new executor's
+    recovery finds open children of a closed parent and terminates each, once. (Not covered: a parent
+    whose run was replaced in the store since, by its continue-as-new: see docs/semantics.md.)"""
+    marker, children = tmp_path / "closing.txt", ["crash-child-a", "crash-child-b"]
+    park_then_kill(str(db), "parent_close", "crash-parent", {"path": str(marker), "children": children})
+    assert marker.read_text() == "crash-parent"  # the crash hit where the children were to be told
+    store = SQLiteStore(db)
+    closed = store.load("crash-parent")
+    assert closed is not None and closed.status is workflow.WorkflowStatus.COMPLETED
+    for child in children:  # in flight: still running, their policy not applied
+        state = store.load(child)
+        assert state is not None and state.status is workflow.WorkflowStatus.RUNNING
+        assert "workflow_terminated" not in [ev.type for ev in state.history]
+    store.close()
+
+    ex = restart(db, executors)
+    for child in children:
+        with pytest.raises(workflow.WorkflowCancelled):
+            ex.get_handle(child).result(timeout=10)
+        state = ex.describe(child)
+        assert state.error is not None and state.error["type"] == "Terminated"
+        assert "parent workflow crash-parent completed" in state.error["message"]
+        assert [ev.type for ev in state.history].count("workflow_terminated") == 1
+    after = ex.describe("crash-parent")
+    assert (after.run_id, after.status, after.result) == (closed.run_id, closed.status, closed.result)
+    assert [(ev.id, ev.type, ev.attrs) for ev in after.history] == [(ev.id, ev.type, ev.attrs)
+                                                                   for ev in closed.history]

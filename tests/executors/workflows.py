@@ -399,3 +399,16 @@ def wf_parked(ctx: workflow.WorkflowContext, n: int) -> Any:
     """Records that it ran (a marker, so the store shows it parked), then waits for "go"."""
     ctx.side_effect(lambda: n)
     return n + ctx.receive_signal("go").receive()
+
+
+@workflow.defn()
+def wf_parent_close(ctx: workflow.WorkflowContext, children: list[list[str]]) -> str:
+    """Starts a `wf_cancellable` child per [child id, parent-close policy] ("" for the default), then
+    waits for the signal "finish": closing it applies each open child's policy."""
+    for child_id, policy in children:
+        if policy:
+            ctx.start_child_workflow(wf_cancellable, child_id, id=child_id, parent_close_policy=policy)
+        else:
+            ctx.start_child_workflow(wf_cancellable, child_id, id=child_id)
+    ctx.receive_signal("finish").receive()
+    return "parent done"

@@ -40,6 +40,9 @@ def console(request: HttpRequest, path: str = "") -> HttpResponse:
     prefix = request.path[: len(request.path) - len(path)] if path else request.path
     environ.update({"SCRIPT_NAME": prefix.rstrip("/"), "PATH_INFO": "/" + path, "wsgi.input": io.BytesIO(body),
                     "CONTENT_LENGTH": str(len(body))})
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:  # who the console records as doing its writes
+        environ["REMOTE_USER"] = user.get_username()
     started: dict[str, Any] = {}
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
