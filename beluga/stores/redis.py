@@ -369,7 +369,8 @@ class RedisStore(WorkflowStore):
         state = self.load_summary(workflow_id)
         pipe = self.redis.pipeline(transaction=False)
         k = self.names.run(workflow_id)
-        pipe.delete(k.run, k.events, k.inbox, k.lease, k.attempts)
+        for key in (k.run, k.events, k.inbox, k.lease, k.attempts):  # one a command: a cluster's pipeline
+            pipe.delete(key)                                          # deletes no more
         indexes = k.shard.index_prefix
         pipe.zrem(f"{indexes}all", workflow_id)
         for status in WorkflowStatus:
