@@ -41,6 +41,7 @@ from beluga.stores.redis_scripts import (
     CreateCall,
     ReadCall,
     RelistCall,
+    SummariesCall,
     was_created,
 )
 
@@ -214,7 +215,7 @@ class RedisStore(WorkflowStore):
         self.names = KeyLayout(prefix)  # every key name (beluga/stores/redis_keys.py)
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
-        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall])
+        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall, SummariesCall])
         self._listing = RedisListing(self.redis, self._indexes, self.load_summaries, self.load_many)
 
     # --- key layout: `names` (beluga/stores/redis_keys.py); these read it for tests and tools ----------
@@ -327,12 +328,18 @@ class RedisStore(WorkflowStore):
         return (run_id.decode() if run_id else None), int(version or 0)
 
     def load_summaries(self, workflow_ids: Sequence[str]) -> list[WorkflowState | None]:
-        """`load_summary` of several runs in one pipeline."""
-        pipe = self.redis.pipeline(transaction=False)
+        """`load_summary` of many runs: one read script per shard (beluga/lua/summaries.lua), in one pipeline."""
+        by_shard: dict[int, list[str]] = {}
         for workflow_id in workflow_ids:
-            pipe.hmget(self.names.run(workflow_id).run, *_SUMMARY_FIELDS)
-        got = pipe.execute() if workflow_ids else []
-        return [_state(wid, fields, ()) for wid, fields in zip(workflow_ids, got, strict=True)]
+            by_shard.setdefault(shard_of(workflow_id), []).append(workflow_id)
+        calls = [SummariesCall(index_key=self.names.shard(n).index_prefix + "all", tag=self.names.shard(n).tag,
+                               fields=_SUMMARY_FIELDS, workflow_ids=ids) for n, ids in by_shard.items()]
+        found: dict[str, WorkflowState | None] = {}
+        width = len(_SUMMARY_FIELDS)
+        for call, got in zip(calls, self._lua.run_all(calls) if calls else [], strict=True):
+            for i, workflow_id in enumerate(call.workflow_ids):
+                found[workflow_id] = _state(workflow_id, got[i * width:(i + 1) * width], ())
+        return [found[workflow_id] for workflow_id in workflow_ids]
 
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
         """From the shards' listing indexes (see `beluga.stores.redis_listing`)."""

@@ -131,6 +131,9 @@ class RedisListing:
         """By status, as `page` would list them over all pages: from the indexes' sizes; the ids of a
         prefix (or of kept copies, taken off) found by ZSCAN; stuck runs from the open runs' summaries."""
         f = counting(filter)
+        running = WorkflowStatus.RUNNING.value
+        if f.stuck:  # a part of the open runs: their summaries tell
+            return {status.value: len(self._stuck(f)) if status.value == running else 0 for status in WorkflowStatus}
         base = f"type:{f.workflow_type}" if f.workflow_type is not None else "all"
         if f.id_prefix:
             by_status = self._count_ids(f, [[wid for _, wid in entries if id_matches(f, wid)] for entries in
@@ -143,11 +146,7 @@ class RedisListing:
                 by_status = {status: n - copies[status] for status, n in by_status.items()}
         if f.stuck is None:
             return by_status
-        stuck = len(self._stuck(f))
-        running = WorkflowStatus.RUNNING.value
-        if f.stuck:
-            return {status: stuck if status == running else 0 for status in by_status}
-        return {**by_status, running: by_status[running] - stuck}
+        return {**by_status, running: by_status[running] - len(self._stuck(f))}
 
     def _count_indexes(self, workflow_type: str | None) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)

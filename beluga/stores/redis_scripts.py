@@ -91,3 +91,14 @@ class RelistCall(Call):
     workflow_id: str = arg()
     index_prefix: str = arg()
     created: float = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummariesCall(Call):
+    """The run hash `fields` of many runs of one shard, flat, run after run (false where missing)."""
+
+    SCRIPT: ClassVar[str] = "summaries.lua"
+    index_key: str = key()
+    tag: str = arg()
+    fields: Sequence[str] = tail()
+    workflow_ids: Sequence[str] = tail()
