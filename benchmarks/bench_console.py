@@ -126,9 +126,10 @@ def main() -> None:
         back_url = link(html, "newer")
         cases = {"first page": pages[0], "middle page": pages[len(pages) // 2], "last page": pages[-1],
                  "a page back (newer, from the last)": back_url,
-                 "id prefix, wide (order-0: ~2200 runs)": f"/?q=order-0&{limit}",
-                 "id prefix, narrow (order-0123)": f"/?q=order-0123&{limit}",
-                 "exact id": f"/?q=order-05001&match=exact&{limit}",
+                 "id prefix order-0 (every order, ~6600)": f"/?q=order-0&{limit}",
+                 "id prefix order-05 (~660)": f"/?q=order-05&{limit}",
+                 "id prefix order-0123 (6)": f"/?q=order-0123&{limit}",
+                 "exact id": f"/?q=order-05002&match=exact&{limit}",
                  "stuck": f"/?stuck=1&{limit}", "status failed": f"/?status=failed&{limit}",
                  "type invoice_workflow": f"/?type=invoice_workflow&{limit}",
                  "stuck, last page": None}

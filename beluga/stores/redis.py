@@ -39,6 +39,8 @@ from beluga.stores.redis_scripts import (
     APPEND_REFUSED,
     AppendCall,
     CreateCall,
+    IndexCountCall,
+    IndexPageCall,
     ReadCall,
     RelistCall,
     SummariesCall,
@@ -215,8 +217,10 @@ class RedisStore(WorkflowStore):
         self.names = KeyLayout(prefix)  # every key name (beluga/stores/redis_keys.py)
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
-        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall, SummariesCall])
-        self._listing = RedisListing(self.redis, self._indexes, self.load_summaries, self.load_many)
+        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall, SummariesCall, IndexPageCall,
+                                         IndexCountCall])
+        self._listing = RedisListing(self.redis, self._lua, [self.names.shard(n).index_prefix for n in range(SHARDS)],
+                                     self.load_summaries, self.load_many)
 
     # --- key layout: `names` (beluga/stores/redis_keys.py); these read it for tests and tools ----------
     def shard_tag(self, shard: int) -> str:

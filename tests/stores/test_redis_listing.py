@@ -11,7 +11,6 @@ import pytest
 
 from beluga.core.records import WorkflowFilter, WorkflowStatus
 from beluga.stores import RedisStore
-from beluga.stores.redis_listing import glob_escape
 from tests.stores import test_contract as contract
 
 LISTING: list[Callable[..., None]] = [
@@ -39,6 +38,3 @@ def test_listing_on_a_cluster(cluster_store: RedisStore, test: Callable[..., Non
 def test_cursors_on_a_cluster(cluster_store: RedisStore, f: WorkflowFilter) -> None:
     contract.test_cursors_page_both_ways_through_every_run_once(cluster_store, f)
 
-
-def test_glob_characters_are_matched_literally() -> None:
-    assert glob_escape("a*b?[c]\\d") == "a\\*b\\?\\[c\\]\\\\d"
