@@ -2,7 +2,9 @@
 
     beluga --executor celery console --port 8080          # or: --store sqlite:///beluga.db --imports app
 
-Pages: the runs, newest first, filtered by status and type, with counts by status; one run: its status,
+Pages: the runs, newest first, a page at a time (older and newer by an opaque keyset cursor), searched by
+workflow id (prefix or exact), filtered by status, stuck and type, with tabs whose counts match the rows
+they list; one run: its status,
 input, result or error (with traceback), what it waits on, its earlier (retried) runs and its history as
 a timeline. Buttons signal, cancel, terminate and retry a run.
 

@@ -53,18 +53,19 @@ class RedisListing:
         for _, workflow_id in self._candidates(f, backward, min(limit, 1000)):
             chunk.append(workflow_id)
             if len(chunk) >= max(limit - len(out), 20):
-                out.extend(self._keep(f, chunk))
+                out.extend(self._keep(f, chunk, limit - len(out)))
                 chunk = []
                 if len(out) >= limit:
                     break
         if chunk and len(out) < limit:
-            out.extend(self._keep(f, chunk))
+            out.extend(self._keep(f, chunk, limit - len(out)))
         out = out[:limit]
         return out[::-1] if backward else out
 
-    def _keep(self, f: WorkflowFilter, workflow_ids: list[str]) -> list[WorkflowState]:
-        """The runs of `workflow_ids` that match: told apart by their summaries (cheap), then read whole."""
-        workflow_ids = [s.workflow_id for s in self.summaries(workflow_ids) if s is not None and matches(f, s)]
+    def _keep(self, f: WorkflowFilter, workflow_ids: list[str], need: int) -> list[WorkflowState]:
+        """The first `need` runs of `workflow_ids` that match: told apart by their summaries (cheap), then
+        read whole."""
+        workflow_ids = [s.workflow_id for s in self.summaries(workflow_ids) if s is not None and matches(f, s)][:need]
         return [s for s in self.load_many(workflow_ids) if s is not None and matches(f, s)]
 
     def _candidates(self, f: WorkflowFilter, backward: bool, count: int) -> Iterator[Entry]:
