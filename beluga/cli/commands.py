@@ -17,7 +17,7 @@ from typing import Any
 from beluga import history_json
 from beluga.cli import render
 from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
-from beluga.cli.runs import earlier_runs, list_runs, open_run, operator, retry_run, waiting
+from beluga.cli.runs import RunQuery, earlier_runs, list_page, open_run, operator, retry_run, waiting
 from beluga.cli.target import Target
 from beluga.core import driver as drv
 from beluga.core.definitions import registry
@@ -68,18 +68,24 @@ def summary_json(state: WorkflowState) -> dict[str, Any]:
 
 # --- list -------------------------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace, target: Target) -> int:
-    status = WorkflowStatus(args.status) if args.status else None
-    kept = list_runs(target.store, status=status, workflow_type=args.type, since=parse_since(args.since),
-                     limit=args.limit, archives=args.all)
+    query = RunQuery(status=WorkflowStatus(args.status) if args.status else None, workflow_type=args.type,
+                     id_prefix=args.prefix, stuck=args.stuck, archives=args.all)
+    if args.limit < 1:
+        raise CLIError("--limit must be 1 or more", EXIT_USAGE)
+    page = list_page(target.store, query, limit=args.limit, cursor=args.cursor, since=parse_since(args.since))
     if args.json:
-        emit_json([summary_json(s) for s in kept])
-        return 0
-    rows = [[s.workflow_id, s.workflow_type, s.status.value + (" (stuck)" if s.status.is_open and s.error else ""),
-             render.when(s.created_at), render.when(s.updated_at), str(len(s.history)),
-             (render.error_line(s.error) or "")[:70]] for s in kept]
-    out(render.table(["WORKFLOW ID", "TYPE", "STATUS", "STARTED", "UPDATED", "EVENTS", "ERROR"], rows))
-    if not rows:
-        out("(no runs match)")
+        emit_json([summary_json(s) for s in page.runs])
+    else:
+        paint = render.Paint.for_stream(sys.stdout)
+        rows = [[s.workflow_id, s.workflow_type, paint.status(s), render.when(s.created_at),
+                 render.when(s.updated_at), str(len(s.history)), (render.error_line(s.error) or "")[:70]]
+                for s in page.runs]
+        out(render.table(["WORKFLOW ID", "TYPE", "STATUS", "STARTED", "UPDATED", "EVENTS", "ERROR"], rows))
+        if not rows:
+            out("(no runs match)")
+    for name, cursor in (("older", page.older), ("newer", page.newer)):  # apart from the rows, for scripts too
+        if cursor:
+            print(f"{name}: --cursor {cursor}", file=sys.stderr)
     return 0
 
 
@@ -105,9 +111,9 @@ def cmd_show(args: argparse.Namespace, target: Target) -> int:
         data["history"] = [history_json.event_to_json(ev) for ev in state.history]
         emit_json(data)
         return 0
+    paint = render.Paint.for_stream(sys.stdout)
     lines = [f"workflow  {state.workflow_id}", f"type      {state.workflow_type}", f"run       {state.run_id}",
-             f"status    {state.status.value}" + ("  (stuck: its code cannot continue it)"
-                                                  if state.status.is_open and state.error else ""),
+             f"status    {paint.status(state, long=True)}",
              f"started   {render.when(state.created_at)}", f"updated   {render.when(state.updated_at)}",
              f"input     {render.value(state.input, 200)}"]
     if state.status is WorkflowStatus.COMPLETED:
@@ -127,7 +133,31 @@ def cmd_show(args: argparse.Namespace, target: Target) -> int:
                  if state.history else "history   (empty)")
     lines.extend(render.timeline(state.history))
     out("\n".join(lines))
-    return 0
+    return follow(target, state, args.interval, paint) if args.follow else 0
+
+
+def follow(target: Target, state: WorkflowState, interval: float, paint: render.Paint) -> int:
+    """`show --follow`: print the run's events as they are appended (the store polled every `interval`
+    seconds) until it closes; a continue-as-new is followed into the new run. Exits 0 when the run
+    completed, else 1."""
+    start = state.history[0].timestamp if state.history else None
+    run_id, seen = state.run_id, state.version
+    while True:
+        summary = target.store.load_summary(state.workflow_id)  # before the events: a close is never missed
+        if summary is None:
+            raise CLIError(f"workflow {state.workflow_id} was deleted while it was followed")
+        if summary.run_id != run_id:
+            out(f"new run {summary.run_id} (continued as new)", flush=True)
+            run_id, seen, start = summary.run_id, 0, None
+        events = target.store.history(state.workflow_id, after=seen)
+        if events:
+            start = start if start is not None else events[0].timestamp
+            out("\n".join(render.timeline(events, start=start, width=len(str(events[-1].id)))), flush=True)
+            seen = events[-1].id
+        if not summary.status.is_open:  # closed before the events were read: they are all printed
+            out(f"status    {paint.status(summary, long=True)}", flush=True)
+            return 0 if summary.status is WorkflowStatus.COMPLETED else EXIT_FAILED
+        time.sleep(interval)
 
 
 # --- start, signal, query, cancel, terminate ------------------------------------------------------------

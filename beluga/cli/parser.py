@@ -69,11 +69,19 @@ def build(prog: str = "beluga") -> Parser:
     p.add_argument("--status", choices=[s.value for s in WorkflowStatus])
     p.add_argument("--type", metavar="WORKFLOW_TYPE")
     p.add_argument("--since", metavar="WHEN", help="started at or after: ISO time (UTC) or an age: 30m, 2h, 7d")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    p.add_argument("--prefix", metavar="ID_PREFIX", help="only the runs whose workflow id starts with this")
+    p.add_argument("--stuck", action="store_true",
+                   help="only the runs held stuck (open, but their code or history cannot carry them on)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many: a page (50)")
+    p.add_argument("--cursor", metavar="CURSOR", help="the page a previous list named (on stderr: older, newer)")
     p.add_argument("--all", action="store_true", help="include the kept copies of retried runs (<id>/runs/<n>)")
 
     p = command("show", "a run: status, error, what it waits on, its history as a timeline")
     p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="then print its events as they are recorded, until the run closes")
+    p.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
+                   help="--follow: how often to look for new events (0.5)")
 
     p = command("start", "start a run of a workflow type", drives=True)
     p.add_argument("workflow_type", metavar="TYPE")

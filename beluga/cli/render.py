@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
-from beluga.core.records import Event, EventType
+from beluga.core.records import Event, EventType, WorkflowState
 from beluga.history_json import to_jsonable
 
 E = EventType
@@ -67,10 +69,45 @@ def one_line(text: str) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    """Columns as wide as their widest cell; colour (`Paint`) takes no room."""
+    widths = [max(visible(h), *(visible(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(pad(h, w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def visible(text: str) -> int:
+    return len(_ANSI.sub("", text))
+
+
+def pad(text: str, width: int) -> str:
+    return text + " " * (width - visible(text))
+
+
+class Paint:
+    """A run's status in colour on a terminal: off when the output is not a TTY, when `NO_COLOR` is set
+    (https://no-color.org) or the terminal is dumb."""
+
+    CODES = {"running": "34", "completed": "32", "failed": "31", "timed_out": "31", "canceled": "90",
+             "stuck": "33;1"}
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    @classmethod
+    def for_stream(cls, stream: TextIO) -> Paint:
+        tty = getattr(stream, "isatty", lambda: False)()
+        return cls(bool(tty) and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb")
+
+    def status(self, state: WorkflowState, *, long: bool = False) -> str:
+        stuck = state.status.is_open and bool(state.error)
+        text = state.status.value + (("  (stuck: its code cannot continue it)" if long else " (stuck)")
+                                     if stuck else "")
+        code = self.CODES["stuck" if stuck else state.status.value]
+        return f"\x1b[{code}m{text}\x1b[0m" if self.on else text
 
 
 def waiting_lines(w: Any) -> list[str]:
@@ -105,12 +142,13 @@ def waiting_lines(w: Any) -> list[str]:
 
 
 # --- the timeline ------------------------------------------------------------------------------------------
-def timeline(events: Sequence[Event]) -> list[str]:
-    """One line per event: its id, the time since the run started, its type, what it says."""
+def timeline(events: Sequence[Event], *, start: float | None = None, width: int | None = None) -> list[str]:
+    """One line per event: its id, the time since the run started (`start`: the first event's time), its
+    type, what it says."""
     if not events:
         return []
-    start = events[0].timestamp
-    width = len(str(events[-1].id))
+    start = events[0].timestamp if start is None else start
+    width = len(str(events[-1].id)) if width is None else width
     type_width = max(len(ev.type) for ev in events)
     out = []
     for ev in events:

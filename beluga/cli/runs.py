@@ -11,36 +11,36 @@ copies unless asked (`--all`). Nothing drives a copy: it is closed, and signals 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import getpass
+import json
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass, field, replace
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
-from beluga.cli.errors import CLIError
+from beluga.cli.errors import EXIT_USAGE, CLIError
 from beluga.core import driver as drv
 from beluga.core.definitions import registry
 from beluga.core.inspection import CodeState, code_state
 from beluga.core.pending import Pending, pending_work
 from beluga.core.records import WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.stores._common import is_kept_copy, is_stuck, matches, position
 from beluga.stores.base import WorkflowStore
 
 if TYPE_CHECKING:
     from beluga.cli.target import Target
     from beluga.executors.base import WorkflowHandle
 
-_ARCHIVE = re.compile(r"/runs/\d+$")
-
-
 def archive_id(workflow_id: str, n: int) -> str:
     return f"{workflow_id}/runs/{n}"
 
 
 def is_archive(workflow_id: str) -> bool:
-    return bool(_ARCHIVE.search(workflow_id))
+    return is_kept_copy(workflow_id)
 
 
 def earlier_runs(store: WorkflowStore, workflow_id: str) -> list[WorkflowState]:
@@ -119,22 +119,94 @@ def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None, untake
 
 
 # --- listing and operations ------------------------------------------------------------------------------
-def list_runs(store: WorkflowStore, *, status: WorkflowStatus | None = None, workflow_type: str | None = None,
-              since: float | None = None, limit: int = 50, archives: bool = False) -> list[WorkflowState]:
-    """Runs newest first, at most `limit`; the kept copies of retried runs only with `archives`."""
-    limit = max(limit, 0)
+@dataclass(frozen=True)
+class RunQuery:
+    """What the console and `beluga list` ask for: `id_prefix` (ids that start with it) or `workflow_id`
+    (that one run); `stuck` only the runs held stuck; kept copies of retried runs only with `archives`."""
 
-    def keep(s: WorkflowState) -> bool:
-        return (archives or not is_archive(s.workflow_id)) and (since is None or s.created_at >= since)
+    status: WorkflowStatus | None = None
+    workflow_type: str | None = None
+    id_prefix: str | None = None
+    workflow_id: str | None = None
+    stuck: bool = False
+    archives: bool = False
 
-    fetch = max(limit, 1)
-    while True:  # newest first: fetch more while filtered-out runs leave the page short
-        states = store.list(WorkflowFilter(status=status, workflow_type=workflow_type, limit=fetch))
-        kept = [s for s in states if keep(s)]
-        if (len(kept) >= limit or len(states) < fetch
-                or (since is not None and states and states[-1].created_at < since)):
-            return kept[:limit]
-        fetch *= 4
+    def filter(self, limit: int) -> WorkflowFilter:
+        return WorkflowFilter(status=self.status, workflow_type=self.workflow_type, limit=limit,
+                              id_prefix=self.id_prefix or None, stuck=True if self.stuck else None,
+                              kept_copies=self.archives)
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of runs, newest first, and the opaque cursors of the pages beside it (None: no such page)."""
+
+    runs: list[WorkflowState]
+    newer: str | None = None   # the page before (newer runs)
+    older: str | None = None   # the page after (older runs)
+
+
+def encode_cursor(direction: str, state: WorkflowState) -> str:
+    """An opaque cursor: the runs `direction` ("older", "newer") of `state`'s place in the listing."""
+    raw = json.dumps([direction, repr(state.created_at), state.workflow_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[str, tuple[float, str]]:
+    try:
+        direction, created, workflow_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if direction not in ("older", "newer") or not isinstance(workflow_id, str):
+            raise ValueError(direction)
+        return direction, (float(created), workflow_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise CLIError(f"the cursor {text[:40]!r} is not one this listing gave", EXIT_USAGE) from None
+
+
+def list_page(store: WorkflowStore, query: RunQuery, *, limit: int = 50, cursor: str | None = None,
+              since: float | None = None) -> RunsPage:
+    """A page of at most `limit` runs from `cursor` on (the first page without one), with the cursors of
+    the pages beside it. Each is a keyset query of the store (`WorkflowFilter.after`/`before`): any page
+    costs about the first's. `since`: only runs started at or after then (the pages end there)."""
+    limit = max(limit, 1)
+    if query.workflow_id:  # that one run, a kept copy too
+        state = store.load(query.workflow_id)
+        return RunsPage([state] if state is not None and matches(replace(query, archives=True).filter(1), state)
+                        else [])
+    f = query.filter(limit + 1)
+    direction, at = decode_cursor(cursor) if cursor else ("older", None)
+    if direction == "newer" and at is not None:
+        got = store.list(replace(f, before=at))
+        if len(got) > limit:
+            runs = got[-limit:]
+            return _cut(RunsPage(runs, encode_cursor("newer", runs[0]), encode_cursor("older", runs[-1])), since)
+        at = None  # near the top: the first page, whole
+    got = store.list(replace(f, after=at))
+    runs = got[:limit]
+    newer = None
+    if at is not None and not runs:  # past the end: back to the runs before the cursor
+        newer = encode_cursor("newer", WorkflowState(at[1], "", "", created_at=at[0]))
+    elif at is not None and store.list(replace(f, limit=1, before=position(runs[0]))):
+        newer = encode_cursor("newer", runs[0])
+    return _cut(RunsPage(runs, newer, encode_cursor("older", runs[-1]) if len(got) > limit else None), since)
+
+
+def _cut(page: RunsPage, since: float | None) -> RunsPage:
+    if since is None or all(s.created_at >= since for s in page.runs):
+        return page
+    return RunsPage([s for s in page.runs if s.created_at >= since], page.newer, None)
+
+
+def count_runs(store: WorkflowStore, query: RunQuery) -> dict[str, int]:
+    """How many runs each status tab holds, over all its pages, under the query's type, id and kept-copies
+    conditions; and "stuck": the runs held stuck (a part of "running")."""
+    if query.workflow_id:
+        state = store.load_summary(query.workflow_id)
+        base = replace(query, stuck=False, status=None, archives=True)
+        found = [state] if state is not None and matches(base.filter(1), state) else []
+        out = {s.value: sum(r.status is s for r in found) for s in WorkflowStatus}
+        return {**out, "stuck": sum(is_stuck(r) for r in found)}
+    f = replace(query, stuck=False, status=None).filter(1)
+    return {**store.counts(f), "stuck": store.counts(replace(f, stuck=True))[WorkflowStatus.RUNNING.value]}
 
 
 def open_run(target: Target, workflow_id: str, what: str) -> WorkflowState:

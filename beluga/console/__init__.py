@@ -2,7 +2,9 @@
 
     beluga --executor celery console --port 8080          # or: --store sqlite:///beluga.db --imports app
 
-Pages: the runs, newest first, filtered by status and type, with counts by status; one run: its status,
+Pages: the runs, newest first, a page at a time (older and newer by an opaque keyset cursor), searched by
+workflow id (prefix or exact), filtered by status, stuck and type, with tabs whose counts match the rows
+they list; one run: its status,
 input, result or error (with traceback), what it waits on, its earlier (retried) runs and its history as
 a timeline. Buttons signal, cancel, terminate and retry a run.
 
@@ -227,23 +229,27 @@ class Console:
 
     # --- reading -------------------------------------------------------------------------------------
     def runs(self, req: Request) -> Response:
-        from beluga.cli.runs import list_runs
+        """The runs: searched by workflow id (`q`, its prefix, or `match=exact`), filtered by status, type,
+        `stuck`; a page of `limit` from `cursor` (opaque, keyset: any page costs about the first's)."""
+        from beluga.cli.runs import RunQuery, count_runs, list_page
         from beluga.core.records import WorkflowStatus
 
         status = req.query.get("status") or None
         if status is not None and status not in {s.value for s in WorkflowStatus}:
             raise HTTPError(400, f"unknown status {status!r}; one of {', '.join(s.value for s in WorkflowStatus)}")
-        workflow_type = req.query.get("type") or None
         try:
-            limit = max(1, min(int(req.query.get("limit") or 50), 5000))
+            limit = max(1, min(int(req.query.get("limit") or 50), 500))
         except ValueError:
             raise HTTPError(400, "limit must be a number") from None
-        archives = bool(req.query.get("all"))
+        search = (req.query.get("q") or "").strip()
+        exact = req.query.get("match") == "exact"
+        query = RunQuery(status=WorkflowStatus(status) if status else None, workflow_type=req.query.get("type") or None,
+                         id_prefix=None if exact else search or None, workflow_id=search if exact and search else None,
+                         stuck=bool(req.query.get("stuck")), archives=bool(req.query.get("all")))
         store = self.target.store
-        runs = list_runs(store, status=WorkflowStatus(status) if status else None, workflow_type=workflow_type,
-                         limit=limit, archives=archives)
-        body = pages.runs_page(self._page(req), runs, store.counts(workflow_type), status=status,
-                               workflow_type=workflow_type, types=self._types(), limit=limit, archives=archives)
+        runs = list_page(store, query, limit=limit, cursor=req.query.get("cursor") or None)
+        body = pages.runs_page(self._page(req), runs, count_runs(store, query), query=query, search=search,
+                               exact=exact, types=self._types(), limit=limit)
         return _html(200, body)
 
     def _types(self) -> set[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from beluga.cli import render
-from beluga.cli.runs import RunWaits
+from beluga.cli.runs import RunQuery, RunsPage, RunWaits
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
 from beluga.history_json import to_jsonable
 
@@ -50,7 +50,7 @@ pre { white-space:pre-wrap; word-break:break-word; margin:4px 0; background:#f9f
           color:var(--ink); }
 .tabs a.on { border-color:var(--accent); color:var(--accent); font-weight:600; }
 .tabs .count { color:var(--muted); margin-left:4px; font-variant-numeric:tabular-nums; }
-.tabs form { margin-left:auto; display:flex; gap:6px; align-items:center; }
+.tabs form { display:flex; gap:6px; align-items:center; flex-wrap:wrap; }
 dl.facts { display:grid; grid-template-columns:120px 1fr; gap:4px 12px; margin:0; }
 dl.facts dt { color:var(--muted); } dl.facts dd { margin:0; }
 .grid { display:grid; grid-template-columns:minmax(0,3fr) minmax(280px,2fr); gap:16px; align-items:start; }
@@ -130,26 +130,38 @@ class Page:
 
 
 # --- the runs -----------------------------------------------------------------------------------------
-def runs_page(page: Page, runs: Sequence[WorkflowState], counts: dict[str, int], *, status: str | None,
-              workflow_type: str | None, types: Iterable[str], limit: int, archives: bool) -> str:
-    total = sum(counts.values())
-    tabs = [f'<a class="{"on" if status is None else ""}" id="tab-all" '
-            f'href="{esc(page.url("/", type=workflow_type, all=archives))}">all<span class="count">{total}</span></a>']
+def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: RunQuery, search: str, exact: bool,
+              types: Iterable[str], limit: int) -> str:
+    """The runs: tabs by status (and stuck) whose counts are the rows their pages hold, a search by
+    workflow id, filters, and the page with links to the pages beside it."""
+    keep = {"type": query.workflow_type, "q": search, "match": "exact" if exact else None, "all": query.archives,
+            "limit": limit if limit != 50 else None}
+    status = query.status.value if query.status else None
+    total = sum(counts.get(s.value, 0) for s in WorkflowStatus)
+    tabs = [_tab(page, "all", "all", total, status is None and not query.stuck, keep)]
     for s in WorkflowStatus:
-        on = "on" if status == s.value else ""
-        href = page.url("/", status=s.value, type=workflow_type, all=archives)
-        tabs.append(f'<a class="{on}" id="tab-{s.value}" href="{esc(href)}">{esc(s.value)}'
-                    f'<span class="count" id="count-{s.value}">{counts.get(s.value, 0)}</span></a>')
+        tabs.append(_tab(page, s.value, s.value, counts.get(s.value, 0), status == s.value and not query.stuck,
+                         {**keep, "status": s.value}))
+        if s is WorkflowStatus.RUNNING:
+            tabs.append(_tab(page, "stuck", "stuck", counts.get("stuck", 0), query.stuck, {**keep, "stuck": 1}))
     options = ['<option value="">every type</option>'] + [
-        f'<option value="{esc(t)}"{" selected" if t == workflow_type else ""}>{esc(t)}</option>'
-        for t in sorted(set(types) | ({workflow_type} if workflow_type else set()))]
-    filters = (f'<form method="get" action="{esc(page.url("/"))}">'
+        f'<option value="{esc(t)}"{" selected" if t == query.workflow_type else ""}>{esc(t)}</option>'
+        for t in sorted(set(types) | ({query.workflow_type} if query.workflow_type else set()))]
+    matching = "".join(f'<option value="{v}"{" selected" if (v == "exact") == exact else ""}>{label}</option>'
+                       for v, label in (("prefix", "id starts with"), ("exact", "id is")))
+    filters = (f'<form method="get" action="{esc(page.url("/"))}" id="filters">'
                + (f'<input type="hidden" name="status" value="{esc(status)}">' if status else "")
-               + f'<select name="type" id="type-filter" style="width:auto">{"".join(options)}</select>'
-               f'<label class="note"><input type="checkbox" name="all" value="1"{" checked" if archives else ""}> '
-               f'kept copies of retried runs</label><button type="submit" class="secondary">filter</button></form>')
+               + ('<input type="hidden" name="stuck" value="1">' if query.stuck else "")
+               + f'<select name="match" id="match" style="width:auto">{matching}</select>'
+               f'<input type="text" name="q" id="search" value="{esc(search)}" placeholder="workflow id" '
+               f'style="width:220px">'
+               f'<select name="type" id="type-filter" style="width:auto">{"".join(options)}</select>'
+               f'<label class="note"><input type="checkbox" name="all" value="1"'
+               f'{" checked" if query.archives else ""}> '
+               f'kept copies of retried runs</label><button type="submit" class="secondary" id="filter">filter</button>'
+               "</form>")
     rows = []
-    for s in runs:
+    for s in listed.runs:
         full = render.error_line(s.error) or ""
         error = full if len(full) <= 90 else full[:89] + "\u2026"  # the whole line on hover, and on the run's page
         rows.append(f'<tr data-workflow-id="{esc(s.workflow_id)}">'
@@ -161,10 +173,23 @@ def runs_page(page: Page, runs: Sequence[WorkflowState], counts: dict[str, int],
     table = ('<table id="runs"><thead><tr><th>workflow id</th><th>type</th><th>status</th><th>started (UTC)</th>'
              '<th>updated (UTC)</th><th class="num">events</th><th>error</th></tr></thead><tbody>'
              + ("".join(rows) or '<tr><td colspan="7" class="note">no runs match</td></tr>') + "</tbody></table>")
-    more_url = page.url("/", status=status, type=workflow_type, all=archives, limit=limit * 4)
-    more = (f'<p class="note">newest first; showing {len(runs)}'
-            + (f' (the newest {limit}; <a href="{esc(more_url)}">more</a>)' if len(runs) >= limit else "") + "</p>")
-    return page.layout("Runs", f'<h1>Runs</h1><div class="tabs">{"".join(tabs)}{filters}</div>{table}{more}')
+    here = {**keep, "status": status, "stuck": 1 if query.stuck else None}
+    links = []
+    if listed.newer:
+        links.append(f'<a id="newer" href="{esc(page.url("/", **here, cursor=listed.newer))}">\u2190 newer</a>')
+    if listed.older:
+        links.append(f'<a id="older" href="{esc(page.url("/", **here, cursor=listed.older))}">older \u2192</a>')
+    if listed.newer:
+        links.append(f'<a id="newest" href="{esc(page.url("/", **here))}">newest</a>')
+    pager = (f'<p class="note pager">newest first; {len(listed.runs)} on this page (of {limit})'
+             + (" \u00b7 " + " \u00b7 ".join(links) if links else "") + "</p>")
+    return page.layout("Runs", f'<h1>Runs</h1><div class="tabs">{"".join(tabs)}</div>'
+                               f'<div class="tabs">{filters}</div>{table}{pager}')
+
+
+def _tab(page: Page, ident: str, label: str, count: int, on: bool, query: dict[str, Any]) -> str:
+    return (f'<a class="{"on" if on else ""}" id="tab-{esc(ident)}" href="{esc(page.url("/", **query))}">'
+            f'{esc(label)}<span class="count" id="count-{esc(ident)}">{count}</span></a>')
 
 
 # --- one run ------------------------------------------------------------------------------------------

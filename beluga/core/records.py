@@ -134,9 +134,23 @@ class WorkflowState:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowFilter:
+    """Which runs a store lists, newest first (`created_at`, then `workflow_id`, descending), at most `limit`.
+
+    `id_prefix` keeps the ids that start with it; `stuck=True` only the runs held stuck (open, with an
+    error: their code no longer matches their history, or their history cannot be read), `stuck=False`
+    none of them; `kept_copies=False` leaves out the kept copies of retried runs (`<id>/runs/<n>`).
+    `after` and `before` are keyset cursors, a listed run's `(created_at, workflow_id)`: the page of runs
+    listed after it (older), or the `limit` runs listed just before it (newer), still newest first. A page
+    costs the same whichever page it is: no store counts its way past the pages before it."""
+
     status: WorkflowStatus | None = None
     workflow_type: str | None = None
     limit: int = 100
+    id_prefix: str | None = None
+    stuck: bool | None = None
+    kept_copies: bool = True
+    after: tuple[float, str] | None = None
+    before: tuple[float, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Pure functions over records; each backend calls them inside its own atomic secti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -66,11 +67,71 @@ def summarize(state: WorkflowState, a: Append) -> WorkflowState:
     return replace(state, **changes) if changes else state
 
 
+KEPT_COPY = re.compile(r"/runs/\d+$")  # `<id>/runs/<n>`: the copy of a retried run (beluga/cli/runs.py)
+
+
+def is_kept_copy(workflow_id: str) -> bool:
+    return bool(KEPT_COPY.search(workflow_id))
+
+
+def is_stuck(state: WorkflowState) -> bool:
+    """Held stuck: open with an error (its code no longer matches its history, or the history cannot be
+    read whole); nothing moves it on until that is fixed."""
+    return state.status.is_open and bool(state.error)
+
+
+def position(state: WorkflowState) -> tuple[float, str]:
+    """Where a run is in a listing: the key of `WorkflowFilter.after`/`before` (newest first is descending)."""
+    return state.created_at, state.workflow_id
+
+
+def id_matches(f: WorkflowFilter, workflow_id: str) -> bool:
+    """The filter's conditions on the id alone (prefix, kept copies), which stores check before reading a run."""
+    return ((not f.id_prefix or workflow_id.startswith(f.id_prefix))
+            and (f.kept_copies or not is_kept_copy(workflow_id)))
+
+
+def in_window(f: WorkflowFilter, at: tuple[float, str]) -> bool:
+    """Whether a run at `at` lies past the filter's cursors."""
+    return (f.after is None or at < tuple(f.after)) and (f.before is None or at > tuple(f.before))
+
+
 def matches(f: WorkflowFilter, state: WorkflowState) -> bool:
+    """Whether `state` belongs in the listing `f` (its cursors included; not its limit)."""
     return ((f.status is None or state.status == f.status)
-            and (f.workflow_type is None or state.workflow_type == f.workflow_type))
+            and (f.workflow_type is None or state.workflow_type == f.workflow_type)
+            and (f.stuck is None or is_stuck(state) == f.stuck)
+            and id_matches(f, state.workflow_id) and in_window(f, position(state)))
+
+
+def page(f: WorkflowFilter, states: Iterable[WorkflowState]) -> list[WorkflowState]:
+    """The page of `states` that `f` lists, newest first: the first `limit` past `after`, or, with
+    `before`, the `limit` nearest before it. For stores that find runs by reading every summary."""
+    found = [s for s in states if matches(f, s)]
+    limit = max(f.limit, 0)
+    if f.before is not None and f.after is None:
+        return sorted(sorted(found, key=position)[:limit], key=position, reverse=True)
+    return sorted(found, key=position, reverse=True)[:limit]
+
+
+def count_by_status(f: WorkflowFilter | str | None, states: Iterable[WorkflowState]) -> dict[str, int]:
+    """`WorkflowStore.counts`, from the runs' summaries."""
+    f = counting(f)
+    out = {status.value: 0 for status in WorkflowStatus}
+    for state in states:
+        if matches(f, state):
+            out[state.status.value] += 1
+    return out
+
+
+def counting(f: WorkflowFilter | str | None) -> WorkflowFilter:
+    """The filter `counts` applies: a workflow type alone may be given as a string; its status, limit and
+    cursors do not apply (counts are by status, over every page)."""
+    if f is None or isinstance(f, str):
+        return WorkflowFilter(workflow_type=f)
+    return replace(f, status=None, after=None, before=None)
 
 
 def newest_first(state: WorkflowState) -> tuple[float, str]:
     """Sort key (with reverse=True) matching SQL's `ORDER BY created_at DESC, workflow_id DESC`."""
-    return state.created_at, state.workflow_id
+    return position(state)

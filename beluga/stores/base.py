@@ -12,7 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import replace
 
-from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
+from beluga.stores._common import count_by_status, counting
 
 
 class WorkflowStore(ABC):
@@ -28,8 +29,9 @@ class WorkflowStore(ABC):
 
     @abstractmethod
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
-        """Runs matching `filter` (status, workflow type), newest `created_at` first, at most
-        `filter.limit`. Histories are included."""
+        """Runs matching `filter` (status, workflow type, id prefix, stuck, kept copies), newest `created_at`
+        first (then `workflow_id`, descending), at most `filter.limit`, past its cursors (`after`, `before`:
+        see `WorkflowFilter`). Histories are included."""
 
     @abstractmethod
     def delete(self, workflow_id: str) -> None:
@@ -57,14 +59,13 @@ class WorkflowStore(ABC):
         state = self.load(workflow_id)
         return None if state is None else replace(state, history=())
 
-    def counts(self, workflow_type: str | None = None) -> dict[str, int]:
+    def counts(self, filter: WorkflowFilter | str | None = None) -> dict[str, int]:
         """How many runs the store holds by status (`{"running": 3, "completed": 10, ...}`, every status
-        present), of one workflow type when given. For dashboards and metrics; stores override it with a
-        cheaper query than this reading of every run."""
-        out = {status.value: 0 for status in WorkflowStatus}
-        for state in self.list(WorkflowFilter(workflow_type=workflow_type, limit=2**62)):
-            out[state.status.value] += 1
-        return out
+        present): those `list(filter)` shows over all its pages, whatever the filter's status, limit and
+        cursors (a string: a workflow type). For dashboards and metrics; stores override it with a cheaper
+        query than this reading of every run."""
+        f = counting(filter)
+        return count_by_status(f, self.list(replace(f, limit=2**62)))
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release connections; the default holds none."""

@@ -39,8 +39,17 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from beluga.core.errors import ConfigurationError
-from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
-from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, matches
+from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.stores._common import (
+    DEFAULT_FILTER,
+    accepts,
+    check_create,
+    count_by_status,
+    counting,
+    id_matches,
+    in_window,
+    matches,
+)
 from beluga.stores._records import DEFAULT_TAIL, RunRecord, advance, new_record, prepare
 from beluga.stores.base import WorkflowStore
 
@@ -243,12 +252,8 @@ class DaprStore(WorkflowStore):
 
     def list(self, filter: WorkflowFilter | None = None) -> builtins.list[WorkflowState]:
         f = filter or DEFAULT_FILTER
-        entries = []
-        for _, index in self._shards(list(range(self.index_shards))).values():
-            for wid, (status, wtype, created) in index.items():
-                if (f.status is None or status == f.status) and (f.workflow_type is None or wtype == f.workflow_type):
-                    entries.append((created, wid))
-        entries.sort(reverse=True)
+        backward = f.before is not None and f.after is None
+        entries = sorted(self._candidates(f), reverse=not backward)
         out: list[WorkflowState] = []
         page = max(f.limit, 0)
         while entries and len(out) < f.limit:
@@ -259,6 +264,29 @@ class DaprStore(WorkflowStore):
                 if hit is not None and matches(f, hit[1].summary_state()) and len(out) < f.limit:
                     _, sealed = self._sealed(wid, hit[1])
                     out.append(hit[1].state(sealed))
+        return out[::-1] if backward else out
+
+    def counts(self, filter: WorkflowFilter | str | None = None) -> dict[str, int]:
+        """From the index, but for `stuck` (an error in the summary), which reads the open runs' records."""
+        f = counting(filter)
+        if f.stuck is None:
+            out = {status.value: 0 for status in WorkflowStatus}
+            for _, _, status in self._candidates(f, with_status=True):
+                out[status] += 1
+            return out
+        records = self._records([wid for _, wid in self._candidates(f)])
+        return count_by_status(f, (record.summary_state() for _, record in records.values()))
+
+    def _candidates(self, f: WorkflowFilter, *, with_status: bool = False) -> builtins.list[Any]:
+        """(created, workflow id) of the runs the index lists under the filter (and its cursors), with
+        their status when asked; `stuck` needs them open."""
+        status = WorkflowStatus.RUNNING.value if f.stuck and f.status is None else f.status
+        out: builtins.list[Any] = []
+        for _, index in self._shards(list(range(self.index_shards))).values():
+            for wid, (listed, wtype, created) in index.items():
+                if ((status is None or listed == status) and (f.workflow_type is None or wtype == f.workflow_type)
+                        and id_matches(f, wid) and in_window(f, (created, wid))):
+                    out.append((created, wid, listed) if with_status else (created, wid))
         return out
 
     # --- writes ---------------------------------------------------------------------------------------

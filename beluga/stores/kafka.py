@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating the mis
 from beluga import codec
 from beluga.core.errors import SerializationError, WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
-from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, matches, newest_first
+from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, count_by_status, page
 from beluga.stores._records import encode_events, prepare
 from beluga.stores.base import WorkflowStore
 
@@ -364,8 +364,12 @@ class KafkaStore(WorkflowStore):
         with self._lock:
             self._catch_up()
             found = [run.summary_state() for run in self._view.runs.values()]
-            found = sorted((s for s in found if matches(f, s)), key=newest_first, reverse=True)
-            return [self._view.state(s.workflow_id) for s in found[:max(f.limit, 0)]]  # type: ignore[misc]
+            return [self._view.state(s.workflow_id) for s in page(f, found)]  # type: ignore[misc]
+
+    def counts(self, filter: WorkflowFilter | str | None = None) -> dict[str, int]:
+        with self._lock:
+            self._catch_up()
+            return count_by_status(filter, [run.summary_state() for run in self._view.runs.values()])
 
     # --- writes -------------------------------------------------------------------------------------
     @staticmethod

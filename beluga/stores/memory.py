@@ -20,9 +20,9 @@ from beluga.stores._common import (
     check_append,
     check_create,
     check_events,
-    matches,
+    count_by_status,
     needs_summary,
-    newest_first,
+    page,
     summarize,
 )
 from beluga.stores.base import WorkflowStore
@@ -66,8 +66,11 @@ class InMemoryStore(WorkflowStore):
     def list(self, filter: WorkflowFilter | None = None) -> builtins.list[WorkflowState]:
         f = filter or DEFAULT_FILTER
         with self._lock:
-            found = sorted((s for s in self._runs.values() if matches(f, s)), key=newest_first, reverse=True)
-            return [self._state(s.workflow_id) for s in found[:max(f.limit, 0)]]
+            return [self._state(s.workflow_id) for s in page(f, self._runs.values())]
+
+    def counts(self, filter: WorkflowFilter | str | None = None) -> dict[str, int]:
+        with self._lock:
+            return count_by_status(filter, list(self._runs.values()))
 
     def delete(self, workflow_id: str) -> None:
         with self._lock:

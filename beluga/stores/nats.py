@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating the mis
     raise ConfigurationError("the 'nats' store needs the nats-py client: pip install 'beluga-workflows[nats]'") from exc
 
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
-from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, matches, newest_first
+from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, count_by_status, page
 from beluga.stores._loop import LoopThread
 from beluga.stores._records import (
     DEFAULT_TAIL,
@@ -191,25 +191,34 @@ class NatsStore(WorkflowStore):
     def list(self, filter: WorkflowFilter | None = None) -> builtins.list[WorkflowState]:
         f = filter or DEFAULT_FILTER
 
-        async def scan() -> list[WorkflowState]:
-            records: list[tuple[str, RunRecord]] = []
-            watcher = await self._kv.watch("r.>", ignore_deletes=True)
-            try:
-                async for entry in watcher:
-                    if entry is None:  # the end of what the bucket held when the watch began
-                        break
-                    record = RunRecord.decode(entry.value)
-                    summary = record.summary_state()
-                    if matches(f, summary):
-                        records.append((summary.workflow_id, record))
-            finally:
-                await watcher.stop()
-            records.sort(key=lambda item: newest_first(item[1].summary_state()), reverse=True)
-            chosen = records[:max(f.limit, 0)]
+        async def listed() -> list[WorkflowState]:
+            records = await self._records()
+            chosen = [(s.workflow_id, records[s.workflow_id]) for s in page(f, (r.summary_state()
+                                                                                for r in records.values()))]
             chunks = await asyncio.gather(*(self._chunks(wid, record) for wid, record in chosen))
             return [record.state(sealed) for (_, record), (_, sealed) in zip(chosen, chunks, strict=True)]
 
-        return self._run(scan())
+        return self._run(listed())
+
+    def counts(self, filter: WorkflowFilter | str | None = None) -> dict[str, int]:
+        async def counted() -> dict[str, int]:
+            return count_by_status(filter, [r.summary_state() for r in (await self._records()).values()])
+
+        return self._run(counted())
+
+    async def _records(self) -> dict[str, RunRecord]:
+        """Every run's record, by workflow id: a scan of the bucket (NATS KV has no secondary index)."""
+        records: dict[str, RunRecord] = {}
+        watcher = await self._kv.watch("r.>", ignore_deletes=True)
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of what the bucket held when the watch began
+                    break
+                record = RunRecord.decode(entry.value)
+                records[record.summary_state().workflow_id] = record
+        finally:
+            await watcher.stop()
+        return records
 
     # --- writes -------------------------------------------------------------------------------------
     async def _write_chunks(self, workflow_id: str, run_id: str, chunks: list[tuple[int, list[bytes]]]) -> None:

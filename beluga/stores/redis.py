@@ -15,9 +15,8 @@ scripts are beluga/lua/append.lua, create.lua and read.lua, called through the b
 """
 from __future__ import annotations
 
-import heapq
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -34,13 +33,17 @@ from beluga.lua import Scripts
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
 from beluga.stores.redis_keys import SHARDS, KeyLayout, RunKeys, shard_of  # noqa: F401 - shard_of re-exported
+from beluga.stores.redis_listing import RedisListing
 from beluga.stores.redis_scripts import (
     APPEND_HISTORY_LOST,
     APPEND_REFUSED,
     AppendCall,
     CreateCall,
+    IndexCountCall,
+    IndexPageCall,
     ReadCall,
     RelistCall,
+    SummariesCall,
     was_created,
 )
 
@@ -214,7 +217,10 @@ class RedisStore(WorkflowStore):
         self.names = KeyLayout(prefix)  # every key name (beluga/stores/redis_keys.py)
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
-        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall])
+        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall, SummariesCall, IndexPageCall,
+                                         IndexCountCall])
+        self._listing = RedisListing(self.redis, self._lua, [self.names.shard(n).index_prefix for n in range(SHARDS)],
+                                     self.load_summaries, self.load_many)
 
     # --- key layout: `names` (beluga/stores/redis_keys.py); these read it for tests and tools ----------
     def shard_tag(self, shard: int) -> str:
@@ -325,61 +331,27 @@ class RedisStore(WorkflowStore):
         run_id, version = self.redis.hmget(self.names.run(workflow_id).run, "run_id", "version")
         return (run_id.decode() if run_id else None), int(version or 0)
 
+    def load_summaries(self, workflow_ids: Sequence[str]) -> list[WorkflowState | None]:
+        """`load_summary` of many runs: one read script per shard (beluga/lua/summaries.lua), in one pipeline."""
+        by_shard: dict[int, list[str]] = {}
+        for workflow_id in workflow_ids:
+            by_shard.setdefault(shard_of(workflow_id), []).append(workflow_id)
+        calls = [SummariesCall(index_key=self.names.shard(n).index_prefix + "all", tag=self.names.shard(n).tag,
+                               fields=_SUMMARY_FIELDS, workflow_ids=ids) for n, ids in by_shard.items()]
+        found: dict[str, WorkflowState | None] = {}
+        width = len(_SUMMARY_FIELDS)
+        for call, got in zip(calls, self._lua.run_all(calls) if calls else [], strict=True):
+            for i, workflow_id in enumerate(call.workflow_ids):
+                found[workflow_id] = _state(workflow_id, got[i * width:(i + 1) * width], ())
+        return [found[workflow_id] for workflow_id in workflow_ids]
+
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
-        f = filter or DEFAULT_FILTER
-        if f.status is not None:
-            name = f"status:{WorkflowStatus(f.status).value}"
-        elif f.workflow_type is not None:
-            name = f"type:{f.workflow_type}"
-        else:
-            name = "all"
-        out: list[WorkflowState] = []
-        for workflow_id in self._newest_first(self._indexes(name), max(f.limit, 100)):
-            state = self.load(workflow_id)
-            if state is None or (f.status is not None and state.status != f.status):
-                continue
-            if f.workflow_type is not None and state.workflow_type != f.workflow_type:
-                continue
-            out.append(state)
-            if len(out) >= f.limit:
-                break
-        return out
+        """From the shards' listing indexes (see `beluga.stores.redis_listing`)."""
+        return self._listing.page(filter or DEFAULT_FILTER)
 
-    def _newest_first(self, indexes: Sequence[str], page: int) -> Iterator[str]:
-        """The ids in the shards' `indexes`, newest first (the highest creation time across all of them),
-        read `page` at a time from each index as the merge reaches its end; the first pages in one
-        pipeline."""
-        pipe = self.redis.pipeline(transaction=False)
-        for index in indexes:
-            pipe.zrevrange(index, 0, page - 1, withscores=True)
-
-        def entries(index: str, first: list[tuple[bytes, float]]) -> Iterator[tuple[float, str]]:
-            got, start = first, 0
-            while got:
-                for member, score in got:
-                    yield -score, member.decode()
-                if len(got) < page:
-                    return
-                start += page
-                got = self.redis.zrevrange(index, start, start + page - 1, withscores=True)
-
-        streams = [entries(index, first) for index, first in zip(indexes, pipe.execute(), strict=True)]
-        for _, workflow_id in heapq.merge(*streams):
-            yield workflow_id
-
-    def counts(self, workflow_type: str | None = None) -> dict[str, int]:
+    def counts(self, filter: WorkflowFilter | str | None = None) -> dict[str, int]:
         """From the listing indexes of every shard (written by the steps that create and close runs)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for status in WorkflowStatus:
-            for index, of_type in zip(self._indexes(f"status:{status.value}"),
-                                      self._indexes(f"type:{workflow_type}"), strict=True):
-                if workflow_type is None:
-                    pipe.zcard(index)
-                else:
-                    pipe.execute_command("ZINTERCARD", 2, index, of_type)
-        got = pipe.execute()
-        return {status.value: sum(int(n) for n in got[i * SHARDS:(i + 1) * SHARDS])
-                for i, status in enumerate(WorkflowStatus)}
+        return self._listing.counts(filter)
 
     # --- writes -------------------------------------------------------------------------------------
     def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
@@ -408,7 +380,8 @@ class RedisStore(WorkflowStore):
         state = self.load_summary(workflow_id)
         pipe = self.redis.pipeline(transaction=False)
         k = self.names.run(workflow_id)
-        pipe.delete(k.run, k.events, k.inbox, k.lease, k.attempts)
+        for key in (k.run, k.events, k.inbox, k.lease, k.attempts):  # one a command: a cluster's pipeline
+            pipe.delete(key)                                          # deletes no more
         indexes = k.shard.index_prefix
         pipe.zrem(f"{indexes}all", workflow_id)
         for status in WorkflowStatus:

@@ -91,3 +91,41 @@ class RelistCall(Call):
     workflow_id: str = arg()
     index_prefix: str = arg()
     created: float = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummariesCall(Call):
+    """The run hash `fields` of many runs of one shard, flat, run after run (false where missing)."""
+
+    SCRIPT: ClassVar[str] = "summaries.lua"
+    index_key: str = key()
+    tag: str = arg()
+    fields: Sequence[str] = tail()
+    workflow_ids: Sequence[str] = tail()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndexPageCall(Call):
+    """The next `count` entries of one shard's listing index past a cursor that pass the id conditions:
+    flat (id, score) pairs, in the page's order."""
+
+    SCRIPT: ClassVar[str] = "index_page.lua"
+    index_key: str = key()
+    backward: str = arg()          # "1" or ""
+    score: str | None = arg()      # repr(float): exact
+    workflow_id: str = arg()
+    prefix: str = arg()
+    kept_copies: str = arg()       # "1" or ""
+    count: int = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndexCountCall(Call):
+    """How many of one shard's runs (of `index_key`) passing the id conditions each status index lists."""
+
+    SCRIPT: ClassVar[str] = "index_count.lua"
+    index_key: str = key()
+    index_prefix: str = arg()
+    prefix: str = arg()
+    kept_copies: str = arg()       # "1" or ""
+    statuses: Sequence[str] = tail()

@@ -29,6 +29,10 @@ from beluga.stores._common import (
     check_append,
     check_create,
     check_events,
+    count_by_status,
+    counting,
+    id_matches,
+    is_stuck,
     needs_summary,
     summarize,
 )
@@ -129,16 +133,16 @@ class SQLiteStore(WorkflowStore):
         return [decode_event(data) for (data,) in conn.execute(_SELECT_EVENTS, (workflow_id, after))]
 
     def _state(self, conn: sqlite3.Connection, workflow_id: str, row: tuple) -> WorkflowState:
+        return replace(self._summary(row), history=tuple(self._events(conn, workflow_id)))
+
+    @staticmethod
+    def _summary(row: tuple) -> WorkflowState:
         _run_id, _type, status, _created, updated_at, _version, summary = row
-        history = tuple(self._events(conn, workflow_id))
-        return replace(decode_state(summary, history), status=WorkflowStatus(status), updated_at=updated_at)
+        return replace(decode_state(summary), status=WorkflowStatus(status), updated_at=updated_at)
 
     def load_summary(self, workflow_id: str) -> WorkflowState | None:
         row = self._conn().execute(_SELECT_RUN, (workflow_id,)).fetchone()
-        if row is None:
-            return None
-        _run_id, _type, status, _created, updated_at, _version, summary = row
-        return replace(decode_state(summary), status=WorkflowStatus(status), updated_at=updated_at)
+        return None if row is None else self._summary(row)
 
     def load(self, workflow_id: str) -> WorkflowState | None:
         conn = self._conn()
@@ -147,32 +151,49 @@ class SQLiteStore(WorkflowStore):
             return None if row is None else self._state(conn, workflow_id, row)
 
     def list(self, filter: WorkflowFilter | None = None) -> builtins.list[WorkflowState]:
+        """One keyset query per batch (`(created_at, workflow_id)` past the cursor, in the order of the
+        page); what SQL does not say (stuck: an error in the summary; a kept copy's id) is checked here."""
         f = filter or DEFAULT_FILTER
-        where, params = [], []
-        if f.status is not None:
-            where.append("status = ?")
-            params.append(WorkflowStatus(f.status).value)
-        if f.workflow_type is not None:
-            where.append("workflow_type = ?")
-            params.append(f.workflow_type)
-        sql = (f"SELECT workflow_id, {_RUN_COLUMNS} FROM runs"
-               + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY created_at DESC, workflow_id DESC LIMIT ?")
+        limit = max(f.limit, 0)
+        backward = f.before is not None and f.after is None
+        bound = f.before if backward else f.after
+        where, params = _where(f)
+        batch = max(limit, 100)
+        out: list[WorkflowState] = []
         conn = self._conn()
         with _Read(conn):
-            rows = conn.execute(sql, (*params, max(f.limit, 0))).fetchall()
-            return [self._state(conn, row[0], row[1:]) for row in rows]
+            while len(out) < limit:
+                sql = (f"SELECT workflow_id, {_RUN_COLUMNS} FROM runs WHERE "
+                       + " AND ".join([*where, "(created_at, workflow_id) " + (">" if backward else "<") + " (?, ?)"])
+                       + (" ORDER BY created_at ASC, workflow_id ASC" if backward
+                          else " ORDER BY created_at DESC, workflow_id DESC") + " LIMIT ?")
+                start = bound if bound is not None else (float("-inf") if backward else float("inf"), "")
+                rows = conn.execute(sql, (*params, *start, batch)).fetchall()
+                for row in rows:
+                    if len(out) < limit and id_matches(f, row[0]):
+                        summary = self._summary(row[1:])
+                        if f.stuck is None or is_stuck(summary) == f.stuck:
+                            out.append(replace(summary, history=tuple(self._events(conn, row[0]))))
+                if len(rows) < batch:
+                    break
+                bound = (rows[-1][4], rows[-1][0])
+        return out[::-1] if backward else out
 
     def history(self, workflow_id: str, after: int = 0) -> builtins.list[Event]:
         return self._events(self._conn(), workflow_id, after)
 
-    def counts(self, workflow_type: str | None = None) -> dict[str, int]:
-        sql = "SELECT status, COUNT(*) FROM runs" + (" WHERE workflow_type = ?" if workflow_type else "") \
-            + " GROUP BY status"
-        out = {status.value: 0 for status in WorkflowStatus}
-        for status, n in self._conn().execute(sql, (workflow_type,) if workflow_type else ()):
-            out[status] = n
-        return out
+    def counts(self, filter: WorkflowFilter | str | None = None) -> dict[str, int]:
+        f = counting(filter)
+        where, params = _where(f)
+        if f.stuck is None and f.kept_copies:
+            out = {status.value: 0 for status in WorkflowStatus}
+            sql = "SELECT status, COUNT(*) FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+            for status, n in self._conn().execute(sql + " GROUP BY status", params):
+                out[status] = n
+            return out
+        # a kept copy is known by its id, a stuck run by its summary: read those of the runs SQL finds
+        sql = f"SELECT workflow_id, {_RUN_COLUMNS} FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        return count_by_status(f, (self._summary(row[1:]) for row in self._conn().execute(sql, params)))
 
     # --- writes -------------------------------------------------------------------------------------
     @staticmethod
@@ -285,3 +306,20 @@ class _Read(_Write):
 
     __slots__ = ()
     begin = "BEGIN"
+
+
+def _where(f: WorkflowFilter) -> tuple[builtins.list[str], builtins.list[object]]:
+    """The SQL conditions of the filter's status, type and id prefix (`stuck` only needs the run open)."""
+    where: builtins.list[str] = []
+    params: builtins.list[object] = []
+    status = WorkflowStatus.RUNNING if f.stuck and f.status is None else f.status
+    if status is not None:
+        where.append("status = ?")
+        params.append(WorkflowStatus(status).value)
+    if f.workflow_type is not None:
+        where.append("workflow_type = ?")
+        params.append(f.workflow_type)
+    if f.id_prefix:
+        where.append("substr(workflow_id, 1, ?) = ?")
+        params.extend((len(f.id_prefix), f.id_prefix))
+    return where, params

@@ -27,6 +27,7 @@ from typing import Any
 
 from beluga.core.errors import ConfigurationError, WorkflowNotFound
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.stores._common import matches, page
 from beluga.stores.base import WorkflowStore
 
 # raises the extra's error without temporalio
@@ -38,14 +39,28 @@ _VISIBILITY = {WorkflowStatus.RUNNING: ("Running",), WorkflowStatus.COMPLETED: (
 
 
 def visibility_query(filter: WorkflowFilter) -> str:
-    """Temporal's list filter for a Beluga filter."""
+    """Temporal's list filter for a Beluga filter: its type, status and id prefix, and its cursors as
+    bounds on the start time (ties, stuck runs and kept copies are told apart by `list`)."""
     parts = []
     if filter.workflow_type:
         parts.append(f"WorkflowType = '{_quote(filter.workflow_type)}'")
     if filter.status is not None:
         names = " OR ".join(f"ExecutionStatus = '{name}'" for name in _VISIBILITY[filter.status])
         parts.append(f"({names})")
+    if filter.id_prefix:
+        parts.append(f"WorkflowId STARTS_WITH '{_quote(filter.id_prefix)}'")
+    if filter.after is not None:
+        parts.append(f"StartTime <= '{_iso(filter.after[0])}'")
+    if filter.before is not None:
+        parts.append(f"StartTime >= '{_iso(filter.before[0])}'")
     return " AND ".join(parts)
+
+
+def _iso(ts: float) -> str:
+    """A start time bound a little wide (visibility keeps microseconds; the exact edge is `list`'s)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")
 
 
 def _quote(value: str) -> str:
@@ -79,16 +94,21 @@ class TemporalStore(WorkflowStore):
         return self._client._run(self._list(filter))
 
     async def _list(self, filter: WorkflowFilter) -> builtins.list[WorkflowState]:
+        """Newest first from visibility; the page past a cursor (`before`: every run newer than it is read,
+        the nearest kept) and the conditions visibility cannot say applied here (`_common.page`)."""
         out: builtins.list[WorkflowState] = []
-        async for ex in self._client.client.list_workflows(visibility_query(filter) or None, limit=filter.limit):
+        backward, kept = filter.before is not None and filter.after is None, 0
+        async for ex in self._client.client.list_workflows(visibility_query(filter) or None):
             status = _STATUS.get(ex.status, WorkflowStatus.RUNNING) if ex.status else WorkflowStatus.RUNNING
             created = ex.start_time.timestamp()
             updated = ex.close_time.timestamp() if ex.close_time else created
             parent = {"workflow_id": ex.parent_id, "run_id": ex.parent_run_id} if ex.parent_id else None
             out.append(WorkflowState(ex.id, ex.run_id, ex.workflow_type, status, None, None, None, created, updated,
                                      (), ex.task_queue, parent))
-        out.sort(key=lambda s: s.created_at, reverse=True)
-        return out[:filter.limit]
+            kept += matches(filter, out[-1])
+            if not backward and kept > filter.limit:  # newest first: the page is in hand
+                break
+        return page(filter, out)
 
     def delete(self, workflow_id: str) -> None:
         """Delete every run of `workflow_id` (`DeleteWorkflowExecution` per run: its current run, and the

@@ -279,3 +279,114 @@ def test_an_in_process_redis_store(tmp_path: Path) -> None:
         assert r.code == 0, r.err
         data = beluga("--store", store, "show", "r-1", "--json").json()
         assert data["status"] == "completed" and data["result"] == "order r-1 yes"
+
+
+# --- a fleet of runs: id prefix, stuck, pages by cursor; colour; show --follow -----------------------------
+def _save_runs(db: str, n: int) -> list[str]:
+    """`n` runs saved straight into the store (every 4th stuck), and a kept copy; the ids listed, newest first."""
+    from beluga.core.records import WorkflowState
+
+    store = SQLiteStore(db[len("sqlite:///"):])
+    try:
+        stuck = {"type": "NonDeterminismError", "message": "changed"}
+        for i in range(n):
+            store.save(WorkflowState(f"ord-{i:02d}", f"r{i}", "cli_order", created_at=1000.0 + i // 2,
+                                     error=stuck if i % 4 == 1 else None))
+        store.save(WorkflowState("ord-00/runs/1", "old", "cli_order", status=WorkflowStatus.FAILED, created_at=1.0))
+    finally:
+        store.close()
+    return [f"ord-{i:02d}" for i in reversed(range(n))]
+
+
+def test_list_pages_by_cursor_both_ways_and_filters_by_prefix_and_stuck(db: str) -> None:
+    every = _save_runs(db, 11)
+
+    def page(*args: str) -> tuple[list[str], dict[str, str]]:
+        r = beluga("--store", db, "list", "--json", "--limit", "4", *args)
+        assert r.code == 0, r.err
+        cursors = dict(re.findall(r"^(older|newer): --cursor (\S+)$", r.err, re.M))
+        return [row["workflow_id"] for row in r.json()], cursors
+
+    pages, cursors = [], {"older": None}
+    while "older" in cursors:
+        got, cursors = page(*(("--cursor", cursors["older"]) if cursors["older"] else ()))
+        pages.append(got)
+    assert [wid for p in pages for wid in p] == every and [len(p) for p in pages] == [4, 4, 3]
+    got, cursors = page("--cursor", cursors["newer"])
+    assert got == pages[1] and set(cursors) == {"older", "newer"}
+    assert page("--prefix", "ord-0")[0] == [f"ord-0{i}" for i in (9, 8, 7, 6)]
+    assert page("--stuck", "--limit", "50")[0] == ["ord-09", "ord-05", "ord-01"]
+    assert page("--prefix", "ord-00", "--all")[0] == ["ord-00", "ord-00/runs/1"]
+    bad = beluga("--store", db, "list", "--cursor", "nonsense")
+    assert bad.code == 2 and "cursor" in bad.one_error_line()
+
+
+def _on_a_terminal(*args: str, env: dict[str, str]) -> str:
+    """The command's stdout when it is a terminal (a pty)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.cli.helpers import ROOT
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "beluga", *args], cwd=ROOT, env=env, stdout=follower,
+                            stderr=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the pty's other end closed: the command exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    return b"".join(chunks).decode()
+
+
+def test_status_in_colour_on_a_terminal_only(db: str) -> None:
+    from tests.cli.helpers import clean_env
+
+    _save_runs(db, 2)
+    coloured = _on_a_terminal("--store", db, "list", env=clean_env(TERM="xterm"))
+    assert "\x1b[33;1mrunning (stuck)\x1b[0m" in coloured and "\x1b[34mrunning\x1b[0m" in coloured
+    plain = _on_a_terminal("--store", db, "list", env=clean_env(TERM="xterm", NO_COLOR="1"))
+    assert "\x1b[" not in plain
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain  # the colour takes no room: the columns line up
+    assert "\x1b[" not in beluga("--store", db, "list").out  # not a terminal
+    shown = _on_a_terminal("--store", db, "show", "ord-01", env=clean_env(TERM="xterm"))
+    assert "status    \x1b[33;1mrunning  (stuck: its code cannot continue it)\x1b[0m" in shown
+
+
+def test_show_follow_prints_the_events_as_they_come_until_the_run_closes(db: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.cli.helpers import ROOT, clean_env
+
+    start(db, tmp_path, "followed")  # parked on its signal 'approve'
+    proc = subprocess.Popen([sys.executable, "-m", "beluga", "--store", db, "show", "followed", "--follow",
+                             "--interval", "0.1"], cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        shown = []
+        while not (line := proc.stdout.readline()).startswith("  #4 "):  # the history so far, then it waits
+            assert line, proc.stderr.read()
+            shown.append(line)
+        r = beluga("--store", db, "--imports", IMPORTS, "signal", "followed", "approve", "--payload", '"ok"')
+        assert r.code == 0, r.err
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    followed = rest.splitlines()
+    recorded = beluga("--store", db, "show", "followed", "--json").json()["history"]
+    assert [int(re.match(r"  #(\d+) ", line).group(1)) for line in followed[:-1]] == [
+        e["id"] for e in recorded[4:]]                          # every new event once, in order
+    assert re.match(r"  #5 +\+\S+ +signal_received +approve payload=\"ok\"", followed[0])
+    assert re.search(r"workflow_completed +result=\"order followed ok\"", followed[-2])
+    assert followed[-1] == "status    completed"

@@ -323,3 +323,83 @@ def test_a_long_error_is_cut_in_the_list_and_whole_on_hover_and_on_its_page(ex) 
     row = re.search(r'<tr data-workflow-id="long-err">.*?</tr>', listing).group(0)
     assert f'title="ApplicationError: {reason.strip()}' in row and "\u2026</td>" in row
     assert reason.strip() in client.get("/run?id=long-err").get_data(as_text=True)
+
+
+# --- finding runs in a fleet: search by id, stuck, pages both ways, counts that match the rows ---------------
+def _fleet_of_runs(ex: Any, n: int = 70) -> list[str]:
+    """`n` runs saved straight into the store (every 7th stuck, every 5th failed), and a kept copy of a
+    retried run: the ids the console lists, newest first."""
+    from beluga.core.records import WorkflowState, WorkflowStatus
+
+    for i in range(n):
+        stuck, failed = i % 7 == 3, i % 5 == 0
+        ex.store.save(WorkflowState(
+            f"order-{i:03d}", f"r{i}", "wf_order" if i % 2 else "wf_ship",
+            status=WorkflowStatus.FAILED if failed else WorkflowStatus.RUNNING,
+            error={"type": "NondeterminismError", "message": "the code changed"} if stuck or failed else None,
+            created_at=1000.0 + i // 2, updated_at=1000.0 + i))  # pairs created at one instant
+    ex.store.save(WorkflowState("order-000/runs/1", "old", "wf_ship", status=WorkflowStatus.FAILED, created_at=999.0))
+    return [f"order-{i:03d}" for i in reversed(range(n))]
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-workflow-id="([^"]+)"', html)
+
+
+def _count(html: str, tab: str) -> int:
+    return int(re.search(rf'id="count-{tab}">(\d+)<', html).group(1))
+
+
+def _link(html: str, which: str) -> str | None:
+    found = re.search(rf'<a id="{which}" href="([^"]+)"', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+@pytest.mark.parametrize("query, tab, keep", [
+    ("", "all", lambda i: True), ("status=failed", "failed", lambda i: i % 5 == 0),
+    ("stuck=1", "stuck", lambda i: i % 7 == 3 and i % 5 != 0), ("type=wf_order", "all", lambda i: i % 2 == 1),
+    ("q=order-01", "all", lambda i: 10 <= i < 20)], ids=["all", "failed", "stuck", "type", "prefix"])
+def test_pages_older_and_newer_hold_every_run_once_and_the_tab_counts_them(ex, query: str, tab: str, keep: Any) -> None:
+    every = [wid for wid in _fleet_of_runs(ex) if keep(int(wid[-3:]))]
+    client = Client(console.create_app(ex, token=TOKEN))
+    url: str | None = f"/?{query}&limit=8"
+    pages: list[list[str]] = []
+    while url:
+        html = client.get(url).get_data(as_text=True)
+        assert _count(html, tab) == len(every)
+        pages.append(_rows(html))
+        url = _link(html, "older")
+    assert [wid for page in pages for wid in page] == every and "order-000/runs/1" not in every
+    assert all(len(page) == 8 for page in pages[:-1])
+    back = [pages[-1]]
+    while url := _link(html, "newer"):
+        html = client.get(url).get_data(as_text=True)
+        back.append(_rows(html))
+    assert back[::-1] == pages  # newer, page by page, back to the first
+
+
+def test_search_by_id_prefix_and_exact_and_kept_copies(ex) -> None:
+    _fleet_of_runs(ex)
+    client = Client(console.create_app(ex, token=TOKEN))
+    exact = client.get("/?q=order-000&match=exact").get_data(as_text=True)
+    assert _rows(exact) == ["order-000"] and _count(exact, "all") == 1 and _count(exact, "failed") == 1
+    assert _rows(client.get("/?q=order-000/runs/1&match=exact").get_data(as_text=True)) == ["order-000/runs/1"]
+    prefix = client.get("/?q=order-00").get_data(as_text=True)
+    assert _rows(prefix) == [f"order-00{i}" for i in reversed(range(10))] and _count(prefix, "all") == 10
+    copies = client.get("/?q=order-000&all=1").get_data(as_text=True)
+    assert _rows(copies) == ["order-000", "order-000/runs/1"] and _count(copies, "failed") == 2
+    nothing = client.get("/?q=zzz").get_data(as_text=True)
+    assert _rows(nothing) == [] and _count(nothing, "all") == 0 and "no runs match" in nothing
+
+
+def test_a_stuck_runs_error_is_on_its_row(ex) -> None:
+    _fleet_of_runs(ex, 10)
+    html = Client(console.create_app(ex, token=TOKEN)).get("/?stuck=1").get_data(as_text=True)
+    assert _rows(html) == ["order-003"] and 'data-status="running (stuck)"' in html
+    assert "NondeterminismError: the code changed" in html
+
+
+@pytest.mark.parametrize("cursor", ["x", "%00", "eyJ4IjoxfQ", "WyJvbGRlciIsIngiLCJhIl0"])
+def test_a_cursor_not_given_by_the_console_is_400(ex, cursor: str) -> None:
+    resp = Client(console.create_app(ex, token=TOKEN)).get(f"/?cursor={cursor}")
+    assert resp.status_code == 400 and b"cursor" in resp.get_data()

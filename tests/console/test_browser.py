@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from beluga import workflow
+from beluga.core.records import WorkflowFilter, WorkflowState, WorkflowStatus
 from tests.fleet import ROOT, fleet_env, free_port, wait_progress
 
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -246,7 +247,7 @@ def test_runs_are_listed_with_counts_by_status(fleet, console: ConsoleProcess, b
     ex.execute("order_workflow", workflow.WorkflowOptions(id=wid, input=wid[6:]))
     wait_progress(ex, wid)
     browser.get(console.base + "/?type=order_workflow")
-    counts = fleet.executor().store.counts("order_workflow")
+    counts = fleet.executor().store.counts(WorkflowFilter(workflow_type="order_workflow", kept_copies=False))
     for status, n in counts.items():
         assert int(browser.find_element(By.ID, f"count-{status}").text) == n
     assert counts["completed"] >= 1 and counts["failed"] >= 1
@@ -256,3 +257,54 @@ def test_runs_are_listed_with_counts_by_status(fleet, console: ConsoleProcess, b
     badges = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#runs .badge")]
     assert badges and set(badges) == {"failed"} and len(badges) == counts["failed"]
     ex.terminate(wid, "test over")
+
+
+def test_search_a_run_by_its_id_and_page_through_the_runs(fleet, console: ConsoleProcess, browser: Any,
+                                                          tmp_path: Path) -> None:
+    """Type a workflow id's prefix in the search box; page older and back newer, two runs a page; then
+    one run by its exact id."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    prefix = f"find-{uuid.uuid4().hex[:6]}-"
+    store = fleet.executor().store
+    ids = [f"{prefix}{i}" for i in range(5)]
+    for i, wid in enumerate(ids):  # closed runs, written as a tool would: nothing drives them
+        store.save(WorkflowState(wid, f"r{i}", "order_workflow", status=WorkflowStatus.COMPLETED, result=i,
+                                 created_at=time.time() + i, updated_at=time.time() + i))
+    newest_first = ids[::-1]
+
+    def rows() -> list[str]:
+        return [r.get_attribute("data-workflow-id") for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+                if r.get_attribute("data-workflow-id")]
+
+    browser.get(console.base + "/")
+    browser.find_element(By.ID, "search").send_keys(prefix)
+    browser.find_element(By.ID, "filter").click()
+    _until("the search's rows", lambda: rows() == newest_first)
+    assert int(browser.find_element(By.ID, "count-all").text) == 5
+    assert int(browser.find_element(By.ID, "count-completed").text) == 5
+    _screenshot(browser, tmp_path, "search")
+
+    browser.get(console.base + f"/?q={prefix}&limit=2")
+    pages = [rows()]
+    while browser.find_elements(By.ID, "older"):
+        browser.find_element(By.ID, "older").click()
+        _until("the next page", lambda: rows() and rows() != pages[-1])
+        pages.append(rows())
+    assert pages == [newest_first[:2], newest_first[2:4], newest_first[4:]]
+    browser.find_element(By.ID, "newer").click()
+    _until("the page before", lambda: rows() == newest_first[2:4])
+    browser.find_element(By.ID, "newer").click()
+    _until("the first page", lambda: rows() == newest_first[:2])
+    assert not browser.find_elements(By.ID, "newer")
+
+    search = browser.find_element(By.ID, "search")
+    search.clear()
+    search.send_keys(ids[3])
+    Select(browser.find_element(By.ID, "match")).select_by_value("exact")
+    browser.find_element(By.ID, "filter").click()
+    _until("the one run", lambda: rows() == [ids[3]])
+    assert int(browser.find_element(By.ID, "count-all").text) == 1
+    for wid in ids:
+        store.delete(wid)

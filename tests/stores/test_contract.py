@@ -289,3 +289,81 @@ def test_concurrent_appenders_never_interleave(store: WorkflowStore) -> None:
     marks = [(e.attrs["thread"], e.attrs["n"]) for e in history[1:]]
     assert sorted(marks) == [(t, n) for t in range(threads) for n in range(per_thread)]
     assert [won[e.id - 1][0] for e in history[1:]] == [e.attrs["thread"] for e in history[1:]]
+
+
+# --- listing: id prefix, stuck, kept copies, cursors (the console's and `beluga list`'s) -------------------
+def ids(states: list[WorkflowState]) -> list[str]:
+    return [s.workflow_id for s in states]
+
+
+def test_list_by_id_prefix_takes_the_prefix_literally(store: WorkflowStore) -> None:
+    for i, wid in enumerate(["order-1", "order-2", "ship-1", "order[*]?", "orders"]):
+        store.create(run(wid, created_at=float(i)))
+    assert ids(store.list(WorkflowFilter(id_prefix="order-"))) == ["order-2", "order-1"]
+    assert ids(store.list(WorkflowFilter(id_prefix="order[*]"))) == ["order[*]?"]
+    assert ids(store.list(WorkflowFilter(id_prefix="order", limit=2))) == ["orders", "order[*]?"]
+    assert store.list(WorkflowFilter(id_prefix="nothing")) == []
+    assert store.counts(WorkflowFilter(id_prefix="order-"))["running"] == 2
+
+
+def test_list_stuck_runs_apart(store: WorkflowStore) -> None:
+    store.create(run("ok", created_at=1.0))
+    store.create(run("stuck", created_at=2.0, workflow_type="ship"))
+    store.create(run("failed", created_at=3.0, status=FAILED, error={"type": "E", "message": "x"}))
+    assert store.append([step("stuck", "r1", 1, error={"type": "NonDeterminism", "message": "code changed"})]) == []
+    assert ids(store.list(WorkflowFilter(stuck=True))) == ["stuck"]
+    assert ids(store.list(WorkflowFilter(stuck=False))) == ["failed", "ok"]
+    assert ids(store.list(WorkflowFilter(stuck=True, workflow_type="order"))) == []
+    assert store.counts(WorkflowFilter(stuck=True)) == {**{s.value: 0 for s in WorkflowStatus}, "running": 1}
+    assert store.counts(WorkflowFilter(stuck=False)) == {**{s.value: 0 for s in WorkflowStatus},
+                                                         "running": 1, "failed": 1}
+    assert store.append([step("stuck", "r1", 2, error={})]) == []  # its code matches again
+    assert store.list(WorkflowFilter(stuck=True)) == []
+
+
+def test_kept_copies_can_be_left_out_of_lists_and_counts(store: WorkflowStore) -> None:
+    store.create(run("a", created_at=1.0, status=FAILED))
+    store.save(run("a/runs/1", created_at=0.5, status=FAILED))
+    store.save(run("a/runs/x", created_at=0.7))  # not a kept copy: only /runs/<n> is
+    assert ids(store.list(WorkflowFilter(kept_copies=False))) == ["a", "a/runs/x"]
+    assert ids(store.list()) == ["a", "a/runs/x", "a/runs/1"]
+    assert store.counts(WorkflowFilter(kept_copies=False))["failed"] == 1
+    assert store.counts()["failed"] == 2
+    assert store.counts(WorkflowFilter(kept_copies=False, id_prefix="a/"))["failed"] == 0
+
+
+@pytest.mark.parametrize("f", [WorkflowFilter(), WorkflowFilter(status=RUNNING), WorkflowFilter(workflow_type="ship"),
+                               WorkflowFilter(id_prefix="w1"), WorkflowFilter(stuck=False, kept_copies=False)],
+                         ids=["all", "status", "type", "prefix", "not-stuck"])
+def test_cursors_page_both_ways_through_every_run_once(store: WorkflowStore, f: WorkflowFilter) -> None:
+    from dataclasses import replace
+
+    for i in range(23):  # runs created at the same instant are told apart by their ids
+        store.create(run(f"w{i:02d}", created_at=float(i // 3), status=COMPLETED if i % 4 == 0 else RUNNING,
+                         workflow_type="ship" if i % 2 else "order"))
+    every = ids(store.list(replace(f, limit=100)))
+    counts = store.counts(f)  # by status, over every page
+    assert every and len(every) == (counts[f.status.value] if f.status else sum(counts.values()))
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        got = store.list(replace(f, limit=4, after=cursor))
+        if not got:
+            break
+        pages.append(ids(got))
+        cursor = (got[-1].created_at, got[-1].workflow_id)
+    assert [wid for p in pages for wid in p] == every
+    back: list[list[str]] = []
+    first = store.list(replace(f, limit=1, after=cursor))  # past the last page: nothing
+    assert first == []
+    cursor = None
+    last = store.list(replace(f, limit=100))[-1]
+    cursor = (last.created_at, last.workflow_id)
+    while True:
+        got = store.list(replace(f, limit=4, before=cursor))
+        if not got:
+            break
+        back.append(ids(got))
+        cursor = (got[0].created_at, got[0].workflow_id)
+    assert [wid for p in reversed(back) for wid in p] + [last.workflow_id] == every
+    assert all(len(p) == 4 for p in back[:-1])  # each page the nearest 4 before its cursor

@@ -113,6 +113,13 @@ def test_visibility_query(status: Any, type: Any, expected: str) -> None:
     assert visibility_query(workflow.WorkflowFilter(status=status, workflow_type=type)) == expected
 
 
+def test_visibility_query_of_a_prefix_and_cursors() -> None:
+    f = workflow.WorkflowFilter(id_prefix="ord'", after=(0.5, "x"), before=(0.25, "y"))
+    assert visibility_query(f) == ("WorkflowId STARTS_WITH 'ord\\'' AND "
+                                   "StartTime <= '1970-01-01T00:00:00.500000+00:00' AND "
+                                   "StartTime >= '1970-01-01T00:00:00.250000+00:00'")
+
+
 def test_without_temporalio_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "temporalio", None)
     for module in ("beluga.temporal.store", "beluga.temporal.executor", "beluga.temporal.workflow"):

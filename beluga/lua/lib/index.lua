@@ -23,3 +23,10 @@ local function index_forget(prefix, workflow_id, workflow_type, status)
   if workflow_type then redis.call('ZREM', prefix .. 'type:' .. workflow_type, workflow_id) end
   if status then redis.call('ZREM', prefix .. 'status:' .. status, workflow_id) end
 end
+
+-- Whether a listed id passes a listing's conditions on ids (beluga/stores/_common.py's id_matches):
+-- it starts with `prefix` ('' for any) and, unless `kept_copies`, is no kept copy `<id>/runs/<n>`.
+local function index_id_matches(workflow_id, prefix, kept_copies)
+  if prefix ~= '' and string.sub(workflow_id, 1, #prefix) ~= prefix then return false end
+  return kept_copies or not (string.find(workflow_id, '/runs/', 1, true) and string.find(workflow_id, '/runs/%d+$'))
+end
