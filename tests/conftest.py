@@ -45,6 +45,15 @@ class Fleet:
         for w in self.workers:
             w.stop()
 
+    def dump_broker(self, name: str = "broker-dump.txt") -> Path:
+        """Write what the broker holds and who is connected to it (its queues' messages by task id, the
+        unacknowledged ones, CLIENT LIST) next to the workers' logs, for a test that failed waiting."""
+        from tests.fleet import describe_broker
+
+        path = self.log_dir / name
+        path.write_text(describe_broker(self.url))
+        return path
+
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:

@@ -415,3 +415,41 @@ def wait_progress(executor: object, workflow_id: str, want: str = "awaiting appr
             pass
         time.sleep(0.05)
     raise AssertionError(f"{workflow_id} never reached progress {want!r} within {timeout}s")
+
+
+def describe_broker(url: str) -> str:
+    """A Redis broker's lists and unacknowledged messages (each message by its task id and arguments'
+    repr), and its clients (CLIENT LIST: a stranger consuming its queues shows there)."""
+    import json
+
+    client = redis.Redis.from_url(url)
+    lines = []
+
+    def message(raw: bytes) -> str:
+        try:
+            body = json.loads(raw)
+            if isinstance(body, list):  # an unacked record: [message, exchange, routing key]
+                body = body[0]
+            headers = body.get("headers", {})
+            return f"{headers.get('id')} {headers.get('task')} {headers.get('argsrepr')}"
+        except (ValueError, AttributeError, TypeError, IndexError):
+            return repr(raw[:200])
+
+    try:
+        for key in sorted(client.scan_iter(count=1000)):
+            kind = client.type(key).decode()
+            if kind == "list":
+                items = client.lrange(key, 0, -1)
+                lines.append(f"list {key!r} ({len(items)})")
+                lines += [f"    {message(m)}" for m in items]
+            elif kind == "hash" and key.endswith(b"unacked"):
+                items = client.hgetall(key)
+                lines.append(f"hash {key!r} ({len(items)})")
+                lines += [f"    {tag!r}: {message(m)}" for tag, m in items.items()]
+            else:
+                lines.append(f"{kind} {key!r}")
+        lines.append("clients:")
+        lines += [f"    {c}" for c in client.client_list()]
+    finally:
+        client.close()
+    return "\n".join(lines) + "\n"

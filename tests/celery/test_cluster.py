@@ -58,7 +58,10 @@ def test_a_whole_worker_killed_with_minus_9_loses_nothing_on_a_cluster(cluster_w
     time.sleep(1.0)
     workers[0].kill9()
     fleet.start_worker("k-after", **env).wait_ready()
-    results = [h.result(timeout=120) for h in handles]
+    try:
+        results = [h.result(timeout=120) for h in handles]
+    except TimeoutError:
+        raise AssertionError(f"a run did not finish; the broker's state: {fleet.dump_broker()}") from None
     assert results == [sum(range(1, 7))] * 24
 
     client = connect(fleet.redis_url)
