@@ -24,6 +24,7 @@ from beluga.logs import get_logger
 
 log = get_logger("beluga.scheduler")
 BACKLOG_LOOKS = 3  # looks at an untaken attempt whose queue has messages before it is sent again all the same
+SWALLOWED_COPIES = 3  # copies that left an empty queue unclaimed before the scheduler warns
 RECOVERY_GRACE = 1.0  # seconds without reclaiming after Redis comes back (holders renew first)
 
 
@@ -52,7 +53,8 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
     when a live worker consumes its queue and the message looks lost: the queue is empty (a Redis
     broker's queue length, one command per queue), or the attempt was looked at BACKLOG_LOOKS times
     already (a long backlog, or a broker that cannot tell); the claim lets only one copy start it. No
-    broker queue is read."""
+    broker queue is read. Copies that keep leaving an empty queue unclaimed (SWALLOWED_COPIES) are
+    reported with each new one: something outside the fleet takes them."""
     done = 0
     live: set[str] | None = None
     lengths: dict[str, int | None] = {}
@@ -66,16 +68,25 @@ def _reclaim_lapsed(rt: Any, now: float) -> int:
         if live is None:
             live = rt.fleet.live_queues(now)
         consumed = waiting.queue in live
-        if consumed and waiting.looks < BACKLOG_LOOKS:
+        if consumed and (waiting.looks < BACKLOG_LOOKS or waiting.resent >= SWALLOWED_COPIES):
             if waiting.queue not in lengths:
                 lengths[waiting.queue] = rt.sender.queue_length(waiting.queue)
-            consumed = lengths[waiting.queue] == 0
+            consumed = lengths[waiting.queue] == 0 or waiting.looks >= BACKLOG_LOOKS
         again = rt.fleet.requeue(item, now, resend=consumed)
         if again is None:
             continue
         if consumed:
-            log.info("attempt %s of %s seq %s not taken by a worker within %.3gs: sending it again to queue %r",
-                     item.attempt, item.workflow_id, item.seq, now - waiting.sent_at, waiting.queue)
+            if lengths.get(waiting.queue) == 0 and waiting.resent >= SWALLOWED_COPIES:
+                # Copies went into a queue that live workers consume and left it, yet none was claimed:
+                # something outside the fleet takes them. Said loudly each time; the attempt keeps waiting
+                # (a schedule_to_start_timeout bounds that), as failing it could fail a call that never ran.
+                log.warning("attempt %s of %s seq %s: %d copies sent to queue %r left it, yet no worker of this "
+                            "fleet took one; is a worker of another deployment (another BELUGA_REDIS_URL or "
+                            "BELUGA_KEY_PREFIX) consuming this broker's queue %r? Sending it again",
+                            item.attempt, item.workflow_id, item.seq, waiting.resent, waiting.queue, waiting.queue)
+            else:
+                log.info("attempt %s of %s seq %s not taken by a worker within %.3gs: sending it again to queue %r",
+                         item.attempt, item.workflow_id, item.seq, now - waiting.sent_at, waiting.queue)
             rt.sender.publish(again.args, again.queue)
             done += 1
         elif waiting.looks == 0:

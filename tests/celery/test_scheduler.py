@@ -42,6 +42,12 @@ class FakeRuntime:
     def wake(self, workflow_id: str, queue: str | None) -> None:
         self.woken_runs.append(workflow_id)
 
+    def queue_length(self, queue: str) -> int:  # the broker's queue: always empty (its copies are taken)
+        return 0
+
+    def publish(self, args: tuple[Any, ...], queue: str, countdown: float | None = None) -> None:
+        self.woken_runs.append(f"sent {args[3]} to {queue}")
+
 
 @pytest.fixture
 def rt(redis_url: str) -> Iterator[FakeRuntime]:
@@ -109,3 +115,34 @@ def test_the_loop_clock_costs_one_time_command_per_refresh_interval(rt: FakeRunt
 ])
 def test_safety_interval(lease: float, interval: float, expected: float) -> None:
     assert scheduler.safety_interval(lease, interval) == pytest.approx(expected)
+
+
+def test_copies_that_leave_a_consumed_queue_untaken_are_reported_each_time_then_sent_again(
+        rt: FakeRuntime, caplog: pytest.LogCaptureFixture) -> None:
+    """An untaken attempt whose queue live workers consume is sent again whenever its queue is empty;
+    once SWALLOWED_COPIES copies left the queue and none was claimed, each new copy comes with a warning
+    that says what takes them (a worker of another deployment on the broker), and the attempt still waits:
+    failing it could fail a call that never ran. Stepped on an injected clock."""
+    from beluga.celery.fleet import Waiting
+    from beluga.runs import new_run_state
+
+    wid, now = "swallowed-run", 1_000_000.0
+    state = new_run_state("w", wid, None, None, None, now)
+    rt.fleet.store.create(state)
+    member = f"{wid}\x002\x001"
+    rt.fleet.redis.zadd(rt.fleet.shard_key(wid, "dispatched"), {member: now + LEASE})
+    rt.fleet.note_sent(Waiting((wid, state.run_id, 2, 1, "act", None, {}), "beluga", now))
+    rt.fleet.announce_queues(["beluga"], 1e9)
+    sent: list[int] = []
+    for _ in range(scheduler.SWALLOWED_COPIES + 2):
+        deadline = rt.fleet.redis.zscore(rt.fleet.shard_key(wid, "dispatched"), member)
+        now = deadline + 0.1
+        before = len(rt.woken_runs)
+        with caplog.at_level("INFO", logger="beluga.scheduler"):
+            scheduler.tick(rt, now)
+        sent.append(len(rt.woken_runs) - before)
+    assert sent == [1] * (scheduler.SWALLOWED_COPIES + 2)      # a copy each look, never reclaimed as lost
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "another deployment" in r.getMessage()]
+    assert len(warnings) == 2                                  # the 4th and 5th copies
+    assert "3 copies sent to queue 'beluga'" in warnings[0].getMessage()
+    assert rt.fleet.redis.hget(rt.fleet.shard_key(wid, "waiting"), member) is not None  # still waiting
