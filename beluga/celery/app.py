@@ -20,8 +20,6 @@ from kombu.serialization import register
 
 from beluga import codec, logs
 from beluga.celery import kombu_redis
-from beluga.celery.outages import TRANSIENT
-from beluga.celery.queues import activity_queue, worker_queue
 from beluga.logs import get_logger
 from beluga.settings import UNCONFIGURED, Settings, redact
 
@@ -76,7 +74,7 @@ def make_app(settings: Settings) -> Celery:
             "unacked_restore_interval": max(1.0, settings.broker_visibility_timeout / 2),
             "unacked_restore_throttle": 1}
     app.conf.beluga_settings = settings
-    app.steps["worker"].add(UserModules)
+    app.steps["worker"].update((UserModules, FleetWorkerStep))
     from beluga.celery import outcome, tasks
 
     tasks.bind(app)
@@ -134,7 +132,7 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
         kombu_redis.configure(app, settings)
     app.conf.beluga_settings = settings
     app.conf.beluga_installed = True
-    app.steps["worker"].add(UserModules)
+    app.steps["worker"].update((UserModules, FleetWorkerStep))
     from beluga.celery import outcome, tasks
 
     tasks.bind(app)
@@ -229,6 +227,38 @@ class UserModules(bootsteps.Step):
                     "tasks go (add -Q %s if no other worker does)", settings.default_queue, settings.default_queue)
 
 
+class FleetWorkerStep(bootsteps.Step):
+    """A worker bootstep, after `UserModules`: builds the worker's `FleetWorker` once, in its main process
+    (its pool's processes inherit it), and hands it to the tasks (`app.beluga_process`, read by
+    `FleetTask.worker`); refuses to start (exit status 1) on a history Redis that may evict keys (see
+    `check_history_redis`), before the worker takes any message; serves metrics when BELUGA_METRICS_PORT
+    is set."""
+
+    name = "beluga.worker"
+    requires = (UserModules,)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        app = getattr(parent, "app", None)
+        settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
+        if not isinstance(settings, Settings):
+            return
+        from beluga.celery.worker import FleetWorker
+        from beluga.core.errors import ConfigurationError
+
+        worker = FleetWorker(app, settings, parent.hostname)
+        try:  # SystemExit is what Celery's start-up lets through
+            check_history_redis(worker.store.redis, settings.history_url)
+        except ConfigurationError as exc:
+            log.critical("refusing to start: %s", exc)
+            raise SystemExit(1) from None
+        app.beluga_process = worker
+        if settings.metrics_port:
+            from beluga import metrics
+
+            metrics.serve_worker(settings.metrics_port, worker.store)
+
+
 def _refuse(why: str) -> None:
     """A worker that could not do its job exits with EX_CONFIG, saying why on stderr as well, where a
     supervisor shows it even when the log goes to a file."""
@@ -263,41 +293,10 @@ class BelugaConsumer(Consumer):
         return super().ensure_connected(conn)
 
 
-@signals.celeryd_after_setup.connect
-def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None:
-    app = getattr(instance, "app", None)
-    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
-    if not isinstance(settings, Settings):
-        return
-    from beluga.celery.runtime import runtime
-    from beluga.core.definitions import registry
-    from beluga.core.errors import ConfigurationError
-
-    try:  # before the worker takes any message; SystemExit is what Celery's start-up lets through
-        check_history_redis(runtime(app).store.redis, settings.history_url)
-    except ConfigurationError as exc:
-        log.critical("refusing to start: %s", exc)
-        raise SystemExit(1) from None
-
-    if getattr(app.conf, "beluga_installed", False):  # a team's own app: consume Beluga's queue as well
-        app.amqp.queues.select_add(settings.default_queue)
-    for name in sorted(registry.activities):
-        app.amqp.queues.select_add(activity_queue(settings, name))
-    rt = runtime(app)
-    rt.worker = str(sender)  # the node name: its own queue, and how the roster knows it
-    app.amqp.queues.select_add(worker_queue(settings, rt.worker))
-    try:
-        rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
-        rt.announce()  # before the worker takes anything: a worker lacking some code hands runs here
-    except TRANSIENT as exc:  # the scheduler announces them once Redis answers
-        log.warning("could not announce this worker's workflows and activities yet: %s", exc)
-
-
 @signals.worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
-        from beluga.celery.runtime import runtime
         from beluga.core.definitions import registry
 
         settings = app.conf.beluga_settings
@@ -308,12 +307,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         log.info("beluga worker %s: broker %s, histories in %s, imports %s, activities %s", sender.hostname,
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
-        rt = runtime(app)
-        try:  # runs that Beluga 0.1.0 listed in its global index stay listed (see RedisStore.adopt_listing)
-            rt.store.adopt_listing()
-        except TRANSIENT as exc:
-            log.warning("could not look for runs listed by Beluga 0.1.0 (the next start will): %s", exc)
-        rt.scheduler.start()
 
 
 SAFE_POLICY = "noeviction"
@@ -368,44 +361,10 @@ def _config_values(client: Any, name: str) -> list[str]:
     return [str(got.get(name, ""))] if name in got else []
 
 
-@signals.task_received.connect
-def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """Renew the deadline of an activity attempt whose message this worker just took, unless it is far
-    enough ahead (see `Holds`), so that a worker that dies holding it is noticed within the lease; and
-    put a Celery retry's ETA, given on the fleet's clock, on this worker's (see `eta_on_local_clock`)."""
-    if request is None or request.type != "beluga.activity":  # .name is the Flower shadow name
-        return
-    app = getattr(sender, "app", None)
-    if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
-        return
-    from beluga.celery.attempts import DUE, eta_on_local_clock
-    from beluga.celery.report import UNTIL
-    from beluga.celery.runtime import runtime
-
-    args = request.args
-    try:
-        attempt = (args[0], int(args[2]), int(args[3]))
-        until = (args[6] or {}).get(UNTIL)
-        due = (args[6] or {}).get(DUE)
-    except Exception:  # a malformed message is rejected by the task itself; never break the consumer
-        return
-    rt = runtime(app)
-    rt.holds.note(attempt, until if isinstance(until, float) else None)
-    if due is not None:
-        eta_on_local_clock(request, rt.fleet.clock)
-
-
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     from beluga import metrics
 
-    app = getattr(sender, "app", None)
-    if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
-        from beluga.celery.runtime import runtime
-
-        rt = runtime(app)
-        rt.scheduler.stop()
-        rt.withdraw()
     metrics.worker_shutdown()
 
 
@@ -417,18 +376,6 @@ def _on_logging_set_up(sender: Any = None, logger: Any = None, format: str | Non
 
         logs.add_to_handlers(logger)
         logs.add_to_handlers(get_multiprocessing_logger())
-
-
-@signals.worker_init.connect
-def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    """In the worker's main process, before its pool starts: serve metrics when BELUGA_METRICS_PORT is set."""
-    app = getattr(sender, "app", None)
-    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
-    if isinstance(settings, Settings) and settings.metrics_port:
-        from beluga import metrics
-        from beluga.celery.runtime import runtime
-
-        metrics.serve_worker(settings.metrics_port, runtime(app).store)
 
 
 from beluga.celery import observe  # noqa: E402,F401  (connects the tasks' log, trace and metric signals)

@@ -75,7 +75,7 @@ class Coordinator(Batches):
         self.cache_size = cache_size
         self.stuck_retry = stuck_retry
         # whether the caller would run an attempt (name, attempt, options) itself, right after the append
-        # that dispatches it, instead of having it sent (see runtime.Runtime.takes_eagerly)
+        # that dispatches it, instead of having it sent (see process.FleetProcess.takes_eagerly)
         self.eager = eager
         # a live worker that may drive a run this process cannot (workflow type, versions tried), and how
         # to send the run there (see roster); None: a stuck run is stuck here
