@@ -19,12 +19,13 @@ from typing import Any
 
 from beluga import codec, logs, metrics
 from beluga.celery import messages
-from beluga.celery.batch import Batches, Plan
+from beluga.celery.batch import Batch
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.fleet_scripts import REPORT_QUEUED
 from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.celery.report import CARRIED, SENT_AT, UNTIL, AttemptReport
 from beluga.celery.roster import Handoff
+from beluga.celery.step import INBOX_BATCH, HandOn, Plan, RunVanished, after_one, left_to_sweep
 from beluga.core import driver as drv
 from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option
@@ -37,27 +38,12 @@ from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
 log = get_logger("beluga.coordinator")
-INBOX_BATCH = 100
 CARRY_MAX = 2048  # bytes of encoded events an activity message carries at most
 STUCK_RETRY_MAX = 300.0
 REPORTED_MAX = 10_000  # runs a process remembers having reported unreadable or vanished (each said once)
 
 
-class RunVanished(Exception):  # noqa: N818 - an outcome, not an error
-    """The run vanished (was deleted) while being coordinated: nothing is left to drive. Not a stuck run
-    (`RunDriver.stuck`: code that no longer matches its history), which stays and is retried."""
-
-
-class HandOn(Exception):  # noqa: N818 - an outcome, not an error
-    """This process cannot drive the run (its code is missing here or does not match), and a live worker
-    with another version of it may: the run goes there untouched (see `roster`)."""
-
-    def __init__(self, handoff: Handoff) -> None:
-        super().__init__(f"handed on to {handoff.worker}")
-        self.handoff = handoff
-
-
-class Coordinator(Batches):
+class Coordinator:
     def __init__(self, fleet: Fleet, registry: Registry, *, dispatch: Callable[..., None],
                  wake: Callable[[str, str | None], None], start_child: Callable[..., None],
                  check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0,
@@ -84,8 +70,8 @@ class Coordinator(Batches):
         self._rand = random.Random()
         # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis
         # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
-        self.batches = not self.store.cluster and self.store.append_replicas <= 0
-        self._local = threading.local()  # a batch's closed runs, announced together (see Batches)
+        self.batches = Batch(self) if not self.store.cluster and self.store.append_replicas <= 0 else None
+        self._local = threading.local()  # a batch's closed runs, announced together (see Batch)
         self._reported: OrderedDict[str, None] = OrderedDict()  # see `_first_report`
         self._reported_lock = threading.Lock()
 
@@ -166,11 +152,11 @@ class Coordinator(Batches):
         """Coordinate these runs (a shard's wake task). A run that fails is logged and left to the sweep
         (its inbox keeps its messages); a Redis outage ends the batch (the sweep wakes the rest).
 
-        Several runs are taken as one batch (see `_batch`): their leases in one round trip, the runs this
+        Several runs are taken as one batch (see `Batch`): their leases in one round trip, the runs this
         process has not cached in one read, their appends in one pipeline. What the batch leaves (more
         messages arrived meanwhile, a lease lost) is coordinated one by one after it."""
-        if len(workflow_ids) > 1 and self.batches:
-            workflow_ids = self._batch(workflow_ids)
+        if len(workflow_ids) > 1 and self.batches is not None:
+            workflow_ids = self.batches.run(workflow_ids)
         for workflow_id in workflow_ids:
             try:
                 self.run(workflow_id)
@@ -387,7 +373,7 @@ class Coordinator(Batches):
 
     def _trim(self) -> None:
         """Evict (and close) the least recently used runs past `cache_size`. Not while a batch holds runs
-        of its own outside the cache (see Batches): evicting one of them would close the instance that the
+        of its own outside the cache (see Batch): evicting one of them would close the instance that the
         batch then puts back."""
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)[1].close()
@@ -515,7 +501,7 @@ class Coordinator(Batches):
                 sent[CARRIED] = carried
         for effect in step.effects:
             if not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
-                _after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))
+                after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))
 
     def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False,
                 sent: dict[str, Any] | None = None) -> None:
@@ -580,27 +566,6 @@ class Coordinator(Batches):
         self.fleet.push(parent["workflow_id"], messages.encode(st.ChildClosed(parent["seq"], ok, payload),
                                                                parent["run_id"]))
         self.wake(parent["workflow_id"], None)
-
-
-def left_to_sweep(workflow_id: str, exc: Exception) -> None:
-    """Log why a run of a batch could not be coordinated (called handling `exc`): its inbox keeps its
-    messages and the sweep wakes it again. A run that vanished is a warning, anything else an error."""
-    if isinstance(exc, RunVanished):
-        log.warning("%s", exc)
-    else:
-        log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
-
-
-def _after_one(action: Callable[[], Any], budget: float = 10.0) -> None:
-    """One follow-up of a recorded step, retried through a short outage; a failure is logged, never
-    raised (the step is recorded and will not run again; what the follow-up would have done is
-    recovered by the sweeper and the attempt records)."""
-    try:
-        retry_transient(lambda: on_primary(action), budget)
-    except TRANSIENT as exc:
-        log.error("a recorded step's follow-up failed for %gs, giving up on it: %s", budget, exc)
-    except Exception:
-        log.exception("a recorded step's follow-up failed")
 
 
 def _carry(run: drv.RunDriver, step: st.Step, encoded: Sequence[bytes] | None) -> list[bytes]:
