@@ -200,23 +200,17 @@ class Coordinator:
         run.apply(step, messages.decode(message), self.fleet.clock.now(), self._rand.random())  # type: ignore[arg-type]
         if not step.events:  # stale for this cached state: let the coordinator sort it out
             return None
-        run.seal(step)
-        append = Append(workflow_id, run.run_id, step.expected, tuple(step.events), step.status, step.result,
-                        step.error, self.fleet.clock.now())
-        eager = self._eager_pick(step)
-        deadline = self._deadline(eager)
-        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=deadline,
-                                      summary=before, timers=self._timers(run, step))
+        plan = self._sealed(workflow_id, None, run, step, step.expected, before)
+        call = self.store.append_call(plan.append, **plan.options)  # type: ignore[arg-type]
         if call is None:  # the run vanished meanwhile: the coordinator sorts it out
             self._drop(workflow_id)
             return None
-        if on_primary(self.fleet.report_and_append, call, report.seq, report.attempt, message,
-                      report.next_attempt, report.heartbeat) == REPORT_QUEUED:
-            self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
+        left = on_primary(self.fleet.report_and_append, call, report.seq, report.attempt, message,
+                          report.next_attempt, report.heartbeat)
+        # REPORT_QUEUED: it was applied to the cached instance, which is dropped (rebuilt from the store)
+        if self._recorded(plan, None if left == REPORT_QUEUED else left, call.events) is None:
             metrics.coordinator_retry("celery")
             return False
-        self._carry_out(run, step, eager, deadline, call.events)  # a close was listed by the append itself
-        self._keep_or_drop(run)
         return True
 
     def _load_for_report(self, workflow_id: str, run_id: str | None) -> drv.RunDriver | None:
@@ -236,6 +230,11 @@ class Coordinator:
         return run
 
     # --- one step -------------------------------------------------------------------------------------
+    # A step is taken one way, whichever path takes it (a run alone: `_step`; a batch's runs: `Batch`; an
+    # attempt's report on a cached run: `_report_fast`): the run's inputs are applied (`_plan`, or the
+    # report), the step sealed into a `Plan` (`_sealed`), its append written (`append_one`, `append_many`
+    # or `report_and_append`), then what it leads to carried out (`_recorded`), or `_quiet` when it
+    # records nothing. The paths differ only in how they get the run, take its lease and write.
     def _step(self, workflow_id: str, begun: Begun) -> int | None:
         """Record the messages and release the lease in one append. Returns how many messages wait in
         the inbox after it, or None when the append was refused (the lease is still held)."""
@@ -330,12 +329,21 @@ class Coordinator:
                           again, run.stuck["message"])
         if not step.writes and not begun.inbox_used:
             return Plan(workflow_id, begun, run, step, None, {}, None, again)
+        return self._sealed(workflow_id, begun, run, step, begun.version, before, again,
+                            inbox_used=begun.inbox_used, lease_token=begun.token)
+
+    def _sealed(self, workflow_id: str, begun: Begun | None, run: drv.RunDriver, step: st.Step, expected: int,
+                summary: WorkflowState | None, again: float | None = None, **options: Any) -> Plan:
+        """The plan that records `step`: its append, conditional on the run's version being `expected`
+        (`summary`: the run's stored summary, when known), with `options` for the append call; the attempt
+        the caller runs itself (see `eager`), the deadline of those it dispatches, and the durable timers
+        the step arms (`again`: a stuck run's next look)."""
         run.seal(step)
-        append = Append(workflow_id, run.run_id, begun.version, tuple(step.events), step.status, step.result,
+        append = Append(workflow_id, run.run_id, expected, tuple(step.events), step.status, step.result,
                         step.error, self.fleet.clock.now())
         eager = self._eager_pick(step)
-        options = dict(inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
-                       dispatch_deadline=self._deadline(eager), summary=before, timers=self._timers(run, step, again))
+        options.update(attempts=_allowed(step), dispatch_deadline=self._deadline(eager), summary=summary,
+                       timers=self._timers(run, step, again))
         return Plan(workflow_id, begun, run, step, append, options, eager, again)
 
     def _quiet(self, plan: Plan, release: bool = True) -> int:
@@ -348,12 +356,13 @@ class Coordinator:
         self._keep_or_drop(run)
         return self.fleet.release(plan.workflow_id, plan.begun.token) if release else 0
 
-    def _recorded(self, plan: Plan, waiting: int | None) -> int | None:
-        """After the plan's append: its effects, or None when it was refused (the lease is still held)."""
+    def _recorded(self, plan: Plan, waiting: int | None, encoded: tuple[bytes, ...] | None = None) -> int | None:
+        """After the plan's append: its effects, or None when it was refused (a lease taken is still held;
+        an attempt's report was queued instead). `encoded`: the append's events, encoded."""
         if waiting is None:
             self._drop(plan.workflow_id)
             return None
-        self._carry_out(plan.run, plan.step, plan.eager, plan.options["dispatch_deadline"])
+        self._carry_out(plan.run, plan.step, plan.eager, plan.options["dispatch_deadline"], encoded)
         self._keep_or_drop(plan.run)
         return waiting
 

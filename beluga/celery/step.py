@@ -27,7 +27,7 @@ class Plan:
     of its call, the attempt the caller runs eagerly, and a stuck run's next look."""
 
     workflow_id: str
-    begun: Begun
+    begun: Begun | None  # the lease it holds (None: an attempt's report appended without one)
     run: drv.RunDriver
     step: st.Step
     append: Append | None
