@@ -26,6 +26,8 @@ from beluga.settings import UNCONFIGURED, Settings, redact
 log = get_logger("beluga.celery")
 CONTENT_TYPE = "application/x-beluga"
 _lock = threading.RLock()  # reentrant: loading settings may import a Django project that calls install()
+# The app of each settings asked for (None: the environment's), one per process: built by `get_app`, or
+# the app `install` put Beluga on, entered under its settings, those it was given, and None.
 _apps: dict[Settings | None, Celery] = {}
 
 register("beluga", codec.encode, codec.decode, content_type=CONTENT_TYPE, content_encoding="binary")
@@ -84,7 +86,6 @@ def make_app(settings: Settings) -> Celery:
 
 BELUGA_TASKS = ("beluga.coordinate", "beluga.wake", "beluga.activity", "beluga.query")
 ROUTED = ("beluga.coordinate", "beluga.wake", "beluga.query")  # to BELUGA_DEFAULT_QUEUE (activities: their own)
-_installed: list[Celery] = []   # the app `install` put Beluga on, in this process
 
 
 def install(app: Celery, settings: Settings | None = None) -> Celery:
@@ -105,10 +106,9 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
     in the same process (`workflow.new("celery")`) send through this app. Recommended for the workers:
     `worker_prefetch_multiplier = 1` (Beluga's own app sets it), `-E` or `worker_send_task_events` for
     Flower. Returns `app`."""
-    settings = settings or Settings.load()
+    given = settings or Settings.load()
     broker = app.conf.broker_url
-    if broker:
-        settings = settings.with_overrides(broker_url=str(broker))
+    settings = given.with_overrides(broker_url=str(broker)) if broker else given
     try:
         settings.history_url  # noqa: B018
     except ValueError as exc:
@@ -150,18 +150,16 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
     else:  # do not finalize the app here: its own tasks may not all be declared yet
         app.on_after_finalize.connect(configure_tasks, weak=False)
     with _lock:
-        _installed[:] = [app]
+        for key in (None, given, settings):
+            _apps[key] = app
     return app
 
 
 def get_app(settings: Settings | None = None) -> Celery:
     """The app for `settings` (default: the environment's), built once per process and reused; the app
-    `install` put Beluga on, for settings that differ from its own at most in the broker URL."""
+    `install` put Beluga on, for its settings (those it was given, or the environment's, with the app's
+    broker) and by default."""
     with _lock:
-        if _installed:
-            own = _installed[0].conf.beluga_settings
-            if settings is None or settings.with_overrides(broker_url=own.broker_url) == own:
-                return _installed[0]
         app = _apps.get(settings)
         if app is None:
             app = _apps[settings] = make_app(settings or Settings.load())
