@@ -20,14 +20,14 @@ from kombu.serialization import register
 
 from beluga import codec, logs
 from beluga.celery import kombu_redis
-from beluga.celery.outages import TRANSIENT
-from beluga.celery.queues import activity_queue, worker_queue
 from beluga.logs import get_logger
 from beluga.settings import UNCONFIGURED, Settings, redact
 
 log = get_logger("beluga.celery")
 CONTENT_TYPE = "application/x-beluga"
 _lock = threading.RLock()  # reentrant: loading settings may import a Django project that calls install()
+# The app of each settings asked for (None: the environment's), one per process: built by `get_app`, or
+# the app `install` put Beluga on, entered under its settings, those it was given, and None.
 _apps: dict[Settings | None, Celery] = {}
 
 register("beluga", codec.encode, codec.decode, content_type=CONTENT_TYPE, content_encoding="binary")
@@ -76,7 +76,7 @@ def make_app(settings: Settings) -> Celery:
             "unacked_restore_interval": max(1.0, settings.broker_visibility_timeout / 2),
             "unacked_restore_throttle": 1}
     app.conf.beluga_settings = settings
-    app.steps["worker"].add(UserModules)
+    app.steps["worker"].update((UserModules, FleetWorkerStep))
     from beluga.celery import outcome, tasks
 
     tasks.bind(app)
@@ -86,7 +86,6 @@ def make_app(settings: Settings) -> Celery:
 
 BELUGA_TASKS = ("beluga.coordinate", "beluga.wake", "beluga.activity", "beluga.query")
 ROUTED = ("beluga.coordinate", "beluga.wake", "beluga.query")  # to BELUGA_DEFAULT_QUEUE (activities: their own)
-_installed: list[Celery] = []   # the app `install` put Beluga on, in this process
 
 
 def install(app: Celery, settings: Settings | None = None) -> Celery:
@@ -107,10 +106,9 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
     in the same process (`workflow.new("celery")`) send through this app. Recommended for the workers:
     `worker_prefetch_multiplier = 1` (Beluga's own app sets it), `-E` or `worker_send_task_events` for
     Flower. Returns `app`."""
-    settings = settings or Settings.load()
+    given = settings or Settings.load()
     broker = app.conf.broker_url
-    if broker:
-        settings = settings.with_overrides(broker_url=str(broker))
+    settings = given.with_overrides(broker_url=str(broker)) if broker else given
     try:
         settings.history_url  # noqa: B018
     except ValueError as exc:
@@ -134,7 +132,7 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
         kombu_redis.configure(app, settings)
     app.conf.beluga_settings = settings
     app.conf.beluga_installed = True
-    app.steps["worker"].add(UserModules)
+    app.steps["worker"].update((UserModules, FleetWorkerStep))
     from beluga.celery import outcome, tasks
 
     tasks.bind(app)
@@ -152,18 +150,16 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
     else:  # do not finalize the app here: its own tasks may not all be declared yet
         app.on_after_finalize.connect(configure_tasks, weak=False)
     with _lock:
-        _installed[:] = [app]
+        for key in (None, given, settings):
+            _apps[key] = app
     return app
 
 
 def get_app(settings: Settings | None = None) -> Celery:
     """The app for `settings` (default: the environment's), built once per process and reused; the app
-    `install` put Beluga on, for settings that differ from its own at most in the broker URL."""
+    `install` put Beluga on, for its settings (those it was given, or the environment's, with the app's
+    broker) and by default."""
     with _lock:
-        if _installed:
-            own = _installed[0].conf.beluga_settings
-            if settings is None or settings.with_overrides(broker_url=own.broker_url) == own:
-                return _installed[0]
         app = _apps.get(settings)
         if app is None:
             app = _apps[settings] = make_app(settings or Settings.load())
@@ -229,6 +225,39 @@ class UserModules(bootsteps.Step):
                     "tasks go (add -Q %s if no other worker does)", settings.default_queue, settings.default_queue)
 
 
+class FleetWorkerStep(bootsteps.Step):
+    """A worker bootstep, after `UserModules`: builds the worker's `FleetWorker` once, in its main process
+    (its pool's processes inherit it), and hands it to the tasks (`app.beluga_process`, read by
+    `FleetTask.worker`); refuses to start (exit status 1) on a history Redis that may evict keys (see
+    `check_history_redis`), before the worker takes any message; serves metrics when BELUGA_METRICS_PORT
+    is set."""
+
+    name = "beluga.worker"
+    requires = (UserModules,)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        app = getattr(parent, "app", None)
+        settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
+        if not isinstance(settings, Settings):
+            return
+        from beluga.celery.worker import FleetWorker
+        from beluga.core.errors import ConfigurationError
+
+        worker = FleetWorker(app, settings, parent.hostname)
+        try:  # SystemExit is what Celery's start-up lets through
+            check_history_redis(worker.store.redis, settings.history_url)
+        except ConfigurationError as exc:
+            log.critical("refusing to start: %s", exc)
+            raise SystemExit(1) from None
+        app.beluga_process = worker
+        if settings.metrics_port:
+            from beluga import metrics
+
+            if metrics.serve_worker(settings.metrics_port, worker.store):
+                metrics.slots(int(getattr(parent, "concurrency", None) or 1))  # the pool's; its tasks take them
+
+
 def _refuse(why: str) -> None:
     """A worker that could not do its job exits with EX_CONFIG, saying why on stderr as well, where a
     supervisor shows it even when the log goes to a file."""
@@ -263,41 +292,10 @@ class BelugaConsumer(Consumer):
         return super().ensure_connected(conn)
 
 
-@signals.celeryd_after_setup.connect
-def _on_worker_setup(sender: Any = None, instance: Any = None, **_: Any) -> None:
-    app = getattr(instance, "app", None)
-    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
-    if not isinstance(settings, Settings):
-        return
-    from beluga.celery.runtime import runtime
-    from beluga.core.definitions import registry
-    from beluga.core.errors import ConfigurationError
-
-    try:  # before the worker takes any message; SystemExit is what Celery's start-up lets through
-        check_history_redis(runtime(app).store.redis, settings.history_url)
-    except ConfigurationError as exc:
-        log.critical("refusing to start: %s", exc)
-        raise SystemExit(1) from None
-
-    if getattr(app.conf, "beluga_installed", False):  # a team's own app: consume Beluga's queue as well
-        app.amqp.queues.select_add(settings.default_queue)
-    for name in sorted(registry.activities):
-        app.amqp.queues.select_add(activity_queue(settings, name))
-    rt = runtime(app)
-    rt.worker = str(sender)  # the node name: its own queue, and how the roster knows it
-    app.amqp.queues.select_add(worker_queue(settings, rt.worker))
-    try:
-        rt.fleet.publish_names(sorted(registry.workflows), sorted(registry.activities))
-        rt.announce()  # before the worker takes anything: a worker lacking some code hands runs here
-    except TRANSIENT as exc:  # the scheduler announces them once Redis answers
-        log.warning("could not announce this worker's workflows and activities yet: %s", exc)
-
-
 @signals.worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
-        from beluga.celery.runtime import runtime
         from beluga.core.definitions import registry
 
         settings = app.conf.beluga_settings
@@ -308,12 +306,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         log.info("beluga worker %s: broker %s, histories in %s, imports %s, activities %s", sender.hostname,
                  redact(settings.broker_url), redact(settings.history_url), ",".join(settings.imports),
                  ",".join(sorted(registry.activities)))
-        rt = runtime(app)
-        try:  # runs that Beluga 0.1.0 listed in its global index stay listed (see RedisStore.adopt_listing)
-            rt.store.adopt_listing()
-        except TRANSIENT as exc:
-            log.warning("could not look for runs listed by Beluga 0.1.0 (the next start will): %s", exc)
-        rt.scheduler.start()
 
 
 SAFE_POLICY = "noeviction"
@@ -368,44 +360,10 @@ def _config_values(client: Any, name: str) -> list[str]:
     return [str(got.get(name, ""))] if name in got else []
 
 
-@signals.task_received.connect
-def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """Renew the deadline of an activity attempt whose message this worker just took, unless it is far
-    enough ahead (see `Holds`), so that a worker that dies holding it is noticed within the lease; and
-    put a Celery retry's ETA, given on the fleet's clock, on this worker's (see `eta_on_local_clock`)."""
-    if request is None or request.type != "beluga.activity":  # .name is the Flower shadow name
-        return
-    app = getattr(sender, "app", None)
-    if not isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
-        return
-    from beluga.celery.attempts import DUE, eta_on_local_clock
-    from beluga.celery.report import UNTIL
-    from beluga.celery.runtime import runtime
-
-    args = request.args
-    try:
-        attempt = (args[0], int(args[2]), int(args[3]))
-        until = (args[6] or {}).get(UNTIL)
-        due = (args[6] or {}).get(DUE)
-    except Exception:  # a malformed message is rejected by the task itself; never break the consumer
-        return
-    rt = runtime(app)
-    rt.holds.note(attempt, until if isinstance(until, float) else None)
-    if due is not None:
-        eta_on_local_clock(request, rt.fleet.clock)
-
-
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     from beluga import metrics
 
-    app = getattr(sender, "app", None)
-    if isinstance(getattr(getattr(app, "conf", None), "beluga_settings", None), Settings):
-        from beluga.celery.runtime import runtime
-
-        rt = runtime(app)
-        rt.scheduler.stop()
-        rt.withdraw()
     metrics.worker_shutdown()
 
 
@@ -417,20 +375,6 @@ def _on_logging_set_up(sender: Any = None, logger: Any = None, format: str | Non
 
         logs.add_to_handlers(logger)
         logs.add_to_handlers(get_multiprocessing_logger())
-
-
-@signals.worker_init.connect
-def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    """In the worker's main process, before its pool starts: serve metrics when BELUGA_METRICS_PORT is set
-    (the pool's size is the worker's free task slots until its tasks take them, see `observe`)."""
-    app = getattr(sender, "app", None)
-    settings = getattr(getattr(app, "conf", None), "beluga_settings", None)
-    if isinstance(settings, Settings) and settings.metrics_port:
-        from beluga import metrics
-        from beluga.celery.runtime import runtime
-
-        if metrics.serve_worker(settings.metrics_port, runtime(app).store):
-            metrics.slots(int(getattr(sender, "concurrency", None) or 1))  # the pool's; its tasks take them
 
 
 from beluga.celery import observe  # noqa: E402,F401  (connects the tasks' log, trace and metric signals)

@@ -24,7 +24,7 @@ from beluga.logs import get_logger
 
 if TYPE_CHECKING:
     from beluga.celery.clock import FleetClock
-    from beluga.celery.runtime import Runtime
+    from beluga.celery.process import FleetProcess
 
 log = get_logger("beluga.tasks")
 # Through an outage each process logs a topic's first error, then a line every ten seconds at most.
@@ -68,7 +68,7 @@ def eta_on_local_clock(request: Any, clock: FleetClock) -> None:
         request._eta = eta + timedelta(seconds=off)
 
 
-def wait_until_due(rt: Runtime, options: dict[str, Any]) -> None:
+def wait_until_due(rt: FleetProcess, options: dict[str, Any]) -> None:
     """Hold back an attempt delivered before its due time (a Celery retry, `DUE`), should its ETA not have
     been put on this worker's clock (see `eta_on_local_clock`), or that clock have moved since. The wait
     is at most the retry's delay (CELERY_RETRY_LIMIT); its message is held meanwhile, so its deadline is
@@ -81,7 +81,7 @@ def wait_until_due(rt: Runtime, options: dict[str, Any]) -> None:
             time.sleep(early)
 
 
-def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
+def run_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
                 options: dict[str, Any], details: Any, heartbeat_timeout: float | None, celery_retries: bool = True
                 ) -> tuple[dict[str, Any], float | None]:
     """Run one claimed attempt; returns the inbox message reporting it and the retry delay. A retry up to
@@ -113,7 +113,7 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)
 
 
-def report_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
+def report_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
                    options: dict[str, Any], details: Any, heartbeat_timeout: float | None, heartbeat: bool,
                    celery_retries: bool = True) -> tuple[dict[str, Any], bool, float | None] | None:
     """Run a started attempt and report it, handing the report to the coordinator right here. Returns

@@ -3,10 +3,11 @@ workflow code, so a Django or Flask view can start, signal, query and cancel run
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -35,6 +36,9 @@ from beluga.settings import Settings
 from beluga.stores.redis import RedisStore
 from beluga.stores.redis_keys import shard_of
 
+if TYPE_CHECKING:
+    from beluga.celery.process import FleetProcess
+
 log = get_logger("beluga.client")
 T = TypeVar("T")
 
@@ -42,10 +46,9 @@ T = TypeVar("T")
 class CeleryExecutor(StoreBackedExecutor):
     def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0) -> None:
         from beluga.celery.app import check_history_redis, get_app
-        from beluga.celery.runtime import runtime
 
         self.app = get_app(settings)
-        self._rt = runtime(self.app)
+        self._rt = _fleet_parts(self.app)
         check_history_redis(self._rt.store.redis, self._rt.settings.history_url, worker=False)
         self.store = self._rt.store
         self.fleet = self._rt.fleet
@@ -262,6 +265,22 @@ def _unavailable(what: str, budget: float, exc: BaseException, writes: bool, sen
         return f"{what}: {why}; a read, safe to repeat"
     return f"{what}: {why}; " + (f"it may have taken effect: repeat it with request_id {request_id!r} to make "
                                  "sure, it takes effect once" if sent else "it did not take effect")
+
+
+_parts_lock = threading.Lock()
+
+
+def _fleet_parts(app: Any) -> FleetProcess:
+    """The fleet parts every client of `app` in this process shares (one set of Redis connections): the
+    worker's, in a worker process (built as it started, see `app.FleetWorkerStep`); else a client's, which
+    has no scheduler, holds or eager slot, built here once."""
+    from beluga.celery.process import FleetProcess
+
+    with _parts_lock:
+        parts = getattr(app, "beluga_process", None)
+        if parts is None:
+            parts = app.beluga_process = FleetProcess(app, app.conf.beluga_settings)
+        return parts
 
 
 def factory(config: Config | None = None) -> CeleryExecutor:

@@ -20,12 +20,13 @@ from typing import Any
 
 from beluga import codec, logs, metrics
 from beluga.celery import messages
-from beluga.celery.batch import Batches, Plan
+from beluga.celery.batch import Batch
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.fleet_scripts import REPORT_QUEUED
 from beluga.celery.outages import TRANSIENT, retry_transient
 from beluga.celery.report import CARRIED, SENT_AT, UNTIL, AttemptReport
 from beluga.celery.roster import Handoff
+from beluga.celery.step import INBOX_BATCH, HandOn, Plan, RunVanished, after_one, left_to_sweep
 from beluga.core import driver as drv
 from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option
@@ -45,27 +46,12 @@ from beluga.logs import get_logger
 from beluga.stores.redis import on_primary
 
 log = get_logger("beluga.coordinator")
-INBOX_BATCH = 100
 CARRY_MAX = 2048  # bytes of encoded events an activity message carries at most
 STUCK_RETRY_MAX = 300.0
 REPORTED_MAX = 10_000  # runs a process remembers having reported unreadable or vanished (each said once)
 
 
-class RunVanished(Exception):  # noqa: N818 - an outcome, not an error
-    """The run vanished (was deleted) while being coordinated: nothing is left to drive. Not a stuck run
-    (`RunDriver.stuck`: code that no longer matches its history), which stays and is retried."""
-
-
-class HandOn(Exception):  # noqa: N818 - an outcome, not an error
-    """This process cannot drive the run (its code is missing here or does not match), and a live worker
-    with another version of it may: the run goes there untouched (see `roster`)."""
-
-    def __init__(self, handoff: Handoff) -> None:
-        super().__init__(f"handed on to {handoff.worker}")
-        self.handoff = handoff
-
-
-class Coordinator(Batches):
+class Coordinator:
     def __init__(self, fleet: Fleet, registry: Registry, *, dispatch: Callable[..., None],
                  wake: Callable[[str, str | None], None], start_child: Callable[..., None],
                  check_payload: Callable[[Any], Any], cache_size: int = 256, stuck_retry: float = 5.0,
@@ -83,7 +69,7 @@ class Coordinator(Batches):
         self.cache_size = cache_size
         self.stuck_retry = stuck_retry
         # whether the caller would run an attempt (name, attempt, options) itself, right after the append
-        # that dispatches it, instead of having it sent (see runtime.Runtime.takes_eagerly)
+        # that dispatches it, instead of having it sent (see process.FleetProcess.takes_eagerly)
         self.eager = eager
         # a live worker that may drive a run this process cannot (workflow type, versions tried), and how
         # to send the run there (see roster); None: a stuck run is stuck here
@@ -92,8 +78,8 @@ class Coordinator(Batches):
         self._rand = random.Random()
         # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis
         # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
-        self.batches = not self.store.cluster and self.store.append_replicas <= 0
-        self._local = threading.local()  # a batch's closed runs, announced together (see Batches)
+        self.batches = Batch(self) if not self.store.cluster and self.store.append_replicas <= 0 else None
+        self._local = threading.local()  # a batch's closed runs, announced together (see Batch)
         self._reported: OrderedDict[str, None] = OrderedDict()  # see `_first_report`
         self._reported_lock = threading.Lock()
 
@@ -174,11 +160,11 @@ class Coordinator(Batches):
         """Coordinate these runs (a shard's wake task). A run that fails is logged and left to the sweep
         (its inbox keeps its messages); a Redis outage ends the batch (the sweep wakes the rest).
 
-        Several runs are taken as one batch (see `_batch`): their leases in one round trip, the runs this
+        Several runs are taken as one batch (see `Batch`): their leases in one round trip, the runs this
         process has not cached in one read, their appends in one pipeline. What the batch leaves (more
         messages arrived meanwhile, a lease lost) is coordinated one by one after it."""
-        if len(workflow_ids) > 1 and self.batches:
-            workflow_ids = self._batch(workflow_ids)
+        if len(workflow_ids) > 1 and self.batches is not None:
+            workflow_ids = self.batches.run(workflow_ids)
         for workflow_id in workflow_ids:
             try:
                 self.run(workflow_id)
@@ -222,23 +208,17 @@ class Coordinator(Batches):
         run.apply(step, messages.decode(message), self.fleet.clock.now(), self._rand.random())  # type: ignore[arg-type]
         if not step.events:  # stale for this cached state: let the coordinator sort it out
             return None
-        run.seal(step)
-        append = Append(workflow_id, run.run_id, step.expected, tuple(step.events), step.status, step.result,
-                        step.error, self.fleet.clock.now())
-        eager = self._eager_pick(step)
-        deadline = self._deadline(eager)
-        call = self.store.append_call(append, attempts=_allowed(step), dispatch_deadline=deadline,
-                                      summary=before, timers=self._timers(run, step))
+        plan = self._sealed(workflow_id, None, run, step, step.expected, before)
+        call = self.store.append_call(plan.append, **plan.options)  # type: ignore[arg-type]
         if call is None:  # the run vanished meanwhile: the coordinator sorts it out
             self._drop(workflow_id)
             return None
-        if on_primary(self.fleet.report_and_append, call, report.seq, report.attempt, message,
-                      report.next_attempt, report.heartbeat) == REPORT_QUEUED:
-            self._drop(workflow_id)  # it was applied to the cached instance: rebuild from the store
+        left = on_primary(self.fleet.report_and_append, call, report.seq, report.attempt, message,
+                          report.next_attempt, report.heartbeat)
+        # REPORT_QUEUED: it was applied to the cached instance, which is dropped (rebuilt from the store)
+        if self._recorded(plan, None if left == REPORT_QUEUED else left, call.events) is None:
             metrics.coordinator_retry("celery")
             return False
-        self._carry_out(run, step, eager, deadline, call.events)  # a close was listed by the append itself
-        self._keep_or_drop(run)
         return True
 
     def _load_for_report(self, workflow_id: str, run_id: str | None) -> drv.RunDriver | None:
@@ -257,6 +237,11 @@ class Coordinator(Batches):
         return run
 
     # --- one step -------------------------------------------------------------------------------------
+    # A step is taken one way, whichever path takes it (a run alone: `_step`; a batch's runs: `Batch`; an
+    # attempt's report on a cached run: `_report_fast`): the run's inputs are applied (`_plan`, or the
+    # report), the step sealed into a `Plan` (`_sealed`), its append written (`append_one`, `append_many`
+    # or `report_and_append`), then what it leads to carried out (`_recorded`), or `_quiet` when it
+    # records nothing. The paths differ only in how they get the run, take its lease and write.
     def _step(self, workflow_id: str, begun: Begun) -> int | None:
         """Record the messages and release the lease in one append. Returns how many messages wait in
         the inbox after it, or None when the append was refused (the lease is still held)."""
@@ -359,13 +344,24 @@ class Coordinator(Batches):
                           again, run.stuck["message"])
         if not step.writes and not begun.inbox_used:
             return Plan(workflow_id, begun, run, step, None, {}, None, again)
+        plan = self._sealed(workflow_id, begun, run, step, begun.version, before, again,
+                            inbox_used=begun.inbox_used, lease_token=begun.token)
+        plan.started = started
+        return plan
+
+    def _sealed(self, workflow_id: str, begun: Begun | None, run: drv.RunDriver, step: st.Step, expected: int,
+                summary: WorkflowState | None, again: float | None = None, **options: Any) -> Plan:
+        """The plan that records `step`: its append, conditional on the run's version being `expected`
+        (`summary`: the run's stored summary, when known), with `options` for the append call; the attempt
+        the caller runs itself (see `eager`), the deadline of those it dispatches, and the durable timers
+        the step arms (`again`: a stuck run's next look)."""
         run.seal(step)
-        append = Append(workflow_id, run.run_id, begun.version, tuple(step.events), step.status, step.result,
+        append = Append(workflow_id, run.run_id, expected, tuple(step.events), step.status, step.result,
                         step.error, self.fleet.clock.now())
         eager = self._eager_pick(step)
-        options = dict(inbox_used=begun.inbox_used, attempts=_allowed(step), lease_token=begun.token,
-                       dispatch_deadline=self._deadline(eager), summary=before, timers=self._timers(run, step, again))
-        return Plan(workflow_id, begun, run, step, append, options, eager, again, started)
+        options.update(attempts=_allowed(step), dispatch_deadline=self._deadline(eager), summary=summary,
+                       timers=self._timers(run, step, again))
+        return Plan(workflow_id, begun, run, step, append, options, eager, again)
 
     def _quiet(self, plan: Plan, release: bool = True) -> int:
         """A step that records nothing: its effects (a stuck run's retry), then the lease back."""
@@ -377,14 +373,15 @@ class Coordinator(Batches):
         self._keep_or_drop(run)
         return self.fleet.release(plan.workflow_id, plan.begun.token) if release else 0
 
-    def _recorded(self, plan: Plan, waiting: int | None) -> int | None:
-        """After the plan's append: its effects, or None when it was refused (the lease is still held)."""
+    def _recorded(self, plan: Plan, waiting: int | None, encoded: tuple[bytes, ...] | None = None) -> int | None:
+        """After the plan's append: its effects, or None when it was refused (a lease taken is still held;
+        an attempt's report was queued instead). `encoded`: the append's events, encoded."""
         if waiting is None:
             self._drop(plan.workflow_id)
             return None
         if plan.started:  # the append consumed the run's start message: it is counted here, once
             metrics.run_started(plan.run.state.workflow_type)
-        self._carry_out(plan.run, plan.step, plan.eager, plan.options["dispatch_deadline"])
+        self._carry_out(plan.run, plan.step, plan.eager, plan.options["dispatch_deadline"], encoded)
         self._keep_or_drop(plan.run)
         return waiting
 
@@ -404,7 +401,7 @@ class Coordinator(Batches):
 
     def _trim(self) -> None:
         """Evict (and close) the least recently used runs past `cache_size`. Not while a batch holds runs
-        of its own outside the cache (see Batches): evicting one of them would close the instance that the
+        of its own outside the cache (see Batch): evicting one of them would close the instance that the
         batch then puts back."""
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)[1].close()
@@ -554,7 +551,7 @@ class Coordinator(Batches):
                 queue = self.registry.queue_of(effect.name, effect.options)
                 metrics.activity_closed(effect.name, queue, effect.seconds)
             elif not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
-                _after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))
+                after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))
 
     def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False,
                 sent: dict[str, Any] | None = None) -> None:
@@ -632,27 +629,6 @@ class Coordinator(Batches):
         self.fleet.push(parent["workflow_id"], messages.encode(st.ChildClosed(parent["seq"], ok, payload),
                                                                parent["run_id"]))
         self.wake(parent["workflow_id"], None)
-
-
-def left_to_sweep(workflow_id: str, exc: Exception) -> None:
-    """Log why a run of a batch could not be coordinated (called handling `exc`): its inbox keeps its
-    messages and the sweep wakes it again. A run that vanished is a warning, anything else an error."""
-    if isinstance(exc, RunVanished):
-        log.warning("%s", exc)
-    else:
-        log.exception("could not coordinate workflow %s (the sweep wakes it again)", workflow_id)
-
-
-def _after_one(action: Callable[[], Any], budget: float = 10.0) -> None:
-    """One follow-up of a recorded step, retried through a short outage; a failure is logged, never
-    raised (the step is recorded and will not run again; what the follow-up would have done is
-    recovered by the sweeper and the attempt records)."""
-    try:
-        retry_transient(lambda: on_primary(action), budget)
-    except TRANSIENT as exc:
-        log.error("a recorded step's follow-up failed for %gs, giving up on it: %s", budget, exc)
-    except Exception:
-        log.exception("a recorded step's follow-up failed")
 
 
 def _carry(run: drv.RunDriver, step: st.Step, encoded: Sequence[bytes] | None) -> list[bytes]:

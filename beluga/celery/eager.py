@@ -15,7 +15,8 @@ from beluga.core.failure import to_failure
 from beluga.logs import get_logger
 
 if TYPE_CHECKING:
-    from beluga.celery.runtime import Runtime
+    from beluga.celery.holds import EagerHolds
+    from beluga.celery.worker import FleetWorker
 
 log = get_logger("beluga.tasks")
 WAKE_EAGER_SECONDS = 0.5  # how long a wake batch runs its runs' next activities itself before sending the rest
@@ -23,20 +24,22 @@ WAKE_EAGER_SECONDS = 0.5  # how long a wake batch runs its runs' next activities
 
 class EagerSlot:
     """A task's budget of eager steps. When an activity task's report (or a coordinate task's step, such
-    as a run's start) leads to a new attempt that this worker can run (see `Runtime.takes_eagerly`), the
+    as a run's start) leads to a new attempt that this worker can run (see `FleetProcess.takes_eagerly`), the
     append that dispatches it gives it a lease deadline, the coordinator leaves it here instead of
     sending it through the broker, and the task runs it next, in the same process; its report may leave
     the next one. `limit` eager attempts per task at most: then the run goes back through the broker,
     and the process to whatever waits there."""
 
-    def __init__(self, limit: int, batch: bool = False) -> None:
+    def __init__(self, limit: int, holds: EagerHolds | None = None) -> None:
         self.limit = limit
         self.used = 0
         self.next: tuple[str, str, int, int, str, Any, dict[str, Any]] | None = None
-        # A wake task's batch: each woken run may leave its next attempt (`limit` in all), run once the
-        # whole batch is recorded, one after the other for WAKE_EAGER_SECONDS; what is left then is sent
-        # through the broker. Their reports take no eager attempt after them.
-        self.batch = batch
+        # A wake task's batch (`holds`: the worker's, which renew the deadlines of the attempts it keeps):
+        # each woken run may leave its next attempt (`limit` in all), run once the whole batch is recorded,
+        # one after the other for WAKE_EAGER_SECONDS; what is left then is sent through the broker. Their
+        # reports take no eager attempt after them.
+        self.holds = holds
+        self.batch = holds is not None
         self.picked = 0
         self.queued: list[tuple[str, str, int, int, str, Any, dict[str, Any]]] = []
 
@@ -46,8 +49,15 @@ class EagerSlot:
             return self.picked < self.limit
         return self.next is None and self.used < self.limit
 
+    def keep(self, job: tuple[str, str, int, int, str, Any, dict[str, Any]]) -> None:
+        """Leave a batch's attempt here, recorded with a lease deadline, which this process renews until the
+        attempt ends or is sent."""
+        assert self.holds is not None, "only a wake task's batch keeps attempts"
+        self.holds.add((job[0], job[2], job[3]))
+        self.queued.append(job)
 
-def run_eagerly(rt: Runtime, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
+
+def run_eagerly(rt: FleetWorker, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
                 options: dict[str, Any]) -> None:
     """Run an attempt that the append before recorded as dispatched, with a lease deadline, and that no
     message carries: this process renews its deadline while it runs, so that if it dies the scheduler
@@ -88,7 +98,7 @@ def _observe_eager_end(events: EagerTaskEvents, name: str,
     observe.attempt_ended(events.task_id, name, "RETRY" if retried else "FAILURE", error)
 
 
-def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
+def run_eager_slot(rt: FleetWorker, slot: EagerSlot | None) -> None:
     """Run the attempts left in the task's eager slot, one after the other, each possibly leaving the
     next; then close the slot."""
     try:
@@ -108,7 +118,7 @@ def run_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
         close_eager_slot(rt, slot)
 
 
-def close_eager_slot(rt: Runtime, slot: EagerSlot | None) -> None:
+def close_eager_slot(rt: FleetWorker, slot: EagerSlot | None) -> None:
     """No more eager attempts in this task; one still left in the slot goes through the broker."""
     rt.slot = None
     if slot is not None and slot.next is not None:

@@ -52,9 +52,7 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
     except (IndexError, TypeError):
         return
     if task.name == "beluga.activity" and len(args) >= 7:
-        from beluga.celery.runtime import runtime
-
-        now = runtime(task.app).fleet.clock.now()  # the fleet's clock, which stamped the message
+        now = task.worker.fleet.clock.now()  # the fleet's clock, which stamped the message
         attempt_began(task_id, workflow_id, *args[1:5], args[6], _queued_at(task.request), now)
     else:
         _stack().append((task_id, logs.bind(workflow_id=workflow_id), None, time.perf_counter(), None))

@@ -142,7 +142,7 @@ def safety_interval(lease_seconds: float, interval: float) -> float:
 
 class Scheduler:
     """The loop of one worker's main process (see the module's docstring), built with the worker's
-    runtime (`rt`) and the Celery app whose queues it consumes; `start` once the worker is ready."""
+    `FleetWorker` (`rt`) and the Celery app whose queues it consumes; `start` once the worker is ready."""
 
     def __init__(self, rt: Any, app: Any, interval: float = 0.2) -> None:
         self.rt, self.app, self.interval = rt, app, interval

@@ -13,7 +13,6 @@ from beluga.celery import roster
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr
 from beluga.celery.eager import EagerSlot
 from beluga.celery.fleet import Fleet, Waiting
-from beluga.celery.holds import EagerHolds
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.celery.queues import activity_queue
@@ -29,15 +28,12 @@ sending = Quiet(log, "sending tasks to the broker")
 
 class Sender:
     """Sends a process's tasks with its Celery `app`. `slot` gives the eager slot of the task running in
-    the calling thread (an attempt may be left there instead of sent, see EagerSlot); `eager_holds`
-    renews the attempts a wake batch's slot keeps."""
+    the calling thread (an attempt may be left there instead of sent, see EagerSlot; a client's: None)."""
 
-    def __init__(self, app: Celery, settings: Settings, fleet: Fleet, eager_holds: EagerHolds,
-                 slot: Callable[[], EagerSlot | None]) -> None:
+    def __init__(self, app: Celery, settings: Settings, fleet: Fleet, slot: Callable[[], EagerSlot | None]) -> None:
         self.app = app
         self.settings = settings
         self.fleet = fleet
-        self._eager_holds = eager_holds
         self._slot = slot
         self._broker: Any = None  # a connection to a Redis broker, for its queues' lengths (the scheduler's)
 
@@ -95,9 +91,7 @@ class Sender:
         retries counted, as `Task.retry` keeps a task's id."""
         slot = self._slot()
         if eager and slot is not None and slot.batch:
-            # recorded with a lease deadline, which this process renews until the attempt ends or is sent
-            self._eager_holds.add((workflow_id, seq, attempt))
-            slot.queued.append((workflow_id, run_id, seq, attempt, name, input, options))
+            slot.keep((workflow_id, run_id, seq, attempt, name, input, options))
             return
         if eager and slot is not None and slot.next is None:
             slot.next = (workflow_id, run_id, seq, attempt, name, input, options)

@@ -18,7 +18,7 @@ from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.queues import activity_queue
-from beluga.celery.runtime import runtime
+from beluga.celery.worker import FleetTask
 from beluga.core.definitions import effective_option, registry
 from beluga.core.driver import read_only
 from beluga.core.errors import ConfigurationError, NonDeterminismError
@@ -32,7 +32,7 @@ _coordinating = Quiet(log, "coordinating runs")
 def _eager_allowed(task: Any) -> bool:
     """Whether this activity task may run the attempts its reports lead to (BELUGA_EAGER_ACTIVITIES > 0,
     in a worker): not when Celery limits its rate or its run time (both apply to the whole task)."""
-    if runtime(task.app).settings.eager_activities <= 0:
+    if task.worker.settings.eager_activities <= 0:
         return False
     if task.request.is_eager or task.rate_limit or any(task.request.timelimit or ()):
         return False
@@ -43,10 +43,10 @@ def _eager_allowed(task: Any) -> bool:
 def bind(app: Celery) -> None:
     """Register the fleet's tasks on `app`."""
 
-    @app.task(name="beluga.coordinate", shared=False, bind=True, acks_late=True, max_retries=None)
-    def coordinate(self: Any, workflow_id: str, tried: Any = None) -> None:
+    @app.task(name="beluga.coordinate", base=FleetTask, shared=False, bind=True, acks_late=True, max_retries=None)
+    def coordinate(self: FleetTask, workflow_id: str, tried: Any = None) -> None:
         """`tried`: the versions of the run's code tried by the workers that handed it here (see roster)."""
-        rt = runtime(app)
+        rt = self.worker
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
         rt.slot = slot  # the run's first activity (or the next after a signal) may start right here
         try:
@@ -62,9 +62,9 @@ def bind(app: Celery) -> None:
             raise
         run_eager_slot(rt, slot)
 
-    @app.task(name="beluga.wake", shared=False, bind=True, acks_late=True, max_retries=None)
-    def wake(self: Any, shard: int) -> None:
-        rt = runtime(app)
+    @app.task(name="beluga.wake", base=FleetTask, shared=False, bind=True, acks_late=True, max_retries=None)
+    def wake(self: FleetTask, shard: int) -> None:
+        rt = self.worker
         try:
             rt.wake_batch(int(shard), eager=rt.settings.eager_activities if _eager_allowed(self) else 0)
             _coordinating.recovered()
@@ -72,11 +72,11 @@ def bind(app: Celery) -> None:
             _coordinating.error("could not coordinate the runs woken in shard %s (the sweep will wake them "
                                 "again)", shard, exc=exc)
 
-    @app.task(name="beluga.activity", shared=False, bind=True, acks_late=True, reject_on_worker_lost=True,
-              max_retries=None)
-    def activity(self: Any, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
+    @app.task(name="beluga.activity", base=FleetTask, shared=False, bind=True, acks_late=True,
+              reject_on_worker_lost=True, max_retries=None)
+    def activity(self: FleetTask, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
                  options: dict[str, Any]) -> None:
-        rt = runtime(app)
+        rt = self.worker
         fleet = rt.fleet
         defn = registry.activities.get(name)
         if defn is None:
@@ -109,7 +109,7 @@ def bind(app: Celery) -> None:
             if reported is not None:
                 message, celery_retry, next_delay = reported
                 if celery_retry:  # a failed publish rejects the message; the next attempt's dispatch
-                    # record remains; it is marked waiting for a worker first, as `Runtime.dispatch` does. Its
+                    # record remains; it is marked waiting for a worker first, as `Sender.dispatch` does. Its
                     # ETA and its due time are on the fleet's clock (see wait_until_due).
                     due = fleet.clock.now() + (next_delay or 0.0)
                     retried = {**options, DUE: due}
@@ -134,11 +134,11 @@ def bind(app: Celery) -> None:
             outcome.note_failure(failed)
         return outcome.settle(message, next_delay)  # the task's state says what the attempt did (Flower)
 
-    @app.task(name="beluga.query", shared=False, bind=True)
-    def query(self: Any, workflow_id: str, name: str, args: list[Any], reply_to: str, tried: Any = None) -> None:
+    @app.task(name="beluga.query", base=FleetTask, shared=False, bind=True)
+    def query(self: FleetTask, workflow_id: str, name: str, args: list[Any], reply_to: str, tried: Any = None) -> None:
         """Answered by replaying the run here; a run whose code is missing here or does not replay goes
         to a live worker with another version, as coordination does (see roster)."""
-        rt = runtime(app)
+        rt = self.worker
         state = None
         try:
             state = rt.store.load(workflow_id)
@@ -161,4 +161,4 @@ def _tried(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
-__all__ = ["bind", "runtime", "codec"]
+__all__ = ["bind", "codec"]

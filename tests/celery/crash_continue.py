@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from beluga.celery.runtime import Runtime
+from beluga.celery.process import FleetProcess
 from beluga.stores.redis import RedisStore
 from tests.celery.workflows import _redis
 
-_start_child = Runtime.start_child
+_start_child = FleetProcess.start_child
 _create = RedisStore.create
 
 
-def _start_child_or_die(self: Runtime, c: Any, link: Any, queue: Any, *, continue_from: Any = None,
+def _start_child_or_die(self: FleetProcess, c: Any, link: Any, queue: Any, *, continue_from: Any = None,
                         input: Any = None) -> None:
     if continue_from is not None and continue_from.workflow_id.startswith("crash-continue-"):
         r = _redis("BELUGA_TEST_CALLS_URL")
@@ -32,5 +32,5 @@ def _counted_create(self: RedisStore, state: Any, *, replace_run_id: str | None 
         _redis("BELUGA_TEST_CALLS_URL").hincrby("test:continued", replace_run_id, 1)
 
 
-Runtime.start_child = _start_child_or_die  # type: ignore[method-assign]
+FleetProcess.start_child = _start_child_or_die  # type: ignore[method-assign]
 RedisStore.create = _counted_create  # type: ignore[method-assign]

@@ -124,8 +124,8 @@ def test_no_eager_slot_under_a_rate_limit_or_a_time_limit() -> None:
     conf = SimpleNamespace(task_time_limit=None, task_soft_time_limit=None)
 
     def task(rate_limit: str | None = None, timelimit: tuple = (None, None)) -> SimpleNamespace:
-        return SimpleNamespace(app=SimpleNamespace(_beluga_runtime=SimpleNamespace(
-            settings=Settings(eager_activities=8)), conf=conf), rate_limit=rate_limit, time_limit=None,
+        return SimpleNamespace(worker=SimpleNamespace(settings=Settings(eager_activities=8)),
+            app=SimpleNamespace(conf=conf), rate_limit=rate_limit, time_limit=None,
             soft_time_limit=None, request=SimpleNamespace(is_eager=False, timelimit=timelimit))
 
     assert tasks._eager_allowed(task())

@@ -1,26 +1,19 @@
-"""The per-process state of a worker or client (`Runtime`), made of its parts: Redis connections
-(`store`, `fleet`), what it sends (`sender`), what it holds (`holds`, `eager_holds`), the coordinator
-and its cache, and a worker's scheduler; with what joins them (wake batches, children, the roster)."""
+"""What every process of the fleet has, a client's as well as a worker's (`FleetProcess`): its Redis
+connections (`store`, `fleet`), what it sends (`sender`), the coordinator, which worker has which code
+(the roster), and how a run's children are started. A worker's own parts are in worker.py
+(`FleetWorker`); a client builds only these (see client.py)."""
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
 from beluga.celery import messages, roster
-from beluga.celery.attempts import attempt_kwargsrepr
 from beluga.celery.coordinator import Coordinator, RunVanished
-from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.fleet import Fleet
-from beluga.celery.holds import EagerHolds, Holds
-from beluga.celery.queues import worker_queue
 from beluga.celery.report import AttemptReport
-from beluga.celery.scheduler import Scheduler
-from beluga.celery.sender import Sender, sending
-from beluga.celery.task_events import TaskEventOutbox
+from beluga.celery.sender import Sender
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
 from beluga.core.steps import ChildClosed, StartChild
@@ -29,14 +22,17 @@ from beluga.runs import new_run_state, payload_checker
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore, on_primary
 
+if TYPE_CHECKING:
+    from beluga.celery.eager import EagerSlot
+
 log = get_logger("beluga.tasks")
-WAKE_BATCH = 100  # runs a wake task takes from its shard's wake set at a time
-WAKE_LINGER = 0.002  # a wake task that found its shard's wake set empty looks once more after this long
-# (short: a run woken meanwhile waits for it, as a signal's next activity does)
 
 
-class Runtime:
-    """Per-process state of a worker or client: Redis connections, the coordinator and its cache."""
+class FleetProcess:
+    """The fleet parts of a process: built once by whoever owns the process (a worker as it starts, see
+    `FleetWorker`; a client for its app, see `CeleryExecutor`) and handed to what needs them."""
+
+    name: str | None = None  # a worker's Celery node name (its own queue, how the roster knows it); a client: None
 
     def __init__(self, app: Celery, settings: Settings) -> None:
         self.app = app
@@ -51,60 +47,18 @@ class Runtime:
                                 connect_timeout=settings.redis_connect_timeout)
         self.fleet = Fleet(self.store, settings.lease_seconds, undelivered_lapse=settings.broker_is_redis)
         self.check = payload_checker(settings.max_payload_bytes)
-        # what this worker holds: the attempts whose messages its consumer took (`holds`) and those this
-        # process runs eagerly, which no message carries (`eager_holds`)
-        self.holds = Holds(self.fleet)
-        self.task_events = TaskEventOutbox()  # the Celery task events of the attempts it runs eagerly
-        self.eager_holds = EagerHolds(self.fleet, self.task_events)
-        self._local = threading.local()  # the eager slot of the activity task running in this thread
-        self.sender = Sender(app, settings, self.fleet, self.eager_holds, lambda: self.slot)
+        self.sender = Sender(app, settings, self.fleet, lambda: self.slot)
         self.coordinator = Coordinator(self.fleet, registry, dispatch=self.sender.dispatch, wake=self.sender.wake,
                                        start_child=self.start_child, check_payload=self.check,
                                        stuck_retry=settings.stuck_retry_seconds, eager=self.takes_eagerly,
                                        elsewhere=self.elsewhere, hand_on=self.sender.hand_on)
-        self.worker: str | None = None  # this worker's Celery node name, once it is set up (None: a client)
         self._versions: dict[str, str] | None = None
-        self.scheduler = Scheduler(self, app)  # started in a worker's main process once it is ready
 
     @property
     def slot(self) -> EagerSlot | None:
-        """The eager slot of the task running in this thread (None: every attempt goes through the broker)."""
-        return getattr(self._local, "slot", None)
-
-    @slot.setter
-    def slot(self, slot: EagerSlot | None) -> None:
-        self._local.slot = slot
-
-    def wake_batch(self, shard: int, rounds: int = 10, eager: int = 0) -> None:
-        """The shard's wake task: coordinate the runs in its wake set, WAKE_BATCH at a time, until the
-        set is empty (which releases the shard's waking lease). After `rounds` batches, a new task takes
-        over, so that other work queued meanwhile gets its turn. `eager`: the eager budget (see
-        `EagerSlot`) of a batch of one run, which is then coordinated as a coordinate task would (its
-        next activity may start right here); in a batch of several, each run's next activity may start
-        right here once the whole batch is recorded, for WAKE_EAGER_SECONDS, and the rest go through the
-        broker, so that long activities neither hold the batch's other runs back nor keep the pool's
-        other processes idle."""
-        for _ in range(rounds):
-            # While signals stream in, a task that finds the set empty lingers a moment with the shard's
-            # waking lease held and looks again: the runs woken meanwhile send no wake task of their own.
-            workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH, keep=True)
-            if not workflow_ids:
-                time.sleep(WAKE_LINGER)
-                workflow_ids = self.fleet.take_wakes(shard, WAKE_BATCH)
-                if not workflow_ids:
-                    return
-            if eager > 0 and len(workflow_ids) == 1:
-                slot: EagerSlot | None = EagerSlot(eager)
-            else:  # each woken run's next activity may start right here, once the batch is recorded
-                slot = EagerSlot(len(workflow_ids), batch=True) if eager > 0 else None
-            self.slot = slot
-            try:
-                self.coordinator.run_many(workflow_ids)
-            except BaseException:
-                close_eager_slot(self, slot)
-                raise
-            run_eager_slot(self, slot)
-        self.sender.wake_shard(shard)
+        """The eager slot of the task running in this thread: a client has none (every attempt goes through
+        the broker); a worker's tasks have one (see `FleetWorker`)."""
+        return None
 
     def coordinate_here(self, workflow_id: str, report: AttemptReport | None = None) -> None:
         """Run the coordinator right here, saving a task hop: after an activity attempt (handing over
@@ -123,43 +77,11 @@ class Runtime:
             self._versions = roster.versions(registry.workflows)
         return self._versions
 
-    def announce(self) -> None:
-        """Say that this worker is alive, with its queue and its workflows' versions, for a lease (the
-        scheduler renews it; a worker that dies is forgotten a lease later)."""
-        if self.worker is not None:
-            record = roster.encode(roster.Announcement(self.worker, worker_queue(self.settings, self.worker),
-                                                       self.versions()))
-            self.fleet.announce_worker(self.worker, record, self.settings.lease_seconds)
-
-    def withdraw(self) -> None:
-        """A clean shutdown: no run is handed on to this worker any more (best effort)."""
-        if self.worker is not None:
-            try:
-                self.fleet.withdraw_worker(self.worker)
-            except Exception as exc:  # noqa: BLE001 - its announcement expires within a lease anyway
-                log.debug("could not withdraw worker %s: %s", self.worker, exc)
-
     def elsewhere(self, workflow_type: str, tried: tuple[str, ...]) -> roster.Handoff | None:
         """A live worker that may drive a run of `workflow_type` this process cannot (see `roster.pick`)."""
         live = [a for name, raw in self.fleet.live_workers() if (a := roster.decode(name, raw)) is not None]
         return roster.pick(workflow_type, self.versions().get(workflow_type, roster.MISSING), tried, live,
-                           self.worker)
-
-    def hand_query_on(self, workflow_type: str, args: tuple[Any, ...], tried: tuple[str, ...]) -> bool:
-        """Send a query this process cannot answer (`args`: the query task's) to a live worker that may:
-        False when there is none (the caller replies with its error)."""
-        handoff = self.elsewhere(workflow_type, tried)
-        if handoff is None:
-            return False
-        try:
-            self.app.tasks["beluga.query"].apply_async((*args, list(handoff.tried)), queue=handoff.queue,
-                                                       kwargsrepr=attempt_kwargsrepr(args[0]))
-        except Exception as exc:
-            sending.error("could not hand a query of workflow %s on", args[0], exc=exc)
-            return False
-        log.info("a query of workflow %s: its code is missing here or does not match its history; handed on to "
-                 "worker %s", args[0], handoff.worker)
-        return True
+                           self.name)
 
     # --- eager activities ---------------------------------------------------------------------------
     def takes_eagerly(self, name: str, attempt: int, options: dict[str, Any]) -> bool:
@@ -206,19 +128,3 @@ class Runtime:
         # found by the sweeper should the wake be lost
         self.fleet.push(state.workflow_id, messages.encode(messages.Start()))
         self.sender.wake(state.workflow_id, queue)
-
-
-_runtime_lock = threading.Lock()
-
-
-def runtime(app: Celery) -> Runtime:
-    """The app's runtime, one per process (a forked pool process inherits it; redis-py reconnects)."""
-    rt = getattr(app, "_beluga_runtime", None)
-    if rt is None:
-        with _runtime_lock:
-            rt = getattr(app, "_beluga_runtime", None)
-            if rt is None:
-                rt = Runtime(app, app.conf.beluga_settings)
-                app._beluga_runtime = rt
-    return rt
-
