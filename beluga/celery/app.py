@@ -250,6 +250,10 @@ class FleetWorkerStep(bootsteps.Step):
         except ConfigurationError as exc:
             log.critical("refusing to start: %s", exc)
             raise SystemExit(1) from None
+        try:  # read before the pool forks: every pool process has it
+            worker.fleet.identity()
+        except Exception as exc:  # noqa: BLE001 - read again at the first message
+            log.warning("could not read this fleet's id yet: %s", exc)
         app.beluga_process = worker
         if settings.metrics_port:
             from beluga import metrics

@@ -187,7 +187,7 @@ class CeleryExecutor(StoreBackedExecutor):
         # each try without Celery's own publish retries, so that the call keeps to its retry time
         self._retrying(f"querying workflow {workflow_id}", lambda: self.app.tasks["beluga.query"].apply_async(
             (workflow_id, query_type, list(args), reply_to), queue=state.queue or None, retry=False,
-            kwargsrepr=attempt_kwargsrepr(workflow_id)), None, writes=False)
+            kwargsrepr=attempt_kwargsrepr(workflow_id), headers=self._rt.sender.stamp()), None, writes=False)
         answer = self.fleet.wait_reply(reply_to, self.query_timeout, self._blocking_slice())
         if answer is None:
             raise TimeoutError(f"no worker answered query {query_type!r} for {workflow_id} within "

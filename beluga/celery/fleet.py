@@ -85,6 +85,7 @@ class Fleet:
         self._known: set[str] = set()
         self._known_at = -1e9
         self.clock = FleetClock(self._server_time)
+        self._identity: str | None = None
         self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReclaimCall,
                                          ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall, QueueCall,
                                          WakeCall, TakeWakesCall, RequeueCall])
@@ -413,6 +414,19 @@ class Fleet:
         got = self.redis.hmget(self.names.shard_of(workflow_id).waiting,
                                [_running_member(workflow_id, seq, attempt) for seq, attempt in attempts])
         return {a: Waiting.decode(w).queue for a, w in zip(attempts, got, strict=True) if w}
+
+    def identity(self) -> str:
+        """This fleet's id, stamped on every message it sends (see `FleetTask.refuse_foreign`): made by the
+        first process that asks and kept in the history Redis under the key prefix, so two deployments
+        that share a broker but not their history Redis or key prefix tell their messages apart. Read
+        once per process."""
+        if self._identity is None:
+            key = self.names.fleet("id")
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(key, uuid.uuid4().hex[:16], nx=True)
+            pipe.get(key)
+            self._identity = pipe.execute()[1].decode()
+        return self._identity
 
     def announce_queues(self, queues: Iterable[str], ttl: float) -> None:
         """A live worker consumes these queues, for `ttl` seconds unless it says so again."""

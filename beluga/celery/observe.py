@@ -12,6 +12,7 @@ from typing import Any
 from celery import signals
 
 from beluga import logs, metrics, propagation
+from beluga.celery.foreign import header
 
 BELUGA_TASKS = frozenset({"beluga.activity", "beluga.coordinate", "beluga.query"})
 SENT_HEADER = "beluga_sent"  # an activity message's header: when it was sent, on the fleet's clock
@@ -113,7 +114,7 @@ def _on_failure(sender: Any = None, exception: BaseException | None = None, **_:
 def _queued_at(request: Any) -> float | None:
     """When the attempt's message became due: sent (header `beluga_sent`, see `mark_sent`), or its ETA
     for a Celery retry's delay, whichever is later (both on the fleet's clock, as their senders stamp them)."""
-    sent = _header(request, SENT_HEADER)
+    sent = header(request, SENT_HEADER)
     try:
         sent = float(sent) if sent is not None else None
     except (TypeError, ValueError):
@@ -130,11 +131,6 @@ def _queued_at(request: Any) -> float | None:
     return sent
 
 
-def _header(request: Any, name: str) -> Any:
-    value = getattr(request, name, None)
-    if value is None:
-        value = (getattr(request, "headers", None) or {}).get(name)
-    return value
 
 
 @signals.before_task_publish.connect

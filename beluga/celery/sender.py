@@ -13,6 +13,7 @@ from beluga.celery import roster
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr
 from beluga.celery.eager import EagerSlot
 from beluga.celery.fleet import Fleet, Waiting
+from beluga.celery.foreign import FLEET_HEADER
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.celery.queues import activity_queue
@@ -56,7 +57,8 @@ class Sender:
             self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
                                                            shadow="coordinate",  # per-name counters: no ids
                                                            argsrepr=repr((workflow_id,)),
-                                                           kwargsrepr=attempt_kwargsrepr(workflow_id))
+                                                           kwargsrepr=attempt_kwargsrepr(workflow_id),
+                                                           headers=self.stamp())
             sending.recovered()
         except Exception as exc:
             sending.error("could not wake workflow %s (the sweep will)", workflow_id, exc=exc)
@@ -66,7 +68,7 @@ class Sender:
         lease lapses and the scheduler's sweep sends the task again."""
         try:
             self.app.tasks["beluga.wake"].apply_async((shard,), shadow="wake", argsrepr=repr((shard,)),
-                                                      kwargsrepr="{}")
+                                                      kwargsrepr="{}", headers=self.stamp())
             sending.recovered()
         except Exception as exc:
             sending.error("could not send the wake task of shard %s (the sweep will)", shard, exc=exc)
@@ -79,7 +81,8 @@ class Sender:
         try:
             self.app.tasks["beluga.coordinate"].apply_async((workflow_id, list(handoff.tried)), queue=handoff.queue,
                                                            shadow="coordinate", argsrepr=repr((workflow_id,)),
-                                                           kwargsrepr=attempt_kwargsrepr(workflow_id))
+                                                           kwargsrepr=attempt_kwargsrepr(workflow_id),
+                                                           headers=self.stamp())
             sending.recovered()
         except Exception as exc:
             sending.error("could not hand workflow %s on (the sweep will wake it again)", workflow_id, exc=exc)
@@ -125,7 +128,8 @@ class Sender:
         timeout = options.get("timeout")
         try:
             self.app.tasks["beluga.activity"].apply_async(
-                args, queue=queue, shadow=f"activity:{name}", headers={SENT_HEADER: self.fleet.clock.now()},
+                args, queue=queue, shadow=f"activity:{name}",
+                headers=self.stamp(**{SENT_HEADER: self.fleet.clock.now()}),
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
                 soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
                 task_id=activity_task_id(run_id, seq), retries=attempt - 1)
@@ -133,6 +137,10 @@ class Sender:
         except Exception as exc:  # it waits for a worker: the scheduler sends it again past its deadline
             sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
                            workflow_id, seq, self.settings.lease_seconds, exc=exc)
+
+    def stamp(self, **headers: Any) -> dict[str, Any]:
+        """The headers of a message this process sends: its fleet's id (see foreign.py) and `headers`."""
+        return {FLEET_HEADER: self.fleet.identity(), **headers}
 
     def queue_length(self, queue: str) -> int | None:
         """How many messages wait in a Redis broker's `queue` (one LLEN), None for another broker or when

@@ -46,6 +46,7 @@ def bind(app: Celery) -> None:
     @app.task(name="beluga.coordinate", base=FleetTask, shared=False, bind=True, acks_late=True, max_retries=None)
     def coordinate(self: FleetTask, workflow_id: str, tried: Any = None) -> None:
         """`tried`: the versions of the run's code tried by the workers that handed it here (see roster)."""
+        self.refuse_foreign()  # a message of another fleet on this broker goes back to its queue
         rt = self.worker
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
         rt.slot = slot  # the run's first activity (or the next after a signal) may start right here
@@ -64,6 +65,7 @@ def bind(app: Celery) -> None:
 
     @app.task(name="beluga.wake", base=FleetTask, shared=False, bind=True, acks_late=True, max_retries=None)
     def wake(self: FleetTask, shard: int) -> None:
+        self.refuse_foreign()  # a message of another fleet on this broker goes back to its queue
         rt = self.worker
         try:
             rt.wake_batch(int(shard), eager=rt.settings.eager_activities if _eager_allowed(self) else 0)
@@ -76,13 +78,14 @@ def bind(app: Celery) -> None:
               reject_on_worker_lost=True, max_retries=None)
     def activity(self: FleetTask, workflow_id: str, run_id: str, seq: int, attempt: int, name: str, input: Any,
                  options: dict[str, Any]) -> None:
+        self.refuse_foreign()  # a message of another fleet on this broker goes back to its queue
         rt = self.worker
         fleet = rt.fleet
         defn = registry.activities.get(name)
         if defn is None:
             log.error("activity %r is not registered in this worker (BELUGA_IMPORTS); workflow %s waits",
                       name, workflow_id)
-            raise self.retry(countdown=2)
+            raise self.retry(countdown=2, headers=rt.sender.stamp())
         heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
         wait_until_due(rt, options)
         budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
@@ -118,7 +121,7 @@ def bind(app: Celery) -> None:
                                                next_delay))
                     raise self.retry(args=(workflow_id, run_id, seq, attempt + 1, name, input, retried),
                                      eta=datetime.fromtimestamp(due, timezone.utc),
-                                     headers={SENT_HEADER: fleet.clock.now()},
+                                     headers=rt.sender.stamp(**{SENT_HEADER: fleet.clock.now()}),
                                      argsrepr=attempt_repr(workflow_id, run_id, seq, attempt + 1),
                                      kwargsrepr=attempt_kwargsrepr(workflow_id),
                                      exc=outcome.take_failure(message.get("payload")))
@@ -138,6 +141,7 @@ def bind(app: Celery) -> None:
     def query(self: FleetTask, workflow_id: str, name: str, args: list[Any], reply_to: str, tried: Any = None) -> None:
         """Answered by replaying the run here; a run whose code is missing here or does not replay goes
         to a live worker with another version, as coordination does (see roster)."""
+        self.refuse_foreign()  # a message of another fleet on this broker goes back to its queue
         rt = self.worker
         state = None
         try:

@@ -15,6 +15,7 @@ from celery import Celery, Task, signals
 from beluga.celery import roster
 from beluga.celery.attempts import DUE, attempt_kwargsrepr, eta_on_local_clock
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
+from beluga.celery.foreign import refuse_foreign
 from beluga.celery.holds import EagerHolds, Holds
 from beluga.celery.outages import TRANSIENT
 from beluga.celery.process import FleetProcess
@@ -115,7 +116,8 @@ class FleetWorker(FleetProcess):
             return False
         try:
             self.app.tasks["beluga.query"].apply_async((*args, list(handoff.tried)), queue=handoff.queue,
-                                                       kwargsrepr=attempt_kwargsrepr(args[0]))
+                                                       kwargsrepr=attempt_kwargsrepr(args[0]),
+                                                       headers=self.sender.stamp())
         except Exception as exc:
             sending.error("could not hand a query of workflow %s on", args[0], exc=exc)
             return False
@@ -186,3 +188,7 @@ class FleetTask(Task):
                                      "one beluga.celery.install put Beluga on), which builds its fleet parts as it "
                                      "starts")
         return worker
+
+    def refuse_foreign(self) -> None:
+        """Hand a message of another fleet back to its queue and end this task (see foreign.py)."""
+        refuse_foreign(self, self.worker.fleet.identity())

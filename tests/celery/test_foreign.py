@@ -1,0 +1,92 @@
+"""Two deployments on one broker: fleets with their own key prefixes consume the same queue. A worker
+that takes a message of the other fleet says so and hands it back to its queue (beluga/celery/foreign.py)
+instead of skipping it as stale, which left the other fleet's run waiting for its lease, or for ever
+while such a worker kept winning its messages."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from celery.exceptions import Ignore
+
+from beluga import workflow
+from beluga.celery import foreign
+from tests.conftest import Fleet
+from tests.fleet import redis_server
+
+
+@pytest.fixture
+def shared_broker(tmp_path: Path):
+    with redis_server() as broker:
+        fleet = Fleet(broker, tmp_path)
+        try:
+            yield fleet
+        finally:
+            fleet.stop()
+
+
+def test_a_worker_of_another_fleet_hands_the_messages_it_takes_back(shared_broker: Fleet) -> None:
+    """Fleet B's worker alone consumes the queue while fleet A starts its runs: B takes every one of A's
+    messages first (the fault hits work in flight), says so, and hands them back; once A's own worker
+    joins, every run of A completes, each activity once, and B skipped none of them as stale."""
+    fleet = shared_broker
+    ours, theirs = f"a{uuid.uuid4().hex[:6]}", f"b{uuid.uuid4().hex[:6]}"
+    stranger = fleet.start_worker("stranger", BELUGA_KEY_PREFIX=theirs).wait_ready()
+    ex = fleet.executor(key_prefix=ours)
+    run = uuid.uuid4().hex[:6]
+    handles = [ex.execute("fleet_steps", workflow.WorkflowOptions(id=f"mine-{run}-{i}", input={"steps": 3}))
+               for i in range(6)]
+    deadline = time.monotonic() + 60  # a failure's bound, not a timing assertion
+    while "message of another fleet" not in stranger.log():  # the stranger took one of ours
+        assert time.monotonic() < deadline, f"the stranger took none of our messages: {stranger.log()[-2000:]}"
+        assert all(h.describe().status.is_open for h in handles)
+        time.sleep(0.1)
+    fleet.start_worker("own", BELUGA_KEY_PREFIX=ours).wait_ready()
+    assert [h.result(timeout=120) for h in handles] == [sum(range(1, 4))] * 6
+    log = stranger.log()
+    assert "Handed it back to its queue" in log and "BELUGA_KEY_PREFIX" in log
+    assert "skipping stale attempt" not in log
+    for h in handles:
+        done = [e for e in h.describe().history if e.type == workflow.EventType.ACTIVITY_COMPLETED]
+        assert sorted(e.attrs["seq"] for e in done) == [1, 2, 3]
+
+
+class _Task:
+    """What `refuse_foreign` uses of a Celery task: its request and a way to send its message again."""
+
+    name = "beluga.activity"
+
+    def __init__(self, headers: dict[str, Any]) -> None:
+        self.request = SimpleNamespace(headers=headers, delivery_info={"routing_key": "beluga"}, **headers)
+        self.sent: list[dict[str, Any]] = []
+
+    def signature_from_request(self, queue: str, headers: dict[str, Any]) -> Any:
+        task = self
+
+        class _Signature:
+            def apply_async(self, countdown: float) -> None:
+                task.sent.append({"queue": queue, "headers": headers, "countdown": countdown})
+
+        return _Signature()
+
+
+def test_a_message_of_this_fleet_or_without_a_fleet_is_taken() -> None:
+    foreign.refuse_foreign(_Task({foreign.FLEET_HEADER: "mine"}), "mine")
+    foreign.refuse_foreign(_Task({}), "mine")  # an older client's message: no header
+
+
+def test_a_foreign_message_is_handed_back_with_one_more_hop_then_dropped_past_the_limit() -> None:
+    task = _Task({foreign.FLEET_HEADER: "theirs", foreign.HOPS_HEADER: 2})
+    with pytest.raises(Ignore):
+        foreign.refuse_foreign(task, "mine")
+    assert task.sent == [{"queue": "beluga", "countdown": foreign.HAND_BACK_DELAY,
+                          "headers": {foreign.FLEET_HEADER: "theirs", foreign.HOPS_HEADER: 3}}]
+    worn = _Task({foreign.FLEET_HEADER: "theirs", foreign.HOPS_HEADER: foreign.MAX_HOPS})
+    with pytest.raises(Ignore):
+        foreign.refuse_foreign(worn, "mine")
+    assert worn.sent == []  # dropped: its own fleet sends it again
