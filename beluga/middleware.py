@@ -34,6 +34,10 @@ class DelegatingExecutor(DurableExecutor):
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         self.inner.signal(workflow_id, signal, identity=identity)
 
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        handle = self.inner.signal_with_start(workflow, options, signal)
+        return WorkflowHandle(self, handle.id, handle.run_id)
+
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         return self.inner.query(workflow_id, query_type, *args)
 

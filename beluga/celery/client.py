@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
@@ -53,7 +54,25 @@ class CeleryExecutor(StoreBackedExecutor):
         self._waits: RedisStore | None = None
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
-        options = options or WorkflowOptions()
+        workflow_id, run_id, _ = self._start(workflow, options or WorkflowOptions(), None)
+        return WorkflowHandle(self, workflow_id, run_id)
+
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        if options.id is None:
+            raise ValueError("signal_with_start needs WorkflowOptions.id: the run to signal or start")
+        check_name(signal.name, "signal name")
+        self._rt.check(signal.payload)
+        message = messages.encode(SignalReceived(signal.name, signal.payload, signal.sender_id, options.identity))
+        request_id = options.request_id or signal.request_id
+        _, run_id, _ = self._start(workflow, replace(options, request_id=request_id), message)
+        log_write("signalled", options.id, options.identity, repr(signal.name))
+        return WorkflowHandle(self, options.id, run_id)
+
+    def _start(self, workflow: Any, options: WorkflowOptions, signal: dict[str, Any] | None
+               ) -> tuple[str, str, PushReply | None]:
+        """Start a run (`execute`), or with `signal`, signal the open run of the id or start one holding
+        the signal (`signal_with_start`); then wake it. The workflow id, the run id, and how a signal went
+        to an open run (None: this call created the run)."""
         if options.id is not None:
             check_name(options.id, "workflow id")
         self._rt.check(options.input)
@@ -62,7 +81,7 @@ class CeleryExecutor(StoreBackedExecutor):
         workflow_id = options.id or str(uuid.uuid4())
         name, writing = "", False
 
-        def start() -> str:
+        def start() -> tuple[str, PushReply | None]:
             nonlocal name, writing
             name = name or self._workflow_type(workflow)  # a bare name is checked against Redis: retried too
             writing = True
@@ -70,17 +89,21 @@ class CeleryExecutor(StoreBackedExecutor):
             state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
                                   headers=options.headers, identity=options.identity)
             # listed, its start message queued and its timeout armed with it (the same timer each retry)
-            return self.fleet.start_run(state, request_id, None if timeout is None else
-                                        (now + timeout, messages.encode(TimedOut(), state.run_id)))
+            armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
+            if signal is None:
+                return self.fleet.start_run(state, request_id, armed), None
+            return self.fleet.signal_with_start(state, signal, request_id, armed)
 
-        run_id = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
-        if name in registry.workflows and metrics.shown_here():
+        run_id, got = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
+        if got is not None:  # the signal went to the run already open
+            self._woken(workflow_id, got)
+        elif name in registry.workflows and metrics.shown_here():
             # this process has the code, and what it counts is seen: take the first step here (an eager
             # start; else a worker takes it, and the run is counted where the fleet's metrics are served)
             self._best_effort(lambda: self._rt.coordinate_here(workflow_id), workflow_id)
         else:
             self._wake(workflow_id, options.queue)
-        return WorkflowHandle(self, workflow_id, run_id)
+        return workflow_id, run_id, got
 
     def _retrying(self, what: str, call: Callable[[], T], request_id: str | None, *, writes: bool = True,
                   wrote: Callable[[], bool] = lambda: True) -> T:
@@ -150,6 +173,10 @@ class CeleryExecutor(StoreBackedExecutor):
             state = self.summary(workflow_id)
             raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
                                      "signalled or cancelled")
+        self._woken(workflow_id, got)
+
+    def _woken(self, workflow_id: str, got: PushReply) -> None:
+        """After an input was queued for an open run (push.lua's answer `got`): wake the run if it is ours to."""
         if got == PushReply.QUEUED_WAKE:  # in its shard's wake set, and no wake task on its way: send it
             self._best_effort(lambda: self._rt.sender.wake_shard(shard_of(workflow_id)), workflow_id)
         elif got == PushReply.QUEUED_BEFORE:  # by an earlier try of this request, which may not have woken the run

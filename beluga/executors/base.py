@@ -52,6 +52,12 @@ class DurableExecutor(ABC):
         """Durably deliver `signal` to the open run of `workflow_id`. `identity` (here and on `cancel`,
         `terminate`): who asks, recorded with the event and logged; None records nothing."""
 
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        """Deliver `signal` to the open run of `options.id`, or start that run (as `execute`) with `signal`
+        as its first input, in one atomic step: callers racing on one id make one run that holds every
+        signal. `options.id` is required; `options.identity` is recorded with the signal too."""
+        raise NotImplementedError(f"{type(self).__name__} cannot signal-with-start")
+
     @abstractmethod
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         """Answer a query: built-in `"status"` and `"result"`, or a handler the workflow set."""

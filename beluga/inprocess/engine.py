@@ -61,6 +61,7 @@ from beluga.inprocess.records import (
     Query,
     Recover,
     Run,
+    SignalWithStart,
     StartRun,
     input_msg,
 )
@@ -248,6 +249,8 @@ class Engine:
             assert msg.reply is not None
             msg.reply.set_result(self._recover())
             return
+        if isinstance(body, SignalWithStart):
+            self._start_unless_open(body.state, batch)
         run = self._get(msg.workflow_id, batch)
         if msg.run_id is not None and msg.run_id != run.run_id:
             if msg.reply is not None:
@@ -281,7 +284,8 @@ class Engine:
         if msg.reply is not None:
             reply = msg.reply
             if taken or run.driver.is_open:
-                p.after.append(lambda: reply.set_result(None))
+                answer = run.run_id if isinstance(body, SignalWithStart) else None
+                p.after.append(lambda: reply.set_result(answer))
             else:
                 reply.set_exception(WorkflowNotRunning(f"workflow {msg.workflow_id} is {run.status.value}; it "
                                                        "can no longer be signalled or cancelled"))
@@ -290,6 +294,8 @@ class Engine:
         """The run input an engine message stands for (activity outcomes and attempt deadlines come
         from the pool and the timer heap); None when it is no longer relevant."""
         body = msg.body
+        if isinstance(body, SignalWithStart):
+            return body.signal
         if not isinstance(body, (AttemptFinished, AttemptDeadline)):
             return body  # type: ignore[return-value]
         assert run.driver is not None
@@ -358,6 +364,17 @@ class Engine:
         deadline = state.history[0].attrs.get("deadline") if state.history else None
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
             self._timers.arm(deadline, input_msg(state.workflow_id, state.run_id, st.TimedOut()))
+
+    def _start_unless_open(self, state: WorkflowState, batch: dict[str, BatchedStep]) -> None:
+        """Signal-with-start: create the run unless its id has one open (the store decides, atomically);
+        the caller's signal is applied next, in this batch, to whichever run is open."""
+        try:
+            self.store.create(state)
+        except WorkflowAlreadyStarted:
+            return
+        self.forget(state.workflow_id)
+        metrics.run_started(state.workflow_type)
+        self._start(state, batch)
 
     def _materialize(self, state: WorkflowState, batch: dict[str, BatchedStep]) -> Run:
         """Bring a run into memory by replaying its history; record what was still due."""

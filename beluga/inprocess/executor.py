@@ -27,7 +27,7 @@ from beluga.executors.base import (
 )
 from beluga.hooks import Hooks
 from beluga.inprocess.engine import Engine
-from beluga.inprocess.records import Msg, Query, Recover, input_msg
+from beluga.inprocess.records import Msg, Query, Recover, SignalWithStart, input_msg
 from beluga.runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.stores.base import WorkflowStore
 
@@ -73,18 +73,34 @@ class InProcessExecutor(StoreBackedExecutor):
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         options = options or WorkflowOptions()
-        defn = self.registry.workflow(workflow)
-        if options.id is not None:
-            check_name(options.id, "workflow id")
-        self._check(options.input)
-        state = new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input,
-                              seconds(options.timeout), options.queue, self.clock(), headers=options.headers,
-                              identity=options.identity)
+        state = self._new_run(workflow, options)
         self.store.create(state)
         self._engine.forget(state.workflow_id)
         self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
         self._engine.created(state)
         return WorkflowHandle(self, state.workflow_id, state.run_id)
+
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        if options.id is None:
+            raise ValueError("signal_with_start needs WorkflowOptions.id: the run to signal or start")
+        check_name(signal.name, "signal name")
+        self._check(signal.payload)
+        state = self._new_run(workflow, options)
+        run_id = self._engine.call(Msg(state.workflow_id, None, SignalWithStart(state, SignalReceived(
+            signal.name, signal.payload, signal.sender_id, options.identity))))
+        if run_id == state.run_id:
+            self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
+        log_write("signalled", state.workflow_id, options.identity, repr(signal.name))
+        return WorkflowHandle(self, state.workflow_id, run_id)
+
+    def _new_run(self, workflow: Any, options: WorkflowOptions) -> WorkflowState:
+        """The first state of a run `options` describe, checked (not yet stored)."""
+        defn = self.registry.workflow(workflow)
+        if options.id is not None:
+            check_name(options.id, "workflow id")
+        self._check(options.input)
+        return new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input, seconds(options.timeout),
+                             options.queue, self.clock(), headers=options.headers, identity=options.identity)
 
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         check_name(workflow_id, "workflow id")

@@ -412,3 +412,10 @@ def wf_parent_close(ctx: workflow.WorkflowContext, children: list[list[str]]) ->
             ctx.start_child_workflow(wf_cancellable, child_id, id=child_id)
     ctx.receive_signal("finish").receive()
     return "parent done"
+
+
+@workflow.defn()
+def wf_gather(ctx: workflow.WorkflowContext, n: int) -> list[Any]:
+    """Collects `n` signals "msg" (it may get them before its code first runs), in arrival order."""
+    channel = ctx.receive_signal("msg")
+    return [channel.receive() for _ in range(n)]
