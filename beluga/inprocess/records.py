@@ -47,6 +47,16 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Update:
+    """`executor.update`: validate on the live run, then record it (see `Engine._update`)."""
+
+    update_id: str
+    name: str
+    args: tuple[Any, ...]
+    identity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CheckChild:
     """After a restart: make sure the child recorded at `seq` exists, or learn that it closed."""
 
@@ -87,8 +97,8 @@ class Nudge:
     """Nothing to do: wakes the coordinator (and answers once everything posted before it was handled)."""
 
 
-Control = (StartRun | SignalWithStart | Recover | Activate | Query | CheckChild | ParentClosed | AttemptFinished
-           | AttemptDeadline | Nudge)
+Control = (StartRun | SignalWithStart | Recover | Activate | Query | Update | CheckChild | ParentClosed
+           | AttemptFinished | AttemptDeadline | Nudge)
 
 
 @dataclass(slots=True)
