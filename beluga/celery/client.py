@@ -19,9 +19,10 @@ from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, ServiceUnavailable, WorkflowNotFound, WorkflowNotRunning
 from beluga.core.failure import raise_as_own
 from beluga.core.names import check_name
+from beluga.core.pending import find_update
 from beluga.core.records import Signal, WorkflowState
-from beluga.core.retry import seconds
-from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut
+from beluga.core.retry import Duration, seconds
+from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut, UpdateRequested
 from beluga.executors.base import (
     BUILTIN_QUERIES,
     Config,
@@ -29,6 +30,8 @@ from beluga.executors.base import (
     WorkflowHandle,
     WorkflowOptions,
     log_write,
+    update_gone,
+    update_outcome,
 )
 from beluga.logs import get_logger
 from beluga.runs import new_run_state
@@ -204,21 +207,65 @@ class CeleryExecutor(StoreBackedExecutor):
         if query_type in BUILTIN_QUERIES:
             return self.builtin_query(workflow_id, query_type)
         self._rt.check(list(args))
+        return self._ask(workflow_id, query_type, list(args), f"query {query_type!r}")
+
+    def _ask(self, workflow_id: str, name: str, args: list[Any], what: str) -> Any:
+        """A worker's answer from a read-only replay of the run (`beluga.query`): a query handler's value, or
+        an update validator's verdict; its error raised as our own."""
         state = self.summary(workflow_id)
         reply_to = self.store.names.reply_channel(uuid.uuid4().hex)
         from beluga.celery.attempts import attempt_kwargsrepr
 
         # each try without Celery's own publish retries, so that the call keeps to its retry time
-        self._retrying(f"querying workflow {workflow_id}", lambda: self.app.tasks["beluga.query"].apply_async(
-            (workflow_id, query_type, list(args), reply_to), queue=state.queue or None, retry=False,
+        self._retrying(f"asking workflow {workflow_id}", lambda: self.app.tasks["beluga.query"].apply_async(
+            (workflow_id, name, args, reply_to), queue=state.queue or None, retry=False,
             kwargsrepr=attempt_kwargsrepr(workflow_id)), None, writes=False)
         answer = self.fleet.wait_reply(reply_to, self.query_timeout, self._blocking_slice())
         if answer is None:
-            raise TimeoutError(f"no worker answered query {query_type!r} for {workflow_id} within "
-                               f"{self.query_timeout:g}s")
+            raise TimeoutError(f"no worker answered {what} for {workflow_id} within {self.query_timeout:g}s")
         if answer.get("ok"):
             return answer.get("value")
         raise_as_own(answer.get("error") or {})
+
+    def update(self, workflow_id: str, name: str, *args: Any, update_id: str | None = None, wait: bool = True,
+               timeout: Duration | None = None, identity: str | None = None) -> Any:
+        """The validator runs on a worker, read-only (as a query); accepted, the update travels through
+        the run's inbox (as a signal, once per update id) and the coordinator that records its end pushes
+        the outcome to a reply key this call waits on (the history answers too, should that be missed)."""
+        check_name(workflow_id, "workflow id")
+        check_name(name, "update name")
+        self._rt.check(list(args))
+        done = None
+        if update_id is not None:  # maybe a retry: an update accepted already is not validated or sent again
+            accepted, done = find_update(self.describe(workflow_id).history, check_name(update_id, "update id"))
+        else:
+            update_id, accepted = uuid.uuid4().hex, False
+        if not accepted:
+            self._ask(workflow_id, messages.VALIDATE_UPDATE + name, list(args), f"the validation of update {name!r}")
+            self._send(workflow_id, UpdateRequested(update_id, name, tuple(args), identity), f"update:{update_id}",
+                       f"updating {name!r} of")
+            log_write("updated", workflow_id, identity, repr(name))
+        if not wait:
+            return update_id
+        return update_outcome(done or self._wait_update(workflow_id, update_id, seconds(timeout)))
+
+    def _wait_update(self, workflow_id: str, update_id: str, timeout: float | None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = self.fleet.update_reply_key(workflow_id, update_id)
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            got = self.fleet.wait_reply(key, 1.0 if remaining is None else max(0.0, min(1.0, remaining)),
+                                        self._blocking_slice())
+            if got is not None:
+                return got
+            state = self.describe(workflow_id)  # another caller of the same update may have taken the reply
+            _, done = find_update(state.history, update_id)
+            if done is not None:
+                return done
+            if not state.status.is_open:
+                raise update_gone(workflow_id, update_id)
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                raise TimeoutError(f"update {update_id!r} of workflow {workflow_id} still running after {timeout:g}s")
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         """Wait for the coordinator's announcement that the run closed, re-reading the status on each

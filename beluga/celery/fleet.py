@@ -531,6 +531,10 @@ class Fleet:
                 pipe.publish(self.closed_channel(workflow_id), status)
             pipe.execute()
 
+    def update_reply_key(self, workflow_id: str, update_id: str) -> str:
+        """Where the coordinator that records an update's end pushes its outcome for the waiting caller."""
+        return self.names.reply_channel(f"update:{workflow_id}:{update_id}")
+
     # --- query replies ------------------------------------------------------------------------------
     def reply(self, key: str, value: dict[str, Any]) -> None:
         pipe = self.redis.pipeline(transaction=False)
