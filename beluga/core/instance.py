@@ -329,22 +329,28 @@ class WorkflowInstance:
             entry[1]._resolve(value, error)
 
     def _run(self) -> None:
-        """Resume the workflow function until it waits, then each update handler that can go on, in the
-        order they were accepted, and again while any of them moved (one may unblock another)."""
+        """Resume the workflow function until it waits, then the update handlers until none can go on,
+        then the workflow function again if they let it, and so on: so a handler that a workflow's last
+        step released ends before the workflow does."""
         moved = True
         while moved and not self.finished:
             moved = self._run_main()
-            for h in list(self._handlers):
-                if self.finished:
-                    break
-                if h.waiting is not None and not h.waiting():
-                    continue
-                h.waiting = None
-                h.greenlet.parent = greenlet.getcurrent()
-                h.greenlet.switch()
+            while self._run_handlers():
                 moved = True
-                if h.greenlet.dead:
-                    self._handlers.remove(h)
+
+    def _run_handlers(self) -> bool:
+        """Resume each update handler that can go on, in the order they were accepted; whether any did."""
+        moved = False
+        for h in list(self._handlers):
+            if self.finished or (h.waiting is not None and not h.waiting()):
+                continue
+            h.waiting = None
+            h.greenlet.parent = greenlet.getcurrent()
+            h.greenlet.switch()
+            moved = True
+            if h.greenlet.dead:
+                self._handlers.remove(h)
+        return moved
 
     def _run_main(self) -> bool:
         """Resume the workflow function until it waits again; whether it ran at all."""

@@ -49,7 +49,7 @@ from beluga.core.errors import (
 from beluga.core.failure import failure, nondeterminism, raise_as_own, terminated, workflow_timed_out
 from beluga.core.names import check_name
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
-from beluga.core.retry import seconds
+from beluga.core.retry import Duration, seconds
 from beluga.executors.base import (
     BUILTIN_QUERIES,
     Config,
@@ -305,6 +305,44 @@ class TemporalExecutor(DurableExecutor):
         if "error" in answer:
             raise_as_own(answer["error"])
         return answer["value"]
+
+    def update(self, workflow_id: str, name: str, *args: Any, update_id: str | None = None, wait: bool = True,
+               timeout: Duration | None = None, identity: str | None = None) -> Any:
+        """Temporal's own updates: the workflow's dynamic update handler validates on the live run and
+        feeds the accepted update to the run driver (see `BelugaWorkflow.on_update`); Temporal deduplicates
+        by the update id."""
+        check_name(workflow_id, "workflow id")
+        check_name(name, "update name")
+        self._check(list(args))
+        update_id = check_name(update_id, "update id") if update_id is not None else uuid.uuid4().hex
+        body: dict[str, Any] = {"args": list(args)}
+        if identity is not None:
+            body["identity"] = identity
+        limit = seconds(timeout)
+
+        async def send() -> Any:
+            handle = self.client.get_workflow_handle(workflow_id)
+            if not wait:
+                await handle.start_update(name, codec.encode(body), id=update_id, result_type=bytes,
+                                          wait_for_stage=tc.WorkflowUpdateStage.ACCEPTED)
+                return None
+            return await handle.execute_update(name, codec.encode(body), id=update_id, result_type=bytes)
+        try:
+            raw = self._run(send(), None if limit is None else limit)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"update {update_id!r} of workflow {workflow_id} still running after {limit:g}s") \
+                from None
+        except tc.WorkflowUpdateFailedError as exc:  # rejected by its validator
+            raise_as_own(failure_of(exc.cause))
+        except RPCError as exc:
+            self._raise(workflow_id, exc)
+        log_write("updated", workflow_id, identity, repr(name))
+        if not wait:
+            return update_id
+        answer = dict(codec.decode(raw))
+        if "error" in answer:
+            raise_as_own(answer["error"])
+        return answer.get("value")
 
     def describe(self, workflow_id: str) -> WorkflowState:
         state = self.summary(workflow_id)

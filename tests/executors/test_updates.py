@@ -116,7 +116,17 @@ def test_a_closed_run_takes_no_update(executor: workflow.DurableExecutor, new_id
     assert executor.update(wid, "finish", update_id="last") == 0  # a retry of an update that ended: its outcome
 
 
-@pytest.fixture(autouse=True)
-def _only_where_implemented(executor_factory: object) -> None:
-    if getattr(executor_factory, "provider", "") == "temporal":
-        pytest.skip("updates on this executor come in the next commit")
+
+def test_a_caller_stops_waiting_at_its_timeout_and_a_retry_gets_the_outcome(executor: workflow.DurableExecutor,
+                                                                            new_id: Ids) -> None:
+    """`held` waits until `finish`: its handler ends before the workflow function does."""
+    wid = new_id()
+    handle = _start(executor, wid, 4)
+    with pytest.raises(TimeoutError):
+        executor.update(wid, "held", update_id="held-1", timeout=0.5)
+    assert executor.update(wid, "finish") == 4
+    assert executor.update(wid, "held", update_id="held-1", timeout=30) == "released"
+    assert handle.result(timeout=30) == 4
+    types = [ev.type for ev in executor.describe(wid).history]
+    assert types.count("update_completed") == 2 and types[-1] == "workflow_completed"
+    replay(executor.describe(wid))

@@ -446,10 +446,15 @@ def wf_counter(ctx: workflow.WorkflowContext, start: int) -> int:
         state["done"] = True
         return state["count"]
 
+    def held() -> str:
+        ctx.wait_condition(lambda: bool(state["done"]))
+        return "released"
+
     ctx.set_update_handler("add", add, validator=positive)
     ctx.set_update_handler("add_slowly", add_slowly, validator=positive)
     ctx.set_update_handler("fail", fail)
     ctx.set_update_handler("finish", finish)
+    ctx.set_update_handler("held", held)
     ctx.set_query_handler("count", lambda: state["count"])
     ctx.wait_condition(lambda: bool(state["done"]))
     return state["count"]
