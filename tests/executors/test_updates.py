@@ -12,6 +12,7 @@ from beluga import workflow
 from beluga.testing import replay
 from beluga.workflow import WorkflowOptions
 from tests.executors import workflows as W
+from tests.executors.conftest import Backend
 from tests.executors.helpers import eventually
 
 Ids = Callable[[], str]
@@ -130,3 +131,18 @@ def test_a_caller_stops_waiting_at_its_timeout_and_a_retry_gets_the_outcome(exec
     types = [ev.type for ev in executor.describe(wid).history]
     assert types.count("update_completed") == 2 and types[-1] == "workflow_completed"
     replay(executor.describe(wid))
+
+
+def test_an_update_in_flight_survives_a_new_executor(executor_factory: Backend, new_id: Ids) -> None:
+    """The accepted update is in the history: the next executor (or worker) replays its handler to where it
+    waited, and a retry by update id gets its outcome there."""
+    first = executor_factory.executor()
+    wid = new_id()
+    _start(first, wid, 2)
+    assert first.update(wid, "held", update_id="held-2", wait=False) == "held-2"
+    first.close()
+    second = executor_factory.executor()
+    assert second.update(wid, "finish", timeout=30) == 2
+    assert second.update(wid, "held", update_id="held-2", timeout=30) == "released"
+    assert second.get_handle(wid).result(timeout=30) == 2
+    assert [a["update_id"] for t, a in _updates(second, wid) if t == "update_accepted"][0] == "held-2"
