@@ -408,3 +408,5 @@ def test_update_prints_the_handlers_result_and_a_rejection_fails(db: str) -> Non
     accepted = [e["attrs"] for e in data["history"] if e["type"] == "update_accepted"]
     assert [(a["update_id"], a["name"], a["args"]) for a in accepted][0] == ("u-1", "add", [5])
     assert len(accepted) == 2 and "@" in accepted[0]["identity"]
+    text = beluga("--store", db, "show", "c-1").out
+    assert re.search(r"update_accepted +add id=u-1 args=\[5\]", text) and "id=u-1 result=15" in text
