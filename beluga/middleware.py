@@ -34,6 +34,15 @@ class DelegatingExecutor(DurableExecutor):
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         self.inner.signal(workflow_id, signal, identity=identity)
 
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        handle = self.inner.signal_with_start(workflow, options, signal)
+        return WorkflowHandle(self, handle.id, handle.run_id)
+
+    def update(self, workflow_id: str, name: str, *args: Any, update_id: str | None = None, wait: bool = True,
+               timeout: float | None = None, identity: str | None = None) -> Any:
+        return self.inner.update(workflow_id, name, *args, update_id=update_id, wait=wait, timeout=timeout,
+                                 identity=identity)
+
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         return self.inner.query(workflow_id, query_type, *args)
 

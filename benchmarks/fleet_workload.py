@@ -96,3 +96,23 @@ def _ready(sender: Any = None, **_: Any) -> None:
     """Tells the benchmark that the worker consumes (so it can run at log level WARNING)."""
     hostname = getattr(sender, "hostname", "?")
     _redis().set(f"bench:ready:{hostname}", os.getpid())
+
+
+@workflow.defn(name="bench_counter")
+def bench_counter(ctx: workflow.WorkflowContext) -> int:
+    """bench_updates.py: a count bumped by the update `bump` or by the signal `bump` (read back with the
+    query `n`); a signal `bump` of None ends it."""
+    state = {"n": 0}
+
+    def bump(k: int) -> int:
+        state["n"] += k
+        return state["n"]
+
+    ctx.set_update_handler("bump", bump)
+    ctx.set_query_handler("n", lambda: state["n"])
+    channel = ctx.receive_signal("bump")
+    while True:
+        k = channel.receive()
+        if k is None:
+            return state["n"]
+        state["n"] += k

@@ -35,7 +35,7 @@ EXPORTS = API_NAMES | {
     "ActivityInfo", "ChildWorkflowError", "ConfigurationError", "Event", "EventType", "HumanActivity",
     "HumanManager", "HumanRequest", "HumanResponse", "InMemoryHumanManager", "Registry", "RemoteError",
     "ReplicationError", "SignalChannel", "register_store", "registry", "ServiceUnavailable",
-    "HistoryLost", "InvalidName", "UnreadableRun",
+    "HistoryLost", "InvalidName", "UnreadableRun", "UpdateNotFound",
 }
 
 
@@ -151,7 +151,8 @@ def test_retry_policy_fields_and_config_defaults() -> None:
 @pytest.mark.parametrize("member", ["workflow_id", "run_id", "execute_activity", "start_activity", "receive_signal",
                                     "sleep", "timer", "wait_any", "wait_all", "now", "random", "uuid4",
                                     "side_effect", "set_query_handler", "execute_child_workflow",
-                                    "continue_as_new", "is_cancelled", "patched", "deprecate_patch"])
+                                    "continue_as_new", "is_cancelled", "patched", "deprecate_patch",
+                                    "set_update_handler", "wait_condition"])
 def test_context_members(member: str) -> None:
     if member in ("workflow_id", "run_id"):
         assert member in inspect.signature(workflow.WorkflowContext.__init__).parameters
@@ -160,7 +161,7 @@ def test_context_members(member: str) -> None:
 
 
 @pytest.mark.parametrize("member", ["execute", "signal", "query", "cancel", "terminate", "get_handle", "describe",
-                                    "close"])
+                                    "close", "signal_with_start", "update"])
 def test_executor_members(member: str) -> None:
     assert callable(getattr(workflow.DurableExecutor, member))
 

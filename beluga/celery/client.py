@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -19,9 +20,10 @@ from beluga.core.definitions import registry
 from beluga.core.errors import ConfigurationError, ServiceUnavailable, WorkflowNotFound, WorkflowNotRunning
 from beluga.core.failure import raise_as_own
 from beluga.core.names import check_name
+from beluga.core.pending import find_update
 from beluga.core.records import Signal, WorkflowState
-from beluga.core.retry import seconds
-from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut
+from beluga.core.retry import Duration, seconds
+from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut, UpdateRequested
 from beluga.executors.base import (
     BUILTIN_QUERIES,
     Config,
@@ -29,6 +31,8 @@ from beluga.executors.base import (
     WorkflowHandle,
     WorkflowOptions,
     log_write,
+    update_gone,
+    update_outcome,
 )
 from beluga.logs import get_logger
 from beluga.runs import new_run_state
@@ -56,7 +60,25 @@ class CeleryExecutor(StoreBackedExecutor):
         self._waits: RedisStore | None = None
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
-        options = options or WorkflowOptions()
+        workflow_id, run_id, _ = self._start(workflow, options or WorkflowOptions(), None)
+        return WorkflowHandle(self, workflow_id, run_id)
+
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        if options.id is None:
+            raise ValueError("signal_with_start needs WorkflowOptions.id: the run to signal or start")
+        check_name(signal.name, "signal name")
+        self._rt.check(signal.payload)
+        message = messages.encode(SignalReceived(signal.name, signal.payload, signal.sender_id, options.identity))
+        request_id = options.request_id or signal.request_id
+        _, run_id, _ = self._start(workflow, replace(options, request_id=request_id), message)
+        log_write("signalled", options.id, options.identity, repr(signal.name))
+        return WorkflowHandle(self, options.id, run_id)
+
+    def _start(self, workflow: Any, options: WorkflowOptions, signal: dict[str, Any] | None
+               ) -> tuple[str, str, PushReply | None]:
+        """Start a run (`execute`), or with `signal`, signal the open run of the id or start one holding
+        the signal (`signal_with_start`); then wake it. The workflow id, the run id, and how a signal went
+        to an open run (None: this call created the run)."""
         if options.id is not None:
             check_name(options.id, "workflow id")
         self._rt.check(options.input)
@@ -65,7 +87,7 @@ class CeleryExecutor(StoreBackedExecutor):
         workflow_id = options.id or str(uuid.uuid4())
         name, writing = "", False
 
-        def start() -> str:
+        def start() -> tuple[str, PushReply | None]:
             nonlocal name, writing
             name = name or self._workflow_type(workflow)  # a bare name is checked against Redis: retried too
             writing = True
@@ -73,17 +95,21 @@ class CeleryExecutor(StoreBackedExecutor):
             state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
                                   headers=options.headers, identity=options.identity)
             # listed, its start message queued and its timeout armed with it (the same timer each retry)
-            return self.fleet.start_run(state, request_id, None if timeout is None else
-                                        (now + timeout, messages.encode(TimedOut(), state.run_id)))
+            armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
+            if signal is None:
+                return self.fleet.start_run(state, request_id, armed), None
+            return self.fleet.signal_with_start(state, signal, request_id, armed)
 
-        run_id = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
-        if name in registry.workflows and metrics.shown_here():
+        run_id, got = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
+        if got is not None:  # the signal went to the run already open
+            self._woken(workflow_id, got)
+        elif name in registry.workflows and metrics.shown_here():
             # this process has the code, and what it counts is seen: take the first step here (an eager
             # start; else a worker takes it, and the run is counted where the fleet's metrics are served)
             self._best_effort(lambda: self._rt.coordinate_here(workflow_id), workflow_id)
         else:
             self._wake(workflow_id, options.queue)
-        return WorkflowHandle(self, workflow_id, run_id)
+        return workflow_id, run_id, got
 
     def _retrying(self, what: str, call: Callable[[], T], request_id: str | None, *, writes: bool = True,
                   wrote: Callable[[], bool] = lambda: True) -> T:
@@ -153,6 +179,10 @@ class CeleryExecutor(StoreBackedExecutor):
             state = self.summary(workflow_id)
             raise WorkflowNotRunning(f"workflow {workflow_id} is {state.status.value}; it can no longer be "
                                      "signalled or cancelled")
+        self._woken(workflow_id, got)
+
+    def _woken(self, workflow_id: str, got: PushReply) -> None:
+        """After an input was queued for an open run (push.lua's answer `got`): wake the run if it is ours to."""
         if got == PushReply.QUEUED_WAKE:  # in its shard's wake set, and no wake task on its way: send it
             self._best_effort(lambda: self._rt.sender.wake_shard(shard_of(workflow_id)), workflow_id)
         elif got == PushReply.QUEUED_BEFORE:  # by an earlier try of this request, which may not have woken the run
@@ -180,21 +210,66 @@ class CeleryExecutor(StoreBackedExecutor):
         if query_type in BUILTIN_QUERIES:
             return self.builtin_query(workflow_id, query_type)
         self._rt.check(list(args))
+        return self._ask(workflow_id, query_type, list(args), f"query {query_type!r}")
+
+    def _ask(self, workflow_id: str, name: str, args: list[Any], what: str) -> Any:
+        """A worker's answer from a read-only replay of the run (`beluga.query`): a query handler's value, or
+        an update validator's verdict; its error raised as our own."""
         state = self.summary(workflow_id)
         reply_to = self.store.names.reply_channel(uuid.uuid4().hex)
         from beluga.celery.attempts import attempt_kwargsrepr
 
         # each try without Celery's own publish retries, so that the call keeps to its retry time
-        self._retrying(f"querying workflow {workflow_id}", lambda: self.app.tasks["beluga.query"].apply_async(
-            (workflow_id, query_type, list(args), reply_to), queue=state.queue or None, retry=False,
-            kwargsrepr=attempt_kwargsrepr(workflow_id), headers=self._rt.sender.stamp()), None, writes=False)
+        self._retrying(f"asking workflow {workflow_id}", lambda: self.app.tasks["beluga.query"].apply_async(
+            (workflow_id, name, args, reply_to), queue=state.queue or None, retry=False,
+            kwargsrepr=attempt_kwargsrepr(workflow_id), headers=self._rt.sender.stamp()), None,
+            writes=False)
         answer = self.fleet.wait_reply(reply_to, self.query_timeout, self._blocking_slice())
         if answer is None:
-            raise TimeoutError(f"no worker answered query {query_type!r} for {workflow_id} within "
-                               f"{self.query_timeout:g}s")
+            raise TimeoutError(f"no worker answered {what} for {workflow_id} within {self.query_timeout:g}s")
         if answer.get("ok"):
             return answer.get("value")
         raise_as_own(answer.get("error") or {})
+
+    def update(self, workflow_id: str, name: str, *args: Any, update_id: str | None = None, wait: bool = True,
+               timeout: Duration | None = None, identity: str | None = None) -> Any:
+        """The validator runs on a worker, read-only (as a query); accepted, the update travels through
+        the run's inbox (as a signal, once per update id) and the coordinator that records its end pushes
+        the outcome to a reply key this call waits on (the history answers too, should that be missed)."""
+        check_name(workflow_id, "workflow id")
+        check_name(name, "update name")
+        self._rt.check(list(args))
+        done = None
+        if update_id is not None:  # maybe a retry: an update accepted already is not validated or sent again
+            accepted, done = find_update(self.describe(workflow_id).history, check_name(update_id, "update id"))
+        else:
+            update_id, accepted = uuid.uuid4().hex, False
+        if not accepted:
+            self._ask(workflow_id, messages.VALIDATE_UPDATE + name, list(args), f"the validation of update {name!r}")
+            self._send(workflow_id, UpdateRequested(update_id, name, tuple(args), identity), f"update:{update_id}",
+                       f"updating {name!r} of")
+            log_write("updated", workflow_id, identity, repr(name))
+        if not wait:
+            return update_id
+        return update_outcome(done or self._wait_update(workflow_id, update_id, seconds(timeout)))
+
+    def _wait_update(self, workflow_id: str, update_id: str, timeout: float | None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = self.fleet.update_reply_key(workflow_id, update_id)
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            got = self.fleet.wait_reply(key, 1.0 if remaining is None else max(0.0, min(1.0, remaining)),
+                                        self._blocking_slice())
+            if got is not None:
+                return got
+            state = self.describe(workflow_id)  # another caller of the same update may have taken the reply
+            _, done = find_update(state.history, update_id)
+            if done is not None:
+                return done
+            if not state.status.is_open:
+                raise update_gone(workflow_id, update_id)
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                raise TimeoutError(f"update {update_id!r} of workflow {workflow_id} still running after {timeout:g}s")
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         """Wait for the coordinator's announcement that the run closed, re-reading the status on each

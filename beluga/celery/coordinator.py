@@ -571,6 +571,9 @@ class Coordinator:
             self._closed(run, effect)
         elif isinstance(effect, st.CloseChildren):
             self._close_children(wid, effect)
+        elif isinstance(effect, st.UpdateCompleted):  # its caller waits on this key (else reads the history)
+            self.fleet.reply(self.fleet.update_reply_key(wid, effect.update_id),
+                             {"update_id": effect.update_id, "result" if effect.ok else "error": effect.payload})
 
     def _close_children(self, parent_id: str, close: st.CloseChildren) -> None:
         """Send each open child its parent-close policy, through its inbox (as a client's terminate or

@@ -67,6 +67,8 @@ from beluga.stores.redis import RedisStore, on_primary
 from beluga.stores.redis_keys import SHARDS, shard_of
 from beluga.stores.redis_scripts import STARTED_BEFORE, AppendCall, was_created
 
+SIGNALLED = "!"  # start.lua: the signal of a signal-with-start went to the open run (then push.lua's answer)
+
 
 class Fleet:
     def __init__(self, store: RedisStore, lease_seconds: float = 15.0, undelivered_lapse: bool = True) -> None:
@@ -136,17 +138,31 @@ class Fleet:
         """Create the run, listed, with its start message queued and its execution timeout `timeout` (due
         time, message) armed, in one atomic step (see start.lua). Returns the run id: the new one, or the
         one this request created before. Raises `WorkflowAlreadyStarted` for another open run."""
+        run_id, _ = self._start(state, request_id, timeout, None)
+        return run_id
+
+    def signal_with_start(self, state: WorkflowState, signal: dict[str, Any], request_id: str | None = None,
+                          timeout: tuple[float, dict[str, Any]] | None = None) -> tuple[str, PushReply | None]:
+        """Queue `signal` for the open run of the id, else create the run (as `start_run`) with the signal
+        queued after its start message: one atomic step (start.lua), so that callers racing on one id make
+        one run holding every signal. Returns the run id and, when the signal went to a run already open,
+        push.lua's answer (None: this call created the run)."""
+        return self._start(state, request_id, timeout, codec.encode(signal))
+
+    def _start(self, state: WorkflowState, request_id: str | None, timeout: tuple[float, dict[str, Any]] | None,
+               signal: bytes | None) -> tuple[str, PushReply | None]:
         k = self.names.run(state.workflow_id)
         run_key = k.run
         call = StartCall(
             run_key=k.run, events_key=k.events, inbox_key=k.inbox, dirty_key=k.shard.dirty,
-            timers_key=k.shard.timers,
+            timers_key=k.shard.timers, requests_key=k.requests, wake_key=k.shard.wake, waking_key=k.shard.waking,
             run_id=state.run_id, status=state.status.value, summary=codec.encode_state(state),
             workflow_type=state.workflow_type, created=state.created_at, updated=state.updated_at,
             request_id=request_id, workflow_id=state.workflow_id, start_message=codec.encode({"k": "start"}),
             index_prefix=k.shard.index_prefix,
             timeout_due=timeout[0] if timeout else None,
             timeout_member=timer_member(state.workflow_id, timeout[1]) if timeout else None,
+            signal_message=signal, now=self.clock.now(), ttl_ms=self._waking_ttl_ms,
             events=tuple(codec.encode_event(e) for e in state.history))
         unconfirmed: ReplicationError | None = None
         try:
@@ -154,13 +170,15 @@ class Fleet:
                                         f"the start of workflow {state.workflow_id}", run_key)
         except ReplicationError as exc:  # on the primary all the same: say so
             got, unconfirmed = exc.result, exc
+        if got.startswith(SIGNALLED):
+            return got[2:], PushReply(int(got[1]))
         if got.startswith(STARTED_BEFORE):
-            return got[len(STARTED_BEFORE):]
+            return got[len(STARTED_BEFORE):], None
         if not was_created(got):
             raise WorkflowAlreadyStarted(f"workflow {state.workflow_id!r} already has an open run")
         if unconfirmed is not None:
             raise unconfirmed
-        return state.run_id
+        return state.run_id, None
 
     # --- coordinator lease --------------------------------------------------------------------------
     def begin(self, workflow_id: str, limit: int = 100, known_version: int = 0, ttl: float = 10.0) -> Begun | None:
@@ -526,6 +544,10 @@ class Fleet:
             for workflow_id, status in closed:
                 pipe.publish(self.closed_channel(workflow_id), status)
             pipe.execute()
+
+    def update_reply_key(self, workflow_id: str, update_id: str) -> str:
+        """Where the coordinator that records an update's end pushes its outcome for the waiting caller."""
+        return self.names.reply_channel(f"update:{workflow_id}:{update_id}")
 
     # --- query replies ------------------------------------------------------------------------------
     def reply(self, key: str, value: dict[str, Any]) -> None:

@@ -181,7 +181,8 @@ class SweepCall(Call):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartCall(Call):
     """A client starts a run with its start message queued: b'' when created, b'=<run id>' when this
-    request created the current run already, else the id of the open run that blocks it."""
+    request created the current run already, with a signal b'!<push reply><run id>' when the signal went
+    to the open run instead, else the id of the open run that blocks it."""
 
     SCRIPT: ClassVar[str] = "start.lua"
     run_key: str = key()
@@ -189,6 +190,9 @@ class StartCall(Call):
     inbox_key: str = key()
     dirty_key: str = key()
     timers_key: str = key()
+    requests_key: str = key()
+    wake_key: str = key()
+    waking_key: str = key()
     run_id: str = arg()
     status: str = arg()
     summary: bytes = arg()
@@ -201,6 +205,9 @@ class StartCall(Call):
     index_prefix: str = arg()
     timeout_due: float | None = arg()
     timeout_member: bytes | None = arg()
+    signal_message: bytes | None = arg()
+    now: float = arg()
+    ttl_ms: int = arg()
     events: Sequence[bytes] = tail()
 
 

@@ -64,6 +64,12 @@ class ParentClosed:
     input: st.Input
 
 
+# The query task (`beluga.query`) runs an update's validator when the query name starts with this (a name
+# no query handler can have: names may not hold control characters), so that it reaches the workers, and
+# is handed on, exactly as a query is.
+VALIDATE_UPDATE = "\x1fvalidate update\x1f"
+
+
 Control = Start | RetryStuck | EnsureChild | NotifyParent | EnsureContinued | CloseChildren | ParentClosed
 
 
@@ -79,6 +85,8 @@ def _encode(x: st.Input | Control) -> dict[str, Any]:
         return _who({"k": "signal", "name": x.name, "payload": x.payload, "sender_id": x.sender_id}, x.identity)
     if isinstance(x, st.CancelRequested):
         return _who({"k": "cancel"}, x.identity)
+    if isinstance(x, st.UpdateRequested):
+        return _who({"k": "update", "id": x.update_id, "name": x.name, "args": list(x.args)}, x.identity)
     if isinstance(x, st.TimerFired):
         return {"k": "timer", "seq": x.seq}
     if isinstance(x, st.TimedOut):
@@ -121,6 +129,8 @@ def decode(msg: dict[str, Any]) -> st.Input | Control:
         return st.SignalReceived(str(msg["name"]), msg.get("payload"), msg.get("sender_id"), _identity(msg))
     if kind == "cancel":
         return st.CancelRequested(_identity(msg))
+    if kind == "update":
+        return st.UpdateRequested(str(msg["id"]), str(msg["name"]), tuple(msg.get("args") or ()), _identity(msg))
     if kind == "timer":
         return st.TimerFired(int(msg["seq"]))
     if kind == "timeout":

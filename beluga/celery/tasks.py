@@ -15,6 +15,7 @@ from beluga.celery import outcome
 from beluga.celery.attempts import DUE, attempt_kwargsrepr, attempt_repr, report_attempt, reporting, wait_until_due
 from beluga.celery.coordinator import RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
+from beluga.celery.messages import VALIDATE_UPDATE
 from beluga.celery.observe import SENT_HEADER
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.queues import activity_queue
@@ -149,7 +150,10 @@ def bind(app: Celery) -> None:
             if state is None:
                 raise ConfigurationError(f"no workflow with id {workflow_id!r}")
             instance = read_only(state, registry.workflow, check_payload=rt.check)
-            value = instance.query(name, *args)
+            if name.startswith(VALIDATE_UPDATE):  # an update's validator: the caller learns only ok or why not
+                value = instance.validate_update(name[len(VALIDATE_UPDATE):], *args)
+            else:
+                value = instance.query(name, *args)
             rt.check(value)
             rt.fleet.reply(reply_to, {"ok": True, "value": value})
         except (ConfigurationError, NonDeterminismError) as exc:

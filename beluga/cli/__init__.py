@@ -17,8 +17,8 @@ from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
 __all__ = ["main", "CLIError"]
 
 _COMMANDS = {"list": "cmd_list", "show": "cmd_show", "start": "cmd_start", "signal": "cmd_signal",
-             "query": "cmd_query", "cancel": "cmd_cancel", "terminate": "cmd_terminate", "retry": "cmd_retry",
-             "export": "cmd_export", "console": "cmd_console"}
+             "query": "cmd_query", "update": "cmd_update", "cancel": "cmd_cancel", "terminate": "cmd_terminate",
+             "retry": "cmd_retry",             "export": "cmd_export", "console": "cmd_console"}
 
 
 def main(argv: Sequence[str] | None = None, *, settings: Any = None, prog: str | None = None) -> int:

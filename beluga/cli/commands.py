@@ -203,9 +203,24 @@ def cmd_signal(args: argparse.Namespace, target: Target) -> int:
     return 0
 
 
-def cmd_query(args: argparse.Namespace, target: Target) -> int:
+def _call_args(args: argparse.Namespace) -> list[Any]:
+    """`--args`: a JSON list of arguments, or one value."""
     parsed = parse_json(args.args, "--args")
-    query_args = [] if parsed is None else parsed if isinstance(parsed, list) else [parsed]
+    return [] if parsed is None else parsed if isinstance(parsed, list) else [parsed]
+
+
+def cmd_update(args: argparse.Namespace, target: Target) -> int:
+    state = open_run(target, args.workflow_id, "update")
+    target.need_code(state.workflow_type, "update")
+    result = target.executor().update(args.workflow_id, args.name, *_call_args(args), update_id=args.id,
+                                      wait=not args.no_wait, timeout=args.timeout, identity=operator())
+    _settle(target, args.workflow_id, args)
+    out(render.dumps(result))
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, target: Target) -> int:
+    query_args = _call_args(args)
     if target.remote:
         result = target.executor().query(args.workflow_id, args.name, *query_args)
     else:

@@ -102,6 +102,15 @@ def build(prog: str = "beluga") -> Parser:
     p.add_argument("name")
     p.add_argument("--args", metavar="JSON", help="a JSON list of arguments (or one value)")
 
+    p = command("update", "send an update to an open run and print its handler's result", json=False, drives=True)
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("name")
+    p.add_argument("--args", metavar="JSON", help="a JSON list of arguments (or one value)")
+    p.add_argument("--id", metavar="UPDATE_ID", help="the update id: a retry with the same id takes effect once "
+                   "and prints the first outcome (default: a new id)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop waiting for the result after SECONDS")
+    p.add_argument("--no-wait", action="store_true", help="print the update id once accepted; do not wait")
+
     p = command("cancel", "request cancellation; the workflow may clean up", json=False, drives=True)
     p.add_argument("workflow_id", metavar="ID")
 

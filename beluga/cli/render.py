@@ -203,6 +203,11 @@ def _what(ev: Event) -> str:
         return seq
     if t == E.SIGNAL_RECEIVED:
         return f"{a.get('name')} payload={value(a.get('payload'), 60)}"
+    if t == E.UPDATE_ACCEPTED:
+        return f"{a.get('name')} id={a.get('update_id')} args={value(a.get('args'), 60)}"
+    if t == E.UPDATE_COMPLETED:
+        ended = error_line(a.get("error")) if "error" in a else f"result={value(a.get('result'), 60)}"
+        return f"id={a.get('update_id')} {ended}"
     if t == E.MARKER_RECORDED:
         if a.get("kind") == "patch":
             v = a.get("value") or {}

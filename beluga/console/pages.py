@@ -292,9 +292,11 @@ def _kind(ev: Event) -> str:
     if t in (E.ACTIVITY_FAILED, E.WORKFLOW_FAILED, E.CHILD_WORKFLOW_FAILED, E.WORKFLOW_TIMED_OUT,
              E.WORKFLOW_TERMINATED):
         return "bad"
+    if t == E.UPDATE_COMPLETED:
+        return "bad" if "error" in ev.attrs else "ok"
     if t in (E.ACTIVITY_COMPLETED, E.WORKFLOW_COMPLETED, E.CHILD_WORKFLOW_COMPLETED):
         return "ok"
-    if t == E.SIGNAL_RECEIVED:
+    if t in (E.SIGNAL_RECEIVED, E.UPDATE_ACCEPTED):
         return "sig"
     if t in (E.TIMER_STARTED, E.TIMER_FIRED):
         return "timer"

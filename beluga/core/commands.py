@@ -40,6 +40,15 @@ class StartChildWorkflow:
 
 
 @dataclass(frozen=True, slots=True)
+class CompleteUpdate:
+    """An update handler ended: `result`, or the failure record `error` it raised."""
+
+    update_id: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteWorkflow:
     result: Any = None
 
@@ -76,7 +85,7 @@ def is_deprecated_patch(ev: Event) -> bool:
 
 
 Command = (ScheduleActivity | StartTimer | RecordMarker | StartChildWorkflow | CompleteWorkflow
-           | FailWorkflow | CancelWorkflow | ContinueAsNew)
+           | FailWorkflow | CancelWorkflow | ContinueAsNew | CompleteUpdate)
 
 CLOSING_COMMANDS = (CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew)
 
@@ -96,6 +105,9 @@ def to_event(cmd: Command, event_id: int, timestamp: float) -> Event:
         return Event(event_id, EventType.CHILD_WORKFLOW_STARTED, timestamp,
                      {"seq": cmd.seq, "workflow_type": cmd.workflow_type, "workflow_id": cmd.workflow_id,
                       "input": cmd.input, "parent_close_policy": cmd.parent_close_policy})
+    if isinstance(cmd, CompleteUpdate):
+        outcome = {"result": cmd.result} if cmd.error is None else {"error": cmd.error}
+        return Event(event_id, EventType.UPDATE_COMPLETED, timestamp, {"update_id": cmd.update_id, **outcome})
     if isinstance(cmd, CompleteWorkflow):
         return Event(event_id, EventType.WORKFLOW_COMPLETED, timestamp, {"result": cmd.result})
     if isinstance(cmd, FailWorkflow):
@@ -119,6 +131,8 @@ def describe(cmd: Command) -> str:
         return f"{cmd.kind} marker (seq {cmd.seq})"
     if isinstance(cmd, StartChildWorkflow):
         return f"child workflow {cmd.workflow_type!r} (seq {cmd.seq})"
+    if isinstance(cmd, CompleteUpdate):
+        return f"the end of update {cmd.update_id!r}"
     return type(cmd).__name__
 
 
@@ -134,6 +148,8 @@ def describe_event(ev: Event) -> str:
         return f"{a.get('kind')} marker (seq {a.get('seq')})"
     if ev.type == EventType.CHILD_WORKFLOW_STARTED:
         return f"child workflow {a.get('workflow_type')!r} (seq {a.get('seq')})"
+    if ev.type == EventType.UPDATE_COMPLETED:
+        return f"the end of update {a.get('update_id')!r}"
     return ev.type
 
 
@@ -152,4 +168,6 @@ def matches(cmd: Command, ev: Event) -> bool:
     if isinstance(cmd, StartChildWorkflow):
         return (ev.type == EventType.CHILD_WORKFLOW_STARTED and a.get("seq") == cmd.seq
                 and a.get("workflow_type") == cmd.workflow_type)
+    if isinstance(cmd, CompleteUpdate):
+        return ev.type == EventType.UPDATE_COMPLETED and a.get("update_id") == cmd.update_id
     return to_event(cmd, 0, 0.0).type == ev.type

@@ -105,6 +105,8 @@ class WorkflowContext:
         self._rng = _random.Random(seed)
         self._channels: dict[str, SignalChannel] = {}
         self._query_handlers: dict[str, Callable[..., Any]] = {}
+        # name -> (handler, validator or None): `executor.update(id, name, *args)`
+        self._update_handlers: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {}
 
     @property
     def _instance(self) -> WorkflowInstance:
@@ -223,6 +225,22 @@ class WorkflowContext:
         if name in ("status", "result"):
             raise WorkflowError(f"query type {name!r} is built in; pick another name")
         self._query_handlers[name] = handler
+
+    def set_update_handler(self, name: str, handler: Callable[..., Any],
+                           validator: Callable[..., Any] | None = None) -> None:
+        """Handle `executor.update(id, name, *args)`. `validator(*args)` runs first, read-only, as a query
+        does: it raises to reject the update (nothing is recorded; the caller gets its error). An accepted
+        update is recorded (`update_accepted`), then `handler(*args)` runs as workflow code, beside the
+        workflow function: it may call activities, sleep and wait, and what it returns (or raises) is
+        recorded (`update_completed`) and is the caller's answer. Replay runs it again at the same point."""
+        if not callable(handler) or (validator is not None and not callable(validator)):
+            raise WorkflowError(f"update {name!r}: its handler and validator must be callable")
+        self._update_handlers[check_name(name, "update name")] = (handler, validator)
+
+    def wait_condition(self, condition: Callable[[], bool]) -> None:
+        """Park until `condition()` is true: state the workflow's own code changes (an update handler, a
+        signal received elsewhere). Deterministic: it is looked at again after each input."""
+        self._instance.block(condition)
 
     def execute_child_workflow(self, workflow: Any, input: Any = None, *, id: str | None = None,
                                parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE) -> Any:

@@ -85,6 +85,11 @@ class RunDriver:
         if isinstance(input, s.SignalReceived):
             step.effects.append(s.Observed("on_signal", input))
             self._record(step, E.SIGNAL_RECEIVED, _signal_attrs(input), now)
+        elif isinstance(input, s.UpdateRequested):
+            if input.update_id in p.updates:
+                return False  # a retry of an update already accepted: its first outcome stands
+            self._record(step, E.UPDATE_ACCEPTED, {"update_id": input.update_id, "name": input.name,
+                                                   "args": list(input.args), **_who(input.identity)}, now)
         elif isinstance(input, s.CancelRequested):
             if p.cancel_requested:
                 return True
@@ -191,6 +196,9 @@ class RunDriver:
                     self._begin_attempt(step, c.seq, 1, now)
             elif isinstance(c, cmds.StartTimer):
                 step.effects.append(s.ArmTimer(c.seq, now + c.duration))
+            elif isinstance(c, cmds.CompleteUpdate):
+                step.effects.append(s.UpdateCompleted(c.update_id, c.error is None,
+                                                      c.result if c.error is None else c.error))
             elif isinstance(c, cmds.StartChildWorkflow):
                 step.effects.append(s.StartChild(c.seq, c.workflow_type, c.workflow_id, c.input,
                                                  c.parent_close_policy))

@@ -83,6 +83,10 @@ class QueryNotFound(WorkflowError):
     """The workflow registered no query handler of this name."""
 
 
+class UpdateNotFound(WorkflowError):
+    """The workflow set no update handler of this name (yet): the update is rejected, nothing recorded."""
+
+
 class SerializationError(WorkflowError):
     """A value cannot be encoded (or decoded) by Beluga's msgpack converter."""
 

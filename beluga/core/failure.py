@@ -160,8 +160,8 @@ def raise_as_own(failure: dict[str, Any]) -> NoReturn:
     raise from_failure(failure)
 
 
-_OWN_ERRORS = frozenset({"NonDeterminismError", "QueryNotFound", "WorkflowNotFound", "WorkflowNotRunning",
-                         "ConfigurationError", "SerializationError", "WorkflowAlreadyStarted",
+_OWN_ERRORS = frozenset({"NonDeterminismError", "QueryNotFound", "UpdateNotFound", "WorkflowNotFound",
+                         "WorkflowNotRunning", "ConfigurationError", "SerializationError", "WorkflowAlreadyStarted",
                          "UnreadableRun", "HistoryLost", "InvalidName"})
 
 

@@ -25,6 +25,7 @@ from beluga.core.errors import (
     ChildWorkflowError,
     NonDeterminismError,
     QueryNotFound,
+    UpdateNotFound,
     WorkflowCancelled,
     WorkflowError,
 )
@@ -40,6 +41,18 @@ class _Evicted(BaseException):
 
 def _accept_any(value: Any) -> None:
     return None
+
+
+class _Handler:
+    """An accepted update's handler, running in a greenlet of its own beside the workflow function; it
+    is resumed after the workflow function, in the order the updates were accepted, so that replay runs
+    every piece of code in the same order."""
+
+    __slots__ = ("greenlet", "waiting")
+
+    def __init__(self, g: greenlet.greenlet) -> None:
+        self.greenlet = g
+        self.waiting: Callable[[], bool] | None = None
 
 
 class WorkflowInstance:
@@ -60,6 +73,7 @@ class WorkflowInstance:
         self._input: Any = None
         self._greenlet: greenlet.greenlet | None = None
         self._waiting: Callable[[], bool] | None = None
+        self._handlers: list[_Handler] = []  # accepted updates whose handlers have not ended
         self._evicting = False
         self._seq = 0
         self._issued: deque[cmds.Command] = deque()          # issued, not yet matched or returned
@@ -137,6 +151,17 @@ class WorkflowInstance:
                                 f"handler {name!r}; it has {known} plus the built-in 'status' and 'result'")
         return handler(*args)
 
+    def validate_update(self, name: str, *args: Any) -> None:
+        """Run the validator of update `name` (read-only, as a query): it raises to reject the update.
+        `UpdateNotFound` when the workflow set no handler of that name."""
+        entry = self._ctx._update_handlers.get(name) if self._ctx else None
+        if entry is None:
+            known = sorted(self._ctx._update_handlers) if self._ctx else []
+            raise UpdateNotFound(f"workflow {self.definition.name!r} ({self.workflow_id}) has no update "
+                                 f"handler {name!r}; it has {known}")
+        if entry[1] is not None:
+            entry[1](*args)
+
     def is_pending(self, seq: int) -> bool:
         """Whether the code still waits for the outcome of command `seq`."""
         return seq in self._futures
@@ -144,12 +169,14 @@ class WorkflowInstance:
     def close(self) -> None:
         """Drop the suspended code (eviction). Its `finally` blocks run but cannot issue commands."""
         g, self._greenlet = self._greenlet, None
-        if g is not None and g and not g.dead:
-            self._evicting = True
-            try:
-                g.throw(_Evicted())
-            except (_Evicted, greenlet.error):
-                pass
+        handlers, self._handlers = self._handlers, []
+        for each in [g, *(h.greenlet for h in handlers)]:
+            if each is not None and each and not each.dead:
+                self._evicting = True
+                try:
+                    each.throw(_Evicted())
+                except (_Evicted, greenlet.error):
+                    pass
 
     # --- used by WorkflowContext, inside the workflow greenlet --------------------------------------
     def next_seq(self) -> int:
@@ -171,8 +198,7 @@ class WorkflowInstance:
         """`ctx.patched()`: True on a first execution (recording a patch marker) and on a replay of a
         history that holds the marker; False on a replay of a history recorded before the change (no
         marker, and none is asked for). The answer is kept for the run: later calls give the same."""
-        g = self._greenlet
-        if g is None or greenlet.getcurrent() is not g:
+        if not self._in_workflow_code():
             raise WorkflowError("ctx.patched() can only be called by the workflow itself (not from a query handler)")
         use = self._patch_memo.get(change_id)
         if use is None:
@@ -198,9 +224,18 @@ class WorkflowInstance:
     def block(self, ready: Callable[[], bool]) -> None:
         """Park the workflow until `ready()`; delivers a pending cancellation as `WorkflowCancelled`."""
         g = self._greenlet
-        if g is None or greenlet.getcurrent() is not g:
-            raise WorkflowError("workflow calls that wait can only be made by the workflow itself "
-                                "(not from a query handler or another thread)")
+        current = greenlet.getcurrent()
+        if g is None or current is not g:
+            handler = next((h for h in self._handlers if h.greenlet is current), None)
+            if handler is None:
+                raise WorkflowError("workflow calls that wait can only be made by the workflow itself or its "
+                                    "update handlers (not from a query handler or another thread)")
+            while not ready():  # an update handler: a cancellation is the workflow function's to see
+                handler.waiting = ready
+                current.parent.switch()
+                if self._evicting:
+                    raise _Evicted()
+            return
         while True:
             if self._cancel_undelivered:
                 self._cancel_undelivered = False
@@ -213,6 +248,11 @@ class WorkflowInstance:
                 raise _Evicted()
 
     # --- internals --------------------------------------------------------------------------------
+    def _in_workflow_code(self) -> bool:
+        current = greenlet.getcurrent()
+        return (self._greenlet is not None and current is self._greenlet) or any(
+            h.greenlet is current for h in self._handlers)
+
     def _ensure_live(self) -> None:
         if self._evicting:
             raise _Evicted()
@@ -262,6 +302,12 @@ class WorkflowInstance:
         elif t == E.SIGNAL_RECEIVED:
             if self._ctx is not None:
                 self._ctx.receive_signal(a["name"])._buffer.append(a.get("payload"))
+        elif t == E.UPDATE_ACCEPTED:
+            if self._ctx is None or self.finished:
+                return False
+            g = greenlet.greenlet(lambda: self._handle_update(str(a["update_id"]), str(a["name"]),
+                                                              list(a.get("args") or ())))
+            self._handlers.append(_Handler(g))
         elif t == E.CANCEL_REQUESTED:
             if not self.cancel_requested:
                 self.cancel_requested = self._cancel_undelivered = True
@@ -283,16 +329,62 @@ class WorkflowInstance:
             entry[1]._resolve(value, error)
 
     def _run(self) -> None:
+        """Resume the workflow function until it waits, then the update handlers until none can go on,
+        then the workflow function again if they let it, and so on: so a handler that a workflow's last
+        step released ends before the workflow does."""
+        moved = True
+        while moved and not self.finished:
+            moved = self._run_main()
+            while self._run_handlers():
+                moved = True
+
+    def _run_handlers(self) -> bool:
+        """Resume each update handler that can go on, in the order they were accepted; whether any did."""
+        moved = False
+        for h in list(self._handlers):
+            if self.finished or (h.waiting is not None and not h.waiting()):
+                continue
+            h.waiting = None
+            h.greenlet.parent = greenlet.getcurrent()
+            h.greenlet.switch()
+            moved = True
+            if h.greenlet.dead:
+                self._handlers.remove(h)
+        return moved
+
+    def _run_main(self) -> bool:
+        """Resume the workflow function until it waits again; whether it ran at all."""
         g = self._greenlet
         if g is None or self.finished:
-            return
+            return False
         g.parent = greenlet.getcurrent()
+        ran = False
         while not self.finished:
             waiting = self._waiting
             if waiting is not None and not self._cancel_undelivered and not waiting():
-                return
+                return ran
             self._waiting = None
+            ran = True
             g.switch()
+        return ran
+
+    def _handle_update(self, update_id: str, name: str, args: list[Any]) -> None:
+        """The greenlet of one accepted update: its handler's outcome is the command `CompleteUpdate`."""
+        try:
+            entry = self._ctx._update_handlers.get(name) if self._ctx else None
+            if entry is None:
+                raise UpdateNotFound(f"workflow {self.definition.name!r} has no update handler {name!r}")
+            result = entry[0](*args)
+            self.check_payload(result, f"result of update {name!r}")
+            outcome = cmds.CompleteUpdate(update_id, result)
+        except (_Evicted, greenlet.GreenletExit):
+            return
+        except ContinueAsNewRequest:
+            outcome = cmds.CompleteUpdate(update_id, error=to_failure(WorkflowError(
+                "ctx.continue_as_new() can only be called by the workflow function, not an update handler")))
+        except Exception as exc:
+            outcome = cmds.CompleteUpdate(update_id, error=to_failure(exc))
+        self._issued.append(outcome)
 
     def _main(self) -> None:
         defn = self.definition

@@ -31,9 +31,24 @@ class Pending:
     deadline: float | None = None
     closed: bool = False
     cancel_requested: bool = False
+    # update id -> its `update_completed` attrs, None while its handler runs: a retried update is
+    # recognised by its id and answered with the first outcome
+    updates: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 _OPTION_KEYS = ("retry", "timeout", "heartbeat_timeout", "queue", "schedule_to_start_timeout")
+
+
+def find_update(history: list[Event] | tuple[Event, ...], update_id: str) -> tuple[bool, dict[str, Any] | None]:
+    """Whether update `update_id` was accepted in this history, and its `update_completed` attrs once
+    its handler ended (the first outcome, which every retry of the update gets)."""
+    accepted, done = False, None
+    for ev in history:
+        if ev.type == E.UPDATE_ACCEPTED and ev.attrs.get("update_id") == update_id:
+            accepted = True
+        elif ev.type == E.UPDATE_COMPLETED and ev.attrs.get("update_id") == update_id:
+            done = dict(ev.attrs)
+    return accepted, done
 
 
 def pending_work(history: list[Event] | tuple[Event, ...]) -> Pending:
@@ -79,5 +94,9 @@ def fold(out: Pending, ev: Event) -> None:
         out.children.pop(a["seq"], None)
     elif t == E.CANCEL_REQUESTED:
         out.cancel_requested = True
+    elif t == E.UPDATE_ACCEPTED:
+        out.updates.setdefault(str(a["update_id"]), None)
+    elif t == E.UPDATE_COMPLETED:
+        out.updates[str(a["update_id"])] = dict(a)
     elif t in CLOSING_EVENTS:
         out.closed = True

@@ -51,6 +51,8 @@ class EventType:
     WORKFLOW_TIMED_OUT = "workflow_timed_out"
     WORKFLOW_CONTINUED_AS_NEW = "workflow_continued_as_new"
     WORKFLOW_TERMINATED = "workflow_terminated"  # closed by an operator; no workflow code ran
+    UPDATE_ACCEPTED = "update_accepted"    # an update passed its validator: its handler runs (an input)
+    UPDATE_COMPLETED = "update_completed"  # its handler returned or raised (a command): the caller's answer
 
 
 # Events the workflow code itself caused (one per command); replay checks them against the code.
@@ -63,6 +65,7 @@ COMMAND_EVENTS = frozenset({
     EventType.WORKFLOW_FAILED,
     EventType.WORKFLOW_CANCELED,
     EventType.WORKFLOW_CONTINUED_AS_NEW,
+    EventType.UPDATE_COMPLETED,
 })
 
 # Events that close a run: nothing may be appended after one of them.

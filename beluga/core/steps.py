@@ -25,6 +25,17 @@ class SignalReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateRequested:
+    """An update its validator accepted: recorded once per `update_id` (a retry with the same id is a
+    duplicate), then its handler runs."""
+
+    update_id: str
+    name: str
+    args: tuple[Any, ...] = ()
+    identity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     identity: str | None = None
 
@@ -80,8 +91,8 @@ class AttemptDue:
     attempt: int
 
 
-Input = (SignalReceived | CancelRequested | TimerFired | TimedOut | ChildClosed | ActivityOutcome | AttemptDue
-         | Terminate)
+Input = (SignalReceived | UpdateRequested | CancelRequested | TimerFired | TimedOut | ChildClosed | ActivityOutcome
+         | AttemptDue | Terminate)
 
 
 # --- effects -----------------------------------------------------------------------------------------
@@ -152,6 +163,16 @@ class RunClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateCompleted:
+    """Update `update_id`'s handler ended (recorded in this step): `ok` with its result, or its failure
+    record. Executors hand it to the caller waiting on it."""
+
+    update_id: str
+    ok: bool
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActivityClosed:
     """Activity `name` (called with `options`) got its outcome for good (completed, or failed with no
     attempt to follow), `seconds` after it was scheduled: its schedule-to-close latency, for metrics."""
@@ -170,7 +191,7 @@ class Observed:
 
 
 Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | CloseChildren | Observed
-          | ActivityClosed)
+          | ActivityClosed | UpdateCompleted)
 
 
 @dataclass(slots=True)

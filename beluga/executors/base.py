@@ -7,8 +7,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from beluga.core.errors import WorkflowCancelled, WorkflowFailed, WorkflowNotFound
-from beluga.core.failure import from_failure
+from beluga.core.errors import WorkflowCancelled, WorkflowFailed, WorkflowNotFound, WorkflowNotRunning
+from beluga.core.failure import from_failure, raise_as_own
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import Duration, seconds
 from beluga.logs import get_logger
@@ -51,6 +51,22 @@ class DurableExecutor(ABC):
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         """Durably deliver `signal` to the open run of `workflow_id`. `identity` (here and on `cancel`,
         `terminate`): who asks, recorded with the event and logged; None records nothing."""
+
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        """Deliver `signal` to the open run of `options.id`, or start that run (as `execute`) with `signal`
+        as its first input, in one atomic step: callers racing on one id make one run that holds every
+        signal. `options.id` is required; `options.identity` is recorded with the signal too."""
+        raise NotImplementedError(f"{type(self).__name__} cannot signal-with-start")
+
+    def update(self, workflow_id: str, name: str, *args: Any, update_id: str | None = None, wait: bool = True,
+               timeout: Duration | None = None, identity: str | None = None) -> Any:
+        """Send update `name` to the open run: its validator (`ctx.set_update_handler`) runs first,
+        read-only, and may reject it (its error is raised here; nothing is recorded). Accepted, it is
+        recorded and its handler runs as workflow code; with `wait` this returns the handler's result or
+        raises its error (`TimeoutError` after `timeout`), else it returns the update id once accepted.
+        `update_id` (made up when not given) deduplicates: a retry with the same id gets the first
+        outcome and is recorded once."""
+        raise NotImplementedError(f"{type(self).__name__} cannot send updates")
 
     @abstractmethod
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
@@ -159,6 +175,18 @@ class WorkflowHandle:
 
     def __repr__(self) -> str:
         return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
+
+
+def update_outcome(done: dict[str, Any]) -> Any:
+    """An ended update's answer (its `update_completed` attrs): its result, or its error raised."""
+    if "error" in done:
+        raise_as_own(done["error"] or {})
+    return done.get("result")
+
+
+def update_gone(workflow_id: str, update_id: str) -> WorkflowNotRunning:
+    """What a caller waiting on an update gets when the run closed before the update's handler ended."""
+    return WorkflowNotRunning(f"workflow {workflow_id} closed before update {update_id!r} completed")
 
 
 def outcome(state: WorkflowState) -> Any:

@@ -61,7 +61,9 @@ from beluga.inprocess.records import (
     Query,
     Recover,
     Run,
+    SignalWithStart,
     StartRun,
+    Update,
     input_msg,
 )
 from beluga.inprocess.timers import TimerHeap
@@ -90,6 +92,7 @@ class Engine:
         self._beats = self._pool.beats
         self._closed = threading.Condition()
         self._outcomes: OrderedDict[str, WorkflowState] = OrderedDict()
+        self._updates: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()  # ended updates, for callers
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="beluga-coordinator", daemon=True)
         # Called by the coordinator thread whenever it is about to wait with nothing to do (empty inbox,
@@ -121,6 +124,11 @@ class Engine:
     def closed_state(self, workflow_id: str) -> WorkflowState | None:
         with self._closed:
             return self._outcomes.get(workflow_id)
+
+    def update_done(self, workflow_id: str, update_id: str) -> dict[str, Any] | None:
+        """The `update_completed` attrs of an update this engine saw end, else None."""
+        with self._closed:
+            return self._updates.get((workflow_id, update_id))
 
     def forget(self, workflow_id: str) -> None:
         """Drop the remembered outcome of an earlier run of this id (a new run starts)."""
@@ -248,6 +256,8 @@ class Engine:
             assert msg.reply is not None
             msg.reply.set_result(self._recover())
             return
+        if isinstance(body, SignalWithStart):
+            self._start_unless_open(body.state, batch)
         run = self._get(msg.workflow_id, batch)
         if msg.run_id is not None and msg.run_id != run.run_id:
             if msg.reply is not None:
@@ -255,6 +265,9 @@ class Engine:
             return  # a late message for an earlier run
         if isinstance(body, Query):
             self._query(run, body, msg)
+            return
+        if isinstance(body, Update):
+            self._update(run, body, msg, batch)
             return
         if isinstance(body, Activate):
             return  # loading the run replayed it and recorded whatever was due
@@ -281,7 +294,8 @@ class Engine:
         if msg.reply is not None:
             reply = msg.reply
             if taken or run.driver.is_open:
-                p.after.append(lambda: reply.set_result(None))
+                answer = run.run_id if isinstance(body, SignalWithStart) else None
+                p.after.append(lambda: reply.set_result(answer))
             else:
                 reply.set_exception(WorkflowNotRunning(f"workflow {msg.workflow_id} is {run.status.value}; it "
                                                        "can no longer be signalled or cancelled"))
@@ -290,6 +304,8 @@ class Engine:
         """The run input an engine message stands for (activity outcomes and attempt deadlines come
         from the pool and the timer heap); None when it is no longer relevant."""
         body = msg.body
+        if isinstance(body, SignalWithStart):
+            return body.signal
         if not isinstance(body, (AttemptFinished, AttemptDeadline)):
             return body  # type: ignore[return-value]
         assert run.driver is not None
@@ -342,6 +358,46 @@ class Engine:
             return
         msg.reply.set_result(value)
 
+    def _update(self, run: Run, update: Update, msg: Msg, batch: dict[str, BatchedStep]) -> None:
+        """Run the update's validator on the live run, then record it in this batch: validation and
+        acceptance see the same state. A rejection answers the caller only (as a failed query does), and a
+        retry of an update already accepted is answered without recording it again."""
+        assert msg.reply is not None
+        driver = run.driver
+        if driver is None or not driver.is_open:
+            msg.reply.set_exception(WorkflowNotRunning(f"workflow {run.workflow_id} is {run.status.value}; it "
+                                                       "can no longer be updated"))
+            return
+        if update.update_id in driver.pending.updates:
+            msg.reply.set_result(None)
+            return
+        if driver.instance is None:
+            error = driver.stuck
+            msg.reply.set_exception(NonDeterminismError(error["message"] if error else
+                                                        f"workflow {run.workflow_id} cannot run here"))
+            return
+        try:
+            driver.instance.validate_update(update.name, *update.args)
+        except Exception as exc:
+            msg.reply.set_exception(exc)
+            return
+        p = batch.get(run.workflow_id)
+        if p is None:
+            p = batch[run.workflow_id] = BatchedStep(run, driver.begin())
+        p.msgs.append(msg)
+        driver.apply(p.step, st.UpdateRequested(update.update_id, update.name, update.args, update.identity),
+                     self.clock(), self._rand.random())
+        reply = msg.reply
+        p.after.append(lambda: reply.set_result(None))
+
+    def _update_completed(self, workflow_id: str, done: st.UpdateCompleted) -> None:
+        attrs = {"update_id": done.update_id, "result" if done.ok else "error": done.payload}
+        with self._closed:
+            self._updates[(workflow_id, done.update_id)] = attrs
+            while len(self._updates) > 10_000:
+                self._updates.popitem(last=False)
+            self._closed.notify_all()
+
     # --- runs in memory ---------------------------------------------------------------------------
     def _get(self, workflow_id: str, batch: dict[str, BatchedStep]) -> Run:
         run = self._runs.get(workflow_id)
@@ -358,6 +414,17 @@ class Engine:
         deadline = state.history[0].attrs.get("deadline") if state.history else None
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
             self._timers.arm(deadline, input_msg(state.workflow_id, state.run_id, st.TimedOut()))
+
+    def _start_unless_open(self, state: WorkflowState, batch: dict[str, BatchedStep]) -> None:
+        """Signal-with-start: create the run unless its id has one open (the store decides, atomically);
+        the caller's signal is applied next, in this batch, to whichever run is open."""
+        try:
+            self.store.create(state)
+        except WorkflowAlreadyStarted:
+            return
+        self.forget(state.workflow_id)
+        metrics.run_started(state.workflow_type)
+        self._start(state, batch)
 
     def _materialize(self, state: WorkflowState, batch: dict[str, BatchedStep]) -> Run:
         """Bring a run into memory by replaying its history; record what was still due."""
@@ -423,6 +490,8 @@ class Engine:
                 metrics.activity_closed(effect.name, queue, effect.seconds)
             elif isinstance(effect, st.CloseChildren):
                 self._close_children(wid, effect)
+            elif isinstance(effect, st.UpdateCompleted):
+                self._update_completed(wid, effect)
             elif isinstance(effect, st.Observed):
                 payload = effect.payload
                 if isinstance(payload, st.SignalReceived):

@@ -14,8 +14,9 @@ from typing import Any
 from beluga.core.definitions import Registry
 from beluga.core.definitions import registry as default_registry
 from beluga.core.names import check_name
+from beluga.core.pending import find_update
 from beluga.core.records import Signal, WorkflowState
-from beluga.core.retry import seconds
+from beluga.core.retry import Duration, seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate
 from beluga.executors.base import (
     BUILTIN_QUERIES,
@@ -24,10 +25,12 @@ from beluga.executors.base import (
     WorkflowHandle,
     WorkflowOptions,
     log_write,
+    update_gone,
+    update_outcome,
 )
 from beluga.hooks import Hooks
 from beluga.inprocess.engine import Engine
-from beluga.inprocess.records import Msg, Query, Recover, input_msg
+from beluga.inprocess.records import Msg, Query, Recover, SignalWithStart, Update, input_msg
 from beluga.runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.stores.base import WorkflowStore
 
@@ -73,18 +76,34 @@ class InProcessExecutor(StoreBackedExecutor):
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         options = options or WorkflowOptions()
-        defn = self.registry.workflow(workflow)
-        if options.id is not None:
-            check_name(options.id, "workflow id")
-        self._check(options.input)
-        state = new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input,
-                              seconds(options.timeout), options.queue, self.clock(), headers=options.headers,
-                              identity=options.identity)
+        state = self._new_run(workflow, options)
         self.store.create(state)
         self._engine.forget(state.workflow_id)
         self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
         self._engine.created(state)
         return WorkflowHandle(self, state.workflow_id, state.run_id)
+
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        if options.id is None:
+            raise ValueError("signal_with_start needs WorkflowOptions.id: the run to signal or start")
+        check_name(signal.name, "signal name")
+        self._check(signal.payload)
+        state = self._new_run(workflow, options)
+        run_id = self._engine.call(Msg(state.workflow_id, None, SignalWithStart(state, SignalReceived(
+            signal.name, signal.payload, signal.sender_id, options.identity))))
+        if run_id == state.run_id:
+            self.hooks.emit("on_workflow_start", state.workflow_id, options.input)
+        log_write("signalled", state.workflow_id, options.identity, repr(signal.name))
+        return WorkflowHandle(self, state.workflow_id, run_id)
+
+    def _new_run(self, workflow: Any, options: WorkflowOptions) -> WorkflowState:
+        """The first state of a run `options` describe, checked (not yet stored)."""
+        defn = self.registry.workflow(workflow)
+        if options.id is not None:
+            check_name(options.id, "workflow id")
+        self._check(options.input)
+        return new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input, seconds(options.timeout),
+                             options.queue, self.clock(), headers=options.headers, identity=options.identity)
 
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         check_name(workflow_id, "workflow id")
@@ -109,6 +128,39 @@ class InProcessExecutor(StoreBackedExecutor):
             return self.builtin_query(workflow_id, query_type)
         self._check(list(args))
         return self._engine.call(Msg(workflow_id, None, Query(query_type, args)))
+
+    def update(self, workflow_id: str, name: str, *args: Any, update_id: str | None = None, wait: bool = True,
+               timeout: Duration | None = None, identity: str | None = None) -> Any:
+        check_name(workflow_id, "workflow id")
+        check_name(name, "update name")
+        self._check(list(args))
+        update_id = check_name(update_id, "update id") if update_id is not None else uuid.uuid4().hex
+        accepted, done = find_update(self.describe(workflow_id).history, update_id)
+        if not accepted:
+            self._engine.call(Msg(workflow_id, None, Update(update_id, name, tuple(args), identity)))
+            log_write("updated", workflow_id, identity, repr(name))
+        if not wait:
+            return update_id
+        return update_outcome(done or self._wait_update(workflow_id, update_id, seconds(timeout)))
+
+    def _wait_update(self, workflow_id: str, update_id: str, timeout: float | None) -> dict[str, Any]:
+        """The update's outcome: told by the engine when it ends here, else read from the store (another
+        executor on the same store may run the workflow)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            done = self._engine.update_done(workflow_id, update_id)
+            if done is not None:
+                return done
+            state = self.describe(workflow_id)
+            _, done = find_update(state.history, update_id)
+            if done is not None:
+                return done
+            if not state.status.is_open:
+                raise update_gone(workflow_id, update_id)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"update {update_id!r} of workflow {workflow_id} still running after {timeout:g}s")
+            self._engine.wait_change(0.25 if remaining is None else min(0.25, remaining), workflow_id)
 
     def wait_closed(self, workflow_id: str, timeout: float | None) -> WorkflowState:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -10,7 +10,7 @@ from typing import Any
 from beluga.core.driver import RunDriver
 from beluga.core.instance import WorkflowInstance
 from beluga.core.records import WorkflowState, WorkflowStatus
-from beluga.core.steps import Input, Step
+from beluga.core.steps import Input, SignalReceived, Step
 
 
 # --- what the coordinator's inbox carries besides run inputs ----------------------------------------------
@@ -19,6 +19,15 @@ class StartRun:
     """A run was created: load it (its first activation happens then)."""
 
     state: WorkflowState
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWithStart:
+    """`signal_with_start`: create the run `state` unless its id has one open, then apply `signal` to the
+    open run, in one coordinator step (so callers racing on one id make one run)."""
+
+    state: WorkflowState
+    signal: SignalReceived
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +44,16 @@ class Activate:
 class Query:
     name: str
     args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """`executor.update`: validate on the live run, then record it (see `Engine._update`)."""
+
+    update_id: str
+    name: str
+    args: tuple[Any, ...]
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +97,8 @@ class Nudge:
     """Nothing to do: wakes the coordinator (and answers once everything posted before it was handled)."""
 
 
-Control = (StartRun | Recover | Activate | Query | CheckChild | ParentClosed | AttemptFinished | AttemptDeadline
-           | Nudge)
+Control = (StartRun | SignalWithStart | Recover | Activate | Query | Update | CheckChild | ParentClosed
+           | AttemptFinished | AttemptDeadline | Nudge)
 
 
 @dataclass(slots=True)

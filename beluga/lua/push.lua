@@ -22,20 +22,10 @@
 -- run is closed.
 
 -- #include "lib/wake.lua"
+-- #include "lib/push.lua"
 
-local run_key, inbox_key, requests_key, dirty_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local wake_key, waking_key = KEYS[5], KEYS[6]
-local message, request_id, workflow_id, now, ttl_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-
-if request_id ~= '' and redis.call('SISMEMBER', requests_key, request_id) == 1 then return 1 end
-local status = redis.call('HGET', run_key, 'status')
-if not status then return -1 end
-if status ~= 'running' then return -2 end
-if request_id ~= '' then
-  redis.call('SADD', requests_key, request_id)
-  redis.call('EXPIRE', requests_key, 86400)
-end
-redis.call('RPUSH', inbox_key, message)
-redis.call('ZADD', dirty_key, now, workflow_id)
-redis.call('SADD', wake_key, workflow_id)
-return 2 * wake_task_needed(wake_key, waking_key, ttl_ms)
+return push_input({
+  run_key = KEYS[1], inbox_key = KEYS[2], requests_key = KEYS[3], dirty_key = KEYS[4], wake_key = KEYS[5],
+  waking_key = KEYS[6], message = ARGV[1], request_id = ARGV[2], workflow_id = ARGV[3], now = ARGV[4],
+  ttl_ms = ARGV[5],
+})

@@ -49,7 +49,7 @@ from beluga.core.errors import (
 from beluga.core.failure import failure, nondeterminism, raise_as_own, terminated, workflow_timed_out
 from beluga.core.names import check_name
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
-from beluga.core.retry import seconds
+from beluga.core.retry import Duration, seconds
 from beluga.executors.base import (
     BUILTIN_QUERIES,
     Config,
@@ -137,6 +137,14 @@ class Connection:
         return await tc.Client.connect(self.target, **self.options())
 
 
+def _signal_body(signal: Signal, identity: str | None) -> dict[str, Any]:
+    """A signal's one argument, as `BelugaWorkflow.on_signal` reads it."""
+    body: dict[str, Any] = {"payload": signal.payload, "sender_id": signal.sender_id}
+    if identity is not None:  # for the Beluga history; Temporal's own records it as the request's identity
+        body["identity"] = identity
+    return body
+
+
 def _memo(options: WorkflowOptions) -> dict[str, Any] | None:
     """A run's memo: its trace headers, and who started it (read by the worker into `workflow_started`)."""
     memo: dict[str, Any] = dict(options.headers or {})
@@ -205,7 +213,19 @@ class TemporalExecutor(DurableExecutor):
 
     # --- the executor ----------------------------------------------------------------------------
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
-        options = options or WorkflowOptions()
+        return self._start(workflow, options or WorkflowOptions(), None)
+
+    def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
+        """Temporal's own signal-with-start (`start_signal`): atomic on its server."""
+        if options.id is None:
+            raise ValueError("signal_with_start needs WorkflowOptions.id: the run to signal or start")
+        check_name(signal.name, "signal name")
+        self._check(signal.payload)
+        handle = self._start(workflow, options, signal)
+        log_write("signalled", handle.id, options.identity, repr(signal.name))
+        return handle
+
+    def _start(self, workflow: Any, options: WorkflowOptions, signal: Signal | None) -> WorkflowHandle:
         # A client without the code (a web app) starts a workflow by name; one that runs a worker checks it.
         if isinstance(workflow, str) and self._worker is None:
             name = workflow_name(workflow)
@@ -216,23 +236,31 @@ class TemporalExecutor(DurableExecutor):
         self._check(options.input)
         wid = options.id or str(uuid.uuid4())
         timeout = seconds(options.timeout)
+        extra: dict[str, Any] = {}
+        if signal is not None:
+            extra = {"start_signal": signal.name,
+                     "start_signal_args": [codec.encode(_signal_body(signal, options.identity))]}
         try:
             handle = self._run(self.client.start_workflow(
                 name, codec.encode(options.input), id=wid, task_queue=options.queue or self.task_queue,
                 execution_timeout=timedelta(seconds=timeout) if timeout else None,
-                memo=_memo(options)))
+                memo=_memo(options), **extra))
         except exceptions.WorkflowAlreadyStartedError:
             raise WorkflowAlreadyStarted(f"workflow {wid} is already running") from None
-        self.hooks.emit("on_workflow_start", wid, options.input)
-        return WorkflowHandle(self, wid, handle.first_execution_run_id or handle.result_run_id or "")
+        if signal is None:
+            self.hooks.emit("on_workflow_start", wid, options.input)
+            return WorkflowHandle(self, wid, handle.first_execution_run_id or handle.result_run_id or "")
+        # the server's answer says whether it started a run or signalled the open one (no public field)
+        if getattr(getattr(handle, "_start_workflow_response", None), "started", True):
+            self.hooks.emit("on_workflow_start", wid, options.input)
+        run_id = handle.result_run_id or handle.first_execution_run_id or ""
+        return WorkflowHandle(self, wid, run_id)
 
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         check_name(workflow_id, "workflow id")
         check_name(signal.name, "signal name")
         self._check(signal.payload)
-        body: dict[str, Any] = {"payload": signal.payload, "sender_id": signal.sender_id}
-        if identity is not None:  # for the Beluga history; Temporal's own records it as the request's identity
-            body["identity"] = identity
+        body = _signal_body(signal, identity)
 
         async def send() -> None:
             payloads = await self.client.data_converter.encode([codec.encode(body)])
@@ -277,6 +305,44 @@ class TemporalExecutor(DurableExecutor):
         if "error" in answer:
             raise_as_own(answer["error"])
         return answer["value"]
+
+    def update(self, workflow_id: str, name: str, *args: Any, update_id: str | None = None, wait: bool = True,
+               timeout: Duration | None = None, identity: str | None = None) -> Any:
+        """Temporal's own updates: the workflow's dynamic update handler validates on the live run and
+        feeds the accepted update to the run driver (see `BelugaWorkflow.on_update`); Temporal deduplicates
+        by the update id."""
+        check_name(workflow_id, "workflow id")
+        check_name(name, "update name")
+        self._check(list(args))
+        update_id = check_name(update_id, "update id") if update_id is not None else uuid.uuid4().hex
+        body: dict[str, Any] = {"args": list(args)}
+        if identity is not None:
+            body["identity"] = identity
+        limit = seconds(timeout)
+
+        async def send() -> Any:
+            handle = self.client.get_workflow_handle(workflow_id)
+            if not wait:
+                await handle.start_update(name, codec.encode(body), id=update_id, result_type=bytes,
+                                          wait_for_stage=tc.WorkflowUpdateStage.ACCEPTED)
+                return None
+            return await handle.execute_update(name, codec.encode(body), id=update_id, result_type=bytes)
+        try:
+            raw = self._run(send(), None if limit is None else limit)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"update {update_id!r} of workflow {workflow_id} still running after {limit:g}s") \
+                from None
+        except tc.WorkflowUpdateFailedError as exc:  # rejected by its validator
+            raise_as_own(failure_of(exc.cause))
+        except RPCError as exc:
+            self._raise(workflow_id, exc)
+        log_write("updated", workflow_id, identity, repr(name))
+        if not wait:
+            return update_id
+        answer = dict(codec.decode(raw))
+        if "error" in answer:
+            raise_as_own(answer["error"])
+        return answer.get("value")
 
     def describe(self, workflow_id: str) -> WorkflowState:
         state = self.summary(workflow_id)

@@ -192,6 +192,7 @@ class BelugaWorkflow:
         self._closing: st.Step | None = None       # the step that closed the run, open to late signals
         self._closed: st.RunClosed | st.ContinueAsNew | None = None
         self._done = False                          # the run function has returned
+        self._updates: dict[str, st.UpdateCompleted] = {}  # ended updates, for their Temporal handlers
 
     # --- Temporal's entry points --------------------------------------------------------------
     @workflow.run
@@ -217,6 +218,34 @@ class BelugaWorkflow:
         self._inbox.append(st.SignalReceived(name, body.get("payload"), body.get("sender_id"), body.get("identity")))
         if self._done:  # a signal racing the close, delivered after the run function returned
             self._drain()
+
+    @workflow.update(dynamic=True)
+    async def on_update(self, name: str, args: Sequence[RawValue]) -> bytes:
+        """Temporal accepted the update (its validator passed): it becomes the driver's input, recorded and
+        run as workflow code; the handler's end is this update's answer, encoded as a query's is."""
+        body = raw_value(args[0]) if args else {}
+        info = workflow.current_update_info()
+        update_id = info.id if info is not None else str(workflow.uuid4())
+        self._inbox.append(st.UpdateRequested(update_id, name, tuple(body.get("args") or ()), body.get("identity")))
+        await workflow.wait_condition(lambda: update_id in self._updates or self._closed is not None)
+        done = self._updates.get(update_id)
+        if done is None:
+            return codec.encode({"error": to_failure(WorkflowError(
+                f"workflow {workflow.info().workflow_id} closed before update {update_id!r} completed"))})
+        return codec.encode({"value": done.payload} if done.ok else {"error": done.payload})
+
+    @on_update.validator
+    def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
+        """The update's validator on the live run, read-only: raising rejects it, and Temporal records
+        nothing (the caller gets the error, as its Beluga failure record)."""
+        instance = self._driver.instance if self._driver is not None else None
+        try:
+            if instance is None or self._closed is not None:
+                raise WorkflowError("the run is not running its code")
+            body = raw_value(args[0]) if args else {}
+            instance.validate_update(name, *(body.get("args") or ()))
+        except Exception as exc:
+            raise application_error(to_failure(exc)) from None
 
     @workflow.query(dynamic=True)
     def on_query(self, name: str, args: Sequence[RawValue]) -> bytes:
@@ -331,6 +360,8 @@ class BelugaWorkflow:
             if effect.hook == "on_signal":
                 sig = effect.payload
                 _emit("on_signal", workflow.info().workflow_id, Signal(sig.name, sig.payload, now, sig.sender_id))
+        elif isinstance(effect, st.UpdateCompleted):
+            self._updates[effect.update_id] = effect  # its Temporal handler (`on_update`) answers
         elif isinstance(effect, st.ActivityClosed):
             pass  # Temporal's own SDK metrics measure an activity's schedule-to-close
         else:  # ArmRetry: outcomes are final (Temporal retried the attempts), so the driver arms none

@@ -567,6 +567,28 @@ def test_start_queues_the_start_message_and_a_retry_of_the_same_request_finds_it
         fleet.start_run(_new_state("w", "r3"), "req-2")
 
 
+def test_signal_with_start_creates_or_signals_in_one_step_and_once_per_request(fleet: Fleet) -> None:
+    from beluga.celery.fleet_scripts import PushReply
+
+    sig = {"k": "signal", "name": "go"}
+    # no run: created, the signal queued right after its start message
+    assert fleet.signal_with_start(_new_state("w", "r1"), sig, "req-1") == ("r1", None)
+    assert [codec.decode(m) for m in _inbox(fleet)] == [{"k": "start"}, sig]
+    # its retry finds the run it made, queues nothing again
+    assert fleet.signal_with_start(_new_state("w", "r2"), sig, "req-1") == ("r1", None)
+    assert len(_inbox(fleet)) == 2
+    # another caller: the open run gets its signal, no run is created
+    assert fleet.signal_with_start(_new_state("w", "r3"), sig, "req-2") == ("r1", PushReply.QUEUED_WAKE)
+    assert fleet.store.version("w") == ("r1", 1) and len(_inbox(fleet)) == 3
+    # its retry after the run closed: recognised, not a new run holding the signal twice
+    closing = Append("w", "r1", 1, (Event(2, "workflow_completed", 6.0, {}),), WorkflowStatus.COMPLETED)
+    assert fleet.store.append_one(closing, inbox_used=3) == 0
+    assert fleet.signal_with_start(_new_state("w", "r4"), sig, "req-2") == ("r1", PushReply.QUEUED_BEFORE)
+    assert fleet.store.version("w") == ("r1", 2)
+    # a new caller on the closed id: a new run
+    assert fleet.signal_with_start(_new_state("w", "r5"), sig, "req-3") == ("r5", None)
+
+
 def test_push_queues_only_for_an_open_run_and_once_per_request(fleet: Fleet) -> None:
     assert fleet.push_input("nobody", {"k": "cancel"}, "q0") == -1
     _start(fleet)

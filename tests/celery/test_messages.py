@@ -25,3 +25,9 @@ def test_an_outcome_and_its_retry_decision_round_trip(outcome: st.ActivityOutcom
     message = messages.encode(outcome, "run-1")
     assert messages.decode(message) == (back or outcome)
     assert ("retry_in" in message) is (outcome.decision is not None or outcome.ok)
+
+
+@pytest.mark.parametrize("update", [st.UpdateRequested("u1", "add", (1, {"a": [2]}), "alice@ops"),
+                                    st.UpdateRequested("u2", "finish")])
+def test_an_update_round_trips(update: st.UpdateRequested) -> None:
+    assert messages.decode(messages.encode(update)) == update

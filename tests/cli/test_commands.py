@@ -390,3 +390,23 @@ def test_show_follow_prints_the_events_as_they_come_until_the_run_closes(db: str
     assert re.match(r"  #5 +\+\S+ +signal_received +approve payload=\"ok\"", followed[0])
     assert re.search(r"workflow_completed +result=\"order followed ok\"", followed[-2])
     assert followed[-1] == "status    completed"
+
+
+def test_update_prints_the_handlers_result_and_a_rejection_fails(db: str) -> None:
+    r = beluga("--store", db, "--imports", IMPORTS, "start", "cli_counter", "--input", "10", "--id", "c-1")
+    assert r.code == 0, r.err
+    r = beluga("--store", db, "--imports", IMPORTS, "update", "c-1", "add", "--args", "5", "--id", "u-1")
+    assert r.code == 0 and json.loads(r.out) == 15, r.err
+    r = beluga("--store", db, "--imports", IMPORTS, "update", "c-1", "add", "--args", "5", "--id", "u-1")
+    assert r.code == 0 and json.loads(r.out) == 15, r.err  # the same update id: its first outcome
+    line = beluga("--store", db, "--imports", IMPORTS, "update", "c-1", "add", "--args", "[-2]").one_error_line()
+    assert line == "beluga: error: ApplicationError: amount must be positive, got -2"
+    r = beluga("--store", db, "--imports", IMPORTS, "update", "c-1", "finish")
+    assert r.code == 0 and json.loads(r.out) == 15, r.err
+    data = beluga("--store", db, "show", "c-1", "--json").json()
+    assert data["status"] == "completed" and data["result"] == 15
+    accepted = [e["attrs"] for e in data["history"] if e["type"] == "update_accepted"]
+    assert [(a["update_id"], a["name"], a["args"]) for a in accepted][0] == ("u-1", "add", [5])
+    assert len(accepted) == 2 and "@" in accepted[0]["identity"]
+    text = beluga("--store", db, "show", "c-1").out
+    assert re.search(r"update_accepted +add id=u-1 args=\[5\]", text) and "id=u-1 result=15" in text

@@ -59,3 +59,21 @@ def cli_quick(ctx: workflow.WorkflowContext, arg: dict) -> dict:
         raise workflow.ApplicationError("asked to fail")
     ctx.sleep(0.2)    # a short timer: the command carries the run through it before exiting
     return {"echo": arg, "tuple": (1, 2)}
+
+
+@workflow.defn(name="cli_counter")
+def cli_counter(ctx: workflow.WorkflowContext, start: int) -> int:
+    state = {"count": start, "done": False}
+
+    def positive(n: int) -> None:
+        if n <= 0:
+            raise workflow.ApplicationError(f"amount must be positive, got {n}")
+
+    def add(n: int) -> int:
+        state["count"] += n
+        return state["count"]
+
+    ctx.set_update_handler("add", add, validator=positive)
+    ctx.set_update_handler("finish", lambda: state.update(done=True) or state["count"])
+    ctx.wait_condition(lambda: bool(state["done"]))
+    return state["count"]

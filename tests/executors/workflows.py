@@ -412,3 +412,49 @@ def wf_parent_close(ctx: workflow.WorkflowContext, children: list[list[str]]) ->
             ctx.start_child_workflow(wf_cancellable, child_id, id=child_id)
     ctx.receive_signal("finish").receive()
     return "parent done"
+
+
+@workflow.defn()
+def wf_gather(ctx: workflow.WorkflowContext, n: int) -> list[Any]:
+    """Collects `n` signals "msg" (it may get them before its code first runs), in arrival order."""
+    channel = ctx.receive_signal("msg")
+    return [channel.receive() for _ in range(n)]
+
+
+@workflow.defn()
+def wf_counter(ctx: workflow.WorkflowContext, start: int) -> int:
+    """A count changed by updates: `add` (validated: positive amounts only), `add_slowly` (through the
+    activity `add_one`), `fail` (its handler raises), `finish` (ends the run with the count)."""
+    state = {"count": start, "done": False}
+
+    def positive(n: int) -> None:
+        if n <= 0:
+            raise workflow.ApplicationError(f"amount must be positive, got {n}")
+
+    def add(n: int) -> int:
+        state["count"] += n
+        return state["count"]
+
+    def add_slowly(n: int) -> int:
+        state["count"] += ctx.execute_activity(add_one, n) - 1
+        return state["count"]
+
+    def fail() -> None:
+        raise workflow.ApplicationError("the handler failed")
+
+    def finish() -> int:
+        state["done"] = True
+        return state["count"]
+
+    def held() -> str:
+        ctx.wait_condition(lambda: bool(state["done"]))
+        return "released"
+
+    ctx.set_update_handler("add", add, validator=positive)
+    ctx.set_update_handler("add_slowly", add_slowly, validator=positive)
+    ctx.set_update_handler("fail", fail)
+    ctx.set_update_handler("finish", finish)
+    ctx.set_update_handler("held", held)
+    ctx.set_query_handler("count", lambda: state["count"])
+    ctx.wait_condition(lambda: bool(state["done"]))
+    return state["count"]
