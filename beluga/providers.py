@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from beluga.core.errors import ConfigurationError
+from beluga.executors.aio import AsyncExecutor
 from beluga.executors.base import Config, DurableExecutor
 from beluga.stores.base import WorkflowStore
 
@@ -62,6 +63,19 @@ def new(name: str, config: Config | None = None) -> DurableExecutor:
     """An executor from the provider registered as `name`."""
     factory = _factory(name, _executors, _BUILTIN_EXECUTORS, "beluga.executors", "executor provider", list_providers)
     return factory(config or Config())
+
+
+# Providers whose calls are native asyncio (else `new_async` runs the blocking executor's calls on threads).
+_BUILTIN_ASYNC = {"celery": "beluga.celery.aio:factory"}
+
+
+def new_async(name: str, config: Config | None = None) -> AsyncExecutor:
+    """The executor of provider `name`, awaitable (`AsyncExecutor`: `await executor.execute(...)`,
+    `await handle.result()`, ...). The celery client makes every call on the event loop with redis-py's
+    asyncio client; any other provider's blocking calls run on a thread of the loop (`asyncio.to_thread`)."""
+    if name in _BUILTIN_ASYNC and name not in _executors:
+        return _load(_BUILTIN_ASYNC[name])(config or Config())  # type: ignore[no-any-return]
+    return AsyncExecutor(new(name, config))
 
 
 def register_store(name: str, factory: Callable[..., WorkflowStore]) -> None:

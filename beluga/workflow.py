@@ -45,15 +45,26 @@ from beluga.core.records import (
     WorkflowStatus,
 )
 from beluga.core.retry import RetryPolicy, default_retry_policy
+from beluga.executors.aio import AsyncExecutor, AsyncWorkflowHandle
 from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks, compose_hooks
 from beluga.middleware import Middleware, apply_middleware, with_hooks
-from beluga.providers import list_providers, list_stores, new, new_executor, new_store, register, register_store
+from beluga.providers import (
+    list_providers,
+    list_stores,
+    new,
+    new_async,
+    new_executor,
+    new_store,
+    register,
+    register_store,
+)
 from beluga.stores.base import WorkflowStore
 from beluga.tracing import with_tracing
 
 __all__ = [
-    "ActivityError", "ActivityInfo", "ApplicationError", "ChildWorkflowError", "Config",
+    "ActivityError", "ActivityInfo", "ApplicationError", "AsyncExecutor", "AsyncWorkflowHandle", "ChildWorkflowError",
+    "Config",
     "ConfigurationError", "DurableExecutor", "Event", "EventType", "Future", "Hooks", "HistoryLost", "HumanActivity",
     "HumanManager", "HumanRequest", "HumanResponse", "InMemoryHumanManager", "InvalidName", "Middleware",
     "NonDeterminismError", "ParentClosePolicy", "QueryNotFound", "Registry", "RemoteError", "ReplicationError",
@@ -64,7 +75,7 @@ __all__ = [
     "WorkflowError", "WorkflowFailed", "WorkflowFilter", "WorkflowHandle", "WorkflowNotFound",
     "WorkflowNotRunning", "WorkflowOptions", "WorkflowState", "WorkflowStatus", "WorkflowStore",
     "activity", "activity_info", "apply_middleware", "compose_hooks", "default_retry_policy", "defn",
-    "heartbeat", "human_activity", "list_providers", "list_stores", "llm_activity", "new",
+    "heartbeat", "human_activity", "list_providers", "list_stores", "llm_activity", "new", "new_async",
     "new_executor", "new_store", "register", "register_store", "registry", "tool_activity",
     "with_hooks", "with_tracing",
 ]

@@ -15,6 +15,7 @@ API_NAMES = {
     "activity", "defn", "WorkflowContext", "Future", "activity_info", "heartbeat",
     # executors
     "new", "register", "list_providers", "new_executor", "Config", "DurableExecutor", "WorkflowHandle",
+    "new_async", "AsyncExecutor", "AsyncWorkflowHandle",
     "WorkflowOptions", "Signal", "WorkflowStatus", "ParentClosePolicy",
     # retry
     "RetryPolicy", "default_retry_policy",

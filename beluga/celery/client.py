@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 
 from beluga import metrics
+from beluga.bridge import pause
 from beluga.celery import messages
 from beluga.celery.fleet_scripts import PushReply
 from beluga.celery.outages import TRANSIENT, may_have_taken_effect
@@ -48,16 +49,29 @@ T = TypeVar("T")
 
 
 class CeleryExecutor(StoreBackedExecutor):
-    def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0) -> None:
-        from beluga.celery.app import check_history_redis, get_app
+    # whether a run whose code this process has takes its first step here (see `_start`)
+    eager_start = True
+
+    def __init__(self, settings: Settings | None = None, *, query_timeout: float = 10.0,
+                 parts: FleetProcess | None = None) -> None:
+        """`parts`: the fleet parts to use (the async client's own, which it checks itself, see
+        beluga/celery/aio.py); else those every client of the app in this process shares."""
+        from beluga.celery.app import get_app
 
         self.app = get_app(settings)
-        self._rt = _fleet_parts(self.app)
-        check_history_redis(self._rt.store.redis, self._rt.settings.history_url, worker=False)
+        self._rt = parts if parts is not None else _fleet_parts(self.app)
+        if parts is None:
+            self.check_redis()
         self.store = self._rt.store
         self.fleet = self._rt.fleet
         self.query_timeout = query_timeout
         self._waits: RedisStore | None = None
+
+    def check_redis(self) -> None:
+        """Refuse a history Redis that may evict keys (see `check_history_redis`)."""
+        from beluga.celery.app import check_history_redis
+
+        check_history_redis(self._rt.store.redis, self._rt.settings.history_url, worker=False)
 
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         workflow_id, run_id, _ = self._start(workflow, options or WorkflowOptions(), None)
@@ -103,7 +117,7 @@ class CeleryExecutor(StoreBackedExecutor):
         run_id, got = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
         if got is not None:  # the signal went to the run already open
             self._woken(workflow_id, got)
-        elif name in registry.workflows and metrics.shown_here():
+        elif self.eager_start and name in registry.workflows and metrics.shown_here():
             # this process has the code, and what it counts is seen: take the first step here (an eager
             # start; else a worker takes it, and the run is counted where the fleet's metrics are served)
             self._best_effort(lambda: self._rt.coordinate_here(workflow_id), workflow_id)
@@ -132,7 +146,7 @@ class CeleryExecutor(StoreBackedExecutor):
                     raise ServiceUnavailable(_unavailable(what, budget, exc, writes, sent, request_id),
                                              may_have_taken_effect=sent, request_id=request_id) from exc
                 log.warning("%s: %s; retrying in %.2fs", what, exc, min(delay, remaining))
-                time.sleep(min(delay, remaining))
+                pause(min(delay, remaining))
                 delay = min(delay * 2, 1.0)
 
     def describe(self, workflow_id: str) -> WorkflowState:
@@ -220,10 +234,9 @@ class CeleryExecutor(StoreBackedExecutor):
         from beluga.celery.attempts import attempt_kwargsrepr
 
         # each try without Celery's own publish retries, so that the call keeps to its retry time
-        self._retrying(f"asking workflow {workflow_id}", lambda: self.app.tasks["beluga.query"].apply_async(
-            (workflow_id, name, args, reply_to), queue=state.queue or None, retry=False,
-            kwargsrepr=attempt_kwargsrepr(workflow_id), headers=self._rt.sender.stamp()), None,
-            writes=False)
+        self._retrying(f"asking workflow {workflow_id}", lambda: self._rt.sender.send(
+            "beluga.query", (workflow_id, name, args, reply_to), queue=state.queue or None, retry=False,
+            kwargsrepr=attempt_kwargsrepr(workflow_id)), None, writes=False)
         answer = self.fleet.wait_reply(reply_to, self.query_timeout, self._blocking_slice())
         if answer is None:
             raise TimeoutError(f"no worker answered {what} for {workflow_id} within {self.query_timeout:g}s")
@@ -300,7 +313,7 @@ class CeleryExecutor(StoreBackedExecutor):
                         pubsub.reset()  # closes its connection, which may hold an unread reply
                         pubsub = None
                     remaining = None if deadline is None else deadline - time.monotonic()
-                    time.sleep(0.2 if remaining is None else min(0.2, max(0.0, remaining)))
+                    pause(0.2 if remaining is None else min(0.2, max(0.0, remaining)))
                 if deadline is not None and deadline - time.monotonic() <= 0:
                     raise TimeoutError(f"workflow {workflow_id} still running after {timeout:g}s")
         finally:
@@ -313,8 +326,8 @@ class CeleryExecutor(StoreBackedExecutor):
         much past t (the main client's timeout, BELUGA_REDIS_SOCKET_TIMEOUT, may be several seconds)."""
         if self._waits is None:
             s = self._rt.settings
-            self._waits = RedisStore(s.history_url, prefix=s.key_prefix, socket_timeout=self._blocking_slice(),
-                                     connect_timeout=min(1.0, s.redis_connect_timeout))
+            self._waits = RedisStore(client=self._rt.connect(s.history_url, self._blocking_slice(),
+                                                             min(1.0, s.redis_connect_timeout)), prefix=s.key_prefix)
         return self._waits
 
     def _blocking_slice(self) -> float:
@@ -358,9 +371,14 @@ def _fleet_parts(app: Any) -> FleetProcess:
         return parts
 
 
-def factory(config: Config | None = None) -> CeleryExecutor:
-    config = config or Config()
-    extra = dict(config.extra)
+def client_settings(config: Config | None) -> tuple[Settings, float]:
+    """The settings a client's `Config` gives (the environment's, overridden by `config.extra`), and its
+    query timeout (`extra["query_timeout"]`, 10 s by default)."""
+    extra = dict((config or Config()).extra)
     query_timeout = extra.pop("query_timeout", 10.0)
-    settings = Settings.load().with_overrides(**extra)
+    return Settings.load().with_overrides(**extra), query_timeout
+
+
+def factory(config: Config | None = None) -> CeleryExecutor:
+    settings, query_timeout = client_settings(config)
     return CeleryExecutor(settings, query_timeout=query_timeout)

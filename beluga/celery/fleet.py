@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from beluga import codec
+from beluga.bridge import pause
 from beluga.celery import messages
 from beluga.celery.clock import FleetClock, redis_time
 from beluga.celery.fleet_scripts import (
@@ -568,7 +569,7 @@ class Fleet:
             try:
                 got = self.redis.blpop([key], timeout=max(0.01, round(min(slice, remaining), 2)))
             except TRANSIENT:
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                pause(min(0.2, max(0.0, deadline - time.monotonic())))
                 continue
             if got is not None:
                 return codec.decode(got[1])

@@ -5,6 +5,7 @@ connections (`store`, `fleet`), what it sends (`sender`), the coordinator, which
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -20,7 +21,7 @@ from beluga.core.steps import ChildClosed, StartChild
 from beluga.logs import get_logger
 from beluga.runs import new_run_state, payload_checker
 from beluga.settings import Settings
-from beluga.stores.redis import RedisStore, on_primary
+from beluga.stores.redis import RedisStore, connect, on_primary
 
 if TYPE_CHECKING:
     from beluga.celery.eager import EagerSlot
@@ -34,17 +35,18 @@ class FleetProcess:
 
     name: str | None = None  # a worker's Celery node name (its own queue, how the roster knows it); a client: None
 
-    def __init__(self, app: Celery, settings: Settings) -> None:
+    def __init__(self, app: Celery, settings: Settings, connect: Callable[[str, float, float], Any] = connect) -> None:
+        """`connect(url, socket_timeout, connect_timeout)` makes every Redis client of the process (the
+        async client's: a bridged asyncio one, see beluga/celery/aio.py)."""
         self.app = app
         self.settings = settings
-        self.store = RedisStore(settings.history_url, prefix=settings.key_prefix,
-                                append_replicas=settings.append_replicas,
-                                append_replicas_timeout=settings.append_replicas_timeout,
-                                # a WAIT for replicas is one reply that may take append_replicas_timeout
-                                socket_timeout=max(settings.redis_socket_timeout,
-                                                   settings.append_replicas_timeout + 1.0
-                                                   if settings.append_replicas else 0.0),
-                                connect_timeout=settings.redis_connect_timeout)
+        self.connect = connect
+        # a WAIT for replicas is one reply that may take append_replicas_timeout
+        socket_timeout = max(settings.redis_socket_timeout,
+                             settings.append_replicas_timeout + 1.0 if settings.append_replicas else 0.0)
+        self.store = RedisStore(client=connect(settings.history_url, socket_timeout, settings.redis_connect_timeout),
+                                prefix=settings.key_prefix, append_replicas=settings.append_replicas,
+                                append_replicas_timeout=settings.append_replicas_timeout)
         self.fleet = Fleet(self.store, settings.lease_seconds, undelivered_lapse=settings.broker_is_redis)
         self.check = payload_checker(settings.max_payload_bytes)
         self.sender = Sender(app, settings, self.fleet, lambda: self.slot)

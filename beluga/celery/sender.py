@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery
 
+from beluga.bridge import blocking
 from beluga.celery import roster
 from beluga.celery.attempts import activity_task_id, attempt_kwargsrepr, attempt_repr
 from beluga.celery.eager import EagerSlot
@@ -54,11 +55,9 @@ class Sender:
                     self.wake_shard(shard)
                 return
         try:
-            self.app.tasks["beluga.coordinate"].apply_async((workflow_id,), queue=queue or None,
-                                                           shadow="coordinate",  # per-name counters: no ids
-                                                           argsrepr=repr((workflow_id,)),
-                                                           kwargsrepr=attempt_kwargsrepr(workflow_id),
-                                                           headers=self.stamp())
+            self.send("beluga.coordinate", (workflow_id,), queue=queue or None,
+                      shadow="coordinate",  # per-name counters: no ids
+                      argsrepr=repr((workflow_id,)), kwargsrepr=attempt_kwargsrepr(workflow_id))
             sending.recovered()
         except Exception as exc:
             sending.error("could not wake workflow %s (the sweep will)", workflow_id, exc=exc)
@@ -67,8 +66,7 @@ class Sender:
         """Send the shard's wake task (its waking lease is ours). Never raises: should it be lost, the
         lease lapses and the scheduler's sweep sends the task again."""
         try:
-            self.app.tasks["beluga.wake"].apply_async((shard,), shadow="wake", argsrepr=repr((shard,)),
-                                                      kwargsrepr="{}", headers=self.stamp())
+            self.send("beluga.wake", (shard,), shadow="wake", argsrepr=repr((shard,)), kwargsrepr="{}")
             sending.recovered()
         except Exception as exc:
             sending.error("could not send the wake task of shard %s (the sweep will)", shard, exc=exc)
@@ -79,10 +77,8 @@ class Sender:
         log.info("workflow %s: its code is missing here or does not match its history; handed on to worker %s "
                  "(versions tried: %s)", workflow_id, handoff.worker, ", ".join(v or "none" for v in handoff.tried))
         try:
-            self.app.tasks["beluga.coordinate"].apply_async((workflow_id, list(handoff.tried)), queue=handoff.queue,
-                                                           shadow="coordinate", argsrepr=repr((workflow_id,)),
-                                                           kwargsrepr=attempt_kwargsrepr(workflow_id),
-                                                           headers=self.stamp())
+            self.send("beluga.coordinate", (workflow_id, list(handoff.tried)), queue=handoff.queue,
+                      shadow="coordinate", argsrepr=repr((workflow_id,)), kwargsrepr=attempt_kwargsrepr(workflow_id))
             sending.recovered()
         except Exception as exc:
             sending.error("could not hand workflow %s on (the sweep will wake it again)", workflow_id, exc=exc)
@@ -127,9 +123,9 @@ class Sender:
         workflow_id, run_id, seq, attempt, name, _, options = args
         timeout = options.get("timeout")
         try:
-            self.app.tasks["beluga.activity"].apply_async(
-                args, queue=queue, shadow=f"activity:{name}",
-                headers=self.stamp(**{SENT_HEADER: self.fleet.clock.now()}),
+            self.send(
+                "beluga.activity", args, queue=queue, shadow=f"activity:{name}",
+                headers={SENT_HEADER: self.fleet.clock.now()},
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
                 soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
                 task_id=activity_task_id(run_id, seq), retries=attempt - 1)
@@ -137,6 +133,14 @@ class Sender:
         except Exception as exc:  # it waits for a worker: the scheduler sends it again past its deadline
             sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
                            workflow_id, seq, self.settings.lease_seconds, exc=exc)
+
+    def send(self, task: str, args: tuple[Any, ...], *, headers: dict[str, Any] | None = None,
+             **options: Any) -> Any:
+        """Publish the Celery task `task` with its arguments and `apply_async` options, stamped with this
+        process's headers (`stamp`): every message this process sends goes through here. In the async
+        client, on its publisher thread (kombu publishes synchronously, see beluga/bridge.py)."""
+        stamped = self.stamp(**(headers or {}))
+        return blocking(lambda: self.app.tasks[task].apply_async(args, headers=stamped, **options))
 
     def stamp(self, **headers: Any) -> dict[str, Any]:
         """The headers of a message this process sends: its fleet's id (see foreign.py) and `headers`."""

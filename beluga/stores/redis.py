@@ -165,10 +165,33 @@ def connect(url: str, socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: f
         from redis.cluster import RedisCluster
 
         return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **options)
-    if scheme == "unix":  # no TCP: no keepalive
-        options = {k: v for k, v in options.items() if not k.startswith("socket_keepalive")}
-    return redis.Redis.from_url(url, **options, retry_on_error=[redis.ConnectionError],
+    return redis.Redis.from_url(url, **_single(url, options),
                                 retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+
+
+def _single(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of a client of one server: `options`, but no keepalive without TCP (`unix://`), and a
+    command retried (once, see `connect`) only when its pooled connection was found closed."""
+    if url.startswith("unix:"):
+        options = {k: v for k, v in options.items() if not k.startswith("socket_keepalive")}
+    return {**options, "retry_on_error": [redis.ConnectionError]}
+
+
+def connect_async(url: str, socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT) -> Any:
+    """`connect`'s client on redis-py's asyncio client (`redis.asyncio.Redis`), with the same options and
+    the same single retry of a command whose pooled connection was found closed; for the async client
+    (beluga/bridge.py). Bound to the event loop it is first used in. A Redis Cluster is not supported yet."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme in CLUSTER_SCHEMES:
+        from beluga.core.errors import ConfigurationError
+
+        raise ConfigurationError(f"the async client does not support a Redis Cluster ({scheme}://) yet: use "
+                                 "workflow.new('celery') from a thread pool")
+    return redis.asyncio.Redis.from_url(url, **_single(url, socket_options(socket_timeout, connect_timeout)),
+                                        retry=AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
 
 
 def is_cluster(client: Any) -> bool:
