@@ -27,10 +27,12 @@ def may_have_taken_effect(exc: BaseException) -> bool:
     """Whether a call to Redis that failed with `exc` may have taken effect: not when the connection was
     refused (nothing was sent), nor when Redis refused the command for lack of memory (Redis refuses a
     script before its first write, and a refused one writes nothing); any other failure (a timeout, a
-    connection lost mid-reply) may have reached Redis."""
+    connection lost mid-reply) may have reached Redis. (A refusal is told by its cause, the OS's error: the
+    asyncio client's message says "Connect call failed" where the blocking one's says "Connection refused".)"""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return False
-    return not (isinstance(exc, redis.ConnectionError) and "Connection refused" in str(exc))
+    return not (isinstance(exc, redis.ConnectionError) and (isinstance(exc.__cause__, ConnectionRefusedError)
+                                                            or "Connection refused" in str(exc)))
 
 
 class _Budget:
