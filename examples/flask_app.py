@@ -17,14 +17,15 @@ status and progress, approve, reject or cancel them with a button. The Beluga we
     POST /orders/<id>/cancel                                  -> 202
 
 Errors come back as JSON `{"error": message, "type": name}`: unknown id 404, a closed run (or an order
-already in progress) 409, a bad payload or an unknown workflow 400, no worker answering a query 504.
+already in progress) 409, a bad payload or an unknown workflow 400, Redis unreachable 503, no worker
+answering a query 504 (examples/orders_http.py). `examples.fastapi_app` is the same API on the async
+client.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -34,18 +35,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from beluga import console, workflow
-
-WORKFLOW = "order_workflow"             # registered by beluga.demo.orders, which this app does not import
-ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-ERROR_STATUS: list[tuple[type[Exception], int]] = [
-    (workflow.WorkflowNotFound, 404),
-    (workflow.WorkflowNotRunning, 409),
-    (workflow.WorkflowAlreadyStarted, 409),
-    (workflow.SerializationError, 400),
-    (workflow.ConfigurationError, 400),
-    (TimeoutError, 504),                 # a query no worker answered in time
-]
+from examples.orders_http import ORDER_ID, ORDER_ID_RULE, WORKFLOW, status_of
 
 
 class BadRequest(Exception):
@@ -68,7 +58,7 @@ def create_app(executor: workflow.DurableExecutor | None = None) -> Flask:
     def start_order() -> Any:
         order_id = _field("order_id")
         if not ORDER_ID.match(order_id):
-            raise BadRequest("order_id must be 1-128 letters, digits or ._:- and start with a letter or digit")
+            raise BadRequest(ORDER_ID_RULE)
         handle = ex.execute(WORKFLOW, workflow.WorkflowOptions(id=f"order-{order_id}", input=order_id))
         if _from_page():
             return _back(f"started {handle.id}")
@@ -109,9 +99,9 @@ def create_app(executor: workflow.DurableExecutor | None = None) -> Flask:
             return jsonify({"error": exc.description, "type": type(exc).__name__}), exc.code
         if isinstance(exc, BadRequest):
             return jsonify({"error": str(exc), "type": "BadRequest"}), 400
-        for kind, status in ERROR_STATUS:
-            if isinstance(exc, kind):
-                return jsonify({"error": str(exc), "type": type(exc).__name__}), status
+        status = status_of(exc)
+        if status is not None:
+            return jsonify({"error": str(exc), "type": type(exc).__name__}), status
         app.logger.exception("unexpected error")
         return jsonify({"error": "internal error", "type": type(exc).__name__}), 500
 
