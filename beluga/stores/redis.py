@@ -177,10 +177,16 @@ def _single(url: str, options: dict[str, Any]) -> dict[str, Any]:
     return {**options, "retry_on_error": [redis.ConnectionError]}
 
 
+# Connections of one async client at most: a burst of concurrent calls past it waits for a free one (up to
+# the socket timeout, then the call's retries) instead of failing at once with "Too many connections".
+ASYNC_CONNECTIONS = 100
+
+
 def connect_async(url: str, socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT) -> Any:
     """`connect`'s client on redis-py's asyncio client (`redis.asyncio.Redis`), with the same options and
     the same single retry of a command whose pooled connection was found closed; for the async client
-    (beluga/bridge.py). Bound to the event loop it is first used in. A Redis Cluster is not supported yet."""
+    (beluga/bridge.py). At most ASYNC_CONNECTIONS connections. Bound to the event loop it is first used
+    in. A Redis Cluster is not supported yet."""
     import redis.asyncio
     from redis.asyncio.retry import Retry as AsyncRetry
 
@@ -190,8 +196,10 @@ def connect_async(url: str, socket_timeout: float = SOCKET_TIMEOUT, connect_time
 
         raise ConfigurationError(f"the async client does not support a Redis Cluster ({scheme}://) yet: use "
                                  "workflow.new('celery') from a thread pool")
-    return redis.asyncio.Redis.from_url(url, **_single(url, socket_options(socket_timeout, connect_timeout)),
-                                        retry=AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, **_single(url, socket_options(socket_timeout, connect_timeout)), max_connections=ASYNC_CONNECTIONS,
+        timeout=socket_timeout, retry=AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 def is_cluster(client: Any) -> bool:
