@@ -69,6 +69,7 @@ from beluga.stores.redis_keys import SHARDS, shard_of
 from beluga.stores.redis_scripts import STARTED_BEFORE, AppendCall, was_created
 
 SIGNALLED = "!"  # start.lua: the signal of a signal-with-start went to the open run (then push.lua's answer)
+IDENTITY_TTL = 30.0  # seconds a process trusts its fleet's id before reading it again
 
 
 class Fleet:
@@ -89,6 +90,7 @@ class Fleet:
         self._known_at = -1e9
         self.clock = FleetClock(self._server_time)
         self._identity: str | None = None
+        self._identity_at = 0.0
         self._lua = Scripts(self.redis, [BeginCall, ReportCall, ReportAndAppendCall, ClaimCall, ReclaimCall,
                                          ReleaseCall, DrainTimersCall, SweepCall, StartCall, PushCall, QueueCall,
                                          WakeCall, TakeWakesCall, RequeueCall])
@@ -434,18 +436,39 @@ class Fleet:
                                [_running_member(workflow_id, seq, attempt) for seq, attempt in attempts])
         return {a: Waiting.decode(w).queue for a, w in zip(attempts, got, strict=True) if w}
 
-    def identity(self) -> str:
-        """This fleet's id, stamped on every message it sends (see `FleetTask.refuse_foreign`): made by the
-        first process that asks and kept in the history Redis under the key prefix, so two deployments
-        that share a broker but not their history Redis or key prefix tell their messages apart. Read
-        once per process."""
-        if self._identity is None:
+    def identity(self, refresh: bool = False) -> str:
+        """This fleet's id, stamped on every message it sends (see foreign.py): made by the first process
+        that asks and kept in the history Redis under the key prefix, so two deployments that share a
+        broker but not their history Redis or key prefix tell their messages apart. Read once per process,
+        again when `refresh` (a message with another id came: this process's may be the stale one) and
+        every IDENTITY_TTL seconds (a store wiped while this process lived has a new one)."""
+        now = time.monotonic()
+        if self._identity is None or refresh or now - self._identity_at > IDENTITY_TTL:
             key = self.names.fleet("id")
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(key, uuid.uuid4().hex[:16], nx=True)
             pipe.get(key)
-            self._identity = pipe.execute()[1].decode()
+            self._identity, self._identity_at = pipe.execute()[1].decode(), now
         return self._identity
+
+    def knows(self, task: str, args: tuple[Any, ...]) -> bool:
+        """Whether this fleet's store holds what a message of `task` with `args` is about (one read): the
+        run of a coordinate or query task, the shard's waiting runs or waking lease of a wake task, the
+        attempt of an activity task. Tells a message of this fleet whose sender's id is stale (its store
+        was wiped and made a new id) from one of another fleet."""
+        try:
+            if task == "beluga.wake":
+                shard = self.names.shard(int(args[0]))
+                return bool(self.redis.exists(shard.wake, shard.waking))
+            if task in ("beluga.coordinate", "beluga.query"):
+                return bool(self.redis.exists(self.names.run(str(args[0])).run))
+            if task == "beluga.activity":
+                workflow_id, _, seq, attempt = args[:4]
+                member = _running_member(str(workflow_id), int(seq), int(attempt))
+                return self.redis.zscore(self.names.shard_of(str(workflow_id)).dispatched, member) is not None
+        except (IndexError, TypeError, ValueError):
+            return False
+        return False
 
     def announce_queues(self, queues: Iterable[str], ttl: float) -> None:
         """A live worker consumes these queues, for `ttl` seconds unless it says so again."""

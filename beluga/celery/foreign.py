@@ -44,6 +44,8 @@ class _Often:
 
 
 _said = _Often()
+_stale = _Often()
+_recheck = _Often(1.0)  # reads of this process's own id, at most one a second per other id
 
 
 def header(request: Any, name: str) -> Any:
@@ -54,12 +56,23 @@ def header(request: Any, name: str) -> Any:
     return value
 
 
-def refuse_foreign(task: Any, mine: str) -> None:
+def refuse_foreign(task: Any, fleet: Any) -> None:
     """Raise Celery's `Ignore` (the message is acknowledged, no state recorded) when the task's message
-    was sent by another fleet than `mine`, after handing it back to its queue (up to MAX_HOPS times)."""
+    was sent by another fleet than `fleet` (a `Fleet`), after handing it back to its queue (up to
+    MAX_HOPS times). An id that differs is checked first, as it may be stale on either side (a store
+    wiped and given a new id while a process lived): this process reads its own again, then looks for
+    what the message is about in its store (`Fleet.knows`): found, the message is taken as ever."""
     theirs = header(task.request, FLEET_HEADER)
-    if theirs is None or theirs == mine:
+    if theirs is None or theirs == fleet.identity():
         return
+    if _recheck.due(str(theirs)) is not None and theirs == fleet.identity(refresh=True):
+        return
+    if fleet.knows(task.name, tuple(task.request.args or ())):
+        if _stale.due(str(theirs)) is not None:
+            log.info("a %s message names fleet %s, not this one (%s), but this fleet's store holds what it "
+                     "is about: taken (its sender's fleet id is stale)", task.name, theirs, fleet.identity())
+        return
+    mine = fleet.identity()
     hops = _int(header(task.request, HOPS_HEADER))
     queue = (task.request.delivery_info or {}).get("routing_key")
     held = _said.due(str(theirs))

@@ -191,4 +191,4 @@ class FleetTask(Task):
 
     def refuse_foreign(self) -> None:
         """Hand a message of another fleet back to its queue and end this task (see foreign.py)."""
-        refuse_foreign(self, self.worker.fleet.identity())
+        refuse_foreign(self, self.worker.fleet)

@@ -62,7 +62,8 @@ class _Task:
     name = "beluga.activity"
 
     def __init__(self, headers: dict[str, Any]) -> None:
-        self.request = SimpleNamespace(headers=headers, delivery_info={"routing_key": "beluga"}, **headers)
+        self.request = SimpleNamespace(headers=headers, delivery_info={"routing_key": "beluga"},
+                                       args=("wf", "run", 1, 1), **headers)
         self.sent: list[dict[str, Any]] = []
 
     def signature_from_request(self, queue: str, headers: dict[str, Any]) -> Any:
@@ -75,18 +76,45 @@ class _Task:
         return _Signature()
 
 
+class _Fleet:
+    """What `refuse_foreign` uses of a Fleet: its id (read again on `refresh`) and what its store holds."""
+
+    def __init__(self, ids: list[str], known: bool = False) -> None:
+        self.ids, self.known, self.reads = ids, known, 0
+
+    def identity(self, refresh: bool = False) -> str:
+        if refresh:
+            self.reads += 1
+            self.ids = self.ids[1:] or self.ids
+        return self.ids[0]
+
+    def knows(self, task: str, args: tuple[Any, ...]) -> bool:
+        return self.known
+
+
 def test_a_message_of_this_fleet_or_without_a_fleet_is_taken() -> None:
-    foreign.refuse_foreign(_Task({foreign.FLEET_HEADER: "mine"}), "mine")
-    foreign.refuse_foreign(_Task({}), "mine")  # an older client's message: no header
+    foreign.refuse_foreign(_Task({foreign.FLEET_HEADER: "mine"}), _Fleet(["mine"]))
+    foreign.refuse_foreign(_Task({}), _Fleet(["mine"]))  # an older client's message: no header
+
+
+def test_a_stale_id_on_either_side_is_not_taken_for_another_fleet() -> None:
+    """This process's id is stale (its store was wiped and given a new one): read again, it matches. The
+    sender's is stale: the message's attempt is in this fleet's store, so it is taken."""
+    mine_was_stale = _Fleet(["old", "new"])
+    foreign.refuse_foreign(_Task({foreign.FLEET_HEADER: "new"}), mine_was_stale)
+    assert mine_was_stale.reads == 1
+    theirs_is_stale = _Task({foreign.FLEET_HEADER: "stale"})
+    foreign.refuse_foreign(theirs_is_stale, _Fleet(["mine"], known=True))
+    assert theirs_is_stale.sent == []
 
 
 def test_a_foreign_message_is_handed_back_with_one_more_hop_then_dropped_past_the_limit() -> None:
     task = _Task({foreign.FLEET_HEADER: "theirs", foreign.HOPS_HEADER: 2})
     with pytest.raises(Ignore):
-        foreign.refuse_foreign(task, "mine")
+        foreign.refuse_foreign(task, _Fleet(["mine"]))
     assert task.sent == [{"queue": "beluga", "countdown": foreign.HAND_BACK_DELAY,
                           "headers": {foreign.FLEET_HEADER: "theirs", foreign.HOPS_HEADER: 3}}]
     worn = _Task({foreign.FLEET_HEADER: "theirs", foreign.HOPS_HEADER: foreign.MAX_HOPS})
     with pytest.raises(Ignore):
-        foreign.refuse_foreign(worn, "mine")
+        foreign.refuse_foreign(worn, _Fleet(["mine"]))
     assert worn.sent == []  # dropped: its own fleet sends it again
