@@ -18,7 +18,7 @@ from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.report import AttemptReport
 from beluga.core.definitions import effective_retry
 from beluga.core.failure import attempt_timed_out, to_failure
-from beluga.core.retry import decide_retry, retry_delay
+from beluga.core.retry import decide_retry, retry_delay, sender_can_decide
 from beluga.core.steps import ActivityOutcome
 from beluga.logs import get_logger
 
@@ -108,8 +108,10 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         failure = to_failure(exc)
         outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
         outcome.note_earlier(rt.store, workflow_id, run_id, seq, attempt)  # for its task event
-        decision = decide_retry(effective_retry(options, defn), failure, attempt, random.random(),
-                                sender_limit=CELERY_RETRY_LIMIT if celery_retries else None)
+        policy = effective_retry(options, defn)
+        decision = (decide_retry(policy, failure, attempt, random.random(),
+                                 sender_limit=CELERY_RETRY_LIMIT if celery_retries else None)
+                    if sender_can_decide(policy) else None)  # else the coordinator decides from the history
         return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)
 
 

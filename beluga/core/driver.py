@@ -221,7 +221,8 @@ class RunDriver:
             return True
         error = out.payload or {}
         decision = (GiveUp("the sender ran every attempt") if out.final else out.decision if out.decision is not None
-                    else decide_retry(self.policy(act.name, act.options), error, attempt, rand))
+                    else decide_retry(self.policy(act.name, act.options), error, attempt, rand,
+                                      retry_afters=act.retry_afters))
         delay = retry_delay(decision)
         self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": error, "retry_in": delay},
                      now)

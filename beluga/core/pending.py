@@ -21,6 +21,7 @@ class PendingActivity:
     not_before: float = 0.0   # epoch seconds; a retry backoff that is still running
     started: bool = False     # whether `attempt` had started (and so was interrupted)
     scheduled: float = 0.0    # epoch seconds; when the activity was scheduled (its schedule-to-close from here)
+    retry_afters: int = 0     # failed attempts that asked for their retry's delay (see RetryPolicy.next_delay)
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ def fold(out: Pending, ev: Event) -> None:
             del out.activities[a["seq"]]
         else:
             act.attempt = a.get("attempt", act.attempt) + 1
+            act.retry_afters += isinstance(a.get("error"), dict) and "next_retry_delay" in a["error"]
             act.not_before = ev.timestamp + a["retry_in"]
             act.started = False
     elif t == E.ACTIVITY_COMPLETED:

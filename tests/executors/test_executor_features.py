@@ -98,6 +98,53 @@ def test_idempotency_key_is_stable_across_retries(executor: workflow.DurableExec
     assert {(c["workflow_id"], c["run_id"], c["seq"]) for c in seen} == {(wid, handle.run_id, 1)}
 
 
+@pytest.mark.parametrize("error", ["next_retry_delay", "http"])
+def test_retry_after_waits_exactly_the_asked_delay(executor_factory: Backend, new_id: Ids, error: str) -> None:
+    """An attempt that asks for its retry's delay (ApplicationError(next_retry_delay=), or an HTTP 429's
+    `retry_after`) is retried after exactly that delay, not the policy's 0.01 s backoff: read from the times
+    the executor recorded (the history's events; on Temporal, its server's attempt times)."""
+    executor = executor_factory.executor()
+    wid, delay = new_id(), 0.6
+    spec = {"key": wid, "fail_times": 2, "delay": delay, "max_attempts": 5, "error": error}
+    assert executor.execute(W.wf_retry_after, WorkflowOptions(id=wid, input=spec)).result(timeout=20) == 3
+    if executor_factory.provider == "temporal":
+        tries = W.calls(wid)
+        gaps = [later["scheduled"] - earlier["started"] for earlier, later in zip(tries, tries[1:], strict=False)]
+        assert [t["attempt"] for t in tries] == [1, 2, 3]
+        assert all(delay <= gap < delay + 1.0 for gap in gaps), gaps
+        return
+    history = executor.describe(wid).history
+    failed = [ev for ev in history if ev.type == "activity_failed"]
+    started = {ev.attrs["attempt"]: ev.timestamp for ev in history if ev.type == "activity_started"}
+    assert [(ev.attrs["retry_in"], ev.attrs["error"]["next_retry_delay"]) for ev in failed] == [(delay, delay)] * 2
+    waits = [started[ev.attrs["attempt"] + 1] - ev.timestamp for ev in failed]
+    assert all(delay <= wait < delay + 1.0 for wait in waits), waits
+
+
+def test_retry_after_attempts_count_against_max_attempts_by_default(executor: workflow.DurableExecutor,
+                                                                     new_id: Ids) -> None:
+    wid = new_id()
+    spec = {"key": wid, "fail_times": 9, "delay": 0.05, "max_attempts": 3}
+    result = executor.execute(W.wf_retry_after, WorkflowOptions(id=wid, input=spec)).result(timeout=20)
+    assert result == {"error": "ApplicationError", "attempts": 3}
+    assert [c["attempt"] for c in W.calls(wid)] == [1, 2, 3]
+
+
+@pytest.mark.not_temporal("Temporal's server counts every attempt against maximum_attempts: "
+                          "retry_after_counts=False is not honoured there")
+def test_retry_after_attempts_left_uncounted(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    """`retry_after_counts=False`: three rate-limited attempts, then two plain failures; with
+    max_attempts=3 the sixth attempt (the third counted) still runs and succeeds."""
+    wid = new_id()
+    spec = {"key": wid, "fail_times": 3, "plain_failures": 2, "delay": 0.05, "max_attempts": 3, "counts": False}
+    assert executor.execute(W.wf_retry_after, WorkflowOptions(id=wid, input=spec)).result(timeout=20) == 6
+    assert [c["attempt"] for c in W.calls(wid)] == [1, 2, 3, 4, 5, 6]
+    wid = new_id()  # and a seventh counted failure is one too many
+    spec = {**spec, "key": wid, "plain_failures": 9}
+    result = executor.execute(W.wf_retry_after, WorkflowOptions(id=wid, input=spec)).result(timeout=20)
+    assert result == {"error": "ValueError", "attempts": 6}
+
+
 def test_activity_info_outside_an_activity() -> None:
     with pytest.raises(workflow.WorkflowError):
         workflow.activity_info()
