@@ -69,6 +69,10 @@ def fold(out: Pending, ev: Event) -> None:
             act.retry_afters += isinstance(a.get("error"), dict) and "next_retry_delay" in a["error"]
             act.not_before = ev.timestamp + a["retry_in"]
             act.started = False
+    elif t == E.ACTIVITY_WAITING:
+        act = out.activities.get(a["seq"])
+        if act is not None:
+            act.attempt, act.started, act.not_before = a.get("attempt", act.attempt), False, a["until"]
     elif t == E.ACTIVITY_COMPLETED:
         out.activities.pop(a["seq"], None)
     elif t == E.TIMER_STARTED:

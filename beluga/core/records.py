@@ -51,6 +51,7 @@ class EventType:
     WORKFLOW_TIMED_OUT = "workflow_timed_out"
     WORKFLOW_CONTINUED_AS_NEW = "workflow_continued_as_new"
     WORKFLOW_TERMINATED = "workflow_terminated"  # closed by an operator; no workflow code ran
+    ACTIVITY_WAITING = "activity_waiting"  # an attempt waits for a rate or concurrency permit (core/limits.py)
 
 
 # Events the workflow code itself caused (one per command); replay checks them against the code.

@@ -111,6 +111,29 @@ class ArmRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitPermit:
+    """Attempt `attempt` of activity `seq` got no permit of limit `key` (`why`: "rate" or "concurrency"):
+    send `AttemptDue` back at `due`, or sooner when a permit of `key` is returned. Not a failure."""
+
+    seq: int
+    attempt: int
+    due: float
+    key: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPermit:
+    """Attempt `attempt` of activity `name` (called with `input`) ended: return the concurrency permit it
+    held, if its activity has one, and wake an attempt that waits for it."""
+
+    seq: int
+    attempt: int
+    name: str
+    input: Any
+
+
+@dataclass(frozen=True, slots=True)
 class StartChild:
     seq: int
     workflow_type: str
@@ -170,7 +193,7 @@ class Observed:
 
 
 Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | CloseChildren | Observed
-          | ActivityClosed)
+          | ActivityClosed | AwaitPermit | ReturnPermit)
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ from beluga.core.errors import (
     WorkflowNotRunning,
 )
 from beluga.core.failure import attempt_timed_out, child_outcome, no_heartbeat, to_failure
+from beluga.core.limits import holder_of
 from beluga.core.pending import pending_work
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.core.recovery import (
@@ -48,6 +49,7 @@ from beluga.core.recovery import (
     policy_input,
 )
 from beluga.hooks import Hooks
+from beluga.inprocess.permits import MemoryPermits
 from beluga.inprocess.pool import ActivityPool
 from beluga.inprocess.records import (
     Activate,
@@ -85,6 +87,7 @@ class Engine:
         self._rand = random.Random()
         self._inbox: queue.SimpleQueue[Msg | None] = queue.SimpleQueue()
         self._timers = TimerHeap()
+        self._permits = MemoryPermits(registry, self.post)
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock)
         self._beats = self._pool.beats
@@ -378,7 +381,7 @@ class Engine:
             return run
         began = time.perf_counter()
         run.driver, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
-                                    check_payload=self.check_payload, now=self.clock())
+                                    check_payload=self.check_payload, now=self.clock(), permit=self._permits.ask)
         metrics.replayed(state.workflow_type, time.perf_counter() - began)
         if step.writes or step.effects:
             batch[state.workflow_id] = BatchedStep(run, step)
@@ -412,6 +415,13 @@ class Engine:
             elif isinstance(effect, st.ArmRetry):
                 self.hooks.emit("on_retry", wid, effect.failure)
                 self._timers.arm(effect.due, input_msg(wid, rid, st.AttemptDue(effect.seq, effect.attempt)))
+            elif isinstance(effect, st.AwaitPermit):
+                due = input_msg(wid, rid, st.AttemptDue(effect.seq, effect.attempt))
+                self._timers.arm(effect.due, due)
+                if effect.why == "concurrency":
+                    self._permits.wait(effect.key, holder_of(wid, rid, effect.seq, effect.attempt), due)
+            elif isinstance(effect, st.ReturnPermit):
+                self._permits.give_back(holder_of(wid, rid, effect.seq, effect.attempt))
             elif isinstance(effect, st.StartChild):
                 self._start_child(run, effect)
             elif isinstance(effect, st.ContinueAsNew):

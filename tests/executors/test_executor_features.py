@@ -328,3 +328,42 @@ def test_human_activity_parks_until_respond(executor: workflow.DurableExecutor, 
     assert handle.status() is WorkflowStatus.RUNNING  # parked, holding no worker
     W.HUMANS.respond(executor, req.id, workflow.HumanResponse("modify", "halve it", {"amount": 5}))
     assert handle.result(timeout=5) == {"decision": "modify", "feedback": "halve it", "modified": {"amount": 5}}
+
+
+# --- rate and concurrency limits ------------------------------------------------------------------------------
+def most_in_a_window(times: list[float], window: float = 1.0) -> int:
+    """The most of `times` that fall in any half-open window [t, t + window)."""
+    times = sorted(times)
+    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most of the [start, end) spans that overlap at any moment."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.in_process  # (for now: the fleet's permits come in the next commit)
+@pytest.mark.not_temporal("Temporal has no fleet-wide limit per activity: rate limits are per task queue "
+                          "and concurrency per worker (docs/temporal.md)")
+def test_rate_and_concurrency_limits_hold_across_workers(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    """15 calls of an activity limited to 3 starts a second and 2 running: the starts and ends the activity
+    noted itself keep both limits, throughput is near the limit, no attempt failed, and the attempts that
+    waited are in the history as `activity_waiting` (neither a failure nor a retry)."""
+    wid = new_id()
+    spec = {"key": wid, "n": 15, "seconds": 0.5}
+    assert executor.execute(W.wf_limited, WorkflowOptions(id=wid, input=spec)).result(timeout=60) == list(range(15))
+    noted = W.calls(wid)
+    starts = [c["started"] for c in noted]
+    assert most_in_a_window(starts) <= 3, sorted(starts)
+    assert most_at_once([(c["started"], c["ended"]) for c in noted]) <= 2
+    history = executor.describe(wid).history
+    assert not [ev for ev in history if ev.type == "activity_failed"]
+    waits = [ev.attrs for ev in history if ev.type == "activity_waiting"]
+    assert waits and {w["limit"] for w in waits} == {f"tenant-{wid}"}
+    assert {w["why"] for w in waits} <= {"rate", "concurrency"}
+    assert [ev.attrs["attempt"] for ev in history if ev.type == "activity_started"] == [1] * 15

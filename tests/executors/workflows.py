@@ -125,6 +125,24 @@ def _temporal_times() -> dict[str, float]:
     return {"scheduled": info.current_attempt_scheduled_time.timestamp(), "started": info.started_time.timestamp()}
 
 
+def shared_now() -> float:
+    """The time as the activities note it: the shared Redis's clock when workers run in other processes."""
+    if SHARED_URL:
+        seconds, micros = _shared().time()
+        return seconds + micros / 1e6
+    return time.time()
+
+
+@workflow.activity(rate_limit="3/s", max_concurrent=2, rate_key=lambda spec: f"tenant-{spec['key']}")
+def limited(spec: dict[str, Any]) -> int:
+    """Limited to 3 starts a second and 2 running, per test (its key is the test's: a tenant's limit);
+    notes when it started and ended."""
+    started = shared_now()
+    time.sleep(spec["seconds"])
+    note(spec["key"], i=spec["i"], started=started, ended=shared_now())
+    return spec["i"]
+
+
 @workflow.activity()
 def sleepy(spec: dict[str, Any]) -> int:
     """Sleeps `seconds` on the attempts listed in `slow_attempts` (all when absent)."""
@@ -290,6 +308,11 @@ def wf_retry_after(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
         return ctx.execute_activity(rate_limited, spec, retry=policy)
     except workflow.ActivityError as exc:
         return {"error": exc.cause.type, "attempts": exc.attempts}
+
+
+@workflow.defn()
+def wf_limited(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[int]:
+    return ctx.wait_all([ctx.start_activity(limited, {**spec, "i": i}) for i in range(spec["n"])])
 
 
 @workflow.defn()
