@@ -109,8 +109,9 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
         outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
         outcome.note_earlier(rt.store, workflow_id, run_id, seq, attempt)  # for its task event
         policy = effective_retry(options, defn)
+        by_celery = celery_retries and defn.limit is None  # a limited activity's next attempt asks for a permit
         decision = (decide_retry(policy, failure, attempt, random.random(),
-                                 sender_limit=CELERY_RETRY_LIMIT if celery_retries else None)
+                                 sender_limit=CELERY_RETRY_LIMIT if by_celery else None)
                     if sender_can_decide(policy) else None)  # else the coordinator decides from the history
         return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)
 

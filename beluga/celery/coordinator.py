@@ -24,6 +24,7 @@ from beluga.celery.batch import Batches, Plan
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.fleet_scripts import REPORT_QUEUED
 from beluga.celery.outages import TRANSIENT, retry_transient
+from beluga.celery.permits import FleetPermits, retry_timer_member
 from beluga.celery.report import CARRIED, SENT_AT, UNTIL, AttemptReport
 from beluga.celery.roster import Handoff
 from beluga.core import driver as drv
@@ -31,6 +32,7 @@ from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option
 from beluga.core.errors import HistoryLost, SerializationError, UnreadableRun
 from beluga.core.failure import child_outcome, unreadable
+from beluga.core.limits import Holder
 from beluga.core.pending import Pending
 from beluga.core.records import Append, WorkflowState, WorkflowStatus
 from beluga.core.recovery import (
@@ -90,6 +92,7 @@ class Coordinator(Batches):
         self.elsewhere = elsewhere
         self.hand_on = hand_on
         self._rand = random.Random()
+        self.permits = FleetPermits(fleet, registry)  # the activities' rate and concurrency limits
         # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis
         # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
         self.batches = not self.store.cluster and self.store.append_replicas <= 0
@@ -464,7 +467,7 @@ class Coordinator(Batches):
         """The open run replayed from its stored history (timed: `beluga_workflow_replay_latency_seconds`)."""
         began = time.perf_counter()
         got = drv.load(state, self.registry.workflow, self.registry.retry_policy, check_payload=self.check_payload,
-                       now=self.fleet.clock.now())
+                       now=self.fleet.clock.now(), permit=self.permits.ask)
         metrics.replayed(state.workflow_type, time.perf_counter() - began)
         return got
 
@@ -515,9 +518,8 @@ class Coordinator(Batches):
         for effect in step.effects:
             if isinstance(effect, st.ArmTimer):
                 out.append((effect.due, timer_member(wid, messages.encode(st.TimerFired(effect.seq), rid))))
-            elif isinstance(effect, st.ArmRetry):
-                out.append((effect.due, timer_member(wid, messages.encode(st.AttemptDue(effect.seq, effect.attempt),
-                                                                          rid))))
+            elif isinstance(effect, (st.ArmRetry, st.AwaitPermit)):
+                out.append((effect.due, retry_timer_member(wid, rid, effect.seq, effect.attempt)))
         # a backup for each of what the step owes, should the process die before carrying it out (the
         # parent's news in the run's own inbox: the parent's may be in another shard)
         for owed in backups_owed(step.effects, bool(run.state.parent)):
@@ -553,7 +555,7 @@ class Coordinator(Batches):
             if isinstance(effect, st.ActivityClosed):
                 queue = self.registry.queue_of(effect.name, effect.options)
                 metrics.activity_closed(effect.name, queue, effect.seconds)
-            elif not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
+            elif not isinstance(effect, (st.ArmTimer, st.ArmRetry, st.AwaitPermit)):
                 _after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))
 
     def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False,
@@ -574,6 +576,8 @@ class Coordinator(Batches):
             self._closed(run, effect)
         elif isinstance(effect, st.CloseChildren):
             self._close_children(wid, effect)
+        elif isinstance(effect, st.ReturnPermit):
+            self.permits.give_back(effect.name, effect.input, Holder(wid, rid, effect.seq, effect.attempt))
 
     def _close_children(self, parent_id: str, close: st.CloseChildren) -> None:
         """Send each open child its parent-close policy, through its inbox (as a client's terminate or

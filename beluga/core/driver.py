@@ -24,7 +24,7 @@ from beluga.core.definitions import WorkflowDefinition
 from beluga.core.errors import ConfigurationError, NonDeterminismError
 from beluga.core.failure import terminated, to_failure, unreadable, workflow_timed_out
 from beluga.core.instance import WorkflowInstance
-from beluga.core.limits import Refused, holder_of
+from beluga.core.limits import Holder, Refused
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Event, EventType, ParentClosePolicy, WorkflowState, WorkflowStatus
 from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, retry_delay
@@ -34,9 +34,9 @@ _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkf
                  cmds.CancelWorkflow: WorkflowStatus.CANCELED}
 Lookup = Callable[[str], WorkflowDefinition]
 Policy = Callable[[str, dict[str, Any]], RetryPolicy]
-# Asks for an attempt's rate/concurrency permit: (activity name, input, holder, now) -> None when it may
-# start (or its activity has no limit), else when to ask again (see core/limits.py). The executor's I/O.
-PermitAsk = Callable[[str, Any, str, float], Refused | None]
+# Asks for an attempt's rate/concurrency permit: (activity name, input, the attempt, now) -> None when it
+# may start (or its activity has no limit), else when to ask again (see core/limits.py). The executor's I/O.
+PermitAsk = Callable[[str, Any, Holder, float], Refused | None]
 
 
 class RunDriver:
@@ -245,7 +245,7 @@ class RunDriver:
     def _begin_attempt(self, step: s.Step, seq: int, attempt: int, now: float) -> None:
         act = self.pending.activities[seq]
         if self.permit is not None:
-            refused = self.permit(act.name, act.input, holder_of(self.workflow_id, self.run_id, seq, attempt), now)
+            refused = self.permit(act.name, act.input, Holder(self.workflow_id, self.run_id, seq, attempt), now)
             if refused is not None:  # it waits on a durable timer, holding no worker; not a failure
                 key, why = refused.key, refused.why
                 self._note(step, E.ACTIVITY_WAITING, {"seq": seq, "attempt": attempt, "until": refused.until,

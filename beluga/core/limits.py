@@ -126,6 +126,14 @@ def take(limit: ActivityLimit, tat: float, holders: dict[str, float], holder: st
     return None, tat, live
 
 
-def holder_of(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
-    """The name of an attempt's permit (one per attempt: a retry asks for a new one)."""
-    return f"{workflow_id}\x1f{run_id}\x1f{seq}\x1f{attempt}"
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The attempt a permit is for (one per attempt: a retry asks for a new one); `str()` names it."""
+
+    workflow_id: str
+    run_id: str
+    seq: int
+    attempt: int
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}\x1f{self.run_id}\x1f{self.seq}\x1f{self.attempt}"

@@ -32,7 +32,7 @@ from beluga.core.errors import (
     WorkflowNotRunning,
 )
 from beluga.core.failure import attempt_timed_out, child_outcome, no_heartbeat, to_failure
-from beluga.core.limits import holder_of
+from beluga.core.limits import Holder
 from beluga.core.pending import pending_work
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.core.recovery import (
@@ -419,9 +419,9 @@ class Engine:
                 due = input_msg(wid, rid, st.AttemptDue(effect.seq, effect.attempt))
                 self._timers.arm(effect.due, due)
                 if effect.why == "concurrency":
-                    self._permits.wait(effect.key, holder_of(wid, rid, effect.seq, effect.attempt), due)
+                    self._permits.wait(effect.key, str(Holder(wid, rid, effect.seq, effect.attempt)), due)
             elif isinstance(effect, st.ReturnPermit):
-                self._permits.give_back(holder_of(wid, rid, effect.seq, effect.attempt))
+                self._permits.give_back(str(Holder(wid, rid, effect.seq, effect.attempt)))
             elif isinstance(effect, st.StartChild):
                 self._start_child(run, effect)
             elif isinstance(effect, st.ContinueAsNew):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from beluga.core.definitions import Registry
-from beluga.core.limits import Refused, take
+from beluga.core.limits import Holder, Refused, take
 
 POLL = 5.0  # at most this long between asks of an attempt waiting for a concurrency permit (a lost wake-up)
 
@@ -23,11 +23,12 @@ class MemoryPermits:
         self._waiting: dict[str, OrderedDict[str, Any]] = {}         # key -> holder -> its AttemptDue message
         self._held: dict[str, str] = {}                              # holder -> key
 
-    def ask(self, name: str, input: Any, holder: str, now: float) -> Refused | None:
-        """`driver.PermitAsk`: a permit for attempt `holder` of activity `name`, or when to ask again."""
+    def ask(self, name: str, input: Any, attempt: Holder, now: float) -> Refused | None:
+        """`driver.PermitAsk`: a permit for `attempt` of activity `name`, or when to ask again."""
         limit = self.registry.limit_of(name)
         if limit is None:
             return None
+        holder = str(attempt)
         key = limit.name_for(name, input)
         refused, tat, holders = take(limit, self._tat.get(key, 0.0), self._holders.get(key, {}), holder, now,
                                      float("inf"), POLL)

@@ -347,7 +347,6 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
     return peak
 
 
-@pytest.mark.in_process  # (for now: the fleet's permits come in the next commit)
 @pytest.mark.not_temporal("Temporal has no fleet-wide limit per activity: rate limits are per task queue "
                           "and concurrency per worker (docs/temporal.md)")
 def test_rate_and_concurrency_limits_hold_across_workers(executor: workflow.DurableExecutor, new_id: Ids) -> None:
