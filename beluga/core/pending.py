@@ -22,6 +22,8 @@ class PendingActivity:
     started: bool = False     # whether `attempt` had started (and so was interrupted)
     scheduled: float = 0.0    # epoch seconds; when the activity was scheduled (its schedule-to-close from here)
     retry_afters: int = 0     # failed attempts that asked for their retry's delay (see RetryPolicy.next_delay)
+    limit: str | None = None  # `attempt` waits for a permit of this limit ("rate"/"concurrency" in `limit_why`)
+    limit_why: str = ""
 
 
 @dataclass(slots=True)
@@ -57,7 +59,7 @@ def fold(out: Pending, ev: Event) -> None:
     elif t == E.ACTIVITY_STARTED:
         act = out.activities.get(a["seq"])
         if act is not None:
-            act.attempt, act.started = a.get("attempt", 1), True
+            act.attempt, act.started, act.limit = a.get("attempt", 1), True, None
     elif t == E.ACTIVITY_FAILED:
         act = out.activities.get(a["seq"])
         if act is None:
@@ -73,6 +75,7 @@ def fold(out: Pending, ev: Event) -> None:
         act = out.activities.get(a["seq"])
         if act is not None:
             act.attempt, act.started, act.not_before = a.get("attempt", act.attempt), False, a["until"]
+            act.limit, act.limit_why = a.get("limit"), a.get("why", "")
     elif t == E.ACTIVITY_COMPLETED:
         out.activities.pop(a["seq"], None)
     elif t == E.TIMER_STARTED:
