@@ -18,6 +18,7 @@ from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.report import AttemptReport
 from beluga.core.definitions import effective_retry
 from beluga.core.failure import attempt_timed_out, to_failure
+from beluga.core.limits import Holder
 from beluga.core.retry import decide_retry, retry_delay, sender_can_decide
 from beluga.core.steps import ActivityOutcome
 from beluga.logs import get_logger
@@ -98,8 +99,18 @@ def run_attempt(rt: Runtime, defn: Any, workflow_id: str, run_id: str, seq: int,
                             exc=exc)
 
     info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details, _beat=beat)
+
+    def call() -> Any:
+        if defn.limit is not None:  # the rate's last check, right before the start (an outage skips it)
+            try:
+                rt.coordinator.permits.gate(defn.name, input, Holder(workflow_id, run_id, seq, attempt))
+            except TRANSIENT as exc:
+                log.warning("could not check the rate limit of %s before attempt %s of %s seq %s: %s",
+                            defn.name, attempt, workflow_id, seq, exc)
+        return defn.call(input)
+
     try:
-        result = run_with_info(info, lambda: defn.call(input))
+        result = run_with_info(info, call)
         rt.check(result)
         return messages.encode(ActivityOutcome(seq, attempt, True, result), run_id), None
     except BaseException as exc:

@@ -20,6 +20,7 @@ from typing import Any
 
 from beluga import codec, logs, metrics
 from beluga.celery import messages
+from beluga.celery.attempts import DUE
 from beluga.celery.batch import Batches, Plan
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.fleet_scripts import REPORT_QUEUED
@@ -497,7 +498,8 @@ class Coordinator(Batches):
         if self.eager is None:
             return None
         for effect in step.effects:
-            if isinstance(effect, st.DispatchAttempt) and self.eager(
+            # a limited activity goes through the broker: its start is the one its permit gave it
+            if isinstance(effect, st.DispatchAttempt) and self.registry.limit_of(effect.name) is None and self.eager(
                     effect.name, effect.attempt, self._options(effect.name, effect.options)):
                 return effect
         return None
@@ -565,6 +567,10 @@ class Coordinator(Batches):
             options = {**self._options(effect.name, effect.options, run.headers), **(sent or {})}
             if eager:
                 self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options, eager=True)
+            elif effect.start_at is not None:  # the start its rate limit reserved: held by the worker till then
+                options[DUE] = effect.start_at  # on the fleet's clock (see attempts.wait_until_due)
+                self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options,
+                              countdown=max(effect.start_at - self.fleet.clock.now(), 0.0))
             else:
                 self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options)
         elif isinstance(effect, st.StartChild):
@@ -577,7 +583,9 @@ class Coordinator(Batches):
         elif isinstance(effect, st.CloseChildren):
             self._close_children(wid, effect)
         elif isinstance(effect, st.ReturnPermit):
-            self.permits.give_back(effect.name, effect.input, Holder(wid, rid, effect.seq, effect.attempt))
+            woken = self.permits.give_back(effect.name, effect.input, Holder(wid, rid, effect.seq, effect.attempt))
+            if woken is not None:
+                self.wake(woken, None)
 
     def _close_children(self, parent_id: str, close: st.CloseChildren) -> None:
         """Send each open child its parent-close policy, through its inbox (as a client's terminate or

@@ -24,7 +24,7 @@ from beluga.core.definitions import WorkflowDefinition
 from beluga.core.errors import ConfigurationError, NonDeterminismError
 from beluga.core.failure import terminated, to_failure, unreadable, workflow_timed_out
 from beluga.core.instance import WorkflowInstance
-from beluga.core.limits import Holder, Refused
+from beluga.core.limits import Granted, Holder, Refused
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Event, EventType, ParentClosePolicy, WorkflowState, WorkflowStatus
 from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, retry_delay
@@ -34,9 +34,10 @@ _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkf
                  cmds.CancelWorkflow: WorkflowStatus.CANCELED}
 Lookup = Callable[[str], WorkflowDefinition]
 Policy = Callable[[str, dict[str, Any]], RetryPolicy]
-# Asks for an attempt's rate/concurrency permit: (activity name, input, the attempt, now) -> None when it
-# may start (or its activity has no limit), else when to ask again (see core/limits.py). The executor's I/O.
-PermitAsk = Callable[[str, Any, Holder, float], Refused | None]
+# Asks for an attempt's rate/concurrency permit: (activity name, input, the attempt, now) -> None when its
+# activity has no limit, `Granted` (when it starts), or `Refused` (when to ask again): core/limits.py.
+# The executor's I/O.
+PermitAsk = Callable[[str, Any, Holder, float], Granted | Refused | None]
 
 
 class RunDriver:
@@ -244,16 +245,18 @@ class RunDriver:
 
     def _begin_attempt(self, step: s.Step, seq: int, attempt: int, now: float) -> None:
         act = self.pending.activities[seq]
-        if self.permit is not None:
-            refused = self.permit(act.name, act.input, Holder(self.workflow_id, self.run_id, seq, attempt), now)
-            if refused is not None:  # it waits on a durable timer, holding no worker; not a failure
-                key, why = refused.key, refused.why
-                self._note(step, E.ACTIVITY_WAITING, {"seq": seq, "attempt": attempt, "until": refused.until,
-                                                      "limit": key, "why": why}, now)
-                step.effects.append(s.AwaitPermit(seq, attempt, refused.until, key, why))
-                return
-        self._note(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt}, now)
-        step.effects.append(s.DispatchAttempt(seq, attempt, act.name, act.input, act.options))
+        permit = (None if self.permit is None
+                  else self.permit(act.name, act.input, Holder(self.workflow_id, self.run_id, seq, attempt), now))
+        if isinstance(permit, Refused):  # it waits on a durable timer, holding no worker; not a failure
+            key, why = permit.key, permit.why
+            self._note(step, E.ACTIVITY_WAITING, {"seq": seq, "attempt": attempt, "until": permit.until,
+                                                  "limit": key, "why": why}, now)
+            step.effects.append(s.AwaitPermit(seq, attempt, permit.until, key, why))
+            return
+        start_at = permit.start_at if isinstance(permit, Granted) and permit.start_at > now else None
+        self._note(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt,
+                                              **({} if start_at is None else {"start_at": start_at})}, now)
+        step.effects.append(s.DispatchAttempt(seq, attempt, act.name, act.input, act.options, start_at))
 
     def _close(self, step: s.Step, status: WorkflowStatus, result: Any, error: dict[str, Any] | None) -> None:
         if self.permit is not None:  # attempts still running when the run closes report to no one

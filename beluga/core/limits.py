@@ -3,18 +3,20 @@ decisions each executor's permit store carries out (in memory in-process, `belug
 fleet, which mirrors `take`). An attempt that gets no permit is not failed: it waits on the run's durable
 timer until `Refused.until`, holding no worker, and asks again then.
 
-The rate is a GCRA (generic cell rate algorithm): one number per key, the theoretical arrival time `tat`
-of the next start; a start is allowed when `now >= tat - (burst - 1) * interval`, and moves `tat` on by one
-`interval`. Concurrency is a leased semaphore: the holders of a key with the time each permit lapses should
-its holder never return it (a step that was never recorded); a holder's permit is returned when its
-attempt's outcome is recorded, a lost worker's included.
+The rate is a GCRA (generic cell rate algorithm) with reservations: one number per key, the theoretical
+arrival time `tat` of the next start; each permit reserves the start `max(now, tat - (burst - 1) *
+interval)` and moves `tat` on by one `interval`. A start up to `HORIZON` away is held back by the executor
+(a broker countdown, a timer of the engine); a later one waits on the run's durable timer and asks again
+`LEAD` before it, keeping its reservation. Concurrency is a leased semaphore: the holders of a key with the
+time each permit lapses should its holder never return it (a step that was never recorded); a holder's
+permit is returned when its attempt's outcome is recorded, a lost worker's included, or its run closes.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -60,10 +62,9 @@ class ActivityLimit:
 
     @property
     def interval(self) -> float:
-        """Seconds between permits at the limit's rate (0 without a rate), `MARGIN` longer than the rate
-        says: a permit is taken as its attempt is dispatched, and the attempt starts a little later (the
-        broker's hop), by a little more or less each time; the margin keeps the starts themselves, measured
-        where the activity runs, within the rate."""
+        """Seconds between starts at the limit's rate (0 without a rate), `MARGIN` longer than the rate
+        says, so that the starts as the activity itself sees them (a moment after the gate let it through,
+        see `start_gate`) keep within the rate."""
         return (1.0 + MARGIN) / self.per_second if self.per_second else 0.0
 
     def name_for(self, activity: str, input: Any) -> str:
@@ -84,46 +85,82 @@ def limit_of(rate_limit: str | float | None, max_concurrent: int | None, rate_ke
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """No permit of limit `key` now: ask again at `until` (epoch seconds). `why`: "rate" or "concurrency"."""
+    """No permit of limit `key` now: ask again at `until` (epoch seconds). `why`: "rate" (its start is
+    reserved, further than `HORIZON` away) or "concurrency"."""
 
     until: float
     why: str
     key: str = ""
 
 
-def gcra(tat: float, now: float, interval: float, burst: int) -> tuple[float | None, float]:
-    """One start against a rate: (None, the new tat) when allowed now, else (the earliest time it is
-    allowed, tat unchanged)."""
-    allowed_at = tat - (burst - 1) * interval
-    if now < allowed_at:
-        return allowed_at, tat
-    return None, max(tat, now) + interval
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """A permit: the attempt starts at `start_at` (its reserved slot of the rate; now or up to `HORIZON`
+    later: the executor holds it back till then, holding no worker)."""
+
+    start_at: float
 
 
-def earliest_free(holders: dict[str, float], now: float, poll: float) -> float:
-    """When to ask again for a concurrency permit all `holders` hold: their earliest lapse, but no later
-    than `poll` from now (a returned permit wakes a waiter at once; this only bounds a lost wake-up)."""
-    return min(min(holders.values(), default=now + poll), now + poll)
+SETTLE = 0.1    # a start is reserved at least this far ahead, so that every start is held back to its slot
+HORIZON = 2.0   # a reserved start further away than this waits on the run's durable timer ...
+LEAD = 1.0      # ... until this long before it (a timer fires up to a scheduler round late)
+POLL = 30.0     # the longest an attempt waits for a concurrency permit before asking again (a lost wake-up)
+KEPT = 3600.0   # a reserved start is forgotten this long after it passed
 
 
-def take(limit: ActivityLimit, tat: float, holders: dict[str, float], holder: str, now: float, lease: float,
-         poll: float) -> tuple[Refused | None, float, dict[str, float]]:
-    """Take one permit for `holder` (an attempt): (None, tat, holders) updated when granted, else
-    (Refused, unchanged). Concurrency is checked first, so a refused attempt spends no rate. A holder
-    that holds a permit already keeps it (a repeated ask is granted again and takes no second one)."""
-    live = {h: until for h, until in holders.items() if until > now}
-    if holder in live:
-        return None, tat, live
-    if limit.max_concurrent is not None and len(live) >= limit.max_concurrent:
-        return Refused(earliest_free(live, now, poll), "concurrency"), tat, live
+@dataclass(slots=True)
+class LimitState:
+    """One limit's permits: the rate's theoretical arrival time `tat`, the attempts holding a concurrency
+    permit (-> when it lapses) and each attempt's reserved start (-> its time). permit.lua keeps the same
+    three in Redis."""
+
+    tat: float = 0.0
+    holders: dict[str, float] = field(default_factory=dict)
+    slots: dict[str, float] = field(default_factory=dict)
+
+
+def take(limit: ActivityLimit, state: LimitState, holder: str, now: float, lease: float) -> Granted | Refused:
+    """One permit for attempt `holder`, `state` updated. Concurrency is checked first, so a refused
+    attempt reserves no start. The rate is a GCRA *with reservations*: each permit reserves the next
+    free start (`interval` after the one before; `burst` of them may be due at once), so the attempts
+    waiting for the rate are woken one per slot, never all at once to race for one. A start is reserved
+    `SETTLE` ahead at the soonest: every start is then held back to its slot (an attempt sent at once would
+    start a step's append and a broker's hop late, by a little more or less each time, and its slot's
+    spacing to the next would not hold where it runs). An attempt asking again (its start came near, or its
+    step was recorded twice) keeps its permit and its start."""
+    state.holders = {h: until for h, until in state.holders.items() if until > now}
+    held = holder in state.holders
+    if limit.max_concurrent is not None and not held and len(state.holders) >= limit.max_concurrent:
+        first = min(state.holders.values())
+        return Refused(min(first, now + POLL), "concurrency")
+    start_at = now
     if limit.per_second:
-        wait, new_tat = gcra(tat, now, limit.interval, limit.burst)
-        if wait is not None:
-            return Refused(wait, "rate"), tat, live
-        tat = new_tat
+        state.slots = {h: at for h, at in state.slots.items() if at > now - KEPT}
+        if holder in state.slots:
+            start_at = state.slots[holder]
+        else:
+            start_at = max(now + SETTLE, state.tat - (limit.burst - 1) * limit.interval)
+            state.tat = max(state.tat, start_at) + limit.interval
+            state.slots[holder] = start_at
     if limit.max_concurrent is not None:
-        live[holder] = now + lease
-    return None, tat, live
+        state.holders[holder] = max(start_at, now) + lease
+    if start_at - now > HORIZON:
+        return Refused(start_at - LEAD, "rate")
+    return Granted(max(start_at, now))
+
+
+def start_gate(starts: list[float], now: float, limit: ActivityLimit) -> float:
+    """The last check, where the attempt runs, right before it starts: 0.0 when it may start now (its
+    start is added to `starts`, the key's recent starts), else the seconds to wait. At most `burst` starts
+    in any `burst * interval` seconds: the reserved starts keep to that already, and this absorbs what
+    made one late or early (a busy worker, a broker's hop, a pause), at the cost of a wait of that order
+    in the worker. permit.lua's neighbour start_gate.lua mirrors it."""
+    window = limit.burst * limit.interval
+    starts[:] = [t for t in starts if t > now - window]
+    if len(starts) < limit.burst:
+        starts.append(now)
+        return 0.0
+    return starts[0] + window - now
 
 
 @dataclass(frozen=True, slots=True)

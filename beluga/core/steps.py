@@ -92,6 +92,7 @@ class DispatchAttempt:
     name: str
     input: Any
     options: dict[str, Any]
+    start_at: float | None = None  # the start its rate limit reserved, when later than now (core/limits.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from beluga.inprocess.records import (
     Recover,
     Run,
     StartRun,
+    SubmitLater,
     input_msg,
 )
 from beluga.inprocess.timers import TimerHeap
@@ -89,7 +90,9 @@ class Engine:
         self._timers = TimerHeap()
         self._permits = MemoryPermits(registry, self.post)
         self._runs: OrderedDict[str, Run] = OrderedDict()
-        self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock)
+        # the rate's start gate waits in real time: not under a test environment's skipping clock
+        self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock,
+                                  self._permits.gate if clock is time.time else None)
         self._beats = self._pool.beats
         self._closed = threading.Condition()
         self._outcomes: OrderedDict[str, WorkflowState] = OrderedDict()
@@ -246,6 +249,9 @@ class Engine:
             return
         if isinstance(body, StartRun):
             self._start(body.state, batch)
+            return
+        if isinstance(body, SubmitLater):
+            self._pool.submit(body.job)
             return
         if isinstance(body, Recover):
             assert msg.reply is not None
@@ -444,9 +450,14 @@ class Engine:
     def _dispatch(self, run: Run, d: st.DispatchAttempt) -> None:
         headers = run.driver.headers if run.driver is not None else None
         defn = self.registry.activities.get(d.name)
-        self._pool.submit((run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq),
-                           headers, time.time(), effective_option(d.options, defn, "queue")))
+        job = (run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq), headers,
+               time.time(), effective_option(d.options, defn, "queue"))
         now = self.clock()
+        if d.start_at is not None and d.start_at > now:  # its rate limit's reserved start: no thread held till then
+            self._timers.arm(d.start_at, Msg(run.workflow_id, run.run_id, SubmitLater(job)))
+            now = d.start_at
+        else:
+            self._pool.submit(job)
         for kind in ("timeout", "heartbeat_timeout"):
             limit = effective_option(d.options, defn, kind)
             if limit is not None:

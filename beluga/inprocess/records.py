@@ -74,12 +74,20 @@ class AttemptDeadline:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitLater:
+    """An attempt whose start its rate limit reserved for later: handed to the pool when due (`job`:
+    what `ActivityPool.submit` takes)."""
+
+    job: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Nudge:
     """Nothing to do: wakes the coordinator (and answers once everything posted before it was handled)."""
 
 
 Control = (StartRun | Recover | Activate | Query | CheckChild | ParentClosed | AttemptFinished | AttemptDeadline
-           | Nudge)
+           | Nudge | SubmitLater)
 
 
 @dataclass(slots=True)

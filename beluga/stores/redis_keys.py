@@ -13,7 +13,8 @@ script may touch them all, also on a Redis Cluster:
 
 and beside them `<p>:{fleet}:*` (records of the whole fleet, read or written on their own), the
 `<p>:closed:{<id>}` channel a run's close is announced on, and each activity limit's permits in a slot
-of their own, `<p>:{L<digest of the limit's key>}:<key>:tat, :holders, :waiters` (beluga/lua/permit.lua)."""
+of their own, `<p>:{L<digest of the limit's key>}:<key>:tat, :holders, :waiters, :slots, :starts`
+(beluga/lua/permit.lua, start_gate.lua)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,16 @@ class LimitKeys:
     @property
     def waiters(self) -> str:
         return f"{self.base}:waiters"
+
+    @property
+    def starts(self) -> str:
+        """The attempts that started lately (the start gate's)."""
+        return f"{self.base}:starts"
+
+    @property
+    def slots(self) -> str:
+        """Each attempt's reserved start (the rate's reservations)."""
+        return f"{self.base}:slots"
 
 
 @dataclass(frozen=True)

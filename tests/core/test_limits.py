@@ -6,7 +6,20 @@ import pytest
 
 from beluga.core.definitions import Registry
 from beluga.core.errors import ConfigurationError
-from beluga.core.limits import MARGIN, ActivityLimit, Refused, gcra, limit_of, parse_rate, take
+from beluga.core.limits import (
+    LEAD,
+    MARGIN,
+    POLL,
+    SETTLE,
+    ActivityLimit,
+    Granted,
+    LimitState,
+    Refused,
+    limit_of,
+    parse_rate,
+    start_gate,
+    take,
+)
 
 
 @pytest.mark.parametrize(("text", "rate"), [("10/s", 10.0), ("60/m", 1.0), ("3600/h", 1.0), ("5/10s", 0.5),
@@ -21,25 +34,36 @@ def test_parse_rate_refuses(text: str) -> None:
         parse_rate(text)
 
 
-def test_gcra_spaces_starts_by_the_interval_and_allows_a_burst() -> None:
-    assert gcra(0.0, 100.0, 0.1, 1) == (None, pytest.approx(100.1))
-    assert gcra(100.1, 100.05, 0.1, 1) == (pytest.approx(100.1), 100.1)   # too early: when it may
-    assert gcra(100.3, 100.1, 0.1, 3) == (None, pytest.approx(100.4))      # within a burst of 3
+def test_the_rate_reserves_evenly_spaced_starts() -> None:
+    limit, state = ActivityLimit(per_second=10.0), LimitState()
+    step, first = 0.1 * (1 + MARGIN), 100.0 + SETTLE
+    got = [take(limit, state, f"a{i}", 100.0, 60.0) for i in range(4)]
+    assert got == [Granted(pytest.approx(first + i * step)) for i in range(4)]  # each its own slot: no herd
+    assert take(limit, state, "a1", 100.05, 60.0) == Granted(pytest.approx(first + step))  # asking again keeps it
+    far = [take(limit, state, f"b{i}", 100.0, 60.0) for i in range(30)]
+    assert far[-1] == Refused(pytest.approx(first + 33 * step - LEAD), "rate")  # past HORIZON: a durable wait
+    assert take(limit, state, "b29", first + 33 * step - LEAD, 60.0) == Granted(pytest.approx(first + 33 * step))
 
 
-def test_take_checks_concurrency_first_then_the_rate() -> None:
-    limit = ActivityLimit(per_second=10.0, max_concurrent=2)
-    refused, tat, holders = take(limit, 0.0, {}, "a", 100.0, 60.0, 5.0)
-    assert refused is None and holders == {"a": 160.0} and tat == pytest.approx(100.0 + 0.1 * (1 + MARGIN))
-    refused, tat2, _ = take(limit, tat, holders, "b", 100.01, 60.0, 5.0)
-    assert refused == Refused(pytest.approx(tat), "rate") and tat2 == tat      # the rate: no permit spent
-    refused, tat, holders = take(limit, tat, holders, "b", 100.2, 60.0, 5.0)
-    assert refused is None and set(holders) == {"a", "b"}
-    refused, _, _ = take(limit, tat, holders, "c", 100.5, 60.0, 5.0)
-    assert refused == Refused(105.5, "concurrency")                            # asks again within `poll`
-    assert take(limit, tat, holders, "a", 100.5, 60.0, 5.0)[0] is None          # a holder asking again keeps it
-    refused, _, holders = take(limit, tat, holders, "c", 160.5, 60.0, 5.0)      # lapsed permits are freed
-    assert refused is None and set(holders) == {"c"}
+def test_a_burst_is_due_at_once() -> None:
+    limit, state = ActivityLimit(per_second=10.0, burst=3), LimitState()
+    first = 100.0 + SETTLE
+    assert [take(limit, state, f"a{i}", 100.0, 60.0) for i in range(4)] == [
+        Granted(first), Granted(pytest.approx(first)), Granted(pytest.approx(first)),
+        Granted(pytest.approx(first + 0.1 * (1 + MARGIN)))]
+
+
+def test_concurrency_is_checked_before_the_rate_and_permits_lapse() -> None:
+    limit, state = ActivityLimit(per_second=1.0, max_concurrent=2), LimitState()
+    assert take(limit, state, "a", 100.0, 60.0) == Granted(100.0 + SETTLE)
+    assert isinstance(take(limit, state, "b", 100.0, 60.0), Granted)
+    tat = state.tat
+    assert take(limit, state, "c", 100.5, 60.0) == Refused(min(160.0, 100.5 + POLL), "concurrency")
+    assert state.tat == tat and "c" not in state.slots                 # refused: no start reserved
+    assert take(limit, state, "a", 100.5, 60.0) == Granted(100.5)  # asking again keeps its permit (its slot passed)
+    state.holders.pop("a")                                              # a's end was recorded
+    assert isinstance(take(limit, state, "c", 101.0, 60.0), Granted)
+    assert set(take(limit, state, "d", 200.0, 60.0) and state.holders) == {"d"}  # lapsed permits are freed
 
 
 def test_limits_on_the_decorator() -> None:
@@ -54,3 +78,14 @@ def test_limits_on_the_decorator() -> None:
         reg.add_activity(lambda: None, "bad", rate_limit="lots")
     with pytest.raises(ConfigurationError, match="max_concurrent"):
         reg.add_activity(lambda: None, "bad2", max_concurrent=0)
+
+
+def test_the_start_gate_spaces_the_starts_themselves() -> None:
+    limit, starts = ActivityLimit(per_second=10.0), []
+    step = 0.1 * (1 + MARGIN)
+    assert start_gate(starts, 100.0, limit) == 0.0 and starts == [100.0]
+    assert start_gate(starts, 100.05, limit) == pytest.approx(step - 0.05)   # came early: waits the rest
+    assert start_gate(starts, 100.0 + step, limit) == 0.0
+    burst = ActivityLimit(per_second=10.0, burst=2)
+    starts = []
+    assert [start_gate(starts, 100.0, burst) for _ in range(3)] == [0.0, 0.0, pytest.approx(2 * step)]
