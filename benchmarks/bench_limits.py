@@ -6,7 +6,7 @@ per second between the first and the last start; goal >= 95% of 10/s), the attem
 how many waits for a permit the histories recorded.
 
 Run from a checkout (the workers import the checkout the script is in):
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_limits.py [--runs 60 --calls 10 --seconds 0.4]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_limits.py [--runs 60 --calls 10 --seconds 0.3]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--calls", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=0.4, help="how long each attempt runs")
+    parser.add_argument("--seconds", type=float, default=0.3, help="how long each attempt runs")
     parser.add_argument("--concurrency", type=int, default=4, help="pool processes per worker")
     args = parser.parse_args()
     with redis_server() as url, tempfile.TemporaryDirectory() as tmp:

@@ -279,7 +279,6 @@ class PermitCall(Call):
     horizon: float = arg()
     lead: float = arg()
     kept: float = arg()
-    settle: float = arg()
     waiter: bytes = arg()
 
 

@@ -45,7 +45,7 @@ class FleetPermits:
             tat_key=keys.tat, holders_key=keys.holders, waiters_key=keys.waiters, slots_key=keys.slots, now=now,
             interval=limit.interval, burst=limit.burst, max_concurrent=limit.max_concurrent or 0,
             holder=str(attempt), lease=LEASE, poll=limits.POLL, horizon=limits.HORIZON, lead=limits.LEAD,
-            kept=limits.KEPT, settle=limits.SETTLE, waiter=waiter))
+            kept=limits.KEPT, waiter=waiter))
         if int(got[0]) == 0:
             return Granted(float(got[1]))
         why = got[2].decode() if isinstance(got[2], bytes) else str(got[2])

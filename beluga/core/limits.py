@@ -101,7 +101,6 @@ class Granted:
     start_at: float
 
 
-SETTLE = 0.1    # a start is reserved at least this far ahead, so that every start is held back to its slot
 HORIZON = 2.0   # a reserved start further away than this waits on the run's durable timer ...
 LEAD = 1.0      # ... until this long before it (a timer fires up to a scheduler round late)
 POLL = 30.0     # the longest an attempt waits for a concurrency permit before asking again (a lost wake-up)
@@ -123,11 +122,9 @@ def take(limit: ActivityLimit, state: LimitState, holder: str, now: float, lease
     """One permit for attempt `holder`, `state` updated. Concurrency is checked first, so a refused
     attempt reserves no start. The rate is a GCRA *with reservations*: each permit reserves the next
     free start (`interval` after the one before; `burst` of them may be due at once), so the attempts
-    waiting for the rate are woken one per slot, never all at once to race for one. A start is reserved
-    `SETTLE` ahead at the soonest: every start is then held back to its slot (an attempt sent at once would
-    start a step's append and a broker's hop late, by a little more or less each time, and its slot's
-    spacing to the next would not hold where it runs). An attempt asking again (its start came near, or its
-    step was recorded twice) keeps its permit and its start."""
+    waiting for the rate are woken one per slot, never all at once to race for one (the start gate, where
+    the attempt runs, absorbs how late or early each one starts). An attempt asking again (its start came
+    near, or its step was recorded twice) keeps its permit and its start."""
     state.holders = {h: until for h, until in state.holders.items() if until > now}
     held = holder in state.holders
     if limit.max_concurrent is not None and not held and len(state.holders) >= limit.max_concurrent:
@@ -139,7 +136,7 @@ def take(limit: ActivityLimit, state: LimitState, holder: str, now: float, lease
         if holder in state.slots:
             start_at = state.slots[holder]
         else:
-            start_at = max(now + SETTLE, state.tat - (limit.burst - 1) * limit.interval)
+            start_at = max(now, state.tat - (limit.burst - 1) * limit.interval)
             state.tat = max(state.tat, start_at) + limit.interval
             state.slots[holder] = start_at
     if limit.max_concurrent is not None:

@@ -22,7 +22,6 @@
 --   horizon       a reserved start further away than this waits on the durable timer ...
 --   lead          ... until this long before it
 --   kept          seconds a reserved start is remembered after it passed
---   settle        a start is reserved at least this far ahead
 --   waiter        the attempt's timer member, listed while it waits for a concurrency permit
 -- Returns {0, start} when granted (start: now or the reserved start, as a string), else {1, the time to ask
 -- again (as a string), "rate" or "concurrency"}.
@@ -31,7 +30,7 @@ local tat_key, holders_key, waiters_key, slots_key = KEYS[1], KEYS[2], KEYS[3], 
 local now, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_concurrent, holder, lease = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local poll, horizon, lead = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local kept, settle, waiter = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12]
+local kept, waiter = tonumber(ARGV[10]), ARGV[11]
 
 local held = false
 if max_concurrent > 0 then
@@ -51,7 +50,7 @@ if interval > 0 then
     start = tonumber(mine)
   else
     local tat = tonumber(redis.call('GET', tat_key) or '0')
-    start = math.max(now + settle, tat - (burst - 1) * interval)
+    start = math.max(now, tat - (burst - 1) * interval)
     redis.call('SET', tat_key, string.format('%.6f', math.max(tat, start) + interval))
     redis.call('ZADD', slots_key, start, holder)
   end

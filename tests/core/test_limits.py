@@ -10,7 +10,6 @@ from beluga.core.limits import (
     LEAD,
     MARGIN,
     POLL,
-    SETTLE,
     ActivityLimit,
     Granted,
     LimitState,
@@ -36,7 +35,7 @@ def test_parse_rate_refuses(text: str) -> None:
 
 def test_the_rate_reserves_evenly_spaced_starts() -> None:
     limit, state = ActivityLimit(per_second=10.0), LimitState()
-    step, first = 0.1 * (1 + MARGIN), 100.0 + SETTLE
+    step, first = 0.1 * (1 + MARGIN), 100.0
     got = [take(limit, state, f"a{i}", 100.0, 60.0) for i in range(4)]
     assert got == [Granted(pytest.approx(first + i * step)) for i in range(4)]  # each its own slot: no herd
     assert take(limit, state, "a1", 100.05, 60.0) == Granted(pytest.approx(first + step))  # asking again keeps it
@@ -47,7 +46,7 @@ def test_the_rate_reserves_evenly_spaced_starts() -> None:
 
 def test_a_burst_is_due_at_once() -> None:
     limit, state = ActivityLimit(per_second=10.0, burst=3), LimitState()
-    first = 100.0 + SETTLE
+    first = 100.0
     assert [take(limit, state, f"a{i}", 100.0, 60.0) for i in range(4)] == [
         Granted(first), Granted(pytest.approx(first)), Granted(pytest.approx(first)),
         Granted(pytest.approx(first + 0.1 * (1 + MARGIN)))]
@@ -55,7 +54,7 @@ def test_a_burst_is_due_at_once() -> None:
 
 def test_concurrency_is_checked_before_the_rate_and_permits_lapse() -> None:
     limit, state = ActivityLimit(per_second=1.0, max_concurrent=2), LimitState()
-    assert take(limit, state, "a", 100.0, 60.0) == Granted(100.0 + SETTLE)
+    assert take(limit, state, "a", 100.0, 60.0) == Granted(100.0)
     assert isinstance(take(limit, state, "b", 100.0, 60.0), Granted)
     tat = state.tat
     assert take(limit, state, "c", 100.5, 60.0) == Refused(min(160.0, 100.5 + POLL), "concurrency")
