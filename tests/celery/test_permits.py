@@ -4,12 +4,16 @@ queues the longest waiter's `AttemptDue`, and the start gate spaces starts. No w
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 
 from beluga import codec
 from beluga.celery import messages
@@ -19,6 +23,8 @@ from beluga.core import steps as st
 from beluga.core.definitions import Registry
 from beluga.core.limits import Granted, Holder, LimitState, Refused, take
 from beluga.stores.redis import RedisStore
+from beluga.workflow import WorkflowOptions
+from tests.executors.helpers import eventually
 
 
 @pytest.fixture
@@ -76,3 +82,25 @@ def test_the_start_gate_spaces_starts_by_the_servers_clock(fleet: Fleet) -> None
         started.append(seconds + micros / 1e6)
     gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
     assert all(gap >= 0.2 for gap in gaps), gaps  # 5/s: the second and third waited for their turn
+
+
+def test_a_killed_workers_permit_is_returned(private_fleet: Any) -> None:
+    """An activity limited to one attempt at a time: the process running the first attempt is killed with
+    -9. Its attempt is found lost (WorkerLost) when its lease lapses, which returns its permit, and the
+    attempts that waited for it run: none is failed for waiting, the run completes."""
+    fleet = private_fleet
+    fleet.start_worker("solo").wait_ready()
+    ex = fleet.executor()
+    key = uuid.uuid4().hex[:8]
+    handle = ex.execute("solo_steps", WorkflowOptions(id=f"solo-{key}", input={"key": key, "n": 3}))
+    r = redis.Redis.from_url(fleet.url)
+    pid = eventually(lambda: r.get(f"test:solo:{key}:pid"), timeout=30, what="the first attempt to start")
+    os.kill(int(pid), signal.SIGKILL)
+    assert handle.result(timeout=60) == [0, 1, 2]
+    history = ex.describe(handle.id).history
+    failed = [(e.attrs["seq"], e.attrs["attempt"], e.attrs["error"]["type"]) for e in history
+              if e.type == "activity_failed"]
+    assert failed == [(1, 1, "WorkerLost")]
+    assert {e.attrs["why"] for e in history if e.type == "activity_waiting"} == {"concurrency"}
+    started = [raw.decode() for raw in r.lrange(f"test:solo:{key}", 0, -1)]
+    assert started[0] == "0 1" and sorted(started[1:]) == ["0 2", "1 1", "2 1"]
