@@ -141,7 +141,8 @@ def test_signatures(obj: object, expected: list[tuple[str, object, object]]) -> 
 
 def test_retry_policy_fields_and_config_defaults() -> None:
     assert [p[0] for p in params(workflow.RetryPolicy)] == [
-        "max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "non_retryable"]
+        "max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "non_retryable",
+        "retry_after_counts"]
     cfg = workflow.Config()
     assert (cfg.store, cfg.hooks, cfg.extra) == (None, None, {})
     assert [p[0] for p in params(workflow.Hooks)] == [

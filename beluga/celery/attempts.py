@@ -18,7 +18,8 @@ from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.report import AttemptReport
 from beluga.core.definitions import effective_retry
 from beluga.core.failure import attempt_timed_out, to_failure
-from beluga.core.retry import decide_retry, retry_delay
+from beluga.core.limits import Holder
+from beluga.core.retry import decide_retry, retry_delay, sender_can_decide
 from beluga.core.steps import ActivityOutcome
 from beluga.logs import get_logger
 
@@ -98,8 +99,18 @@ def run_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq:
                             exc=exc)
 
     info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details, _beat=beat)
+
+    def call() -> Any:
+        if defn.limit is not None:  # the rate's last check, right before the start (an outage skips it)
+            try:
+                rt.coordinator.permits.gate(defn.name, input, Holder(workflow_id, run_id, seq, attempt))
+            except TRANSIENT as exc:
+                log.warning("could not check the rate limit of %s before attempt %s of %s seq %s: %s",
+                            defn.name, attempt, workflow_id, seq, exc)
+        return defn.call(input)
+
     try:
-        result = run_with_info(info, lambda: defn.call(input))
+        result = run_with_info(info, call)
         rt.check(result)
         return messages.encode(ActivityOutcome(seq, attempt, True, result), run_id), None
     except BaseException as exc:
@@ -108,8 +119,11 @@ def run_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq:
         failure = to_failure(exc)
         outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
         outcome.note_earlier(rt.store, workflow_id, run_id, seq, attempt)  # for its task event
-        decision = decide_retry(effective_retry(options, defn), failure, attempt, random.random(),
-                                sender_limit=CELERY_RETRY_LIMIT if celery_retries else None)
+        policy = effective_retry(options, defn)
+        by_celery = celery_retries and defn.limit is None  # a limited activity's next attempt asks for a permit
+        decision = (decide_retry(policy, failure, attempt, random.random(),
+                                 sender_limit=CELERY_RETRY_LIMIT if by_celery else None)
+                    if sender_can_decide(policy) else None)  # else the coordinator decides from the history
         return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)
 
 

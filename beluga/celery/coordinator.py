@@ -20,10 +20,12 @@ from typing import Any
 
 from beluga import codec, logs, metrics
 from beluga.celery import messages
+from beluga.celery.attempts import DUE
 from beluga.celery.batch import Batch
 from beluga.celery.fleet import Begun, Fleet, timer_member
 from beluga.celery.fleet_scripts import REPORT_QUEUED
 from beluga.celery.outages import TRANSIENT, retry_transient
+from beluga.celery.permits import FleetPermits, retry_timer_member
 from beluga.celery.report import CARRIED, SENT_AT, UNTIL, AttemptReport
 from beluga.celery.roster import Handoff
 from beluga.celery.step import INBOX_BATCH, HandOn, Plan, RunVanished, after_one, left_to_sweep
@@ -32,6 +34,7 @@ from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option
 from beluga.core.errors import HistoryLost, SerializationError, UnreadableRun
 from beluga.core.failure import child_outcome, unreadable
+from beluga.core.limits import Holder
 from beluga.core.pending import Pending
 from beluga.core.records import Append, WorkflowState, WorkflowStatus
 from beluga.core.recovery import (
@@ -76,6 +79,7 @@ class Coordinator:
         self.elsewhere = elsewhere
         self.hand_on = hand_on
         self._rand = random.Random()
+        self.permits = FleetPermits(fleet, registry)  # the activities' rate and concurrency limits
         # runs are coordinated in batches (run_many) where their writes may be pipelined: not on a Redis
         # Cluster (a batch's runs live on several nodes), nor when replicas must confirm each write
         self.batches = Batch(self) if not self.store.cluster and self.store.append_replicas <= 0 else None
@@ -461,7 +465,7 @@ class Coordinator:
         """The open run replayed from its stored history (timed: `beluga_workflow_replay_latency_seconds`)."""
         began = time.perf_counter()
         got = drv.load(state, self.registry.workflow, self.registry.retry_policy, check_payload=self.check_payload,
-                       now=self.fleet.clock.now())
+                       now=self.fleet.clock.now(), permit=self.permits.ask)
         metrics.replayed(state.workflow_type, time.perf_counter() - began)
         return got
 
@@ -491,7 +495,8 @@ class Coordinator:
         if self.eager is None:
             return None
         for effect in step.effects:
-            if isinstance(effect, st.DispatchAttempt) and self.eager(
+            # a limited activity goes through the broker: its start is the one its permit gave it
+            if isinstance(effect, st.DispatchAttempt) and self.registry.limit_of(effect.name) is None and self.eager(
                     effect.name, effect.attempt, self._options(effect.name, effect.options)):
                 return effect
         return None
@@ -512,9 +517,8 @@ class Coordinator:
         for effect in step.effects:
             if isinstance(effect, st.ArmTimer):
                 out.append((effect.due, timer_member(wid, messages.encode(st.TimerFired(effect.seq), rid))))
-            elif isinstance(effect, st.ArmRetry):
-                out.append((effect.due, timer_member(wid, messages.encode(st.AttemptDue(effect.seq, effect.attempt),
-                                                                          rid))))
+            elif isinstance(effect, (st.ArmRetry, st.AwaitPermit)):
+                out.append((effect.due, retry_timer_member(wid, rid, effect.seq, effect.attempt)))
         # a backup for each of what the step owes, should the process die before carrying it out (the
         # parent's news in the run's own inbox: the parent's may be in another shard)
         for owed in backups_owed(step.effects, bool(run.state.parent)):
@@ -550,7 +554,7 @@ class Coordinator:
             if isinstance(effect, st.ActivityClosed):
                 queue = self.registry.queue_of(effect.name, effect.options)
                 metrics.activity_closed(effect.name, queue, effect.seconds)
-            elif not isinstance(effect, (st.ArmTimer, st.ArmRetry)):
+            elif not isinstance(effect, (st.ArmTimer, st.ArmRetry, st.AwaitPermit)):
                 after_one(lambda effect=effect: self._effect(run, effect, effect is eager, sent))
 
     def _effect(self, run: drv.RunDriver, effect: st.Effect, eager: bool = False,
@@ -560,6 +564,10 @@ class Coordinator:
             options = {**self._options(effect.name, effect.options, run.headers), **(sent or {})}
             if eager:
                 self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options, eager=True)
+            elif effect.start_at is not None:  # the start its rate limit reserved: held by the worker till then
+                options[DUE] = effect.start_at  # on the fleet's clock (see attempts.wait_until_due)
+                self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options,
+                              countdown=max(effect.start_at - self.fleet.clock.now(), 0.0))
             else:
                 self.dispatch(wid, rid, effect.seq, effect.attempt, effect.name, effect.input, options)
         elif isinstance(effect, st.StartChild):
@@ -574,6 +582,10 @@ class Coordinator:
         elif isinstance(effect, st.UpdateCompleted):  # its caller waits on this key (else reads the history)
             self.fleet.reply(self.fleet.update_reply_key(wid, effect.update_id),
                              {"update_id": effect.update_id, "result" if effect.ok else "error": effect.payload})
+        elif isinstance(effect, st.ReturnPermit):
+            woken = self.permits.give_back(effect.name, effect.input, Holder(wid, rid, effect.seq, effect.attempt))
+            if woken is not None:
+                self.wake(woken, None)
 
     def _close_children(self, parent_id: str, close: st.CloseChildren) -> None:
         """Send each open child its parent-close policy, through its inbox (as a client's terminate or

@@ -265,3 +265,46 @@ class TakeWakesCall(Call):
     limit: int = arg()
     ttl_ms: int = arg()
     keep: str = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PermitCall(Call):
+    """An attempt asks for a permit of its activity's limit: [0, start] granted, else [1, ask again at, why]."""
+
+    SCRIPT: ClassVar[str] = "permit.lua"
+    tat_key: str = key()
+    holders_key: str = key()
+    waiters_key: str = key()
+    slots_key: str = key()
+    now: float = arg()
+    interval: float = arg()
+    burst: int = arg()
+    max_concurrent: int = arg()
+    holder: str = arg()
+    lease: float = arg()
+    poll: float = arg()
+    horizon: float = arg()
+    lead: float = arg()
+    kept: float = arg()
+    waiter: bytes = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartGateCall(Call):
+    """An attempt of a rate-limited activity is about to start: "0", or the seconds to wait first."""
+
+    SCRIPT: ClassVar[str] = "start_gate.lua"
+    starts_key: str = key()
+    count: int = arg()
+    window: float = arg()
+    holder: str = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReturnPermitCall(Call):
+    """An attempt ended: return its concurrency permit; the timer member of the waiter to wake, or None."""
+
+    SCRIPT: ClassVar[str] = "return_permit.lua"
+    holders_key: str = key()
+    waiters_key: str = key()
+    holder: str = arg()

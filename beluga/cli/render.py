@@ -197,6 +197,9 @@ def _what(ev: Event) -> str:
     if t == E.ACTIVITY_FAILED:
         then = f"retry in {span(a['retry_in'])}" if a.get("retry_in") is not None else "no retry left"
         return f"{seq} attempt {a.get('attempt', 1)} {error_line(a.get('error'))}; {then}"
+    if t == E.ACTIVITY_WAITING:
+        return f"{seq} attempt {a.get('attempt', 1)} waits for its {a.get('why')} limit {a.get('limit')!r} until " \
+               f"{when(a.get('until'))}"
     if t == E.TIMER_STARTED:
         return f"{seq} {span(a.get('duration', 0))}, fires {when(a.get('fire_at'))}"
     if t == E.TIMER_FIRED:

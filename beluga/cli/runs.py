@@ -96,12 +96,14 @@ def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None, untake
                      else f"waiting for a worker on queue {queue!r} (no live worker consumes it)")
         elif act.started:
             phase = "running"
+        elif act.limit is not None:
+            phase = f"waiting for its {act.limit_why} limit {act.limit!r} (not a failure)"
         elif act.not_before > now:
             phase = "backing off"
         else:
             phase = "to dispatch"
         out.activities.append({"seq": act.seq, "name": act.name, "attempt": act.attempt, "state": phase,
-                               "not_before": act.not_before if phase == "backing off" else None})
+                               "not_before": act.not_before if phase == "backing off" or act.limit else None})
     out.timers = [{"seq": seq, "fire_at": fire_at} for seq, fire_at in sorted(work.timers.items())]
     out.children = [{"seq": seq, "workflow_type": c.get("workflow_type"), "workflow_id": c.get("workflow_id")}
                     for seq, c in sorted(work.children.items())]

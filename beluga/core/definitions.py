@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from beluga.core.errors import ConfigurationError
+from beluga.core.limits import ActivityLimit, RateKey, limit_of
 from beluga.core.retry import Duration, RetryPolicy, seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,6 +36,7 @@ class ActivityDefinition:
     timeout: float | None = None
     heartbeat_timeout: float | None = None
     schedule_to_start_timeout: float | None = None
+    limit: ActivityLimit | None = None  # its rate and concurrency limits across every worker
 
     def call(self, input: Any) -> Any:
         return self.fn(input) if self.takes_input else self.fn()
@@ -97,10 +99,15 @@ class Registry:
     def add_activity(self, fn: Callable[..., Any], name: str | None = None, *, queue: str | None = None,
                      retry: RetryPolicy | None = None, timeout: Duration | None = None,
                      heartbeat_timeout: Duration | None = None,
-                     schedule_to_start_timeout: Duration | None = None) -> ActivityDefinition:
+                     schedule_to_start_timeout: Duration | None = None, rate_limit: str | float | None = None,
+                     max_concurrent: int | None = None, rate_key: RateKey | None = None) -> ActivityDefinition:
         arity = _positional_arity(fn, "activity", (0, 1))
+        try:
+            limit = limit_of(rate_limit, max_concurrent, rate_key)
+        except ValueError as exc:
+            raise ConfigurationError(f"activity {name or fn.__name__!r}: {exc}") from None
         defn = ActivityDefinition(name or fn.__name__, fn, arity == 1, queue, retry, seconds(timeout),
-                                  seconds(heartbeat_timeout), seconds(schedule_to_start_timeout))
+                                  seconds(heartbeat_timeout), seconds(schedule_to_start_timeout), limit)
         self._put(self.activities, defn, "activity")
         return defn
 
@@ -116,6 +123,12 @@ class Registry:
         """The retry policy of a call to the activity `name` (see `effective_retry`): what the run driver
         asks of every executor's registry."""
         return effective_retry(options, self.activities.get(name))
+
+    def limit_of(self, name: str) -> ActivityLimit | None:
+        """The rate and concurrency limits of activity `name`, as registered in this process (None: none,
+        or its code is not here)."""
+        defn = self.activities.get(name)
+        return defn.limit if defn is not None else None
 
     def queue_of(self, name: str, options: dict[str, Any]) -> str | None:
         """The queue a call of activity `name` with `options` goes to: its own, else the registered one."""
@@ -180,13 +193,20 @@ def defn(fn: F | None = None, *, name: str | None = None) -> Any:
 
 def activity(fn: F | None = None, *, name: str | None = None, queue: str | None = None,
              retry: RetryPolicy | None = None, timeout: Duration | None = None,
-             heartbeat_timeout: Duration | None = None, schedule_to_start_timeout: Duration | None = None) -> Any:
-    """Register an activity function with its default options (each call may override them)."""
+             heartbeat_timeout: Duration | None = None, schedule_to_start_timeout: Duration | None = None,
+             rate_limit: str | float | None = None, max_concurrent: int | None = None,
+             rate_key: RateKey | None = None) -> Any:
+    """Register an activity function with its default options (each call may override them). `rate_limit`
+    ("10/s", "60/m") and `max_concurrent` bound its starts and its running attempts across every worker;
+    activities with the same `rate_key` (a name, or a function of the input: the tenant) share them. An
+    attempt without a permit waits on a durable timer, holding no worker; it is not a failure."""
 
     def wrap(f: F) -> F:
         setattr(f, _ATTR, registry.add_activity(f, name, queue=queue, retry=retry, timeout=timeout,
                                                 heartbeat_timeout=heartbeat_timeout,
-                                                schedule_to_start_timeout=schedule_to_start_timeout))
+                                                schedule_to_start_timeout=schedule_to_start_timeout,
+                                                rate_limit=rate_limit, max_concurrent=max_concurrent,
+                                                rate_key=rate_key))
         return f
 
     return wrap(fn) if fn is not None else wrap

@@ -24,6 +24,7 @@ from beluga.core.definitions import WorkflowDefinition
 from beluga.core.errors import ConfigurationError, NonDeterminismError
 from beluga.core.failure import terminated, to_failure, unreadable, workflow_timed_out
 from beluga.core.instance import WorkflowInstance
+from beluga.core.limits import Granted, Holder, Refused
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Event, EventType, ParentClosePolicy, WorkflowState, WorkflowStatus
 from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, retry_delay
@@ -33,6 +34,10 @@ _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkf
                  cmds.CancelWorkflow: WorkflowStatus.CANCELED}
 Lookup = Callable[[str], WorkflowDefinition]
 Policy = Callable[[str, dict[str, Any]], RetryPolicy]
+# Asks for an attempt's rate/concurrency permit: (activity name, input, the attempt, now) -> None when its
+# activity has no limit, `Granted` (when it starts), or `Refused` (when to ask again): core/limits.py.
+# The executor's I/O.
+PermitAsk = Callable[[str, Any, Holder, float], Granted | Refused | None]
 
 
 class RunDriver:
@@ -40,8 +45,8 @@ class RunDriver:
     (None while stuck)."""
 
     def __init__(self, state: WorkflowState, version: int, pending: Pending, instance: WorkflowInstance | None,
-                 policy: Policy, stuck: dict[str, Any] | None = None, headers: dict[str, str] | None = None
-                 ) -> None:
+                 policy: Policy, stuck: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                 permit: PermitAsk | None = None) -> None:
         self.state = state            # summary only: the history lives in the store
         self.version = version
         self.pending = pending
@@ -49,6 +54,7 @@ class RunDriver:
         self.policy = policy
         self.stuck = stuck
         self.headers = headers        # the context the run was started with (trace context), for its activities
+        self.permit = permit          # None: the executor enforces no activity limits
         # some of the run's latest events as its adapter encoded them, and the version they end at (the
         # adapter's to keep: the fleet hands them to the process that takes the next step, see
         # coordinator.CARRIED)
@@ -222,6 +228,8 @@ class RunDriver:
         if act is None or not act.started or (act.attempt != out.attempt and not out.final):
             return False  # a duplicate, or a late report of an attempt that was superseded
         seq, attempt = out.seq, out.attempt
+        if self.permit is not None:
+            step.effects.append(s.ReturnPermit(seq, act.attempt, act.name, act.input))
         if out.ok:
             step.effects.append(s.Observed("on_activity_complete", out.payload))
             self._record(step, E.ACTIVITY_COMPLETED, {"seq": seq, "attempt": attempt, "result": out.payload}, now)
@@ -229,7 +237,8 @@ class RunDriver:
             return True
         error = out.payload or {}
         decision = (GiveUp("the sender ran every attempt") if out.final else out.decision if out.decision is not None
-                    else decide_retry(self.policy(act.name, act.options), error, attempt, rand))
+                    else decide_retry(self.policy(act.name, act.options), error, attempt, rand,
+                                      retry_afters=act.retry_afters))
         delay = retry_delay(decision)
         self._record(step, E.ACTIVITY_FAILED, {"seq": seq, "attempt": attempt, "error": error, "retry_in": delay},
                      now)
@@ -243,11 +252,24 @@ class RunDriver:
         return True
 
     def _begin_attempt(self, step: s.Step, seq: int, attempt: int, now: float) -> None:
-        self._note(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt}, now)
         act = self.pending.activities[seq]
-        step.effects.append(s.DispatchAttempt(seq, attempt, act.name, act.input, act.options))
+        permit = (None if self.permit is None
+                  else self.permit(act.name, act.input, Holder(self.workflow_id, self.run_id, seq, attempt), now))
+        if isinstance(permit, Refused):  # it waits on a durable timer, holding no worker; not a failure
+            key, why = permit.key, permit.why
+            self._note(step, E.ACTIVITY_WAITING, {"seq": seq, "attempt": attempt, "until": permit.until,
+                                                  "limit": key, "why": why}, now)
+            step.effects.append(s.AwaitPermit(seq, attempt, permit.until, key, why))
+            return
+        start_at = permit.start_at if isinstance(permit, Granted) and permit.start_at > now else None
+        self._note(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt,
+                                              **({} if start_at is None else {"start_at": start_at})}, now)
+        step.effects.append(s.DispatchAttempt(seq, attempt, act.name, act.input, act.options, start_at))
 
     def _close(self, step: s.Step, status: WorkflowStatus, result: Any, error: dict[str, Any] | None) -> None:
+        if self.permit is not None:  # attempts still running when the run closes report to no one
+            step.effects.extend(s.ReturnPermit(seq, act.attempt, act.name, act.input)
+                                for seq, act in self.pending.activities.items() if act.started)
         self.state = replace(self.state, status=status, result=result, error=error)
         step.status, step.result = status, result
         if error is not None:
@@ -304,13 +326,14 @@ def _deferred(ev: Event) -> Event:
 
 # --- loading ---------------------------------------------------------------------------------------------
 def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_payload: Callable[[Any], Any],
-         now: float, instance_type: type[WorkflowInstance] = WorkflowInstance) -> tuple[RunDriver, s.Step]:
+         now: float, instance_type: type[WorkflowInstance] = WorkflowInstance, permit: PermitAsk | None = None
+         ) -> tuple[RunDriver, s.Step]:
     """Bring an open run into memory by replaying its history. The returned step records what was owed
     (the first activation's commands, or what a resumed stuck run does with the inputs it kept) and
     the run's stuck reason when it changed; it may be empty. A run its store could not read whole
     (`failure.unreadable`) raises `UnreadableRun` (`HistoryLost`): the adapter holds it stuck.
     `instance_type` runs the code (an executor may answer side effects and patches through its own
-    server)."""
+    server). `permit`: how the executor asks for activities' rate and concurrency permits."""
     damaged = unreadable(state)
     if damaged is not None:  # a store said its history is not whole: never replayed, never extended
         raise damaged
@@ -329,7 +352,7 @@ def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_paylo
             instance.close()
         instance, stuck = None, to_failure(exc)
     headers = history[0].attrs.get("headers") if history else None
-    driver = RunDriver(summary, len(history), pending, instance, policy, stuck, headers)
+    driver = RunDriver(summary, len(history), pending, instance, policy, stuck, headers, permit)
     step = driver.begin()
     if stuck is not None:
         if not _same_reason(state.error, stuck):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 
@@ -115,15 +116,18 @@ class ReplicationError(WorkflowError):
 
 class ApplicationError(WorkflowError):
     """Raise from user code to fail an activity or workflow with a message; `non_retryable=True` stops
-    activity retries at once."""
+    activity retries at once. `next_retry_delay` (seconds or a `timedelta`, as a server's `Retry-After`
+    says) makes the next attempt wait exactly that long instead of the policy's backoff; whether such
+    an attempt counts against `max_attempts` is the policy's `retry_after_counts`."""
 
     def __init__(self, message: str, *details: Any, non_retryable: bool = False,
-                 type: str | None = None) -> None:
+                 type: str | None = None, next_retry_delay: float | timedelta | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
         self.non_retryable = non_retryable
         self.type = type or "ApplicationError"
+        self.next_retry_delay = next_retry_delay
 
 
 class RemoteError(ApplicationError):

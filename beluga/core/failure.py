@@ -5,6 +5,7 @@ An exception crosses threads, processes and releases only as this dict, never pi
 from __future__ import annotations
 
 import traceback as tb
+from datetime import timedelta
 from typing import Any, NoReturn
 
 from beluga.core.errors import (
@@ -38,10 +39,34 @@ def to_failure(exc: BaseException) -> dict[str, Any]:
     non_retryable = isinstance(exc, NEVER_RETRIED) or bool(getattr(exc, "non_retryable", False))
     failure: dict[str, Any] = {"type": kind, "message": message, "traceback": trace,
                                "non_retryable": non_retryable}
+    asked = retry_after(exc)
+    if asked is not None:
+        failure["next_retry_delay"] = asked
     cause = getattr(exc, "cause", None)
     if isinstance(exc, ActivityError) and isinstance(cause, BaseException):
         failure["cause"] = to_failure(cause)
     return failure
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The delay an exception asks its next attempt to wait, in seconds: `ApplicationError`'s
+    `next_retry_delay`, else a `retry_after` attribute, as HTTP client errors for a 429 or 503 carry
+    (seconds, a `timedelta`, or a `Retry-After` header's number). None when it asks for none (or
+    for something that is not a delay: an HTTP date is left to the policy's backoff)."""
+    for name in ("next_retry_delay", "retry_after"):
+        value = getattr(exc, name, None)
+        if value is None:
+            continue
+        if isinstance(value, timedelta):
+            value = value.total_seconds()
+        elif isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf"):
+            return float(value)
+    return None
 
 
 def failure(type: str, message: str, *, non_retryable: bool = False, traceback: str = "") -> dict[str, Any]:

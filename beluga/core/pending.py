@@ -21,6 +21,9 @@ class PendingActivity:
     not_before: float = 0.0   # epoch seconds; a retry backoff that is still running
     started: bool = False     # whether `attempt` had started (and so was interrupted)
     scheduled: float = 0.0    # epoch seconds; when the activity was scheduled (its schedule-to-close from here)
+    retry_afters: int = 0     # failed attempts that asked for their retry's delay (see RetryPolicy.next_delay)
+    limit: str | None = None  # `attempt` waits for a permit of this limit ("rate"/"concurrency" in `limit_why`)
+    limit_why: str = ""
 
 
 @dataclass(slots=True)
@@ -71,7 +74,7 @@ def fold(out: Pending, ev: Event) -> None:
     elif t == E.ACTIVITY_STARTED:
         act = out.activities.get(a["seq"])
         if act is not None:
-            act.attempt, act.started = a.get("attempt", 1), True
+            act.attempt, act.started, act.limit = a.get("attempt", 1), True, None
     elif t == E.ACTIVITY_FAILED:
         act = out.activities.get(a["seq"])
         if act is None:
@@ -80,8 +83,14 @@ def fold(out: Pending, ev: Event) -> None:
             del out.activities[a["seq"]]
         else:
             act.attempt = a.get("attempt", act.attempt) + 1
+            act.retry_afters += isinstance(a.get("error"), dict) and "next_retry_delay" in a["error"]
             act.not_before = ev.timestamp + a["retry_in"]
             act.started = False
+    elif t == E.ACTIVITY_WAITING:
+        act = out.activities.get(a["seq"])
+        if act is not None:
+            act.attempt, act.started, act.not_before = a.get("attempt", act.attempt), False, a["until"]
+            act.limit, act.limit_why = a.get("limit"), a.get("why", "")
     elif t == E.ACTIVITY_COMPLETED:
         out.activities.pop(a["seq"], None)
     elif t == E.TIMER_STARTED:

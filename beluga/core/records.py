@@ -53,6 +53,7 @@ class EventType:
     WORKFLOW_TERMINATED = "workflow_terminated"  # closed by an operator; no workflow code ran
     UPDATE_ACCEPTED = "update_accepted"    # an update passed its validator: its handler runs (an input)
     UPDATE_COMPLETED = "update_completed"  # its handler returned or raised (a command): the caller's answer
+    ACTIVITY_WAITING = "activity_waiting"  # an attempt waits for a rate or concurrency permit (core/limits.py)
 
 
 # Events the workflow code itself caused (one per command); replay checks them against the code.

@@ -25,13 +25,17 @@ def seconds(duration: Duration | None) -> float | None:
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Exponential backoff with jitter. `max_attempts=0` retries without end. `non_retryable` names
-    error types (class names or classes) that fail the activity at once."""
+    error types (class names or classes) that fail the activity at once. An attempt that failed asking
+    for a delay (`ApplicationError(next_retry_delay=)`, or an exception's `retry_after`) is retried after
+    exactly that delay, neither jittered nor capped; `retry_after_counts=False` leaves such attempts out
+    of `max_attempts` (a rate-limited call is not a failure of the call), as Temporal does not."""
 
     max_attempts: int = 3
     initial_interval: float = 0.1
     backoff_coefficient: float = 2.0
     max_interval: float = 10.0
     non_retryable: tuple[Any, ...] = ()
+    retry_after_counts: bool = True
 
     def __post_init__(self) -> None:
         if self.max_attempts < 0:
@@ -48,24 +52,32 @@ class RetryPolicy:
         exponent = min(attempt - 1, 200)
         return min(self.initial_interval * self.backoff_coefficient**exponent, self.max_interval)
 
-    def next_delay(self, attempt: int, error: dict[str, Any], rand: float) -> float | None:
+    def next_delay(self, attempt: int, error: dict[str, Any], rand: float, retry_afters: int = 0) -> float | None:
         """Seconds to wait before the attempt after `attempt`, or None when the activity has failed for
-        good. `rand` is uniform in [0, 1): the jitter factor is 0.5 + rand, so in [0.5, 1.5)."""
+        good. `rand` is uniform in [0, 1): the jitter factor is 0.5 + rand, so in [0.5, 1.5).
+        `retry_afters`: how many of the earlier attempts failed asking for a delay (not counted when
+        `retry_after_counts` is False)."""
         if error.get("non_retryable") or error.get("type") in self.non_retryable:
             return None
-        if self.max_attempts and attempt >= self.max_attempts:
+        asked = error.get("next_retry_delay")
+        counted = attempt if self.retry_after_counts else attempt - retry_afters - (asked is not None)
+        if self.max_attempts and counted >= self.max_attempts:
             return None
-        return min(self.interval(attempt) * (0.5 + rand), self.max_interval)
+        if asked is not None:
+            return float(asked)
+        return min(self.interval(counted) * (0.5 + rand), self.max_interval)  # the backoff grows by counted ones
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_attempts": self.max_attempts, "initial_interval": self.initial_interval,
                 "backoff_coefficient": self.backoff_coefficient, "max_interval": self.max_interval,
-                "non_retryable": list(self.non_retryable)}
+                "non_retryable": list(self.non_retryable),
+                **({} if self.retry_after_counts else {"retry_after_counts": False})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
         return cls(data["max_attempts"], data["initial_interval"], data["backoff_coefficient"],
-                   data["max_interval"], tuple(data.get("non_retryable", ())))
+                   data["max_interval"], tuple(data.get("non_retryable", ())),
+                   bool(data.get("retry_after_counts", True)))
 
 
 def default_retry_policy() -> RetryPolicy:
@@ -94,15 +106,25 @@ RetryDecision = Retry | GiveUp
 
 
 def decide_retry(policy: RetryPolicy, failure: dict[str, Any], attempt: int, rand: float, *,
-                 sender_limit: float | None = None) -> RetryDecision:
+                 sender_limit: float | None = None, retry_afters: int = 0) -> RetryDecision:
     """The one retry decision every executor carries out, after failed attempt `attempt` (1-based).
     `rand` is uniform in [0, 1) (the jitter). `sender_limit`: the longest backoff the sender can schedule
-    itself (Celery retries up to `CELERY_RETRY_LIMIT`); None when it schedules none."""
-    delay = policy.next_delay(attempt, failure, rand)
+    itself (Celery retries up to `CELERY_RETRY_LIMIT`); None when it schedules none. `retry_afters`: the
+    earlier attempts that failed asking for a delay (`Pending`'s count; see `RetryPolicy.next_delay`).
+    A delay the attempt asked for is always waited on the run's durable timer, so its history records
+    when the next attempt began."""
+    delay = policy.next_delay(attempt, failure, rand, retry_afters)
     if delay is None:
         spent = not (failure.get("non_retryable") or failure.get("type") in policy.non_retryable)
         return GiveUp("attempts spent" if spent else "non-retryable")
-    return Retry(delay, by_sender=sender_limit is not None and delay <= sender_limit)
+    by_sender = sender_limit is not None and delay <= sender_limit and "next_retry_delay" not in failure
+    return Retry(delay, by_sender=by_sender)
+
+
+def sender_can_decide(policy: RetryPolicy) -> bool:
+    """Whether a process that ran an attempt, knowing only its number, can decide its retry: not when
+    the policy leaves attempts that asked for a delay uncounted (only the run's history counts them)."""
+    return policy.retry_after_counts
 
 
 def retry_delay(decision: RetryDecision) -> float | None:

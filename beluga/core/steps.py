@@ -103,6 +103,7 @@ class DispatchAttempt:
     name: str
     input: Any
     options: dict[str, Any]
+    start_at: float | None = None  # the start its rate limit reserved, when later than now (core/limits.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,29 @@ class ArmRetry:
     attempt: int
     due: float
     failure: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitPermit:
+    """Attempt `attempt` of activity `seq` got no permit of limit `key` (`why`: "rate" or "concurrency"):
+    send `AttemptDue` back at `due`, or sooner when a permit of `key` is returned. Not a failure."""
+
+    seq: int
+    attempt: int
+    due: float
+    key: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPermit:
+    """Attempt `attempt` of activity `name` (called with `input`) ended: return the concurrency permit it
+    held, if its activity has one, and wake an attempt that waits for it."""
+
+    seq: int
+    attempt: int
+    name: str
+    input: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +215,7 @@ class Observed:
 
 
 Effect = (DispatchAttempt | ArmTimer | ArmRetry | StartChild | ContinueAsNew | RunClosed | CloseChildren | Observed
-          | ActivityClosed | UpdateCompleted)
+          | ActivityClosed | UpdateCompleted | AwaitPermit | ReturnPermit)
 
 
 @dataclass(slots=True)

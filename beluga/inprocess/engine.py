@@ -32,6 +32,7 @@ from beluga.core.errors import (
     WorkflowNotRunning,
 )
 from beluga.core.failure import attempt_timed_out, child_outcome, no_heartbeat, to_failure
+from beluga.core.limits import Holder
 from beluga.core.pending import pending_work
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.core.recovery import (
@@ -48,6 +49,7 @@ from beluga.core.recovery import (
     policy_input,
 )
 from beluga.hooks import Hooks
+from beluga.inprocess.permits import MemoryPermits
 from beluga.inprocess.pool import ActivityPool
 from beluga.inprocess.records import (
     Activate,
@@ -63,6 +65,7 @@ from beluga.inprocess.records import (
     Run,
     SignalWithStart,
     StartRun,
+    SubmitLater,
     Update,
     input_msg,
 )
@@ -87,8 +90,11 @@ class Engine:
         self._rand = random.Random()
         self._inbox: queue.SimpleQueue[Msg | None] = queue.SimpleQueue()
         self._timers = TimerHeap()
+        self._permits = MemoryPermits(registry, self.post)
         self._runs: OrderedDict[str, Run] = OrderedDict()
-        self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock)
+        # the rate's start gate waits in real time: not under a test environment's skipping clock
+        self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock,
+                                  self._permits.gate if clock is time.time else None)
         self._beats = self._pool.beats
         self._closed = threading.Condition()
         self._outcomes: OrderedDict[str, WorkflowState] = OrderedDict()
@@ -251,6 +257,9 @@ class Engine:
             return
         if isinstance(body, StartRun):
             self._start(body.state, batch)
+            return
+        if isinstance(body, SubmitLater):
+            self._pool.submit(body.job)
             return
         if isinstance(body, Recover):
             assert msg.reply is not None
@@ -445,7 +454,7 @@ class Engine:
             return run
         began = time.perf_counter()
         run.driver, step = drv.load(state, self.registry.workflow, self.registry.retry_policy,
-                                    check_payload=self.check_payload, now=self.clock())
+                                    check_payload=self.check_payload, now=self.clock(), permit=self._permits.ask)
         metrics.replayed(state.workflow_type, time.perf_counter() - began)
         if step.writes or step.effects:
             batch[state.workflow_id] = BatchedStep(run, step)
@@ -479,6 +488,13 @@ class Engine:
             elif isinstance(effect, st.ArmRetry):
                 self.hooks.emit("on_retry", wid, effect.failure)
                 self._timers.arm(effect.due, input_msg(wid, rid, st.AttemptDue(effect.seq, effect.attempt)))
+            elif isinstance(effect, st.AwaitPermit):
+                due = input_msg(wid, rid, st.AttemptDue(effect.seq, effect.attempt))
+                self._timers.arm(effect.due, due)
+                if effect.why == "concurrency":
+                    self._permits.wait(effect.key, str(Holder(wid, rid, effect.seq, effect.attempt)), due)
+            elif isinstance(effect, st.ReturnPermit):
+                self._permits.give_back(str(Holder(wid, rid, effect.seq, effect.attempt)))
             elif isinstance(effect, st.StartChild):
                 self._start_child(run, effect)
             elif isinstance(effect, st.ContinueAsNew):
@@ -503,9 +519,14 @@ class Engine:
     def _dispatch(self, run: Run, d: st.DispatchAttempt) -> None:
         headers = run.driver.headers if run.driver is not None else None
         defn = self.registry.activities.get(d.name)
-        self._pool.submit((run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq),
-                           headers, time.time(), effective_option(d.options, defn, "queue")))
+        job = (run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq), headers,
+               time.time(), effective_option(d.options, defn, "queue"))
         now = self.clock()
+        if d.start_at is not None and d.start_at > now:  # its rate limit's reserved start: no thread held till then
+            self._timers.arm(d.start_at, Msg(run.workflow_id, run.run_id, SubmitLater(job)))
+            now = d.start_at
+        else:
+            self._pool.submit(job)
         for kind in ("timeout", "heartbeat_timeout"):
             limit = effective_option(d.options, defn, kind)
             if limit is not None:

@@ -20,8 +20,10 @@ from beluga.inprocess.records import AttemptFinished, Msg
 
 class ActivityPool:
     def __init__(self, size: int, registry: Registry, hooks: Callable[[], Hooks], post: Callable[[Msg], None],
-                 check_payload: Callable[[Any], Any], clock: Callable[[], float]) -> None:
+                 check_payload: Callable[[Any], Any], clock: Callable[[], float],
+                 gate: Callable[[str, Any], None] | None = None) -> None:
         self.registry = registry
+        self._gate = gate  # waits, right before a limited activity starts, until its rate allows the start
         self._hooks = hooks
         self._post = post
         self._check = check_payload
@@ -69,7 +71,7 @@ class ActivityPool:
                 self._hooks().emit("on_activity_start", workflow_id, input)
                 info = ActivityInfo(workflow_id, run_id, name, seq, attempt, details,
                                     _beat=partial(self._beat, (run_id, seq, attempt)))
-                payload = run_with_info(info, partial(defn.call, input))
+                payload = run_with_info(info, partial(self._call, defn, input))
                 self._check(payload)
             except BaseException as exc:
                 ok, payload, error = False, to_failure(exc), exc  # NEVER_RETRIED errors marked non-retryable
@@ -80,6 +82,11 @@ class ActivityPool:
             self._post(Msg(workflow_id, run_id, AttemptFinished(seq, attempt, ok, payload)))
             with self._count_lock:  # after the post, so that idle() implies the outcome is queued
                 self._outstanding -= 1
+
+    def _call(self, defn: Any, input: Any) -> Any:
+        if self._gate is not None and defn.limit is not None:
+            self._gate(defn.name, input)
+        return defn.call(input)
 
     def _beat(self, key: tuple[str, int, int], details: Any) -> None:
         self._check(details)

@@ -93,12 +93,20 @@ class AttemptDeadline:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitLater:
+    """An attempt whose start its rate limit reserved for later: handed to the pool when due (`job`:
+    what `ActivityPool.submit` takes)."""
+
+    job: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Nudge:
     """Nothing to do: wakes the coordinator (and answers once everything posted before it was handled)."""
 
 
 Control = (StartRun | SignalWithStart | Recover | Activate | Query | Update | CheckChild | ParentClosed
-           | AttemptFinished | AttemptDeadline | Nudge)
+           | AttemptFinished | AttemptDeadline | Nudge | SubmitLater)
 
 
 @dataclass(slots=True)

@@ -11,11 +11,14 @@ script may touch them all, also on a Redis Cluster:
     <t>:waiting, :timers              attempts waiting for a worker; the fleet's durable timers
     <t>:index:                        the shard's listing indexes (beluga/lua/lib/index.lua)
 
-and beside them `<p>:{fleet}:*` (records of the whole fleet, read or written on their own) and the
-`<p>:closed:{<id>}` channel a run's close is announced on."""
+and beside them `<p>:{fleet}:*` (records of the whole fleet, read or written on their own), the
+`<p>:closed:{<id>}` channel a run's close is announced on, and each activity limit's permits in a slot
+of their own, `<p>:{L<digest of the limit's key>}:<key>:tat, :holders, :waiters, :slots, :starts`
+(beluga/lua/permit.lua, start_gate.lua)."""
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 
@@ -110,6 +113,36 @@ class RunKeys:
 
 
 @dataclass(frozen=True)
+class LimitKeys:
+    """The permits of one activity limit (`core/limits.py`): its rate's theoretical arrival time, the
+    attempts holding a concurrency permit (-> when it lapses) and the timers of attempts waiting for one."""
+
+    base: str  # `<p>:{L<digest>}:<key>`
+
+    @property
+    def tat(self) -> str:
+        return f"{self.base}:tat"
+
+    @property
+    def holders(self) -> str:
+        return f"{self.base}:holders"
+
+    @property
+    def waiters(self) -> str:
+        return f"{self.base}:waiters"
+
+    @property
+    def starts(self) -> str:
+        """The attempts that started lately (the start gate's)."""
+        return f"{self.base}:starts"
+
+    @property
+    def slots(self) -> str:
+        """Each attempt's reserved start (the rate's reservations)."""
+        return f"{self.base}:slots"
+
+
+@dataclass(frozen=True)
 class KeyLayout:
     """The key names under one prefix."""
 
@@ -127,6 +160,11 @@ class KeyLayout:
     def fleet(self, name: str) -> str:
         """A record of the whole fleet (`<p>:{fleet}:names:*`, ...), read or written on its own."""
         return f"{self.prefix}:{{fleet}}:{name}"
+
+    def limit(self, key: str) -> LimitKeys:
+        """The permits of the activity limit named `key` (any text: its hash tag is a digest of it)."""
+        digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
+        return LimitKeys(f"{self.prefix}:{{L{digest}}}:{key}")
 
     def closed_channel(self, workflow_id: str) -> str:
         return f"{self.prefix}:closed:{{{workflow_id}}}"

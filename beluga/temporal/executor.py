@@ -59,6 +59,7 @@ from beluga.executors.base import (
     log_write,
 )
 from beluga.hooks import Hooks
+from beluga.logs import get_logger
 from beluga.runs import DEFAULT_MAX_PAYLOAD, payload_checker
 from beluga.stores._loop import LoopThread
 from beluga.temporal.activities import set_hooks
@@ -83,8 +84,14 @@ def new_worker(client: tc.Client, task_queue: str, *, registry: Registry | None 
     """A Temporal worker that runs every Beluga workflow and activity of `registry` on `task_queue`.
     Workflow tasks run on one thread (a greenlet stays on the thread that made it); activities on
     `activity_threads` threads."""
-    wf, activities = build(task_queue, registry or default_registry, hooks or Hooks(),
-                           payload_checker(max_payload_bytes))
+    registry = registry or default_registry
+    limited = sorted(name for name, defn in registry.activities.items() if defn.limit is not None)
+    if limited:  # docs/temporal.md: what maps to Temporal's own limits, and what does not
+        get_logger("beluga.temporal").warning(
+            "activities %s have rate_limit/max_concurrent, which a Temporal worker does not enforce: use the "
+            "Worker's max_task_queue_activities_per_second on a task queue of their own (docs/temporal.md)",
+            ", ".join(limited))
+    wf, activities = build(task_queue, registry, hooks or Hooks(), payload_checker(max_payload_bytes))
     return Worker(client, task_queue=task_queue, workflows=[wf], activities=activities,
                   activity_executor=concurrent.futures.ThreadPoolExecutor(activity_threads,
                                                                           thread_name_prefix="beluga-activity"),

@@ -57,6 +57,10 @@ def failure_of(exc: BaseException) -> dict[str, Any]:
 
 
 def application_error(fail: dict[str, Any]) -> exceptions.ApplicationError:
+    """A Beluga failure as Temporal's error; a delay the attempt asked for is Temporal's
+    `next_retry_delay`, which its server waits instead of the policy's interval."""
+    asked = fail.get("next_retry_delay")
     return exceptions.ApplicationError(str(fail.get("message", "")), codec.encode(fail),
                                        type=str(fail.get("type", "Exception")),
-                                       non_retryable=bool(fail.get("non_retryable", False)))
+                                       non_retryable=bool(fail.get("non_retryable", False)),
+                                       next_retry_delay=None if asked is None else timedelta(seconds=asked))

@@ -202,3 +202,21 @@ def fleet_wake_then_step(ctx: workflow.WorkflowContext, arg: dict) -> int:
     got = ctx.receive_signal("go").receive()
     return ctx.execute_activity(fleet_woken_step, {"i": got, "sleep": arg.get("sleep", 0.0)},
                                 retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05, max_interval=0.5))
+
+
+@workflow.activity(max_concurrent=1, rate_key=lambda arg: f"solo-{arg['key']}")
+def solo_step(arg: dict) -> int:
+    """One at a time per test (its key). The first call's first attempt notes its process and hangs, for
+    the test to kill that process; every attempt notes its start."""
+    info = workflow.activity_info()
+    r = _redis()
+    r.rpush(f"test:solo:{arg['key']}", f"{arg['i']} {info.attempt}")
+    if arg["i"] == 0 and info.attempt == 1:
+        r.set(f"test:solo:{arg['key']}:pid", os.getpid())
+        time.sleep(60)
+    return arg["i"]
+
+
+@workflow.defn()
+def solo_steps(ctx: workflow.WorkflowContext, arg: dict) -> list[int]:
+    return ctx.wait_all([ctx.start_activity(solo_step, {**arg, "i": i}) for i in range(arg["n"])])

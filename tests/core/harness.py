@@ -57,9 +57,10 @@ class Driver:
 
     def __init__(self, fn: Callable[..., Any] | None, input: Any = None, *, seed: int = 7, name: str | None = None,
                  check_payload: Any = None, workflow_id: str = "wf-1", run_id: str = "run-1",
-                 history: Sequence[Event] = ()) -> None:
+                 history: Sequence[Event] = (), permit: drv.PermitAsk | None = None) -> None:
         assert fn is not None or name is not None, "a run of unknown code needs the name it was started as"
         self.name: str = name or fn.__name__  # type: ignore[union-attr]
+        self.permit = permit  # the executor's permits of limited activities (None: it enforces none)
         self.check_payload = check_payload or _accept_any
         started = new_run_state(self.name, workflow_id, input, None, None, T0)
         first = replace(started.history[0], attrs={**started.history[0].attrs, "seed": seed})
@@ -86,7 +87,8 @@ class Driver:
         if fn is not None:
             registry.add_workflow(fn, self.name)
         state = replace(self.state, history=tuple(self.history))
-        return drv.load(state, registry.workflow, policy, check_payload=self.check_payload, now=self.clock)
+        return drv.load(state, registry.workflow, policy, check_payload=self.check_payload, now=self.clock,
+                        permit=self.permit)
 
     def deploy(self, fn: Callable[..., Any] | None) -> st.Step:
         """Load the run again with `fn` as its code (a deploy or a restart) and write what its load owes."""

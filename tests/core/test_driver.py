@@ -12,6 +12,7 @@ import pytest
 from beluga.core import commands as cmds
 from beluga.core import steps as st
 from beluga.core.errors import NonDeterminismError
+from beluga.core.limits import Granted, Holder, Refused
 from beluga.core.records import Event, WorkflowStatus
 from tests.core.harness import RAND, T0, Driver, E, replay
 
@@ -245,3 +246,36 @@ def test_reordered_commands_are_caught() -> None:
     with pytest.raises(NonDeterminismError, match=r"event #2 records activity 'a' \(seq 1\)"):
         replay(swapped, d.history)
     assert cmds.describe(cmds.ScheduleActivity(1, "a")) == "activity 'a' (seq 1)"
+
+
+def test_an_attempt_without_a_permit_waits_and_its_permit_is_returned_when_it_ends() -> None:
+    """An executor that enforces activity limits (core/limits.py): a refused attempt records
+    `activity_waiting` and a durable wait, not a start; a granted one may be held back to its reserved start;
+    every end of an attempt, a lost one's too, and the close of the run with attempts still running give
+    their permits back."""
+    answers: dict[tuple[int, int], Any] = {(1, 1): Refused(T0 + 5, "concurrency", "k"),
+                                          (2, 1): Granted(T0 + 1_000)}
+    asked: list[tuple[str, int, int]] = []
+
+    def permit(name: str, input: Any, attempt: Holder, now: float) -> Any:
+        asked.append((name, attempt.seq, attempt.attempt))
+        return answers.pop((attempt.seq, attempt.attempt), Granted(now))
+
+    d = Driver(order, "o-1", permit=permit)
+    assert d.types()[-1] == E.ACTIVITY_WAITING and d.history[-1].attrs == {
+        "seq": 1, "attempt": 1, "until": T0 + 5, "limit": "k", "why": "concurrency"}
+    assert d.effects == [st.AwaitPermit(1, 1, T0 + 5, "k", "concurrency")]
+    step = d.apply(st.AttemptDue(1, 1))
+    assert [e.type for e in step.events] == [E.ACTIVITY_STARTED]
+    assert step.effects == [st.DispatchAttempt(1, 1, "charge", "o-1", {})]
+    lost = {"type": "WorkerLost", "message": "lost", "traceback": "", "non_retryable": False}
+    step = d.apply(st.ActivityOutcome(1, 1, False, lost))  # undecided: the scheduler found it lost
+    assert st.ReturnPermit(1, 1, "charge", "o-1") in step.effects
+    d.apply(st.AttemptDue(1, 2))
+    d.apply(st.ActivityOutcome(1, 2, True, "charged"))
+    step = d.apply(st.SignalReceived("go", "yes"))
+    assert step.effects[-1] == st.DispatchAttempt(2, 1, "ship", ["charged", "yes"], {}, T0 + 1_000)
+    assert step.events[-1].attrs["start_at"] == T0 + 1_000
+    step = d.apply(st.Terminate("enough"))
+    assert st.ReturnPermit(2, 1, "ship", ["charged", "yes"]) in step.effects  # it reports to no one now
+    assert asked == [("charge", 1, 1), ("charge", 1, 1), ("charge", 1, 2), ("ship", 2, 1)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -118,3 +119,24 @@ def test_errors_no_retry_can_fix_are_recorded_non_retryable(exc: Exception) -> N
 ])
 def test_named_failure_builders(built: dict[str, Any], kind: str, text: str, final: bool) -> None:
     assert built == {"type": kind, "message": text, "traceback": "", "non_retryable": final}
+
+
+class _HTTPError(Exception):
+    def __init__(self, retry_after: Any) -> None:
+        super().__init__("429")
+        self.retry_after = retry_after
+
+
+@pytest.mark.parametrize(("exc", "asked"), [
+    (ApplicationError("slow down", next_retry_delay=2.5), 2.5),
+    (ApplicationError("slow down", next_retry_delay=timedelta(minutes=1)), 60.0),
+    (_HTTPError("120"), 120.0),                              # a Retry-After header's seconds
+    (_HTTPError(3), 3.0),
+    (_HTTPError("Wed, 21 Oct 2026 07:28:00 GMT"), None),     # an HTTP date: left to the policy's backoff
+    (_HTTPError(-1), None), (_HTTPError(float("nan")), None), (_HTTPError(True), None),
+    (ValueError("plain"), None),
+])
+def test_a_delay_the_attempt_asks_for_is_recorded(exc: BaseException, asked: float | None) -> None:
+    failure = to_failure(raised(exc))
+    assert failure.get("next_retry_delay") == asked
+    assert ("next_retry_delay" in failure) is (asked is not None)

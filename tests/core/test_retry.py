@@ -119,3 +119,30 @@ def test_decide_retry_table(error: dict[str, Any], attempt: int, limit: float | 
                          non_retryable=("KeyError",))
     assert decide_retry(policy, error, attempt, 0.0, sender_limit=limit) == decision
     assert retry_delay(decision) == (decision.delay if isinstance(decision, Retry) else None)
+
+
+ASKED = {**ERR, "next_retry_delay": 42.0}  # an attempt that asked for its retry's delay (a 429's Retry-After)
+
+
+@pytest.mark.parametrize(("counts", "attempt", "earlier", "error", "decision"), [
+    (True, 1, 0, ASKED, Retry(42.0)),  # exactly the delay asked: no jitter, no max_interval cap, and on the
+                                       # run's durable timer, never the sender's (its start is recorded)
+    (True, 3, 2, ASKED, GiveUp("attempts spent")),  # counted: the third attempt was the last
+    (True, 3, 2, ERR, GiveUp("attempts spent")),
+    (False, 3, 2, ASKED, Retry(42.0)),            # uncounted: no attempt spent yet
+    (False, 3, 2, ERR, Retry(1.0, by_sender=True)),  # one spent (this one): two earlier ones asked for delays,
+                                                     # so the backoff is the first one's
+    (False, 5, 2, ERR, GiveUp("attempts spent")),  # three spent
+    (False, 1, 0, {**ASKED, "non_retryable": True}, GiveUp("non-retryable")),
+])
+def test_a_delay_asked_for_replaces_the_backoff(counts: bool, attempt: int, earlier: int, error: dict[str, Any],
+                                                decision: Any) -> None:
+    policy = RetryPolicy(max_attempts=3, initial_interval=1.0, max_interval=10.0, retry_after_counts=counts)
+    assert decide_retry(policy, error, attempt, 0.5, sender_limit=300.0, retry_afters=earlier) == decision
+
+
+def test_retry_after_counts_round_trips_and_old_records_count() -> None:
+    policy = RetryPolicy(retry_after_counts=False)
+    assert RetryPolicy.from_dict(policy.to_dict()) == policy
+    assert "retry_after_counts" not in RetryPolicy().to_dict()  # histories recorded before it still replay
+    assert RetryPolicy.from_dict(RetryPolicy().to_dict()).retry_after_counts is True

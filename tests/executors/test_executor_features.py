@@ -98,6 +98,53 @@ def test_idempotency_key_is_stable_across_retries(executor: workflow.DurableExec
     assert {(c["workflow_id"], c["run_id"], c["seq"]) for c in seen} == {(wid, handle.run_id, 1)}
 
 
+@pytest.mark.parametrize("error", ["next_retry_delay", "http"])
+def test_retry_after_waits_exactly_the_asked_delay(executor_factory: Backend, new_id: Ids, error: str) -> None:
+    """An attempt that asks for its retry's delay (ApplicationError(next_retry_delay=), or an HTTP 429's
+    `retry_after`) is retried after exactly that delay, not the policy's 0.01 s backoff: read from the times
+    the executor recorded (the history's events; on Temporal, its server's attempt times)."""
+    executor = executor_factory.executor()
+    wid, delay = new_id(), 0.6
+    spec = {"key": wid, "fail_times": 2, "delay": delay, "max_attempts": 5, "error": error}
+    assert executor.execute(W.wf_retry_after, WorkflowOptions(id=wid, input=spec)).result(timeout=20) == 3
+    if executor_factory.provider == "temporal":
+        tries = W.calls(wid)
+        gaps = [later["scheduled"] - earlier["started"] for earlier, later in zip(tries, tries[1:], strict=False)]
+        assert [t["attempt"] for t in tries] == [1, 2, 3]
+        assert all(delay <= gap < delay + 1.0 for gap in gaps), gaps
+        return
+    history = executor.describe(wid).history
+    failed = [ev for ev in history if ev.type == "activity_failed"]
+    started = {ev.attrs["attempt"]: ev.timestamp for ev in history if ev.type == "activity_started"}
+    assert [(ev.attrs["retry_in"], ev.attrs["error"]["next_retry_delay"]) for ev in failed] == [(delay, delay)] * 2
+    waits = [started[ev.attrs["attempt"] + 1] - ev.timestamp for ev in failed]
+    assert all(delay <= wait < delay + 1.0 for wait in waits), waits
+
+
+def test_retry_after_attempts_count_against_max_attempts_by_default(executor: workflow.DurableExecutor,
+                                                                     new_id: Ids) -> None:
+    wid = new_id()
+    spec = {"key": wid, "fail_times": 9, "delay": 0.05, "max_attempts": 3}
+    result = executor.execute(W.wf_retry_after, WorkflowOptions(id=wid, input=spec)).result(timeout=20)
+    assert result == {"error": "ApplicationError", "attempts": 3}
+    assert [c["attempt"] for c in W.calls(wid)] == [1, 2, 3]
+
+
+@pytest.mark.not_temporal("Temporal's server counts every attempt against maximum_attempts: "
+                          "retry_after_counts=False is not honoured there")
+def test_retry_after_attempts_left_uncounted(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    """`retry_after_counts=False`: three rate-limited attempts, then two plain failures; with
+    max_attempts=3 the sixth attempt (the third counted) still runs and succeeds."""
+    wid = new_id()
+    spec = {"key": wid, "fail_times": 3, "plain_failures": 2, "delay": 0.05, "max_attempts": 3, "counts": False}
+    assert executor.execute(W.wf_retry_after, WorkflowOptions(id=wid, input=spec)).result(timeout=20) == 6
+    assert [c["attempt"] for c in W.calls(wid)] == [1, 2, 3, 4, 5, 6]
+    wid = new_id()  # and a seventh counted failure is one too many
+    spec = {**spec, "key": wid, "plain_failures": 9}
+    result = executor.execute(W.wf_retry_after, WorkflowOptions(id=wid, input=spec)).result(timeout=20)
+    assert result == {"error": "ValueError", "attempts": 6}
+
+
 def test_activity_info_outside_an_activity() -> None:
     with pytest.raises(workflow.WorkflowError):
         workflow.activity_info()
@@ -281,3 +328,41 @@ def test_human_activity_parks_until_respond(executor: workflow.DurableExecutor, 
     assert handle.status() is WorkflowStatus.RUNNING  # parked, holding no worker
     W.HUMANS.respond(executor, req.id, workflow.HumanResponse("modify", "halve it", {"amount": 5}))
     assert handle.result(timeout=5) == {"decision": "modify", "feedback": "halve it", "modified": {"amount": 5}}
+
+
+# --- rate and concurrency limits ------------------------------------------------------------------------------
+def most_in_a_window(times: list[float], window: float = 1.0) -> int:
+    """The most of `times` that fall in any half-open window [t, t + window)."""
+    times = sorted(times)
+    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most of the [start, end) spans that overlap at any moment."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.not_temporal("Temporal has no fleet-wide limit per activity: rate limits are per task queue "
+                          "and concurrency per worker (docs/temporal.md)")
+def test_rate_and_concurrency_limits_hold_across_workers(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    """15 calls of an activity limited to 3 starts a second and 2 running: the starts and ends the activity
+    noted itself keep both limits, throughput is near the limit, no attempt failed, and the attempts that
+    waited are in the history as `activity_waiting` (neither a failure nor a retry)."""
+    wid = new_id()
+    spec = {"key": wid, "n": 15, "seconds": 0.5}
+    assert executor.execute(W.wf_limited, WorkflowOptions(id=wid, input=spec)).result(timeout=60) == list(range(15))
+    noted = W.calls(wid)
+    starts = [c["started"] for c in noted]
+    assert most_in_a_window(starts) <= 3, sorted(starts)
+    assert most_at_once([(c["started"], c["ended"]) for c in noted]) <= 2
+    history = executor.describe(wid).history
+    assert not [ev for ev in history if ev.type == "activity_failed"]
+    waits = [ev.attrs for ev in history if ev.type == "activity_waiting"]
+    assert waits and {w["limit"] for w in waits} == {f"tenant-{wid}"}
+    assert {w["why"] for w in waits} <= {"rate", "concurrency"}
+    assert [ev.attrs["attempt"] for ev in history if ev.type == "activity_started"] == [1] * 15

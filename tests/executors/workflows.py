@@ -88,6 +88,61 @@ def flaky(spec: dict[str, Any]) -> dict[str, Any]:
     return {"attempt": info.attempt, "idempotency_key": info.idempotency_key}
 
 
+class TooManyRequests(Exception):
+    """What an HTTP client raises for a 429: the server's `Retry-After`, in seconds, as `retry_after`."""
+
+    def __init__(self, retry_after: str) -> None:
+        super().__init__(f"429 Too Many Requests (Retry-After: {retry_after})")
+        self.retry_after = retry_after
+
+
+@workflow.activity()
+def rate_limited(spec: dict[str, Any]) -> int:
+    """Fails its first `fail_times` attempts asking the next one to wait `delay` seconds (an
+    `ApplicationError`'s `next_retry_delay`, or with `error="http"` a 429's `retry_after`), then the
+    `plain_failures` attempts after them with a plain error. Notes each attempt and, on Temporal, the
+    server's times of it (the history there holds the final outcome only)."""
+    info = workflow.activity_info()
+    note(spec["key"], attempt=info.attempt, **_temporal_times())
+    if info.attempt <= spec.get("fail_times", 0):
+        if spec.get("error") == "http":
+            raise TooManyRequests(str(spec["delay"]))
+        raise workflow.ApplicationError("rate limited", next_retry_delay=spec["delay"])
+    if info.attempt <= spec.get("fail_times", 0) + spec.get("plain_failures", 0):
+        raise ValueError(f"attempt {info.attempt} failed")
+    return info.attempt
+
+
+def _temporal_times() -> dict[str, float]:
+    """When Temporal's server scheduled and started this attempt (empty outside a Temporal worker)."""
+    try:
+        from temporalio import activity
+    except ImportError:
+        return {}
+    if not activity.in_activity():
+        return {}
+    info = activity.info()
+    return {"scheduled": info.current_attempt_scheduled_time.timestamp(), "started": info.started_time.timestamp()}
+
+
+def shared_now() -> float:
+    """The time as the activities note it: the shared Redis's clock when workers run in other processes."""
+    if SHARED_URL:
+        seconds, micros = _shared().time()
+        return seconds + micros / 1e6
+    return time.time()
+
+
+@workflow.activity(rate_limit="3/s", max_concurrent=2, rate_key=lambda spec: f"tenant-{spec['key']}")
+def limited(spec: dict[str, Any]) -> int:
+    """Limited to 3 starts a second and 2 running, per test (its key is the test's: a tenant's limit);
+    notes when it started and ended."""
+    started = shared_now()
+    time.sleep(spec["seconds"])
+    note(spec["key"], i=spec["i"], started=started, ended=shared_now())
+    return spec["i"]
+
+
 @workflow.activity()
 def sleepy(spec: dict[str, Any]) -> int:
     """Sleeps `seconds` on the attempts listed in `slow_attempts` (all when absent)."""
@@ -243,6 +298,21 @@ def wf_retry(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
         return ctx.execute_activity(flaky, spec, retry=policy)
     except workflow.ActivityError as exc:
         return {"error": exc.cause.type, "message": exc.cause.message, "attempts": exc.attempts}
+
+
+@workflow.defn()
+def wf_retry_after(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    policy = workflow.RetryPolicy(max_attempts=spec["max_attempts"], initial_interval=0.01, max_interval=0.05,
+                                  retry_after_counts=spec.get("counts", True))
+    try:
+        return ctx.execute_activity(rate_limited, spec, retry=policy)
+    except workflow.ActivityError as exc:
+        return {"error": exc.cause.type, "attempts": exc.attempts}
+
+
+@workflow.defn()
+def wf_limited(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[int]:
+    return ctx.wait_all([ctx.start_activity(limited, {**spec, "i": i}) for i in range(spec["n"])])
 
 
 @workflow.defn()
