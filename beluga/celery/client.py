@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -35,6 +35,9 @@ from beluga.settings import Settings
 from beluga.stores.redis import RedisStore
 from beluga.stores.redis_keys import shard_of
 
+if TYPE_CHECKING:
+    from beluga.schedules import ScheduleService
+
 log = get_logger("beluga.client")
 T = TypeVar("T")
 
@@ -57,7 +60,6 @@ class CeleryExecutor(StoreBackedExecutor):
         if options.id is not None:
             check_name(options.id, "workflow id")
         self._rt.check(options.input)
-        timeout = seconds(options.timeout)
         request_id = options.request_id or uuid.uuid4().hex
         workflow_id = options.id or str(uuid.uuid4())
         name, writing = "", False
@@ -66,12 +68,7 @@ class CeleryExecutor(StoreBackedExecutor):
             nonlocal name, writing
             name = name or self._workflow_type(workflow)  # a bare name is checked against Redis: retried too
             writing = True
-            now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
-            state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
-                                  headers=options.headers, identity=options.identity)
-            # listed, its start message queued and its timeout armed with it (the same timer each retry)
-            return self.fleet.start_run(state, request_id, None if timeout is None else
-                                        (now + timeout, messages.encode(TimedOut(), state.run_id)))
+            return begin_run(self._rt, name, workflow_id, options, request_id)
 
         run_id = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
         if name in registry.workflows and metrics.shown_here():
@@ -81,6 +78,16 @@ class CeleryExecutor(StoreBackedExecutor):
         else:
             self._wake(workflow_id, options.queue)
         return WorkflowHandle(self, workflow_id, run_id)
+
+    def schedule_service(self) -> ScheduleService:
+        """Schedules in the fleet's Redis, fired by the workers (beluga/celery/schedules.py)."""
+        from beluga.celery.schedules import service
+
+        return service(self._rt)
+
+    def schedule_workflow_type(self, workflow: Any, input: Any) -> str:
+        self._rt.check(input)
+        return self._workflow_type(workflow)
 
     def _retrying(self, what: str, call: Callable[[], T], request_id: str | None, *, writes: bool = True,
                   wrote: Callable[[], bool] = lambda: True) -> T:
@@ -250,6 +257,18 @@ class CeleryExecutor(StoreBackedExecutor):
         if self._waits is not None:
             self._waits.close()
             self._waits = None
+
+
+def begin_run(rt: Any, name: str, workflow_id: str, options: WorkflowOptions, request_id: str | None) -> str:
+    """Store a new run of `name` in one atomic step: listed, its start message queued and its execution
+    timeout armed (the same timer on each retry of one request); returns its run id (the one this request
+    made before, on a retry). Waking it is the caller's part."""
+    timeout = seconds(options.timeout)
+    now = rt.fleet.clock.now()  # the history Redis's clock, as every worker's
+    state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
+                          headers=options.headers, identity=options.identity)
+    return rt.fleet.start_run(state, request_id, None if timeout is None else
+                              (now + timeout, messages.encode(TimedOut(), state.run_id)))
 
 
 def _unavailable(what: str, budget: float, exc: BaseException, writes: bool, sent: bool,

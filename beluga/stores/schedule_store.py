@@ -14,19 +14,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from beluga import codec
-from beluga.core.errors import WorkflowError
+from beluga.core.errors import ScheduleAlreadyExists
 from beluga.core.schedules import Schedule, due_at, from_dict, to_dict
 
 if TYPE_CHECKING:
     from beluga.stores.sqlite import SQLiteStore
-
-
-class ScheduleNotFound(WorkflowError):
-    """No schedule has this id."""
-
-
-class ScheduleAlreadyExists(WorkflowError):
-    """A schedule with this id exists already (delete it first to replace it)."""
 
 
 def encode(s: Schedule) -> bytes:

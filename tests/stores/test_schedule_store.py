@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from beluga.core import schedules as sc
-from beluga.core.errors import ConfigurationError
+from beluga.core.errors import ConfigurationError, ScheduleAlreadyExists
 from beluga.stores import InMemoryStore, RedisStore, SQLiteStore
 from beluga.stores.base import WorkflowStore
-from beluga.stores.schedule_store import ScheduleAlreadyExists, ScheduleStore
+from beluga.stores.schedule_store import ScheduleStore
 from tests.stores.conftest import _prefix
 
 T0 = 1_800_000_000.0
