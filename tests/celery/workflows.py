@@ -202,3 +202,19 @@ def fleet_wake_then_step(ctx: workflow.WorkflowContext, arg: dict) -> int:
     got = ctx.receive_signal("go").receive()
     return ctx.execute_activity(fleet_woken_step, {"i": got, "sleep": arg.get("sleep", 0.0)},
                                 retry=workflow.RetryPolicy(max_attempts=0, initial_interval=0.05, max_interval=0.5))
+
+
+@workflow.activity()
+def note_scheduled_run(key: str) -> str:
+    """Records the run it ran in (workflow id -> run id, a set per workflow id), so a fault test can tell
+    a tick started twice (two run ids under one workflow id) from an attempt retried (the same run id)."""
+    info = workflow.activity_info()
+    _redis().sadd(f"test:scheduled:{key}:{info.workflow_id}", info.run_id)
+    _redis().sadd(f"test:scheduled:{key}", info.workflow_id)
+    return info.run_id
+
+
+@workflow.defn()
+def wf_scheduled(ctx: workflow.WorkflowContext, key: str) -> str:
+    """A schedule's run: notes itself (see note_scheduled_run) and ends."""
+    return ctx.execute_activity(note_scheduled_run, key)

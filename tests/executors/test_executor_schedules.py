@@ -36,7 +36,8 @@ def test_create_describe_list_and_delete(executor: workflow.DurableExecutor, new
     spec = ScheduleSpec("0 3 * * *", timezone="Europe/Paris", jitter=60)
     made = executor.create_schedule(sid, "wf_echo", "x", spec, note="nightly report", paused=True)
     assert made.schedule.paused and made.schedule.note == "nightly report"
-    assert len(made.next_times) == 5 and all(b - a > 23 * 3600 for a, b in zip(made.next_times, made.next_times[1:]))
+    times = made.next_times
+    assert len(times) == 5 and all(b - a > 23 * 3600 for a, b in zip(times, times[1:], strict=False))
     described = executor.describe_schedule(sid)
     assert described.schedule.workflow_type == "wf_echo" and described.schedule.spec.cron == ("0 3 * * *",)
     assert sid in [d.id for d in executor.list_schedules()]
