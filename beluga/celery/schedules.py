@@ -47,15 +47,15 @@ class FleetRuns:
             self.rt.sender.wake(action.workflow_id, None)
 
     def closed(self, workflow_ids: Sequence[str]) -> set[str]:
-        states = self.rt.store.load_summaries(list(workflow_ids))
+        states = self.rt.fleet.store.load_summaries(list(workflow_ids))
         return {wid for wid, st in zip(workflow_ids, states, strict=True) if st is None or not st.status.is_open}
 
 
 def service(rt: Any) -> ScheduleService:
-    """The schedule service of the process's runtime, built once."""
-    found = _services.get(rt)
+    """The schedule service of the process's runtime, built once (kept by its fleet: one per runtime)."""
+    found = _services.get(rt.fleet)
     if found is None:
-        found = _services[rt] = ScheduleService(rt.store.schedules(), FleetRuns(rt), rt.fleet.clock.now)
+        found = _services[rt.fleet] = ScheduleService(rt.fleet.store.schedules(), FleetRuns(rt), rt.fleet.clock.now)
     return found
 
 
