@@ -12,6 +12,7 @@ it shows twice (fall back) fires once, at its first occurrence."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -92,7 +93,8 @@ def next_after(cron: Cron, after: float, zone: str = "UTC") -> float | None:
     """The first time strictly after `after` (epoch seconds) whose wall clock in `zone` matches, or None
     when none comes within the next few years."""
     tz = ZoneInfo(zone)
-    wall = datetime.fromtimestamp(after, tz).replace(tzinfo=None, second=0, microsecond=0) + timedelta(minutes=1)
+    # floor first: fromtimestamp rounds to the microsecond, which would carry a time just before a minute into it
+    wall = datetime.fromtimestamp(math.floor(after), tz).replace(tzinfo=None, second=0) + timedelta(minutes=1)
     limit = wall + timedelta(days=366 * _SEARCH_YEARS)
     while wall < limit:
         if wall.month not in cron.months:

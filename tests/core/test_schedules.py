@@ -3,6 +3,7 @@ offsets, deterministic jitter, catch-up, overlap policies, trigger and backfill,
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -50,6 +51,8 @@ def test_cron_next_matches() -> None:
     assert utc_text(next_after(parse("30 2 * * *"), at("2026-03-01T02:30:00"))) == "2026-03-02T02:30:00Z"
     assert utc_text(next_after(parse("0 0 29 2 *"), at("2026-03-01T00:00:00"))) == "2028-02-29T00:00:00Z"
     assert next_after(parse("0 0 30 2 *"), at("2026-01-01T00:00:00")) is None
+    midnight = at("2026-03-02T00:00:00")
+    assert next_after(parse("0 0 * * *"), math.nextafter(midnight, -math.inf)) == midnight  # not rounded past it
     # both day fields restricted: either matches (cron's rule); 2026-03-01 is a Sunday
     days = ScheduleSpec("0 12 13 * fri")
     assert ticks(days, at("2026-03-01T00:00:00"), 3) == ["2026-03-06T12:00:00Z", "2026-03-13T12:00:00Z",

@@ -75,9 +75,9 @@ def test_trigger_and_backfill_start_runs_at_once(executor: workflow.DurableExecu
                                                  new_id: Callable[[], str]) -> None:
     sid = new_id()
     executor.create_schedule(sid, "wf_echo", "now", ScheduleSpec("0 0 1 1 *"), paused=True)
-    triggered = executor.trigger_schedule(sid)
+    executor.trigger_schedule(sid)
+    wait_for(lambda: len(started_ids(executor, sid)) == 1)  # at once here; Temporal's server starts it soon after
     (wid,) = started_ids(executor, sid)
-    assert triggered.schedule.pending == ()
     assert workflow.WorkflowHandle(executor, wid, "").result(timeout=60) == "now"
     start = 1_700_000_000.0  # 2023-11-14T22:13:20Z
     spec_ticks = [1_700_006_400.0 + 86400 * k for k in range(3)]  # three midnights... of the backfill spec
@@ -87,8 +87,22 @@ def test_trigger_and_backfill_start_runs_at_once(executor: workflow.DurableExecu
     for tick in spec_ticks:
         got = workflow.WorkflowHandle(executor, run_id_for(sid, tick), "").result(timeout=60)
         assert got == "back", utc_text(tick)
-    executor.backfill_schedule(sid, start, start + 86400)  # again: the runs exist, none is started twice
-    assert executor.describe(run_id_for(sid, spec_ticks[0])).status is workflow.WorkflowStatus.COMPLETED
+    executor.delete_schedule(sid)
+
+
+@pytest.mark.not_temporal("Temporal starts a backfilled tick again when its run has closed (its schedules "
+                          "reuse workflow ids); Beluga's schedules start each tick's run once")
+def test_a_tick_backfilled_twice_starts_one_run(executor: workflow.DurableExecutor,
+                                                new_id: Callable[[], str]) -> None:
+    sid = new_id()
+    executor.create_schedule(sid, "wf_echo", "back", ScheduleSpec("0 0 * * *"), paused=True)
+    tick = 1_700_006_400.0
+    executor.backfill_schedule(sid, tick, tick)
+    handle = workflow.WorkflowHandle(executor, run_id_for(sid, tick), "")
+    assert handle.result(timeout=60) == "back"
+    run_id = executor.describe(handle.id).run_id
+    executor.backfill_schedule(sid, tick - 60, tick + 60)
+    assert executor.describe(handle.id).run_id == run_id
     executor.delete_schedule(sid)
 
 
