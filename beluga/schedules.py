@@ -141,6 +141,9 @@ class ScheduleService:
         return s
 
     def _described(self, s: Schedule) -> ScheduleDescription:
+        """With `running` as it is now (the record's is as of its last tick)."""
+        closed = self.runs.closed(s.running) if s.running else set()
+        s = replace(s, running=tuple(w for w in s.running if w not in closed))
         return ScheduleDescription(s, tuple(sc.next_times(s)))
 
     def _change(self, schedule_id: str, change: Callable[[Schedule, float], Schedule], act: bool = False) -> Schedule:

@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from beluga.core.cron import Cron, next_after, parse, utc_text
+from beluga.core.errors import WorkflowError
 
 RECENT = 20  # actions kept in `Schedule.recent`
 TICKS_PER_PLAN = 100  # ticks one plan decides; a longer backlog is decided by the next plans
@@ -29,7 +30,7 @@ BUFFER_POLL = 1.0  # seconds between looks at whether a buffered tick's blocking
 MAX_BACKFILL = 10_000
 
 
-class ScheduleError(ValueError):
+class ScheduleError(WorkflowError, ValueError):
     """A schedule's spec or request is invalid; the message says why."""
 
 
