@@ -24,6 +24,8 @@ from beluga.core.errors import (
     QueryNotFound,
     RemoteError,
     ReplicationError,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SerializationError,
     ServiceUnavailable,
     UnreadableRun,
@@ -44,10 +46,12 @@ from beluga.core.records import (
     WorkflowStatus,
 )
 from beluga.core.retry import RetryPolicy, default_retry_policy
+from beluga.core.schedules import Interval, Overlap, ScheduleError, SchedulePolicy, ScheduleSpec
 from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks, compose_hooks
 from beluga.middleware import Middleware, apply_middleware, with_hooks
 from beluga.providers import list_providers, list_stores, new, new_executor, new_store, register, register_store
+from beluga.schedules import ScheduleDescription
 from beluga.stores.base import WorkflowStore
 from beluga.tracing import with_tracing
 
@@ -65,4 +69,7 @@ __all__ = [
     "heartbeat", "human_activity", "list_providers", "list_stores", "llm_activity", "new",
     "new_executor", "new_store", "register", "register_store", "registry", "tool_activity",
     "with_hooks", "with_tracing",
+    # durable schedules (docs/schedules.md)
+    "Interval", "Overlap", "ScheduleAlreadyExists", "ScheduleDescription", "ScheduleError", "ScheduleNotFound",
+    "SchedulePolicy", "ScheduleSpec",
 ]
