@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from beluga.core import schedules as sc
+from beluga.core.cron import utc_text
 from beluga.core.errors import (
     ConfigurationError,
     InvalidName,
@@ -121,8 +122,9 @@ class ScheduleService:
         """Plan one schedule's due ticks and do what this process decided (or took over); 0 when another
         process wrote the record first."""
         s = self.store.get(schedule_id)
-        if s is None:
-            return 0
+        due = None if s is None else sc.due_at(s)
+        if s is None or due is None or due > now:
+            return 0  # gone, or another process moved it on since the due index was read
         overdue = {(a.kind, a.workflow_id) for a in s.pending if a.decided_at + sc.PENDING_GRACE <= now}
         planned = sc.plan(s, now, self.runs.closed(s.running) if s.running else ())
         planned = replace(planned, updated_at=now, pending=tuple(
@@ -171,6 +173,8 @@ class ScheduleService:
             try:
                 if action.kind == "start":
                     self.runs.start(s, action)
+                    log.info("schedule %s started %s (%s tick %s)", s.id, action.workflow_id, action.source,
+                             utc_text(action.tick))
                 else:
                     self.runs.stop(s, action)
                 done.append(action)
