@@ -127,3 +127,27 @@ def test_schedules_of_unknown_workflows_are_refused_in_process(executor_factory:
         pytest.skip("the fleet's client accepts names its workers announce")
     with pytest.raises(workflow.ConfigurationError):
         executor_factory.executor().create_schedule(new_id(), "no_such_workflow", None, EVERY_SECOND)
+
+
+def test_two_executors_on_the_same_runs_fire_each_tick_once(executor_factory: Backend,
+                                                             new_id: Callable[[], str]) -> None:
+    """In-process: two executors (two processes in spirit) on one store both fire schedules; the fleet's
+    two workers, and Temporal's server, likewise. Every tick of a bounded spec starts exactly one run."""
+    first, second = executor_factory.executor(), executor_factory.executor()
+    sid = new_id()
+    start = float(int(time.time()) + 2)
+    spec = ScheduleSpec(intervals=((1, 0),), start_at=start, end_at=start + 3)
+    first.create_schedule(sid, "wf_echo", "once", spec, policy=SchedulePolicy(Overlap.ALLOW_ALL))
+
+    def done() -> bool:
+        d = second.describe_schedule(sid)
+        return d.schedule.started >= 4 and not d.next_times
+
+    wait_for(done)
+    time.sleep(1.0)
+    s = second.describe_schedule(sid).schedule
+    ids = [f.workflow_id for f in s.recent if f.outcome == "started"]
+    assert ids == [run_id_for(sid, start + k) for k in range(4)] and s.started == 4
+    for wid in ids:
+        assert workflow.WorkflowHandle(first, wid, "").result(timeout=60) == "once"
+    first.delete_schedule(sid)
