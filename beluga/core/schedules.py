@@ -57,7 +57,8 @@ class Interval:
 
     def next_after(self, after: float) -> float:
         k = math.floor((after - self.offset) / self.every) + 1
-        return self.offset + k * self.every
+        tick = self.offset + k * self.every
+        return tick if tick > after else self.offset + (k + 1) * self.every  # a quotient rounded down a step
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,12 @@ def test_intervals_with_offsets_and_bounds() -> None:
     assert ticks(both, at("2026-01-01T00:00:00"), 3) == ["2026-01-02T00:00:00Z", "2026-01-02T06:00:00Z",
                                                         "2026-01-02T12:00:00Z"]
     assert both.next_tick(at("2026-01-02T12:00:00")) is None
+    fine = Interval(0.1)
+    t = 0.0
+    for _ in range(1000):  # float steps never repeat a tick
+        t2 = fine.next_after(t)
+        assert t2 > t and abs(t2 - t - 0.1) < 1e-6
+        t = t2
 
 
 @pytest.mark.parametrize("spec", [ScheduleSpec(), ScheduleSpec("bad"), ScheduleSpec(intervals=((0, 0),)),
