@@ -141,10 +141,17 @@ def state(s: Schedule) -> str:
 def spec_text(s: Schedule) -> str:
     spec = s.spec
     parts = [f"cron {c!r}" for c in spec.cron]
-    parts += [f"every {render.span(i.every)}" + (f"+{render.span(i.offset)}" if i.offset else "")
-              for i in spec.intervals]
+    parts += [f"every {seconds(i.every)}" + (f"+{seconds(i.offset)}" if i.offset else "") for i in spec.intervals]
     text = ", ".join(parts) + (f" in {spec.timezone}" if spec.cron and spec.timezone != "UTC" else "")
-    return text + (f", jitter {render.span(spec.jitter)}" if spec.jitter else "")
+    return text + (f", jitter {seconds(spec.jitter)}" if spec.jitter else "")
+
+
+def seconds(value: float) -> str:
+    """A duration of a spec, as given: 90s, 15m, 1h, 2h30m00s..."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}s" if value < 60 else render.span(value)
 
 
 def show_lines(d: ScheduleDescription) -> list[str]:
