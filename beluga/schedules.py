@@ -113,10 +113,20 @@ class ScheduleService:
             raise ScheduleNotFound(f"no schedule with id {schedule_id!r}")
 
     # --- firing -------------------------------------------------------------------------------------------
-    def fire_due(self, now: float | None = None, limit: int = 100) -> int:
-        """Plan and act on every schedule due by `now`; returns how many actions this process did."""
+    def fire_due(self, now: float | None = None, limit: int = 100,
+                 on_error: Callable[[str, Exception], None] | None = None) -> int:
+        """Plan and act on every schedule due by `now`; returns how many actions this process did. With
+        `on_error`, a schedule that fails is handed to it (which may raise) and the others still fire."""
         now = self.clock() if now is None else now
-        return sum(self.fire(sid, now) for sid in self.store.due(now, limit))
+        done = 0
+        for sid in self.store.due(now, limit):
+            try:
+                done += self.fire(sid, now)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(sid, exc)
+        return done
 
     def fire(self, schedule_id: str, now: float) -> int:
         """Plan one schedule's due ticks and do what this process decided (or took over); 0 when another

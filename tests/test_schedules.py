@@ -120,3 +120,24 @@ def test_terminate_other_stops_the_open_run_and_starts(setup: tuple[MemorySchedu
     assert runs.made == [sc.run_id_for("s", T0 + 60), sc.run_id_for("s", T0 + 120)]
     assert runs.open == {sc.run_id_for("s", T0 + 120)}
     assert w.describe("s").schedule.running == (sc.run_id_for("s", T0 + 120),)
+
+
+def test_a_schedule_that_fails_does_not_stop_the_others(setup: tuple[MemorySchedules, Runs, Clock]) -> None:
+    store, runs, clock = setup
+    w = ScheduleService(store, runs, clock)
+    for sid in ("a", "b"):
+        w.create(sid, "wf", None, ScheduleSpec(intervals=(Interval(60),)))
+    real_get = store.get
+
+    def get(schedule_id: str) -> Schedule | None:
+        if schedule_id == "a":
+            raise ValueError("a record that does not decode")
+        return real_get(schedule_id)
+
+    store.get = get  # type: ignore[method-assign]
+    clock.now = T0 + 60
+    failed: list[str] = []
+    assert w.fire_due(on_error=lambda sid, exc: failed.append(sid)) == 1
+    assert failed == ["a"] and runs.made == [sc.run_id_for("b", T0 + 60)]
+    with pytest.raises(ValueError):
+        w.fire_due(clock.now + 60)

@@ -14,7 +14,7 @@ from typing import Any
 from beluga.celery import messages
 from beluga.celery.client import begin_run
 from beluga.celery.fleet_scripts import PushReply
-from beluga.celery.outages import TRANSIENT
+from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.core.schedules import Action, Schedule
 from beluga.core.steps import CancelRequested, Terminate
 from beluga.executors.base import WorkflowOptions
@@ -59,14 +59,23 @@ def service(rt: Any) -> ScheduleService:
     return found
 
 
+_quiet = Quiet(log, "firing schedules")
+
+
 def fire_due_schedules(rt: Any, now: float) -> int:
     """One round of the scheduler: plan and start what is due (see the module's docstring). Redis being
-    away is the round's failure, as for the rest of the loop; any other error is logged and left to the
-    next round, so schedules never stop the loop's other duties."""
-    try:
-        return service(rt).fire_due(now)
-    except TRANSIENT:
-        raise
-    except Exception:
-        log.exception("firing due schedules failed; trying again next round")
-        return 0
+    away is the round's failure, as for the rest of the loop; any other error is one schedule's (a record
+    that does not decode...): logged (at most a line every few seconds) and left to the next round, while
+    the other schedules fire and the loop goes on with its other duties."""
+    errors = []
+
+    def failed(schedule_id: str, exc: Exception) -> None:
+        if isinstance(exc, TRANSIENT):
+            raise exc
+        errors.append(schedule_id)
+        _quiet.error("schedule %s could not fire; trying again next round", schedule_id, exc=exc)
+
+    done = service(rt).fire_due(now, on_error=failed)
+    if not errors:
+        _quiet.recovered()
+    return done

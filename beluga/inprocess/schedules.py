@@ -27,10 +27,13 @@ class ScheduleLoop:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
+    def _failed(self, schedule_id: str, exc: Exception) -> None:
+        log.warning("schedule %s could not fire (%s); trying again in %gs", schedule_id, exc, self.interval)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.service.fire_due()
+                busy = self.service.fire_due(on_error=self._failed)
             except Exception as exc:  # noqa: BLE001 - a store hiccup: the next round tries again
                 log.warning("firing due schedules failed: %s", exc)
                 busy = 0
