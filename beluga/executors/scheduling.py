@@ -1,24 +1,40 @@
 """The schedule calls of every executor (`executor.create_schedule(...)`, ...): one implementation, over
 the `ScheduleService` an executor builds with its own store, clock and way of starting runs
-(`schedule_service`). The Temporal executor overrides them with Temporal's own schedules."""
+(`schedule_service`); the temporal executor's hands them to Temporal's own schedules."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from beluga.core.definitions import workflow_name
 from beluga.core.retry import Duration, seconds
 from beluga.core.schedules import SchedulePolicy, ScheduleSpec
 
 if TYPE_CHECKING:
-    from beluga.schedules import ScheduleDescription, ScheduleService
+    from beluga.schedules import ScheduleDescription
+
+
+class ScheduleOperations(Protocol):
+    """What `schedule_service()` gives: `beluga.schedules.ScheduleService` (schedules in a store, fired by
+    the executor's processes) or the temporal executor's `TemporalSchedules` (Temporal's own)."""
+
+    def create(self, schedule_id: str, workflow_type: str, input: Any, spec: ScheduleSpec, *,
+               policy: SchedulePolicy | None = ..., queue: str | None = ..., timeout: float | None = ...,
+               paused: bool = ..., note: str = ...) -> ScheduleDescription: ...
+    def list(self) -> list[ScheduleDescription]: ...
+    def describe(self, schedule_id: str) -> ScheduleDescription: ...
+    def pause(self, schedule_id: str, note: str = ...) -> ScheduleDescription: ...
+    def unpause(self, schedule_id: str, note: str = ...) -> ScheduleDescription: ...
+    def trigger(self, schedule_id: str) -> ScheduleDescription: ...
+    def backfill(self, schedule_id: str, start: float, end: float) -> ScheduleDescription: ...
+    def delete(self, schedule_id: str) -> None: ...
 
 
 class Scheduling:
     """Durable schedules: each tick of `spec` starts one run of `workflow` with `input`, whatever the number
     of processes firing them (docs/schedules.md)."""
 
-    def schedule_service(self) -> ScheduleService:
+    def schedule_service(self) -> ScheduleOperations:
         """The service behind the calls below; executors that keep schedules build it."""
         raise NotImplementedError(f"{type(self).__name__} keeps no schedules")
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -43,8 +42,6 @@ from beluga import codec
 from beluga.core.definitions import Registry, workflow_name
 from beluga.core.definitions import registry as default_registry
 from beluga.core.errors import (
-    ScheduleAlreadyExists,
-    ScheduleNotFound,
     WorkflowAlreadyStarted,
     WorkflowNotFound,
     WorkflowNotRunning,
@@ -52,8 +49,7 @@ from beluga.core.errors import (
 from beluga.core.failure import failure, nondeterminism, raise_as_own, terminated, workflow_timed_out
 from beluga.core.names import check_name
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
-from beluga.core.retry import Duration, seconds
-from beluga.core.schedules import Overlap, SchedulePolicy, ScheduleSpec, new_schedule
+from beluga.core.retry import seconds
 from beluga.executors.base import (
     BUILTIN_QUERIES,
     Config,
@@ -64,11 +60,10 @@ from beluga.executors.base import (
 )
 from beluga.hooks import Hooks
 from beluga.runs import DEFAULT_MAX_PAYLOAD, payload_checker
-from beluga.schedules import ScheduleDescription, identity_of
 from beluga.stores._loop import LoopThread
 from beluga.temporal.activities import set_hooks
 from beluga.temporal.failures import failure_of
-from beluga.temporal.schedules import at, described, memo_of, overlap, temporal_schedule
+from beluga.temporal.schedules import TemporalSchedules
 from beluga.temporal.workflow import HISTORY_QUERY, PARENT_SEQ, STARTED_BY, build
 
 T = TypeVar("T")
@@ -433,70 +428,14 @@ class TemporalExecutor(DurableExecutor):
         return dict(codec.decode(raw))
 
     # --- schedules: Temporal's own (beluga/temporal/schedules.py) ----------------------------------
-    def create_schedule(self, schedule_id: str, workflow: Any, input: Any = None,
-                        spec: ScheduleSpec | None = None, *, policy: SchedulePolicy | None = None,
-                        queue: str | None = None, timeout: Duration | None = None, paused: bool = False,
-                        note: str = "") -> ScheduleDescription:
-        if spec is None:
-            raise TypeError("create_schedule needs a spec: ScheduleSpec(cron=...) or ScheduleSpec(intervals=...)")
-        check_name(schedule_id, "schedule id")
+    def schedule_service(self) -> TemporalSchedules:
+        return TemporalSchedules(self.client, self._run, self.task_queue)
+
+    def schedule_workflow_type(self, workflow: Any, input: Any) -> str:
         self._check(input)
-        name = workflow_name(workflow) if isinstance(workflow, str) and self._worker is None else \
-            self.registry.workflow(workflow).name
-        s = new_schedule(schedule_id, name, input, spec, time.time(), policy=policy, queue=queue,
-                         timeout=seconds(timeout), paused=paused, note=note)
-        memo = _memo(WorkflowOptions(identity=identity_of(schedule_id)))
-        try:
-            self._run(self.client.create_schedule(schedule_id, temporal_schedule(s, self.task_queue, memo),
-                                                  memo=memo_of(s)))
-        except tc.ScheduleAlreadyRunningError:
-            raise ScheduleAlreadyExists(f"schedule {schedule_id!r} already exists") from None
-        return self.describe_schedule(schedule_id)
-
-    def list_schedules(self) -> list[ScheduleDescription]:
-        async def ids() -> list[str]:
-            return [d.id async for d in await self.client.list_schedules()]
-
-        out = []
-        for sid in self._run(ids()):
-            with contextlib.suppress(ScheduleNotFound, ValueError):  # deleted meanwhile; not made by Beluga
-                out.append(self.describe_schedule(sid))
-        return sorted(out, key=lambda d: d.id)
-
-    def describe_schedule(self, schedule_id: str) -> ScheduleDescription:
-        async def read(h: tc.ScheduleHandle) -> tuple[tc.ScheduleDescription, Mapping[str, Any]]:
-            d = await h.describe()
-            return d, await d.memo()
-
-        return described(*self._on_schedule(schedule_id, read))
-
-    def pause_schedule(self, schedule_id: str, note: str = "") -> ScheduleDescription:
-        self._on_schedule(schedule_id, lambda h: h.pause(note=note or "paused"))
-        return self.describe_schedule(schedule_id)
-
-    def unpause_schedule(self, schedule_id: str, note: str = "") -> ScheduleDescription:
-        self._on_schedule(schedule_id, lambda h: h.unpause(note=note or "unpaused"))
-        return self.describe_schedule(schedule_id)
-
-    def trigger_schedule(self, schedule_id: str) -> ScheduleDescription:
-        self._on_schedule(schedule_id, lambda h: h.trigger())
-        return self.describe_schedule(schedule_id)
-
-    def backfill_schedule(self, schedule_id: str, start: float, end: float) -> ScheduleDescription:
-        backfill = tc.ScheduleBackfill(at(start), at(end), overlap=overlap(Overlap.ALLOW_ALL))
-        self._on_schedule(schedule_id, lambda h: h.backfill(backfill))
-        return self.describe_schedule(schedule_id)
-
-    def delete_schedule(self, schedule_id: str) -> None:
-        self._on_schedule(schedule_id, lambda h: h.delete())
-
-    def _on_schedule(self, schedule_id: str, call: Callable[[tc.ScheduleHandle], Coroutine[Any, Any, T]]) -> T:
-        try:
-            return self._run(call(self.client.get_schedule_handle(schedule_id)))
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise ScheduleNotFound(f"no schedule with id {schedule_id!r}") from None
-            raise
+        if isinstance(workflow, str) and self._worker is None:  # as `execute`: by name, checked by a worker
+            return workflow_name(workflow)
+        return self.registry.workflow(workflow).name
 
     def _call(self, workflow_id: str, action: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         try:

@@ -10,17 +10,22 @@ schedule's memo (`beluga`) and `describe_schedule` shows it from there."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import client as tc
 
 from beluga import codec
 from beluga.core import schedules as sc
-from beluga.core.schedules import Fired, Overlap, Schedule
-from beluga.schedules import ScheduleDescription
+from beluga.core.errors import ScheduleAlreadyExists, ScheduleNotFound
+from beluga.core.names import check_name
+from beluga.core.schedules import Fired, Overlap, Schedule, SchedulePolicy, ScheduleSpec
+from beluga.schedules import ScheduleDescription, identity_of
 
+T = TypeVar("T")
 MEMO = "beluga"
 _OVERLAP = {Overlap.SKIP: tc.ScheduleOverlapPolicy.SKIP, Overlap.BUFFER_ONE: tc.ScheduleOverlapPolicy.BUFFER_ONE,
             Overlap.ALLOW_ALL: tc.ScheduleOverlapPolicy.ALLOW_ALL,
@@ -81,3 +86,75 @@ def described(d: tc.ScheduleDescription, memo: Mapping[str, Any]) -> ScheduleDes
                  created_at=info.created_at.timestamp(),
                  updated_at=(info.last_updated_at or info.created_at).timestamp())
     return ScheduleDescription(s, tuple(t.timestamp() for t in info.next_action_times[:5]))
+
+
+class TemporalSchedules:
+    """The temporal executor's `schedule_service()`: the calls of `ScheduleService`, on Temporal's schedules.
+    `run` runs a coroutine on the executor's event loop."""
+
+    def __init__(self, client: tc.Client, run: Callable[[Coroutine[Any, Any, Any]], Any], task_queue: str) -> None:
+        self.client, self._run, self.task_queue = client, run, task_queue
+
+    def create(self, schedule_id: str, workflow_type: str, input: Any, spec: ScheduleSpec, *,
+               policy: SchedulePolicy | None = None, queue: str | None = None, timeout: float | None = None,
+               paused: bool = False, note: str = "") -> ScheduleDescription:
+        from beluga.executors.base import WorkflowOptions
+        from beluga.temporal.executor import _memo
+
+        check_name(schedule_id, "schedule id")
+        s = sc.new_schedule(schedule_id, workflow_type, input, spec, time.time(), policy=policy, queue=queue,
+                            timeout=timeout, paused=paused, note=note)
+        runs_memo = _memo(WorkflowOptions(identity=identity_of(schedule_id)))
+        try:
+            self._run(self.client.create_schedule(schedule_id, temporal_schedule(s, self.task_queue, runs_memo),
+                                                  memo=memo_of(s)))
+        except tc.ScheduleAlreadyRunningError:
+            raise ScheduleAlreadyExists(f"schedule {schedule_id!r} already exists") from None
+        return self.describe(schedule_id)
+
+    def list(self) -> list[ScheduleDescription]:
+        async def ids() -> list[str]:
+            return [d.id async for d in await self.client.list_schedules()]
+
+        out = []
+        for sid in self._run(ids()):
+            with contextlib.suppress(ScheduleNotFound, ValueError):  # deleted meanwhile; not made by Beluga
+                out.append(self.describe(sid))
+        return sorted(out, key=lambda d: d.id)
+
+    def describe(self, schedule_id: str) -> ScheduleDescription:
+        async def read(h: tc.ScheduleHandle) -> tuple[tc.ScheduleDescription, Mapping[str, Any]]:
+            d = await h.describe()
+            return d, await d.memo()
+
+        return described(*self._on(schedule_id, read))
+
+    def pause(self, schedule_id: str, note: str = "") -> ScheduleDescription:
+        self._on(schedule_id, lambda h: h.pause(note=note or "paused"))
+        return self.describe(schedule_id)
+
+    def unpause(self, schedule_id: str, note: str = "") -> ScheduleDescription:
+        self._on(schedule_id, lambda h: h.unpause(note=note or "unpaused"))
+        return self.describe(schedule_id)
+
+    def trigger(self, schedule_id: str) -> ScheduleDescription:
+        self._on(schedule_id, lambda h: h.trigger())
+        return self.describe(schedule_id)
+
+    def backfill(self, schedule_id: str, start: float, end: float) -> ScheduleDescription:
+        backfill = tc.ScheduleBackfill(at(start), at(end), overlap=overlap(Overlap.ALLOW_ALL))
+        self._on(schedule_id, lambda h: h.backfill(backfill))
+        return self.describe(schedule_id)
+
+    def delete(self, schedule_id: str) -> None:
+        self._on(schedule_id, lambda h: h.delete())
+
+    def _on(self, schedule_id: str, call: Callable[[tc.ScheduleHandle], Coroutine[Any, Any, T]]) -> T:
+        from temporalio.service import RPCError, RPCStatusCode
+
+        try:
+            return self._run(call(self.client.get_schedule_handle(schedule_id)))
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise ScheduleNotFound(f"no schedule with id {schedule_id!r}") from None
+            raise

@@ -151,3 +151,16 @@ def test_two_executors_on_the_same_runs_fire_each_tick_once(executor_factory: Ba
     for wid in ids:
         assert workflow.WorkflowHandle(first, wid, "").result(timeout=60) == "once"
     first.delete_schedule(sid)
+
+
+def test_schedules_through_middleware(executor: workflow.DurableExecutor, new_id: Callable[[], str]) -> None:
+    """An executor wrapped by middleware (`with_tracing()`, ...) hands schedule calls to the one inside."""
+    from beluga.middleware import DelegatingExecutor
+
+    wrapped = DelegatingExecutor(executor)
+    sid = new_id()
+    made = wrapped.create_schedule(sid, "wf_echo", "x", ScheduleSpec("@daily"), paused=True)
+    assert made.schedule.paused and executor.describe_schedule(sid).schedule.workflow_type == "wf_echo"
+    wrapped.delete_schedule(sid)
+    with pytest.raises(ScheduleNotFound):
+        executor.describe_schedule(sid)
