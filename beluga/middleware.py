@@ -7,6 +7,7 @@ from typing import Any
 
 from beluga.core.records import Signal, WorkflowState
 from beluga.executors.base import DurableExecutor, WorkflowHandle, WorkflowOptions
+from beluga.executors.scheduling import ScheduleOperations
 from beluga.hooks import Hooks, compose_hooks
 from beluga.logs import get_logger
 
@@ -63,6 +64,12 @@ class DelegatingExecutor(DurableExecutor):
 
     def close(self) -> None:
         self.inner.close()
+
+    def schedule_service(self) -> ScheduleOperations:  # the schedule calls of the executor it wraps
+        return self.inner.schedule_service()
+
+    def schedule_workflow_type(self, workflow: Any, input: Any) -> str:
+        return self.inner.schedule_workflow_type(workflow, input)
 
     def __getattr__(self, name: str) -> Any:  # provider-specific extras (recover, store, ...)
         return getattr(self.inner, name)

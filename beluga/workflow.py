@@ -24,6 +24,8 @@ from beluga.core.errors import (
     QueryNotFound,
     RemoteError,
     ReplicationError,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SerializationError,
     ServiceUnavailable,
     UnreadableRun,
@@ -45,6 +47,7 @@ from beluga.core.records import (
     WorkflowStatus,
 )
 from beluga.core.retry import RetryPolicy, default_retry_policy
+from beluga.core.schedules import Interval, Overlap, ScheduleError, SchedulePolicy, ScheduleSpec
 from beluga.executors.aio import AsyncExecutor, AsyncWorkflowHandle
 from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks, compose_hooks
@@ -59,6 +62,7 @@ from beluga.providers import (
     register,
     register_store,
 )
+from beluga.schedules import ScheduleDescription
 from beluga.stores.base import WorkflowStore
 from beluga.tracing import with_tracing
 
@@ -78,4 +82,7 @@ __all__ = [
     "heartbeat", "human_activity", "list_providers", "list_stores", "llm_activity", "new", "new_async",
     "new_executor", "new_store", "register", "register_store", "registry", "tool_activity",
     "with_hooks", "with_tracing",
+    # durable schedules (docs/schedules.md)
+    "Interval", "Overlap", "ScheduleAlreadyExists", "ScheduleDescription", "ScheduleError", "ScheduleNotFound",
+    "SchedulePolicy", "ScheduleSpec",
 ]

@@ -29,6 +29,9 @@ API_NAMES = {
     "Hooks", "compose_hooks", "Middleware", "apply_middleware", "with_hooks", "with_tracing",
     # activity factories
     "llm_activity", "tool_activity", "human_activity",
+    # durable schedules
+    "ScheduleSpec", "SchedulePolicy", "Interval", "Overlap", "ScheduleDescription", "ScheduleError",
+    "ScheduleNotFound", "ScheduleAlreadyExists",
 }
 
 # What `workflow.__all__` holds today: the API names plus the extras the project chose to add.
@@ -69,7 +72,8 @@ def test_import_paths() -> None:
 
 ERRORS = ["WorkflowNotFound", "WorkflowAlreadyStarted", "WorkflowNotRunning", "WorkflowFailed",
           "WorkflowCancelled", "ActivityError", "NonDeterminismError", "QueryNotFound", "SerializationError",
-          "ApplicationError", "ConfigurationError", "ChildWorkflowError", "RemoteError"]
+          "ApplicationError", "ConfigurationError", "ChildWorkflowError", "RemoteError", "ScheduleError",
+          "ScheduleNotFound", "ScheduleAlreadyExists"]
 
 
 @pytest.mark.parametrize("name", ERRORS)

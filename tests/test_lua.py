@@ -15,14 +15,14 @@ import redis
 import beluga.lua as lua
 from beluga.celery import fleet_scripts
 from beluga.lua import Call, Scripts, arg, key, part, tail
-from beluga.stores import redis_scripts
+from beluga.stores import redis_schedules, redis_scripts
 from beluga.stores.redis_scripts import AppendCall
 
 _ENTRY = re.compile(r"^--   (\S.*)$")   # an entry of a header's KEYS or ARGV list; deeper lines continue it
 
 
 def _builders() -> list[type[Call]]:
-    modules = (redis_scripts, fleet_scripts)
+    modules = (redis_scripts, fleet_scripts, redis_schedules)
     return [c for m in modules for c in vars(m).values()
             if isinstance(c, type) and issubclass(c, Call) and c is not Call and c.__module__ == m.__name__]
 

@@ -43,6 +43,7 @@ from beluga.stores.redis_keys import shard_of
 
 if TYPE_CHECKING:
     from beluga.celery.process import FleetProcess
+    from beluga.schedules import ScheduleService
 
 log = get_logger("beluga.client")
 T = TypeVar("T")
@@ -96,7 +97,6 @@ class CeleryExecutor(StoreBackedExecutor):
         if options.id is not None:
             check_name(options.id, "workflow id")
         self._rt.check(options.input)
-        timeout = seconds(options.timeout)
         request_id = options.request_id or uuid.uuid4().hex
         workflow_id = options.id or str(uuid.uuid4())
         name, writing = "", False
@@ -105,14 +105,7 @@ class CeleryExecutor(StoreBackedExecutor):
             nonlocal name, writing
             name = name or self._workflow_type(workflow)  # a bare name is checked against Redis: retried too
             writing = True
-            now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
-            state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
-                                  headers=options.headers, identity=options.identity)
-            # listed, its start message queued and its timeout armed with it (the same timer each retry)
-            armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
-            if signal is None:
-                return self.fleet.start_run(state, request_id, armed), None
-            return self.fleet.signal_with_start(state, signal, request_id, armed)
+            return begin_run(self._rt, name, workflow_id, options, request_id, signal)
 
         run_id, got = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
         if got is not None:  # the signal went to the run already open
@@ -124,6 +117,16 @@ class CeleryExecutor(StoreBackedExecutor):
         else:
             self._wake(workflow_id, options.queue)
         return workflow_id, run_id, got
+
+    def schedule_service(self) -> ScheduleService:
+        """Schedules in the fleet's Redis, fired by the workers (beluga/celery/schedules.py)."""
+        from beluga.celery.schedules import service
+
+        return service(self._rt)
+
+    def schedule_workflow_type(self, workflow: Any, input: Any) -> str:
+        self._rt.check(input)
+        return self._workflow_type(workflow)
 
     def _retrying(self, what: str, call: Callable[[], T], request_id: str | None, *, writes: bool = True,
                   wrote: Callable[[], bool] = lambda: True) -> T:
@@ -341,6 +344,23 @@ class CeleryExecutor(StoreBackedExecutor):
         if self._waits is not None:
             self._waits.close()
             self._waits = None
+
+
+def begin_run(rt: Any, name: str, workflow_id: str, options: WorkflowOptions, request_id: str | None,
+              signal: dict[str, Any] | None = None) -> tuple[str, PushReply | None]:
+    """Store a new run of `name` in one atomic step: listed, its start message queued and its execution
+    timeout armed (the same timer on each retry of one request); with `signal` (signal-with-start), the
+    open run of the id is signalled instead if there is one. Returns the run id (the one this request made
+    before, on a retry) and how the signal went to an open run (None: a run was created). Waking it is
+    the caller's part."""
+    timeout = seconds(options.timeout)
+    now = rt.fleet.clock.now()  # the history Redis's clock, as every worker's
+    state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
+                          headers=options.headers, identity=options.identity)
+    armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
+    if signal is None:
+        return rt.fleet.start_run(state, request_id, armed), None
+    return rt.fleet.signal_with_start(state, signal, request_id, armed)
 
 
 def _unavailable(what: str, budget: float, exc: BaseException, writes: bool, sent: bool,

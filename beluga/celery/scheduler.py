@@ -19,6 +19,7 @@ from typing import Any
 
 from beluga.celery.fleet import Lost
 from beluga.celery.outages import Quiet
+from beluga.celery.schedules import fire_due_schedules
 from beluga.core.failure import no_heartbeat, not_started_in_time, worker_lost
 from beluga.logs import get_logger
 
@@ -36,6 +37,7 @@ def tick(rt: Any, now: float, reclaim: bool = True, safety_nets: bool = True) ->
     grace), so the loop runs them about once a second, not every round (see `safety_interval`)."""
     fleet = rt.fleet
     done, wake = fleet.drain_timers(now)
+    done += fire_due_schedules(rt, now)  # durable schedules: beluga/celery/schedules.py
     woken, more = 0, []
     if safety_nets:
         if reclaim:

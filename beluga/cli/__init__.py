@@ -18,7 +18,7 @@ __all__ = ["main", "CLIError"]
 
 _COMMANDS = {"list": "cmd_list", "show": "cmd_show", "start": "cmd_start", "signal": "cmd_signal",
              "query": "cmd_query", "update": "cmd_update", "cancel": "cmd_cancel", "terminate": "cmd_terminate",
-             "retry": "cmd_retry",             "export": "cmd_export", "console": "cmd_console"}
+             "retry": "cmd_retry", "export": "cmd_export", "console": "cmd_console", "schedule": "cmd_schedule"}
 
 
 def main(argv: Sequence[str] | None = None, *, settings: Any = None, prog: str | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None, *, settings: Any = None, prog: str |
         from beluga.cli.target import Target
 
         target = Target(store_url=args.store or os.environ.get("BELUGA_STORE"), executor=args.executor,
-                        imports=args.imports, settings=settings, may_create=args.command == "start")
+                        imports=args.imports, settings=settings, may_create=creates(args))
         return int(getattr(commands, _COMMANDS[args.command])(args, target))
     except KeyboardInterrupt:
         print("beluga: interrupted", file=sys.stderr)
@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None, *, settings: Any = None, prog: str |
                 target.close()
             except Exception:
                 pass
+
+
+def creates(args: Any) -> bool:
+    """Whether the command may make the store it names: `start` and `schedule create`."""
+    return bool(args.command == "start" or (args.command == "schedule" and args.action == "create"))
 
 
 class _OneLine(logging.Formatter):

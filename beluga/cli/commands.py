@@ -18,6 +18,7 @@ from beluga import history_json
 from beluga.cli import render
 from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
 from beluga.cli.runs import RunQuery, earlier_runs, list_page, open_run, operator, retry_run, waiting
+from beluga.cli.schedules import cmd_schedule  # noqa: F401 - `beluga schedule ...`, dispatched by name
 from beluga.cli.target import Target
 from beluga.core import driver as drv
 from beluga.core.definitions import registry
@@ -41,7 +42,7 @@ def parse_json(text: str | None, option: str) -> Any:
         raise CLIError(f"{option} is not valid JSON ({exc}): {text[:60]!r}", EXIT_USAGE) from None
 
 
-def parse_since(text: str | None) -> float | None:
+def parse_since(text: str | None, option: str = "--since") -> float | None:
     """`--since`: an ISO 8601 time (UTC unless it names an offset) or an age such as 90s, 15m, 1h, 2d, 1w."""
     if not text:
         return None
@@ -52,7 +53,7 @@ def parse_since(text: str | None) -> float | None:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise CLIError(f"--since {text!r}: give an ISO time (2024-05-01T10:00) or an age (30m, 2h, 7d)",
+        raise CLIError(f"{option} {text!r}: give an ISO time (2024-05-01T10:00) or an age (30m, 2h, 7d)",
                        EXIT_USAGE) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

@@ -141,6 +141,10 @@ def build(prog: str = "beluga") -> Parser:
     p.add_argument("--task-queue", help="task queue to poll (BELUGA_TEMPORAL_TASK_QUEUE, beluga)")
     p.add_argument("--activity-threads", type=int, default=16, help="activities run at once (16)")
 
+    from beluga.cli.schedules import add_parser as add_schedule_parser
+
+    add_schedule_parser(sub, command)
+
     p = command("replay", "replay exported histories against the current code (exit 1 on a mismatch)")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="history files, or directories of *.json")
     return parser

@@ -152,7 +152,8 @@ class Target:
                 from beluga.inprocess.executor import InProcessExecutor
 
                 # recover=False: this short-lived process drives only the runs it is told to act on
-                ex = InProcessExecutor(self.store, recover=False, workers=4)
+                # schedule_interval=None: schedules fire in the processes that run on this store, not here
+                ex = InProcessExecutor(self.store, recover=False, workers=4, schedule_interval=None)
                 ex._engine.on_idle = self._on_idle
                 self._executor = ex
         return self._executor

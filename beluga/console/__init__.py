@@ -38,6 +38,7 @@ from beluga import history_json
 from beluga.cli.errors import EXIT_USAGE, CLIError
 from beluga.cli.target import Target
 from beluga.console import pages
+from beluga.console.schedules import SchedulePages
 from beluga.logs import get_logger
 
 __all__ = ["Console", "create_app"]
@@ -117,7 +118,7 @@ class Request:
         return self._form
 
 
-class Console:
+class Console(SchedulePages):
     """The WSGI app. `target` is where the runs are (`beluga.cli.target.Target`)."""
 
     def __init__(self, target: Target, *, token: str | None = None, title: str = "Beluga") -> None:
@@ -146,7 +147,9 @@ class Console:
             ("GET", "/login"): self.login_form, ("POST", "/login"): self.login, ("POST", "/logout"): self.logout,
             ("POST", "/run/signal"): self.signal, ("POST", "/run/cancel"): self.cancel,
             ("POST", "/run/terminate"): self.terminate, ("POST", "/run/retry"): self.retry,
-            ("GET", "/healthz"): self.healthz}
+            ("GET", "/healthz"): self.healthz, ("GET", "/schedules"): self.schedules,
+            ("GET", "/schedule"): self.schedule, ("POST", "/schedule/pause"): self.schedule_pause,
+            ("POST", "/schedule/unpause"): self.schedule_unpause, ("POST", "/schedule/trigger"): self.schedule_trigger}
         method = "GET" if req.method == "HEAD" else req.method
         handler = routes.get((method, req.path))
         if handler is None:

@@ -25,6 +25,7 @@ body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-s
 header { background:#101828; color:#fff; padding:10px 24px; display:flex; align-items:center; gap:16px; }
 header a.brand { color:#fff; font-weight:700; font-size:16px; text-decoration:none; }
 header .where { color:#98a2b3; font-size:12px; }
+header nav a { color:#d0d5dd; margin-right:8px; font-size:13px; }
 header .auth { margin-left:auto; font-size:12px; color:#d0d5dd; display:flex; gap:10px; align-items:center; }
 header .auth a, header .auth button { color:#fff; }
 header .auth form { margin:0; }
@@ -125,6 +126,8 @@ class Page:
                 f'<meta name="viewport" content="width=device-width, initial-scale=1">'
                 f"<title>{esc(title)} · {esc(self.title)}</title><style>{CSS}</style></head><body>"
                 f'<header><a class="brand" href="{esc(self.url("/"))}">{esc(self.title)} console</a>'
+                f'<nav><a href="{esc(self.url("/"))}" id="nav-runs">runs</a> '
+                f'<a href="{esc(self.url("/schedules"))}" id="nav-schedules">schedules</a></nav>'
                 f'<span class="where">{esc(self.where)}</span><div class="auth">{auth}</div></header>'
                 f"<main>{body}</main></body></html>")
 

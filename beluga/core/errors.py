@@ -22,6 +22,14 @@ class WorkflowNotRunning(WorkflowError):
     """The run has closed, so it can no longer be signalled or cancelled."""
 
 
+class ScheduleNotFound(WorkflowError):
+    """No schedule has this id."""
+
+
+class ScheduleAlreadyExists(WorkflowError):
+    """A schedule with this id exists already; delete it first to replace it."""
+
+
 class ServiceUnavailable(WorkflowError):
     """Redis or the broker could not be reached within the client's retry time
     (`BELUGA_CLIENT_RETRY_SECONDS`). `may_have_taken_effect` says whether the call may still have

@@ -11,10 +11,12 @@ from beluga.core.errors import WorkflowCancelled, WorkflowFailed, WorkflowNotFou
 from beluga.core.failure import from_failure, raise_as_own
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import Duration, seconds
+from beluga.executors.scheduling import Scheduling
 from beluga.logs import get_logger
 
 if TYPE_CHECKING:
     from beluga.hooks import Hooks
+    from beluga.schedules import ScheduleService
     from beluga.stores.base import WorkflowStore
 
 
@@ -42,7 +44,7 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class DurableExecutor(ABC):
+class DurableExecutor(Scheduling, ABC):
     @abstractmethod
     def execute(self, workflow: Any, options: WorkflowOptions | None = None) -> WorkflowHandle:
         """Start a run of `workflow` (a function or its registered name)."""
@@ -120,6 +122,18 @@ class StoreBackedExecutor(DurableExecutor):
     """An executor whose runs are read straight from `self.store`, in any process."""
 
     store: WorkflowStore
+    _schedules: ScheduleService | None = None
+
+    def schedule_service(self) -> ScheduleService:
+        """Schedules kept in this executor's store, their runs started through `execute`."""
+        if self._schedules is None:
+            from beluga.schedules import ExecutorRuns, ScheduleService
+
+            self._schedules = ScheduleService(self.store.schedules(), ExecutorRuns(self), self.schedule_clock)
+        return self._schedules
+
+    def schedule_clock(self) -> float:
+        return time.time()
 
     def describe(self, workflow_id: str) -> WorkflowState:
         state = self.store.load(workflow_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from beluga.core.definitions import Registry
 from beluga.core.definitions import registry as default_registry
+from beluga.core.errors import ConfigurationError
 from beluga.core.names import check_name
 from beluga.core.pending import find_update
 from beluga.core.records import Signal, WorkflowState
@@ -31,6 +32,7 @@ from beluga.executors.base import (
 from beluga.hooks import Hooks
 from beluga.inprocess.engine import Engine
 from beluga.inprocess.records import Msg, Query, Recover, SignalWithStart, Update, input_msg
+from beluga.inprocess.schedules import ScheduleLoop
 from beluga.runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.stores.base import WorkflowStore
 
@@ -38,12 +40,14 @@ from beluga.stores.base import WorkflowStore
 class InProcessExecutor(StoreBackedExecutor):
     """Provider `"default"`. `workers` threads run activities; `cache_size` bounds the runs kept live in
     memory (the rest are replayed from the store when they wake). `metrics_port` (default: the setting
-    `BELUGA_METRICS_PORT`) serves Prometheus metrics from this process (`beluga.metrics`)."""
+    `BELUGA_METRICS_PORT`) serves Prometheus metrics from this process (`beluga.metrics`). Schedules kept in
+    the store fire from a thread of this executor every `schedule_interval` seconds (None: not here)."""
 
     def __init__(self, store: WorkflowStore | None = None, hooks: Hooks | None = None, *,
                  registry: Registry | None = None, workers: int = 8, cache_size: int = 2000,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, recover: bool = True,
-                 clock: Callable[[], float] = time.time, metrics_port: int | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics_port: int | None = None,
+                 schedule_interval: float | None = 0.5) -> None:
         if store is None:
             from beluga.stores.sqlite import SQLiteStore
 
@@ -66,6 +70,23 @@ class InProcessExecutor(StoreBackedExecutor):
             metrics.serve(metrics_port, store=store)
         if recover:
             self.recover()
+        self._schedule_loop = self._start_schedule_loop(schedule_interval)
+
+    def _start_schedule_loop(self, interval: float | None) -> ScheduleLoop | None:
+        if interval is None:
+            return None
+        try:
+            service = self.schedule_service()
+        except ConfigurationError:  # a store that keeps no schedules
+            return None
+        return ScheduleLoop(service, interval).start()
+
+    def schedule_workflow_type(self, workflow: Any, input: Any) -> str:
+        self._check(input)
+        return self.registry.workflow(workflow).name
+
+    def schedule_clock(self) -> float:
+        return self.clock()
 
     def set_hooks(self, hooks: Hooks) -> None:
         self.hooks = self._engine.hooks = hooks
@@ -175,6 +196,8 @@ class InProcessExecutor(StoreBackedExecutor):
             engine.wait_change(0.25 if remaining is None else min(0.25, remaining), workflow_id)
 
     def close(self) -> None:
+        if self._schedule_loop is not None:
+            self._schedule_loop.stop()
         self._engine.stop()
 
 

@@ -11,9 +11,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from beluga.core.errors import ConfigurationError
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState
 from beluga.stores._common import count_by_status, counting
+
+if TYPE_CHECKING:
+    from beluga.stores.schedule_store import ScheduleStore
 
 
 class WorkflowStore(ABC):
@@ -66,6 +71,11 @@ class WorkflowStore(ABC):
         query than this reading of every run."""
         f = counting(filter)
         return count_by_status(f, self.list(replace(f, limit=2**62)))
+
+    def schedules(self) -> ScheduleStore:
+        """The schedules kept beside the runs (beluga/stores/schedule_store.py); stores that keep none raise
+        ConfigurationError."""
+        raise ConfigurationError(f"{type(self).__name__} keeps no schedules: use the memory, SQLite or Redis store")
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release connections; the default holds none."""

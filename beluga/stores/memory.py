@@ -26,6 +26,7 @@ from beluga.stores._common import (
     summarize,
 )
 from beluga.stores.base import WorkflowStore
+from beluga.stores.schedule_store import MemorySchedules, ScheduleStore
 
 
 def _copy_event(ev: Event) -> Event:
@@ -41,6 +42,10 @@ class InMemoryStore(WorkflowStore):
         self._lock = threading.Lock()
         self._runs: dict[str, WorkflowState] = {}  # summaries, history=()
         self._events: dict[str, list[Event]] = {}
+        self._schedules = MemorySchedules()
+
+    def schedules(self) -> ScheduleStore:
+        return self._schedules
 
     def _own(self, state: WorkflowState) -> tuple[WorkflowState, list[Event]]:
         check_events(state.history, 0, state.workflow_id)

@@ -46,6 +46,7 @@ from beluga.stores.redis_scripts import (
     SummariesCall,
     was_created,
 )
+from beluga.stores.schedule_store import ScheduleStore
 
 # the summary blob, the fields appends keep apart from it, the mark of a history found not whole, and
 # what names the run should its summary not decode
@@ -245,6 +246,7 @@ class RedisStore(WorkflowStore):
         self.redis = client if client is not None else connect(url, socket_timeout, connect_timeout)
         self.cluster = is_cluster(self.redis)
         self.prefix = prefix
+        self._schedule_store: ScheduleStore | None = None
         self.names = KeyLayout(prefix)  # every key name (beluga/stores/redis_keys.py)
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
@@ -515,6 +517,14 @@ class RedisStore(WorkflowStore):
             self.redis.delete(name)
         log.info("listed %d runs of Beluga 0.1.0's global index in their shards' indexes", listed)
         return listed
+
+    def schedules(self) -> ScheduleStore:
+        """The schedules kept in this store (under its prefix)."""
+        if self._schedule_store is None:
+            from beluga.stores.redis_schedules import RedisSchedules
+
+            self._schedule_store = RedisSchedules(self)
+        return self._schedule_store
 
     def close(self) -> None:
         self.redis.close()

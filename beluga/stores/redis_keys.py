@@ -11,9 +11,10 @@ script may touch them all, also on a Redis Cluster:
     <t>:waiting, :timers              attempts waiting for a worker; the fleet's durable timers
     <t>:index:                        the shard's listing indexes (beluga/lua/lib/index.lua)
 
-and beside them `<p>:{fleet}:*` (records of the whole fleet, read or written on their own), the
-`<p>:closed:{<id>}` channel a run's close is announced on, and each activity limit's permits in a slot
-of their own, `<p>:{L<digest of the limit's key>}:<key>:tat, :holders, :waiters, :slots, :starts`
+and beside them `<p>:{fleet}:*` (records of the whole fleet, read or written on their own),
+`<p>:{schedules}:*` (the schedules: beluga/stores/redis_schedules.py), the `<p>:closed:{<id>}` channel a
+run's close is announced on, and each activity limit's permits in a slot of their own,
+`<p>:{L<digest of the limit's key>}:<key>:tat, :holders, :waiters, :slots, :starts`
 (beluga/lua/permit.lua, start_gate.lua)."""
 
 from __future__ import annotations
@@ -165,6 +166,20 @@ class KeyLayout:
         """The permits of the activity limit named `key` (any text: its hash tag is a digest of it)."""
         digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
         return LimitKeys(f"{self.prefix}:{{L{digest}}}:{key}")
+    def schedule(self, schedule_id: str) -> str:
+        """A schedule's record (hash: version, data). Every schedule key shares the tag `{schedules}`, so one
+        script writes a record and its places in the indexes below."""
+        return f"{self.prefix}:{{schedules}}:s:{schedule_id}"
+
+    @property
+    def schedules_due(self) -> str:
+        """Sorted set: schedule id -> when a worker should look at it next."""
+        return f"{self.prefix}:{{schedules}}:due"
+
+    @property
+    def schedules_all(self) -> str:
+        """Sorted set: every schedule id (score 0, read in id order)."""
+        return f"{self.prefix}:{{schedules}}:all"
 
     def closed_channel(self, workflow_id: str) -> str:
         return f"{self.prefix}:closed:{{{workflow_id}}}"

@@ -37,6 +37,7 @@ from beluga.stores._common import (
     summarize,
 )
 from beluga.stores.base import WorkflowStore
+from beluga.stores.schedule_store import ScheduleStore
 
 STORE_SCHEMA = 1  # the layout of the tables; record formats are versioned by the codec
 
@@ -77,6 +78,7 @@ class SQLiteStore(WorkflowStore):
         self._local = threading.local()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
+        self._schedule_store: ScheduleStore | None = None
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         try:
             self._init_schema()
@@ -119,6 +121,14 @@ class SQLiteStore(WorkflowStore):
         if found != STORE_SCHEMA:
             raise ConfigurationError(f"{self.path} has store schema {found}; this Beluga knows "
                                      f"{STORE_SCHEMA}. Use the Beluga release that wrote it, or migrate")
+
+    def schedules(self) -> ScheduleStore:
+        """The schedules kept in this store (its file)."""
+        if self._schedule_store is None:
+            from beluga.stores.schedule_store import SQLiteSchedules
+
+            self._schedule_store = SQLiteSchedules(self)
+        return self._schedule_store
 
     def close(self) -> None:
         with self._connections_lock:

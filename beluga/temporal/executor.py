@@ -64,6 +64,7 @@ from beluga.runs import DEFAULT_MAX_PAYLOAD, payload_checker
 from beluga.stores._loop import LoopThread
 from beluga.temporal.activities import set_hooks
 from beluga.temporal.failures import failure_of
+from beluga.temporal.schedules import TemporalSchedules
 from beluga.temporal.workflow import HISTORY_QUERY, PARENT_SEQ, STARTED_BY, build
 
 T = TypeVar("T")
@@ -498,6 +499,16 @@ class TemporalExecutor(DurableExecutor):
         except RPCError as exc:
             self._raise(workflow_id, exc)
         return dict(codec.decode(raw))
+
+    # --- schedules: Temporal's own (beluga/temporal/schedules.py) ----------------------------------
+    def schedule_service(self) -> TemporalSchedules:
+        return TemporalSchedules(self.client, self._run, self.task_queue)
+
+    def schedule_workflow_type(self, workflow: Any, input: Any) -> str:
+        self._check(input)
+        if isinstance(workflow, str) and self._worker is None:  # as `execute`: by name, checked by a worker
+            return workflow_name(workflow)
+        return self.registry.workflow(workflow).name
 
     def _call(self, workflow_id: str, action: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         try:

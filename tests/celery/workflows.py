@@ -220,3 +220,19 @@ def solo_step(arg: dict) -> int:
 @workflow.defn()
 def solo_steps(ctx: workflow.WorkflowContext, arg: dict) -> list[int]:
     return ctx.wait_all([ctx.start_activity(solo_step, {**arg, "i": i}) for i in range(arg["n"])])
+
+
+@workflow.activity()
+def note_scheduled_run(key: str) -> str:
+    """Records the run it ran in (workflow id -> run id, a set per workflow id), so a fault test can tell
+    a tick started twice (two run ids under one workflow id) from an attempt retried (the same run id)."""
+    info = workflow.activity_info()
+    _redis().sadd(f"test:scheduled:{key}:{info.workflow_id}", info.run_id)
+    _redis().sadd(f"test:scheduled:{key}", info.workflow_id)
+    return info.run_id
+
+
+@workflow.defn()
+def wf_scheduled(ctx: workflow.WorkflowContext, key: str) -> str:
+    """A schedule's run: notes itself (see note_scheduled_run) and ends."""
+    return ctx.execute_activity(note_scheduled_run, key)

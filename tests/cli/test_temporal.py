@@ -64,3 +64,25 @@ def test_a_temporal_server_that_does_not_answer_is_a_one_line_error() -> None:
     line = beluga("--executor", "temporal", "show", "x",
                   env=clean_env(BELUGA_TEMPORAL_TARGET="127.0.0.1:1")).one_error_line()
     assert "cannot reach Temporal at 127.0.0.1:1" in line, line
+
+
+def test_schedules_from_the_command_on_temporal(temporal: dict[str, str]) -> None:
+    """`beluga schedule ...` on Temporal's own schedules: create, show, pause, trigger, delete."""
+    def cli(*args: str) -> Any:
+        return beluga("--executor", "temporal", "schedule", *args, env=temporal, timeout=120)
+
+    sid = f"t-sched-{uuid.uuid4().hex[:8]}"
+    r = cli("create", sid, "cli_sleeper", "--input", "0", "--cron", "0 3 * * *", "--timezone", "Europe/Paris",
+            "--overlap", "buffer_one", "--paused", "--note", "made by the test")
+    assert r.code == 0, r.err
+    shown = cli("show", sid, "--json").json()
+    assert shown["spec"]["cron"] == ["0 3 * * *"] and shown["policy"]["overlap"] == "buffer_one"
+    assert shown["paused"] and shown["note"] == "made by the test" and len(shown["next_times"]) == 5
+    r = cli("trigger", sid)
+    assert r.code == 0, r.err
+    started = eventually(lambda: [f[3] for f in cli("show", sid, "--json").json()["recent"]], timeout=60)
+    assert started[0].startswith(f"{sid}-")
+    assert cli("unpause", sid, "--note", "go").code == 0
+    assert "active" in cli("list").out
+    assert cli("delete", sid).code == 0
+    assert "no schedule with id" in cli("show", sid).one_error_line()

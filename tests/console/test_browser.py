@@ -308,3 +308,36 @@ def test_search_a_run_by_its_id_and_page_through_the_runs(fleet, console: Consol
     assert int(browser.find_element(By.ID, "count-all").text) == 1
     for wid in ids:
         store.delete(wid)
+
+
+def test_a_schedule_and_its_ticks_paused_from_the_console(fleet, console: ConsoleProcess, browser: Any,
+                                                          tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from beluga.core.schedules import Interval, Overlap, SchedulePolicy, ScheduleSpec
+
+    ex = fleet.executor()
+    sid = f"console-sched-{uuid.uuid4().hex[:6]}"
+    first = int(time.time()) + 2
+    ex.create_schedule(sid, "wf_echo", "tick", ScheduleSpec(intervals=(Interval(1),), start_at=first, end_at=first + 2),
+                       policy=SchedulePolicy(Overlap.ALLOW_ALL), note="three ticks")
+    browser.get(console.base + "/")
+    browser.find_element(By.ID, "nav-schedules").click()
+    _until("the schedules page", lambda: browser.find_element(By.CSS_SELECTOR, f'tr[data-schedule-id="{sid}"]'))
+    browser.find_element(By.LINK_TEXT, sid).click()
+    _until("the three ticks", lambda: len([r for r in browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")
+                                           if "started" in r.text]) == 3, every=browser.refresh)
+    links = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#recent tbody a")]
+    assert sorted(links) == [f"{sid}-{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(first + k))}" for k in range(3)]
+    if not browser.find_elements(By.ID, "pause"):  # not logged in yet (tests run in any order)
+        browser.get(console.base + "/login?" + urllib.parse.urlencode({"next": f"/schedule?id={sid}"}))
+        _until("the login page", lambda: browser.find_element(By.ID, "token")).send_keys(TOKEN)
+        browser.find_element(By.ID, "login").click()
+        _until("the schedule's page again", lambda: browser.find_element(By.ID, "pause"))
+    browser.find_element(By.ID, "note-pause").send_keys("end of quarter")
+    browser.find_element(By.ID, "pause").click()
+    _until("the pause's confirmation", lambda: f"paused schedule {sid}" in browser.find_element(By.ID, "flash").text)
+    assert browser.find_element(By.ID, "schedule-state").text == "paused (end of quarter)"
+    assert ex.describe_schedule(sid).schedule.paused
+    _screenshot(browser, tmp_path, "schedule")
+    ex.delete_schedule(sid)
