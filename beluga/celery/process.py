@@ -17,7 +17,8 @@ from beluga.celery.report import AttemptReport
 from beluga.celery.sender import Sender
 from beluga.core.definitions import registry
 from beluga.core.failure import to_failure
-from beluga.core.steps import ChildClosed, StartChild
+from beluga.core.retry import seconds
+from beluga.core.steps import ChildClosed, StartChild, TimedOut
 from beluga.logs import get_logger
 from beluga.runs import new_run_state, payload_checker
 from beluga.settings import Settings
@@ -25,6 +26,8 @@ from beluga.stores.redis import RedisStore, connect, on_primary
 
 if TYPE_CHECKING:
     from beluga.celery.eager import EagerSlot
+    from beluga.celery.fleet_scripts import PushReply
+    from beluga.executors.base import WorkflowOptions
 
 log = get_logger("beluga.tasks")
 
@@ -130,3 +133,19 @@ class FleetProcess:
         # found by the sweeper should the wake be lost
         self.fleet.push(state.workflow_id, messages.encode(messages.Start()))
         self.sender.wake(state.workflow_id, queue)
+
+    def begin_run(self, name: str, workflow_id: str, options: WorkflowOptions, request_id: str | None,
+                  signal: dict[str, Any] | None = None) -> tuple[str, PushReply | None]:
+        """Store a new run of `name` in one atomic step: listed, its start message queued and its execution
+        timeout armed (the same timer on each retry of one request); with `signal` (signal-with-start), the
+        open run of the id is signalled instead if there is one. Returns the run id (the one this request made
+        before, on a retry) and how the signal went to an open run (None: a run was created). Waking it is
+        the caller's part."""
+        timeout = seconds(options.timeout)
+        now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
+        state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
+                              headers=options.headers, identity=options.identity)
+        armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
+        if signal is None:
+            return self.fleet.start_run(state, request_id, armed), None
+        return self.fleet.signal_with_start(state, signal, request_id, armed)

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from beluga.celery import messages
-from beluga.celery.client import begin_run
 from beluga.celery.fleet_scripts import PushReply
 from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.core.schedules import Action, Schedule
@@ -34,7 +33,7 @@ class FleetRuns:
     def start(self, s: Schedule, action: Action) -> None:
         options = WorkflowOptions(id=action.workflow_id, input=s.input, queue=s.queue, timeout=s.timeout,
                                   identity=identity_of(s.id))
-        begin_run(self.rt, s.workflow_type, action.workflow_id, options, f"schedule:{action.workflow_id}")
+        self.rt.begin_run(s.workflow_type, action.workflow_id, options, f"schedule:{action.workflow_id}")
         self.rt.sender.wake(action.workflow_id, s.queue)  # never raises: the sweep wakes it otherwise
 
     def stop(self, s: Schedule, action: Action) -> None:

@@ -65,7 +65,7 @@ from beluga.stores._loop import LoopThread
 from beluga.temporal.activities import set_hooks
 from beluga.temporal.failures import failure_of
 from beluga.temporal.schedules import TemporalSchedules
-from beluga.temporal.workflow import HISTORY_QUERY, PARENT_SEQ, STARTED_BY, build
+from beluga.temporal.workflow import HISTORY_QUERY, PARENT_SEQ, build, run_memo
 
 T = TypeVar("T")
 _STATUS = {
@@ -151,14 +151,6 @@ def _signal_body(signal: Signal, identity: str | None) -> dict[str, Any]:
     if identity is not None:  # for the Beluga history; Temporal's own records it as the request's identity
         body["identity"] = identity
     return body
-
-
-def _memo(options: WorkflowOptions) -> dict[str, Any] | None:
-    """A run's memo: its trace headers, and who started it (read by the worker into `workflow_started`)."""
-    memo: dict[str, Any] = dict(options.headers or {})
-    if options.identity is not None:
-        memo[STARTED_BY] = options.identity
-    return memo or None
 
 
 def _read(path: str | None) -> bytes | None:
@@ -252,7 +244,7 @@ class TemporalExecutor(DurableExecutor):
             handle = self._run(self.client.start_workflow(
                 name, codec.encode(options.input), id=wid, task_queue=options.queue or self.task_queue,
                 execution_timeout=timedelta(seconds=timeout) if timeout else None,
-                memo=_memo(options), **extra))
+                memo=run_memo(options), **extra))
         except exceptions.WorkflowAlreadyStartedError:
             raise WorkflowAlreadyStarted(f"workflow {wid} is already running") from None
         if signal is None:

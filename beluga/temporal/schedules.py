@@ -99,12 +99,12 @@ class TemporalSchedules:
                policy: SchedulePolicy | None = None, queue: str | None = None, timeout: float | None = None,
                paused: bool = False, note: str = "") -> ScheduleDescription:
         from beluga.executors.base import WorkflowOptions
-        from beluga.temporal.executor import _memo
+        from beluga.temporal.workflow import run_memo
 
         check_name(schedule_id, "schedule id")
         s = sc.new_schedule(schedule_id, workflow_type, input, spec, time.time(), policy=policy, queue=queue,
                             timeout=timeout, paused=paused, note=note)
-        runs_memo = _memo(WorkflowOptions(identity=identity_of(schedule_id)))
+        runs_memo = run_memo(WorkflowOptions(identity=identity_of(schedule_id)))
         try:
             self._run(self.client.create_schedule(schedule_id, temporal_schedule(s, self.task_queue, runs_memo),
                                                   memo=memo_of(s)))

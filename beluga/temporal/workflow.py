@@ -75,6 +75,15 @@ _PARENT_CLOSE = {ParentClosePolicy.TERMINATE.value: workflow.ParentClosePolicy.T
                  ParentClosePolicy.ABANDON.value: workflow.ParentClosePolicy.ABANDON}
 
 
+def run_memo(options: Any) -> dict[str, Any] | None:
+    """A run's memo (`options`: its WorkflowOptions): its trace headers, and who started it (read by the
+    worker into `workflow_started`)."""
+    memo: dict[str, Any] = dict(options.headers or {})
+    if options.identity is not None:
+        memo[STARTED_BY] = options.identity
+    return memo or None
+
+
 class _Context(WorkflowContext):
     def side_effect(self, fn: Callable[[], Any]) -> Any:
         """Run once, as a Temporal local activity: replays read its recorded marker instead."""
