@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery, Task, signals
 
 from beluga.celery import roster
+from beluga.celery.async_attempts import AsyncAttempts
 from beluga.celery.attempts import DUE, attempt_kwargsrepr, eta_on_local_clock
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.foreign import refuse_foreign
@@ -46,6 +47,7 @@ class FleetWorker(FleetProcess):
         self.holds = Holds(self.fleet)
         self.task_events = TaskEventOutbox()  # the Celery task events of the attempts it runs eagerly
         self.eager_holds = EagerHolds(self.fleet, self.task_events)
+        self.async_attempts = AsyncAttempts(self)  # its `async def` attempts, on an event loop per process
         self._local = threading.local()  # the eager slot of the activity task running in this thread
         self.scheduler = Scheduler(self, app)  # started in the worker's main process once it is ready
         for signal, receiver in ((signals.celeryd_after_setup, self._on_setup), (signals.worker_ready, self._on_ready),
