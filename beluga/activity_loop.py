@@ -13,6 +13,7 @@ process starts a loop of its own, with all its room free."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Callable, Hashable
@@ -65,9 +66,10 @@ class ActivityLoop:
     def start(self, key: Hashable, info: ActivityInfo, call: Callable[[], Any], done: Done,
               timeout: float | None = None, timed_out: Callable[[], BaseException] | None = None) -> None:
         """Run `call()` (which returns the activity's coroutine) as attempt `key`, in room the caller took
-        with `acquire`. `timeout`: seconds from now after which it is cancelled with `timed_out()`."""
+        with `acquire`, in a copy of the caller's context (its current span, its log fields). `timeout`:
+        seconds from now after which it is cancelled with `timed_out()`."""
         loop = self._own_process()
-        loop.call_soon_threadsafe(self._begin, key, info, call, done, timeout, timed_out)
+        loop.call_soon_threadsafe(self._begin, contextvars.copy_context(), key, info, call, done, timeout, timed_out)
 
     def cancel(self, key: Hashable, reason: BaseException) -> None:
         """Cancel attempt `key` if it is still running: it ends failed with `reason` (from any thread)."""
@@ -86,11 +88,11 @@ class ActivityLoop:
                 self._loop, self._pid = loop, os.getpid()
             return self._loop
 
-    def _begin(self, key: Hashable, info: ActivityInfo, call: Callable[[], Any], done: Done,
-               timeout: float | None, timed_out: Callable[[], BaseException] | None) -> None:
+    def _begin(self, context: contextvars.Context, key: Hashable, info: ActivityInfo, call: Callable[[], Any],
+               done: Done, timeout: float | None, timed_out: Callable[[], BaseException] | None) -> None:
         loop = self._loop
         assert loop is not None
-        self._tasks[key] = loop.create_task(self._run(key, info, call, done))
+        self._tasks[key] = context.run(loop.create_task, self._run(key, info, call, done))  # the task copies it
         self.peak = max(self.peak, len(self._tasks))
         if timeout is not None:
             reason = timed_out or (lambda: TimeoutError(f"timed out after {timeout:g}s"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -30,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from beluga.activity import ActivityInfo
 from beluga.activity_loop import ActivityLoop, AttemptCancelled
-from beluga.celery import outcome
+from beluga.celery import observe, outcome
 from beluga.celery.attempts import heartbeat_recorder, report_attempt, reporting
 from beluga.celery.outages import Quiet
 from beluga.core.definitions import effective_option
 from beluga.core.failure import attempt_timed_out
 from beluga.logs import get_logger
+
+Handed = tuple[Any, float, "str | None"]  # an attempt's span, start and queue (see `observe.hand_off`)
 
 if TYPE_CHECKING:
     from beluga.celery.eager import EagerSlot
@@ -63,6 +66,15 @@ class AsyncAttempts:
         self.running: dict[tuple[str, int, int], str] = {}   # attempt -> its run id
         self._stale: set[tuple[str, int, int]] = set()       # cancelled because they no longer count
 
+    def drain(self) -> None:
+        """A warm shutdown: wait until the attempts in flight in this process have ended and been reported,
+        as Celery lets running tasks finish (their tasks ended when they were handed to the loop)."""
+        if self._pid != os.getpid() or not self.running:
+            return
+        log.info("warm shutdown: waiting for %d async activity attempts in flight to end", len(self.running))
+        while self.running:
+            time.sleep(0.05)
+
     def wait_for_room(self) -> None:
         """Wait until the loop takes one more attempt (the caller then `start`s it or `release`s)."""
         self.loop.acquire()
@@ -72,9 +84,10 @@ class AsyncAttempts:
 
     def start(self, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
               options: dict[str, Any], details: Any, heartbeat_timeout: float | None, *, celery_retries: bool,
-              events: EagerTaskEvents | None = None) -> None:
+              events: EagerTaskEvents | None = None, observed: Handed | None = None) -> None:
         """Run a claimed (or eagerly dispatched) attempt on the loop, in room taken by `wait_for_room`.
-        `events`: an eager attempt's task events, told how it ended."""
+        `events`: an eager attempt's task events, told how it ended; `observed`: its span and metrics
+        (`observe.hand_off`), closed as it ends."""
         self._own_process()
         key = (workflow_id, seq, attempt)
         self.running[key] = run_id
@@ -85,7 +98,7 @@ class AsyncAttempts:
         timeout = effective_option(options, defn, "timeout")
         self.loop.start(key, info, partial(defn.call, input),
                         partial(self._ended, defn, run_id, input, options, heartbeat_timeout, celery_retries,
-                                events, key),
+                                events, observed, key),
                         timeout, lambda: TimeoutError(attempt_timed_out(defn.name, attempt, timeout)["message"]))
 
     # --- on the loop's thread: nothing here waits ---------------------------------------------------------
@@ -99,12 +112,12 @@ class AsyncAttempts:
             self._beats.submit(self._record_beat, key, heartbeat_timeout)
 
     def _ended(self, defn: Any, run_id: str, input: Any, options: dict[str, Any], heartbeat_timeout: float | None,
-               celery_retries: bool, events: EagerTaskEvents | None, key: tuple[str, int, int], ok: bool,
-               value: Any) -> None:
+               celery_retries: bool, events: EagerTaskEvents | None, observed: Handed | None,
+               key: tuple[str, int, int], ok: bool, value: Any) -> None:
         # one run's reports always on one thread, which keeps the run live between them (see Coordinator.cache)
         reporter = self._reporters[zlib.crc32(key[0].encode()) % len(self._reporters)]
-        reporter.submit(self._report, defn, run_id, input, options, heartbeat_timeout, celery_retries, events, key,
-                        ok, value)
+        reporter.submit(self._report, defn, run_id, input, options, heartbeat_timeout, celery_retries, events,
+                        observed, key, ok, value)
 
     # --- on the heartbeat and reporting threads --------------------------------------------------------
     def _record_beat(self, key: tuple[str, int, int], heartbeat_timeout: float | None) -> None:
@@ -114,8 +127,8 @@ class AsyncAttempts:
             heartbeat_recorder(self.rt, key[0], key[1], key[2], heartbeat_timeout)(details)
 
     def _report(self, defn: Any, run_id: str, input: Any, options: dict[str, Any], heartbeat_timeout: float | None,
-                celery_retries: bool, events: EagerTaskEvents | None, key: tuple[str, int, int], ok: bool,
-                value: Any) -> None:
+                celery_retries: bool, events: EagerTaskEvents | None, observed: Handed | None,
+                key: tuple[str, int, int], ok: bool, value: Any) -> None:
         from beluga.celery.eager import EagerSlot, observe_eager_end, run_eager_slot
 
         workflow_id, seq, attempt = key
@@ -140,6 +153,9 @@ class AsyncAttempts:
             rt.eager_holds.discard(key)
             self.running.pop(key, None)
             self._stale.discard(key)
+            message = reported[0] if reported is not None else {}
+            state = "SUCCESS" if message.get("ok") else "RETRY" if reported and reported[2] is not None else "FAILURE"
+            observe.handed_ended(observed, defn.name, state, None if ok else value)
             if events is not None:
                 observe_eager_end(events, defn.name, reported)
             else:

@@ -70,13 +70,16 @@ def run_eagerly(rt: FleetWorker, workflow_id: str, run_id: str, seq: int, attemp
     events = EagerTaskEvents(rt.task_events, rt.app, name, activity_task_id(run_id, seq),
                              attempt_repr(workflow_id, run_id, seq, attempt), attempt_kwargsrepr(workflow_id))
     events.received_and_started()
-    if defn.is_async:  # on the process's event loop, with the others in flight; reported from there
-        rt.async_attempts.wait_for_room()
-        rt.async_attempts.start(defn, workflow_id, run_id, seq, attempt, input, options, None, None,
-                                celery_retries=False, events=events)
-        return
     now = rt.fleet.clock.now()
     observe.attempt_began(events.task_id, workflow_id, run_id, seq, attempt, name, options, now, now)
+    if defn.is_async:  # on the process's event loop, with the others in flight; reported from there
+        try:
+            rt.async_attempts.wait_for_room()
+            rt.async_attempts.start(defn, workflow_id, run_id, seq, attempt, input, options, None, None,
+                                    celery_retries=False, events=events, observed=observe.hand_off(events.task_id))
+        finally:
+            observe.attempt_ended(events.task_id, name, "")
+        return
     reported = None
     try:
         # its retry waits in a durable timer, not in a Celery countdown message: that message would reach

@@ -16,7 +16,7 @@ from beluga.celery.attempts import DUE, attempt_kwargsrepr, attempt_repr, report
 from beluga.celery.coordinator import RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.messages import VALIDATE_UPDATE
-from beluga.celery.observe import SENT_HEADER
+from beluga.celery.observe import SENT_HEADER, hand_off
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.queues import activity_queue
 from beluga.celery.worker import FleetTask
@@ -115,7 +115,7 @@ def bind(app: Celery) -> None:
             return
         if defn.is_async:  # the loop runs it with the others in flight and reports it; this task ends here
             rt.async_attempts.start(defn, workflow_id, run_id, seq, attempt, input, options, details,
-                                    heartbeat_timeout, celery_retries=False)
+                                    heartbeat_timeout, celery_retries=False, observed=hand_off(self.request.id))
             return None
         # An eager slot: the attempts this task's reports lead to may run right here (see EagerSlot)
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None

@@ -52,6 +52,7 @@ class FleetWorker(FleetProcess):
         self.scheduler = Scheduler(self, app)  # started in the worker's main process once it is ready
         for signal, receiver in ((signals.celeryd_after_setup, self._on_setup), (signals.worker_ready, self._on_ready),
                                  (signals.worker_shutdown, self._on_shutdown),
+                                 (signals.worker_process_shutdown, self._on_process_shutdown),
                                  (signals.task_received, self._on_task_received)):
             signal.connect(receiver, weak=False)
 
@@ -153,9 +154,14 @@ class FleetWorker(FleetProcess):
             log.warning("could not look for runs listed by Beluga 0.1.0 (the next start will): %s", exc)
         self.scheduler.start()
 
+    def _on_process_shutdown(self, **_: Any) -> None:
+        """A pool process stops (a warm shutdown): its async attempts in flight end first."""
+        self.async_attempts.drain()
+
     def _on_shutdown(self, sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not self.app:
             return
+        self.async_attempts.drain()  # the solo and threads pools run them in this process
         self.scheduler.stop()
         self.withdraw()
 

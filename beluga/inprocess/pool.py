@@ -102,7 +102,8 @@ class ActivityPool:
                 self._ended(item, began, span, False, exc)
                 continue
             self.loop.start((item[1], item[2], item[3]), self._info(item), partial(defn.call, item[5]),
-                            partial(self._ended, item, began, span))
+                            partial(self._ended, item, began, span, current=False))
+            propagation.detach(span)  # current in the coroutine, which copied this thread's context
 
     def _info(self, item: tuple[Any, ...]) -> ActivityInfo:
         workflow_id, run_id, seq, attempt, name, _, details, *_ = item
@@ -115,9 +116,11 @@ class ActivityPool:
         metrics.activity_started(name, queue, queued_at, time.time())
         return time.perf_counter(), propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
 
-    def _ended(self, item: tuple[Any, ...], began: float, span: Any, ok: bool, value: Any) -> None:
+    def _ended(self, item: tuple[Any, ...], began: float, span: Any, ok: bool, value: Any, current: bool = True
+               ) -> None:
         """An attempt ended (`value`: its result, or its exception): its outcome goes to the coordinator
-        (on an async attempt's loop thread too: posting never blocks)."""
+        (on an async attempt's loop thread too: posting never blocks). `current`: its span is current in
+        this thread (not an async attempt's)."""
         workflow_id, run_id, seq, attempt, name, *_, queue = item
         error: BaseException | None = None
         if ok:
@@ -128,7 +131,7 @@ class ActivityPool:
         else:
             error = value
         payload = value if ok else to_failure(error)  # NEVER_RETRIED errors marked non-retryable
-        propagation.end(span, error)
+        propagation.end(span, error, current=current)
         metrics.activity_finished(name, queue, "ok" if ok else "failed", time.perf_counter() - began,
                                   "" if ok else metrics.failure_type(payload))
         metrics.slot_freed()
