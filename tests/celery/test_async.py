@@ -92,3 +92,30 @@ def test_a_worker_killed_with_many_async_attempts_in_flight(private_fleet) -> No
         (failed,) = [e for e in history if e.type == E.ACTIVITY_FAILED]
         assert failed.attrs["error"]["type"] == "WorkerLost"
     assert collections.Counter(a for _, a, _, _ in _starts(r, key)) == {1: n, 2: n}
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+def test_a_warm_shutdown_waits_for_the_async_attempts_in_flight(private_fleet, pool: str) -> None:
+    """SIGTERM to the worker: its tasks ended when they handed their attempts to the loop, yet the process
+    running them (a prefork pool process, or the worker itself) waits for them to end and be reported
+    before it exits, as Celery waits for running tasks: every run completes on its first attempt, none is
+    left to be reclaimed."""
+    import os
+    import signal
+
+    fleet = private_fleet
+    worker = fleet.start_worker(f"stopping-{pool}", concurrency=1, pool=pool).wait_ready()
+    ex = fleet.executor()
+    key, n = f"warm-{uuid.uuid4().hex[:6]}", 5
+    handles = _run_all(ex, key, n, wait=60.0)
+    r = redis.Redis.from_url(fleet.url)
+    eventually(lambda: len(_starts(r, key)) == n, timeout=60, what="all 5 attempts in flight")
+    os.kill(worker.proc.pid, signal.SIGTERM)
+    eventually(lambda: "waiting for 5 async activity attempts in flight to end" in worker.log(), timeout=30,
+               what="the pool process waiting for its attempts")
+    r.set(f"test:async:{key}:release", 1)
+    worker.proc.wait(30)
+    for h in handles:
+        state = ex.describe(h.id)
+        assert state.status is workflow.WorkflowStatus.COMPLETED, state
+        assert not [e for e in state.history if e.type == E.ACTIVITY_FAILED]
