@@ -60,7 +60,7 @@ class ActivityLoop:
 
     def in_flight(self) -> list[Hashable]:
         """The keys of the attempts running now (a snapshot)."""
-        return list(self._tasks) if self._pid == os.getpid() else []
+        return list(self._tasks.copy()) if self._pid == os.getpid() else []
 
     # --- attempts ---------------------------------------------------------------------------------------
     def start(self, key: Hashable, info: ActivityInfo, call: Callable[[], Any], done: Done,

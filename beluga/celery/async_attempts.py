@@ -167,7 +167,7 @@ class AsyncAttempts:
         """Cancel the coroutines of attempts that no longer count (see the module)."""
         while os.getpid() == pid:
             threading.Event().wait(WATCH_SECONDS)
-            attempts = [(wid, run_id, seq, attempt) for (wid, seq, attempt), run_id in list(self.running.items())]
+            attempts = [(wid, run_id, seq, attempt) for (wid, seq, attempt), run_id in self.running.copy().items()]
             if not attempts:
                 continue
             try:

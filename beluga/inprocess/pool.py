@@ -77,7 +77,7 @@ class ActivityPool:
             item = self._work.get()
             if item is None:
                 return
-            began, span = self._began(item)
+            began, span = self._began(item, threaded=True)
             ok, payload, error = True, None, None
             try:
                 defn = self.registry.activity(item[4])
@@ -93,16 +93,17 @@ class ActivityPool:
             if item is None:
                 return
             self.loop.acquire()
-            began, span = self._began(item)
+            began, span = self._began(item, threaded=False)
             try:
                 defn = self.registry.activity(item[4])
                 self._hooks().emit("on_activity_start", item[0], item[5])
             except BaseException as exc:
                 self.loop.release()
-                self._ended(item, began, span, False, exc)
+                propagation.detach(span)
+                self._ended(item, began, span, False, exc, threaded=False)
                 continue
             self.loop.start((item[1], item[2], item[3]), self._info(item), partial(defn.call, item[5]),
-                            partial(self._ended, item, began, span, current=False))
+                            partial(self._ended, item, began, span, threaded=False))
             propagation.detach(span)  # current in the coroutine, which copied this thread's context
 
     def _info(self, item: tuple[Any, ...]) -> ActivityInfo:
@@ -110,17 +111,19 @@ class ActivityPool:
         return ActivityInfo(workflow_id, run_id, name, seq, attempt, details,
                             _beat=partial(self._beat, (run_id, seq, attempt)))
 
-    def _began(self, item: tuple[Any, ...]) -> tuple[float, Any]:
+    def _began(self, item: tuple[Any, ...], threaded: bool) -> tuple[float, Any]:
+        """`threaded`: one of the pool's threads runs it (it takes a slot), not the loop."""
         workflow_id, run_id, seq, attempt, name, _, _, headers, queued_at, queue = item
-        metrics.slot_taken()
+        if threaded:
+            metrics.slot_taken()
         metrics.activity_started(name, queue, queued_at, time.time())
         return time.perf_counter(), propagation.start_activity(workflow_id, run_id, name, seq, attempt, headers)
 
-    def _ended(self, item: tuple[Any, ...], began: float, span: Any, ok: bool, value: Any, current: bool = True
+    def _ended(self, item: tuple[Any, ...], began: float, span: Any, ok: bool, value: Any, threaded: bool = True
                ) -> None:
         """An attempt ended (`value`: its result, or its exception): its outcome goes to the coordinator
-        (on an async attempt's loop thread too: posting never blocks). `current`: its span is current in
-        this thread (not an async attempt's)."""
+        (on an async attempt's loop thread too: posting never blocks). `threaded`: as for `_began` (its
+        span is current in this thread; an async attempt's was current in its coroutine)."""
         workflow_id, run_id, seq, attempt, name, *_, queue = item
         error: BaseException | None = None
         if ok:
@@ -131,10 +134,11 @@ class ActivityPool:
         else:
             error = value
         payload = value if ok else to_failure(error)  # NEVER_RETRIED errors marked non-retryable
-        propagation.end(span, error, current=current)
+        propagation.end(span, error, current=threaded)
         metrics.activity_finished(name, queue, "ok" if ok else "failed", time.perf_counter() - began,
                                   "" if ok else metrics.failure_type(payload))
-        metrics.slot_freed()
+        if threaded:
+            metrics.slot_freed()
         self._post(Msg(workflow_id, run_id, AttemptFinished(seq, attempt, ok, payload)))
         with self._count_lock:  # after the post, so that idle() implies the outcome is queued
             self._outstanding -= 1
