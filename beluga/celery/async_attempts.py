@@ -84,22 +84,29 @@ class AsyncAttempts:
 
     def start(self, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
               options: dict[str, Any], details: Any, heartbeat_timeout: float | None, *, celery_retries: bool,
-              events: EagerTaskEvents | None = None, observed: Handed | None = None) -> None:
-        """Run a claimed (or eagerly dispatched) attempt on the loop, in room taken by `wait_for_room`.
-        `events`: an eager attempt's task events, told how it ended; `observed`: its span and metrics
-        (`observe.hand_off`), closed as it ends."""
-        self._own_process()
+              events: EagerTaskEvents | None = None, observed: Handed | None = None, eager_used: int = 0) -> None:
+        """Run a claimed (or eagerly dispatched) attempt on the loop, in room taken by `wait_for_room`
+        (given back should it fail to start). `events`: an eager attempt's task events, told how it ended;
+        `observed`: its span and metrics (`observe.hand_off`), closed as it ends; `eager_used`: the eager
+        attempts of its run in a row before it (see `EagerSlot`), which its report's slot goes on from."""
         key = (workflow_id, seq, attempt)
-        self.running[key] = run_id
-        if not heartbeat_timeout:  # no message holds it any more: renewed here (heartbeats renew the rest)
-            self.rt.eager_holds.add(key)
-        info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details,
-                            _beat=partial(self._beat, key, heartbeat_timeout))
-        timeout = effective_option(options, defn, "timeout")
-        self.loop.start(key, info, partial(defn.call, input),
-                        partial(self._ended, defn, run_id, input, options, heartbeat_timeout, celery_retries,
-                                events, observed, key),
-                        timeout, lambda: TimeoutError(attempt_timed_out(defn.name, attempt, timeout)["message"]))
+        try:
+            self._own_process()
+            self.running[key] = run_id
+            if not heartbeat_timeout:  # no message holds it any more: renewed here (heartbeats renew the rest)
+                self.rt.eager_holds.add(key)
+            info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details,
+                                _beat=partial(self._beat, key, heartbeat_timeout))
+            timeout = effective_option(options, defn, "timeout")
+            self.loop.start(key, info, partial(defn.call, input),
+                            partial(self._ended, defn, run_id, input, options, heartbeat_timeout, celery_retries,
+                                    events, observed, eager_used, key),
+                            timeout, lambda: TimeoutError(attempt_timed_out(defn.name, attempt, timeout)["message"]))
+        except BaseException:  # not started: its deadline lapses and the scheduler dispatches it again
+            self.running.pop(key, None)
+            self.rt.eager_holds.discard(key)
+            self.loop.release()
+            raise
 
     # --- on the loop's thread: nothing here waits ---------------------------------------------------------
     def _beat(self, key: tuple[str, int, int], heartbeat_timeout: float | None, details: Any) -> None:
@@ -112,12 +119,12 @@ class AsyncAttempts:
             self._beats.submit(self._record_beat, key, heartbeat_timeout)
 
     def _ended(self, defn: Any, run_id: str, input: Any, options: dict[str, Any], heartbeat_timeout: float | None,
-               celery_retries: bool, events: EagerTaskEvents | None, observed: Handed | None,
+               celery_retries: bool, events: EagerTaskEvents | None, observed: Handed | None, eager_used: int,
                key: tuple[str, int, int], ok: bool, value: Any) -> None:
         # one run's reports always on one thread, which keeps the run live between them (see Coordinator.cache)
         reporter = self._reporters[zlib.crc32(key[0].encode()) % len(self._reporters)]
         reporter.submit(self._report, defn, run_id, input, options, heartbeat_timeout, celery_retries, events,
-                        observed, key, ok, value)
+                        observed, eager_used, key, ok, value)
 
     # --- on the heartbeat and reporting threads --------------------------------------------------------
     def _record_beat(self, key: tuple[str, int, int], heartbeat_timeout: float | None) -> None:
@@ -127,7 +134,7 @@ class AsyncAttempts:
             heartbeat_recorder(self.rt, key[0], key[1], key[2], heartbeat_timeout)(details)
 
     def _report(self, defn: Any, run_id: str, input: Any, options: dict[str, Any], heartbeat_timeout: float | None,
-                celery_retries: bool, events: EagerTaskEvents | None, observed: Handed | None,
+                celery_retries: bool, events: EagerTaskEvents | None, observed: Handed | None, eager_used: int,
                 key: tuple[str, int, int], ok: bool, value: Any) -> None:
         from beluga.celery.eager import EagerSlot, observe_eager_end, run_eager_slot
 
@@ -140,9 +147,11 @@ class AsyncAttempts:
                 log.info("async attempt %s of %s seq %s was cancelled: %s", attempt, workflow_id, seq, value)
                 return
             # the run's next attempt may start right here, if it is an async one (a plain one would hold
-            # this reporting thread: it goes through the broker)
+            # this reporting thread: it goes through the broker), within the eager budget of its chain
             slot = EagerSlot(rt.settings.eager_activities, async_only=True) \
                 if rt.settings.eager_activities > 0 else None
+            if slot is not None:
+                slot.used = eager_used
             rt.slot = slot
             reported = report_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options, None,
                                       heartbeat_timeout, heartbeat_timeout is not None, celery_retries,

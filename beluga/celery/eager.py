@@ -73,10 +73,15 @@ def run_eagerly(rt: FleetWorker, workflow_id: str, run_id: str, seq: int, attemp
     now = rt.fleet.clock.now()
     observe.attempt_began(events.task_id, workflow_id, run_id, seq, attempt, name, options, now, now)
     if defn.is_async:  # on the process's event loop, with the others in flight; reported from there
+        slot = rt.slot  # a batch's (None here) takes no eager attempt after its own
         try:
             rt.async_attempts.wait_for_room()
             rt.async_attempts.start(defn, workflow_id, run_id, seq, attempt, input, options, None, None,
-                                    celery_retries=False, events=events, observed=observe.hand_off(events.task_id))
+                                    celery_retries=False, events=events, observed=observe.hand_off(events.task_id),
+                                    eager_used=slot.used if slot is not None else rt.settings.eager_activities)
+        except BaseException:
+            rt.eager_holds.discard(key)
+            raise
         finally:
             observe.attempt_ended(events.task_id, name, "")
         return

@@ -119,3 +119,20 @@ def test_a_warm_shutdown_waits_for_the_async_attempts_in_flight(private_fleet, p
         state = ex.describe(h.id)
         assert state.status is workflow.WorkflowStatus.COMPLETED, state
         assert not [e for e in state.history if e.type == E.ACTIVITY_FAILED]
+
+
+@pytest.mark.parametrize("eager", ["3", "0"])
+def test_async_steps_start_eagerly_on_the_loop_within_the_bound(private_fleet, eager: str) -> None:
+    """A run of 10 async activities in a row: the coordinate task that starts it hands the first to the
+    loop, whose report starts the next right there, BELUGA_EAGER_ACTIVITIES (3) in a row; then one goes
+    through the broker (an activity task), and its report goes on eagerly again: 2 activity tasks in all.
+    With eager activities off, each of the 10 is a task."""
+    fleet = private_fleet
+    worker = fleet.start_worker(f"eager-{eager}", concurrency=1, BELUGA_EAGER_ACTIVITIES=eager).wait_ready()
+    ex = fleet.executor()
+    handle = ex.execute("fleet_async_steps", workflow.WorkflowOptions(id=f"steps-{uuid.uuid4().hex[:6]}", input=10))
+    assert handle.result(timeout=60) == sum(range(1, 11))
+    _check_history(ex.describe(handle.id).history)
+    tasks = worker.log().count("Task activity:fleet_async_step[")
+    received = len([ln for ln in worker.log().splitlines() if "activity:fleet_async_step[" in ln and "received" in ln])
+    assert received == (2 if eager == "3" else 10), tasks

@@ -245,3 +245,20 @@ async def fleet_async_probe(arg: dict) -> int:
 def fleet_async_one(ctx: workflow.WorkflowContext, arg: dict) -> int:
     return ctx.execute_activity(fleet_async_probe, arg,
                                 retry=workflow.RetryPolicy(max_attempts=5, initial_interval=0.1))
+
+
+@workflow.activity()
+async def fleet_async_step(i: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0)
+    return i + 1
+
+
+@workflow.defn()
+def fleet_async_steps(ctx: workflow.WorkflowContext, steps: int) -> int:
+    """`steps` async activities one after the other: each may start eagerly on the loop after the last."""
+    total = 0
+    for i in range(steps):
+        total += ctx.execute_activity(fleet_async_step, i)
+    return total
