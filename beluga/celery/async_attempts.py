@@ -160,8 +160,6 @@ class AsyncAttempts:
             reporting.error("could not report async attempt %s of %s seq %s", attempt, workflow_id, seq, exc=exc)
         finally:
             rt.eager_holds.discard(key)
-            self.running.pop(key, None)
-            self._stale.discard(key)
             message = reported[0] if reported is not None else {}
             state = "SUCCESS" if message.get("ok") else "RETRY" if reported and reported[2] is not None else "FAILURE"
             observe.handed_ended(observed, defn.name, state, None if ok else value)
@@ -169,13 +167,17 @@ class AsyncAttempts:
                 observe_eager_end(events, defn.name, reported)
             else:
                 outcome.take_failure()  # no task settles it: do not leave it in this thread
-            if slot is not None:
-                run_eager_slot(rt, slot)
+            try:
+                if slot is not None:  # the next attempt it left, started before this one stops counting as running
+                    run_eager_slot(rt, slot)
+            finally:
+                self._stale.discard(key)
+                self.running.pop(key, None)
 
     def _watch_forever(self, pid: int) -> None:
         """Cancel the coroutines of attempts that no longer count (see the module)."""
         while os.getpid() == pid:
-            threading.Event().wait(WATCH_SECONDS)
+            time.sleep(WATCH_SECONDS)
             attempts = [(wid, run_id, seq, attempt) for (wid, seq, attempt), run_id in self.running.copy().items()]
             if not attempts:
                 continue
@@ -189,6 +191,9 @@ class AsyncAttempts:
                 key = (wid, seq, attempt)
                 if not still and key in self.running:
                     self._stale.add(key)
+                    if key not in self.running:  # it was reported meanwhile
+                        self._stale.discard(key)
+                        continue
                     self.loop.cancel(key, AttemptCancelled(
                         f"attempt {attempt} of {wid} seq {seq} no longer counts (its run closed, or it was "
                         "reclaimed): its coroutine was cancelled"))
