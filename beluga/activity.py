@@ -1,11 +1,12 @@
 """What an activity knows about itself while it runs: `activity_info()` and `heartbeat()`.
 
-Executors set the context around each attempt; the activity function stays a plain function."""
+Executors set the context around each attempt; the activity function stays a plain function (or an
+`async def` one, awaited on an event loop: the context is then the attempt's asyncio task's own)."""
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,5 +53,15 @@ def run_with_info(info: ActivityInfo, fn: Callable[[], Any]) -> Any:
     token = _current.set(info)
     try:
         return fn()
+    finally:
+        _current.reset(token)
+
+
+async def run_async_with_info(info: ActivityInfo, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Await an `async def` activity with `info` as its context: each asyncio task has a copy of the context
+    of its own, so the many attempts on one loop see each their own `activity_info()`."""
+    token = _current.set(info)
+    try:
+        return await call()
     finally:
         _current.reset(token)

@@ -64,19 +64,28 @@ def start_activity(workflow_id: str, run_id: str, name: str, seq: int, attempt: 
     return span, token
 
 
-def end(handle: Any, error: BaseException | None = None, failed: bool = False) -> None:
-    """End a span from `start_activity`; `error` (or `failed`) marks it as an error."""
+def end(handle: Any, error: BaseException | None = None, failed: bool = False, current: bool = True) -> None:
+    """End a span from `start_activity`; `error` (or `failed`) marks it as an error. `current=False`: it
+    was made current in another thread, which `detach`ed it already (an async attempt)."""
     if handle is None:
         return
-    api = _otel()
-    span, token = handle
-    try:
-        api[0].detach(token)
-    except Exception:  # detached in another context: the span is ended all the same
-        pass
+    span, _ = handle
+    if current:
+        detach(handle)
     if error is not None or failed:
         mark_failed(span, error)
     span.end()
+
+
+def detach(handle: Any) -> None:
+    """Stop the span of `start_activity` being current in this thread, without ending it."""
+    if handle is None:
+        return
+    api = _otel()
+    try:
+        api[0].detach(handle[1])
+    except Exception:  # detached in another context: the span is ended all the same
+        pass
 
 
 def mark_failed(span: Any, error: BaseException | None) -> None:

@@ -21,6 +21,7 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT",
         "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT", "metrics_port": "BELUGA_METRICS_PORT",
         "console_token": "BELUGA_CONSOLE_TOKEN", "eager_activities": "BELUGA_EAGER_ACTIVITIES",
+        "async_concurrency": "BELUGA_ASYNC_CONCURRENCY",
         "temporal_target": "BELUGA_TEMPORAL_TARGET", "temporal_namespace": "BELUGA_TEMPORAL_NAMESPACE",
         "temporal_task_queue": "BELUGA_TEMPORAL_TASK_QUEUE", "redis_socket_timeout": "BELUGA_REDIS_SOCKET_TIMEOUT",
         "redis_connect_timeout": "BELUGA_REDIS_CONNECT_TIMEOUT", "temporal_tls": "BELUGA_TEMPORAL_TLS",
@@ -61,6 +62,9 @@ class Settings:
     # Consecutive activity attempts a worker may run right after the one it finished, in the same process,
     # instead of sending them through the broker (0: never); then the run goes back through the broker.
     eager_activities: int = 8
+    # `async def` activity attempts one process runs at once on its event loop (see beluga/activity_loop.py);
+    # a worker's task that finds the loop full waits for room, so the broker's prefetch holds the rest back.
+    async_concurrency: int = 100
     # The `temporal` executor and `beluga temporal-worker`: the server's host:port, namespace and task queue.
     temporal_target: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -127,6 +131,10 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "imports" and isinstance(value, str):
         return tuple(m.strip() for m in value.split(",") if m.strip())
     if name in ("max_payload_bytes", "append_replicas", "eager_activities"):
+        return int(value)
+    if name == "async_concurrency":
+        if int(value) < 1:
+            raise ValueError("BELUGA_ASYNC_CONCURRENCY must be 1 or more")
         return int(value)
     if name == "metrics_port":
         return int(value) if str(value).strip() else None

@@ -95,11 +95,12 @@ class CeleryWorker(Worker):
     module says so."""
 
     def __init__(self, url: str, log_dir: Path, name: str = "bench", concurrency: int = 2,
-                 loglevel: str = "warning", extra_env: dict[str, str] | None = None) -> None:
+                 loglevel: str = "warning", extra_env: dict[str, str] | None = None, pool: str = "prefork") -> None:
         self.url = url
         self.hostname = f"{name}@{socket.gethostname()}"
         redis.Redis.from_url(url).delete(f"bench:ready:{self.hostname}")
-        super().__init__({**worker_env(url), **(extra_env or {})}, name, log_dir, concurrency, QUEUE, loglevel)
+        super().__init__({**worker_env(url), **(extra_env or {})}, name, log_dir, concurrency, QUEUE, loglevel,
+                         pool=pool)
 
     def wait_ready(self, timeout: float = 60.0) -> CeleryWorker:
         r = redis.Redis.from_url(self.url)

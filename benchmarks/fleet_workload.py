@@ -116,3 +116,40 @@ def bench_counter(ctx: workflow.WorkflowContext) -> int:
         if k is None:
             return state["n"]
         state["n"] += k
+
+
+# --- bench_async.py: an I/O-bound activity as a coroutine, and as a plain function (the baseline) ---------
+def _in_flight(delta: int) -> None:
+    """The attempts in flight in this process, its peak kept in Redis (two commands per attempt)."""
+    r = _redis()
+    now = r.incrby(f"bench:async:now:{os.getpid()}", delta)
+    if delta > 0:
+        r.eval("if tonumber(redis.call('GET', KEYS[1]) or 0) < tonumber(ARGV[1]) then "
+               "redis.call('SET', KEYS[1], ARGV[1]) end", 1, "bench:async:peak", now)
+
+
+@workflow.activity(name="bench_async_nap")
+async def bench_async_nap(seconds: float) -> float:
+    import asyncio
+
+    _in_flight(1)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        _in_flight(-1)
+    return seconds
+
+
+@workflow.activity(name="bench_sync_nap")
+def bench_sync_nap(seconds: float) -> float:
+    _in_flight(1)
+    try:
+        time.sleep(seconds)
+    finally:
+        _in_flight(-1)
+    return seconds
+
+
+@workflow.defn(name="bench_nap")
+def bench_nap(ctx: workflow.WorkflowContext, arg: dict) -> float:
+    return ctx.execute_activity(arg["activity"], arg["seconds"])

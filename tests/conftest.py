@@ -31,9 +31,9 @@ class Fleet:
         self.log_dir = log_dir
         self.workers: list[Worker] = []
 
-    def start_worker(self, name: str, concurrency: int = 2, **env: str) -> Worker:
+    def start_worker(self, name: str, concurrency: int = 2, pool: str = "prefork", **env: str) -> Worker:
         env = {"BELUGA_TEST_CALLS_URL": self.url, **env}
-        worker = Worker(fleet_env(self.url, self.redis_url, **env), name, self.log_dir, concurrency)
+        worker = Worker(fleet_env(self.url, self.redis_url, **env), name, self.log_dir, concurrency, pool=pool)
         self.workers.append(worker)
         return worker
 

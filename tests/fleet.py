@@ -344,17 +344,18 @@ def fleet_env(broker_url: str, redis_url: str | None = None, **extra: str) -> di
 
 
 class Worker:
-    """One `celery -A beluga worker` process (prefork), logging to a file."""
+    """One `celery -A beluga worker` process (its `pool`: prefork unless told), logging to a file."""
 
     def __init__(self, env: dict[str, str], name: str, log_dir: Path, concurrency: int = 2,
                  queues: str | None = "beluga", loglevel: str = "info", app: str = "beluga",
-                 cwd: Path = ROOT, program: tuple[str, ...] = (sys.executable, "-m", "celery")) -> None:
+                 cwd: Path = ROOT, program: tuple[str, ...] = (sys.executable, "-m", "celery"),
+                 pool: str = "prefork") -> None:
         """`program`: how Celery is started (`python -m celery` puts the current directory on the path;
         the `celery` script does not)."""
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w")
-        self.cmd = [*program, "-A", app, "worker", "-c", str(concurrency), "-P", "prefork",
+        self.cmd = [*program, "-A", app, "worker", "-c", str(concurrency), "-P", pool,
                     *(["-Q", queues] if queues else []), "-n", f"{name}@%h", "-l", loglevel, "--without-mingle",
                     "--without-gossip"]
         self.proc = subprocess.Popen(self.cmd, env=env, cwd=str(cwd), stdout=self._log, stderr=subprocess.STDOUT,

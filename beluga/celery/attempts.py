@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -82,23 +83,30 @@ def wait_until_due(rt: FleetProcess, options: dict[str, Any]) -> None:
             time.sleep(early)
 
 
-def run_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
-                options: dict[str, Any], details: Any, heartbeat_timeout: float | None, celery_retries: bool = True
-                ) -> tuple[dict[str, Any], float | None]:
-    """Run one claimed attempt; returns the inbox message reporting it and the retry delay. A retry up to
-    CELERY_RETRY_LIMIT away is the task's own Celery retry when `celery_retries`, else a durable timer."""
-    fleet = rt.fleet
+def heartbeat_recorder(rt: FleetProcess, workflow_id: str, seq: int, attempt: int,
+                       heartbeat_timeout: float | None) -> Callable[[Any], None]:
+    """What `workflow.heartbeat(details)` does for this attempt: record the details for the next attempt
+    and, with a heartbeat timeout, move the attempt's deadline (see `Fleet.heartbeat`)."""
 
     def beat(details: Any) -> None:
         rt.check(details)
         try:
-            fleet.heartbeat(workflow_id, seq, attempt, heartbeat_timeout, details)
+            rt.fleet.heartbeat(workflow_id, seq, attempt, heartbeat_timeout, details)
             renewing.recovered()
         except TRANSIENT as exc:  # not the activity's problem: its lease lapses if Redis stays away too long
             renewing.error("could not record a heartbeat of attempt %s of %s seq %s", attempt, workflow_id, seq,
                             exc=exc)
 
-    info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details, _beat=beat)
+    return beat
+
+
+def run_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
+                options: dict[str, Any], details: Any, heartbeat_timeout: float | None, celery_retries: bool = True
+                ) -> tuple[dict[str, Any], float | None]:
+    """Run one claimed attempt; returns the inbox message reporting it and the retry delay (see
+    `settle_attempt`)."""
+    info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details,
+                        _beat=heartbeat_recorder(rt, workflow_id, seq, attempt, heartbeat_timeout))
 
     def call() -> Any:
         if defn.limit is not None:  # the rate's last check, right before the start (an outage skips it)
@@ -111,33 +119,55 @@ def run_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq:
 
     try:
         result = run_with_info(info, call)
-        rt.check(result)
-        return messages.encode(ActivityOutcome(seq, attempt, True, result), run_id), None
     except BaseException as exc:
-        if isinstance(exc, SoftTimeLimitExceeded):
-            exc = TimeoutError(attempt_timed_out(defn.name, attempt, options.get("timeout"))["message"])
-        failure = to_failure(exc)
-        outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
-        outcome.note_earlier(rt.store, workflow_id, run_id, seq, attempt)  # for its task event
-        policy = effective_retry(options, defn)
-        by_celery = celery_retries and defn.limit is None  # a limited activity's next attempt asks for a permit
-        decision = (decide_retry(policy, failure, attempt, random.random(),
-                                 sender_limit=CELERY_RETRY_LIMIT if by_celery else None)
-                    if sender_can_decide(policy) else None)  # else the coordinator decides from the history
-        return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)
+        return settle_attempt(rt, defn, workflow_id, run_id, seq, attempt, options, False, exc, celery_retries)
+    return settle_attempt(rt, defn, workflow_id, run_id, seq, attempt, options, True, result, celery_retries)
+
+
+def settle_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int,
+                   options: dict[str, Any], ok: bool, value: Any, celery_retries: bool = True
+                   ) -> tuple[dict[str, Any], float | None]:
+    """The inbox message reporting an attempt that ended (`value`: its result, or its exception) and the
+    retry delay. A retry up to CELERY_RETRY_LIMIT away is the task's own Celery retry when
+    `celery_retries` (not for a limited activity, whose next attempt asks for a permit), else a durable
+    timer; a policy the sender cannot apply alone is left to the coordinator, which reads the history."""
+    if ok:
+        try:
+            rt.check(value)
+            return messages.encode(ActivityOutcome(seq, attempt, True, value), run_id), None
+        except BaseException as exc:  # noqa: BLE001 - an unsendable result fails the attempt
+            value = exc
+    exc = value
+    if isinstance(exc, SoftTimeLimitExceeded):
+        exc = TimeoutError(attempt_timed_out(defn.name, attempt, options.get("timeout"))["message"])
+    failure = to_failure(exc)
+    outcome.note_failure(exc)  # raised by the task once the attempt is reported (outcome.settle)
+    outcome.note_earlier(rt.store, workflow_id, run_id, seq, attempt)  # for its task event
+    policy = effective_retry(options, defn)
+    by_celery = celery_retries and defn.limit is None
+    decision = (decide_retry(policy, failure, attempt, random.random(),
+                             sender_limit=CELERY_RETRY_LIMIT if by_celery else None)
+                if sender_can_decide(policy) else None)
+    return messages.encode(ActivityOutcome(seq, attempt, False, failure, decision), run_id), retry_delay(decision)
 
 
 def report_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq: int, attempt: int, input: Any,
                    options: dict[str, Any], details: Any, heartbeat_timeout: float | None, heartbeat: bool,
-                   celery_retries: bool = True) -> tuple[dict[str, Any], bool, float | None] | None:
-    """Run a started attempt and report it, handing the report to the coordinator right here. Returns
+                   celery_retries: bool = True, ended: tuple[bool, Any] | None = None
+                   ) -> tuple[dict[str, Any], bool, float | None] | None:
+    """Run a started attempt (or take how it `ended`, (ok, result or exception), when it ran elsewhere: an
+    async attempt on the process's event loop) and report it, handing the report to the coordinator right here. Returns
     (the report's message, whether Celery is to send the next attempt, after how long), or None when the
     attempt was given up (Redis stayed away past the lease: its deadline lapses and the scheduler
     dispatches it again)."""
     budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
     try:
-        message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
-                                          details, heartbeat_timeout, celery_retries)
+        if ended is None:
+            message, next_delay = run_attempt(rt, defn, workflow_id, run_id, seq, attempt, input, options,
+                                              details, heartbeat_timeout, celery_retries)
+        else:
+            message, next_delay = settle_attempt(rt, defn, workflow_id, run_id, seq, attempt, options, *ended,
+                                                 celery_retries=celery_retries)
         celery_retry = message.get("celery_retry", False)
         report = AttemptReport.of(seq, attempt, message, attempt + 1 if celery_retry else None, heartbeat, options)
         # Redis away: keep trying (the attempt's deadline is renewed meanwhile); reporting twice is

@@ -68,7 +68,7 @@ class Coordinator:
         self.wake = wake
         self.start_child = start_child
         self.check_payload = check_payload
-        self.cache: OrderedDict[str, drv.RunDriver] = OrderedDict()
+        self._caches = threading.local()  # the live runs of each thread (see `cache`)
         self.cache_size = cache_size
         self.stuck_retry = stuck_retry
         # whether the caller would run an attempt (name, attempt, options) itself, right after the append
@@ -86,6 +86,17 @@ class Coordinator:
         self._local = threading.local()  # a batch's closed runs, announced together (see Batch)
         self._reported: OrderedDict[str, None] = OrderedDict()  # see `_first_report`
         self._reported_lock = threading.Lock()
+
+    @property
+    def cache(self) -> OrderedDict[str, drv.RunDriver]:
+        """The live runs of the calling thread: a run's suspended code (a greenlet) resumes only on the
+        thread that started it, so each thread keeps its own (a pool thread; the threads that report a
+        process's async attempts). A run another thread advanced catches up from the store, as one
+        another process advanced does."""
+        cache = getattr(self._caches, "runs", None)
+        if cache is None:
+            cache = self._caches.runs = OrderedDict()
+        return cache
 
     def run(self, workflow_id: str, report: AttemptReport | None = None, tried: tuple[str, ...] = ()) -> bool:
         """Process the run's inbox under its lease. False when another coordinator holds the lease: it

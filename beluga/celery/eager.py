@@ -30,8 +30,9 @@ class EagerSlot:
     the next one. `limit` eager attempts per task at most: then the run goes back through the broker,
     and the process to whatever waits there."""
 
-    def __init__(self, limit: int, holds: EagerHolds | None = None) -> None:
+    def __init__(self, limit: int, holds: EagerHolds | None = None, async_only: bool = False) -> None:
         self.limit = limit
+        self.async_only = async_only  # a reporting thread of async attempts takes only async ones
         self.used = 0
         self.next: tuple[str, str, int, int, str, Any, dict[str, Any]] | None = None
         # A wake task's batch (`holds`: the worker's, which renew the deadlines of the attempts it keeps):
@@ -71,6 +72,19 @@ def run_eagerly(rt: FleetWorker, workflow_id: str, run_id: str, seq: int, attemp
     events.received_and_started()
     now = rt.fleet.clock.now()
     observe.attempt_began(events.task_id, workflow_id, run_id, seq, attempt, name, options, now, now)
+    if defn.is_async:  # on the process's event loop, with the others in flight; reported from there
+        slot = rt.slot  # a batch's (None here) takes no eager attempt after its own
+        try:
+            rt.async_attempts.wait_for_room()
+            rt.async_attempts.start(defn, workflow_id, run_id, seq, attempt, input, options, None, None,
+                                    celery_retries=False, events=events, observed=observe.hand_off(events.task_id),
+                                    eager_used=slot.used if slot is not None else rt.settings.eager_activities)
+        except BaseException:
+            rt.eager_holds.discard(key)
+            raise
+        finally:
+            observe.attempt_ended(events.task_id, name, "")
+        return
     reported = None
     try:
         # its retry waits in a durable timer, not in a Celery countdown message: that message would reach
@@ -79,10 +93,10 @@ def run_eagerly(rt: FleetWorker, workflow_id: str, run_id: str, seq: int, attemp
                                   celery_retries=False)
     finally:
         rt.eager_holds.discard(key)
-        _observe_eager_end(events, name, reported)
+        observe_eager_end(events, name, reported)
 
 
-def _observe_eager_end(events: EagerTaskEvents, name: str,
+def observe_eager_end(events: EagerTaskEvents, name: str,
                        reported: tuple[dict[str, Any], bool, float | None] | None) -> None:
     """Tell observers how an eager attempt ended, as `outcome.settle` tells Celery for an activity task
     (`reported`: None when it was given up)."""

@@ -289,6 +289,24 @@ class Fleet:
         pipe.hset(self.names.run(workflow_id).beats, str(seq), codec.encode(details))
         pipe.execute()
 
+    def still_current(self, attempts: list[tuple[str, str, int, int]]) -> list[bool]:
+        """Whether each running attempt (workflow id, run id, seq, attempt) may still count: it keeps its
+        deadline (not reported, not reclaimed) and its run is that run, open. One pipeline of plain reads;
+        an async attempt's coroutine is cancelled once its answer is no (see celery/async_attempts.py)."""
+        if not attempts:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for workflow_id, _, seq, attempt in attempts:
+            k = self.names.run(workflow_id)
+            pipe.zscore(k.shard.dispatched, _running_member(workflow_id, seq, attempt))
+            pipe.hmget(k.run, "run_id", "status")
+        replies = pipe.execute()
+        out = []
+        for i, (_, run_id, _, _) in enumerate(attempts):
+            deadline, (current_run, status) = replies[2 * i], replies[2 * i + 1]
+            out.append(deadline is not None and _text(current_run) == run_id and _text(status) == "running")
+        return out
+
     def hold(self, held: list[tuple[str, int, int]], until: float | None = None) -> None:
         """Renew the deadlines of attempts this worker still holds or runs, `lease_seconds` from now (or
         to `until`), one command per shard in one pipeline: a deadline nobody renews lapses, and its
@@ -683,3 +701,7 @@ def _by_shard(items: Iterable[Any]) -> dict[int, list[Any]]:
 
 def _running_member(workflow_id: str, seq: int, attempt: int) -> str:
     return f"{workflow_id}\x00{seq}\x00{attempt}"
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value

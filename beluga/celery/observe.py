@@ -88,6 +88,10 @@ def attempt_ended(task_id: str | None, name: str | None, state: str, error: Base
     if not stack or stack[-1][0] != task_id:
         return
     _, token, span, began, queue = stack.pop()
+    if span is HANDED:  # an async attempt, which ends later (`handed_ended`): its span (kept in the place
+        # of the start time, see `hand_off`) stops being current in this thread
+        name = None
+        propagation.detach(began)
     if name is not None:
         error = error or getattr(_local, "error", None)
         metrics.activity_finished(name, queue, state, time.perf_counter() - began, metrics.error_type(error))
@@ -97,6 +101,33 @@ def attempt_ended(task_id: str | None, name: str | None, state: str, error: Base
         logs.unbind(token)
     except ValueError:  # reset in another context (never expected): leave the binding cleared instead
         logs.bind()
+
+
+HANDED = object()  # in a task's stack entry: its attempt went on to the process's event loop
+
+
+def hand_off(task_id: str | None) -> tuple[Any, float, str | None] | None:
+    """The attempt of task `task_id`, running in this thread, is handed to the process's event loop (an
+    `async def` activity, see celery/async_attempts.py): the task ends first, the attempt later. Its span
+    and start time are taken off the task, whose end then counts nothing, for `handed_ended` to close as
+    the attempt ends; the coroutine starts from this thread's context, where the span is current and the
+    log records name the run."""
+    stack = _stack()
+    if not stack or stack[-1][0] != task_id:
+        return None
+    _, token, span, began, queue = stack[-1]
+    stack[-1] = (task_id, token, HANDED, span, queue)
+    return span, began, queue
+
+
+def handed_ended(handed: tuple[Any, float, str | None] | None, name: str, state: str,
+                 error: BaseException | None = None) -> None:
+    """A handed-off attempt (`hand_off`) ended in Celery state `state` (SUCCESS, RETRY, FAILURE)."""
+    if handed is None:
+        return
+    span, began, queue = handed
+    metrics.activity_finished(name, queue, state, time.perf_counter() - began, metrics.error_type(error))
+    propagation.end(span, error, failed=state in ("RETRY", "FAILURE"), current=False)
 
 
 @signals.task_retry.connect

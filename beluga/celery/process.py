@@ -96,7 +96,8 @@ class FleetProcess:
         heartbeat timeout (those are enforced per Celery task), while the slot is free and its budget lasts."""
         slot = self.slot
         if slot is None or not slot.free() or attempt != 1 or name not in registry.activities \
-                or options.get("queue") or options.get("timeout") or options.get("heartbeat_timeout"):
+                or options.get("queue") or options.get("timeout") or options.get("heartbeat_timeout") \
+                or (slot.async_only and not registry.activities[name].is_async):
             return False
         slot.picked += 1  # a batch's plans pick before any of them is recorded
         return True

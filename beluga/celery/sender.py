@@ -121,7 +121,10 @@ class Sender:
     def publish(self, args: tuple[Any, ...], queue: str, countdown: float | None = None) -> None:
         """Send an attempt's message: the Celery task of its activity call (`activity_task_id`)."""
         workflow_id, run_id, seq, attempt, name, _, options = args
-        timeout = options.get("timeout")
+        defn = registry.activities.get(name)
+        # an async attempt's task hands it to the event loop, which enforces its timeout: a Celery time
+        # limit would count its wait for room, and a hard one would kill the process with the loop's others
+        timeout = None if defn is not None and defn.is_async else options.get("timeout")
         try:
             self.send(
                 "beluga.activity", args, queue=queue, shadow=f"activity:{name}",

@@ -16,7 +16,7 @@ from beluga.celery.attempts import DUE, attempt_kwargsrepr, attempt_repr, report
 from beluga.celery.coordinator import RunVanished
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.messages import VALIDATE_UPDATE
-from beluga.celery.observe import SENT_HEADER
+from beluga.celery.observe import SENT_HEADER, hand_off
 from beluga.celery.outages import TRANSIENT, Quiet, retry_transient
 from beluga.celery.queues import activity_queue
 from beluga.celery.worker import FleetTask
@@ -89,6 +89,8 @@ def bind(app: Celery) -> None:
             raise self.retry(countdown=2, headers=rt.sender.stamp())
         heartbeat_timeout = effective_option(options, defn, "heartbeat_timeout")
         wait_until_due(rt, options)
+        if defn.is_async:  # room on this process's event loop first: while it is full, the message waits
+            rt.async_attempts.wait_for_room()
         budget = rt.settings.lease_seconds  # how long Redis may be away before this attempt is given up
         # Every delivery claims, a first one too: only the current attempt of an open run, and only once
         # (a duplicate sent by the scheduler, or a redelivery, finds it taken), may start.
@@ -97,13 +99,24 @@ def bind(app: Celery) -> None:
                 lambda: fleet.claim(workflow_id, seq, attempt, run_id, heartbeat_timeout), budget,
                 on_error=lambda exc: reporting.error("could not start attempt %s of %s seq %s; trying "
                                                       "again", attempt, workflow_id, seq, exc=exc))
-        except TRANSIENT as exc:  # its deadline lapses once this worker lets the message go
+        except BaseException as exc:
+            if defn.is_async:
+                rt.async_attempts.release()
+            if not isinstance(exc, TRANSIENT):
+                raise
+            # its deadline lapses once this worker lets the message go
             reporting.error("giving up starting attempt %s of %s seq %s: it is dispatched again", attempt,
                              workflow_id, seq, exc=exc)
             return
         if not current:
+            if defn.is_async:
+                rt.async_attempts.release()
             log.info("skipping stale attempt %s of %s seq %s", attempt, workflow_id, seq)
             return
+        if defn.is_async:  # the loop runs it with the others in flight and reports it; this task ends here
+            rt.async_attempts.start(defn, workflow_id, run_id, seq, attempt, input, options, details,
+                                    heartbeat_timeout, celery_retries=False, observed=hand_off(self.request.id))
+            return None
         # An eager slot: the attempts this task's reports lead to may run right here (see EagerSlot)
         slot = EagerSlot(rt.settings.eager_activities) if _eager_allowed(self) else None
         rt.slot = slot

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery, Task, signals
 
 from beluga.celery import roster
+from beluga.celery.async_attempts import AsyncAttempts
 from beluga.celery.attempts import DUE, attempt_kwargsrepr, eta_on_local_clock
 from beluga.celery.eager import EagerSlot, close_eager_slot, run_eager_slot
 from beluga.celery.foreign import refuse_foreign
@@ -46,10 +47,12 @@ class FleetWorker(FleetProcess):
         self.holds = Holds(self.fleet)
         self.task_events = TaskEventOutbox()  # the Celery task events of the attempts it runs eagerly
         self.eager_holds = EagerHolds(self.fleet, self.task_events)
+        self.async_attempts = AsyncAttempts(self)  # its `async def` attempts, on an event loop per process
         self._local = threading.local()  # the eager slot of the activity task running in this thread
         self.scheduler = Scheduler(self, app)  # started in the worker's main process once it is ready
         for signal, receiver in ((signals.celeryd_after_setup, self._on_setup), (signals.worker_ready, self._on_ready),
                                  (signals.worker_shutdown, self._on_shutdown),
+                                 (signals.worker_process_shutdown, self._on_process_shutdown),
                                  (signals.task_received, self._on_task_received)):
             signal.connect(receiver, weak=False)
 
@@ -151,9 +154,14 @@ class FleetWorker(FleetProcess):
             log.warning("could not look for runs listed by Beluga 0.1.0 (the next start will): %s", exc)
         self.scheduler.start()
 
+    def _on_process_shutdown(self, **_: Any) -> None:
+        """A pool process stops (a warm shutdown): its async attempts in flight end first."""
+        self.async_attempts.drain()
+
     def _on_shutdown(self, sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not self.app:
             return
+        self.async_attempts.drain()  # the solo and threads pools run them in this process
         self.scheduler.stop()
         self.withdraw()
 

@@ -39,7 +39,14 @@ class ActivityDefinition:
     limit: ActivityLimit | None = None  # its rate and concurrency limits across every worker
 
     def call(self, input: Any) -> Any:
+        """Run the activity; for an `async def` one, the coroutine to await (see `is_async`)."""
         return self.fn(input) if self.takes_input else self.fn()
+
+    @property
+    def is_async(self) -> bool:
+        """An `async def` activity: executors run it on an event loop, many attempts at once, rather than on
+        a thread (or pool process) of its own (see beluga/activity_loop.py)."""
+        return inspect.iscoroutinefunction(self.fn)
 
 
 _DEFAULT_RETRY = RetryPolicy()  # equal to default_retry_policy(): 3 attempts, 0.1 s, x2, 10 s
@@ -64,8 +71,9 @@ def effective_option(options: dict[str, Any], defn: ActivityDefinition | None, k
 def _positional_arity(fn: Callable[..., Any], what: str, allowed: tuple[int, ...]) -> int:
     if not callable(fn):
         raise ConfigurationError(f"a {what} must be callable, got {type(fn).__name__}")
-    if inspect.iscoroutinefunction(fn):
-        raise ConfigurationError(f"{what} {fn.__qualname__} is `async def`; Beluga runs plain functions")
+    if inspect.iscoroutinefunction(fn) and what != "activity":
+        raise ConfigurationError(f"{what} {fn.__qualname__} is `async def`; a workflow is a plain function "
+                                 "(activities may be `async def`)")
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):

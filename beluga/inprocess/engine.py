@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from beluga import logs, metrics
+from beluga.activity_loop import run_closed
 from beluga.core import driver as drv
 from beluga.core import steps as st
 from beluga.core.definitions import Registry, effective_option
@@ -80,7 +81,7 @@ log = get_logger("beluga.engine")
 class Engine:
     def __init__(self, store: WorkflowStore, registry: Registry, hooks: Hooks, *, workers: int,
                  cache_size: int, check_payload: Callable[[Any], Any],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, async_activities: int = 100) -> None:
         self.store = store
         self.registry = registry
         self.hooks = hooks
@@ -94,7 +95,7 @@ class Engine:
         self._runs: OrderedDict[str, Run] = OrderedDict()
         # the rate's start gate waits in real time: not under a test environment's skipping clock
         self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock,
-                                  self._permits.gate if clock is time.time else None)
+                                  self._permits.gate if clock is time.time else None, async_activities)
         self._beats = self._pool.beats
         self._closed = threading.Condition()
         self._outcomes: OrderedDict[str, WorkflowState] = OrderedDict()
@@ -335,6 +336,7 @@ class Engine:
                 timed_out = no_heartbeat(act.name, body.attempt, heartbeat_timeout)
             else:
                 timed_out = attempt_timed_out(act.name, body.attempt, effective_option(act.options, defn, "timeout"))
+            self._pool.cancel(run.run_id, TimeoutError(timed_out["message"]), seq=body.seq)  # an async one stops
             outcome = st.ActivityOutcome(body.seq, body.attempt, False, timed_out)
         if self._beats.pop(key, None) is not None:  # the next attempt starts from the last details
             run.details[body.seq] = beat[1]  # type: ignore[index]
@@ -537,6 +539,7 @@ class Engine:
         assert run.driver is not None
         final = replace(run.driver.state, updated_at=self.clock())
         self._runs.pop(run.workflow_id, None)
+        self._pool.cancel(run.run_id, run_closed(run.workflow_id, closed.status.value))
         run.driver.close()
         with self._closed:
             self._outcomes[run.workflow_id] = final
@@ -583,6 +586,7 @@ class Engine:
 
     def _continue(self, run: Run, input: Any) -> None:
         self._runs.pop(run.workflow_id, None)
+        self._pool.cancel(run.run_id, run_closed(run.workflow_id, "continued as new"))
         if run.driver is not None:
             run.driver.close()
         state = new_run_state(run.state.workflow_type, run.workflow_id, input, None, run.state.queue,

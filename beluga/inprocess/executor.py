@@ -38,16 +38,18 @@ from beluga.stores.base import WorkflowStore
 
 
 class InProcessExecutor(StoreBackedExecutor):
-    """Provider `"default"`. `workers` threads run activities; `cache_size` bounds the runs kept live in
-    memory (the rest are replayed from the store when they wake). `metrics_port` (default: the setting
-    `BELUGA_METRICS_PORT`) serves Prometheus metrics from this process (`beluga.metrics`). Schedules kept in
-    the store fire from a thread of this executor every `schedule_interval` seconds (None: not here)."""
+    """Provider `"default"`. `workers` threads run activities, and one event loop runs `async def` ones,
+    `async_activities` attempts in flight at once (default: the setting `BELUGA_ASYNC_CONCURRENCY`);
+    `cache_size` bounds the runs kept live in memory (the rest are replayed from the store when they
+    wake). `metrics_port` (default: the setting `BELUGA_METRICS_PORT`) serves Prometheus metrics from this
+    process (`beluga.metrics`). Schedules kept in the store fire from a thread of this executor every
+    `schedule_interval` seconds (None: not here)."""
 
     def __init__(self, store: WorkflowStore | None = None, hooks: Hooks | None = None, *,
                  registry: Registry | None = None, workers: int = 8, cache_size: int = 2000,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, recover: bool = True,
                  clock: Callable[[], float] = time.time, metrics_port: int | None = None,
-                 schedule_interval: float | None = 0.5) -> None:
+                 schedule_interval: float | None = 0.5, async_activities: int | None = None) -> None:
         if store is None:
             from beluga.stores.sqlite import SQLiteStore
 
@@ -57,13 +59,15 @@ class InProcessExecutor(StoreBackedExecutor):
         self.registry = registry or default_registry
         self._check = payload_checker(max_payload_bytes)
         self.clock = clock  # epoch seconds; every recorded time comes from here (tests inject their own)
-        self._engine = Engine(store, self.registry, self.hooks, workers=workers, cache_size=cache_size,
-                              check_payload=self._check, clock=clock)
-        self._engine.start()
-        if metrics_port is None:
+        if metrics_port is None or async_activities is None:
             from beluga.settings import Settings
 
-            metrics_port = Settings.load().metrics_port
+            settings = Settings.load()
+            metrics_port = settings.metrics_port if metrics_port is None else metrics_port
+            async_activities = settings.async_concurrency if async_activities is None else async_activities
+        self._engine = Engine(store, self.registry, self.hooks, workers=workers, cache_size=cache_size,
+                              check_payload=self._check, clock=clock, async_activities=async_activities)
+        self._engine.start()
         if metrics_port:
             from beluga import metrics
 

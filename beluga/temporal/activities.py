@@ -4,11 +4,12 @@ workflow's side effects, and what the workers of this process run, by task queue
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from temporalio import activity, exceptions
 from temporalio.common import RawValue
 
 from beluga import codec
-from beluga.activity import ActivityInfo, run_with_info
+from beluga.activity import ActivityInfo, run_async_with_info, run_with_info
 from beluga.core.definitions import Registry
 from beluga.core.errors import ConfigurationError
 from beluga.core.failure import attempt_timed_out, no_heartbeat, to_failure
@@ -135,13 +136,26 @@ def _limit(value: timedelta | None) -> float | None:
     return value.total_seconds() if value is not None and value < NO_TIMEOUT else None
 
 
-@activity.defn(dynamic=True)
-def run_activity(args: Sequence[RawValue]) -> bytes:
+@dataclass
+class _Attempt:
+    """One attempt as the worker sees it: what both the thread-run and the async activity share."""
+
+    name: str
+    info: activity.Info
+    cfg: WorkerConfig
+    value: Any
+    binfo: ActivityInfo
+    beats: list[float]
+
+    @property
+    def timeouts(self) -> tuple[float | None, float | None]:
+        return _limit(self.info.start_to_close_timeout), _limit(self.info.heartbeat_timeout)
+
+
+def _begin(value: Any) -> _Attempt:
     info = activity.info()
     name = info.activity_type
     cfg = worker_config(info.task_queue)
-    hooks = cfg.hooks
-    value = raw_value(args[0]) if args else None
     details = info.heartbeat_details
     last = codec.decode(bytes(details[0])) if details and isinstance(details[0], (bytes, bytearray)) else None
     beats = [time.monotonic()]
@@ -153,21 +167,91 @@ def run_activity(args: Sequence[RawValue]) -> bytes:
 
     binfo = ActivityInfo(info.workflow_id or "", info.workflow_run_id or "", name, int(info.activity_id),
                          info.attempt, last, heartbeat)
-    hooks.emit("on_activity_start", binfo.workflow_id, value)
-    try:
-        defn = cfg.registry.activity(name)
-        result = _bounded(name, info.attempt, lambda: run_with_info(binfo, lambda: defn.call(value)),
-                          _limit(info.start_to_close_timeout), _limit(info.heartbeat_timeout), beats)
-        cfg.check(result)
-        encoded = codec.encode((info.attempt, result))
-    except Exception as exc:
-        fail = exc.fail if isinstance(exc, _AttemptTimedOut) else to_failure(exc)
-        # Temporal's server runs the retries; the core's decision says whether there is one
-        if isinstance(decide_retry(policy_of(info.retry_policy), fail, info.attempt, 0.0), Retry):
-            hooks.emit("on_retry", binfo.workflow_id, fail)
-        raise application_error({**fail, "attempt": info.attempt}) from None
-    hooks.emit("on_activity_complete", binfo.workflow_id, result)
+    cfg.hooks.emit("on_activity_start", binfo.workflow_id, value)
+    return _Attempt(name, info, cfg, value, binfo, beats)
+
+
+def _succeeded(att: _Attempt, result: Any) -> bytes:
+    att.cfg.check(result)
+    encoded = codec.encode((att.info.attempt, result))
+    att.cfg.hooks.emit("on_activity_complete", att.binfo.workflow_id, result)
     return encoded
+
+
+def _failed(att: _Attempt, exc: Exception) -> exceptions.ApplicationError:
+    """The error the attempt raises to Temporal."""
+    fail = exc.fail if isinstance(exc, _AttemptTimedOut) else to_failure(exc)
+    # Temporal's server runs the retries; the core's decision says whether there is one
+    if isinstance(decide_retry(policy_of(att.info.retry_policy), fail, att.info.attempt, 0.0), Retry):
+        att.cfg.hooks.emit("on_retry", att.binfo.workflow_id, fail)
+    return application_error({**fail, "attempt": att.info.attempt})
+
+
+@activity.defn(dynamic=True)
+def run_activity(args: Sequence[RawValue]) -> bytes:
+    """Any plain activity, on one of the worker's activity threads."""
+    att = _begin(raw_value(args[0]) if args else None)
+    try:
+        defn = att.cfg.registry.activity(att.name)
+
+        def call() -> Any:
+            if defn.is_async:  # registered after the worker was built (see `async_activities`): a loop of its own
+                return asyncio.run(run_async_with_info(att.binfo, lambda: defn.call(att.value)))
+            return run_with_info(att.binfo, lambda: defn.call(att.value))
+
+        result = _bounded(att.name, att.info.attempt, call, *att.timeouts, att.beats)
+        return _succeeded(att, result)
+    except Exception as exc:
+        raise _failed(att, exc) from None
+
+
+def async_activities(registry: Registry) -> list[Callable[..., Any]]:
+    """A Temporal activity of each `async def` activity of `registry`, by its name: Temporal runs them on
+    the worker's event loop, many at once, and delivers a cancellation (the run cancelled) to the
+    coroutine, as Temporal's own async activities."""
+    return [_async_activity(name) for name, defn in sorted(registry.activities.items()) if defn.is_async]
+
+
+def _async_activity(name: str) -> Callable[..., Any]:
+    @activity.defn(name=name)
+    async def run_async_activity(payload: bytes) -> bytes:
+        att = _begin(codec.decode(payload))
+        try:
+            defn = att.cfg.registry.activity(att.name)
+            result = await _bounded_async(att, lambda: run_async_with_info(att.binfo, lambda: defn.call(att.value)))
+            return _succeeded(att, result)
+        except Exception as exc:
+            raise _failed(att, exc) from None
+
+    return run_async_activity
+
+
+async def _bounded_async(att: _Attempt, call: Callable[[], Awaitable[Any]]) -> Any:
+    """`_bounded` for a coroutine: cancelled at the attempt's timeout or heartbeat timeout (not left
+    running), and when Temporal cancels the activity."""
+    timeout, heartbeat_timeout = att.timeouts
+    task = asyncio.ensure_future(call())
+    if not timeout and not heartbeat_timeout:
+        return await task
+    start = att.beats[0] = time.monotonic()
+    try:
+        while True:
+            now = time.monotonic()
+            waits = [start + timeout - now] if timeout else []
+            if heartbeat_timeout:
+                waits.append(att.beats[0] + heartbeat_timeout - now)
+            if min(waits) <= 0 and not task.done():
+                att.beats.append(-1.0)  # given up: later heartbeats are dropped
+                task.cancel()
+                raise _AttemptTimedOut(
+                    attempt_timed_out(att.name, att.info.attempt, timeout) if timeout and now - start >= timeout
+                    else no_heartbeat(att.name, att.info.attempt, heartbeat_timeout))  # type: ignore[arg-type]
+            await asyncio.wait({task}, timeout=max(min(waits), 0))
+            if task.done():
+                return task.result()
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
 
 
 @activity.defn(name=SIDE_EFFECT)

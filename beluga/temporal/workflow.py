@@ -56,6 +56,7 @@ from beluga.hooks import Hooks
 from beluga.temporal.activities import (
     NO_TIMEOUT,
     SIDE_EFFECT,
+    async_activities,
     configure,
     drop_side_effect,
     hold_side_effect,
@@ -151,7 +152,7 @@ def build(task_queue: str, registry: Registry, hooks: Hooks, check: Callable[[An
           ) -> tuple[type, list[Callable[..., Any]]]:
     """The workflow class and activities a worker on `task_queue` runs, bound to `registry` and `hooks`."""
     configure(task_queue, registry, hooks, check)
-    return BelugaWorkflow, [run_activity, run_side_effect]
+    return BelugaWorkflow, [run_activity, run_side_effect, *async_activities(registry)]
 
 
 def _emit(name: str, workflow_id: str, payload: Any) -> None:

@@ -3,12 +3,13 @@ the test chooses — no workflow, store or worker."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from beluga import codec
-from beluga.activity import ActivityInfo, run_with_info
+from beluga.activity import ActivityInfo, run_async_with_info, run_with_info
 from beluga.core.definitions import ActivityDefinition, Registry
 from beluga.core.definitions import registry as default_registry
 
@@ -38,7 +39,10 @@ def run_activity(activity: Callable[..., Any] | str, input: Any = None, *, info:
         info = replace(info, _beat=beat)
     if encode:
         input = codec.decode(codec.encode(input))
-    result = run_with_info(info, lambda: defn.call(input))
+    if defn.is_async:  # awaited on a loop of its own, as the executors' loop would
+        result = asyncio.run(run_async_with_info(info, lambda: defn.call(input)))
+    else:
+        result = run_with_info(info, lambda: defn.call(input))
     return codec.decode(codec.encode(result)) if encode else result
 
 

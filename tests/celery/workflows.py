@@ -236,3 +236,63 @@ def note_scheduled_run(key: str) -> str:
 def wf_scheduled(ctx: workflow.WorkflowContext, key: str) -> str:
     """A schedule's run: notes itself (see note_scheduled_run) and ends."""
     return ctx.execute_activity(note_scheduled_run, key)
+
+
+# --- async def activities: many attempts in flight in one worker process -----------------------------------
+@workflow.activity()
+async def fleet_async_probe(arg: dict) -> int:
+    """Counts the probes in flight in this process (in the calls Redis, through an asyncio client: an
+    I/O-bound coroutine, as async activities are meant for), notes each start (with the count it saw) and
+    waits until a `release` flag is set (up to `wait` seconds): by the test, or by the probe that finds
+    `barrier` of them in flight at once in this process; then records its effect (idempotently: one per
+    idempotency key) and its end."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    info = workflow.activity_info()
+    key, pid = arg["key"], os.getpid()
+    r = aioredis.Redis.from_url(os.environ["BELUGA_TEST_CALLS_URL"])
+    try:
+        now = await r.incr(f"test:async:{key}:in-flight:{pid}")
+        await r.rpush(f"test:async:{key}:starts", f"{info.workflow_id}:{info.attempt}:{pid}:{now}")
+        try:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + arg.get("wait", 30.0)
+            while loop.time() < until:
+                if await r.exists(f"test:async:{key}:release"):
+                    break
+                if int(await r.get(f"test:async:{key}:in-flight:{pid}") or 0) >= arg.get("barrier", 10**9):
+                    await r.set(f"test:async:{key}:release", 1)  # the others may look only after some end
+                    break
+                await asyncio.sleep(0.05)
+            if await r.hsetnx(f"test:async:{key}:effects", info.idempotency_key, f"{info.attempt}:{pid}"):
+                await r.rpush(f"test:async:{key}:effect-log", info.idempotency_key)
+        finally:
+            await r.decr(f"test:async:{key}:in-flight:{pid}")
+    finally:
+        await r.aclose()
+    return arg.get("i", 0)
+
+
+@workflow.defn()
+def fleet_async_one(ctx: workflow.WorkflowContext, arg: dict) -> int:
+    return ctx.execute_activity(fleet_async_probe, arg,
+                                retry=workflow.RetryPolicy(max_attempts=5, initial_interval=0.1))
+
+
+@workflow.activity()
+async def fleet_async_step(i: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0)
+    return i + 1
+
+
+@workflow.defn()
+def fleet_async_steps(ctx: workflow.WorkflowContext, steps: int) -> int:
+    """`steps` async activities one after the other: each may start eagerly on the loop after the last."""
+    total = 0
+    for i in range(steps):
+        total += ctx.execute_activity(fleet_async_step, i)
+    return total

@@ -7,6 +7,7 @@ id), so tests running against one process-wide registry do not see each other's 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -528,3 +529,71 @@ def wf_counter(ctx: workflow.WorkflowContext, start: int) -> int:
     ctx.set_query_handler("count", lambda: state["count"])
     ctx.wait_condition(lambda: bool(state["done"]))
     return state["count"]
+
+
+# --- async def activities: run on an event loop, many attempts in flight -------------------------------------
+@workflow.activity()
+async def async_double(spec: dict[str, Any]) -> dict[str, Any]:
+    """Awaits `seconds`, then returns twice `value` with what `activity_info()` said inside the coroutine."""
+    info = workflow.activity_info()
+    await asyncio.sleep(spec.get("seconds", 0.0))
+    return {"value": spec["value"] * 2, "attempt": info.attempt, "workflow_id": info.workflow_id}
+
+
+@workflow.activity()
+async def async_beating(spec: dict[str, Any]) -> dict[str, Any]:
+    """`beating` as a coroutine: attempt 1 heartbeats twice, then goes silent past its heartbeat timeout."""
+    info = workflow.activity_info()
+    note(spec["key"], attempt=info.attempt, details=info.heartbeat_details)
+    if info.attempt == 1:
+        workflow.heartbeat({"done": 1})
+        await asyncio.sleep(0.05)
+        workflow.heartbeat({"done": 2})
+        try:
+            await asyncio.sleep(spec["hang"])
+        except asyncio.CancelledError:
+            note(spec["key"], event="cancelled", attempt=info.attempt)
+            raise
+        return {"attempt": 1, "late": True}
+    return {"attempt": info.attempt, "details": info.heartbeat_details}
+
+
+@workflow.activity()
+async def async_waiting(spec: dict[str, Any]) -> str:
+    """Notes that it started, then waits `seconds` (heartbeating every 0.2 s, as Temporal delivers a
+    cancellation through heartbeats), noting a cancellation of its coroutine before passing it on."""
+    info = workflow.activity_info()
+    note(spec["key"], event="started", attempt=info.attempt)
+    try:
+        for _ in range(int(spec["seconds"] / 0.2)):
+            workflow.heartbeat()
+            await asyncio.sleep(0.2)
+    except asyncio.CancelledError:
+        note(spec["key"], event="cancelled", attempt=info.attempt)
+        raise
+    note(spec["key"], event="finished", attempt=info.attempt)
+    return "finished"
+
+
+@workflow.defn()
+def wf_async(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return ctx.wait_all([ctx.start_activity(async_double, {**spec, "value": i}) for i in range(spec["n"])])
+
+
+@workflow.defn()
+def wf_async_heartbeat(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    return ctx.execute_activity(async_beating, spec, heartbeat_timeout=spec["heartbeat_timeout"],
+                                retry=fast_retry(3))
+
+
+@workflow.defn()
+def wf_async_timeout(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    try:
+        return ctx.execute_activity(async_waiting, spec, timeout=spec["timeout"], retry=fast_retry(1))
+    except workflow.ActivityError as exc:
+        return {"error": exc.cause.type, "message": exc.cause.message}
+
+
+@workflow.defn()
+def wf_async_cancelled(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    return ctx.execute_activity(async_waiting, spec, heartbeat_timeout=spec.get("heartbeat_timeout"))

@@ -28,6 +28,22 @@ def test_a_decorated_activity_runs_with_default_info() -> None:
     assert beats == [{"progress": 50}]
 
 
+@workflow.activity(name="testing_async_charge")
+async def async_charge(order: dict) -> dict:
+    import asyncio
+
+    await asyncio.sleep(0)
+    workflow.heartbeat({"progress": 50})
+    return {"key": workflow.activity_info().idempotency_key, "order": order["id"]}
+
+
+def test_an_async_activity_is_awaited() -> None:
+    beats: list[Any] = []
+    assert run_activity(async_charge, {"id": "o-4"}, heartbeats=beats) == {"key": "test-workflow:test-run:1",
+                                                                          "order": "o-4"}
+    assert beats == [{"progress": 50}]
+
+
 def test_the_info_the_test_gives_is_what_the_activity_sees() -> None:
     info = ActivityInfo("wf-9", "run-9", "testing_charge", 4, 3, heartbeat_details={"progress": 50})
     out = run_activity(charge, {"id": "o-2"}, info=info)
