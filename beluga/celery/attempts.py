@@ -108,6 +108,8 @@ def run_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq:
     info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details,
                         _beat=heartbeat_recorder(rt, workflow_id, seq, attempt, heartbeat_timeout))
 
+    began = [0.0]
+
     def call() -> Any:
         if defn.limit is not None:  # the rate's last check, right before the start (an outage skips it)
             try:
@@ -115,12 +117,19 @@ def run_attempt(rt: FleetProcess, defn: Any, workflow_id: str, run_id: str, seq:
             except TRANSIENT as exc:
                 log.warning("could not check the rate limit of %s before attempt %s of %s seq %s: %s",
                             defn.name, attempt, workflow_id, seq, exc)
+        began[0] = time.monotonic()
         return defn.call(input)
 
     try:
         result = run_with_info(info, call)
     except BaseException as exc:
         return settle_attempt(rt, defn, workflow_id, run_id, seq, attempt, options, False, exc, celery_retries)
+    timeout = options.get("timeout")
+    if timeout and time.monotonic() - began[0] > timeout:
+        # Celery's soft time limit came late (its timer runs in the worker's busy main process): a result
+        # past the timeout is not taken, as the in-process executor and Temporal do not take one
+        late = TimeoutError(attempt_timed_out(defn.name, attempt, timeout)["message"])
+        return settle_attempt(rt, defn, workflow_id, run_id, seq, attempt, options, False, late, celery_retries)
     return settle_attempt(rt, defn, workflow_id, run_id, seq, attempt, options, True, result, celery_retries)
 
 

@@ -1,5 +1,5 @@
 """`async def` activities with real `celery worker` processes: one pool process (prefork -c 1, the threads
-pool, solo, and gevent where it is installed) keeps many attempts in flight at once on its event loop, no
+pool, solo, and gevent) keeps many attempts in flight at once on its event loop, no
 more than BELUGA_ASYNC_CONCURRENCY; and a worker killed with -9 holding many of them in flight loses
 nothing: its attempts are reclaimed (WorkerLost) and each run's effect happens once. The probes record
 what they saw in Redis (`fleet_async_probe`); nothing here is judged by wall-clock time."""
@@ -7,7 +7,6 @@ what they saw in Redis (`fleet_async_probe`); nothing here is judged by wall-clo
 from __future__ import annotations
 
 import collections
-import importlib.util
 import uuid
 
 import pytest
@@ -18,9 +17,7 @@ from beluga.core.records import EventType as E
 from tests.celery.test_faults import _check_history
 from tests.executors.helpers import eventually
 
-POOLS = ["prefork", "threads", "solo",
-         pytest.param("gevent", marks=pytest.mark.skipif(importlib.util.find_spec("gevent") is None,
-                                                          reason="gevent is not installed"))]
+POOLS = ["prefork", "threads", "solo", "gevent"]  # gevent: in the test extra
 
 
 def _starts(r: redis.Redis, key: str) -> list[tuple[str, int, int, int]]:

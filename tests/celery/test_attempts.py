@@ -302,3 +302,28 @@ def test_carried_events_must_be_the_ones_missed() -> None:
     assert _carried_since(0, 5, enc(2, 3, 4, 5)) is None                            # does not reach back to 1
     assert _carried_since(3, 5, enc(2, 3, 5, 4)) is None                            # not in order
     assert _carried_since(3, 5, enc(7, 8)) is None                                  # not the run's ids
+
+
+def test_a_result_that_came_past_the_attempts_timeout_is_a_timeout() -> None:
+    """Celery's soft time limit is set by the worker's main process, which a loaded machine can make
+    late: an attempt that returned after its timeout fails as timed out (its result is not taken), as the
+    in-process executor and Temporal decide. Attempt 1 here: no store read for earlier attempts."""
+    import time as _time
+    from types import SimpleNamespace
+
+    from beluga.celery.attempts import run_attempt
+    from beluga.celery.messages import decode
+    from beluga.core.steps import ActivityOutcome
+
+    def slow(_: object) -> str:
+        _time.sleep(0.06)
+        return "late"
+
+    rt = SimpleNamespace(check=lambda value: value, store=None)
+    defn = SimpleNamespace(name="slow", call=slow, limit=None, retry=None, options={})
+    message, _ = run_attempt(rt, defn, "wf", "run", 1, 1, None, {"timeout": 0.01}, None, None)
+    outcome = decode(message)
+    assert isinstance(outcome, ActivityOutcome) and not outcome.ok
+    assert outcome.payload["type"] == "TimeoutError" and "ran past its 0.01s timeout" in outcome.payload["message"]
+    message, _ = run_attempt(rt, defn, "wf", "run", 1, 1, None, {"timeout": 30.0}, None, None)
+    assert decode(message).ok  # within its timeout: taken

@@ -16,13 +16,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import fastapi  # noqa: F401  (the test extra installs it and uvicorn: a missing one fails, never skips)
 import pytest
+import uvicorn  # noqa: F401
 
 from tests.conftest import ROOT
 from tests.fleet import free_port
-
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
 
 
 @pytest.fixture(scope="module")

@@ -121,10 +121,10 @@ def test_skip_overlap_starts_nothing_while_a_run_is_open(executor: workflow.Dura
     executor.delete_schedule(sid)
 
 
+@pytest.mark.in_process  # the fleet's client accepts the names its workers announce
+@pytest.mark.not_temporal("Temporal's schedules take any workflow type name; the worker that runs it decides")
 def test_schedules_of_unknown_workflows_are_refused_in_process(executor_factory: Backend,
                                                                new_id: Callable[[], str]) -> None:
-    if executor_factory.provider != "default":
-        pytest.skip("the fleet's client accepts names its workers announce")
     with pytest.raises(workflow.ConfigurationError):
         executor_factory.executor().create_schedule(new_id(), "no_such_workflow", None, EVERY_SECOND)
 
