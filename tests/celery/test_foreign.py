@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,24 +16,13 @@ from celery.exceptions import Ignore
 from beluga import workflow
 from beluga.celery import foreign
 from tests.conftest import Fleet
-from tests.fleet import redis_server
 
 
-@pytest.fixture
-def shared_broker(tmp_path: Path):
-    with redis_server() as broker:
-        fleet = Fleet(broker, tmp_path)
-        try:
-            yield fleet
-        finally:
-            fleet.stop()
-
-
-def test_a_worker_of_another_fleet_hands_the_messages_it_takes_back(shared_broker: Fleet) -> None:
+def test_a_worker_of_another_fleet_hands_the_messages_it_takes_back(private_fleet: Fleet) -> None:
     """Fleet B's worker alone consumes the queue while fleet A starts its runs: B takes every one of A's
     messages first (the fault hits work in flight), says so, and hands them back; once A's own worker
     joins, every run of A completes, each activity once, and B skipped none of them as stale."""
-    fleet = shared_broker
+    fleet = private_fleet  # one broker, two fleets on it (key prefixes of their own)
     ours, theirs = f"a{uuid.uuid4().hex[:6]}", f"b{uuid.uuid4().hex[:6]}"
     stranger = fleet.start_worker("stranger", BELUGA_KEY_PREFIX=theirs).wait_ready()
     ex = fleet.executor(key_prefix=ours)
