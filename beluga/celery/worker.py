@@ -118,9 +118,8 @@ class FleetWorker(FleetProcess):
         if handoff is None:
             return False
         try:
-            self.app.tasks["beluga.query"].apply_async((*args, list(handoff.tried)), queue=handoff.queue,
-                                                       kwargsrepr=attempt_kwargsrepr(args[0]),
-                                                       headers=self.sender.stamp())
+            self.sender.send("beluga.query", (*args, list(handoff.tried)), queue=handoff.queue,
+                             kwargsrepr=attempt_kwargsrepr(args[0]))
         except Exception as exc:
             sending.error("could not hand a query of workflow %s on", args[0], exc=exc)
             return False
