@@ -12,9 +12,9 @@ Keys (workflow and run ids are escaped into KV-safe tokens, see `token`):
 - `c.<workflow id>.<run id>.<first event id>`: sealed chunks of older events, written once before the
   record that lists them (see `_records`).
 
-Listing reads the last revision of every `r.*` key (a KV watch, one pass over the bucket's index of
-subjects), filters and sorts by the record's own fields, and then fetches the histories of the runs it
-returns. Delete purges the record and every chunk of the workflow id.
+Listing reads the last revision of every `r.*` key (a pull consumer of each key's last message, one
+pass over the bucket's index of subjects), filters and sorts by the record's own fields, and then
+fetches the histories of the runs it returns. Delete purges the record and every chunk of the workflow id.
 
 JetStream acknowledges a write once its leader stored it (file storage, `sync_interval` governs when it
 reaches the disk: set `sync_interval: always` in the server's config to fsync each write). Requires the
@@ -207,17 +207,29 @@ class NatsStore(WorkflowStore):
         return self._run(counted())
 
     async def _records(self) -> dict[str, RunRecord]:
-        """Every run's record, by workflow id: a scan of the bucket (NATS KV has no secondary index)."""
+        """Every run's record, by workflow id: a scan of the bucket (NATS KV has no secondary index).
+
+        A pull consumer of each `r.*` key's last message, read until the server says nothing is pending.
+        Not `KeyValue.watch`: its end-of-snapshot marker is decided from the consumer's pending count
+        while pushed messages may still wait in the client, so it can come before records it then
+        delivers (nats-py 2.16), and a listing cut at the marker missed runs."""
         records: dict[str, RunRecord] = {}
-        watcher = await self._kv.watch("r.>", ignore_deletes=True)
+        sub = await self._js.pull_subscribe(
+            f"$KV.{self.prefix}.r.>", stream=self._stream,
+            config=js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT,
+                                         ack_policy=js_api.AckPolicy.NONE, inactive_threshold=60.0))
         try:
-            async for entry in watcher:
-                if entry is None:  # the end of what the bucket held when the watch began
-                    break
-                record = RunRecord.decode(entry.value)
-                records[record.summary_state().workflow_id] = record
+            pending = (await sub.consumer_info()).num_pending
+            while pending:
+                for msg in await sub.fetch(min(pending, 1000), timeout=self.timeout):
+                    pending = msg.metadata.num_pending
+                    headers = msg.headers or {}
+                    if headers.get("KV-Operation") in ("DEL", "PURGE") or "Nats-Marker-Reason" in headers:
+                        continue  # a deleted key (or a server's expiry marker) holds no record
+                    record = RunRecord.decode(msg.data)
+                    records[record.summary_state().workflow_id] = record
         finally:
-            await watcher.stop()
+            await sub.unsubscribe()
         return records
 
     # --- writes -------------------------------------------------------------------------------------
