@@ -33,7 +33,7 @@ Parts (--parts; each its own repetitions, systems interleaved within a repetitio
   4 signal -> activity start: a workflow looping 1000 x { receive_signal("go").receive();
     execute_activity(stamp) }. The client waits until the run is parked again (its last history event is
     the previous activity_completed), notes time.time(), calls executor.signal(); the activity RPUSHes its
-    own time.time() when it starts. p50 / p99 over the 1000 signals. Goal: p99 <= 10 ms.
+    own time.time() when it starts. p50 / p99 over the 1000 signals. Goal: p99 <= 5 ms (issue 19).
   5 parked runs: 10,000 runs waiting on receive_signal("go"). The server's INFO used_memory delta / 10,000
     (goal <= 1 KB; MEMORY USAGE of one run's hash and events list is printed too);
     worker RSS (main + pool processes, /proc VmRSS) before, at 5,000 and at 10,000 parked (after a warm-up
@@ -438,8 +438,8 @@ def part4(b: Bench, reps: int, signals: int) -> None:
     m = {k: med([r[k] for r in runs]) for k in runs[0]}
     b.rows.append(Row("4", f"signal -> activity start, p50 ({signals} sig.)", f"{m['p50'] * 1e3:.2f} ms", "", "",
                       "(info)", ""))
-    b.rows.append(Row("4", "                            p99", f"{m['p99'] * 1e3:.2f} ms", "", "", "<= 10 ms",
-                      verdict(m["p99"] <= 0.010)))
+    b.rows.append(Row("4", "                            p99", f"{m['p99'] * 1e3:.2f} ms", "", "", "<= 5 ms",
+                      verdict(m["p99"] <= 0.005)))
     b.rows.append(Row("4", "  mean, signals 1-100 -> last 100", f"{m['first'] * 1e3:.2f} -> {m['last'] * 1e3:.2f} ms",
                       "", f"{m['last'] / m['first']:.2f}", "(info)", ""))
 
