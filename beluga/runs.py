@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from dataclasses import replace
+from itertools import count
+from typing import TYPE_CHECKING, Any
 
 from beluga import codec
 from beluga.core.errors import SerializationError
 from beluga.core.records import WorkflowState
 from beluga.core.start import first_state
+
+if TYPE_CHECKING:
+    from beluga.stores.base import WorkflowStore
 
 DEFAULT_MAX_PAYLOAD = 2 * 1024 * 1024
 
@@ -37,3 +42,22 @@ def new_run_state(workflow_type: str, workflow_id: str, input: Any, timeout: flo
     return first_state(workflow_type, workflow_id, input, timeout, queue, now, run_id=str(uuid.uuid4()),
                        seed=int.from_bytes(os.urandom(8), "big") >> 1, parent=parent,
                        continued_from=continued_from, headers=headers, identity=identity)
+
+
+def archive_id(workflow_id: str, n: int) -> str:
+    """Where the n-th earlier run of `workflow_id` is kept (`<id>/runs/<n>`), by `retry` and `reset`."""
+    return f"{workflow_id}/runs/{n}"
+
+
+def archive(store: WorkflowStore, state: WorkflowState) -> str:
+    """Copy the closed run `state` to the next free `<id>/runs/<n>` (or find the copy made by an earlier,
+    interrupted retry or reset of the same run); returns the id of the copy."""
+    for n in count(1):
+        key = archive_id(state.workflow_id, n)
+        existing = store.load_summary(key)
+        if existing is None:
+            store.save(replace(state, workflow_id=key))
+            return key
+        if existing.run_id == state.run_id:
+            return key
+    raise AssertionError("unreachable")

@@ -37,6 +37,7 @@ from beluga.executors.base import (
     update_outcome,
 )
 from beluga.logs import get_logger
+from beluga.resets import ResetResult, reset_run
 from beluga.settings import Settings
 from beluga.stores.redis import RedisStore
 from beluga.stores.redis_keys import shard_of
@@ -262,6 +263,15 @@ class CeleryExecutor(StoreBackedExecutor):
     def terminate(self, workflow_id: str, reason: str = "", *, identity: str | None = None) -> None:
         self._send(workflow_id, Terminate(reason, identity), None, "terminating")
         log_write("terminated", workflow_id, identity, reason)
+
+    def reset(self, workflow_id: str, to: int | str = "last-good", *, identity: str | None = None,
+              reapply_signals: bool = True) -> ResetResult:
+        """See `DurableExecutor.reset`; the fleet's part is in beluga/celery/resets.py."""
+        from beluga.celery.resets import start_reset
+
+        return reset_run(self, self.store, workflow_id, to, now=self.fleet.clock.now,
+                         start=lambda plan: start_reset(self, plan), identity=identity,
+                         reapply_signals=reapply_signals)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         check_name(workflow_id, "workflow id")

@@ -28,16 +28,13 @@ from beluga.core.definitions import registry
 from beluga.core.inspection import CodeState, code_state
 from beluga.core.pending import Pending, pending_work
 from beluga.core.records import WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.runs import archive, archive_id
 from beluga.stores._common import is_kept_copy, is_stuck, matches, position
 from beluga.stores.base import WorkflowStore
 
 if TYPE_CHECKING:
     from beluga.cli.target import Target
     from beluga.executors.base import WorkflowHandle
-
-def archive_id(workflow_id: str, n: int) -> str:
-    return f"{workflow_id}/runs/{n}"
-
 
 def is_archive(workflow_id: str) -> bool:
     return is_kept_copy(workflow_id)
@@ -51,20 +48,6 @@ def earlier_runs(store: WorkflowStore, workflow_id: str) -> list[WorkflowState]:
         if state is None:
             return out
         out.append(state)
-
-
-def archive(store: WorkflowStore, state: WorkflowState) -> str:
-    """Copy the closed run `state` to the next free `<id>/runs/<n>` (or find the copy made by an earlier,
-    interrupted retry of the same run); returns the id of the copy."""
-    for n in count(1):
-        key = archive_id(state.workflow_id, n)
-        existing = store.load_summary(key)
-        if existing is None:
-            store.save(replace(state, workflow_id=key))
-            return key
-        if existing.run_id == state.run_id:
-            return key
-    raise AssertionError("unreachable")
 
 
 # --- what a run waits on -----------------------------------------------------------------------------

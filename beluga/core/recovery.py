@@ -106,7 +106,8 @@ def owed(state: WorkflowState, work: Pending | None = None) -> list[Obligation]:
     out: list[Obligation] = []
     if work.deadline is not None:
         out.append(ArmDeadline(work.deadline))
-    if len(history) == 1 or work.closed or state.error is not None:
+    # a run's first step, a stuck run's, a close to finish, or the inputs a reset left owed (core/reset.py)
+    if len(history) == 1 or work.closed or state.error is not None or history[-1].attrs.get("deferred"):
         out.append(TakeStep())
         if work.closed:
             return out

@@ -23,6 +23,7 @@ from beluga.logs import get_logger
 
 if TYPE_CHECKING:
     from beluga.hooks import Hooks
+    from beluga.resets import ResetResult
     from beluga.schedules import ScheduleService
     from beluga.stores.base import WorkflowStore
 
@@ -111,6 +112,16 @@ class DurableExecutor(Scheduling, ABC):
         """Close the open run at once, `canceled` with a `Terminated` error naming `reason`. No workflow
         code runs (no cleanup), so it also closes a run whose code is gone or no longer matches."""
         raise NotImplementedError(f"{type(self).__name__} cannot terminate runs")
+
+    def reset(self, workflow_id: str, to: int | str = "last-good", *, identity: str | None = None,
+              reapply_signals: bool = True) -> ResetResult:
+        """Start a new run of `workflow_id` that replays the current run's history up to the workflow-task
+        boundary `to` (an event id, "first": right after the start, or "last-good": before the step that
+        led to the first failure) and continues from there on the current code. An open run is terminated
+        first; the old run is kept as `<id>/runs/<n>` (as `beluga retry` keeps it). Signals recorded after
+        the point are applied again (`reapply_signals`); the result says what was thrown away. A point
+        that is not a boundary raises `ResetError` and changes nothing (beluga/core/reset.py)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reset runs")
 
     @abstractmethod
     def describe(self, workflow_id: str) -> WorkflowState:

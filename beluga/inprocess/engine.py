@@ -425,6 +425,10 @@ class Engine:
         deadline = state.history[0].attrs.get("deadline") if state.history else None
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
             self._timers.arm(deadline, input_msg(state.workflow_id, state.run_id, st.TimedOut()))
+        if len(state.history) > 1:  # a reset run (core/reset.py): what it had in flight at its point
+            for obligation in owed(state):
+                if not isinstance(obligation, (ArmDeadline, TakeStep)):
+                    self._carry_out_owed(state.workflow_id, state.run_id, obligation)
 
     def _start_unless_open(self, state: WorkflowState, batch: dict[str, BatchedStep]) -> None:
         """Signal-with-start: create the run unless its id has one open (the store decides, atomically);

@@ -17,6 +17,7 @@ from beluga.core.errors import ConfigurationError
 from beluga.core.names import check_name
 from beluga.core.pending import find_update
 from beluga.core.records import Signal, WorkflowState
+from beluga.core.reset import ResetPlan
 from beluga.core.retry import Duration, seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate
 from beluga.executors.base import (
@@ -33,6 +34,7 @@ from beluga.hooks import Hooks
 from beluga.inprocess.engine import Engine
 from beluga.inprocess.records import Msg, Query, Recover, SignalWithStart, Update, input_msg
 from beluga.inprocess.schedules import ScheduleLoop
+from beluga.resets import ResetResult, reset_run
 from beluga.runs import DEFAULT_MAX_PAYLOAD, new_run_state, payload_checker
 from beluga.stores.base import WorkflowStore
 
@@ -129,6 +131,18 @@ class InProcessExecutor(StoreBackedExecutor):
         self._check(options.input)
         return new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input, seconds(options.timeout),
                              options.queue, self.clock(), headers=options.headers, identity=options.identity)
+
+    def reset(self, workflow_id: str, to: int | str = "last-good", *, identity: str | None = None,
+              reapply_signals: bool = True) -> ResetResult:
+        return reset_run(self, self.store, workflow_id, to, now=self.clock, start=self._start_reset,
+                         identity=identity, reapply_signals=reapply_signals)
+
+    def _start_reset(self, plan: ResetPlan) -> None:
+        """Store the reset run over the closed one; the engine replays it, records what the current code
+        asks for after the point, and re-arms what was in flight there (see `Engine._start`)."""
+        self.store.create(plan.state)
+        self._engine.forget(plan.state.workflow_id)
+        self._engine.created(plan.state)
 
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         check_name(workflow_id, "workflow id")

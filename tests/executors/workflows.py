@@ -597,3 +597,48 @@ def wf_async_timeout(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any
 @workflow.defn()
 def wf_async_cancelled(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
     return ctx.execute_activity(async_waiting, spec, heartbeat_timeout=spec.get("heartbeat_timeout"))
+
+
+# --- reset (issue 17 item 5): a step that a "bad deploy" breaks, and that a fix mends --------------------
+def set_broken(key: str, steps: list[int]) -> None:
+    """Steps `steps` of the runs keyed `key` fail (the bad deploy); [] mends them (the fix)."""
+    if SHARED_URL:
+        from beluga import codec
+
+        _shared().set(f"test:broken:{key}", codec.encode(steps))
+        return
+    with _LOCK:
+        BROKEN[key] = list(steps)
+
+
+def _broken(key: str) -> list[int]:
+    if SHARED_URL:
+        from beluga import codec
+
+        raw = _shared().get(f"test:broken:{key}")
+        return [] if raw is None else list(codec.decode(raw))
+    with _LOCK:
+        return list(BROKEN.get(key, []))
+
+
+BROKEN: dict[str, list[int]] = {}
+
+
+@workflow.activity()
+def numbered_step(spec: dict[str, Any]) -> int:
+    """Step `n` of a run; fails while step `n` is broken for the run's key."""
+    note(spec["key"], n=spec["n"], run_id=workflow.activity_info().run_id)
+    if spec["n"] in _broken(spec["key"]):
+        raise ValueError(f"step {spec['n']} is broken")
+    return int(spec["n"])
+
+
+@workflow.defn()
+def wf_steps(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[Any]:
+    """Steps 1..`steps`, one after another; with `signal_after`, waits for signal "go" after that step."""
+    out: list[Any] = []
+    for n in range(1, spec["steps"] + 1):
+        out.append(ctx.execute_activity(numbered_step, {"key": spec["key"], "n": n}, retry=fast_retry(2)))
+        if n == spec.get("signal_after"):
+            out.append(ctx.receive_signal("go").receive())
+    return out
