@@ -57,6 +57,10 @@ class DelegatingExecutor(DurableExecutor):
     def terminate(self, workflow_id: str, reason: str = "", *, identity: str | None = None) -> None:
         self.inner.terminate(workflow_id, reason, identity=identity)
 
+    def reset(self, workflow_id: str, to: int | str = "last-good", *, identity: str | None = None,
+              reapply_signals: bool = True) -> Any:
+        return self.inner.reset(workflow_id, to, identity=identity, reapply_signals=reapply_signals)
+
     def describe(self, workflow_id: str) -> WorkflowState:
         return self.inner.describe(workflow_id)
 

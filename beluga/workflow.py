@@ -46,6 +46,7 @@ from beluga.core.records import (
     WorkflowState,
     WorkflowStatus,
 )
+from beluga.core.reset import ResetError
 from beluga.core.retry import RetryPolicy, default_retry_policy
 from beluga.core.schedules import Interval, Overlap, ScheduleError, SchedulePolicy, ScheduleSpec
 from beluga.executors.aio import AsyncExecutor, AsyncWorkflowHandle
@@ -62,6 +63,7 @@ from beluga.providers import (
     register,
     register_store,
 )
+from beluga.resets import ResetResult
 from beluga.schedules import ScheduleDescription
 from beluga.stores.base import WorkflowStore
 from beluga.tracing import with_tracing
@@ -85,4 +87,6 @@ __all__ = [
     # durable schedules (docs/schedules.md)
     "Interval", "Overlap", "ScheduleAlreadyExists", "ScheduleDescription", "ScheduleError", "ScheduleNotFound",
     "SchedulePolicy", "ScheduleSpec",
+    # reset (docs/api.md)
+    "ResetError", "ResetResult",
 ]

@@ -32,6 +32,8 @@ API_NAMES = {
     # durable schedules
     "ScheduleSpec", "SchedulePolicy", "Interval", "Overlap", "ScheduleDescription", "ScheduleError",
     "ScheduleNotFound", "ScheduleAlreadyExists",
+    # reset
+    "ResetError", "ResetResult",
 }
 
 # What `workflow.__all__` holds today: the API names plus the extras the project chose to add.

@@ -18,7 +18,8 @@ __all__ = ["main", "CLIError"]
 
 _COMMANDS = {"list": "cmd_list", "show": "cmd_show", "start": "cmd_start", "signal": "cmd_signal",
              "query": "cmd_query", "update": "cmd_update", "cancel": "cmd_cancel", "terminate": "cmd_terminate",
-             "retry": "cmd_retry", "export": "cmd_export", "console": "cmd_console", "schedule": "cmd_schedule"}
+             "retry": "cmd_retry", "export": "cmd_export", "console": "cmd_console", "schedule": "cmd_schedule",
+             "reset": "cmd_reset", "batch": "cmd_batch"}
 
 
 def main(argv: Sequence[str] | None = None, *, settings: Any = None, prog: str | None = None) -> int:

@@ -16,7 +16,9 @@ from typing import Any
 
 from beluga import history_json
 from beluga.cli import render
+from beluga.cli.batch import cmd_batch  # noqa: F401 - `beluga batch ...`, dispatched by name
 from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
+from beluga.cli.reset import cmd_reset  # noqa: F401 - `beluga reset ...`, dispatched by name
 from beluga.cli.runs import RunQuery, earlier_runs, list_page, open_run, operator, retry_run, waiting
 from beluga.cli.schedules import cmd_schedule  # noqa: F401 - `beluga schedule ...`, dispatched by name
 from beluga.cli.target import Target

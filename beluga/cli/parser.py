@@ -122,6 +122,14 @@ def build(prog: str = "beluga") -> Parser:
                          "(the old run is kept as <id>/runs/<n>)", drives=True)
     p.add_argument("workflow_id", metavar="ID")
 
+    from beluga.cli.reset import add_parser as add_reset_parser
+
+    add_reset_parser(command)
+
+    from beluga.cli.batch import add_parser as add_batch_parser
+
+    add_batch_parser(command)
+
     p = command("export", "a run's history as JSON", json=False)
     p.add_argument("workflow_id", metavar="ID")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")

@@ -63,6 +63,11 @@ class AsyncExecutor:
     async def terminate(self, workflow_id: str, reason: str = "", *, identity: str | None = None) -> None:
         await self._run(self.sync.terminate, workflow_id, reason, identity=identity)
 
+    async def reset(self, workflow_id: str, to: int | str = "last-good", *, identity: str | None = None,
+                    reapply_signals: bool = True) -> Any:
+        """As `DurableExecutor.reset`: a new run from a workflow-task boundary of the current one."""
+        return await self._run(self.sync.reset, workflow_id, to, identity=identity, reapply_signals=reapply_signals)
+
     async def describe(self, workflow_id: str) -> WorkflowState:
         return await self._run(self.sync.describe, workflow_id)  # type: ignore[no-any-return]
 

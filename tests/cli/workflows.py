@@ -77,3 +77,14 @@ def cli_counter(ctx: workflow.WorkflowContext, start: int) -> int:
     ctx.set_update_handler("finish", lambda: state.update(done=True) or state["count"])
     ctx.wait_condition(lambda: bool(state["done"]))
     return state["count"]
+
+
+@workflow.defn(name="cli_inbox")
+def cli_inbox(ctx: workflow.WorkflowContext, arg: dict) -> int:
+    """Stays open collecting "msg" signals until "stop": each signal a batch sends shows in its history."""
+    msgs = ctx.receive_signal("msg")
+    ctx.receive_signal("stop").receive()
+    count = 0
+    while msgs.try_receive() is not None:
+        count += 1
+    return count
