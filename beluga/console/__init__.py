@@ -6,7 +6,8 @@ Pages: the runs, newest first, a page at a time (older and newer by an opaque ke
 workflow id (prefix or exact), filtered by status, stuck and type, with tabs whose counts match the rows
 they list; one run: its status,
 input, result or error (with traceback), what it waits on, its earlier (retried) runs and its history as
-a timeline. Buttons signal, cancel, terminate and retry a run.
+a timeline. Buttons signal, cancel, terminate, retry and reset a run, and apply one of those to the
+runs ticked on the runs page (beluga/console/actions.py).
 
 Writes need the console's token (`token=`, or the setting `BELUGA_CONSOLE_TOKEN`); without one the
 console is read-only. A browser logs in once with the token (a signed, HttpOnly, SameSite=Strict cookie,
@@ -38,6 +39,7 @@ from beluga import history_json
 from beluga.cli.errors import EXIT_USAGE, CLIError
 from beluga.cli.target import Target
 from beluga.console import pages
+from beluga.console.actions import SelectionActions
 from beluga.console.schedules import SchedulePages
 from beluga.logs import get_logger
 
@@ -118,7 +120,7 @@ class Request:
         return self._form
 
 
-class Console(SchedulePages):
+class Console(SchedulePages, SelectionActions):
     """The WSGI app. `target` is where the runs are (`beluga.cli.target.Target`)."""
 
     def __init__(self, target: Target, *, token: str | None = None, title: str = "Beluga") -> None:
@@ -147,6 +149,7 @@ class Console(SchedulePages):
             ("GET", "/login"): self.login_form, ("POST", "/login"): self.login, ("POST", "/logout"): self.logout,
             ("POST", "/run/signal"): self.signal, ("POST", "/run/cancel"): self.cancel,
             ("POST", "/run/terminate"): self.terminate, ("POST", "/run/retry"): self.retry,
+            ("POST", "/run/reset"): self.reset, ("POST", "/runs/batch"): self.batch,
             ("GET", "/healthz"): self.healthz, ("GET", "/schedules"): self.schedules,
             ("GET", "/schedule"): self.schedule, ("POST", "/schedule/pause"): self.schedule_pause,
             ("POST", "/schedule/unpause"): self.schedule_unpause, ("POST", "/schedule/trigger"): self.schedule_trigger}
@@ -252,7 +255,7 @@ class Console(SchedulePages):
         store = self.target.store
         runs = list_page(store, query, limit=limit, cursor=req.query.get("cursor") or None)
         body = pages.runs_page(self._page(req), runs, count_runs(store, query), query=query, search=search,
-                               exact=exact, types=self._types(), limit=limit)
+                               exact=exact, types=self._types(), limit=limit, flash=req.query.get("done"))
         return _html(200, body)
 
     def _types(self) -> set[str]:

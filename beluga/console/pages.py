@@ -13,6 +13,7 @@ from beluga.cli import render
 from beluga.cli.runs import RunQuery, RunsPage, RunWaits
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
 from beluga.history_json import to_jsonable
+from beluga.stores._common import is_kept_copy
 
 E = EventType
 
@@ -134,7 +135,7 @@ class Page:
 
 # --- the runs -----------------------------------------------------------------------------------------
 def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: RunQuery, search: str, exact: bool,
-              types: Iterable[str], limit: int) -> str:
+              types: Iterable[str], limit: int, flash: str | None = None) -> str:
     """The runs: tabs by status (and stuck) whose counts are the rows their pages hold, a search by
     workflow id, filters, and the page with links to the pages beside it."""
     keep = {"type": query.workflow_type, "q": search, "match": "exact" if exact else None, "all": query.archives,
@@ -164,18 +165,27 @@ def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: Ru
                f'kept copies of retried runs</label><button type="submit" class="secondary" id="filter">filter</button>'
                "</form>")
     rows = []
+    pick = page.writes == "unlocked"  # a logged-in operator ticks runs and applies an action to them
     for s in listed.runs:
         full = render.error_line(s.error) or ""
         error = full if len(full) <= 90 else full[:89] + "\u2026"  # the whole line on hover, and on the run's page
-        rows.append(f'<tr data-workflow-id="{esc(s.workflow_id)}">'
+        tick = (f'<td><input type="checkbox" name="sel:{esc(s.workflow_id)}" value="1" '
+                f'aria-label="select {esc(s.workflow_id)}"></td>' if pick else "")
+        rows.append(f'<tr data-workflow-id="{esc(s.workflow_id)}">{tick}'
                     f'<td class="nw"><a href="{esc(page.run_url(s.workflow_id))}" class="mono">'
                     f'{esc(s.workflow_id)}</a></td><td>{esc(s.workflow_type)}</td><td class="nw">{status_badge(s)}</td>'
                     f'<td class="nw">{esc(render.when(s.created_at))}</td>'
                     f'<td class="nw">{esc(render.when(s.updated_at))}</td>'
                     f'<td class="num">{len(s.history)}</td><td title="{esc(full)}">{esc(error)}</td></tr>')
-    table = ('<table id="runs"><thead><tr><th>workflow id</th><th>type</th><th>status</th><th>started (UTC)</th>'
-             '<th>updated (UTC)</th><th class="num">events</th><th>error</th></tr></thead><tbody>'
-             + ("".join(rows) or '<tr><td colspan="7" class="note">no runs match</td></tr>') + "</tbody></table>")
+    table = ('<table id="runs"><thead><tr>' + ("<th></th>" if pick else "") + '<th>workflow id</th><th>type</th>'
+             '<th>status</th><th>started (UTC)</th><th>updated (UTC)</th><th class="num">events</th><th>error</th>'
+             '</tr></thead><tbody>'
+             + ("".join(rows) or '<tr><td colspan="8" class="note">no runs match</td></tr>') + "</tbody></table>")
+    if pick and listed.runs:
+        from beluga.console.actions import selection_bar
+
+        table = (f'<form method="post" action="{esc(page.url("/runs/batch"))}" id="selection">'
+                 f"{selection_bar(page)}{table}</form>")
     here = {**keep, "status": status, "stuck": 1 if query.stuck else None}
     links = []
     if listed.newer:
@@ -186,7 +196,8 @@ def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: Ru
         links.append(f'<a id="newest" href="{esc(page.url("/", **here))}">newest</a>')
     pager = (f'<p class="note pager">newest first; {len(listed.runs)} on this page (of {limit})'
              + (" \u00b7 " + " \u00b7 ".join(links) if links else "") + "</p>")
-    return page.layout("Runs", f'<h1>Runs</h1><div class="tabs">{"".join(tabs)}</div>'
+    note = f'<p class="flash" id="flash">{esc(flash)}</p>' if flash else ""
+    return page.layout("Runs", f'<h1>Runs</h1>{note}<div class="tabs">{"".join(tabs)}</div>'
                                f'<div class="tabs">{filters}</div>{table}{pager}')
 
 
@@ -247,7 +258,9 @@ def run_page(page: Page, state: WorkflowState, wait: RunWaits | None, earlier: S
 
 def actions(page: Page, state: WorkflowState, wait: RunWaits | None, retryable: bool) -> str:
     if not state.status.is_open and not retryable:
-        return f'<p class="note">The run is {esc(state.status.value)}: nothing to do.</p>'
+        if is_kept_copy(state.workflow_id) or page.writes != "unlocked":
+            return f'<p class="note">The run is {esc(state.status.value)}: nothing to do.</p>'
+        return reset_form(page, f'<input type="hidden" name="id" value="{esc(state.workflow_id)}">{page.hidden()}')
     if page.writes == "read-only":
         return ('<p class="note" id="read-only">This console is read-only. Start it with a token '
                 "(<code>BELUGA_CONSOLE_TOKEN</code>) to signal, cancel, terminate and retry runs.</p>")
@@ -259,7 +272,7 @@ def actions(page: Page, state: WorkflowState, wait: RunWaits | None, retryable: 
         return (f'<form class="actions" method="post" action="{esc(page.url("/run/retry"))}">{ident}'
                 f'<p class="note">Start it again from the start: a new run under the same id with the same input; '
                 f"this run is kept as <code>{esc(state.workflow_id)}/runs/&lt;n&gt;</code>.</p>"
-                f'<button type="submit" id="retry">Retry</button></form>')
+                f'<button type="submit" id="retry">Retry</button></form>' + reset_form(page, ident))
     parked = list(wait.code.waiting_for_signals) if wait is not None and wait.code is not None else []
     name = parked[0] if parked else ""
     return (f'<div class="card actions">'
@@ -275,7 +288,16 @@ def actions(page: Page, state: WorkflowState, wait: RunWaits | None, retryable: 
             f'<form method="post" action="{esc(page.url("/run/terminate"))}">{ident}'
             f'<label for="terminate-reason">reason</label><input type="text" name="reason" id="terminate-reason">'
             f'<button type="submit" class="danger" id="terminate">Terminate</button>'
-            f'<span class="note"> closes it at once; no workflow code runs</span></form></div>')
+            f'<span class="note"> closes it at once; no workflow code runs</span></form>'
+            f'{reset_form(page, ident)}</div>')
+
+
+def reset_form(page: Page, ident: str) -> str:
+    return (f'<form class="actions" method="post" action="{esc(page.url("/run/reset"))}" id="reset-form">{ident}'
+            f'<label for="reset-to">reset to</label><input type="text" name="to" id="reset-to" value="last-good" '
+            f'style="width:110px"><button type="submit" class="secondary" id="reset">Reset</button>'
+            f'<span class="note"> a new run replays the history up to that point (an event id, last-good or first) '
+            f"and goes on with the current code; an open run is terminated first</span></form>")
 
 
 def error_block(error: dict[str, Any], what: str) -> str:
