@@ -287,6 +287,17 @@ class TemporalExecutor(DurableExecutor):
                 reason=reason or "no reason given", identity=self._identity(identity))))
         log_write("terminated", workflow_id, identity, reason)
 
+    def reset(self, workflow_id: str, to: int | str = "last-good", *, identity: str | None = None,
+              reapply_signals: bool = True) -> Any:
+        """Temporal's own ResetWorkflowExecution; the point is a Temporal event (beluga/temporal/reset.py)."""
+        from beluga.temporal.reset import reset
+
+        check_name(workflow_id, "workflow id")
+        with _gone_as_not_found(workflow_id):
+            done = self._run(reset(self, workflow_id, to, identity, reapply_signals))
+        log_write("reset", workflow_id, identity, f"new run {done.run_id} from event #{done.point}")
+        return done
+
     def _identity(self, identity: str | None) -> str:
         """Who a request names in Temporal's history: the caller's identity, else the client's own
         (temporalio's default, `<pid>@<host>`)."""

@@ -16,8 +16,9 @@ from tests.executors import workflows as W
 from tests.executors.helpers import eventually, wait_for_event
 
 Ids = Callable[[], str]
-pytestmark = pytest.mark.not_temporal("Temporal's own ResetWorkflowExecution is not wired to executor.reset yet "
-                                      "(docs/temporal.md)")
+pytestmark = pytest.mark.not_temporal("Temporal resets with its own ResetWorkflowExecution: the point is one of its "
+                                      "own WorkflowTaskCompleted events and Temporal keeps the old run itself "
+                                      "(docs/temporal.md; tests/temporal/test_reset.py)")
 
 
 def _failed_at_step_2(executor: workflow.DurableExecutor, wid: str, **spec: object) -> None:
