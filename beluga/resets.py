@@ -61,7 +61,8 @@ def reset_run(executor: DurableExecutor, store: WorkflowStore, workflow_id: str,
     state = store.load(workflow_id)
     if state is None:
         raise WorkflowNotFound(f"no workflow with id {workflow_id!r}")
-    point = resolve(state.history, to)  # a bad point changes nothing, not even an open run
+    stuck_at = (state.error or {}).get("position") if state.status.is_open else None
+    point = resolve(state.history, to, stuck_at)  # a bad point changes nothing, not even an open run
     terminated = state.status.is_open
     if terminated:
         executor.terminate(workflow_id, f"reset to event #{point}", identity=identity)
@@ -70,7 +71,7 @@ def reset_run(executor: DurableExecutor, store: WorkflowStore, workflow_id: str,
         if state is None or state.status.is_open:
             raise ResetError(f"workflow {workflow_id} did not close after its termination")
     kept = archive(store, state)
-    plan = plan_reset(state, to, run_id=str(uuid.uuid4()), now=now(), identity=identity,
+    plan = plan_reset(state, point, run_id=str(uuid.uuid4()), now=now(), identity=identity,
                       reapply_signals=reapply_signals)
     start(plan)
     log_write("reset", workflow_id, identity, f"new run {plan.state.run_id} from event #{plan.point}, "

@@ -351,6 +351,8 @@ def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_paylo
         if instance is not None:
             instance.close()
         instance, stuck = None, to_failure(exc)
+        if getattr(exc, "position", None):  # where the code diverged: `reset --to last-good` goes back before it
+            stuck["position"] = exc.position
     headers = history[0].attrs.get("headers") if history else None
     driver = RunDriver(summary, len(history), pending, instance, policy, stuck, headers, permit)
     step = driver.begin()

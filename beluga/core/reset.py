@@ -63,23 +63,20 @@ def first_failure(history: tuple[Event, ...] | list[Event]) -> Event | None:
     return None
 
 
-def resolve(history: tuple[Event, ...] | list[Event], to: int | str) -> int:
+def resolve(history: tuple[Event, ...] | list[Event], to: int | str, stuck_at: int | None = None) -> int:
     """The event id `to` names: an event id (it must be a boundary), "first" (right after the run
     started) or "last-good" (the last boundary before the step that led to the first failure: for a
-    failed activity or child, before the step that scheduled it)."""
+    failed activity or child, before the step that scheduled it; for a run held stuck because its code
+    no longer matches its history, before the event where it diverged, `stuck_at`)."""
     points = boundaries(history)
     if to == FIRST:
         return 1
     if to == LAST_GOOD:
-        failure = first_failure(history)
-        if failure is None:
-            raise ResetError("the run has no failure to reset before (no failed activity, child or run); "
-                             "give an event id or 'first'")
-        anchor = failure.id
-        if failure.type in (E.ACTIVITY_FAILED, E.CHILD_WORKFLOW_FAILED):
-            kind = E.ACTIVITY_SCHEDULED if failure.type == E.ACTIVITY_FAILED else E.CHILD_WORKFLOW_STARTED
-            anchor = next((ev.id for ev in history if ev.type == kind
-                           and ev.attrs.get("seq") == failure.attrs.get("seq")), failure.id)
+        anchors = [a for a in (_failure_anchor(history), stuck_at) if a is not None]
+        if not anchors:
+            raise ResetError("the run has no failure to reset before (no failed activity, child or run, and "
+                             "it is not stuck on a mismatch); give an event id or 'first'")
+        anchor = min(anchors)
         before = [p for p in points if p < anchor]
         if not before:
             raise ResetError(f"no reset point before event #{anchor}")
@@ -97,6 +94,18 @@ def resolve(history: tuple[Event, ...] | list[Event], to: int | str) -> int:
                          f"code reacted to (a start, an activity's or child's end, a timer, a signal, an update "
                          f"or a cancel request) outside a child's life; the nearest are {near}")
     return event_id
+
+
+def _failure_anchor(history: tuple[Event, ...] | list[Event]) -> int | None:
+    """Where the step that led to the first failure began (see `resolve`), or None without a failure."""
+    failure = first_failure(history)
+    if failure is None:
+        return None
+    if failure.type in (E.ACTIVITY_FAILED, E.CHILD_WORKFLOW_FAILED):
+        kind = E.ACTIVITY_SCHEDULED if failure.type == E.ACTIVITY_FAILED else E.CHILD_WORKFLOW_STARTED
+        return next((ev.id for ev in history if ev.type == kind
+                     and ev.attrs.get("seq") == failure.attrs.get("seq")), failure.id)
+    return failure.id
 
 
 def _nearest(points: list[int], event_id: int) -> str:

@@ -131,3 +131,18 @@ def test_resumed_run_no_longer_reports_the_divergence(open_executor: Any) -> Non
     c = open_executor()
     c.get_handle("nd-timer-error").result(timeout=5)
     assert c.describe("nd-timer-error").error is None
+
+
+def test_a_stuck_run_reset_to_last_good_goes_on_with_the_new_code(open_executor: Any) -> None:
+    """The bad deploy on Beluga is often a mismatch, not a failure: `last-good` goes back before the event
+    where the code diverged (kept in the stuck error's `position`) and the new code takes it from there."""
+    _, _, b = park_then_diverge(open_executor, "nd-reset")
+    stuck = eventually(lambda: (s := b.describe("nd-reset")).error and s)
+    assert stuck.error["position"] == 2  # the echo activity the changed code no longer asks for
+    done = b.reset("nd-reset", "last-good")
+    assert done.point == 1 and done.terminated
+    b.signal("nd-reset", workflow.Signal("go", "after the reset"))
+    assert b.get_handle("nd-reset").result(timeout=10) == [1, "after the reset"]
+    kept = b.describe("nd-reset/runs/1")
+    assert kept.status is workflow.WorkflowStatus.CANCELED and kept.history[-1].type == "workflow_terminated"
+    assert done.dropped_events == len(kept.history) - 1  # all but the start, its termination included
