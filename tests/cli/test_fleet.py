@@ -121,3 +121,36 @@ def test_the_celery_sub_command(fleet: Any) -> None:
     proc = subprocess.run([sys.executable, "-m", "celery", "-A", "beluga", "beluga", "show", "nope"],
                           cwd=ROOT, env=fleet_env(fleet.url), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.strip().startswith("beluga: error: no workflow with id 'nope'")
+
+
+def test_batch_reset_on_the_fleet_after_a_fix(fleet: Any, tmp_path: Path) -> None:
+    """The bad deploy: three runs fail at step 2; the fix; one batch resets them to before step 2."""
+    from tests.executors import workflows as W
+
+    prefix = _id("cli-batch")
+    W.SHARED_URL = fleet.url  # the workers' activities read what is broken from the fleet's Redis
+    try:
+        W.set_broken(prefix, [2])
+        for i in range(3):
+            spec = json.dumps({"key": prefix, "steps": 2})
+            assert celery_cli(fleet, "start", "wf_steps", "--input", spec, "--id", f"{prefix}-{i}").code == 0
+        for i in range(3):
+            wait_status(fleet, f"{prefix}-{i}", "failed")
+        W.set_broken(prefix, [])
+        state = str(tmp_path / "batches")
+        r = celery_cli(fleet, "batch", "reset", "--prefix", prefix, "--status", "failed", "--dry-run", "--json",
+                       "--state-dir", state)
+        assert r.code == 0 and r.json()["count"] == 3, r.err
+        r = celery_cli(fleet, "batch", "reset", "--prefix", prefix, "--status", "failed", "--rps", "0", "--json",
+                       "--state-dir", state)
+        assert r.code == 0, r.err
+        assert (r.json()["done"], r.json()["skipped"], r.json()["failed"]) == (3, 0, 0)
+        for i in range(3):
+            assert wait_status(fleet, f"{prefix}-{i}", "completed")["result"] == [1, 2]
+            assert celery_cli(fleet, "show", f"{prefix}-{i}/runs/1", "--json").json()["status"] == "failed"
+        assert sum(c["n"] == 1 for c in W.calls(prefix)) == 3  # step 1 ran once per run: replayed after the reset
+        again = celery_cli(fleet, "batch", "reset", "--prefix", prefix, "--status", "failed", "--json",
+                           "--state-dir", state)
+        assert again.code == 0 and again.json()["this_time"] == {"done": 0, "skipped": 0, "failed": 0}
+    finally:
+        W.SHARED_URL = None
