@@ -110,7 +110,7 @@ def test_a_batch_killed_mid_way_and_run_again_signals_each_run_once(db: str, tmp
     ids = _inboxes(tmp_path, 24)
     state = tmp_path / "batches"
     cmd = [sys.executable, "-m", "beluga", "--store", db, "--imports", IMPORTS, "batch", "signal", "--prefix",
-           "inbox-", "--name", "msg", "--payload", '"hello"', "--rps", "6", "--state-dir", str(state)]
+           "inbox-", "--name", "msg", "--payload", '"hello"', "--rps", "4", "--state-dir", str(state)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
@@ -165,3 +165,32 @@ def _spec():  # type: ignore[no-untyped-def]
     from beluga.cli.batch_jobs import BatchSpec, Selection
 
     return BatchSpec("signal", {"name": "msg"}, Selection({"id_prefix": "inbox-"}), "test")
+
+
+def test_the_progress_bar_on_a_terminal_and_the_pacer() -> None:
+    import io
+
+    from beluga.cli.batch import Progress
+    from beluga.cli.batch_jobs import Tally
+
+    screen = io.StringIO()
+    bar = Progress("batch reset", screen, tty=True)
+    bar(Tally(4, done=1))
+    bar(Tally(4, done=3, skipped=1))  # the last: drawn however soon after the one before
+    bar.end()
+    assert screen.getvalue() == ("\rbatch reset [#######.......................] 1/4  done 1  skipped 0  failed 0"
+                                 "\rbatch reset [##############################] 4/4  done 3  skipped 1  failed 0\n")
+    now, slept = [100.0], []
+
+    def sleep(s: float) -> None:
+        slept.append(round(s, 6))
+        now[0] += s
+
+    pacer = Pacer(4, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        pacer.wait()
+    assert slept == [0.25, 0.25, 0.25, 0.25]  # 4 a second, evenly spaced
+    unlimited = Pacer(0, clock=lambda: now[0], sleep=sleep)
+    unlimited.wait()
+    unlimited.wait()
+    assert len(slept) == 4
