@@ -164,19 +164,8 @@ def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: Ru
                f'{" checked" if query.archives else ""}> '
                f'kept copies of retried runs</label><button type="submit" class="secondary" id="filter">filter</button>'
                "</form>")
-    rows = []
     pick = page.writes == "unlocked"  # a logged-in operator ticks runs and applies an action to them
-    for s in listed.runs:
-        full = render.error_line(s.error) or ""
-        error = full if len(full) <= 90 else full[:89] + "\u2026"  # the whole line on hover, and on the run's page
-        tick = (f'<td><input type="checkbox" name="sel:{esc(s.workflow_id)}" value="1" '
-                f'aria-label="select {esc(s.workflow_id)}"></td>' if pick else "")
-        rows.append(f'<tr data-workflow-id="{esc(s.workflow_id)}">{tick}'
-                    f'<td class="nw"><a href="{esc(page.run_url(s.workflow_id))}" class="mono">'
-                    f'{esc(s.workflow_id)}</a></td><td>{esc(s.workflow_type)}</td><td class="nw">{status_badge(s)}</td>'
-                    f'<td class="nw">{esc(render.when(s.created_at))}</td>'
-                    f'<td class="nw">{esc(render.when(s.updated_at))}</td>'
-                    f'<td class="num">{len(s.history)}</td><td title="{esc(full)}">{esc(error)}</td></tr>')
+    rows = [_run_row(page, s, pick) for s in listed.runs]
     table = ('<table id="runs"><thead><tr>' + ("<th></th>" if pick else "") + '<th>workflow id</th><th>type</th>'
              '<th>status</th><th>started (UTC)</th><th>updated (UTC)</th><th class="num">events</th><th>error</th>'
              '</tr></thead><tbody>'
@@ -199,6 +188,19 @@ def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: Ru
     note = f'<p class="flash" id="flash">{esc(flash)}</p>' if flash else ""
     return page.layout("Runs", f'<h1>Runs</h1>{note}<div class="tabs">{"".join(tabs)}</div>'
                                f'<div class="tabs">{filters}</div>{table}{pager}')
+
+
+def _run_row(page: Page, s: WorkflowState, pick: bool) -> str:
+    full = render.error_line(s.error) or ""
+    error = full if len(full) <= 90 else full[:89] + "\u2026"  # the whole line on hover, and on the run's page
+    tick = (f'<td><input type="checkbox" name="sel:{esc(s.workflow_id)}" value="1" '
+            f'aria-label="select {esc(s.workflow_id)}"></td>' if pick else "")
+    return (f'<tr data-workflow-id="{esc(s.workflow_id)}">{tick}'
+            f'<td class="nw"><a href="{esc(page.run_url(s.workflow_id))}" class="mono">'
+            f'{esc(s.workflow_id)}</a></td><td>{esc(s.workflow_type)}</td><td class="nw">{status_badge(s)}</td>'
+            f'<td class="nw">{esc(render.when(s.created_at))}</td>'
+            f'<td class="nw">{esc(render.when(s.updated_at))}</td>'
+            f'<td class="num">{len(s.history)}</td><td title="{esc(full)}">{esc(error)}</td></tr>')
 
 
 def _tab(page: Page, ident: str, label: str, count: int, on: bool, query: dict[str, Any]) -> str:
