@@ -13,7 +13,8 @@ from beluga.cli.errors import EXIT_USAGE
 from beluga.core.records import WorkflowStatus
 
 DESCRIPTION = """Operate Beluga workflow runs: list and inspect them, start, signal, query, cancel,
-terminate and retry them, export their histories and replay histories against the current code."""
+terminate, retry and reset them (one at a time, or a filter's worth with `batch`), export their histories
+and replay histories against the current code."""
 
 EPILOG = """where the runs are:
   --store sqlite:///beluga.db     the in-process executor's SQLite file (relative; //// for absolute)
