@@ -15,8 +15,8 @@ from beluga.celery import messages
 from beluga.celery.fleet import timer_member
 from beluga.celery.permits import retry_timer_member
 from beluga.core import steps as st
-from beluga.core.recovery import AttemptInterrupted, RearmTimer, RetryDue, owed
-from beluga.core.reset import ResetPlan
+from beluga.core.recovery import AttemptInterrupted, RearmTimer, RetryDue
+from beluga.core.reset import ResetPlan, in_flight
 
 if TYPE_CHECKING:
     from beluga.celery.client import CeleryExecutor
@@ -32,7 +32,7 @@ def start_reset(client: CeleryExecutor, plan: ResetPlan) -> None:
     client._retrying(f"resetting workflow {wid}", lambda: client.fleet.start_run(state, request_id, timeout),
                      request_id)
     timers = client.fleet.names.shard_of(wid).timers
-    for obligation in owed(state):
+    for obligation in in_flight(state):
         if isinstance(obligation, RearmTimer):
             member = timer_member(wid, messages.encode(st.TimerFired(obligation.seq), rid))
             client.fleet.redis.zadd(timers, {member: obligation.due})

@@ -10,8 +10,9 @@ kept events and records what the current code now asks for, exactly as a stuck r
 Signals recorded after the point are applied again, in their order (Temporal's default reapply type):
 they are appended as deferred inputs after the point, so the code sees them as it did. Updates and
 cancel requests after the point are dropped (reported), as are activity results: an activity whose
-result came after the point runs again if the current code asks for it. An attempt in flight at the point
-is treated as a crash would be: it failed (process lost) and its retry policy decides. A point inside a
+result came after the point runs again if the current code asks for it. What was in flight at the point is
+taken up as after a crash (`in_flight`): timers and backoffs fire at their times, and an attempt that was
+running failed (`AttemptLost`) and its retry policy decides. A point inside a
 child workflow's life (started, not yet closed) is refused: the child belongs to the old run.
 """
 
@@ -20,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from beluga.core.failure import failure
 from beluga.core.pending import pending_work
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
+from beluga.core.recovery import ArmDeadline, AttemptInterrupted, Obligation, TakeStep, owed
 
 E = EventType
 FIRST, LAST_GOOD = "first", "last-good"
@@ -163,3 +166,18 @@ def plan_reset(old: WorkflowState, to: int | str, *, run_id: str, now: float, id
                      [str(ev.attrs.get("update_id")) for ev in rest if ev.type == E.UPDATE_ACCEPTED],
                      any(ev.type == E.CANCEL_REQUESTED for ev in rest)
                      and not pending_work(kept).cancel_requested)
+
+
+def in_flight(state: WorkflowState) -> list[Obligation]:
+    """What the reset run `state` had in flight at its point, for its executor to take up as after a crash:
+    timers and retry backoffs to re-arm, attempts that were running to fail (`AttemptLost`: the old run
+    got their results; the retry policy decides). Its first step and deadline come with its start."""
+    out: list[Obligation] = []
+    for obligation in owed(state):
+        if isinstance(obligation, AttemptInterrupted):
+            obligation = AttemptInterrupted(obligation.seq, obligation.attempt, failure(
+                "AttemptLost", f"attempt {obligation.attempt} was running at the reset point: its result went to "
+                               "the old run"))
+        if not isinstance(obligation, (ArmDeadline, TakeStep)):
+            out.append(obligation)
+    return out

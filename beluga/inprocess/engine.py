@@ -49,6 +49,7 @@ from beluga.core.recovery import (
     owed,
     policy_input,
 )
+from beluga.core.reset import in_flight
 from beluga.hooks import Hooks
 from beluga.inprocess.permits import MemoryPermits
 from beluga.inprocess.pool import ActivityPool
@@ -426,9 +427,8 @@ class Engine:
         if deadline is not None:  # WorkflowOptions.timeout; `_recover` re-arms it after a restart
             self._timers.arm(deadline, input_msg(state.workflow_id, state.run_id, st.TimedOut()))
         if len(state.history) > 1:  # a reset run (core/reset.py): what it had in flight at its point
-            for obligation in owed(state):
-                if not isinstance(obligation, (ArmDeadline, TakeStep)):
-                    self._carry_out_owed(state.workflow_id, state.run_id, obligation)
+            for obligation in in_flight(state):
+                self._carry_out_owed(state.workflow_id, state.run_id, obligation)
 
     def _start_unless_open(self, state: WorkflowState, batch: dict[str, BatchedStep]) -> None:
         """Signal-with-start: create the run unless its id has one open (the store decides, atomically);

@@ -115,3 +115,40 @@ def test_an_open_run_is_terminated_then_reset(executor: workflow.DurableExecutor
     eventually(lambda: _steps_run(wid, 1) == 2, 30, what="step 1 to run again")
     executor.signal(wid, Signal("go", "late"))
     assert executor.get_handle(wid).result(timeout=30) == [1, "late", 2]
+
+
+def test_a_timer_in_flight_at_the_point_fires_in_the_new_run(executor: workflow.DurableExecutor,
+                                                            new_id: Ids) -> None:
+    wid = new_id()
+    W.set_broken(wid, [1])
+    handle = executor.execute(W.wf_timer_across_reset, WorkflowOptions(id=wid, input={"key": wid, "seconds": 0.3}))
+    executor.signal(wid, Signal("go", "g"))
+    with pytest.raises(workflow.WorkflowFailed):
+        handle.result(timeout=30)
+    W.set_broken(wid, [])
+    old = executor.describe(wid)
+    signal_at = next(ev.id for ev in old.history if ev.type == "signal_received")
+    fired_at = next(ev.id for ev in old.history if ev.type == "timer_fired")
+    assert fired_at > signal_at  # the timer was still running at the point
+    done = executor.reset(wid, signal_at)
+    assert done.point == signal_at and done.reapplied_signals == []
+    assert executor.get_handle(wid).result(timeout=30) == ["g", 1]  # the timer fired again: it was re-armed
+    assert [ev.type for ev in executor.describe(wid).history].count("timer_fired") == 1
+
+
+def test_an_attempt_in_flight_at_the_point_counts_as_lost_and_is_retried(executor: workflow.DurableExecutor,
+                                                                         new_id: Ids) -> None:
+    wid = new_id()
+    W.set_broken(wid, [2])
+    handle = executor.execute(W.wf_attempt_across_reset, WorkflowOptions(id=wid, input={"key": wid, "seconds": 0.5}))
+    with pytest.raises(workflow.WorkflowFailed):
+        handle.result(timeout=30)
+    W.set_broken(wid, [])
+    old = executor.describe(wid)
+    quick_end = next(ev.id for ev in old.history if ev.type == "activity_completed" and ev.attrs["seq"] == 2)
+    slow_end = next(ev.id for ev in old.history if ev.type == "activity_completed" and ev.attrs["seq"] == 1)
+    assert slow_end > quick_end  # the slow attempt was still running at the point
+    executor.reset(wid, quick_end)
+    assert executor.get_handle(wid).result(timeout=30) == [1, 2, 2]  # attempt 1 lost: attempt 2 gave the result
+    failed = [ev.attrs for ev in executor.describe(wid).history if ev.type == "activity_failed"]
+    assert [(f["seq"], f["attempt"], f["error"]["type"]) for f in failed] == [(1, 1, "AttemptLost")]

@@ -642,3 +642,23 @@ def wf_steps(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[Any]:
         if n == spec.get("signal_after"):
             out.append(ctx.receive_signal("go").receive())
     return out
+
+
+@workflow.defn()
+def wf_timer_across_reset(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[Any]:
+    """A timer runs while a signal arrives; then a step. Reset to the signal: the timer is in flight there."""
+    timer = ctx.timer(spec["seconds"])
+    payload = ctx.receive_signal("go").receive()
+    timer.result()
+    return [payload, ctx.execute_activity(numbered_step, {"key": spec["key"], "n": 1}, retry=fast_retry(2))]
+
+
+@workflow.defn()
+def wf_attempt_across_reset(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[Any]:
+    """A slow attempt runs while a quick step ends; then a step that can break. Reset to the quick step's
+    end: the slow attempt is in flight there."""
+    slow = ctx.start_activity(sleepy, {"key": f"{spec['key']}-slow", "seconds": spec["seconds"], "slow_attempts": [1]},
+                              retry=fast_retry(3))
+    quick = ctx.execute_activity(numbered_step, {"key": spec["key"], "n": 1}, retry=fast_retry(2))
+    attempt = slow.result()
+    return [quick, attempt, ctx.execute_activity(numbered_step, {"key": spec["key"], "n": 2}, retry=fast_retry(2))]
