@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from beluga.core.errors import WorkflowNotFound
+from beluga.core.errors import WorkflowNotFound, WorkflowNotRunning
 from beluga.core.names import check_name
 from beluga.core.reset import LAST_GOOD, ResetError, ResetPlan, plan_reset, resolve
 from beluga.runs import archive
 from beluga.stores._common import is_kept_copy
 
 if TYPE_CHECKING:
+    from beluga.core.records import WorkflowState
     from beluga.executors.base import DurableExecutor
     from beluga.stores.base import WorkflowStore
 
@@ -65,11 +66,7 @@ def reset_run(executor: DurableExecutor, store: WorkflowStore, workflow_id: str,
     point = resolve(state.history, to, stuck_at)  # a bad point changes nothing, not even an open run
     terminated = state.status.is_open
     if terminated:
-        executor.terminate(workflow_id, f"reset to event #{point}", identity=identity)
-        executor.wait_closed(workflow_id, CLOSE_WAIT)
-        state = store.load(workflow_id)
-        if state is None or state.status.is_open:
-            raise ResetError(f"workflow {workflow_id} did not close after its termination")
+        state, terminated = _closed(executor, store, state, f"reset to event #{point}", identity)
     kept = archive(store, state)
     plan = plan_reset(state, point, run_id=str(uuid.uuid4()), now=now(), identity=identity,
                       reapply_signals=reapply_signals)
@@ -79,3 +76,19 @@ def reset_run(executor: DurableExecutor, store: WorkflowStore, workflow_id: str,
     return ResetResult(workflow_id, plan.state.run_id, state.run_id, kept, plan.point, plan.dropped_events,
                        plan.discarded_activities, plan.reapplied_signals, plan.dropped_updates, plan.dropped_cancel,
                        terminated)
+
+
+def _closed(executor: DurableExecutor, store: WorkflowStore, state: WorkflowState, reason: str,
+            identity: str | None) -> tuple[WorkflowState, bool]:
+    """The open run `state` terminated and closed (and whether this call terminated it: it may have closed
+    on its own meanwhile); `ResetError` when the id holds another run by then."""
+    try:
+        executor.terminate(state.workflow_id, reason, identity=identity)
+        terminated = True
+    except WorkflowNotRunning:
+        terminated = False
+    executor.wait_closed(state.workflow_id, CLOSE_WAIT)
+    closed = store.load(state.workflow_id)
+    if closed is None or closed.run_id != state.run_id or closed.status.is_open:
+        raise ResetError(f"workflow {state.workflow_id} holds another run now (or did not close): look again")
+    return closed, terminated
