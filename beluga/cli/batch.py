@@ -41,8 +41,8 @@ def add_parser(command: Any) -> None:
     p.add_argument("--prefix", metavar="ID_PREFIX", help="only the runs whose workflow id starts with this")
     p.add_argument("--since", metavar="WHEN", help="started at or after: ISO time (UTC) or an age: 30m, 2h, 7d")
     p.add_argument("--until", metavar="WHEN", help="started before: ISO time (UTC) or an age")
-    p.add_argument("--where", action="append", metavar="KEY=VALUE", default=[],
-                   help="search attribute equals value (repeatable; needs WorkflowFilter.where)")
+    p.add_argument("--where", action="append", metavar="COND", default=[],
+                   help="by search attribute, repeatable, as `list --where` takes it (name=value, ...)")
     p.add_argument("--reason", metavar="TEXT", help="terminate: the reason recorded")
     p.add_argument("--name", metavar="SIGNAL", help="signal: the signal's name")
     p.add_argument("--payload", metavar="JSON", help="signal: its payload, as JSON")
@@ -68,10 +68,7 @@ def selection(args: argparse.Namespace) -> Selection:
     if args.prefix:
         f["id_prefix"] = args.prefix
     if args.where:
-        pairs = [w.split("=", 1) for w in args.where]
-        if any(len(p) != 2 or not p[0] for p in pairs):
-            raise CLIError("--where takes KEY=VALUE", EXIT_USAGE)
-        f["where"] = dict(pairs)
+        f["where"] = _where(args.where)
     sel = Selection(f, parse_since(args.since), parse_since(args.until, "--until"))
     if not (f or sel.since or sel.until):
         raise CLIError(f"say which runs: give a filter ({', '.join('--' + x for x in FILTERS)})", EXIT_USAGE)
@@ -80,6 +77,21 @@ def selection(args: argparse.Namespace) -> Selection:
     except ValueError as exc:
         raise CLIError(f"{exc}: --where needs search attributes in this version", EXIT_USAGE) from None
     return sel
+
+
+def _where(conditions: list[str]) -> dict[str, Any]:
+    """`--where` as `beluga list --where` reads it (`beluga.cli.runs.where_of`: typed values and ranges),
+    where this Beluga has search attributes; else plain `name=value` text (refused by `selection` when the
+    filter has no `where`)."""
+    from beluga.cli import runs
+
+    parse = getattr(runs, "where_of", None)  # the search attributes' parser (issue 17 item 4), when present
+    if parse is not None:
+        return dict(parse(conditions) or {})
+    pairs = [w.split("=", 1) for w in conditions]
+    if any(len(p) != 2 or not p[0] for p in pairs):
+        raise CLIError("--where takes NAME=VALUE", EXIT_USAGE)
+    return dict(pairs)
 
 
 def operation_args(args: argparse.Namespace) -> dict[str, Any]:
