@@ -59,7 +59,15 @@ class Selection:
         return WorkflowFilter(**{**self.filter, "limit": PAGE, "kept_copies": False})
 
     def runs(self, store: WorkflowStore) -> Iterator[WorkflowState]:
-        """The runs selected, newest first, page by page (keyset cursors: each page costs the same)."""
+        """The runs selected, newest first, page by page (keyset cursors: each page costs the same); one per
+        workflow id (Temporal's visibility lists every run of an id: the newest is the one acted on)."""
+        seen: set[str] = set()
+        for state in self._listed(store):
+            if state.workflow_id not in seen:
+                seen.add(state.workflow_id)
+                yield state
+
+    def _listed(self, store: WorkflowStore) -> Iterator[WorkflowState]:
         f = self.workflow_filter()
         if self.until is not None:
             f = dataclasses.replace(f, after=(self.until, ""))  # (created_at, id) below (until, ""): before it
