@@ -86,3 +86,24 @@ def test_schedules_from_the_command_on_temporal(temporal: dict[str, str]) -> Non
     assert "active" in cli("list").out
     assert cli("delete", sid).code == 0
     assert "no schedule with id" in cli("show", sid).one_error_line()
+
+
+def test_batch_signal_and_reset_on_temporal(temporal: dict[str, str], tmp_path: Path) -> None:
+    """`beluga batch` through Temporal's client: its visibility selects, its own reset resets."""
+    def cli(*args: str) -> Any:
+        return beluga("--executor", "temporal", *args, env=temporal, timeout=120)
+
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"tb-{tag}-{i}" for i in range(2)]
+    for wid in ids:
+        assert cli("start", "cli_inbox", "--input", "{}", "--id", wid).code == 0
+    eventually(lambda: cli("batch", "signal", "--prefix", f"tb-{tag}", "--name", "msg", "--dry-run", "--json",
+                           "--state-dir", str(tmp_path)).json()["count"] == 2, timeout=60)
+    r = cli("batch", "signal", "--prefix", f"tb-{tag}", "--name", "msg", "--payload", "1", "--json",
+            "--state-dir", str(tmp_path))
+    assert r.code == 0 and r.json()["done"] == 2, r.err
+    r = cli("batch", "reset", "--prefix", f"tb-{tag}", "--to", "first", "--json", "--state-dir", str(tmp_path))
+    assert r.code == 0 and r.json()["done"] == 2, (r.out, r.err)
+    for wid in ids:  # the signal came after the first task: Temporal applied it again in the new run
+        assert cli("signal", wid, "stop").code == 0
+        eventually(lambda wid=wid: cli("show", wid, "--json").json()["result"] == 1, timeout=60)
