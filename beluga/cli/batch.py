@@ -151,7 +151,6 @@ class Progress:
     def __init__(self, label: str, stream: TextIO = sys.stderr, tty: bool | None = None) -> None:
         self.label, self.stream = label, stream
         self.tty = stream.isatty() if tty is None else tty
-        self.started = time.monotonic()
         self.last_at, self.last_step = 0.0, -1
 
     def __call__(self, t: Tally) -> None:
