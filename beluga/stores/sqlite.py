@@ -23,6 +23,7 @@ from dataclasses import replace
 from beluga.codec import decode_event, decode_state, encode_event, encode_state
 from beluga.core.errors import ConfigurationError
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.stores import sqlite_search
 from beluga.stores._common import (
     DEFAULT_FILTER,
     accepts,
@@ -37,7 +38,6 @@ from beluga.stores._common import (
     summarize,
 )
 from beluga.stores.base import WorkflowStore
-from beluga.stores import sqlite_search
 from beluga.stores.schedule_store import ScheduleStore
 
 STORE_SCHEMA = 1  # the layout of the tables; record formats are versioned by the codec
