@@ -597,3 +597,24 @@ def wf_async_timeout(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any
 @workflow.defn()
 def wf_async_cancelled(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
     return ctx.execute_activity(async_waiting, spec, heartbeat_timeout=spec.get("heartbeat_timeout"))
+
+
+@workflow.defn()
+def wf_tagged(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    """Search attributes (issue 17 item 4): what it was started with, an upsert after an activity (so the
+    fleet records it on an attempt's report), a signal, then an upsert that removes one attribute."""
+    seen = {"attrs": ctx.search_attributes, "memo": ctx.memo}
+    ctx.execute_activity(echo, 1)
+    ctx.upsert_search_attributes(stage="paid", amount=spec.get("amount", 1))
+    ctx.receive_signal("go").receive()
+    ctx.upsert_search_attributes({"stage": "shipped", "vip": None})
+    return {**seen, "after": ctx.search_attributes}
+
+
+@workflow.defn()
+def wf_bad_upsert(ctx: workflow.WorkflowContext, value: Any) -> Any:
+    try:
+        ctx.upsert_search_attributes(bad=value)
+    except ValueError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "accepted"
