@@ -377,7 +377,7 @@ class TemporalExecutor(DurableExecutor):
         input = history[0].attrs.get("input") if history else state.input
         return WorkflowState(state.workflow_id, state.run_id, state.workflow_type, state.status, input,
                              state.result, state.error, state.created_at, state.updated_at, history, state.queue,
-                             state.parent)
+                             state.parent, state.search_attributes, state.memo)
 
     def summary(self, workflow_id: str) -> WorkflowState:
         return self._run(self._summary(workflow_id))

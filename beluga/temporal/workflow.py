@@ -121,6 +121,7 @@ class _Instance(WorkflowInstance):
         ctx = self._ctx
         assert ctx is not None
         new = _Context(self, ctx.workflow_id, ctx.run_id, ctx.workflow_type, int(ev.attrs.get("seed", 0)))
+        new._search_attributes, new.memo = ctx._search_attributes, ctx.memo
         self._ctx = new
 
     def side_effect_value(self, seq: int, fn: Callable[[], Any]) -> Any:
