@@ -222,7 +222,7 @@ _OPS = {">=": "gte", ">": "gt", "<=": "lte", "<": "lt"}
 
 def parse_value(text: str) -> Any:
     """A CLI value: "quoted" is a keyword; true/false a bool; an int or float literal a number; an ISO 8601
-    time with an offset (or Z) a datetime; anything else a keyword."""
+    date or time a datetime (UTC unless it gives an offset or Z); anything else a keyword."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         return text[1:-1]
     if text.lower() in ("true", "false"):
@@ -234,7 +234,7 @@ def parse_value(text: str) -> Any:
             continue
         if conv is int or math.isfinite(value):
             return value
-    if re.match(r"^\d{4}-\d{2}-\d{2}[T ]", text):
+    if re.match(r"^\d{4}-\d{2}-\d{2}([T ]|$)", text):
         try:
             when = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
