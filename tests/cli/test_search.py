@@ -17,8 +17,9 @@ def test_start_with_attributes_list_where_and_show(tmp_path: Path) -> None:
     for wid, attrs in (("o-1", ["customer=c-42", "amount=12.5", "vip=true"]), ("o-2", ["customer=c-7", "amount=99"]),
                        ("o-3", ["customer=c-42", "amount=150", "due=2026-05-01T09:00:00Z"])):
         arg = json.dumps({"dir": str(tmp_path), "order": wid})
+        memo = ("--memo", '{"note": "rush"}') if wid == "o-1" else ()
         r = beluga("--store", db, "--imports", IMPORTS, "start", "cli_order", "--input", arg, "--id", wid,
-                   *(x for a in attrs for x in ("--attr", a)), *(("--memo", '{"note": "rush"}') if wid == "o-1" else ()))
+                   *(x for a in attrs for x in ("--attr", a)), *memo)
         assert r.code == 0, r.err
 
     def ids(*where: str) -> list[str]:
