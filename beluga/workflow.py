@@ -48,6 +48,7 @@ from beluga.core.records import (
 )
 from beluga.core.retry import RetryPolicy, default_retry_policy
 from beluga.core.schedules import Interval, Overlap, ScheduleError, SchedulePolicy, ScheduleSpec
+from beluga.core.search import InvalidSearchAttribute, Range
 from beluga.executors.aio import AsyncExecutor, AsyncWorkflowHandle
 from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks, compose_hooks
@@ -85,4 +86,6 @@ __all__ = [
     # durable schedules (docs/schedules.md)
     "Interval", "Overlap", "ScheduleAlreadyExists", "ScheduleDescription", "ScheduleError", "ScheduleNotFound",
     "SchedulePolicy", "ScheduleSpec",
+    # search attributes (docs/search-attributes.md)
+    "InvalidSearchAttribute", "Range",
 ]
