@@ -92,6 +92,17 @@ class _Metrics:
                                   multiprocess_mode="livesum", **r)
         self.slots_free = p.Gauge("beluga_worker_task_slots_free", "Task slots of the worker free",
                                   multiprocess_mode="livesum", **r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: prometheus_client checks and locks on every call, which cost
+        more than the count itself on a step's path (the labels are few: names the code defines). A
+        multiprocess value made before a fork still counts in the process that uses it."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 def _get() -> _Metrics | None:
@@ -147,7 +158,7 @@ def run_started(workflow_type: str) -> None:
     process whose recorded step consumed its start message (see `Coordinator`)."""
     m = _get()
     if m is not None:
-        m.runs_started.labels(workflow_type).inc()
+        m.child(m.runs_started, workflow_type).inc()
 
 
 def observe_step(executor: str, workflow_type: str, step: Any, age: float | None = None) -> None:
@@ -159,7 +170,7 @@ def observe_step(executor: str, workflow_type: str, step: Any, age: float | None
     now = time.perf_counter()
     began = getattr(_local, "began", None)
     if began is not None:
-        m.step_seconds.labels(executor).observe(now - began)
+        m.child(m.step_seconds, executor).observe(now - began)
     _local.began = now  # the next step of this thread is measured from here
     if step.error and step.status is None:
         m.runs_stuck.labels(workflow_type, str(step.error.get("type", "error"))).inc()
@@ -167,27 +178,27 @@ def observe_step(executor: str, workflow_type: str, step: Any, age: float | None
     if status is None or status == "running":
         return
     if age is not None:
-        m.endtoend_seconds.labels(workflow_type, status).observe(max(0.0, age))
+        m.child(m.endtoend_seconds, workflow_type, status).observe(max(0.0, age))
     if status == "completed":
-        m.runs_completed.labels(workflow_type).inc()
+        m.child(m.runs_completed, workflow_type).inc()
     elif status in ("failed", "timed_out"):
-        m.runs_failed.labels(workflow_type, status, failure_type(step.error)).inc()
+        m.child(m.runs_failed, workflow_type, status, failure_type(step.error)).inc()
     elif status == "canceled":
-        m.runs_canceled.labels(workflow_type).inc()
+        m.child(m.runs_canceled, workflow_type).inc()
 
 
 def replayed(workflow_type: str, seconds: float) -> None:
     """A run's history was replayed (or a cached run caught up) in `seconds`, before a step."""
     m = _get()
     if m is not None:
-        m.replay_seconds.labels(workflow_type).observe(seconds)
+        m.child(m.replay_seconds, workflow_type).observe(seconds)
 
 
 def activity_closed(name: str, queue: str | None, seconds: float) -> None:
     """An activity's outcome was recorded for good, `seconds` after it was scheduled."""
     m = _get()
     if m is not None:
-        m.schedule_to_close.labels(name, queue or DEFAULT_QUEUE).observe(max(0.0, seconds))
+        m.child(m.schedule_to_close, name, queue or DEFAULT_QUEUE).observe(max(0.0, seconds))
 
 
 def failure_type(failure: Any) -> str:
@@ -211,7 +222,7 @@ def run_unreadable(workflow_type: str, reason: str) -> None:
     (`HistoryLost`, `UnreadableRun`)."""
     m = _get()
     if m is not None:
-        m.runs_stuck.labels(workflow_type, reason).inc()
+        m.child(m.runs_stuck, workflow_type, reason).inc()
 
 
 def run_vanished() -> None:
@@ -224,7 +235,7 @@ def run_vanished() -> None:
 def coordinator_retry(executor: str) -> None:
     m = _get()
     if m is not None:
-        m.coordinator_retries.labels(executor).inc()
+        m.child(m.coordinator_retries, executor).inc()
 
 
 def activity_started(name: str, queue: str | None, queued_at: float | None, now: float) -> None:
@@ -232,9 +243,9 @@ def activity_started(name: str, queue: str | None, queued_at: float | None, now:
     if m is None:
         return
     queue = queue or DEFAULT_QUEUE
-    m.attempts.labels(name, queue).inc()
+    m.child(m.attempts, name, queue).inc()
     if queued_at is not None:
-        m.schedule_to_start.labels(name, queue).observe(max(0.0, now - queued_at))
+        m.child(m.schedule_to_start, name, queue).observe(max(0.0, now - queued_at))
 
 
 def activity_finished(name: str, queue: str | None, outcome: str, seconds: float, failure: str = "unknown") -> None:
@@ -244,9 +255,9 @@ def activity_finished(name: str, queue: str | None, outcome: str, seconds: float
     if m is None:
         return
     queue = queue or DEFAULT_QUEUE
-    m.attempt_seconds.labels(name, queue).observe(seconds)
+    m.child(m.attempt_seconds, name, queue).observe(seconds)
     if outcome in ("RETRY", "FAILURE", "failed"):
-        m.failures.labels(name, queue, failure).inc()
+        m.child(m.failures, name, queue, failure).inc()
 
 
 def slots(n: int) -> None:

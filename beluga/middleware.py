@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from beluga.core.records import Signal, WorkflowState
@@ -34,6 +34,10 @@ class DelegatingExecutor(DurableExecutor):
 
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         self.inner.signal(workflow_id, signal, identity=identity)
+
+    def signal_many(self, signals: Iterable[tuple[str, Signal]], *, identity: str | None = None
+                    ) -> list[Exception | None]:
+        return self.inner.signal_many(signals, identity=identity)
 
     def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
         handle = self.inner.signal_with_start(workflow, options, signal)

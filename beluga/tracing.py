@@ -4,7 +4,7 @@ process runs it, is its child (see `beluga.propagation`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -47,6 +47,12 @@ class TracingExecutor(DelegatingExecutor):
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         with self._span("workflow.signal", workflow_id, **{"workflow.signal": signal.name}):
             super().signal(workflow_id, signal, identity=identity)
+
+    def signal_many(self, signals: Iterable[tuple[str, Signal]], *, identity: str | None = None
+                    ) -> list[Exception | None]:
+        pairs = list(signals)
+        with self._span("workflow.signal_many", None, **{"workflow.signals": len(pairs)}):
+            return super().signal_many(pairs, identity=identity)
 
     def query(self, workflow_id: str, query_type: str, *args: Any) -> Any:
         with self._span("workflow.query", workflow_id, **{"workflow.query": query_type}):

@@ -44,6 +44,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks._machine import describe, versions  # noqa: E402
+from benchmarks.floors import sqlite_floor  # noqa: E402
 
 SYSTEMS = ("beluga", "dbos", "dbos-default")
 WARMUP_WORKFLOWS = 2
@@ -205,12 +206,16 @@ def main() -> None:
           f"{args.reps} repetitions per system, interleaved, one subprocess + fresh SQLite file each")
     print("machine:", machine())
     runs: dict[str, list[dict]] = {s: [] for s in systems}
+    floors: list[float] = []
     for rep in range(args.reps):
         for s in systems:
             out = one_rep(s, args.workflows, args.steps)
             runs[s].append(out)
             print(f"  rep {rep + 1}/{args.reps} {s:<13} {out['steps_per_s']:>10.0f} steps/s  "
                   f"wall {out['wall']:.3f}s (start phase {out['start_phase']:.3f}s)", flush=True)
+        floors.append(sqlite_floor()["steps_per_s"])
+        print(f"  rep {rep + 1}/{args.reps} {'floor':<13} {floors[-1]:>10.0f} steps/s  (benchmarks/floors.py: "
+              "bare SQLite writes, WAL + NORMAL, 50 steps per commit)", flush=True)
 
     print()
     print("durability mode (PRAGMAs read back from the connections each system used):")
@@ -233,6 +238,11 @@ def main() -> None:
                 note = "  goal >= 2.0: " + ("MET" if ratio >= 2.0 else "MISSED") if other == "dbos" else \
                     "  (information: DBOS with its default, fsync-per-commit settings)"
                 print(f"ratio beluga/{other:<13} = {ratio:.2f}{note}")
+    if "beluga" in med:
+        floor = statistics.median(floors)
+        ratio = med["beluga"] / floor
+        print(f"ratio beluga/sqlite floor  = {ratio:.3f}  (floor {floor:.0f} steps/s)  goal >= 0.15: "
+              + ("MET" if ratio >= 0.15 else "MISSED"))
     print("machine after:", f"load avg {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

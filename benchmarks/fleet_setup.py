@@ -125,6 +125,49 @@ class CeleryWorker(Worker):
         return "\n".join(ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln)
 
 
+class PlainCeleryWorker:
+    """A worker of `benchmarks.chain_defaults` (Celery's default settings), prefork -c 2, for the chain
+    as Celery users run it."""
+
+    def __init__(self, url: str, log_dir: Path, concurrency: int = 2) -> None:
+        self.url = url
+        self.hostname = f"chain-defaults@{socket.gethostname()}"
+        self.log_path = log_dir / "chain-defaults-worker.log"
+        self._log = open(self.log_path, "w")
+        env = {**os.environ, "CHAIN_BROKER_URL": url, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "benchmarks.chain_defaults", "worker", "-c", str(concurrency),
+             "-P", "prefork", "-Q", "chain-defaults", "-n", self.hostname, "-l", "warning", "--without-mingle",
+             "--without-gossip"], env=env, cwd=str(ROOT), stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> PlainCeleryWorker:
+        r = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chain worker exited: {self.log_path.read_text()[-3000:]}")
+            if r.get(f"bench:ready:{self.hostname}"):
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"chain worker not ready: {self.log_path.read_text()[-3000:]}")
+
+    def pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return [self.proc.pid, *map(int, children)]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._log.close()
+
+
 def proc_rss(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

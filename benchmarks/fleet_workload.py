@@ -74,6 +74,21 @@ def bench_parked_step(ctx: workflow.WorkflowContext, _: Any = None) -> Any:
     return ctx.execute_activity(bench_inc, ctx.receive_signal("go").receive())
 
 
+@workflow.activity(name="bench_tick")
+def bench_tick(key: str) -> None:
+    """A scheduled run's side effect (bench_schedules.py): notes its run id under its workflow id, and when
+    it ran, so that a tick started twice shows as two run ids and lateness is read from the run itself."""
+    info = workflow.activity_info()
+    r = _redis()
+    r.sadd(f"bench:tick:{key}:{info.workflow_id}", info.run_id)
+    r.hsetnx(f"bench:tick:{key}:at", info.workflow_id, repr(time.time()))
+
+
+@workflow.defn(name="bench_scheduled")
+def bench_scheduled(ctx: workflow.WorkflowContext, key: str) -> None:
+    ctx.execute_activity(bench_tick, key)
+
+
 # --- the plain Celery baseline ----------------------------------------------------------------------
 app = get_app()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,6 +27,7 @@ from beluga.core.retry import Duration, seconds
 from beluga.core.steps import CancelRequested, SignalReceived, Terminate, UpdateRequested
 from beluga.executors.base import (
     BUILTIN_QUERIES,
+    REFUSED_SIGNAL,
     Config,
     StoreBackedExecutor,
     WorkflowHandle,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 log = get_logger("beluga.client")
 T = TypeVar("T")
+SIGNAL_BATCH = 1000  # signals pushed in one pipeline by `signal_many`
 
 
 class CeleryExecutor(StoreBackedExecutor):
@@ -212,6 +214,47 @@ class CeleryExecutor(StoreBackedExecutor):
         self._send(workflow_id, SignalReceived(signal.name, signal.payload, signal.sender_id, identity),
                    signal.request_id, f"signalling {signal.name!r} to")
         log_write("signalled", workflow_id, identity, repr(signal.name))
+
+    def signal_many(self, signals: Iterable[tuple[str, Signal]], *, identity: str | None = None
+                    ) -> list[Exception | None]:
+        """As `DurableExecutor.signal_many`: the signals pushed in pipelines of SIGNAL_BATCH (one round trip
+        each, retried whole through an outage: each signal's request id keeps it once), then one wake
+        task per shard that has runs to wake, instead of a round trip and a wake per signal."""
+        pairs = list(signals)
+        outcomes: list[Exception | None] = [None] * len(pairs)
+        todo: list[tuple[int, str, dict[str, Any], str]] = []
+        for i, (workflow_id, signal) in enumerate(pairs):
+            try:
+                check_name(workflow_id, "workflow id")
+                check_name(signal.name, "signal name")
+                self._rt.check(signal.payload)
+                message = messages.encode(SignalReceived(signal.name, signal.payload, signal.sender_id, identity))
+            except REFUSED_SIGNAL as exc:
+                outcomes[i] = exc
+                continue
+            todo.append((i, workflow_id, message, signal.request_id or uuid.uuid4().hex))
+        names = {i: signal.name for i, (_, signal) in enumerate(pairs)}
+        for first in range(0, len(todo), SIGNAL_BATCH):
+            chunk = todo[first:first + SIGNAL_BATCH]
+            replies = self._retrying(f"signalling {len(chunk)} workflows", lambda chunk=chunk: self.fleet.push_inputs(
+                [(wid, message, request_id) for _, wid, message, request_id in chunk]), chunk[0][3])
+            shards: set[int] = set()
+            for (i, workflow_id, _, _), got in zip(chunk, replies, strict=True):
+                if got == PushReply.NO_RUN:
+                    outcomes[i] = WorkflowNotFound(f"no workflow with id {workflow_id!r}")
+                elif got == PushReply.CLOSED:
+                    outcomes[i] = WorkflowNotRunning(f"workflow {workflow_id} is closed; it can no longer be "
+                                                     "signalled or cancelled")
+                elif got == PushReply.QUEUED_WAKE:
+                    shards.add(shard_of(workflow_id))
+                elif got == PushReply.QUEUED_BEFORE:
+                    self._wake(workflow_id, None)
+            for shard in sorted(shards):
+                self._best_effort(lambda shard=shard: self._rt.sender.wake_shard(shard), f"shard {shard}")
+        for i, workflow_id, *_ in todo:
+            if outcomes[i] is None:
+                log_write("signalled", workflow_id, identity, repr(names[i]))
+        return outcomes
 
     def cancel(self, workflow_id: str, *, identity: str | None = None) -> None:
         self._send(workflow_id, CancelRequested(identity), None, "cancelling")

@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -127,15 +127,25 @@ class Fleet:
 
     def push_input(self, workflow_id: str, message: dict[str, Any], request_id: str | None = None) -> PushReply:
         """A client's input, queued only while the run is open (see push.lua and PushReply)."""
+        call = self._push_call(workflow_id, message, request_id)
+        return PushReply(int(self.store.replicated(lambda client: self._lua.run(call, client=client),
+                                                   f"a {message.get('k')} message to workflow {workflow_id}",
+                                                   call.run_key)))
+
+    def push_inputs(self, inputs: Sequence[tuple[str, dict[str, Any], str]]) -> list[PushReply]:
+        """Many clients' inputs `(workflow id, message, request id)`, each as `push_input`, pipelined (one
+        round trip for all; one after the other where each write waits for replicas)."""
+        if self.store.append_replicas > 0:
+            return [self.push_input(*one) for one in inputs]
+        calls = [self._push_call(*one) for one in inputs]
+        return [PushReply(int(r)) for r in self._lua.run_all(calls)]
+
+    def _push_call(self, workflow_id: str, message: dict[str, Any], request_id: str | None) -> PushCall:
         k = self.names.run(workflow_id)
-        run_key = k.run
-        call = PushCall(
+        return PushCall(
             run_key=k.run, inbox_key=k.inbox, requests_key=k.requests,
             dirty_key=k.shard.dirty, wake_key=k.shard.wake, waking_key=k.shard.waking, message=codec.encode(message),
             request_id=request_id, workflow_id=workflow_id, now=self.clock.now(), ttl_ms=self._waking_ttl_ms)
-        return PushReply(int(self.store.replicated(lambda client: self._lua.run(call, client=client),
-                                                   f"a {message.get('k')} message to workflow {workflow_id}",
-                                                   run_key)))
 
     def start_run(self, state: WorkflowState, request_id: str | None = None,
                   timeout: tuple[float, dict[str, Any]] | None = None) -> str:

@@ -5,9 +5,9 @@ follows the workers' events) should show it as it shows every other attempt: as 
 task with the attempt's arguments, received, started and then succeeded, retried or failed, and the
 worker's log should carry the lines Celery writes when a task ends (`celery.app.trace`). The worker
 sends those events for a task from its main process; an eager attempt runs in a pool process, which
-sends them itself, over one connection of its own: an attempt's events go out as one message when it ends
-(or, for a long one, its start within a few seconds, see `flush`). Events are best effort: one that cannot
-be sent never fails the attempt."""
+sends them itself, over one connection of its own: a task's eager attempts' events go out as one message
+when the last ends (or, for a long one, its start within a few seconds, see `flush`). Events are best
+effort: one that cannot be sent never fails the attempt."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ class TaskEventOutbox:
 
     @contextmanager
     def batched(self) -> Iterator[None]:
-        """The eager attempts of a wake batch hold their events until the block ends, then publish them
-        together, as a worker buffers its own task events: a message per attempt costs more than the
-        attempt."""
+        """The eager attempts of a task (or of a wake batch) hold their events until the block ends, then
+        publish them together, as a worker buffers its own task events: a message per attempt costs more
+        than the attempt."""
         self._local.batched = True
         try:
             yield

@@ -103,13 +103,20 @@ class WorkflowContext:
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.workflow_type = workflow_type
-        self._rng = _random.Random(seed)
+        self._seed = seed
+        self._rng_made: _random.Random | None = None  # made when first used: most workflows never do
         self._channels: dict[str, SignalChannel] = {}
         self._query_handlers: dict[str, Callable[..., Any]] = {}
         # name -> (handler, validator or None): `executor.update(id, name, *args)`
         self._update_handlers: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {}
         self._search_attributes: dict[str, Any] = {}  # as started, then as this code upserted them
         self.memo: Any = None  # what the run was started with (WorkflowOptions.memo)
+
+    @property
+    def _rng(self) -> _random.Random:
+        if self._rng_made is None:
+            self._rng_made = _random.Random(self._seed)
+        return self._rng_made
 
     @property
     def _instance(self) -> WorkflowInstance:

@@ -12,7 +12,7 @@ while it waits)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from beluga.core.records import Signal, WorkflowFilter, WorkflowState, WorkflowStatus
@@ -44,6 +44,10 @@ class AsyncExecutor:
 
     async def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         await self._run(self.sync.signal, workflow_id, signal, identity=identity)
+
+    async def signal_many(self, signals: Iterable[tuple[str, Signal]], *, identity: str | None = None
+                          ) -> list[Exception | None]:
+        return await self._run(self.sync.signal_many, list(signals), identity=identity)
 
     async def update(self, workflow_id: str, name: str, *args: Any, update_id: str | None = None, wait: bool = True,
                      timeout: Duration | None = None, identity: str | None = None) -> Any:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from beluga.core.errors import WorkflowCancelled, WorkflowFailed, WorkflowNotFound, WorkflowNotRunning
+from beluga.core.errors import (
+    SerializationError,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowNotFound,
+    WorkflowNotRunning,
+)
 from beluga.core.failure import from_failure, raise_as_own
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import Duration, seconds
@@ -19,6 +26,11 @@ if TYPE_CHECKING:
     from beluga.hooks import Hooks
     from beluga.schedules import ScheduleService
     from beluga.stores.base import WorkflowStore
+
+
+# What `signal` raises for one signal that a batch (`signal_many`) reports instead of raising: that
+# signal's own fault, not an outage's (a bad name, payload or id; a run that is closed or absent).
+REFUSED_SIGNAL = (WorkflowNotFound, WorkflowNotRunning, SerializationError, ValueError, TypeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,23 @@ class DurableExecutor(Scheduling, ABC):
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         """Durably deliver `signal` to the open run of `workflow_id`. `identity` (here and on `cancel`,
         `terminate`): who asks, recorded with the event and logged; None records nothing."""
+
+    def signal_many(self, signals: Iterable[tuple[str, Signal]], *, identity: str | None = None
+                    ) -> list[Exception | None]:
+        """Deliver each `(workflow_id, signal)` as `signal` does, one outcome per pair, in order: None when
+        delivered, else the error `signal` would have raised for it (`WorkflowNotFound`,
+        `WorkflowNotRunning`, a bad name or payload), so that one closed run does not hide what happened to
+        the rest. An outage (`ServiceUnavailable`) is raised: which signals went out is then unknown, and a
+        retry with the same signals' `request_id`s delivers each once. Executors that can send many at
+        once (the fleet: pipelined, one wake per shard) override this."""
+        outcomes: list[Exception | None] = []
+        for workflow_id, signal in signals:
+            try:
+                self.signal(workflow_id, signal, identity=identity)
+                outcomes.append(None)
+            except REFUSED_SIGNAL as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def signal_with_start(self, workflow: Any, options: WorkflowOptions, signal: Signal) -> WorkflowHandle:
         """Deliver `signal` to the open run of `options.id`, or start that run (as `execute`) with `signal`

@@ -58,3 +58,21 @@ def test_redis_unreachable_fails_in_bounded_time_saying_nothing_took_effect() ->
     assert "did not take effect" in str(err.value)
     with pytest.raises(workflow.ServiceUnavailable):
         ex.signal("never", workflow.Signal("go"))
+
+
+def test_signal_many_retried_delivers_each_once_and_its_runs_wake_without_the_broker(fleet) -> None:
+    """signal_many's pipelined pushes keep each signal's request id: the same batch sent again (a caller's
+    retry after an outage) records each signal once. With the client's broker down, the wakes it would
+    send are lost; the runs' inboxes are dirty, and the workers' sweeper wakes them."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    ex = fleet.executor()
+    cut_off = workflow.new("celery", workflow.Config(extra={"broker_url": dead, "redis_url": fleet.url}))
+    handles = [ex.execute("wf_wait_signal", workflow.WorkflowOptions(id=f"many-{uuid.uuid4().hex[:8]}", input="go"))
+               for _ in range(3)]
+    batch = [(h.id, workflow.Signal("go", h.id, request_id=f"s-{h.id}")) for h in handles]
+    assert cut_off.signal_many(batch) == [None, None, None]
+    assert cut_off.signal_many(batch) == [None, None, None]  # the retry of the same call
+    for h in handles:
+        assert h.result(timeout=30) == h.id
+        recorded = [e.attrs["payload"] for e in ex.describe(h.id).history if e.type == "signal_received"]
+        assert recorded == [h.id]
