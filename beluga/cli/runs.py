@@ -262,8 +262,9 @@ def operator() -> str:
 
 def retry_run(target: Target, workflow_id: str, identity: str | None = None) -> Retried:
     """Start a failed, timed-out or canceled run again from the start, under the same id with the same
-    input (and timeout and queue), after keeping the old run as `<id>/runs/<n>`. `identity`: who retries
-    it, recorded in the new run's `workflow_started` event and logged."""
+    input (and timeout, queue, and the search attributes and memo it was started with), after keeping the
+    old run as `<id>/runs/<n>`. `identity`: who retries it, recorded in the new run's `workflow_started`
+    event and logged."""
     from beluga.executors.base import WorkflowOptions, log_write
 
     state = target.load(workflow_id)
@@ -280,6 +281,7 @@ def retry_run(target: Target, workflow_id: str, identity: str | None = None) -> 
     timeout = (started["deadline"] - state.history[0].timestamp) if started.get("deadline") is not None else None
     kept = archive(target.store, state)
     handle = target.executor().execute(state.workflow_type, WorkflowOptions(
-        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue, identity=identity))
+        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue, identity=identity,
+        search_attributes=started.get("search_attributes") or None, memo=started.get("memo")))
     log_write("retried", state.workflow_id, identity, f"new run {handle.run_id}, the old one kept as {kept}")
     return Retried(handle, kept, state)

@@ -47,3 +47,19 @@ def test_start_with_attributes_list_where_and_show(tmp_path: Path) -> None:
     assert bad.code == 2 and "Range" in bad.err
     bad = beluga("--store", db, "--imports", IMPORTS, "start", "cli_order", "--input", "{}", "--attr", "a>1")
     assert bad.code == 2 and "--attr takes NAME=VALUE" in bad.err
+
+
+def test_retry_starts_the_new_run_with_the_attributes_and_memo_it_was_started_with(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    (tmp_path / "broken").write_text("")  # tests/cli/workflows.py: its check fails while this file exists
+    arg = json.dumps({"dir": str(tmp_path), "order": "f"})
+    r = beluga("--store", db, "--imports", IMPORTS, "start", "cli_order", "--input", arg, "--id", "f",
+               "--attr", "customer=c-9", "--memo", "[1, 2]")
+    assert r.code == 0, r.err
+    assert beluga("--store", db, "show", "f", "--json").json()["status"] == "failed"
+    (tmp_path / "broken").unlink()
+    assert beluga("--store", db, "--imports", IMPORTS, "retry", "f").code == 0
+    now = beluga("--store", db, "show", "f", "--json").json()
+    assert now["status"] == "running" and now["search_attributes"] == {"customer": "c-9"} and now["memo"] == [1, 2]
+    rows = beluga("--store", db, "list", "--json", "--all", "--where", "customer=c-9").json()
+    assert [row["workflow_id"] for row in rows] == ["f", "f/runs/1"]  # the kept copy keeps its attributes
