@@ -426,6 +426,8 @@ def test_upserted_attributes_are_indexed_by_the_append(store: WorkflowStore) -> 
     assert store.load_summary("a").search_attributes == {"stage": "paid", "amount": 50}
     assert store.append([step("a", "r1", 2, status=COMPLETED, result=1)]) == []  # closing keeps them
     assert ids(store.list(WorkflowFilter(status=COMPLETED, where={"stage": "paid"}))) == ["a"]
+    assert store.append([step("b", "r1", 7, search_attributes={"stage": "stale"})]) == ["b"]  # refused: nothing
+    assert store.list(WorkflowFilter(where={"stage": "stale"})) == []                       # indexed either
     assert store.append([step("b", "r1", 1, search_attributes={})]) == []  # every attribute removed
     assert store.list(WorkflowFilter(where={"stage": "new"})) == []
     assert store.counts(WorkflowFilter(where={"stage": "paid"}))["completed"] == 1
