@@ -363,8 +363,11 @@ class BelugaWorkflow:
 
     def _finish(self, workflow_id: str) -> bytes:
         closed = self._closed
-        if isinstance(closed, st.ContinueAsNew):
-            workflow.continue_as_new(codec.encode(closed.input))
+        if isinstance(closed, st.ContinueAsNew):  # the next run gets this one's memo, attributes as upserted
+            memo = dict(workflow.memo())
+            if self._driver is not None and self._driver.state.search_attributes:
+                memo[SEARCH_ATTRIBUTES] = codec.encode(self._driver.state.search_attributes)
+            workflow.continue_as_new(codec.encode(closed.input), memo=memo)
         assert isinstance(closed, st.RunClosed)
         if closed.status is WorkflowStatus.COMPLETED:
             _emit("on_workflow_complete", workflow_id, closed.result)

@@ -126,3 +126,18 @@ def test_a_replay_that_upserts_other_values_is_non_determinism(
     assert stuck["type"] == "NonDeterminismError"
     assert "search attributes" in stuck["message"] and "'paid'" in stuck["message"]
     assert b.store.list(WorkflowFilter(where={"stage": "charged"})) == []  # nothing recorded of the new code
+
+
+
+def test_continue_as_new_carries_attributes_and_memo(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    wid = new_id()
+    executor.execute(W.wf_tagged_continue, WorkflowOptions(id=wid, input=0, search_attributes={"customer": "c-1"},
+                                                           memo="m"))
+
+    def second_run() -> Any:
+        state = executor.describe(wid)
+        return state if state.status is workflow.WorkflowStatus.COMPLETED else None
+
+    state = eventually(second_run, timeout=30, what="the continued run completed")
+    assert state.result == {"attrs": {"customer": "c-1", "stage": "first"}, "memo": "m"}
+    assert state.search_attributes == {"customer": "c-1", "stage": "first"} and state.memo == "m"

@@ -618,3 +618,12 @@ def wf_bad_upsert(ctx: workflow.WorkflowContext, value: Any) -> Any:
     except ValueError as exc:
         return f"{type(exc).__name__}: {exc}"
     return "accepted"
+
+
+@workflow.defn()
+def wf_tagged_continue(ctx: workflow.WorkflowContext, n: int) -> Any:
+    """Upserts, then continues as new: the next run starts with the attributes and memo this one had."""
+    if n == 0:
+        ctx.upsert_search_attributes(stage="first")
+        ctx.continue_as_new(1)
+    return {"attrs": ctx.search_attributes, "memo": ctx.memo}
