@@ -362,6 +362,10 @@ def encode_state(state: WorkflowState) -> bytes:
     d: dict[str, Any] = {"v": SCHEMA_VERSION, "status": WorkflowStatus(state.status).value}
     for name in _STATE_FIELDS:
         d[name] = getattr(state, name)
+    if state.search_attributes:  # written only when set: older summaries lack them, and read the same
+        d["search_attributes"] = state.search_attributes
+    if state.memo is not None:
+        d["memo"] = state.memo
     try:
         return _pack(d)
     except Exception as exc:
@@ -377,4 +381,7 @@ def decode_state(data: bytes, history: tuple[Event, ...] = ()) -> WorkflowState:
         raise SerializationError(f"workflow state record is malformed: {exc!r}") from exc
     if not all(type(kwargs[k]) is str for k in ("workflow_id", "run_id", "workflow_type")):
         raise SerializationError(f"workflow state record has ids of the wrong types: {d!r:.200}")
-    return WorkflowState(status=status, history=history, **kwargs)
+    attributes = d.get("search_attributes") or {}
+    if not isinstance(attributes, dict):
+        raise SerializationError(f"workflow state record has search attributes of the wrong type: {d!r:.200}")
+    return WorkflowState(status=status, history=history, search_attributes=attributes, memo=d.get("memo"), **kwargs)

@@ -49,6 +49,7 @@ from beluga.core.records import (
 from beluga.core.reset import ResetError
 from beluga.core.retry import RetryPolicy, default_retry_policy
 from beluga.core.schedules import Interval, Overlap, ScheduleError, SchedulePolicy, ScheduleSpec
+from beluga.core.search import InvalidSearchAttribute, Range
 from beluga.executors.aio import AsyncExecutor, AsyncWorkflowHandle
 from beluga.executors.base import Config, DurableExecutor, WorkflowHandle, WorkflowOptions
 from beluga.hooks import Hooks, compose_hooks
@@ -89,4 +90,6 @@ __all__ = [
     "SchedulePolicy", "ScheduleSpec",
     # reset (docs/api.md)
     "ResetError", "ResetResult",
+    # search attributes (docs/search-attributes.md)
+    "InvalidSearchAttribute", "Range",
 ]

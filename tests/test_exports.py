@@ -34,6 +34,8 @@ API_NAMES = {
     "ScheduleNotFound", "ScheduleAlreadyExists",
     # reset
     "ResetError", "ResetResult",
+    # search attributes
+    "Range", "InvalidSearchAttribute",
 }
 
 # What `workflow.__all__` holds today: the API names plus the extras the project chose to add.
@@ -117,7 +119,9 @@ E = inspect.Parameter.empty
                                 ("queue", "POSITIONAL_OR_KEYWORD", None),
                                 ("request_id", "POSITIONAL_OR_KEYWORD", None),
                                 ("headers", "POSITIONAL_OR_KEYWORD", None),
-                                ("identity", "POSITIONAL_OR_KEYWORD", None)]),
+                                ("identity", "POSITIONAL_OR_KEYWORD", None),
+                                ("search_attributes", "POSITIONAL_OR_KEYWORD", None),
+                                ("memo", "POSITIONAL_OR_KEYWORD", None)]),
     (workflow.Signal, [("name", "POSITIONAL_OR_KEYWORD", E), ("payload", "POSITIONAL_OR_KEYWORD", None),
                        ("sent_at", "POSITIONAL_OR_KEYWORD", None), ("sender_id", "POSITIONAL_OR_KEYWORD", None),
                        ("request_id", "POSITIONAL_OR_KEYWORD", None)]),
@@ -128,7 +132,8 @@ E = inspect.Parameter.empty
                                ("stuck", "POSITIONAL_OR_KEYWORD", None),
                                ("kept_copies", "POSITIONAL_OR_KEYWORD", True),
                                ("after", "POSITIONAL_OR_KEYWORD", None),
-                               ("before", "POSITIONAL_OR_KEYWORD", None)]),
+                               ("before", "POSITIONAL_OR_KEYWORD", None),
+                               ("where", "POSITIONAL_OR_KEYWORD", None)]),
     (workflow.WorkflowContext.execute_activity,
      [("self", "POSITIONAL_OR_KEYWORD", E), ("activity", "POSITIONAL_OR_KEYWORD", E),
       ("input", "POSITIONAL_OR_KEYWORD", None), ("retry", "KEYWORD_ONLY", None), ("timeout", "KEYWORD_ONLY", None),

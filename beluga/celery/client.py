@@ -99,6 +99,7 @@ class CeleryExecutor(StoreBackedExecutor):
         if options.id is not None:
             check_name(options.id, "workflow id")
         self._rt.check(options.input)
+        self._rt.check(options.memo)
         request_id = options.request_id or uuid.uuid4().hex
         workflow_id = options.id or str(uuid.uuid4())
         name, writing = "", False

@@ -223,6 +223,9 @@ class Coordinator:
         run.apply(step, messages.decode(message), self.fleet.clock.now(), self._rand.random())  # type: ignore[arg-type]
         if not step.events:  # stale for this cached state: let the coordinator sort it out
             return None
+        if step.search_attributes is not None:  # an upsert is indexed by append_attrs.lua: the coordinator's path
+            self._drop(workflow_id)
+            return None
         plan = self._sealed(workflow_id, None, run, step, step.expected, before)
         call = self.store.append_call(plan.append, **plan.options)  # type: ignore[arg-type]
         if call is None:  # the run vanished meanwhile: the coordinator sorts it out
@@ -372,7 +375,7 @@ class Coordinator:
         the step arms (`again`: a stuck run's next look)."""
         run.seal(step)
         append = Append(workflow_id, run.run_id, expected, tuple(step.events), step.status, step.result,
-                        step.error, self.fleet.clock.now())
+                        step.error, self.fleet.clock.now(), search_attributes=step.search_attributes)
         eager = self._eager_pick(step)
         options.update(attempts=_allowed(step), dispatch_deadline=self._deadline(eager), summary=summary,
                        timers=self._timers(run, step, again))

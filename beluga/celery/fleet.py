@@ -64,6 +64,7 @@ from beluga.core.errors import ReplicationError, WorkflowAlreadyStarted
 from beluga.core.records import WorkflowState
 from beluga.core.steps import ActivityOutcome
 from beluga.lua import Scripts
+from beluga.stores import redis_search
 from beluga.stores.redis import RedisStore, on_primary
 from beluga.stores.redis_keys import SHARDS, shard_of
 from beluga.stores.redis_scripts import STARTED_BEFORE, AppendCall, was_created
@@ -176,6 +177,7 @@ class Fleet:
             timeout_due=timeout[0] if timeout else None,
             timeout_member=timer_member(state.workflow_id, timeout[1]) if timeout else None,
             signal_message=signal, now=self.clock.now(), ttl_ms=self._waking_ttl_ms,
+            attrs=redis_search.entries(state.search_attributes),
             events=tuple(codec.encode_event(e) for e in state.history))
         unconfirmed: ReplicationError | None = None
         try:

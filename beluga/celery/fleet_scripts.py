@@ -208,6 +208,7 @@ class StartCall(Call):
     signal_message: bytes | None = arg()
     now: float = arg()
     ttl_ms: int = arg()
+    attrs: str | None = arg(None)  # beluga/stores/redis_search.py `entries`: its search attributes' index entries
     events: Sequence[bytes] = tail()
 
 

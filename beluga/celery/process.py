@@ -109,7 +109,8 @@ class FleetProcess:
         now = self.fleet.clock.now()
         if continue_from is not None:
             state = new_run_state(continue_from.workflow_type, continue_from.workflow_id, input, None, queue,
-                                  now, parent=continue_from.parent, continued_from=continue_from.run_id)
+                                  now, parent=continue_from.parent, continued_from=continue_from.run_id,
+                                  search_attributes=continue_from.search_attributes, memo=continue_from.memo)
             try:
                 on_primary(self.store.create, state, replace_run_id=continue_from.run_id)
             except WorkflowAlreadyStarted:  # its backup (or another coordinator) created it first
@@ -145,7 +146,8 @@ class FleetProcess:
         timeout = seconds(options.timeout)
         now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
         state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
-                              headers=options.headers, identity=options.identity)
+                              headers=options.headers, identity=options.identity,
+                              search_attributes=options.search_attributes, memo=options.memo)
         armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
         if signal is None:
             return self.fleet.start_run(state, request_id, armed), None

@@ -26,6 +26,7 @@ from beluga.cli.batch_jobs import (
     signalled_by,
 )
 from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
+from beluga.cli.runs import where_of
 from beluga.cli.target import Target
 from beluga.core.records import WorkflowStatus
 
@@ -68,30 +69,15 @@ def selection(args: argparse.Namespace) -> Selection:
     if args.prefix:
         f["id_prefix"] = args.prefix
     if args.where:
-        f["where"] = _where(args.where)
+        f["where"] = where_of(args.where)
     sel = Selection(f, parse_since(args.since), parse_since(args.until, "--until"))
     if not (f or sel.since or sel.until):
         raise CLIError(f"say which runs: give a filter ({', '.join('--' + x for x in FILTERS)})", EXIT_USAGE)
     try:
         sel.workflow_filter()
     except ValueError as exc:
-        raise CLIError(f"{exc}: --where needs search attributes in this version", EXIT_USAGE) from None
+        raise CLIError(str(exc), EXIT_USAGE) from None
     return sel
-
-
-def _where(conditions: list[str]) -> dict[str, Any]:
-    """`--where` as `beluga list --where` reads it (`beluga.cli.runs.where_of`: typed values and ranges),
-    where this Beluga has search attributes; else plain `name=value` text (refused by `selection` when the
-    filter has no `where`)."""
-    from beluga.cli import runs
-
-    parse = getattr(runs, "where_of", None)  # the search attributes' parser (issue 17 item 4), when present
-    if parse is not None:
-        return dict(parse(conditions) or {})
-    pairs = [w.split("=", 1) for w in conditions]
-    if any(len(p) != 2 or not p[0] for p in pairs):
-        raise CLIError("--where takes NAME=VALUE", EXIT_USAGE)
-    return dict(pairs)
 
 
 def operation_args(args: argparse.Namespace) -> dict[str, Any]:

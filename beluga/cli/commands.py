@@ -19,7 +19,17 @@ from beluga.cli import render
 from beluga.cli.batch import cmd_batch  # noqa: F401 - `beluga batch ...`, dispatched by name
 from beluga.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
 from beluga.cli.reset import cmd_reset  # noqa: F401 - `beluga reset ...`, dispatched by name
-from beluga.cli.runs import RunQuery, earlier_runs, list_page, open_run, operator, retry_run, waiting
+from beluga.cli.runs import (
+    RunQuery,
+    attributes_line,
+    earlier_runs,
+    list_page,
+    open_run,
+    operator,
+    retry_run,
+    waiting,
+    where_of,
+)
 from beluga.cli.schedules import cmd_schedule  # noqa: F401 - `beluga schedule ...`, dispatched by name
 from beluga.cli.target import Target
 from beluga.core import driver as drv
@@ -66,13 +76,15 @@ def summary_json(state: WorkflowState) -> dict[str, Any]:
     return {"workflow_id": state.workflow_id, "run_id": state.run_id, "workflow_type": state.workflow_type,
             "status": state.status.value, "created_at": render.iso(state.created_at),
             "updated_at": render.iso(state.updated_at), "events": len(state.history),
-            "error": render.error_line(state.error), "stuck": bool(state.status.is_open and state.error)}
+            "error": render.error_line(state.error), "stuck": bool(state.status.is_open and state.error),
+            "search_attributes": history_json.to_jsonable(state.search_attributes),
+            "memo": history_json.to_jsonable(state.memo)}
 
 
 # --- list -------------------------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace, target: Target) -> int:
     query = RunQuery(status=WorkflowStatus(args.status) if args.status else None, workflow_type=args.type,
-                     id_prefix=args.prefix, stuck=args.stuck, archives=args.all)
+                     id_prefix=args.prefix, stuck=args.stuck, archives=args.all, where=where_of(args.where))
     if args.limit < 1:
         raise CLIError("--limit must be 1 or more", EXIT_USAGE)
     page = list_page(target.store, query, limit=args.limit, cursor=args.cursor, since=parse_since(args.since))
@@ -83,7 +95,12 @@ def cmd_list(args: argparse.Namespace, target: Target) -> int:
         rows = [[s.workflow_id, s.workflow_type, paint.status(s), render.when(s.created_at),
                  render.when(s.updated_at), str(len(s.history)), (render.error_line(s.error) or "")[:70]]
                 for s in page.runs]
-        out(render.table(["WORKFLOW ID", "TYPE", "STATUS", "STARTED", "UPDATED", "EVENTS", "ERROR"], rows))
+        headers = ["WORKFLOW ID", "TYPE", "STATUS", "STARTED", "UPDATED", "EVENTS", "ERROR"]
+        if any(s.search_attributes for s in page.runs):  # a column only where some run has any
+            headers.append("SEARCH ATTRIBUTES")
+            for row, s in zip(rows, page.runs, strict=True):
+                row.append(render.one_line(attributes_line(s.search_attributes))[:80])
+        out(render.table(headers, rows))
         if not rows:
             out("(no runs match)")
     for name, cursor in (("older", page.older), ("newer", page.newer)):  # apart from the rows, for scripts too
@@ -125,6 +142,10 @@ def cmd_show(args: argparse.Namespace, target: Target) -> int:
         lines.append(f"error     {render.error_line(state.error)}")
     if state.parent:
         lines.append(f"parent    {state.parent.get('workflow_id')} (seq {state.parent.get('seq')})")
+    if state.search_attributes:
+        lines.append(f"search    {attributes_line(state.search_attributes)}")
+    if state.memo is not None:
+        lines.append(f"memo      {render.value(state.memo, 200)}")
     if wait is not None:
         lines.append("waiting on")
         lines.extend(render.waiting_lines(wait))
@@ -167,8 +188,12 @@ def follow(target: Target, state: WorkflowState, interval: float, paint: render.
 def cmd_start(args: argparse.Namespace, target: Target) -> int:
     payload = parse_json(args.input, "--input")
     target.need_code(args.workflow_type, "start")
+    attrs = where_of(args.attr) or {}
+    if any(not isinstance(v, (str, int, float, bool, datetime)) for v in attrs.values()):
+        raise CLIError("--attr takes NAME=VALUE (a range is for list --where)", EXIT_USAGE)
     options = WorkflowOptions(id=args.id or str(uuid.uuid4()), input=payload, timeout=args.timeout,
-                              queue=args.queue)
+                              queue=args.queue, search_attributes=attrs or None,
+                              memo=parse_json(args.memo, "--memo"))
     handle = target.executor().execute(args.workflow_type, options)
     data: dict[str, Any] = {"workflow_id": handle.id, "run_id": handle.run_id}
     if args.wait is not None:

@@ -73,6 +73,9 @@ def build(prog: str = "beluga") -> Parser:
     p.add_argument("--prefix", metavar="ID_PREFIX", help="only the runs whose workflow id starts with this")
     p.add_argument("--stuck", action="store_true",
                    help="only the runs held stuck (open, but their code or history cannot carry them on)")
+    p.add_argument("--where", action="append", default=[], metavar="COND",
+                   help="by search attribute, repeatable (all hold): name=value, or name>=value (>, <=, <); "
+                        'a value is a number, true/false, an ISO time, or text ("10" for the text 10)')
     p.add_argument("--limit", type=int, default=50, help="at most this many: a page (50)")
     p.add_argument("--cursor", metavar="CURSOR", help="the page a previous list named (on stderr: older, newer)")
     p.add_argument("--all", action="store_true", help="include the kept copies of retried runs (<id>/runs/<n>)")
@@ -90,6 +93,9 @@ def build(prog: str = "beluga") -> Parser:
     p.add_argument("--id", help="the workflow id (default: a new uuid)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="bound on the whole run")
     p.add_argument("--queue", help="the Celery queue of its tasks")
+    p.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
+                   help="a search attribute, repeatable (values typed as in list --where)")
+    p.add_argument("--memo", metavar="JSON", help="a memo shown with the run, as JSON")
     p.add_argument("--wait", type=float, nargs="?", const=0.0, metavar="SECONDS",
                    help="wait for the result (at most SECONDS) and exit 1 unless it completes")
 

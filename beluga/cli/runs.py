@@ -19,6 +19,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from beluga.core.definitions import registry
 from beluga.core.inspection import CodeState, code_state
 from beluga.core.pending import Pending, pending_work
 from beluga.core.records import WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.core.search import InvalidSearchAttribute, parse_where
 from beluga.runs import archive, archive_id
 from beluga.stores._common import is_kept_copy, is_stuck, matches, position
 from beluga.stores.base import WorkflowStore
@@ -107,7 +109,8 @@ def waiting(state: WorkflowState, *, check_payload: Any = lambda v: None, untake
 @dataclass(frozen=True)
 class RunQuery:
     """What the console and `beluga list` ask for: `id_prefix` (ids that start with it) or `workflow_id`
-    (that one run); `stuck` only the runs held stuck; kept copies of retried runs only with `archives`."""
+    (that one run); `stuck` only the runs held stuck; kept copies of retried runs only with `archives`;
+    `where` the runs whose search attributes meet its conditions."""
 
     status: WorkflowStatus | None = None
     workflow_type: str | None = None
@@ -115,11 +118,12 @@ class RunQuery:
     workflow_id: str | None = None
     stuck: bool = False
     archives: bool = False
+    where: dict[str, Any] | None = None  # search attributes: beluga/core/search.py (`parse_where` reads the CLI's)
 
     def filter(self, limit: int) -> WorkflowFilter:
         return WorkflowFilter(status=self.status, workflow_type=self.workflow_type, limit=limit,
                               id_prefix=self.id_prefix or None, stuck=True if self.stuck else None,
-                              kept_copies=self.archives)
+                              kept_copies=self.archives, where=self.where or None)
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,21 @@ class RunsPage:
     runs: list[WorkflowState]
     newer: str | None = None   # the page before (newer runs)
     older: str | None = None   # the page after (older runs)
+
+
+def where_of(conditions: list[str] | None) -> dict[str, Any] | None:
+    """`--where` conditions (the console's search box: the same, space-separated) as a filter's `where`."""
+    if not conditions:
+        return None
+    try:
+        return parse_where(conditions) or None
+    except InvalidSearchAttribute as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
+
+
+def attributes_line(attrs: dict[str, Any] | None) -> str:
+    """`customer=c-42, amount=12.5, due=2026-05-01T09:00:00+00:00`: a run's search attributes on one line."""
+    return ", ".join(f"{k}={v.isoformat() if isinstance(v, datetime) else v}" for k, v in sorted((attrs or {}).items()))
 
 
 def encode_cursor(direction: str, state: WorkflowState) -> str:
@@ -226,8 +245,9 @@ def operator() -> str:
 
 def retry_run(target: Target, workflow_id: str, identity: str | None = None) -> Retried:
     """Start a failed, timed-out or canceled run again from the start, under the same id with the same
-    input (and timeout and queue), after keeping the old run as `<id>/runs/<n>`. `identity`: who retries
-    it, recorded in the new run's `workflow_started` event and logged."""
+    input (and timeout, queue, and the search attributes and memo it was started with), after keeping the
+    old run as `<id>/runs/<n>`. `identity`: who retries it, recorded in the new run's `workflow_started`
+    event and logged."""
     from beluga.executors.base import WorkflowOptions, log_write
 
     state = target.load(workflow_id)
@@ -244,6 +264,7 @@ def retry_run(target: Target, workflow_id: str, identity: str | None = None) -> 
     timeout = (started["deadline"] - state.history[0].timestamp) if started.get("deadline") is not None else None
     kept = archive(target.store, state)
     handle = target.executor().execute(state.workflow_type, WorkflowOptions(
-        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue, identity=identity))
+        id=state.workflow_id, input=state.input, timeout=timeout, queue=state.queue, identity=identity,
+        search_attributes=started.get("search_attributes") or None, memo=started.get("memo")))
     log_write("retried", state.workflow_id, identity, f"new run {handle.run_id}, the old one kept as {kept}")
     return Retried(handle, kept, state)

@@ -3,7 +3,8 @@
     beluga --executor celery console --port 8080          # or: --store sqlite:///beluga.db --imports app
 
 Pages: the runs, newest first, a page at a time (older and newer by an opaque keyset cursor), searched by
-workflow id (prefix or exact), filtered by status, stuck and type, with tabs whose counts match the rows
+workflow id (prefix or exact) and by search attributes (`customer=c-42 amount>=10`), filtered by status,
+stuck and type, with tabs whose counts match the rows
 they list; one run: its status,
 input, result or error (with traceback), what it waits on, its earlier (retried) runs and its history as
 a timeline. Buttons signal, cancel, terminate, retry and reset a run, and apply one of those to the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from http.cookies import CookieError, SimpleCookie
@@ -235,9 +237,11 @@ class Console(SchedulePages, SelectionActions):
 
     # --- reading -------------------------------------------------------------------------------------
     def runs(self, req: Request) -> Response:
-        """The runs: searched by workflow id (`q`, its prefix, or `match=exact`), filtered by status, type,
-        `stuck`; a page of `limit` from `cursor` (opaque, keyset: any page costs about the first's)."""
-        from beluga.cli.runs import RunQuery, count_runs, list_page
+        """The runs: searched by workflow id (`q`, its prefix, or `match=exact`) and by search attributes
+        (`where`: `beluga list --where` conditions, space-separated), filtered by status, type, `stuck`; a
+        page of `limit` from `cursor` (opaque, keyset: any page costs about the first's)."""
+        from beluga.cli.errors import CLIError
+        from beluga.cli.runs import RunQuery, count_runs, list_page, where_of
         from beluga.core.records import WorkflowStatus
 
         status = req.query.get("status") or None
@@ -249,13 +253,19 @@ class Console(SchedulePages, SelectionActions):
             raise HTTPError(400, "limit must be a number") from None
         search = (req.query.get("q") or "").strip()
         exact = req.query.get("match") == "exact"
+        where_text = (req.query.get("where") or "").strip()
+        try:
+            where = where_of(shlex.split(where_text, posix=False))
+        except (CLIError, ValueError) as exc:
+            raise HTTPError(400, f"search attributes: {exc}") from None
         query = RunQuery(status=WorkflowStatus(status) if status else None, workflow_type=req.query.get("type") or None,
                          id_prefix=None if exact else search or None, workflow_id=search if exact and search else None,
-                         stuck=bool(req.query.get("stuck")), archives=bool(req.query.get("all")))
+                         stuck=bool(req.query.get("stuck")), archives=bool(req.query.get("all")), where=where)
         store = self.target.store
         runs = list_page(store, query, limit=limit, cursor=req.query.get("cursor") or None)
         body = pages.runs_page(self._page(req), runs, count_runs(store, query), query=query, search=search,
-                               exact=exact, types=self._types(), limit=limit, flash=req.query.get("done"))
+                               exact=exact, types=self._types(), limit=limit, flash=req.query.get("done"),
+                               where=where_text)
         return _html(200, body)
 
     def _types(self) -> set[str]:

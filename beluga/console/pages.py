@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from beluga.cli import render
-from beluga.cli.runs import RunQuery, RunsPage, RunWaits
+from beluga.cli.runs import RunQuery, RunsPage, RunWaits, attributes_line
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
 from beluga.history_json import to_jsonable
 from beluga.stores._common import is_kept_copy
@@ -135,11 +135,11 @@ class Page:
 
 # --- the runs -----------------------------------------------------------------------------------------
 def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: RunQuery, search: str, exact: bool,
-              types: Iterable[str], limit: int, flash: str | None = None) -> str:
+              types: Iterable[str], limit: int, flash: str | None = None, where: str = "") -> str:
     """The runs: tabs by status (and stuck) whose counts are the rows their pages hold, a search by
-    workflow id, filters, and the page with links to the pages beside it."""
+    workflow id and one by search attributes, filters, and the page with links to the pages beside it."""
     keep = {"type": query.workflow_type, "q": search, "match": "exact" if exact else None, "all": query.archives,
-            "limit": limit if limit != 50 else None}
+            "limit": limit if limit != 50 else None, "where": where or None}
     status = query.status.value if query.status else None
     total = sum(counts.get(s.value, 0) for s in WorkflowStatus)
     tabs = [_tab(page, "all", "all", total, status is None and not query.stuck, keep)]
@@ -159,6 +159,9 @@ def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: Ru
                + f'<select name="match" id="match" style="width:auto">{matching}</select>'
                f'<input type="text" name="q" id="search" value="{esc(search)}" placeholder="workflow id" '
                f'style="width:220px">'
+               f'<input type="text" name="where" id="where" value="{esc(where)}" '
+               f'placeholder="customer=c-42 amount>=10" title="search attributes: name=value, name>=value, ... '
+               f'(all hold)" style="width:240px">'
                f'<select name="type" id="type-filter" style="width:auto">{"".join(options)}</select>'
                f'<label class="note"><input type="checkbox" name="all" value="1"'
                f'{" checked" if query.archives else ""}> '
@@ -169,7 +172,7 @@ def runs_page(page: Page, listed: RunsPage, counts: dict[str, int], *, query: Ru
     table = ('<table id="runs"><thead><tr>' + ("<th></th>" if pick else "") + '<th>workflow id</th><th>type</th>'
              '<th>status</th><th>started (UTC)</th><th>updated (UTC)</th><th class="num">events</th><th>error</th>'
              '</tr></thead><tbody>'
-             + ("".join(rows) or '<tr><td colspan="8" class="note">no runs match</td></tr>') + "</tbody></table>")
+             + ("".join(rows) or '<tr><td colspan="9" class="note">no runs match</td></tr>') + "</tbody></table>")
     if pick and listed.runs:
         from beluga.console.actions import selection_bar
 
@@ -200,7 +203,8 @@ def _run_row(page: Page, s: WorkflowState, pick: bool) -> str:
             f'{esc(s.workflow_id)}</a></td><td>{esc(s.workflow_type)}</td><td class="nw">{status_badge(s)}</td>'
             f'<td class="nw">{esc(render.when(s.created_at))}</td>'
             f'<td class="nw">{esc(render.when(s.updated_at))}</td>'
-            f'<td class="num">{len(s.history)}</td><td title="{esc(full)}">{esc(error)}</td></tr>')
+            f'<td class="num">{len(s.history)}</td><td title="{esc(full)}">{esc(error)}</td>'
+            f'<td class="attrs">{esc(attributes_line(s.search_attributes))}</td></tr>')
 
 
 def _tab(page: Page, ident: str, label: str, count: int, on: bool, query: dict[str, Any]) -> str:
@@ -221,6 +225,11 @@ def run_page(page: Page, state: WorkflowState, wait: RunWaits | None, earlier: S
         parent = str(state.parent.get("workflow_id"))
         seq = esc(state.parent.get("seq"))
         facts.append(("parent", f'<a href="{esc(page.run_url(parent))}">{esc(parent)}</a> (seq {seq})'))
+    if state.search_attributes:
+        facts.append(("search attributes", f'<span id="search-attributes">'
+                                           f'{esc(attributes_line(state.search_attributes))}</span>'))
+    if state.memo is not None:
+        facts.append(("memo", f'<pre id="memo">{esc(pretty(state.memo))}</pre>'))
     facts.append(("input", f"<pre>{esc(pretty(state.input))}</pre>"))
     if state.status is WorkflowStatus.COMPLETED:
         facts.append(("result", f'<pre id="result">{esc(pretty(state.result))}</pre>'))

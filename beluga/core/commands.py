@@ -49,6 +49,15 @@ class CompleteUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class UpsertSearchAttributes:
+    """`ctx.upsert_search_attributes(...)`: the values to set (None removes one). Unlike inputs, the values
+    are compared on replay: what a run is listed by is what its code says, so a change is a divergence."""
+
+    seq: int
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteWorkflow:
     result: Any = None
 
@@ -85,7 +94,7 @@ def is_deprecated_patch(ev: Event) -> bool:
 
 
 Command = (ScheduleActivity | StartTimer | RecordMarker | StartChildWorkflow | CompleteWorkflow
-           | FailWorkflow | CancelWorkflow | ContinueAsNew | CompleteUpdate)
+           | FailWorkflow | CancelWorkflow | ContinueAsNew | CompleteUpdate | UpsertSearchAttributes)
 
 CLOSING_COMMANDS = (CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew)
 
@@ -108,6 +117,9 @@ def to_event(cmd: Command, event_id: int, timestamp: float) -> Event:
     if isinstance(cmd, CompleteUpdate):
         outcome = {"result": cmd.result} if cmd.error is None else {"error": cmd.error}
         return Event(event_id, EventType.UPDATE_COMPLETED, timestamp, {"update_id": cmd.update_id, **outcome})
+    if isinstance(cmd, UpsertSearchAttributes):
+        return Event(event_id, EventType.SEARCH_ATTRIBUTES_UPSERTED, timestamp,
+                     {"seq": cmd.seq, "attributes": cmd.attributes})
     if isinstance(cmd, CompleteWorkflow):
         return Event(event_id, EventType.WORKFLOW_COMPLETED, timestamp, {"result": cmd.result})
     if isinstance(cmd, FailWorkflow):
@@ -133,6 +145,8 @@ def describe(cmd: Command) -> str:
         return f"child workflow {cmd.workflow_type!r} (seq {cmd.seq})"
     if isinstance(cmd, CompleteUpdate):
         return f"the end of update {cmd.update_id!r}"
+    if isinstance(cmd, UpsertSearchAttributes):
+        return f"an upsert of search attributes {cmd.attributes!r:.120} (seq {cmd.seq})"
     return type(cmd).__name__
 
 
@@ -150,6 +164,8 @@ def describe_event(ev: Event) -> str:
         return f"child workflow {a.get('workflow_type')!r} (seq {a.get('seq')})"
     if ev.type == EventType.UPDATE_COMPLETED:
         return f"the end of update {a.get('update_id')!r}"
+    if ev.type == EventType.SEARCH_ATTRIBUTES_UPSERTED:
+        return f"an upsert of search attributes {a.get('attributes')!r:.120} (seq {a.get('seq')})"
     return ev.type
 
 
@@ -170,4 +186,7 @@ def matches(cmd: Command, ev: Event) -> bool:
                 and a.get("workflow_type") == cmd.workflow_type)
     if isinstance(cmd, CompleteUpdate):
         return ev.type == EventType.UPDATE_COMPLETED and a.get("update_id") == cmd.update_id
+    if isinstance(cmd, UpsertSearchAttributes):
+        return (ev.type == EventType.SEARCH_ATTRIBUTES_UPSERTED and a.get("seq") == cmd.seq
+                and a.get("attributes") == cmd.attributes)
     return to_event(cmd, 0, 0.0).type == ev.type

@@ -25,6 +25,7 @@ from beluga.core.errors import WorkflowError
 from beluga.core.names import check_name
 from beluga.core.records import ParentClosePolicy
 from beluga.core.retry import Duration, RetryPolicy, seconds
+from beluga.core.search import check_attributes, merged
 
 if TYPE_CHECKING:
     from beluga.core.instance import WorkflowInstance
@@ -108,6 +109,8 @@ class WorkflowContext:
         self._query_handlers: dict[str, Callable[..., Any]] = {}
         # name -> (handler, validator or None): `executor.update(id, name, *args)`
         self._update_handlers: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {}
+        self._search_attributes: dict[str, Any] = {}  # as started, then as this code upserted them
+        self.memo: Any = None  # what the run was started with (WorkflowOptions.memo)
 
     @property
     def _rng(self) -> _random.Random:
@@ -226,6 +229,26 @@ class WorkflowContext:
         the new branch runs unconditionally, runs that hold the marker still replay, and new runs record a
         deprecated marker, which replay skips once the call itself is removed (step three)."""
         self._instance.patch(change_id, deprecated=True)
+
+    # --- search attributes --------------------------------------------------------------------------
+    @property
+    def search_attributes(self) -> dict[str, Any]:
+        """The run's search attributes: those it was started with, as this code upserted them since."""
+        return dict(self._search_attributes)
+
+    def upsert_search_attributes(self, attributes: dict[str, Any] | None = None, /, **values: Any) -> None:
+        """Set search attributes (a value of None removes one): `ctx.upsert_search_attributes(stage="paid",
+        amount=42.5)`. Recorded as a command (`search_attributes_upserted`) and indexed in the same write,
+        so listings find the run by the new values from then on; replay checks that the code upserts the
+        same values at the same point (another value is a `NonDeterminismError`). Values are typed
+        (beluga/core/search.py): a bad one raises `InvalidSearchAttribute` here."""
+        given = check_attributes({**(attributes or {}), **values}, allow_unset=True)
+        if not given:
+            raise WorkflowError("upsert_search_attributes: give at least one attribute")
+        inst = self._instance
+        after = merged(self._search_attributes, given)
+        inst.issue(cmds.UpsertSearchAttributes(inst.next_seq(), given), None)
+        self._search_attributes = after
 
     # --- queries, children, continue-as-new, cancellation ------------------------------------------
     def set_query_handler(self, name: str, handler: Callable[..., Any]) -> None:

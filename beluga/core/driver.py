@@ -28,6 +28,7 @@ from beluga.core.limits import Granted, Holder, Refused
 from beluga.core.pending import Pending, fold, pending_work
 from beluga.core.records import Event, EventType, ParentClosePolicy, WorkflowState, WorkflowStatus
 from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, retry_delay
+from beluga.core.search import merged
 
 E = EventType
 _CLOSE_STATUS = {cmds.CompleteWorkflow: WorkflowStatus.COMPLETED, cmds.FailWorkflow: WorkflowStatus.FAILED,
@@ -154,8 +155,14 @@ class RunDriver:
             return False
         for ev in events:
             fold(self.pending, ev)
+            if ev.type == E.SEARCH_ATTRIBUTES_UPSERTED:
+                self._upserted(ev.attrs.get("attributes") or {})
         self.version += len(events)
         return True
+
+    def _upserted(self, attributes: dict[str, Any]) -> None:
+        """The run's summary after an upsert (recorded here, or by another process)."""
+        self.state = replace(self.state, search_attributes=merged(self.state.search_attributes, attributes))
 
     def close(self) -> None:
         if self.instance is not None:
@@ -205,6 +212,9 @@ class RunDriver:
             elif isinstance(c, cmds.CompleteUpdate):
                 step.effects.append(s.UpdateCompleted(c.update_id, c.error is None,
                                                       c.result if c.error is None else c.error))
+            elif isinstance(c, cmds.UpsertSearchAttributes):
+                self._upserted(c.attributes)
+                step.search_attributes = self.state.search_attributes
             elif isinstance(c, cmds.StartChildWorkflow):
                 step.effects.append(s.StartChild(c.seq, c.workflow_type, c.workflow_id, c.input,
                                                  c.parent_close_policy))

@@ -321,6 +321,8 @@ class WorkflowInstance:
         self._input = a.get("input")
         self._ctx = WorkflowContext(self, self.workflow_id, self.run_id, self.definition.name,
                                     int(a.get("seed", 0)))
+        self._ctx._search_attributes = dict(a.get("search_attributes") or {})
+        self._ctx.memo = a.get("memo")
         self._greenlet = greenlet.greenlet(self._main)
 
     def _resolve(self, seq: int, value: Any, error: BaseException | None) -> None:

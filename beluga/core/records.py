@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from beluga.core.search import check_where
+
 SCHEMA_VERSION = 1
 
 
@@ -53,6 +55,7 @@ class EventType:
     WORKFLOW_TERMINATED = "workflow_terminated"  # closed by an operator; no workflow code ran
     UPDATE_ACCEPTED = "update_accepted"    # an update passed its validator: its handler runs (an input)
     UPDATE_COMPLETED = "update_completed"  # its handler returned or raised (a command): the caller's answer
+    SEARCH_ATTRIBUTES_UPSERTED = "search_attributes_upserted"  # ctx.upsert_search_attributes (a command)
     ACTIVITY_WAITING = "activity_waiting"  # an attempt waits for a rate or concurrency permit (core/limits.py)
 
 
@@ -67,6 +70,7 @@ COMMAND_EVENTS = frozenset({
     EventType.WORKFLOW_CANCELED,
     EventType.WORKFLOW_CONTINUED_AS_NEW,
     EventType.UPDATE_COMPLETED,
+    EventType.SEARCH_ATTRIBUTES_UPSERTED,
 })
 
 # Events that close a run: nothing may be appended after one of them.
@@ -129,6 +133,9 @@ class WorkflowState:
     history: tuple[Event, ...] = ()
     queue: str | None = None
     parent: dict[str, Any] | None = None  # {"workflow_id", "run_id", "seq"} of a parent workflow
+    # typed business keys the run is listed by (beluga/core/search.py), and a payload shown with it
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+    memo: Any = None
 
     @property
     def version(self) -> int:
@@ -143,6 +150,8 @@ class WorkflowFilter:
     `id_prefix` keeps the ids that start with it; `stuck=True` only the runs held stuck (open, with an
     error: their code no longer matches their history, or their history cannot be read), `stuck=False`
     none of them; `kept_copies=False` leaves out the kept copies of retried runs (`<id>/runs/<n>`).
+    `where` keeps the runs whose search attributes meet every condition: name -> value (equality) or
+    `Range(gte=..., lt=...)` (beluga/core/search.py); checked when the filter is made.
     `after` and `before` are keyset cursors, a listed run's `(created_at, workflow_id)`: the page of runs
     listed after it (older), or the `limit` runs listed just before it (newer), still newest first. A page
     costs the same whichever page it is: no store counts its way past the pages before it."""
@@ -155,13 +164,19 @@ class WorkflowFilter:
     kept_copies: bool = True
     after: tuple[float, str] | None = None
     before: tuple[float, str] | None = None
+    where: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.where is not None:
+            object.__setattr__(self, "where", check_where(self.where))
 
 
 @dataclass(frozen=True, slots=True)
 class Append:
     """One atomic, conditional append to a run's history: refused unless the run is `run_id` and holds
     exactly `expected_version` events. `status`, `result` and `error` update the run's summary in the
-    same write when given (`error={}` clears it: a stuck run whose code matches again)."""
+    same write when given (`error={}` clears it: a stuck run whose code matches again);
+    `search_attributes`, when given, is the run's whole new set (after an upsert), indexed in that write."""
 
     workflow_id: str
     run_id: str
@@ -171,3 +186,4 @@ class Append:
     result: Any = None
     error: dict[str, Any] | None = None
     updated_at: float = 0.0
+    search_attributes: dict[str, Any] | None = None

@@ -223,7 +223,7 @@ class Step:
     """What one step writes for one run, in one conditional append, and what is due once it is durable.
 
     `status`/`result`/`error` update the run's summary in the same write (`error={}` clears a stuck
-    run's reason)."""
+    run's reason); `search_attributes`, when set, the run's whole new set of search attributes (an upsert)."""
 
     expected: int
     events: list[Event] = field(default_factory=list)
@@ -233,6 +233,7 @@ class Step:
     error: dict[str, Any] | None = None
     closing: int | None = None  # index in `events` of the input that closed the run, while signals may follow
     late: int = 0               # signals recorded after the closing input, before its commands
+    search_attributes: dict[str, Any] | None = None
 
     @property
     def writes(self) -> bool:

@@ -18,6 +18,7 @@ from beluga.core.errors import (
 from beluga.core.failure import from_failure, raise_as_own
 from beluga.core.records import Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import Duration, seconds
+from beluga.core.search import check_attributes
 from beluga.executors.scheduling import Scheduling
 from beluga.logs import get_logger
 
@@ -48,6 +49,15 @@ class WorkflowOptions:
     # Who starts the run (an operator, `user@host`; `beluga retry` passes its caller): recorded in the
     # run's `workflow_started` event. None records nothing.
     identity: str | None = None
+    # Typed business keys the run is listed by (`WorkflowFilter(where=...)`, `beluga list --where`): str
+    # (keyword), int, float, bool or aware datetime values (beluga/core/search.py), checked here.
+    search_attributes: dict[str, Any] | None = None
+    # A payload shown with the run (`beluga show`, the console), never indexed; checked as an input is.
+    memo: Any = None
+
+    def __post_init__(self) -> None:
+        if self.search_attributes is not None:
+            object.__setattr__(self, "search_attributes", check_attributes(self.search_attributes) or None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,7 +231,8 @@ class Engine:
             assert p.run.driver is not None
             p.run.driver.seal(p.step)
         appends = [Append(p.run.workflow_id, p.run.run_id, p.step.expected, tuple(p.step.events), p.step.status,
-                          p.step.result, p.step.error, updated_at=self.clock()) for p in writes]
+                          p.step.result, p.step.error, updated_at=self.clock(),
+                          search_attributes=p.step.search_attributes) for p in writes]
         try:
             refused = set(self.store.append(appends)) if appends else set()
         except Exception:
@@ -591,10 +592,12 @@ class Engine:
     def _continue(self, run: Run, input: Any) -> None:
         self._runs.pop(run.workflow_id, None)
         self._pool.cancel(run.run_id, run_closed(run.workflow_id, "continued as new"))
+        summary = run.driver.state if run.driver is not None else run.state  # its upserts carried over
         if run.driver is not None:
             run.driver.close()
         state = new_run_state(run.state.workflow_type, run.workflow_id, input, None, run.state.queue,
-                              self.clock(), parent=run.state.parent, continued_from=run.run_id)
+                              self.clock(), parent=run.state.parent, continued_from=run.run_id,
+                              search_attributes=summary.search_attributes, memo=summary.memo)
         try:
             self.store.create(state, replace_run_id=run.run_id)
         except WorkflowAlreadyStarted:

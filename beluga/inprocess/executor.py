@@ -129,8 +129,10 @@ class InProcessExecutor(StoreBackedExecutor):
         if options.id is not None:
             check_name(options.id, "workflow id")
         self._check(options.input)
+        self._check(options.memo)
         return new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input, seconds(options.timeout),
-                             options.queue, self.clock(), headers=options.headers, identity=options.identity)
+                             options.queue, self.clock(), headers=options.headers, identity=options.identity,
+                             search_attributes=options.search_attributes, memo=options.memo)
 
     def reset(self, workflow_id: str, to: int | str = "last-good", *, identity: str | None = None,
               reapply_signals: bool = True) -> ResetResult:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import field, fields
+from dataclasses import MISSING, field, fields
 from importlib import resources
 from operator import attrgetter
 from typing import Any, ClassVar
@@ -84,9 +84,9 @@ def key() -> Any:
     return field(metadata={"lua": "key"})
 
 
-def arg() -> Any:
-    """A fixed ARGV entry; None is sent as ''."""
-    return field(metadata={"lua": "arg"})
+def arg(default: Any = MISSING) -> Any:
+    """A fixed ARGV entry; None is sent as ''. `default`: its value when not given."""
+    return field(default=default, metadata={"lua": "arg"})
 
 
 def tail() -> Any:

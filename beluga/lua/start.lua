@@ -32,6 +32,7 @@
 --   signal_message  the encoded signal of a signal-with-start ('' for none)
 --   now             the time (a signal's dirty mark)
 --   ttl_ms          how long a wake task may stay queued before another is sent, in milliseconds
+--   attrs           its search-attribute index entries, JSON (lib/attrs.lua), or ''
 --   #events         how many events follow
 --   events...       its first events, ids 1, 2, ...
 -- Returns '' when created (the id had no run), '+' when created in place of an earlier run; '=' followed
@@ -41,6 +42,7 @@
 
 -- #include "lib/events.lua"
 -- #include "lib/index.lua"
+-- #include "lib/attrs.lua"
 -- #include "lib/create.lua"
 -- #include "lib/wake.lua"
 -- #include "lib/push.lua"
@@ -48,7 +50,8 @@
 local c = {
   run_key = KEYS[1], events_key = KEYS[2], inbox_key = KEYS[3],
   run_id = ARGV[1], status = ARGV[2], summary = ARGV[3], workflow_type = ARGV[4], created = ARGV[5],
-  replace_run_id = '', updated = ARGV[6], workflow_id = ARGV[8], index_prefix = ARGV[10], events = {},
+  replace_run_id = '', updated = ARGV[6], workflow_id = ARGV[8], index_prefix = ARGV[10], attrs = ARGV[16],
+  events = {},
 }
 local dirty_key, timers_key = KEYS[4], KEYS[5]
 local request_id, workflow_id, start_message = ARGV[7], ARGV[8], ARGV[9]
@@ -60,8 +63,8 @@ local signal = {
   wake_key = wake_key, waking_key = waking_key, message = signal_message, request_id = request_id,
   workflow_id = workflow_id, now = now, ttl_ms = ttl_ms,
 }
-local n_events = tonumber(ARGV[16])
-for v = 1, n_events do c.events[v] = ARGV[16 + v] end
+local n_events = tonumber(ARGV[17])
+for v = 1, n_events do c.events[v] = ARGV[17 + v] end
 
 if request_id ~= '' then
   local cur = redis.call('HMGET', c.run_key, 'run_id', 'request')

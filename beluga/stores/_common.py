@@ -12,6 +12,7 @@ from typing import Any
 
 from beluga.core.errors import WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.core.search import check_attributes, where_holds
 
 DEFAULT_FILTER = WorkflowFilter()
 
@@ -27,6 +28,8 @@ def check_events(events: Sequence[Event], after: int, workflow_id: str) -> None:
 
 def check_append(a: Append) -> None:
     check_events(a.events, a.expected_version, a.workflow_id)
+    if a.search_attributes is not None:
+        check_attributes(a.search_attributes)
 
 
 def accepts(run_id: str, version: int, a: Append) -> bool:
@@ -49,7 +52,7 @@ def check_create(workflow_id: str, current_run_id: str | None, current_status: W
 def needs_summary(a: Append) -> bool:
     """Whether the append changes summary fields beyond status and updated_at (which stores may keep
     in columns of their own and update without rewriting the summary)."""
-    return a.result is not None or a.error is not None
+    return a.result is not None or a.error is not None or a.search_attributes is not None
 
 
 def summarize(state: WorkflowState, a: Append) -> WorkflowState:
@@ -64,6 +67,8 @@ def summarize(state: WorkflowState, a: Append) -> WorkflowState:
         changes["error"] = a.error or None  # an empty dict clears the error of a run that was stuck
     if a.updated_at:
         changes["updated_at"] = a.updated_at
+    if a.search_attributes is not None:
+        changes["search_attributes"] = dict(a.search_attributes)
     return replace(state, **changes) if changes else state
 
 
@@ -101,6 +106,7 @@ def matches(f: WorkflowFilter, state: WorkflowState) -> bool:
     return ((f.status is None or state.status == f.status)
             and (f.workflow_type is None or state.workflow_type == f.workflow_type)
             and (f.stuck is None or is_stuck(state) == f.stuck)
+            and where_holds(f.where, state.search_attributes)
             and id_matches(f, state.workflow_id) and in_window(f, position(state)))
 
 

@@ -267,9 +267,10 @@ class DaprStore(WorkflowStore):
         return out[::-1] if backward else out
 
     def counts(self, filter: WorkflowFilter | str | None = None) -> dict[str, int]:
-        """From the index, but for `stuck` (an error in the summary), which reads the open runs' records."""
+        """From the index, but for `stuck` (an error in the summary) and `where` (search attributes, kept in
+        the summary: not indexed here, filtered by reading the records)."""
         f = counting(filter)
-        if f.stuck is None:
+        if f.stuck is None and not f.where:
             out = {status.value: 0 for status in WorkflowStatus}
             for _, _, status in self._candidates(f, with_status=True):
                 out[status] += 1

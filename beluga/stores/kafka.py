@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating the mis
 from beluga import codec
 from beluga.core.errors import SerializationError, WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
-from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, count_by_status, page
+from beluga.stores._common import DEFAULT_FILTER, accepts, check_create, count_by_status, needs_summary, page
 from beluga.stores._records import encode_events, prepare
 from beluga.stores.base import WorkflowStore
 
@@ -441,7 +441,7 @@ class KafkaStore(WorkflowStore):
                     changes["status"] = WorkflowStatus(a.status).value
                 if a.updated_at:
                     changes["updated_at"] = a.updated_at
-                if a.result is not None or a.error is not None:
+                if needs_summary(a):  # a result, an error, or search attributes (upserted)
                     from beluga.stores._common import summarize
 
                     changes["summary"] = codec.encode_state(summarize(run.summary_state(), a))

@@ -30,6 +30,7 @@ from beluga.core.failure import history_lost, unreadable_run
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.logs import get_logger
 from beluga.lua import Scripts
+from beluga.stores import redis_search
 from beluga.stores._common import DEFAULT_FILTER, check_append, check_create, check_events, summarize
 from beluga.stores.base import WorkflowStore
 from beluga.stores.redis_keys import SHARDS, KeyLayout, RunKeys, shard_of  # noqa: F401 - shard_of re-exported
@@ -37,7 +38,9 @@ from beluga.stores.redis_listing import RedisListing
 from beluga.stores.redis_scripts import (
     APPEND_HISTORY_LOST,
     APPEND_REFUSED,
+    AppendAttrsCall,
     AppendCall,
+    AttrPageCall,
     CreateCall,
     IndexCountCall,
     IndexPageCall,
@@ -250,8 +253,8 @@ class RedisStore(WorkflowStore):
         self.names = KeyLayout(prefix)  # every key name (beluga/stores/redis_keys.py)
         self.append_replicas = append_replicas
         self.append_replicas_timeout = append_replicas_timeout
-        self._lua = Scripts(self.redis, [AppendCall, CreateCall, ReadCall, RelistCall, SummariesCall, IndexPageCall,
-                                         IndexCountCall])
+        self._lua = Scripts(self.redis, [AppendCall, AppendAttrsCall, CreateCall, ReadCall, RelistCall, SummariesCall,
+                                         IndexPageCall, AttrPageCall, IndexCountCall])
         self._listing = RedisListing(self.redis, self._lua, [self.names.shard(n).index_prefix for n in range(SHARDS)],
                                      self.load_summaries, self.load_many)
 
@@ -395,6 +398,7 @@ class RedisStore(WorkflowStore):
             status=state.status.value, summary=codec.encode_state(state), workflow_type=state.workflow_type,
             created=state.created_at, replace_run_id=replace_run_id, updated=state.updated_at,
             workflow_id=state.workflow_id, index_prefix=k.shard.index_prefix,
+            attrs=redis_search.entries(state.search_attributes),
             events=tuple(codec.encode_event(e) for e in state.history))
 
         def write(client: redis.Redis) -> None:
@@ -411,8 +415,9 @@ class RedisStore(WorkflowStore):
 
     def delete(self, workflow_id: str) -> None:
         state = self.load_summary(workflow_id)
-        pipe = self.redis.pipeline(transaction=False)
         k = self.names.run(workflow_id)
+        listed_under = redis_search.suffixes(self.redis.hget(k.run, "sa"))
+        pipe = self.redis.pipeline(transaction=False)
         for key in (k.run, k.events, k.inbox, k.lease, k.attempts):  # one a command: a cluster's pipeline
             pipe.delete(key)                                          # deletes no more
         indexes = k.shard.index_prefix
@@ -421,6 +426,8 @@ class RedisStore(WorkflowStore):
             pipe.zrem(f"{indexes}status:{status.value}", workflow_id)
         if state is not None:
             pipe.zrem(f"{indexes}type:{state.workflow_type}", workflow_id)
+        for name in listed_under:
+            pipe.zrem(indexes + name, workflow_id)
         pipe.execute()
 
     def append(self, appends: Sequence[Append]) -> list[str]:
@@ -454,7 +461,7 @@ class RedisStore(WorkflowStore):
 
         return self.replicated(write, f"an append to workflow {a.workflow_id}", call.run_key)
 
-    def append_many(self, calls: Sequence[AppendCall]) -> list[int | None]:
+    def append_many(self, calls: Sequence[AppendCall | AppendAttrsCall]) -> list[int | None]:
         """Several `append_call`s (of different runs) in one pipeline, each atomic on its own (a closed run
         relisted in it): for each, None when refused, else the messages left in its inbox (as
         `append_one`; a history found not whole is a refusal here, which the caller's re-read then finds).
@@ -468,19 +475,20 @@ class RedisStore(WorkflowStore):
     def append_call(self, a: Append, *, inbox_used: int = 0, attempts: Sequence[tuple[int, int]] = (),
                     lease_token: str | None = None, dispatch_deadline: float = 0.0,
                     summary: WorkflowState | None = None,
-                    timers: Sequence[tuple[float, bytes]] = ()) -> AppendCall | None:
+                    timers: Sequence[tuple[float, bytes]] = ()) -> AppendCall | AppendAttrsCall | None:
         """The call `append_one` runs, None when the run is gone; the fleet's report-and-append
         extends it (beluga/lua/report_and_append.lua). `timers` are the fleet's durable timers (due,
-        member) that the events arm, written in the same atomic step."""
+        member) that the events arm, written in the same atomic step. An append that sets search attributes
+        is an `AppendAttrsCall` (append_attrs.lua): the same append, and the run listed under them."""
         check_append(a)
         blob = b""
-        if a.result is not None or a.error is not None or a.status is not None:
+        if a.result is not None or a.error is not None or a.status is not None or a.search_attributes is not None:
             current = summary if summary is not None else self.load_summary(a.workflow_id)
             if current is None:
                 return None
             blob = codec.encode_state(summarize(current, a))
         k = self.names.run(a.workflow_id)
-        return AppendCall(
+        call = AppendCall(
             run_key=k.run, events_key=k.events, inbox_key=k.inbox, lease_key=k.lease,
             # the fleet's dispatch record and timer set of the run's shard (a plain append writes neither)
             dispatched_key=k.shard.dispatched, timers_key=k.shard.timers,
@@ -489,6 +497,9 @@ class RedisStore(WorkflowStore):
             lease_token=lease_token or None, dispatch_deadline=dispatch_deadline, workflow_id=a.workflow_id,
             index_prefix=k.shard.index_prefix, attempts=tuple(attempts),
             events=tuple(codec.encode_event(e) for e in a.events), timers=tuple(timers))
+        if a.search_attributes is None:
+            return call
+        return AppendAttrsCall(append=call, attrs=redis_search.entries(a.search_attributes))
 
     def adopt_listing(self, batch: int = 500) -> int:
         """List the runs that Beluga 0.1.0 listed in one global index (`<p>:index:all`, `:status:*`,

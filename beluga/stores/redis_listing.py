@@ -6,7 +6,9 @@ beluga/lua/index_page.lua: from the cursor's score on (no offset past earlier pa
 the first's), keeping the ids that pass the listing's id conditions (prefix, kept copies), so that only
 entries the page may show cross the network. The index only finds candidates: each run's summary is read
 (one script a shard, summaries.lua), then the page's runs whole, and a run is kept only if it still
-matches, so a run that changed meanwhile is never listed under what it no longer is. Counts come from
+matches, so a run that changed meanwhile is never listed under what it no longer is. A listing with
+search attributes (`where`) reads an attribute's index instead (beluga/stores/redis_search.py), a range
+by attr_page.lua, and counts by the summaries of the runs it lists. Counts come from
 the indexes' sizes, or, with id conditions, from index_count.lua; stuck (an open run with an error in
 its summary, or the mark of a history found not whole) is known only from the summary: the stuck filter
 and count read the summaries of the open runs the other conditions leave.
@@ -20,8 +22,9 @@ from typing import Any
 
 from beluga.core.records import WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.lua import Scripts
-from beluga.stores._common import counting, id_matches, in_window, is_stuck, matches
-from beluga.stores.redis_scripts import IndexCountCall, IndexPageCall
+from beluga.stores._common import count_by_status, counting, id_matches, in_window, is_stuck, matches
+from beluga.stores.redis_scripts import AttrPageCall, IndexCountCall, IndexPageCall
+from beluga.stores.redis_search import driving
 
 Entry = tuple[float, str]  # (creation time, workflow id): a run's place in a listing
 
@@ -72,13 +75,19 @@ class RedisListing:
         """The ids the shards' indexes list under the filter's status (or type), past its cursors and
         passing its id conditions, in the page's order: each shard read `count` at a time (the first
         reads of all shards in one pipeline), the shards merged."""
-        indexes = self.indexes(_index_name(f))
+        name, low, high = _index_name(f), None, None
+        if f.where:  # an attribute's index finds fewer candidates than a status or type's
+            name, low, high = driving(f.where)
+        indexes = self.indexes(name)
+        alls = dict(zip(indexes, self.indexes("all"), strict=True))
 
-        def call(index: str, at: tuple[float, str] | None) -> IndexPageCall:
-            return IndexPageCall(index_key=index, backward="1" if backward else "", count=count,
-                                 score=None if at is None else repr(float(at[0])),
-                                 workflow_id="" if at is None else at[1], prefix=f.id_prefix or "",
-                                 kept_copies="1" if f.kept_copies else "")
+        def call(index: str, at: tuple[float, str] | None) -> IndexPageCall | AttrPageCall:
+            cursor = {"backward": "1" if backward else "", "count": count,
+                      "score": None if at is None else repr(float(at[0])), "workflow_id": "" if at is None else at[1],
+                      "prefix": f.id_prefix or "", "kept_copies": "1" if f.kept_copies else ""}
+            if low is None or high is None:
+                return IndexPageCall(index_key=index, **cursor)
+            return AttrPageCall(attr_key=index, all_key=alls[index], low=low, high=high, **cursor)
 
         def entries(index: str, got: list[bytes]) -> Iterator[Entry]:
             while got:
@@ -102,6 +111,9 @@ class RedisListing:
         conditions, counted by index_count.lua in each shard; stuck runs from the open runs' summaries."""
         f = counting(filter)
         running = WorkflowStatus.RUNNING.value
+        if f.where:  # search attributes are known from the summaries of the runs their indexes list
+            listed = [wid for _, wid in self._candidates(f, False, 1000)]
+            return count_by_status(f, (s for s in self.summaries(listed) if s is not None))
         if f.stuck:  # a part of the open runs: their summaries tell
             stuck = len(self._stuck(f))
             return {status.value: stuck if status.value == running else 0 for status in WorkflowStatus}

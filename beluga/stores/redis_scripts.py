@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from beluga.lua import Call, arg, key, tail
+from beluga.lua import Call, arg, key, part, tail
 
 # What append.lua (and the append of report_and_append.lua) answers besides the messages left (>= 0):
 APPEND_REFUSED = -1  # the run is not at the run id and version the writer read
@@ -51,6 +51,29 @@ class AppendCall(Call):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AppendAttrsCall(Call):
+    """`AppendCall` for a step that upserts search attributes: the run listed under `attrs` (the JSON of
+    `redis_search.entries`) in the same atomic step. Answers as append.lua."""
+
+    SCRIPT: ClassVar[str] = "append_attrs.lua"
+    append: AppendCall = part(AppendCall)
+    attrs: str | None = arg()
+
+    # what callers of `RedisStore.append_call` read of the call they get
+    @property
+    def run_key(self) -> str:
+        return self.append.run_key
+
+    @property
+    def workflow_id(self) -> str:
+        return self.append.workflow_id
+
+    @property
+    def events(self) -> Sequence[bytes]:
+        return self.append.events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CreateCall(Call):
     """Start a run: b'' when created, else the id of the open run that blocks it."""
 
@@ -67,6 +90,7 @@ class CreateCall(Call):
     updated: float = arg()
     workflow_id: str = arg()
     index_prefix: str = arg()
+    attrs: str | None = arg(None)  # redis_search.entries: its search attributes' index entries
     events: Sequence[bytes] = tail()
 
 
@@ -113,6 +137,24 @@ class IndexPageCall(Call):
     index_key: str = key()
     backward: str = arg()          # "1" or ""
     score: str | None = arg()      # repr(float): exact
+    workflow_id: str = arg()
+    prefix: str = arg()
+    kept_copies: str = arg()       # "1" or ""
+    count: int = arg()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttrPageCall(Call):
+    """The next `count` entries of one shard's listing by a number or datetime attribute in a range, past a
+    cursor, passing the id conditions: flat (id, creation time) pairs, in the page's order."""
+
+    SCRIPT: ClassVar[str] = "attr_page.lua"
+    attr_key: str = key()
+    all_key: str = key()
+    low: str = arg()
+    high: str = arg()
+    backward: str = arg()          # "1" or ""
+    score: str | None = arg()
     workflow_id: str = arg()
     prefix: str = arg()
     kept_copies: str = arg()       # "1" or ""

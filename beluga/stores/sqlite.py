@@ -23,6 +23,7 @@ from dataclasses import replace
 from beluga.codec import decode_event, decode_state, encode_event, encode_state
 from beluga.core.errors import ConfigurationError
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.stores import sqlite_search
 from beluga.stores._common import (
     DEFAULT_FILTER,
     accepts,
@@ -53,7 +54,7 @@ CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS events (
     workflow_id TEXT NOT NULL, run_id TEXT NOT NULL, id INTEGER NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (workflow_id, id)) WITHOUT ROWID;
-"""
+""" + sqlite_search.SCHEMA
 _RUN_COLUMNS = "run_id, workflow_type, status, created_at, updated_at, version, summary"
 _SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
 _UPSERT_RUN = ("INSERT OR REPLACE INTO runs (workflow_id, run_id, workflow_type, status, created_at, "
@@ -220,6 +221,7 @@ class SQLiteStore(WorkflowStore):
             conn.execute("DELETE FROM events WHERE workflow_id = ?", (state.workflow_id,))
             conn.execute(_UPSERT_RUN, run)
             conn.executemany(_INSERT_EVENT, events)
+            sqlite_search.write(conn, state.workflow_id, state.search_attributes, state.created_at)
 
     def create(self, state: WorkflowState, *, replace_run_id: str | None = None) -> None:
         run, events = self._rows(state)
@@ -232,12 +234,15 @@ class SQLiteStore(WorkflowStore):
                 conn.execute("DELETE FROM events WHERE workflow_id = ?", (state.workflow_id,))
             conn.execute(_UPSERT_RUN, run)
             conn.executemany(_INSERT_EVENT, events)
+            sqlite_search.write(conn, state.workflow_id, state.search_attributes, state.created_at,
+                                fresh=current is None)
 
     def delete(self, workflow_id: str) -> None:
         conn = self._conn()
         with _Write(conn):
             conn.execute("DELETE FROM runs WHERE workflow_id = ?", (workflow_id,))
             conn.execute("DELETE FROM events WHERE workflow_id = ?", (workflow_id,))
+            sqlite_search.forget(conn, workflow_id)
 
     def append(self, appends: Sequence[Append]) -> builtins.list[str]:
         if not appends:
@@ -278,6 +283,8 @@ class SQLiteStore(WorkflowStore):
         state = summarize(state, a)
         conn.execute(_REWRITE, (version, state.status.value, state.updated_at, encode_state(state),
                                 a.workflow_id))
+        if a.search_attributes is not None:  # an upsert: indexed in the same transaction
+            sqlite_search.write(conn, a.workflow_id, state.search_attributes, row[3])
         return True
 
 
@@ -319,7 +326,8 @@ class _Read(_Write):
 
 
 def _where(f: WorkflowFilter) -> tuple[builtins.list[str], builtins.list[object]]:
-    """The SQL conditions of the filter's status, type and id prefix (`stuck` only needs the run open)."""
+    """The SQL conditions of the filter's status, type, id prefix and search attributes (`stuck` only needs
+    the run open)."""
     where: builtins.list[str] = []
     params: builtins.list[object] = []
     status = WorkflowStatus.RUNNING if f.stuck and f.status is None else f.status
@@ -332,4 +340,8 @@ def _where(f: WorkflowFilter) -> tuple[builtins.list[str], builtins.list[object]
     if f.id_prefix:
         where.append("substr(workflow_id, 1, ?) = ?")
         params.extend((len(f.id_prefix), f.id_prefix))
+    if f.where:
+        sql, args = sqlite_search.conditions(f.where)
+        where.extend(sql)
+        params.extend(args)
     return where, params

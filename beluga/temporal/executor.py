@@ -65,7 +65,7 @@ from beluga.stores._loop import LoopThread
 from beluga.temporal.activities import set_hooks
 from beluga.temporal.failures import failure_of
 from beluga.temporal.schedules import TemporalSchedules
-from beluga.temporal.workflow import HISTORY_QUERY, PARENT_SEQ, build, run_memo
+from beluga.temporal.workflow import HISTORY_QUERY, MEMO, PARENT_SEQ, SEARCH_ATTRIBUTES, _memo, build, run_memo
 
 T = TypeVar("T")
 _STATUS = {
@@ -143,6 +143,13 @@ class Connection:
 
     async def connect(self) -> tc.Client:
         return await tc.Client.connect(self.target, **self.options())
+
+
+async def beluga_memo(execution: Any) -> tuple[dict[str, Any], Any]:
+    """The search attributes and Beluga memo a run keeps in its Temporal memo (a described or listed
+    execution; see beluga/temporal/workflow.py `run_memo`)."""
+    return _memo(await execution.memo_value(SEARCH_ATTRIBUTES, None, type_hint=bytes),
+                 await execution.memo_value(MEMO, None, type_hint=bytes))
 
 
 def _signal_body(signal: Signal, identity: str | None) -> dict[str, Any]:
@@ -234,6 +241,7 @@ class TemporalExecutor(DurableExecutor):
         if options.id is not None:
             check_name(options.id, "workflow id")
         self._check(options.input)
+        self._check(options.memo)
         wid = options.id or str(uuid.uuid4())
         timeout = seconds(options.timeout)
         extra: dict[str, Any] = {}
@@ -380,7 +388,7 @@ class TemporalExecutor(DurableExecutor):
         input = history[0].attrs.get("input") if history else state.input
         return WorkflowState(state.workflow_id, state.run_id, state.workflow_type, state.status, input,
                              state.result, state.error, state.created_at, state.updated_at, history, state.queue,
-                             state.parent)
+                             state.parent, state.search_attributes, state.memo)
 
     def summary(self, workflow_id: str) -> WorkflowState:
         return self._run(self._summary(workflow_id))
@@ -448,8 +456,9 @@ class TemporalExecutor(DurableExecutor):
             parent = {"workflow_id": desc.parent_id, "run_id": desc.parent_run_id, "seq": seq}
         created = desc.start_time.timestamp() if desc.start_time else 0.0
         updated = desc.close_time.timestamp() if desc.close_time else time.time()
+        attributes, memo = await beluga_memo(desc)
         return WorkflowState(workflow_id, desc.run_id, desc.workflow_type, status, None, result, error, created,
-                             updated, (), desc.task_queue, parent)
+                             updated, (), desc.task_queue, parent, attributes, memo)
 
     async def _operators(self, workflow_id: str) -> dict[str, str]:
         """The identities Temporal recorded on the current run's cancel request and termination, by the

@@ -9,7 +9,9 @@ Temporal owns the histories of the runs it executes, so this store is read-and-d
 - `list(WorkflowFilter(status=..., workflow_type=...))`: Temporal's visibility (`ListWorkflowExecutions`
   with `WorkflowType = '...' AND ExecutionStatus = '...'`), newest first. Visibility is eventually
   consistent: a run started a moment ago may not be listed yet. Listed runs carry no history (`load` one
-  for it); `canceled` lists Temporal's `Canceled` and `Terminated` runs.
+  for it); `canceled` lists Temporal's `Canceled` and `Terminated` runs. `where` (search attributes) is
+  applied here to the runs visibility lists, from each run's memo, where the executor keeps them (Temporal's
+  own search attributes need registering on the server): a scan, not an index.
 - `delete(id)`: `DeleteWorkflowExecution` for each run of the id. Temporal deletes in the background: a
   running run is terminated and gone at once, a closed run once the server has saved its queues' progress
   past the close (30 s by default; see `delete`). An unknown id is no error.
@@ -31,7 +33,7 @@ from beluga.stores._common import matches, page
 from beluga.stores.base import WorkflowStore
 
 # raises the extra's error without temporalio
-from beluga.temporal.executor import _STATUS, Connection, TemporalExecutor
+from beluga.temporal.executor import _STATUS, Connection, TemporalExecutor, beluga_memo
 
 _VISIBILITY = {WorkflowStatus.RUNNING: ("Running",), WorkflowStatus.COMPLETED: ("Completed",),
                WorkflowStatus.FAILED: ("Failed",), WorkflowStatus.CANCELED: ("Canceled", "Terminated"),
@@ -103,8 +105,9 @@ class TemporalStore(WorkflowStore):
             created = ex.start_time.timestamp()
             updated = ex.close_time.timestamp() if ex.close_time else created
             parent = {"workflow_id": ex.parent_id, "run_id": ex.parent_run_id} if ex.parent_id else None
+            attributes, memo = await beluga_memo(ex)  # in the listing already: no extra call
             out.append(WorkflowState(ex.id, ex.run_id, ex.workflow_type, status, None, None, None, created, updated,
-                                     (), ex.task_queue, parent))
+                                     (), ex.task_queue, parent, attributes, memo))
             kept += matches(filter, out[-1])
             if not backward and kept > filter.limit:  # newest first: the page is in hand
                 break

@@ -71,6 +71,10 @@ E = EventType
 HISTORY_QUERY = "__beluga_history"
 PARENT_SEQ = "beluga_parent_seq"   # memo of a child run: the seq of the parent's call that started it
 STARTED_BY = "beluga_identity"     # memo of a run: who started it (`WorkflowOptions.identity`)
+# memo of a run: its search attributes (upserts rewrite it) and its Beluga memo, codec-encoded. Kept in
+# Temporal's memo, not its search attributes, which need registering on the server (docs/temporal.md).
+SEARCH_ATTRIBUTES = "beluga_search_attributes"
+MEMO = "beluga_memo"
 _PARENT_CLOSE = {ParentClosePolicy.TERMINATE.value: workflow.ParentClosePolicy.TERMINATE,
                  ParentClosePolicy.REQUEST_CANCEL.value: workflow.ParentClosePolicy.REQUEST_CANCEL,
                  ParentClosePolicy.ABANDON.value: workflow.ParentClosePolicy.ABANDON}
@@ -82,7 +86,16 @@ def run_memo(options: Any) -> dict[str, Any] | None:
     memo: dict[str, Any] = dict(options.headers or {})
     if options.identity is not None:
         memo[STARTED_BY] = options.identity
+    if options.search_attributes:
+        memo[SEARCH_ATTRIBUTES] = codec.encode(options.search_attributes)
+    if options.memo is not None:
+        memo[MEMO] = codec.encode(options.memo)
     return memo or None
+
+
+def _memo(attributes: bytes | None, memo: bytes | None) -> tuple[dict[str, Any], Any]:
+    """A run's search attributes and Beluga memo, from its Temporal memo (see `run_memo`)."""
+    return (codec.decode(attributes) if attributes else {}), (codec.decode(memo) if memo else None)
 
 
 class _Context(WorkflowContext):
@@ -108,6 +121,7 @@ class _Instance(WorkflowInstance):
         ctx = self._ctx
         assert ctx is not None
         new = _Context(self, ctx.workflow_id, ctx.run_id, ctx.workflow_type, int(ev.attrs.get("seed", 0)))
+        new._search_attributes, new.memo = ctx._search_attributes, ctx.memo
         self._ctx = new
 
     def side_effect_value(self, seq: int, fn: Callable[[], Any]) -> Any:
@@ -285,10 +299,16 @@ class BelugaWorkflow:
         identity = workflow.memo_value(STARTED_BY, None)
         if identity is not None:
             started["identity"] = str(identity)
+        attributes, memo = _memo(workflow.memo_value(SEARCH_ATTRIBUTES, None, type_hint=bytes),
+                                 workflow.memo_value(MEMO, None, type_hint=bytes))
+        if attributes:
+            started["search_attributes"] = attributes
+        if memo is not None:
+            started["memo"] = memo
         at = info.workflow_start_time.timestamp()
         state = WorkflowState(info.workflow_id, info.run_id, info.workflow_type, input=value, created_at=at,
                               updated_at=at, history=(Event(1, E.WORKFLOW_STARTED, at, started),),
-                              queue=info.task_queue)
+                              queue=info.task_queue, search_attributes=attributes, memo=memo)
         driver, step = drv.load(state, cfg.registry.workflow, cfg.registry.retry_policy, check_payload=cfg.check,
                                 now=workflow.now().timestamp(), instance_type=_Instance)
         if driver.stuck is not None:  # fail the workflow task: Temporal keeps the run open (see the class)
@@ -317,6 +337,9 @@ class BelugaWorkflow:
         """Seal a step into the history (a closing step stays open to late signals), carry out its
         effects and start the side effects its code asked for."""
         assert self._driver is not None
+        if step.search_attributes is not None:  # where clients read them (see SEARCH_ATTRIBUTES)
+            workflow.upsert_memo({SEARCH_ATTRIBUTES: codec.encode(step.search_attributes)})
+            step.search_attributes = None
         if step.closing is not None:
             self._closing = step
         else:
@@ -340,8 +363,11 @@ class BelugaWorkflow:
 
     def _finish(self, workflow_id: str) -> bytes:
         closed = self._closed
-        if isinstance(closed, st.ContinueAsNew):
-            workflow.continue_as_new(codec.encode(closed.input))
+        if isinstance(closed, st.ContinueAsNew):  # the next run gets this one's memo, attributes as upserted
+            memo = dict(workflow.memo())
+            if self._driver is not None and self._driver.state.search_attributes:
+                memo[SEARCH_ATTRIBUTES] = codec.encode(self._driver.state.search_attributes)
+            workflow.continue_as_new(codec.encode(closed.input), memo=memo)
         assert isinstance(closed, st.RunClosed)
         if closed.status is WorkflowStatus.COMPLETED:
             _emit("on_workflow_complete", workflow_id, closed.result)

@@ -403,3 +403,27 @@ def test_a_stuck_runs_error_is_on_its_row(ex) -> None:
 def test_a_cursor_not_given_by_the_console_is_400(ex, cursor: str) -> None:
     resp = Client(console.create_app(ex, token=TOKEN)).get(f"/?cursor={cursor}")
     assert resp.status_code == 400 and b"cursor" in resp.get_data()
+
+
+def test_search_by_attributes_keeps_the_tabs_and_pages_in_step(ex) -> None:
+    from beluga.core.records import WorkflowState, WorkflowStatus
+
+    for i in range(30):
+        ex.store.save(WorkflowState(
+            f"o-{i:02d}", f"r{i}", "wf_order", WorkflowStatus.FAILED if i % 3 == 0 else WorkflowStatus.RUNNING,
+            created_at=1000.0 + i, updated_at=1000.0 + i, search_attributes={"customer": f"c-{i % 2}", "amount": i},
+            memo={"note": f"n{i}"} if i == 5 else None))
+    client = Client(console.create_app(ex, token=TOKEN))
+    html = client.get("/?where=customer%3Dc-1+amount%3E%3D20&limit=3").get_data(as_text=True)
+    assert _rows(html) == ["o-29", "o-27", "o-25"] and _count(html, "all") == 5 and _count(html, "failed") == 2
+    assert 'id="where" value="customer=c-1 amount&gt;=20"' in html and "amount=29, customer=c-1" in html
+    older = client.get(_link(html, "older")).get_data(as_text=True)
+    assert _rows(older) == ["o-23", "o-21"]
+    tab = re.search(r'id="tab-failed" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert "where=" in tab
+    failed = client.get(tab)
+    assert _rows(failed.get_data(as_text=True)) == ["o-27", "o-21"]
+    run = client.get("/run?id=o-05").get_data(as_text=True)
+    assert 'id="search-attributes">amount=5, customer=c-1<' in run and "n5" in run
+    bad = client.get("/?where=customer")
+    assert bad.status_code == 400 and b"name=value" in bad.get_data()

@@ -662,3 +662,33 @@ def wf_attempt_across_reset(ctx: workflow.WorkflowContext, spec: dict[str, Any])
     quick = ctx.execute_activity(numbered_step, {"key": spec["key"], "n": 1}, retry=fast_retry(2))
     attempt = slow.result()
     return [quick, attempt, ctx.execute_activity(numbered_step, {"key": spec["key"], "n": 2}, retry=fast_retry(2))]
+
+
+@workflow.defn()
+def wf_tagged(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> Any:
+    """Search attributes (issue 17 item 4): what it was started with, an upsert after an activity (so the
+    fleet records it on an attempt's report), a signal, then an upsert that removes one attribute."""
+    seen = {"attrs": ctx.search_attributes, "memo": ctx.memo}
+    ctx.execute_activity(echo, 1)
+    ctx.upsert_search_attributes(stage="paid", amount=spec.get("amount", 1))
+    ctx.receive_signal("go").receive()
+    ctx.upsert_search_attributes({"stage": "shipped", "vip": None})
+    return {**seen, "after": ctx.search_attributes}
+
+
+@workflow.defn()
+def wf_bad_upsert(ctx: workflow.WorkflowContext, value: Any) -> Any:
+    try:
+        ctx.upsert_search_attributes(bad=value)
+    except ValueError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "accepted"
+
+
+@workflow.defn()
+def wf_tagged_continue(ctx: workflow.WorkflowContext, n: int) -> Any:
+    """Upserts, then continues as new: the next run starts with the attributes and memo this one had."""
+    if n == 0:
+        ctx.upsert_search_attributes(stage="first")
+        ctx.continue_as_new(1)
+    return {"attrs": ctx.search_attributes, "memo": ctx.memo}

@@ -11,6 +11,7 @@ import pytest
 
 from beluga.core.errors import SerializationError, WorkflowAlreadyStarted
 from beluga.core.records import Append, Event, WorkflowFilter, WorkflowState, WorkflowStatus
+from beluga.core.search import InvalidSearchAttribute, Range
 from beluga.stores.base import WorkflowStore
 
 RUNNING, COMPLETED, FAILED = WorkflowStatus.RUNNING, WorkflowStatus.COMPLETED, WorkflowStatus.FAILED
@@ -367,3 +368,104 @@ def test_cursors_page_both_ways_through_every_run_once(store: WorkflowStore, f: 
         cursor = (got[0].created_at, got[0].workflow_id)
     assert [wid for p in reversed(back) for wid in p] + [last.workflow_id] == every
     assert all(len(p) == 4 for p in back[:-1])  # each page the nearest 4 before its cursor
+
+
+# --- search attributes and memo (beluga/core/search.py): indexed where the store lists ---------------------
+UTC = dt.timezone.utc
+
+
+def tagged(wid: str, created: float, attrs: dict, **kw: object) -> WorkflowState:
+    return run(wid, created_at=created, search_attributes=attrs, **kw)
+
+
+def test_search_attributes_and_memo_round_trip(store: WorkflowStore) -> None:
+    when = dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    attrs = {"customer": "c-42", "amount": 12.5, "items": 3, "vip": True, "due": when}
+    store.create(tagged("a", 1.0, attrs, memo={"note": ["any", "payload"]}))
+    for got in (store.load("a"), store.load_summary("a"), store.list()[0]):
+        assert got.search_attributes == attrs and got.memo == {"note": ["any", "payload"]}
+    assert store.load("b") is None and store.create(run("b")) is None
+    assert store.load("b").search_attributes == {} and store.load("b").memo is None
+
+
+def test_where_matches_typed_equality_and_ranges(store: WorkflowStore) -> None:
+    day = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    store.create(tagged("a", 1.0, {"customer": "c-1", "amount": 5, "vip": True, "at": day}))
+    store.create(tagged("b", 2.0, {"customer": "c-2", "amount": 10.0, "vip": False, "at": day + dt.timedelta(days=1)}))
+    store.create(tagged("c", 3.0, {"customer": "c-1", "amount": 99.5, "code": "10"}, status=COMPLETED))
+    store.create(tagged("d", 4.0, {"customer": "c-1", "amount": 100, "code": 10}, workflow_type="ship"))
+    store.create(run("e", created_at=5.0))  # no attributes: no condition holds for it
+
+    def where(**conds: object) -> list[str]:
+        return ids(store.list(WorkflowFilter(where=conds)))
+
+    assert where(customer="c-1") == ["d", "c", "a"]
+    assert where(amount=10) == ["b"]  # 10 == 10.0: one numeric kind
+    assert where(amount=Range(gte=10, lt=100)) == ["c", "b"]
+    assert where(amount=Range(gt=10)) == ["d", "c"]
+    assert where(amount=Range(lte=10)) == ["b", "a"]
+    assert where(customer="c-1", amount=Range(gte=10)) == ["d", "c"]
+    assert where(vip=True) == ["a"] and where(vip=False) == ["b"]
+    assert where(code="10") == ["c"] and where(code=10) == ["d"]  # a keyword is not a number
+    assert where(at=Range(gt=day)) == ["b"] and where(at=day) == ["a"]
+    assert where(at=day.astimezone(dt.timezone(dt.timedelta(hours=-5)))) == ["a"]  # the same instant
+    assert where(customer="nobody") == [] and where(missing=1) == []
+    assert ids(store.list(WorkflowFilter(status=RUNNING, where={"customer": "c-1"}))) == ["d", "a"]
+    assert ids(store.list(WorkflowFilter(workflow_type="order", where={"customer": "c-1"}))) == ["c", "a"]
+    assert ids(store.list(WorkflowFilter(limit=1, where={"customer": "c-1"}))) == ["d"]
+    counts = store.counts(WorkflowFilter(where={"customer": "c-1"}))
+    assert (counts["running"], counts["completed"], sum(counts.values())) == (2, 1, 3)
+
+
+def test_upserted_attributes_are_indexed_by_the_append(store: WorkflowStore) -> None:
+    store.create(tagged("a", 1.0, {"stage": "new", "amount": 1}))
+    store.create(tagged("b", 2.0, {"stage": "new"}))
+    assert store.append([step("a", "r1", 1, search_attributes={"stage": "paid", "amount": 50})]) == []
+    assert ids(store.list(WorkflowFilter(where={"stage": "new"}))) == ["b"]
+    assert ids(store.list(WorkflowFilter(where={"stage": "paid", "amount": Range(gte=50)}))) == ["a"]
+    assert store.load_summary("a").search_attributes == {"stage": "paid", "amount": 50}
+    assert store.append([step("a", "r1", 2, status=COMPLETED, result=1)]) == []  # closing keeps them
+    assert ids(store.list(WorkflowFilter(status=COMPLETED, where={"stage": "paid"}))) == ["a"]
+    assert store.append([step("b", "r1", 7, search_attributes={"stage": "stale"})]) == ["b"]  # refused: nothing
+    assert store.list(WorkflowFilter(where={"stage": "stale"})) == []                       # indexed either
+    assert store.append([step("b", "r1", 1, search_attributes={})]) == []  # every attribute removed
+    assert store.list(WorkflowFilter(where={"stage": "new"})) == []
+    assert store.counts(WorkflowFilter(where={"stage": "paid"}))["completed"] == 1
+
+
+def test_replaced_and_deleted_runs_leave_the_attribute_index(store: WorkflowStore) -> None:
+    store.create(tagged("a", 1.0, {"customer": "old"}))
+    store.create(tagged("a", 2.0, {"customer": "new"}, rid="r2"), replace_run_id="r1")  # continue-as-new
+    assert store.list(WorkflowFilter(where={"customer": "old"})) == []
+    assert ids(store.list(WorkflowFilter(where={"customer": "new"}))) == ["a"]
+    store.delete("a")
+    assert store.list(WorkflowFilter(where={"customer": "new"})) == []
+    store.save(tagged("s", 3.0, {"customer": "saved"}))
+    assert ids(store.list(WorkflowFilter(where={"customer": "saved"}))) == ["s"]
+
+
+def test_bad_search_attributes_are_refused_and_write_nothing(store: WorkflowStore) -> None:
+    store.create(tagged("a", 1.0, {"k": "v"}))
+    for bad in ({"k": {"nested": 1}}, {"k": [1]}, {"k": dt.datetime(2026, 1, 1)}, {"bad name": 1}):
+        with pytest.raises(InvalidSearchAttribute):
+            store.append([step("a", "r1", 1, search_attributes=bad)])
+    assert store.load("a").version == 1 and store.load("a").search_attributes == {"k": "v"}
+    with pytest.raises(InvalidSearchAttribute, match="Range"):
+        WorkflowFilter(where={"k": Range(gte="a")})
+    with pytest.raises(InvalidSearchAttribute):
+        WorkflowFilter(where={"k": {"nested": 1}})
+
+
+def test_where_pages_with_cursors(store: WorkflowStore) -> None:
+    for i in range(30):
+        store.create(tagged(f"w{i:02d}", float(i // 2), {"tenant": "t1" if i % 3 else "t2", "n": i}))
+    f = WorkflowFilter(where={"tenant": "t1", "n": Range(gte=4)})
+    every = ids(store.list(WorkflowFilter(limit=100, where=f.where)))
+    assert every == [f"w{i:02d}" for i in reversed(range(4, 30)) if i % 3]
+    got, cursor = [], None
+    while page := store.list(WorkflowFilter(limit=4, after=cursor, where=f.where)):
+        got += ids(page)
+        cursor = (page[-1].created_at, page[-1].workflow_id)
+    assert got == every
+    back = store.list(WorkflowFilter(limit=3, before=(5.0, "w10"), where=f.where))
+    assert ids(back) == [w for w in every if (int(w[1:]) // 2, w) > (5, "w10")][-3:]

@@ -2,9 +2,10 @@
 --   c.run_key, c.events_key, c.inbox_key   keys
 --   c.run_id, c.status, c.summary, c.workflow_type, c.created, c.replace_run_id ('' for none), c.updated
 --   c.workflow_id, c.index_prefix          the run's id, and its shard's listing indexes ('<t>:index:')
+--   c.attrs    its search-attribute index entries (lib/attrs.lua), or ''
 --   c.events   {encoded event, ...}: the run's first events, ids 1, 2, ...
 -- Included by create.lua (the store's create) and start.lua (the fleet client's start), after
--- lib/events.lua and lib/index.lua.
+-- lib/events.lua, lib/index.lua and lib/attrs.lua.
 
 -- Creates the run, replacing a closed one or the open run replace_run_id (given: only that run), and
 -- lists it in the same step (lib/index.lua). Returns '' when the id had no run, '+' when the new run
@@ -26,6 +27,7 @@ local function create_run(c)
                  cur[2] ~= c.status and cur[2] or nil)
   end
   index_add(c.index_prefix, c.workflow_id, c.workflow_type, c.status, c.created)
+  if c.attrs ~= '' or cur[1] then attrs_index(c.index_prefix, c.run_key, c.workflow_id, c.attrs, c.created) end
   if cur[1] then return '+' end
   return ''
 end
