@@ -32,8 +32,9 @@ def payload_checker(limit: int) -> Any:
 def new_run_state(workflow_type: str, workflow_id: str, input: Any, timeout: float | None,
                   queue: str | None, now: float, *, parent: dict[str, Any] | None = None,
                   continued_from: str | None = None, headers: dict[str, str] | None = None,
-                  identity: str | None = None) -> WorkflowState:
+                  identity: str | None = None, priority: int | None = None) -> WorkflowState:
     """The core's first state of a new run (`first_state`), under a random run id and seed."""
     return first_state(workflow_type, workflow_id, input, timeout, queue, now, run_id=str(uuid.uuid4()),
                        seed=int.from_bytes(os.urandom(8), "big") >> 1, parent=parent,
-                       continued_from=continued_from, headers=headers, identity=identity)
+                       continued_from=continued_from, headers=headers, identity=identity,
+                       priority=priority)

@@ -145,7 +145,7 @@ class FleetProcess:
         timeout = seconds(options.timeout)
         now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
         state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
-                              headers=options.headers, identity=options.identity)
+                              headers=options.headers, identity=options.identity, priority=options.priority)
         armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
         if signal is None:
             return self.fleet.start_run(state, request_id, armed), None

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from beluga.core.priority import check_priority
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
 
 
 def first_state(workflow_type: str, workflow_id: str, input: Any, timeout: float | None, queue: str | None,
                 now: float, *, run_id: str, seed: int, parent: dict[str, Any] | None = None,
                 continued_from: str | None = None, headers: dict[str, str] | None = None,
-                identity: str | None = None) -> WorkflowState:
+                identity: str | None = None, priority: int | None = None) -> WorkflowState:
     """A new run with its `workflow_started` event: its `seed` makes `ctx.random()` replayable; `headers`
-    (trace context) travel with the run to its activities; `identity` names who started it."""
+    (trace context) travel with the run to its activities; `identity` names who started it; `priority`
+    (1 highest to 5 lowest, see core/priority.py) is its activities' where a call sets none."""
     attrs: dict[str, Any] = {"workflow_type": workflow_type, "input": input, "seed": seed}
     if timeout is not None:
         attrs["deadline"] = now + timeout
@@ -27,6 +29,8 @@ def first_state(workflow_type: str, workflow_id: str, input: Any, timeout: float
         attrs["continued_from"] = continued_from
     if identity is not None:
         attrs["identity"] = identity
+    if check_priority(priority, "a run's priority") is not None:
+        attrs["priority"] = priority
     if headers:
         attrs["headers"] = {str(k): str(v) for k, v in headers.items()}
     started = Event(1, EventType.WORKFLOW_STARTED, now, attrs)

@@ -47,6 +47,10 @@ class WorkflowOptions:
     # Who starts the run (an operator, `user@host`; `beluga retry` passes its caller): recorded in the
     # run's `workflow_started` event. None records nothing.
     identity: str | None = None
+    # 1 (highest) to 5 (lowest), 3 when None, as Temporal's priority keys: the priority of the run's
+    # activity calls that set none, which orders them among the attempts waiting for a permit of a limit
+    # and in a broker queue (see beluga/core/priority.py).
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,8 @@ class InProcessExecutor(StoreBackedExecutor):
             check_name(options.id, "workflow id")
         self._check(options.input)
         return new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input, seconds(options.timeout),
-                             options.queue, self.clock(), headers=options.headers, identity=options.identity)
+                             options.queue, self.clock(), headers=options.headers, identity=options.identity,
+                             priority=options.priority)
 
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
         check_name(workflow_id, "workflow id")

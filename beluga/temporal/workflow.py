@@ -32,7 +32,7 @@ from typing import Any
 
 import greenlet
 from temporalio import exceptions, workflow
-from temporalio.common import RawValue
+from temporalio.common import Priority, RawValue
 from temporalio.common import RetryPolicy as TemporalRetry
 
 from beluga import codec
@@ -389,7 +389,8 @@ class BelugaWorkflow:
                 start_to_close_timeout=timedelta(seconds=timeout) if timeout else NO_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
                 schedule_to_start_timeout=timedelta(seconds=to_start) if to_start else None,
-                retry_policy=retry_policy(policy))
+                retry_policy=retry_policy(policy),
+                **({"priority": Priority(priority_key=d.options["priority"])} if d.options.get("priority") else {}))
         except exceptions.ActivityError as exc:
             fail = failure_of(exc)
             if fail.get("type") == "TimeoutError" and not str(fail.get("message", "")).startswith("activity "):
