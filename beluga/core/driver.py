@@ -273,9 +273,9 @@ class RunDriver:
         step.effects.append(s.DispatchAttempt(seq, attempt, act.name, act.input, options, start_at))
 
     def _close(self, step: s.Step, status: WorkflowStatus, result: Any, error: dict[str, Any] | None) -> None:
-        if self.permit is not None:  # attempts still running when the run closes report to no one
+        if self.permit is not None:  # attempts still running (or waiting for a permit) when the run closes
             step.effects.extend(s.ReturnPermit(seq, act.attempt, act.name, act.input)
-                                for seq, act in self.pending.activities.items() if act.started)
+                                for seq, act in self.pending.activities.items() if act.started or act.limit)
         self.state = replace(self.state, status=status, result=result, error=error)
         step.status, step.result = status, result
         if error is not None:

@@ -166,7 +166,8 @@ def give_back(state: LimitState, holder: str, now: float, hold: float = HANDED) 
     """Attempt `holder` ended: its concurrency permit is returned and handed to the first waiter in order
     (the lowest `waiter_score`; the earliest to wait among equals), which holds it for `hold` seconds
     until it asks (then `take` finds it held). Returns that waiter, for the caller to wake, or None (no
-    waiter, or `holder` held no permit)."""
+    waiter, or `holder` held no permit). A waiter given back (its run closed) leaves the waiters."""
+    state.waiters.pop(holder, None)
     if state.holders.pop(holder, None) is None or not state.waiters:
         return None
     first = min(state.waiters, key=lambda h: (state.waiters[h], h))

@@ -91,7 +91,7 @@ class Engine:
         self._rand = random.Random()
         self._inbox: queue.SimpleQueue[Msg | None] = queue.SimpleQueue()
         self._timers = TimerHeap()
-        self._permits = MemoryPermits(registry, self.post)
+        self._permits = MemoryPermits(registry, self.post, clock)
         self._runs: OrderedDict[str, Run] = OrderedDict()
         # the rate's start gate waits in real time: not under a test environment's skipping clock
         self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock,

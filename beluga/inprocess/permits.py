@@ -1,25 +1,29 @@
 """The activities' rate and concurrency permits of the in-process executor: `core.limits.take` on state
 held in memory (one process runs every attempt, so memory is "every worker"), touched only by the
-coordinator thread. A returned concurrency permit wakes the attempt that has waited longest for it."""
+coordinator thread. A returned concurrency permit is handed to the first waiter in order (by priority,
+aged by how long each has waited: `core.limits.give_back`), which is woken to take it."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from beluga.core import limits
 from beluga.core.definitions import Registry
 from beluga.core.limits import Granted, Holder, LimitState, Refused, start_gate, take
 
 
 class MemoryPermits:
-    def __init__(self, registry: Registry, wake: Callable[[Any], None]) -> None:
+    def __init__(self, registry: Registry, wake: Callable[[Any], None],
+                 clock: Callable[[], float] = time.time) -> None:
         self.registry = registry
         self._wake = wake                                               # posts a waiter's message now
+        self._clock = clock
         self._limits: defaultdict[str, LimitState] = defaultdict(LimitState)
-        self._waiting: defaultdict[str, OrderedDict[str, Any]] = defaultdict(OrderedDict)  # key -> holder -> msg
+        self._waiting: dict[str, Any] = {}                              # holder waiting -> its message
         self._held: dict[str, str] = {}                                 # holder -> its limit's key
         self._starts: defaultdict[str, list[float]] = defaultdict(list)  # key -> recent starts (the gate's)
         self._starts_lock = threading.Lock()                            # the gate runs in the pool's threads
@@ -30,12 +34,15 @@ class MemoryPermits:
         if limit is None:
             return None
         key, holder = limit.name_for(name, input), str(attempt)
-        got = take(limit, self._limits[key], holder, now, float("inf"))  # returned at its end, never lapses
+        # returned at its end, never lapses
+        got = take(limit, self._limits[key], holder, now, float("inf"), attempt.priority)
         if isinstance(got, Refused):
+            if got.why == "concurrency":
+                self._held[holder] = key  # its place among the waiters is given up at its end too
             return Refused(got.until, got.why, key)
         if limit.max_concurrent is not None:
             self._held[holder] = key
-            self._waiting[key].pop(holder, None)  # woken or not, it waits no more
+            self._waiting.pop(holder, None)  # woken or not, it waits no more
         return got
 
     def gate(self, name: str, input: Any) -> None:
@@ -53,16 +60,19 @@ class MemoryPermits:
             time.sleep(wait)
 
     def wait(self, key: str, holder: str, message: Any) -> None:
-        """Attempt `holder` waits for a concurrency permit of `key`: woken by the next one returned."""
-        self._waiting[key][holder] = message
+        """Attempt `holder` waits for a concurrency permit of `key`: woken when one is handed to it."""
+        self._waiting[holder] = message
 
     def give_back(self, holder: str) -> None:
-        """Attempt `holder` ended: return its concurrency permit and wake the longest waiter."""
+        """Attempt `holder` ended (or its run closed while it waited): return its concurrency permit (or
+        its place among the waiters) and wake the waiter it is handed to."""
         key = self._held.pop(holder, None)
+        self._waiting.pop(holder, None)
         if key is None:
             return
-        self._limits[key].holders.pop(holder, None)
-        waiting = self._waiting.get(key)
-        if waiting:
-            _, message = waiting.popitem(last=False)
-            self._wake(message)
+        woken = limits.give_back(self._limits[key], holder, self._clock())
+        if woken is not None:
+            self._held[woken] = key
+            message = self._waiting.pop(woken, None)
+            if message is not None:
+                self._wake(message)
