@@ -19,7 +19,7 @@ from beluga.core import limits
 from beluga.core import steps as st
 from beluga.core.definitions import Registry
 from beluga.core.limits import Granted, Holder, Refused
-from beluga.core.priority import waiter_score
+from beluga.core.priority import AGING, waiter_score
 from beluga.lua import Scripts
 
 # A concurrency permit is returned when its attempt's end is recorded (a lost worker's too, once the
@@ -29,9 +29,10 @@ LEASE = 3600.0
 
 
 class FleetPermits:
-    def __init__(self, fleet: Fleet, registry: Registry) -> None:
+    def __init__(self, fleet: Fleet, registry: Registry, aging: float = AGING) -> None:
         self.fleet = fleet
         self.registry = registry
+        self.aging = aging  # BELUGA_PRIORITY_AGING (see core/priority.py)
         self._lua = Scripts(fleet.redis, [PermitCall, ReturnPermitCall, StartGateCall])
 
     def ask(self, name: str, input: Any, attempt: Holder, now: float) -> Granted | Refused | None:
@@ -48,7 +49,7 @@ class FleetPermits:
             waiting_key=keys.waiting, now=now,
             interval=limit.interval, burst=limit.burst, max_concurrent=limit.max_concurrent or 0,
             holder=str(attempt), lease=LEASE, poll=limits.POLL, horizon=limits.HORIZON, lead=limits.LEAD,
-            kept=limits.KEPT, waiter=waiter, score=waiter_score(now, attempt.priority)))
+            kept=limits.KEPT, waiter=waiter, score=waiter_score(now, attempt.priority, self.aging)))
         if int(got[0]) == 0:
             return Granted(float(got[1]))
         why = got[2].decode() if isinstance(got[2], bytes) else str(got[2])
@@ -57,13 +58,18 @@ class FleetPermits:
     def gate(self, name: str, input: Any, attempt: Holder) -> None:
         """Called where `attempt` runs, right before a rate-limited activity starts: wait until the rate
         allows the start (`core.limits.start_gate`, start_gate.lua, by the history Redis's clock)."""
+        while (wait := self.gate_wait(name, input, attempt)) > 0:
+            time.sleep(wait)
+
+    def gate_wait(self, name: str, input: Any, attempt: Holder) -> float:
+        """One look of `gate`: 0.0 when `attempt` may start now (its start is noted), else the seconds to
+        wait before looking again (an async attempt waits them on its event loop)."""
         limit = self.registry.limit_of(name)
         if limit is None or not limit.per_second:
-            return
+            return 0.0
         call = StartGateCall(starts_key=self.fleet.names.limit(limit.name_for(name, input)).starts,
                              count=limit.burst, window=limit.burst * limit.interval, holder=str(attempt))
-        while (wait := float(self._lua.run(call))) > 0:
-            time.sleep(wait)
+        return float(self._lua.run(call))
 
     def give_back(self, name: str, input: Any, attempt: Holder, now: float | None = None) -> str | None:
         """`attempt` of activity `name` ended (or its run closed while it waited): return its concurrency

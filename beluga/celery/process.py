@@ -57,6 +57,7 @@ class FleetProcess:
                                        start_child=self.start_child, check_payload=self.check,
                                        stuck_retry=settings.stuck_retry_seconds, eager=self.takes_eagerly,
                                        elsewhere=self.elsewhere, hand_on=self.sender.hand_on)
+        self.coordinator.permits.aging = settings.priority_aging
         self._versions: dict[str, str] | None = None
 
     @property

@@ -14,12 +14,14 @@ from typing import Any
 from beluga.core import limits
 from beluga.core.definitions import Registry
 from beluga.core.limits import Granted, Holder, LimitState, Refused, start_gate, take
+from beluga.core.priority import AGING
 
 
 class MemoryPermits:
     def __init__(self, registry: Registry, wake: Callable[[Any], None],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, aging: float = AGING) -> None:
         self.registry = registry
+        self.aging = aging                                              # see core/priority.py
         self._wake = wake                                               # posts a waiter's message now
         self._clock = clock
         self._limits: defaultdict[str, LimitState] = defaultdict(LimitState)
@@ -35,7 +37,7 @@ class MemoryPermits:
             return None
         key, holder = limit.name_for(name, input), str(attempt)
         # returned at its end, never lapses
-        got = take(limit, self._limits[key], holder, now, float("inf"), attempt.priority)
+        got = take(limit, self._limits[key], holder, now, float("inf"), attempt.priority, self.aging)
         if isinstance(got, Refused):
             if got.why == "concurrency":
                 self._held[holder] = key  # its place among the waiters is given up at its end too
@@ -45,22 +47,23 @@ class MemoryPermits:
             self._waiting.pop(holder, None)  # woken or not, it waits no more
         return got
 
-    def gate(self, name: str, input: Any) -> None:
-        """Called by a pool thread right before a limited activity starts: wait until its rate allows the
-        start (`core.limits.start_gate`)."""
+    def gate(self, name: str, input: Any) -> float:
+        """Called by the pool right before a limited activity starts: 0.0 when its rate allows the start
+        now (it is noted), else the seconds to wait before asking again (`core.limits.start_gate`). Never
+        waits itself: a thread sleeps the wait, the event loop awaits it."""
         limit = self.registry.limit_of(name)
         if limit is None or not limit.per_second:
-            return
+            return 0.0
         starts = self._starts[limit.name_for(name, input)]
-        while True:
-            with self._starts_lock:
-                wait = start_gate(starts, time.time(), limit)
-            if wait <= 0:
-                return
-            time.sleep(wait)
+        with self._starts_lock:
+            return start_gate(starts, time.time(), limit)
 
     def wait(self, key: str, holder: str, message: Any) -> None:
-        """Attempt `holder` waits for a concurrency permit of `key`: woken when one is handed to it."""
+        """Attempt `holder` waits for a concurrency permit of `key`: woken when one is handed to it, at once
+        if one was while its step was carried out (the step's returned permit, given back before this)."""
+        if holder in self._limits[key].holders:
+            self._wake(message)
+            return
         self._waiting[holder] = message
 
     def give_back(self, holder: str) -> None:
