@@ -312,6 +312,6 @@ class ReturnPermitCall(Call):
     waiters_key: str = key()
     waiting_key: str = key()
     holder: str = arg()
-    waiter: bytes = arg()
+    own: bytes = arg()
     now: float = arg()
     hold: float = arg()

@@ -81,7 +81,7 @@ class FleetPermits:
         keys = self.fleet.names.limit(limit.name_for(name, input))
         own = retry_timer_member(attempt.workflow_id, attempt.run_id, attempt.seq, attempt.attempt)
         waiter = self._lua.run(ReturnPermitCall(holders_key=keys.holders, waiters_key=keys.waiters,
-                                                waiting_key=keys.waiting, holder=str(attempt), waiter=own,
+                                                waiting_key=keys.waiting, holder=str(attempt), own=own,
                                                 now=self.fleet.clock.now() if now is None else now,
                                                 hold=limits.HANDED))
         if not waiter:

@@ -11,7 +11,7 @@
 --   waiting_key   <L>:waiting, hash: timer member of an attempt waiting -> the attempt
 -- ARGV
 --   holder        the attempt that ended
---   waiter        its own timer member (taken off the waiters, should it have waited)
+--   own           its own timer member (taken off the waiters, should it have waited)
 --   now           the fleet's time
 --   hold          how long a handed permit lasts should its waiter never ask
 -- Returns the timer member of the waiter handed the permit, or false when none (or the attempt held none).

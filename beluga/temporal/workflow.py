@@ -285,6 +285,9 @@ class BelugaWorkflow:
         identity = workflow.memo_value(STARTED_BY, None)
         if identity is not None:
             started["identity"] = str(identity)
+        priority = getattr(getattr(info, "priority", None), "priority_key", None)
+        if priority:  # the run's own, as Temporal recorded it (beluga/core/priority.py)
+            started["priority"] = priority
         at = info.workflow_start_time.timestamp()
         state = WorkflowState(info.workflow_id, info.run_id, info.workflow_type, input=value, created_at=at,
                               updated_at=at, history=(Event(1, E.WORKFLOW_STARTED, at, started),),

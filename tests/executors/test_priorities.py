@@ -64,3 +64,12 @@ def test_a_runs_priority_is_its_calls(executor: workflow.DurableExecutor, new_id
 def test_a_priority_out_of_range_is_refused(executor: workflow.DurableExecutor, new_id: Ids) -> None:
     with pytest.raises(ValueError, match="from 1 \\(highest\\) to 5"):
         executor.execute(W.wf_prioritized_chain, WorkflowOptions(id=new_id(), input={}, priority=0))
+
+
+def test_a_run_with_a_priority_completes_everywhere(executor: workflow.DurableExecutor, new_id: Ids) -> None:
+    """On Temporal too: the priority is passed as Temporal's own priority key, on the run and its calls."""
+    wid = new_id()
+    spec = {"key": wid, "n": 2, "seconds": 0.0, "tag": "c"}
+    assert executor.execute(W.wf_prioritized_chain, WorkflowOptions(id=wid, input=spec, priority=2)
+                            ).result(timeout=60) == ["c0", "c1"]
+    assert executor.describe(wid).history[0].attrs["priority"] == 2
