@@ -4,9 +4,11 @@ two LLM calls go to a fake provider over HTTP (`BENCH_LLM_URL`) with async activ
 
 The provider answers 429 with `Retry-After` past its quota; the LLM activity raises an error carrying
 `retry_after`, as an HTTP client's 429 error does, so the next attempt waits exactly that long (issue 18
-item 4). Two LLM activities, the same call: `llm_limited` is declared with the provider's quota as a
+item 4). Three LLM activities, the same call: `llm_limited` is declared with the provider's quota as a
 fleet-wide limit (`rate_limit`, `rate_key="llm-provider"`); `llm_unlimited` (the baseline) is not, and
-relies on the 429s alone. The workflow's input says which one to call.
+relies on the 429s alone; `llm_prioritized` also holds at most `BENCH_LLM_CONCURRENT` calls at once, so
+that calls wait for a concurrency permit, which goes by the runs' priorities. The workflow's input says
+which one to call.
 
 Not a test module and not part of the library: only bench_agent.py's workers import it.
 """
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 from beluga import workflow
 
 QUOTA = float(os.environ.get("BENCH_LLM_QUOTA", "10"))  # the provider's requests a second (the workers' copy)
+CONCURRENT = int(os.environ.get("BENCH_LLM_CONCURRENT", "4"))  # llm_prioritized's calls at once
 RETRY = workflow.RetryPolicy(max_attempts=0, initial_interval=0.5, max_interval=5.0)  # never give up
 
 
@@ -64,6 +67,12 @@ async def _complete(prompt: str) -> str:
 
 @workflow.activity(name="llm_limited", rate_limit=QUOTA, rate_key="llm-provider", retry=RETRY)
 async def llm_limited(prompt: str) -> str:
+    return await _complete(prompt)
+
+
+@workflow.activity(name="llm_prioritized", rate_limit=QUOTA, max_concurrent=CONCURRENT,
+                   rate_key="llm-provider-prioritized", retry=RETRY)
+async def llm_prioritized(prompt: str) -> str:
     return await _complete(prompt)
 
 

@@ -16,7 +16,9 @@ LLM activity is async and raises an error carrying `retry_after` on a 429, so it
 exactly that long. Systems, in one invocation on the same fleet:
   - limited: the LLM activity declares the provider's quota as a fleet-wide limit
     (`rate_limit=quota, rate_key="llm-provider"`);
-  - unlimited (the baseline): no limit; the provider's 429s and their Retry-After alone pace the calls.
+  - unlimited (the baseline): no limit; the provider's 429s and their Retry-After alone pace the calls;
+  - priorities: the limit of `limited` and at most `--concurrent` LLM calls at once, every other run of
+    priority 1 (the rest 5): the calls waiting for a concurrency permit take it by priority.
 
 Printed per system, from the provider's log and the recorded histories: wall (first start to last
 close); the LLM requests the provider saw and how many it answered 429; the most requests it saw in
@@ -24,7 +26,8 @@ any 1-s window (goal: at most the quota for `limited`); LLM throughput (served r
 between the first and the last, against the quota: the ideal); the end-to-end wall against the ideal
 (2 N / quota: the LLM calls alone at the quota); how each retry after a 429 kept to its
 Retry-After (how late its request came after the time the provider named: never early); attempts failed
-other than by a 429; runs completed.
+other than by a 429; runs completed; for `priorities`, each class's run latency (start to close, from
+the histories: median and 90th percentile), priority 1 against priority 5.
 """
 
 from __future__ import annotations
@@ -130,12 +133,14 @@ class Human:
 
 def one(ex: workflow.DurableExecutor, provider: Provider, system: str, args: argparse.Namespace
         ) -> dict[str, Any]:
-    llm = "llm_limited" if system == "limited" else "llm_unlimited"
+    llm = {"limited": "llm_limited", "unlimited": "llm_unlimited", "priorities": "llm_prioritized"}[system]
     spec = {"llm": llm, "task": "triage the ticket", "tool_seconds": args.tool_seconds}
     provider.reset()
     t0 = time.time()
+    priorities = [(1 if i % 2 == 0 else 5) if system == "priorities" else None for i in range(args.runs)]
     handles = [ex.execute("agent_run", workflow.WorkflowOptions(id=f"agent-{system}-{i}-{uuid.uuid4().hex[:6]}",
-                                                                input=spec)) for i in range(args.runs)]
+                                                                input=spec, priority=priorities[i]))
+               for i in range(args.runs)]
     done = [h.result(timeout=600) for h in handles]
     wall = time.time() - t0
     log = list(provider.log)
@@ -143,14 +148,17 @@ def one(ex: workflow.DurableExecutor, provider: Provider, system: str, args: arg
     refused = [(t, call, attempt, ra) for t, call, attempt, status, ra in log if status == 429]
     came = {(call, attempt): t for t, call, attempt, _, _ in log}
     lateness = [came[(call, attempt + 1)] - (t + ra) for t, call, attempt, ra in refused if (call, attempt + 1) in came]
-    histories = [ex.describe(h.id).history for h in handles]
+    states = [ex.describe(h.id) for h in handles]
+    histories = [s.history for s in states]
+    latency = {p: sorted(s.history[-1].timestamp - s.created_at for s, q in zip(states, priorities, strict=True)
+                         if q == p) for p in (1, 5)}
     failed = [e.attrs.get("error", {}) for hist in histories for e in hist if e.type == "activity_failed"]
     other = [f for f in failed if "429" not in str(f.get("message", ""))]
     return {"wall": wall, "requests": len(log), "refused": len(refused), "served": len(served),
             "most_seen": most_in_a_window([t for t, *_ in log]), "most_served": most_in_a_window(served),
             "llm_rate": (len(served) - 1) / (served[-1] - served[0]) if len(served) > 1 else 0.0,
             "lateness": lateness, "failed_other": len(other),
-            "completed": sum(1 for d in done if d.get("approved") == "ok")}
+            "completed": sum(1 for d in done if d.get("approved") == "ok"), "latency": latency}
 
 
 def main() -> None:
@@ -160,7 +168,8 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.5, help="seconds the provider takes to answer")
     ap.add_argument("--tool-seconds", type=float, default=0.3)
     ap.add_argument("--human", type=float, default=0.5, help="seconds a person takes to approve")
-    ap.add_argument("--systems", default="unlimited,limited")
+    ap.add_argument("--concurrent", type=int, default=4, help="LLM calls at once for `priorities`")
+    ap.add_argument("--systems", default="unlimited,limited,priorities")
     args = ap.parse_args()
     print(fs.describe())
     human = Human(args.human)
@@ -172,7 +181,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
         env = fleet_env(url, BELUGA_IMPORTS="benchmarks.agent_workload", BENCH_LLM_URL=provider.url,
-                        BENCH_LLM_QUOTA=str(args.quota))
+                        BENCH_LLM_QUOTA=str(args.quota), BENCH_LLM_CONCURRENT=str(args.concurrent))
         workers = [Worker(env, f"agent{i}", Path(tmp), concurrency=1) for i in range(2)]
         ex = workflow.new("celery", workflow.Config(extra={"broker_url": url, "redis_url": url}))
         human.executor = ex
@@ -189,6 +198,13 @@ def main() -> None:
                       + (f"retries after 429: {len(late)}, late by min {min(late):.3f} / median "
                          f"{statistics.median(late):.3f} s  " if late else "")
                       + f"failed other than 429: {res['failed_other']}")
+                if system == "priorities":
+                    for p, lat in res["latency"].items():
+                        print(f"          priority {p}: {len(lat)} runs, latency median "
+                              f"{statistics.median(lat):.1f} s, p90 {lat[int(0.9 * (len(lat) - 1))]:.1f} s, "
+                              f"max {lat[-1]:.1f} s")
+                    hi, lo = (statistics.median(res["latency"][p]) for p in (1, 5))
+                    print(f"          priority 1 / priority 5 median latency: {hi / lo:.2f}")
         finally:
             ex.close()
             for w in workers:
