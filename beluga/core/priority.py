@@ -58,4 +58,4 @@ def waiter_score(began: float, priority: int, aging: float = AGING) -> float:
 def broker_priority(priority: int, redis: bool) -> int | None:
     """The broker message priority of an attempt of `priority` (None: send it without one; see the
     module), for a Redis broker (`redis`) or an AMQP one."""
-    return (_REDIS if redis else _AMQP)[priority]
+    return (_REDIS if redis else _AMQP).get(priority)
