@@ -48,7 +48,7 @@ def test_a_runs_priority_is_its_calls(executor: workflow.DurableExecutor, new_id
     before the priority-5 run's first (each of its next calls begins to wait well within the aging)."""
     key = new_id()
     blocker = executor.execute(W.wf_prioritized, WorkflowOptions(
-        id=f"{key}-block", input={"key": key, "hold": 1.5, "seconds": 0.05, "calls": []}))
+        id=f"{key}-block", input={"key": key, "hold": 3.0, "seconds": 0.05, "calls": []}))
     eventually(lambda: started(key), timeout=30, what="the blocking call to start")
     chain = {"key": key, "n": 3, "seconds": 0.05}
     low = executor.execute(W.wf_prioritized_chain, WorkflowOptions(id=f"{key}-low", input={**chain, "tag": "a"},
