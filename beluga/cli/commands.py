@@ -166,7 +166,7 @@ def cmd_start(args: argparse.Namespace, target: Target) -> int:
     payload = parse_json(args.input, "--input")
     target.need_code(args.workflow_type, "start")
     options = WorkflowOptions(id=args.id or str(uuid.uuid4()), input=payload, timeout=args.timeout,
-                              queue=args.queue)
+                              queue=args.queue, priority=args.priority)
     handle = target.executor().execute(args.workflow_type, options)
     data: dict[str, Any] = {"workflow_id": handle.id, "run_id": handle.run_id}
     if args.wait is not None:

@@ -89,6 +89,8 @@ def build(prog: str = "beluga") -> Parser:
     p.add_argument("--id", help="the workflow id (default: a new uuid)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="bound on the whole run")
     p.add_argument("--queue", help="the Celery queue of its tasks")
+    p.add_argument("--priority", type=int, choices=range(1, 6), metavar="1-5",
+                   help="its activity calls' priority: 1 highest, 5 lowest (default 3)")
     p.add_argument("--wait", type=float, nargs="?", const=0.0, metavar="SECONDS",
                    help="wait for the result (at most SECONDS) and exit 1 unless it completes")
 
