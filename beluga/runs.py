@@ -38,12 +38,12 @@ def new_run_state(workflow_type: str, workflow_id: str, input: Any, timeout: flo
                   queue: str | None, now: float, *, parent: dict[str, Any] | None = None,
                   continued_from: str | None = None, headers: dict[str, str] | None = None,
                   identity: str | None = None, search_attributes: dict[str, Any] | None = None,
-                  memo: Any = None) -> WorkflowState:
+                  memo: Any = None, priority: int | None = None) -> WorkflowState:
     """The core's first state of a new run (`first_state`), under a random run id and seed."""
     return first_state(workflow_type, workflow_id, input, timeout, queue, now, run_id=str(uuid.uuid4()),
                        seed=int.from_bytes(os.urandom(8), "big") >> 1, parent=parent,
                        continued_from=continued_from, headers=headers, identity=identity,
-                       search_attributes=search_attributes, memo=memo)
+                       search_attributes=search_attributes, memo=memo, priority=priority)
 
 
 def archive_id(workflow_id: str, n: int) -> str:

@@ -21,7 +21,7 @@ _ENV = {"broker_url": "BELUGA_BROKER_URL", "redis_url": "BELUGA_REDIS_URL", "imp
         "append_replicas": "BELUGA_APPEND_REPLICAS", "append_replicas_timeout": "BELUGA_APPEND_REPLICAS_TIMEOUT",
         "broker_visibility_timeout": "BELUGA_BROKER_VISIBILITY_TIMEOUT", "metrics_port": "BELUGA_METRICS_PORT",
         "console_token": "BELUGA_CONSOLE_TOKEN", "eager_activities": "BELUGA_EAGER_ACTIVITIES",
-        "async_concurrency": "BELUGA_ASYNC_CONCURRENCY",
+        "async_concurrency": "BELUGA_ASYNC_CONCURRENCY", "priority_aging": "BELUGA_PRIORITY_AGING",
         "temporal_target": "BELUGA_TEMPORAL_TARGET", "temporal_namespace": "BELUGA_TEMPORAL_NAMESPACE",
         "temporal_task_queue": "BELUGA_TEMPORAL_TASK_QUEUE", "redis_socket_timeout": "BELUGA_REDIS_SOCKET_TIMEOUT",
         "redis_connect_timeout": "BELUGA_REDIS_CONNECT_TIMEOUT", "temporal_tls": "BELUGA_TEMPORAL_TLS",
@@ -65,6 +65,9 @@ class Settings:
     # `async def` activity attempts one process runs at once on its event loop (see beluga/activity_loop.py);
     # a worker's task that finds the loop full waits for room, so the broker's prefetch holds the rest back.
     async_concurrency: int = 100
+    # Seconds of waiting for a concurrency permit worth one level of priority (beluga/core/priority.py): a
+    # waiter of priority p is passed by no attempt that begins to wait more than (p - 1) x this after it.
+    priority_aging: float = 10.0
     # The `temporal` executor and `beluga temporal-worker`: the server's host:port, namespace and task queue.
     temporal_target: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -136,6 +139,10 @@ def _coerce(name: str, value: Any) -> Any:
         if int(value) < 1:
             raise ValueError("BELUGA_ASYNC_CONCURRENCY must be 1 or more")
         return int(value)
+    if name == "priority_aging":
+        if not float(value) > 0:
+            raise ValueError("BELUGA_PRIORITY_AGING must be more than 0 seconds")
+        return float(value)
     if name == "metrics_port":
         return int(value) if str(value).strip() else None
     if name in ("console_token", "temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key",

@@ -21,6 +21,7 @@ not reported: its report would be ignored."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -33,9 +34,10 @@ from beluga.activity import ActivityInfo
 from beluga.activity_loop import ActivityLoop, AttemptCancelled
 from beluga.celery import observe, outcome
 from beluga.celery.attempts import heartbeat_recorder, report_attempt, reporting
-from beluga.celery.outages import Quiet
+from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.core.definitions import effective_option
 from beluga.core.failure import attempt_timed_out
+from beluga.core.limits import Holder
 from beluga.logs import get_logger
 
 Handed = tuple[Any, float, "str | None"]  # an attempt's span, start and queue (see `observe.hand_off`)
@@ -98,7 +100,9 @@ class AsyncAttempts:
             info = ActivityInfo(workflow_id, run_id, defn.name, seq, attempt, details,
                                 _beat=partial(self._beat, key, heartbeat_timeout))
             timeout = effective_option(options, defn, "timeout")
-            self.loop.start(key, info, partial(defn.call, input),
+            call = (partial(self._gated, defn, input, Holder(workflow_id, run_id, seq, attempt))
+                    if defn.limit is not None else partial(defn.call, input))
+            self.loop.start(key, info, call,
                             partial(self._ended, defn, run_id, input, options, heartbeat_timeout, celery_retries,
                                     events, observed, eager_used, key),
                             timeout, lambda: TimeoutError(attempt_timed_out(defn.name, attempt, timeout)["message"]))
@@ -109,6 +113,23 @@ class AsyncAttempts:
             raise
 
     # --- on the loop's thread: nothing here waits ---------------------------------------------------------
+    async def _gated(self, defn: Any, input: Any, holder: Holder) -> Any:
+        """A rate-limited activity's coroutine behind the rate's start gate (start_gate.lua, as a plain
+        attempt's, see `run_attempt`): the gate is asked off the loop's thread and its wait slept on the
+        loop, holding no thread. Redis away skips the gate, as for a plain attempt."""
+        permits = self.rt.coordinator.permits
+        while True:
+            try:
+                wait = await asyncio.to_thread(permits.gate_wait, defn.name, input, holder)
+            except TRANSIENT as exc:
+                log.warning("could not check the rate limit of %s before attempt %s of %s seq %s: %s",
+                            defn.name, holder.attempt, holder.workflow_id, holder.seq, exc)
+                break
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        return await defn.call(input)
+
     def _beat(self, key: tuple[str, int, int], heartbeat_timeout: float | None, details: Any) -> None:
         self.rt.check(details)
         with self._lock:

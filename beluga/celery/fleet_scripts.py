@@ -277,6 +277,7 @@ class PermitCall(Call):
     holders_key: str = key()
     waiters_key: str = key()
     slots_key: str = key()
+    waiting_key: str = key()
     now: float = arg()
     interval: float = arg()
     burst: int = arg()
@@ -288,6 +289,7 @@ class PermitCall(Call):
     lead: float = arg()
     kept: float = arg()
     waiter: bytes = arg()
+    score: float = arg()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -303,9 +305,14 @@ class StartGateCall(Call):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReturnPermitCall(Call):
-    """An attempt ended: return its concurrency permit; the timer member of the waiter to wake, or None."""
+    """An attempt ended: return its concurrency permit, handed to the first waiter; that waiter's timer
+    member, to wake it, or None."""
 
     SCRIPT: ClassVar[str] = "return_permit.lua"
     holders_key: str = key()
     waiters_key: str = key()
+    waiting_key: str = key()
     holder: str = arg()
+    own: bytes = arg()
+    now: float = arg()
+    hold: float = arg()

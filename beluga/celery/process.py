@@ -57,6 +57,7 @@ class FleetProcess:
                                        start_child=self.start_child, check_payload=self.check,
                                        stuck_retry=settings.stuck_retry_seconds, eager=self.takes_eagerly,
                                        elsewhere=self.elsewhere, hand_on=self.sender.hand_on)
+        self.coordinator.permits.aging = settings.priority_aging
         self._versions: dict[str, str] | None = None
 
     @property
@@ -147,7 +148,8 @@ class FleetProcess:
         now = self.fleet.clock.now()  # the history Redis's clock, as every worker's
         state = new_run_state(name, workflow_id, options.input, timeout, options.queue, now,
                               headers=options.headers, identity=options.identity,
-                              search_attributes=options.search_attributes, memo=options.memo)
+                              search_attributes=options.search_attributes, memo=options.memo,
+                              priority=options.priority)
         armed = None if timeout is None else (now + timeout, messages.encode(TimedOut(), state.run_id))
         if signal is None:
             return self.fleet.start_run(state, request_id, armed), None

@@ -20,6 +20,7 @@ from beluga.celery.outages import TRANSIENT, Quiet
 from beluga.celery.queues import activity_queue
 from beluga.celery.report import CARRIED
 from beluga.core.definitions import registry
+from beluga.core.priority import DEFAULT, broker_priority
 from beluga.logs import get_logger
 from beluga.settings import Settings
 
@@ -125,13 +126,15 @@ class Sender:
         # an async attempt's task hands it to the event loop, which enforces its timeout: a Celery time
         # limit would count its wait for room, and a hard one would kill the process with the loop's others
         timeout = None if defn is not None and defn.is_async else options.get("timeout")
+        priority = broker_priority(options.get("priority", DEFAULT), self.settings.broker_is_redis)
         try:
             self.send(
                 "beluga.activity", args, queue=queue, shadow=f"activity:{name}",
                 headers={SENT_HEADER: self.fleet.clock.now()},
                 argsrepr=attempt_repr(workflow_id, run_id, seq, attempt), kwargsrepr=attempt_kwargsrepr(workflow_id),
                 soft_time_limit=timeout, time_limit=(timeout * 1.5 + 5) if timeout else None, countdown=countdown,
-                task_id=activity_task_id(run_id, seq), retries=attempt - 1)
+                task_id=activity_task_id(run_id, seq), retries=attempt - 1,
+                **({} if priority is None else {"priority": priority}))
             sending.recovered()
         except Exception as exc:  # it waits for a worker: the scheduler sends it again past its deadline
             sending.error("could not send attempt %s of %s seq %s (sent again within %gs)", attempt,
@@ -150,14 +153,19 @@ class Sender:
         return {FLEET_HEADER: self.fleet.identity(), **headers}
 
     def queue_length(self, queue: str) -> int | None:
-        """How many messages wait in a Redis broker's `queue` (one LLEN), None for another broker or when
-        the broker does not answer."""
+        """How many messages wait in a Redis broker's `queue` (its list and those of kombu's priority steps,
+        where attempts of a lower priority wait: one round trip), None for another broker or when the
+        broker does not answer."""
         if not self.settings.broker_is_redis:
             return None
         try:
             if self._broker is None:
                 self._broker = self.app.connection_for_write()
-            return int(self._broker.default_channel.client.llen(queue))
+            channel = self._broker.default_channel
+            with channel.client.pipeline(transaction=False) as pipe:
+                for step in sorted({channel.priority(p) for p in channel.priority_steps}):
+                    pipe.llen(channel._q_for_pri(queue, step))
+                return sum(int(n) for n in pipe.execute())
         except Exception as exc:  # noqa: BLE001 - only tells whether to send an untaken attempt again
             log.debug("could not read the length of queue %s: %s", queue, exc)
             return None

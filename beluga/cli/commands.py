@@ -193,7 +193,7 @@ def cmd_start(args: argparse.Namespace, target: Target) -> int:
         raise CLIError("--attr takes NAME=VALUE (a range is for list --where)", EXIT_USAGE)
     options = WorkflowOptions(id=args.id or str(uuid.uuid4()), input=payload, timeout=args.timeout,
                               queue=args.queue, search_attributes=attrs or None,
-                              memo=parse_json(args.memo, "--memo"))
+                              memo=parse_json(args.memo, "--memo"), priority=args.priority)
     handle = target.executor().execute(args.workflow_type, options)
     data: dict[str, Any] = {"workflow_id": handle.id, "run_id": handle.run_id}
     if args.wait is not None:

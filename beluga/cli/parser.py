@@ -96,6 +96,8 @@ def build(prog: str = "beluga") -> Parser:
     p.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
                    help="a search attribute, repeatable (values typed as in list --where)")
     p.add_argument("--memo", metavar="JSON", help="a memo shown with the run, as JSON")
+    p.add_argument("--priority", type=int, choices=range(1, 6), metavar="1-5",
+                   help="its activity calls' priority: 1 highest, 5 lowest (default 3)")
     p.add_argument("--wait", type=float, nargs="?", const=0.0, metavar="SECONDS",
                    help="wait for the result (at most SECONDS) and exit 1 unless it completes")
 

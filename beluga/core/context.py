@@ -23,6 +23,7 @@ from beluga.core import commands as cmds
 from beluga.core.definitions import activity_name, workflow_name
 from beluga.core.errors import WorkflowError
 from beluga.core.names import check_name
+from beluga.core.priority import check_priority
 from beluga.core.records import ParentClosePolicy
 from beluga.core.retry import Duration, RetryPolicy, seconds
 from beluga.core.search import check_attributes, merged
@@ -125,18 +126,22 @@ class WorkflowContext:
     # --- activities -------------------------------------------------------------------------------
     def execute_activity(self, activity: Any, input: Any = None, *, retry: RetryPolicy | None = None,
                          timeout: Duration | None = None, heartbeat_timeout: Duration | None = None,
-                         queue: str | None = None, schedule_to_start_timeout: Duration | None = None) -> Any:
+                         queue: str | None = None, schedule_to_start_timeout: Duration | None = None,
+                         priority: int | None = None) -> Any:
         """Run an activity and return its result; `ActivityError` once its retries are spent."""
         return self.start_activity(activity, input, retry=retry, timeout=timeout,
                                    heartbeat_timeout=heartbeat_timeout, queue=queue,
-                                   schedule_to_start_timeout=schedule_to_start_timeout).result()
+                                   schedule_to_start_timeout=schedule_to_start_timeout, priority=priority).result()
 
     def start_activity(self, activity: Any, input: Any = None, *, retry: RetryPolicy | None = None,
                        timeout: Duration | None = None, heartbeat_timeout: Duration | None = None,
-                       queue: str | None = None, schedule_to_start_timeout: Duration | None = None) -> Future[Any]:
+                       queue: str | None = None, schedule_to_start_timeout: Duration | None = None,
+                       priority: int | None = None) -> Future[Any]:
         """Schedule an activity and return its future at once (fan-out). `schedule_to_start_timeout`
         bounds how long an attempt may wait for a worker to take it (a queue that no worker consumes):
-        past it the attempt fails with `TimeoutError`, and is not retried."""
+        past it the attempt fails with `TimeoutError`, and is not retried. `priority` (1 highest to 5
+        lowest; the run's when None, see beluga/core/priority.py) orders its attempts among those waiting
+        for a permit of a limit or in a broker queue."""
         name = activity_name(activity)
         options: dict[str, Any] = {}
         if retry is not None:
@@ -149,6 +154,8 @@ class WorkflowContext:
             options["queue"] = queue
         if schedule_to_start_timeout is not None:
             options["schedule_to_start_timeout"] = seconds(schedule_to_start_timeout)
+        if check_priority(priority, f"the priority of activity {name!r}") is not None:
+            options["priority"] = priority
         inst = self._instance
         inst.check_payload(input, f"input of activity {name!r}")
         seq = inst.next_seq()

@@ -26,6 +26,7 @@ from beluga.core.failure import terminated, to_failure, unreadable, workflow_tim
 from beluga.core.instance import WorkflowInstance
 from beluga.core.limits import Granted, Holder, Refused
 from beluga.core.pending import Pending, fold, pending_work
+from beluga.core.priority import DEFAULT, effective_priority
 from beluga.core.records import Event, EventType, ParentClosePolicy, WorkflowState, WorkflowStatus
 from beluga.core.retry import GiveUp, Retry, RetryPolicy, decide_retry, retry_delay
 from beluga.core.search import merged
@@ -47,7 +48,7 @@ class RunDriver:
 
     def __init__(self, state: WorkflowState, version: int, pending: Pending, instance: WorkflowInstance | None,
                  policy: Policy, stuck: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-                 permit: PermitAsk | None = None) -> None:
+                 permit: PermitAsk | None = None, priority: int | None = None) -> None:
         self.state = state            # summary only: the history lives in the store
         self.version = version
         self.pending = pending
@@ -56,6 +57,7 @@ class RunDriver:
         self.stuck = stuck
         self.headers = headers        # the context the run was started with (trace context), for its activities
         self.permit = permit          # None: the executor enforces no activity limits
+        self.priority = priority      # the run's (core/priority.py), its activities' where a call sets none
         # some of the run's latest events as its adapter encoded them, and the version they end at (the
         # adapter's to keep: the fleet hands them to the process that takes the next step, see
         # coordinator.CARRIED)
@@ -263,8 +265,9 @@ class RunDriver:
 
     def _begin_attempt(self, step: s.Step, seq: int, attempt: int, now: float) -> None:
         act = self.pending.activities[seq]
-        permit = (None if self.permit is None
-                  else self.permit(act.name, act.input, Holder(self.workflow_id, self.run_id, seq, attempt), now))
+        priority = effective_priority(act.options.get("priority"), self.priority)
+        permit = (None if self.permit is None else
+                  self.permit(act.name, act.input, Holder(self.workflow_id, self.run_id, seq, attempt, priority), now))
         if isinstance(permit, Refused):  # it waits on a durable timer, holding no worker; not a failure
             key, why = permit.key, permit.why
             self._note(step, E.ACTIVITY_WAITING, {"seq": seq, "attempt": attempt, "until": permit.until,
@@ -274,12 +277,15 @@ class RunDriver:
         start_at = permit.start_at if isinstance(permit, Granted) and permit.start_at > now else None
         self._note(step, E.ACTIVITY_STARTED, {"seq": seq, "attempt": attempt,
                                               **({} if start_at is None else {"start_at": start_at})}, now)
-        step.effects.append(s.DispatchAttempt(seq, attempt, act.name, act.input, act.options, start_at))
+        # the run's priority goes with the attempt too (its broker message's priority, see core/priority.py)
+        options = (act.options if priority == act.options.get("priority", DEFAULT)
+                   else {**act.options, "priority": priority})
+        step.effects.append(s.DispatchAttempt(seq, attempt, act.name, act.input, options, start_at))
 
     def _close(self, step: s.Step, status: WorkflowStatus, result: Any, error: dict[str, Any] | None) -> None:
-        if self.permit is not None:  # attempts still running when the run closes report to no one
+        if self.permit is not None:  # attempts still running (or waiting for a permit) when the run closes
             step.effects.extend(s.ReturnPermit(seq, act.attempt, act.name, act.input)
-                                for seq, act in self.pending.activities.items() if act.started)
+                                for seq, act in self.pending.activities.items() if act.started or act.limit)
         self.state = replace(self.state, status=status, result=result, error=error)
         step.status, step.result = status, result
         if error is not None:
@@ -364,7 +370,8 @@ def load(state: WorkflowState, workflows: Lookup, policy: Policy, *, check_paylo
         if getattr(exc, "position", None):  # where the code diverged: `reset --to last-good` goes back before it
             stuck["position"] = exc.position
     headers = history[0].attrs.get("headers") if history else None
-    driver = RunDriver(summary, len(history), pending, instance, policy, stuck, headers, permit)
+    priority = history[0].attrs.get("priority") if history else None
+    driver = RunDriver(summary, len(history), pending, instance, policy, stuck, headers, permit, priority)
     step = driver.begin()
     if stuck is not None:
         if not _same_reason(state.error, stuck):

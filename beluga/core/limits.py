@@ -9,15 +9,20 @@ interval)` and moves `tat` on by one `interval`. A start up to `HORIZON` away is
 (a broker countdown, a timer of the engine); a later one waits on the run's durable timer and asks again
 `LEAD` before it, keeping its reservation. Concurrency is a leased semaphore: the holders of a key with the
 time each permit lapses should its holder never return it (a step that was never recorded); a holder's
-permit is returned when its attempt's outcome is recorded, a lost worker's included, or its run closes.
+permit is returned when its attempt's outcome is recorded, a lost worker's included, or its run closes,
+and handed at once to the waiter first in order (`give_back`; the order is by priority with aging, see
+`core/priority.py`), so that no attempt asking meanwhile takes it from the one woken for it.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from beluga.core.priority import AGING, DEFAULT, waiter_score
 
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(\d*)\s*([smh]))?\s*$")
@@ -105,31 +110,58 @@ HORIZON = 2.0   # a reserved start further away than this waits on the run's dur
 LEAD = 1.0      # ... until this long before it (a timer fires up to a scheduler round late)
 POLL = 30.0     # the longest an attempt waits for a concurrency permit before asking again (a lost wake-up)
 KEPT = 3600.0   # a reserved start is forgotten this long after it passed
+HANDED = 60.0   # a permit handed to a waiter lapses this long after, should the waiter never ask (its run closed)
 
 
 @dataclass(slots=True)
 class LimitState:
     """One limit's permits: the rate's theoretical arrival time `tat`, the attempts holding a concurrency
-    permit (-> when it lapses) and each attempt's reserved start (-> its time). permit.lua keeps the same
-    three in Redis."""
+    permit (-> when it lapses), each attempt's reserved start (-> its time) and the attempts waiting for a
+    concurrency permit (-> their order, `priority.waiter_score`; `order` keeps them sorted, so that a
+    limit with thousands of waiters answers each ask in O(log n)). permit.lua keeps the same in Redis."""
 
     tat: float = 0.0
     holders: dict[str, float] = field(default_factory=dict)
     slots: dict[str, float] = field(default_factory=dict)
+    waiters: dict[str, float] = field(default_factory=dict)
+    order: list[tuple[float, str]] = field(default_factory=list)
+
+    def wait(self, holder: str, score: float) -> None:
+        if holder not in self.waiters:
+            self.waiters[holder] = score
+            insort(self.order, (score, holder))
+
+    def unwait(self, holder: str) -> None:
+        score = self.waiters.pop(holder, None)
+        if score is not None:
+            del self.order[bisect_left(self.order, (score, holder))]
+
+    def ahead_of(self, score: float) -> int:
+        """How many waiters are before `score` in order."""
+        return bisect_left(self.order, (score, ""))
 
 
-def take(limit: ActivityLimit, state: LimitState, holder: str, now: float, lease: float) -> Granted | Refused:
-    """One permit for attempt `holder`, `state` updated. Concurrency is checked first, so a refused
-    attempt reserves no start. The rate is a GCRA *with reservations*: each permit reserves the next
-    free start (`interval` after the one before; `burst` of them may be due at once), so the attempts
-    waiting for the rate are woken one per slot, never all at once to race for one (the start gate, where
-    the attempt runs, absorbs how late or early each one starts). An attempt asking again (its start came
-    near, or its step was recorded twice) keeps its permit and its start."""
+def take(limit: ActivityLimit, state: LimitState, holder: str, now: float, lease: float,
+         priority: int = DEFAULT, aging: float = AGING) -> Granted | Refused:
+    """One permit for attempt `holder` (of `priority`), `state` updated. Concurrency is checked first, so a
+    refused attempt reserves no start: it gets a permit when fewer waiters are ahead of it in order than
+    permits are free (a permit returned is handed to the first waiter, `give_back`, so one is free here only
+    when a holder's lease lapsed), else it waits, in order (`priority.waiter_score`: its priority, aged by
+    how long it has waited). The rate is a GCRA *with reservations*: each permit reserves the next free
+    start (`interval` after the one before; `burst` of them may be due at once), so the attempts waiting
+    for the rate are woken one per slot, never all at once to race for one (the start gate, where the
+    attempt runs, absorbs how late or early each one starts); starts are reserved in the order attempts
+    ask. An attempt asking again (its start came near, or its step was recorded twice) keeps its permit
+    and its start."""
     state.holders = {h: until for h, until in state.holders.items() if until > now}
     held = holder in state.holders
-    if limit.max_concurrent is not None and not held and len(state.holders) >= limit.max_concurrent:
-        first = min(state.holders.values())
-        return Refused(min(first, now + POLL), "concurrency")
+    if limit.max_concurrent is not None and not held:
+        mine = state.waiters.get(holder, waiter_score(now, priority, aging))
+        if state.ahead_of(mine) >= limit.max_concurrent - len(state.holders):
+            state.wait(holder, mine)
+            first = min(state.holders.values(), default=now + POLL)
+            return Refused(min(first, now + POLL), "concurrency")
+        state.unwait(holder)
     start_at = now
     if limit.per_second:
         state.slots = {h: at for h, at in state.slots.items() if at > now - KEPT}
@@ -144,6 +176,20 @@ def take(limit: ActivityLimit, state: LimitState, holder: str, now: float, lease
     if start_at - now > HORIZON:
         return Refused(start_at - LEAD, "rate")
     return Granted(max(start_at, now))
+
+
+def give_back(state: LimitState, holder: str, now: float, hold: float = HANDED) -> str | None:
+    """Attempt `holder` ended: its concurrency permit is returned and handed to the first waiter in order
+    (the lowest `waiter_score`; the earliest to wait among equals), which holds it for `hold` seconds
+    until it asks (then `take` finds it held). Returns that waiter, for the caller to wake, or None (no
+    waiter, or `holder` held no permit). A waiter given back (its run closed) leaves the waiters."""
+    state.unwait(holder)
+    if state.holders.pop(holder, None) is None or not state.order:
+        return None
+    first = state.order[0][1]
+    state.unwait(first)
+    state.holders[first] = now + hold
+    return first
 
 
 def start_gate(starts: list[float], now: float, limit: ActivityLimit) -> float:
@@ -162,12 +208,14 @@ def start_gate(starts: list[float], now: float, limit: ActivityLimit) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """The attempt a permit is for (one per attempt: a retry asks for a new one); `str()` names it."""
+    """The attempt a permit is for (one per attempt: a retry asks for a new one); `str()` names it. Its
+    `priority` (its call's, else its run's) orders it among the waiters for a permit."""
 
     workflow_id: str
     run_id: str
     seq: int
     attempt: int
+    priority: int = DEFAULT
 
     def __str__(self) -> str:
         return f"{self.workflow_id}\x1f{self.run_id}\x1f{self.seq}\x1f{self.attempt}"

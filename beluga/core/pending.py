@@ -39,7 +39,7 @@ class Pending:
     updates: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
-_OPTION_KEYS = ("retry", "timeout", "heartbeat_timeout", "queue", "schedule_to_start_timeout")
+_OPTION_KEYS = ("retry", "timeout", "heartbeat_timeout", "queue", "schedule_to_start_timeout", "priority")
 
 
 def find_update(history: list[Event] | tuple[Event, ...], update_id: str) -> tuple[bool, dict[str, Any] | None]:

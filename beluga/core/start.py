@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from beluga.core.priority import check_priority
 from beluga.core.records import Event, EventType, WorkflowState, WorkflowStatus
 
 
@@ -14,11 +15,12 @@ def first_state(workflow_type: str, workflow_id: str, input: Any, timeout: float
                 now: float, *, run_id: str, seed: int, parent: dict[str, Any] | None = None,
                 continued_from: str | None = None, headers: dict[str, str] | None = None,
                 identity: str | None = None, search_attributes: dict[str, Any] | None = None,
-                memo: Any = None) -> WorkflowState:
+                memo: Any = None, priority: int | None = None) -> WorkflowState:
     """A new run with its `workflow_started` event: its `seed` makes `ctx.random()` replayable; `headers`
     (trace context) travel with the run to its activities; `identity` names who started it;
     `search_attributes` (checked by the caller: beluga/core/search.py) and `memo` are recorded with the
-    start and kept in the run's summary, where stores index the attributes."""
+    start and kept in the run's summary, where stores index the attributes; `priority` (1 highest to 5
+    lowest, see core/priority.py) is its activities' where a call sets none."""
     attrs: dict[str, Any] = {"workflow_type": workflow_type, "input": input, "seed": seed}
     if timeout is not None:
         attrs["deadline"] = now + timeout
@@ -30,6 +32,8 @@ def first_state(workflow_type: str, workflow_id: str, input: Any, timeout: float
         attrs["continued_from"] = continued_from
     if identity is not None:
         attrs["identity"] = identity
+    if check_priority(priority, "a run's priority") is not None:
+        attrs["priority"] = priority
     if headers:
         attrs["headers"] = {str(k): str(v) for k, v in headers.items()}
     if search_attributes:

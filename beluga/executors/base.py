@@ -54,6 +54,10 @@ class WorkflowOptions:
     search_attributes: dict[str, Any] | None = None
     # A payload shown with the run (`beluga show`, the console), never indexed; checked as an input is.
     memo: Any = None
+    # 1 (highest) to 5 (lowest), 3 when None, as Temporal's priority keys: the priority of the run's
+    # activity calls that set none, which orders them among the attempts waiting for a permit of a limit
+    # and in a broker queue (see beluga/core/priority.py).
+    priority: int | None = None
 
     def __post_init__(self) -> None:
         if self.search_attributes is not None:

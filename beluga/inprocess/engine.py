@@ -35,6 +35,7 @@ from beluga.core.errors import (
 from beluga.core.failure import attempt_timed_out, child_outcome, no_heartbeat, to_failure
 from beluga.core.limits import Holder
 from beluga.core.pending import pending_work
+from beluga.core.priority import AGING, DEFAULT
 from beluga.core.records import Append, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga.core.recovery import (
     ArmDeadline,
@@ -82,7 +83,8 @@ log = get_logger("beluga.engine")
 class Engine:
     def __init__(self, store: WorkflowStore, registry: Registry, hooks: Hooks, *, workers: int,
                  cache_size: int, check_payload: Callable[[Any], Any],
-                 clock: Callable[[], float] = time.time, async_activities: int = 100) -> None:
+                 clock: Callable[[], float] = time.time, async_activities: int = 100,
+                 priority_aging: float = AGING) -> None:
         self.store = store
         self.registry = registry
         self.hooks = hooks
@@ -92,7 +94,7 @@ class Engine:
         self._rand = random.Random()
         self._inbox: queue.SimpleQueue[Msg | None] = queue.SimpleQueue()
         self._timers = TimerHeap()
-        self._permits = MemoryPermits(registry, self.post)
+        self._permits = MemoryPermits(registry, self.post, clock, priority_aging)
         self._runs: OrderedDict[str, Run] = OrderedDict()
         # the rate's start gate waits in real time: not under a test environment's skipping clock
         self._pool = ActivityPool(workers, registry, lambda: self.hooks, self._inbox.put, check_payload, clock,
@@ -262,7 +264,7 @@ class Engine:
             self._start(body.state, batch)
             return
         if isinstance(body, SubmitLater):
-            self._pool.submit(body.job)
+            self._pool.submit(body.job, body.priority)
             return
         if isinstance(body, Recover):
             assert msg.reply is not None
@@ -528,12 +530,12 @@ class Engine:
         defn = self.registry.activities.get(d.name)
         job = (run.workflow_id, run.run_id, d.seq, d.attempt, d.name, d.input, run.details.get(d.seq), headers,
                time.time(), effective_option(d.options, defn, "queue"))
-        now = self.clock()
+        now, priority = self.clock(), d.options.get("priority", DEFAULT)
         if d.start_at is not None and d.start_at > now:  # its rate limit's reserved start: no thread held till then
-            self._timers.arm(d.start_at, Msg(run.workflow_id, run.run_id, SubmitLater(job)))
+            self._timers.arm(d.start_at, Msg(run.workflow_id, run.run_id, SubmitLater(job, priority)))
             now = d.start_at
         else:
-            self._pool.submit(job)
+            self._pool.submit(job, priority)
         for kind in ("timeout", "heartbeat_timeout"):
             limit = effective_option(d.options, defn, kind)
             if limit is not None:

@@ -61,14 +61,14 @@ class InProcessExecutor(StoreBackedExecutor):
         self.registry = registry or default_registry
         self._check = payload_checker(max_payload_bytes)
         self.clock = clock  # epoch seconds; every recorded time comes from here (tests inject their own)
-        if metrics_port is None or async_activities is None:
-            from beluga.settings import Settings
+        from beluga.settings import Settings
 
-            settings = Settings.load()
-            metrics_port = settings.metrics_port if metrics_port is None else metrics_port
-            async_activities = settings.async_concurrency if async_activities is None else async_activities
+        settings = Settings.load()
+        metrics_port = settings.metrics_port if metrics_port is None else metrics_port
+        async_activities = settings.async_concurrency if async_activities is None else async_activities
         self._engine = Engine(store, self.registry, self.hooks, workers=workers, cache_size=cache_size,
-                              check_payload=self._check, clock=clock, async_activities=async_activities)
+                              check_payload=self._check, clock=clock, async_activities=async_activities,
+                              priority_aging=settings.priority_aging)
         self._engine.start()
         if metrics_port:
             from beluga import metrics
@@ -132,7 +132,8 @@ class InProcessExecutor(StoreBackedExecutor):
         self._check(options.memo)
         return new_run_state(defn.name, options.id or str(uuid.uuid4()), options.input, seconds(options.timeout),
                              options.queue, self.clock(), headers=options.headers, identity=options.identity,
-                             search_attributes=options.search_attributes, memo=options.memo)
+                             search_attributes=options.search_attributes, memo=options.memo,
+                             priority=options.priority)
 
     def reset(self, workflow_id: str, to: int | str = "last-good", *, identity: str | None = None,
               reapply_signals: bool = True) -> ResetResult:

@@ -1,25 +1,31 @@
 """The activities' rate and concurrency permits of the in-process executor: `core.limits.take` on state
 held in memory (one process runs every attempt, so memory is "every worker"), touched only by the
-coordinator thread. A returned concurrency permit wakes the attempt that has waited longest for it."""
+coordinator thread. A returned concurrency permit is handed to the first waiter in order (by priority,
+aged by how long each has waited: `core.limits.give_back`), which is woken to take it."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from beluga.core import limits
 from beluga.core.definitions import Registry
 from beluga.core.limits import Granted, Holder, LimitState, Refused, start_gate, take
+from beluga.core.priority import AGING
 
 
 class MemoryPermits:
-    def __init__(self, registry: Registry, wake: Callable[[Any], None]) -> None:
+    def __init__(self, registry: Registry, wake: Callable[[Any], None],
+                 clock: Callable[[], float] = time.time, aging: float = AGING) -> None:
         self.registry = registry
+        self.aging = aging                                              # see core/priority.py
         self._wake = wake                                               # posts a waiter's message now
+        self._clock = clock
         self._limits: defaultdict[str, LimitState] = defaultdict(LimitState)
-        self._waiting: defaultdict[str, OrderedDict[str, Any]] = defaultdict(OrderedDict)  # key -> holder -> msg
+        self._waiting: dict[str, Any] = {}                              # holder waiting -> its message
         self._held: dict[str, str] = {}                                 # holder -> its limit's key
         self._starts: defaultdict[str, list[float]] = defaultdict(list)  # key -> recent starts (the gate's)
         self._starts_lock = threading.Lock()                            # the gate runs in the pool's threads
@@ -30,39 +36,46 @@ class MemoryPermits:
         if limit is None:
             return None
         key, holder = limit.name_for(name, input), str(attempt)
-        got = take(limit, self._limits[key], holder, now, float("inf"))  # returned at its end, never lapses
+        # returned at its end, never lapses
+        got = take(limit, self._limits[key], holder, now, float("inf"), attempt.priority, self.aging)
         if isinstance(got, Refused):
+            if got.why == "concurrency":
+                self._held[holder] = key  # its place among the waiters is given up at its end too
             return Refused(got.until, got.why, key)
         if limit.max_concurrent is not None:
             self._held[holder] = key
-            self._waiting[key].pop(holder, None)  # woken or not, it waits no more
+            self._waiting.pop(holder, None)  # woken or not, it waits no more
         return got
 
-    def gate(self, name: str, input: Any) -> None:
-        """Called by a pool thread right before a limited activity starts: wait until its rate allows the
-        start (`core.limits.start_gate`)."""
+    def gate(self, name: str, input: Any) -> float:
+        """Called by the pool right before a limited activity starts: 0.0 when its rate allows the start
+        now (it is noted), else the seconds to wait before asking again (`core.limits.start_gate`). Never
+        waits itself: a thread sleeps the wait, the event loop awaits it."""
         limit = self.registry.limit_of(name)
         if limit is None or not limit.per_second:
-            return
+            return 0.0
         starts = self._starts[limit.name_for(name, input)]
-        while True:
-            with self._starts_lock:
-                wait = start_gate(starts, time.time(), limit)
-            if wait <= 0:
-                return
-            time.sleep(wait)
+        with self._starts_lock:
+            return start_gate(starts, time.time(), limit)
 
     def wait(self, key: str, holder: str, message: Any) -> None:
-        """Attempt `holder` waits for a concurrency permit of `key`: woken by the next one returned."""
-        self._waiting[key][holder] = message
+        """Attempt `holder` waits for a concurrency permit of `key`: woken when one is handed to it, at once
+        if one was while its step was carried out (the step's returned permit, given back before this)."""
+        if holder in self._limits[key].holders:
+            self._wake(message)
+            return
+        self._waiting[holder] = message
 
     def give_back(self, holder: str) -> None:
-        """Attempt `holder` ended: return its concurrency permit and wake the longest waiter."""
+        """Attempt `holder` ended (or its run closed while it waited): return its concurrency permit (or
+        its place among the waiters) and wake the waiter it is handed to."""
         key = self._held.pop(holder, None)
+        self._waiting.pop(holder, None)
         if key is None:
             return
-        self._limits[key].holders.pop(holder, None)
-        waiting = self._waiting.get(key)
-        if waiting:
-            _, message = waiting.popitem(last=False)
-            self._wake(message)
+        woken = limits.give_back(self._limits[key], holder, self._clock())
+        if woken is not None:
+            self._held[woken] = key
+            message = self._waiting.pop(woken, None)
+            if message is not None:
+                self._wake(message)

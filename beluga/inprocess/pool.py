@@ -1,8 +1,11 @@
 """The in-process engine's activity pool: daemon threads that run attempts, and an event loop that runs
-`async def` ones, many at once; each posts its outcome back to the coordinator's inbox."""
+`async def` ones, many at once; each posts its outcome back to the coordinator's inbox. Attempts waiting
+for a thread or for room on the loop are taken by priority (core/priority.py), in order among equals."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import queue
 import threading
 import time
@@ -15,8 +18,23 @@ from beluga.activity import ActivityInfo, run_with_info
 from beluga.activity_loop import ActivityLoop
 from beluga.core.definitions import Registry
 from beluga.core.failure import to_failure
+from beluga.core.priority import DEFAULT, LOWEST
 from beluga.hooks import Hooks
 from beluga.inprocess.records import AttemptFinished, Msg
+
+
+class _ByPriority:
+    """A queue of attempts taken by priority (1 first), in order among equals; None (stop) after them all."""
+
+    def __init__(self) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, tuple[Any, ...] | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
+
+    def put(self, item: tuple[Any, ...] | None, priority: int = DEFAULT) -> None:
+        self._queue.put((LOWEST + 1 if item is None else priority, next(self._order), item))
+
+    def get(self) -> tuple[Any, ...] | None:
+        return self._queue.get()[2]
 
 
 class ActivityPool:
@@ -26,9 +44,9 @@ class ActivityPool:
 
     def __init__(self, size: int, registry: Registry, hooks: Callable[[], Hooks], post: Callable[[Msg], None],
                  check_payload: Callable[[Any], Any], clock: Callable[[], float],
-                 gate: Callable[[str, Any], None] | None = None, async_limit: int = 100) -> None:
+                 gate: Callable[[str, Any], float] | None = None, async_limit: int = 100) -> None:
         self.registry = registry
-        self._gate = gate  # waits, right before a limited activity starts, until its rate allows the start
+        self._gate = gate  # right before a limited activity starts: the seconds till its rate allows it, or 0
         self._hooks = hooks
         self._post = post
         self._check = check_payload
@@ -36,12 +54,12 @@ class ActivityPool:
         self.beats: dict[tuple[str, int, int], tuple[float, Any]] = {}
         self._outstanding = 0            # submitted attempts whose outcome is not yet posted
         self._count_lock = threading.Lock()
-        self._work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._work = _ByPriority()
         self._threads = [threading.Thread(target=self._run, name=f"beluga-activity-{i}", daemon=True)
                          for i in range(size)]
         self.loop = ActivityLoop(async_limit)
         # async attempts wait here for room on the loop, so the coordinator never waits for it
-        self._admit: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._admit = _ByPriority()
         self._admitter = threading.Thread(target=self._admit_forever, name="beluga-async-admit", daemon=True)
 
     def start(self) -> None:
@@ -56,11 +74,11 @@ class ActivityPool:
             self._work.put(None)
         self._admit.put(None)
 
-    def submit(self, item: tuple[Any, ...]) -> None:
+    def submit(self, item: tuple[Any, ...], priority: int = DEFAULT) -> None:
         with self._count_lock:
             self._outstanding += 1
         defn = self.registry.activities.get(item[4])
-        (self._admit if defn is not None and defn.is_async else self._work).put(item)
+        (self._admit if defn is not None and defn.is_async else self._work).put(item, priority)
 
     def cancel(self, run_id: str, reason: BaseException, seq: int | None = None) -> None:
         """Cancel the `async def` attempts of run `run_id` (of its activity `seq` only, when given) still
@@ -104,7 +122,9 @@ class ActivityPool:
                 propagation.detach(span)
                 self._ended(item, began, span, False, exc, threaded=False)
                 continue
-            self.loop.start((item[1], item[2], item[3]), self._info(item), partial(defn.call, item[5]),
+            call = (partial(self._gated, defn, item[5]) if self._gate is not None and defn.limit is not None
+                    else partial(defn.call, item[5]))
+            self.loop.start((item[1], item[2], item[3]), self._info(item), call,
                             partial(self._ended, item, began, span, threaded=False))
             propagation.detach(span)  # current in the coroutine, which copied this thread's context
 
@@ -145,9 +165,17 @@ class ActivityPool:
         with self._count_lock:  # after the post, so that idle() implies the outcome is queued
             self._outstanding -= 1
 
+    async def _gated(self, defn: Any, input: Any) -> Any:
+        """An async rate-limited activity's coroutine behind the rate's start gate, its wait slept on the loop."""
+        assert self._gate is not None
+        while (wait := self._gate(defn.name, input)) > 0:
+            await asyncio.sleep(wait)
+        return await defn.call(input)
+
     def _call(self, defn: Any, input: Any) -> Any:
         if self._gate is not None and defn.limit is not None:
-            self._gate(defn.name, input)
+            while (wait := self._gate(defn.name, input)) > 0:
+                time.sleep(wait)
         return defn.call(input)
 
     def _beat(self, key: tuple[str, int, int], details: Any) -> None:

@@ -98,6 +98,7 @@ class SubmitLater:
     what `ActivityPool.submit` takes)."""
 
     job: tuple[Any, ...]
+    priority: int = 3  # core/priority.py DEFAULT
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,11 @@ class LimitKeys:
         return f"{self.base}:waiters"
 
     @property
+    def waiting(self) -> str:
+        """Which attempt each waiter's timer member is (a returned permit is handed to it)."""
+        return f"{self.base}:waiting"
+
+    @property
     def starts(self) -> str:
         """The attempts that started lately (the start gate's)."""
         return f"{self.base}:starts"

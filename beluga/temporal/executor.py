@@ -32,6 +32,7 @@ try:
     from temporalio.api.common import v1 as cmn
     from temporalio.api.enums.v1 import WorkflowTaskFailedCause
     from temporalio.api.workflowservice import v1 as wsv
+    from temporalio.common import Priority
     from temporalio.service import RPCError, RPCStatusCode, TLSConfig
     from temporalio.worker import Worker
 except ImportError as exc:  # pragma: no cover - exercised by simulating the missing client
@@ -48,6 +49,7 @@ from beluga.core.errors import (
 )
 from beluga.core.failure import failure, nondeterminism, raise_as_own, terminated, workflow_timed_out
 from beluga.core.names import check_name
+from beluga.core.priority import check_priority
 from beluga.core.records import Event, EventType, Signal, WorkflowState, WorkflowStatus
 from beluga.core.retry import Duration, seconds
 from beluga.executors.base import (
@@ -252,7 +254,9 @@ class TemporalExecutor(DurableExecutor):
             handle = self._run(self.client.start_workflow(
                 name, codec.encode(options.input), id=wid, task_queue=options.queue or self.task_queue,
                 execution_timeout=timedelta(seconds=timeout) if timeout else None,
-                memo=run_memo(options), **extra))
+                memo=run_memo(options), **extra,
+                **({} if check_priority(options.priority, "a run's priority") is None
+                   else {"priority": Priority(priority_key=options.priority)})))
         except exceptions.WorkflowAlreadyStartedError:
             raise WorkflowAlreadyStarted(f"workflow {wid} is already running") from None
         if signal is None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import greenlet
 from temporalio import exceptions, workflow
-from temporalio.common import RawValue
+from temporalio.common import Priority, RawValue
 from temporalio.common import RetryPolicy as TemporalRetry
 
 from beluga import codec
@@ -305,6 +305,9 @@ class BelugaWorkflow:
             started["search_attributes"] = attributes
         if memo is not None:
             started["memo"] = memo
+        priority = getattr(getattr(info, "priority", None), "priority_key", None)
+        if priority:  # the run's own, as Temporal recorded it (beluga/core/priority.py)
+            started["priority"] = priority
         at = info.workflow_start_time.timestamp()
         state = WorkflowState(info.workflow_id, info.run_id, info.workflow_type, input=value, created_at=at,
                               updated_at=at, history=(Event(1, E.WORKFLOW_STARTED, at, started),),
@@ -415,7 +418,8 @@ class BelugaWorkflow:
                 start_to_close_timeout=timedelta(seconds=timeout) if timeout else NO_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
                 schedule_to_start_timeout=timedelta(seconds=to_start) if to_start else None,
-                retry_policy=retry_policy(policy))
+                retry_policy=retry_policy(policy),
+                **({"priority": Priority(priority_key=d.options["priority"])} if d.options.get("priority") else {}))
         except exceptions.ActivityError as exc:
             fail = failure_of(exc)
             if fail.get("type") == "TimeoutError" and not str(fail.get("message", "")).startswith("activity "):

@@ -133,3 +133,12 @@ def test_async_steps_start_eagerly_on_the_loop_within_the_bound(private_fleet, e
     tasks = worker.log().count("Task activity:fleet_async_step[")
     received = len([ln for ln in worker.log().splitlines() if "activity:fleet_async_step[" in ln and "received" in ln])
     assert received == (2 if eager == "3" else 10), tasks
+
+
+def test_a_rate_limited_async_attempt_goes_through_the_start_gate(fleet) -> None:
+    """The rate's last check where the attempt runs (start_gate.lua) applies to async attempts as to plain
+    ones: each attempt finds itself noted by the gate as it starts."""
+    ex = fleet.executor()
+    key = uuid.uuid4().hex[:6]
+    handle = ex.execute("wf_async_gated", workflow.WorkflowOptions(id=f"agate-{key}", input={"key": key}))
+    assert handle.result(timeout=60) == [True, True, True]

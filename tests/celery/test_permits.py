@@ -21,7 +21,7 @@ from beluga.celery.fleet import Fleet
 from beluga.celery.permits import FleetPermits
 from beluga.core import steps as st
 from beluga.core.definitions import Registry
-from beluga.core.limits import Granted, Holder, LimitState, Refused, take
+from beluga.core.limits import Granted, Holder, LimitState, Refused, give_back, take
 from beluga.stores.redis import RedisStore
 from beluga.workflow import WorkflowOptions
 from tests.executors.helpers import eventually
@@ -40,37 +40,52 @@ def _permits(fleet: Fleet, **limits: object) -> FleetPermits:
     return FleetPermits(fleet, reg)
 
 
-def test_the_script_answers_as_the_pure_take(fleet: Fleet) -> None:
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_the_script_answers_as_the_pure_take(fleet: Fleet, seed: int) -> None:
+    """Random asks and returns of attempts of random priorities: the scripts grant, refuse and hand the
+    returned permits on (to the same waiter) as `core.limits.take` and `give_back` do."""
     permits = _permits(fleet, rate_limit="20/s", max_concurrent=3)
     limit = permits.registry.limit_of("call")
     assert limit is not None
-    state, rng, now = LimitState(), random.Random(7), 1000.0
-    for i in range(60):
-        now += rng.choice([0.0, 0.01, 0.05, 0.3])
-        holder = Holder("w", "r", rng.randrange(12), 1)
-        if rng.random() < 0.25:
-            permits.give_back("call", None, holder)
-            state.holders.pop(str(holder), None)
+    state, rng, now = LimitState(), random.Random(seed), 1000.0
+    priorities = [rng.randint(1, 5) for _ in range(12)]
+    handed = 0
+    for i in range(120):
+        now += rng.choice([0.0, 0.01, 0.05, 0.3, 4.0])
+        n = rng.randrange(12)
+        holder = Holder(f"w{n}", "r", n, 1, priorities[n])
+        if rng.random() < 0.3:
+            woken = give_back(state, str(holder), now)
+            assert permits.give_back("call", None, holder, now) == (woken and woken.split("\x1f")[0]), i
+            handed += woken is not None
             continue
-        expected = take(limit, state, str(holder), now, 3600.0)
+        expected = take(limit, state, str(holder), now, 3600.0, holder.priority)
         got = permits.ask("call", None, holder, now)
         if isinstance(expected, Refused):
             assert got == Refused(pytest.approx(expected.until, abs=1e-5), expected.why, "call"), i
         else:
             assert got == Granted(pytest.approx(expected.start_at, abs=1e-5)), i
+    assert handed >= 3  # the hand-over was exercised
 
 
-def test_a_returned_permit_wakes_the_longest_waiter(fleet: Fleet) -> None:
+def test_a_returned_permit_is_handed_to_the_first_waiter(fleet: Fleet) -> None:
     permits = _permits(fleet, max_concurrent=1)
     now = time.time()
     assert permits.ask("call", None, Holder("a", "ra", 1, 1), now) == Granted(pytest.approx(now))
     for wid in ("b", "c"):
         refused = permits.ask("call", None, Holder(wid, f"r{wid}", 2, 1), now)
         assert isinstance(refused, Refused) and refused.why == "concurrency"
-    assert permits.give_back("call", None, Holder("a", "ra", 1, 1)) == "b"   # the longest waiter, once
-    inbox = fleet.redis.lrange(fleet.names.run("b").inbox, 0, -1)
+    # a later waiter of a higher priority: ahead of "b" and "c", which began less than AGING before it
+    assert isinstance(permits.ask("call", None, Holder("d", "rd", 2, 1, priority=1), now + 1), Refused)
+    assert permits.give_back("call", None, Holder("a", "ra", 1, 1)) == "d"   # the first in order, once
+    inbox = fleet.redis.lrange(fleet.names.run("d").inbox, 0, -1)
     assert [messages.decode(codec.decode(m)) for m in inbox] == [st.AttemptDue(2, 1)]
     assert permits.give_back("call", None, Holder("a", "ra", 1, 1)) is None  # returned already: no one woken
+    # the permit is held for "d": a newcomer is refused, "d" asking gets it
+    assert isinstance(permits.ask("call", None, Holder("e", "re", 2, 1, priority=1), now + 2), Refused)
+    assert isinstance(permits.ask("call", None, Holder("d", "rd", 2, 1, priority=1), now + 2), Granted)
+    assert permits.give_back("call", None, Holder("d", "rd", 2, 1)) == "e"   # "e" too began before b's aging
+    assert permits.give_back("call", None, Holder("e", "re", 2, 1)) == "b"   # then the longest waiter
 
 
 def test_the_start_gate_spaces_starts_by_the_servers_clock(fleet: Fleet) -> None:

@@ -296,3 +296,18 @@ def fleet_async_steps(ctx: workflow.WorkflowContext, steps: int) -> int:
     for i in range(steps):
         total += ctx.execute_activity(fleet_async_step, i)
     return total
+
+
+@workflow.activity(rate_limit="50/s", rate_key=lambda arg: f"agate-{arg['key']}")
+async def async_gated(arg: dict) -> bool:
+    """A rate-limited async activity: whether its start went through the rate's start gate, which notes
+    each attempt it lets start in its limit's `starts` set (start_gate.lua) right before the start."""
+    info = workflow.activity_info()
+    holder = f"{info.workflow_id}\x1f{info.run_id}\x1f{info.seq}\x1f{info.attempt}"
+    r = _redis()
+    return any(r.zscore(k, holder) is not None for k in r.scan_iter(match=f"*:agate-{arg['key']}:starts"))
+
+
+@workflow.defn()
+def wf_async_gated(ctx: workflow.WorkflowContext, arg: dict) -> list[bool]:
+    return ctx.wait_all([ctx.start_activity(async_gated, {**arg, "i": i}) for i in range(3)])

@@ -410,3 +410,12 @@ def test_update_prints_the_handlers_result_and_a_rejection_fails(db: str) -> Non
     assert len(accepted) == 2 and "@" in accepted[0]["identity"]
     text = beluga("--store", db, "show", "c-1").out
     assert re.search(r"update_accepted +add id=u-1 args=\[5\]", text) and "id=u-1 result=15" in text
+
+
+def test_start_with_a_priority_records_it_and_refuses_one_out_of_range(db: str, tmp_path: Path) -> None:
+    start(db, tmp_path, "prio-1", "--priority", "1")
+    exported = json.loads(beluga("--store", db, "export", "prio-1").out)
+    assert exported["events"][0]["attrs"]["priority"] == 1
+    arg = json.dumps({"dir": str(tmp_path), "order": "prio-2"})
+    r = beluga("--store", db, "--imports", IMPORTS, "start", "cli_order", "--input", arg, "--priority", "7")
+    assert r.code == 2 and "--priority" in r.err and "invalid choice" in r.err, r.err

@@ -144,6 +144,30 @@ def limited(spec: dict[str, Any]) -> int:
     return spec["i"]
 
 
+@workflow.activity(max_concurrent=1, rate_key=lambda spec: f"one-{spec['key']}")
+def one_at_a_time(spec: dict[str, Any]) -> str:
+    """One attempt at a time per test (its key); notes its start and holds its permit `seconds`."""
+    note(spec["key"], tag=spec["tag"], started=shared_now())
+    time.sleep(spec["seconds"])
+    return spec["tag"]
+
+
+@workflow.defn()
+def wf_prioritized(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[str]:
+    """`first` and the calls of `calls` ([tag, priority or None]) are scheduled at once, in that order:
+    `first` takes the permit and holds it `hold` seconds, the rest wait for it."""
+    first = ctx.start_activity(one_at_a_time, {**spec, "tag": "first", "seconds": spec["hold"]})
+    rest = [ctx.start_activity(one_at_a_time, {**spec, "tag": tag}, priority=priority)
+            for tag, priority in spec["calls"]]
+    return ctx.wait_all([first, *rest])
+
+
+@workflow.defn()
+def wf_prioritized_chain(ctx: workflow.WorkflowContext, spec: dict[str, Any]) -> list[str]:
+    """`n` calls one after the other, tagged with `tag` and their index (the run's priority applies)."""
+    return [ctx.execute_activity(one_at_a_time, {**spec, "tag": f"{spec['tag']}{i}"}) for i in range(spec["n"])]
+
+
 @workflow.activity()
 def sleepy(spec: dict[str, Any]) -> int:
     """Sleeps `seconds` on the attempts listed in `slow_attempts` (all when absent)."""
