@@ -20,7 +20,7 @@ from beluga import workflow
 from beluga.core.schedules import Interval, Overlap, SchedulePolicy, ScheduleSpec, run_id_for
 from tests.fleet import WORKER_IMPORTS, RedisProcess, Worker, fleet_env
 
-TICKS = 30  # one a second
+TICKS = 22  # one a second: the faults below end by the 20th
 LEASE = 2.0
 
 
