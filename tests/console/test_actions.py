@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from werkzeug.test import Client
 
 from beluga import console, workflow
-from beluga.stores import InMemoryStore
 from tests.console.test_app import TOKEN, _login, _parked
 from tests.executors import workflows as W
 
 BEARER = {"Authorization": f"Bearer {TOKEN}", "Accept": "text/plain"}
-
-
-@pytest.fixture
-def ex() -> Iterator[Any]:
-    executor = workflow.new_executor(InMemoryStore())
-    try:
-        yield executor
-    finally:
-        executor.close()
 
 
 def test_ticked_runs_are_terminated_and_the_others_left_alone(ex) -> None:

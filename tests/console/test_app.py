@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,19 +14,9 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from beluga import console, workflow
-from beluga.stores import InMemoryStore
 from tests.executors import workflows as W
 
 TOKEN = "t0ken"
-
-
-@pytest.fixture
-def ex() -> Iterator[Any]:
-    executor = workflow.new_executor(InMemoryStore())
-    try:
-        yield executor
-    finally:
-        executor.close()
 
 
 def _parked(ex: Any, wid: str = "c-1") -> Any:

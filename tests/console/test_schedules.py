@@ -4,27 +4,15 @@ the list, one schedule with its next and recent ticks, and pause, unpause and tr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-import pytest
 from werkzeug.test import Client
 
 from beluga import console, workflow
-from beluga.stores import InMemoryStore
 from tests.executors import workflows  # noqa: F401 - registers wf_echo
 
 TOKEN = "t0ken"
-
-
-@pytest.fixture
-def ex() -> Iterator[Any]:
-    executor = workflow.new_executor(InMemoryStore())
-    try:
-        yield executor
-    finally:
-        executor.close()
 
 
 def test_the_list_and_a_schedule(ex: Any) -> None:
