@@ -245,6 +245,8 @@ def check(value: Any, *, label: str = "value") -> bytes:
     nesting deeper than `MAX_NESTING`, anything that does not encode, and anything whose encoding would
     not decode. For the values a caller hands over (run inputs, signal payloads, results, query
     arguments); what Beluga writes itself needs only `encode`."""
+    if type(value) in _PLAIN:  # a scalar: nothing foreign in it, and what encodes decodes again
+        return encode(value, label=label)
     problem = _foreign(value)
     if problem is not None:
         where = _locate_foreign(value, label, 1)
