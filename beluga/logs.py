@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 FIELDS = ("workflow_id", "run_id", "workflow_type", "activity", "seq", "attempt")
@@ -65,13 +63,20 @@ def update(**fields: Any) -> None:
         _run.set({**bound, **{k: v for k, v in fields.items() if v is not None}})
 
 
-@contextmanager
-def bound(**fields: Any) -> Iterator[None]:
-    token = bind(**fields)
-    try:
-        yield
-    finally:
-        _run.reset(token)
+class bound:  # noqa: N801 - used as a function: `with logs.bound(workflow_id=...):`
+    """`bind` for the block: a class, not a generator-based context manager, since coordinators enter one
+    per step and a generator's set-up cost more than the binding."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        self._token = bind(**self._fields)
+
+    def __exit__(self, *exc: object) -> None:
+        _run.reset(self._token)
 
 
 def describe(fields: dict[str, Any]) -> str:
