@@ -12,6 +12,7 @@ from beluga import workflow
 from beluga.celery.client import CeleryExecutor
 from beluga.workflow import WorkflowOptions
 from tests.executors import workflows as W
+from tests.executors.helpers import eventually
 
 AGING = 1.0
 
@@ -52,6 +53,9 @@ def test_freed_permits_go_by_priority_and_low_priority_still_runs_within_the_bou
     chain = {"key": key, "n": 40, "seconds": 0.15}
     highs = [ex.execute(W.wf_prioritized_chain, WorkflowOptions(id=f"{key}-h{i}", input={**chain, "tag": f"h{i}-"},
                                                                 priority=1)) for i in range(2)]
+    # the priority-5 call must begin to wait: it joins once the two chains contend for the one permit
+    eventually(lambda: any(ev.type == "activity_waiting" for h in highs for ev in ex.describe(h.id).history),
+               timeout=60, what="a priority-1 call waiting for the permit")
     low = ex.execute(W.wf_prioritized_chain, WorkflowOptions(id=f"{key}-low", input={**chain, "n": 1, "tag": "low"},
                                                              priority=5))
     assert low.result(timeout=120) == ["low0"]
@@ -62,8 +66,9 @@ def test_freed_permits_go_by_priority_and_low_priority_still_runs_within_the_bou
     later = {call: t for call, t in began.items() if t > low_began and call[0] != f"{key}-low"}
     passed = [call for call in later if started[call] < low_started]
     assert passed, "no priority-1 call that began to wait after the priority-5 one started before it"
+    low_events = [(ev.type, round(ev.timestamp - low_began, 3)) for ev in ex.describe(f"{key}-low").history]
     assert all(later[call] <= low_began + 4 * AGING for call in passed), \
-        sorted((later[c] - low_began, started[c] - low_started) for c in passed)
+        (sorted((later[c] - low_began, started[c] - low_started) for c in passed), low_events)
     assert any(t > low_began + 4 * AGING for t in later.values()), "the priority-1 calls kept coming past the bound"
     for wid in (f"{key}-h0", f"{key}-h1", f"{key}-low"):
         assert not [ev for ev in ex.describe(wid).history if ev.type == "activity_failed"]
