@@ -48,7 +48,9 @@ def test_freed_permits_go_by_priority_and_low_priority_still_runs_within_the_bou
     began to wait later than that does (it is then first in order), and it completes."""
     for name in ("p1", "p2"):
         private_fleet.start_worker(name, BELUGA_PRIORITY_AGING=str(AGING)).wait_ready()
-    ex = private_fleet.executor()
+    # the client has the workflows' code, so it may take a run's first step (and its first ask) itself when
+    # this process serves metrics (an earlier test may have): it must age waiters as the workers do
+    ex = private_fleet.executor(priority_aging=AGING)
     key = uuid.uuid4().hex[:8]
     chain = {"key": key, "n": 40, "seconds": 0.15}
     highs = [ex.execute(W.wf_prioritized_chain, WorkflowOptions(id=f"{key}-h{i}", input={**chain, "tag": f"h{i}-"},
