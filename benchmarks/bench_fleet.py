@@ -98,7 +98,7 @@ class Bench:
     tclient: Any = None
     profile_dir: Path | None = None
     eager: bool = True  # the worker runs eager activities (BELUGA_EAGER_ACTIVITIES > 0): the goals differ
-    plain: fs.PlainCeleryWorker | None = None  # the chain's worker with Celery's default settings (part 1)
+    plain: fs.CeleryWorker | None = None  # the chain's worker with Celery's default settings (part 1)
     rows: list[Row] = field(default_factory=list)
 
     def cpu_groups(self, system: str = "") -> dict[str, list[int]]:
@@ -641,7 +641,7 @@ def main() -> None:
             b = Bench(url, ex, redis.Redis.from_url(url), worker,
                       profile_dir=log_dir if args.profile else None, eager=args.eager is None or args.eager > 0)
             if 1 in parts:
-                b.plain = plain = fs.PlainCeleryWorker(url, log_dir).wait_ready()
+                b.plain = plain = fs.plain_celery_worker(url, log_dir).wait_ready()
             if not args.no_temporal and {1, 2} & set(parts):
                 temporal = fs.Temporal(log_dir).wait_ready()
                 print(f"temporal: {temporal.version}, dev server at {temporal.address} (headless, in-memory); "

@@ -95,12 +95,13 @@ class CeleryWorker(Worker):
     module says so."""
 
     def __init__(self, url: str, log_dir: Path, name: str = "bench", concurrency: int = 2,
-                 loglevel: str = "warning", extra_env: dict[str, str] | None = None, pool: str = "prefork") -> None:
+                 loglevel: str = "warning", extra_env: dict[str, str] | None = None, pool: str = "prefork",
+                 app: str = "beluga", queues: str = QUEUE) -> None:
         self.url = url
         self.hostname = f"{name}@{socket.gethostname()}"
         redis.Redis.from_url(url).delete(f"bench:ready:{self.hostname}")
-        super().__init__({**worker_env(url), **(extra_env or {})}, name, log_dir, concurrency, QUEUE, loglevel,
-                         pool=pool)
+        super().__init__({**worker_env(url), **(extra_env or {})}, name, log_dir, concurrency, queues, loglevel,
+                         app=app, pool=pool)
 
     def wait_ready(self, timeout: float = 60.0) -> CeleryWorker:
         r = redis.Redis.from_url(self.url)
@@ -125,47 +126,11 @@ class CeleryWorker(Worker):
         return "\n".join(ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln)
 
 
-class PlainCeleryWorker:
+def plain_celery_worker(url: str, log_dir: Path) -> CeleryWorker:
     """A worker of `benchmarks.chain_defaults` (Celery's default settings), prefork -c 2, for the chain
-    as Celery users run it."""
-
-    def __init__(self, url: str, log_dir: Path, concurrency: int = 2) -> None:
-        self.url = url
-        self.hostname = f"chain-defaults@{socket.gethostname()}"
-        self.log_path = log_dir / "chain-defaults-worker.log"
-        self._log = open(self.log_path, "w")
-        env = {**os.environ, "CHAIN_BROKER_URL": url, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "benchmarks.chain_defaults", "worker", "-c", str(concurrency),
-             "-P", "prefork", "-Q", "chain-defaults", "-n", self.hostname, "-l", "warning", "--without-mingle",
-             "--without-gossip"], env=env, cwd=str(ROOT), stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-
-    def wait_ready(self, timeout: float = 60.0) -> PlainCeleryWorker:
-        r = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chain worker exited: {self.log_path.read_text()[-3000:]}")
-            if r.get(f"bench:ready:{self.hostname}"):
-                return self
-            time.sleep(0.05)
-        raise TimeoutError(f"chain worker not ready: {self.log_path.read_text()[-3000:]}")
-
-    def pids(self) -> list[int]:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        return [self.proc.pid, *map(int, children)]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
+    as Celery users run it; ready when that module says so, as the benchmark's own worker."""
+    return CeleryWorker(url, log_dir, name="chain-defaults", extra_env={"CHAIN_BROKER_URL": url},
+                        app="benchmarks.chain_defaults", queues="chain-defaults")
 
 
 def proc_rss(pid: int) -> int:
