@@ -209,12 +209,16 @@ class CeleryExecutor(StoreBackedExecutor):
             self._wake(workflow_id, None)
 
     def signal(self, workflow_id: str, signal: Signal, *, identity: str | None = None) -> None:
+        self._send(workflow_id, self._signal_input(workflow_id, signal, identity), signal.request_id,
+                   f"signalling {signal.name!r} to")
+        log_write("signalled", workflow_id, identity, repr(signal.name))
+
+    def _signal_input(self, workflow_id: str, signal: Signal, identity: str | None) -> SignalReceived:
+        """The run input a signal is, once its id, name and payload are checked."""
         check_name(workflow_id, "workflow id")
         check_name(signal.name, "signal name")
         self._rt.check(signal.payload)
-        self._send(workflow_id, SignalReceived(signal.name, signal.payload, signal.sender_id, identity),
-                   signal.request_id, f"signalling {signal.name!r} to")
-        log_write("signalled", workflow_id, identity, repr(signal.name))
+        return SignalReceived(signal.name, signal.payload, signal.sender_id, identity)
 
     def signal_many(self, signals: Iterable[tuple[str, Signal]], *, identity: str | None = None
                     ) -> list[Exception | None]:
@@ -226,19 +230,15 @@ class CeleryExecutor(StoreBackedExecutor):
         todo: list[tuple[int, str, dict[str, Any], str]] = []
         for i, (workflow_id, signal) in enumerate(pairs):
             try:
-                check_name(workflow_id, "workflow id")
-                check_name(signal.name, "signal name")
-                self._rt.check(signal.payload)
-                message = messages.encode(SignalReceived(signal.name, signal.payload, signal.sender_id, identity))
+                message = messages.encode(self._signal_input(workflow_id, signal, identity))
             except REFUSED_SIGNAL as exc:
                 outcomes[i] = exc
                 continue
             todo.append((i, workflow_id, message, signal.request_id or uuid.uuid4().hex))
-        names = {i: signal.name for i, (_, signal) in enumerate(pairs)}
         for first in range(0, len(todo), SIGNAL_BATCH):
             chunk = todo[first:first + SIGNAL_BATCH]
             replies = self._retrying(f"signalling {len(chunk)} workflows", lambda chunk=chunk: self.fleet.push_inputs(
-                [(wid, message, request_id) for _, wid, message, request_id in chunk]), chunk[0][3])
+                [(wid, message, request_id) for _, wid, message, request_id in chunk]), None)
             shards: set[int] = set()
             for (i, workflow_id, _, _), got in zip(chunk, replies, strict=True):
                 if got == PushReply.NO_RUN:
@@ -254,7 +254,7 @@ class CeleryExecutor(StoreBackedExecutor):
                 self._best_effort(lambda shard=shard: self._rt.sender.wake_shard(shard), f"shard {shard}")
         for i, workflow_id, *_ in todo:
             if outcomes[i] is None:
-                log_write("signalled", workflow_id, identity, repr(names[i]))
+                log_write("signalled", workflow_id, identity, repr(pairs[i][1].name))
         return outcomes
 
     def cancel(self, workflow_id: str, *, identity: str | None = None) -> None:
@@ -407,8 +407,10 @@ def _unavailable(what: str, budget: float, exc: BaseException, writes: bool, sen
            else f"Redis could not be reached or did not answer for {budget:g}s ({exc})")
     if not writes:
         return f"{what}: {why}; a read, safe to repeat"
-    return f"{what}: {why}; " + (f"it may have taken effect: repeat it with request_id {request_id!r} to make "
-                                 "sure, it takes effect once" if sent else "it did not take effect")
+    again = (f"request_id {request_id!r}" if request_id is not None
+             else "the same request_id on each Signal (set them before the first try)")
+    return f"{what}: {why}; " + (f"it may have taken effect: repeat it with {again} to make sure, it takes "
+                                 "effect once" if sent else "it did not take effect")
 
 
 _parts_lock = threading.Lock()

@@ -87,8 +87,8 @@ class DurableExecutor(Scheduling, ABC):
         delivered, else the error `signal` would have raised for it (`WorkflowNotFound`,
         `WorkflowNotRunning`, a bad name or payload), so that one closed run does not hide what happened to
         the rest. An outage (`ServiceUnavailable`) is raised: which signals went out is then unknown, and a
-        retry with the same signals' `request_id`s delivers each once. Executors that can send many at
-        once (the fleet: pipelined, one wake per shard) override this."""
+        retry with the same signals delivers each once when each carries a `request_id`. Executors that
+        can send many at once (the fleet: pipelined, one wake per shard) override this."""
         outcomes: list[Exception | None] = []
         for workflow_id, signal in signals:
             try:
