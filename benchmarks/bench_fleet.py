@@ -157,47 +157,43 @@ class Bench:
         return {"wall": wall, "handles": handles}
 
     # --- chain ------------------------------------------------------------------------------------
-    def chain_batch(self, workflows: int, steps: int, timeout: float = 600.0) -> dict[str, Any]:
-        app, key = self.ex.app, f"bench:chain:{uuid.uuid4().hex}"
-        want = workflows * steps
+    def chain_batch(self, workflows: int, steps: int) -> dict[str, Any]:
+        return self.chains(self.ex.app, "bench", self.worker, workflows, steps)
+
+    def chain_defaults_batch(self, workflows: int, steps: int) -> dict[str, Any]:
+        """The same chains on the worker with Celery's default settings (benchmarks.chain_defaults)."""
+        from benchmarks import chain_defaults as cd
+
+        assert self.plain is not None
+        cd.app.conf.broker_url = self.url
+        return self.chains(cd.app, "chain", self.plain, workflows, steps)
+
+    def chains(self, app: Any, prefix: str, worker: fs.CeleryWorker, workflows: int, steps: int,
+               timeout: float = 600.0) -> dict[str, Any]:
+        """`workflows` chains of `steps` tasks `<prefix>.inc` of `app`, the last `<prefix>.inc_done` adding its
+        result to a Redis counter: done, and right, when the counter is workflows * steps."""
+        key, want = f"bench:chain:{uuid.uuid4().hex}", workflows * steps
         t0 = time.perf_counter()
         for _ in range(workflows):
-            sigs = [app.signature("bench.inc", (0,))] + [app.signature("bench.inc") for _ in range(steps - 2)]
-            sigs.append(app.signature("bench.inc_done", kwargs={"key": key}))
+            sigs = [app.signature(f"{prefix}.inc", (0,))] + [app.signature(f"{prefix}.inc") for _ in range(steps - 2)]
+            sigs.append(app.signature(f"{prefix}.inc_done", kwargs={"key": key}))
             chain(*sigs).apply_async()
         deadline = time.monotonic() + timeout
         while int(self.r.get(key) or 0) < want:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"chain: counter {self.r.get(key)} of {want}; errors:\n{self.worker.errors()}")
+                raise TimeoutError(f"{prefix}: counter {self.r.get(key)} of {want}; errors:\n{worker.errors()}")
             time.sleep(POLL)
         wall = time.perf_counter() - t0
         if int(self.r.get(key)) != want:
-            raise SystemExit(f"chain: counter {self.r.get(key)} != {want}")
+            raise SystemExit(f"{prefix}: counter {self.r.get(key)} != {want}")
         return {"wall": wall}
 
-    def chain_defaults_batch(self, workflows: int, steps: int, timeout: float = 600.0) -> dict[str, Any]:
-        """The same chains on the worker with Celery's default settings (benchmarks.chain_defaults)."""
-        from benchmarks import chain_defaults as cd
-
-        cd.app.conf.broker_url = self.url
-        key = f"bench:chain:{uuid.uuid4().hex}"
-        t0 = time.perf_counter()
-        for _ in range(workflows):
-            sigs = [cd.inc.s(0)] + [cd.inc.s() for _ in range(steps - 2)] + [cd.inc_done.s(key=key)]
-            chain(*sigs).apply_async()
-        deadline = time.monotonic() + timeout
-        while int(self.r.get(key) or 0) < workflows * steps:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"chain-defaults: counter {self.r.get(key)} of {workflows * steps}")
-            time.sleep(POLL)
-        return {"wall": time.perf_counter() - t0}
-
-    def floor_batch(self, workflows: int, steps: int) -> dict[str, Any]:
-        """The raw append floor (benchmarks/floors.py) for 10x the steps (its start-up falls outside)."""
+    def floor_rate(self, workflows: int, steps: int) -> float:
+        """The raw append floor's steps/s (benchmarks/floors.py), over 10x the steps (its start-up falls
+        outside its timing)."""
         from benchmarks.floors import append_floor
 
-        out = append_floor(self.url, steps=workflows * steps * 10)
-        return {"wall": workflows * steps / out["steps_per_s"], "cpu_ms": out["cpu_ms"]}
+        return append_floor(self.url, steps=workflows * steps * 10)["steps_per_s"]
 
     # --- Temporal ---------------------------------------------------------------------------------
     def temporal_batch(self, workflows: int, steps: int) -> dict[str, Any]:
@@ -284,7 +280,7 @@ def part1(b: Bench, reps: int, workflows: int, steps: int) -> None:
             cpu[s].append(out["cpu"])
             cmds[s].append(out["cmds"])
             print(f"  rep {rep + 1}/{reps} {s:<9} {rates[s][-1]:>8.0f} steps/s  wall {out['wall']:.3f}s", flush=True)
-        rates["floor"].append(workflows * steps / b.floor_batch(workflows, steps)["wall"])
+        rates["floor"].append(b.floor_rate(workflows, steps))
         print(f"  rep {rep + 1}/{reps} floor     {rates['floor'][-1]:>8.0f} steps/s", flush=True)
     m = {s: med(v) for s, v in rates.items()}
     for s in [*systems, "floor"]:
