@@ -173,7 +173,7 @@ def observe_step(executor: str, workflow_type: str, step: Any, age: float | None
         m.child(m.step_seconds, executor).observe(now - began)
     _local.began = now  # the next step of this thread is measured from here
     if step.error and step.status is None:
-        m.runs_stuck.labels(workflow_type, str(step.error.get("type", "error"))).inc()
+        m.child(m.runs_stuck, workflow_type, str(step.error.get("type", "error"))).inc()
     status = getattr(step.status, "value", step.status)
     if status is None or status == "running":
         return
